@@ -1,0 +1,376 @@
+/*
+ * Exact RNS polynomial kernels for mpclr: negacyclic NTT laid out exactly as SEAL 4.1 lays it out
+ * (bit-reversed root table, Cooley-Tukey forward, Gentleman-Sande inverse), and element-wise modular
+ * arithmetic. Everything is exact 64-bit integer arithmetic (a 64x64->128 product; no floating point,
+ * no long double), so results are identical on every platform. The GIL is released while computing,
+ * so parties simulated in threads use both cores.
+ *
+ * Arrays are C-contiguous uint64 of shape (..., k, n) for k = len(moduli): row r is reduced modulo
+ * moduli[r % k], so a stack of polynomials is one call. Moduli must be below 2^62 (SEAL's limit: 61 bits).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+#if defined(__SIZEOF_INT128__)
+typedef unsigned __int128 u128;
+static inline uint64_t mulhi64(uint64_t a, uint64_t b) { return (uint64_t)(((u128)a * b) >> 64); }
+static inline void mul64(uint64_t a, uint64_t b, uint64_t *hi, uint64_t *lo)
+{
+    u128 p = (u128)a * b;
+    *hi = (uint64_t)(p >> 64);
+    *lo = (uint64_t)p;
+}
+#else
+/* Portable fallback: schoolbook product on 32-bit limbs. */
+static inline void mul64(uint64_t a, uint64_t b, uint64_t *hi, uint64_t *lo)
+{
+    uint64_t a0 = (uint32_t)a, a1 = a >> 32, b0 = (uint32_t)b, b1 = b >> 32;
+    uint64_t p00 = a0 * b0, p01 = a0 * b1, p10 = a1 * b0, p11 = a1 * b1;
+    uint64_t mid = (p00 >> 32) + (uint32_t)p01 + (uint32_t)p10;
+    *lo = (mid << 32) | (uint32_t)p00;
+    *hi = p11 + (p01 >> 32) + (p10 >> 32) + (mid >> 32);
+}
+static inline uint64_t mulhi64(uint64_t a, uint64_t b)
+{
+    uint64_t hi, lo;
+    mul64(a, b, &hi, &lo);
+    return hi;
+}
+#endif
+
+/* Shoup: w_shoup = floor(w * 2^64 / q) precomputed; returns x * w mod q for x < 2^64, q < 2^63. */
+static inline uint64_t mul_shoup(uint64_t x, uint64_t w, uint64_t w_shoup, uint64_t q)
+{
+    uint64_t est = mulhi64(x, w_shoup);
+    uint64_t r = x * w - est * q;
+    return r >= q ? r - q : r;
+}
+
+/* Barrett reduction of the 128-bit value (hi, lo) < q^2 with ratio = floor(2^128 / q) = (r1, r0). */
+static inline uint64_t barrett128(uint64_t hi, uint64_t lo, uint64_t r1, uint64_t r0, uint64_t q)
+{
+    /* Quotient estimate floor((hi*2^64 + lo) * (r1*2^64 + r0) / 2^128), dropping the lowest
+       partial product's low word (error at most 2 multiples of q, corrected below). */
+    uint64_t c_hi, c_lo, t_hi, t_lo, carry;
+    uint64_t lo_r0_hi = mulhi64(lo, r0);
+    mul64(lo, r1, &c_hi, &c_lo);
+    uint64_t s = c_lo + lo_r0_hi;
+    carry = s < c_lo;
+    uint64_t acc_hi = c_hi + carry;
+    mul64(hi, r0, &t_hi, &t_lo);
+    uint64_t s2 = s + t_lo;
+    carry = s2 < s;
+    acc_hi += t_hi + carry;
+    uint64_t quot = hi * r1 + acc_hi;
+    uint64_t r = lo - quot * q;
+    while (r >= q) r -= q;
+    return r;
+}
+
+typedef struct {
+    Py_buffer view;
+    int held;
+} buf_t;
+
+static int get_buf(PyObject *obj, buf_t *b, int writable, const char *name)
+{
+    int flags = PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0);
+    if (PyObject_GetBuffer(obj, &b->view, flags) < 0) {
+        PyErr_Format(PyExc_TypeError, "%s must be a C-contiguous%s uint64 buffer", name,
+                     writable ? " writable" : "");
+        return -1;
+    }
+    b->held = 1;
+    if (b->view.itemsize != 8 || b->view.len % 8 != 0) {
+        PyErr_Format(PyExc_TypeError, "%s must hold 8-byte unsigned integers", name);
+        return -1;
+    }
+    return 0;
+}
+
+static void release(buf_t *bufs, int count)
+{
+    for (int i = 0; i < count; i++)
+        if (bufs[i].held) PyBuffer_Release(&bufs[i].view);
+}
+
+#define NELEM(b) ((Py_ssize_t)((b).view.len / 8))
+#define U64(b) ((uint64_t *)(b).view.buf)
+
+static int check_shape(Py_ssize_t total, Py_ssize_t n, Py_ssize_t rows, const char *name)
+{
+    if (n <= 0 || (n & (n - 1)) != 0) {
+        PyErr_SetString(PyExc_ValueError, "n must be a positive power of two");
+        return -1;
+    }
+    if (total != rows * n) {
+        PyErr_Format(PyExc_ValueError, "%s holds %zd values; expected %zd rows x %zd", name, total, rows, n);
+        return -1;
+    }
+    return 0;
+}
+
+/* Harvey's lazy butterflies: values stay in [0, 4q) inside the transform (q < 2^62), fully reduced at
+   the end; mul_shoup_lazy returns x * w mod q in [0, 2q). */
+static inline uint64_t mul_shoup_lazy(uint64_t x, uint64_t w, uint64_t w_shoup, uint64_t q)
+{
+    return x * w - mulhi64(x, w_shoup) * q;
+}
+
+static void ntt_forward_row(uint64_t *a, Py_ssize_t n, const uint64_t *w, const uint64_t *ws, uint64_t q)
+{
+    const uint64_t two_q = 2 * q;
+    Py_ssize_t gap = n >> 1;
+    for (Py_ssize_t m = 1; m < n; m <<= 1, gap >>= 1) {
+        for (Py_ssize_t i = 0; i < m; i++) {
+            const uint64_t W = w[m + i], Ws = ws[m + i];
+            uint64_t *restrict x = a + 2 * i * gap, *restrict y = x + gap;
+            for (Py_ssize_t j = 0; j < gap; j++) {
+                uint64_t u = x[j];
+                u -= (u >= two_q) ? two_q : 0;
+                uint64_t v = mul_shoup_lazy(y[j], W, Ws, q);
+                x[j] = u + v;
+                y[j] = u + two_q - v;
+            }
+        }
+    }
+    for (Py_ssize_t j = 0; j < n; j++) {
+        uint64_t u = a[j];
+        u -= (u >= two_q) ? two_q : 0;
+        a[j] = u - ((u >= q) ? q : 0);
+    }
+}
+
+static void ntt_inverse_row(uint64_t *a, Py_ssize_t n, const uint64_t *w, const uint64_t *ws, uint64_t q,
+                            uint64_t ninv, uint64_t ninv_s)
+{
+    /* w[m + i] holds the inverse of the forward root used by group i of stage m. Inputs in [0, q);
+       values stay in [0, 2q) between stages. */
+    const uint64_t two_q = 2 * q;
+    Py_ssize_t gap = 1;
+    for (Py_ssize_t m = n >> 1; m >= 1; m >>= 1, gap <<= 1) {
+        for (Py_ssize_t i = 0; i < m; i++) {
+            const uint64_t W = w[m + i], Ws = ws[m + i];
+            uint64_t *restrict x = a + 2 * i * gap, *restrict y = x + gap;
+            for (Py_ssize_t j = 0; j < gap; j++) {
+                uint64_t u = x[j], v = y[j];
+                uint64_t s = u + v;
+                x[j] = s - ((s >= two_q) ? two_q : 0);
+                y[j] = mul_shoup_lazy(u + two_q - v, W, Ws, q);
+            }
+        }
+    }
+    for (Py_ssize_t j = 0; j < n; j++) {
+        uint64_t r = mul_shoup_lazy(a[j], ninv, ninv_s, q);
+        a[j] = r - ((r >= q) ? q : 0);
+    }
+}
+
+static PyObject *py_ntt(PyObject *args, int inverse)
+{
+    PyObject *o_data, *o_w, *o_ws, *o_q, *o_ninv = NULL, *o_ninvs = NULL;
+    Py_ssize_t n;
+    buf_t b[6];
+    memset(b, 0, sizeof b);
+    if (inverse) {
+        if (!PyArg_ParseTuple(args, "OOOOOOn", &o_data, &o_w, &o_ws, &o_q, &o_ninv, &o_ninvs, &n)) return NULL;
+    } else {
+        if (!PyArg_ParseTuple(args, "OOOOn", &o_data, &o_w, &o_ws, &o_q, &n)) return NULL;
+    }
+    if (get_buf(o_data, &b[0], 1, "data") || get_buf(o_w, &b[1], 0, "roots") ||
+        get_buf(o_ws, &b[2], 0, "roots_shoup") || get_buf(o_q, &b[3], 0, "moduli") ||
+        (inverse && (get_buf(o_ninv, &b[4], 0, "n_inv") || get_buf(o_ninvs, &b[5], 0, "n_inv_shoup")))) {
+        release(b, 6);
+        return NULL;
+    }
+    Py_ssize_t k = NELEM(b[3]);
+    Py_ssize_t rows = (n > 0 && k > 0) ? NELEM(b[0]) / n : 0;
+    if (k == 0 || rows % k != 0) {
+        PyErr_SetString(PyExc_ValueError, "data must hold a whole number of polynomials (rows = m * len(moduli))");
+        release(b, 6);
+        return NULL;
+    }
+    if (check_shape(NELEM(b[0]), n, rows, "data") || check_shape(NELEM(b[1]), n, k, "roots") ||
+        check_shape(NELEM(b[2]), n, k, "roots_shoup") ||
+        (inverse && (NELEM(b[4]) != k || NELEM(b[5]) != k))) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "n_inv must hold one value per row");
+        release(b, 6);
+        return NULL;
+    }
+    uint64_t *data = U64(b[0]), *w = U64(b[1]), *ws = U64(b[2]), *q = U64(b[3]);
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t r = 0; r < rows; r++) {
+        Py_ssize_t t = r % k;
+        if (inverse)
+            ntt_inverse_row(data + r * n, n, w + t * n, ws + t * n, q[t], U64(b[4])[t], U64(b[5])[t]);
+        else
+            ntt_forward_row(data + r * n, n, w + t * n, ws + t * n, q[t]);
+    }
+    Py_END_ALLOW_THREADS
+    release(b, 6);
+    Py_RETURN_NONE;
+}
+
+static PyObject *ntt_forward(PyObject *self, PyObject *args) { return py_ntt(args, 0); }
+static PyObject *ntt_inverse(PyObject *self, PyObject *args) { return py_ntt(args, 1); }
+
+enum { OP_ADD, OP_SUB, OP_MUL };
+
+/* out = a (op) b, row r modulo moduli[r % k]; b may also be a single polynomial (k rows) broadcast over
+   the stack in a. ratios holds floor(2^128 / q) as (high, low) per modulus. */
+static PyObject *py_elementwise(PyObject *args, int op)
+{
+    PyObject *o_out, *o_a, *o_b, *o_q, *o_ratio = NULL;
+    Py_ssize_t n;
+    buf_t b[5];
+    memset(b, 0, sizeof b);
+    if (op == OP_MUL) {
+        if (!PyArg_ParseTuple(args, "OOOOOn", &o_out, &o_a, &o_b, &o_q, &o_ratio, &n)) return NULL;
+    } else {
+        if (!PyArg_ParseTuple(args, "OOOOn", &o_out, &o_a, &o_b, &o_q, &n)) return NULL;
+    }
+    if (get_buf(o_out, &b[0], 1, "out") || get_buf(o_a, &b[1], 0, "a") || get_buf(o_b, &b[2], 0, "b") ||
+        get_buf(o_q, &b[3], 0, "moduli") || (op == OP_MUL && get_buf(o_ratio, &b[4], 0, "ratios"))) {
+        release(b, 5);
+        return NULL;
+    }
+    Py_ssize_t k = NELEM(b[3]);
+    Py_ssize_t rows = (n > 0 && k > 0) ? NELEM(b[1]) / n : 0;
+    Py_ssize_t brows = (n > 0) ? NELEM(b[2]) / n : 0;
+    if (k == 0 || rows % k != 0 || (brows != rows && brows != k)) {
+        PyErr_SetString(PyExc_ValueError, "a must hold m * len(moduli) rows and b as many or len(moduli)");
+        release(b, 5);
+        return NULL;
+    }
+    if (check_shape(NELEM(b[0]), n, rows, "out") || check_shape(NELEM(b[1]), n, rows, "a") ||
+        check_shape(NELEM(b[2]), n, brows, "b") || (op == OP_MUL && NELEM(b[4]) != 2 * k)) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "ratios must hold two values per row");
+        release(b, 5);
+        return NULL;
+    }
+    uint64_t *out = U64(b[0]), *a = U64(b[1]), *bb = U64(b[2]), *q = U64(b[3]);
+    uint64_t *ratio = op == OP_MUL ? U64(b[4]) : NULL;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t r = 0; r < rows; r++) {
+        Py_ssize_t t = r % k;
+        uint64_t m = q[t];
+        uint64_t *o = out + r * n, *x = a + r * n, *y = bb + (brows == rows ? r : t) * n;
+        if (op == OP_ADD) {
+            for (Py_ssize_t j = 0; j < n; j++) {
+                uint64_t s = x[j] + y[j];
+                o[j] = s >= m ? s - m : s;
+            }
+        } else if (op == OP_SUB) {
+            for (Py_ssize_t j = 0; j < n; j++) o[j] = x[j] >= y[j] ? x[j] - y[j] : x[j] + m - y[j];
+        } else {
+            uint64_t r1 = ratio[2 * t], r0 = ratio[2 * t + 1];
+            for (Py_ssize_t j = 0; j < n; j++) {
+                uint64_t hi, lo;
+                mul64(x[j], y[j], &hi, &lo);
+                o[j] = barrett128(hi, lo, r1, r0, m);
+            }
+        }
+    }
+    Py_END_ALLOW_THREADS
+    release(b, 5);
+    Py_RETURN_NONE;
+}
+
+static PyObject *add_mod(PyObject *self, PyObject *args) { return py_elementwise(args, OP_ADD); }
+static PyObject *sub_mod(PyObject *self, PyObject *args) { return py_elementwise(args, OP_SUB); }
+static PyObject *mul_mod(PyObject *self, PyObject *args) { return py_elementwise(args, OP_MUL); }
+
+/* out[p, r, :] = c[p, :] mod moduli[r] for signed 64-bit coefficients c of shape (m, n): lifts small
+   polynomials (errors, secrets, smudging noise) into RNS form. out has shape (m, k, n). */
+static PyObject *lift_signed(PyObject *self, PyObject *args)
+{
+    PyObject *o_out, *o_c, *o_q;
+    Py_ssize_t n;
+    buf_t b[3];
+    memset(b, 0, sizeof b);
+    if (!PyArg_ParseTuple(args, "OOOn", &o_out, &o_c, &o_q, &n)) return NULL;
+    if (get_buf(o_out, &b[0], 1, "out") || get_buf(o_c, &b[1], 0, "coefficients") || get_buf(o_q, &b[2], 0, "moduli")) {
+        release(b, 3);
+        return NULL;
+    }
+    Py_ssize_t k = NELEM(b[2]);
+    Py_ssize_t polys = n > 0 ? NELEM(b[1]) / n : 0;
+    if (n <= 0 || k == 0 || polys * n != NELEM(b[1]) || NELEM(b[0]) != polys * k * n) {
+        PyErr_SetString(PyExc_ValueError, "out must have shape (m, len(moduli), n) for coefficients (m, n)");
+        release(b, 3);
+        return NULL;
+    }
+    uint64_t *out = U64(b[0]), *q = U64(b[2]);
+    const int64_t *c = (const int64_t *)b[1].view.buf;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t p = 0; p < polys; p++) {
+        for (Py_ssize_t r = 0; r < k; r++) {
+            uint64_t m = q[r];
+            uint64_t *o = out + (p * k + r) * n;
+            const int64_t *x = c + p * n;
+            for (Py_ssize_t j = 0; j < n; j++) {
+                int64_t v = x[j];
+                uint64_t mag = v < 0 ? (uint64_t)(-(v + 1)) + 1 : (uint64_t)v;
+                uint64_t red = mag < m ? mag : mag % m;
+                o[j] = (v < 0 && red) ? m - red : red;
+            }
+        }
+    }
+    Py_END_ALLOW_THREADS
+    release(b, 3);
+    Py_RETURN_NONE;
+}
+
+/* True if every row r of a (m*k, n) holds values below moduli[r % k]. */
+static PyObject *all_reduced(PyObject *self, PyObject *args)
+{
+    PyObject *o_a, *o_q;
+    Py_ssize_t n;
+    buf_t b[2];
+    memset(b, 0, sizeof b);
+    if (!PyArg_ParseTuple(args, "OOn", &o_a, &o_q, &n)) return NULL;
+    if (get_buf(o_a, &b[0], 0, "a") || get_buf(o_q, &b[1], 0, "moduli")) {
+        release(b, 2);
+        return NULL;
+    }
+    Py_ssize_t k = NELEM(b[1]);
+    Py_ssize_t rows = n > 0 ? NELEM(b[0]) / n : 0;
+    if (n <= 0 || k == 0 || rows * n != NELEM(b[0]) || rows % k) {
+        PyErr_SetString(PyExc_ValueError, "a must hold m * len(moduli) rows of n values");
+        release(b, 2);
+        return NULL;
+    }
+    const uint64_t *a = U64(b[0]), *q = U64(b[1]);
+    int ok = 1;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t r = 0; r < rows && ok; r++) {
+        uint64_t m = q[r % k], bad = 0;
+        const uint64_t *x = a + r * n;
+        for (Py_ssize_t j = 0; j < n; j++) bad |= (uint64_t)(x[j] >= m);
+        ok = !bad;
+    }
+    Py_END_ALLOW_THREADS
+    release(b, 2);
+    return PyBool_FromLong(ok);
+}
+
+static PyMethodDef methods[] = {
+    {"all_reduced", all_reduced, METH_VARARGS, "all_reduced(a, moduli, n): every value below its row's modulus."},
+    {"lift_signed", lift_signed, METH_VARARGS,
+     "lift_signed(out, coeffs, moduli, n): out[p, r] = coeffs[p] mod moduli[r] for int64 coefficients."},
+    {"ntt_forward", ntt_forward, METH_VARARGS,
+     "ntt_forward(data, roots, roots_shoup, moduli, n): in-place forward negacyclic NTT, SEAL's order."},
+    {"ntt_inverse", ntt_inverse, METH_VARARGS,
+     "ntt_inverse(data, inv_roots, inv_roots_shoup, moduli, n_inv, n_inv_shoup, n): in-place inverse NTT."},
+    {"add_mod", add_mod, METH_VARARGS, "add_mod(out, a, b, moduli, n): out = a + b mod q, row-wise."},
+    {"sub_mod", sub_mod, METH_VARARGS, "sub_mod(out, a, b, moduli, n): out = a - b mod q, row-wise."},
+    {"mul_mod", mul_mod, METH_VARARGS,
+     "mul_mod(out, a, b, moduli, ratios, n): out = a * b mod q, row-wise, Barrett with floor(2^128/q)."},
+    {NULL, NULL, 0, NULL}};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_kernels",
+                                    "Exact RNS/NTT kernels bit-compatible with SEAL 4.1.", -1, methods};
+
+PyMODINIT_FUNC PyInit__kernels(void) { return PyModule_Create(&module); }
