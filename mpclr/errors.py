@@ -1,0 +1,29 @@
+"""Errors mpclr raises. Each names the problem: the file, row, column, parameter or message at fault."""
+
+
+class MpclrError(Exception):
+    """Base class for mpclr's own errors."""
+
+
+class ParameterError(MpclrError, ValueError):
+    """A parameter set, preset or argument is invalid or insecure."""
+
+
+class FormatError(MpclrError, ValueError):
+    """Bytes that do not parse as the object they claim to be (SEAL object or protocol message)."""
+
+
+class ProtocolError(MpclrError):
+    """A protocol cannot proceed: missing parties, too few shares, inconsistent state."""
+
+
+class MessageError(ProtocolError):
+    """A protocol message was rejected: truncated, tampered, replayed, or from the wrong session/params."""
+
+
+class DataError(MpclrError, ValueError):
+    """Input data is malformed: names file, row and column where it can."""
+
+
+class InsecureParametersWarning(UserWarning):
+    """Emitted when a parameter set below 128-bit security is used on explicit opt-in."""
