@@ -1,0 +1,106 @@
+"""What the protocols exchange: shares (polynomial stacks that serialize themselves) and the secret share
+that never leaves its party."""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import FormatError
+from ..ring import Ring, SecretRandom
+from ..ring.rns import u64_from_buffer
+
+__all__ = ["Share", "SecretKeyShare"]
+
+_SHARE_MAGIC = b"MPSH"
+_SHARE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Share:
+    """A protocol share: a stack of RNS polynomials in NTT form, tagged with the protocol step it belongs to.
+
+    `data` has shape (..., K, N); `tag` names the step and its public arguments (e.g. "gkg/elt=3"), so a
+    share of one step cannot be fed to another.
+    """
+
+    tag: str
+    data: np.ndarray
+
+    def to_bytes(self) -> bytes:
+        tag = self.tag.encode()
+        shape = self.data.shape
+        head = struct.pack(f"<4sBB{len(tag)}sB{len(shape)}Q", _SHARE_MAGIC, _SHARE_VERSION, len(tag), tag,
+                           len(shape), *shape)
+        return b"".join([head, memoryview(np.ascontiguousarray(self.data, dtype="<u8")).cast("B")])
+
+    @classmethod
+    def from_bytes(cls, raw: bytes, tag: str, ring: Ring, lead: tuple[int, ...] = ()) -> Share:
+        """Parse and validate a share for step `tag`: its shape must be (*lead, K, N) of `ring`, reduced."""
+        try:
+            magic, version, tlen = struct.unpack_from("<4sBB", raw, 0)
+            if magic != _SHARE_MAGIC:
+                raise FormatError("not a protocol share")
+            if version != _SHARE_VERSION:
+                raise FormatError(f"share format version {version}, expected {_SHARE_VERSION}")
+            off = 6
+            got_tag = bytes(raw[off : off + tlen]).decode()
+            off += tlen
+            (ndim,) = struct.unpack_from("<B", raw, off)
+            off += 1
+            shape = struct.unpack_from(f"<{ndim}Q", raw, off)
+            off += 8 * ndim
+        except (struct.error, UnicodeDecodeError) as exc:
+            raise FormatError(f"share for {tag}: truncated or malformed header ({exc})") from None
+        if got_tag != tag:
+            raise FormatError(f"share is for step {got_tag!r}, expected {tag!r}")
+        want = (*lead, *ring.shape)
+        if tuple(shape) != want:
+            raise FormatError(f"share for {tag}: shape {tuple(shape)}, expected {want}")
+        count = int(np.prod(shape))
+        if len(raw) != off + 8 * count:
+            raise FormatError(f"share for {tag}: {len(raw)} bytes, expected {off + 8 * count} (truncated?)")
+        data = u64_from_buffer(raw, off, count).reshape(shape)
+        if not ring.is_reduced(data):
+            raise FormatError(f"share for {tag}: values not reduced modulo the primes")
+        return cls(tag, data)
+
+    @property
+    def nbytes(self) -> int:
+        return self.data.nbytes
+
+
+class SecretKeyShare:
+    """One party's additive share s_i of the collective secret s = sum_i s_i (never formed anywhere).
+
+    Uniform ternary, in NTT form over the key level (all primes including the special prime). It has no
+    byte form, refuses to be pickled and hides its value in repr: it lives and dies inside its party.
+    """
+
+    __slots__ = ("_poly", "ring")
+
+    def __init__(self, ring: Ring, poly_ntt: np.ndarray):
+        self.ring = ring
+        self._poly = ring.check(poly_ntt, "secret key share")
+
+    @classmethod
+    def generate(cls, ring: Ring, rng: SecretRandom) -> SecretKeyShare:
+        return cls(ring, rng.ternary_ntt(ring))
+
+    def at_level(self, rows: int) -> np.ndarray:
+        """The share restricted to the first `rows` primes (a ciphertext level), NTT form."""
+        return self._poly[:rows]
+
+    def full(self) -> np.ndarray:
+        return self._poly
+
+    def __repr__(self) -> str:
+        return f"SecretKeyShare(<hidden>, {self.ring!r})"
+
+    def __reduce__(self):
+        raise TypeError("a secret-key share cannot be pickled or copied out of its party")
+
+    def __getstate__(self):
+        raise TypeError("a secret-key share cannot be pickled or copied out of its party")
