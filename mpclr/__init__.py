@@ -1,0 +1,38 @@
+"""mpclr: multiparty privacy-preserving logistic regression on threshold CKKS (Pyfhel / SEAL).
+
+    import mpclr
+    fed = mpclr.Federation(parties=3, preset="fast")
+    a = fed.parties[0].encrypt(x)
+    c = fed.server.multiply(a, fed.parties[1].encrypt(y))
+    fed.decrypt(c, by=[0, 1, 2])
+"""
+
+from .errors import (
+    DataError,
+    FormatError,
+    InsecureParametersWarning,
+    MessageError,
+    MpclrError,
+    ParameterError,
+    ProtocolError,
+)
+from .federation import Federation
+from .params import PRESETS, Params, get_preset
+from .roles import Ciphertext
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Federation",
+    "Ciphertext",
+    "Params",
+    "PRESETS",
+    "get_preset",
+    "MpclrError",
+    "ParameterError",
+    "FormatError",
+    "ProtocolError",
+    "MessageError",
+    "DataError",
+    "InsecureParametersWarning",
+]

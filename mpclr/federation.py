@@ -1,0 +1,122 @@
+"""A whole study in one process: hospitals, a server and a researcher on one network, keys made.
+
+`Federation` is the convenience entry point for notebooks and tests. It only wires nodes together and
+starts protocols; every protocol message still travels as bytes through `network`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+
+from .errors import ParameterError
+from .network import InProcessNetwork, Network
+from .params import Params, get_preset
+from .roles import Ciphertext, DataProvider, Researcher, Server, Session
+from .seal.context import SealContext
+
+__all__ = ["Federation"]
+
+_CONTEXTS: dict[Params, SealContext] = {}
+
+
+def seal_context(params: Params) -> SealContext:
+    """Parameter sets are immutable, so their SEAL contexts (prime tables included) are shared."""
+    if params not in _CONTEXTS:
+        _CONTEXTS[params] = SealContext(params)
+    return _CONTEXTS[params]
+
+
+class Federation:
+    """n data providers with one key share each, a server and a researcher.
+
+    Parameters
+    ----------
+    parties : number of data providers (key holders), 2..64
+    preset : a preset name ("fast", "deep") or a Params
+    seed : fixes public randomness only (data splits, fold assignment); never key material, errors,
+        smudging or masks, which always come from the OS CSPRNG
+    names : the data providers' names (default hospital-1..n)
+    network : a transport (default: all nodes in this process)
+    rotations : rotation steps to make keys for right away
+    """
+
+    def __init__(self, parties: int = 3, preset: str | Params = "fast", seed: int | None = None, *,
+                 names: list[str] | None = None, network: Network | None = None, rotations=()):
+        if not isinstance(parties, int | np.integer) or isinstance(parties, bool) or not 2 <= parties <= 64:
+            raise ParameterError(f"parameter parties must be an integer in [2, 64], got {parties!r}")
+        if names is not None and len(names) != parties:
+            raise ParameterError(f"parameter names lists {len(names)} names for {parties} parties")
+        if seed is not None and not isinstance(seed, int | np.integer):
+            raise ParameterError(f"parameter seed must be an integer or None, got {seed!r}")
+        self.params = get_preset(preset)
+        self.seed = seed
+        self.ctx = seal_context(self.params)
+        self.network = network or InProcessNetwork()
+        names = list(names or [f"hospital-{i + 1}" for i in range(parties)])
+        if len(set(names)) != len(names):
+            raise ParameterError(f"parameter names must be distinct, got {names}")
+        self.timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        self.server = Server("server", self.ctx, self.network)
+        self.researcher = Researcher("researcher", self.ctx, self.network)
+        self.parties = [DataProvider(name, self.ctx, self.network) for name in names]
+        nodes = [self.server, self.researcher, *self.parties]
+        self.session = Session(
+            id=os.urandom(16),
+            params=self.ctx.fingerprint,
+            roster={node.name: node.identity.public_bytes for node in nodes},
+            key_holders=tuple(names),
+            threshold=parties,
+            server=self.server.name,
+            researcher=self.researcher.name,
+        )
+        for node in nodes:
+            node.join(self.session)
+        self.timings["setup"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        self.server.run_key_ceremony()
+        self.timings["key_ceremony"] = time.perf_counter() - t0
+        if rotations:
+            self.generate_rotation_keys(rotations)
+
+    def __repr__(self) -> str:
+        return (f"Federation(parties={len(self.parties)}, threshold={self.session.threshold}, "
+                f"preset={self.params.name!r})")
+
+    @property
+    def n(self) -> int:
+        return len(self.parties)
+
+    def party(self, who) -> DataProvider:
+        if isinstance(who, int | np.integer):
+            return self.parties[who]
+        for p in self.parties:
+            if p.name == who:
+                return p
+        raise ParameterError(f"no data provider named {who!r}")
+
+    def generate_rotation_keys(self, steps) -> list[int]:
+        t0 = time.perf_counter()
+        elts = self.server.generate_rotation_keys(steps)
+        self.timings["rotation_keys"] = self.timings.get("rotation_keys", 0.0) + time.perf_counter() - t0
+        return elts
+
+    def decrypt(self, c: Ciphertext, by=None, *, label: str = "") -> np.ndarray:
+        """Threshold decryption of c by the key holders `by` (indices or names; default: all)."""
+        by = range(self.n) if by is None else by
+        return self.researcher.decrypt(c, list(by), label=label)
+
+    def traffic(self) -> dict:
+        return self.network.traffic.summary()
+
+    def close(self) -> None:
+        self.network.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

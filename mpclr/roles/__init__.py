@@ -1,0 +1,8 @@
+"""The three roles of a study: data providers (hospitals), the server, the researcher."""
+
+from .data_provider import DataProvider
+from .node import Node, Session
+from .researcher import Researcher
+from .server import Ciphertext, Server
+
+__all__ = ["DataProvider", "Node", "Researcher", "Server", "Session", "Ciphertext"]

@@ -1,0 +1,149 @@
+"""What every role shares: a name, a signing identity, the session it belongs to, and a request/reply
+loop over the network. A node's state never leaves it except as message bytes it chooses to send."""
+
+from __future__ import annotations
+
+import threading
+import traceback
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from ..errors import MessageError, ProtocolError
+from ..network import Network
+from ..seal.context import SealContext
+from ..wire import KIND_ERROR, KIND_REPLY, KIND_REQUEST, Identity, open_message, seal_message
+
+__all__ = ["Node", "Session"]
+
+
+@dataclass(frozen=True)
+class Session:
+    """Public facts of one study, known to every node: nothing secret."""
+
+    id: bytes
+    params: bytes  # fingerprint of the parameter set
+    roster: Mapping[str, bytes]  # node name -> Ed25519 public key
+    key_holders: tuple[str, ...]
+    threshold: int
+    server: str
+    researcher: str
+
+    def __post_init__(self):
+        object.__setattr__(self, "roster", MappingProxyType(dict(self.roster)))
+
+    @property
+    def n(self) -> int:
+        return len(self.key_holders)
+
+
+Handler = Callable[[dict, str], dict]
+
+
+class Node:
+    role = "node"
+
+    def __init__(self, name: str, ctx: SealContext, network: Network):
+        if not name or len(name.encode()) > 64 or any(c.isspace() for c in name):
+            raise ProtocolError(f"node name must be 1-64 bytes without spaces, got {name!r}")
+        self.name = name
+        self.ctx = ctx
+        self.network = network
+        self.identity = Identity()
+        self.session: Session | None = None
+        self._seq: dict[str, int] = defaultdict(int)
+        self._seen: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._handlers: dict[str, Handler] = {}
+        network.register(self)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r})"
+
+    def join(self, session: Session) -> None:
+        if self.name not in session.roster:
+            raise ProtocolError(f"{self.name} is not in the session roster")
+        if session.params != self.ctx.fingerprint:
+            raise ProtocolError(f"{self.name}: session uses another parameter set")
+        self.session = session
+        self._seen.clear()
+
+    def _require_session(self) -> Session:
+        if self.session is None:
+            raise ProtocolError(f"{self.name} has not joined a session")
+        return self.session
+
+    # --- outgoing -------------------------------------------------------------------------------
+    def _next_seq(self, recipient: str) -> int:
+        with self._lock:
+            self._seq[recipient] += 1
+            return self._seq[recipient]
+
+    def _seal(self, kind: int, type_: str, recipient: str, fields: dict) -> bytes:
+        s = self._require_session()
+        return seal_message(self.identity, kind, type_, s.id, s.params, self.name, recipient,
+                            self._next_seq(recipient), fields)
+
+    def _open(self, raw: bytes):
+        s = self._require_session()
+        with self._lock:
+            return open_message(raw, session=s.id, params=s.params, roster=s.roster, recipient=self.name,
+                                seen=self._seen)
+
+    def _reply_fields(self, recipient: str, type_: str, raw: bytes) -> dict:
+        msg = self._open(raw)
+        if msg.sender != recipient:
+            raise MessageError(f"reply to {type_} came from {msg.sender}, not {recipient}")
+        if msg.kind == KIND_ERROR:
+            raise ProtocolError(f"{recipient} refused {type_}: {msg.fields.get('error', '?')}")
+        if msg.kind != KIND_REPLY or msg.type != type_:
+            raise MessageError(f"expected a reply to {type_} from {recipient}, got {msg.type}")
+        return msg.fields
+
+    def call(self, recipient: str, type_: str, **fields) -> dict:
+        raw = self.network.request(recipient, self._seal(KIND_REQUEST, type_, recipient, fields))
+        return self._reply_fields(recipient, type_, raw)
+
+    def call_many(self, type_: str, requests: Mapping[str, dict]) -> dict[str, dict]:
+        """The same step at several nodes at once (they compute in parallel); replies by node name."""
+        names = list(requests)
+        raws = self.network.request_many(
+            [(r, self._seal(KIND_REQUEST, type_, r, requests[r])) for r in names]
+        )
+        return {r: self._reply_fields(r, type_, raw) for r, raw in zip(names, raws)}
+
+    # --- incoming -------------------------------------------------------------------------------
+    def handle(self, raw: bytes) -> bytes:
+        """Answer one request. Any failure becomes a signed error reply naming the cause."""
+        try:
+            msg = self._open(raw)
+        except MessageError as exc:
+            return self._error_reply(raw, str(exc))
+        if msg.kind != KIND_REQUEST:
+            return self._seal(KIND_ERROR, msg.type, msg.sender, {"error": f"{msg.type} is not a request"})
+        handler = self._handlers.get(msg.type)
+        if handler is None:
+            return self._seal(KIND_ERROR, msg.type, msg.sender,
+                              {"error": f"{self.role} {self.name} does not answer {msg.type}"})
+        try:
+            fields = handler(msg.fields, msg.sender)
+        except (ProtocolError, ValueError, KeyError, TypeError) as exc:
+            return self._seal(KIND_ERROR, msg.type, msg.sender, {"error": f"{type(exc).__name__}: {exc}"})
+        except Exception as exc:  # pragma: no cover - report, never crash the node
+            detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+            return self._seal(KIND_ERROR, msg.type, msg.sender, {"error": detail})
+        return self._seal(KIND_REPLY, msg.type, msg.sender, fields)
+
+    def _error_reply(self, raw: bytes, reason: str) -> bytes:
+        """Reply to a message that failed verification, if we can tell who claims to have sent it."""
+        from ..wire import peek
+
+        try:
+            claimed = peek(raw)
+            sender, type_ = claimed.sender, claimed.type
+        except MessageError:
+            sender, type_ = "", "unknown"
+        s = self._require_session()
+        recipient = sender if sender in s.roster else s.server
+        return self._seal(KIND_ERROR, type_, recipient, {"error": reason})

@@ -1,0 +1,340 @@
+"""The server: aggregates key shares into the collective keys and evaluates on ciphertexts.
+
+It holds the collective public key, the relinearization key and rotation keys, and ciphertexts: never a
+secret-key share, never a decryption share (those go to the researcher). All homomorphic evaluation runs
+in Pyfhel/SEAL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from Pyfhel import PyCtxt
+
+from ..errors import ProtocolError
+from ..protocols.cpk import PublicKeyGen
+from ..protocols.rlk import RelinKeyGen
+from ..protocols.rotation import RotationKeyGen
+from ..ring import CommonRandomString
+from ..seal.format import CiphertextData, galois_elt_from_step
+from .data_provider import commitment, crs_seed
+from .node import Node
+
+__all__ = ["Server", "Ciphertext"]
+
+# Scales closer than this (relative) are the same scale up to floating-point rounding of SEAL's
+# rescale (which divides the double scale by the prime).
+_SCALE_TOLERANCE = 2.0**-40
+
+
+def _close(a: float, b: float) -> bool:
+    return abs(a / b - 1) <= _SCALE_TOLERANCE
+
+
+@dataclass(frozen=True)
+class Ciphertext:
+    """A handle to an encrypted vector held by the server (plain data: id, length, level, scale)."""
+
+    id: int
+    length: int
+    level: int
+    scale: float
+
+    def __repr__(self) -> str:
+        return f"Ciphertext(id={self.id}, length={self.length}, level={self.level}, scale=2^{np.log2(self.scale):.2f})"
+
+
+@dataclass
+class _Entry:
+    ct: PyCtxt
+    length: int
+    level: int
+
+
+class Server(Node):
+    role = "server"
+
+    def __init__(self, name, ctx, network):
+        super().__init__(name, ctx, network)
+        self._he = ctx.pyfhel()
+        self._store: dict[int, _Entry] = {}
+        self._next_id = 0
+        self._galois: dict[int, list] = {}
+        self.public_key: bytes | None = None
+        self.crs: CommonRandomString | None = None
+        self.timings: dict[str, float] = {}
+        self._handlers.update({"ct.upload": self._on_upload, "ct.fetch": self._on_fetch})
+
+    # ================================ key ceremony ==============================================
+    def _holders(self) -> list[str]:
+        return list(self._require_session().key_holders)
+
+    def agree_crs(self) -> None:
+        """Coin toss for the common random string: commit, reveal, every party checks and derives it."""
+        holders = self._holders()
+        commits = {p: r["commitment"] for p, r in self.call_many("crs.commit", {p: {} for p in holders}).items()}
+        reveals = self.call_many("crs.reveal", {p: {"commitments": commits} for p in holders})
+        nonces = {p: r["nonce"] for p, r in reveals.items()}
+        for p in holders:
+            if commitment(nonces[p]) != commits[p]:
+                raise ProtocolError(f"{p} revealed a nonce that does not match its commitment")
+        seed = crs_seed(self._require_session(), nonces)
+        acks = self.call_many("crs.seed", {p: {"nonces": nonces} for p in holders})
+        for p, r in acks.items():
+            if r["seed_hash"] != hashlib.sha256(seed).digest():
+                raise ProtocolError(f"{p} derived a different common random string")
+        self.crs = CommonRandomString(seed)
+
+    def run_key_ceremony(self) -> None:
+        """CRS coin toss, collective public key (commit-then-reveal), relinearization key (2 rounds)."""
+        t0 = time.perf_counter()
+        self.agree_crs()
+        holders = self._holders()
+        cpk = PublicKeyGen(self.ctx)
+        commits = {p: r["commitment"] for p, r in self.call_many("cpk.commit", {p: {} for p in holders}).items()}
+        reveals = self.call_many("cpk.reveal", {p: {"commitments": commits} for p in holders})
+        shares = []
+        for p in holders:
+            raw = reveals[p]["share"]
+            if commitment(raw) != commits[p]:
+                raise ProtocolError(f"{p} revealed a public-key share that does not match its commitment")
+            shares.append(cpk.share_from_bytes(raw))
+        self.public_key = cpk.public_key(cpk.aggregate_shares(shares), cpk.sample_crp(self.crs))
+        self._he.from_bytes_public_key(self.public_key)
+        s = self._require_session()
+        self.call_many("keys.install", {p: {"public_key": self.public_key} for p in [*holders, s.researcher]})
+        self.timings["public_key"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        rlk = RelinKeyGen(self.ctx)
+        r1 = self.call_many("rlk.round1", {p: {} for p in holders})
+        agg1 = rlk.aggregate_shares([rlk.share_from_bytes(r1[p]["share"], 1) for p in holders])
+        del r1
+        agg1_bytes = agg1.to_bytes()
+        r2 = self.call_many("rlk.round2", {p: {"round1": agg1_bytes} for p in holders})
+        agg2 = rlk.aggregate_shares([rlk.share_from_bytes(r2[p]["share"], 2) for p in holders])
+        del r2
+        self._he.from_bytes_relin_key(rlk.relin_key(agg1, agg2))
+        self.timings["relin_key"] = time.perf_counter() - t0
+
+    def generate_rotation_keys(self, steps) -> list[int]:
+        """Collective rotation keys for the given slot rotation steps (negative = right)."""
+        if self.crs is None:
+            raise ProtocolError("run the key ceremony before generating rotation keys")
+        t0 = time.perf_counter()
+        gkg = RotationKeyGen(self.ctx)
+        holders = self._holders()
+        elts = []
+        for step in steps:
+            step = int(step)
+            try:
+                elt = gkg.galois_element(step)
+            except ValueError as exc:
+                raise ProtocolError(f"rotation step {step}: {exc}") from None
+            if elt not in self._galois and elt not in elts:
+                elts.append(elt)
+        for elt in elts:
+            replies = self.call_many("gkg.share", {p: {"galois_elt": elt} for p in holders})
+            agg = gkg.aggregate_shares([gkg.share_from_bytes(replies[p]["share"], elt) for p in holders])
+            del replies
+            self._galois[elt] = gkg.rotation_key(agg, gkg.sample_crp(self.crs, elt))
+        if elts:
+            self._he.from_bytes_rotate_key(self.ctx.galois_keys_bytes(self._galois))
+        self.timings["rotation_keys"] = self.timings.get("rotation_keys", 0.0) + time.perf_counter() - t0
+        return elts
+
+    @property
+    def galois_elements(self) -> list[int]:
+        return sorted(self._galois)
+
+    # ================================ ciphertext store ==========================================
+    def _put(self, ct: PyCtxt, length: int, level: int) -> Ciphertext:
+        self._next_id += 1
+        self._store[self._next_id] = _Entry(ct, length, level)
+        return Ciphertext(self._next_id, length, level, float(ct.scale))
+
+    def _get(self, h: Ciphertext) -> _Entry:
+        if not isinstance(h, Ciphertext):
+            raise TypeError(f"expected a Ciphertext handle, got {type(h).__name__}")
+        try:
+            return self._store[h.id]
+        except KeyError:
+            raise ProtocolError(f"the server holds no ciphertext with id {h.id}") from None
+
+    def forget(self, *handles: Ciphertext) -> None:
+        for h in handles:
+            self._store.pop(h.id, None)
+
+    def import_ciphertext(self, raw: bytes, length: int) -> Ciphertext:
+        data = CiphertextData.from_bytes(raw, "uploaded ciphertext")
+        level = self.ctx.check_ciphertext(data, "uploaded ciphertext")
+        if not 1 <= length <= self.ctx.params.slots:
+            raise ProtocolError(f"ciphertext length {length} out of range 1..{self.ctx.params.slots}")
+        return self._put(self.ctx.load_ciphertext(self._he, raw), length, level)
+
+    def export_ciphertext(self, h: Ciphertext, level: int | None = None) -> bytes:
+        e = self._get(h)
+        ct = self._at_level(e, e.level if level is None else level)
+        return ct.to_bytes(compr_mode="none")
+
+    def _on_upload(self, fields, sender):
+        s = self._require_session()
+        if sender not in s.key_holders:
+            raise ProtocolError(f"only data providers upload ciphertexts, not {sender}")
+        h = self.import_ciphertext(fields["ciphertext"], int(fields["length"]))
+        return {"id": h.id, "level": h.level, "scale": h.scale}
+
+    def _on_fetch(self, fields, sender):
+        if sender != self._require_session().researcher:
+            raise ProtocolError(f"ciphertexts for decryption go to the researcher only, not {sender}")
+        h = Ciphertext(int(fields["id"]), 0, 0, 0.0)
+        e = self._get(h)
+        level = int(fields.get("level", 0))
+        return {"ciphertext": self.export_ciphertext(h, level), "length": e.length, "level": level}
+
+    # ================================ evaluation ================================================
+    def _at_level(self, e: _Entry, level: int) -> PyCtxt:
+        """A copy of e at `level` and on that level's ladder scale.
+
+        Going down costs nothing but dropped primes when e's scale already matches; otherwise the last
+        step down multiplies by 1 encoded at the scale that makes the rescaled result land on the
+        ladder exactly."""
+        if level > e.level:
+            raise ProtocolError(f"cannot raise a ciphertext from level {e.level} to {level} (use refresh)")
+        target = self.ctx.scale_ladder[level]
+        ct = PyCtxt(copy_ctxt=e.ct)
+        scale = float(ct.scale)
+        if _close(scale, target):
+            for _ in range(e.level - level):
+                self._he.mod_switch_to_next_ctxt(ct)
+            ct.scale = target
+            return ct
+        if e.level == level:
+            raise ProtocolError(
+                f"ciphertext {e} has scale 2^{np.log2(scale):.4f}, not level {level}'s 2^{np.log2(target):.4f}"
+            )
+        for _ in range(e.level - level - 1):
+            self._he.mod_switch_to_next_ctxt(ct)
+        q = self.ctx.primes[level + 1]
+        pt, _ = self._encode(1.0, e.length, target * q / scale, level + 1)
+        self._he.multiply_plain(ct, pt)
+        self._he.rescale_to_next(ct)
+        ct.scale = target
+        return ct
+
+    def _encode(self, values, length: int, scale: float, level: int):
+        x = np.asarray(values, dtype=np.float64)
+        if x.ndim == 0:
+            x = np.full(length, float(x))
+        x = x.ravel()
+        if x.size > self.ctx.params.slots:
+            raise ProtocolError(f"at most {self.ctx.params.slots} values fit one ciphertext, got {x.size}")
+        if not np.all(np.isfinite(x)):
+            raise ValueError("plaintext operand contains NaN or infinite values")
+        pt = self._he.encodeFrac(np.ascontiguousarray(x), scale=scale)
+        for _ in range(self.ctx.top_level - level):
+            self._he.mod_switch_to_next_ptxt(pt, in_new_ptxt=False)
+        return pt, x.size
+
+    def _pair(self, a: Ciphertext, b: Ciphertext, min_level: int = 0) -> tuple[PyCtxt, PyCtxt, int]:
+        ea, eb = self._get(a), self._get(b)
+        level = min(ea.level, eb.level)
+        if level < min_level:
+            raise ProtocolError("no multiplicative level left (level 0): refresh the ciphertext first")
+        return self._at_level(ea, level), self._at_level(eb, level), level
+
+    def add(self, a: Ciphertext, b: Ciphertext) -> Ciphertext:
+        ca, cb, level = self._pair(a, b)
+        self._he.add(ca, cb)
+        return self._put(ca, max(a.length, b.length), level)
+
+    def sub(self, a: Ciphertext, b: Ciphertext) -> Ciphertext:
+        ca, cb, level = self._pair(a, b)
+        self._he.sub(ca, cb)
+        return self._put(ca, max(a.length, b.length), level)
+
+    def negate(self, a: Ciphertext) -> Ciphertext:
+        e = self._get(a)
+        return self._put(self._he.negate(e.ct, in_new_ctxt=True), e.length, e.level)
+
+    def multiply(self, a: Ciphertext, b: Ciphertext) -> Ciphertext:
+        """a * b, relinearized and rescaled: uses one level."""
+        ca, cb, level = self._pair(a, b, min_level=1)
+        self._he.multiply(ca, cb)
+        self._he.relinearize(ca)
+        self._he.rescale_to_next(ca)
+        ca.scale = self.ctx.scale_ladder[level - 1]
+        return self._put(ca, max(a.length, b.length), level - 1)
+
+    def square(self, a: Ciphertext) -> Ciphertext:
+        return self.multiply(a, a)
+
+    def multiply_plain(self, a: Ciphertext, values) -> Ciphertext:
+        """a * values (a vector or a scalar), rescaled: uses one level."""
+        e = self._get(a)
+        if e.level < 1:
+            raise ProtocolError("no multiplicative level left (level 0): refresh the ciphertext first")
+        ct = self._at_level(e, e.level)
+        target = self.ctx.scale_ladder[e.level - 1]
+        pt, size = self._encode(values, e.length, target * self.ctx.primes[e.level] / float(ct.scale), e.level)
+        self._he.multiply_plain(ct, pt)
+        self._he.rescale_to_next(ct)
+        ct.scale = target
+        return self._put(ct, max(e.length, size), e.level - 1)
+
+    def add_plain(self, a: Ciphertext, values) -> Ciphertext:
+        e = self._get(a)
+        pt, size = self._encode(values, e.length, float(e.ct.scale), e.level)
+        return self._put(self._he.add_plain(e.ct, pt, in_new_ctxt=True), max(e.length, size), e.level)
+
+    def rotate(self, a: Ciphertext, steps: int) -> Ciphertext:
+        """Slot rotation to the left by `steps` (right if negative) over all N/2 slots, like
+        numpy.roll(x, -steps) on the zero-padded slot vector."""
+        e = self._get(a)
+        steps = int(steps)
+        slots = self.ctx.params.slots
+        if steps == 0:
+            return self._put(PyCtxt(copy_ctxt=e.ct), e.length, e.level)
+        if abs(steps) >= slots:
+            raise ProtocolError(f"rotation step {steps} must be below N/2 = {slots} in absolute value")
+        if not self._can_rotate(steps):
+            raise ProtocolError(
+                f"no rotation key for step {steps}: call generate_rotation_keys([{steps}]) first"
+            )
+        ct = self._he.rotate(e.ct, steps, in_new_ctxt=True)
+        length = slots if e.length < slots else e.length
+        return self._put(ct, length, e.level)
+
+    def _can_rotate(self, steps: int) -> bool:
+        """A key for this step, or (as SEAL's rotate_vector falls back) for every term of its NAF."""
+        try:
+            if galois_elt_from_step(steps, self.ctx.n) in self._galois:
+                return True
+        except ValueError:
+            return False
+        parts = _naf(steps)
+        return len(parts) > 1 and all(self._can_rotate(p) for p in parts)
+
+    def ciphertext_info(self, h: Ciphertext) -> dict:
+        e = self._get(h)
+        return {"id": h.id, "length": e.length, "level": e.level, "scale": float(e.ct.scale),
+                "bytes": len(e.ct.to_bytes(compr_mode="none"))}
+
+
+def _naf(value: int) -> list[int]:
+    """SEAL's util::naf: signed powers of two summing to value, fewest non-zeros."""
+    out = []
+    sign = -1 if value < 0 else 1
+    v = abs(value)
+    bit = 0
+    while v:
+        if v & 1:
+            z = 2 - (v % 4)
+            v -= z
+            out.append(sign * z * (1 << bit))
+        v >>= 1
+        bit += 1
+    return out

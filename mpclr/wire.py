@@ -1,0 +1,222 @@
+"""Every protocol message is bytes in one envelope:
+
+    "MPCLR" | u8 version | u8 kind | str type | 16B session | 16B parameter set | str sender | str recipient
+    | u64 sequence | u64 body length | body | 64B Ed25519 signature over SHA-256(everything before it)
+
+(str = u8 length + UTF-8.) The body is a record: u32 JSON length, JSON of small fields, then binary
+blobs that the JSON references as {"$blob": index}. No pickle anywhere: a message cannot carry code.
+
+`open_message` rejects, with an error naming the cause: foreign or truncated bytes, an unsupported
+version, another session, another parameter set, a sender outside the session's roster, a message
+addressed to someone else, a bad signature (tampered or forged), and a sequence number already seen
+from that sender (replayed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from dataclasses import dataclass, field
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from .errors import MessageError
+
+MAGIC = b"MPCLR"
+VERSION = 1
+KIND_REQUEST, KIND_REPLY, KIND_ERROR = 1, 2, 3
+KIND_NAMES = {KIND_REQUEST: "request", KIND_REPLY: "reply", KIND_ERROR: "error"}
+SIGNATURE_BYTES = 64
+
+__all__ = ["Message", "seal_message", "open_message", "peek", "encode_body", "decode_body", "Identity"]
+
+
+class Identity:
+    """A node's signing key. The private half stays in the node; the roster holds the public half."""
+
+    __slots__ = ("_key", "public_bytes")
+
+    def __init__(self):
+        self._key = Ed25519PrivateKey.generate()
+        self.public_bytes = self._key.public_key().public_bytes_raw()
+
+    def sign(self, digest: bytes) -> bytes:
+        return self._key.sign(digest)
+
+    def __reduce__(self):
+        raise TypeError("an identity key cannot be pickled")
+
+    def __repr__(self):
+        return f"Identity(public={self.public_bytes.hex()[:16]}...)"
+
+
+@dataclass
+class Message:
+    kind: int
+    type: str
+    session: bytes
+    params: bytes
+    sender: str
+    recipient: str
+    seq: int
+    fields: dict = field(default_factory=dict)
+    nbytes: int = 0
+
+
+def _str(s: str) -> bytes:
+    b = s.encode()
+    if len(b) > 255:
+        raise ValueError(f"name too long for a message header: {s[:40]!r}...")
+    return struct.pack("<B", len(b)) + b
+
+
+def encode_body(fields: dict) -> bytes:
+    return b"".join(_body_parts(fields))
+
+
+def _body_parts(fields: dict) -> list:
+    blobs: list = []
+
+    def conv(v):
+        if isinstance(v, bytes | bytearray | memoryview):
+            blobs.append(v)
+            return {"$blob": len(blobs) - 1}
+        if isinstance(v, dict):
+            return {str(k): conv(x) for k, x in v.items()}
+        if isinstance(v, list | tuple):
+            return [conv(x) for x in v]
+        if v is None or isinstance(v, bool | int | float | str):
+            return v
+        if hasattr(v, "item"):  # numpy scalar
+            return v.item()
+        raise TypeError(f"cannot put a {type(v).__name__} in a message")
+
+    meta = json.dumps(conv(fields), separators=(",", ":")).encode()
+    parts = [struct.pack("<I", len(meta)), meta, struct.pack("<I", len(blobs))]
+    for b in blobs:
+        parts.append(struct.pack("<Q", memoryview(b).nbytes))
+        parts.append(b)
+    return parts
+
+
+def decode_body(body: bytes) -> dict:
+    view = memoryview(body)
+    try:
+        (mlen,) = struct.unpack_from("<I", view, 0)
+        meta = json.loads(bytes(view[4 : 4 + mlen]))
+        off = 4 + mlen
+        (count,) = struct.unpack_from("<I", view, off)
+        off += 4
+        blobs = []
+        for _ in range(count):
+            (blen,) = struct.unpack_from("<Q", view, off)
+            off += 8
+            if off + blen > len(view):
+                raise MessageError("message body truncated inside a binary field")
+            blobs.append(view[off : off + blen])
+            off += blen
+        if off != len(view):
+            raise MessageError("message body has trailing bytes")
+    except (struct.error, ValueError) as exc:
+        if isinstance(exc, MessageError):
+            raise
+        raise MessageError(f"message body is malformed ({exc})") from None
+
+    def conv(v):
+        if isinstance(v, dict):
+            if set(v) == {"$blob"}:
+                return blobs[v["$blob"]]
+            return {k: conv(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [conv(x) for x in v]
+        return v
+
+    return conv(meta)
+
+
+def seal_message(identity: Identity, kind: int, type_: str, session: bytes, params: bytes, sender: str,
+                 recipient: str, seq: int, fields: dict) -> bytes:
+    body = _body_parts(fields)
+    body_len = sum(memoryview(p).nbytes for p in body)
+    head = b"".join([
+        MAGIC, struct.pack("<BB", VERSION, kind), _str(type_), session, params, _str(sender), _str(recipient),
+        struct.pack("<QQ", seq, body_len),
+    ])
+    digest = hashlib.sha256(head)
+    for p in body:
+        digest.update(p)
+    return b"".join([head, *body, identity.sign(digest.digest())])
+
+
+class _Cursor:
+    def __init__(self, raw: bytes):
+        self.raw = raw
+        self.pos = 0
+
+    def take(self, n: int) -> bytes:
+        if self.pos + n > len(self.raw):
+            raise MessageError(f"message truncated: {len(self.raw)} bytes where at least {self.pos + n} are needed")
+        out = self.raw[self.pos : self.pos + n]
+        self.pos += n
+        return out
+
+    def str(self) -> str:
+        (n,) = struct.unpack("<B", self.take(1))
+        try:
+            return self.take(n).decode()
+        except UnicodeDecodeError:
+            raise MessageError("message header has a malformed name") from None
+
+
+def peek(raw: bytes) -> Message:
+    """Parse the header only (no verification): for routing and traffic statistics."""
+    c = _Cursor(raw)
+    if c.take(len(MAGIC)) != MAGIC:
+        raise MessageError("not an mpclr message (bad magic)")
+    version, kind = struct.unpack("<BB", c.take(2))
+    if version != VERSION:
+        raise MessageError(f"message format version {version} is not supported (expected {VERSION})")
+    if kind not in KIND_NAMES:
+        raise MessageError(f"unknown message kind {kind}")
+    type_ = c.str()
+    session, params = c.take(16), c.take(16)
+    sender, recipient = c.str(), c.str()
+    seq, blen = struct.unpack("<QQ", c.take(16))
+    msg = Message(kind, type_, session, params, sender, recipient, seq, nbytes=len(raw))
+    msg.fields = {"_body_offset": c.pos, "_body_length": blen}
+    return msg
+
+
+def open_message(raw: bytes, *, session: bytes, params: bytes, roster: dict[str, bytes], recipient: str,
+                 seen: dict[str, int]) -> Message:
+    """Verify and parse a message addressed to `recipient`; `seen` holds the last sequence per sender."""
+    if not isinstance(raw, bytes | bytearray):
+        raise MessageError(f"a message must be bytes, got {type(raw).__name__}")
+    raw = bytes(raw)
+    msg = peek(raw)
+    off, blen = msg.fields.pop("_body_offset"), msg.fields.pop("_body_length")
+    end = off + blen
+    if len(raw) < end + SIGNATURE_BYTES:
+        raise MessageError(f"{msg.type} from {msg.sender}: truncated ({len(raw)} of {end + SIGNATURE_BYTES} bytes)")
+    if len(raw) > end + SIGNATURE_BYTES:
+        raise MessageError(f"{msg.type} from {msg.sender}: {len(raw) - end - SIGNATURE_BYTES} unexpected trailing bytes")
+    if msg.session != session:
+        raise MessageError(f"{msg.type} from {msg.sender}: belongs to another session ({msg.session.hex()[:8]})")
+    if msg.params != params:
+        raise MessageError(f"{msg.type} from {msg.sender}: made for another parameter set")
+    if msg.sender not in roster:
+        raise MessageError(f"{msg.type}: sender {msg.sender!r} is not a member of this session")
+    if msg.recipient != recipient:
+        raise MessageError(f"{msg.type} from {msg.sender}: addressed to {msg.recipient!r}, not {recipient!r}")
+    digest = hashlib.sha256(memoryview(raw)[:end]).digest()
+    try:
+        Ed25519PublicKey.from_public_bytes(roster[msg.sender]).verify(raw[end:], digest)
+    except InvalidSignature:
+        raise MessageError(f"{msg.type} from {msg.sender}: bad signature (tampered or forged)") from None
+    if msg.seq <= seen.get(msg.sender, -1):
+        raise MessageError(f"{msg.type} from {msg.sender}: replayed (sequence {msg.seq} already seen)")
+    seen[msg.sender] = msg.seq
+    msg.fields = decode_body(memoryview(raw)[off:end])
+    return msg
