@@ -1,0 +1,151 @@
+"""The public API end to end: hospitals encrypt, the server evaluates in SEAL, all key holders decrypt."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+import mpclr
+from mpclr.errors import InsecureParametersWarning, ParameterError, ProtocolError
+from mpclr.protocols.share import SecretKeyShare
+
+SLOTS = 4096
+TOL = 2e-3  # fresh encryption and smudging at scale 2^30 give ~1e-4; rotations ~1e-3
+
+
+def test_add_subtract_multiply(fed_fast, rng):
+    x, y = rng.uniform(-1, 1, 1000), rng.uniform(-1, 1, 1000)
+    a, b = fed_fast.parties[0].encrypt(x), fed_fast.parties[1].encrypt(y)
+    s = fed_fast.server
+    assert np.abs(fed_fast.decrypt(s.add(a, b), by=[0, 1, 2]) - (x + y)).max() < TOL
+    assert np.abs(fed_fast.decrypt(s.sub(a, b)) - (x - y)).max() < TOL
+    prod = s.multiply(a, b)
+    assert prod.level == a.level - 1
+    assert np.abs(fed_fast.decrypt(prod) - x * y).max() < TOL
+    assert np.abs(fed_fast.decrypt(s.multiply_plain(a, y)) - x * y).max() < TOL
+    assert np.abs(fed_fast.decrypt(s.add_plain(a, 0.5)) - (x + 0.5)).max() < TOL
+
+
+@pytest.mark.parametrize("step", [1, 2, 4, -1, 3, 5])
+def test_rotations(fed_fast, rng, step):
+    """Positive steps rotate left, negative right, over all N/2 slots (3 = 4 - 1 and 5 = 4 + 1 through
+    SEAL's NAF fallback)."""
+    x = rng.uniform(-1, 1, SLOTS)
+    a = fed_fast.parties[2].encrypt(x)
+    out = fed_fast.decrypt(fed_fast.server.rotate(a, step))
+    assert np.abs(out - np.roll(x, -step)).max() < TOL
+
+
+def test_depth_three_polynomial(fed_fast, rng):
+    x = rng.uniform(-1, 1, SLOTS)
+    s = fed_fast.server
+    a = fed_fast.parties[0].encrypt(x)
+    x2 = s.square(a)
+    x3 = s.multiply(x2, a)
+    x6 = s.square(x3)  # depth 3
+    p = s.add(s.add(s.multiply_plain(x6, 0.5), x3), s.multiply_plain(a, -2.0))
+    p = s.add_plain(p, 0.25)
+    assert p.level == fed_fast.ctx.top_level - 4  # three products, then one level for the constants
+    expect = 0.5 * x**6 + x**3 - 2 * x + 0.25
+    assert np.abs(fed_fast.decrypt(p) - expect).max() < TOL
+
+
+def test_levels_run_out_with_a_clear_error(fed_fast, rng):
+    a = fed_fast.parties[0].encrypt(rng.uniform(-1, 1, 8))
+    for _ in range(fed_fast.ctx.top_level):
+        a = fed_fast.server.square(a)
+    with pytest.raises(ProtocolError, match="no multiplicative level left"):
+        fed_fast.server.square(a)
+
+
+def test_missing_rotation_key(fed_fast, rng):
+    a = fed_fast.parties[0].encrypt(rng.uniform(-1, 1, 8))
+    with pytest.raises(ProtocolError, match="generate_rotation_keys"):
+        fed_fast.server.rotate(a, 1000)
+
+
+def test_decryption_missing_a_party_raises_before_sending(fed_fast, rng):
+    a = fed_fast.parties[0].encrypt(rng.uniform(-1, 1, 8))
+    before = fed_fast.network.traffic.total_bytes()
+    with pytest.raises(ProtocolError, match="missing: hospital-3"):
+        fed_fast.decrypt(a, by=[0, 1])
+    with pytest.raises(ProtocolError, match="not a key holder"):
+        fed_fast.decrypt(a, by=[0, 1, "mallory"])
+    with pytest.raises(ProtocolError, match="twice"):
+        fed_fast.decrypt(a, by=[0, 1, 1, 2])
+    assert fed_fast.network.traffic.total_bytes() == before
+
+
+def test_server_holds_no_secret_material(fed_fast):
+    seen = set()
+
+    def walk(obj, path):
+        if id(obj) in seen or isinstance(obj, str | bytes | int | float | type(None)):
+            return
+        seen.add(id(obj))
+        assert not isinstance(obj, SecretKeyShare), f"secret-key share reachable from server at {path}"
+        if isinstance(obj, dict):
+            for k, v in obj.items():
+                walk(v, f"{path}[{k!r}]")
+        elif isinstance(obj, list | tuple | set):
+            for i, v in enumerate(obj):
+                walk(v, f"{path}[{i}]")
+        elif hasattr(obj, "__dict__") and type(obj).__module__.startswith("mpclr"):
+            for k, v in vars(obj).items():
+                if k not in ("network", "ctx"):  # shared plumbing: the network reaches every node
+                    walk(v, f"{path}.{k}")
+
+    walk(fed_fast.server, "server")
+    he = fed_fast.server._he
+    assert he.is_secret_key_empty()
+    assert not he.is_public_key_empty() and not he.is_relin_key_empty() and not he.is_rotate_key_empty()
+
+
+def test_traffic_is_recorded_per_message_type(fed_fast):
+    by_type = fed_fast.traffic()["by_type"]
+    for step in ("crs.commit", "cpk.commit", "cpk.reveal", "rlk.round1", "rlk.round2"):
+        assert by_type[step]["messages"] == 2 * 3  # a request and a reply per party
+    assert by_type["gkg.share"]["messages"] == 2 * 3 * len(fed_fast.server.galois_elements)
+    assert by_type["rlk.round1"]["bytes"] > 3 * 5 * 6 * 8192 * 8  # 5 digits x 6 primes x N words
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"parties": 1}, "parties"),
+    ({"parties": 65}, "parties"),
+    ({"parties": "3"}, "parties"),
+    ({"preset": "turbo"}, "unknown preset"),
+    ({"seed": "x"}, "seed"),
+    ({"parties": 2, "names": ["a"]}, "names"),
+    ({"parties": 2, "names": ["a", "a"]}, "distinct"),
+])
+def test_bad_parameters(kwargs, match):
+    with pytest.raises(ParameterError, match=match):
+        mpclr.Federation(**kwargs)
+
+
+def test_insecure_parameters_need_opt_in():
+    with pytest.raises(ParameterError, match="exceeds the 128-bit bound"):
+        mpclr.Params("toy", 4096, (40, 30, 30, 41), 30, 8)
+    with pytest.warns(InsecureParametersWarning, match="INSECURE"):
+        p = mpclr.Params("toy", 4096, (40, 30, 30, 41), 30, 8, allow_insecure=True)
+    assert not p.is_secure
+    with pytest.raises(ParameterError, match="power of two"):
+        mpclr.Params("x", 5000, (40, 41), 30, 8)
+    with pytest.raises(ParameterError, match="scale_bits"):
+        mpclr.Params("x", 8192, (40, 41), 45, 8)
+
+
+def test_presets_are_secure():
+    for p in mpclr.PRESETS.values():
+        assert p.is_secure and p.log_qp <= p.max_log_qp_128
+
+
+def test_deep_preset_one_case():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fed = mpclr.Federation(parties=2, preset="deep", rotations=[-1])
+    x = np.random.default_rng(5).uniform(-1, 1, 8192)
+    a = fed.parties[0].encrypt(x)
+    c = fed.server.rotate(fed.server.multiply(a, fed.parties[1].encrypt(x)), -1)
+    assert np.abs(fed.decrypt(c) - np.roll(x * x, 1)).max() < 5e-3
+    fed.close()
