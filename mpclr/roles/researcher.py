@@ -55,8 +55,9 @@ class Researcher(Node):
             raise ProtocolError(f"decryption needs at least {s.threshold} key holders, got {len(names)}")
         return names
 
-    def decrypt(self, handle, by, *, label: str = "") -> np.ndarray:
-        """Threshold decryption of a server-held ciphertext by the key holders `by`."""
+    def collect_shares(self, handle, by) -> tuple[CiphertextData, dict]:
+        """Fetch a ciphertext from the server (switched to the last prime) and ask the key holders `by`
+        for their partial decryptions. Nothing is combined yet."""
         names = self.check_decryptors(by)
         s = self._require_session()
         got = self.call(s.server, "ct.fetch", id=handle.id, level=0)
@@ -64,11 +65,23 @@ class Researcher(Node):
         level = self.ctx.check_ciphertext(data, "fetched ciphertext")
         c1 = self._dec.c1_to_bytes(data.data[1], level)
         replies = self.call_many("decrypt.share", {p: {"c1": c1, "level": level} for p in names})
-        shares = [self._dec.share_from_bytes(replies[p]["share"], level) for p in names]
-        plain = self._dec.decrypt(data.data[0], self._dec.aggregate_shares(shares, level), level, data.scale)
+        shares = {p: self._dec.share_from_bytes(replies[p]["share"], level) for p in names}
+        return data, shares
+
+    def combine(self, data: CiphertextData, shares, length: int | None = None) -> np.ndarray:
+        """Combine partial decryptions and decode. With fewer shares than needed the result is noise:
+        this is what the workshop shows; `decrypt` refuses to ask too few parties in the first place."""
+        level = self.ctx.check_ciphertext(data, "ciphertext")
+        agg = self._dec.aggregate_shares(list(shares), level)
+        plain = self._dec.decrypt(data.data[0], agg, level, data.scale)
         if self._decoder is None:
             self._decoder = self.ctx.pyfhel()
-        values = self.ctx.decode(self._decoder, plain, int(got["length"]))
-        self.revealed.append({"label": label or f"ciphertext {handle.id}", "values": int(got["length"]),
-                              "by": names})
+        return self.ctx.decode(self._decoder, plain, length)
+
+    def decrypt(self, handle, by, *, label: str = "") -> np.ndarray:
+        """Threshold decryption of a server-held ciphertext by the key holders `by`."""
+        data, shares = self.collect_shares(handle, by)
+        values = self.combine(data, shares.values(), handle.length)
+        self.revealed.append({"label": label or f"ciphertext {handle.id}", "values": int(handle.length),
+                              "by": list(shares)})
         return values
