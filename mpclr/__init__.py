@@ -1,10 +1,10 @@
 """mpclr: multiparty privacy-preserving logistic regression on threshold CKKS (Pyfhel / SEAL).
 
-    import mpclr
-    fed = mpclr.Federation(parties=3, preset="fast")
-    a = fed.parties[0].encrypt(x)
-    c = fed.server.multiply(a, fed.parties[1].encrypt(y))
-    fed.decrypt(c, by=[0, 1, 2])
+import mpclr
+fed = mpclr.Federation(parties=3, preset="fast")
+a = fed.parties[0].encrypt(x)
+c = fed.server.multiply(a, fed.parties[1].encrypt(y))
+fed.decrypt(c, by=[0, 1, 2])
 """
 
 from .errors import (

@@ -20,8 +20,10 @@ def _demo(args) -> int:
     parts = np.array_split(X, args.parties)
     t0 = time.perf_counter()
     fed = mpclr.Federation(parties=args.parties, preset=args.preset)
-    print(f"key ceremony: {args.parties} hospitals, preset {fed.params.name!r} "
-          f"(N={fed.params.n}, {fed.params.describe()['security']}) in {time.perf_counter() - t0:.2f} s")
+    print(
+        f"key ceremony: {args.parties} hospitals, preset {fed.params.name!r} "
+        f"(N={fed.params.n}, {fed.params.describe()['security']}) in {time.perf_counter() - t0:.2f} s"
+    )
     total = None
     for party, rows in zip(fed.parties, parts):
         c = party.encrypt(np.append(rows.sum(axis=0), len(rows)))

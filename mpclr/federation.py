@@ -35,6 +35,7 @@ class Federation:
     Parameters
     ----------
     parties : number of data providers (key holders), 2..64
+    threshold : t for t-out-of-n (any t key holders decrypt, refresh or key-switch); default n
     preset : a preset name ("fast", "deep") or a Params
     seed : fixes public randomness only (data splits, fold assignment); never key material, errors,
         smudging or masks, which always come from the OS CSPRNG
@@ -43,12 +44,32 @@ class Federation:
     rotations : rotation steps to make keys for right away
     """
 
-    def __init__(self, parties: int = 3, preset: str | Params = "fast", seed: int | None = None, *,
-                 names: list[str] | None = None, network: Network | None = None, rotations=()):
+    def __init__(
+        self,
+        parties: int = 3,
+        preset: str | Params = "fast",
+        seed: int | None = None,
+        *,
+        threshold: int | None = None,
+        names: list[str] | None = None,
+        network: Network | None = None,
+        rotations=(),
+    ):
         if not isinstance(parties, int | np.integer) or isinstance(parties, bool) or not 2 <= parties <= 64:
             raise ParameterError(f"parameter parties must be an integer in [2, 64], got {parties!r}")
         if names is not None and len(names) != parties:
             raise ParameterError(f"parameter names lists {len(names)} names for {parties} parties")
+        if threshold is None:
+            threshold = parties
+        if not isinstance(threshold, int | np.integer) or isinstance(threshold, bool) or not 1 <= threshold <= parties:
+            raise ParameterError(
+                f"parameter threshold must be an integer in [1, parties={parties}], got {threshold!r}"
+                + (
+                    " (t > n: more key holders than exist would be needed)"
+                    if isinstance(threshold, int) and threshold > parties
+                    else ""
+                )
+            )
         if seed is not None and not isinstance(seed, int | np.integer):
             raise ParameterError(f"parameter seed must be an integer or None, got {seed!r}")
         self.params = get_preset(preset)
@@ -69,7 +90,7 @@ class Federation:
             params=self.ctx.fingerprint,
             roster={node.name: node.identity.public_bytes for node in nodes},
             key_holders=tuple(names),
-            threshold=parties,
+            threshold=int(threshold),
             server=self.server.name,
             researcher=self.researcher.name,
         )
@@ -78,13 +99,17 @@ class Federation:
         self.timings["setup"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         self.server.run_key_ceremony()
+        if threshold < parties:
+            self.server.run_threshold_setup()
         self.timings["key_ceremony"] = time.perf_counter() - t0
         if rotations:
             self.generate_rotation_keys(rotations)
 
     def __repr__(self) -> str:
-        return (f"Federation(parties={len(self.parties)}, threshold={self.session.threshold}, "
-                f"preset={self.params.name!r})")
+        return (
+            f"Federation(parties={len(self.parties)}, threshold={self.session.threshold}, "
+            f"preset={self.params.name!r})"
+        )
 
     @property
     def n(self) -> int:
@@ -98,9 +123,13 @@ class Federation:
                 return p
         raise ParameterError(f"no data provider named {who!r}")
 
-    def generate_rotation_keys(self, steps) -> list[int]:
+    @property
+    def threshold(self) -> int:
+        return self.session.threshold
+
+    def generate_rotation_keys(self, steps, by=None) -> list[int]:
         t0 = time.perf_counter()
-        elts = self.server.generate_rotation_keys(steps)
+        elts = self.server.generate_rotation_keys(steps, by)
         self.timings["rotation_keys"] = self.timings.get("rotation_keys", 0.0) + time.perf_counter() - t0
         return elts
 
@@ -108,6 +137,15 @@ class Federation:
         """Threshold decryption of c by the key holders `by` (indices or names; default: all)."""
         by = range(self.n) if by is None else by
         return self.researcher.decrypt(c, list(by), label=label)
+
+    def refresh(self, c: Ciphertext, by=None, **kwargs) -> Ciphertext:
+        """Collective refresh of c back to the top level (see Server.refresh)."""
+        return self.server.refresh(c, by, **kwargs)
+
+    def receive(self, c: Ciphertext, by=None, *, label: str = "") -> np.ndarray:
+        """c switched by the key holders `by` to the researcher's own key and decrypted by the researcher
+        only (the server sees a ciphertext it cannot decrypt)."""
+        return self.researcher.receive(c, by, label=label)
 
     def traffic(self) -> dict:
         return self.network.traffic.summary()

@@ -32,8 +32,11 @@ class TrafficLog:
     def record(self, raw: bytes) -> None:
         msg = peek(raw)
         with self._lock:
-            for bucket in (self.by_type[msg.type], self.by_link[(msg.sender, msg.recipient)],
-                           self.by_sender[msg.sender]):
+            for bucket in (
+                self.by_type[msg.type],
+                self.by_link[(msg.sender, msg.recipient)],
+                self.by_sender[msg.sender],
+            ):
                 bucket["messages"] += 1
                 bucket["bytes"] += len(raw)
 
@@ -78,8 +81,8 @@ class Network(ABC):
         """Send several requests (to distinct recipients); replies in the same order."""
         return [self.request(r, m) for r, m in requests]
 
-    def close(self) -> None:
-        pass
+    def close(self) -> None:  # noqa: B027 - an optional hook: transports without resources need nothing
+        """Release the transport's resources (threads, connections)."""
 
 
 class InProcessNetwork(Network):

@@ -149,4 +149,3 @@ def get_preset(preset: str | Params) -> Params:
         return PRESETS[preset]
     except KeyError:
         raise ParameterError(f"parameter preset: unknown preset {preset!r}; choose one of {sorted(PRESETS)}") from None
-

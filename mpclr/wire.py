@@ -19,8 +19,12 @@ import json
 import struct
 from dataclasses import dataclass, field
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from .errors import MessageError
 
@@ -30,26 +34,56 @@ KIND_REQUEST, KIND_REPLY, KIND_ERROR = 1, 2, 3
 KIND_NAMES = {KIND_REQUEST: "request", KIND_REPLY: "reply", KIND_ERROR: "error"}
 SIGNATURE_BYTES = 64
 
-__all__ = ["Message", "seal_message", "open_message", "peek", "encode_body", "decode_body", "Identity"]
+__all__ = ["Message", "seal_message", "open_message", "peek", "encode_body", "decode_body", "Identity", "seal_box"]
 
 
 class Identity:
-    """A node's signing key. The private half stays in the node; the roster holds the public half."""
+    """A node's long-term keys: Ed25519 to sign its messages, X25519 to receive sealed boxes (data only
+    the node may read even when the server relays it). The private halves stay in the node; the roster
+    holds `public_bytes` = Ed25519 public key (32 bytes) || X25519 public key (32 bytes)."""
 
-    __slots__ = ("_key", "public_bytes")
+    __slots__ = ("_key", "_box", "public_bytes")
 
     def __init__(self):
         self._key = Ed25519PrivateKey.generate()
-        self.public_bytes = self._key.public_key().public_bytes_raw()
+        self._box = X25519PrivateKey.generate()
+        self.public_bytes = self._key.public_key().public_bytes_raw() + self._box.public_key().public_bytes_raw()
 
     def sign(self, digest: bytes) -> bytes:
         return self._key.sign(digest)
+
+    def open_box(self, box: bytes, aad: bytes) -> bytes:
+        """Decrypt a sealed box addressed to this node; fails loudly if it was altered or misdirected."""
+        box = bytes(box)
+        if len(box) < 32 + 16:
+            raise MessageError("sealed box truncated")
+        shared = self._box.exchange(X25519PublicKey.from_public_bytes(box[:32]))
+        key = _box_key(shared, box[:32], self.public_bytes[32:])
+        try:
+            return ChaCha20Poly1305(key).decrypt(b"\x00" * 12, box[32:], aad)
+        except InvalidTag:
+            raise MessageError("sealed box failed authentication (tampered, or not for this node)") from None
 
     def __reduce__(self):
         raise TypeError("an identity key cannot be pickled")
 
     def __repr__(self):
         return f"Identity(public={self.public_bytes.hex()[:16]}...)"
+
+
+def _box_key(shared: bytes, ephemeral_pub: bytes, recipient_pub: bytes) -> bytes:
+    return HKDF(hashes.SHA256(), 32, salt=None, info=b"mpclr/box/v1" + ephemeral_pub + recipient_pub).derive(shared)
+
+
+def seal_box(recipient_public: bytes, plaintext: bytes, aad: bytes) -> bytes:
+    """Encrypt for one node (ephemeral X25519 + HKDF-SHA256 + ChaCha20-Poly1305): the relay (the server)
+    sees only the length. `aad` binds the box to its session, sender, recipient and step."""
+    eph = X25519PrivateKey.generate()
+    eph_pub = eph.public_key().public_bytes_raw()
+    recipient_box = bytes(recipient_public)[32:64]
+    shared = eph.exchange(X25519PublicKey.from_public_bytes(recipient_box))
+    key = _box_key(shared, eph_pub, recipient_box)
+    return eph_pub + ChaCha20Poly1305(key).encrypt(b"\x00" * 12, bytes(plaintext), aad)
 
 
 @dataclass
@@ -136,14 +170,31 @@ def decode_body(body: bytes) -> dict:
     return conv(meta)
 
 
-def seal_message(identity: Identity, kind: int, type_: str, session: bytes, params: bytes, sender: str,
-                 recipient: str, seq: int, fields: dict) -> bytes:
+def seal_message(
+    identity: Identity,
+    kind: int,
+    type_: str,
+    session: bytes,
+    params: bytes,
+    sender: str,
+    recipient: str,
+    seq: int,
+    fields: dict,
+) -> bytes:
     body = _body_parts(fields)
     body_len = sum(memoryview(p).nbytes for p in body)
-    head = b"".join([
-        MAGIC, struct.pack("<BB", VERSION, kind), _str(type_), session, params, _str(sender), _str(recipient),
-        struct.pack("<QQ", seq, body_len),
-    ])
+    head = b"".join(
+        [
+            MAGIC,
+            struct.pack("<BB", VERSION, kind),
+            _str(type_),
+            session,
+            params,
+            _str(sender),
+            _str(recipient),
+            struct.pack("<QQ", seq, body_len),
+        ]
+    )
     digest = hashlib.sha256(head)
     for p in body:
         digest.update(p)
@@ -189,8 +240,9 @@ def peek(raw: bytes) -> Message:
     return msg
 
 
-def open_message(raw: bytes, *, session: bytes, params: bytes, roster: dict[str, bytes], recipient: str,
-                 seen: dict[str, int]) -> Message:
+def open_message(
+    raw: bytes, *, session: bytes, params: bytes, roster: dict[str, bytes], recipient: str, seen: dict[str, int]
+) -> Message:
     """Verify and parse a message addressed to `recipient`; `seen` holds the last sequence per sender."""
     if not isinstance(raw, bytes | bytearray):
         raise MessageError(f"a message must be bytes, got {type(raw).__name__}")
@@ -201,7 +253,9 @@ def open_message(raw: bytes, *, session: bytes, params: bytes, roster: dict[str,
     if len(raw) < end + SIGNATURE_BYTES:
         raise MessageError(f"{msg.type} from {msg.sender}: truncated ({len(raw)} of {end + SIGNATURE_BYTES} bytes)")
     if len(raw) > end + SIGNATURE_BYTES:
-        raise MessageError(f"{msg.type} from {msg.sender}: {len(raw) - end - SIGNATURE_BYTES} unexpected trailing bytes")
+        raise MessageError(
+            f"{msg.type} from {msg.sender}: {len(raw) - end - SIGNATURE_BYTES} unexpected trailing bytes"
+        )
     if msg.session != session:
         raise MessageError(f"{msg.type} from {msg.sender}: belongs to another session ({msg.session.hex()[:8]})")
     if msg.params != params:
@@ -212,7 +266,7 @@ def open_message(raw: bytes, *, session: bytes, params: bytes, roster: dict[str,
         raise MessageError(f"{msg.type} from {msg.sender}: addressed to {msg.recipient!r}, not {recipient!r}")
     digest = hashlib.sha256(memoryview(raw)[:end]).digest()
     try:
-        Ed25519PublicKey.from_public_bytes(roster[msg.sender]).verify(raw[end:], digest)
+        Ed25519PublicKey.from_public_bytes(bytes(roster[msg.sender])[:32]).verify(raw[end:], digest)
     except InvalidSignature:
         raise MessageError(f"{msg.type} from {msg.sender}: bad signature (tampered or forged)") from None
     if msg.seq <= seen.get(msg.sender, -1):

@@ -109,15 +109,18 @@ def test_traffic_is_recorded_per_message_type(fed_fast):
     assert by_type["rlk.round1"]["bytes"] > 3 * 5 * 6 * 8192 * 8  # 5 digits x 6 primes x N words
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    ({"parties": 1}, "parties"),
-    ({"parties": 65}, "parties"),
-    ({"parties": "3"}, "parties"),
-    ({"preset": "turbo"}, "unknown preset"),
-    ({"seed": "x"}, "seed"),
-    ({"parties": 2, "names": ["a"]}, "names"),
-    ({"parties": 2, "names": ["a", "a"]}, "distinct"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"parties": 1}, "parties"),
+        ({"parties": 65}, "parties"),
+        ({"parties": "3"}, "parties"),
+        ({"preset": "turbo"}, "unknown preset"),
+        ({"seed": "x"}, "seed"),
+        ({"parties": 2, "names": ["a"]}, "names"),
+        ({"parties": 2, "names": ["a", "a"]}, "distinct"),
+    ],
+)
 def test_bad_parameters(kwargs, match):
     with pytest.raises(ParameterError, match=match):
         mpclr.Federation(**kwargs)

@@ -23,13 +23,23 @@ def pair():
 
 
 def make(alice, session, params, seq=1, recipient="bob", fields=None, sender="alice"):
-    return seal_message(alice, KIND_REQUEST, "test.step", session, params, sender, recipient, seq,
-                        fields if fields is not None else {"x": 1, "blob": b"\x01" * 100})
+    return seal_message(
+        alice,
+        KIND_REQUEST,
+        "test.step",
+        session,
+        params,
+        sender,
+        recipient,
+        seq,
+        fields if fields is not None else {"x": 1, "blob": b"\x01" * 100},
+    )
 
 
 def open_(raw, session, params, roster, seen=None):
-    return open_message(raw, session=session, params=params, roster=roster, recipient="bob",
-                        seen={} if seen is None else seen)
+    return open_message(
+        raw, session=session, params=params, roster=roster, recipient="bob", seen={} if seen is None else seen
+    )
 
 
 def test_round_trip(pair):

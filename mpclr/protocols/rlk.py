@@ -46,9 +46,7 @@ class RelinKeyGen:
         """u_i: a fresh ternary secret kept by the party between the two rounds."""
         return SecretKeyShare.generate(self.ring, rng)
 
-    def gen_share_round_one(
-        self, sk: SecretKeyShare, u: SecretKeyShare, crp: np.ndarray, rng: SecretRandom
-    ) -> Share:
+    def gen_share_round_one(self, sk: SecretKeyShare, u: SecretKeyShare, crp: np.ndarray, rng: SecretRandom) -> Share:
         r = self.ring
         s = sk.full()
         out = r.zeros(2, self.digits)
@@ -60,9 +58,7 @@ class RelinKeyGen:
         r.add(h1, rng.error_ntt(r, self.digits), out=h1)
         return Share(TAG1, out)
 
-    def gen_share_round_two(
-        self, sk: SecretKeyShare, u: SecretKeyShare, round1: Share, rng: SecretRandom
-    ) -> Share:
+    def gen_share_round_two(self, sk: SecretKeyShare, u: SecretKeyShare, round1: Share, rng: SecretRandom) -> Share:
         r = self.ring
         s = sk.full()
         out = r.zeros(2, self.digits)

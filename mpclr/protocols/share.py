@@ -32,8 +32,9 @@ class Share:
     def to_bytes(self) -> bytes:
         tag = self.tag.encode()
         shape = self.data.shape
-        head = struct.pack(f"<4sBB{len(tag)}sB{len(shape)}Q", _SHARE_MAGIC, _SHARE_VERSION, len(tag), tag,
-                           len(shape), *shape)
+        head = struct.pack(
+            f"<4sBB{len(tag)}sB{len(shape)}Q", _SHARE_MAGIC, _SHARE_VERSION, len(tag), tag, len(shape), *shape
+        )
         return b"".join([head, memoryview(np.ascontiguousarray(self.data, dtype="<u8")).cast("B")])
 
     @classmethod

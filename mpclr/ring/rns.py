@@ -7,7 +7,7 @@ order) and SEAL's butterfly order. All arithmetic is exact integer arithmetic in
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import numpy as np
 
@@ -66,7 +66,7 @@ def minimal_primitive_root(degree: int, q: int) -> int:
     return best
 
 
-@lru_cache(maxsize=None)
+@cache
 def _prime_tables(n: int, q: int):
     logn = n.bit_length() - 1
     psi = minimal_primitive_root(2 * n, q)
@@ -256,7 +256,7 @@ class Ring:
         return np.ascontiguousarray(a[..., _galois_table(self.n, galois_elt)])
 
 
-@lru_cache(maxsize=None)
+@cache
 def _galois_table(n: int, galois_elt: int) -> np.ndarray:
     if galois_elt % 2 == 0 or not 0 < galois_elt < 2 * n:
         raise ValueError(f"Galois element must be odd and in (0, 2N), got {galois_elt}")

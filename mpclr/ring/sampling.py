@@ -92,13 +92,17 @@ class SecretRandom:
         z = np.concatenate([radius * np.cos(2 * np.pi * u2), radius * np.sin(2 * np.pi * u2)])[:n]
         return np.rint(z * sigma).astype(np.int64)
 
-    def uniform_bounded(self, n: int, bits: int) -> list[int]:
-        """Uniform integers in [-2^(bits-1), 2^(bits-1)) of any size (refresh masks), as Python ints."""
-        nbytes = (bits + 7) // 8
-        raw = self.bytes(nbytes * n)
-        top = 1 << bits
-        half = top >> 1
-        return [(int.from_bytes(raw[i * nbytes : (i + 1) * nbytes], "little") % top) - half for i in range(n)]
+    def uniform_bounded(self, n: int, bits: int) -> np.ndarray:
+        """Uniform integers in [-2^(bits-1), 2^(bits-1)) of any size (refresh masks): an object array of
+        Python ints, built from whole 64-bit words and reduced mod 2^bits (a power of two: exact)."""
+        if bits < 1:
+            raise ValueError(f"bits must be positive, got {bits}")
+        words = (bits + 63) // 64
+        raw = np.frombuffer(self.bytes(8 * words * n), dtype="<u8").reshape(words, n)
+        acc = np.zeros(n, dtype=object)
+        for j in range(words):
+            acc = acc + (raw[j].astype(object) << (64 * j))
+        return (acc % (1 << bits)) - (1 << (bits - 1))
 
     def uniform_poly(self, ring: Ring) -> np.ndarray:
         return _uniform_rows(self._stream, ring.moduli, ring.n)

@@ -7,16 +7,21 @@ what leaves is a protocol share (an RLWE sample, a smudged partial decryption) o
 from __future__ import annotations
 
 import hashlib
+from fractions import Fraction
 
 import numpy as np
 
 from ..errors import ProtocolError
+from ..protocols import shamir
 from ..protocols.cpk import PublicKeyGen
 from ..protocols.decryption import ThresholdDecryption
+from ..protocols.keyswitch import PublicKeySwitch, key_hash
+from ..protocols.refresh import RefreshProtocol
 from ..protocols.rlk import RelinKeyGen
 from ..protocols.rotation import RotationKeyGen
 from ..protocols.share import SecretKeyShare
 from ..ring import CommonRandomString, SecretRandom
+from ..wire import seal_box
 from .node import Node, Session
 
 __all__ = ["DataProvider"]
@@ -40,32 +45,69 @@ class DataProvider(Node):
         self._rlk = RelinKeyGen(ctx)
         self._gkg = RotationKeyGen(ctx)
         self._dec = ThresholdDecryption(ctx)
-        self._handlers.update({
-            "crs.commit": self._on_crs_commit,
-            "crs.reveal": self._on_crs_reveal,
-            "crs.seed": self._on_crs_seed,
-            "cpk.commit": self._on_cpk_commit,
-            "cpk.reveal": self._on_cpk_reveal,
-            "rlk.round1": self._on_rlk_round1,
-            "rlk.round2": self._on_rlk_round2,
-            "gkg.share": self._on_gkg_share,
-            "keys.install": self._on_keys_install,
-            "decrypt.share": self._on_decrypt_share,
-        })
+        self._refresh = RefreshProtocol(ctx)
+        self._pcks = PublicKeySwitch(ctx)
+        self._tsk: SecretKeyShare | None = None  # Shamir share sigma_k (t < n only)
+        self._used_refresh_labels: set[str] = set()
+        self._researcher_pk: bytes | None = None
+        self._handlers.update(
+            {
+                "crs.commit": self._on_crs_commit,
+                "crs.reveal": self._on_crs_reveal,
+                "crs.seed": self._on_crs_seed,
+                "cpk.commit": self._on_cpk_commit,
+                "cpk.reveal": self._on_cpk_reveal,
+                "rlk.round1": self._on_rlk_round1,
+                "rlk.round2": self._on_rlk_round2,
+                "gkg.share": self._on_gkg_share,
+                "keys.install": self._on_keys_install,
+                "decrypt.share": self._on_decrypt_share,
+                "shamir.deal": self._on_shamir_deal,
+                "shamir.receive": self._on_shamir_receive,
+                "refresh.share": self._on_refresh_share,
+                "researcher.key": self._on_researcher_key,
+                "pcks.share": self._on_pcks_share,
+            }
+        )
 
     def join(self, session: Session) -> None:
         super().join(session)
         if self.name not in session.key_holders:
             raise ProtocolError(f"{self.name} is not a key holder of this session")
         self._sk = SecretKeyShare.generate(self.ctx.key_ring, self._rng)
+        self._tsk = None
         self._pending.clear()
         self._crs = None
+        self._used_refresh_labels.clear()
+        self._researcher_pk = None
 
     # --- helpers --------------------------------------------------------------------------------
     def _secret(self) -> SecretKeyShare:
         if self._sk is None:
             raise ProtocolError(f"{self.name} holds no key share: join a session first")
         return self._sk
+
+    def _share_for(self, participants) -> SecretKeyShare:
+        """The additive share of s this party contributes when `participants` run a protocol: s_i when
+        all n take part in an n-out-of-n session, lambda_i^T sigma_i when t < n."""
+        s = self._require_session()
+        names = list(s.key_holders) if participants is None else [str(p) for p in participants]
+        if self.name not in names:
+            raise ProtocolError(f"{self.name} is not among the participants {names}")
+        if len(set(names)) != len(names) or any(p not in s.key_holders for p in names):
+            raise ProtocolError(f"participants must be distinct key holders, got {names}")
+        if s.threshold == s.n:
+            if sorted(names) != sorted(s.key_holders):
+                missing = sorted(set(s.key_holders) - set(names))
+                raise ProtocolError(f"n-out-of-n session: all key holders must take part (missing {missing})")
+            return self._secret()
+        if len(names) < s.threshold:
+            raise ProtocolError(f"{len(names)} participants are fewer than the threshold {s.threshold}")
+        if self._tsk is None:
+            raise ProtocolError(f"{self.name} holds no threshold share yet (run the t-out-of-n set-up)")
+        pts = shamir.points(s.key_holders)
+        sharing = shamir.ThresholdSharing(self.ctx.key_ring, s.threshold, s.n)
+        return sharing.additive_share(self._tsk, pts[self.name], [pts[p] for p in names])
 
     def _require_crs(self) -> CommonRandomString:
         if self._crs is None:
@@ -143,8 +185,9 @@ class DataProvider(Node):
     def _on_gkg_share(self, fields, sender):
         self._from_server(sender, "gkg.share")
         elt = int(fields["galois_elt"])
+        sk = self._share_for(fields.get("participants"))
         crp = self._gkg.sample_crp(self._require_crs(), elt)
-        return {"share": self._gkg.gen_share(self._secret(), elt, crp, self._rng).to_bytes()}
+        return {"share": self._gkg.gen_share(sk, elt, crp, self._rng).to_bytes()}
 
     # --- public key for encryption --------------------------------------------------------------
     def _on_keys_install(self, fields, sender):
@@ -168,9 +211,87 @@ class DataProvider(Node):
         if sender not in (s.researcher, s.server):
             raise ProtocolError(f"decryption shares go to the researcher, not {sender}")
         level = int(fields["level"])
+        sk = self._share_for(fields.get("participants"))
         c1 = self._dec.c1_from_bytes(fields["c1"], level)
-        share = self._dec.gen_share(self._secret(), c1, level, self._rng)
+        share = self._dec.gen_share(sk, c1, level, self._rng)
         return {"share": share.to_bytes()}
+
+    # --- t-out-of-n: Shamir re-sharing ----------------------------------------------------------
+    def _box_aad(self, sender: str, recipient: str) -> bytes:
+        return b"mpclr/shamir/v1\x00" + self._require_session().id + sender.encode() + b"\x00" + recipient.encode()
+
+    def _on_shamir_deal(self, fields, sender):
+        self._from_server(sender, "shamir.deal")
+        s = self._require_session()
+        sharing = shamir.ThresholdSharing(self.ctx.key_ring, s.threshold, s.n)
+        poly = sharing.gen_polynomial(self._secret(), self._rng)
+        boxes = {}
+        for name, x in shamir.points(s.key_holders).items():
+            share = sharing.gen_share(poly, x).to_bytes()
+            if name == self.name:
+                self._pending["shamir_own"] = share
+            else:
+                boxes[name] = seal_box(s.roster[name], share, self._box_aad(self.name, name))
+        del poly
+        return {"boxes": boxes}
+
+    def _on_shamir_receive(self, fields, sender):
+        self._from_server(sender, "shamir.receive")
+        s = self._require_session()
+        sharing = shamir.ThresholdSharing(self.ctx.key_ring, s.threshold, s.n)
+        boxes: dict = fields["boxes"]
+        expected = sorted(p for p in s.key_holders if p != self.name)
+        if sorted(boxes) != expected:
+            raise ProtocolError(f"expected Shamir shares from {expected}, got {sorted(boxes)}")
+        own = self._pending.pop("shamir_own", None)
+        if own is None:
+            raise ProtocolError("Shamir shares received before this party dealt its own")
+        shares = [sharing.share_from_bytes(own)]
+        for name in expected:
+            plain = self.identity.open_box(boxes[name], self._box_aad(name, self.name))
+            shares.append(sharing.share_from_bytes(plain))
+        self._tsk = SecretKeyShare(self.ctx.key_ring, sharing.aggregate_shares(shares))
+        return {}
+
+    # --- collective refresh ---------------------------------------------------------------------
+    def _on_refresh_share(self, fields, sender):
+        self._from_server(sender, "refresh.share")
+        label = str(fields["label"])
+        if label in self._used_refresh_labels:
+            raise ProtocolError(f"refresh label {label!r} was used before: a CRP must never repeat")
+        level = int(fields["level"])
+        ratio = Fraction(int(fields["ratio_num"]), int(fields["ratio_den"]))
+        bits = int(fields["mask_bits"])
+        if bits < self._refresh.mask_bits or bits > 4096:
+            raise ProtocolError(
+                f"refresh masks of {bits} bits are below this party's minimum " f"{self._refresh.mask_bits} or absurd"
+            )
+        sk = self._share_for(fields.get("participants"))
+        c1 = self._dec.c1_from_bytes(fields["c1"], level)
+        crp = self._refresh.sample_crp(self._require_crs(), label)
+        self._used_refresh_labels.add(label)
+        h0, h1 = self._refresh.gen_share(sk, c1, level, crp, ratio, bits, self._rng)
+        return {"h0": h0.to_bytes(), "h1": h1.to_bytes()}
+
+    # --- key switch to the researcher's key -----------------------------------------------------
+    def _on_researcher_key(self, fields, sender):
+        if sender != self._require_session().researcher:
+            raise ProtocolError(f"only the session's researcher registers a result key, not {sender}")
+        self._pcks.target(fields["public_key"])  # validates
+        self._researcher_pk = bytes(fields["public_key"])
+        return {"key_hash": key_hash(self._researcher_pk)}
+
+    def _on_pcks_share(self, fields, sender):
+        self._from_server(sender, "pcks.share")
+        if self._researcher_pk is None:
+            raise ProtocolError("no researcher key registered with this party")
+        if fields["target"] != key_hash(self._researcher_pk):
+            raise ProtocolError("key switch requested to a key that is not the session researcher's")
+        level = int(fields["level"])
+        sk = self._share_for(fields.get("participants"))
+        c1 = self._dec.c1_from_bytes(fields["c1"], level)
+        target = self._pcks.target(self._researcher_pk)
+        return {"share": self._pcks.gen_share(sk, c1, level, target, self._rng).to_bytes()}
 
     # --- data -----------------------------------------------------------------------------------
     def encrypt(self, values):
@@ -184,8 +305,9 @@ class DataProvider(Node):
         if not np.all(np.isfinite(x)):
             raise ValueError("cannot encrypt NaN or infinite values")
         ct = he.encryptFrac(x, scale=2.0**self.ctx.params.scale_bits)
-        reply = self.call(self._require_session().server, "ct.upload",
-                          ciphertext=ct.to_bytes(compr_mode="none"), length=int(x.size))
+        reply = self.call(
+            self._require_session().server, "ct.upload", ciphertext=ct.to_bytes(compr_mode="none"), length=int(x.size)
+        )
         return Ciphertext(reply["id"], int(x.size), int(reply["level"]), float(reply["scale"]))
 
 

@@ -10,12 +10,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
+import numpy as np
+
 from ..errors import MessageError, ProtocolError
 from ..network import Network
 from ..seal.context import SealContext
 from ..wire import KIND_ERROR, KIND_REPLY, KIND_REQUEST, Identity, open_message, seal_message
 
-__all__ = ["Node", "Session"]
+__all__ = ["Node", "Session", "check_participants"]
 
 
 @dataclass(frozen=True)
@@ -24,7 +26,7 @@ class Session:
 
     id: bytes
     params: bytes  # fingerprint of the parameter set
-    roster: Mapping[str, bytes]  # node name -> Ed25519 public key
+    roster: Mapping[str, bytes]  # node name -> Identity.public_bytes (Ed25519 || X25519 public keys)
     key_holders: tuple[str, ...]
     threshold: int
     server: str
@@ -82,14 +84,16 @@ class Node:
 
     def _seal(self, kind: int, type_: str, recipient: str, fields: dict) -> bytes:
         s = self._require_session()
-        return seal_message(self.identity, kind, type_, s.id, s.params, self.name, recipient,
-                            self._next_seq(recipient), fields)
+        return seal_message(
+            self.identity, kind, type_, s.id, s.params, self.name, recipient, self._next_seq(recipient), fields
+        )
 
     def _open(self, raw: bytes):
         s = self._require_session()
         with self._lock:
-            return open_message(raw, session=s.id, params=s.params, roster=s.roster, recipient=self.name,
-                                seen=self._seen)
+            return open_message(
+                raw, session=s.id, params=s.params, roster=s.roster, recipient=self.name, seen=self._seen
+            )
 
     def _reply_fields(self, recipient: str, type_: str, raw: bytes) -> dict:
         msg = self._open(raw)
@@ -108,9 +112,7 @@ class Node:
     def call_many(self, type_: str, requests: Mapping[str, dict]) -> dict[str, dict]:
         """The same step at several nodes at once (they compute in parallel); replies by node name."""
         names = list(requests)
-        raws = self.network.request_many(
-            [(r, self._seal(KIND_REQUEST, type_, r, requests[r])) for r in names]
-        )
+        raws = self.network.request_many([(r, self._seal(KIND_REQUEST, type_, r, requests[r])) for r in names])
         return {r: self._reply_fields(r, type_, raw) for r, raw in zip(names, raws)}
 
     # --- incoming -------------------------------------------------------------------------------
@@ -124,8 +126,9 @@ class Node:
             return self._seal(KIND_ERROR, msg.type, msg.sender, {"error": f"{msg.type} is not a request"})
         handler = self._handlers.get(msg.type)
         if handler is None:
-            return self._seal(KIND_ERROR, msg.type, msg.sender,
-                              {"error": f"{self.role} {self.name} does not answer {msg.type}"})
+            return self._seal(
+                KIND_ERROR, msg.type, msg.sender, {"error": f"{self.role} {self.name} does not answer {msg.type}"}
+            )
         try:
             fields = handler(msg.fields, msg.sender)
         except (ProtocolError, ValueError, KeyError, TypeError) as exc:
@@ -147,3 +150,26 @@ class Node:
         s = self._require_session()
         recipient = sender if sender in s.roster else s.server
         return self._seal(KIND_ERROR, type_, recipient, {"error": reason})
+
+
+def check_participants(session, by) -> list[str]:
+    """Names of the key holders `by` (names or indices), checked against the session's threshold."""
+    names = []
+    for b in by:
+        if isinstance(b, int | np.integer) and not isinstance(b, bool):
+            if not 0 <= b < session.n:
+                raise ProtocolError(f"party index {b} out of range 0..{session.n - 1}")
+            name = session.key_holders[b]
+        else:
+            name = str(b)
+        if name not in session.key_holders:
+            raise ProtocolError(f"{name!r} is not a key holder of this session")
+        if name in names:
+            raise ProtocolError(f"{name} is listed twice among the participants")
+        names.append(name)
+    missing = [p for p in session.key_holders if p not in names]
+    if session.threshold == session.n and missing:
+        raise ProtocolError(f"this needs all {session.n} key holders (n-out-of-n); missing: {', '.join(missing)}")
+    if len(names) < session.threshold:
+        raise ProtocolError(f"this needs at least {session.threshold} key holders (t-out-of-n), got {len(names)}")
+    return names

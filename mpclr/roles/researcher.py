@@ -11,8 +11,9 @@ import numpy as np
 
 from ..errors import ProtocolError
 from ..protocols.decryption import ThresholdDecryption
+from ..protocols.keyswitch import key_hash
 from ..seal.format import CiphertextData
-from .node import Node
+from .node import Node, check_participants
 
 __all__ = ["Researcher"]
 
@@ -23,6 +24,8 @@ class Researcher(Node):
     def __init__(self, name, ctx, network):
         super().__init__(name, ctx, network)
         self._decoder = None  # Pyfhel with the context only: decoding needs no key
+        self._own = None  # Pyfhel with this researcher's own key pair (results switched to it)
+        self._own_hash: str | None = None
         self._dec = ThresholdDecryption(ctx)
         self.revealed: list[dict] = []  # what this researcher has decrypted (for the audit trail)
         self._handlers.update({"keys.install": self._on_keys_install})
@@ -35,25 +38,48 @@ class Researcher(Node):
 
     def check_decryptors(self, by) -> list[str]:
         """Resolve and check who decrypts, before anything is sent."""
+        return check_participants(self._require_session(), by)
+
+    # --- results under the researcher's own key -------------------------------------------------
+    def ensure_keys(self) -> str:
+        """Make this researcher's own CKKS key pair (once) and register the public key with every key
+        holder, who will key-switch results only to it. Returns the key's hash."""
+        if self._own is None:
+            he = self.ctx.pyfhel()
+            he.keyGen()
+            self._own = he
+            pk = he.to_bytes_public_key(compr_mode="none")
+            s = self._require_session()
+            replies = self.call_many("researcher.key", {p: {"public_key": pk} for p in s.key_holders})
+            self._own_hash = key_hash(pk)
+            for p, r in replies.items():
+                if r["key_hash"] != self._own_hash:
+                    raise ProtocolError(f"{p} registered a different researcher key")
+        return self._own_hash
+
+    def receive(self, handle, by=None, *, label: str = "") -> np.ndarray:
+        """A result switched by the key holders `by` to this researcher's key, decrypted here: the server
+        combines the shares but sees only a ciphertext it cannot decrypt."""
+        names = self.check_decryptors(list(range(self._require_session().n)) if by is None else by)
+        target = self.ensure_keys()
         s = self._require_session()
-        names = []
-        for b in by:
-            name = s.key_holders[b] if isinstance(b, int | np.integer) else str(b)
-            if isinstance(b, int | np.integer) and not 0 <= b < s.n:
-                raise ProtocolError(f"party index {b} out of range 0..{s.n - 1}")
-            if name not in s.key_holders:
-                raise ProtocolError(f"{name!r} is not a key holder of this session")
-            if name in names:
-                raise ProtocolError(f"{name} is listed twice among the decryptors")
-            names.append(name)
-        missing = [p for p in s.key_holders if p not in names]
-        if s.threshold == s.n and missing:
-            raise ProtocolError(
-                f"decryption needs all {s.n} key holders (n-out-of-n); missing: {', '.join(missing)}"
-            )
-        if len(names) < s.threshold:
-            raise ProtocolError(f"decryption needs at least {s.threshold} key holders, got {len(names)}")
-        return names
+        got = self.call(s.server, "ct.keyswitch", id=handle.id, participants=names, target=target, level=0)
+        from Pyfhel import PyCtxt
+
+        data = CiphertextData.from_bytes(got["ciphertext"], "key-switched ciphertext")
+        self.ctx.check_ciphertext(data, "key-switched ciphertext")
+        ct = PyCtxt(pyfhel=self._own)
+        ct.from_bytes(bytes(got["ciphertext"]), scheme="ckks")
+        values = np.asarray(self._own.decryptFrac(ct))[: int(got["length"])]
+        self.revealed.append(
+            {
+                "label": label or f"ciphertext {handle.id}",
+                "values": int(got["length"]),
+                "by": names,
+                "path": "key switch to researcher",
+            }
+        )
+        return values
 
     def collect_shares(self, handle, by) -> tuple[CiphertextData, dict]:
         """Fetch a ciphertext from the server (switched to the last prime) and ask the key holders `by`
@@ -64,7 +90,7 @@ class Researcher(Node):
         data = CiphertextData.from_bytes(got["ciphertext"], "fetched ciphertext")
         level = self.ctx.check_ciphertext(data, "fetched ciphertext")
         c1 = self._dec.c1_to_bytes(data.data[1], level)
-        replies = self.call_many("decrypt.share", {p: {"c1": c1, "level": level} for p in names})
+        replies = self.call_many("decrypt.share", {p: {"c1": c1, "level": level, "participants": names} for p in names})
         shares = {p: self._dec.share_from_bytes(replies[p]["share"], level) for p in names}
         return data, shares
 
@@ -82,6 +108,12 @@ class Researcher(Node):
         """Threshold decryption of a server-held ciphertext by the key holders `by`."""
         data, shares = self.collect_shares(handle, by)
         values = self.combine(data, shares.values(), handle.length)
-        self.revealed.append({"label": label or f"ciphertext {handle.id}", "values": int(handle.length),
-                              "by": list(shares)})
+        self.revealed.append(
+            {
+                "label": label or f"ciphertext {handle.id}",
+                "values": int(handle.length),
+                "by": list(shares),
+                "path": "threshold decryption",
+            }
+        )
         return values

@@ -16,12 +16,14 @@ from Pyfhel import PyCtxt
 
 from ..errors import ProtocolError
 from ..protocols.cpk import PublicKeyGen
+from ..protocols.keyswitch import PublicKeySwitch
+from ..protocols.refresh import RefreshProtocol
 from ..protocols.rlk import RelinKeyGen
 from ..protocols.rotation import RotationKeyGen
 from ..ring import CommonRandomString
 from ..seal.format import CiphertextData, galois_elt_from_step
 from .data_provider import commitment, crs_seed
-from .node import Node
+from .node import Node, check_participants
 
 __all__ = ["Server", "Ciphertext"]
 
@@ -66,7 +68,11 @@ class Server(Node):
         self.public_key: bytes | None = None
         self.crs: CommonRandomString | None = None
         self.timings: dict[str, float] = {}
-        self._handlers.update({"ct.upload": self._on_upload, "ct.fetch": self._on_fetch})
+        self._refresh_count = 0
+        self.refresh_bound_bits = 8  # default public bound on |values| refreshed: 2^8
+        self._handlers.update(
+            {"ct.upload": self._on_upload, "ct.fetch": self._on_fetch, "ct.keyswitch": self._on_keyswitch}
+        )
 
     # ================================ key ceremony ==============================================
     def _holders(self) -> list[str]:
@@ -120,13 +126,33 @@ class Server(Node):
         self._he.from_bytes_relin_key(rlk.relin_key(agg1, agg2))
         self.timings["relin_key"] = time.perf_counter() - t0
 
-    def generate_rotation_keys(self, steps) -> list[int]:
+    def run_threshold_setup(self) -> None:
+        """t-out-of-n: every key holder Shamir-shares its additive share; boxes go party to party."""
+        t0 = time.perf_counter()
+        holders = self._holders()
+        dealt = self.call_many("shamir.deal", {p: {} for p in holders})
+        inbox = {p: {} for p in holders}
+        for dealer, reply in dealt.items():
+            boxes = reply["boxes"]
+            if sorted(boxes) != sorted(q for q in holders if q != dealer):
+                raise ProtocolError(f"{dealer} dealt Shamir shares to the wrong set of parties")
+            for recipient, box in boxes.items():
+                inbox[recipient][dealer] = box
+        self.call_many("shamir.receive", {p: {"boxes": inbox[p]} for p in holders})
+        self.timings["threshold_setup"] = time.perf_counter() - t0
+
+    def participants(self, by=None) -> list[str]:
+        """Resolve and check who takes part in a protocol (names or indices), before anything is sent."""
+        s = self._require_session()
+        return check_participants(s, range(s.n) if by is None else by)
+
+    def generate_rotation_keys(self, steps, by=None) -> list[int]:
         """Collective rotation keys for the given slot rotation steps (negative = right)."""
         if self.crs is None:
             raise ProtocolError("run the key ceremony before generating rotation keys")
         t0 = time.perf_counter()
         gkg = RotationKeyGen(self.ctx)
-        holders = self._holders()
+        holders = self.participants(by)
         elts = []
         for step in steps:
             step = int(step)
@@ -137,7 +163,7 @@ class Server(Node):
             if elt not in self._galois and elt not in elts:
                 elts.append(elt)
         for elt in elts:
-            replies = self.call_many("gkg.share", {p: {"galois_elt": elt} for p in holders})
+            replies = self.call_many("gkg.share", {p: {"galois_elt": elt, "participants": holders} for p in holders})
             agg = gkg.aggregate_shares([gkg.share_from_bytes(replies[p]["share"], elt) for p in holders])
             del replies
             self._galois[elt] = gkg.rotation_key(agg, gkg.sample_crp(self.crs, elt))
@@ -149,6 +175,83 @@ class Server(Node):
     @property
     def galois_elements(self) -> list[int]:
         return sorted(self._galois)
+
+    # ================================ collective refresh ========================================
+    def refresh(self, h: Ciphertext, by=None, *, bound_bits: int | None = None, boost_bits: int = 0) -> Ciphertext:
+        """Bring a ciphertext back to the top level with the key holders `by` (default: all).
+
+        bound_bits: public bound on |values| (2^bound_bits); boost_bits: precision boost K = 2^boost_bits
+        (smudging noise lands divided by K; needs more room in the modulus). The ciphertext is first
+        switched down to the lowest level that can hold the masks, so it may arrive at any level at or
+        above that one."""
+        names = self.participants(by)
+        bound = self.refresh_bound_bits if bound_bits is None else int(bound_bits)
+        boost = 1 << int(boost_bits)
+        proto = RefreshProtocol(self.ctx)
+        e = self._get(h)
+        level = proto.min_level(bound, len(names), boost)
+        if e.level < level:
+            raise ProtocolError(
+                f"ciphertext at level {e.level} is too low to refresh values up to 2^{bound} with "
+                f"{proto.mask_bits}-bit masks for {len(names)} parties: refresh at level {level} or above"
+            )
+        t0 = time.perf_counter()
+        data = CiphertextData.from_bytes(self._at_level(e, level).to_bytes(compr_mode="none"))
+        ring = self.ctx.ring(level)
+        c0, c1 = data.data[0], data.data[1]
+        if boost > 1:
+            k = [boost % q for q in ring.moduli]
+            c0, c1 = ring.mul_scalar_rows(c0, k), ring.mul_scalar_rows(c1, k)
+        self._refresh_count += 1
+        label = f"{self._refresh_count}"
+        ratio = proto.ratio(level, boost)
+        bits = proto.mask_bits_total(level, bound, boost)
+        request = {
+            "c1": self._c1_bytes(c1, level),
+            "level": level,
+            "label": label,
+            "participants": names,
+            "ratio_num": ratio.numerator,
+            "ratio_den": ratio.denominator,
+            "mask_bits": bits,
+        }
+        replies = self.call_many("refresh.share", {p: request for p in names})
+        pairs = [proto.shares_from_bytes(replies[p]["h0"], replies[p]["h1"], level) for p in names]
+        crp = proto.sample_crp(self.crs, label)
+        c0_top, c1_top = proto.finalize(c0, level, [a for a, _ in pairs], [b for _, b in pairs], crp, ratio)
+        top = self.ctx.top_level
+        out = CiphertextData(self.ctx.level_parms_id(top), self.ctx.scale_ladder[top], np.stack([c0_top, c1_top]))
+        self.timings["refresh"] = self.timings.get("refresh", 0.0) + time.perf_counter() - t0
+        return self._put(self.ctx.load_ciphertext(self._he, out.to_bytes(), "refreshed ciphertext"), e.length, top)
+
+    def _c1_bytes(self, c1: np.ndarray, level: int) -> bytes:
+        from ..protocols.decryption import ThresholdDecryption
+
+        return ThresholdDecryption(self.ctx).c1_to_bytes(np.ascontiguousarray(c1), level)
+
+    # ================================ results to the researcher =================================
+    def key_switch(self, h: Ciphertext, target: str, by=None, level: int = 0) -> bytes:
+        """The ciphertext re-encrypted under the researcher's key (whose hash is `target`; each key
+        holder checks it is the key the researcher registered), switched to `level` first. The server
+        combines the shares but cannot decrypt the result."""
+        names = self.participants(by)
+        e = self._get(h)
+        data = CiphertextData.from_bytes(self._at_level(e, min(level, e.level)).to_bytes(compr_mode="none"))
+        lvl = self.ctx.check_ciphertext(data)
+        proto = PublicKeySwitch(self.ctx)
+        request = {"c1": self._c1_bytes(data.data[1], lvl), "level": lvl, "participants": names, "target": target}
+        replies = self.call_many("pcks.share", {p: request for p in names})
+        shares = [proto.share_from_bytes(replies[p]["share"], lvl) for p in names]
+        return proto.finalize(data, shares).to_bytes()
+
+    def _on_keyswitch(self, fields, sender):
+        if sender != self._require_session().researcher:
+            raise ProtocolError(
+                f"results are switched to the researcher's key on the researcher's request only, " f"not {sender}'s"
+            )
+        h = Ciphertext(int(fields["id"]), 0, 0, 0.0)
+        raw = self.key_switch(h, str(fields["target"]), fields.get("participants"), int(fields.get("level", 0)))
+        return {"ciphertext": raw, "length": self._get(h).length}
 
     # ================================ ciphertext store ==========================================
     def _put(self, ct: PyCtxt, length: int, level: int) -> Ciphertext:
@@ -301,9 +404,7 @@ class Server(Node):
         if abs(steps) >= slots:
             raise ProtocolError(f"rotation step {steps} must be below N/2 = {slots} in absolute value")
         if not self._can_rotate(steps):
-            raise ProtocolError(
-                f"no rotation key for step {steps}: call generate_rotation_keys([{steps}]) first"
-            )
+            raise ProtocolError(f"no rotation key for step {steps}: call generate_rotation_keys([{steps}]) first")
         ct = self._he.rotate(e.ct, steps, in_new_ctxt=True)
         length = slots if e.length < slots else e.length
         return self._put(ct, length, e.level)
@@ -320,8 +421,13 @@ class Server(Node):
 
     def ciphertext_info(self, h: Ciphertext) -> dict:
         e = self._get(h)
-        return {"id": h.id, "length": e.length, "level": e.level, "scale": float(e.ct.scale),
-                "bytes": len(e.ct.to_bytes(compr_mode="none"))}
+        return {
+            "id": h.id,
+            "length": e.length,
+            "level": e.level,
+            "scale": float(e.ct.scale),
+            "bytes": len(e.ct.to_bytes(compr_mode="none")),
+        }
 
 
 def _naf(value: int) -> list[int]:

@@ -7,7 +7,7 @@ import struct
 from functools import cached_property
 
 import numpy as np
-from Pyfhel import Pyfhel, PyCtxt, PyPtxt
+from Pyfhel import PyCtxt, Pyfhel, PyPtxt
 
 from ..errors import FormatError
 from ..params import Params
@@ -37,9 +37,10 @@ class SealContext:
         self._pid_levels = {pid: lvl for lvl, pid in enumerate(self._level_pids)}
         self.key_ring: Ring = ring_for(self.n, self.primes)
         # Binds every protocol message to this exact parameter set (primes, scale, smudging, masks).
-        desc = struct.pack(
-            f"<QQd{len(self.primes)}Q", self.n, params.scale_bits, params.smudging_bits, *self.primes
-        ) + params.name.encode()
+        desc = (
+            struct.pack(f"<QQd{len(self.primes)}Q", self.n, params.scale_bits, params.smudging_bits, *self.primes)
+            + params.name.encode()
+        )
         self.fingerprint = hashlib.sha256(b"mpclr/params/v1\x00" + desc).digest()[:16]
 
     # --- levels ---------------------------------------------------------------------------------

@@ -67,9 +67,7 @@ class _Reader:
 
     def take(self, nbytes: int) -> memoryview:
         if self.pos + nbytes > len(self.buf):
-            raise FormatError(
-                f"{self.what}: truncated (needs {self.pos + nbytes} bytes, has {len(self.buf)})"
-            )
+            raise FormatError(f"{self.what}: truncated (needs {self.pos + nbytes} bytes, has {len(self.buf)})")
         out = self.buf[self.pos : self.pos + nbytes]
         self.pos += nbytes
         return out

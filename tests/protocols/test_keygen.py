@@ -53,11 +53,9 @@ def test_collective_relinearization_key(ctx, crs, n):
     proto = RelinKeyGen(ctx)
     crp = proto.sample_crp(crs)
     us = [proto.ephemeral(rng) for _ in sks]
-    r1 = [proto.share_from_bytes(proto.gen_share_round_one(s, u, crp, rng).to_bytes(), 1)
-          for s, u in zip(sks, us)]
+    r1 = [proto.share_from_bytes(proto.gen_share_round_one(s, u, crp, rng).to_bytes(), 1) for s, u in zip(sks, us)]
     agg1 = proto.aggregate_shares(r1)
-    r2 = [proto.share_from_bytes(proto.gen_share_round_two(s, u, agg1, rng).to_bytes(), 2)
-          for s, u in zip(sks, us)]
+    r2 = [proto.share_from_bytes(proto.gen_share_round_two(s, u, agg1, rng).to_bytes(), 2) for s, u in zip(sks, us)]
     rlk = proto.relin_key(agg1, proto.aggregate_shares(r2))
     assert len(KSwitchKeysData.from_bytes(rlk).keys[0]) == len(ctx.gadget)
 

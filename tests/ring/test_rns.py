@@ -99,8 +99,7 @@ def test_mulmod_large_random_against_python_ints():
 
 
 def test_stacks_and_broadcast(ring, rng):
-    a = np.stack([np.stack([rng.integers(0, q, SMALL_N, dtype=np.uint64) for q in ring.moduli])
-                  for _ in range(3)])
+    a = np.stack([np.stack([rng.integers(0, q, SMALL_N, dtype=np.uint64) for q in ring.moduli]) for _ in range(3)])
     s = a[0].copy()
     prod = ring.mul(a, s)
     for k in range(3):

@@ -70,8 +70,7 @@ def test_secret_key_ntt_is_exact(seal_keys):
 
 def test_byte_exact_round_trips(seal_keys):
     he, ctx, _ = seal_keys
-    for raw in (he.to_bytes_public_key(compr_mode="none"),
-                he.encrypt(np.arange(8.0)).to_bytes(compr_mode="none")):
+    for raw in (he.to_bytes_public_key(compr_mode="none"), he.encrypt(np.arange(8.0)).to_bytes(compr_mode="none")):
         assert CiphertextData.from_bytes(raw).to_bytes() == raw
     sk_raw = he.to_bytes_secret_key(compr_mode="none")
     assert PlaintextData.from_bytes(sk_raw, ctx.n).to_bytes() == sk_raw

@@ -1,0 +1,90 @@
+"""t-out-of-n: Shamir re-sharing and Lagrange-weighted shares, refresh, key switch (protocol level)."""
+
+import itertools
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from mpclr.errors import ProtocolError
+from mpclr.params import get_preset
+from mpclr.protocols import shamir
+from mpclr.protocols.refresh import RefreshProtocol, crt_lift
+from mpclr.protocols.share import SecretKeyShare
+from mpclr.seal.context import SealContext
+
+from .helpers import make_parties
+
+
+@pytest.fixture(scope="module")
+def ctx():
+    return SealContext(get_preset("fast"))
+
+
+def reshare(ctx, sks, t, rng):
+    n = len(sks)
+    sharing = shamir.ThresholdSharing(ctx.key_ring, t, n)
+    pts = list(range(1, n + 1))
+    polys = [sharing.gen_polynomial(s, rng) for s in sks]
+    return sharing, [
+        SecretKeyShare(ctx.key_ring, sharing.aggregate_shares([sharing.gen_share(p, x) for p in polys])) for x in pts
+    ]
+
+
+@pytest.mark.parametrize("n,t", [(3, 2), (5, 3), (4, 4)])
+def test_any_t_subset_gives_the_same_additive_sharing(ctx, n, t):
+    """sum_{k in T} lambda_k sigma_k equals sum_i s_i for every T of size t: compared through c * s (a
+    product with a public polynomial), so the secret itself is never formed."""
+    sks, rng = make_parties(ctx, n)
+    sharing, sigmas = reshare(ctx, sks, t, rng)
+    r = ctx.key_ring
+    c = rng.uniform_poly(r)
+    expect = r.sum([r.mul(c, s.full()) for s in sks])
+    for subset in itertools.combinations(range(n), t):
+        xs = [k + 1 for k in subset]
+        got = r.sum([r.mul(c, sharing.additive_share(sigmas[k], k + 1, xs).full()) for k in subset])
+        assert np.array_equal(got, expect)
+
+
+def test_fewer_than_t_do_not_give_the_key(ctx):
+    sks, rng = make_parties(ctx, 3)
+    sharing, sigmas = reshare(ctx, sks, 3, rng)
+    with pytest.raises(ProtocolError, match="fewer than the threshold"):
+        sharing.lagrange(1, [1, 2])
+    # and interpolating through two points of a degree-2 polynomial gives something else entirely
+    r = ctx.key_ring
+    c = rng.uniform_poly(r)
+    expect = r.sum([r.mul(c, s.full()) for s in sks])
+    two = shamir.ThresholdSharing(ctx.key_ring, 2, 3)
+    wrong = r.sum([r.mul(c, two.additive_share(sigmas[k], k + 1, [1, 2]).full()) for k in (0, 1)])
+    assert not np.array_equal(wrong, expect)
+
+
+def test_threshold_validation(ctx):
+    with pytest.raises(ProtocolError, match="threshold"):
+        shamir.ThresholdSharing(ctx.key_ring, 4, 3)
+    with pytest.raises(ProtocolError, match="repeated"):
+        shamir.ThresholdSharing(ctx.key_ring, 2, 3).lagrange(1, [1, 1, 2])
+
+
+def test_crt_lift_is_exact(ctx):
+    ring = ctx.ring(2)
+    g = np.random.default_rng(0)
+    big_q = 1
+    for q in ring.moduli:
+        big_q *= q
+    values = [int(v) - (1 << 70) for v in g.integers(0, 2**62, ring.n)]
+    values = [v * 1000 + 7 for v in values]  # about 2^80, centered
+    coeffs = np.stack([np.array([v % q for v in values], dtype=np.uint64) for q in ring.moduli])
+    assert list(crt_lift(ring, coeffs)) == values
+
+
+def test_refresh_planning(ctx):
+    proto = RefreshProtocol(ctx)
+    assert proto.min_level(4, 3) == 1  # fast preset: 49 + 30 bits hold 2^(30+4+40) masks for 3 parties
+    assert proto.min_level(8, 3) == 2
+    ratio = proto.ratio(1)
+    assert isinstance(ratio, Fraction)
+    assert float(ratio) * ctx.scale_ladder[1] == pytest.approx(ctx.scale_ladder[ctx.top_level], rel=1e-15)
+    with pytest.raises(ProtocolError, match="no level"):
+        proto.min_level(200, 3)

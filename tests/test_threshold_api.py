@@ -1,0 +1,190 @@
+"""Issue 3 end to end: t-out-of-n decryption by any t-subset, collective refresh, results switched to
+the researcher's own key, refusal of misuse."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+import mpclr
+from mpclr.errors import ParameterError, ProtocolError
+
+TOL = 2e-3
+
+
+@pytest.fixture(scope="module")
+def fed32():
+    fed = mpclr.Federation(parties=3, threshold=2, preset="fast")
+    yield fed
+    fed.close()
+
+
+@pytest.fixture(scope="module")
+def x():
+    return np.random.default_rng(11).uniform(-1, 1, 4096)
+
+
+def test_every_two_subset_of_three_decrypts(fed32, x):
+    a = fed32.parties[0].encrypt(x)
+    for by in itertools.combinations(range(3), 2):
+        assert np.abs(fed32.decrypt(a, by=by) - x).max() < TOL
+    assert np.abs(fed32.decrypt(a) - x).max() < TOL  # all three also works
+
+
+def test_fewer_than_t_raise_before_sending(fed32, x):
+    a = fed32.parties[1].encrypt(x[:10])
+    before = fed32.network.traffic.total_bytes()
+    with pytest.raises(ProtocolError, match="at least 2"):
+        fed32.decrypt(a, by=[2])
+    assert fed32.network.traffic.total_bytes() == before
+
+
+def test_too_few_shares_combined_give_garbage(fed32, x):
+    a = fed32.parties[0].encrypt(x)
+    data, shares = fed32.researcher.collect_shares(a, by=[0, 1])
+    good = fed32.researcher.combine(data, shares.values(), a.length)
+    assert np.abs(good - x).max() < TOL
+    bad = fed32.researcher.combine(data, [shares["hospital-1"]], a.length)
+    assert np.abs(bad - x).max() > 1e3
+
+
+def test_parties_refuse_too_few_participants(fed32):
+    with pytest.raises(ProtocolError, match="fewer than the threshold"):
+        fed32.server.call("hospital-1", "gkg.share", galois_elt=3, participants=["hospital-1"])
+
+
+def test_five_parties_threshold_three(x):
+    fed = mpclr.Federation(parties=5, threshold=3, preset="fast", rotations=[1])
+    a = fed.parties[4].encrypt(x)
+    for by in [(0, 1, 2), (2, 3, 4), (0, 2, 4), (1, 3, 4), (0, 1, 2, 3, 4)]:
+        assert np.abs(fed.decrypt(a, by=by) - x).max() < TOL
+    # rotation keys made by a t-subset work for everyone
+    fed.generate_rotation_keys([2], by=[1, 3, 4])
+    r = fed.server.rotate(a, 2)
+    assert np.abs(fed.decrypt(r, by=[0, 1, 2]) - np.roll(x, -2)).max() < TOL
+    fed.close()
+
+
+@pytest.mark.parametrize("preset,t", [("fast", 2), ("fast", 3)])
+def test_refresh_then_full_depth(preset, t, x):
+    """A ciphertext whose levels are used up down to the refresh level comes back to the top level and
+    then takes the preset's full depth of multiplications."""
+    fed = mpclr.Federation(parties=3, threshold=t, preset=preset)
+    s = fed.server
+    a = fed.parties[0].encrypt(x)
+    bound = 4
+    from mpclr.protocols.refresh import RefreshProtocol
+
+    level = RefreshProtocol(fed.ctx).min_level(bound, t)
+    c, expect = a, x.copy()
+    while c.level > level:
+        c, expect = s.square(c), expect**2
+    assert c.level == level
+    r = fed.refresh(c, by=range(t), bound_bits=bound)
+    assert r.level == fed.ctx.top_level and r.scale == fed.ctx.scale_ladder[fed.ctx.top_level]
+    assert np.abs(fed.decrypt(r, by=range(t)) - expect).max() < TOL
+    y = x * 0.9
+    b = fed.parties[1].encrypt(y)
+    for _ in range(fed.ctx.top_level):
+        r, expect = s.multiply(r, b), expect * y
+        b = s.multiply_plain(b, 1.0)
+    assert r.level == 0
+    assert np.abs(fed.decrypt(r, by=range(t)) - expect).max() < 5e-3
+    fed.close()
+
+
+def test_refresh_too_low_is_refused(fed32, x):
+    a = fed32.parties[0].encrypt(x)
+    for _ in range(fed32.ctx.top_level):
+        a = fed32.server.multiply_plain(a, 1.0)
+    with pytest.raises(ProtocolError, match="too low to refresh"):
+        fed32.refresh(a, bound_bits=4)
+
+
+def test_refresh_with_precision_boost_on_deep():
+    """deep smudges with sigma = 2^20: a plain refresh adds about as much noise as the final decryption;
+    with a 2^12 boost the refresh's share of the error all but vanishes (mean squared error halves)."""
+    fed = mpclr.Federation(parties=3, preset="deep")
+    x = np.random.default_rng(2).uniform(-1, 1, 8192)
+    a = fed.parties[0].encrypt(x)
+    plain = fed.refresh(a, bound_bits=4)
+    boosted = fed.refresh(a, bound_bits=4, boost_bits=12)
+    mse_plain = np.mean((fed.decrypt(plain) - x) ** 2)
+    mse_boost = np.mean((fed.decrypt(boosted) - x) ** 2)
+    mse_none = np.mean((fed.decrypt(a) - x) ** 2)
+    assert mse_boost < 0.75 * mse_plain
+    assert mse_boost < 1.3 * mse_none
+    assert np.abs(fed.decrypt(boosted) - x).max() < TOL
+    fed.close()
+
+
+def test_refresh_labels_never_repeat(fed32, x):
+    a = fed32.parties[0].encrypt(x[:8])
+    fed32.refresh(a, bound_bits=4)
+    with pytest.raises(ProtocolError, match="used before"):
+        fed32.server.call(
+            "hospital-1",
+            "refresh.share",
+            label="1",
+            level=1,
+            c1=b"",
+            ratio_num=1,
+            ratio_den=1,
+            mask_bits=80,
+            participants=None,
+        )
+
+
+def test_key_switch_to_researcher(fed32, x):
+    a = fed32.parties[2].encrypt(x)
+    assert np.abs(fed32.receive(a, by=[0, 2]) - x).max() < TOL
+    assert fed32.researcher.revealed[-1]["path"] == "key switch to researcher"
+    # the switched ciphertext decrypts only under the researcher's key
+    raw = fed32.server.key_switch(a, fed32.researcher.ensure_keys(), by=[0, 1])
+    other = fed32.ctx.pyfhel()
+    other.keyGen()
+    from Pyfhel import PyCtxt
+
+    ct = PyCtxt(pyfhel=other)
+    ct.from_bytes(raw, scheme="ckks")
+    assert np.abs(np.asarray(other.decryptFrac(ct))[: x.size] - x).max() > 1e3
+    handle = fed32.server.import_ciphertext(raw, x.size)
+    garbage = fed32.decrypt(handle, by=[0, 1])  # the key holders' key no longer opens it
+    assert np.abs(garbage - x).max() > 1e3
+
+
+def test_key_switch_refuses_other_targets(fed32, x):
+    fed32.researcher.ensure_keys()
+    a = fed32.parties[0].encrypt(x[:8])
+    with pytest.raises(ProtocolError, match="not the session researcher's"):
+        fed32.server.key_switch(a, "00" * 32, by=[0, 1])
+    with pytest.raises(ProtocolError, match="only the session's researcher"):
+        fed32.server.call("hospital-1", "researcher.key", public_key=b"x")
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"parties": 3, "threshold": 4}, "t > n"),
+        ({"parties": 3, "threshold": 0}, "threshold"),
+        ({"parties": 3, "threshold": True}, "threshold"),
+    ],
+)
+def test_bad_thresholds(kwargs, match):
+    with pytest.raises(ParameterError, match=match):
+        mpclr.Federation(**kwargs)
+
+
+def test_shamir_boxes_are_opaque_to_the_server(fed32):
+    """The server relays Shamir shares without being able to read them: opening a box needs the
+    recipient's private key."""
+    from mpclr.errors import MessageError
+    from mpclr.wire import seal_box
+
+    s = fed32.session
+    box = seal_box(s.roster["hospital-2"], b"share", b"aad")
+    with pytest.raises(MessageError, match="sealed box"):
+        fed32.parties[0].identity.open_box(box, b"aad")
+    assert fed32.parties[1].identity.open_box(box, b"aad") == b"share"
+    with pytest.raises(MessageError, match="sealed box"):
+        fed32.parties[1].identity.open_box(box, b"other aad")
