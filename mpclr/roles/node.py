@@ -4,9 +4,11 @@ loop over the network. A node's state never leaves it except as message bytes it
 from __future__ import annotations
 
 import threading
+import time
 import traceback
 from collections import defaultdict
 from collections.abc import Callable, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -58,6 +60,10 @@ class Node:
         self._seen: dict[str, int] = {}
         self._lock = threading.Lock()
         self._handlers: dict[str, Handler] = {}
+        # seconds spent per message type answering requests, and per named local step (aggregations)
+        self.handler_seconds: dict[str, float] = defaultdict(float)
+        self.handler_calls: dict[str, int] = defaultdict(int)
+        self.step_seconds: dict[str, float] = defaultdict(float)
         network.register(self)
 
     def __repr__(self) -> str:
@@ -70,6 +76,14 @@ class Node:
             raise ProtocolError(f"{self.name}: session uses another parameter set")
         self.session = session
         self._seen.clear()
+
+    @contextmanager
+    def timed(self, step: str):
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.step_seconds[step] += time.perf_counter() - t0
 
     def _require_session(self) -> Session:
         if self.session is None:
@@ -130,7 +144,10 @@ class Node:
                 KIND_ERROR, msg.type, msg.sender, {"error": f"{self.role} {self.name} does not answer {msg.type}"}
             )
         try:
+            t0 = time.perf_counter()
             fields = handler(msg.fields, msg.sender)
+            self.handler_seconds[msg.type] += time.perf_counter() - t0
+            self.handler_calls[msg.type] += 1
         except (ProtocolError, ValueError, KeyError, TypeError) as exc:
             return self._seal(KIND_ERROR, msg.type, msg.sender, {"error": f"{type(exc).__name__}: {exc}"})
         except Exception as exc:  # pragma: no cover - report, never crash the node

@@ -98,11 +98,13 @@ class Researcher(Node):
         """Combine partial decryptions and decode. With fewer shares than needed the result is noise:
         this is what the workshop shows; `decrypt` refuses to ask too few parties in the first place."""
         level = self.ctx.check_ciphertext(data, "ciphertext")
-        agg = self._dec.aggregate_shares(list(shares), level)
-        plain = self._dec.decrypt(data.data[0], agg, level, data.scale)
+        with self.timed("decrypt.combine"):
+            agg = self._dec.aggregate_shares(list(shares), level)
+            plain = self._dec.decrypt(data.data[0], agg, level, data.scale)
         if self._decoder is None:
             self._decoder = self.ctx.pyfhel()
-        return self.ctx.decode(self._decoder, plain, length)
+        with self.timed("decrypt.decode"):
+            return self.ctx.decode(self._decoder, plain, length)
 
     def decrypt(self, handle, by, *, label: str = "") -> np.ndarray:
         """Threshold decryption of a server-held ciphertext by the key holders `by`."""

@@ -108,7 +108,8 @@ class Server(Node):
             if commitment(raw) != commits[p]:
                 raise ProtocolError(f"{p} revealed a public-key share that does not match its commitment")
             shares.append(cpk.share_from_bytes(raw))
-        self.public_key = cpk.public_key(cpk.aggregate_shares(shares), cpk.sample_crp(self.crs))
+        with self.timed("cpk.aggregate"):
+            self.public_key = cpk.public_key(cpk.aggregate_shares(shares), cpk.sample_crp(self.crs))
         self._he.from_bytes_public_key(self.public_key)
         s = self._require_session()
         self.call_many("keys.install", {p: {"public_key": self.public_key} for p in [*holders, s.researcher]})
@@ -117,13 +118,17 @@ class Server(Node):
         t0 = time.perf_counter()
         rlk = RelinKeyGen(self.ctx)
         r1 = self.call_many("rlk.round1", {p: {} for p in holders})
-        agg1 = rlk.aggregate_shares([rlk.share_from_bytes(r1[p]["share"], 1) for p in holders])
+        with self.timed("rlk.round1.aggregate"):
+            agg1 = rlk.aggregate_shares([rlk.share_from_bytes(r1[p]["share"], 1) for p in holders])
         del r1
         agg1_bytes = agg1.to_bytes()
         r2 = self.call_many("rlk.round2", {p: {"round1": agg1_bytes} for p in holders})
-        agg2 = rlk.aggregate_shares([rlk.share_from_bytes(r2[p]["share"], 2) for p in holders])
+        with self.timed("rlk.round2.aggregate"):
+            agg2 = rlk.aggregate_shares([rlk.share_from_bytes(r2[p]["share"], 2) for p in holders])
+            relin = rlk.relin_key(agg1, agg2)
         del r2
-        self._he.from_bytes_relin_key(rlk.relin_key(agg1, agg2))
+        with self.timed("rlk.load"):
+            self._he.from_bytes_relin_key(relin)
         self.timings["relin_key"] = time.perf_counter() - t0
 
     def run_threshold_setup(self) -> None:
@@ -164,11 +169,13 @@ class Server(Node):
                 elts.append(elt)
         for elt in elts:
             replies = self.call_many("gkg.share", {p: {"galois_elt": elt, "participants": holders} for p in holders})
-            agg = gkg.aggregate_shares([gkg.share_from_bytes(replies[p]["share"], elt) for p in holders])
+            with self.timed("gkg.aggregate"):
+                agg = gkg.aggregate_shares([gkg.share_from_bytes(replies[p]["share"], elt) for p in holders])
             del replies
             self._galois[elt] = gkg.rotation_key(agg, gkg.sample_crp(self.crs, elt))
         if elts:
-            self._he.from_bytes_rotate_key(self.ctx.galois_keys_bytes(self._galois))
+            with self.timed("gkg.load"):
+                self._he.from_bytes_rotate_key(self.ctx.galois_keys_bytes(self._galois))
         self.timings["rotation_keys"] = self.timings.get("rotation_keys", 0.0) + time.perf_counter() - t0
         return elts
 
@@ -218,7 +225,8 @@ class Server(Node):
         replies = self.call_many("refresh.share", {p: request for p in names})
         pairs = [proto.shares_from_bytes(replies[p]["h0"], replies[p]["h1"], level) for p in names]
         crp = proto.sample_crp(self.crs, label)
-        c0_top, c1_top = proto.finalize(c0, level, [a for a, _ in pairs], [b for _, b in pairs], crp, ratio)
+        with self.timed("refresh.combine"):
+            c0_top, c1_top = proto.finalize(c0, level, [a for a, _ in pairs], [b for _, b in pairs], crp, ratio)
         top = self.ctx.top_level
         out = CiphertextData(self.ctx.level_parms_id(top), self.ctx.scale_ladder[top], np.stack([c0_top, c1_top]))
         self.timings["refresh"] = self.timings.get("refresh", 0.0) + time.perf_counter() - t0
@@ -242,7 +250,8 @@ class Server(Node):
         request = {"c1": self._c1_bytes(data.data[1], lvl), "level": lvl, "participants": names, "target": target}
         replies = self.call_many("pcks.share", {p: request for p in names})
         shares = [proto.share_from_bytes(replies[p]["share"], lvl) for p in names]
-        return proto.finalize(data, shares).to_bytes()
+        with self.timed("pcks.combine"):
+            return proto.finalize(data, shares).to_bytes()
 
     def _on_keyswitch(self, fields, sender):
         if sender != self._require_session().researcher:
