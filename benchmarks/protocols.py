@@ -27,7 +27,6 @@ from mpclr.protocols.decryption import ThresholdDecryption  # noqa: E402
 from mpclr.protocols.refresh import RefreshProtocol  # noqa: E402
 from mpclr.protocols.share import SecretKeyShare  # noqa: E402
 from mpclr.ring import SecretRandom  # noqa: E402
-from mpclr.seal.format import CiphertextData  # noqa: E402
 
 ROTATIONS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, -1]  # 13 keys, as the OpenFHE comparison
 
