@@ -118,6 +118,22 @@ def test_refresh_with_precision_boost_on_deep():
     fed.close()
 
 
+def test_refresh_combines_linearly_in_one_round(fed32, x):
+    """Public linear combinations of several ciphertexts at different levels and scales come out fresh
+    at the top level, exactly combined: the Nesterov update of encrypted training runs here."""
+    s = fed32.server
+    y = np.random.default_rng(4).uniform(-1, 1, x.size)
+    a = fed32.parties[0].encrypt(x)
+    b = s.multiply(fed32.parties[1].encrypt(y), fed32.parties[2].encrypt(y))  # level 3, another scale
+    before = fed32.traffic()["by_type"].get("refresh.share", {"messages": 0})["messages"]
+    out = s.refresh_combine([[(0.25, a), (-1.5, b)], [(1.0, b)], [(2.0, a)]], bound_bits=4)
+    assert fed32.traffic()["by_type"]["refresh.share"]["messages"] - before == 2 * 3  # one round
+    assert all(o.level == fed32.ctx.top_level for o in out)
+    assert np.abs(fed32.decrypt(out[0]) - (0.25 * x - 1.5 * y * y)).max() < TOL
+    assert np.abs(fed32.decrypt(out[1]) - y * y).max() < TOL
+    assert np.abs(fed32.decrypt(out[2]) - 2 * x).max() < TOL
+
+
 def test_refresh_labels_never_repeat(fed32, x):
     a = fed32.parties[0].encrypt(x[:8])
     fed32.refresh(a, bound_bits=4)

@@ -1,4 +1,5 @@
-"""Collective refresh: interactive bootstrapping by masked re-encryption (Mouchet et al. 2021, "RefreshProtocol").
+"""Collective refresh: interactive bootstrapping by masked re-encryption (Mouchet et al. 2021, "RefreshProtocol"),
+generalized to public linear combinations and batches.
 
 SEAL has no CKKS bootstrapping. A ciphertext (c0, c1) whose levels are used up is brought back to the
 top level by the key holders in one round. At the refresh level l (modulus Q_l), with a fresh CRP a'
@@ -14,6 +15,12 @@ precision boost: the server first multiplies the ciphertext by the integer K (no
 smudging noise lands divided by K. The masks have b = log2(K * Delta_l) + bound_bits + mask_bits bits,
 so sum_i M_i hides Delta * m + e up to statistical distance about 2^-mask_bits, and Q_l must exceed
 n * 2^b with margin (`min_level`). The lift and the scaling by r are exact integer arithmetic.
+
+Because the lift is exact, the same round can output any public linear combination of several
+input ciphertexts: each input k gets its own masks M_ik and h0_ik, output o = sum_k c_ok * input_k gets
+h1_io = -s_i a'_o + round(sum_k c_ok r_k M_ik) + e, and the combiner forms
+round(sum_k c_ok r_k lift(X_k)). Encrypted training puts its Nesterov update (public constants gamma_t,
+eta_t) here, so the update costs no level. A batch of outputs is one message per party.
 
 Reveals: to the combiner (the server) X, which the masks hide; each h0_i, h1_i is masked or an RLWE
 sample. The CRP a' must never repeat (two outputs with one a' would reveal differences of messages):
@@ -49,12 +56,6 @@ def crt_lift(ring: Ring, coeffs: np.ndarray) -> np.ndarray:
     return np.where(acc > big_q // 2, acc - big_q, acc)
 
 
-def _scale_round(values: np.ndarray, ratio: Fraction) -> np.ndarray:
-    """round(values * ratio), exactly, on Python integers."""
-    num, den = ratio.numerator, ratio.denominator
-    return (values * num + den // 2) // den
-
-
 class RefreshProtocol:
     def __init__(self, ctx: SealContext, mask_bits: int | None = None, smudging_bits: float | None = None):
         self.ctx = ctx
@@ -63,69 +64,102 @@ class RefreshProtocol:
         self.top = ctx.ring(ctx.top_level)
 
     # --- planning (public) ----------------------------------------------------------------------
-    def mask_bits_total(self, level: int, bound_bits: int, boost: int = 1) -> int:
-        return math.ceil(math.log2(boost * self.ctx.scale_ladder[level])) + bound_bits + self.mask_bits
+    def mask_bits_total(self, scale: float, bound_bits: int, boost: int = 1) -> int:
+        return math.ceil(math.log2(boost * scale)) + bound_bits + self.mask_bits
 
-    def fits(self, level: int, bound_bits: int, parties: int, boost: int = 1) -> bool:
-        b = self.mask_bits_total(level, bound_bits, boost)
+    def fits(self, level: int, bound_bits: int, parties: int, boost: int = 1, scale: float | None = None) -> bool:
+        b = self.mask_bits_total(self.ctx.scale_ladder[level] if scale is None else scale, bound_bits, boost)
         q = math.prod(self.ctx.primes[: level + 1])
         return parties * 2 ** (b - 1) + 2 ** (b - self.mask_bits + 1) < q // 2
 
-    def min_level(self, bound_bits: int, parties: int, boost: int = 1) -> int:
+    def min_level(self, bound_bits: int, parties: int, boost: int = 1, scale: float | None = None) -> int:
+        """The lowest level whose modulus holds the masks (inputs of `scale`, default the ladder's)."""
         for level in range(self.ctx.top_level + 1):
-            if self.fits(level, bound_bits, parties, boost):
+            if self.fits(level, bound_bits, parties, boost, scale):
                 return level
         raise ProtocolError(
             f"no level can hold values up to 2^{bound_bits} (boost {boost}) under {self.mask_bits}-bit masks "
             f"for {parties} parties with these parameters"
         )
 
-    def ratio(self, level: int, boost: int = 1) -> Fraction:
-        """r as an exact fraction (the float's binary value): output scale = Delta_l * K * r = Delta_top."""
-        return Fraction(self.ctx.scale_ladder[self.ctx.top_level] / (boost * self.ctx.scale_ladder[level]))
+    def ratio(self, scale: float, boost: int = 1) -> Fraction:
+        """r for an input of this scale, as an exact fraction (the float's binary value), so that the
+        output lands on the top level's scale: scale * K * r = Delta_top."""
+        return Fraction(self.ctx.scale_ladder[self.ctx.top_level] / (boost * scale))
 
     def sample_crp(self, crs: CommonRandomString, label: str) -> np.ndarray:
         return crs.uniform_poly(self.top, f"refresh/a/{label}")
 
     # --- party ----------------------------------------------------------------------------------
-    def gen_share(
+    def gen_shares(
         self,
         sk: SecretKeyShare,
-        c1: np.ndarray,
+        c1s: list[np.ndarray],
         level: int,
-        crp: np.ndarray,
-        ratio: Fraction,
+        crps: list[np.ndarray],
+        outputs: list[list[tuple[int, Fraction]]],
         bits: int,
         rng: SecretRandom,
-    ) -> tuple[Share, Share]:
-        low = self.ctx.ring(level)
-        top = self.top
-        masks = rng.uniform_bounded(self.ctx.n, bits)
-        m_low = low.ntt(_residues(low, masks), inplace=True)
-        m_top = top.ntt(_residues(top, _scale_round(masks, ratio)), inplace=True)
-        h0 = low.mul(c1, np.ascontiguousarray(sk.at_level(level + 1)))
-        if self.smudging_bits > 0:
-            low.add(h0, rng.smudging_ntt(low, 2.0**self.smudging_bits), out=h0)
-        low.sub(h0, m_low, out=h0)
-        h1 = top.mul(crp, np.ascontiguousarray(sk.at_level(self.ctx.top_level + 1)))
-        top.sub(m_top, h1, out=h1)
-        top.add(h1, rng.error_ntt(top), out=h1)
-        return Share(f"refresh/h0/level={level}", h0), Share("refresh/h1", h1)
+    ) -> tuple[list[Share], list[Share]]:
+        """Shares for a batch: one h0 per input ciphertext (its own mask), one h1 per output, where
+        output o is sum_k coef_ok * input_k and coef_ok already includes the input's scale ratio r_k."""
+        low, top = self.ctx.ring(level), self.top
+        s_low = np.ascontiguousarray(sk.at_level(level + 1))
+        s_top = np.ascontiguousarray(sk.at_level(self.ctx.top_level + 1))
+        masks = [rng.uniform_bounded(self.ctx.n, bits) for _ in c1s]
+        h0s = []
+        for c1, m in zip(c1s, masks):
+            h0 = low.mul(c1, s_low)
+            if self.smudging_bits > 0:
+                low.add(h0, rng.smudging_ntt(low, 2.0**self.smudging_bits), out=h0)
+            low.sub(h0, low.ntt(_residues(low, m), inplace=True), out=h0)
+            h0s.append(Share(f"refresh/h0/level={level}", h0))
+        h1s = []
+        for crp, terms in zip(crps, outputs):
+            scaled = _combine(terms, masks)
+            h1 = top.mul(crp, s_top)
+            top.sub(top.ntt(_residues(top, scaled), inplace=True), h1, out=h1)
+            top.add(h1, rng.error_ntt(top), out=h1)
+            h1s.append(Share("refresh/h1", h1))
+        return h0s, h1s
 
-    def shares_from_bytes(self, raw0: bytes, raw1: bytes, level: int) -> tuple[Share, Share]:
-        return (
-            Share.from_bytes(raw0, f"refresh/h0/level={level}", self.ctx.ring(level)),
-            Share.from_bytes(raw1, "refresh/h1", self.top),
-        )
+    def h0_from_bytes(self, raw: bytes, level: int) -> Share:
+        return Share.from_bytes(raw, f"refresh/h0/level={level}", self.ctx.ring(level))
+
+    def h1_from_bytes(self, raw: bytes) -> Share:
+        return Share.from_bytes(raw, "refresh/h1", self.top)
 
     # --- combiner -------------------------------------------------------------------------------
     def finalize(
-        self, c0: np.ndarray, level: int, h0s: list[Share], h1s: list[Share], crp: np.ndarray, ratio: Fraction
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """(c0', c1') at the top level, NTT form."""
+        self,
+        c0s: list[np.ndarray],
+        level: int,
+        h0s: list[list[Share]],
+        h1s: list[list[Share]],
+        crps: list[np.ndarray],
+        outputs: list[list[tuple[int, Fraction]]],
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(c0', c1') at the top level, NTT form, per output. h0s[k] holds every party's share of input k,
+        h1s[o] every party's share of output o."""
         low, top = self.ctx.ring(level), self.top
-        x = low.sum([c0, *[s.data for s in h0s]])
-        lifted = crt_lift(low, low.intt(x, inplace=True))
-        c0_top = top.ntt(_residues(top, _scale_round(lifted, ratio)), inplace=True)
-        top.add(c0_top, top.sum(s.data for s in h1s), out=c0_top)
-        return c0_top, np.array(crp, copy=True)
+        lifted = []
+        for c0, shares in zip(c0s, h0s):
+            x = low.sum([c0, *[s.data for s in shares]])
+            lifted.append(crt_lift(low, low.intt(x, inplace=True)))
+        out = []
+        for crp, terms, shares in zip(crps, outputs, h1s):
+            c0_top = top.ntt(_residues(top, _combine(terms, lifted)), inplace=True)
+            top.add(c0_top, top.sum(s.data for s in shares), out=c0_top)
+            out.append((c0_top, np.array(crp, copy=True)))
+        return out
+
+
+def _combine(terms: list[tuple[int, Fraction]], values: list[np.ndarray]) -> np.ndarray:
+    """round(sum_k coef_k * values[k]) exactly: one common denominator, one rounding."""
+    den = 1
+    for _, c in terms:
+        den = den * c.denominator // math.gcd(den, c.denominator)
+    acc = np.zeros(len(values[0]), dtype=object)
+    for k, c in terms:
+        acc = acc + values[k] * (c.numerator * (den // c.denominator))
+    return (acc + den // 2) // den

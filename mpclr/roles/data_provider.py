@@ -260,18 +260,20 @@ class DataProvider(Node):
         if label in self._used_refresh_labels:
             raise ProtocolError(f"refresh label {label!r} was used before: a CRP must never repeat")
         level = int(fields["level"])
-        ratio = Fraction(int(fields["ratio_num"]), int(fields["ratio_den"]))
         bits = int(fields["mask_bits"])
         if bits < self._refresh.mask_bits or bits > 4096:
             raise ProtocolError(
-                f"refresh masks of {bits} bits are below this party's minimum " f"{self._refresh.mask_bits} or absurd"
+                f"refresh masks of {bits} bits are below this party's minimum {self._refresh.mask_bits} or absurd"
             )
+        c1s = [self._dec.c1_from_bytes(raw, level) for raw in fields["c1"]]
+        outputs = [[(int(k), Fraction(int(num), int(den))) for k, num, den in terms] for terms in fields["outputs"]]
+        if not c1s or not outputs or any(not 0 <= k < len(c1s) for terms in outputs for k, _ in terms):
+            raise ProtocolError("refresh request has no inputs, no outputs, or a term naming a missing input")
         sk = self._share_for(fields.get("participants"))
-        c1 = self._dec.c1_from_bytes(fields["c1"], level)
-        crp = self._refresh.sample_crp(self._require_crs(), label)
+        crps = [self._refresh.sample_crp(self._require_crs(), f"{label}/{o}") for o in range(len(outputs))]
         self._used_refresh_labels.add(label)
-        h0, h1 = self._refresh.gen_share(sk, c1, level, crp, ratio, bits, self._rng)
-        return {"h0": h0.to_bytes(), "h1": h1.to_bytes()}
+        h0s, h1s = self._refresh.gen_shares(sk, c1s, level, crps, outputs, bits, self._rng)
+        return {"h0": [h.to_bytes() for h in h0s], "h1": [h.to_bytes() for h in h1s]}
 
     # --- key switch to the researcher's key -----------------------------------------------------
     def _on_researcher_key(self, fields, sender):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 from Pyfhel import PyCtxt
@@ -187,50 +188,107 @@ class Server(Node):
     def refresh(self, h: Ciphertext, by=None, *, bound_bits: int | None = None, boost_bits: int = 0) -> Ciphertext:
         """Bring a ciphertext back to the top level with the key holders `by` (default: all).
 
-        bound_bits: public bound on |values| (2^bound_bits); boost_bits: precision boost K = 2^boost_bits
-        (smudging noise lands divided by K; needs more room in the modulus). The ciphertext is first
-        switched down to the lowest level that can hold the masks, so it may arrive at any level at or
-        above that one."""
+        bound_bits: public bound on |values| (2^bound_bits): the masks hide values up to it with
+        mask_bits of statistical security (larger values stay correct but are hidden less well).
+        boost_bits: precision boost K = 2^boost_bits (smudging noise lands divided by K; needs more room).
+        The ciphertext is switched down to the lowest level that holds the masks first; it may arrive
+        at any level at or above that one."""
+        return self.refresh_combine([[(1.0, h)]], by, bound_bits=bound_bits, boost_bits=boost_bits)[0]
+
+    def refresh_combine(
+        self,
+        outputs,
+        by=None,
+        *,
+        bound_bits: int | None = None,
+        boost_bits: int = 0,
+    ) -> list[Ciphertext]:
+        """One refresh round for a batch: output o is sum_k coef * ciphertext_k, for outputs given as lists
+        of (coef, Ciphertext) with public real coefficients, each landing fresh at the top level."""
+        handles: list[Ciphertext] = []
+        index: dict[int, int] = {}
+        terms = []
+        for out in outputs:
+            row = []
+            for coef, h in out:
+                if h.id not in index:
+                    index[h.id] = len(handles)
+                    handles.append(h)
+                row.append((index[h.id], float(coef)))
+            terms.append(row)
+        entries = [self._get(h) for h in handles]
+        cts = self.refresh_raw(
+            [e.ct for e in entries], [e.level for e in entries], terms, by, bound_bits=bound_bits, boost_bits=boost_bits
+        )
+        lengths = [max(entries[k].length for k, _ in row) for row in terms]
+        return [self._put(ct, n, self.ctx.top_level) for ct, n in zip(cts, lengths)]
+
+    def refresh_raw(
+        self,
+        cts: list[PyCtxt],
+        levels: list[int],
+        outputs: list[list[tuple[int, float]]],
+        by=None,
+        *,
+        bound_bits: int | None = None,
+        boost_bits: int = 0,
+    ) -> list[PyCtxt]:
+        """refresh_combine on raw Pyfhel ciphertexts (for engines that keep their own ciphertexts)."""
         names = self.participants(by)
         bound = self.refresh_bound_bits if bound_bits is None else int(bound_bits)
         boost = 1 << int(boost_bits)
         proto = RefreshProtocol(self.ctx)
-        e = self._get(h)
-        level = proto.min_level(bound, len(names), boost)
-        if e.level < level:
+        scales = [float(ct.scale) for ct in cts]
+        level = max(proto.min_level(bound, len(names), boost, scale) for scale in scales)
+        low = [lvl for lvl in levels if lvl < level]
+        if low:
             raise ProtocolError(
-                f"ciphertext at level {e.level} is too low to refresh values up to 2^{bound} with "
+                f"ciphertext at level {min(low)} is too low to refresh values up to 2^{bound} with "
                 f"{proto.mask_bits}-bit masks for {len(names)} parties: refresh at level {level} or above"
             )
         t0 = time.perf_counter()
-        data = CiphertextData.from_bytes(self._at_level(e, level).to_bytes(compr_mode="none"))
         ring = self.ctx.ring(level)
-        c0, c1 = data.data[0], data.data[1]
-        if boost > 1:
-            k = [boost % q for q in ring.moduli]
-            c0, c1 = ring.mul_scalar_rows(c0, k), ring.mul_scalar_rows(c1, k)
+        k = [boost % q for q in ring.moduli]
+        c0s, c1_raw = [], []
+        for ct, lvl in zip(cts, levels):
+            dropped = PyCtxt(copy_ctxt=ct)
+            for _ in range(lvl - level):
+                self._he.mod_switch_to_next_ctxt(dropped)
+            data = CiphertextData.from_bytes(dropped.to_bytes(compr_mode="none"))
+            c0, c1 = data.data[0], data.data[1]
+            if boost > 1:
+                c0, c1 = ring.mul_scalar_rows(c0, k), ring.mul_scalar_rows(c1, k)
+            c0s.append(c0)
+            c1_raw.append(self._c1_bytes(c1, level))
+        ratios = [proto.ratio(scale, boost) for scale in scales]
+        exact = [[(i, Fraction(coef) * ratios[i]) for i, coef in row] for row in outputs]
         self._refresh_count += 1
         label = f"{self._refresh_count}"
-        ratio = proto.ratio(level, boost)
-        bits = proto.mask_bits_total(level, bound, boost)
+        bits = max(proto.mask_bits_total(scale, bound, boost) for scale in scales)
         request = {
-            "c1": self._c1_bytes(c1, level),
+            "c1": c1_raw,
             "level": level,
             "label": label,
             "participants": names,
-            "ratio_num": ratio.numerator,
-            "ratio_den": ratio.denominator,
             "mask_bits": bits,
+            "outputs": [[[i, c.numerator, c.denominator] for i, c in row] for row in exact],
         }
         replies = self.call_many("refresh.share", {p: request for p in names})
-        pairs = [proto.shares_from_bytes(replies[p]["h0"], replies[p]["h1"], level) for p in names]
-        crp = proto.sample_crp(self.crs, label)
+        h0s = [[proto.h0_from_bytes(replies[p]["h0"][i], level) for p in names] for i in range(len(cts))]
+        h1s = [[proto.h1_from_bytes(replies[p]["h1"][o]) for p in names] for o in range(len(outputs))]
+        crps = [proto.sample_crp(self.crs, f"{label}/{o}") for o in range(len(outputs))]
         with self.timed("refresh.combine"):
-            c0_top, c1_top = proto.finalize(c0, level, [a for a, _ in pairs], [b for _, b in pairs], crp, ratio)
+            fresh = proto.finalize(c0s, level, h0s, h1s, crps, exact)
         top = self.ctx.top_level
-        out = CiphertextData(self.ctx.level_parms_id(top), self.ctx.scale_ladder[top], np.stack([c0_top, c1_top]))
+        pid, scale = self.ctx.level_parms_id(top), self.ctx.scale_ladder[top]
+        out = [
+            self.ctx.load_ciphertext(
+                self._he, CiphertextData(pid, scale, np.stack(pair)).to_bytes(), "refreshed ciphertext"
+            )
+            for pair in fresh
+        ]
         self.timings["refresh"] = self.timings.get("refresh", 0.0) + time.perf_counter() - t0
-        return self._put(self.ctx.load_ciphertext(self._he, out.to_bytes(), "refreshed ciphertext"), e.length, top)
+        return out
 
     def _c1_bytes(self, c1: np.ndarray, level: int) -> bytes:
         from ..protocols.decryption import ThresholdDecryption

@@ -83,7 +83,7 @@ def test_refresh_planning(ctx):
     proto = RefreshProtocol(ctx)
     assert proto.min_level(4, 3) == 1  # fast preset: 49 + 30 bits hold 2^(30+4+40) masks for 3 parties
     assert proto.min_level(8, 3) == 2
-    ratio = proto.ratio(1)
+    ratio = proto.ratio(ctx.scale_ladder[1])
     assert isinstance(ratio, Fraction)
     assert float(ratio) * ctx.scale_ladder[1] == pytest.approx(ctx.scale_ladder[ctx.top_level], rel=1e-15)
     with pytest.raises(ProtocolError, match="no level"):
