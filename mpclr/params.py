@@ -131,6 +131,15 @@ PRESETS: dict[str, Params] = {
         smudging_bits=8,
         description="N=8192, scale 2^30, depth 4 (one training iteration per refresh); 128-bit",
     ),
+    "train": Params(
+        name="train",
+        n=16384,
+        coeff_bits=(60, 40, 40, 40, 40, 40, 60),
+        scale_bits=40,
+        smudging_bits=20,
+        description="N=16384, scale 2^40, depth 5: one encrypted LR iteration (depth 4) per collective refresh "
+        "at level 1; smudging sigma 2^20; log2(QP) = 320, well inside the 128-bit bound of 438",
+    ),
     "deep": Params(
         name="deep",
         n=16384,

@@ -14,7 +14,9 @@ r = Delta_top / (K * Delta_l) puts the result on the top level's scale exactly; 
 precision boost: the server first multiplies the ciphertext by the integer K (no level used), so the
 smudging noise lands divided by K. The masks have b = log2(K * Delta_l) + bound_bits + mask_bits bits,
 so sum_i M_i hides Delta * m + e up to statistical distance about 2^-mask_bits, and Q_l must exceed
-n * 2^b with margin (`min_level`). The lift and the scaling by r are exact integer arithmetic.
+n * 2^b with margin (`min_level`; at most 2^126, the width of the exact lift). The lift and the scaling
+by r are exact integer arithmetic: r (a public real) is first rounded to a dyadic a / 2^s shared by all,
+so the combination everyone computes is the same to the last bit.
 
 Because the lift is exact, the same round can output any public linear combination of several
 input ciphertexts: each input k gets its own masks M_ik and h0_ik, output o = sum_k c_ok * input_k gets
@@ -35,25 +37,22 @@ from fractions import Fraction
 import numpy as np
 
 from ..errors import ProtocolError
-from ..ring import CommonRandomString, Ring, SecretRandom
+from ..ring import CommonRandomString, SecretRandom
+from ..ring.wide import MAX_BITS, Wide, combine_mod, crt_lift, dyadic_row, random_wide
 from ..seal.context import SealContext
 from .share import SecretKeyShare, Share
 
-
-def _residues(ring: Ring, values: np.ndarray) -> np.ndarray:
-    """Python-int coefficients (object array, length N) -> RNS rows, coefficient domain."""
-    return np.ascontiguousarray(np.stack([(values % q).astype(np.uint64) for q in ring.moduli]))
+# An output: ([(input index, a)], s) meaning round(sum a * input / 2^s); a / 2^s already includes r_k.
+Output = tuple[list[tuple[int, int]], int]
 
 
-def crt_lift(ring: Ring, coeffs: np.ndarray) -> np.ndarray:
-    """Centered CRT reconstruction of an RNS polynomial (coefficient domain) as an object array."""
-    big_q = math.prod(ring.moduli)
-    acc = np.zeros(ring.n, dtype=object)
-    for row, q in zip(coeffs, ring.moduli):
-        q_hat = big_q // q
-        acc = acc + row.astype(object) * (q_hat * pow(q_hat % q, -1, q))
-    acc = acc % big_q
-    return np.where(acc > big_q // 2, acc - big_q, acc)
+def plan_outputs(outputs: list[list[tuple[int, Fraction]]]) -> list[Output]:
+    """Exact rational coefficients -> shared dyadic ones (relative error below 2^-60, the same for all)."""
+    planned = []
+    for terms in outputs:
+        a, s = dyadic_row([c for _, c in terms])
+        planned.append(([(k, ak) for (k, _), ak in zip(terms, a)], s))
+    return planned
 
 
 class RefreshProtocol:
@@ -70,7 +69,7 @@ class RefreshProtocol:
     def fits(self, level: int, bound_bits: int, parties: int, boost: int = 1, scale: float | None = None) -> bool:
         b = self.mask_bits_total(self.ctx.scale_ladder[level] if scale is None else scale, bound_bits, boost)
         q = math.prod(self.ctx.primes[: level + 1])
-        return parties * 2 ** (b - 1) + 2 ** (b - self.mask_bits + 1) < q // 2
+        return parties * 2 ** (b - 1) + 2 ** (b - self.mask_bits + 1) < q // 2 and q.bit_length() <= MAX_BITS
 
     def min_level(self, bound_bits: int, parties: int, boost: int = 1, scale: float | None = None) -> int:
         """The lowest level whose modulus holds the masks (inputs of `scale`, default the ladder's)."""
@@ -97,28 +96,28 @@ class RefreshProtocol:
         c1s: list[np.ndarray],
         level: int,
         crps: list[np.ndarray],
-        outputs: list[list[tuple[int, Fraction]]],
+        outputs: list[Output],
         bits: int,
         rng: SecretRandom,
     ) -> tuple[list[Share], list[Share]]:
-        """Shares for a batch: one h0 per input ciphertext (its own mask), one h1 per output, where
-        output o is sum_k coef_ok * input_k and coef_ok already includes the input's scale ratio r_k."""
+        """Shares for a batch: one h0 per input ciphertext (its own mask), one h1 per output."""
         low, top = self.ctx.ring(level), self.top
+        n = self.ctx.n
         s_low = np.ascontiguousarray(sk.at_level(level + 1))
         s_top = np.ascontiguousarray(sk.at_level(self.ctx.top_level + 1))
-        masks = [rng.uniform_bounded(self.ctx.n, bits) for _ in c1s]
+        masks = [random_wide(rng.bytes(16 * n), n, bits) for _ in c1s]
         h0s = []
         for c1, m in zip(c1s, masks):
             h0 = low.mul(c1, s_low)
             if self.smudging_bits > 0:
                 low.add(h0, rng.smudging_ntt(low, 2.0**self.smudging_bits), out=h0)
-            low.sub(h0, low.ntt(_residues(low, m), inplace=True), out=h0)
+            low.sub(h0, low.ntt(combine_mod(low, [(m, 1)], 0), inplace=True), out=h0)
             h0s.append(Share(f"refresh/h0/level={level}", h0))
         h1s = []
-        for crp, terms in zip(crps, outputs):
-            scaled = _combine(terms, masks)
+        for crp, (terms, shift) in zip(crps, outputs):
+            scaled = combine_mod(top, [(masks[k], a) for k, a in terms], shift)
             h1 = top.mul(crp, s_top)
-            top.sub(top.ntt(_residues(top, scaled), inplace=True), h1, out=h1)
+            top.sub(top.ntt(scaled, inplace=True), h1, out=h1)
             top.add(h1, rng.error_ntt(top), out=h1)
             h1s.append(Share("refresh/h1", h1))
         return h0s, h1s
@@ -137,29 +136,18 @@ class RefreshProtocol:
         h0s: list[list[Share]],
         h1s: list[list[Share]],
         crps: list[np.ndarray],
-        outputs: list[list[tuple[int, Fraction]]],
+        outputs: list[Output],
     ) -> list[tuple[np.ndarray, np.ndarray]]:
         """(c0', c1') at the top level, NTT form, per output. h0s[k] holds every party's share of input k,
         h1s[o] every party's share of output o."""
         low, top = self.ctx.ring(level), self.top
-        lifted = []
+        lifted: list[Wide] = []
         for c0, shares in zip(c0s, h0s):
             x = low.sum([c0, *[s.data for s in shares]])
             lifted.append(crt_lift(low, low.intt(x, inplace=True)))
         out = []
-        for crp, terms, shares in zip(crps, outputs, h1s):
-            c0_top = top.ntt(_residues(top, _combine(terms, lifted)), inplace=True)
+        for crp, (terms, shift), shares in zip(crps, outputs, h1s):
+            c0_top = top.ntt(combine_mod(top, [(lifted[k], a) for k, a in terms], shift), inplace=True)
             top.add(c0_top, top.sum(s.data for s in shares), out=c0_top)
             out.append((c0_top, np.array(crp, copy=True)))
         return out
-
-
-def _combine(terms: list[tuple[int, Fraction]], values: list[np.ndarray]) -> np.ndarray:
-    """round(sum_k coef_k * values[k]) exactly: one common denominator, one rounding."""
-    den = 1
-    for _, c in terms:
-        den = den * c.denominator // math.gcd(den, c.denominator)
-    acc = np.zeros(len(values[0]), dtype=object)
-    for k, c in terms:
-        acc = acc + values[k] * (c.numerator * (den // c.denominator))
-    return (acc + den // 2) // den

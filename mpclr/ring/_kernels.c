@@ -356,7 +356,229 @@ static PyObject *all_reduced(PyObject *self, PyObject *args)
     return PyBool_FromLong(ok);
 }
 
+/* ---- wide integers for the collective refresh ------------------------------------------------------
+   Refresh combines masked values of up to ~2^126 with public dyadic coefficients a / 2^s. Values are
+   signed 128-bit (hi: int64, lo: uint64 arrays); products with |a| < 2^63 are summed in 192-bit two's
+   complement, rounded, shifted and reduced modulo each prime. All exact. */
+
+typedef struct { uint64_t w[3]; } u192;
+
+static inline u192 u192_from_i128(int64_t hi, uint64_t lo)
+{
+    u192 r;
+    r.w[0] = lo;
+    r.w[1] = (uint64_t)hi;
+    r.w[2] = hi < 0 ? ~(uint64_t)0 : 0;
+    return r;
+}
+
+static inline u192 u192_add(u192 a, u192 b)
+{
+    u192 r;
+    uint64_t c;
+    r.w[0] = a.w[0] + b.w[0];
+    c = r.w[0] < a.w[0];
+    uint64_t t = a.w[1] + c;
+    uint64_t c1 = t < c;
+    r.w[1] = t + b.w[1];
+    c1 += r.w[1] < t;
+    r.w[2] = a.w[2] + b.w[2] + c1;
+    return r;
+}
+
+static inline u192 u192_neg(u192 a)
+{
+    u192 r = {{~a.w[0], ~a.w[1], ~a.w[2]}};
+    u192 one = {{1, 0, 0}};
+    return u192_add(r, one);
+}
+
+/* (signed 128 value) * (signed 64 coefficient) as 192-bit two's complement. */
+static inline u192 mul_i128_i64(int64_t hi, uint64_t lo, int64_t a)
+{
+    int neg = 0;
+    u192 v = u192_from_i128(hi, lo);
+    if (hi < 0) { v = u192_neg(v); neg = !neg; }
+    uint64_t ua = a < 0 ? (uint64_t)(-(a + 1)) + 1 : (uint64_t)a;
+    if (a < 0) neg = !neg;
+    /* |v| < 2^127 occupies w[0], w[1] */
+    uint64_t p0h, p0l, p1h, p1l;
+    mul64(v.w[0], ua, &p0h, &p0l);
+    mul64(v.w[1], ua, &p1h, &p1l);
+    u192 r;
+    r.w[0] = p0l;
+    r.w[1] = p0h + p1l;
+    r.w[2] = p1h + (r.w[1] < p0h);
+    return neg ? u192_neg(r) : r;
+}
+
+/* arithmetic shift right of a 192-bit two's complement value by s (0 <= s < 128) */
+static inline u192 u192_sar(u192 a, int s)
+{
+    if (s == 0) return a;
+    u192 r;
+    int64_t top = (int64_t)a.w[2];
+    if (s < 64) {
+        r.w[0] = (a.w[0] >> s) | (a.w[1] << (64 - s));
+        r.w[1] = (a.w[1] >> s) | (a.w[2] << (64 - s));
+        r.w[2] = (uint64_t)(top >> s);
+    } else if (s == 64) {
+        r.w[0] = a.w[1];
+        r.w[1] = a.w[2];
+        r.w[2] = (uint64_t)(top >> 63);
+    } else {
+        int t = s - 64;
+        r.w[0] = (a.w[1] >> t) | (a.w[2] << (64 - t));
+        r.w[1] = (uint64_t)(top >> t);
+        r.w[2] = (uint64_t)(top >> 63);
+    }
+    return r;
+}
+
+/* value mod q in [0, q) for a 192-bit two's complement value; pow64 = 2^64 mod q, pow128 = 2^128 mod q */
+static inline uint64_t u192_mod(u192 a, uint64_t q, uint64_t pow64, uint64_t pow128, uint64_t r1, uint64_t r0)
+{
+    int neg = (int64_t)a.w[2] < 0;
+    if (neg) a = u192_neg(a);
+    uint64_t x0 = a.w[0] % q, x1 = a.w[1] % q, x2 = a.w[2] % q;
+    uint64_t hi, lo;
+    mul64(x1, pow64, &hi, &lo);
+    uint64_t t1 = barrett128(hi, lo, r1, r0, q);
+    mul64(x2, pow128, &hi, &lo);
+    uint64_t t2 = barrett128(hi, lo, r1, r0, q);
+    uint64_t s = x0 + t1;
+    s = s >= q ? s - q : s;
+    s += t2;
+    s = s >= q ? s - q : s;
+    return neg && s ? q - s : s;
+}
+
+/* scaled_sum_mod(out (R, n) uint64, hi (T, n) int64, lo (T, n) uint64, coeffs (T,) int64, shift, moduli (R,),
+                  ratios (R, 2), n): out[r, i] = round(sum_t coeffs[t] * v_t[i] / 2^shift) mod moduli[r] */
+static PyObject *scaled_sum_mod(PyObject *self, PyObject *args)
+{
+    PyObject *o_out, *o_hi, *o_lo, *o_c, *o_q, *o_ratio;
+    int shift;
+    Py_ssize_t n;
+    buf_t b[6];
+    memset(b, 0, sizeof b);
+    if (!PyArg_ParseTuple(args, "OOOOiOOn", &o_out, &o_hi, &o_lo, &o_c, &shift, &o_q, &o_ratio, &n)) return NULL;
+    if (get_buf(o_out, &b[0], 1, "out") || get_buf(o_hi, &b[1], 0, "hi") || get_buf(o_lo, &b[2], 0, "lo") ||
+        get_buf(o_c, &b[3], 0, "coeffs") || get_buf(o_q, &b[4], 0, "moduli") || get_buf(o_ratio, &b[5], 0, "ratios")) {
+        release(b, 6);
+        return NULL;
+    }
+    Py_ssize_t T = NELEM(b[3]), R = NELEM(b[4]);
+    if (R > 64 || T > 64) {
+        PyErr_SetString(PyExc_ValueError, "scaled_sum_mod supports at most 64 moduli and 64 terms");
+        release(b, 6);
+        return NULL;
+    }
+    if (n <= 0 || shift < 0 || shift > 127 || NELEM(b[1]) != T * n || NELEM(b[2]) != T * n ||
+        NELEM(b[0]) != R * n || NELEM(b[5]) != 2 * R) {
+        PyErr_SetString(PyExc_ValueError, "scaled_sum_mod: inconsistent shapes or shift out of [0, 127]");
+        release(b, 6);
+        return NULL;
+    }
+    uint64_t *out = U64(b[0]), *q = U64(b[4]), *ratio = U64(b[5]);
+    const int64_t *hi = (const int64_t *)b[1].view.buf, *c = (const int64_t *)b[3].view.buf;
+    const uint64_t *lo = U64(b[2]);
+    int overflow = 0;
+    Py_BEGIN_ALLOW_THREADS
+    uint64_t pow64[64], pow128[64];
+    for (Py_ssize_t r = 0; r < R; r++) {
+        uint64_t p = (((uint64_t)1 << 63) % q[r]) * 2 % q[r];
+        pow64[r] = p;
+        uint64_t h, l;
+        mul64(p, p, &h, &l);
+        pow128[r] = barrett128(h, l, ratio[2 * r], ratio[2 * r + 1], q[r]);
+    }
+    u192 half = {{0, 0, 0}};
+    if (shift > 0) {
+        if (shift - 1 < 64) half.w[0] = (uint64_t)1 << (shift - 1);
+        else half.w[1] = (uint64_t)1 << (shift - 1 - 64);
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        u192 acc = half;
+        for (Py_ssize_t t = 0; t < T; t++) acc = u192_add(acc, mul_i128_i64(hi[t * n + i], lo[t * n + i], c[t]));
+        acc = u192_sar(acc, shift);
+        /* the rounded result must fit in a signed 128-bit value */
+        if (!((acc.w[2] == 0 && (int64_t)acc.w[1] >= 0) || (acc.w[2] == ~(uint64_t)0 && (int64_t)acc.w[1] < 0)))
+            overflow = 1;
+        for (Py_ssize_t r = 0; r < R; r++)
+            out[r * n + i] = u192_mod(acc, q[r], pow64[r], pow128[r], ratio[2 * r], ratio[2 * r + 1]);
+    }
+    Py_END_ALLOW_THREADS
+    release(b, 6);
+    return PyBool_FromLong(!overflow);
+}
+
+/* crt_lift_128(out_hi int64 (n,), out_lo uint64 (n,), residues (k, n), moduli (k,), garner (k,) uint64,
+                prefix_hi/prefix_lo (k,) the products q_0..q_{j-1} as unsigned 128, half_hi/half_lo, Q_hi/Q_lo, n)
+   Centered CRT reconstruction for moduli whose product is below 2^127 (Garner's algorithm). */
+static PyObject *crt_lift_128(PyObject *self, PyObject *args)
+{
+    PyObject *o_hi, *o_lo, *o_res, *o_q, *o_g;
+    unsigned long long Qh, Ql;
+    Py_ssize_t n;
+    buf_t b[5];
+    memset(b, 0, sizeof b);
+    if (!PyArg_ParseTuple(args, "OOOOOKKn", &o_hi, &o_lo, &o_res, &o_q, &o_g, &Qh, &Ql, &n)) return NULL;
+    if (get_buf(o_hi, &b[0], 1, "out_hi") || get_buf(o_lo, &b[1], 1, "out_lo") || get_buf(o_res, &b[2], 0, "residues") ||
+        get_buf(o_q, &b[3], 0, "moduli") || get_buf(o_g, &b[4], 0, "garner")) {
+        release(b, 5);
+        return NULL;
+    }
+    Py_ssize_t k = NELEM(b[3]);
+    if (n <= 0 || k < 1 || k > 3 || NELEM(b[2]) != k * n || NELEM(b[0]) != n || NELEM(b[1]) != n || NELEM(b[4]) != k) {
+        PyErr_SetString(PyExc_ValueError, "crt_lift_128: 1 to 3 moduli, shapes (k, n) and (n,)");
+        release(b, 5);
+        return NULL;
+    }
+#if defined(__SIZEOF_INT128__)
+    const uint64_t *res = U64(b[2]), *q = U64(b[3]), *g = U64(b[4]);
+    int64_t *ohi = (int64_t *)b[0].view.buf;
+    uint64_t *olo = U64(b[1]);
+    Py_BEGIN_ALLOW_THREADS
+    u128 Q = ((u128)Qh << 64) | Ql;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        /* Garner: x = v0 + q0 (v1 + q1 v2) with v_j = (r_j - x_j-partial) * g_j mod q_j */
+        u128 x = res[i];
+        u128 prefix = q[0];
+        for (Py_ssize_t j = 1; j < k; j++) {
+            uint64_t qj = q[j];
+            uint64_t xm = (uint64_t)(x % qj);
+            uint64_t d = res[j * n + i] >= xm ? res[j * n + i] - xm : res[j * n + i] + qj - xm;
+            uint64_t v = (uint64_t)(((u128)d * g[j]) % qj);
+            x += prefix * v;
+            prefix *= qj;
+        }
+        if (x > Q / 2) {
+            u128 neg = Q - x; /* value is -neg */
+            u128 two = ~neg + 1;
+            ohi[i] = (int64_t)(uint64_t)(two >> 64);
+            olo[i] = (uint64_t)two;
+        } else {
+            ohi[i] = (int64_t)(uint64_t)(x >> 64);
+            olo[i] = (uint64_t)x;
+        }
+    }
+    Py_END_ALLOW_THREADS
+    release(b, 5);
+    Py_RETURN_NONE;
+#else
+    release(b, 5);
+    PyErr_SetString(PyExc_NotImplementedError, "crt_lift_128 needs a compiler with 128-bit integers");
+    return NULL;
+#endif
+}
+
 static PyMethodDef methods[] = {
+    {"scaled_sum_mod", scaled_sum_mod, METH_VARARGS,
+     "scaled_sum_mod(out, hi, lo, coeffs, shift, moduli, ratios, n): round(sum coeffs*v / 2^shift) mod q; "
+     "returns False if a result overflowed 128 bits."},
+    {"crt_lift_128", crt_lift_128, METH_VARARGS,
+     "crt_lift_128(out_hi, out_lo, residues, moduli, garner, Q_hi, Q_lo, n): centered CRT for Q < 2^127."},
     {"all_reduced", all_reduced, METH_VARARGS, "all_reduced(a, moduli, n): every value below its row's modulus."},
     {"lift_signed", lift_signed, METH_VARARGS,
      "lift_signed(out, coeffs, moduli, n): out[p, r] = coeffs[p] mod moduli[r] for int64 coefficients."},

@@ -7,8 +7,6 @@ what leaves is a protocol share (an RLWE sample, a smudged partial decryption) o
 from __future__ import annotations
 
 import hashlib
-from fractions import Fraction
-
 import numpy as np
 
 from ..errors import ProtocolError
@@ -67,8 +65,11 @@ class DataProvider(Node):
                 "refresh.share": self._on_refresh_share,
                 "researcher.key": self._on_researcher_key,
                 "pcks.share": self._on_pcks_share,
+                "lr.aggregate": self._on_lr_aggregate,
+                "lr.encrypt": self._on_lr_encrypt,
             }
         )
+        self._data = None  # (X, y, global row indices): this hospital's rows, never sent
 
     def join(self, session: Session) -> None:
         super().join(session)
@@ -266,8 +267,8 @@ class DataProvider(Node):
                 f"refresh masks of {bits} bits are below this party's minimum {self._refresh.mask_bits} or absurd"
             )
         c1s = [self._dec.c1_from_bytes(raw, level) for raw in fields["c1"]]
-        outputs = [[(int(k), Fraction(int(num), int(den))) for k, num, den in terms] for terms in fields["outputs"]]
-        if not c1s or not outputs or any(not 0 <= k < len(c1s) for terms in outputs for k, _ in terms):
+        outputs = [([(int(k), int(a)) for k, a in out["terms"]], int(out["shift"])) for out in fields["outputs"]]
+        if not c1s or not outputs or any(not 0 <= k < len(c1s) for terms, _ in outputs for k, _ in terms):
             raise ProtocolError("refresh request has no inputs, no outputs, or a term naming a missing input")
         sk = self._share_for(fields.get("participants"))
         crps = [self._refresh.sample_crp(self._require_crs(), f"{label}/{o}") for o in range(len(outputs))]
@@ -296,6 +297,54 @@ class DataProvider(Node):
         return {"share": self._pcks.gen_share(sk, c1, level, target, self._rng).to_bytes()}
 
     # --- data -----------------------------------------------------------------------------------
+    def load_data(self, X, y, rows) -> None:
+        """Give this hospital its own rows (features X, labels y in {0, 1}) and their global row indices
+        in the study's public row order. They stay here; only ciphertexts of them leave."""
+        X = np.asarray(X, dtype=np.float64)
+        y = np.asarray(y)
+        rows = np.asarray(rows, dtype=np.int64)
+        if X.ndim != 2 or len(X) != len(y) or len(y) != len(rows):
+            raise ValueError(
+                f"{self.name}: X, y and rows must have matching lengths, got {X.shape}, {y.shape}, " f"{rows.shape}"
+            )
+        if not np.all(np.isin(y, (0, 1))):
+            raise ValueError(f"{self.name}: labels must be 0 or 1")
+        self._data = (X, y.astype(np.int64), rows)
+
+    def _require_data(self):
+        if self._data is None:
+            raise ProtocolError(f"{self.name} has no data loaded")
+        return self._data
+
+    def _encrypt_bytes(self, values) -> bytes:
+        he = self._encryptor()
+        x = np.ascontiguousarray(values, dtype=np.float64)
+        return he.encryptFrac(x, scale=2.0**self.ctx.params.scale_bits).to_bytes(compr_mode="none")
+
+    def _on_lr_aggregate(self, fields, sender):
+        from ..lr.party import aggregate_vector
+
+        self._from_server(sender, "lr.aggregate")
+        X, _, _ = self._require_data()
+        return {"ciphertext": self._encrypt_bytes(aggregate_vector(X)), "length": 1 + 2 * X.shape[1]}
+
+    def _on_lr_encrypt(self, fields, sender):
+        from ..lr.layout import Layout
+        from ..lr.party import design_rows, pack_blocks
+
+        self._from_server(sender, "lr.encrypt")
+        X, y, rows = self._require_data()
+        spec = fields["layout"]
+        layout = Layout(int(spec["slots"]), int(spec["rows"]), int(spec["folds"]))
+        if layout.slots != self.ctx.params.slots or int(rows.max()) >= layout.n_rows:
+            raise ProtocolError("the requested layout does not fit this party's rows or the parameters")
+        mean, std = np.asarray(fields["mean"], dtype=np.float64), np.asarray(fields["std"], dtype=np.float64)
+        if mean.shape != (X.shape[1],) or std.shape != (X.shape[1],):
+            raise ProtocolError(f"scaling statistics for {mean.shape} features, this party has {X.shape[1]}")
+        z = design_rows(X, y, mean, std)
+        blocks = [[g, b, j, self._encrypt_bytes(vec)] for g, b, j, vec in pack_blocks(layout, rows, z)]
+        return {"blocks": blocks}
+
     def encrypt(self, values):
         """Encrypt a vector under the collective public key and upload it; returns the server's handle."""
         from .server import Ciphertext

@@ -81,12 +81,13 @@ class Researcher(Node):
         )
         return values
 
-    def collect_shares(self, handle, by) -> tuple[CiphertextData, dict]:
-        """Fetch a ciphertext from the server (switched to the last prime) and ask the key holders `by`
-        for their partial decryptions. Nothing is combined yet."""
+    def collect_shares(self, handle, by, level: int | None = 0) -> tuple[CiphertextData, dict]:
+        """Fetch a ciphertext from the server (switched to `level`, default the last prime; None keeps
+        its level, for values too large for q_0) and ask the key holders `by` for their partial
+        decryptions. Nothing is combined yet."""
         names = self.check_decryptors(by)
         s = self._require_session()
-        got = self.call(s.server, "ct.fetch", id=handle.id, level=0)
+        got = self.call(s.server, "ct.fetch", id=handle.id, level=handle.level if level is None else level)
         data = CiphertextData.from_bytes(got["ciphertext"], "fetched ciphertext")
         level = self.ctx.check_ciphertext(data, "fetched ciphertext")
         c1 = self._dec.c1_to_bytes(data.data[1], level)
@@ -106,9 +107,9 @@ class Researcher(Node):
         with self.timed("decrypt.decode"):
             return self.ctx.decode(self._decoder, plain, length)
 
-    def decrypt(self, handle, by, *, label: str = "") -> np.ndarray:
+    def decrypt(self, handle, by, *, label: str = "", level: int | None = 0) -> np.ndarray:
         """Threshold decryption of a server-held ciphertext by the key holders `by`."""
-        data, shares = self.collect_shares(handle, by)
+        data, shares = self.collect_shares(handle, by, level)
         values = self.combine(data, shares.values(), handle.length)
         self.revealed.append(
             {

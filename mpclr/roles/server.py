@@ -18,7 +18,7 @@ from Pyfhel import PyCtxt
 from ..errors import ProtocolError
 from ..protocols.cpk import PublicKeyGen
 from ..protocols.keyswitch import PublicKeySwitch
-from ..protocols.refresh import RefreshProtocol
+from ..protocols.refresh import RefreshProtocol, plan_outputs
 from ..protocols.rlk import RelinKeyGen
 from ..protocols.rotation import RotationKeyGen
 from ..ring import CommonRandomString
@@ -261,7 +261,7 @@ class Server(Node):
             c0s.append(c0)
             c1_raw.append(self._c1_bytes(c1, level))
         ratios = [proto.ratio(scale, boost) for scale in scales]
-        exact = [[(i, Fraction(coef) * ratios[i]) for i, coef in row] for row in outputs]
+        planned = plan_outputs([[(i, Fraction(coef) * ratios[i]) for i, coef in row] for row in outputs])
         self._refresh_count += 1
         label = f"{self._refresh_count}"
         bits = max(proto.mask_bits_total(scale, bound, boost) for scale in scales)
@@ -271,14 +271,14 @@ class Server(Node):
             "label": label,
             "participants": names,
             "mask_bits": bits,
-            "outputs": [[[i, c.numerator, c.denominator] for i, c in row] for row in exact],
+            "outputs": [{"terms": [[i, a] for i, a in terms], "shift": shift} for terms, shift in planned],
         }
         replies = self.call_many("refresh.share", {p: request for p in names})
         h0s = [[proto.h0_from_bytes(replies[p]["h0"][i], level) for p in names] for i in range(len(cts))]
         h1s = [[proto.h1_from_bytes(replies[p]["h1"][o]) for p in names] for o in range(len(outputs))]
         crps = [proto.sample_crp(self.crs, f"{label}/{o}") for o in range(len(outputs))]
         with self.timed("refresh.combine"):
-            fresh = proto.finalize(c0s, level, h0s, h1s, crps, exact)
+            fresh = proto.finalize(c0s, level, h0s, h1s, crps, planned)
         top = self.ctx.top_level
         pid, scale = self.ctx.level_parms_id(top), self.ctx.scale_ladder[top]
         out = [
@@ -362,7 +362,7 @@ class Server(Node):
             raise ProtocolError(f"ciphertexts for decryption go to the researcher only, not {sender}")
         h = Ciphertext(int(fields["id"]), 0, 0, 0.0)
         e = self._get(h)
-        level = int(fields.get("level", 0))
+        level = min(int(fields.get("level", 0)), e.level)
         return {"ciphertext": self.export_ciphertext(h, level), "length": e.length, "level": level}
 
     # ================================ evaluation ================================================

@@ -9,7 +9,7 @@ import pytest
 from mpclr.errors import ProtocolError
 from mpclr.params import get_preset
 from mpclr.protocols import shamir
-from mpclr.protocols.refresh import RefreshProtocol, crt_lift
+from mpclr.protocols.refresh import RefreshProtocol
 from mpclr.protocols.share import SecretKeyShare
 from mpclr.seal.context import SealContext
 
@@ -65,18 +65,6 @@ def test_threshold_validation(ctx):
         shamir.ThresholdSharing(ctx.key_ring, 4, 3)
     with pytest.raises(ProtocolError, match="repeated"):
         shamir.ThresholdSharing(ctx.key_ring, 2, 3).lagrange(1, [1, 1, 2])
-
-
-def test_crt_lift_is_exact(ctx):
-    ring = ctx.ring(2)
-    g = np.random.default_rng(0)
-    big_q = 1
-    for q in ring.moduli:
-        big_q *= q
-    values = [int(v) - (1 << 70) for v in g.integers(0, 2**62, ring.n)]
-    values = [v * 1000 + 7 for v in values]  # about 2^80, centered
-    coeffs = np.stack([np.array([v % q for v in values], dtype=np.uint64) for q in ring.moduli])
-    assert list(crt_lift(ring, coeffs)) == values
 
 
 def test_refresh_planning(ctx):
