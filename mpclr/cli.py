@@ -8,6 +8,8 @@ import time
 
 import numpy as np
 
+from .notebooks.batch import add_batch_parser
+
 
 def _demo(args) -> int:
     """Pooled feature means of scikit-learn's breast-cancer data, split across hospitals, computed under
@@ -46,6 +48,7 @@ def main(argv=None) -> int:
     demo.add_argument("--parties", type=int, default=3)
     demo.add_argument("--preset", default="fast")
     demo.set_defaults(func=_demo)
+    add_batch_parser(sub)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -7,6 +7,7 @@ what leaves is a protocol share (an RLWE sample, a smudged partial decryption) o
 from __future__ import annotations
 
 import hashlib
+
 import numpy as np
 
 from ..errors import ProtocolError
