@@ -1,0 +1,199 @@
+"""Who holds what and what each message reveals to whom: the README's threat-model table as data.
+
+The notebooks print these tables instead of copying them, and tests/notebooks checks them against the
+README's table and against the message types a federation actually sends, so they cannot drift apart.
+What each role receives is derived from the message table, not written twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["MessageKind", "MESSAGES", "ROLES", "message_rows", "roles_rows", "markdown_table", "describe_traffic"]
+
+HOSPITAL, SERVER, RESEARCHER = "hospital", "server", "researcher"
+
+
+@dataclass(frozen=True)
+class MessageKind:
+    type: str
+    step: str
+    request: tuple[str, str, str]  # from role, to role, what it carries
+    reply: tuple[str, str, str]
+    reveals: str
+
+
+MESSAGES: tuple[MessageKind, ...] = (
+    MessageKind(
+        "crs.commit",
+        "1. CRS",
+        (SERVER, HOSPITAL, "nothing"),
+        (HOSPITAL, SERVER, "a hash commitment to a fresh random nonce"),
+        "nothing: the nonce stays hidden until every hospital has committed",
+    ),
+    MessageKind(
+        "crs.reveal",
+        "1. CRS",
+        (SERVER, HOSPITAL, "every hospital's commitment"),
+        (HOSPITAL, SERVER, "its nonce"),
+        "random nonces",
+    ),
+    MessageKind(
+        "crs.seed",
+        "1. CRS",
+        (SERVER, HOSPITAL, "every hospital's nonce"),
+        (HOSPITAL, SERVER, "a hash of the seed it derived"),
+        "the CRS seed, which is public: every party expands the same public polynomials from it",
+    ),
+    MessageKind(
+        "cpk.commit",
+        "2. public key",
+        (SERVER, HOSPITAL, "nothing"),
+        (HOSPITAL, SERVER, "a commitment to its public-key share"),
+        "nothing: committing first stops a party choosing its share after seeing the others'",
+    ),
+    MessageKind(
+        "cpk.reveal",
+        "2. public key",
+        (SERVER, HOSPITAL, "every hospital's commitment"),
+        (HOSPITAL, SERVER, "its public-key share -a*s_i + e_i"),
+        "an RLWE sample: nothing about the key share s_i",
+    ),
+    MessageKind(
+        "rlk.round1",
+        "3. relinearization key",
+        (SERVER, HOSPITAL, "nothing"),
+        (HOSPITAL, SERVER, "RLWE samples under s_i and an ephemeral u_i"),
+        "RLWE samples only; their aggregate is public key material",
+    ),
+    MessageKind(
+        "rlk.round2",
+        "3. relinearization key",
+        (SERVER, HOSPITAL, "the aggregate of round 1"),
+        (HOSPITAL, SERVER, "RLWE samples under s_i and u_i"),
+        "RLWE samples only; their aggregate is the public relinearization key",
+    ),
+    MessageKind(
+        "gkg.share",
+        "4. rotation keys",
+        (SERVER, HOSPITAL, "a Galois element (a rotation step)"),
+        (HOSPITAL, SERVER, "RLWE samples under s_i"),
+        "RLWE samples only",
+    ),
+    MessageKind(
+        "keys.install",
+        "2. public key",
+        (SERVER, f"{HOSPITAL}, {RESEARCHER}", "the collective public key"),
+        (f"{HOSPITAL}, {RESEARCHER}", SERVER, "an acknowledgement"),
+        "the collective public key (public)",
+    ),
+    MessageKind(
+        "ct.upload",
+        "5. encrypt",
+        (HOSPITAL, SERVER, "a ciphertext under the collective key"),
+        (SERVER, HOSPITAL, "a handle: id, level, scale"),
+        "nothing about the data: the ciphertext is IND-CPA under the collective key",
+    ),
+    MessageKind(
+        "ct.fetch",
+        "7. decrypt",
+        (RESEARCHER, SERVER, "the handle of a result"),
+        (SERVER, RESEARCHER, "that ciphertext, switched down to the last prime"),
+        "a ciphertext; the researcher cannot decrypt it alone",
+    ),
+    MessageKind(
+        "decrypt.share",
+        "7. decrypt",
+        (RESEARCHER, HOSPITAL, "c1, the random half of the ciphertext"),
+        (HOSPITAL, RESEARCHER, "its partial decryption s_i*c1 + e_i, smudged with sigma = 2^smudging_bits"),
+        "with all needed shares: the result plus noise, to the researcher only; c1 alone is uniform, "
+        "and the smudging hides the ciphertext noise (a function of the key)",
+    ),
+)
+
+ROLES: dict[str, dict[str, str]] = {
+    HOSPITAL: {
+        "holds": "its patient rows; its secret-key share s_i (made from the OS CSPRNG, never sent); a signing key",
+        "learns": "the public keys and the CRS seed; never another hospital's rows, share or a result",
+    },
+    SERVER: {
+        "holds": "the collective public, relinearization and rotation keys; every ciphertext",
+        "learns": "sizes and shapes of the encrypted data; never a key share, a partial decryption or a result",
+    },
+    RESEARCHER: {
+        "holds": "the results it was allowed to decrypt (an audit trail of what and by whom)",
+        "learns": "only what enough key holders agreed to decrypt, plus noise; with too few shares: random values",
+    },
+}
+
+
+def _receives(role: str) -> list[str]:
+    got = []
+    for m in MESSAGES:
+        for sender, recipients, content in (m.request, m.reply):
+            if role in [r.strip() for r in recipients.split(",")] and content != "nothing":
+                got.append(f"{m.type}: {content} (from the {sender})")
+    return got
+
+
+def message_rows() -> list[dict[str, str]]:
+    """One row per message type: step, request, reply, what it reveals."""
+    return [
+        {
+            "message": m.type,
+            "step": m.step,
+            "request": f"{m.request[0]} → {m.request[1]}: {m.request[2]}",
+            "reply": f"{m.reply[0]} → {m.reply[1]}: {m.reply[2]}",
+            "reveals": m.reveals,
+        }
+        for m in MESSAGES
+    ]
+
+
+def roles_rows(party_names: list[str] | None = None, needed: int | None = None) -> list[dict[str, str]]:
+    """One row per role: who, what it holds, what it receives (from the message table), what it learns."""
+    who = {
+        HOSPITAL: ", ".join(party_names) if party_names else "each data provider",
+        SERVER: "server",
+        RESEARCHER: "researcher",
+    }
+    rows = []
+    for role, facts in ROLES.items():
+        learns = facts["learns"]
+        if role == RESEARCHER and party_names and needed is not None:
+            learns += f" (here: {needed} of {len(party_names)} key holders must cooperate)"
+        rows.append(
+            {
+                "role": role,
+                "who": who[role],
+                "holds": facts["holds"],
+                "receives": "; ".join(_receives(role)),
+                "learns": learns,
+            }
+        )
+    return rows
+
+
+def markdown_table(rows: list[dict], columns: list[str] | None = None) -> str:
+    columns = columns or list(rows[0])
+    esc = [[str(r.get(c, "")).replace("|", "\\|").replace("\n", " ") for c in columns] for r in rows]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(r) + " |" for r in esc]
+    return "\n".join(lines)
+
+
+def describe_traffic(traffic: dict) -> list[dict]:
+    """fed.traffic()'s per-type counts joined with what each message type reveals."""
+    known = {m.type: m for m in MESSAGES}
+    rows = []
+    for kind, v in traffic["by_type"].items():
+        m = known.get(kind)
+        rows.append(
+            {
+                "message": kind,
+                "messages": v["messages"],
+                "bytes": v["bytes"],
+                "reveals": m.reveals if m else "(not described in mpclr.notebooks.roles yet)",
+            }
+        )
+    return rows

@@ -1,0 +1,254 @@
+"""Parameters, run folders, steps and grids: everything the runner checks before a kernel starts."""
+
+import json
+import os
+
+import pytest
+
+import mpclr
+from mpclr.errors import DataError, ParameterError
+from mpclr.notebooks import (
+    PARAMETERS,
+    RunFolder,
+    Study,
+    check_parameters,
+    declared_parameters,
+    make_federation,
+    project_root,
+    resolve_run_dir,
+    resolve_steps,
+)
+from mpclr.notebooks import study as study_module
+from mpclr.notebooks.batch import parse_grid
+from mpclr.notebooks.runner import run_sequence
+
+
+@pytest.mark.parametrize(
+    "values,match",
+    [
+        ({"parties": "3"}, r"parameter parties must be an integer \(int\), got '3' \(str\)"),
+        ({"parties": True}, r"parameter parties must be an integer"),
+        ({"parties": 1}, r"parameter parties must be in \[2, 64\], got 1"),
+        ({"partys": 3}, r"unknown parameter 'partys' \(did you mean 'parties'\?\)"),
+        ({"parties": 3, "threshold": 4}, r"parameter threshold must be in \[1, parties = 3\]"),
+        ({"threshold": 0}, r"parameter threshold must be in \[1, parties = 3\]"),
+        ({"preset": "medium"}, r"parameter preset must be one of 'fast', .*got 'medium'"),
+        ({"decryptors": [0, 0]}, r"parameter decryptors lists a party twice"),
+        ({"parties": 2, "decryptors": [2]}, r"parameter decryptors must hold party indices in \[0, 1\]"),
+        ({"rotation_steps": [1, 0]}, r"parameter rotation_steps must not contain 0"),
+        ({"smudging_bits": float("nan")}, r"parameter smudging_bits must be a finite number or None"),
+        ({"dataset": "lbww"}, r"parameter dataset must be one of"),
+    ],
+)
+def test_bad_values_name_their_parameter(values, match):
+    with pytest.raises(ParameterError, match=match):
+        check_parameters(values)
+
+
+def test_all_problems_are_reported_at_once():
+    with pytest.raises(ParameterError) as err:
+        check_parameters({"parties": "3", "folds": 1, "partys": 2})
+    text = str(err.value)
+    assert text.startswith("3 invalid parameters")
+    for name in ("parties", "folds", "partys"):
+        assert name in text
+
+
+def test_good_values_pass_unchanged():
+    values = {"parties": 5, "threshold": 3, "smudging_bits": 12, "decryptors": [0, 4], "seed": 7}
+    assert check_parameters(values) == values
+    assert check_parameters(parties=4, threshold=None) == {"parties": 4, "threshold": None}
+
+
+def test_registry_defaults_satisfy_their_own_rules():
+    for p in PARAMETERS.values():
+        assert p.problem(p.default, {q.name: q.default for q in PARAMETERS.values()}) == "", p.name
+
+
+def test_declared_parameters_parse_one_per_line():
+    got = declared_parameters('# title\nparties: int = 3  # hospitals\nname: str = "a # b"  # with a hash\n')
+    assert [(p.name, p.hint, p.default, p.comment) for p in got] == [
+        ("parties", "int", 3, "hospitals"),
+        ("name", "str", "a # b", "with a hash"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "source,match",
+    [
+        ("x = 3\n", "only `name: type = literal"),
+        ("import os\n", "only `name: type = literal"),
+        ("x: int = len([])\n", "the default of x must be a literal"),
+        ("x: list[int] = [\n    1,\n]\n", "write x on one line"),
+        ("x: int = (\n", "not valid Python"),
+    ],
+)
+def test_declared_parameters_refuse_anything_else(source, match):
+    with pytest.raises(ParameterError, match=match):
+        declared_parameters(source)
+
+
+def test_study_checks_with_the_crypto_code():
+    s = Study.from_parameters(parties=4, threshold=2, smudging_bits=12)
+    assert s.params().smudging_bits == 12 and s.params().name == "fast/smudging=12"
+    assert s.key_holders_needed == 2
+    with pytest.raises(ParameterError, match="smudging_bits"):
+        Study.from_parameters(smudging_bits=45)  # beyond what the fast preset's q_0 allows
+    with pytest.raises(ParameterError, match="unknown parameter 'rotation_steps'"):
+        Study.from_parameters(rotation_steps=[1])
+    record = s.to_json()
+    assert Study.from_json(json.loads(json.dumps(record))) == s
+    assert record["summary"]["key_holders_needed"] == 2 and record["key_holders"][3] == "hospital-4"
+
+
+class _Recorder:
+    def __init__(self, *args, **kwargs):
+        self.args, self.kwargs = args, kwargs
+
+
+def test_threshold_is_passed_only_when_set(monkeypatch):
+    class WithThreshold(_Recorder):
+        def __init__(self, parties=3, preset="fast", seed=None, *, threshold="not passed", **kw):
+            super().__init__(parties=parties, preset=preset, seed=seed, threshold=threshold, **kw)
+
+    monkeypatch.setattr(study_module, "Federation", WithThreshold)
+    assert make_federation(5).kwargs["threshold"] == "not passed"
+    assert make_federation(5, 3).kwargs["threshold"] == 3
+    assert make_federation(5, 5).kwargs["threshold"] == 5
+
+
+def test_threshold_without_t_out_of_n_support_says_so(monkeypatch):
+    class NoThreshold(_Recorder):
+        def __init__(self, parties=3, preset="fast", seed=None):
+            super().__init__(parties=parties, preset=preset, seed=seed)
+
+    monkeypatch.setattr(study_module, "Federation", NoThreshold)
+    assert make_federation(5).kwargs == {"parties": 5, "preset": "fast", "seed": None}
+    assert make_federation(5, 5).kwargs == {"parties": 5, "preset": "fast", "seed": None}  # t = n: n-out-of-n
+    with pytest.raises(ParameterError, match="threshold = 3 < parties = 5 needs t-out-of-n"):
+        make_federation(5, 3)
+
+
+def test_real_federation_takes_the_threshold():
+    with make_federation(3, 2) as fed:
+        assert fed.session.threshold == 2
+    with make_federation(2) as fed:
+        assert fed.session.threshold == 2
+
+
+def test_run_dirs_resolve_through_the_package_not_the_current_folder(tmp_path, monkeypatch):
+    monkeypatch.delenv("MPCLR_RUN_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    root = project_root()
+    assert (root / "notebooks" / "00_study_and_roles.ipynb").is_file()
+    assert resolve_run_dir("") == root / "runs" / "interactive"
+    assert resolve_run_dir("runs/x") == root / "runs" / "x"
+    assert resolve_run_dir(tmp_path / "abs") == tmp_path / "abs"
+    monkeypatch.setenv("MPCLR_RUN_DIR", str(tmp_path / "env"))
+    assert resolve_run_dir("") == tmp_path / "env"
+
+
+def test_run_folder_json_round_trip_and_missing_file_names_its_step(tmp_path):
+    import numpy as np
+
+    run = RunFolder(tmp_path)
+    run.write_json("keys.json", {"n": np.int64(3), "x": np.array([0.5, 1.5]), "nan": float("nan")}, step="t")
+    got = run.read_json("keys.json")
+    assert got["n"] == 3 and got["x"] == [0.5, 1.5] and got["nan"] is None
+    assert got["written"]["by"] == "t" and got["written"]["mpclr"] == mpclr.__version__
+    assert not list(tmp_path.glob("*.tmp"))
+    with pytest.raises(DataError, match=r"has no study.json: run notebooks/00_study_and_roles.ipynb first"):
+        run.read_json("study.json")
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(DataError, match="bad.json: not valid JSON"):
+        run.read_json("bad.json")
+    with pytest.raises(ParameterError, match="plain names"):
+        run.file("../x.json")
+    with pytest.raises(ParameterError, match="run_dir: run folder .* does not exist"):
+        RunFolder.open(tmp_path / "nope", create=False)
+
+
+def test_steps_resolve_by_name_number_or_path(tmp_path):
+    assert [s.name for s in resolve_steps(None)] == ["00_study_and_roles", "01_key_ceremony"]
+    assert [s.name for s in resolve_steps(["00", "01_key_ceremony.ipynb"])] == ["00_study_and_roles", "01_key_ceremony"]
+    assert resolve_steps("90")[0].writes == ("workshop.json",)
+    nb = tmp_path / "later_step.ipynb"
+    nb.write_text("{}")
+    custom = resolve_steps(["00", str(nb)])[1]
+    assert custom.name == "later_step" and custom.notebook == nb.resolve()
+    with pytest.raises(ParameterError, match="'07' is neither a step"):
+        resolve_steps(["07"])
+    with pytest.raises(ParameterError, match="00_study_and_roles listed twice"):
+        resolve_steps(["00", "00_study_and_roles"])
+
+
+def test_runner_refuses_bad_parameters_before_any_kernel(tmp_path):
+    target = tmp_path / "run"
+    with pytest.raises(ParameterError, match=r"parameter parties must be an integer"):
+        run_sequence(target, {"parties": "3"})
+    with pytest.raises(ParameterError, match=r"unknown parameter 'decryptors'.*notebooks to run accept"):
+        run_sequence(target, {"decryptors": [0]})  # a workshop parameter, not a study step's
+    with pytest.raises(ParameterError, match="run_dir is set by the runner"):
+        run_sequence(target, {"run_dir": "x"})
+    assert not target.exists()
+
+
+def test_grid_expands_to_the_product_plus_explicit_runs():
+    spec = parse_grid(
+        {
+            "parameters": {"preset": "fast"},
+            "grid": {"parties": [2, 3], "threshold": [None, 2]},
+            "runs": [{"parties": 5}],
+        }
+    )
+    assert [p for _, p in spec.runs] == [
+        {"preset": "fast", "parties": 2, "threshold": None},
+        {"preset": "fast", "parties": 2, "threshold": 2},
+        {"preset": "fast", "parties": 3, "threshold": None},
+        {"preset": "fast", "parties": 3, "threshold": 2},
+        {"preset": "fast", "parties": 5},
+    ]
+    assert spec.varied == ["parties", "threshold"]
+    names = [n for n, _ in spec.runs]
+    assert names[0] == "001_parties=2_threshold=None" and names[4] == "005_parties=5"
+    assert len(set(names)) == len(names)
+    assert [p for _, p in parse_grid({"parameters": {"parties": 4}}).runs] == [{"parties": 4}]
+
+
+@pytest.mark.parametrize(
+    "spec,match",
+    [
+        ({"grid": {"parties": 3}}, r"grid: parties must be a non-empty list of values, got 3 \(write \[3\]\)"),
+        ({"grid": {"parties": []}}, "non-empty list"),
+        ({"grids": {}}, "unknown key 'grids'"),
+        ({"grid": {"partys": [2]}}, r"unknown parameter 'partys' \(did you mean 'parties'\?\)"),
+        ({"parameters": {"parties": 2}, "grid": {"parties": [3]}}, "parties is set both"),
+        ({"parameters": {"run_dir": "x"}}, "run_dir is set by mpclr batch"),
+        ({"steps": ["07"]}, "'07' is neither a step"),
+        ({"runs": {"parties": 2}}, "runs must be a list"),
+        ([1, 2], "expected a mapping"),
+    ],
+)
+def test_grid_errors_name_the_key(spec, match):
+    with pytest.raises(ParameterError, match=match):
+        parse_grid(spec)
+
+
+def test_grid_file_errors_give_the_line(tmp_path):
+    from mpclr.notebooks.batch import load_grid
+
+    bad = tmp_path / "g.yaml"
+    bad.write_text("grid:\n  parties: [2, 3\n")
+    with pytest.raises(ParameterError, match=r"g.yaml: not valid YAML \(line \d+, column \d+\)"):
+        load_grid(bad)
+    with pytest.raises(ParameterError, match="grid file .*missing.yaml"):
+        load_grid(tmp_path / "missing.yaml")
+
+
+def test_notebooks_folder_can_be_moved(tmp_path, monkeypatch):
+    monkeypatch.setenv("MPCLR_NOTEBOOKS", str(tmp_path))
+    with pytest.raises(ParameterError, match="no notebook named '00_study_and_roles'"):
+        resolve_steps(["00"])[0].notebook  # noqa: B018
+    monkeypatch.setenv("MPCLR_NOTEBOOKS", os.fspath(tmp_path / "none"))
+    with pytest.raises(ParameterError, match="set MPCLR_NOTEBOOKS"):
+        project_root()
