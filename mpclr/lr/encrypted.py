@@ -22,6 +22,7 @@ The first iteration needs no encrypted arithmetic (v_0 = 0, so g = C).
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -30,9 +31,13 @@ from Pyfhel import PyCtxt
 
 from ..errors import ProtocolError
 from ..protocols.refresh import RefreshProtocol
-from .layout import Group, Layout
+from .blocks import BlockEngine, Enc
+from .layout import Layout
 
 __all__ = ["EncryptedTrainer", "TrainingPlan"]
+
+# Below this many data blocks, worker processes cost more to start than they save.
+_MIN_BLOCKS_FOR_WORKERS = 8
 
 
 @dataclass
@@ -41,7 +46,7 @@ class TrainingPlan:
 
     sigmoid: np.ndarray  # coefficients c_0..c_deg of p, increasing powers (c_0 = 1/2, odd otherwise)
     schedule: list[tuple[float, float]]  # (gamma_t, eta_t) per iteration
-    bound_bits: int = 6  # public bound on |weights|, gradients: 2^bound_bits (refresh masks hide up to it)
+    bound_bits: int = 6  # public bound on |weights| and gradients: 2^bound_bits (refresh masks hide up to it)
     boost_bits: int = 0
 
     @property
@@ -57,23 +62,20 @@ class TrainingPlan:
 
 
 @dataclass
-class _Ct:
-    ct: PyCtxt
-    level: int
-
-
-@dataclass
 class TrainingLog:
     seconds: dict = field(default_factory=dict)
     refreshes: int = 0
     refreshed_ciphertexts: int = 0
+    workers: int = 0
     iterations: list = field(default_factory=list)
 
 
 class EncryptedTrainer:
     """Lives at the server: it sees ciphertexts, public constants and the layout, nothing else."""
 
-    def __init__(self, server, layout: Layout, features: int, plan: TrainingPlan, participants=None):
+    def __init__(
+        self, server, layout: Layout, features: int, plan: TrainingPlan, participants=None, workers: int | str = "auto"
+    ):
         self.server = server
         self.he = server._he
         self.ctx = server.ctx
@@ -84,62 +86,21 @@ class EncryptedTrainer:
         self.top = self.ctx.top_level
         n = len(server.participants(participants))
         self.refresh_level = RefreshProtocol(self.ctx).min_level(plan.bound_bits, n, 1 << plan.boost_bits)
-        # encrypted state, by group then feature (and block for data)
-        self.Z: dict[tuple[int, int, int], _Ct] = {}
-        self.ZM: dict[tuple[int, int, int], _Ct] = {}
-        self.C: dict[tuple[int, int], _Ct] = {}
-        self.W: dict[tuple[int, int], _Ct] = {}
-        self.V: dict[tuple[int, int], _Ct] = {}
-        self.log = TrainingLog()
-        self._consts: dict = {}
+        self.lead, self.q_coeffs = plan.monic()
+        total_blocks = sum(g.blocks for g in layout.groups)
+        if workers == "auto":
+            workers = (os.cpu_count() or 1) if total_blocks >= _MIN_BLOCKS_FOR_WORKERS else 0
+        self.n_workers = max(0, min(int(workers), total_blocks))
+        self.log = TrainingLog(workers=self.n_workers)
+        self._pending: dict[tuple[int, int, int], list[bytes]] = {}  # each party's contribution per data block
+        self.C: dict[tuple[int, int], Enc] = {}  # constant part of the gradient, summed over parties
+        self.W: dict[tuple[int, int], Enc] = {}
+        self.V: dict[tuple[int, int], Enc] = {}
+        self._engine: BlockEngine | None = None
+        self._pool = None
 
-    # ---------------------------------------------------------------- low-level helpers
-    def _down(self, x: _Ct, level: int) -> PyCtxt:
-        if x.level < level:
-            raise ProtocolError(f"internal: ciphertext at level {x.level} needed at {level}")
-        ct = PyCtxt(copy_ctxt=x.ct) if x.level > level else x.ct
-        for _ in range(x.level - level):
-            self.he.mod_switch_to_next_ctxt(ct)
-        return ct
-
-    def _mul(self, a: _Ct, b: _Ct) -> _Ct:
-        level = min(a.level, b.level)
-        ca, cb = self._down(a, level), self._down(b, level)
-        out = self.he.multiply(ca, cb, in_new_ctxt=True)
-        self.he.relinearize(out)
-        self.he.rescale_to_next(out)
-        return _Ct(out, level - 1)
-
-    def _dot(self, pairs: list[tuple[_Ct, _Ct]]) -> _Ct:
-        """sum of products with one relinearization and one rescale (lazy relinearization)."""
-        level = min(min(a.level, b.level) for a, b in pairs)
-        acc = None
-        for a, b in pairs:
-            prod = self.he.multiply(self._down(a, level), self._down(b, level), in_new_ctxt=True)
-            acc = prod if acc is None else self.he.add(acc, prod)
-        self.he.relinearize(acc)
-        self.he.rescale_to_next(acc)
-        return _Ct(acc, level - 1)
-
-    def _add_const(self, x: _Ct, value: float) -> _Ct:
-        key = (value, x.level, float(x.ct.scale))
-        pt = self._consts.get(key)
-        if pt is None:
-            pt = self.he.encodeFrac(np.full(self.layout.slots, value), scale=float(x.ct.scale))
-            for _ in range(self.top - x.level):
-                self.he.mod_switch_to_next_ptxt(pt, in_new_ptxt=False)
-            self._consts[key] = pt
-        return _Ct(self.he.add_plain(x.ct, pt, in_new_ctxt=True), x.level)
-
-    def _rotate_sum(self, x: _Ct, group: Group) -> _Ct:
-        ct = x.ct
-        for step in self.layout.sum_steps(group):
-            ct = self.he.add(ct, self.he.rotate(ct, step, in_new_ctxt=True), in_new_ctxt=True)
-        return _Ct(ct, x.level)
-
-    def _refresh(self, items: list[_Ct]) -> list[_Ct]:
-        if not items:
-            return []
+    # ---------------------------------------------------------------- refresh
+    def _refresh_enc(self, items: list[Enc]) -> list[Enc]:
         t0 = time.perf_counter()
         cts = self.server.refresh_raw(
             [x.ct for x in items],
@@ -150,93 +111,156 @@ class EncryptedTrainer:
             boost_bits=self.plan.boost_bits,
         )
         self._account_refresh(len(items), time.perf_counter() - t0)
-        return [_Ct(c, self.top) for c in cts]
+        return [Enc(c, self.top) for c in cts]
+
+    def _refresh_bytes(self, items: list[tuple[bytes, int]]) -> list[tuple[bytes, int]]:
+        fresh = self._refresh_enc([Enc(self._load(raw), level) for raw, level in items])
+        return [(x.ct.to_bytes(compr_mode="none"), x.level) for x in fresh]
 
     def _account_refresh(self, count: int, seconds: float) -> None:
         self.log.refreshes += 1
         self.log.refreshed_ciphertexts += count
         self.log.seconds["refresh"] = self.log.seconds.get("refresh", 0.0) + seconds
 
-    def _ensure(self, items: list[_Ct], levels_needed: int) -> list[_Ct]:
-        """Refresh the batch if spending `levels_needed` would go below the refresh level."""
-        if min(x.level for x in items) - levels_needed < self.refresh_level:
-            return self._refresh(items)
-        return items
+    def _load(self, raw: bytes) -> PyCtxt:
+        ct = PyCtxt(pyfhel=self.he)
+        ct.from_bytes(raw, scheme="ckks")
+        return ct
 
     # ---------------------------------------------------------------- data
     def add_data(self, group: int, block: int, feature: int, raw: bytes) -> None:
-        """A party's contribution to a data block (its rows, zeros elsewhere); contributions add up."""
-        ct = self.ctx.load_ciphertext(self.he, raw, "data block")
-        key = (group, block, feature)
-        if key in self.Z:
-            self.he.add(self.Z[key].ct, ct)
+        """A party's contribution to a data block (its rows, zeros elsewhere). Checked here, loaded and
+        added up by the engine that will hold the block (bytes go to worker processes untouched)."""
+        from ..seal.format import CiphertextData
+
+        raw = bytes(raw)
+        level = self.ctx.check_ciphertext(CiphertextData.from_bytes(raw, "data block"), "data block")
+        if level != self.top:
+            raise ProtocolError(f"data block ({group}, {block}, {feature}) arrived at level {level}, not the top")
+        self._pending.setdefault((group, block, feature), []).append(raw)
+
+    def add_constant(self, group: int, feature: int, raw: bytes) -> None:
+        """A party's share of the constant part C of the gradient (weights' layout); shares add up."""
+        ct = self.ctx.load_ciphertext(self.he, raw, "constant part")
+        key = (group, feature)
+        if key in self.C:
+            self.he.add(self.C[key].ct, ct)
         else:
-            self.Z[key] = _Ct(ct, self.top)
+            self.C[key] = Enc(ct, self.top)
+
+    def _shards(self) -> list[list[tuple[int, int]]]:
+        """(group, block) pairs per engine, balanced: all features of a block stay together."""
+        pairs = [(g.index, b) for g in self.layout.groups for b in range(g.blocks)]
+        k = max(self.n_workers, 1)
+        return [pairs[i::k] for i in range(k)]
 
     def prepare(self, fold_of_row: np.ndarray, train_counts: np.ndarray) -> None:
-        """Derive the masked copies ZM (one level, used later at lower levels anyway) and the constant
-        part C of the gradient (rotate-and-sum of a masked copy)."""
+        """Hand the data blocks to the engines (worker processes or this one), which derive the masked
+        copies ZM."""
         t0 = time.perf_counter()
-        lead, _ = self.plan.monic()
-        inv_n = 1.0 / np.asarray(train_counts, dtype=np.float64)
-        for g in self.layout.groups:
-            for b in range(g.blocks):
-                mask = self.layout.pack_mask(g, b, fold_of_row, lead * inv_n)
-                half = self.layout.pack_mask(g, b, fold_of_row, 0.5 * inv_n)
-                for j in range(self.features):
-                    z = self.Z.get((g.index, b, j))
-                    if z is None:
-                        raise ProtocolError(f"no party contributed data block {b} of group {g.index}, feature {j}")
-                    self.ZM[(g.index, b, j)] = self._mul_plain(z, mask)
-                    c = self._mul_plain(z, half)
-                    key = (g.index, j)
-                    self.C[key] = c if key not in self.C else _Ct(self.he.add(self.C[key].ct, c.ct), c.level)
-            for j in range(self.features):
-                self.C[(g.index, j)] = self._rotate_sum(self.C[(g.index, j)], g)
+        missing = [
+            (g.index, b, j)
+            for g in self.layout.groups
+            for b in range(g.blocks)
+            for j in range(self.features)
+            if (g.index, b, j) not in self._pending
+        ]
+        missing += [
+            (g.index, j) for g in self.layout.groups for j in range(self.features) if (g.index, j) not in self.C
+        ]
+        if missing:
+            raise ProtocolError(f"no party contributed data blocks or constant parts {missing[:3]}...")
+        weights = self.lead / np.asarray(train_counts, dtype=np.float64)
+        masks = {
+            (g.index, b): self.layout.pack_mask(g, b, fold_of_row, weights)
+            for g in self.layout.groups
+            for b in range(g.blocks)
+        }
+        shards = self._shards()
+        if self.n_workers:
+            from .workers import WorkerPool
+
+            init = {
+                "context": self.ctx._context_bytes,
+                "public_key": self.server.public_key,
+                "relin_key": self.he.to_bytes_relin_key(compr_mode="none"),
+                "rotate_key": self.he.to_bytes_rotate_key(compr_mode="none"),
+                "layout": self.layout.describe(),
+                "features": self.features,
+                "q_coeffs": self.q_coeffs,
+                "refresh_level": self.refresh_level,
+                "top": self.top,
+                "primes": list(self.ctx.primes),
+            }
+            self._pool = WorkerPool(self.n_workers, init, self._refresh_bytes)
+            self._pool.send_blocks(
+                [
+                    [(g, b, j, self._pending.pop((g, b, j))) for g, b in shard for j in range(self.features)]
+                    for shard in shards
+                ]
+            )
+            self._pool.prepare([{gb: masks[gb] for gb in shard} for shard in shards])
+        else:
+            self._engine = BlockEngine(
+                self.he,
+                list(self.ctx.primes),
+                self.top,
+                self.layout,
+                self.features,
+                self.q_coeffs,
+                self.refresh_level,
+                self._refresh_enc,
+            )
+            for (g, b, j), raws in self._pending.items():
+                for raw in raws:
+                    self._engine.add_block(g, b, j, self._load(raw))
+            self._pending.clear()
+            self._engine.prepare(masks)
         self.log.seconds["prepare"] = time.perf_counter() - t0
 
-    def _mul_plain(self, x: _Ct, values: np.ndarray) -> _Ct:
-        """x * values, rescaled; the plaintext is encoded at the prime dropped so x's scale is kept."""
-        pt = self.he.encodeFrac(np.ascontiguousarray(values, dtype=np.float64), scale=float(self.ctx.primes[x.level]))
-        for _ in range(self.top - x.level):
-            self.he.mod_switch_to_next_ptxt(pt, in_new_ptxt=False)
-        ct = self.he.multiply_plain(x.ct, pt, in_new_ctxt=True)
-        scale = float(x.ct.scale)
-        self.he.rescale_to_next(ct)
-        ct.scale = scale
-        return _Ct(ct, x.level - 1)
+    def _merge(self, parts: list[dict]) -> dict[tuple[int, int], Enc]:
+        """Sum the engines' partial results per (group, feature)."""
+        out: dict[tuple[int, int], Enc] = {}
+        for part in parts:
+            for key, (raw, level) in part.items():
+                x = Enc(self._load(raw), level)
+                if key in out:
+                    a, b = out[key], x
+                    lvl = min(a.level, b.level)
+                    ca = _down(self.he, a, lvl)
+                    self.he.add(ca, _down(self.he, b, lvl))
+                    out[key] = Enc(ca, lvl)
+                else:
+                    out[key] = x
+        return out
 
     # ---------------------------------------------------------------- training
-    def _gradient_part(self) -> dict[tuple[int, int], _Ct]:
-        """G per (group, feature): rotate_and_sum(sum_b t q(u) ZM), for the current V."""
-        _, q_coeffs = self.plan.monic()
-        out = {}
-        for g in self.layout.groups:
-            v = [self.V[(g.index, j)] for j in range(self.features)]
-            ts = [self._dot([(self.Z[(g.index, b, j)], v[j]) for j in range(self.features)]) for b in range(g.blocks)]
-            # q(u) by Horner on u = t^2, refreshing the per-sample batch whenever levels run out
-            ts = self._ensure(ts, 2)
-            us = [self._mul(t, t) for t in ts]
-            acc = [self._add_const(u, q_coeffs[0]) for u in us]
-            for a in q_coeffs[1:]:
-                pairs = self._ensure(acc + us, 1)
-                acc, us = pairs[: len(acc)], pairs[len(acc) :]
-                acc = [self._add_const(self._mul(x, u), a) for x, u in zip(acc, us)]
-            pairs = self._ensure(ts + acc, 1)
-            ts, acc = pairs[: len(ts)], pairs[len(ts) :]
-            ps = [self._mul(t, x) for t, x in zip(ts, acc)]
-            ps = self._ensure(ps, 1)
-            for j in range(self.features):
-                dot = self._dot([(ps[b], self.ZM[(g.index, b, j)]) for b in range(g.blocks)])
-                out[(g.index, j)] = self._rotate_sum(dot, g)
-        return out
+    def _gradient_part(self) -> dict[tuple[int, int], Enc]:
+        if self._pool is not None:
+            t0 = time.perf_counter()
+            V = {k: (v.ct.to_bytes(compr_mode="none"), v.level) for k, v in self.V.items()}
+            t1 = time.perf_counter()
+            parts = self._pool.gradient(V)
+            t2 = time.perf_counter()
+            merged = self._merge(parts)
+            t3 = time.perf_counter()
+            self.log.iterations.append(
+                {
+                    "send_s": t1 - t0,
+                    "workers_s": t2 - t1,
+                    "merge_s": t3 - t2,
+                    "worker_timings": self._pool.timings[-len(parts) :],
+                }
+            )
+            return merged
+        return self._engine.gradient_part(self.V)
 
     def _update(self, gamma: float, eta: float, grad: dict | None) -> None:
         """w' = v + gamma (C - G); v' = (1 - eta) w' + eta w, in one batched refresh-combine round."""
-        items: list[_Ct] = []
+        items: list[Enc] = []
         index: dict[int, int] = {}
 
-        def ref(x: _Ct) -> int:
+        def ref(x: Enc) -> int:
             if id(x) not in index:
                 index[id(x)] = len(items)
                 items.append(x)
@@ -268,22 +292,39 @@ class EncryptedTrainer:
         )
         self._account_refresh(len(items), time.perf_counter() - t0)
         for n, key in enumerate(keys):
-            self.W[key] = _Ct(fresh[2 * n], self.top)
-            self.V[key] = _Ct(fresh[2 * n + 1], self.top)
+            self.W[key] = Enc(fresh[2 * n], self.top)
+            self.V[key] = Enc(fresh[2 * n + 1], self.top)
 
     def train(self, progress=None) -> TrainingLog:
+        if self._engine is None and self._pool is None:
+            raise ProtocolError("call prepare() before train()")
         t_start = time.perf_counter()
-        for it, (gamma, eta) in enumerate(self.plan.schedule):
-            t0 = time.perf_counter()
-            grad = None if it == 0 else self._gradient_part()
-            t1 = time.perf_counter()
-            self._update(gamma, eta, grad)
-            t2 = time.perf_counter()
-            self.log.iterations.append({"iteration": it + 1, "gradient_s": t1 - t0, "update_refresh_s": t2 - t1})
-            if progress is not None:
-                progress(it + 1, len(self.plan.schedule))
+        try:
+            for it, (gamma, eta) in enumerate(self.plan.schedule):
+                t0 = time.perf_counter()
+                grad = None if it == 0 else self._gradient_part()
+                t1 = time.perf_counter()
+                self._update(gamma, eta, grad)
+                t2 = time.perf_counter()
+                self.log.iterations.append({"iteration": it + 1, "gradient_s": t1 - t0, "update_refresh_s": t2 - t1})
+                if progress is not None:
+                    progress(it + 1, len(self.plan.schedule))
+        finally:
+            self.close()
         self.log.seconds["train"] = time.perf_counter() - t_start
         return self.log
 
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
     def weight_ciphertexts(self) -> dict[tuple[int, int], PyCtxt]:
         return {k: v.ct for k, v in self.W.items()}
+
+
+def _down(he, x: Enc, level: int) -> PyCtxt:
+    ct = PyCtxt(copy_ctxt=x.ct)
+    for _ in range(x.level - level):
+        he.mod_switch_to_next_ctxt(ct)
+    return ct

@@ -13,7 +13,7 @@ import numpy as np
 from ..errors import DataError
 from .layout import Layout
 
-__all__ = ["aggregate_vector", "design_rows", "pack_blocks"]
+__all__ = ["aggregate_vector", "design_rows", "pack_blocks", "constant_part", "local_folds"]
 
 
 def aggregate_vector(X: np.ndarray) -> np.ndarray:
@@ -48,3 +48,31 @@ def pack_blocks(layout: Layout, rows: np.ndarray, z: np.ndarray):
         for b in layout.blocks_with_rows(g, rows):
             for j in range(z.shape[1]):
                 yield g.index, b, j, layout.pack_rows(g, b, z[:, j], rows)
+
+
+def local_folds(y: np.ndarray, folds: int, seed: int) -> np.ndarray:
+    """Stratified fold ids for this party's own rows (seeded, so public and reproducible): each class is
+    shuffled and dealt round-robin from a random start. A fold id says nothing about a row's label."""
+    y = np.asarray(y)
+    rng = np.random.default_rng(seed)
+    out = np.empty(len(y), dtype=np.int64)
+    start = int(rng.integers(folds))
+    for cls in (0, 1):
+        idx = np.flatnonzero(y == cls)
+        idx = idx[rng.permutation(len(idx))]
+        out[idx] = (start + np.arange(len(idx))) % folds
+        start = (start + len(idx)) % folds
+    return out
+
+
+def constant_part(layout: Layout, z: np.ndarray, own_folds: np.ndarray, train_counts: np.ndarray):
+    """Yield (group, feature, slot vector) of this party's share of C_k = (1 / 2 n_k) sum_{i not in fold k} z_i,
+    in the weights' layout: the constant part of the gradient, summed by the server over parties."""
+    own_folds = np.asarray(own_folds)
+    n = np.asarray(train_counts, dtype=np.float64)
+    for g in layout.groups:
+        for j in range(z.shape[1]):
+            per_model = np.zeros(layout.folds)
+            for k in g.models:
+                per_model[k] = 0.5 * z[own_folds != k, j].sum() / n[k]
+            yield g.index, j, layout.pack_models(g, per_model)

@@ -68,6 +68,7 @@ class DataProvider(Node):
                 "pcks.share": self._on_pcks_share,
                 "lr.aggregate": self._on_lr_aggregate,
                 "lr.encrypt": self._on_lr_encrypt,
+                "lr.folds": self._on_lr_folds,
             }
         )
         self._data = None  # (X, y, global row indices): this hospital's rows, never sent
@@ -311,6 +312,7 @@ class DataProvider(Node):
         if not np.all(np.isin(y, (0, 1))):
             raise ValueError(f"{self.name}: labels must be 0 or 1")
         self._data = (X, y.astype(np.int64), rows)
+        self._folds = None
 
     def _require_data(self):
         if self._data is None:
@@ -329,12 +331,23 @@ class DataProvider(Node):
         X, _, _ = self._require_data()
         return {"ciphertext": self._encrypt_bytes(aggregate_vector(X)), "length": 1 + 2 * X.shape[1]}
 
+    def _on_lr_folds(self, fields, sender):
+        from ..lr.party import local_folds
+
+        self._from_server(sender, "lr.folds")
+        _, y, rows = self._require_data()
+        folds = int(fields["folds"])
+        self._folds = local_folds(y, folds, int(fields["seed"]))
+        return {"rows": rows.tolist(), "folds": self._folds.tolist()}
+
     def _on_lr_encrypt(self, fields, sender):
         from ..lr.layout import Layout
-        from ..lr.party import design_rows, pack_blocks
+        from ..lr.party import constant_part, design_rows, pack_blocks
 
         self._from_server(sender, "lr.encrypt")
         X, y, rows = self._require_data()
+        if getattr(self, "_folds", None) is None:
+            raise ProtocolError(f"{self.name}: fold assignment (lr.folds) must come before lr.encrypt")
         spec = fields["layout"]
         layout = Layout(int(spec["slots"]), int(spec["rows"]), int(spec["folds"]))
         if layout.slots != self.ctx.params.slots or int(rows.max()) >= layout.n_rows:
@@ -342,9 +355,13 @@ class DataProvider(Node):
         mean, std = np.asarray(fields["mean"], dtype=np.float64), np.asarray(fields["std"], dtype=np.float64)
         if mean.shape != (X.shape[1],) or std.shape != (X.shape[1],):
             raise ProtocolError(f"scaling statistics for {mean.shape} features, this party has {X.shape[1]}")
+        counts = np.asarray(fields["train_counts"], dtype=np.float64)
+        if counts.shape != (layout.folds,) or np.any(counts < 1):
+            raise ProtocolError(f"training row counts must be positive, one per fold; got {counts.tolist()}")
         z = design_rows(X, y, mean, std)
         blocks = [[g, b, j, self._encrypt_bytes(vec)] for g, b, j, vec in pack_blocks(layout, rows, z)]
-        return {"blocks": blocks}
+        const = [[g, j, self._encrypt_bytes(vec)] for g, j, vec in constant_part(layout, z, self._folds, counts)]
+        return {"blocks": blocks, "constant": const}
 
     def encrypt(self, values):
         """Encrypt a vector under the collective public key and upload it; returns the server's handle."""

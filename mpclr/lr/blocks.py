@@ -1,0 +1,155 @@
+"""The per-block arithmetic of encrypted training, for a shard of data blocks.
+
+A `BlockEngine` holds some data blocks Z (and the masked copies ZM it derives) and, given the current
+weights V, returns this shard's part of the gradient, already summed over its samples. It needs only
+a Pyfhel object with the collective public and evaluation keys, so the server can run one per core in
+worker processes (Pyfhel holds the GIL) and add their results. When a step would go below the refresh
+level, it asks `refresh` (a callback to the server) to refresh its per-sample ciphertexts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from Pyfhel import PyCtxt
+
+from ..errors import ProtocolError
+from .layout import Layout
+
+
+@dataclass
+class Enc:
+    ct: PyCtxt
+    level: int
+
+
+class BlockEngine:
+    def __init__(
+        self,
+        he,
+        primes,
+        top: int,
+        layout: Layout,
+        features: int,
+        q_coeffs: list[float],
+        refresh_level: int,
+        refresh: Callable[[list[Enc]], list[Enc]] | None = None,
+    ):
+        self.he = he
+        self.primes = primes
+        self.top = top
+        self.layout = layout
+        self.features = features
+        self.q_coeffs = list(q_coeffs)  # q(u) = u^d' + q[0] u^(d'-1) + ... (monic, Horner order)
+        self.refresh_level = refresh_level
+        self.refresh = refresh
+        self.Z: dict[tuple[int, int, int], Enc] = {}
+        self.ZM: dict[tuple[int, int, int], Enc] = {}
+        self._consts: dict = {}
+
+    # ------------------------------------------------------------------ primitives
+    def down(self, x: Enc, level: int) -> PyCtxt:
+        if x.level < level:
+            raise ProtocolError(f"internal: ciphertext at level {x.level} needed at {level}")
+        ct = PyCtxt(copy_ctxt=x.ct) if x.level > level else x.ct
+        for _ in range(x.level - level):
+            self.he.mod_switch_to_next_ctxt(ct)
+        return ct
+
+    def mul(self, a: Enc, b: Enc) -> Enc:
+        level = min(a.level, b.level)
+        out = self.he.multiply(self.down(a, level), self.down(b, level), in_new_ctxt=True)
+        self.he.relinearize(out)
+        self.he.rescale_to_next(out)
+        return Enc(out, level - 1)
+
+    def dot(self, pairs: list[tuple[Enc, Enc]]) -> Enc:
+        """Sum of products with one relinearization and one rescale (lazy relinearization)."""
+        level = min(min(a.level, b.level) for a, b in pairs)
+        acc = None
+        for a, b in pairs:
+            prod = self.he.multiply(self.down(a, level), self.down(b, level), in_new_ctxt=True)
+            acc = prod if acc is None else self.he.add(acc, prod)
+        self.he.relinearize(acc)
+        self.he.rescale_to_next(acc)
+        return Enc(acc, level - 1)
+
+    def add_const(self, x: Enc, value: float) -> Enc:
+        key = (value, x.level, float(x.ct.scale))
+        pt = self._consts.get(key)
+        if pt is None:
+            pt = self.encode(np.full(self.layout.slots, value), float(x.ct.scale), x.level)
+            self._consts[key] = pt
+        return Enc(self.he.add_plain(x.ct, pt, in_new_ctxt=True), x.level)
+
+    def encode(self, values: np.ndarray, scale: float, level: int):
+        pt = self.he.encodeFrac(np.ascontiguousarray(values, dtype=np.float64), scale=scale)
+        for _ in range(self.top - level):
+            self.he.mod_switch_to_next_ptxt(pt, in_new_ptxt=False)
+        return pt
+
+    def mul_plain(self, x: Enc, pt) -> Enc:
+        """x times a plaintext encoded at scale q_level, rescaled: x's scale is kept."""
+        scale = float(x.ct.scale)
+        ct = self.he.multiply_plain(x.ct, pt, in_new_ctxt=True)
+        self.he.rescale_to_next(ct)
+        ct.scale = scale
+        return Enc(ct, x.level - 1)
+
+    def rotate_sum(self, x: Enc, group) -> Enc:
+        ct = x.ct
+        for step in self.layout.sum_steps(group):
+            ct = self.he.add(ct, self.he.rotate(ct, step, in_new_ctxt=True), in_new_ctxt=True)
+        return Enc(ct, x.level)
+
+    def ensure(self, items: list[Enc], levels_needed: int) -> list[Enc]:
+        if min(x.level for x in items) - levels_needed < self.refresh_level:
+            if self.refresh is None:
+                raise ProtocolError("levels ran out inside a worker with no refresh callback")
+            return self.refresh(items)
+        return items
+
+    # ------------------------------------------------------------------ data
+    def add_block(self, g: int, b: int, j: int, ct: PyCtxt) -> None:
+        key = (g, b, j)
+        if key in self.Z:
+            self.he.add(self.Z[key].ct, ct)
+        else:
+            self.Z[key] = Enc(ct, self.top)
+
+    def blocks(self, g: int) -> list[int]:
+        return sorted({b for (gg, b, j) in self.Z if gg == g})
+
+    def prepare(self, masks: dict[tuple[int, int], np.ndarray]) -> None:
+        """ZM = Z * mask (the mask holds c_lead / n_k where the sample trains model k, else 0)."""
+        for (g, b), mask in sorted(masks.items()):
+            pt = self.encode(mask, float(self.primes[self.top]), self.top)
+            for j in range(self.features):
+                self.ZM[(g, b, j)] = self.mul_plain(self.Z[(g, b, j)], pt)
+
+    # ------------------------------------------------------------------ gradient
+    def gradient_part(self, V: dict[tuple[int, int], Enc]) -> dict[tuple[int, int], Enc]:
+        """rotate_and_sum(sum over this shard's blocks of t q(t^2) ZM), per (group, feature)."""
+        out = {}
+        for group in self.layout.groups:
+            g = group.index
+            blocks = self.blocks(g)
+            if not blocks:
+                continue
+            ts = [self.dot([(self.Z[(g, b, j)], V[(g, j)]) for j in range(self.features)]) for b in blocks]
+            ts = self.ensure(ts, 2)
+            us = [self.mul(t, t) for t in ts]
+            acc = [self.add_const(u, self.q_coeffs[0]) for u in us]
+            for a in self.q_coeffs[1:]:
+                both = self.ensure(acc + us, 1)
+                acc, us = both[: len(acc)], both[len(acc) :]
+                acc = [self.add_const(self.mul(x, u), a) for x, u in zip(acc, us)]
+            both = self.ensure(ts + acc, 1)
+            ts, acc = both[: len(ts)], both[len(ts) :]
+            ps = self.ensure([self.mul(t, x) for t, x in zip(ts, acc)], 1)
+            for j in range(self.features):
+                dot = self.dot([(p, self.ZM[(g, b, j)]) for p, b in zip(ps, blocks)])
+                out[(g, j)] = self.rotate_sum(dot, group)
+        return out

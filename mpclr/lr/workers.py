@@ -1,0 +1,199 @@
+"""Server-side worker processes for encrypted training: one BlockEngine per core.
+
+Pyfhel holds the GIL, so the server uses processes, as a multi-core server would. Each worker receives
+the evaluation keys and its shard of data blocks once; per iteration it gets the weights and returns
+its part of the gradient. Workers are the server's own processes (it trusts them with nothing but
+ciphertexts and public keys); they talk to it over their stdin/stdout pipes, never to other parties.
+They are started as `python -m mpclr.lr.workers`, not with multiprocessing, so that scripts and
+notebooks without a `__main__` guard are never re-executed in the children.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import select
+import struct
+import subprocess
+import sys
+import traceback
+
+from ..errors import ProtocolError
+from .blocks import BlockEngine, Enc
+from .layout import Layout
+
+
+def _load(he, raw: bytes):
+    from Pyfhel import PyCtxt
+
+    ct = PyCtxt(pyfhel=he)
+    ct.from_bytes(raw, scheme="ckks")
+    return ct
+
+
+def _dump(x: Enc) -> tuple[bytes, int]:
+    return x.ct.to_bytes(compr_mode="none"), x.level
+
+
+class _Pipe:
+    """Length-prefixed pickle frames over a pair of byte streams (the server and its own worker only)."""
+
+    def __init__(self, rfile, wfile):
+        self.rfile, self.wfile = rfile, wfile
+
+    def send(self, obj) -> None:
+        data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+        self.wfile.write(struct.pack("<Q", len(data)))
+        self.wfile.write(data)
+        self.wfile.flush()
+
+    def recv(self):
+        head = self.rfile.read(8)
+        if len(head) < 8:
+            raise EOFError("training worker pipe closed")
+        (size,) = struct.unpack("<Q", head)
+        data = self.rfile.read(size)
+        if len(data) < size:
+            raise EOFError("training worker pipe closed mid-message")
+        return pickle.loads(data)
+
+    def poll(self, timeout: float) -> bool:
+        return bool(select.select([self.rfile], [], [], timeout)[0])
+
+
+def _worker_main(conn) -> None:  # pragma: no cover - runs in a child process (covered by tests through the pool)
+    from Pyfhel import Pyfhel
+
+    try:
+        init = conn.recv()
+        he = Pyfhel()
+        he.from_bytes_context(init["context"])
+        he.from_bytes_public_key(init["public_key"])
+        he.from_bytes_relin_key(init["relin_key"])
+        he.from_bytes_rotate_key(init["rotate_key"])
+        spec = init["layout"]
+
+        def refresh(items):
+            conn.send(("refresh", [_dump(x) for x in items]))
+            reply = conn.recv()
+            return [Enc(_load(he, raw), level) for raw, level in reply]
+
+        engine = BlockEngine(
+            he,
+            init["primes"],
+            init["top"],
+            Layout(spec["slots"], spec["rows"], spec["folds"]),
+            init["features"],
+            init["q_coeffs"],
+            init["refresh_level"],
+            refresh,
+        )
+        conn.send(("ready", os.getpid()))
+        while True:
+            msg = conn.recv()
+            kind = msg[0]
+            if kind == "blocks":
+                for g, b, j, raws in msg[1]:
+                    for raw in raws:
+                        engine.add_block(g, b, j, _load(he, raw))
+                conn.send(("ok",))
+            elif kind == "prepare":
+                engine.prepare(msg[1])
+                conn.send(("done", {}))
+            elif kind == "gradient":
+                import time
+
+                t0 = time.perf_counter()
+                V = {k: Enc(_load(he, raw), level) for k, (raw, level) in msg[1].items()}
+                t1 = time.perf_counter()
+                grad = engine.gradient_part(V)
+                t2 = time.perf_counter()
+                out = {k: _dump(v) for k, v in grad.items()}
+                t3 = time.perf_counter()
+                conn.send(("done", out, {"load_s": t1 - t0, "compute_s": t2 - t1, "dump_s": t3 - t2}))
+            elif kind == "stop":
+                conn.send(("ok",))
+                return
+    except BaseException:
+        try:
+            conn.send(("error", traceback.format_exc()))
+        except Exception:
+            pass
+
+
+class WorkerPool:
+    def __init__(self, count: int, init: dict, refresh):
+        self.refresh = refresh  # callback(list[(bytes, level)]) -> list[(bytes, level)], run by the server
+        self.procs, self.conns = [], []
+        self.timings: list[dict] = []
+        for _ in range(count):
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "mpclr.lr.workers"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+            )
+            conn = _Pipe(proc.stdout, proc.stdin)
+            conn.send(init)
+            self.procs.append(proc)
+            self.conns.append(conn)
+        for c in self.conns:
+            self._expect(c, "ready")
+
+    def _expect(self, conn, kind: str):
+        msg = conn.recv()
+        if msg[0] == "error":
+            raise ProtocolError(f"training worker failed:\n{msg[1]}")
+        if msg[0] != kind:
+            raise ProtocolError(f"training worker answered {msg[0]!r}, expected {kind!r}")
+        return msg
+
+    def send_blocks(self, shards: list[list]) -> None:
+        for conn, shard in zip(self.conns, shards):
+            conn.send(("blocks", shard))
+        for conn in self.conns:
+            self._expect(conn, "ok")
+
+    def _round(self, messages: list) -> list[dict]:
+        """Send one message per worker, serve their refresh requests, collect their results."""
+        for conn, msg in zip(self.conns, messages):
+            conn.send(msg)
+        results: list[dict | None] = [None] * len(self.conns)
+        pending = set(range(len(self.conns)))
+        while pending:
+            for i in sorted(pending):
+                conn = self.conns[i]
+                if not conn.poll(0.005):
+                    continue
+                msg = conn.recv()
+                if msg[0] == "refresh":
+                    conn.send(self.refresh(msg[1]))
+                elif msg[0] == "done":
+                    results[i] = msg[1]
+                    if len(msg) > 2:
+                        self.timings.append(msg[2])
+                    pending.discard(i)
+                elif msg[0] == "error":
+                    raise ProtocolError(f"training worker failed:\n{msg[1]}")
+        return results  # type: ignore[return-value]
+
+    def prepare(self, masks_per_worker: list[dict]) -> list[dict]:
+        return self._round([("prepare", m) for m in masks_per_worker])
+
+    def gradient(self, V: dict) -> list[dict]:
+        return self._round([("gradient", V)] * len(self.conns))
+
+    def close(self) -> None:
+        for conn, proc in zip(self.conns, self.procs):
+            try:
+                conn.send(("stop",))
+                conn.recv()
+            except (OSError, EOFError, ValueError):
+                pass
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.conns, self.procs = [], []
+
+
+if __name__ == "__main__":  # pragma: no cover - the worker process
+    _worker_main(_Pipe(sys.stdin.buffer, sys.stdout.buffer))
