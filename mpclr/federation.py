@@ -151,6 +151,68 @@ class Federation:
     def traffic(self) -> dict:
         return self.network.traffic.summary()
 
+    # --- persistence: every node to its own keystore folder --------------------------------------
+    def save(self, path) -> None:
+        """Write each node's state to path/nodes/<name>/ (its own folder; secrets in 0600 files) and the
+        federation's public description to path/federation.json, so a later step can resume."""
+        import json
+        from pathlib import Path
+
+        from .keystore import Keystore
+
+        root = Path(path)
+        for node in [self.server, self.researcher, *self.parties]:
+            node.save(Keystore(root / "nodes" / node.name, create=True))
+        p = self.params
+        desc = {
+            "params": {
+                "name": p.name,
+                "n": p.n,
+                "coeff_bits": list(p.coeff_bits),
+                "scale_bits": p.scale_bits,
+                "smudging_bits": p.smudging_bits,
+                "refresh_mask_bits": p.refresh_mask_bits,
+                "description": p.description,
+                "allow_insecure": p.allow_insecure,
+            },
+            "seed": self.seed,
+            "parties": [q.name for q in self.parties],
+            "timings": self.timings,
+        }
+        (root / "federation.json").write_text(json.dumps(desc, indent=1))
+
+    @classmethod
+    def load(cls, path, network: Network | None = None) -> Federation:
+        """Resume a federation written by `save` (no new key ceremony; same session, keys and ciphertexts)."""
+        import json
+        import warnings
+        from pathlib import Path
+
+        from .keystore import Keystore
+
+        root = Path(path)
+        try:
+            desc = json.loads((root / "federation.json").read_text())
+        except FileNotFoundError:
+            raise ParameterError(f"{root} holds no saved federation (federation.json missing)") from None
+        with warnings.catch_warnings():
+            if desc["params"].get("allow_insecure"):
+                warnings.simplefilter("ignore")
+            params = Params(**{**desc["params"], "coeff_bits": tuple(desc["params"]["coeff_bits"])})
+        fed = cls.__new__(cls)
+        fed.params = params
+        fed.seed = desc["seed"]
+        fed.ctx = seal_context(params)
+        fed.network = network or InProcessNetwork()
+        fed.timings = dict(desc.get("timings", {}))
+        fed.server = Server("server", fed.ctx, fed.network)
+        fed.researcher = Researcher("researcher", fed.ctx, fed.network)
+        fed.parties = [DataProvider(name, fed.ctx, fed.network) for name in desc["parties"]]
+        for node in [fed.server, fed.researcher, *fed.parties]:
+            node.load(Keystore(root / "nodes" / node.name))
+        fed.session = fed.server.session
+        return fed
+
     def close(self) -> None:
         self.network.close()
 

@@ -52,6 +52,21 @@ class Identity:
     def sign(self, digest: bytes) -> bytes:
         return self._key.sign(digest)
 
+    def export_private(self) -> bytes:
+        """The private keys, for this node's own keystore only (mpclr.keystore)."""
+        return self._key.private_bytes_raw() + self._box.private_bytes_raw()
+
+    @classmethod
+    def from_private(cls, raw: bytes) -> Identity:
+        raw = bytes(raw)
+        if len(raw) != 64:
+            raise MessageError("an identity needs 64 bytes of private keys")
+        ident = cls.__new__(cls)
+        ident._key = Ed25519PrivateKey.from_private_bytes(raw[:32])
+        ident._box = X25519PrivateKey.from_private_bytes(raw[32:])
+        ident.public_bytes = ident._key.public_key().public_bytes_raw() + ident._box.public_key().public_bytes_raw()
+        return ident
+
     def open_box(self, box: bytes, aad: bytes) -> bytes:
         """Decrypt a sealed box addressed to this node; fails loudly if it was altered or misdirected."""
         box = bytes(box)

@@ -97,6 +97,14 @@ class SecretKeyShare:
     def full(self) -> np.ndarray:
         return self._poly
 
+    def export_to_keystore(self, keystore, name: str) -> None:
+        """Write the share to its own party's keystore (a 0600 file); the only way it is ever written."""
+        keystore.put_array(name, self._poly, secret=True)
+
+    @classmethod
+    def import_from_keystore(cls, ring: Ring, keystore, name: str) -> SecretKeyShare:
+        return cls(ring, keystore.get_array(name, secret=True))
+
     def __repr__(self) -> str:
         return f"SecretKeyShare(<hidden>, {self.ring!r})"
 

@@ -112,6 +112,55 @@ class DataProvider(Node):
         sharing = shamir.ThresholdSharing(self.ctx.key_ring, s.threshold, s.n)
         return sharing.additive_share(self._tsk, pts[self.name], [pts[p] for p in names])
 
+    # --- persistence ----------------------------------------------------------------------------
+    def _save_role(self, ks) -> None:
+        if self._sk is not None:
+            self._sk.export_to_keystore(ks, "key-share")
+        if self._tsk is not None:
+            self._tsk.export_to_keystore(ks, "threshold-share")
+        public = {
+            "crs_seed": self._crs.seed.hex() if self._crs else None,
+            "used_refresh_labels": sorted(self._used_refresh_labels),
+            "crs_commitments": {k: bytes(v).hex() for k, v in self._pending.get("crs_commitments", {}).items()},
+            "folds": None if getattr(self, "_folds", None) is None else self._folds.tolist(),
+        }
+        ks.put_json("data-provider", public)
+        for name, value in (
+            ("public-key", getattr(self, "_public_key", None)),
+            ("researcher-key", self._researcher_pk),
+        ):
+            if value is not None:
+                ks.put(name, value)
+        for name in ("crs_nonce", "cpk_share", "shamir_own"):
+            if name in self._pending:
+                ks.put_secret(f"pending-{name}", self._pending[name])
+        if "rlk_u" in self._pending:
+            self._pending["rlk_u"].export_to_keystore(ks, "pending-rlk_u")
+
+    def _load_role(self, ks) -> None:
+        ring = self.ctx.key_ring
+        self._sk = SecretKeyShare.import_from_keystore(ring, ks, "key-share") if ks.has("key-share", True) else None
+        self._tsk = (
+            SecretKeyShare.import_from_keystore(ring, ks, "threshold-share")
+            if ks.has("threshold-share", True)
+            else None
+        )
+        public = ks.get_json("data-provider")
+        self._crs = CommonRandomString(bytes.fromhex(public["crs_seed"])) if public["crs_seed"] else None
+        self._used_refresh_labels = set(public["used_refresh_labels"])
+        self._public_key = ks.get("public-key") if ks.has("public-key") else None
+        self._researcher_pk = ks.get("researcher-key") if ks.has("researcher-key") else None
+        self._he = None
+        self._pending = {}
+        if public["crs_commitments"]:
+            self._pending["crs_commitments"] = {k: bytes.fromhex(v) for k, v in public["crs_commitments"].items()}
+        for name in ("crs_nonce", "cpk_share", "shamir_own"):
+            if ks.has(f"pending-{name}", True):
+                self._pending[name] = ks.get_secret(f"pending-{name}")
+        if ks.has("pending-rlk_u", True):
+            self._pending["rlk_u"] = SecretKeyShare.import_from_keystore(ring, ks, "pending-rlk_u")
+        self._folds = None if public["folds"] is None else np.asarray(public["folds"], dtype=np.int64)
+
     def _require_crs(self) -> CommonRandomString:
         if self._crs is None:
             raise ProtocolError(f"{self.name}: the common random string has not been agreed yet")

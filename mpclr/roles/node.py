@@ -41,6 +41,29 @@ class Session:
     def n(self) -> int:
         return len(self.key_holders)
 
+    def to_json(self) -> dict:
+        return {
+            "id": self.id.hex(),
+            "params": self.params.hex(),
+            "roster": {k: bytes(v).hex() for k, v in self.roster.items()},
+            "key_holders": list(self.key_holders),
+            "threshold": self.threshold,
+            "server": self.server,
+            "researcher": self.researcher,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict) -> Session:
+        return cls(
+            bytes.fromhex(d["id"]),
+            bytes.fromhex(d["params"]),
+            {k: bytes.fromhex(v) for k, v in d["roster"].items()},
+            tuple(d["key_holders"]),
+            int(d["threshold"]),
+            d["server"],
+            d["researcher"],
+        )
+
 
 Handler = Callable[[dict, str], dict]
 
@@ -84,6 +107,47 @@ class Node:
             yield
         finally:
             self.step_seconds[step] += time.perf_counter() - t0
+
+    # --- persistence (the node's own keystore) ----------------------------------------------------
+    def save(self, keystore) -> None:
+        """Write this node's state to its own keystore (secrets to 0600 files)."""
+        keystore.put_json(
+            "node",
+            {
+                "name": self.name,
+                "role": self.role,
+                "session": self.session.to_json() if self.session else None,
+                "seq": dict(self._seq),
+                "seen": dict(self._seen),
+            },
+        )
+        keystore.put_secret("identity", self.identity.export_private())
+        self._save_role(keystore)
+
+    def load(self, keystore) -> None:
+        """Resume from this node's keystore (written by `save`): identity, session, counters, role state."""
+        from ..errors import FormatError
+        from ..wire import Identity
+
+        state = keystore.get_json("node")
+        if state["name"] != self.name or state["role"] != self.role:
+            raise FormatError(
+                f"keystore {keystore.path} belongs to {state['role']} {state['name']!r}, "
+                f"not {self.role} {self.name!r}"
+            )
+        self.identity = Identity.from_private(keystore.get_secret("identity"))
+        self.session = Session.from_json(state["session"]) if state["session"] else None
+        if self.session and self.session.roster.get(self.name) != self.identity.public_bytes:
+            raise FormatError(f"keystore {keystore.path}: identity does not match the session roster")
+        self._seq = defaultdict(int, {k: int(v) for k, v in state["seq"].items()})
+        self._seen = {k: int(v) for k, v in state["seen"].items()}
+        self._load_role(keystore)
+
+    def _save_role(self, keystore) -> None:
+        pass
+
+    def _load_role(self, keystore) -> None:
+        pass
 
     def _require_session(self) -> Session:
         if self.session is None:

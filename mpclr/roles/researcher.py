@@ -30,6 +30,26 @@ class Researcher(Node):
         self.revealed: list[dict] = []  # what this researcher has decrypted (for the audit trail)
         self._handlers.update({"keys.install": self._on_keys_install})
 
+    def _save_role(self, ks) -> None:
+        ks.put_json("researcher", {"own_hash": self._own_hash, "revealed": self.revealed})
+        if getattr(self, "public_key", None) is not None:
+            ks.put("public-key", self.public_key)
+        if self._own is not None:
+            ks.put_secret("own-secret-key", self._own.to_bytes_secret_key(compr_mode="none"))
+            ks.put("own-public-key", self._own.to_bytes_public_key(compr_mode="none"))
+
+    def _load_role(self, ks) -> None:
+        state = ks.get_json("researcher")
+        self._own_hash = state["own_hash"]
+        self.revealed = list(state["revealed"])
+        self.public_key = ks.get("public-key") if ks.has("public-key") else None
+        self._own = None
+        if ks.has("own-secret-key", True):
+            he = self.ctx.pyfhel()
+            he.from_bytes_secret_key(ks.get_secret("own-secret-key"))
+            he.from_bytes_public_key(ks.get("own-public-key"))
+            self._own = he
+
     def _on_keys_install(self, fields, sender):
         if sender != self._require_session().server:
             raise ProtocolError("keys come from the session's server")

@@ -320,6 +320,53 @@ class Server(Node):
         raw = self.key_switch(h, str(fields["target"]), fields.get("participants"), int(fields.get("level", 0)))
         return {"ciphertext": raw, "length": self._get(h).length}
 
+    # ================================ persistence ===============================================
+    def _save_role(self, ks) -> None:
+        ks.put_json(
+            "server",
+            {
+                "crs_seed": self.crs.seed.hex() if self.crs else None,
+                "refresh_count": self._refresh_count,
+                "next_id": self._next_id,
+                "store": {str(i): {"length": e.length, "level": e.level} for i, e in self._store.items()},
+                "timings": self.timings,
+            },
+        )
+        if self.public_key is not None:
+            ks.put("public-key", self.public_key)
+        if not self._he.is_relin_key_empty():
+            ks.put("relin-key", self._he.to_bytes_relin_key(compr_mode="none"))
+        if self._galois:
+            ks.put("galois-keys", self.ctx.galois_keys_bytes(self._galois))
+        for i, e in self._store.items():
+            ks.put(f"ct-{i}", e.ct.to_bytes(compr_mode="none"))
+
+    def _load_role(self, ks) -> None:
+        from ..seal.format import KSwitchKeysData
+
+        state = ks.get_json("server")
+        self.crs = CommonRandomString(bytes.fromhex(state["crs_seed"])) if state["crs_seed"] else None
+        self._refresh_count = int(state["refresh_count"])
+        self._next_id = int(state["next_id"])
+        self.timings = dict(state.get("timings", {}))
+        self._he = self.ctx.pyfhel()
+        self.public_key = ks.get("public-key") if ks.has("public-key") else None
+        if self.public_key is not None:
+            self._he.from_bytes_public_key(self.public_key)
+        if ks.has("relin-key"):
+            self._he.from_bytes_relin_key(ks.get("relin-key"))
+        self._galois = {}
+        if ks.has("galois-keys"):
+            raw = ks.get("galois-keys")
+            keys = KSwitchKeysData.from_bytes(raw, "galois keys")
+            for elt in keys.galois_elements():
+                self._galois[elt] = [(k.data[0], k.data[1]) for k in keys.keys[(elt - 1) // 2]]
+            self._he.from_bytes_rotate_key(raw)
+        self._store = {}
+        for i, meta in state["store"].items():
+            ct = self.ctx.load_ciphertext(self._he, ks.get(f"ct-{i}"), f"stored ciphertext {i}")
+            self._store[int(i)] = _Entry(ct, int(meta["length"]), int(meta["level"]))
+
     # ================================ ciphertext store ==========================================
     def _put(self, ct: PyCtxt, length: int, level: int) -> Ciphertext:
         self._next_id += 1

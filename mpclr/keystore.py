@@ -1,0 +1,78 @@
+"""A node's own folder for its state, so a study can stop and resume (notebook steps, restarted sites).
+
+Each node keeps its state in its own directory (mode 0700; secret files 0600): public facts in
+`state.json`, bulky public values in `*.bin`, and secrets (key shares, identity keys, ephemeral protocol
+secrets) in `secret-*.bin`. Nothing here is pickled, and nothing is shared between nodes: in a
+simulation all the folders sit on one disk, at a real site only the site's own folder exists.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .errors import FormatError
+
+__all__ = ["Keystore"]
+
+
+class Keystore:
+    def __init__(self, path: str | os.PathLike, create: bool = False):
+        self.path = Path(path)
+        if create:
+            self.path.mkdir(parents=True, exist_ok=True)
+            os.chmod(self.path, 0o700)
+        elif not self.path.is_dir():
+            raise FormatError(f"keystore {self.path} does not exist")
+
+    def _write(self, name: str, data: bytes, secret: bool) -> None:
+        target = self.path / name
+        tmp = target.with_suffix(target.suffix + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if secret else 0o644)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, target)
+
+    def put(self, name: str, data: bytes) -> None:
+        self._write(f"{name}.bin", bytes(data), secret=False)
+
+    def put_secret(self, name: str, data: bytes) -> None:
+        self._write(f"secret-{name}.bin", bytes(data), secret=True)
+
+    def get(self, name: str) -> bytes:
+        return self._read(f"{name}.bin")
+
+    def get_secret(self, name: str) -> bytes:
+        path = self.path / f"secret-{name}.bin"
+        if path.exists() and os.stat(path).st_mode & 0o077:
+            raise FormatError(f"{path} is readable by others: refusing to use a secret with loose permissions")
+        return self._read(f"secret-{name}.bin")
+
+    def has(self, name: str, secret: bool = False) -> bool:
+        return (self.path / (f"secret-{name}.bin" if secret else f"{name}.bin")).exists()
+
+    def _read(self, name: str) -> bytes:
+        try:
+            return (self.path / name).read_bytes()
+        except FileNotFoundError:
+            raise FormatError(f"keystore {self.path} has no {name}") from None
+
+    def put_array(self, name: str, a: np.ndarray, secret: bool = False) -> None:
+        header = json.dumps({"shape": list(a.shape)}).encode()
+        blob = len(header).to_bytes(4, "little") + header + np.ascontiguousarray(a, dtype="<u8").tobytes()
+        (self.put_secret if secret else self.put)(name, blob)
+
+    def get_array(self, name: str, secret: bool = False) -> np.ndarray:
+        blob = self.get_secret(name) if secret else self.get(name)
+        size = int.from_bytes(blob[:4], "little")
+        shape = tuple(json.loads(blob[4 : 4 + size])["shape"])
+        return np.frombuffer(blob, dtype="<u8", offset=4 + size).astype(np.uint64).reshape(shape)
+
+    def put_json(self, name: str, value) -> None:
+        self._write(f"{name}.json", json.dumps(value, indent=1).encode(), secret=False)
+
+    def get_json(self, name: str):
+        return json.loads(self._read(f"{name}.json"))
