@@ -17,6 +17,14 @@ class ProtocolError(MpclrError):
     """A protocol cannot proceed: missing parties, too few shares, inconsistent state."""
 
 
+class NodeUnavailable(ProtocolError):
+    """Nodes did not answer (dead, unreachable, timed out). `nodes` names them."""
+
+    def __init__(self, nodes, detail: str = ""):
+        self.nodes = sorted(nodes)
+        super().__init__(f"no answer from {', '.join(self.nodes)}" + (f": {detail}" if detail else ""))
+
+
 class MessageError(ProtocolError):
     """A protocol message was rejected: truncated, tampered, replayed, or from the wrong session/params."""
 

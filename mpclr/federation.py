@@ -136,8 +136,7 @@ class Federation:
     def decrypt(self, c: Ciphertext, by=None, *, label: str = "", level: int | None = 0) -> np.ndarray:
         """Threshold decryption of c by the key holders `by` (indices or names; default: all), at the last
         prime (level 0) or, with level=None, at c's own level (for values too large for q_0)."""
-        by = range(self.n) if by is None else by
-        return self.researcher.decrypt(c, list(by), label=label, level=level)
+        return self.researcher.decrypt(c, None if by is None else list(by), label=label, level=level)
 
     def refresh(self, c: Ciphertext, by=None, **kwargs) -> Ciphertext:
         """Collective refresh of c back to the top level (see Server.refresh)."""

@@ -14,7 +14,7 @@ from abc import ABC, abstractmethod
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 
-from .errors import ProtocolError
+from .errors import NodeUnavailable, ProtocolError
 from .wire import peek
 
 __all__ = ["Network", "InProcessNetwork", "TrafficLog"]
@@ -77,9 +77,16 @@ class Network(ABC):
         self.traffic.record(reply)
         return reply
 
-    def request_many(self, requests: list[tuple[str, bytes]]) -> list[bytes]:
-        """Send several requests (to distinct recipients); replies in the same order."""
-        return [self.request(r, m) for r, m in requests]
+    def request_many(self, requests: list[tuple[str, bytes]]) -> list[bytes | NodeUnavailable]:
+        """Send several requests (to distinct recipients); replies in the same order, or a NodeUnavailable
+        in place of the reply of a node that did not answer (the others' replies are kept)."""
+        return [self._try(r, m) for r, m in requests]
+
+    def _try(self, recipient: str, message: bytes) -> bytes | NodeUnavailable:
+        try:
+            return self.request(recipient, message)
+        except NodeUnavailable as exc:
+            return exc
 
     def close(self) -> None:  # noqa: B027 - an optional hook: transports without resources need nothing
         """Release the transport's resources (threads, connections)."""
@@ -95,6 +102,7 @@ class InProcessNetwork(Network):
         self._pool = ThreadPoolExecutor(max_workers=workers or 2, thread_name_prefix="party")
         self.round_trips = 0
         self.seconds_in_nodes = 0.0
+        self.down: set[str] = set()  # simulated dead nodes: requests to them fail as a real network's would
 
     def register(self, node) -> None:
         if node.name in self._nodes:
@@ -105,6 +113,8 @@ class InProcessNetwork(Network):
         return list(self._nodes)
 
     def _deliver(self, recipient: str, message: bytes) -> bytes:
+        if recipient in self.down:
+            raise NodeUnavailable([recipient], "node is down")
         try:
             node = self._nodes[recipient]
         except KeyError:
@@ -115,13 +125,13 @@ class InProcessNetwork(Network):
         self.round_trips += 1
         return reply
 
-    def request_many(self, requests: list[tuple[str, bytes]]) -> list[bytes]:
+    def request_many(self, requests: list[tuple[str, bytes]]) -> list[bytes | NodeUnavailable]:
         if len(requests) <= 1:
-            return [self.request(r, m) for r, m in requests]
+            return [self._try(r, m) for r, m in requests]
         recipients = [r for r, _ in requests]
         if len(set(recipients)) != len(recipients):
             raise ProtocolError("request_many needs distinct recipients (one outstanding request per link)")
-        return list(self._pool.map(lambda rm: self.request(*rm), requests))
+        return list(self._pool.map(lambda rm: self._try(*rm), requests))
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)

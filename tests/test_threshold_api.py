@@ -204,3 +204,33 @@ def test_shamir_boxes_are_opaque_to_the_server(fed32):
     assert fed32.parties[1].identity.open_box(box, b"aad") == b"share"
     with pytest.raises(MessageError, match="sealed box"):
         fed32.parties[1].identity.open_box(box, b"other aad")
+
+
+def test_a_dead_key_holder_is_left_out_while_t_remain(x):
+    """2-of-3: a hospital stops answering mid-study; rounds are redone with the others and results stay
+    right. With fewer than t left, a clear error and no result."""
+    fed = mpclr.Federation(parties=3, threshold=2, preset="fast")
+    a = fed.parties[0].encrypt(x)
+    fed.network.down.add("hospital-2")
+    assert np.abs(fed.decrypt(a) - x).max() < TOL
+    assert fed.researcher.revealed[-1]["by"] == ["hospital-1", "hospital-3"]
+    r = fed.refresh(fed.server.multiply_plain(a, 0.5), bound_bits=4)
+    assert np.abs(fed.decrypt(r) - 0.5 * x).max() < TOL
+    assert np.abs(fed.receive(a) - x).max() < TOL
+    fed.generate_rotation_keys([1])
+    assert np.abs(fed.decrypt(fed.server.rotate(a, 1)) - np.roll(x, -1)).max() < TOL
+    with pytest.raises(ProtocolError, match="no answer from hospital-2"):
+        fed.decrypt(a, by=[0, 1])  # named explicitly: no silent substitution
+    fed.network.down.add("hospital-3")
+    with pytest.raises(ProtocolError, match="at least 2 key holders.*not answering: hospital-2, hospital-3"):
+        fed.decrypt(a)
+    fed.close()
+
+
+def test_n_out_of_n_stops_when_a_key_holder_dies(x):
+    fed = mpclr.Federation(parties=3, preset="fast")
+    a = fed.parties[0].encrypt(x)
+    fed.network.down.add("hospital-3")
+    with pytest.raises(ProtocolError, match="hospital-3"):
+        fed.decrypt(a)
+    fed.close()

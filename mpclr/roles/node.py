@@ -14,12 +14,12 @@ from types import MappingProxyType
 
 import numpy as np
 
-from ..errors import MessageError, ProtocolError
+from ..errors import MessageError, NodeUnavailable, ProtocolError
 from ..network import Network
 from ..seal.context import SealContext
 from ..wire import KIND_ERROR, KIND_REPLY, KIND_REQUEST, Identity, open_message, seal_message
 
-__all__ = ["Node", "Session", "check_participants"]
+__all__ = ["Node", "Session", "check_participants", "with_live_participants"]
 
 
 @dataclass(frozen=True)
@@ -87,6 +87,7 @@ class Node:
         self.handler_seconds: dict[str, float] = defaultdict(float)
         self.handler_calls: dict[str, int] = defaultdict(int)
         self.step_seconds: dict[str, float] = defaultdict(float)
+        self.unavailable: set[str] = set()  # key holders that stopped answering this node
         network.register(self)
 
     def __repr__(self) -> str:
@@ -191,6 +192,9 @@ class Node:
         """The same step at several nodes at once (they compute in parallel); replies by node name."""
         names = list(requests)
         raws = self.network.request_many([(r, self._seal(KIND_REQUEST, type_, r, requests[r])) for r in names])
+        dead = [r for r, raw in zip(names, raws) if isinstance(raw, NodeUnavailable)]
+        if dead:
+            raise NodeUnavailable(dead, f"during {type_}")
         return {r: self._reply_fields(r, type_, raw) for r, raw in zip(names, raws)}
 
     # --- incoming -------------------------------------------------------------------------------
@@ -233,8 +237,11 @@ class Node:
         return self._seal(KIND_ERROR, type_, recipient, {"error": reason})
 
 
-def check_participants(session, by) -> list[str]:
-    """Names of the key holders `by` (names or indices), checked against the session's threshold."""
+def check_participants(session, by, unavailable=()) -> list[str]:
+    """Names of the key holders `by` (names or indices), checked against the session's threshold.
+    With by=None: every key holder not known to be unavailable."""
+    if by is None:
+        by = [p for p in session.key_holders if p not in unavailable]
     names = []
     for b in by:
         if isinstance(b, int | np.integer) and not isinstance(b, bool):
@@ -252,5 +259,21 @@ def check_participants(session, by) -> list[str]:
     if session.threshold == session.n and missing:
         raise ProtocolError(f"this needs all {session.n} key holders (n-out-of-n); missing: {', '.join(missing)}")
     if len(names) < session.threshold:
-        raise ProtocolError(f"this needs at least {session.threshold} key holders (t-out-of-n), got {len(names)}")
+        down = f"; not answering: {', '.join(sorted(unavailable))}" if unavailable else ""
+        raise ProtocolError(f"this needs at least {session.threshold} key holders (t-out-of-n), got {len(names)}{down}")
     return names
+
+
+def with_live_participants(node, by, work):
+    """Run work(names) with the key holders `by`; when by is None and some do not answer, note them as
+    unavailable and run the whole round again with the others, as long as at least t remain. Each retry
+    starts the round from scratch (fresh labels, Lagrange weights for the new set), so nothing
+    half-done is ever combined."""
+    while True:
+        names = check_participants(node._require_session(), by, node.unavailable)
+        try:
+            return work(names)
+        except NodeUnavailable as exc:
+            if by is not None:
+                raise
+            node.unavailable.update(exc.nodes)

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ProtocolError
+from ..errors import NodeUnavailable, ProtocolError
 from ..protocols.decryption import ThresholdDecryption
 from ..protocols.keyswitch import key_hash
 from ..seal.format import CiphertextData
-from .node import Node, check_participants
+from .node import Node, check_participants, with_live_participants
 
 __all__ = ["Researcher"]
 
@@ -26,12 +26,16 @@ class Researcher(Node):
         self._decoder = None  # Pyfhel with the context only: decoding needs no key
         self._own = None  # Pyfhel with this researcher's own key pair (results switched to it)
         self._own_hash: str | None = None
+        self._registered: set[str] = set()  # key holders holding this researcher's result key
         self._dec = ThresholdDecryption(ctx)
         self.revealed: list[dict] = []  # what this researcher has decrypted (for the audit trail)
         self._handlers.update({"keys.install": self._on_keys_install})
 
     def _save_role(self, ks) -> None:
-        ks.put_json("researcher", {"own_hash": self._own_hash, "revealed": self.revealed})
+        ks.put_json(
+            "researcher",
+            {"own_hash": self._own_hash, "revealed": self.revealed, "registered": sorted(self._registered)},
+        )
         if getattr(self, "public_key", None) is not None:
             ks.put("public-key", self.public_key)
         if self._own is not None:
@@ -42,6 +46,7 @@ class Researcher(Node):
         state = ks.get_json("researcher")
         self._own_hash = state["own_hash"]
         self.revealed = list(state["revealed"])
+        self._registered = set(state.get("registered", []))
         self.public_key = ks.get("public-key") if ks.has("public-key") else None
         self._own = None
         if ks.has("own-secret-key", True):
@@ -58,32 +63,45 @@ class Researcher(Node):
 
     def check_decryptors(self, by) -> list[str]:
         """Resolve and check who decrypts, before anything is sent."""
-        return check_participants(self._require_session(), by)
+        return check_participants(self._require_session(), by, self.unavailable)
 
     # --- results under the researcher's own key -------------------------------------------------
     def ensure_keys(self) -> str:
-        """Make this researcher's own CKKS key pair (once) and register the public key with every key
-        holder, who will key-switch results only to it. Returns the key's hash."""
+        """Make this researcher's own CKKS key pair (once) and register the public key with the key
+        holders (those answering; at least t), who will key-switch results only to it. Returns its hash."""
         if self._own is None:
             he = self.ctx.pyfhel()
             he.keyGen()
             self._own = he
-            pk = he.to_bytes_public_key(compr_mode="none")
-            s = self._require_session()
-            replies = self.call_many("researcher.key", {p: {"public_key": pk} for p in s.key_holders})
-            self._own_hash = key_hash(pk)
-            for p, r in replies.items():
-                if r["key_hash"] != self._own_hash:
+            self._own_hash = key_hash(he.to_bytes_public_key(compr_mode="none"))
+        s = self._require_session()
+        todo = [p for p in s.key_holders if p not in self._registered and p not in self.unavailable]
+        if todo:
+            pk = self._own.to_bytes_public_key(compr_mode="none")
+            for p in todo:
+                try:
+                    reply = self.call(p, "researcher.key", public_key=pk)
+                except NodeUnavailable:
+                    self.unavailable.add(p)
+                    continue
+                if reply["key_hash"] != self._own_hash:
                     raise ProtocolError(f"{p} registered a different researcher key")
+                self._registered.add(p)
+        if len(self._registered) < s.threshold:
+            raise ProtocolError(
+                f"the result key reached only {len(self._registered)} key holders; {s.threshold} needed"
+            )
         return self._own_hash
 
     def receive(self, handle, by=None, *, label: str = "") -> np.ndarray:
         """A result switched by the key holders `by` to this researcher's key, decrypted here: the server
         combines the shares but sees only a ciphertext it cannot decrypt."""
-        names = self.check_decryptors(list(range(self._require_session().n)) if by is None else by)
+        names = self.check_decryptors(by)
         target = self.ensure_keys()
         s = self._require_session()
-        got = self.call(s.server, "ct.keyswitch", id=handle.id, participants=names, target=target, level=0)
+        got = self.call(
+            s.server, "ct.keyswitch", id=handle.id, participants=None if by is None else names, target=target, level=0
+        )
         from Pyfhel import PyCtxt
 
         data = CiphertextData.from_bytes(got["ciphertext"], "key-switched ciphertext")
@@ -105,15 +123,20 @@ class Researcher(Node):
         """Fetch a ciphertext from the server (switched to `level`, default the last prime; None keeps
         its level, for values too large for q_0) and ask the key holders `by` for their partial
         decryptions. Nothing is combined yet."""
-        names = self.check_decryptors(by)
+        self.check_decryptors(by)
         s = self._require_session()
         got = self.call(s.server, "ct.fetch", id=handle.id, level=handle.level if level is None else level)
         data = CiphertextData.from_bytes(got["ciphertext"], "fetched ciphertext")
         level = self.ctx.check_ciphertext(data, "fetched ciphertext")
         c1 = self._dec.c1_to_bytes(data.data[1], level)
-        replies = self.call_many("decrypt.share", {p: {"c1": c1, "level": level, "participants": names} for p in names})
-        shares = {p: self._dec.share_from_bytes(replies[p]["share"], level) for p in names}
-        return data, shares
+
+        def round_(names):
+            replies = self.call_many(
+                "decrypt.share", {p: {"c1": c1, "level": level, "participants": names} for p in names}
+            )
+            return {p: self._dec.share_from_bytes(replies[p]["share"], level) for p in names}
+
+        return data, with_live_participants(self, by, round_)
 
     def combine(self, data: CiphertextData, shares, length: int | None = None) -> np.ndarray:
         """Combine partial decryptions and decode. With fewer shares than needed the result is noise:

@@ -24,7 +24,7 @@ from ..protocols.rotation import RotationKeyGen
 from ..ring import CommonRandomString
 from ..seal.format import CiphertextData, galois_elt_from_step
 from .data_provider import commitment, crs_seed
-from .node import Node, check_participants
+from .node import Node, check_participants, with_live_participants
 
 __all__ = ["Server", "Ciphertext"]
 
@@ -149,8 +149,7 @@ class Server(Node):
 
     def participants(self, by=None) -> list[str]:
         """Resolve and check who takes part in a protocol (names or indices), before anything is sent."""
-        s = self._require_session()
-        return check_participants(s, range(s.n) if by is None else by)
+        return check_participants(self._require_session(), by, self.unavailable)
 
     def generate_rotation_keys(self, steps, by=None) -> list[int]:
         """Collective rotation keys for the given slot rotation steps (negative = right)."""
@@ -158,7 +157,7 @@ class Server(Node):
             raise ProtocolError("run the key ceremony before generating rotation keys")
         t0 = time.perf_counter()
         gkg = RotationKeyGen(self.ctx)
-        holders = self.participants(by)
+        self.participants(by)  # refuse a bad set before anything is sent
         elts = []
         for step in steps:
             step = int(step)
@@ -168,11 +167,14 @@ class Server(Node):
                 raise ProtocolError(f"rotation step {step}: {exc}") from None
             if elt not in self._galois and elt not in elts:
                 elts.append(elt)
-        for elt in elts:
-            replies = self.call_many("gkg.share", {p: {"galois_elt": elt, "participants": holders} for p in holders})
+
+        def one_key(names, elt):
+            replies = self.call_many("gkg.share", {p: {"galois_elt": elt, "participants": names} for p in names})
             with self.timed("gkg.aggregate"):
-                agg = gkg.aggregate_shares([gkg.share_from_bytes(replies[p]["share"], elt) for p in holders])
-            del replies
+                return gkg.aggregate_shares([gkg.share_from_bytes(replies[p]["share"], elt) for p in names])
+
+        for elt in elts:
+            agg = with_live_participants(self, by, lambda names, e=elt: one_key(names, e))
             self._galois[elt] = gkg.rotation_key(agg, gkg.sample_crp(self.crs, elt))
         if elts:
             with self.timed("gkg.load"):
@@ -233,8 +235,13 @@ class Server(Node):
         bound_bits: int | None = None,
         boost_bits: int = 0,
     ) -> list[PyCtxt]:
-        """refresh_combine on raw Pyfhel ciphertexts (for engines that keep their own ciphertexts)."""
-        names = self.participants(by)
+        """refresh_combine on raw Pyfhel ciphertexts (for engines that keep their own ciphertexts). With
+        by=None, key holders that stop answering are left out and the round is redone with the others."""
+        return with_live_participants(
+            self, by, lambda names: self._refresh_round(cts, levels, outputs, names, bound_bits, boost_bits)
+        )
+
+    def _refresh_round(self, cts, levels, outputs, names, bound_bits, boost_bits) -> list[PyCtxt]:
         bound = self.refresh_bound_bits if bound_bits is None else int(bound_bits)
         boost = 1 << int(boost_bits)
         proto = RefreshProtocol(self.ctx)
@@ -300,16 +307,19 @@ class Server(Node):
         """The ciphertext re-encrypted under the researcher's key (whose hash is `target`; each key
         holder checks it is the key the researcher registered), switched to `level` first. The server
         combines the shares but cannot decrypt the result."""
-        names = self.participants(by)
         e = self._get(h)
         data = CiphertextData.from_bytes(self._at_level(e, min(level, e.level)).to_bytes(compr_mode="none"))
         lvl = self.ctx.check_ciphertext(data)
         proto = PublicKeySwitch(self.ctx)
-        request = {"c1": self._c1_bytes(data.data[1], lvl), "level": lvl, "participants": names, "target": target}
-        replies = self.call_many("pcks.share", {p: request for p in names})
-        shares = [proto.share_from_bytes(replies[p]["share"], lvl) for p in names]
-        with self.timed("pcks.combine"):
-            return proto.finalize(data, shares).to_bytes()
+
+        def round_(names):
+            request = {"c1": self._c1_bytes(data.data[1], lvl), "level": lvl, "participants": names, "target": target}
+            replies = self.call_many("pcks.share", {p: request for p in names})
+            shares = [proto.share_from_bytes(replies[p]["share"], lvl) for p in names]
+            with self.timed("pcks.combine"):
+                return proto.finalize(data, shares).to_bytes()
+
+        return with_live_participants(self, by, round_)
 
     def _on_keyswitch(self, fields, sender):
         if sender != self._require_session().researcher:

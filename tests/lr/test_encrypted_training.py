@@ -114,3 +114,22 @@ def test_layout_rejects_foreign_blocks(fed_train):
     low = fed_train.server.multiply_plain(fed_train.parties[0].encrypt([1.0]), 1.0)
     with pytest.raises(ProtocolError, match="not the top"):
         tr.add_data(0, 0, 0, fed_train.server.export_ciphertext(low))
+
+
+def test_training_goes_on_when_a_key_holder_dies_in_two_of_three():
+    fed = mpclr.Federation(parties=3, threshold=2, preset="train")
+    X, y = make_data(200, 3, seed=4)
+    for p, rows in zip(fed.parties, np.array_split(np.arange(len(y)), 3)):
+        p.load_data(X[rows], y[rows], rows)
+    plan = TrainingPlan(sigmoid_poly(3, 8.0), SCHEDULE)
+
+    def kill_after_first(done, total):
+        if done == 1:
+            fed.network.down.add("hospital-3")
+
+    res = run_encrypted_cv(fed, folds=3, plan=plan, seed=0, workers=0, progress=kill_after_first)
+    W = res.decrypt_models(fed)
+    ref = nesterov_reference(design_rows(X, y, res.mean, res.std), res.fold_of_row, 3, plan)
+    assert np.abs(W - ref).max() < 2e-3
+    assert fed.server.unavailable == {"hospital-3"}
+    fed.close()
