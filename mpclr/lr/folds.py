@@ -1,0 +1,82 @@
+"""Public, stratified fold assignment over the global row order.
+
+Fold ids are public: every party (and the server, which builds the per-fold masks) must agree on
+them, so they come from a seed, never from the data values. Only the labels' class counts shape the
+assignment (stratification); the per-row result reveals which fold a row is in, nothing else.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import DataError, ParameterError
+
+__all__ = ["assign_folds", "check_stratifiable", "training_masks", "fold_sizes"]
+
+
+def _check_count(folds) -> int:
+    if isinstance(folds, bool) or not isinstance(folds, int | np.integer) or folds < 2:
+        raise ParameterError(f"parameter folds must be an integer >= 2, got {folds!r}")
+    return int(folds)
+
+
+def _labels(y) -> np.ndarray:
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise ParameterError(f"parameter y must be a 1-D array of labels, got shape {y.shape}")
+    if y.size and not np.isin(y, (0, 1)).all():
+        raise DataError(f"labels must be 0/1, found values {sorted(set(np.unique(y).tolist()))[:6]}")
+    return y.astype(np.int64)
+
+
+def check_stratifiable(y, folds: int, what: str = "the data") -> None:
+    """Refuse when some fold would miss a class: each class needs at least `folds` rows."""
+    folds = _check_count(folds)
+    y = _labels(y)
+    counts = {c: int((y == c).sum()) for c in (0, 1)}
+    if min(counts.values()) < folds:
+        raise DataError(f"{what}: {folds} folds cannot each hold both classes; class counts are "
+                        f"0: {counts[0]}, 1: {counts[1]} (each class needs at least {folds} rows)")
+
+
+def assign_folds(y, folds: int = 5, seed: int | None = 0) -> np.ndarray:
+    """Fold id (0..folds-1) of every row, stratified by class and fixed by `seed`.
+
+    Rows of each class are shuffled and dealt round-robin; the second class continues the deal where
+    the first stopped, so fold sizes differ by at most one row overall and each class's count per fold
+    by at most one. seed=None draws fresh (unreproducible) public randomness.
+    """
+    y = _labels(y)
+    check_stratifiable(y, folds)
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int | np.integer)):
+        raise ParameterError(f"parameter seed must be an integer or None, got {seed!r}")
+    rng = np.random.default_rng(seed)
+    fold = np.empty(y.size, dtype=np.int64)
+    dealt = 0
+    for c in (0, 1):
+        rows = rng.permutation(np.flatnonzero(y == c))
+        fold[rows] = (dealt + np.arange(rows.size)) % folds
+        dealt += rows.size
+    return fold
+
+
+def training_masks(fold_ids, folds: int | None = None) -> np.ndarray:
+    """(folds, n) 0/1 matrix: row i trains model k iff it is not in fold k."""
+    fold_ids = np.asarray(fold_ids)
+    if fold_ids.ndim != 1 or fold_ids.size == 0 or not np.issubdtype(fold_ids.dtype, np.integer):
+        raise ParameterError(f"parameter fold_ids must be a non-empty 1-D integer array, got "
+                             f"{fold_ids.dtype} of shape {fold_ids.shape}")
+    k = int(fold_ids.max()) + 1 if folds is None else _check_count(folds)
+    if fold_ids.min() < 0 or fold_ids.max() >= k:
+        raise ParameterError(f"parameter fold_ids must lie in 0..{k - 1}, found "
+                             f"{int(fold_ids.min())}..{int(fold_ids.max())}")
+    if k < 2:
+        raise ParameterError("parameter fold_ids: cross-validation needs at least 2 folds, all rows are in fold 0")
+    return (fold_ids[None, :] != np.arange(k)[:, None]).astype(np.float64)
+
+
+def fold_sizes(fold_ids, folds: int | None = None) -> np.ndarray:
+    """Number of rows in each fold (public: it follows from the public assignment)."""
+    fold_ids = np.asarray(fold_ids)
+    k = int(fold_ids.max()) + 1 if folds is None else folds
+    return np.bincount(fold_ids, minlength=k)
