@@ -123,7 +123,7 @@ class BlockEngine:
         return sorted({b for (gg, b, j) in self.Z if gg == g})
 
     def prepare(self, masks: dict[tuple[int, int], np.ndarray]) -> None:
-        """ZM = Z * mask (the mask holds c_lead / n_k where the sample trains model k, else 0)."""
+        """ZM = Z * mask (the mask holds R d_lead / n_k where the sample trains model k, else 0)."""
         for (g, b), mask in sorted(masks.items()):
             pt = self.encode(mask, float(self.primes[self.top]), self.top)
             for j in range(self.features):
@@ -131,7 +131,7 @@ class BlockEngine:
 
     # ------------------------------------------------------------------ gradient
     def gradient_part(self, V: dict[tuple[int, int], Enc]) -> dict[tuple[int, int], Enc]:
-        """rotate_and_sum(sum over this shard's blocks of t q(t^2) ZM), per (group, feature)."""
+        """rotate_and_sum(sum over this shard's blocks of t' q(t'^2) ZM), per (group, feature)."""
         out = {}
         for group in self.layout.groups:
             g = group.index

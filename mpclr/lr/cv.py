@@ -1,25 +1,28 @@
 """The encrypted side of x-fold cross-validation, driven by the server with the key holders.
 
-Steps, each timed: fold assignment (each hospital stratifies its own rows, seeded; the fold ids are
-public), standardization statistics (encrypted per-hospital aggregates, summed by the server; only
-the aggregate is threshold-decrypted), encryption of the hospitals' rows in the public layout, then
-training of every fold model in one pass. The fold models stay encrypted at the server: decrypting
-them is a separate, explicit act of the key holders (`decrypt_models`).
+`encrypt_study` runs the steps before training, each timed: fold assignment (each hospital stratifies
+its own rows, seeded; fold ids are public), standardization statistics (encrypted per-hospital
+aggregates summed by the server; only the aggregate is threshold-decrypted), rotation keys for the
+layout, and encryption of every hospital's rows. `EncryptedCV.train` then trains every fold model in
+one pass. The models stay encrypted at the server: decrypting them is a separate, explicit act of the
+key holders (`decrypt_models`). `save`/`load` let notebook steps hand a study on (ciphertexts only).
 """
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
-from ..errors import ProtocolError
-from .encrypted import EncryptedTrainer, TrainingPlan
+from ..errors import FormatError, ProtocolError
+from .encrypted import EncryptedTrainer, TrainingLog, TrainingPlan
 from .layout import Layout
 from .party import stats_from_aggregate
 
-__all__ = ["EncryptedCV", "run_encrypted_cv"]
+__all__ = ["EncryptedCV", "encrypt_study", "run_encrypted_cv"]
 
 
 @dataclass
@@ -28,33 +31,117 @@ class EncryptedCV:
     fold_of_row: np.ndarray
     mean: np.ndarray
     std: np.ndarray
-    trainer: EncryptedTrainer
+    curvature: float
+    interval: float = 8.0  # the data blocks hold z / interval
+    blocks: dict = field(default_factory=dict)  # (group, block, feature) -> hospitals' ciphertext bytes
+    constants: dict = field(default_factory=dict)  # (group, feature) -> hospitals' ciphertext bytes
     seconds: dict = field(default_factory=dict)
+    weights: dict = field(default_factory=dict)  # (group, feature) -> ciphertext bytes, after training
+    trainer: EncryptedTrainer | None = None
+
+    @property
+    def features(self) -> int:
+        return len(self.mean) + 1
 
     @property
     def train_counts(self) -> np.ndarray:
         return np.array([(self.fold_of_row != k).sum() for k in range(self.layout.folds)])
 
+    def train(self, fed, plan: TrainingPlan, participants=None, workers="auto", progress=None) -> TrainingLog:
+        if plan.interval != self.interval:
+            raise ProtocolError(
+                f"the data were encrypted for the sigmoid interval {self.interval}, the plan uses "
+                f"{plan.interval}: encrypt again"
+            )
+        t0 = time.perf_counter()
+        trainer = EncryptedTrainer(fed.server, self.layout, self.features, plan, participants, workers)
+        for (g, b, j), raws in self.blocks.items():
+            for raw in raws:
+                trainer.add_data(g, b, j, raw)
+        for (g, j), raws in self.constants.items():
+            for raw in raws:
+                trainer.add_constant(g, j, raw)
+        trainer.prepare(self.fold_of_row, self.train_counts)
+        log = trainer.train(progress)
+        self.trainer = trainer
+        self.weights = {k: ct.to_bytes(compr_mode="none") for k, ct in trainer.weight_ciphertexts().items()}
+        self.seconds["training"] = time.perf_counter() - t0
+        return log
+
+    def weight_handles(self, fed) -> dict:
+        """The encrypted fold models as server handles, (group, feature) -> Ciphertext."""
+        if not self.weights:
+            raise ProtocolError("the fold models have not been trained yet")
+        return {k: fed.server.import_ciphertext(raw, self.layout.slots) for k, raw in self.weights.items()}
+
     def decrypt_models(self, fed, by=None) -> np.ndarray:
         """Threshold decryption of every fold model: (folds, d + 1), intercept first. This reveals the
         models to the researcher; the key holders named in `by` take part."""
         t0 = time.perf_counter()
-        W = np.zeros((self.layout.folds, self.trainer.features))
-        s = fed.server
-        for (g, j), ct in self.trainer.weight_ciphertexts().items():
-            h = s._put(ct, self.layout.slots, fed.ctx.top_level)
-            values = fed.decrypt(h, by=by, label=f"fold models, feature {j}, group {g}")
-            s.forget(h)
+        W = np.zeros((self.layout.folds, self.features))
+        for (g, j), h in self.weight_handles(fed).items():
+            values = fed.decrypt(h, by=by, label=f"fold models: feature {j} of group {g}")
+            fed.server.forget(h)
             for k, v in self.layout.unpack_models(self.layout.groups[g], values).items():
                 W[k, j] = v
         self.seconds["decrypt_models"] = time.perf_counter() - t0
         return W
 
+    # ------------------------------------------------------------------ persistence (public data only)
+    def save(self, path) -> None:
+        root = Path(path)
+        (root / "ciphertexts").mkdir(parents=True, exist_ok=True)
+        index = {"blocks": [], "constants": [], "weights": []}
+        for kind, table in (("blocks", self.blocks), ("constants", self.constants)):
+            for key, raws in table.items():
+                for i, raw in enumerate(raws):
+                    name = f"{kind}-{'-'.join(map(str, key))}-{i}.bin"
+                    (root / "ciphertexts" / name).write_bytes(raw)
+                    index[kind].append([list(key), name])
+        for key, raw in self.weights.items():
+            name = f"weights-{'-'.join(map(str, key))}.bin"
+            (root / "ciphertexts" / name).write_bytes(raw)
+            index["weights"].append([list(key), name])
+        meta = {
+            "layout": self.layout.describe(),
+            "fold_of_row": self.fold_of_row.tolist(),
+            "mean": self.mean.tolist(),
+            "std": self.std.tolist(),
+            "curvature": self.curvature,
+            "interval": self.interval,
+            "seconds": self.seconds,
+            "index": index,
+        }
+        (root / "encrypted_cv.json").write_text(json.dumps(meta))
 
-def run_encrypted_cv(
-    fed, *, folds: int, plan: TrainingPlan, seed: int, participants=None, workers="auto", progress=None
-) -> EncryptedCV:
-    """All hospitals must have data loaded (DataProvider.load_data) with global row indices 0..n-1."""
+    @classmethod
+    def load(cls, path) -> EncryptedCV:
+        root = Path(path)
+        try:
+            meta = json.loads((root / "encrypted_cv.json").read_text())
+        except FileNotFoundError:
+            raise FormatError(f"{root} holds no encrypted study (encrypted_cv.json missing)") from None
+        spec = meta["layout"]
+        out = cls(
+            Layout(spec["slots"], spec["rows"], spec["folds"]),
+            np.asarray(meta["fold_of_row"], dtype=np.int64),
+            np.asarray(meta["mean"]),
+            np.asarray(meta["std"]),
+            float(meta["curvature"]),
+            interval=float(meta["interval"]),
+            seconds=meta["seconds"],
+        )
+        for kind, table in (("blocks", out.blocks), ("constants", out.constants)):
+            for key, name in meta["index"][kind]:
+                table.setdefault(tuple(key), []).append((root / "ciphertexts" / name).read_bytes())
+        for key, name in meta["index"]["weights"]:
+            out.weights[tuple(key)] = (root / "ciphertexts" / name).read_bytes()
+        return out
+
+
+def encrypt_study(fed, *, folds: int, seed: int, interval: float = 8.0, participants=None) -> EncryptedCV:
+    """Fold assignment, standardization from the encrypted aggregate, rotation keys, encrypted rows.
+    Every hospital must have its data loaded (DataProvider.load_data), global row indices 0..n-1."""
     s = fed.server
     names = [p.name for p in fed.parties]
     seconds = {}
@@ -81,9 +168,10 @@ def run_encrypted_cv(
     for p in names:
         h = s.import_ciphertext(agg[p]["ciphertext"], int(agg[p]["length"]))
         total = h if total is None else s.add(total, h)
-    d = (total.length - 1) // 2
-    values = fed.decrypt(total, by=participants, level=None, label="standardization aggregate")
-    mean, std = stats_from_aggregate(values, d)
+    d = int(agg[names[0]]["features"])
+    values = fed.decrypt(total, by=participants, level=None, label="pooled count, sums and cross-products")
+    scaling, curvature = stats_from_aggregate(values, d)
+    mean, std = scaling.mean, scaling.std
     seconds["scaling"] = time.perf_counter() - t0
 
     layout = Layout(fed.params.slots, n_rows, folds)
@@ -91,25 +179,29 @@ def run_encrypted_cv(
     fed.generate_rotation_keys(layout.rotation_steps(), by=participants)
     seconds["rotation_keys"] = time.perf_counter() - t0
 
-    trainer = EncryptedTrainer(s, layout, d + 1, plan, participants=participants, workers=workers)
-    train_counts = n_rows - counts
     t0 = time.perf_counter()
+    out = EncryptedCV(layout, fold_of_row, mean, std, curvature, interval=float(interval), seconds=seconds)
     request = {
         "layout": layout.describe(),
         "mean": mean.tolist(),
         "std": std.tolist(),
-        "train_counts": train_counts.tolist(),
+        "train_counts": (n_rows - counts).tolist(),
+        "interval": float(interval),
     }
     for p in names:  # one hospital at a time: each reply holds all of its encrypted rows
         reply = s.call(p, "lr.encrypt", **request)
         for g, b, j, raw in reply["blocks"]:
-            trainer.add_data(int(g), int(b), int(j), raw)
+            out.blocks.setdefault((int(g), int(b), int(j)), []).append(bytes(raw))
         for g, j, raw in reply["constant"]:
-            trainer.add_constant(int(g), int(j), raw)
+            out.constants.setdefault((int(g), int(j)), []).append(bytes(raw))
     seconds["encryption"] = time.perf_counter() - t0
+    return out
 
-    t0 = time.perf_counter()
-    trainer.prepare(fold_of_row, train_counts)
-    trainer.train(progress)
-    seconds["training"] = time.perf_counter() - t0
-    return EncryptedCV(layout, fold_of_row, mean, std, trainer, seconds)
+
+def run_encrypted_cv(
+    fed, *, folds: int, plan: TrainingPlan, seed: int, participants=None, workers="auto", progress=None
+) -> EncryptedCV:
+    """encrypt_study, then train."""
+    out = encrypt_study(fed, folds=folds, seed=seed, interval=plan.interval, participants=participants)
+    out.train(fed, plan, participants=participants, workers=workers, progress=progress)
+    return out

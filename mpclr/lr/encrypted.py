@@ -6,12 +6,17 @@ z_i = y'_i [1, x_i] (y' = +-1), with the sigmoid replaced by its least-squares p
     g_k(v) = (1 / n_k) sum_{i not in fold k} p(-z_i . v) z_i ,    p(x) = 1/2 + c_1 x + c_3 x^3 + ...
     w_{t+1} = v_t + gamma_t g(v_t);     v_{t+1} = (1 - eta_t) w_{t+1} + eta_t w_t;     w_0 = v_0 = 0
 
-Under encryption, with u = t^2 and t = z . v, p(-t) = 1/2 - t * c_lead * q(u) where q is monic:
+Under encryption the data are encrypted as z / R (R: the sigmoid's interval), so t' = (z / R) . v = t / R
+lies in [-1, 1] and, with u = t'^2 and d_k = c_k R^k (all of moderate size, unlike the c_k),
+p(-t) = 1/2 - d_lead t' q(u) where q is monic:
 
-    C_k  = (1 / 2 n_k) sum_{i not in fold k} z_i            encrypted, once
-    ZM_i = z_i * [i not in fold k] * c_lead / n_k            the masked copy, derived once by the server
-    G    = rotate_and_sum( sum_blocks t * q(u) * ZM )        one level per product
+    C_k  = (1 / 2 n_k) sum_{i not in fold k} z_i            each hospital's share, encrypted, once
+    ZM_i = (z_i / R) * [i not in fold k] * R d_lead / n_k     the masked copy, derived once by the server
+    G    = rotate_and_sum( sum_blocks t' * q(u) * ZM )       one level per product
     g    = C - G
+
+(With c_k instead of d_k, the leading coefficient of degree 5 is 4e-5: folded into ZM it drowns in
+CKKS's absolute encoding error.)
 
 Levels per iteration for degree 3: t (1), u (1), t * q(u) (1), times ZM (1) = 4; then the Nesterov update
 runs inside one batched collective refresh of public linear combinations (no level spent on gamma_t or
@@ -46,6 +51,7 @@ class TrainingPlan:
 
     sigmoid: np.ndarray  # coefficients c_0..c_deg of p, increasing powers (c_0 = 1/2, odd otherwise)
     schedule: list[tuple[float, float]]  # (gamma_t, eta_t) per iteration
+    interval: float = 8.0  # R: the data are encrypted as z / R
     bound_bits: int = 6  # public bound on |weights| and gradients: 2^bound_bits (refresh masks hide up to it)
     boost_bits: int = 0
 
@@ -54,11 +60,12 @@ class TrainingPlan:
         return len(self.sigmoid) - 1
 
     def monic(self) -> tuple[float, list[float]]:
-        """(c_lead, coefficients of q(u) below its leading 1, from u^(d'-1) down to u^0)."""
+        """(R * d_lead, coefficients of the monic q(u) below its leading 1, from u^(d'-1) down to u^0),
+        with d_k = c_k R^k the coefficients in t' = t / R."""
         c = np.asarray(self.sigmoid, dtype=np.float64)
-        lead = float(c[-1])
-        odd = [float(c[k]) for k in range(1, len(c), 2)]  # c_1, c_3, ..., c_lead
-        return lead, [x / lead for x in reversed(odd[:-1])]
+        r = float(self.interval)
+        d = [float(c[k]) * r**k for k in range(1, len(c), 2)]  # d_1, d_3, ..., d_lead
+        return r * d[-1], [x / d[-1] for x in reversed(d[:-1])]
 
 
 @dataclass
@@ -86,7 +93,7 @@ class EncryptedTrainer:
         self.top = self.ctx.top_level
         n = len(server.participants(participants))
         self.refresh_level = RefreshProtocol(self.ctx).min_level(plan.bound_bits, n, 1 << plan.boost_bits)
-        self.lead, self.q_coeffs = plan.monic()
+        self.mask_factor, self.q_coeffs = plan.monic()
         total_blocks = sum(g.blocks for g in layout.groups)
         if workers == "auto":
             workers = (os.cpu_count() or 1) if total_blocks >= _MIN_BLOCKS_FOR_WORKERS else 0
@@ -170,7 +177,7 @@ class EncryptedTrainer:
         ]
         if missing:
             raise ProtocolError(f"no party contributed data blocks or constant parts {missing[:3]}...")
-        weights = self.lead / np.asarray(train_counts, dtype=np.float64)
+        weights = self.mask_factor / np.asarray(train_counts, dtype=np.float64)
         masks = {
             (g.index, b): self.layout.pack_mask(g, b, fold_of_row, weights)
             for g in self.layout.groups

@@ -1,7 +1,9 @@
 """What a hospital computes on its own rows before anything leaves it (encrypted).
 
-Standardization statistics: each hospital encrypts [rows, sum x_j, sum x_j^2] of its own rows; the
-server adds them and only the aggregate is decrypted. Training data: z = y' [1, (x - mean) / std] with
+Standardization statistics and the step size: each hospital encrypts [rows, sum x_j, sum x_j x_k (j <= k)]
+of its own rows; the server adds them and only the aggregate is decrypted: the pooled row count, means,
+and cross-products, from which the means and standard deviations (scaling) and the largest eigenvalue
+of the correlation matrix (the twin's step size) follow. Training data: z = y' [1, (x - mean) / std] with
 y' = 2y - 1, packed into the public layout (its rows in their slots, zeros elsewhere) and encrypted
 under the collective key, one ciphertext per (group, block, feature) it has rows in.
 """
@@ -17,32 +19,45 @@ __all__ = ["aggregate_vector", "design_rows", "pack_blocks", "constant_part", "l
 
 
 def aggregate_vector(X: np.ndarray) -> np.ndarray:
-    """[n, sum_j x_j (d values), sum_j x_j^2 (d values)] of this party's rows."""
+    """[n, sum_j x_j (d values), sum_i x_ij x_ik for j <= k (d (d + 1) / 2 values)] of this party's rows."""
     X = np.asarray(X, dtype=np.float64)
-    return np.concatenate([[X.shape[0]], X.sum(axis=0), (X * X).sum(axis=0)])
+    upper = np.triu_indices(X.shape[1])
+    return np.concatenate([[X.shape[0]], X.sum(axis=0), (X.T @ X)[upper]])
 
 
-def stats_from_aggregate(values: np.ndarray, d: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pooled mean and standard deviation from a decrypted aggregate vector."""
+def aggregate_length(d: int) -> int:
+    return 1 + d + d * (d + 1) // 2
+
+
+def stats_from_aggregate(values: np.ndarray, d: int):
+    """(Standardization, curvature) from a decrypted aggregate vector: pooled means and standard
+    deviations, and the largest eigenvalue of the standardized Gram matrix (the twin's step size)."""
+    from .twin import curvature_from_aggregates, standardize_from_aggregates
+
     values = np.asarray(values, dtype=np.float64)
+    if values.size < aggregate_length(d):
+        raise DataError(f"the aggregate holds {values.size} values, {aggregate_length(d)} expected for {d} features")
     n = values[0]
-    if not n >= 1:
-        raise DataError(f"the decrypted aggregate row count is {n}: no rows?")
-    mean = values[1 : 1 + d] / n
-    var = values[1 + d : 1 + 2 * d] / n - mean**2
-    return mean, np.sqrt(np.maximum(var, 0.0))
+    if not n >= 2:
+        raise DataError(f"the decrypted aggregate row count is {n:g}: too few rows")
+    cross = np.zeros((d, d))
+    cross[np.triu_indices(d)] = values[1 + d : aggregate_length(d)]
+    cross = cross + np.triu(cross, 1).T
+    sums = values[1 : 1 + d]
+    scaling = standardize_from_aggregates(round(n), sums, np.diag(cross))
+    return scaling, curvature_from_aggregates(round(n), sums, cross)
 
 
 def design_rows(X: np.ndarray, y: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-    """z = y' [1, (x - mean) / std], one row per sample (y' = +1 for label 1, -1 for label 0)."""
-    X = np.asarray(X, dtype=np.float64)
-    std = np.where(np.asarray(std) > 0, std, 1.0)
-    sign = 2.0 * np.asarray(y, dtype=np.float64) - 1.0
-    return sign[:, None] * np.hstack([np.ones((X.shape[0], 1)), (X - mean) / std])
+    """z = y' [1, (x - mean) / std], one row per sample: the twin's z-rows of the standardized features."""
+    from .twin import make_z
+
+    return make_z((np.asarray(X, dtype=np.float64) - mean) / std, y)
 
 
 def pack_blocks(layout: Layout, rows: np.ndarray, z: np.ndarray):
-    """Yield (group, block, feature, slot vector) for every block holding some of this party's rows."""
+    """Yield (group, block, feature, slot vector) for every block holding some of this party's rows (z is
+    already divided by the sigmoid's interval R, as the trainer expects)."""
     rows = np.asarray(rows)
     for g in layout.groups:
         for b in layout.blocks_with_rows(g, rows):

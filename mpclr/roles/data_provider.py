@@ -374,11 +374,14 @@ class DataProvider(Node):
         return he.encryptFrac(x, scale=2.0**self.ctx.params.scale_bits).to_bytes(compr_mode="none")
 
     def _on_lr_aggregate(self, fields, sender):
-        from ..lr.party import aggregate_vector
+        from ..lr.party import aggregate_length, aggregate_vector
 
         self._from_server(sender, "lr.aggregate")
         X, _, _ = self._require_data()
-        return {"ciphertext": self._encrypt_bytes(aggregate_vector(X)), "length": 1 + 2 * X.shape[1]}
+        d = X.shape[1]
+        if aggregate_length(d) > self.ctx.params.slots:
+            raise ProtocolError(f"{d} features make an aggregate larger than one ciphertext")
+        return {"ciphertext": self._encrypt_bytes(aggregate_vector(X)), "length": aggregate_length(d), "features": d}
 
     def _on_lr_folds(self, fields, sender):
         from ..lr.party import local_folds
@@ -407,8 +410,11 @@ class DataProvider(Node):
         counts = np.asarray(fields["train_counts"], dtype=np.float64)
         if counts.shape != (layout.folds,) or np.any(counts < 1):
             raise ProtocolError(f"training row counts must be positive, one per fold; got {counts.tolist()}")
+        interval = float(fields["interval"])
+        if not 0 < interval < 1e6:
+            raise ProtocolError(f"sigmoid interval must be positive, got {interval}")
         z = design_rows(X, y, mean, std)
-        blocks = [[g, b, j, self._encrypt_bytes(vec)] for g, b, j, vec in pack_blocks(layout, rows, z)]
+        blocks = [[g, b, j, self._encrypt_bytes(vec)] for g, b, j, vec in pack_blocks(layout, rows, z / interval)]
         const = [[g, j, self._encrypt_bytes(vec)] for g, j, vec in constant_part(layout, z, self._folds, counts)]
         return {"blocks": blocks, "constant": const}
 

@@ -55,10 +55,10 @@ def fed_train():
     fed.close()
 
 
-@pytest.mark.parametrize("workers", [0, 2])
-def test_train_preset_matches_reference(fed_train, workers):
+@pytest.mark.parametrize("workers,degree", [(0, 3), (2, 5)])
+def test_train_preset_matches_reference(fed_train, workers, degree):
     X, y = make_data(400, 4)
-    res, W, ref = run(fed_train, X, y, 5, TrainingPlan(sigmoid_poly(3, 8.0), SCHEDULE), workers)
+    res, W, ref = run(fed_train, X, y, 5, TrainingPlan(sigmoid_poly(degree, 8.0), SCHEDULE), workers)
     assert res.trainer.log.workers == workers
     assert np.abs(W - ref).max() < 2e-3
     assert np.abs(ref).max() > 0.1  # the models moved away from zero
@@ -71,11 +71,11 @@ def test_train_preset_matches_reference(fed_train, workers):
     assert res.trainer.log.refreshes == len(SCHEDULE)
 
 
-def test_degree_five_refreshes_mid_iteration(fed_train):
-    """Degree 5 needs depth 5 per iteration; 'train' has 4 levels above its refresh level, so the
+def test_degree_seven_refreshes_mid_iteration(fed_train):
+    """Degree 7 needs depth 6 per iteration; 'train' has 5 levels above its refresh level, so the
     per-sample ciphertexts are refreshed inside each iteration and the result is the same algorithm."""
     X, y = make_data(300, 3, seed=1)
-    plan = TrainingPlan(sigmoid_poly(5, 8.0), SCHEDULE[:3])
+    plan = TrainingPlan(sigmoid_poly(7, 8.0), SCHEDULE[:3])
     res, W, ref = run(fed_train, X, y, 4, plan, workers=0)
     assert res.trainer.log.refreshes > len(plan.schedule)
     assert np.abs(W - ref).max() < 2e-3
