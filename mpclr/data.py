@@ -27,6 +27,7 @@ from .errors import DataError, ParameterError
 
 __all__ = [
     "Dataset",
+    "binary_labels",
     "load",
     "load_csv",
     "load_breast_cancer",
@@ -46,6 +47,16 @@ _KNOWN_LABELS = ({0.0, 1.0}, {-1.0, 1.0}, {1.0, 2.0})
 
 
 # ------------------------------------------------------------------------------------------------
+def binary_labels(y, what: str = "labels") -> np.ndarray:
+    """y as an int64 vector of 0/1, or a DataError naming (up to six of) the values found."""
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise DataError(f"{what} must be a 1-D vector, got shape {y.shape}")
+    if not np.isin(y, (0, 1)).all():
+        raise DataError(f"{what} must be 0/1, found values {sorted(set(np.unique(y).tolist()))[:6]}")
+    return y.astype(np.int64)
+
+
 @dataclass(frozen=True, eq=False)
 class Dataset:
     """A labelled data set (or one hospital's part of one), immutable.
@@ -70,15 +81,12 @@ class Dataset:
 
     def __post_init__(self):
         X = np.array(self.X, dtype=np.float64)  # a private copy, so the caller's array can change
-        y = np.array(self.y)
+        y = binary_labels(self.y, f"data set {self.name!r}: y")
         if X.ndim != 2:
             raise DataError(f"data set {self.name!r}: X must be 2-D (rows x features), got shape {X.shape}")
         n, d = X.shape
         if y.shape != (n,):
             raise DataError(f"data set {self.name!r}: y has shape {y.shape}, expected ({n},) to match X")
-        if not np.isin(y, (0, 1)).all():
-            raise DataError(f"data set {self.name!r}: y must hold 0/1 labels, found values "
-                            f"{sorted(set(np.unique(y).tolist()))[:6]}")
         if not np.isfinite(X).all():
             i, j = np.argwhere(~np.isfinite(X))[0]
             raise DataError(f"data set {self.name!r}: row {i + 1}, column {j + 1} is {X[i, j]} (not finite)")
@@ -88,7 +96,7 @@ class Dataset:
         rows = np.arange(n) if self.rows is None else np.array(self.rows, dtype=np.int64)
         if rows.shape != (n,):
             raise DataError(f"data set {self.name!r}: rows has shape {rows.shape}, expected ({n},)")
-        y = y.astype(np.int64)
+        y = y.copy()
         for a in (X, y, rows):
             a.flags.writeable = False
         object.__setattr__(self, "X", X)
@@ -447,10 +455,9 @@ def load(spec: str | os.PathLike, **kwargs) -> Dataset:
 
 def check_folds(dataset: Dataset, folds: int) -> None:
     """Refuse a fold count the data cannot support: every fold needs rows of both classes."""
-    from .lr.folds import check_stratifiable
+    from .lr.folds import check_fold_count, check_stratifiable
 
-    if isinstance(folds, bool) or not isinstance(folds, int | np.integer) or folds < 2:
-        raise ParameterError(f"parameter folds must be an integer >= 2, got {folds!r}")
+    check_fold_count(folds)
     where = dataset.source or dataset.name
     if dataset.n_samples < folds:
         raise DataError(f"data set {dataset.name!r} ({where}): {dataset.n_samples} rows cannot fill "

@@ -204,7 +204,7 @@ def test_dataset_is_immutable_and_validated():
         ds.X[0, 0] = 1
     with pytest.raises(DataError, match="2 feature names for 3"):
         Dataset(np.zeros((2, 3)), [0, 1], ["a", "b"])
-    with pytest.raises(DataError, match="0/1 labels"):
+    with pytest.raises(DataError, match=r"data set 'data': y must be 0/1, found values \[0, 2\]"):
         Dataset(np.zeros((2, 1)), [0, 2], ["a"])
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import DataError
-from .folds import assign_folds
+from .folds import fold_ids_for
 from .metrics import FoldMetrics, fold_metrics
 
 __all__ = ["BaselineCV", "sklearn_cv"]
@@ -45,12 +45,7 @@ def sklearn_cv(X, y, folds=5, *, C: float = 1.0, max_iter: int = 10_000, random_
     y = np.asarray(y)
     if X.ndim != 2 or y.shape != (X.shape[0],):
         raise DataError(f"X and y do not match: shapes {X.shape} and {y.shape}")
-    if isinstance(folds, int | np.integer) and not isinstance(folds, bool):
-        fold_ids = assign_folds(y, int(folds), random_state)
-    else:
-        fold_ids = np.asarray(folds)
-        if fold_ids.shape != y.shape:
-            raise DataError(f"folds has {fold_ids.size} fold ids for {y.size} rows")
+    fold_ids = fold_ids_for(folds, y, random_state)
     k = int(fold_ids.max()) + 1
     coef = np.empty((k, X.shape[1] + 1))
     scores = np.empty(y.size)

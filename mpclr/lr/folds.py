@@ -9,30 +9,23 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..data import binary_labels
 from ..errors import DataError, ParameterError
 
-__all__ = ["assign_folds", "check_stratifiable", "training_masks", "fold_sizes"]
+__all__ = ["assign_folds", "check_fold_count", "check_stratifiable", "fold_ids_for", "training_masks",
+           "fold_sizes"]
 
 
-def _check_count(folds) -> int:
+def check_fold_count(folds) -> int:
     if isinstance(folds, bool) or not isinstance(folds, int | np.integer) or folds < 2:
         raise ParameterError(f"parameter folds must be an integer >= 2, got {folds!r}")
     return int(folds)
 
 
-def _labels(y) -> np.ndarray:
-    y = np.asarray(y)
-    if y.ndim != 1:
-        raise ParameterError(f"parameter y must be a 1-D array of labels, got shape {y.shape}")
-    if y.size and not np.isin(y, (0, 1)).all():
-        raise DataError(f"labels must be 0/1, found values {sorted(set(np.unique(y).tolist()))[:6]}")
-    return y.astype(np.int64)
-
-
 def check_stratifiable(y, folds: int, what: str = "the data") -> None:
     """Refuse when some fold would miss a class: each class needs at least `folds` rows."""
-    folds = _check_count(folds)
-    y = _labels(y)
+    folds = check_fold_count(folds)
+    y = binary_labels(y)
     counts = {c: int((y == c).sum()) for c in (0, 1)}
     if min(counts.values()) < folds:
         raise DataError(f"{what}: {folds} folds cannot each hold both classes; class counts are "
@@ -46,7 +39,7 @@ def assign_folds(y, folds: int = 5, seed: int | None = 0) -> np.ndarray:
     the first stopped, so fold sizes differ by at most one row overall and each class's count per fold
     by at most one. seed=None draws fresh (unreproducible) public randomness.
     """
-    y = _labels(y)
+    y = binary_labels(y)
     check_stratifiable(y, folds)
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int | np.integer)):
         raise ParameterError(f"parameter seed must be an integer or None, got {seed!r}")
@@ -60,13 +53,25 @@ def assign_folds(y, folds: int = 5, seed: int | None = 0) -> np.ndarray:
     return fold
 
 
+def fold_ids_for(folds, y, seed: int | None = 0) -> np.ndarray:
+    """The fold id of every row: assigned by `assign_folds` when `folds` is a count, else checked."""
+    if isinstance(folds, int | np.integer) and not isinstance(folds, bool):
+        return assign_folds(y, int(folds), seed)
+    fold_ids = np.asarray(folds)
+    n = len(y)
+    if fold_ids.shape != (n,) or not np.issubdtype(fold_ids.dtype, np.integer):
+        raise ParameterError(f"parameter folds must be a number of folds or {n} integer fold ids, got "
+                             f"{fold_ids.dtype} of shape {fold_ids.shape}")
+    return fold_ids
+
+
 def training_masks(fold_ids, folds: int | None = None) -> np.ndarray:
     """(folds, n) 0/1 matrix: row i trains model k iff it is not in fold k."""
     fold_ids = np.asarray(fold_ids)
     if fold_ids.ndim != 1 or fold_ids.size == 0 or not np.issubdtype(fold_ids.dtype, np.integer):
         raise ParameterError(f"parameter fold_ids must be a non-empty 1-D integer array, got "
                              f"{fold_ids.dtype} of shape {fold_ids.shape}")
-    k = int(fold_ids.max()) + 1 if folds is None else _check_count(folds)
+    k = int(fold_ids.max()) + 1 if folds is None else check_fold_count(folds)
     if fold_ids.min() < 0 or fold_ids.max() >= k:
         raise ParameterError(f"parameter fold_ids must lie in 0..{k - 1}, found "
                              f"{int(fold_ids.min())}..{int(fold_ids.max())}")

@@ -10,22 +10,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..data import binary_labels
 from ..errors import DataError
 
 __all__ = ["auc", "roc_curve", "Confusion", "confusion", "mean_sd", "FoldMetrics", "fold_metrics"]
 
 
 def _check(y, scores) -> tuple[np.ndarray, np.ndarray]:
-    y = np.asarray(y)
+    y = binary_labels(y)
     s = np.asarray(scores, dtype=np.float64)
-    if y.ndim != 1 or s.shape != y.shape:
+    if s.shape != y.shape:
         raise DataError(f"labels and scores must be 1-D of the same length, got shapes {y.shape} and {s.shape}")
-    if not np.isin(y, (0, 1)).all():
-        raise DataError(f"labels must be 0/1, found values {sorted(set(np.unique(y).tolist()))[:6]}")
     if not np.isfinite(s).all():
         i = int(np.flatnonzero(~np.isfinite(s))[0])
         raise DataError(f"score of row {i + 1} is {s[i]} (not finite)")
-    return y.astype(np.int64), s
+    return y, s
 
 
 def _average_ranks(s: np.ndarray) -> np.ndarray:

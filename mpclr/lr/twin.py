@@ -44,8 +44,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..data import binary_labels
 from ..errors import DataError, ParameterError
-from .folds import assign_folds, training_masks
+from .folds import fold_ids_for, training_masks
 from .sigmoid import DEGREES, evaluate, sigmoid, sigmoid_poly
 
 __all__ = [
@@ -146,13 +147,11 @@ def curvature_from_aggregates(count, sums, cross_products) -> float:
 def make_z(X, y) -> np.ndarray:
     """z_i = (2 y_i - 1) * [1, x_i]: the one matrix a hospital encrypts (labels folded in)."""
     X = np.asarray(X, dtype=np.float64)
-    y = np.asarray(y)
+    y = binary_labels(y, "y")
     if X.ndim != 2:
         raise DataError(f"X must be 2-D (rows x features), got shape {X.shape}")
     if y.shape != (X.shape[0],):
         raise DataError(f"y has shape {y.shape}, expected ({X.shape[0]},) to match X")
-    if not np.isin(y, (0, 1)).all():
-        raise DataError(f"y must hold 0/1 labels, found values {sorted(set(np.unique(y).tolist()))[:6]}")
     if not np.isfinite(X).all():
         i, j = np.argwhere(~np.isfinite(X))[0]
         raise DataError(f"X row {i + 1}, column {j + 1} is {X[i, j]} (not finite)")
@@ -266,9 +265,8 @@ class NesterovLR:
             fold ids 0..k-1 (a public assignment made elsewhere), or 1 for a single model on all rows
         """
         Z = make_z(X, y)
-        if isinstance(folds, int | np.integer) and not isinstance(folds, bool) and folds >= 2:
-            folds = assign_folds(y, int(folds), self.random_state)
-        return self.fit_z(Z, folds)
+        single = isinstance(folds, int | np.integer) and not isinstance(folds, bool) and folds == 1
+        return self.fit_z(Z, 1 if single else fold_ids_for(folds, y, self.random_state))
 
     def fit_z(self, Z, folds) -> NesterovLR:
         """Train on z-rows (`make_z`) directly: exactly what the server sees, encrypted."""
@@ -282,11 +280,9 @@ class NesterovLR:
             masks = np.ones((1, n))
         else:
             fold_ids = np.asarray(folds)
-            if fold_ids.ndim == 0:
-                raise ParameterError(f"parameter folds must be 1 or an array of {n} fold ids (fit also takes "
-                                     f"a number of folds >= 2), got {folds!r}")
             if fold_ids.shape != (n,):
-                raise ParameterError(f"parameter folds has {fold_ids.size} fold ids for {n} rows")
+                raise ParameterError(f"parameter folds of fit_z must be 1 or {n} fold ids (fit also takes a "
+                                     f"number of folds), got shape {fold_ids.shape}")
             masks = training_masks(fold_ids)
         empty = np.flatnonzero(masks.sum(axis=1) == 0)
         if empty.size:

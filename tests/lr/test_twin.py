@@ -60,7 +60,7 @@ def test_curvature_from_aggregates_matches_the_gram_matrix(problem):
 def test_make_z():
     X = np.array([[1.0, 2.0], [3.0, -4.0]])
     np.testing.assert_array_equal(make_z(X, [1, 0]), [[1, 1, 2], [-1, -3, 4]])
-    with pytest.raises(DataError, match="0/1 labels"):
+    with pytest.raises(DataError, match=r"y must be 0/1, found values \[-1, 1\]"):
         make_z(X, [1, -1])
     with pytest.raises(DataError, match="row 2, column 1"):
         make_z(np.array([[1.0], [np.nan]]), [0, 1])
@@ -197,7 +197,7 @@ def test_parameters_are_validated_in_fit(problem, kwargs, name):
 
 def test_fold_argument_errors(problem):
     _, Xs, y = problem
-    with pytest.raises(ParameterError, match="fold ids for"):
+    with pytest.raises(ParameterError, match="parameter folds must be a number of folds or 300 integer fold ids"):
         NesterovLR().fit(Xs, y, np.zeros(5, dtype=int))
     with pytest.raises(ParameterError, match="not fitted"):
         NesterovLR().decision_function(Xs)
