@@ -184,6 +184,11 @@ def mean_log_likelihood(Z, masks, V) -> np.ndarray:
     return (masks * -np.logaddexp(0.0, -U)).sum(axis=1) / masks.sum(axis=1)
 
 
+def _single(folds) -> bool:
+    """folds=1 asks for one model trained on every row."""
+    return isinstance(folds, int | np.integer) and not isinstance(folds, bool) and folds == 1
+
+
 # ------------------------------------------------------------------------------------------------
 class NesterovLR:
     """x-fold cross-validated logistic regression by Nesterov's accelerated gradient, the plaintext
@@ -265,8 +270,7 @@ class NesterovLR:
             fold ids 0..k-1 (a public assignment made elsewhere), or 1 for a single model on all rows
         """
         Z = make_z(X, y)
-        single = isinstance(folds, int | np.integer) and not isinstance(folds, bool) and folds == 1
-        return self.fit_z(Z, 1 if single else fold_ids_for(folds, y, self.random_state))
+        return self.fit_z(Z, 1 if _single(folds) else fold_ids_for(folds, y, self.random_state))
 
     def fit_z(self, Z, folds) -> NesterovLR:
         """Train on z-rows (`make_z`) directly: exactly what the server sees, encrypted."""
@@ -275,7 +279,7 @@ class NesterovLR:
         if Z.ndim != 2 or Z.shape[1] < 2:
             raise DataError(f"Z must be 2-D with an intercept column and at least one feature, got shape {Z.shape}")
         n = Z.shape[0]
-        if isinstance(folds, int | np.integer) and not isinstance(folds, bool) and folds == 1:
+        if _single(folds):
             fold_ids = np.full(n, -1)
             masks = np.ones((1, n))
         else:
