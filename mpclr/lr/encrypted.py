@@ -101,8 +101,9 @@ class EncryptedTrainer:
         self.log = TrainingLog(workers=self.n_workers)
         self._pending: dict[tuple[int, int, int], list[bytes]] = {}  # each party's contribution per data block
         self.C: dict[tuple[int, int], Enc] = {}  # constant part of the gradient, summed over parties
-        self.W: dict[tuple[int, int], Enc] = {}
+        self.W: dict[tuple[int, int], list[tuple[float, Enc]]] = {}  # w as a lazy combination of kept ciphertexts
         self.V: dict[tuple[int, int], Enc] = {}
+        self._final: dict[tuple[int, int], Enc] = {}
         self._engine: BlockEngine | None = None
         self._pool = None
 
@@ -262,32 +263,19 @@ class EncryptedTrainer:
             return merged
         return self._engine.gradient_part(self.V)
 
-    def _update(self, gamma: float, eta: float, grad: dict | None) -> None:
-        """w' = v + gamma (C - G); v' = (1 - eta) w' + eta w, in one batched refresh-combine round."""
+    def _refresh_combinations(self, combos: list[list[tuple[float, Enc]]]) -> list[Enc]:
+        """One batched refresh round: each output a public linear combination of kept ciphertexts."""
         items: list[Enc] = []
         index: dict[int, int] = {}
-
-        def ref(x: Enc) -> int:
-            if id(x) not in index:
-                index[id(x)] = len(items)
-                items.append(x)
-            return index[id(x)]
-
-        outputs, keys = [], []
-        for g in self.layout.groups:
-            for j in range(self.features):
-                key = (g.index, j)
-                w_terms = [(ref(self.C[key]), gamma)]
-                v_terms = [(ref(self.C[key]), (1 - eta) * gamma)]
-                if grad is not None:
-                    w_terms += [(ref(self.V[key]), 1.0), (ref(grad[key]), -gamma)]
-                    v_terms += [
-                        (ref(self.V[key]), 1 - eta),
-                        (ref(grad[key]), -(1 - eta) * gamma),
-                        (ref(self.W[key]), eta),
-                    ]
-                outputs += [w_terms, v_terms]
-                keys.append(key)
+        outputs = []
+        for terms in combos:
+            merged: dict[int, float] = {}
+            for coef, x in terms:
+                if id(x) not in index:
+                    index[id(x)] = len(items)
+                    items.append(x)
+                merged[index[id(x)]] = merged.get(index[id(x)], 0.0) + coef
+            outputs.append([(k, c) for k, c in merged.items() if c != 0.0])
         t0 = time.perf_counter()
         fresh = self.server.refresh_raw(
             [x.ct for x in items],
@@ -298,9 +286,35 @@ class EncryptedTrainer:
             boost_bits=self.plan.boost_bits,
         )
         self._account_refresh(len(items), time.perf_counter() - t0)
-        for n, key in enumerate(keys):
-            self.W[key] = Enc(fresh[2 * n], self.top)
-            self.V[key] = Enc(fresh[2 * n + 1], self.top)
+        return [Enc(ct, self.top) for ct in fresh]
+
+    def _update(self, gamma: float, eta: float, grad: dict | None) -> None:
+        """w' = v + gamma (C - G); v' = (1 - eta) w' + eta w.
+
+        Only v is ever multiplied, so only v' is refreshed (one output per weight ciphertext); w stays a
+        lazy public combination of ciphertexts already held (v, C, G of its iteration), used as such in
+        the next update and refreshed once, at the end."""
+        combos, keys, new_w = [], [], {}
+        for g in self.layout.groups:
+            for j in range(self.features):
+                key = (g.index, j)
+                w_new = [(gamma, self.C[key])]
+                if grad is not None:
+                    w_new += [(1.0, self.V[key]), (-gamma, grad[key])]
+                v_new = [(c * (1 - eta), x) for c, x in w_new] + [(c * eta, x) for c, x in self.W.get(key, [])]
+                combos.append(v_new)
+                keys.append(key)
+                new_w[key] = w_new
+        for key, fresh in zip(keys, self._refresh_combinations(combos)):
+            self.V[key] = fresh
+        self.W = new_w
+
+    def _materialize_weights(self) -> None:
+        """The final models w, fresh at the top level (one more refresh round)."""
+        keys = list(self.W)
+        fresh = self._refresh_combinations([self.W[k] for k in keys])
+        self.W = {k: [(1.0, x)] for k, x in zip(keys, fresh)}
+        self._final = dict(zip(keys, fresh))
 
     def train(self, progress=None) -> TrainingLog:
         if self._engine is None and self._pool is None:
@@ -316,6 +330,7 @@ class EncryptedTrainer:
                 self.log.iterations.append({"iteration": it + 1, "gradient_s": t1 - t0, "update_refresh_s": t2 - t1})
                 if progress is not None:
                     progress(it + 1, len(self.plan.schedule))
+            self._materialize_weights()
         finally:
             self.close()
         self.log.seconds["train"] = time.perf_counter() - t_start
@@ -327,7 +342,9 @@ class EncryptedTrainer:
             self._pool = None
 
     def weight_ciphertexts(self) -> dict[tuple[int, int], PyCtxt]:
-        return {k: v.ct for k, v in self.W.items()}
+        if not getattr(self, "_final", None):
+            raise ProtocolError("the fold models are not trained yet")
+        return {k: v.ct for k, v in self._final.items()}
 
 
 def _down(he, x: Enc, level: int) -> PyCtxt:

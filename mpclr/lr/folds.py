@@ -32,20 +32,25 @@ def check_stratifiable(y, folds: int, what: str = "the data") -> None:
                         f"0: {counts[0]}, 1: {counts[1]} (each class needs at least {folds} rows)")
 
 
-def assign_folds(y, folds: int = 5, seed: int | None = 0) -> np.ndarray:
+def assign_folds(y, folds: int = 5, seed: int | None = 0, *, start: int = 0, strict: bool = True) -> np.ndarray:
     """Fold id (0..folds-1) of every row, stratified by class and fixed by `seed`.
 
-    Rows of each class are shuffled and dealt round-robin; the second class continues the deal where
-    the first stopped, so fold sizes differ by at most one row overall and each class's count per fold
-    by at most one. seed=None draws fresh (unreproducible) public randomness.
+    Rows of each class are shuffled and dealt round-robin from fold `start`; the second class continues
+    the deal where the first stopped, so fold sizes differ by at most one row overall and each class's
+    count per fold by at most one. seed=None draws fresh (unreproducible) public randomness.
+
+    A hospital assigning only its own rows (the encrypted path) passes strict=False, since a fold may
+    lack a class locally and still have it globally, and a start of its own, so that the hospitals'
+    deals interleave and the global fold sizes stay balanced.
     """
     y = binary_labels(y)
-    check_stratifiable(y, folds)
+    if strict:
+        check_stratifiable(y, folds)
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int | np.integer)):
         raise ParameterError(f"parameter seed must be an integer or None, got {seed!r}")
     rng = np.random.default_rng(seed)
     fold = np.empty(y.size, dtype=np.int64)
-    dealt = 0
+    dealt = int(start)
     for c in (0, 1):
         rows = rng.permutation(np.flatnonzero(y == c))
         fold[rows] = (dealt + np.arange(rows.size)) % folds

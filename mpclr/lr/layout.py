@@ -4,7 +4,11 @@ The x fold models of cross-validation are trained in one encrypted pass. Models 
 binary decomposition of the fold count (10 = 8 + 2), and within a group's ciphertexts the slots
 interleave samples and models, model-minor:
 
-    slot = sample_in_block * m + model_in_group          (m = models in the group, a power of two)
+    slot = sample_in_block * m + model_in_group          (m = model slots in the group, a power of two)
+
+When all rows fit in one block even with m rounded up to a power of two (small data sets), a single
+group holds every model (5 folds in m = 8 slots, three unused): the data take one block either way,
+and there are half as many weight ciphertexts to refresh.
 
 so a ciphertext holds B = slots / m samples, each repeated once per model. Data ciphertexts carry a
 feature of z = y' [1, x] for B samples; weight ciphertexts carry each model's weight in every slot of
@@ -29,10 +33,7 @@ class Group:
     models: tuple[int, ...]  # fold ids trained in this group
     samples_per_block: int
     blocks: int
-
-    @property
-    def m(self) -> int:
-        return len(self.models)
+    m: int  # model slots per sample (a power of two, at least len(models))
 
 
 class Layout:
@@ -44,12 +45,16 @@ class Layout:
         if n_rows < 1:
             raise ParameterError("no rows to lay out")
         self.slots, self.n_rows, self.folds = slots, n_rows, folds
+        padded = 1 << (folds - 1).bit_length()
+        if n_rows <= slots // padded:
+            self.groups = [Group(0, tuple(range(folds)), slots // padded, 1, padded)]
+            return
         groups, start = [], 0
         for bit in reversed(range(folds.bit_length())):
             size = 1 << bit
             if folds & size:
                 b = slots // size
-                groups.append(Group(len(groups), tuple(range(start, start + size)), b, -(-n_rows // b)))
+                groups.append(Group(len(groups), tuple(range(start, start + size)), b, -(-n_rows // b), size))
                 start += size
         self.groups = groups
 
@@ -105,13 +110,14 @@ class Layout:
         out = np.zeros((group.samples_per_block, group.m))
         span = self.rows_of_block(group, block)
         folds = np.asarray(fold_of_row)[span.start : span.stop]
-        for j, k in enumerate(group.models):
+        for j, k in enumerate(group.models):  # unused model slots (j >= len(models)) stay zero
             out[: len(span), j] = np.where(folds != k, per_model[k], 0.0)
         return out.reshape(-1)
 
     def pack_models(self, group: Group, per_model: np.ndarray) -> np.ndarray:
         """Slot vector carrying per_model[k] in every slot of model k (a weight's layout)."""
-        row = np.asarray([per_model[k] for k in group.models], dtype=np.float64)
+        row = np.zeros(group.m)
+        row[: len(group.models)] = [per_model[k] for k in group.models]
         return np.tile(row, group.samples_per_block)
 
     def unpack_models(self, group: Group, slots: np.ndarray) -> dict[int, float]:

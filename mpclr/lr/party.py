@@ -66,18 +66,12 @@ def pack_blocks(layout: Layout, rows: np.ndarray, z: np.ndarray):
 
 
 def local_folds(y: np.ndarray, folds: int, seed: int) -> np.ndarray:
-    """Stratified fold ids for this party's own rows (seeded, so public and reproducible): each class is
-    shuffled and dealt round-robin from a random start. A fold id says nothing about a row's label."""
-    y = np.asarray(y)
-    rng = np.random.default_rng(seed)
-    out = np.empty(len(y), dtype=np.int64)
-    start = int(rng.integers(folds))
-    for cls in (0, 1):
-        idx = np.flatnonzero(y == cls)
-        idx = idx[rng.permutation(len(idx))]
-        out[idx] = (start + np.arange(len(idx))) % folds
-        start = (start + len(idx)) % folds
-    return out
+    """Stratified fold ids for this party's own rows (seeded, so public and reproducible), dealt from a
+    seeded random start so hospitals' deals interleave. A fold id says nothing about a row's label."""
+    from .folds import assign_folds
+
+    start = int(np.random.default_rng([seed, 1]).integers(folds))
+    return assign_folds(y, folds, seed, start=start, strict=False)
 
 
 def constant_part(layout: Layout, z: np.ndarray, own_folds: np.ndarray, train_counts: np.ndarray):

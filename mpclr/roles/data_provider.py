@@ -68,6 +68,7 @@ class DataProvider(Node):
                 "pcks.share": self._on_pcks_share,
                 "lr.aggregate": self._on_lr_aggregate,
                 "lr.encrypt": self._on_lr_encrypt,
+                "lr.encrypt_eval": self._on_lr_encrypt_eval,
                 "lr.folds": self._on_lr_folds,
             }
         )
@@ -433,6 +434,34 @@ class DataProvider(Node):
             self._require_session().server, "ct.upload", ciphertext=ct.to_bytes(compr_mode="none"), length=int(x.size)
         )
         return Ciphertext(reply["id"], int(x.size), int(reply["level"]), float(reply["scale"]))
+
+    # ==================== secure evaluation (mpclr.lr.evaluation): begin ====================
+    def _on_lr_encrypt_eval(self, fields, sender):
+        """This hospital's rows in the public evaluation layout: standardized features / scale and labels,
+        encrypted under the collective key (one ciphertext per data block and column it has rows in)."""
+        from ..lr.eval_layout import EvalLayout, party_vectors
+
+        self._from_server(sender, "lr.encrypt_eval")
+        X, y, rows = self._require_data()
+        if getattr(self, "_folds", None) is None:
+            raise ProtocolError(f"{self.name}: fold assignment (lr.folds) must come before lr.encrypt_eval")
+        layout = EvalLayout.from_description(fields["layout"])
+        if layout.slots != self.ctx.params.slots or int(rows.max()) >= layout.n_rows:
+            raise ProtocolError("the evaluation layout does not fit this party's rows or the parameters")
+        if not np.array_equal(layout.fold_of_row[rows], self._folds):
+            raise ProtocolError(f"{self.name}: the evaluation layout's fold ids differ from this party's own")
+        mean, std = np.asarray(fields["mean"], dtype=np.float64), np.asarray(fields["std"], dtype=np.float64)
+        if mean.shape != (X.shape[1],) or std.shape != (X.shape[1],):
+            raise ProtocolError(f"scaling statistics for {mean.shape} features, this party has {X.shape[1]}")
+        scale = float(fields["scale"])
+        if not 0 < scale < 1e6:
+            raise ProtocolError(f"evaluation scale must be positive, got {scale}")
+        out = [
+            [g, c, j, self._encrypt_bytes(vec)] for g, c, j, vec in party_vectors(layout, rows, X, y, mean, std, scale)
+        ]
+        return {"ciphertexts": out}
+
+    # ==================== secure evaluation (mpclr.lr.evaluation): end ======================
 
 
 def crs_seed(session: Session, nonces: dict[str, bytes]) -> bytes:

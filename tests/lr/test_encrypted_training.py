@@ -55,9 +55,11 @@ def fed_train():
     fed.close()
 
 
-@pytest.mark.parametrize("workers,degree", [(0, 3), (2, 5)])
-def test_train_preset_matches_reference(fed_train, workers, degree):
-    X, y = make_data(400, 4)
+@pytest.mark.parametrize("workers,degree,rows", [(0, 3, 400), (2, 5, 1500)])
+def test_train_preset_matches_reference(fed_train, workers, degree, rows):
+    """400 rows fit one block with all 5 models in 8 slots; 1500 rows take the 4 + 1 split, one block
+    per group, one per worker process."""
+    X, y = make_data(rows, 4)
     res, W, ref = run(fed_train, X, y, 5, TrainingPlan(sigmoid_poly(degree, 8.0), SCHEDULE), workers)
     assert res.trainer.log.workers == workers
     assert np.abs(W - ref).max() < 2e-3
@@ -67,8 +69,8 @@ def test_train_preset_matches_reference(fed_train, workers, degree):
     assert np.abs(res.std - X.std(0)).max() < 1e-4 * np.abs(X).max()
     # folds: stratified per hospital, every row in exactly one fold
     assert sorted(np.unique(res.fold_of_row)) == list(range(5))
-    # one refresh round per iteration, when the preset has the depth
-    assert res.trainer.log.refreshes == len(SCHEDULE)
+    # one refresh round per iteration when the preset has the depth, and one for the final models
+    assert res.trainer.log.refreshes == len(SCHEDULE) + 1
 
 
 def test_degree_seven_refreshes_mid_iteration(fed_train):
@@ -77,7 +79,7 @@ def test_degree_seven_refreshes_mid_iteration(fed_train):
     X, y = make_data(300, 3, seed=1)
     plan = TrainingPlan(sigmoid_poly(7, 8.0), SCHEDULE[:3])
     res, W, ref = run(fed_train, X, y, 4, plan, workers=0)
-    assert res.trainer.log.refreshes > len(plan.schedule)
+    assert res.trainer.log.refreshes > len(plan.schedule) + 1
     assert np.abs(W - ref).max() < 2e-3
 
 
@@ -88,7 +90,7 @@ def test_fast_preset_adapts_its_schedule():
     X, y = make_data(250, 3, seed=2)
     plan = TrainingPlan(sigmoid_poly(3, 8.0), SCHEDULE[:3], bound_bits=4)
     res, W, ref = run(fed, X, y, 3, plan, workers=0)
-    assert res.trainer.log.refreshes > len(plan.schedule)
+    assert res.trainer.log.refreshes > len(plan.schedule) + 1
     assert np.abs(W - ref).max() < 2e-2
     fed.close()
 
