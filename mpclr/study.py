@@ -20,7 +20,7 @@ from .data import Dataset, check_folds, load, split
 from .errors import ParameterError
 from .federation import Federation
 from .lr.baselines import sklearn_cv
-from .lr.cv import EncryptedCV, encrypt_study
+from .lr.cv import encrypt_study
 from .lr.encrypted import TrainingPlan
 from .lr.metrics import METRICS, fold_metrics
 from .lr.party import design_rows
