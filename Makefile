@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml setup.py mpclr/ring/_kernels.c .ci/pyfhel-wheel.sh
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
 	$(BIN)/python -m pip install --quiet "$$(.ci/pyfhel-wheel.sh $(BIN)/python)"
-	$(BIN)/python -m pip install --quiet -e '.[notebooks,test]'
+	$(BIN)/python -m pip install --quiet -e '.[notebooks,test,deploy]'
 	touch $@
 
 lint: $(STAMP)
