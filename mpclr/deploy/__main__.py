@@ -1,0 +1,122 @@
+"""python -m mpclr.deploy {local, site, certs, keys, app}: see docs/deployment.md."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+
+def _local(args) -> int:
+    import numpy as np
+
+    from .. import data as mdata
+    from .local import LocalDeployment, SiteSpec, StudyFailed
+    from .study import fold_aucs
+
+    n = args.sites
+    sites = [SiteSpec(f"hospital-{i + 1}", args.data, f"{i + 1}/{n}") for i in range(n)]
+    work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="mpclr-deploy-"))
+    print(f"mpclr local deployment in {work}: SuperLink + {n} SuperNodes on 127.0.0.1 (TLS, SuperNode "
+          f"authentication, telemetry off), data {args.data!r} split across the sites")
+    config = {"preset": args.preset, "threshold": args.threshold, "folds": args.folds, "seed": args.seed}
+    dep = LocalDeployment(work, sites, mode=args.mode)
+    try:
+        dep.start()
+        print(f"started in {dep.timings['start']:.1f} s; running the study ...")
+        try:
+            res = dep.run_study(config, on_progress=lambda e: print(f"  {e['t']:7.1f} s  {e['event']}"
+                                                               + (f" {e.get('done')}/{e.get('total')}"
+                                                                  if e['event'] == 'training' else "")))
+        except StudyFailed as exc:
+            print(f"study failed: {exc}", file=sys.stderr)
+            return 1
+    finally:
+        dep.stop()
+        print("stopped every process the deployment started")
+    ds = mdata.load(args.data)
+    aucs = fold_aucs(res["study"], ds.X, ds.y)
+    net = res["network"]
+    print(f"\nsession fingerprint {res['fingerprint']} ({res['threshold']}-of-{n}, preset {res['preset']})")
+    print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in res["seconds"].items()))
+    print("study:   " + ", ".join(f"{k} {v:.1f}" for k, v in res["study"]["seconds"].items()))
+    print(f"{net['rounds']} Flower rounds; per-round overhead median {net['overhead_median'] * 1000:.0f} ms, "
+          f"mean {net['overhead_mean'] * 1000:.0f} ms")
+    for site, b in res["bytes_per_site"].items():
+        print(f"  {site}: sent {b['sent'] / 1e6:.1f} MB, received {b['received'] / 1e6:.1f} MB")
+    print("per-fold test AUC: " + " ".join(f"{a:.3f}" for a in aucs) + f"  (mean {np.mean(aucs):.3f})")
+    if args.json:
+        Path(args.json).write_text(json.dumps({**res, "aucs": aucs}, indent=1))
+    return 0
+
+
+def _site(args) -> int:
+    from .supernode import run_site
+
+    run_site(args.config)
+    return 0
+
+
+def _certs(args) -> int:
+    from .certs import make_ca, make_server_cert
+
+    folder = Path(args.folder)
+    if not (folder / "ca.crt").exists():
+        make_ca(folder)
+    cert, key = make_server_cert(folder, hosts=args.hosts, name="superlink")
+    print(f"CA: {folder / 'ca.crt'} (give to every site), {folder / 'ca.key'} (keep offline)\n"
+          f"SuperLink: {cert}, {key}")
+    return 0
+
+
+def _keys(args) -> int:
+    from .certs import make_node_keys
+
+    private, public = make_node_keys(Path(args.folder), "supernode-key")
+    print(f"private key {private} (stays here, 0600); public key {public}: send it to the coordinator")
+    return 0
+
+
+def _app(args) -> int:
+    from .appdir import write_app
+
+    print(write_app(args.folder))
+    return 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m mpclr.deploy", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    loc = sub.add_parser("local", help="SuperLink + n sites on 127.0.0.1, one study, then stop everything")
+    loc.add_argument("--sites", type=int, default=3)
+    loc.add_argument("--threshold", type=int, default=0, help="t of t-out-of-n (default n)")
+    loc.add_argument("--preset", default="train")
+    loc.add_argument("--data", default="breast_cancer")
+    loc.add_argument("--folds", type=int, default=5)
+    loc.add_argument("--seed", type=int, default=0)
+    loc.add_argument("--mode", choices=["tuned", "flower"], default="tuned")
+    loc.add_argument("--workdir", help="keep certificates, keystores and logs here (default: a new temp folder)")
+    loc.add_argument("--json", help="also write the result to this file")
+    loc.set_defaults(func=_local)
+    site = sub.add_parser("site", help="run this hospital's SuperNode (TLS + node authentication)")
+    site.add_argument("--config", required=True)
+    site.set_defaults(func=_site)
+    certs = sub.add_parser("certs", help="a CA and the SuperLink's TLS certificate")
+    certs.add_argument("folder")
+    certs.add_argument("--hosts", nargs="+", default=["127.0.0.1", "localhost"],
+                       help="every name and address the sites use to reach the SuperLink")
+    certs.set_defaults(func=_certs)
+    keys = sub.add_parser("keys", help="a site's SuperNode authentication key pair")
+    keys.add_argument("folder")
+    keys.set_defaults(func=_keys)
+    app = sub.add_parser("app", help="write the Flower app folder used by `flwr run`")
+    app.add_argument("folder")
+    app.set_defaults(func=_app)
+    args = p.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

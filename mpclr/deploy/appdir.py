@@ -1,0 +1,83 @@
+"""The Flower app (what `flwr run` bundles into a FAB): a pyproject.toml naming mpclr's ServerApp and
+ClientApp, and the run configuration's keys with their defaults. It holds no code: the coordinator and
+the sites run the mpclr they installed (a site refuses any other ClientApp, mpclr.deploy.supernode)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .server_app import DEFAULT_STUDY
+from .study import DEFAULT_SCHEDULE
+
+__all__ = ["write_app", "DEFAULTS", "run_config_args"]
+
+DEFAULTS = {
+    "output": "",
+    "sites": "",
+    "parties": 0,
+    "threshold": 0,
+    "preset": "train",
+    "seed": 0,
+    "study": DEFAULT_STUDY,
+    "round-timeout": 600.0,
+    "join-timeout": 120.0,
+    "poll": 0.005,
+    "max-poll": 0.05,
+    "folds": 5,
+    "degree": 3,
+    "schedule": json.dumps([list(s) for s in DEFAULT_SCHEDULE]),
+    "bound-bits": 6,
+    "workers": "auto",
+    "rounds": 20,
+}
+
+
+def _toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        return repr(v)
+    return json.dumps(str(v))
+
+
+def write_app(folder, extra: dict | None = None) -> Path:
+    """Write the app folder (pyproject.toml only); `extra` adds run-config keys a custom study reads."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    config = {**DEFAULTS, **(extra or {})}
+    lines = [
+        "[build-system]",
+        'requires = ["hatchling"]',
+        'build-backend = "hatchling.build"',
+        "",
+        "[project]",
+        'name = "mpclr-study"',
+        'version = "1.0.0"',
+        'description = "mpclr: cross-validated logistic regression on threshold CKKS across sites"',
+        'license = "MIT"',
+        "dependencies = []",
+        "",
+        "[tool.flwr.app]",
+        'publisher = "mpclr"',
+        "",
+        "[tool.flwr.app.components]",
+        'serverapp = "mpclr.deploy.server_app:app"',
+        'clientapp = "mpclr.deploy.site:app"',
+        "",
+        "[tool.flwr.app.config]",
+        *[f"{k} = {_toml_value(v)}" for k, v in config.items()],
+        "",
+    ]
+    (folder / "pyproject.toml").write_text("\n".join(lines))
+    return folder
+
+
+def run_config_args(values: dict) -> list[str]:
+    """`--run-config` arguments for `flwr run` (one per key; strings quoted as TOML)."""
+    out = []
+    for k, v in values.items():
+        if k not in DEFAULTS:
+            raise KeyError(f"run-config key {k!r} is not in the app's configuration")
+        out += ["--run-config", f"{k}={_toml_value(v)}"]
+    return out

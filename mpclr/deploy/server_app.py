@@ -1,0 +1,369 @@
+"""The coordinator's side: a Flower ServerApp that runs a whole study over the sites' SuperNodes.
+
+    find the sites      hello to every connected SuperNode: name, identity key, row count
+    bootstrap           build the session (roster, key holders, threshold, parameter set), assign each
+                        site a contiguous range of global row numbers (in the order of `sites`), send
+                        it to every site (each draws its key share), compare session fingerprints
+    key ceremony        Server.run_key_ceremony, and run_threshold_setup when t < n
+    the study           a function `study(fed, config) -> dict` (the hook, below), on a
+                        `DeployedFederation`: a `mpclr.Federation` whose hospitals are remote
+    results             <output>/result.json for the researcher (co-located with the coordinator);
+                        on any failure <output>/failed.json with the error instead, and no result
+
+The study hook: run-config key `study` = "package.module:function". The function is called as
+`function(fed, config)` where `fed` behaves as an in-process `mpclr.Federation` (server, researcher,
+parties by name, decrypt, refresh, receive, generate_rotation_keys, session, params, seed) and `config`
+is a dict with the run configuration's study options (folds, schedule, degree, workers, seed, ...)
+plus "progress": a callable progress(event: str, **info) that appends to <output>/progress.jsonl. It
+returns a JSON-serialisable dict, stored under "study" in result.json. Its hospitals' rows are at the
+sites: only steps that go through protocol messages (mpclr.lr.cv and the like) can use them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import re
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import MpclrError, NodeUnavailable, ParameterError, ProtocolError
+from ..federation import Federation, seal_context
+from ..params import get_preset
+from ..roles import Researcher, Server, Session
+from .site import params_to_json, session_fingerprint
+from .transport import FlowerNetwork, SiteError
+
+__all__ = ["StudyConfig", "DeployedFederation", "RemoteParty", "run_deployed_study", "DEFAULT_STUDY"]
+
+DEFAULT_STUDY = "mpclr.deploy.study:encrypted_cv"
+
+# run-config keys that belong to the deployment; every other key is a study option
+_DEPLOYMENT_KEYS = {"sites", "parties", "threshold", "preset", "seed", "study", "output", "round-timeout",
+                    "join-timeout", "poll", "max-poll"}
+
+
+def _natural(name: str):
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
+
+
+@dataclass
+class StudyConfig:
+    output: str
+    sites: list[str] = field(default_factory=list)
+    parties: int = 0
+    threshold: int = 0
+    preset: str = "train"
+    seed: int | None = 0
+    study: str = DEFAULT_STUDY
+    round_timeout: float = 600.0
+    join_timeout: float = 120.0
+    poll: float = 0.005
+    max_poll: float = 0.05
+    options: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_run_config(cls, rc) -> StudyConfig:
+        rc = dict(rc)
+        if not str(rc.get("output", "")):
+            raise ParameterError("run config: `output` (the coordinator's result folder) is required")
+        sites = [s.strip() for s in str(rc.get("sites", "")).split(",") if s.strip()]
+        seed = rc.get("seed", 0)
+        return cls(
+            output=str(rc["output"]),
+            sites=sites,
+            parties=int(rc.get("parties", 0) or len(sites)),
+            threshold=int(rc.get("threshold", 0) or 0),
+            preset=str(rc.get("preset", "train")),
+            seed=None if seed in ("", None) or (isinstance(seed, int) and seed < 0) else int(seed),
+            study=str(rc.get("study", DEFAULT_STUDY) or DEFAULT_STUDY),
+            round_timeout=float(rc.get("round-timeout", 600.0)),
+            join_timeout=float(rc.get("join-timeout", 120.0)),
+            poll=float(rc.get("poll", 0.005)),
+            max_poll=float(rc.get("max-poll", 0.05)),
+            options={k: v for k, v in rc.items() if k not in _DEPLOYMENT_KEYS},
+        )
+
+
+class RemoteParty:
+    """A hospital seen from the coordinator: a name and a row range. Its rows and key share are at
+    the site; everything it does goes through protocol messages."""
+
+    def __init__(self, name: str, rows: int, row_offset: int, node_id: int, identity: bytes):
+        self.name = name
+        self.rows = rows
+        self.row_offset = row_offset
+        self.node_id = node_id
+        self.identity_public = identity
+
+    def __repr__(self) -> str:
+        return f"RemoteParty({self.name!r}, rows {self.row_offset}..{self.row_offset + self.rows - 1})"
+
+    def _remote_only(self, *args, **kwargs):
+        raise ProtocolError(f"{self.name} runs at its own site: its data and key share are not here")
+
+    encrypt = load_data = handle = _remote_only
+
+
+class DeployedFederation(Federation):
+    """`mpclr.Federation` with the hospitals at their sites: the server and the researcher run here on a
+    `FlowerNetwork`; `parties` are `RemoteParty` stubs. Made by `run_deployed_study` after bootstrap."""
+
+    def __init__(self, network: FlowerNetwork, server: Server, researcher: Researcher, session: Session,
+                 parties: list[RemoteParty], params, seed):
+        self.params = params
+        self.seed = seed
+        self.ctx = server.ctx
+        self.network = network
+        self.timings = {}
+        self.server = server
+        self.researcher = researcher
+        self.parties = parties
+        self.session = session
+
+    def run_key_ceremony(self) -> None:
+        t0 = time.perf_counter()
+        self.server.run_key_ceremony()
+        if self.session.threshold < self.session.n:
+            self.server.run_threshold_setup()
+        self.timings["key_ceremony"] = time.perf_counter() - t0
+
+    def save(self, path) -> None:
+        raise ProtocolError("a deployed federation keeps its state at the sites (their keystores): nothing to save")
+
+    @classmethod
+    def load(cls, path, network=None):
+        raise ProtocolError("a deployed federation cannot be loaded from files")
+
+
+class ProgressLog:
+    def __init__(self, path: Path):
+        self.path = path
+        self.t0 = time.time()
+
+    def __call__(self, event: str, **info) -> None:
+        rec = {"t": round(time.time() - self.t0, 3), "event": event, **info}
+        with open(self.path, "a") as fh:
+            fh.write(json.dumps(rec, default=str) + "\n")
+        print(f"[mpclr coordinator] {event} {json.dumps(info, default=str) if info else ''}", file=sys.stderr,
+              flush=True)
+
+
+def _atomic_json(path: Path, value) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(value, indent=1, default=_jsonable))
+    os.replace(tmp, path)
+
+
+def _jsonable(v):
+    if hasattr(v, "tolist"):
+        return v.tolist()
+    if isinstance(v, set | tuple):
+        return sorted(v) if isinstance(v, set) else list(v)
+    return str(v)
+
+
+def load_study(ref: str):
+    module, _, attr = ref.partition(":")
+    if not module or not attr:
+        raise ParameterError(f"study must be 'package.module:function', got {ref!r}")
+    fn = getattr(importlib.import_module(module), attr, None)
+    if not callable(fn):
+        raise ParameterError(f"study {ref!r} is not a function")
+    return fn
+
+
+def find_sites(grid, net: FlowerNetwork, cfg: StudyConfig, note) -> dict[str, dict]:
+    """Say hello to every connected SuperNode until the study's sites are known by name; a SuperNode
+    registered under a name (flwr supernode register --name) must answer with that name."""
+    want = list(cfg.sites)
+    need = cfg.parties or len(want)
+    if need < 2:
+        raise ParameterError("a study needs at least 2 sites: set `sites` (names) or `parties` (a count)")
+    found: dict[str, dict] = {}
+    asked: set[int] = set()
+    deadline = time.monotonic() + cfg.join_timeout
+    while True:
+        nodes = {n.node_id: n for n in grid.get_nodes()}
+        new = [nid for nid in nodes if nid not in asked]
+        if new:
+            replies = net.probe(new, json.dumps({"hello": 1}).encode(), timeout=min(60.0, cfg.join_timeout))
+            for nid, rep in replies.items():
+                if isinstance(rep, NodeUnavailable):
+                    continue  # starting up or gone: asked again when it shows up again
+                asked.add(nid)
+                if isinstance(rep, SiteError):
+                    raise ProtocolError(f"a site cannot take part: {rep}")
+                info = json.loads(rep)
+                name = info["site"]
+                registered = getattr(nodes[nid], "name", "")
+                if registered and registered != name:
+                    note("site_refused", node=nid, claims=name, registered=registered)
+                    continue
+                if name in found and found[name]["node_id"] != nid:
+                    raise ProtocolError(
+                        f"two SuperNodes answer as {name!r} (node ids {found[name]['node_id']} and {nid})"
+                    )
+                if want and name not in want:
+                    note("site_ignored", site=name, node=nid)
+                    continue
+                found[name] = {**info, "node_id": nid}
+                note("site_found", site=name, node=nid, rows=info["rows"], features=info["features"],
+                     identity=info["identity"][:16])
+        ready = all(s in found for s in want) if want else len(found) >= need
+        if ready:
+            break
+        if time.monotonic() > deadline:
+            missing = [s for s in want if s not in found] if want else []
+            raise ProtocolError(
+                f"sites not connected after {cfg.join_timeout:.0f} s: "
+                + (", ".join(missing) if missing else f"{len(found)} of {need} found ({', '.join(sorted(found))})")
+            )
+        time.sleep(0.5)
+    names = want or sorted(found, key=_natural)[:need]
+    return {n: found[n] for n in names}
+
+
+def bootstrap(net: FlowerNetwork, sites: dict[str, dict], cfg: StudyConfig, note) -> DeployedFederation:
+    params = get_preset(cfg.preset)
+    ctx = seal_context(params)
+    features = {info["features"] for info in sites.values()}
+    if len(features) != 1:
+        raise ProtocolError(f"the sites' data have different numbers of features: "
+                            f"{ {n: i['features'] for n, i in sites.items()} }")
+    names = list(sites)
+    n = len(names)
+    t = cfg.threshold or n
+    if not 1 <= t <= n:
+        raise ParameterError(f"threshold must be in 1..{n}, got {t}")
+    for name, info in sites.items():
+        net.sites[name] = info["node_id"]
+    server = Server("server", ctx, net)
+    researcher = Researcher("researcher", ctx, net)
+    roster = {"server": server.identity.public_bytes, "researcher": researcher.identity.public_bytes}
+    parties, offset = [], 0
+    for name in names:
+        ident = bytes.fromhex(sites[name]["identity"])
+        roster[name] = ident
+        parties.append(RemoteParty(name, int(sites[name]["rows"]), offset, sites[name]["node_id"], ident))
+        offset += int(sites[name]["rows"])
+    session = Session(id=os.urandom(16), params=ctx.fingerprint, roster=roster, key_holders=tuple(names),
+                      threshold=t, server="server", researcher="researcher")
+    server.join(session)
+    researcher.join(session)
+    net.session_hex = session.id.hex()
+    fp = session_fingerprint(session)
+    bodies = {
+        p.name: json.dumps({"session": session.to_json(), "params": params_to_json(params),
+                            "row_offset": p.row_offset, "rows": p.rows}).encode()
+        for p in parties
+    }
+    replies = net.bootstrap("join", bodies)
+    for name, rep in replies.items():
+        if isinstance(rep, Exception):
+            raise ProtocolError(f"{name} did not join the study: {rep}")
+        got = json.loads(rep)["fingerprint"]
+        if got != fp:
+            raise ProtocolError(f"{name} computed session fingerprint {got}, the coordinator {fp}")
+    note("joined", session=session.id.hex(), fingerprint=fp, threshold=t, sites=names,
+         rows={p.name: [p.row_offset, p.row_offset + p.rows - 1] for p in parties})
+    print(f"[mpclr coordinator] SESSION FINGERPRINT {fp} ({t}-of-{n}, preset {params.name}): every site "
+          f"logs the same", file=sys.stderr, flush=True)
+    return DeployedFederation(net, server, researcher, session, parties, params, cfg.seed)
+
+
+def run_deployed_study(grid, cfg: StudyConfig, study=None) -> dict:
+    """The whole study over `grid`; writes result.json (or failed.json) into cfg.output and returns
+    the result. `study` overrides cfg.study (a function, see the module docstring)."""
+    out = Path(cfg.output)
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in ("result.json", "failed.json", "progress.jsonl"):
+        (out / stale).unlink(missing_ok=True)
+    note = ProgressLog(out / "progress.jsonl")
+    phases: dict[str, float] = {}
+    phase = "setup"
+    net = None
+    fed = None
+    t_all = time.perf_counter()
+    try:
+        fn = study or load_study(cfg.study)
+        net = FlowerNetwork(grid, timeout=cfg.round_timeout, poll=cfg.poll, max_poll=cfg.max_poll,
+                            log=lambda text: note("network", detail=text))
+        phase = "find_sites"
+        t0 = time.perf_counter()
+        sites = find_sites(grid, net, cfg, note)
+        phases[phase] = time.perf_counter() - t0
+        phase = "bootstrap"
+        t0 = time.perf_counter()
+        fed = bootstrap(net, sites, cfg, note)
+        phases[phase] = time.perf_counter() - t0
+        phase = "key_ceremony"
+        t0 = time.perf_counter()
+        fed.run_key_ceremony()
+        phases[phase] = time.perf_counter() - t0
+        note("keys_ready", seconds=round(phases[phase], 2))
+        phase = "study"
+        t0 = time.perf_counter()
+        options = {**cfg.options, "seed": cfg.seed, "progress": note}
+        result = fn(fed, options)
+        phases[phase] = time.perf_counter() - t0
+        unavailable = sorted(set(fed.server.unavailable) | set(fed.researcher.unavailable) | set(net.dead))
+        record = {
+            "status": "ok",
+            "session": fed.session.id.hex(),
+            "fingerprint": session_fingerprint(fed.session),
+            "preset": fed.params.name,
+            "threshold": fed.session.threshold,
+            "sites": [{"name": p.name, "node_id": p.node_id, "rows": p.rows, "row_offset": p.row_offset,
+                       "identity": p.identity_public.hex()} for p in fed.parties],
+            "unavailable": unavailable,
+            "unavailable_why": {k: v for k, v in net.dead.items()},
+            "seconds": {**phases, "total": time.perf_counter() - t_all},
+            "network": net.round_summary(),
+            "bytes_per_site": net.bytes_per_site(),
+            "traffic": net.traffic.summary(),
+            "study": result,
+        }
+        _atomic_json(out / "result.json", record)
+        note("done", seconds=round(time.perf_counter() - t_all, 2))
+        return record
+    except Exception as exc:
+        record = {
+            "status": "failed",
+            "phase": phase,
+            "error": f"{type(exc).__name__}: {exc}" if not isinstance(exc, MpclrError) else str(exc),
+            "unavailable": sorted(net.dead) if net else [],
+            "unavailable_why": dict(net.dead) if net else {},
+            "seconds": {**phases, "total": time.perf_counter() - t_all},
+            "network": net.round_summary() if net else {},
+            "traceback": traceback.format_exc(),
+        }
+        _atomic_json(out / "failed.json", record)
+        note("failed", phase=phase, error=record["error"])
+        raise
+
+
+def _make_app():
+    from flwr.serverapp import ServerApp
+
+    server_app = ServerApp()
+
+    @server_app.main()
+    def main(grid, context):
+        from .tuning import fast_object_pulls
+
+        fast_object_pulls()
+        run_deployed_study(grid, StudyConfig.from_run_config(context.run_config))
+
+    return server_app
+
+
+def __getattr__(name):  # `app` is built on first use, so importing this module needs no Flower
+    if name == "app":
+        globals()["app"] = _make_app()
+        return globals()["app"]
+    raise AttributeError(name)

@@ -1,0 +1,364 @@
+"""A hospital's side of a deployment: its configuration, its keystore, and the Flower ClientApp.
+
+Everything a site keeps stays in one folder of its own (`keystore`, mode 0700, secrets 0600):
+
+    <keystore>/site/                 the site's long-term identity (signing and box keys), made once
+    <keystore>/sessions/<id>/        one folder per study session: the DataProvider's state (key share,
+                                     threshold share, protocol secrets, sequence numbers), the row range
+                                     the study assigned, and the last replies (for retried requests)
+
+Nothing is kept in Flower's `context.state`. The site's data file is named in the SuperNode's own
+configuration (`--node-config`) and is read here, at the site, on every message; it is never sent.
+
+Each message is handled from scratch: resume the session's `DataProvider` from its folder, load the
+rows, answer, save. So a ClientApp may be a fresh process per message (Flower's default) or a
+long-lived one (mpclr.deploy.worker) with the same result, and a restarted site picks up where it was.
+
+Idempotency: a request that arrives again byte for byte (a retry after a lost reply) gets the reply it
+got the first time, from the reply cache, instead of being refused as a replay or done twice.
+
+Bootstrap (before a session exists), outside the signed envelope format:
+  hello -> the site's name, identity public key, number of rows and features
+  join  -> the session (roster, key holders, threshold, parameter set) and the site's global row
+           offset; the site checks it is in the roster with its own key, draws its key share, and logs
+           the session fingerprint for its IT staff to compare with the coordinator's
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import FormatError, MpclrError, ProtocolError
+from ..keystore import Keystore
+from ..network import Network
+from ..roles.node import Session
+from ..wire import Identity
+
+__all__ = ["SiteConfig", "SiteRuntime", "session_fingerprint", "params_to_json", "params_from_json", "answer"]
+
+REPLY_CACHE_SIZE = 4
+
+
+class SiteFailure(MpclrError):
+    """This site cannot answer (its configuration, data or keystore): sent back as a plain error."""
+
+
+def session_fingerprint(session: Session) -> str:
+    """A short digest of everything public about a session, for people to compare by phone."""
+    canon = json.dumps(session.to_json(), sort_keys=True, separators=(",", ":")).encode()
+    h = hashlib.sha256(b"mpclr/session/v1\x00" + canon).hexdigest()[:20].upper()
+    return "-".join(h[i : i + 4] for i in range(0, 20, 4))
+
+
+def params_to_json(p) -> dict:
+    return {
+        "name": p.name,
+        "n": p.n,
+        "coeff_bits": list(p.coeff_bits),
+        "scale_bits": p.scale_bits,
+        "smudging_bits": p.smudging_bits,
+        "refresh_mask_bits": p.refresh_mask_bits,
+        "description": p.description,
+    }
+
+
+def params_from_json(d: dict):
+    """A parameter set as the coordinator proposed it; refused if below 128-bit security."""
+    from ..params import Params
+
+    return Params(**{**d, "coeff_bits": tuple(d["coeff_bits"]), "allow_insecure": False})
+
+
+@dataclass(frozen=True)
+class SiteConfig:
+    """What a site is told by its own IT, never by the coordinator.
+
+    name : the site's name in studies (hospital-1, ...), the same the coordinator lists
+    keystore : the site's private folder (created 0700)
+    data : the site's rows: a path to a delimited file (label in the last column unless `label` says
+        otherwise) or a built-in set ("breast_cancer", "synthetic:NxD", ...), see mpclr.data.load
+    part : "i/n" to use only the i-th (1-based) of n contiguous parts of `data` (demos and tests,
+        where every site reads the same built-in set)
+    label, positive : passed to mpclr.data.load_csv for files
+    """
+
+    name: str
+    keystore: str
+    data: str
+    part: str = ""
+    label: str = "last"
+    positive: str = ""
+
+    KEYS = ("site-name", "keystore", "data", "part", "label", "positive")
+
+    @classmethod
+    def from_mapping(cls, m) -> SiteConfig:
+        missing = [k for k in ("site-name", "keystore", "data") if not str(m.get(k, "") or "")]
+        if missing:
+            raise SiteFailure(f"the site configuration lacks {', '.join(missing)} (--node-config of the SuperNode)")
+        return cls(
+            name=str(m["site-name"]),
+            keystore=str(m["keystore"]),
+            data=str(m["data"]),
+            part=str(m.get("part", "") or ""),
+            label=str(m.get("label", "last") or "last"),
+            positive=str(m.get("positive", "") or ""),
+        )
+
+    def node_config(self) -> str:
+        """The value of flower-supernode's --node-config for this site."""
+        pairs = {"site-name": self.name, "keystore": self.keystore, "data": self.data, "part": self.part,
+                 "label": self.label, "positive": self.positive}
+        return " ".join(f"{k}={json.dumps(v)}" for k, v in pairs.items() if v)
+
+
+class _SiteNetwork(Network):
+    """A site only answers requests; its DataProvider never starts one."""
+
+    def register(self, node) -> None:
+        pass
+
+    def _deliver(self, recipient, message):
+        raise ProtocolError("a site answers requests only; it does not send its own")
+
+
+def _log(site: str, text: str) -> None:
+    print(f"[mpclr site {site}] {text}", file=sys.stderr, flush=True)
+
+
+class SiteRuntime:
+    """Answers bootstrap and protocol messages for one site (stateless between messages)."""
+
+    def __init__(self, config: SiteConfig):
+        self.config = config
+        self.root = Path(config.keystore)
+        self._data = None
+        self._data_key = None
+        self._lock = threading.Lock()
+
+    # --- the site's long-term identity and data ------------------------------------------------
+    def identity(self) -> Identity:
+        ks = Keystore(self.root / "site", create=True)
+        os.chmod(self.root, 0o700)
+        if not ks.has("identity", True):
+            ks.put_secret("identity", Identity().export_private())
+            ks.put_json("site", {"name": self.config.name, "created": time.time()})
+        else:
+            info = ks.get_json("site")
+            if info["name"] != self.config.name:
+                raise SiteFailure(f"keystore {self.root} belongs to site {info['name']!r}, not {self.config.name!r}")
+        return Identity.from_private(ks.get_secret("identity"))
+
+    def data(self) -> tuple[np.ndarray, np.ndarray]:
+        """The site's rows (features, 0/1 labels), read from its own file; cached while it is unchanged."""
+        from .. import data as mdata
+
+        spec = self.config.data
+        path = Path(spec)
+        stamp = (path.stat().st_mtime_ns, path.stat().st_size) if path.exists() else None
+        key = (spec, self.config.part, self.config.label, self.config.positive, stamp)
+        if self._data_key != key:
+            try:
+                if path.exists():
+                    kw = {"label": int(self.config.label) if self.config.label.lstrip("-").isdigit()
+                          else self.config.label}
+                    if self.config.positive:
+                        kw["positive"] = self.config.positive
+                    ds = mdata.load_csv(path, **kw)
+                else:
+                    ds = mdata.load(spec)
+            except (MpclrError, OSError, ValueError) as exc:
+                raise SiteFailure(f"cannot read the site's data {spec!r}: {exc}") from None
+            X, y = ds.X, ds.y
+            if self.config.part:
+                i, n = (int(v) for v in self.config.part.split("/"))
+                if not 1 <= i <= n:
+                    raise SiteFailure(f"part {self.config.part!r}: expected i/n with 1 <= i <= n")
+                idx = np.array_split(np.arange(len(y)), n)[i - 1]
+                X, y = X[idx], y[idx]
+            self._data, self._data_key = (np.asarray(X), np.asarray(y)), key
+        return self._data
+
+    # --- dispatch -------------------------------------------------------------------------------
+    def handle(self, kind: str, session_hex: str, body: bytes) -> tuple[bytes, float, bool]:
+        """(reply bytes, seconds spent, whether the reply came from the cache)."""
+        t0 = time.perf_counter()
+        with self._lock:  # one message at a time per site, as the SuperNode delivers them
+            if kind == "hello":
+                reply, cached = self._hello(body), False
+            elif kind == "join":
+                reply, cached = self._join(body), False
+            elif kind == "protocol":
+                reply, cached = self._protocol(session_hex, body)
+            else:
+                raise SiteFailure(f"unknown message kind {kind!r}")
+        return reply, time.perf_counter() - t0, cached
+
+    def _hello(self, body: bytes) -> bytes:
+        ident = self.identity()
+        X, y = self.data()
+        return json.dumps(
+            {
+                "site": self.config.name,
+                "identity": ident.public_bytes.hex(),
+                "rows": int(len(y)),
+                "features": int(X.shape[1]),
+                "mpclr": _version(),
+            }
+        ).encode()
+
+    def _session_dir(self, session_hex: str) -> Path:
+        if len(session_hex) != 32 or any(c not in "0123456789abcdef" for c in session_hex):
+            raise SiteFailure(f"malformed session id {session_hex[:40]!r}")
+        return self.root / "sessions" / session_hex
+
+    def _join(self, body: bytes) -> bytes:
+        from ..federation import seal_context
+        from ..roles import DataProvider
+
+        req = json.loads(body)
+        session = Session.from_json(req["session"])
+        params = params_from_json(req["params"])
+        ctx = seal_context(params)
+        if session.params != ctx.fingerprint:
+            raise SiteFailure("the session names another parameter set than the one proposed")
+        ident = self.identity()
+        name = self.config.name
+        if session.roster.get(name) != ident.public_bytes:
+            raise SiteFailure(f"the session's roster does not hold this site's identity key under {name!r}")
+        if name not in session.key_holders:
+            raise SiteFailure(f"{name} is not a key holder of this session")
+        X, y = self.data()
+        if int(req["rows"]) != len(y):
+            raise SiteFailure(f"the coordinator expects {req['rows']} rows from {name}; its data has {len(y)}")
+        fp = session_fingerprint(session)
+        folder = self._session_dir(session.id.hex())
+        ks = Keystore(folder, create=True)
+        if (folder / "site-session.json").exists():
+            known = ks.get_json("site-session")
+            if known["fingerprint"] != fp:
+                raise SiteFailure("this session id was joined before with different contents")
+            return json.dumps({"fingerprint": fp, "again": True}).encode()  # a retried join: same answer
+        dp = DataProvider(name, ctx, _SiteNetwork())
+        dp.identity = ident
+        dp.join(session)  # draws this site's key share, from the OS CSPRNG, here
+        dp.save(ks)
+        ks.put_json(
+            "site-session",
+            {
+                "fingerprint": fp,
+                "row_offset": int(req["row_offset"]),
+                "rows": int(len(y)),
+                "params": params_to_json(params),
+                "threshold": session.threshold,
+                "key_holders": list(session.key_holders),
+                "joined": time.time(),
+            },
+        )
+        _log(name, f"joined study session {session.id.hex()[:8]} ({session.threshold}-of-{session.n}, "
+                   f"preset {params.name}, key holders {', '.join(session.key_holders)}); rows "
+                   f"{int(req['row_offset'])}..{int(req['row_offset']) + len(y) - 1}; "
+                   f"SESSION FINGERPRINT {fp}: compare it with the coordinator's")
+        return json.dumps({"fingerprint": fp, "again": False}).encode()
+
+    def _protocol(self, session_hex: str, body: bytes) -> tuple[bytes, bool]:
+        from ..federation import seal_context
+        from ..roles import DataProvider
+
+        folder = self._session_dir(session_hex)
+        if not (folder / "site-session.json").exists():
+            raise SiteFailure(f"{self.config.name} has not joined session {session_hex[:8]}")
+        ks = Keystore(folder)
+        digest = hashlib.sha256(body).hexdigest()
+        index = ks.get_json("reply-index") if (folder / "reply-index.json").exists() else []
+        for h, name in index:
+            if h == digest:
+                return ks.get_secret(name), True
+        info = ks.get_json("site-session")
+        ctx = seal_context(params_from_json(info["params"]))
+        X, y = self.data()
+        if len(y) != info["rows"]:
+            raise SiteFailure(f"the site's data changed during the study ({info['rows']} rows, now {len(y)})")
+        dp = DataProvider(self.config.name, ctx, _SiteNetwork())
+        dp.load_data(X, y, info["row_offset"] + np.arange(len(y)))
+        try:
+            dp.load(ks)
+        except FormatError as exc:
+            raise SiteFailure(f"the session keystore cannot be read: {exc}") from None
+        reply = dp.handle(body)
+        dp.save(ks)
+        name = f"reply-{digest[:16]}"
+        ks.put_secret(name, reply)
+        index = [[digest, name], *[e for e in index if e[0] != digest]]
+        for _, old in index[REPLY_CACHE_SIZE:]:
+            try:
+                os.unlink(folder / f"secret-{old}.bin")
+            except FileNotFoundError:
+                pass
+        ks.put_json("reply-index", index[:REPLY_CACHE_SIZE])
+        return reply, False
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return __version__
+
+
+# --- the Flower ClientApp -------------------------------------------------------------------------
+_RUNTIMES: dict[SiteConfig, SiteRuntime] = {}
+
+
+def runtime_for(node_config) -> SiteRuntime:
+    cfg = SiteConfig.from_mapping(dict(node_config))
+    if cfg not in _RUNTIMES:
+        _RUNTIMES[cfg] = SiteRuntime(cfg)
+    return _RUNTIMES[cfg]
+
+
+def answer(message, context):
+    """Answer one Flower message: the reply Message (errors become a plain error string in it)."""
+    from flwr.app import Message
+
+    from .transport import decode_request, encode_reply
+
+    site = str(dict(context.node_config).get("site-name", "?"))
+    if os.environ.get("MPCLR_DEPLOY_DEBUG"):
+        _log(site, f"t={time.time():.3f} answering {message.metadata.group_id}")
+    try:
+        runtime = runtime_for(context.node_config)
+        kind, session, body = decode_request(message.content)
+        reply, seconds, cached = runtime.handle(kind, session, body)
+        content = encode_reply(reply, seconds=seconds, cached=cached)
+    except (MpclrError, OSError, ValueError, KeyError) as exc:
+        _log(site, f"cannot answer: {exc}")
+        content = encode_reply(error=f"site {site}: {type(exc).__name__}: {exc}")
+    return Message(content, reply_to=message)
+
+
+def _make_app():
+    from flwr.clientapp import ClientApp
+
+    client_app = ClientApp()
+
+    @client_app.query()
+    def query(message, context):
+        return answer(message, context)
+
+    return client_app
+
+
+def __getattr__(name):  # `app` is built on first use, so importing this module needs no Flower
+    if name == "app":
+        globals()["app"] = _make_app()
+        return globals()["app"]
+    raise AttributeError(name)

@@ -1,0 +1,197 @@
+"""A site's process: Flower's SuperNode with a long-lived mpclr ClientApp, tuned for short rounds.
+
+Out of the box a Flower 1.42 round costs >= 6 s even when nothing is computed: the SuperNode polls the
+SuperLink every 3 s when idle, its SuperExec polls for tasks every 1 s, every message starts a fresh
+`flwr-clientapp` process (~2 s of imports, plus the SEAL context), replies wait in 0.5 s steps, and the
+ServerApp's `send_and_receive` polls every 3 s. A study has dozens of rounds, so this module runs a
+site differently, with the same Flower components and protocol:
+
+  * the SuperNode runs with `--isolation process`, and this process acquires its ClientApp tasks from
+    the SuperNode's Runtime API itself and answers them in process (mpclr.deploy.site.answer): no
+    process start, no imports, the SEAL context and the site's rows stay loaded;
+  * the SuperNode's fixed sleeps (3 s idle, 0.5 s while a reply is made) become `poll` while a study is
+    active and `idle_poll` after `idle_after` seconds without messages;
+  * heartbeats every few seconds (`heartbeat` = the interval announced to the SuperLink, 10 s at least):
+    a site that dies is reported by the SuperLink within 2 x heartbeat instead of 60 s.
+
+The site only ever runs its own installed mpclr code: the app bundle (FAB) a run brings is checked to
+name mpclr's ClientApp and is never installed or executed here.
+
+    python -m mpclr.deploy site --config site.toml      (see docs/deployment.md)
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+import threading
+import time
+import zipfile
+from pathlib import Path
+
+from .tuning import Pacer, tune_supernode
+
+__all__ = ["Pacer", "tune_supernode", "serve_tasks", "run_site", "CLIENTAPP_REF"]
+
+CLIENTAPP_REF = "mpclr.deploy.site:app"
+
+
+def _fab_clientapp(fab_bytes: bytes) -> str:
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib
+    with zipfile.ZipFile(io.BytesIO(fab_bytes)) as z:
+        cfg = tomllib.loads(z.read("pyproject.toml").decode())
+    return str(cfg["tool"]["flwr"]["app"]["components"].get("clientapp", ""))
+
+
+def _run_task(address: str, token: str, answer, log) -> None:
+    from flwr.app import Error, Message
+    from flwr.common.constant import ErrorCode, SubStatus
+    from flwr.supercore.heartbeat import HeartbeatSender, make_task_heartbeat_fn_http
+    from flwr.supercore.interceptors import RuntimeTokenHttpInterceptor, RuntimeVersionHttpInterceptor
+    from flwr.supercore.retry import make_simple_http_retry_invoker
+    from flwr.supercore.runtime import RuntimeHttpClient
+    from flwr.supernode.runtime.run_clientapp import pull_task_input, push_message, push_task_output
+
+    client = RuntimeHttpClient.from_server_address(
+        server_address=address,
+        insecure=True,
+        root_certificates=None,
+        interceptors=[RuntimeVersionHttpInterceptor(component_name="flwr-clientapp"),
+                      RuntimeTokenHttpInterceptor(token)],
+        retry_invoker=make_simple_http_retry_invoker(),
+    )
+    beat = HeartbeatSender(make_task_heartbeat_fn_http(client))
+    beat.start()
+    message = context = None
+    try:
+        message, context, run, fab = pull_task_input(client)
+        ref = _fab_clientapp(fab.content)
+        if ref != CLIENTAPP_REF:
+            reply = Message(Error(ErrorCode.LOAD_CLIENT_APP_EXCEPTION,
+                                  f"this site runs only {CLIENTAPP_REF}, not {ref!r}"), reply_to=message)
+            status, details = SubStatus.FAILED, f"refused ClientApp {ref!r}"
+            log(f"refused a run that asks for ClientApp {ref!r}")
+        else:
+            reply = answer(message, context)
+            status, details = SubStatus.COMPLETED, ""
+        push_message(client, reply, context)
+        push_task_output(client, context, status, details)
+    except Exception as exc:  # noqa: BLE001 - report to the SuperLink, keep serving
+        log(f"task failed: {type(exc).__name__}: {exc}")
+        if message is not None and context is not None:
+            try:
+                push_message(client, Message(Error(ErrorCode.CLIENT_APP_RAISED_EXCEPTION, str(exc)),
+                                             reply_to=message), context)
+            except Exception:  # noqa: BLE001
+                pass
+        push_task_output(client, context, SubStatus.FAILED, f"{type(exc).__name__}: {exc}")
+    finally:
+        if beat.is_running:
+            beat.stop()
+        client.close()
+
+
+def serve_tasks(address: str, pacer: Pacer, stop: threading.Event, log=print) -> None:
+    """Acquire ClientApp tasks from a SuperNode's Runtime API (`--isolation process`) and answer them
+    here, one at a time, until `stop` is set."""
+    import httpx
+    from flwr.proto.runtime_pb2 import AcquireTaskRequest
+    from flwr.supercore.interceptors import RuntimeVersionHttpInterceptor
+    from flwr.supercore.retry import make_simple_http_retry_invoker
+    from flwr.supercore.runtime import RuntimeHttpClient
+
+    from .site import answer
+
+    retry = make_simple_http_retry_invoker()
+    retry.max_tries = 1
+    client = RuntimeHttpClient.from_server_address(
+        server_address=address,
+        insecure=True,
+        root_certificates=None,
+        interceptors=[RuntimeVersionHttpInterceptor(component_name="SuperExec")],
+        retry_invoker=retry,
+    )
+    request = AcquireTaskRequest(supported_task_types=["flwr-clientapp"])
+    try:
+        while not stop.is_set():
+            try:
+                res = client.AcquireTask(request)
+            except httpx.HTTPError:  # the Runtime API is starting or stopping
+                time.sleep(0.2)
+                continue
+            if res.HasField("task") and res.token:
+                pacer.active()
+                _run_task(address, res.token, answer, log)
+                pacer.active()
+            else:
+                pacer.idle_sleep()
+    finally:
+        client.close()
+
+
+def _load_toml(path: Path) -> dict:
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib
+    return tomllib.loads(path.read_text())
+
+
+def supernode_args(site: dict, node: dict, node_config: str, isolation: str = "process") -> list[str]:
+    for key in ("superlink", "root-certificates", "auth-key"):
+        if not node.get(key):
+            raise SystemExit(f"site configuration: [supernode] {key} is required (TLS and node authentication "
+                             f"are always on)")
+    return [
+        "--superlink", str(node["superlink"]),
+        "--root-certificates", str(node["root-certificates"]),
+        "--auth-supernode-private-key", str(node["auth-key"]),
+        "--node-config", node_config,
+        "--isolation", isolation,
+        "--host", "127.0.0.1",
+        "--port", str(int(node.get("runtime-port", 9094))),
+    ]
+
+
+def run_site(config_path) -> None:
+    """Start this site's SuperNode and answer its messages until stopped (SIGTERM or Ctrl-C)."""
+    from .site import SiteConfig, SiteRuntime
+
+    path = Path(config_path)
+    cfg = _load_toml(path)
+    site, node = cfg.get("site", {}), cfg.get("supernode", {})
+    sc = SiteConfig.from_mapping({"site-name": site.get("name", ""), "keystore": site.get("keystore", ""),
+                                  "data": site.get("data", ""), "part": site.get("part", ""),
+                                  "label": str(site.get("label", "last")), "positive": str(site.get("positive", ""))})
+
+    def log(text):
+        print(f"[mpclr site {sc.name}] {text}", file=sys.stderr, flush=True)
+
+    # check the keystore and the data before connecting: a misconfigured site says so at start
+    from . import site as site_module
+
+    runtime = site_module._RUNTIMES.setdefault(sc, SiteRuntime(sc))
+    ident = runtime.identity()
+    X, y = runtime.data()
+    log(f"{len(y)} rows x {X.shape[1]} features from {sc.data}{' part ' + sc.part if sc.part else ''}; "
+        f"keystore {sc.keystore}; identity {ident.public_bytes.hex()[:16]}")
+    pacer = Pacer(float(node.get("poll", 0.02)), float(node.get("idle-poll", 1.0)),
+                  float(node.get("idle-after", 120.0)))
+    tune_supernode(pacer, float(node.get("heartbeat", 10.0)))
+    argv = supernode_args(site, node, sc.node_config())
+    stop = threading.Event()
+    worker = threading.Thread(
+        target=serve_tasks, args=(f"127.0.0.1:{int(node.get('runtime-port', 9094))}", pacer, stop, log),
+        name="mpclr-clientapp", daemon=True,
+    )
+    worker.start()
+    from flwr.supernode.cli.flower_supernode import flower_supernode
+
+    sys.argv = ["flower-supernode", *argv]
+    try:
+        flower_supernode()
+    finally:
+        stop.set()

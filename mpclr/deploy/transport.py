@@ -1,0 +1,338 @@
+"""`FlowerNetwork`: the one network interface (mpclr.network.Network) over a Flower Grid.
+
+It lives in the ServerApp process, where the server and the researcher run. Requests to them are
+handled in process; requests to a hospital become Flower messages to that site's SuperNode. The
+protocol bytes are carried unchanged (they are already signed envelopes); Flower adds TLS between
+SuperNode and SuperLink and authenticates the SuperNodes.
+
+One `request_many` is one Flower round: every message is pushed at once, replies are pulled until all
+have arrived (matched by `reply_to_message_id`, never by order), a deadline passes, or a node is
+reported dead. A site that does not answer in time, answers with a Flower error (its ClientApp raised,
+its SuperNode stopped sending heartbeats) or is already known dead becomes a `NodeUnavailable` naming the
+site: the core then redoes a threshold round without it while at least t key holders remain.
+
+Flower's own `Grid.send_and_receive` sleeps 3 s between polls; this transport polls the SuperLink with
+a short, growing interval instead (`poll`, doubling up to `max_poll`), which is most of the per-round
+saving on the server side.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from ..errors import NodeUnavailable, ProtocolError
+from ..network import Network
+
+__all__ = ["FlowerNetwork", "encode_request", "decode_request", "encode_reply", "decode_reply", "RoundLog"]
+
+RECORD = "mpclr"
+_DEBUG = bool(os.environ.get("MPCLR_DEPLOY_DEBUG"))
+MESSAGE_TYPE = "query"
+
+
+# --- the Flower message content: one ConfigRecord with a kind and the bytes ----------------------------
+def encode_request(kind: str, body: bytes, session: str = ""):
+    from flwr.app import ConfigRecord, RecordDict
+
+    return RecordDict({RECORD: ConfigRecord({"kind": kind, "session": session, "body": bytes(body)})})
+
+
+def decode_request(content) -> tuple[str, str, bytes]:
+    rec = content[RECORD]
+    return str(rec["kind"]), str(rec["session"]), bytes(rec["body"])
+
+
+def encode_reply(body: bytes = b"", *, error: str = "", seconds: float = 0.0, cached: bool = False):
+    from flwr.app import ConfigRecord, RecordDict
+
+    return RecordDict(
+        {RECORD: ConfigRecord({"body": bytes(body), "error": error, "seconds": float(seconds), "cached": cached})}
+    )
+
+
+def decode_reply(content) -> tuple[bytes, str, float, bool]:
+    rec = content[RECORD]
+    return bytes(rec["body"]), str(rec["error"]), float(rec["seconds"]), bool(rec["cached"])
+
+
+@dataclass
+class RoundLog:
+    """What one Flower round cost: wall time, the slowest site's own handling time, bytes."""
+
+    step: str
+    sites: int
+    seconds: float
+    site_seconds: float
+    bytes_out: int
+    bytes_in: int
+
+    @property
+    def overhead(self) -> float:
+        return max(0.0, self.seconds - self.site_seconds)
+
+
+@dataclass
+class _Stats:
+    rounds: list = field(default_factory=list)
+    bootstrap_bytes: dict = field(default_factory=lambda: defaultdict(int))
+    retries: int = 0
+
+
+class SiteError(ProtocolError):
+    """A site answered a bootstrap step with an error (its configuration, data or keystore)."""
+
+
+class FlowerNetwork(Network):
+    """Deliver envelopes to local nodes directly and to sites through a Flower Grid.
+
+    Parameters
+    ----------
+    grid : the ServerApp's Grid
+    sites : site name -> Flower node id (learned at bootstrap, see mpclr.deploy.server_app)
+    timeout : seconds a site may take to answer one request before it counts as unavailable
+    poll, max_poll : the reply polling interval starts at `poll` and doubles up to `max_poll`
+    retries : how often a request that got an error reply from Flower (not from mpclr) is sent again,
+        the same bytes, before the site counts as unavailable; sites answer a repeated request with
+        their cached reply, so a retry never does a step twice
+    """
+
+    def __init__(self, grid, sites: dict[str, int] | None = None, *, timeout: float = 600.0, poll: float = 0.005,
+                 max_poll: float = 0.05, retries: int = 1, log=None):
+        super().__init__()
+        self.grid = grid
+        self.sites: dict[str, int] = dict(sites or {})
+        self.timeout = float(timeout)
+        self.poll = float(poll)
+        self.max_poll = float(max_poll)
+        self.retries = int(retries)
+        self.session_hex = ""
+        self.dead: dict[str, str] = {}  # site -> why it stopped counting
+        self.stats = _Stats()
+        self._local: dict[str, object] = {}
+        self._lock = threading.Lock()
+        self._log = log or (lambda text: None)
+
+    # --- Network interface ----------------------------------------------------------------------
+    def register(self, node) -> None:
+        if node.name in self._local or node.name in self.sites:
+            raise ProtocolError(f"a node named {node.name!r} is already on this network")
+        self._local[node.name] = node
+
+    def _deliver(self, recipient: str, message: bytes) -> bytes:
+        if recipient in self._local:
+            return self._local[recipient].handle(message)
+        reply = self._remote([(recipient, message)], step=_step_of(message))[0]
+        if isinstance(reply, NodeUnavailable):
+            raise reply
+        return reply
+
+    def request_many(self, requests):
+        if len(set(r for r, _ in requests)) != len(requests):
+            raise ProtocolError("request_many needs distinct recipients (one outstanding request per link)")
+        out: list = [None] * len(requests)
+        remote = []
+        for i, (r, m) in enumerate(requests):
+            self.traffic.record(m)
+            if r in self._local:
+                out[i] = self._local[r].handle(m)
+                self.traffic.record(out[i])
+            else:
+                remote.append(i)
+        if remote:
+            step = _step_of(requests[remote[0]][1])
+            replies = self._remote([requests[i] for i in remote], step=step)
+            for i, reply in zip(remote, replies):
+                out[i] = reply
+                if not isinstance(reply, NodeUnavailable):
+                    self.traffic.record(reply)
+        return out
+
+    def request(self, recipient: str, message: bytes) -> bytes:
+        if recipient in self._local:
+            return super().request(recipient, message)
+        self.traffic.record(message)
+        reply = self._deliver(recipient, message)
+        self.traffic.record(reply)
+        return reply
+
+    # --- bootstrap messages (outside the envelope format) ---------------------------------------
+    def probe(self, node_ids, body: bytes, timeout: float) -> dict:
+        """`hello` to Flower nodes not yet known by name: node id -> reply body, SiteError or
+        NodeUnavailable. Nothing is marked dead: a node that is still starting may answer later."""
+        labels = {f"node {nid}": int(nid) for nid in node_ids}
+        saved, saved_dead = dict(self.sites), dict(self.dead)
+        self.sites.update(labels)
+        try:
+            replies = self._remote([(label, body) for label in labels], step="hello", kind="hello", timeout=timeout)
+        finally:
+            self.sites, self.dead = saved, saved_dead
+        return {labels[label]: rep for label, rep in zip(labels, replies)}
+
+    def bootstrap(self, kind: str, bodies: dict[str, bytes], timeout: float | None = None) -> dict:
+        """One round of a bootstrap step to the named sites: site -> reply body, SiteError or
+        NodeUnavailable."""
+        names = list(bodies)
+        for n in names:
+            self.stats.bootstrap_bytes[n] += len(bodies[n])
+        replies = self._remote([(n, bodies[n]) for n in names], step=kind, kind=kind, timeout=timeout)
+        out = {}
+        for n, rep in zip(names, replies):
+            if not isinstance(rep, NodeUnavailable):
+                self.stats.bootstrap_bytes[n] += len(rep)
+            out[n] = rep
+        return out
+
+    # --- one Flower round -----------------------------------------------------------------------
+    def _remote(self, requests, *, step: str, kind: str = "protocol", timeout: float | None = None):
+        from flwr.app import Message
+
+        timeout = self.timeout if timeout is None else float(timeout)
+        result: dict[str, bytes | NodeUnavailable] = {}
+        pending: dict[str, tuple[str, bytes]] = {}  # message id -> (site, request bytes)
+        attempts: dict[str, int] = defaultdict(int)
+        site_seconds = 0.0
+        t0 = time.perf_counter()
+
+        def push(batch):
+            msgs = []
+            for site, body in batch:
+                msgs.append(
+                    Message(
+                        encode_request(kind, body, self.session_hex),
+                        dst_node_id=self.sites[site],
+                        message_type=MESSAGE_TYPE,
+                        group_id=step,
+                        ttl=timeout + 60.0,
+                    )
+                )
+            with self._lock:
+                ids = list(self.grid.push_messages(msgs))
+            for (site, body), mid in zip(batch, ids):
+                if not mid:
+                    result[site] = NodeUnavailable([site], f"the SuperLink did not accept the {step} message")
+                else:
+                    pending[mid] = (site, body)
+                    attempts[site] += 1
+
+        first = []
+        for site, body in requests:
+            if site not in self.sites:
+                raise ProtocolError(f"no site named {site!r} in this deployment (known: {sorted(self.sites)})")
+            if site in self.dead:
+                result[site] = NodeUnavailable([site], f"not answering since earlier ({self.dead[site]})")
+            else:
+                first.append((site, body))
+        if first:
+            push(first)
+            if _DEBUG:
+                self._log(f"t={time.time():.3f} pushed {step}")
+        deadline = time.monotonic() + timeout
+        wait = self.poll
+        while pending:
+            with self._lock:
+                got = list(self.grid.pull_messages(list(pending)))
+            resend = []
+            for msg in got:
+                mid = msg.metadata.reply_to_message_id
+                if mid not in pending:
+                    continue  # a late reply to a request already given up on, or a duplicate
+                site, body = pending.pop(mid)
+                if msg.has_error():
+                    err = msg.error
+                    reason = f"Flower error {err.code}: {err.reason}"
+                    if attempts[site] <= self.retries and not _is_node_down(err.code):
+                        self.stats.retries += 1
+                        self._log(f"{site}: {step} failed ({reason}); sending the same request again")
+                        resend.append((site, body))
+                        continue
+                    result[site] = self._mark_dead(site, f"{reason} during {step}")
+                    continue
+                reply, error, seconds, _cached = decode_reply(msg.content)
+                site_seconds = max(site_seconds, seconds)
+                if error:
+                    if kind == "protocol":
+                        result[site] = self._mark_dead(site, f"site error during {step}: {error}")
+                    else:
+                        result[site] = SiteError(f"{site}: {error}")
+                    continue
+                result[site] = reply
+            if resend:
+                push(resend)
+            if _DEBUG and got:
+                self._log(f"t={time.time():.3f} pulled {len(got)} replies to {step}")
+            if not pending:
+                break
+            if time.monotonic() > deadline:
+                for site, _ in pending.values():
+                    result[site] = self._mark_dead(site, f"no reply to {step} within {timeout:.0f} s")
+                pending.clear()
+                break
+            time.sleep(wait)
+            wait = min(self.max_poll, wait * 2)
+        elapsed = time.perf_counter() - t0
+        self.stats.rounds.append(
+            RoundLog(step, len(requests), elapsed, site_seconds, sum(len(b) for _, b in requests),
+                     sum(len(v) for v in result.values() if isinstance(v, bytes | bytearray)))
+        )
+        return [result[site] for site, _ in requests]
+
+    def _mark_dead(self, site: str, why: str) -> NodeUnavailable:
+        if site not in self.dead:
+            self.dead[site] = why
+            self._log(f"{site} counts as unavailable from now on: {why}")
+        return NodeUnavailable([site], why)
+
+    # --- reporting ------------------------------------------------------------------------------
+    def round_summary(self) -> dict:
+        rounds = self.stats.rounds
+        if not rounds:
+            return {"rounds": 0}
+        over = sorted(r.overhead for r in rounds)
+        return {
+            "rounds": len(rounds),
+            "seconds_in_rounds": sum(r.seconds for r in rounds),
+            "site_seconds": sum(r.site_seconds for r in rounds),
+            "overhead_total": sum(over),
+            "overhead_median": over[len(over) // 2],
+            "overhead_mean": sum(over) / len(over),
+            "overhead_max": over[-1],
+            "retries": self.stats.retries,
+            "by_step": _by_step(rounds),
+        }
+
+    def bytes_per_site(self) -> dict:
+        out = {}
+        for site in self.sites:
+            sent = sum(v["bytes"] for (s, r), v in self.traffic.by_link.items() if s == site)
+            received = sum(v["bytes"] for (s, r), v in self.traffic.by_link.items() if r == site)
+            out[site] = {"sent": sent, "received": received, "bootstrap": self.stats.bootstrap_bytes.get(site, 0)}
+        return out
+
+
+def _by_step(rounds) -> dict:
+    out: dict = {}
+    for r in rounds:
+        s = out.setdefault(r.step, {"rounds": 0, "seconds": 0.0, "overhead": 0.0})
+        s["rounds"] += 1
+        s["seconds"] += r.seconds
+        s["overhead"] += r.overhead
+    return out
+
+
+def _is_node_down(code: int) -> bool:
+    from flwr.common.constant import ErrorCode
+
+    return code in (ErrorCode.NODE_UNAVAILABLE, ErrorCode.MESSAGE_UNAVAILABLE)
+
+
+def _step_of(message: bytes) -> str:
+    from ..wire import peek
+
+    try:
+        return peek(message).type
+    except Exception:  # noqa: BLE001 - only a label for the round log
+        return "unknown"
