@@ -1,53 +1,144 @@
-"""Command line: `mpclr demo` (the README's main job) and, as they land, `mpclr cv` and `mpclr batch`."""
+"""Command line: `mpclr demo` (the README's main job), `mpclr cv` (batch runs of a study), `mpclr batch`
+(the notebook sequence over a grid of parameters)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
-import time
-
-import numpy as np
+from pathlib import Path
 
 from .notebooks.batch import add_batch_parser
 
 
-def _demo(args) -> int:
-    """Pooled feature means of scikit-learn's breast-cancer data, split across hospitals, computed under
-    threshold encryption and decrypted only by all key holders together."""
-    from sklearn.datasets import load_breast_cancer
+def _progress_bar(total_label: str):
+    """A tqdm bar on stderr (text when not in a notebook); a callback for the trainer."""
+    from tqdm.auto import tqdm
 
-    import mpclr
+    bar = None
 
-    X = load_breast_cancer().data
-    parts = np.array_split(X, args.parties)
-    t0 = time.perf_counter()
-    fed = mpclr.Federation(parties=args.parties, preset=args.preset)
-    print(
-        f"key ceremony: {args.parties} hospitals, preset {fed.params.name!r} "
-        f"(N={fed.params.n}, {fed.params.describe()['security']}) in {time.perf_counter() - t0:.2f} s"
+    def update(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, desc=total_label, unit="iteration", file=sys.stderr, leave=False)
+        bar.n = done
+        bar.refresh()
+        if done == total:
+            bar.close()
+
+    return update
+
+
+def _table(record: dict) -> str:
+    rows = [("", "AUC", "accuracy")]
+    for who in ("encrypted", "twin", "sklearn"):
+        s = record["summary"][who]
+        rows.append(
+            (who, f"{s['auc'][0]:.4f} +/- {s['auc'][1]:.4f}", f"{s['accuracy'][0]:.4f} +/- {s['accuracy'][1]:.4f}")
+        )
+    width = [max(len(r[i]) for r in rows) for i in range(3)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, width)) for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in width))
+    return "\n".join(lines)
+
+
+def _report(record: dict) -> str:
+    p, d, t = record["parameters"], record["data"], record["timings_s"]
+    auc_gap = max(abs(f["encrypted"]["auc"] - f["twin"]["auc"]) for f in record["folds"])
+    sec = record["security"]
+    out = [
+        f"data {d['name']}: {d['rows']} rows x {d['features']} features, {d['positives']} positive, "
+        f"split over {p['parties']} hospitals {d['rows_per_party']}",
+        f"{p['folds']}-fold CV, {p['iterations']} iterations, sigmoid degree {p['degree']}, "
+        f"preset {sec['name']} (N={sec['n']}, log2 QP={sec['log_qp']}, {sec['security']}), "
+        f"threshold {p['threshold']} of {p['parties']}",
+        "",
+        _table(record),
+        "",
+        "per fold AUC   "
+        + "  ".join(f"{f['encrypted']['auc']:.4f}" for f in record["folds"])
+        + f"   (max |encrypted - twin| {auc_gap:.4f})",
+        f"weights: max |encrypted - twin| = {record['weights']['max_abs_diff_encrypted_twin']:.2e}",
+        "time (s): " + ", ".join(f"{k} {v:.1f}" for k, v in t.items()),
+        f"traffic: {record['traffic']['total_bytes'] / 1e6:.0f} MB; metrics from: {record['evaluation_path']}",
+    ]
+    return "\n".join(out)
+
+
+def _run(args, data) -> int:
+    from .study import StudyConfig, run_cv
+
+    config = StudyConfig(
+        parties=args.parties,
+        threshold=args.threshold,
+        folds=args.folds,
+        iterations=args.iterations,
+        degree=args.degree,
+        learning_rate=args.learning_rate,
+        seed=args.seed,
+        preset=args.preset,
+        split=args.split,
     )
-    total = None
-    for party, rows in zip(fed.parties, parts):
-        c = party.encrypt(np.append(rows.sum(axis=0), len(rows)))
-        total = c if total is None else fed.server.add(total, c)
-    out = fed.decrypt(total, by=range(fed.n), label="pooled sums")
-    means = out[:-1] / out[-1]
-    err = np.abs(means - X.mean(axis=0)) / np.abs(X.mean(axis=0))
-    print(f"pooled means of {int(round(out[-1]))} rows, max relative error vs numpy {err.max():.2e}")
-    traffic = fed.traffic()
-    print(f"{traffic['total_bytes'] / 1e6:.1f} MB exchanged; per message type:")
-    for name, v in traffic["by_type"].items():
-        print(f"  {name:16s} {v['messages']:4d} messages {v['bytes'] / 1e6:9.2f} MB")
-    return 0 if err.max() < 1e-3 else 1
+    progress = None if args.quiet else _progress_bar("encrypted training")
+    record = run_cv(data, config, progress=progress)
+    print(_report(record))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(record, indent=1))
+        print(f"written {args.json}")
+    return 0
+
+
+def _cv(args) -> int:
+    from .data import load, load_csv
+
+    if args.synthetic:
+        if args.data:
+            raise SystemExit("mpclr cv: give DATA or --synthetic NxD, not both")
+        data = load(f"synthetic:{args.synthetic}", seed=args.seed)
+    elif args.data is None:
+        raise SystemExit("mpclr cv: give a data set (a file, breast_cancer, edin, ...) or --synthetic NxD")
+    elif Path(args.data).exists():
+        label = int(args.label) if args.label.lstrip("-").isdigit() else args.label
+        data = load_csv(args.data, label=label)
+    else:
+        data = load(args.data)
+    return _run(args, data)
+
+
+def _demo(args) -> int:
+    """The README's main job: encrypted 5-fold CV on scikit-learn's breast-cancer data, 3 hospitals."""
+    from .data import load_breast_cancer
+
+    return _run(args, load_breast_cancer())
+
+
+def _study_arguments(p: argparse.ArgumentParser, folds: int) -> None:
+    p.add_argument("--parties", type=int, default=3, help="hospitals (key holders), default 3")
+    p.add_argument("--threshold", type=int, default=None, help="t for t-out-of-n (default: n)")
+    p.add_argument("--folds", type=int, default=folds, help=f"cross-validation folds (default {folds})")
+    p.add_argument("--iterations", type=int, default=None, help="Nesterov iterations (default: the twin's, 6)")
+    p.add_argument("--degree", type=int, default=None, choices=(3, 5, 7), help="sigmoid polynomial degree (default 5)")
+    p.add_argument("--learning-rate", type=float, default=None, help="step in units of 1/(c1 curvature) (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="public randomness: split, folds, synthetic data (default 0)")
+    p.add_argument("--preset", default="train", help="CKKS parameter set: train (default), deep, fast")
+    p.add_argument("--split", default="even", help="how rows are split over hospitals: even, or a column name")
+    p.add_argument("--json", metavar="OUT", help="write the full study record here")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="mpclr", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="threshold-HE demo on the embedded default data set")
-    demo.add_argument("--parties", type=int, default=3)
-    demo.add_argument("--preset", default="fast")
+    demo = sub.add_parser("demo", help="encrypted 5-fold CV on the embedded breast-cancer data, 3 hospitals")
+    _study_arguments(demo, folds=5)
     demo.set_defaults(func=_demo)
+    cv = sub.add_parser("cv", help="encrypted x-fold cross-validation of a data set, beside the twin and scikit-learn")
+    cv.add_argument("data", nargs="?", help="a CSV/TSV file, or breast_cancer, edin, lbw, pcs, uis")
+    cv.add_argument("--label", default="last", help="label column of a file: last, first, an index or a name")
+    cv.add_argument("--synthetic", metavar="NxD", help="a seeded synthetic data set instead, e.g. 49152x10")
+    _study_arguments(cv, folds=10)
+    cv.set_defaults(func=_cv)
     add_batch_parser(sub)
     args = parser.parse_args(argv)
     try:

@@ -134,11 +134,12 @@ PRESETS: dict[str, Params] = {
     "train": Params(
         name="train",
         n=16384,
-        coeff_bits=(60, 40, 40, 40, 40, 40, 40, 60),
-        scale_bits=40,
+        coeff_bits=(60, 50, 50, 50, 50, 50, 50, 60),
+        scale_bits=50,
         smudging_bits=20,
-        description="N=16384, scale 2^40, depth 6: one encrypted LR iteration with a degree-5 sigmoid (depth 5) "
-        "per collective refresh at level 1; smudging sigma 2^20; log2(QP) = 360, inside the 128-bit bound of 438",
+        description="N=16384, scale 2^50, depth 6: one encrypted LR iteration with a degree-5 sigmoid (depth 5) "
+        "per collective refresh at level 1; smudging sigma 2^20 is about 2^10 above the noise it hides and "
+        "costs about 1e-6 in precision at this scale; log2(QP) = 420, inside the 128-bit bound of 438",
     ),
     "deep": Params(
         name="deep",
