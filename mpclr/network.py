@@ -50,6 +50,19 @@ class TrafficLog:
             "by_sender": {k: dict(v) for k, v in sorted(self.by_sender.items())},
         }
 
+    def since(self, earlier: dict) -> dict:
+        """The traffic recorded after an earlier `summary()`, in the same shape."""
+        now = self.summary()
+        out = {"by_type": {}, "by_sender": {}}
+        for part in ("by_type", "by_sender"):
+            for k, v in now[part].items():
+                before = earlier[part].get(k, {"messages": 0, "bytes": 0})
+                d = {"messages": v["messages"] - before["messages"], "bytes": v["bytes"] - before["bytes"]}
+                if d["messages"]:
+                    out[part][k] = d
+        out["total_bytes"] = now["total_bytes"] - earlier["total_bytes"]
+        return out
+
     def reset(self) -> None:
         with self._lock:
             self.by_type.clear()

@@ -99,6 +99,11 @@ def run_cv(
     own_fed = fed is None
     if fed is None:
         fed = Federation(parties=config.parties, preset=config.preset, seed=config.seed, threshold=config.threshold)
+        traffic_start = {"by_type": {}, "by_sender": {}, "total_bytes": 0}
+    else:
+        if fed.n != config.parties:
+            raise ParameterError(f"parameter parties is {config.parties} but the federation has {fed.n} hospitals")
+        traffic_start = fed.traffic()
     timings["key_ceremony"] = time.perf_counter() - t0
     for party, part in zip(fed.parties, parts):
         party.load_data(part.X, part.y, part.rows)
@@ -181,7 +186,7 @@ def run_cv(
             "workers": log.workers,
             "iterations": log.iterations,
         },
-        "traffic": fed.traffic(),
+        "traffic": fed.network.traffic.since(traffic_start),
         "weights": {
             "encrypted": W.tolist(),
             "twin": twin.coef_.tolist(),
