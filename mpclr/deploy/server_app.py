@@ -38,7 +38,7 @@ from ..roles import Researcher, Server, Session
 from .site import params_to_json, session_fingerprint
 from .transport import FlowerNetwork, SiteError
 
-__all__ = ["StudyConfig", "DeployedFederation", "RemoteParty", "run_deployed_study", "DEFAULT_STUDY"]
+__all__ = ["StudyConfig", "DeployedFederation", "RemoteParty", "run_deployed_study", "make_server_app", "DEFAULT_STUDY"]
 
 DEFAULT_STUDY = "mpclr.deploy.study:encrypted_cv"
 
@@ -347,7 +347,8 @@ def run_deployed_study(grid, cfg: StudyConfig, study=None) -> dict:
         raise
 
 
-def _make_app():
+def make_server_app():
+    """The Flower ServerApp (mpclr.deploy.apps:server_app)."""
     from flwr.serverapp import ServerApp
 
     server_app = ServerApp()
@@ -360,10 +361,3 @@ def _make_app():
         run_deployed_study(grid, StudyConfig.from_run_config(context.run_config))
 
     return server_app
-
-
-def __getattr__(name):  # `app` is built on first use, so importing this module needs no Flower
-    if name == "app":
-        globals()["app"] = _make_app()
-        return globals()["app"]
-    raise AttributeError(name)

@@ -43,7 +43,8 @@ from ..network import Network
 from ..roles.node import Session
 from ..wire import Identity
 
-__all__ = ["SiteConfig", "SiteRuntime", "session_fingerprint", "params_to_json", "params_from_json", "answer"]
+__all__ = ["SiteConfig", "SiteRuntime", "session_fingerprint", "params_to_json", "params_from_json", "answer",
+           "make_client_app"]
 
 REPLY_CACHE_SIZE = 4
 
@@ -345,7 +346,8 @@ def answer(message, context):
     return Message(content, reply_to=message)
 
 
-def _make_app():
+def make_client_app():
+    """The Flower ClientApp (mpclr.deploy.apps:client_app)."""
     from flwr.clientapp import ClientApp
 
     client_app = ClientApp()
@@ -355,10 +357,3 @@ def _make_app():
         return answer(message, context)
 
     return client_app
-
-
-def __getattr__(name):  # `app` is built on first use, so importing this module needs no Flower
-    if name == "app":
-        globals()["app"] = _make_app()
-        return globals()["app"]
-    raise AttributeError(name)

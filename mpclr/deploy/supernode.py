@@ -33,7 +33,7 @@ from .tuning import Pacer, tune_supernode
 
 __all__ = ["Pacer", "tune_supernode", "serve_tasks", "run_site", "CLIENTAPP_REF"]
 
-CLIENTAPP_REF = "mpclr.deploy.site:app"
+CLIENTAPP_REF = "mpclr.deploy.apps:client_app"
 
 
 def _fab_clientapp(fab_bytes: bytes) -> str:

@@ -1,0 +1,224 @@
+"""The deployment's coordinator and site code over a stand-in Flower Grid (no processes, seconds).
+
+The grid below hands each message to the site's ClientApp function (mpclr.deploy.site.answer) with
+the site's node configuration, as a SuperNode would; it can lose a reply, or report a site dead, the
+way the SuperLink does. The loopback test (test_loopback.py) runs the same code under real Flower.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+pytest.importorskip("flwr")
+
+from flwr.app import Error, Message  # noqa: E402
+from flwr.common.constant import ErrorCode  # noqa: E402
+from flwr.supercore.task_identity import TaskIdentity  # noqa: E402
+
+import mpclr  # noqa: E402
+from mpclr.deploy.server_app import StudyConfig, run_deployed_study  # noqa: E402
+from mpclr.deploy.site import SiteConfig, answer  # noqa: E402
+from mpclr.deploy.study import encrypted_cv, fold_aucs  # noqa: E402
+from mpclr.errors import ProtocolError  # noqa: E402
+
+SCHEDULE = [[2.0, 0.0], [1.0, 0.0], [0.7, -0.2]]
+
+
+def make_data(n=180, d=3, seed=5):
+    g = np.random.default_rng(seed)
+    X = g.normal(size=(n, d)) * g.uniform(0.5, 3, d) + g.uniform(-2, 2, d)
+    logit = ((X - X.mean(0)) / X.std(0)) @ g.normal(size=d)
+    y = (g.uniform(size=n) < 1 / (1 + np.exp(-logit))).astype(int)
+    return X, y
+
+
+def write_sites(tmp_path, X, y, n=3):
+    """Each site's rows in its own CSV file (label last), as a hospital would keep them."""
+    configs = []
+    for i, rows in enumerate(np.array_split(np.arange(len(y)), n)):
+        path = tmp_path / f"site-{i + 1}.csv"
+        np.savetxt(path, np.column_stack([X[rows], y[rows]]), delimiter=",", fmt="%.10g",
+                   header=",".join([f"x{j}" for j in range(X.shape[1])] + ["y"]), comments="")
+        configs.append(SiteConfig(f"hospital-{i + 1}", str(tmp_path / f"keystore-{i + 1}"), str(path)))
+    return configs
+
+
+class FakeGrid:
+    """push_messages / pull_messages / get_nodes of a Flower Grid, answered by the sites' ClientApp code."""
+
+    def __init__(self, sites: list[SiteConfig]):
+        TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 1, 1, 1
+        self.sites = {100 + i: s for i, s in enumerate(sites)}
+        self.inbox: dict[str, Message] = {}
+        self.dead: set[str] = set()  # site names whose messages get a NODE_UNAVAILABLE reply
+        self.lose_next: set[str] = set()  # site names whose next reply is replaced by a Flower error once
+        self.delivered: list[tuple[str, str]] = []  # (site, step)
+        self.on_push = None
+
+    def get_nodes(self):
+        return [SimpleNamespace(node_id=nid, name=s.name) for nid, s in self.sites.items() if s.name not in self.dead]
+
+    def push_messages(self, messages):
+        ids = []
+        for m in messages:
+            m.metadata.__dict__["_message_id"] = m.object_id
+            self.inbox[m.metadata.message_id] = m
+            ids.append(m.metadata.message_id)
+        if self.on_push:
+            self.on_push(self, messages)
+        return ids
+
+    def pull_messages(self, ids):
+        out = []
+        for mid in list(ids):
+            m = self.inbox.pop(mid, None)
+            if m is None:
+                continue
+            site = self.sites[m.metadata.dst_node_id]
+            if site.name in self.dead:
+                out.append(Message(Error(ErrorCode.NODE_UNAVAILABLE, "no heartbeat"), reply_to=m))
+                continue
+            reply = answer(m, SimpleNamespace(node_config=_node_config(site)))
+            self.delivered.append((site.name, m.metadata.group_id))
+            if site.name in self.lose_next:
+                self.lose_next.discard(site.name)
+                reply = Message(Error(ErrorCode.CLIENT_APP_CRASHED, "reply lost"), reply_to=m)
+            out.append(reply)
+        return out
+
+
+def _node_config(site: SiteConfig) -> dict:
+    return {"site-name": site.name, "keystore": site.keystore, "data": site.data}
+
+
+def study_config(tmp_path, threshold=0, **options):
+    return StudyConfig(output=str(tmp_path / "out"), sites=["hospital-1", "hospital-2", "hospital-3"],
+                       threshold=threshold, preset="train", seed=3, join_timeout=5, round_timeout=30,
+                       poll=0.0, max_poll=0.0, options={"folds": 3, "schedule": json.dumps(SCHEDULE), **options})
+
+
+def in_process(X, y, threshold=None):
+    fed = mpclr.Federation(parties=3, preset="train", threshold=threshold)
+    for p, rows in zip(fed.parties, np.array_split(np.arange(len(y)), 3)):
+        p.load_data(X[rows], y[rows], rows)
+    res = encrypted_cv(fed, {"folds": 3, "schedule": SCHEDULE, "seed": 3, "workers": 0})
+    fed.close()
+    return res
+
+
+@pytest.fixture(scope="module")
+def data():
+    return make_data()
+
+
+def test_study_over_the_grid_equals_in_process(tmp_path, data):
+    X, y = data
+    grid = FakeGrid(write_sites(tmp_path, X, y))
+    grid.lose_next.add("hospital-2")  # the first reply from hospital-2 is lost: the request is sent again
+    res = run_deployed_study(grid, study_config(tmp_path, workers=0))
+    ref = in_process(X, y)
+    assert res["status"] == "ok" and res["unavailable"] == []
+    assert res["study"]["fold_of_row"] == ref["fold_of_row"]
+    assert np.abs(np.array(res["study"]["models"]) - np.array(ref["models"])).max() < 2e-3
+    a, b = fold_aucs(res["study"], X, y), fold_aucs(ref, X, y)
+    assert max(abs(u - v) for u, v in zip(a, b)) < 0.002
+    assert res["network"]["retries"] == 1
+    assert json.loads((tmp_path / "out" / "result.json").read_text())["fingerprint"] == res["fingerprint"]
+    assert [s["row_offset"] for s in res["sites"]] == [0, 60, 120]
+    # every site logged the same fingerprint in its keystore, and keeps its secrets private
+    for i in (1, 2, 3):
+        root = tmp_path / f"keystore-{i}"
+        sess = root / "sessions" / res["session"]
+        assert json.loads((sess / "site-session.json").read_text())["fingerprint"] == res["fingerprint"]
+        assert stat.S_IMODE(os.stat(root).st_mode) == 0o700
+        secrets = [p for p in sess.iterdir() if p.name.startswith("secret-")]
+        assert any(p.name == "secret-key-share.bin" for p in secrets)
+        assert all(stat.S_IMODE(os.stat(p).st_mode) == 0o600 for p in secrets)
+
+
+def test_a_repeated_request_gets_the_same_reply(tmp_path, data):
+    X, y = data
+    grid = FakeGrid(write_sites(tmp_path, X, y))
+    sent = []
+    grid.on_push = lambda g, msgs: sent.extend(msgs)
+    with pytest.raises(ZeroDivisionError):  # stop right after the key ceremony
+        run_deployed_study(grid, study_config(tmp_path), study=lambda fed, cfg: 1 / 0)
+    first = sent[-1]  # the last request a site answered (the relinearization key's second round)
+    assert first.metadata.group_id == "rlk.round2"
+    site = grid.sites[first.metadata.dst_node_id]
+    again = Message(first.content, dst_node_id=first.metadata.dst_node_id, message_type="query", group_id="x")
+    TaskIdentity.run_id = 1
+    again.metadata.__dict__["_message_id"] = "retry"
+    r1 = answer(again, SimpleNamespace(node_config=_node_config(site)))
+    r2 = answer(again, SimpleNamespace(node_config=_node_config(site)))
+    assert r1.content["mpclr"]["cached"] and r2.content["mpclr"]["cached"]
+    assert bytes(r1.content["mpclr-body"]["body"].data) == bytes(r2.content["mpclr-body"]["body"].data)
+    failed = json.loads((tmp_path / "out" / "failed.json").read_text())
+    assert failed["phase"] == "study" and not (tmp_path / "out" / "result.json").exists()
+
+
+def test_two_of_three_goes_on_without_a_dead_site(tmp_path, data):
+    X, y = data
+    grid = FakeGrid(write_sites(tmp_path, X, y))
+
+    def kill_during_training(g, msgs):
+        if any(m.metadata.group_id == "refresh.share" for m in msgs) and "hospital-3" not in g.dead:
+            g.dead.add("hospital-3")
+            g.killed_at = len(g.delivered)
+
+    grid.on_push = kill_during_training
+    res = run_deployed_study(grid, study_config(tmp_path, threshold=2, workers=0))
+    assert res["unavailable"] == ["hospital-3"]
+    ref = in_process(X, y, threshold=2)
+    a, b = fold_aucs(res["study"], X, y), fold_aucs(ref, X, y)
+    assert max(abs(u - v) for u, v in zip(a, b)) < 0.002
+    assert "hospital-3" not in {s for s, _ in grid.delivered[grid.killed_at:]}
+    assert {"refresh.share", "decrypt.share"} <= {step for _, step in grid.delivered[grid.killed_at:]}
+
+
+def test_three_of_three_stops_with_a_clear_error(tmp_path, data):
+    X, y = data
+    grid = FakeGrid(write_sites(tmp_path, X, y))
+    grid.on_push = lambda g, msgs: g.dead.add("hospital-2") if any(
+        m.metadata.group_id == "lr.encrypt" for m in msgs) else None
+    with pytest.raises(ProtocolError, match="hospital-2"):
+        run_deployed_study(grid, study_config(tmp_path, workers=0))
+    out = tmp_path / "out"
+    failed = json.loads((out / "failed.json").read_text())
+    assert "hospital-2" in failed["error"] and failed["unavailable"] == ["hospital-2"]
+    assert not (out / "result.json").exists()  # nothing half-done is presented as a result
+
+
+def test_a_site_refuses_a_session_without_its_key(tmp_path, data):
+    X, y = data
+    sites = write_sites(tmp_path, X, y)
+    grid = FakeGrid(sites)
+    import mpclr.deploy.server_app as sa
+
+    real = sa.bootstrap
+
+    def tampered(net, found, cfg, note):
+        found["hospital-1"]["identity"] = "00" * 64  # the coordinator puts another key under hospital-1
+        return real(net, found, cfg, note)
+
+    sa.bootstrap = tampered
+    try:
+        with pytest.raises(ProtocolError, match="roster does not hold this site's identity"):
+            run_deployed_study(grid, study_config(tmp_path))
+    finally:
+        sa.bootstrap = real
+
+
+def test_site_configuration_errors_name_the_problem(tmp_path, data):
+    X, y = data
+    sites = write_sites(tmp_path, X, y)
+    sites[1] = SiteConfig("hospital-2", sites[1].keystore, str(tmp_path / "missing.csv"))
+    grid = FakeGrid(sites)
+    with pytest.raises(ProtocolError, match="hospital-2.*missing.csv"):
+        run_deployed_study(grid, study_config(tmp_path))
