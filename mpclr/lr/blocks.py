@@ -123,11 +123,15 @@ class BlockEngine:
         return sorted({b for (gg, b, j) in self.Z if gg == g})
 
     def prepare(self, masks: dict[tuple[int, int], np.ndarray]) -> None:
-        """ZM = Z * mask (the mask holds R d_lead / n_k where the sample trains model k, else 0)."""
+        """ZM = Z * mask (the mask holds R d_lead / n_k where the sample trains model k, else 0), made at
+        the lowest level it is used at (refresh level + 1, where G = P * ZM lands on the refresh level):
+        fewer primes make it cheaper to derive and to keep."""
+        level = min(self.refresh_level + 2, self.top)
         for (g, b), mask in sorted(masks.items()):
-            pt = self.encode(mask, float(self.primes[self.top]), self.top)
+            pt = self.encode(mask, float(self.primes[level]), level)
             for j in range(self.features):
-                self.ZM[(g, b, j)] = self.mul_plain(self.Z[(g, b, j)], pt)
+                z = Enc(self.down(self.Z[(g, b, j)], level), level)
+                self.ZM[(g, b, j)] = self.mul_plain(z, pt)
 
     # ------------------------------------------------------------------ gradient
     def gradient_part(self, V: dict[tuple[int, int], Enc]) -> dict[tuple[int, int], Enc]:
