@@ -1,0 +1,85 @@
+"""A real deployment on 127.0.0.1: a SuperLink and 3 SuperNodes (TLS, SuperNode authentication,
+telemetry off, no runtime dependency installation), studies submitted with `flwr run`.
+
+1. 3-of-3: the deployed study equals the in-process run with the same seed (fold assignment, AUCs).
+2. 2-of-3 on the same deployment: one site is killed (SIGKILL) during training; the study finishes
+   with the other two and names the dead one.
+Then every process the deployment started is gone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+pytest.importorskip("flwr")
+
+import mpclr  # noqa: E402
+from mpclr.deploy.local import LocalDeployment, SiteSpec, tagged_processes  # noqa: E402
+from mpclr.deploy.study import encrypted_cv, fold_aucs  # noqa: E402
+
+from .test_transport import make_data  # noqa: E402
+
+SCHEDULE = [[2.0, 0.0], [1.0, 0.0], [0.7, -0.2], [0.5, -0.3]]
+STUDY = {"preset": "train", "folds": 3, "seed": 3, "schedule": json.dumps(SCHEDULE), "workers": 0,
+         "round-timeout": 120.0}
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory):
+    os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
+    root = tmp_path_factory.mktemp("loopback")
+    X, y = make_data(n=150, d=3, seed=11)
+    sites = []
+    for i, rows in enumerate(np.array_split(np.arange(len(y)), 3)):
+        path = root / f"hospital-{i + 1}.csv"
+        np.savetxt(path, np.column_stack([X[rows], y[rows]]), delimiter=",", fmt="%.10g")
+        sites.append(SiteSpec(f"hospital-{i + 1}", str(path)))
+    dep = LocalDeployment(root / "deployment", sites)
+    try:
+        dep.start()
+        yield dep, X, y
+    finally:
+        dep.stop()
+        assert tagged_processes(dep.tag) == [], "processes left behind"
+
+
+def test_deployed_study_equals_in_process(deployment):
+    dep, X, y = deployment
+    res = dep.run_study(STUDY, timeout=600)
+    fed = mpclr.Federation(parties=3, preset="train")
+    for p, rows in zip(fed.parties, np.array_split(np.arange(len(y)), 3)):
+        p.load_data(X[rows], y[rows], rows)
+    ref = encrypted_cv(fed, {"folds": 3, "seed": 3, "schedule": SCHEDULE, "workers": 0})
+    fed.close()
+    assert res["status"] == "ok" and res["unavailable"] == []
+    assert res["study"]["fold_of_row"] == ref["fold_of_row"]
+    a, b = fold_aucs(res["study"], X, y), fold_aucs(ref, X, y)
+    assert max(abs(u - v) for u, v in zip(a, b)) < 0.002, (a, b)
+    assert res["network"]["rounds"] >= 20
+    assert set(res["bytes_per_site"]) == {"hospital-1", "hospital-2", "hospital-3"}
+    # TLS and SuperNode authentication were on: the SuperLink has no plaintext port, the sites were registered
+    log = (dep.root / "logs" / "superlink.log").read_text()
+    assert "--insecure" not in " ".join(dep.procs["superlink"].args)
+    assert "register-node" in log or "RegisterNode" in log
+
+
+def test_two_of_three_finishes_when_a_site_dies(deployment):
+    dep, X, y = deployment
+    killed = []
+
+    def kill_in_training(event):
+        if event["event"] == "training" and event.get("done") == 1 and not killed:
+            dep.kill_site("hospital-3")
+            killed.append(event)
+
+    res = dep.run_study({**STUDY, "threshold": 2}, timeout=600, on_progress=kill_in_training)
+    assert killed, "the study ended before a site could be killed"
+    assert res["status"] == "ok"
+    assert res["unavailable"] == ["hospital-3"]
+    assert "hospital-3" in res["unavailable_why"]
+    aucs = fold_aucs(res["study"], X, y)
+    assert min(aucs) > 0.6
