@@ -109,6 +109,69 @@ MESSAGES: tuple[MessageKind, ...] = (
         "with all needed shares: the result plus noise, to the researcher only; c1 alone is uniform, "
         "and the smudging hides the ciphertext noise (a function of the key)",
     ),
+    MessageKind(
+        "shamir.deal",
+        "2b. t-out-of-n",
+        (SERVER, HOSPITAL, "nothing"),
+        (HOSPITAL, SERVER, "Shamir shares f_i(x_k) of its key share, each in a sealed box only hospital k opens"),
+        "nothing to the server (it relays opaque boxes); to hospital k one point of a random polynomial",
+    ),
+    MessageKind(
+        "shamir.receive",
+        "2b. t-out-of-n",
+        (SERVER, HOSPITAL, "the sealed boxes addressed to it"),
+        (HOSPITAL, SERVER, "an acknowledgement"),
+        "nothing: fewer than t points of each polynomial are independent of the share",
+    ),
+    MessageKind(
+        "refresh.share",
+        "6. refresh",
+        (SERVER, HOSPITAL, "c1 of each input ciphertext, the public coefficients of each output"),
+        (HOSPITAL, SERVER, "per input s_i*c1 + e - M_i (masked), per output -s_i*a' + r*M_i + e"),
+        "to the server: values masked by 2^40-times-larger random masks; the outputs are fresh ciphertexts",
+    ),
+    MessageKind(
+        "researcher.key",
+        "7. results",
+        (RESEARCHER, HOSPITAL, "the researcher's own public key"),
+        (HOSPITAL, RESEARCHER, "the hash of the key it registered"),
+        "a public key",
+    ),
+    MessageKind(
+        "ct.keyswitch",
+        "7. results",
+        (RESEARCHER, SERVER, "the handle of a result and who takes part"),
+        (SERVER, RESEARCHER, "the result re-encrypted under the researcher's key"),
+        "to the server nothing (it cannot decrypt either key's ciphertexts); to the researcher the result",
+    ),
+    MessageKind(
+        "pcks.share",
+        "7. results",
+        (SERVER, HOSPITAL, "c1 and the hash of the registered researcher key"),
+        (HOSPITAL, SERVER, "s_i*c1 + u_i*p0' + e (smudged), u_i*p1' + e"),
+        "RLWE samples; their sum is the result under the researcher's key",
+    ),
+    MessageKind(
+        "lr.folds",
+        "5. data",
+        (SERVER, HOSPITAL, "the number of folds and the public seed"),
+        (HOSPITAL, SERVER, "its global row numbers and their fold ids (stratified by its own labels)"),
+        "row counts per hospital and fold; a fold id says nothing about a row's label",
+    ),
+    MessageKind(
+        "lr.aggregate",
+        "5. data",
+        (SERVER, HOSPITAL, "nothing"),
+        (HOSPITAL, SERVER, "[rows, per-feature sums, cross-products] of its rows, encrypted"),
+        "nothing: only the sum over hospitals is decrypted (pooled count, means, correlation matrix)",
+    ),
+    MessageKind(
+        "lr.encrypt",
+        "5. data",
+        (SERVER, HOSPITAL, "the public layout, the pooled scaling, fold sizes"),
+        (HOSPITAL, SERVER, "its rows z = y'[1, x] / R and its share of the gradient's constant term, encrypted"),
+        "nothing about the rows: ciphertexts under the collective key",
+    ),
 )
 
 ROLES: dict[str, dict[str, str]] = {
