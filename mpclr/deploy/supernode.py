@@ -126,8 +126,9 @@ def serve_tasks(address: str, pacer: Pacer, stop: threading.Event, log=print) ->
                 pacer.active()
                 _run_task(address, res.token, answer, log)
                 pacer.active()
-            else:
-                pacer.idle_sleep()
+            else:  # woken by the SuperNode loop when a message arrives; a slow poll as a safety net
+                pacer.work.wait(pacer.idle_poll)
+                pacer.work.clear()
     finally:
         client.close()
 
@@ -178,7 +179,7 @@ def run_site(config_path) -> None:
     X, y = runtime.data()
     log(f"{len(y)} rows x {X.shape[1]} features from {sc.data}{' part ' + sc.part if sc.part else ''}; "
         f"keystore {sc.keystore}; identity {ident.public_bytes.hex()[:16]}")
-    pacer = Pacer(float(node.get("poll", 0.02)), float(node.get("idle-poll", 1.0)),
+    pacer = Pacer(float(node.get("poll", 0.05)), float(node.get("idle-poll", 1.0)),
                   float(node.get("idle-after", 120.0)))
     tune_supernode(pacer, float(node.get("heartbeat", 10.0)))
     argv = supernode_args(site, node, sc.node_config())

@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import threading
 import time as _time
 
 __all__ = ["Pacer", "fast_object_pulls", "tune_supernode"]
@@ -38,9 +39,12 @@ def fast_object_pulls(initial_backoff: float = 0.01, backoff_cap: float = 1.0) -
 class Pacer:
     """Poll fast while messages flow, slowly when the site has been idle for a while."""
 
-    def __init__(self, poll: float = 0.02, idle_poll: float = 1.0, idle_after: float = 120.0):
+    def __init__(self, poll: float = 0.05, idle_poll: float = 1.0, idle_after: float = 120.0):
         self.poll, self.idle_poll, self.idle_after = float(poll), float(idle_poll), float(idle_after)
         self.last_active = _time.monotonic()
+        # set when the SuperNode holds a message for the ClientApp: the in-process ClientApp waits on
+        # it instead of polling the Runtime API on its own
+        self.work = threading.Event()
 
     def active(self) -> None:
         self.last_active = _time.monotonic()
@@ -67,6 +71,7 @@ class _PacedTime:
             self._pacer.idle_sleep()
         else:  # waiting for a reply or its contents: a message is being handled
             self._pacer.active()
+            self._pacer.work.set()
             _time.sleep(min(seconds, self._pacer.poll))
 
     def __getattr__(self, name):

@@ -1,0 +1,150 @@
+"""Deployment benchmark: the same study in one process and over a loopback Flower deployment.
+
+    python benchmarks/deployment.py                       # paper scale: 49,152 x 10, 10 folds, 3 sites
+    python benchmarks/deployment.py --data synthetic:400x4 --folds 5 --ping 10   # a quick look
+
+Parts:
+  ping      rounds of a no-op request to every site: what a round costs with nothing to compute,
+            out of the box (plain flower-supernode, a ClientApp process per message) and tuned
+            (mpclr.deploy's site process); skipped with --ping 0
+  study     the default study (mpclr.deploy.study:encrypted_cv) in process, then deployed (tuned):
+            time per phase, Flower rounds, bytes per site, per-round overhead (round wall time minus the
+            slowest site's own handling time)
+
+Goal (issue 7): the whole deployed study within 2x of the in-process time. Writes
+benchmarks/results/deployment.json (or --name) and prints tables. The machine's load average is
+recorded: on a shared 2-core machine other jobs move every number here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import table, write  # noqa: E402
+
+import mpclr  # noqa: E402
+from mpclr import data as mdata  # noqa: E402
+from mpclr.deploy.local import LocalDeployment, SiteSpec  # noqa: E402
+from mpclr.deploy.study import encrypted_cv, fold_aucs  # noqa: E402
+
+
+def sites_for(args, folder: Path) -> tuple[list[SiteSpec], np.ndarray, np.ndarray]:
+    """Each site's rows in its own CSV file, as at a hospital (the coordinator never reads them)."""
+    ds = mdata.load(args.data)
+    specs = []
+    for i, rows in enumerate(np.array_split(np.arange(len(ds.y)), args.sites)):
+        path = folder / f"hospital-{i + 1}.csv"
+        np.savetxt(path, np.column_stack([ds.X[rows], ds.y[rows]]), delimiter=",", fmt="%.17g")
+        specs.append(SiteSpec(f"hospital-{i + 1}", str(path)))
+    return specs, ds.X, ds.y
+
+
+def ping(mode: str, specs, rounds: int, work: Path) -> dict:
+    with LocalDeployment(work / f"ping-{mode}", specs, mode=mode) as dep:
+        started = dep.timings["start"]
+        res = dep.run_study({"study": "mpclr.deploy.study:ping", "rounds": rounds, "preset": "fast",
+                             "threshold": 0}, timeout=3600)
+    times = sorted(res["study"]["round_seconds"])
+    return {"mode": mode, "start_s": started, "rounds": rounds, "median_s": times[len(times) // 2],
+            "mean_s": float(np.mean(times)), "min_s": times[0], "max_s": times[-1],
+            "ceremony_s": res["seconds"]["key_ceremony"]}
+
+
+def in_process(args, X, y) -> dict:
+    t0 = time.perf_counter()
+    fed = mpclr.Federation(parties=args.sites, preset=args.preset, threshold=args.threshold or None, seed=args.seed)
+    ceremony = time.perf_counter() - t0
+    for p, rows in zip(fed.parties, np.array_split(np.arange(len(y)), args.sites)):
+        p.load_data(X[rows], y[rows], rows)
+    t1 = time.perf_counter()
+    res = encrypted_cv(fed, {"folds": args.folds, "seed": args.seed, "workers": args.workers})
+    study = time.perf_counter() - t1
+    traffic = fed.network.traffic
+    per_site = {}
+    for p in fed.parties:
+        per_site[p.name] = {
+            "sent": sum(v["bytes"] for (s, r), v in traffic.by_link.items() if s == p.name),
+            "received": sum(v["bytes"] for (s, r), v in traffic.by_link.items() if r == p.name),
+        }
+    fed.close()
+    return {"seconds": {"key_ceremony": ceremony, "study": study, "total": time.perf_counter() - t0},
+            "study": res, "bytes_per_site": per_site, "round_trips": fed.network.round_trips}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default="synthetic:49152x10")
+    ap.add_argument("--sites", type=int, default=3)
+    ap.add_argument("--threshold", type=int, default=0)
+    ap.add_argument("--preset", default="train")
+    ap.add_argument("--folds", type=int, default=10)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--workers", default="auto")
+    ap.add_argument("--ping", type=int, default=20, help="rounds of the no-op round test (0: skip)")
+    ap.add_argument("--no-study", action="store_true")
+    ap.add_argument("--name", default="deployment")
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="mpclr-deploy-bench-"))
+    out: dict = {"args": vars(args)}
+    try:
+        specs, X, y = sites_for(args, work)
+        if args.ping:
+            out["ping"] = [ping(mode, specs, args.ping, work) for mode in ("flower", "tuned")]
+            print("\nA round with nothing to compute (3 sites, TLS + SuperNode authentication):")
+            print(table(out["ping"], ["mode", "rounds", "median_s", "mean_s", "min_s", "max_s", "start_s",
+                                      "ceremony_s"]))
+        if not args.no_study:
+            local = in_process(args, X, y)
+            with LocalDeployment(work / "study", specs) as dep:
+                cfg = {"preset": args.preset, "threshold": args.threshold, "folds": args.folds, "seed": args.seed,
+                       "workers": args.workers, "round-timeout": 3600.0}
+                deployed = dep.run_study(cfg, timeout=6 * 3600)
+            a, b = fold_aucs(local["study"], X, y), fold_aucs(deployed["study"], X, y)
+            out["in_process"] = {k: v for k, v in local.items() if k != "study"}
+            out["in_process"]["study_seconds"] = local["study"]["seconds"]
+            out["deployed"] = {k: v for k, v in deployed.items() if k not in ("study", "traffic")}
+            out["deployed"]["study_seconds"] = deployed["study"]["seconds"]
+            out["auc"] = {"in_process": a, "deployed": b, "max_difference": max(abs(u - v) for u, v in zip(a, b))}
+            out["same_folds"] = local["study"]["fold_of_row"] == deployed["study"]["fold_of_row"]
+            phases = sorted(set(local["study"]["seconds"]) | set(deployed["study"]["seconds"]),
+                            key=list(local["study"]["seconds"]).index)
+            rows = [{"phase": "key ceremony", "in_process_s": local["seconds"]["key_ceremony"],
+                     "deployed_s": deployed["seconds"]["key_ceremony"]}]
+            rows += [{"phase": p, "in_process_s": local["study"]["seconds"].get(p),
+                      "deployed_s": deployed["study"]["seconds"].get(p)} for p in phases]
+            rows.append({"phase": "whole study", "in_process_s": local["seconds"]["total"],
+                         "deployed_s": deployed["seconds"]["total"]})
+            for r in rows:
+                if r["in_process_s"] and r["deployed_s"]:
+                    r["ratio"] = r["deployed_s"] / r["in_process_s"]
+            out["phases"] = rows
+            net = deployed["network"]
+            print(f"\nThe study ({args.data}, {args.folds} folds, {args.sites} sites, preset {args.preset}):")
+            print(table(rows, ["phase", "in_process_s", "deployed_s", "ratio"]))
+            print(f"\n{net['rounds']} Flower rounds; per-round overhead median {net['overhead_median']:.3f} s, "
+                  f"mean {net['overhead_mean']:.3f} s, total {net['overhead_total']:.1f} s; "
+                  f"same folds: {out['same_folds']}; max AUC difference {out['auc']['max_difference']:.2e}")
+            steps = [{"step": k, **v} for k, v in net["by_step"].items()]
+            print(table(steps, ["step", "rounds", "seconds", "overhead"]))
+            sites = [{"site": s, "sent_MB": v["sent"] / 1e6, "received_MB": v["received"] / 1e6,
+                      "in_process_sent_MB": local["bytes_per_site"][s]["sent"] / 1e6}
+                     for s, v in deployed["bytes_per_site"].items()]
+            print(table(sites, ["site", "sent_MB", "received_MB", "in_process_sent_MB"]))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    path = write(args.name, json.loads(json.dumps(out, default=float)))
+    print(f"\nwrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
