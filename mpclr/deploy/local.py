@@ -26,7 +26,7 @@ from ..errors import MpclrError
 from .appdir import run_config_args, write_app
 from .certs import make_ca, make_node_keys, make_server_cert
 
-__all__ = ["LocalDeployment", "SiteSpec", "StudyFailed", "free_port"]
+__all__ = ["LocalDeployment", "SiteSpec", "StudyFailed", "free_port", "submit_study", "tagged_processes"]
 
 TAG = "MPCLR_DEPLOY_TAG"
 
@@ -217,43 +217,12 @@ class LocalDeployment:
 
     # --- run ------------------------------------------------------------------------------------
     def run_study(self, run_config: dict | None = None, *, timeout: float = 1800.0, on_progress=None) -> dict:
-        """Submit a study with `flwr run` and wait for its result (returns result.json as a dict);
-        raises StudyFailed with the coordinator's failed.json when the study stops."""
+        """Submit a study to this deployment (see submit_study)."""
+        values = {"sites": ",".join(s.name for s in self.sites), **(run_config or {})}
         out = self.root / "coordinator" / f"study-{int(time.time() * 1000)}"
-        app = write_app(self.root / "coordinator" / "app")
-        values = {"output": str(out), "sites": ",".join(s.name for s in self.sites), **(run_config or {})}
-        t0 = time.perf_counter()
-        text = self._cli(["run", str(app), self.connection, *run_config_args(values), "--format", "json"])
-        try:
-            run_id = json.loads(text[text.index("{"):])["run-id"]
-        except (ValueError, KeyError):
-            raise MpclrError(f"flwr run gave no run id: {text[-500:]}") from None
-        self.log(f"study submitted as Flower run {run_id}; results in {out}")
-        seen = 0
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            progress = out / "progress.jsonl"
-            if on_progress and progress.exists():
-                lines = progress.read_text().splitlines()
-                for line in lines[seen:]:
-                    try:
-                        on_progress(json.loads(line))
-                    except json.JSONDecodeError:
-                        break
-                    seen += 1
-            if (out / "result.json").exists():
-                result = json.loads((out / "result.json").read_text())
-                result["wall_seconds"] = time.perf_counter() - t0
-                result["run_id"] = run_id
-                result["output"] = str(out)
-                return result
-            if (out / "failed.json").exists():
-                rec = json.loads((out / "failed.json").read_text())
-                raise StudyFailed(f"the study stopped in {rec.get('phase')}: {rec.get('error')}", rec)
-            if self.procs["superlink"].poll() is not None:
-                raise StudyFailed(f"the SuperLink exited (code {self.procs['superlink'].returncode})")
-            time.sleep(0.1)
-        raise StudyFailed(f"no result after {timeout:.0f} s (see {out} and {self.root}/logs)")
+        return submit_study(self.connection, values, out, flwr_home=self.home, timeout=timeout,
+                            on_progress=on_progress, alive=lambda: self.procs["superlink"].poll() is None,
+                            log=self.log)
 
     def kill_site(self, name: str, sig: int = signal.SIGKILL) -> None:
         """End a site at once (its SuperNode and ClientApp processes), as a crash or power cut would."""
@@ -323,3 +292,54 @@ def tagged_processes(tag: str) -> list[int]:
         except (OSError, IndexError):
             continue
     return found
+
+
+def submit_study(connection: str, run_config: dict, output, *, flwr_home=None, timeout: float = 6 * 3600.0,
+                 on_progress=None, alive=None, log=None) -> dict:
+    """Run a study on a running deployment and wait for its result: the coordinator's (or a notebook's)
+    way in. `connection` names a SuperLink connection in FLWR_HOME/config.toml; the ServerApp runs on
+    the SuperLink's machine and writes into `output` there (so this waits on the same machine).
+
+    Returns result.json as a dict; raises StudyFailed with failed.json when the study stops."""
+    log = log or (lambda text: print(f"[mpclr] {text}", file=sys.stderr, flush=True))
+    out = Path(output).resolve()
+    home = Path(flwr_home) if flwr_home else Path(os.environ.get("FLWR_HOME", Path.home() / ".flwr"))
+    app = write_app(out.parent / f".{out.name}-app")
+    values = {**run_config, "output": str(out)}
+    env = dict(os.environ, FLWR_HOME=str(home), FLWR_TELEMETRY_ENABLED="0", FLWR_DISABLE_UPDATE_CHECK="1",
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    t0 = time.perf_counter()
+    res = subprocess.run([_bin("flwr"), "run", str(app), connection, *run_config_args(values), "--format", "json"],
+                         capture_output=True, text=True, env=env, timeout=300, stdin=subprocess.DEVNULL)
+    text = res.stdout
+    try:
+        reply = json.loads(text[text.index("{"):])
+        run_id = reply["run-id"]
+    except (ValueError, KeyError):
+        raise MpclrError(f"flwr run did not start the study: {text[-800:]} {res.stderr[-800:]}") from None
+    if not run_id:
+        raise MpclrError(f"flwr run did not start the study: {reply.get('error-message', reply)}")
+    log(f"study submitted as Flower run {run_id}; results in {out}")
+    seen = 0
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        progress = out / "progress.jsonl"
+        if on_progress and progress.exists():
+            for line in progress.read_text().splitlines()[seen:]:
+                try:
+                    event = json.loads(line)
+                except json.JSONDecodeError:
+                    break  # a line still being written
+                seen += 1
+                on_progress(event)
+        if (out / "result.json").exists():
+            result = json.loads((out / "result.json").read_text())
+            result.update(wall_seconds=time.perf_counter() - t0, run_id=run_id, output=str(out))
+            return result
+        if (out / "failed.json").exists():
+            rec = json.loads((out / "failed.json").read_text())
+            raise StudyFailed(f"the study stopped in {rec.get('phase')}: {rec.get('error')}", rec)
+        if alive is not None and not alive():
+            raise StudyFailed("the SuperLink exited during the study")
+        time.sleep(0.1)
+    raise StudyFailed(f"no result after {timeout:.0f} s (see {out})")
