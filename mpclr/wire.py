@@ -1,7 +1,7 @@
 """Every protocol message is bytes in one envelope:
 
     "MPCLR" | u8 version | u8 kind | str type | 16B session | 16B parameter set | str sender | str recipient
-    | u64 sequence | u64 body length | body | 64B Ed25519 signature over SHA-256(everything before it)
+    | u64 sequence | u64 body length | body | 16B Poly1305 tag over everything before it
 
 (str = u8 length + UTF-8.) The body is a record: u32 JSON length, JSON of small fields, then binary
 blobs that the JSON references as {"$blob": index}. No pickle anywhere: a message cannot carry code.
@@ -21,18 +21,19 @@ from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.hazmat.primitives.poly1305 import Poly1305
 
 from .errors import MessageError
 
 MAGIC = b"MPCLR"
-VERSION = 1
+VERSION = 2
 KIND_REQUEST, KIND_REPLY, KIND_ERROR = 1, 2, 3
 KIND_NAMES = {KIND_REQUEST: "request", KIND_REPLY: "reply", KIND_ERROR: "error"}
-SIGNATURE_BYTES = 64
+TAG_BYTES = 16
 
 __all__ = ["Message", "seal_message", "open_message", "peek", "encode_body", "decode_body", "Identity", "seal_box"]
 
@@ -42,12 +43,26 @@ class Identity:
     the node may read even when the server relays it). The private halves stay in the node; the roster
     holds `public_bytes` = Ed25519 public key (32 bytes) || X25519 public key (32 bytes)."""
 
-    __slots__ = ("_key", "_box", "public_bytes")
+    __slots__ = ("_key", "_box", "public_bytes", "_links")
 
     def __init__(self):
         self._key = Ed25519PrivateKey.generate()
         self._box = X25519PrivateKey.generate()
         self.public_bytes = self._key.public_key().public_bytes_raw() + self._box.public_key().public_bytes_raw()
+        self._links: dict[bytes, bytes] = {}
+
+    def link_key(self, peer_public: bytes) -> bytes:
+        """The key this node shares with one peer (X25519 + HKDF), from which every message between the
+        two gets its own one-time MAC key. Only the two of them can compute it."""
+        peer_box = bytes(peer_public)[32:64]
+        key = self._links.get(peer_box)
+        if key is None:
+            shared = self._box.exchange(X25519PublicKey.from_public_bytes(peer_box))
+            own = self.public_bytes[32:]
+            info = b"mpclr/link/v1" + min(own, peer_box) + max(own, peer_box)
+            key = HKDF(hashes.SHA256(), 32, salt=None, info=info).derive(shared)
+            self._links[peer_box] = key
+        return key
 
     def sign(self, digest: bytes) -> bytes:
         return self._key.sign(digest)
@@ -64,6 +79,7 @@ class Identity:
         ident = cls.__new__(cls)
         ident._key = Ed25519PrivateKey.from_private_bytes(raw[:32])
         ident._box = X25519PrivateKey.from_private_bytes(raw[32:])
+        ident._links = {}
         ident.public_bytes = ident._key.public_key().public_bytes_raw() + ident._box.public_key().public_bytes_raw()
         return ident
 
@@ -185,6 +201,12 @@ def decode_body(body: bytes) -> dict:
     return conv(meta)
 
 
+def _message_key(link_key: bytes, sender: str, recipient: str, seq: int) -> bytes:
+    """A one-time Poly1305 key per (direction, sequence number): never reused under one link key."""
+    label = sender.encode() + b"\x00" + recipient.encode() + b"\x00" + struct.pack("<Q", seq)
+    return hashlib.blake2b(label, key=link_key, digest_size=32).digest()
+
+
 def seal_message(
     identity: Identity,
     kind: int,
@@ -195,7 +217,11 @@ def seal_message(
     recipient: str,
     seq: int,
     fields: dict,
+    peer_public: bytes,
 ) -> bytes:
+    """The envelope, authenticated for `recipient` (whose roster entry is `peer_public`): a Poly1305 tag
+    under a key only the two of them derive (3 GB/s, where signing a 20 MB share cost as much as
+    computing it)."""
     body = _body_parts(fields)
     body_len = sum(memoryview(p).nbytes for p in body)
     head = b"".join(
@@ -210,10 +236,11 @@ def seal_message(
             struct.pack("<QQ", seq, body_len),
         ]
     )
-    digest = hashlib.sha256(head)
+    mac = Poly1305(_message_key(identity.link_key(peer_public), sender, recipient, seq))
+    mac.update(head)
     for p in body:
-        digest.update(p)
-    return b"".join([head, *body, identity.sign(digest.digest())])
+        mac.update(p)
+    return b"".join([head, *body, mac.finalize()])
 
 
 class _Cursor:
@@ -256,21 +283,27 @@ def peek(raw: bytes) -> Message:
 
 
 def open_message(
-    raw: bytes, *, session: bytes, params: bytes, roster: dict[str, bytes], recipient: str, seen: dict[str, int]
+    raw: bytes,
+    *,
+    identity: Identity,
+    session: bytes,
+    params: bytes,
+    roster: dict[str, bytes],
+    recipient: str,
+    seen: dict[str, int],
 ) -> Message:
-    """Verify and parse a message addressed to `recipient`; `seen` holds the last sequence per sender."""
+    """Verify and parse a message addressed to `recipient` (whose keys are `identity`); `seen` holds the
+    last sequence number per sender."""
     if not isinstance(raw, bytes | bytearray):
         raise MessageError(f"a message must be bytes, got {type(raw).__name__}")
     raw = bytes(raw)
     msg = peek(raw)
     off, blen = msg.fields.pop("_body_offset"), msg.fields.pop("_body_length")
     end = off + blen
-    if len(raw) < end + SIGNATURE_BYTES:
-        raise MessageError(f"{msg.type} from {msg.sender}: truncated ({len(raw)} of {end + SIGNATURE_BYTES} bytes)")
-    if len(raw) > end + SIGNATURE_BYTES:
-        raise MessageError(
-            f"{msg.type} from {msg.sender}: {len(raw) - end - SIGNATURE_BYTES} unexpected trailing bytes"
-        )
+    if len(raw) < end + TAG_BYTES:
+        raise MessageError(f"{msg.type} from {msg.sender}: truncated ({len(raw)} of {end + TAG_BYTES} bytes)")
+    if len(raw) > end + TAG_BYTES:
+        raise MessageError(f"{msg.type} from {msg.sender}: {len(raw) - end - TAG_BYTES} unexpected trailing bytes")
     if msg.session != session:
         raise MessageError(f"{msg.type} from {msg.sender}: belongs to another session ({msg.session.hex()[:8]})")
     if msg.params != params:
@@ -279,11 +312,11 @@ def open_message(
         raise MessageError(f"{msg.type}: sender {msg.sender!r} is not a member of this session")
     if msg.recipient != recipient:
         raise MessageError(f"{msg.type} from {msg.sender}: addressed to {msg.recipient!r}, not {recipient!r}")
-    digest = hashlib.sha256(memoryview(raw)[:end]).digest()
+    key = _message_key(identity.link_key(roster[msg.sender]), msg.sender, recipient, msg.seq)
     try:
-        Ed25519PublicKey.from_public_bytes(bytes(roster[msg.sender])[:32]).verify(raw[end:], digest)
+        Poly1305.verify_tag(key, memoryview(raw)[:end], raw[end:])
     except InvalidSignature:
-        raise MessageError(f"{msg.type} from {msg.sender}: bad signature (tampered or forged)") from None
+        raise MessageError(f"{msg.type} from {msg.sender}: bad authentication tag (tampered or forged)") from None
     if msg.seq <= seen.get(msg.sender, -1):
         raise MessageError(f"{msg.type} from {msg.sender}: replayed (sequence {msg.seq} already seen)")
     seen[msg.sender] = msg.seq

@@ -19,7 +19,11 @@ def pair():
     session = os.urandom(16)
     params = os.urandom(16)
     roster = {"alice": alice.public_bytes, "bob": bob.public_bytes}
+    BOB["id"] = bob
     return alice, bob, session, params, roster
+
+
+BOB = {}  # bob's identity, set by the fixture: messages are authenticated for their recipient
 
 
 def make(alice, session, params, seq=1, recipient="bob", fields=None, sender="alice"):
@@ -33,12 +37,19 @@ def make(alice, session, params, seq=1, recipient="bob", fields=None, sender="al
         recipient,
         seq,
         fields if fields is not None else {"x": 1, "blob": b"\x01" * 100},
+        BOB["id"].public_bytes,
     )
 
 
 def open_(raw, session, params, roster, seen=None):
     return open_message(
-        raw, session=session, params=params, roster=roster, recipient="bob", seen={} if seen is None else seen
+        raw,
+        identity=BOB["id"],
+        session=session,
+        params=params,
+        roster=roster,
+        recipient="bob",
+        seen={} if seen is None else seen,
     )
 
 
@@ -149,11 +160,13 @@ def test_nodes_refuse_messages_from_another_session():
     fed2.close()
 
 
-def test_steps_only_from_the_right_role(fed_fast):
+def test_steps_only_from_the_right_role():
+    fed = mpclr.Federation(parties=2)
     with pytest.raises(ProtocolError, match="only taken from the session's server"):
-        fed_fast.researcher.call("hospital-1", "gkg.share", galois_elt=3)
+        fed.researcher.call("hospital-1", "gkg.share", galois_elt=3)
     with pytest.raises(ProtocolError, match="does not answer"):
-        fed_fast.server.call("hospital-1", "no.such.step")
+        fed.server.call("hospital-1", "no.such.step")
+    fed.close()
 
 
 def test_session_roster_is_immutable():

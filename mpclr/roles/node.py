@@ -164,14 +164,29 @@ class Node:
     def _seal(self, kind: int, type_: str, recipient: str, fields: dict) -> bytes:
         s = self._require_session()
         return seal_message(
-            self.identity, kind, type_, s.id, s.params, self.name, recipient, self._next_seq(recipient), fields
+            self.identity,
+            kind,
+            type_,
+            s.id,
+            s.params,
+            self.name,
+            recipient,
+            self._next_seq(recipient),
+            fields,
+            s.roster[recipient],
         )
 
     def _open(self, raw: bytes):
         s = self._require_session()
         with self._lock:
             return open_message(
-                raw, session=s.id, params=s.params, roster=s.roster, recipient=self.name, seen=self._seen
+                raw,
+                identity=self.identity,
+                session=s.id,
+                params=s.params,
+                roster=s.roster,
+                recipient=self.name,
+                seen=self._seen,
             )
 
     def _reply_fields(self, recipient: str, type_: str, raw: bytes) -> dict:
