@@ -234,3 +234,20 @@ def test_n_out_of_n_stops_when_a_key_holder_dies(x):
     with pytest.raises(ProtocolError, match="hospital-3"):
         fed.decrypt(a)
     fed.close()
+
+
+def test_refresh_rotates_and_sums_without_keys(fed32, x):
+    """An output may rotate-and-sum an input over slots: done on the exact integers of the lifted
+    plaintext and the masks (a signed permutation of coefficients), so no rotation key is involved."""
+    from mpclr.seal.format import galois_elt_from_step
+
+    s = fed32.server
+    a = fed32.parties[0].encrypt(x)
+    e = s._get(a)
+    steps = [1, 2, 4]  # sum over 8 consecutive slots
+    elts = tuple(galois_elt_from_step(k, fed32.ctx.n) for k in steps)
+    (out,) = s.refresh_raw([e.ct], [e.level], [[(0, 0.5, elts)]], bound_bits=4)
+    h = s._put(out, x.size, fed32.ctx.top_level)
+    expect = 0.5 * sum(np.roll(x, -k) for k in range(8))
+    assert np.abs(fed32.decrypt(h) - expect).max() < TOL
+    assert not any(elt in s.galois_elements for elt in elts[1:])  # no key for steps 2 and 4 was needed

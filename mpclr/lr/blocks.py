@@ -98,12 +98,6 @@ class BlockEngine:
         ct.scale = scale
         return Enc(ct, x.level - 1)
 
-    def rotate_sum(self, x: Enc, group) -> Enc:
-        ct = x.ct
-        for step in self.layout.sum_steps(group):
-            ct = self.he.add(ct, self.he.rotate(ct, step, in_new_ctxt=True), in_new_ctxt=True)
-        return Enc(ct, x.level)
-
     def ensure(self, items: list[Enc], levels_needed: int) -> list[Enc]:
         if min(x.level for x in items) - levels_needed < self.refresh_level:
             if self.refresh is None:
@@ -135,7 +129,8 @@ class BlockEngine:
 
     # ------------------------------------------------------------------ gradient
     def gradient_part(self, V: dict[tuple[int, int], Enc]) -> dict[tuple[int, int], Enc]:
-        """rotate_and_sum(sum over this shard's blocks of t' q(t'^2) ZM), per (group, feature)."""
+        """sum over this shard's blocks of t' q(t'^2) ZM, per (group, feature): not yet summed over the
+        samples of a block; the refresh does that rotate-and-sum on exact integers, with no keys."""
         out = {}
         for group in self.layout.groups:
             g = group.index
@@ -154,6 +149,5 @@ class BlockEngine:
             ts, acc = both[: len(ts)], both[len(ts) :]
             ps = self.ensure([self.mul(t, x) for t, x in zip(ts, acc)], 1)
             for j in range(self.features):
-                dot = self.dot([(p, self.ZM[(g, b, j)]) for p, b in zip(ps, blocks)])
-                out[(g, j)] = self.rotate_sum(dot, group)
+                out[(g, j)] = self.dot([(p, self.ZM[(g, b, j)]) for p, b in zip(ps, blocks)])
         return out

@@ -2,8 +2,8 @@
 
 `encrypt_study` runs the steps before training, each timed: fold assignment (each hospital stratifies
 its own rows, seeded; fold ids are public), standardization statistics (encrypted per-hospital
-aggregates summed by the server; only the aggregate is threshold-decrypted), rotation keys for the
-layout, and encryption of every hospital's rows. `EncryptedCV.train` then trains every fold model in
+aggregates summed by the server; only the aggregate is threshold-decrypted), and encryption of every
+hospital's rows. `EncryptedCV.train` then trains every fold model in
 one pass. The models stay encrypted at the server: decrypting them is a separate, explicit act of the
 key holders (`decrypt_models`). `save`/`load` let notebook steps hand a study on (ciphertexts only).
 """
@@ -140,7 +140,7 @@ class EncryptedCV:
 
 
 def encrypt_study(fed, *, folds: int, seed: int, interval: float = 8.0, participants=None) -> EncryptedCV:
-    """Fold assignment, standardization from the encrypted aggregate, rotation keys, encrypted rows.
+    """Fold assignment, standardization from the encrypted aggregate, encrypted rows.
     Every hospital must have its data loaded (DataProvider.load_data), global row indices 0..n-1."""
     s = fed.server
     names = [p.name for p in fed.parties]
@@ -174,10 +174,7 @@ def encrypt_study(fed, *, folds: int, seed: int, interval: float = 8.0, particip
     mean, std = scaling.mean, scaling.std
     seconds["scaling"] = time.perf_counter() - t0
 
-    layout = Layout(fed.params.slots, n_rows, folds)
-    t0 = time.perf_counter()
-    fed.generate_rotation_keys(layout.rotation_steps(), by=participants)
-    seconds["rotation_keys"] = time.perf_counter() - t0
+    layout = Layout(fed.params.slots, n_rows, folds)  # training needs no rotation key: the refresh sums
 
     t0 = time.perf_counter()
     out = EncryptedCV(layout, fold_of_row, mean, std, curvature, interval=float(interval), seconds=seconds)

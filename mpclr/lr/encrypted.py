@@ -192,7 +192,6 @@ class EncryptedTrainer:
                 "context": self.ctx._context_bytes,
                 "public_key": self.server.public_key,
                 "relin_key": self.he.to_bytes_relin_key(compr_mode="none"),
-                "rotate_key": self.he.to_bytes_rotate_key(compr_mode="none"),
                 "layout": self.layout.describe(),
                 "features": self.features,
                 "q_coeffs": self.q_coeffs,
@@ -263,19 +262,21 @@ class EncryptedTrainer:
             return merged
         return self._engine.gradient_part(self.V)
 
-    def _refresh_combinations(self, combos: list[list[tuple[float, Enc]]]) -> list[Enc]:
-        """One batched refresh round: each output a public linear combination of kept ciphertexts."""
+    def _refresh_combinations(self, combos: list[list[tuple]]) -> list[Enc]:
+        """One batched refresh round: each output a public linear combination of kept ciphertexts, each
+        term (coef, Enc) or (coef, Enc, galois elements to rotate-and-sum over first)."""
         items: list[Enc] = []
         index: dict[int, int] = {}
         outputs = []
         for terms in combos:
-            merged: dict[int, float] = {}
-            for coef, x in terms:
+            merged: dict[tuple, float] = {}
+            for coef, x, *rest in terms:
                 if id(x) not in index:
                     index[id(x)] = len(items)
                     items.append(x)
-                merged[index[id(x)]] = merged.get(index[id(x)], 0.0) + coef
-            outputs.append([(k, c) for k, c in merged.items() if c != 0.0])
+                key = (index[id(x)], tuple(rest[0]) if rest else ())
+                merged[key] = merged.get(key, 0.0) + coef
+            outputs.append([(k, c, elts) for (k, elts), c in merged.items() if c != 0.0])
         t0 = time.perf_counter()
         fresh = self.server.refresh_raw(
             [x.ct for x in items],
@@ -296,18 +297,27 @@ class EncryptedTrainer:
         the next update and refreshed once, at the end."""
         combos, keys, new_w = [], [], {}
         for g in self.layout.groups:
+            sum_over_samples = self._sum_elements(g)
             for j in range(self.features):
                 key = (g.index, j)
                 w_new = [(gamma, self.C[key])]
                 if grad is not None:
-                    w_new += [(1.0, self.V[key]), (-gamma, grad[key])]
-                v_new = [(c * (1 - eta), x) for c, x in w_new] + [(c * eta, x) for c, x in self.W.get(key, [])]
+                    w_new += [(1.0, self.V[key]), (-gamma, grad[key], sum_over_samples)]
+                v_new = [(t[0] * (1 - eta), *t[1:]) for t in w_new] + [
+                    (t[0] * eta, *t[1:]) for t in self.W.get(key, [])
+                ]
                 combos.append(v_new)
                 keys.append(key)
                 new_w[key] = w_new
         for key, fresh in zip(keys, self._refresh_combinations(combos)):
             self.V[key] = fresh
         self.W = new_w
+
+    def _sum_elements(self, group) -> tuple[int, ...]:
+        """Galois elements of the rotate-and-sum over a block's samples (in the weights' layout)."""
+        from ..seal.format import galois_elt_from_step
+
+        return tuple(galois_elt_from_step(step, self.ctx.n) for step in self.layout.sum_steps(group))
 
     def _materialize_weights(self) -> None:
         """The final models w, fresh at the top level (one more refresh round)."""

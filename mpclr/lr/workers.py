@@ -1,7 +1,7 @@
 """Server-side worker processes for encrypted training: one BlockEngine per core.
 
 Pyfhel holds the GIL, so the server uses processes, as a multi-core server would. Each worker receives
-the evaluation keys and its shard of data blocks once; per iteration it gets the weights and returns
+the public and relinearization keys and its shard of data blocks once; per iteration it gets the weights and returns
 its part of the gradient. Workers are the server's own processes (it trusts them with nothing but
 ciphertexts and public keys); they talk to it over their stdin/stdout pipes, never to other parties.
 They are started as `python -m mpclr.lr.workers`, not with multiprocessing, so that scripts and
@@ -70,7 +70,6 @@ def _worker_main(conn) -> None:  # pragma: no cover - runs in a child process (c
         he.from_bytes_context(init["context"])
         he.from_bytes_public_key(init["public_key"])
         he.from_bytes_relin_key(init["relin_key"])
-        he.from_bytes_rotate_key(init["rotate_key"])
         spec = init["layout"]
 
         def refresh(items):

@@ -19,7 +19,9 @@ by r are exact integer arithmetic: r (a public real) is first rounded to a dyadi
 so the combination everyone computes is the same to the last bit.
 
 Because the lift is exact, the same round can output any public linear combination of several
-input ciphertexts: each input k gets its own masks M_ik and h0_ik, output o = sum_k c_ok * input_k gets
+input ciphertexts, each optionally rotated-and-summed over slots first (an automorphism is a signed
+permutation of the integer coefficients: the combiner applies it to the lifted values and each party to
+its masks, so it costs no key switching and no rotation key): each input k gets its own masks M_ik and h0_ik, output o = sum_k c_ok * input_k gets
 h1_io = -s_i a'_o + round(sum_k c_ok r_k M_ik) + e, and the combiner forms
 round(sum_k c_ok r_k lift(X_k)). Encrypted training puts its Nesterov update (public constants gamma_t,
 eta_t) here, so the update costs no level. A batch of outputs is one message per party.
@@ -38,21 +40,39 @@ import numpy as np
 
 from ..errors import ProtocolError
 from ..ring import CommonRandomString, SecretRandom
-from ..ring.wide import MAX_BITS, Wide, combine_mod, crt_lift, dyadic_row, random_wide
+from ..ring.wide import MAX_BITS, Wide, combine_mod, crt_lift, dyadic_row, random_wide, rotate_and_sum
 from ..seal.context import SealContext
 from .share import SecretKeyShare, Share
 
-# An output: ([(input index, a)], s) meaning round(sum a * input / 2^s); a / 2^s already includes r_k.
-Output = tuple[list[tuple[int, int]], int]
+# An output: ([(input index, a, galois elements)], s) meaning round(sum a * T(input) / 2^s), where T
+# rotates-and-sums over the given Galois elements (none: the identity); a / 2^s already includes r_k.
+Output = tuple[list[tuple[int, int, tuple[int, ...]]], int]
 
 
-def plan_outputs(outputs: list[list[tuple[int, Fraction]]]) -> list[Output]:
-    """Exact rational coefficients -> shared dyadic ones (relative error below 2^-60, the same for all)."""
+def plan_outputs(outputs: list[list[tuple]]) -> list[Output]:
+    """Exact rational coefficients -> shared dyadic ones (relative error below 2^-60, the same for all).
+    A term is (input index, coefficient) or (input index, coefficient, galois elements)."""
     planned = []
     for terms in outputs:
-        a, s = dyadic_row([c for _, c in terms])
-        planned.append(([(k, ak) for (k, _), ak in zip(terms, a)], s))
+        a, s = dyadic_row([t[1] for t in terms])
+        planned.append(
+            ([(t[0], ak, tuple(int(e) for e in (t[2] if len(t) > 2 else ()))) for t, ak in zip(terms, a)], s)
+        )
     return planned
+
+
+class _Transformed:
+    """T(x) for each (input, galois elements) pair, computed once per batch."""
+
+    def __init__(self, values: list[Wide], n: int):
+        self.values, self.n, self.cache = values, n, {}
+
+    def __call__(self, k: int, elts: tuple[int, ...]) -> Wide:
+        if not elts:
+            return self.values[k]
+        if (k, elts) not in self.cache:
+            self.cache[(k, elts)] = rotate_and_sum(self.values[k], elts, self.n)
+        return self.cache[(k, elts)]
 
 
 class RefreshProtocol:
@@ -114,8 +134,9 @@ class RefreshProtocol:
             low.sub(h0, low.ntt(combine_mod(low, [(m, 1)], 0), inplace=True), out=h0)
             h0s.append(Share(f"refresh/h0/level={level}", h0))
         h1s = []
+        transformed = _Transformed(masks, self.ctx.n)
         for crp, (terms, shift) in zip(crps, outputs):
-            scaled = combine_mod(top, [(masks[k], a) for k, a in terms], shift)
+            scaled = combine_mod(top, [(transformed(k, elts), a) for k, a, elts in terms], shift)
             h1 = top.mul(crp, s_top)
             top.sub(top.ntt(scaled, inplace=True), h1, out=h1)
             top.add(h1, rng.error_ntt(top), out=h1)
@@ -145,9 +166,10 @@ class RefreshProtocol:
         for c0, shares in zip(c0s, h0s):
             x = low.sum([c0, *[s.data for s in shares]])
             lifted.append(crt_lift(low, low.intt(x, inplace=True)))
+        transformed = _Transformed(lifted, self.ctx.n)
         out = []
         for crp, (terms, shift), shares in zip(crps, outputs, h1s):
-            c0_top = top.ntt(combine_mod(top, [(lifted[k], a) for k, a in terms], shift), inplace=True)
+            c0_top = top.ntt(combine_mod(top, [(transformed(k, elts), a) for k, a, elts in terms], shift), inplace=True)
             top.add(c0_top, top.sum(s.data for s in shares), out=c0_top)
             out.append((c0_top, np.array(crp, copy=True)))
         return out

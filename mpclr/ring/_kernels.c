@@ -573,7 +573,76 @@ static PyObject *crt_lift_128(PyObject *self, PyObject *args)
 #endif
 }
 
+/* wide_rotsum(hi int64 (n,), lo uint64 (n,), elts uint64 (r,), n): in place, for each Galois element k
+   in turn x <- x + sigma_k(x), where sigma_k(x)(X) = x(X^k) mod X^n + 1 acts on coefficients as a signed
+   permutation. With k = 3^(m 2^j) this is CKKS's rotate-and-sum over slots, done on exact integers. */
+static PyObject *wide_rotsum(PyObject *self, PyObject *args)
+{
+    PyObject *o_hi, *o_lo, *o_e;
+    Py_ssize_t n;
+    buf_t b[3];
+    memset(b, 0, sizeof b);
+    if (!PyArg_ParseTuple(args, "OOOn", &o_hi, &o_lo, &o_e, &n)) return NULL;
+    if (get_buf(o_hi, &b[0], 1, "hi") || get_buf(o_lo, &b[1], 1, "lo") || get_buf(o_e, &b[2], 0, "elts")) {
+        release(b, 3);
+        return NULL;
+    }
+    if (n <= 0 || (n & (n - 1)) || NELEM(b[0]) != n || NELEM(b[1]) != n) {
+        PyErr_SetString(PyExc_ValueError, "wide_rotsum: hi and lo must hold n values, n a power of two");
+        release(b, 3);
+        return NULL;
+    }
+    Py_ssize_t r = NELEM(b[2]);
+    const uint64_t *elts = U64(b[2]);
+    for (Py_ssize_t t = 0; t < r; t++) {
+        if (elts[t] % 2 == 0 || elts[t] >= (uint64_t)(2 * n)) {
+            PyErr_SetString(PyExc_ValueError, "wide_rotsum: Galois elements must be odd and below 2n");
+            release(b, 3);
+            return NULL;
+        }
+    }
+    int64_t *hi = (int64_t *)b[0].view.buf;
+    uint64_t *lo = U64(b[1]);
+    int64_t *thi = (int64_t *)PyMem_Malloc(n * sizeof(int64_t));
+    uint64_t *tlo = (uint64_t *)PyMem_Malloc(n * sizeof(uint64_t));
+    if (!thi || !tlo) {
+        PyMem_Free(thi);
+        PyMem_Free(tlo);
+        release(b, 3);
+        return PyErr_NoMemory();
+    }
+    Py_BEGIN_ALLOW_THREADS
+    uint64_t mask = (uint64_t)(2 * n - 1);
+    for (Py_ssize_t t = 0; t < r; t++) {
+        uint64_t k = elts[t];
+        for (Py_ssize_t j = 0; j < n; j++) {
+            uint64_t idx = ((uint64_t)j * k) & mask;
+            if (idx < (uint64_t)n) {
+                thi[idx] = hi[j];
+                tlo[idx] = lo[j];
+            } else {
+                /* negate the 128-bit value */
+                uint64_t nlo = ~lo[j] + 1;
+                thi[idx - n] = (int64_t)(~(uint64_t)hi[j] + (nlo == 0));
+                tlo[idx - n] = nlo;
+            }
+        }
+        for (Py_ssize_t j = 0; j < n; j++) {
+            uint64_t s = lo[j] + tlo[j];
+            hi[j] = (int64_t)((uint64_t)hi[j] + (uint64_t)thi[j] + (s < lo[j]));
+            lo[j] = s;
+        }
+    }
+    Py_END_ALLOW_THREADS
+    PyMem_Free(thi);
+    PyMem_Free(tlo);
+    release(b, 3);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
+    {"wide_rotsum", wide_rotsum, METH_VARARGS,
+     "wide_rotsum(hi, lo, elts, n): x <- x + sigma_k(x) for each Galois element k, on signed 128-bit integers."},
     {"scaled_sum_mod", scaled_sum_mod, METH_VARARGS,
      "scaled_sum_mod(out, hi, lo, coeffs, shift, moduli, ratios, n): round(sum coeffs*v / 2^shift) mod q; "
      "returns False if a result overflowed 128 bits."},

@@ -15,7 +15,7 @@ import numpy as np
 from . import _kernels
 from .rns import Ring
 
-__all__ = ["Wide", "dyadic", "dyadic_row", "random_wide", "crt_lift", "combine_mod", "MAX_BITS"]
+__all__ = ["Wide", "dyadic", "dyadic_row", "random_wide", "crt_lift", "combine_mod", "rotate_and_sum", "MAX_BITS"]
 
 MAX_BITS = 126  # values and moduli products handled exactly
 _COEFF_BITS = 62  # |a| < 2^62 for the int64 coefficient of a term
@@ -56,6 +56,16 @@ def random_wide(raw: bytes, n: int, bits: int) -> Wide:
         else (lo - np.uint64(1 << 63)).view(np.int64)
     )
     return Wide(np.where(v < 0, -1, 0).astype(np.int64), v.view(np.uint64))
+
+
+def rotate_and_sum(w: Wide, galois_elements, n: int) -> Wide:
+    """x + sigma_k(x) for each Galois element in turn, on exact integers (a copy): CKKS's rotate-and-sum
+    over slots applied to a lifted plaintext or a mask, with no key switching."""
+    out = Wide(w.hi.copy(), w.lo.copy())
+    elts = np.asarray(list(galois_elements), dtype=np.uint64)
+    if elts.size:
+        _kernels.wide_rotsum(out.hi, out.lo, elts, n)
+    return out
 
 
 def dyadic(coef: Fraction | float, max_bits: int = _COEFF_BITS) -> tuple[int, int]:

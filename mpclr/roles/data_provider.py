@@ -319,9 +319,22 @@ class DataProvider(Node):
                 f"refresh masks of {bits} bits are below this party's minimum {self._refresh.mask_bits} or absurd"
             )
         c1s = [self._dec.c1_from_bytes(raw, level) for raw in fields["c1"]]
-        outputs = [([(int(k), int(a)) for k, a in out["terms"]], int(out["shift"])) for out in fields["outputs"]]
-        if not c1s or not outputs or any(not 0 <= k < len(c1s) for terms, _ in outputs for k, _ in terms):
+        outputs = [
+            (
+                [(int(t[0]), int(t[1]), tuple(int(e) for e in (t[2] if len(t) > 2 else ()))) for t in out["terms"]],
+                int(out["shift"]),
+            )
+            for out in fields["outputs"]
+        ]
+        if not c1s or not outputs or any(not 0 <= k < len(c1s) for terms, _ in outputs for k, _, _ in terms):
             raise ProtocolError("refresh request has no inputs, no outputs, or a term naming a missing input")
+        n2 = 2 * self.ctx.n
+        if any(
+            len(elts) > 20 or any(e % 2 == 0 or not 0 < e < n2 for e in elts)
+            for terms, _ in outputs
+            for _, _, elts in terms
+        ):
+            raise ProtocolError("refresh request names invalid Galois elements")
         sk = self._share_for(fields.get("participants"))
         crps = [self._refresh.sample_crp(self._require_crs(), f"{label}/{o}") for o in range(len(outputs))]
         self._used_refresh_labels.add(label)

@@ -8,6 +8,7 @@ in Pyfhel/SEAL.
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from dataclasses import dataclass
 from fractions import Fraction
@@ -222,7 +223,7 @@ class Server(Node):
         cts = self.refresh_raw(
             [e.ct for e in entries], [e.level for e in entries], terms, by, bound_bits=bound_bits, boost_bits=boost_bits
         )
-        lengths = [max(entries[k].length for k, _ in row) for row in terms]
+        lengths = [max(entries[t[0]].length for t in row) for row in terms]
         return [self._put(ct, n, self.ctx.top_level) for ct, n in zip(cts, lengths)]
 
     def refresh_raw(
@@ -268,17 +269,20 @@ class Server(Node):
             c0s.append(c0)
             c1_raw.append(self._c1_bytes(c1, level))
         ratios = [proto.ratio(scale, boost) for scale in scales]
-        planned = plan_outputs([[(i, Fraction(coef) * ratios[i]) for i, coef in row] for row in outputs])
+        planned = plan_outputs([[(t[0], Fraction(t[1]) * ratios[t[0]], *t[2:]) for t in row] for row in outputs])
+        growth = max((len(elts) for terms, _ in planned for _, _, elts in terms), default=0)
+        bits = max(proto.mask_bits_total(scale, bound, boost) for scale in scales)
+        if max(bits, math.prod(ring.moduli).bit_length()) + growth > 125:
+            raise ProtocolError(f"rotate-and-sum over {growth} steps would overflow the exact refresh arithmetic")
         self._refresh_count += 1
         label = f"{self._refresh_count}"
-        bits = max(proto.mask_bits_total(scale, bound, boost) for scale in scales)
         request = {
             "c1": c1_raw,
             "level": level,
             "label": label,
             "participants": names,
             "mask_bits": bits,
-            "outputs": [{"terms": [[i, a] for i, a in terms], "shift": shift} for terms, shift in planned],
+            "outputs": [{"terms": [[i, a, list(e)] for i, a, e in terms], "shift": shift} for terms, shift in planned],
         }
         replies = self.call_many("refresh.share", {p: request for p in names})
         h0s = [[proto.h0_from_bytes(replies[p]["h0"][i], level) for p in names] for i in range(len(cts))]
