@@ -19,11 +19,11 @@ by r are exact integer arithmetic: r (a public real) is first rounded to a dyadi
 so the combination everyone computes is the same to the last bit.
 
 Because the lift is exact, the same round can output any public linear combination of several
-input ciphertexts, each optionally rotated-and-summed over slots first (an automorphism is a signed
-permutation of the integer coefficients: the combiner applies it to the lifted values and each party to
-its masks, so it costs no key switching and no rotation key): each input k gets its own masks M_ik and h0_ik, output o = sum_k c_ok * input_k gets
-h1_io = -s_i a'_o + round(sum_k c_ok r_k M_ik) + e, and the combiner forms
-round(sum_k c_ok r_k lift(X_k)). Encrypted training puts its Nesterov update (public constants gamma_t,
+input ciphertexts: each input k gets its own masks M_ik and h0_ik, output o = sum_k c_ok * input_k gets
+h1_io = -s_i a'_o + round(sum_k c_ok r_k M_ik) + e, and the combiner forms round(sum_k c_ok r_k lift(X_k)).
+An input may also be rotated-and-summed over slots first: an automorphism is a signed permutation of
+the integer coefficients, which the combiner applies to the lifted values and each party to its masks,
+so it costs no key switching and needs no rotation key. Encrypted training puts its Nesterov update (public constants gamma_t,
 eta_t) here, so the update costs no level. A batch of outputs is one message per party.
 
 Reveals: to the combiner (the server) X, which the masks hide; each h0_i, h1_i is masked or an RLWE
