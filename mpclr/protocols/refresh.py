@@ -23,8 +23,9 @@ input ciphertexts: each input k gets its own masks M_ik and h0_ik, output o = su
 h1_io = -s_i a'_o + round(sum_k c_ok r_k M_ik) + e, and the combiner forms round(sum_k c_ok r_k lift(X_k)).
 An input may also be rotated-and-summed over slots first: an automorphism is a signed permutation of
 the integer coefficients, which the combiner applies to the lifted values and each party to its masks,
-so it costs no key switching and needs no rotation key. Encrypted training puts its Nesterov update (public constants gamma_t,
-eta_t) here, so the update costs no level. A batch of outputs is one message per party.
+so it costs no key switching and needs no rotation key. Encrypted training puts its Nesterov update
+(public constants gamma_t, eta_t) and its sum over samples here, so neither costs a level or a rotation.
+A batch of outputs is one message per party.
 
 Reveals: to the combiner (the server) X, which the masks hide; each h0_i, h1_i is masked or an RLWE
 sample. The CRP a' must never repeat (two outputs with one a' would reveal differences of messages):
