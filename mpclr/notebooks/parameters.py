@@ -3,7 +3,9 @@ way by the sequence runner (before any kernel starts) and by each notebook's val
 
 A notebook's `parameters` cell declares one parameter per line, `name: hint = literal  # what it is`.
 The hint and the default must agree with the registry below (tests/notebooks checks it), so a parameter
-means the same thing in every notebook and in every batch grid.
+means the same thing in every notebook and in every batch grid. A notebook outside the study sequence may
+start from another default when the registry says so (`Parameter.notebook_defaults`: the workshop starts
+from the quick `fast` preset, the study from `train`).
 
 Rules that need the cryptographic code (is this smudging sigma possible with this preset?) are left to
 that code (`mpclr.Params`): it raises a ParameterError naming the parameter when the notebook builds the
@@ -15,9 +17,13 @@ from __future__ import annotations
 import ast
 import difflib
 import math
+import os
+import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
+from ..data import SHARED_NAMES, shared_data_dir
 from ..errors import ParameterError
 from ..params import PRESETS
 
@@ -28,11 +34,27 @@ __all__ = [
     "check_parameters",
     "declared_parameters",
     "DeclaredParameter",
+    "resolve_dataset",
 ]
 
-# The data step (02) owns data loading; until it lands this is the list of names a study may record:
-# the embedded default (scikit-learn's breast-cancer data) and the HELR benchmark sets.
-DATASETS = ("breast_cancer", "edin", "lbw", "pcs", "uis")
+# The data sets a study may name (mpclr.data.load): the embedded default (scikit-learn's breast-cancer
+# data) and the HELR benchmark sets; besides these, "synthetic:NxD" and the path of a CSV/TSV file.
+DATASETS = ("breast_cancer", *SHARED_NAMES)
+_SYNTHETIC = re.compile(r"synthetic:(\d+)x(\d+)")
+
+
+def resolve_dataset(spec: str) -> str:
+    """The data set spec as mpclr.data.load takes it: names and synthetic:NxD unchanged, a file path made
+    absolute (a relative path starts at the project root, as run folders do: papermill and JupyterLab
+    run in different folders)."""
+    if spec in DATASETS or spec.startswith("synthetic"):
+        return spec
+    from .paths import project_root
+
+    path = Path(spec).expanduser()
+    if not path.is_absolute():
+        path = project_root() / path
+    return os.fspath(path.resolve())
 
 
 def _is_int(v) -> bool:
@@ -74,6 +96,11 @@ class Parameter:
     default: object
     help: str
     rule: Callable[[object, Mapping], str] | None = None
+    notebook_defaults: Mapping[str, object] = field(default_factory=dict)  # notebook stem -> its default
+
+    def default_for(self, notebook: str) -> object:
+        """The default a notebook's parameters cell declares (the registry's unless it names the notebook)."""
+        return self.notebook_defaults.get(notebook, self.default)
 
     def problem(self, value, values: Mapping) -> str:
         ok, what = _type_check(self.hint)
@@ -120,6 +147,62 @@ def _rotations(v, _) -> str:
     return ""
 
 
+def _open_unit(v, _) -> str:
+    return "" if 0.0 < v < 1.0 else "must be a probability in (0, 1)"
+
+
+def _dataset(v, _) -> str:
+    names = f"{', '.join(DATASETS)}, synthetic:NxD or the path of a CSV/TSV file"
+    if v in SHARED_NAMES:
+        path = shared_data_dir() / f"{v}.txt"
+        return "" if path.is_file() else f"names a shared data set that is not on this machine ({path} is missing)"
+    if v in DATASETS:
+        return ""
+    if v.startswith("synthetic"):
+        m = _SYNTHETIC.fullmatch(v)
+        if not m:
+            return "must be written synthetic:NxD (rows x features), e.g. synthetic:300x4"
+        return "" if int(m.group(1)) >= 2 and int(m.group(2)) >= 1 else "needs N >= 2 rows and D >= 1 features"
+    if not v:
+        return f"must be one of {names}"
+    path = resolve_dataset(v)
+    if not Path(path).is_file():
+        return f"must be one of {names} (relative paths start at the project root); there is no file {path}"
+    return ""
+
+
+def _label(v, values) -> str:
+    if not v:
+        return "must be 'last', 'first' or a column name"
+    dataset = values.get("dataset")
+    if v != "last" and isinstance(dataset, str) and (dataset in DATASETS or dataset.startswith("synthetic")):
+        return f"applies to a CSV/TSV file only (dataset = {dataset!r} has its own labels); leave it 'last'"
+    return ""
+
+
+def split_fractions(text: str) -> list[float] | None:
+    """'0.5,0.3,0.2' -> [0.5, 0.3, 0.2]; None when the text is not a list of numbers (a column name)."""
+    parts = [p.strip() for p in text.split(",")]
+    try:
+        return [float(p) for p in parts]
+    except ValueError:
+        return None
+
+
+def _split(v, values) -> str:
+    if v == "even" or not v.strip():
+        return "" if v == "even" else "must be 'even', fractions such as '0.5,0.3,0.2' or a feature column name"
+    fractions = split_fractions(v)
+    if fractions is None:
+        return ""  # a feature column: checked against the data when it is loaded (notebook 00)
+    n = values.get("parties")
+    if _is_int(n) and len(fractions) != n:
+        return f"lists {len(fractions)} fractions for parties = {n} hospitals"
+    if not all(math.isfinite(f) and f > 0 for f in fractions):
+        return "must list positive fractions"
+    return "" if abs(sum(fractions) - 1) <= 1e-6 else f"fractions must sum to 1 (they sum to {sum(fractions):g})"
+
+
 def _sweep(v, _) -> str:
     if not v:
         return "must list at least one value"
@@ -135,7 +218,27 @@ PARAMETERS: dict[str, Parameter] = {
             "",
             "run folder; '' = runs/interactive (or $MPCLR_RUN_DIR); relative = from the project root",
         ),
-        Parameter("dataset", "str", "breast_cancer", "data set of the study", _choice(DATASETS)),
+        Parameter(
+            "dataset",
+            "str",
+            "breast_cancer",
+            "data set: breast_cancer, edin, lbw, pcs, uis, synthetic:NxD or a CSV/TSV path (from the project root)",
+            _dataset,
+        ),
+        Parameter(
+            "label",
+            "str",
+            "last",
+            "label column of a CSV/TSV data set: 'last', 'first' or its name in the header line",
+            _label,
+        ),
+        Parameter(
+            "split",
+            "str",
+            "even",
+            "rows to hospitals: 'even' (shuffled by the seed), fractions '0.5,0.3,0.2', or a site-id column",
+            _split,
+        ),
         Parameter("parties", "int", 3, "number of hospitals (data providers, key holders)", _between(2, 64)),
         Parameter(
             "threshold",
@@ -144,7 +247,14 @@ PARAMETERS: dict[str, Parameter] = {
             "key holders needed to decrypt; None = all of them (n-out-of-n)",
             _threshold,
         ),
-        Parameter("preset", "str", "fast", "CKKS parameter set", _choice(tuple(PRESETS))),
+        Parameter(
+            "preset",
+            "str",
+            "train",
+            "CKKS parameter set; train: depth 6, one degree-5 iteration per refresh",
+            _choice(tuple(PRESETS)),
+            notebook_defaults={"90_workshop": "fast"},
+        ),
         Parameter(
             "smudging_bits",
             "float | None",
@@ -156,18 +266,18 @@ PARAMETERS: dict[str, Parameter] = {
         Parameter(
             "seed",
             "int | None",
-            None,
-            "seed of the public randomness only (splits, folds); None = fresh",
+            0,
+            "seed of the public randomness only (split, folds, synthetic data); None = 00 draws one and records it",
             _between(0, 2**63 - 1),
         ),
         Parameter("folds", "int", 5, "cross-validation folds trained together", _between(2, 20)),
-        Parameter("iterations", "int", 7, "training iterations (Nesterov gradient steps)", _between(1, 100)),
-        Parameter("degree", "int", 3, "degree of the least-squares sigmoid polynomial on [-8, 8]", _choice((3, 5, 7))),
+        Parameter("iterations", "int", 6, "training iterations (Nesterov gradient steps)", _between(1, 100)),
+        Parameter("degree", "int", 5, "degree of the least-squares sigmoid polynomial on [-8, 8]", _choice((3, 5, 7))),
         Parameter(
             "rotation_steps",
             "list[int]",
-            [1, 2, 4, 8],
-            "slot rotations to make keys for (one collective round each)",
+            [],
+            "rotations to make keys for besides those the study's layout needs (one collective round each)",
             _rotations,
         ),
         Parameter(
@@ -178,6 +288,26 @@ PARAMETERS: dict[str, Parameter] = {
             _decryptors,
         ),
         Parameter("sweep_bits", "list[int]", [0, 8, 16, 24, 32], "smudging log2 sigma values to compare", _sweep),
+        Parameter(
+            "cutoff",
+            "float",
+            0.5,
+            "predicted probability above which the secure evaluation counts a row positive (confusion matrix)",
+            _open_unit,
+        ),
+        Parameter(
+            "refine_rounds",
+            "int | None",
+            None,
+            "secure evaluation's ROC refinement rounds (more thresholds, more counts revealed); None: its default",
+            _between(0, 20),
+        ),
+        Parameter(
+            "decrypt_models",
+            "bool",
+            True,
+            "the key holders decrypt the fold models for the comparison (reveals every coefficient)",
+        ),
     ]
 }
 

@@ -1,16 +1,21 @@
-"""A study's design as the notebooks pass it on (study.json), and the federation it runs on."""
+"""A study's design as the notebooks pass it on (study.json), its data as the hospitals hold it, and the
+federation it runs on."""
 
 from __future__ import annotations
 
 import inspect
+import secrets
 from dataclasses import asdict, dataclass, fields
 
-from ..errors import ParameterError
+import numpy as np
+
+from ..data import Dataset, check_folds, load, split
+from ..errors import DataError, MpclrError, ParameterError
 from ..federation import Federation
 from ..params import Params, get_preset
-from .parameters import check_parameters
+from .parameters import check_parameters, resolve_dataset, split_fractions
 
-__all__ = ["Study", "make_federation", "threshold_supported", "params_for"]
+__all__ = ["Study", "HospitalData", "make_federation", "threshold_supported", "params_for"]
 
 
 def threshold_supported() -> bool:
@@ -44,24 +49,56 @@ def make_federation(
     return Federation(parties=parties, preset=preset, seed=seed, **kwargs)
 
 
+def _inner(exc: Exception) -> str:
+    """A loader's message without its own argument's name (the study's parameter is named in front)."""
+    text = str(exc)
+    for prefix in ("parameter how: ", "parameter spec: ", "parameter label: ", "parameter how "):
+        if text.startswith(prefix):
+            return text[len(prefix) :]
+    return text
+
+
+@dataclass(frozen=True, eq=False)
+class HospitalData:
+    """The study's rows as the hospitals hold them: `parts[i]` is hospital i's own rows (with their global
+    row numbers in `rows`); `pooled` puts them back together in global row order. Only a simulation has
+    `pooled`: the plaintext twin and scikit-learn need it, nobody in a real study does."""
+
+    parts: list[Dataset]
+    pooled: Dataset
+
+    @property
+    def rows_per_hospital(self) -> list[int]:
+        return [p.n_samples for p in self.parts]
+
+
 @dataclass(frozen=True)
 class Study:
-    """What 00 records and every later step reads back: the study's design, not its data or keys."""
+    """What 00 records and every later step reads back: the study's design, not its data or keys.
+
+    seed: the public randomness (split, folds, synthetic data). The encrypted path needs an integer (each
+    hospital seeds its fold assignment from it), so None is replaced by a seed drawn from the OS when the
+    study is made (notebook 00) and recorded in study.json: every later step reads the same one back."""
 
     dataset: str = "breast_cancer"
+    label: str = "last"
+    split: str = "even"
     parties: int = 3
     threshold: int | None = None
-    preset: str = "fast"
+    preset: str = "train"
     smudging_bits: float | None = None
-    seed: int | None = None
+    seed: int | None = 0
     folds: int = 5
-    iterations: int = 7
-    degree: int = 3
+    iterations: int = 6
+    degree: int = 5
 
     @classmethod
     def from_parameters(cls, **values) -> Study:
-        """Check the values (errors name the parameter) and the parameter set they make."""
+        """Check the values (errors name the parameter) and the parameter set they make; a seed of None
+        becomes a fresh one."""
         check_parameters(values, accepted=[f.name for f in fields(cls)])
+        if values.get("seed", 0) is None:
+            values["seed"] = secrets.randbelow(2**31)
         study = cls(**values)
         study.params()  # the crypto code's own rules, e.g. smudging within the preset's bounds
         return study
@@ -86,17 +123,89 @@ class Study:
         return [f"hospital-{i + 1}" for i in range(self.parties)]
 
     def federation(self, **kwargs) -> Federation:
-        """A federation for this study (a fresh key ceremony: key shares never leave a process)."""
+        """A federation for this study: a fresh key ceremony (notebook 01 saves it for the later steps)."""
         return make_federation(
             self.parties, self.threshold, self.params(), self.seed, names=self.party_names(), **kwargs
         )
 
-    def to_json(self) -> dict:
-        """What study.json holds: the parameters, the CKKS set they make, the roles, a summary."""
+    def model(self, curvature: float | None = None):
+        """The plaintext twin with this study's design (NesterovLR's other defaults: learning rate 1,
+        constant step, sigmoid interval [-8, 8]); the encrypted trainer runs the same algorithm."""
+        from ..lr.twin import NesterovLR
+
+        model = NesterovLR(iterations=self.iterations, degree=self.degree, curvature=curvature, random_state=self.seed)
+        model._validate()
+        return model
+
+    # ------------------------------------------------------------------------------------------ data
+    def load_dataset(self) -> Dataset:
+        """The study's whole data set, loaded as mpclr.data.load does (errors name the parameter)."""
+        spec = resolve_dataset(self.dataset)
+        kwargs = {}
+        if spec.startswith("synthetic"):
+            kwargs["seed"] = self.seed
+        elif spec not in ("breast_cancer", "edin", "lbw", "pcs", "uis"):
+            kwargs["label"] = self.label
+        try:
+            return load(spec, **kwargs)
+        except MpclrError as exc:
+            which = "label" if "parameter label" in str(exc) else "dataset"
+            raise ParameterError(f"parameter {which} (dataset = {self.dataset!r}): {_inner(exc)}") from None
+
+    def split_how(self):
+        """The `how` of mpclr.data.split: 'even', a list of fractions, or a feature column's name."""
+        if self.split == "even":
+            return "even"
+        fractions = split_fractions(self.split)
+        return fractions if fractions is not None else self.split
+
+    def hospital_data(self) -> HospitalData:
+        """Each hospital's own rows, split as the study says (seeded), and the pooled view of them."""
+        dataset = self.load_dataset()
+        try:
+            parts = split(dataset, self.parties, self.split_how(), seed=self.seed)
+        except MpclrError as exc:
+            raise ParameterError(f"parameter split = {self.split!r}: {_inner(exc)}") from None
+        n = dataset.n_samples
+        X = np.empty((n, parts[0].n_features))
+        y = np.empty(n, dtype=np.int64)
+        for part in parts:
+            X[part.rows] = part.X
+            y[part.rows] = part.y
+        pooled = Dataset(
+            X,
+            y,
+            parts[0].feature_names,
+            name=dataset.name,
+            source=dataset.source,
+            classes=dataset.classes,
+            meta={k: v for k, v in dataset.meta.items() if k == "split_column"},
+        )
+        try:
+            check_folds(pooled, self.folds)
+        except DataError as exc:
+            raise ParameterError(f"parameter folds = {self.folds}: {exc}") from None
+        return HospitalData(parts, pooled)
+
+    def data_summary(self, data: HospitalData) -> dict:
+        """Public facts about the data (no label counts: those are never revealed)."""
+        d = data.pooled
+        return {
+            "name": d.name,
+            "source": d.source,
+            "rows": d.n_samples,
+            "features": d.n_features,
+            "feature_names": list(d.feature_names),
+            "rows_per_hospital": dict(zip(self.party_names(), data.rows_per_hospital)),
+        }
+
+    def to_json(self, data: HospitalData | None = None) -> dict:
+        """What study.json holds: the parameters, the CKKS set they make, the roles, the data's public
+        facts (when given), a summary."""
         from .roles import roles_rows
 
         ckks = self.params().describe()
-        return {
+        record = {
             "parameters": asdict(self),
             "ckks": ckks,
             "key_holders": self.party_names(),
@@ -110,3 +219,7 @@ class Study:
                 "key_holders_needed": self.key_holders_needed,
             },
         }
+        if data is not None:
+            record["data"] = self.data_summary(data)
+            record["summary"].update({"rows": data.pooled.n_samples, "features": data.pooled.n_features})
+        return record

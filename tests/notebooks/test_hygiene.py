@@ -24,7 +24,15 @@ def _tool(name: str) -> str:
 
 def test_the_notebooks_are_found_through_the_package():
     assert notebooks_dir() == ROOT / "notebooks"
-    assert {p.stem for p in NOTEBOOKS} >= {"00_study_and_roles", "01_key_ceremony", "90_workshop"}
+    assert {p.stem for p in NOTEBOOKS} >= {
+        "00_study_and_roles",
+        "01_key_ceremony",
+        "02_data_and_encryption",
+        "03_training",
+        "04_evaluation",
+        "05_comparison",
+        "90_workshop",
+    }
 
 
 @pytest.fixture(params=NOTEBOOKS, ids=lambda p: p.stem)
@@ -59,8 +67,9 @@ def test_one_parameters_cell_and_it_comes_first(notebook):
 
 
 def test_parameters_agree_with_the_registry(notebook):
-    """Same name, same type hint, same default as mpclr.notebooks.PARAMETERS; a comment on each line; one
-    `=` per line so papermill's own inspection (--help-notebook) can read it."""
+    """Same name, same type hint, same default as mpclr.notebooks.PARAMETERS (or the default the registry
+    names for that notebook); a comment on each line; one `=` per line so papermill's own inspection
+    (--help-notebook) can read it."""
     path, nb = notebook
     declared = declared_parameters(nb.cells[0].source, f"{path.name} parameters cell")
     assert declared, f"{path.name}: the parameters cell declares nothing"
@@ -69,7 +78,8 @@ def test_parameters_agree_with_the_registry(notebook):
         assert p.name in PARAMETERS, f"{path.name}: {p.name} is not in mpclr.notebooks.PARAMETERS; add it there"
         reg = PARAMETERS[p.name]
         assert p.hint == reg.hint, f"{path.name}: {p.name}: {p.hint}, the registry says {reg.hint}"
-        assert p.default == reg.default, f"{path.name}: {p.name} defaults to {p.default!r}, registry {reg.default!r}"
+        expected = reg.default_for(path.stem)
+        assert p.default == expected, f"{path.name}: {p.name} defaults to {p.default!r}, registry {expected!r}"
         assert p.comment, f"{path.name}: {p.name} needs a comment saying what it is"
         assert lines[p.line - 1].count("=") == 1, f"{path.name}: no '=' in {p.name}'s comment (papermill)"
     assert "run_dir" in {p.name for p in declared}, f"{path.name}: every step takes a run_dir"

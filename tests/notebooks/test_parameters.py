@@ -90,10 +90,10 @@ def test_declared_parameters_refuse_anything_else(source, match):
 
 def test_study_checks_with_the_crypto_code():
     s = Study.from_parameters(parties=4, threshold=2, smudging_bits=12)
-    assert s.params().smudging_bits == 12 and s.params().name == "fast/smudging=12"
+    assert s.params().smudging_bits == 12 and s.params().name == "train/smudging=12"
     assert s.key_holders_needed == 2
     with pytest.raises(ParameterError, match="smudging_bits"):
-        Study.from_parameters(smudging_bits=45)  # beyond what the fast preset's q_0 allows
+        Study.from_parameters(smudging_bits=45)  # beyond what the train preset's q_0 allows
     with pytest.raises(ParameterError, match="unknown parameter 'rotation_steps'"):
         Study.from_parameters(rotation_steps=[1])
     record = s.to_json()
@@ -169,7 +169,15 @@ def test_run_folder_json_round_trip_and_missing_file_names_its_step(tmp_path):
 
 
 def test_steps_resolve_by_name_number_or_path(tmp_path):
-    assert [s.name for s in resolve_steps(None)] == ["00_study_and_roles", "01_key_ceremony"]
+    assert [s.name for s in resolve_steps(None)] == [
+        "00_study_and_roles",
+        "01_key_ceremony",
+        "02_data_and_encryption",
+        "03_training",
+        "04_evaluation",
+        "05_comparison",
+    ]
+    assert resolve_steps("04")[0].writes == ("evaluation.json",)
     assert [s.name for s in resolve_steps(["00", "01_key_ceremony.ipynb"])] == ["00_study_and_roles", "01_key_ceremony"]
     assert resolve_steps("90")[0].writes == ("workshop.json",)
     nb = tmp_path / "later_step.ipynb"
@@ -252,3 +260,95 @@ def test_notebooks_folder_can_be_moved(tmp_path, monkeypatch):
     monkeypatch.setenv("MPCLR_NOTEBOOKS", os.fspath(tmp_path / "none"))
     with pytest.raises(ParameterError, match="set MPCLR_NOTEBOOKS"):
         project_root()
+
+
+# ------------------------------------------------------------------------------------------------ the study's data
+def test_the_study_defaults_are_the_studys():
+    s = Study()
+    assert (s.preset, s.iterations, s.degree, s.seed, s.dataset, s.split) == ("train", 6, 5, 0, "breast_cancer", "even")
+    assert Study.from_parameters() == s
+    assert PARAMETERS["preset"].default == "train" and PARAMETERS["preset"].default_for("90_workshop") == "fast"
+    assert s.model().iterations == 6 and s.model().degree == 5
+
+
+@pytest.mark.parametrize(
+    "values,match",
+    [
+        ({"dataset": "synthetic:300"}, r"parameter dataset must be written synthetic:NxD"),
+        ({"dataset": "synthetic:1x3"}, r"parameter dataset needs N >= 2 rows"),
+        ({"dataset": "no/such.csv"}, r"parameter dataset must be one of .*there is no file .*no/such.csv"),
+        ({"label": "outcome"}, r"parameter label applies to a CSV/TSV file only"),
+        ({"split": "0.5,0.5"}, r"parameter split lists 2 fractions for parties = 3"),
+        ({"split": "0.5,0.3,0.3"}, r"parameter split fractions must sum to 1"),
+        ({"split": "0.5,-0.2,0.7"}, r"parameter split must list positive fractions"),
+        ({"cutoff": 1.0}, r"parameter cutoff must be a probability in \(0, 1\)"),
+        ({"decrypt_models": "yes"}, r"parameter decrypt_models must be True or False"),
+    ],
+)
+def test_bad_study_values_name_their_parameter(values, match):
+    with pytest.raises(ParameterError, match=match):
+        check_parameters(values)
+
+
+def test_a_shared_data_set_missing_here_is_refused_up_front(tmp_path, monkeypatch):
+    monkeypatch.setenv("MPCLR_SHARED_DATA", str(tmp_path))
+    with pytest.raises(ParameterError, match=r"parameter dataset names a shared data set that is not on this machine"):
+        check_parameters({"dataset": "lbw"})
+    (tmp_path / "lbw.txt").write_text("1\t2\t0\n2\t1\t1\n3\t5\t0\n4\t3\t1\n")
+    assert check_parameters({"dataset": "lbw"}) == {"dataset": "lbw"}
+
+
+def _csv(path, n=60, seed=3):
+    import numpy as np
+
+    g = np.random.default_rng(seed)
+    lines = ["age,bmi,site,outcome"]
+    for i in range(n):
+        lines.append(f"{g.normal(50, 10):.3f},{g.normal(25, 4):.3f},{i % 3 + 1},{int(g.random() < 0.5)}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_a_csv_file_from_the_project_root_or_anywhere(tmp_path, monkeypatch):
+    import numpy as np
+
+    from mpclr.notebooks.parameters import resolve_dataset
+
+    path = _csv(tmp_path / "cohort.csv")
+    monkeypatch.chdir(tmp_path)  # a relative path starts at the project root, never at the current folder
+    assert resolve_dataset("cohort.csv") == str(project_root() / "cohort.csv")
+    with pytest.raises(ParameterError, match="there is no file"):
+        check_parameters({"dataset": "cohort.csv"})
+    s = Study.from_parameters(dataset=str(path), label="outcome", parties=3, split="site", folds=2)
+    data = s.hospital_data()
+    assert data.pooled.feature_names == ("age", "bmi")  # the site column says who holds a row, and is dropped
+    assert data.rows_per_hospital == [20, 20, 20]
+    assert sorted(np.concatenate([p.rows for p in data.parts]).tolist()) == list(range(60))
+    for part in data.parts:
+        assert np.array_equal(data.pooled.X[part.rows], part.X) and np.array_equal(data.pooled.y[part.rows], part.y)
+    with pytest.raises(ParameterError, match=r"parameter label \(dataset = .*\): .*no column named 'result'"):
+        Study.from_parameters(dataset=str(path), label="result").hospital_data()
+    with pytest.raises(ParameterError, match=r"parameter split = 'ward': data set 'cohort' .*named 'ward'"):
+        Study.from_parameters(dataset=str(path), label="outcome", split="ward").hospital_data()
+    with pytest.raises(ParameterError, match=r"parameter split = 'site': .*3 distinct values .* for 2 parties"):
+        Study.from_parameters(dataset=str(path), label="outcome", split="site", parties=2).hospital_data()
+
+
+def test_splits_and_folds_follow_the_study():
+    import numpy as np
+
+    s = Study.from_parameters(dataset="synthetic:200x3", parties=3, split="0.5,0.3,0.2", seed=4)
+    data = s.hospital_data()
+    assert data.rows_per_hospital == [100, 60, 40]
+    assert s.to_json(data)["data"]["rows_per_hospital"] == {"hospital-1": 100, "hospital-2": 60, "hospital-3": 40}
+    assert "positives" not in s.to_json(data)["data"]  # label counts are never revealed
+    again = Study.from_parameters(dataset="synthetic:200x3", parties=3, split="0.5,0.3,0.2", seed=4).hospital_data()
+    assert all(np.array_equal(a.rows, b.rows) for a, b in zip(data.parts, again.parts))  # the seed fixes the split
+    with pytest.raises(ParameterError, match=r"parameter folds = 20: .*"):
+        Study.from_parameters(dataset="synthetic:30x2", folds=20).hospital_data()
+
+
+def test_a_seed_of_none_is_drawn_once_and_recorded():
+    s = Study.from_parameters(seed=None)
+    assert isinstance(s.seed, int) and 0 <= s.seed < 2**31
+    assert Study.from_json(json.loads(json.dumps(s.to_json()))).seed == s.seed
