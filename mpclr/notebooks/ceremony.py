@@ -1,7 +1,8 @@
 """What notebook 01 records about a key ceremony: timings, traffic per party and message type, key sizes.
 
-Key shares never leave their party's process, so a run folder keeps only public facts about the keys;
-every later step that computes on encrypted data runs its own ceremony (`Study.federation()`).
+keys.json keeps only public facts about the keys. The keys themselves go to <run>/federation/, one
+keystore folder per node (mpclr.notebooks.pipeline.save_federation): each hospital's secret share stays in
+its own folder, in 0600 files, and the later steps resume the federation from there.
 """
 
 from __future__ import annotations

@@ -1,13 +1,18 @@
 """The numbered study steps, in order. Each step is one notebook that reads earlier steps' files from the
 run folder and writes its own, so any step can be rerun alone on an existing run folder.
 
-A later step joins by adding a `Step` to `SEQUENCE` (and its notebook to notebooks/). The steps planned
-next, each reading the files of the steps before it:
+    00_study_and_roles       the design (data, split, parties, preset, seed, folds, ...) and the roles
+    01_key_ceremony          the collective keys; the federation saved, one keystore folder per node
+    02_data_and_encryption   hospitals load their rows; folds; scaling from the encrypted aggregate;
+                             the rows encrypted in the public layout
+    03_training              encrypted cross-validated training: progress bar, convergence (on the twin)
+    04_evaluation            secure evaluation: ROC, confusion matrices, what was decrypted
+    05_comparison            the plaintext twin and scikit-learn on the same folds; time per phase
 
-    02_data_and_encryption   hospitals load and scale their rows (scaling from encrypted aggregates)
-    03_training              encrypted cross-validated training: progress bar, convergence
-    04_evaluation            secure evaluation: ROC, confusion matrix
-    05_comparison            the same folds in plaintext (twin) and scikit-learn
+Besides its JSON, a step may keep folders in the run folder for the steps after it (`keeps`): 01 the
+federation (`federation/`), 02 and 03 the encrypted study (`encrypted_cv/`); see pipeline.py.
+
+A later step joins by adding a `Step` to `SEQUENCE` (and its notebook to notebooks/).
 
 Convention for what a step writes: `<name>.json` in the run folder, with a `"summary"` mapping of flat
 scalar metrics (numbers, strings) that batch runs collect into their summary table, and small files
@@ -34,6 +39,7 @@ class Step:
     writes: tuple[str, ...] = ()  # JSON files the step must (re)write in the run folder
     reads: tuple[str, ...] = ()  # files of earlier steps it needs
     source: Path | None = None  # a notebook outside notebooks/ (None: notebooks/<name>.ipynb)
+    keeps: tuple[str, ...] = ()  # folders it (re)writes in the run folder for later steps
 
     @property
     def notebook(self) -> Path:
@@ -41,9 +47,37 @@ class Step:
 
 
 STUDY = Step("00_study_and_roles", "The study and the roles", writes=("study.json",))
-KEYS = Step("01_key_ceremony", "Key ceremony", writes=("keys.json",), reads=("study.json",))
+KEYS = Step("01_key_ceremony", "Key ceremony", writes=("keys.json",), reads=("study.json",), keeps=("federation",))
+DATA = Step(
+    "02_data_and_encryption",
+    "Data and encryption",
+    writes=("data.json",),
+    reads=("study.json", "keys.json"),
+    keeps=("federation", "encrypted_cv"),
+)
+TRAINING = Step(
+    "03_training",
+    "Encrypted cross-validated training",
+    writes=("training.json",),
+    reads=("study.json", "data.json"),
+    keeps=("federation", "encrypted_cv"),
+)
+EVALUATION = Step(
+    "04_evaluation",
+    "Secure evaluation",
+    writes=("evaluation.json",),
+    reads=("study.json", "data.json", "training.json"),
+    keeps=("federation",),
+)
+COMPARISON = Step(
+    "05_comparison",
+    "Comparison with the plaintext twin and scikit-learn",
+    writes=("comparison.json",),
+    reads=("study.json", "keys.json", "data.json", "training.json", "evaluation.json"),
+    keeps=("federation",),
+)
 
-SEQUENCE: tuple[Step, ...] = (STUDY, KEYS)
+SEQUENCE: tuple[Step, ...] = (STUDY, KEYS, DATA, TRAINING, EVALUATION, COMPARISON)
 
 # Teaching, not part of a study: runs alone (its own parameters, its own workshop.json).
 WORKSHOP = Step("90_workshop", "Workshop: threshold decryption, noise and smudging", writes=("workshop.json",))
