@@ -1,5 +1,6 @@
-"""`mpclr batch`: a grid over parties 2 and 3, plus a run that fails in a notebook and one refused before
-any kernel; the failures are reported with notebook and cell, and the good runs go on."""
+"""`mpclr batch`: the whole study sequence (00-05, the study's preset) over a grid of parties 2 and 3 on a
+small data set, plus a run that fails in a notebook and one refused before any kernel; the failures are
+reported with notebook and cell, and the good runs go on."""
 
 import csv
 import json
@@ -7,18 +8,29 @@ import json
 import pytest
 
 from mpclr.cli import main
+from mpclr.lr.layout import Layout
 
 GRID = """\
-steps: [00_study_and_roles, 01_key_ceremony]
 parameters:
-  preset: fast
+  dataset: "synthetic:160x3"
+  folds: 2
+  iterations: 2
+  refine_rounds: 0
   rotation_steps: [1]
 grid:
   parties: [2, 3]
 runs:
-  - {parties: 3, smudging_bits: 45}   # beyond the fast preset's bound: fails in notebook 00
+  - {parties: 3, smudging_bits: 45}   # beyond the train preset's bound: fails in notebook 00
   - {parties: "3"}                    # a string: refused before any kernel starts
 """
+STEPS = [
+    "00_study_and_roles",
+    "01_key_ceremony",
+    "02_data_and_encryption",
+    "03_training",
+    "04_evaluation",
+    "05_comparison",
+]
 
 
 @pytest.fixture(scope="module")
@@ -42,10 +54,12 @@ def test_each_run_has_its_folder_and_results(batch):
     for name in names[:2]:
         res = json.loads((out / name / "results.json").read_text())
         assert res["status"] == "ok" and res["failed_step"] is None
-        assert [s["status"] for s in res["steps"]] == ["ok", "ok"]
-        assert (out / name / "notebooks" / "01_key_ceremony.ipynb").is_file()
-        assert (out / name / "keys_traffic.png").is_file()
-        assert res["metrics"]["rotation_keys"] == 1 and res["metrics"]["total_mb"] > 1
+        assert [s["status"] for s in res["steps"]] == ["ok"] * 6
+        assert all((out / name / "notebooks" / f"{step}.ipynb").is_file() for step in STEPS)
+        assert (out / name / "keys_traffic.png").is_file() and (out / name / "evaluation_roc.png").is_file()
+        layout_steps = Layout(8192, 160, 2).rotation_steps()
+        assert res["metrics"]["rotation_keys"] == len(set(layout_steps) | {1}) and res["metrics"]["total_mb"] > 1
+        assert res["metrics"]["rows_tested"] == 160 and 0.5 < res["metrics"]["secure_auc"] <= 1
     assert json.loads((out / names[0] / "keys.json").read_text())["key_holders"] == ["hospital-1", "hospital-2"]
 
 
@@ -55,7 +69,7 @@ def test_a_run_failing_in_a_notebook_names_notebook_and_cell(batch):
     assert res["status"] == "failed" and res["failed_step"] == "00_study_and_roles" and res["failed_cell"] == 1
     assert "00_study_and_roles.ipynb" in res["error"] and "cell 1, line" in res["error"]
     assert "ParameterError: parameter smudging_bits out of range: 45" in res["error"]
-    assert [s["status"] for s in res["steps"]] == ["failed", "skipped"]
+    assert [s["status"] for s in res["steps"]] == ["failed"] + ["skipped"] * 5
     assert (out / "003_parties=3_smudging_bits=45" / "notebooks" / "00_study_and_roles.ipynb").is_file()
 
 
@@ -76,6 +90,8 @@ def test_summary_csv_and_report(batch):
     assert float(rows[1]["total_mb"]) > float(rows[0]["total_mb"]) > 1  # more hospitals, more traffic
     assert rows[2]["failed_step"] == "00_study_and_roles" and rows[2]["failed_cell"] == "1"
     assert rows[0]["error"] == "" and "smudging_bits" in rows[2]["error"]
+    for metric in ("secure_auc", "twin_auc", "training_s", "encrypted_mb"):  # every step's summary is collected
+        assert rows[0][metric] and rows[1][metric] and rows[2][metric] == ""
     report = (out / "report.html").read_text()
     assert "mpclr batch: 4 runs, 2 ok" in report
     for plot in ("seconds", "total_mb", "key_ceremony_s"):

@@ -1,31 +1,55 @@
-"""The notebooks executed by papermill (kernel python3) into temporary run folders, small parameters."""
+"""The notebooks executed by papermill (kernel python3) into temporary run folders, small parameters: the
+whole study sequence 00-05 once, then single steps rerun on its run folder."""
 
 import json
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pytest
 
-from mpclr.notebooks import RunFolder
+from mpclr import Federation
+from mpclr.errors import DataError
+from mpclr.lr.layout import Layout
+from mpclr.notebooks import SEQUENCE, RunFolder, Study
+from mpclr.notebooks.pipeline import load_encrypted, resume_federation
 from mpclr.notebooks.runner import SequenceFailed, run_sequence
 
 LATER_STEP = Path(__file__).parent / "fixtures" / "later_step.ipynb"
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
+SMALL = {"dataset": "synthetic:300x4", "parties": 2, "folds": 3, "iterations": 3, "seed": 7}
+STEPS = [
+    "00_study_and_roles",
+    "01_key_ceremony",
+    "02_data_and_encryption",
+    "03_training",
+    "04_evaluation",
+    "05_comparison",
+]
+
+
 @pytest.fixture(scope="module")
 def study_run(tmp_path_factory):
+    """The whole sequence, 00-05, on small parameters with the study's preset (train) and degree (5)."""
     run_dir = tmp_path_factory.mktemp("sequence") / "run"
-    result = run_sequence(
-        run_dir, {"parties": 2, "preset": "fast", "threshold": None, "seed": 7, "folds": 3}, progress=False
-    )
+    result = run_sequence(run_dir, SMALL, progress=False)
     return RunFolder(run_dir), result
+
+
+@pytest.fixture(scope="module")
+def pooled(study_run):
+    """The study's rows as the test sees them (the simulation's pooled view), and the public fold ids."""
+    run, _ = study_run
+    data = Study.from_json(run.read_json("study.json")).hospital_data()
+    return data, np.asarray(run.read_json("data.json")["folds"]["fold_of_row"])
 
 
 def test_the_sequence_records_each_step(study_run):
     run, result = study_run
     assert result.ok, result.describe()
-    assert [s.step for s in result.steps] == ["00_study_and_roles", "01_key_ceremony"]
+    assert [s.step for s in result.steps] == STEPS
     recorded = run.read_json("run.json")
     assert recorded["ok"] is True and recorded["parameters"]["parties"] == 2
     for step in recorded["steps"]:
@@ -34,6 +58,9 @@ def test_the_sequence_records_each_step(study_run):
         assert Path(step["executed"]).parent == run.path / "notebooks"
         assert executed.metadata.papermill.parameters["run_dir"] == str(run.path)
         assert all(c.get("outputs") is not None for c in executed.cells if c.cell_type == "code")
+    for step in SEQUENCE:
+        assert run.read_json(step.writes[0])["written"]["by"] == step.name
+        assert all((run.path / folder).is_dir() for folder in step.keeps)
 
 
 def test_parameters_arrive_with_their_types(study_run):
@@ -42,35 +69,41 @@ def test_parameters_arrive_with_their_types(study_run):
     injected = executed.cells[1]
     assert "injected-parameters" in injected.metadata.tags
     lines = set(injected.source.splitlines())
-    assert {"parties = 2", "threshold = None", "seed = 7", "folds = 3", 'preset = "fast"'} <= lines
+    assert {"parties = 2", "seed = 7", "folds = 3", 'dataset = "synthetic:300x4"', "iterations = 3"} <= lines
     assert not any(line.startswith("rotation_steps") for line in lines)  # 01's parameter: not sent to 00
+    later = nbformat.read(run.executed_notebook("03_training"), as_version=4).cells[1].source.splitlines()
+    assert [line for line in later if not line.startswith("#")] == [f'run_dir = "{run.path}"']  # the rest: study.json
 
 
 def test_study_json(study_run):
     run, _ = study_run
     study = run.read_json("study.json")
     assert study["parameters"] == {
-        "dataset": "breast_cancer",
+        "dataset": "synthetic:300x4",
+        "label": "last",
+        "split": "even",
         "parties": 2,
         "threshold": None,
-        "preset": "fast",
+        "preset": "train",
         "smudging_bits": None,
         "seed": 7,
         "folds": 3,
-        "iterations": 7,
-        "degree": 3,
+        "iterations": 3,
+        "degree": 5,
     }
     assert study["key_holders"] == ["hospital-1", "hospital-2"] and study["key_holders_needed"] == 2
-    assert study["ckks"]["n"] == 8192 and study["ckks"]["security"] == "128-bit (HE standard)"
+    assert study["ckks"]["n"] == 16384 and study["ckks"]["security"] == "128-bit (HE standard)"
     assert [r["role"] for r in study["roles"]] == ["hospital", "server", "researcher"]
-    assert study["summary"]["depth"] == 4 and study["written"]["by"] == "00_study_and_roles"
+    assert study["data"]["rows"] == 300 and study["data"]["rows_per_hospital"] == {"hospital-1": 150, "hospital-2": 150}
+    assert study["summary"]["depth"] == 6 and study["written"]["by"] == "00_study_and_roles"
 
 
-def test_keys_json(study_run):
+def test_keys_json_and_the_saved_federation(study_run):
     run, _ = study_run
     keys = run.read_json("keys.json")
     assert keys["key_holders"] == ["hospital-1", "hospital-2"] and keys["threshold"] == 2
-    assert keys["rotation_steps"] == [1, 2, 4, 8] and len(keys["galois_elements"]) == 4
+    layout_steps = Layout(8192, 300, 3).rotation_steps()
+    assert keys["rotation_steps"] == layout_steps and len(keys["galois_elements"]) == len(layout_steps)
     by_type = keys["traffic"]["by_type"]
     assert {"crs.commit", "cpk.reveal", "rlk.round1", "rlk.round2", "gkg.share", "keys.install"} <= set(by_type)
     assert by_type["rlk.round2"]["bytes"] > by_type["cpk.reveal"]["bytes"] > 100_000
@@ -79,19 +112,168 @@ def test_keys_json(study_run):
     assert {"setup", "CRS + public key", "relinearization key", "rotation_keys"} <= set(keys["timings"])
     summary = keys["summary"]
     assert summary["total_mb"] * 1e6 == pytest.approx(keys["traffic"]["total_bytes"], rel=1e-3)
-    assert summary["rotation_keys"] == 4 and summary["key_ceremony_s"] > 0
+    assert summary["rotation_keys"] == len(layout_steps) and summary["key_ceremony_s"] > 0
     assert keys["public_key"]["bytes"] > 100_000 and len(keys["public_key"]["sha256"]) == 64
     assert run.file("keys_traffic.png").read_bytes()[:8] == PNG
+    # every node has its own keystore folder; only hospitals hold a key share, every secret file is 0600
+    stores = {r["node"]: r for r in keys["federation"]["keystores"]}
+    assert set(stores) == {"hospital-1", "hospital-2", "server", "researcher"}
+    nodes = run.path / "federation" / "nodes"
+    for name in stores:
+        assert (nodes / name).stat().st_mode & 0o777 == 0o700
+        secrets_ = list((nodes / name).glob("secret-*"))
+        assert secrets_ and all(p.stat().st_mode & 0o777 == 0o600 for p in secrets_)
+        assert (nodes / name / "secret-key-share.bin").exists() == name.startswith("hospital")
+    assert "secret-key-share.bin" in stores["hospital-1"]["secret files"]
+
+
+def test_data_json(study_run, pooled):
+    run, _ = study_run
+    data, folds = pooled
+    rec = run.read_json("data.json")
+    assert rec["rows_per_hospital"] == {"hospital-1": 150, "hospital-2": 150}
+    # every row is in exactly one fold; the folds are stratified by each hospital on its own rows
+    assert len(folds) == 300 and set(folds.tolist()) == {0, 1, 2}
+    assert rec["folds"]["sizes"] == np.bincount(folds).tolist() and sum(rec["folds"]["sizes"]) == 300
+    for name, part in zip(["hospital-1", "hospital-2"], data.parts):
+        assert rec["folds"]["per_hospital"][name] == np.bincount(folds[part.rows], minlength=3).tolist()
+    # what was revealed: the pooled count, sums and cross-products, exactly what the pooled rows give
+    X = data.pooled.X
+    rev = rec["revealed"]
+    assert rev["values"] == 1 + 4 + 10 == rec["summary"]["aggregate_values_revealed"]
+    assert rev["pooled_count"] == pytest.approx(300, abs=1e-3)
+    assert np.allclose(rev["means"], X.mean(axis=0), rtol=1e-6, atol=1e-6)
+    assert np.allclose(rev["cross_products"], X.T @ X, rtol=1e-6)
+    assert np.allclose(rev["correlation"], np.corrcoef(X.T), atol=1e-5)
+    assert np.allclose(rec["scaling"]["mean"], X.mean(axis=0), atol=1e-5)
+    assert np.allclose(rec["scaling"]["std"], X.std(axis=0), rtol=1e-5)
+    # the layout and the ciphertexts: 5 columns of z (intercept + 4), one block, per hospital, plus 5 constants
+    assert rec["layout"]["groups"] == [{"models": [0, 1, 2], "samples_per_block": 2048, "blocks": 1}]
+    cts = rec["ciphertexts"]
+    assert cts["per_hospital"]["hospital-1"] == {"data": 5, "constant_term": 5, "bytes": 10 * cts["ciphertext_bytes"]}
+    assert cts["total"] == rec["summary"]["ciphertexts"] == 20
+    assert rec["public_key_sha256"] == run.read_json("keys.json")["public_key"]["sha256"]
+    for png in ("data_rows_and_folds.png", "data_correlation.png"):
+        assert run.file(png).read_bytes()[:8] == PNG
+
+
+def test_training_json(study_run):
+    run, _ = study_run
+    rec = run.read_json("training.json")
+    assert rec["plan"]["iterations"] == 3 and rec["plan"]["degree"] == 5 and len(rec["plan"]["step_sizes"]) == 3
+    assert [r["iteration"] for r in rec["encrypted"]["per_iteration"]] == [1, 2, 3]
+    assert rec["encrypted"]["refresh_rounds"] == 4  # one per iteration, one for the final models
+    ll = np.asarray(rec["twin"]["train_log_likelihood"])
+    assert ll.shape == (4, 3) and np.all(ll[-1] > ll[0])  # the twin climbs from log(1/2) on every fold
+    assert ll[0] == pytest.approx(np.log(0.5))
+    margins = np.asarray(rec["twin"]["max_abs_margin"])
+    assert margins.shape == (3, 3) and margins.max() < rec["twin"]["interval"]
+    assert rec["summary"]["training_s"] > 0 and rec["summary"]["refresh_mb"] > 1
+    assert run.file("training_convergence.png").read_bytes()[:8] == PNG
+    executed = nbformat.read(run.executed_notebook("03_training"), as_version=4)
+    assert "encrypted training" in json.dumps([c.get("outputs") for c in executed.cells])  # the progress bar
+
+
+def test_evaluation_json(study_run, pooled):
+    run, _ = study_run
+    data, folds = pooled
+    rec = run.read_json("evaluation.json")
+    y = data.pooled.y
+    assert rec["summary"]["rows_tested"] == 300 and rec["checks"]["counts_consistent"]
+    for f in rec["folds"]:
+        test = folds == f["fold"]
+        assert f["n"] == test.sum() and f["positives"] == y[test].sum()  # every row tested once, by its fold's model
+        cm = f["confusion"]
+        assert cm["tp"] + cm["fn"] == y[test].sum() and cm["tn"] + cm["fp"] == (1 - y[test]).sum()
+        assert f["roc"]["fpr"][0] == f["roc"]["tpr"][0] == 1.0 and 0.5 < f["auc"] <= 1.0
+    assert sum(rec["confusion_total"].values()) == 300
+    # only counts reached the researcher, all by key switch to its own key
+    assert rec["revealed"] and all(r["to"] == "researcher" for r in rec["revealed"])
+    assert rec["revealed_values"] == sum(r["values"] for r in rec["revealed"]) == rec["summary"]["revealed_values"]
+    assert {k for r in rec["revealed"] for k in r["by_kind"]} <= {
+        "rows",
+        "positives_above",
+        "positives",
+        "unused (threshold above every score: 0)",
+    }
+    assert rec["researcher_audit"] and all(a["path"] == "key switch to researcher" for a in rec["researcher_audit"])
+    for png in ("evaluation_roc.png", "evaluation_confusion.png"):
+        assert run.file(png).read_bytes()[:8] == PNG
+
+
+def test_comparison_json(study_run):
+    run, _ = study_run
+    rec = run.read_json("comparison.json")
+    evaluation = run.read_json("evaluation.json")
+    assert [r["fold"] for r in rec["folds"]] == [0, 1, 2]
+    for r, f in zip(rec["folds"], evaluation["folds"]):
+        assert r["secure_auc"] == f["auc"]
+        assert abs(r["secure_auc"] - r["twin_auc"]) <= 0.01  # secure evaluation of the encrypted models = the twin
+        assert abs(r["twin_auc"] - r["sklearn_auc"]) <= 0.03
+    assert rec["models_decrypted"] is True
+    assert rec["coefficients"]["max_abs_diff_encrypted_twin"] < 1e-4  # the encrypted weights are the twin's
+    assert np.asarray(rec["coefficients"]["encrypted"]).shape == (3, 5)
+    assert [d["label"] for d in rec["decrypted_here"]] == [f"fold models: feature {j} of group 0" for j in range(5)]
+    phases = {t["phase"]: t for t in rec["times"]}
+    assert phases["encrypted training (03)"]["study_s"] == 420 and phases["secure evaluation (04)"]["study_s"] == 1200
+    assert phases["encrypted training (03)"]["mpclr_s"] == run.read_json("training.json")["summary"]["training_s"]
+    assert rec["study_figures"]["rows"] == 49152 and rec["setting"]["rows"] == 300
+    for png in ("comparison_coefficients.png", "comparison_times.png"):
+        assert run.file(png).read_bytes()[:8] == PNG
+
+
+def test_the_batch_summary_collects_every_steps_metrics(study_run):
+    from mpclr.notebooks.batch import _metrics
+
+    run, _ = study_run
+    metrics = _metrics(run, None)
+    assert not [k for k in metrics if ":" in k]  # no two steps' summaries share a name
+    for name in (
+        "key_ceremony_s",
+        "encrypted_mb",
+        "training_s",
+        "secure_auc",
+        "evaluation_s",
+        "twin_auc",
+        "max_weight_diff_encrypted_twin",
+    ):
+        assert name in metrics, name
+    assert metrics["secure_auc"] == run.read_json("evaluation.json")["summary"]["secure_auc"]
 
 
 def test_a_step_reruns_alone(study_run):
+    """05 again on the same run folder, the key holders declining to decrypt the models this time."""
     run, _ = study_run
-    before = run.file("keys.json").stat().st_mtime_ns
-    result = run_sequence(run.path, {"rotation_steps": [1, -1]}, steps=["01"], progress=False)
-    assert result.ok and [s.step for s in result.steps] == ["01_key_ceremony"]
-    keys = run.read_json("keys.json")
-    assert keys["rotation_steps"] == [1, -1] and len(keys["galois_elements"]) == 2
-    assert run.file("keys.json").stat().st_mtime_ns > before
+    before = run.file("comparison.json").stat().st_mtime_ns
+    audit = len(Federation.load(run.path / "federation").researcher.revealed)
+    result = run_sequence(run.path, {"decrypt_models": False}, steps=["05"], progress=False)
+    assert result.ok and [s.step for s in result.steps] == ["05_comparison"]
+    rec = run.read_json("comparison.json")
+    assert run.file("comparison.json").stat().st_mtime_ns > before
+    assert rec["models_decrypted"] is False and rec["decrypted_here"] == []
+    assert "encrypted" not in rec["coefficients"] and "max_weight_diff_encrypted_twin" not in rec["summary"]
+    assert rec["summary"]["twin_auc"] == pytest.approx(np.mean([r["twin_auc"] for r in rec["folds"]]), abs=1e-5)
+    assert len(Federation.load(run.path / "federation").researcher.revealed) == audit  # nothing more decrypted
+
+
+def test_later_steps_refuse_a_federation_or_keys_of_another_study(study_run, tmp_path):
+    run, _ = study_run
+    with pytest.raises(DataError, match=r"made for hospitals \['hospital-1', 'hospital-2'\].*rerun notebooks/01"):
+        resume_federation(run, Study.from_parameters(dataset="synthetic:300x4", parties=3))
+    with pytest.raises(DataError, match="has no saved federation: run notebooks/01_key_ceremony.ipynb first"):
+        resume_federation(RunFolder(tmp_path), Study())
+    # data encrypted under other keys (01 ran again after 02): the later steps say what to rerun
+    other = RunFolder(tmp_path / "other")
+    (other.path / "encrypted_cv").mkdir(parents=True)
+    (other.path / "encrypted_cv" / "encrypted_cv.json").write_text("{}")
+    other.write_json("data.json", {**run.read_json("data.json"), "public_key_sha256": "0" * 64})
+    fed = resume_federation(run, Study.from_json(run.read_json("study.json")))
+    try:
+        with pytest.raises(DataError, match="encrypted under another collective key .* rerun notebooks/02"):
+            load_encrypted(other, fed)
+        assert load_encrypted(run, fed, trained=True).weights  # the real run folder's study is fine
+    finally:
+        fed.close()
 
 
 def test_a_later_step_joins_and_its_failure_names_notebook_and_cell(study_run):
