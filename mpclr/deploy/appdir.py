@@ -30,6 +30,7 @@ DEFAULTS = {
     "bound-bits": 6,
     "workers": "auto",
     "rounds": 20,
+    "payload": 0,
 }
 
 

@@ -78,14 +78,16 @@ def fold_aucs(result: dict, X, y) -> list[float]:
 
 def ping(fed, config: dict) -> dict:
     """`rounds` (default 20) rounds of a no-op request to every site: what a round costs with nothing
-    to compute (each site answers with a signed "does not answer" error envelope)."""
+    to compute (each site answers with a signed "does not answer" error envelope). With `payload` = n,
+    each request carries n more bytes (throughput)."""
     from ..wire import KIND_REQUEST
 
     s = fed.server
     names = [p.name for p in fed.parties]
     times = []
+    pad = bytes(int(config.get("payload", 0)))  # request size, to measure throughput
     for _ in range(int(config.get("rounds", 20))):
         t0 = time.perf_counter()
-        fed.network.request_many([(p, s._seal(KIND_REQUEST, "ping", p, {})) for p in names])
+        fed.network.request_many([(p, s._seal(KIND_REQUEST, "ping", p, {"pad": pad} if pad else {})) for p in names])
         times.append(time.perf_counter() - t0)
     return {"round_seconds": times}
