@@ -1,0 +1,57 @@
+"""The Flower settings mpclr.deploy changes, and the site configuration as Flower parses it."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+pytest.importorskip("flwr")
+
+from mpclr.deploy.appdir import DEFAULTS, run_config_args, write_app  # noqa: E402
+from mpclr.deploy.site import SiteConfig  # noqa: E402
+from mpclr.deploy.tuning import Pacer, _PacedTime, fast_object_pulls  # noqa: E402
+
+
+def test_object_pulls_retry_fast_and_chunks_are_small():
+    import flwr.app.message.array as arr
+    import flwr.supercore.inflatable.inflatable_utils as iu
+
+    fast_object_pulls()
+    assert iu.pull_objects.__kwdefaults__["initial_backoff"] == 0.01
+    assert iu.pull_and_inflate_object_from_tree.__kwdefaults__["backoff_cap"] == 1.0
+    assert arr.FLWR_PRIVATE_MAX_ARRAY_CHUNK_SIZE == 2 << 20
+
+
+def test_pacer_polls_fast_while_busy_and_slowly_when_idle():
+    p = Pacer(poll=0.01, idle_poll=0.5, idle_after=0.05)
+    paced = _PacedTime(p)
+    t0 = time.perf_counter()
+    paced.sleep(3)  # the SuperNode's idle sleep
+    assert time.perf_counter() - t0 < 0.2
+    time.sleep(0.06)
+    assert p.interval() == 0.5  # idle for longer than idle_after
+    paced.sleep(0.5)  # waiting for a reply: a message is being handled
+    assert p.interval() == 0.01 and p.work.is_set()
+    assert paced.time() > 0  # everything else is the real time module
+
+
+def test_site_configuration_survives_flowers_node_config_parser(tmp_path):
+    from flwr.common.config import parse_config_args
+
+    sc = SiteConfig("hospital-2", str(tmp_path / "key store"), str(tmp_path / "data, 2024.csv"), "2/3", "outcome")
+    parsed = parse_config_args([sc.node_config()])
+    assert SiteConfig.from_mapping(parsed) == sc
+
+
+def test_app_folder_is_a_valid_flower_app(tmp_path):
+    from flwr.cli.config_utils import load_and_validate
+
+    folder = write_app(tmp_path / "app")
+    config, warnings = load_and_validate(folder / "pyproject.toml")
+    assert config["tool"]["flwr"]["app"]["components"]["clientapp"] == "mpclr.deploy.apps:client_app"
+    assert set(DEFAULTS) <= set(config["tool"]["flwr"]["app"]["config"])
+    assert run_config_args({"sites": "a,b", "threshold": 2}) == ["--run-config", 'sites="a,b"',
+                                                                  "--run-config", "threshold=2"]
+    with pytest.raises(KeyError):
+        run_config_args({"no-such-key": 1})
