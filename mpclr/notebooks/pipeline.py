@@ -465,6 +465,15 @@ def evaluate(fed: Federation, cv, cutoff: float = 0.5, refine_rounds: int | None
     return result
 
 
+def _checks_summary(checks: dict) -> dict:
+    """The evaluation's own checks on its counts (whatever it reports), as flat metrics."""
+    out = {}
+    for k, v in checks.items():
+        if isinstance(v, bool | int | float) or v is None:
+            out[k] = round(float(v), 4) if isinstance(v, float) else v
+    return out
+
+
 def evaluation_record(result: dict, cv, cutoff: float, audit: list[dict], refine_rounds: int | None = None) -> dict:
     """evaluation.json: the secure evaluation's own result, what reached the researcher, a summary."""
     folds = result["folds"]
@@ -493,8 +502,7 @@ def evaluation_record(result: dict, cv, cutoff: float, audit: list[dict], refine
             "evaluation_s": round(float(result["seconds"]["total"]), 3),
             "rows_tested": int(sum(f["n"] for f in folds)),
             "revealed_values": int(result["revealed_values"]),
-            "counts_integral": bool(result["checks"]["counts_integral"]),
-            "max_fraction": round(float(result["checks"]["max_fraction"]), 4),
+            **_checks_summary(result.get("checks", {})),
         },
     }
 
