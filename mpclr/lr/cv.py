@@ -37,6 +37,7 @@ class EncryptedCV:
     constants: dict = field(default_factory=dict)  # (group, feature) -> hospitals' ciphertext bytes
     seconds: dict = field(default_factory=dict)
     weights: dict = field(default_factory=dict)  # (group, feature) -> ciphertext bytes, after training
+    aggregate: np.ndarray | None = None  # what the researcher decrypted: pooled [rows, sums, cross-products]
     trainer: EncryptedTrainer | None = None
 
     @property
@@ -177,7 +178,16 @@ def encrypt_study(fed, *, folds: int, seed: int, interval: float = 8.0, particip
     layout = Layout(fed.params.slots, n_rows, folds)  # training needs no rotation key: the refresh sums
 
     t0 = time.perf_counter()
-    out = EncryptedCV(layout, fold_of_row, mean, std, curvature, interval=float(interval), seconds=seconds)
+    out = EncryptedCV(
+        layout,
+        fold_of_row,
+        mean,
+        std,
+        curvature,
+        interval=float(interval),
+        seconds=seconds,
+        aggregate=np.asarray(values[: 1 + d + d * (d + 1) // 2]),
+    )
     request = {
         "layout": layout.describe(),
         "mean": mean.tolist(),

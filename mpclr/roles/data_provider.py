@@ -374,8 +374,15 @@ class DataProvider(Node):
             )
         if not np.all(np.isin(y, (0, 1))):
             raise ValueError(f"{self.name}: labels must be 0 or 1")
+        same = (
+            self._data is not None
+            and np.array_equal(self._data[2], rows)
+            and np.array_equal(self._data[1], y)
+            and np.array_equal(self._data[0], X)
+        )
         self._data = (X, y.astype(np.int64), rows)
-        self._folds = None
+        if not same:
+            self._folds = None  # fold ids belong to the rows they were dealt for
 
     def _require_data(self):
         if self._data is None:
