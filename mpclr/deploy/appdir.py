@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 
 from .server_app import DEFAULT_STUDY
-from .study import DEFAULT_SCHEDULE
 
 __all__ = ["write_app", "DEFAULTS", "run_config_args"]
 
@@ -25,8 +24,10 @@ DEFAULTS = {
     "poll": 0.005,
     "max-poll": 0.05,
     "folds": 5,
-    "degree": 3,
-    "schedule": json.dumps([list(s) for s in DEFAULT_SCHEDULE]),
+    "degree": 0,  # 0: 3 with an explicit schedule, the twin's default (5) without
+    "schedule": "",  # "": step sizes from the encrypted curvature (mpclr.study); or JSON [[gamma, eta], ...]
+    "iterations": 0,
+    "learning-rate": 0.0,
     "bound-bits": 6,
     "workers": "auto",
     "rounds": 20,

@@ -3,8 +3,11 @@ x-fold cross-validated logistic regression trained on encrypted data, fold model
 key holders. Transport-agnostic: the same function runs on an in-process `mpclr.Federation` whose
 parties hold their rows, and on a `DeployedFederation` whose sites do.
 
-Options (run-config keys, all optional): folds (5), degree (3), schedule (JSON list of [gamma, eta]),
-bound-bits (6), workers ("auto", or a number), seed.
+Options (run-config keys, all optional): folds (5), seed, workers ("auto", or a number), and either
+schedule (a JSON list of [gamma, eta]) with degree (3) and bound-bits (6), or, when schedule is empty,
+the plaintext twin's defaults (mpclr.lr.twin.NesterovLR: degree 5, 6 iterations) with step sizes from
+the curvature of the encrypted aggregates, as mpclr.study does (iterations, degree, learning-rate
+override them).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ def encrypted_cv(fed, config: dict) -> dict:
 
     progress = config.get("progress") or (lambda event, **info: None)
     folds = int(config.get("folds", 5))
-    plan = TrainingPlan(sigmoid_poly(int(config.get("degree", 3)), 8.0), _schedule(config.get("schedule")),
+    plan = TrainingPlan(sigmoid_poly(int(config.get("degree") or 3), 8.0), _schedule(config.get("schedule")),
                         bound_bits=int(config.get("bound-bits", 6)))
     workers = config.get("workers", "auto")
     workers = workers if workers == "auto" else int(workers)
@@ -45,7 +48,21 @@ def encrypted_cv(fed, config: dict) -> dict:
         progress("training", done=done, total=total)
 
     t0 = time.perf_counter()
-    res = run_encrypted_cv(fed, folds=folds, plan=plan, seed=seed, workers=workers, progress=on_iteration)
+    if config.get("schedule") not in (None, ""):
+        res = run_encrypted_cv(fed, folds=folds, plan=plan, seed=seed, workers=workers, progress=on_iteration)
+    else:
+        from ..lr.cv import encrypt_study
+        from ..lr.twin import NesterovLR
+        from ..study import plan_for
+
+        res = encrypt_study(fed, folds=folds, seed=seed)
+        defaults = NesterovLR()
+        model = NesterovLR(iterations=int(config.get("iterations") or defaults.iterations),
+                           degree=int(config.get("degree") or defaults.degree),
+                           learning_rate=float(config.get("learning-rate") or defaults.learning_rate),
+                           curvature=res.curvature)
+        plan = plan_for(model, res.curvature)
+        res.train(fed, plan, workers=workers, progress=on_iteration)
     progress("trained", seconds=round(time.perf_counter() - t0, 2))
     W = res.decrypt_models(fed)
     progress("models_decrypted", seconds=round(res.seconds.get("decrypt_models", 0.0), 2))
