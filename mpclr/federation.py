@@ -138,6 +138,10 @@ class Federation:
         prime (level 0) or, with level=None, at c's own level (for values too large for q_0)."""
         return self.researcher.decrypt(c, None if by is None else list(by), label=label, level=level)
 
+    def decrypt_many(self, cs, by=None, *, labels=None, level: int | None = 0) -> list[np.ndarray]:
+        """Threshold decryption of several ciphertexts in one round (see `decrypt`)."""
+        return self.researcher.decrypt_many(cs, None if by is None else list(by), labels=labels, level=level)
+
     def refresh(self, c: Ciphertext, by=None, **kwargs) -> Ciphertext:
         """Collective refresh of c back to the top level (see Server.refresh)."""
         return self.server.refresh(c, by, **kwargs)

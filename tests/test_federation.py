@@ -152,3 +152,15 @@ def test_deep_preset_one_case():
     c = fed.server.rotate(fed.server.multiply(a, fed.parties[1].encrypt(x)), -1)
     assert np.abs(fed.decrypt(c) - np.roll(x * x, 1)).max() < 5e-3
     fed.close()
+
+
+def test_decrypt_many_in_one_round(fed_fast, rng):
+    xs = [rng.uniform(-1, 1, 50) for _ in range(3)]
+    hs = [fed_fast.parties[i].encrypt(x) for i, x in enumerate(xs)]
+    before = fed_fast.traffic()
+    outs = fed_fast.decrypt_many(hs, labels=["a", "b", "c"])
+    spent = fed_fast.network.traffic.since(before)["by_type"]
+    assert spent["decrypt.share"]["messages"] == 2 * 3 and spent["ct.fetch"]["messages"] == 2
+    for x, out in zip(xs, outs):
+        assert np.abs(out - x).max() < TOL
+    assert [r["label"] for r in fed_fast.researcher.revealed[-3:]] == ["a", "b", "c"]

@@ -80,11 +80,13 @@ class EncryptedCV:
         models to the researcher; the key holders named in `by` take part."""
         t0 = time.perf_counter()
         W = np.zeros((self.layout.folds, self.features))
-        for (g, j), h in self.weight_handles(fed).items():
-            values = fed.decrypt(h, by=by, label=f"fold models: feature {j} of group {g}")
-            fed.server.forget(h)
+        handles = self.weight_handles(fed)
+        keys = list(handles)
+        labels = [f"fold models: feature {j} of group {g}" for g, j in keys]
+        for (g, j), values in zip(keys, fed.decrypt_many([handles[k] for k in keys], by=by, labels=labels)):
             for k, v in self.layout.unpack_models(self.layout.groups[g], values).items():
                 W[k, j] = v
+        fed.server.forget(*handles.values())
         self.seconds["decrypt_models"] = time.perf_counter() - t0
         return W
 
@@ -195,8 +197,9 @@ def encrypt_study(fed, *, folds: int, seed: int, interval: float = 8.0, particip
         "train_counts": (n_rows - counts).tolist(),
         "interval": float(interval),
     }
-    for p in names:  # one hospital at a time: each reply holds all of its encrypted rows
-        reply = s.call(p, "lr.encrypt", **request)
+    replies = s.call_many("lr.encrypt", {p: request for p in names})  # hospitals encrypt in parallel
+    for p in names:
+        reply = replies[p]
         for g, b, j, raw in reply["blocks"]:
             out.blocks.setdefault((int(g), int(b), int(j)), []).append(bytes(raw))
         for g, j, raw in reply["constant"]:

@@ -199,14 +199,24 @@ class EncryptedTrainer:
                 "top": self.top,
                 "primes": list(self.ctx.primes),
             }
+            t1 = time.perf_counter()
             self._pool = WorkerPool(self.n_workers, init, self._refresh_bytes)
+            t2 = time.perf_counter()
             self._pool.send_blocks(
                 [
                     [(g, b, j, self._pending.pop((g, b, j))) for g, b in shard for j in range(self.features)]
                     for shard in shards
                 ]
             )
+            t3 = time.perf_counter()
             self._pool.prepare([{gb: masks[gb] for gb in shard} for shard in shards])
+            self.log.seconds.update(
+                {
+                    "workers_start": t2 - t1,
+                    "send_blocks": time.perf_counter() - t2,
+                    "derive_masked": time.perf_counter() - t3,
+                }
+            )
         else:
             self._engine = BlockEngine(
                 self.he,
@@ -224,6 +234,9 @@ class EncryptedTrainer:
             self._pending.clear()
             self._engine.prepare(masks)
         self.log.seconds["prepare"] = time.perf_counter() - t0
+        self.log.seconds["send_blocks"] = self.log.seconds.get("send_blocks", 0.0) - self.log.seconds.get(
+            "derive_masked", 0.0
+        )
 
     def _merge(self, parts: list[dict]) -> dict[tuple[int, int], Enc]:
         """Sum the engines' partial results per (group, feature)."""

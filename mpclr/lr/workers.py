@@ -91,10 +91,11 @@ def _worker_main(conn) -> None:  # pragma: no cover - runs in a child process (c
         while True:
             msg = conn.recv()
             kind = msg[0]
-            if kind == "blocks":
-                for g, b, j, raws in msg[1]:
-                    for raw in raws:
-                        engine.add_block(g, b, j, _load(he, raw))
+            if kind == "block":  # streamed one at a time, no reply: the pipe paces the sender
+                _, g, b, j, raws = msg
+                for raw in raws:
+                    engine.add_block(g, b, j, _load(he, raw))
+            elif kind == "blocks-done":
                 conn.send(("ok",))
             elif kind == "prepare":
                 engine.prepare(msg[1])
@@ -145,8 +146,15 @@ class WorkerPool:
         return msg
 
     def send_blocks(self, shards: list[list]) -> None:
-        for conn, shard in zip(self.conns, shards):
-            conn.send(("blocks", shard))
+        """Stream the blocks round-robin, one per message: each worker loads one block while the next
+        goes to another, instead of every shard being pickled whole and sent one worker after another."""
+        longest = max((len(sh) for sh in shards), default=0)
+        for i in range(longest):
+            for conn, shard in zip(self.conns, shards):
+                if i < len(shard):
+                    conn.send(("block", *shard[i]))
+        for conn in self.conns:
+            conn.send(("blocks-done",))
         for conn in self.conns:
             self._expect(conn, "ok")
 

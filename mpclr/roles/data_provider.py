@@ -263,8 +263,16 @@ class DataProvider(Node):
         s = self._require_session()
         if sender not in (s.researcher, s.server):
             raise ProtocolError(f"decryption shares go to the researcher, not {sender}")
-        level = int(fields["level"])
         sk = self._share_for(fields.get("participants"))
+        if isinstance(fields["c1"], list):  # a batch: one share per ciphertext, in order
+            if len(fields["c1"]) != len(fields["levels"]) or len(fields["c1"]) > 4096:
+                raise ProtocolError("a batch of decryption requests needs one level per ciphertext")
+            shares = []
+            for raw, level in zip(fields["c1"], fields["levels"]):
+                c1 = self._dec.c1_from_bytes(raw, int(level))
+                shares.append(self._dec.gen_share(sk, c1, int(level), self._rng).to_bytes())
+            return {"shares": shares}
+        level = int(fields["level"])
         c1 = self._dec.c1_from_bytes(fields["c1"], level)
         share = self._dec.gen_share(sk, c1, level, self._rng)
         return {"share": share.to_bytes()}
@@ -458,7 +466,7 @@ class DataProvider(Node):
     # ==================== secure evaluation (mpclr.lr.evaluation): begin ====================
     def _on_lr_encrypt_eval(self, fields, sender):
         """This hospital's rows in the public evaluation layout: standardized features / scale and labels,
-        encrypted under the collective key (one ciphertext per data block and column it has rows in)."""
+        encrypted under the collective key, as [block, column, ciphertext] for every block it has rows in."""
         from ..lr.eval_layout import EvalLayout, party_vectors
 
         self._from_server(sender, "lr.encrypt_eval")
@@ -476,9 +484,7 @@ class DataProvider(Node):
         scale = float(fields["scale"])
         if not 0 < scale < 1e6:
             raise ProtocolError(f"evaluation scale must be positive, got {scale}")
-        out = [
-            [g, c, j, self._encrypt_bytes(vec)] for g, c, j, vec in party_vectors(layout, rows, X, y, mean, std, scale)
-        ]
+        out = [[b, j, self._encrypt_bytes(vec)] for b, j, vec in party_vectors(layout, rows, X, y, mean, std, scale)]
         return {"ciphertexts": out}
 
     # ==================== secure evaluation (mpclr.lr.evaluation): end ======================

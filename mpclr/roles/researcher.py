@@ -150,6 +150,42 @@ class Researcher(Node):
         with self.timed("decrypt.decode"):
             return self.ctx.decode(self._decoder, plain, length)
 
+    def decrypt_many(self, handles, by, *, labels=None, level: int | None = 0) -> list[np.ndarray]:
+        """Threshold decryption of several ciphertexts in one round trip to the server and one to the key
+        holders (the same set decrypts all of them)."""
+        handles = list(handles)
+        labels = list(labels) if labels is not None else [f"ciphertext {h.id}" for h in handles]
+        self.check_decryptors(by)
+        s = self._require_session()
+        got = self.call(
+            s.server,
+            "ct.fetch",
+            ids=[h.id for h in handles],
+            levels=[h.level if level is None else level for h in handles],
+        )["items"]
+        datas, lvls = [], []
+        for item in got:
+            data = CiphertextData.from_bytes(item["ciphertext"], "fetched ciphertext")
+            datas.append(data)
+            lvls.append(self.ctx.check_ciphertext(data, "fetched ciphertext"))
+        c1s = [self._dec.c1_to_bytes(d.data[1], lv) for d, lv in zip(datas, lvls)]
+
+        def round_(names):
+            request = {"c1": c1s, "levels": lvls, "participants": names}
+            replies = self.call_many("decrypt.share", {p: request for p in names})
+            return names, [
+                [self._dec.share_from_bytes(replies[p]["shares"][k], lv) for p in names] for k, lv in enumerate(lvls)
+            ]
+
+        names, shares = with_live_participants(self, by, round_)
+        out = []
+        for data, share, h, label in zip(datas, shares, handles, labels):
+            out.append(self.combine(data, share, h.length))
+            self.revealed.append(
+                {"label": label, "values": int(h.length), "by": list(names), "path": "threshold decryption"}
+            )
+        return out
+
     def decrypt(self, handle, by, *, label: str = "", level: int | None = 0) -> np.ndarray:
         """Threshold decryption of a server-held ciphertext by the key holders `by`."""
         data, shares = self.collect_shares(handle, by, level)

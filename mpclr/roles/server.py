@@ -419,11 +419,17 @@ class Server(Node):
         return {"id": h.id, "level": h.level, "scale": h.scale}
 
     def _on_fetch(self, fields, sender):
+        """One ciphertext (`id`, `level`) or several (`ids`, `levels`) for the researcher to decrypt."""
         if sender != self._require_session().researcher:
             raise ProtocolError(f"ciphertexts for decryption go to the researcher only, not {sender}")
-        h = Ciphertext(int(fields["id"]), 0, 0, 0.0)
+        if "ids" not in fields:
+            return self._fetch_one(int(fields["id"]), int(fields.get("level", 0)))
+        return {"items": [self._fetch_one(int(i), int(lv)) for i, lv in zip(fields["ids"], fields["levels"])]}
+
+    def _fetch_one(self, ident: int, level: int) -> dict:
+        h = Ciphertext(ident, 0, 0, 0.0)
         e = self._get(h)
-        level = min(int(fields.get("level", 0)), e.level)
+        level = min(level, e.level)
         return {"ciphertext": self.export_ciphertext(h, level), "length": e.length, "level": level}
 
     # ================================ evaluation ================================================
