@@ -93,6 +93,10 @@ def run_cv(
     if evaluation not in ("decrypted-models",):
         raise ParameterError(f"parameter evaluation must be 'decrypted-models', got {evaluation!r}")
     parts = split(dataset, config.parties, config.split, seed=config.seed)
+    # The study numbers rows hospital by hospital (each hospital's rows contiguous), so that a data block
+    # holds one hospital's rows: with rows scattered, every hospital would encrypt every block.
+    study_data = dataset.subset(np.concatenate([p.rows for p in parts]))
+    offsets = np.cumsum([0] + [len(p) for p in parts])
     timings = {}
 
     t0 = time.perf_counter()
@@ -105,8 +109,8 @@ def run_cv(
             raise ParameterError(f"parameter parties is {config.parties} but the federation has {fed.n} hospitals")
         traffic_start = fed.traffic()
     timings["key_ceremony"] = time.perf_counter() - t0
-    for party, part in zip(fed.parties, parts):
-        party.load_data(part.X, part.y, part.rows)
+    for k, (party, part) in enumerate(zip(fed.parties, parts)):
+        party.load_data(part.X, part.y, np.arange(offsets[k], offsets[k + 1]))
 
     model = config.model()  # validates the parameters before anything is encrypted
     model._validate()
@@ -115,7 +119,7 @@ def run_cv(
 
     # the twin: same folds, same scaling (the decrypted aggregate's), same step sizes from the same curvature
     model = config.model(curvature=ecv.curvature)
-    Z = design_rows(dataset.X, dataset.y, ecv.mean, ecv.std)
+    Z = design_rows(study_data.X, study_data.y, ecv.mean, ecv.std)
     twin = model.fit_z(Z, ecv.fold_of_row)
     plan = plan_for(model, ecv.curvature)
 
@@ -124,15 +128,15 @@ def run_cv(
 
     t0 = time.perf_counter()
     W = ecv.decrypt_models(fed)
-    X_std = (dataset.X - ecv.mean) / ecv.std
-    Xi = np.hstack([np.ones((dataset.n_samples, 1)), X_std])
+    X_std = (study_data.X - ecv.mean) / ecv.std
+    Xi = np.hstack([np.ones((study_data.n_samples, 1)), X_std])
     folds = ecv.fold_of_row
     enc_scores = np.einsum("ij,ij->i", Xi, W[folds])
     twin_scores = np.einsum("ij,ij->i", Xi, twin.coef_[folds])
-    enc = fold_metrics(dataset.y, enc_scores, folds)
-    twin_m = fold_metrics(dataset.y, twin_scores, folds)
+    enc = fold_metrics(study_data.y, enc_scores, folds)
+    twin_m = fold_metrics(study_data.y, twin_scores, folds)
     timings["evaluation"] = time.perf_counter() - t0
-    base = sklearn_cv(X_std, dataset.y, folds)
+    base = sklearn_cv(X_std, study_data.y, folds)
     timings["total"] = time.perf_counter() - t_start
 
     per_fold = []
@@ -141,7 +145,7 @@ def run_cv(
         per_fold.append(
             {
                 "fold": k,
-                "test_rows": test.tolist(),
+                "test_rows": sorted(study_data.rows[test].tolist()),  # row numbers in the data set as given
                 "n_test": int(test.size),
                 "encrypted": {m: float(getattr(enc, m)[k]) for m in METRICS},
                 "twin": {m: float(getattr(twin_m, m)[k]) for m in METRICS},
@@ -184,6 +188,7 @@ def run_cv(
             "refresh_rounds": log.refreshes,
             "refreshed_ciphertexts": log.refreshed_ciphertexts,
             "workers": log.workers,
+            "seconds": log.seconds,
             "iterations": log.iterations,
         },
         "traffic": fed.network.traffic.since(traffic_start),
