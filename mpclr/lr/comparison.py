@@ -48,11 +48,9 @@ Delta_l^2 / q_l), so sums never meet mismatched scales.
 
 Slots are complex, and CKKS noise has an imaginary part as large as its real part. The composite is
 built for real inputs: where the imaginary part of an input is as large as its real part (a score within
-the noise of a threshold, e.g. of the weights' refresh noise), the iterates leave the unit disk and
-diverge. Values are therefore projected on the reals, (z + conj(z)) / 2, at every collective refresh
-(the halving is part of the refresh's public linear combination), with `conjugate`: SEAL's complex
-conjugation (Galois element 2N - 1), which Pyfhel does not expose, done here with the collective Galois
-key exactly as SEAL's key switch does it.
+the noise of a threshold), the iterates leave the unit disk and diverge (measured before this was
+handled). The caller therefore projects values on the reals, (z + conj(z)) / 2, at every collective
+refresh (mpclr.lr.evaluation: the refresh applies the conjugation to its exact integers, no key needed).
 """
 
 from __future__ import annotations
@@ -66,10 +64,9 @@ from numpy.polynomial import chebyshev as cheb
 from Pyfhel import PyCtxt
 
 from ..errors import ParameterError, ProtocolError
-from ..seal.format import CiphertextData
 from .blocks import Enc
 
-__all__ = ["SignComposite", "design_sign", "fit_odd_stage", "flat_stage", "cycle_degrees", "LadderOps", "conjugate"]
+__all__ = ["SignComposite", "design_sign", "fit_odd_stage", "flat_stage", "cycle_degrees", "LadderOps"]
 
 _MAX_CYCLES = 12
 
@@ -422,46 +419,3 @@ class LadderOps:
         if hi:
             hi_ct = self._eval(powers, memo, hi, target + 1)
             pairs.append((self._power(powers, memo, d - 1, target + 1), hi_ct))
-
-
-# ================================================================================================
-# complex conjugation by key switching (SEAL's apply_galois + switch_key, in exact RNS arithmetic)
-def conjugation_element(n: int) -> int:
-    return 2 * n - 1
-
-
-def conjugate(ctx, he, x: Enc, galois_key) -> Enc:
-    """conj(x), slot by slot: the automorphism X -> X^(2N-1) on both halves, then c1 switched from
-    sigma(s) back to s with the Galois key (pairs (k0_j, k1_j) at the key level, NTT form), digit by RNS
-    prime, divided by the special prime P with rounding. Same level and scale as x."""
-    elt = conjugation_element(ctx.n)
-    data = CiphertextData.from_bytes(x.ct.to_bytes(compr_mode="none"), "ciphertext to conjugate")
-    level = ctx.check_ciphertext(data, "ciphertext to conjugate")
-    ring = ctx.ring(level)
-    rows = [*range(level + 1), len(ctx.key_ring.moduli) - 1]  # q_0..q_level and P
-    ext = ctx.key_ring.sub_ring(rows)
-    c0 = ring.automorphism_ntt(np.ascontiguousarray(data.data[0]), elt)
-    c1 = ring.intt(ring.automorphism_ntt(np.ascontiguousarray(data.data[1]), elt))
-    acc = [ext.zeros(), ext.zeros()]
-    for j in range(level + 1):
-        digit = np.stack([c1[j] % np.uint64(q) for q in ext.moduli])
-        ext.ntt(digit, inplace=True)
-        for half in (0, 1):
-            key = np.ascontiguousarray(np.asarray(galois_key[j][half])[rows])
-            ext.add(acc[half], ext.mul(digit, key), out=acc[half])
-    p = ext.moduli[-1]
-    last_ring = ext.sub_ring([len(rows) - 1])
-    half_p = np.uint64(p >> 1)
-    out = []
-    for a in acc:
-        last = last_ring.intt(np.ascontiguousarray(a[-1:]))[0]
-        last = (last + half_p) % np.uint64(p)  # centred representative of a mod P, shifted by P / 2
-        t = np.stack(
-            [(last % np.uint64(q) + np.uint64(q) - np.uint64((p >> 1) % q)) % np.uint64(q) for q in ring.moduli]
-        )
-        ring.ntt(t, inplace=True)
-        diff = ring.sub(np.ascontiguousarray(a[:-1]), t)
-        out.append(ring.mul_scalar_rows(diff, [pow(p % q, -1, q) for q in ring.moduli]))
-    pair = np.stack([ring.add(c0, out[0]), out[1]])
-    raw = CiphertextData(ctx.level_parms_id(level), float(x.ct.scale), pair).to_bytes()
-    return Enc(ctx.load_ciphertext(he, raw, "conjugated ciphertext"), x.level)

@@ -7,20 +7,12 @@ from numpy.polynomial import chebyshev as cheb
 import mpclr
 from mpclr.errors import ParameterError
 from mpclr.lr.blocks import Enc
-from mpclr.lr.comparison import (
-    LadderOps,
-    conjugate,
-    conjugation_element,
-    cycle_degrees,
-    design_sign,
-    fit_odd_stage,
-    flat_stage,
-)
+from mpclr.lr.comparison import LadderOps, cycle_degrees, design_sign, fit_odd_stage, flat_stage
 
 
 @pytest.fixture(scope="module")
 def fed():
-    f = mpclr.Federation(parties=2, preset="train", rotations=[0, 1])
+    f = mpclr.Federation(parties=2, preset="train")
     yield f
     f.close()
 
@@ -114,36 +106,6 @@ def test_chebyshev_evaluation_on_the_ladder(fed):
     assert low.level == 1 and np.abs(dec(fed, low, 10) - cheb.chebval(x, flat_stage(7))).max() < 1e-5
 
 
-def test_conjugation_by_the_collective_galois_key(fed):
-    """conj(x (1 + i)) = x (1 - i): the real parts agree and the imaginary parts flip sign (read through a
-    multiplication by i, whose real part is minus the imaginary part)."""
-    ops, he, ctx = ops_of(fed), fed.server._he, fed.ctx
-    n = ctx.params.slots
-    x = np.linspace(-1, 1, n)
-
-    def times(e, c):
-        ct = ops._switch(e, e.level - 1 + 1)
-        scale = ops.ladder[e.level - 1] * ops.primes[e.level] / float(e.ct.scale)
-        pt = he.encodeComplex(np.full(n, c, dtype=np.complex128), scale=scale)
-        for _ in range(ops.top - e.level):
-            he.mod_switch_to_next_ptxt(pt, in_new_ptxt=False)
-        he.multiply_plain(ct, pt)
-        he.rescale_to_next(ct)
-        ct.scale = ops.ladder[e.level - 1]
-        return Enc(ct, e.level - 1)
-
-    z = times(enc(fed, x), 1 + 1j)
-    key = fed.server._galois[conjugation_element(ctx.n)]
-    for level in (z.level, 1):
-        zl = ops.down(z, level)
-        zc = conjugate(ctx, he, zl, key)
-        assert zc.level == level and float(zc.ct.scale) == float(zl.ct.scale)
-        assert np.abs(dec(fed, zc, 8) - x).max() < 1e-5
-        if level > 1:
-            assert np.abs(dec(fed, times(zl, 1j), 8) + x).max() < 1e-5  # Re(i z) = -Im z = -x
-            assert np.abs(dec(fed, times(zc, 1j), 8) - x).max() < 1e-5  # Re(i conj z) = +x
-
-
 def test_composite_with_collective_refreshes_keeps_the_sign(fed):
     """The whole composite under encryption, refreshed (real part, boosted) between cycles: outside the
     transition every slot lands within 1e-3 of sign(x) (decryption noise included); inside it stays in
@@ -160,15 +122,12 @@ def test_composite_with_collective_refreshes_keeps_the_sign(fed):
     x[:2000] = g.uniform(-4 * eps, 4 * eps, 2000)
     x[2000:2100] = g.uniform(-1e-7, 1e-7, 100)
     boost = max(b for b in range(21) if proto.fits(level, 1, fed.n, 1 << b))
-    key = s._galois[conjugation_element(ctx.n)]
+    conj = 2 * ctx.n - 1
     c = enc(fed, x)
     for i, cycle in enumerate(comp.cycles):
-        if i:
-            conj = conjugate(ctx, s._he, c, key)
+        if i:  # refreshed, projected on the reals: (c + conj(c)) / 2
             c = Enc(
-                s.refresh_raw([c.ct, conj.ct], [c.level] * 2, [[(0, 0.5), (1, 0.5)]], bound_bits=1, boost_bits=boost)[
-                    0
-                ],
+                s.refresh_raw([c.ct], [c.level], [[(0, 0.5, (conj,))]], bound_bits=1, boost_bits=boost)[0],
                 ctx.top_level,
             )
         for coef in cycle:
