@@ -8,11 +8,15 @@ Steps (each timed in `SecureEvaluation.seconds`)
    features divided by D = 2R (with the training's mean and std) and the label. The server adds the
    hospitals' ciphertexts (each has zeros where it holds no row). 49,152 x 10 takes 6 ciphertexts per
    column instead of the training layout's 10 copies of every row.
-   rotation_keys: the collective Galois keys of the rotate-and-sums and of complex conjugation.
-2. scores. s / D = sum_j x_j W_j + [row] W_0 / D, slot by slot with the fold models' weight ciphertexts
-   (same group layout, so no rotation): one level, one relinearization per ciphertext (a block shared by
-   two groups takes a second product and a mask). One collective refresh (precision-boosted, projected
-   on the reals) brings them back to the top level for the comparisons.
+   rotation_keys: the collective Galois keys of the final rotate-and-sums (m, 2m, ... per group).
+2. average_models: a weight ciphertext holds its model's weight in every slot of its lane, each slot with
+   its own CKKS noise; one collective refresh replaces each slot by its lane's mean (a rotate-and-sum
+   the refresh applies to its exact integers: no key, no level). Each fold model is then one weight
+   vector, the one `EncryptedCV.decrypt_models` reports, and identical rows get identical scores.
+   scores: s / D = sum_j x_j W_j + [row] W_0 / D, slot by slot with the weight ciphertexts (same group
+   layout, so no rotation): one level, one relinearization per ciphertext (a block shared by two groups
+   takes a second product and a mask). One collective refresh (precision-boosted, projected on the
+   reals, copy 0 summed into every copy) brings them back to the top level for the comparisons.
 3. comparison passes. For thresholds theta (per fold and copy), x = (s - theta) / D lies in [-1, 1];
    h = (1 + F(x)) / 2 with the composite sign F of mpclr.lr.comparison, refreshed between cycles; then
    per fold and threshold A = sum h (rows above) and B = sum y h (positives above): the label product
@@ -63,7 +67,7 @@ advance), and the composite polynomials.
 |---|---|---|---|
 | rows | the hospitals' ciphertexts | its own rows | nothing |
 | scores, comparisons | ciphertexts only | refresh requests (c1 halves) | nothing |
-| rotation and conjugation keys | key shares (RLWE samples) | nothing new | nothing |
+| rotation keys | key shares (RLWE samples) | nothing new | nothing |
 | refinement thresholds | ciphertexts (researcher's encryption) | nothing | its own choice |
 | results | ciphertexts under the researcher's key | key-switch requests (c1) | see below |
 | testing only | ciphertexts | decryption shares | every test score |
@@ -88,15 +92,15 @@ import time
 import traceback
 
 import numpy as np
-from Pyfhel import PyCtxt
 
 from ..errors import ParameterError, ProtocolError
 from ..protocols.refresh import RefreshProtocol
 from ..roles.server import Ciphertext
-from ..seal.format import CiphertextData
+from ..seal.format import CiphertextData, galois_elt_from_step
 from .blocks import Enc
-from .comparison import LadderOps, SignComposite, conjugate, conjugation_element, design_sign
+from .comparison import LadderOps, SignComposite, design_sign
 from .eval_layout import EvalLayout
+from .workers import _dump, _load, _Pipe
 
 __all__ = ["SecureEvaluation", "evaluate_encrypted_cv", "roc_from_counts", "confusion_metrics"]
 
@@ -116,7 +120,8 @@ DEFAULT_REFINE = 4
 # negative score told apart, which takes 3 or 4 rounds of 16 on the shared data sets.
 SMALL_PER_PASS = 16
 _PAD = 0.5  # threshold / D at slots without a row: above every score, so they count 0
-_TEST_SCALE_BITS = 12  # scores are multiplied by 2^12 (by additions) before a testing decryption
+_TEST_SCALE_BITS = 16  # scores are multiplied by 2^16 (by additions) before a testing decryption
+WEIGHT_BOUND_BITS = 6  # public bound 2^6 on |weight| (the training plan's default), for the masks of the averaging
 _MIN_JOBS_FOR_WORKERS = 2
 
 
@@ -290,16 +295,6 @@ class _Comparer:
         }
 
 
-def _load(he, raw: bytes) -> PyCtxt:
-    ct = PyCtxt(pyfhel=he)
-    ct.from_bytes(bytes(raw), scheme="ckks")
-    return ct
-
-
-def _dump(x: Enc) -> tuple[bytes, int]:
-    return x.ct.to_bytes(compr_mode="none"), x.level
-
-
 def _worker_main(conn) -> None:  # pragma: no cover - runs in a child process (covered through the pool)
     from Pyfhel import Pyfhel
 
@@ -356,8 +351,6 @@ class _Pool:
     requests are served by the server (this process) while the other workers keep computing."""
 
     def __init__(self, count: int, init: dict, refresh_bytes):
-        from .workers import _Pipe
-
         self.refresh_bytes = refresh_bytes
         self.procs, self.conns = [], []
         self.busy_seconds = 0.0  # the workers' own computing (waits for refreshes excluded)
@@ -476,7 +469,7 @@ class SecureEvaluation:
         proto = RefreshProtocol(self.ctx)
         n = len(self.participants)
         self.refresh_level = proto.min_level(1, n)
-        self.boost_bits = max(b for b in range(0, 21) if proto.fits(self.refresh_level, 1, n, 1 << b))
+        self.boost_bits = self._boost(1)
         if top - self.refresh_level < 2 or top < 4:
             raise ParameterError(
                 f"parameter set {self.ctx.params.name!r} has too few levels for encrypted comparisons "
@@ -505,7 +498,6 @@ class SecureEvaluation:
         self._pool: _Pool | None = None
         self._refreshes = 0
         self._refresh_seconds = 0.0
-        self._conj_key = None
 
     def _composite(self, delta: float, error: float) -> SignComposite:
         eps = delta / self.D
@@ -515,37 +507,43 @@ class SecureEvaluation:
         return design_sign(eps, error, top - self.refresh_level, top - 2)
 
     # ------------------------------------------------------------------ refresh
-    def _refresh(self, items: list[Enc]) -> list[Enc]:
+    def _refresh(self, items: list[Enc], sums=None, bound_bits: int = 1, scales=None) -> list[Enc]:
         """One collective refresh round for a batch, each output the real part (x + conj(x)) / 2 of its
-        input: the conjugate comes from the Galois key of 2N - 1, the halving from the refresh's public
-        linear combination (no level spent), so imaginary noise never accumulates across cycles."""
-        self.rotation_keys()
+        input: the refresh applies the conjugation (Galois element 2N - 1) to the lifted values and the
+        masks, with no key switching and no level, so imaginary noise never accumulates across cycles.
+        sums[k]: Galois elements input k is rotated-and-summed over first; scales[k]: a public factor."""
         t0 = time.perf_counter()
-        conj = [conjugate(self.ctx, self.server._he, x, self._conj_key) for x in items]
-        n = len(items)
+        conj = 2 * self.ctx.n - 1
+        sums = sums or [()] * len(items)
+        scales = scales or [1.0] * len(items)
         cts = self.server.refresh_raw(
-            [x.ct for x in items] + [x.ct for x in conj],
-            [x.level for x in items] * 2,
-            [[(k, 0.5), (n + k, 0.5)] for k in range(n)],
+            [x.ct for x in items],
+            [x.level for x in items],
+            [[(k, 0.5 * scales[k], (*sums[k], conj))] for k in range(len(items))],
             self.participants,
-            bound_bits=1,
-            boost_bits=self.boost_bits,
+            bound_bits=bound_bits,
+            boost_bits=self._boost(bound_bits),
         )
         self._refreshes += 1
         self._refresh_seconds += time.perf_counter() - t0
         return [Enc(ct, self.ctx.top_level) for ct in cts]
 
+    def _boost(self, bound_bits: int) -> int:
+        """The largest precision boost (bits) whose masks still fit the refresh level."""
+        proto = RefreshProtocol(self.ctx)
+        n = len(self.participants)
+        return max([b for b in range(0, 21) if proto.fits(self.refresh_level, bound_bits, n, 1 << b)], default=0)
+
+    def _elements(self, steps) -> tuple[int, ...]:
+        return tuple(galois_elt_from_step(int(step), self.ctx.n) for step in steps)
+
     def rotation_keys(self) -> None:
-        """The collective Galois keys the evaluation uses, made once per federation (keys already there are
-        skipped): the rotate-and-sum and copy steps of every group, and complex conjugation (step 0)."""
-        if self._conj_key is None:
+        """The collective Galois keys of the final rotate-and-sums (m, 2m, ..., (P / 2) m per group), made
+        once per federation (keys already there are skipped). Sums inside a refresh need no key."""
+        if "rotation_keys" not in self.seconds:
             t0 = time.perf_counter()
-            steps = {0}
-            for g in self.layout.groups:
-                steps.update(g.rotate_sum_steps())
-                steps.update(self.layout.replicate_steps(g.index))
-            self.fed.generate_rotation_keys(sorted(steps), by=self.participants)
-            self._conj_key = self.server._galois[conjugation_element(self.ctx.n)]
+            steps = sorted({step for g in self.layout.groups for step in g.rotate_sum_steps()})
+            self.fed.generate_rotation_keys(steps, by=self.participants)
             self.seconds["rotation_keys"] = time.perf_counter() - t0
 
     def _refresh_bytes(self, items):
@@ -597,12 +595,29 @@ class SecureEvaluation:
             for k, v in raw.items()
         }
 
+    def average_models(self, W: dict[tuple[int, int], Enc]) -> dict[tuple[int, int], Enc]:
+        """Each weight ciphertext holds its model's weight in every slot of its lane, each slot with its own
+        CKKS noise. One refresh round replaces every slot by the mean over its lane (a rotate-and-sum done
+        inside the refresh: no key, no level), so each fold model is one weight vector, the one
+        `decrypt_models` reports, and rows with identical features get identical scores."""
+        t0 = time.perf_counter()
+        keys = sorted(W)
+        slots = self.ctx.params.slots
+        sums, scales = [], []
+        for g, _ in keys:
+            m = self.layout.groups[g].m
+            sums.append(self._elements([m << i for i in range(int(math.log2(slots // m)))]))
+            scales.append(m / slots)  # the sum over slots / m copies, back to one weight
+        fresh = self._refresh([W[key] for key in keys], sums, bound_bits=WEIGHT_BOUND_BITS, scales=scales)
+        self.seconds["average_models"] = time.perf_counter() - t0
+        return dict(zip(keys, fresh))
+
     def compute_scores(self) -> None:
         self.rotation_keys()
+        W = self.average_models(self._weights())
         t0 = time.perf_counter()
         ops, d = self.ops, self.features
-        W = self._weights()
-        raw_scores = []
+        raw_scores, sums = [], []
         for b, members in enumerate(self.layout.blocks):
             parts = []
             for mem in members:
@@ -613,9 +628,11 @@ class SecureEvaluation:
                 if self.layout.shared(b):  # keep each group's rows with its own group's weights
                     self.masks[(b, g)] = self.layout.occupied(b, group=g).astype(np.float64)
                     score = ops.cmul(score, self.masks[(b, g)], score.level - 1, key=("mask", b, g))
-                parts.append(ops.rotate_sum(score, self.layout.replicate_steps(g)))  # copy 0 into all copies
+                parts.append(score)
             raw_scores.append(ops.total(parts))
-        for b, s in enumerate(self._refresh(raw_scores)):
+            # the refresh copies copy 0 into every copy (a rotate-and-sum: no key, no level)
+            sums.append(self._elements(self.layout.replicate_steps(members[0].group)) if len(members) == 1 else ())
+        for b, s in enumerate(self._refresh(raw_scores, sums)):
             self.scores[b] = s
             for g in self.layout.groups_of(b):
                 y = self.data[(b, d)]
@@ -934,7 +951,7 @@ class SecureEvaluation:
     # ------------------------------------------------------------------ testing only
     def decrypt_scores_for_testing(self) -> np.ndarray:
         """TESTING ONLY: threshold-decrypts every score the comparisons saw (it reveals them to the
-        researcher), in global row order; multiplied by 2^12 first (additions, no level) for precision."""
+        researcher), in global row order; multiplied by 2^16 first (additions, no level) for precision."""
         if not self.scores:
             raise ProtocolError("compute the scores first")
         rows = np.arange(self.layout.n_rows)
@@ -946,7 +963,10 @@ class SecureEvaluation:
                 x = self.ops.double(x)
             h = self.server._put(x.ct, self.ctx.params.slots, x.level)
             try:
-                values = self.fed.decrypt(h, by=self.participants, label=f"TESTING ONLY: scores of block {b}")
+                # at the ciphertext's own level: 2^16 s / D is too large for the last prime alone
+                values = self.fed.decrypt(
+                    h, by=self.participants, level=None, label=f"TESTING ONLY: scores of block {b}"
+                )
             finally:
                 self.server.forget(h)
             sel = block == b
@@ -1052,6 +1072,4 @@ def evaluate_encrypted_cv(fed, cv, **options) -> dict:
 
 
 if __name__ == "__main__":  # pragma: no cover - a comparison worker process
-    from .workers import _Pipe
-
     _worker_main(_Pipe(sys.stdin.buffer, sys.stdout.buffer))
