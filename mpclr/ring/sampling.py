@@ -52,7 +52,9 @@ class SecretRandom:
     """CSPRNG-backed samplers for secret material. Not seedable: a seed would make secrets replayable."""
 
     def __init__(self):
-        self._stream = _ChaChaStream(os.urandom(32), os.urandom(16))
+        # cryptography's 16-byte ChaCha20 nonce is a 32-bit block counter then a 96-bit nonce: the counter
+        # starts at 0 (a random start could leave only a few GB of stream before it overflows)
+        self._stream = _ChaChaStream(os.urandom(32), b"\x00" * 4 + os.urandom(12))
 
     def bytes(self, nbytes: int) -> bytes:
         return self._stream.read(nbytes)
