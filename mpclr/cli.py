@@ -58,7 +58,12 @@ def _report(record: dict) -> str:
         "per fold AUC   "
         + "  ".join(f"{f['encrypted']['auc']:.4f}" for f in record["folds"])
         + f"   (max |encrypted - twin| {auc_gap:.4f})",
-        f"weights: max |encrypted - twin| = {record['weights']['max_abs_diff_encrypted_twin']:.2e}",
+        "weights: "
+        + (
+            f"max |encrypted - twin| = {record['weights']['max_abs_diff_encrypted_twin']:.2e}"
+            if record["weights"]["encrypted"] is not None
+            else "kept encrypted"
+        ),
         "time (s): " + ", ".join(f"{k} {v:.1f}" for k, v in t.items()),
         f"traffic: {record['traffic']['total_bytes'] / 1e6:.0f} MB; metrics from: {record['evaluation_path']}",
     ]
@@ -123,6 +128,19 @@ def _study_arguments(p: argparse.ArgumentParser, folds: int) -> None:
     p.add_argument("--seed", type=int, default=0, help="public randomness: split, folds, synthetic data (default 0)")
     p.add_argument("--preset", default="train", help="CKKS parameter set: train (default), deep, fast")
     p.add_argument("--split", default="even", help="how rows are split over hospitals: even, or a column name")
+    p.add_argument(
+        "--evaluation",
+        default="secure",
+        choices=("secure", "decrypted-models"),
+        help="secure: encrypted scores, only counts revealed (default); decrypted-models: decrypt the "
+        "fold models and score in the clear",
+    )
+    p.add_argument(
+        "--keep-models-encrypted",
+        action="store_true",
+        help="do not decrypt the fold models (then no weight comparison with the twin)",
+    )
+    p.add_argument("--score-bound", type=float, default=16.0, help="public bound on |score| for secure comparisons")
     p.add_argument("--json", metavar="OUT", help="write the full study record here")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 

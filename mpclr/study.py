@@ -43,6 +43,10 @@ class StudyConfig:
     preset: str = "train"
     split: str | list = "even"
     workers: int | str = "auto"
+    evaluation: str = "secure"  # "secure" (encrypted scores and counts) or "decrypted-models"
+    decrypt_models: bool = True  # reveal the fold models to the researcher (to compare with the twin)
+    score_bound: float = 16.0  # public bound on |score| for the secure comparisons
+    refine_rounds: int | None = None  # secure ROC refinement rounds (None: the evaluation's default)
 
     def model(self, curvature: float | None = None) -> NesterovLR:
         defaults = NesterovLR()
@@ -80,7 +84,7 @@ def run_cv(
     config: StudyConfig | None = None,
     *,
     progress=None,
-    evaluation: str = "decrypted-models",
+    evaluation: str | None = None,
     fed: Federation | None = None,
 ) -> dict:
     """Run the study; returns the JSON-able record (see README, "The study record")."""
@@ -90,8 +94,11 @@ def run_cv(
     if not isinstance(dataset, Dataset):
         raise ParameterError(f"parameter data must be a data set name, a path or a Dataset, got {type(data).__name__}")
     check_folds(dataset, config.folds)
-    if evaluation not in ("decrypted-models",):
-        raise ParameterError(f"parameter evaluation must be 'decrypted-models', got {evaluation!r}")
+    evaluation = config.evaluation if evaluation is None else evaluation
+    if evaluation not in ("secure", "decrypted-models"):
+        raise ParameterError(f"parameter evaluation must be 'secure' or 'decrypted-models', got {evaluation!r}")
+    if evaluation == "decrypted-models" and not config.decrypt_models:
+        raise ParameterError("evaluation 'decrypted-models' needs decrypt_models=True")
     parts = split(dataset, config.parties, config.split, seed=config.seed)
     # The study numbers rows hospital by hospital (each hospital's rows contiguous), so that a data block
     # holds one hospital's rows: with rows scattered, every hospital would encrypt every block.
@@ -126,16 +133,35 @@ def run_cv(
     log = ecv.train(fed, plan, workers=config.workers, progress=progress)
     timings["training"] = ecv.seconds["training"]
 
-    t0 = time.perf_counter()
-    W = ecv.decrypt_models(fed)
     X_std = (study_data.X - ecv.mean) / ecv.std
     Xi = np.hstack([np.ones((study_data.n_samples, 1)), X_std])
     folds = ecv.fold_of_row
-    enc_scores = np.einsum("ij,ij->i", Xi, W[folds])
-    twin_scores = np.einsum("ij,ij->i", Xi, twin.coef_[folds])
-    enc = fold_metrics(study_data.y, enc_scores, folds)
-    twin_m = fold_metrics(study_data.y, twin_scores, folds)
+    secure = None
+    t0 = time.perf_counter()
+    if evaluation == "secure":
+        from .lr.evaluation import evaluate_encrypted_cv
+
+        options = {"score_bound": config.score_bound, "workers": config.workers}
+        if config.refine_rounds is not None:
+            options["refine_rounds"] = config.refine_rounds
+        secure = evaluate_encrypted_cv(fed, ecv, **options)
     timings["evaluation"] = time.perf_counter() - t0
+    W = None
+    if config.decrypt_models:
+        t1 = time.perf_counter()
+        W = ecv.decrypt_models(fed)
+        timings["decrypt_models"] = time.perf_counter() - t1
+    model_m = None
+    if W is not None:  # the decrypted models scored in the clear: what the encrypted training produced
+        model_m = fold_metrics(study_data.y, np.einsum("ij,ij->i", Xi, W[folds]), folds)
+    if evaluation == "decrypted-models":
+        enc_folds = [{m: float(getattr(model_m, m)[k]) for m in METRICS} for k in range(config.folds)]
+        enc_summary = model_m.summary()
+    else:
+        enc_folds = [{"auc": f["auc"], **f["metrics"]} for f in secure["folds"]]
+        enc_summary = {m: (secure["summary"][m]["mean"], secure["summary"][m]["sd"]) for m in METRICS}
+    twin_scores = np.einsum("ij,ij->i", Xi, twin.coef_[folds])
+    twin_m = fold_metrics(study_data.y, twin_scores, folds)
     base = sklearn_cv(X_std, study_data.y, folds)
     timings["total"] = time.perf_counter() - t_start
 
@@ -147,7 +173,8 @@ def run_cv(
                 "fold": k,
                 "test_rows": sorted(study_data.rows[test].tolist()),  # row numbers in the data set as given
                 "n_test": int(test.size),
-                "encrypted": {m: float(getattr(enc, m)[k]) for m in METRICS},
+                "encrypted": enc_folds[k],
+                "encrypted_model": None if model_m is None else {m: float(getattr(model_m, m)[k]) for m in METRICS},
                 "twin": {m: float(getattr(twin_m, m)[k]) for m in METRICS},
                 "sklearn": {m: float(getattr(base.metrics, m)[k]) for m in METRICS},
             }
@@ -181,8 +208,13 @@ def run_cv(
         "security": fed.params.describe(),
         "layout": ecv.layout.describe(),
         "scaling": {"mean": ecv.mean.tolist(), "std": ecv.std.tolist(), "curvature": ecv.curvature},
-        "evaluation_path": "threshold decryption of the fold models, metrics computed in the clear on the "
-        "test rows (this simulation holds them)",
+        "evaluation_path": (
+            "secure: encrypted scores and comparisons; only counts key-switched to the researcher"
+            if secure is not None
+            else "threshold decryption of the fold models, metrics computed in the clear on the test rows "
+            "(this simulation holds them)"
+        ),
+        "secure_evaluation": secure,
         "timings_s": timings,
         "training": {
             "refresh_rounds": log.refreshes,
@@ -193,14 +225,19 @@ def run_cv(
         },
         "traffic": fed.network.traffic.since(traffic_start),
         "weights": {
-            "encrypted": W.tolist(),
+            "encrypted": None if W is None else W.tolist(),
             "twin": twin.coef_.tolist(),
             "sklearn": base.coef.tolist(),
-            "max_abs_diff_encrypted_twin": float(np.abs(W - twin.coef_).max()),
+            "max_abs_diff_encrypted_twin": None if W is None else float(np.abs(W - twin.coef_).max()),
         },
         "twin": {"max_abs_margin": twin.max_abs_margin_, "fraction_outside_interval": twin.fraction_outside_.tolist()},
         "folds": per_fold,
-        "summary": {name: m.summary() for name, m in (("encrypted", enc), ("twin", twin_m), ("sklearn", base.metrics))},
+        "summary": {
+            "encrypted": enc_summary,
+            "encrypted_model": None if model_m is None else model_m.summary(),
+            "twin": twin_m.summary(),
+            "sklearn": base.metrics.summary(),
+        },
         "revealed": list(fed.researcher.revealed),
     }
     if own_fed:

@@ -26,10 +26,14 @@ def test_encrypted_cv_meets_the_bar(fed, name):
         pytest.skip(f"{name}.txt is not in {data.shared_data_dir()}")
     rec = run_cv(data.load(name), StudyConfig(parties=3, folds=5), fed=fed)
     folds = rec["folds"]
+    secure = {f["fold"]: f for f in rec["secure_evaluation"]["folds"]}
     for f in folds:
-        assert abs(f["encrypted"]["auc"] - f["twin"]["auc"]) <= 0.002, f
+        # the encrypted model (decrypted, scored in the clear) against the twin: issue 4's bar
+        assert abs(f["encrypted_model"]["auc"] - f["twin"]["auc"]) <= 0.002, f
         assert abs(f["twin"]["auc"] - f["sklearn"]["auc"]) <= 0.03, f
-        assert f["encrypted"]["accuracy"] == pytest.approx(f["twin"]["accuracy"], abs=1.5 / f["n_test"])
+        # the secure metrics: within the evaluation's certified grid bound of the model's exact AUC
+        assert abs(f["encrypted"]["auc"] - f["encrypted_model"]["auc"]) <= secure[f["fold"]]["auc_bound"] + 1e-3
+        assert f["encrypted"]["accuracy"] == pytest.approx(f["encrypted_model"]["accuracy"], abs=1.5 / f["n_test"])
     mean = {who: np.mean([f[who]["auc"] for f in folds]) for who in ("twin", "sklearn")}
     assert abs(mean["twin"] - mean["sklearn"]) <= 0.01
     # the twin's weights equal the decrypted encrypted weights to 1e-4 (measured: ~1e-6 at scale 2^50)
@@ -37,9 +41,10 @@ def test_encrypted_cv_meets_the_bar(fed, name):
     # every row is tested exactly once, folds are public and stratified per hospital
     rows = sorted(r for f in folds for r in f["test_rows"])
     assert rows == list(range(rec["data"]["rows"]))
-    assert rec["evaluation_path"].startswith("threshold decryption")
+    assert rec["evaluation_path"].startswith("secure")
+    assert all(r["path"] in ("threshold decryption", "key switch to researcher") for r in rec["revealed"])
     assert {"key_ceremony", "encryption", "training", "evaluation"} <= set(rec["timings_s"])
-    assert rec["traffic"]["by_type"]["refresh.share"]["messages"] == 2 * 3 * (rec["parameters"]["iterations"] + 1)
+    assert rec["training"]["refresh_rounds"] == rec["parameters"]["iterations"] + 1
     json.dumps(rec)  # the record is JSON as it is
 
 
