@@ -8,7 +8,7 @@ blobs that the JSON references as {"$blob": index}. No pickle anywhere: a messag
 
 `open_message` rejects, with an error naming the cause: foreign or truncated bytes, an unsupported
 version, another session, another parameter set, a sender outside the session's roster, a message
-addressed to someone else, a bad signature (tampered or forged), and a sequence number already seen
+addressed to someone else, a bad authentication tag (tampered or forged), and a sequence number already seen
 from that sender (replayed).
 """
 
@@ -39,8 +39,9 @@ __all__ = ["Message", "seal_message", "open_message", "peek", "encode_body", "de
 
 
 class Identity:
-    """A node's long-term keys: Ed25519 to sign its messages, X25519 to receive sealed boxes (data only
-    the node may read even when the server relays it). The private halves stay in the node; the roster
+    """A node's long-term keys: X25519 both to derive a per-link key with every peer (each message
+    carries a one-time Poly1305 tag under it) and to receive sealed boxes (data only the node may read
+    even when the server relays it); Ed25519 as the site's identity key for out-of-band pinning. The private halves stay in the node; the roster
     holds `public_bytes` = Ed25519 public key (32 bytes) || X25519 public key (32 bytes)."""
 
     __slots__ = ("_key", "_box", "public_bytes", "_links")

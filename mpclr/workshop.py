@@ -1,6 +1,6 @@
 """Teaching helpers for notebooks/90_workshop.ipynb: threshold decryption, partial decryptions, noise.
 
-Everything runs the real protocols through `mpclr.Federation` (key ceremony, signed messages, smudged
+Everything runs the real protocols through `mpclr.Federation` (key ceremony, authenticated messages, smudged
 partial decryptions); nothing here is simulated. The one thing a real researcher cannot do, and the
 workshop does to show why, is to combine the shares of fewer key holders than needed: collect the shares
 of a set the protocol accepts, then combine only some of them (`Researcher.collect_shares`, then

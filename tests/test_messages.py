@@ -1,4 +1,4 @@
-"""Every protocol message is a signed envelope; malformed or misdirected messages are rejected with a
+"""Every protocol message is an authenticated envelope; malformed or misdirected messages are rejected with a
 message naming the cause, and a node answers them with an error instead of acting on them."""
 
 import os

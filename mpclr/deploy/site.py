@@ -17,7 +17,7 @@ long-lived one (mpclr.deploy.worker) with the same result, and a restarted site 
 Idempotency: a request that arrives again byte for byte (a retry after a lost reply) gets the reply it
 got the first time, from the reply cache, instead of being refused as a replay or done twice.
 
-Bootstrap (before a session exists), outside the signed envelope format:
+Bootstrap (before a session exists), outside the authenticated envelope format:
   hello -> the site's name, identity public key, number of rows and features
   join  -> the session (roster, key holders, threshold, parameter set) and the site's global row
            offset; the site checks it is in the roster with its own key, draws its key share, and logs

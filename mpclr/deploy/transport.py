@@ -2,7 +2,7 @@
 
 It lives in the ServerApp process, where the server and the researcher run. Requests to them are
 handled in process; requests to a hospital become Flower messages to that site's SuperNode. The
-protocol bytes are carried unchanged (they are already signed envelopes); Flower adds TLS between
+protocol bytes are carried unchanged (they are already authenticated envelopes); Flower adds TLS between
 SuperNode and SuperLink and authenticates the SuperNodes.
 
 One `request_many` is one Flower round: every message is pushed at once, replies are pulled until all

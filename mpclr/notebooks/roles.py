@@ -166,6 +166,13 @@ MESSAGES: tuple[MessageKind, ...] = (
         "nothing: only the sum over hospitals is decrypted (pooled count, means, correlation matrix)",
     ),
     MessageKind(
+        "lr.encrypt_eval",
+        "7. evaluation",
+        (SERVER, HOSPITAL, "the public evaluation layout and the pooled scaling"),
+        (HOSPITAL, SERVER, "its rows again, standardized, densely in the evaluation layout, encrypted"),
+        "nothing about the rows: ciphertexts under the collective key",
+    ),
+    MessageKind(
         "lr.encrypt",
         "5. data",
         (SERVER, HOSPITAL, "the public layout, the pooled scaling, fold sizes"),
