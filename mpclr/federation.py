@@ -166,18 +166,8 @@ class Federation:
         root = Path(path)
         for node in [self.server, self.researcher, *self.parties]:
             node.save(Keystore(root / "nodes" / node.name, create=True))
-        p = self.params
         desc = {
-            "params": {
-                "name": p.name,
-                "n": p.n,
-                "coeff_bits": list(p.coeff_bits),
-                "scale_bits": p.scale_bits,
-                "smudging_bits": p.smudging_bits,
-                "refresh_mask_bits": p.refresh_mask_bits,
-                "description": p.description,
-                "allow_insecure": p.allow_insecure,
-            },
+            "params": self.params.to_json(),
             "seed": self.seed,
             "parties": [q.name for q in self.parties],
             "timings": self.timings,
@@ -201,7 +191,7 @@ class Federation:
         with warnings.catch_warnings():
             if desc["params"].get("allow_insecure"):
                 warnings.simplefilter("ignore")
-            params = Params(**{**desc["params"], "coeff_bits": tuple(desc["params"]["coeff_bits"])})
+            params = Params.from_json(desc["params"])
         fed = cls.__new__(cls)
         fed.params = params
         fed.seed = desc["seed"]

@@ -106,6 +106,28 @@ class Params:
     def with_(self, **changes) -> Params:
         return replace(self, **changes)
 
+    def to_json(self) -> dict:
+        """The fields that rebuild this set (`Params.from_json`), for keystores and the deployment."""
+        return {
+            "name": self.name,
+            "n": self.n,
+            "coeff_bits": list(self.coeff_bits),
+            "scale_bits": self.scale_bits,
+            "smudging_bits": self.smudging_bits,
+            "refresh_mask_bits": self.refresh_mask_bits,
+            "description": self.description,
+            "allow_insecure": self.allow_insecure,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict, allow_insecure: bool | None = None) -> Params:
+        """The set back; `allow_insecure` overrides the recorded opt-in (a site never accepts a
+        coordinator's opt-in: it passes False)."""
+        fields = {**d, "coeff_bits": tuple(d["coeff_bits"])}
+        if allow_insecure is not None:
+            fields["allow_insecure"] = allow_insecure
+        return cls(**fields)
+
     def describe(self) -> dict:
         return {
             "name": self.name,

@@ -143,6 +143,17 @@ def test_presets_are_secure():
         assert p.is_secure and p.log_qp <= p.max_log_qp_128
 
 
+def test_params_survive_json_and_a_recorded_opt_in_can_be_refused():
+    import json
+
+    for p in mpclr.PRESETS.values():
+        assert mpclr.Params.from_json(json.loads(json.dumps(p.to_json()))) == p
+    with pytest.warns(InsecureParametersWarning):
+        toy = mpclr.Params("toy", 4096, (40, 30, 30, 41), 30, 8, allow_insecure=True).to_json()
+    with pytest.raises(ParameterError, match="exceeds the 128-bit bound"):
+        mpclr.Params.from_json(toy, allow_insecure=False)
+
+
 def test_deep_preset_one_case():
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -61,22 +61,15 @@ def session_fingerprint(session: Session) -> str:
 
 
 def params_to_json(p) -> dict:
-    return {
-        "name": p.name,
-        "n": p.n,
-        "coeff_bits": list(p.coeff_bits),
-        "scale_bits": p.scale_bits,
-        "smudging_bits": p.smudging_bits,
-        "refresh_mask_bits": p.refresh_mask_bits,
-        "description": p.description,
-    }
+    """A parameter set as the coordinator proposes it (never with an insecure opt-in)."""
+    return {k: v for k, v in p.to_json().items() if k != "allow_insecure"}
 
 
 def params_from_json(d: dict):
     """A parameter set as the coordinator proposed it; refused if below 128-bit security."""
     from ..params import Params
 
-    return Params(**{**d, "coeff_bits": tuple(d["coeff_bits"]), "allow_insecure": False})
+    return Params.from_json({k: v for k, v in d.items() if k != "allow_insecure"}, allow_insecure=False)
 
 
 @dataclass(frozen=True)

@@ -86,7 +86,6 @@ from __future__ import annotations
 import heapq
 import math
 import os
-import subprocess
 import sys
 import time
 import traceback
@@ -100,7 +99,7 @@ from ..seal.format import CiphertextData, galois_elt_from_step
 from .blocks import Enc
 from .comparison import LadderOps, SignComposite, design_sign
 from .eval_layout import EvalLayout
-from .workers import _dump, _load, _Pipe
+from .workers import ProcessPool, _dump, _load, _Pipe
 
 __all__ = ["SecureEvaluation", "evaluate_encrypted_cv", "roc_from_counts", "confusion_metrics"]
 
@@ -346,32 +345,16 @@ def _worker_main(conn) -> None:  # pragma: no cover - runs in a child process (c
             pass
 
 
-class _Pool:
+class _Pool(ProcessPool):
     """Comparison workers: `python -m mpclr.lr.evaluation` processes, fed jobs from a queue; their refresh
     requests are served by the server (this process) while the other workers keep computing."""
 
+    label = "evaluation worker"
+
     def __init__(self, count: int, init: dict, refresh_bytes):
         self.refresh_bytes = refresh_bytes
-        self.procs, self.conns = [], []
         self.busy_seconds = 0.0  # the workers' own computing (waits for refreshes excluded)
-        for _ in range(count):
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "mpclr.lr.evaluation"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
-            )
-            self.procs.append(proc)
-            self.conns.append(_Pipe(proc.stdout, proc.stdin))
-        for conn in self.conns:
-            conn.send(init)
-        for conn in self.conns:
-            self._expect(conn, "ready")
-
-    def _expect(self, conn, kind: str):
-        msg = conn.recv()
-        if msg[0] == "error":
-            raise ProtocolError(f"evaluation worker failed:\n{msg[1]}")
-        if msg[0] != kind:
-            raise ProtocolError(f"evaluation worker answered {msg[0]!r}, expected {kind!r}")
-        return msg
+        super().__init__("mpclr.lr.evaluation", count, init)
 
     def inputs(self, payload) -> None:
         for conn in self.conns:
@@ -401,22 +384,8 @@ class _Pool:
                     self.busy_seconds += msg[3]
                     del busy[w]
                 elif msg[0] == "error":
-                    raise ProtocolError(f"evaluation worker failed:\n{msg[1]}")
+                    raise ProtocolError(f"{self.label} failed:\n{msg[1]}")
         return results
-
-    def close(self) -> None:
-        for conn, proc in zip(self.conns, self.procs):
-            try:
-                conn.send(("stop",))
-                conn.recv()
-            except (OSError, EOFError, ValueError):
-                pass
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        self.conns, self.procs = [], []
 
 
 # ================================================================================================

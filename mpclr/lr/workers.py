@@ -121,29 +121,53 @@ def _worker_main(conn) -> None:  # pragma: no cover - runs in a child process (c
             pass
 
 
-class WorkerPool:
-    def __init__(self, count: int, init: dict, refresh):
-        self.refresh = refresh  # callback(list[(bytes, level)]) -> list[(bytes, level)], run by the server
+class ProcessPool:
+    """`count` server worker processes (`python -m <module>`), each sent `init` and expected to answer
+    ("ready",). Shared by the training and the evaluation workers."""
+
+    label = "worker"
+
+    def __init__(self, module: str, count: int, init: dict):
         self.procs, self.conns = [], []
-        self.timings: list[dict] = []
         for _ in range(count):
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "mpclr.lr.workers"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
-            )
-            conn = _Pipe(proc.stdout, proc.stdin)
-            conn.send(init)
+            proc = subprocess.Popen([sys.executable, "-m", module], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
             self.procs.append(proc)
-            self.conns.append(conn)
-        for c in self.conns:
-            self._expect(c, "ready")
+            self.conns.append(_Pipe(proc.stdout, proc.stdin))
+        for conn in self.conns:
+            conn.send(init)
+        for conn in self.conns:
+            self._expect(conn, "ready")
 
     def _expect(self, conn, kind: str):
         msg = conn.recv()
         if msg[0] == "error":
-            raise ProtocolError(f"training worker failed:\n{msg[1]}")
+            raise ProtocolError(f"{self.label} failed:\n{msg[1]}")
         if msg[0] != kind:
-            raise ProtocolError(f"training worker answered {msg[0]!r}, expected {kind!r}")
+            raise ProtocolError(f"{self.label} answered {msg[0]!r}, expected {kind!r}")
         return msg
+
+    def close(self) -> None:
+        for conn, proc in zip(self.conns, self.procs):
+            try:
+                conn.send(("stop",))
+                conn.recv()
+            except (OSError, EOFError, ValueError):
+                pass
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.conns, self.procs = [], []
+
+
+class WorkerPool(ProcessPool):
+    label = "training worker"
+
+    def __init__(self, count: int, init: dict, refresh):
+        self.refresh = refresh  # callback(list[(bytes, level)]) -> list[(bytes, level)], run by the server
+        self.timings: list[dict] = []
+        super().__init__("mpclr.lr.workers", count, init)
 
     def send_blocks(self, shards: list[list]) -> None:
         """Stream the blocks round-robin, one per message: each worker loads one block while the next
@@ -178,7 +202,7 @@ class WorkerPool:
                         self.timings.append(msg[2])
                     pending.discard(i)
                 elif msg[0] == "error":
-                    raise ProtocolError(f"training worker failed:\n{msg[1]}")
+                    raise ProtocolError(f"{self.label} failed:\n{msg[1]}")
         return results  # type: ignore[return-value]
 
     def prepare(self, masks_per_worker: list[dict]) -> list[dict]:
@@ -186,21 +210,6 @@ class WorkerPool:
 
     def gradient(self, V: dict) -> list[dict]:
         return self._round([("gradient", V)] * len(self.conns))
-
-    def close(self) -> None:
-        for conn, proc in zip(self.conns, self.procs):
-            try:
-                conn.send(("stop",))
-                conn.recv()
-            except (OSError, EOFError, ValueError):
-                pass
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        self.conns, self.procs = [], []
-
 
 if __name__ == "__main__":  # pragma: no cover - the worker process
     _worker_main(_Pipe(sys.stdin.buffer, sys.stdout.buffer))
