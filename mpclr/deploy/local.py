@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -45,6 +46,17 @@ class SiteSpec:
     data: str  # path or built-in data set (mpclr.data.load)
     part: str = ""  # "i/n": only that contiguous part of `data`
     label: str = "last"
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def _plain(env: dict) -> dict:
+    """No colours from flwr's CLI (a Jupyter kernel forces them on), so its JSON parses."""
+    for key in ("FORCE_COLOR", "CLICOLOR_FORCE", "PY_COLORS"):
+        env.pop(key, None)
+    env["NO_COLOR"] = "1"
+    return env
 
 
 def free_port() -> int:
@@ -93,7 +105,7 @@ class LocalDeployment:
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
             "PYTHONUNBUFFERED": "1",
         })
-        return env
+        return _plain(env)
 
     def _spawn(self, key: str, args: list[str], home: Path, extra_env: dict | None = None) -> subprocess.Popen:
         logs = self.root / "logs"
@@ -306,12 +318,12 @@ def submit_study(connection: str, run_config: dict, output, *, flwr_home=None, t
     home = Path(flwr_home) if flwr_home else Path(os.environ.get("FLWR_HOME", Path.home() / ".flwr"))
     app = write_app(out.parent / f".{out.name}-app")
     values = {**run_config, "output": str(out)}
-    env = dict(os.environ, FLWR_HOME=str(home), FLWR_TELEMETRY_ENABLED="0", FLWR_DISABLE_UPDATE_CHECK="1",
-               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    env = _plain(dict(os.environ, FLWR_HOME=str(home), FLWR_TELEMETRY_ENABLED="0", FLWR_DISABLE_UPDATE_CHECK="1",
+                      PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"))
     t0 = time.perf_counter()
     res = subprocess.run([_bin("flwr"), "run", str(app), connection, *run_config_args(values), "--format", "json"],
                          capture_output=True, text=True, env=env, timeout=300, stdin=subprocess.DEVNULL)
-    text = res.stdout
+    text = _ANSI.sub("", res.stdout)
     try:
         reply = json.loads(text[text.index("{"):])
         run_id = reply["run-id"]

@@ -426,6 +426,9 @@ class SecureEvaluation:
         self.fed, self.cv = fed, cv
         self.server = fed.server
         self.ctx = fed.ctx
+        # key holders of every round: as given, or (None) whoever of them answers, round by round, so
+        # a key holder that drops out is left behind while t remain; sized for the set known now
+        self._by = None if participants is None else self.server.participants(participants)
         self.participants = self.server.participants(participants)
         self.R = float(score_bound)
         self.D = 2.0 * self.R
@@ -489,7 +492,7 @@ class SecureEvaluation:
             [x.ct for x in items],
             [x.level for x in items],
             [[(k, 0.5 * scales[k], (*sums[k], conj))] for k in range(len(items))],
-            self.participants,
+            self._by,
             bound_bits=bound_bits,
             boost_bits=self._boost(bound_bits),
         )
@@ -512,7 +515,7 @@ class SecureEvaluation:
         if "rotation_keys" not in self.seconds:
             t0 = time.perf_counter()
             steps = sorted({step for g in self.layout.groups for step in g.rotate_sum_steps()})
-            self.fed.generate_rotation_keys(steps, by=self.participants)
+            self.fed.generate_rotation_keys(steps, by=self._by)
             self.seconds["rotation_keys"] = time.perf_counter() - t0
 
     def _refresh_bytes(self, items):
@@ -521,6 +524,12 @@ class SecureEvaluation:
 
     # ------------------------------------------------------------------ step 1: rows
     def encrypt_rows(self) -> None:
+        """Every hospital encrypts its rows in the evaluation layout. Needs every hospital (not t key
+        holders: their rows are theirs), so a study can call it right after `encrypt_study`, before
+        training, and then evaluate with any t key holders even if a hospital drops out meanwhile.
+        Done once; `run()` skips it when it has been done."""
+        if self.data:
+            return
         t0 = time.perf_counter()
         s = self.server
         request = {
@@ -531,7 +540,11 @@ class SecureEvaluation:
         }
         top = self.ctx.top_level
         blocks = len(self.layout.blocks)
-        for p in self.participants:  # one hospital at a time: each reply holds all its ciphertexts
+        # every hospital, not just the key holders of this evaluation: a missing one's rows would count
+        # as all-zero rows; one that does not answer stops the evaluation with its name
+        hospitals = [p.name for p in self.fed.parties]
+        data: dict[tuple[int, int], Enc] = {}
+        for p in hospitals:  # one hospital at a time: each reply holds all its ciphertexts
             reply = s.call(p, "lr.encrypt_eval", **request)
             for b, j, raw in reply["ciphertexts"]:
                 key = (int(b), int(j))
@@ -542,13 +555,14 @@ class SecureEvaluation:
                 if level != top:
                     raise ProtocolError(f"{p} sent evaluation rows below the top level")
                 ct = self.ctx.load_ciphertext(s._he, raw, "evaluation rows")
-                if key in self.data:
-                    s._he.add(self.data[key].ct, ct)
+                if key in data:
+                    s._he.add(data[key].ct, ct)
                 else:
-                    self.data[key] = Enc(ct, top)
-        missing = [(b, j) for b in range(blocks) for j in range(self.features + 1) if (b, j) not in self.data]
+                    data[key] = Enc(ct, top)
+        missing = [(b, j) for b in range(blocks) for j in range(self.features + 1) if (b, j) not in data]
         if missing:
             raise ProtocolError(f"no hospital sent evaluation rows for block and column {missing[:3]}")
+        self.data = data
         self.seconds["encrypt_rows"] = time.perf_counter() - t0
 
     # ------------------------------------------------------------------ step 2: scores
@@ -791,7 +805,7 @@ class SecureEvaluation:
         for i, (ct, entries) in enumerate(packer.finish()):
             h = self.server._put(ct.ct, self.ctx.params.slots, ct.level)
             try:
-                values = self.fed.receive(h, by=self.participants, label=f"{name}: counts {i + 1}")
+                values = self.fed.receive(h, by=self._by, label=f"{name}: counts {i + 1}")
             finally:
                 self.server.forget(h)
             kinds: dict[str, int] = {}
@@ -934,7 +948,7 @@ class SecureEvaluation:
             try:
                 # at the ciphertext's own level: 2^16 s / D is too large for the last prime alone
                 values = self.fed.decrypt(
-                    h, by=self.participants, level=None, label=f"TESTING ONLY: scores of block {b}"
+                    h, by=self._by, level=None, label=f"TESTING ONLY: scores of block {b}"
                 )
             finally:
                 self.server.forget(h)

@@ -303,6 +303,13 @@ PARAMETERS: dict[str, Parameter] = {
             _between(0, 20),
         ),
         Parameter(
+            "connection",
+            "str",
+            "",
+            "Flower SuperLink connection in FLWR_HOME's config.toml; empty: a loopback deployment run here",
+        ),
+        Parameter("flwr_home", "str", "", "the coordinator's FLWR_HOME; empty: $FLWR_HOME or ~/.flwr"),
+        Parameter(
             "decrypt_models",
             "bool",
             True,

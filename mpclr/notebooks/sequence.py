@@ -8,6 +8,7 @@ run folder and writes its own, so any step can be rerun alone on an existing run
     03_training              encrypted cross-validated training: progress bar, convergence (on the twin)
     04_evaluation            secure evaluation: ROC, confusion matrices, what was decrypted
     05_comparison            the plaintext twin and scikit-learn on the same folds; time per phase
+    06_deployment            (optional) the study of 00 on a multi-site Flower deployment (deployed.py)
 
 Besides its JSON, a step may keep folders in the run folder for the steps after it (`keeps`): 01 the
 federation (`federation/`), 02 and 03 the encrypted study (`encrypted_cv/`); see pipeline.py.
@@ -29,7 +30,7 @@ from pathlib import Path
 from ..errors import ParameterError
 from .paths import notebook_path
 
-__all__ = ["Step", "SEQUENCE", "WORKSHOP", "STEPS", "resolve_steps", "writer_of"]
+__all__ = ["Step", "SEQUENCE", "DEPLOYMENT", "WORKSHOP", "STEPS", "resolve_steps", "writer_of"]
 
 
 @dataclass(frozen=True)
@@ -79,10 +80,15 @@ COMPARISON = Step(
 
 SEQUENCE: tuple[Step, ...] = (STUDY, KEYS, DATA, TRAINING, EVALUATION, COMPARISON)
 
+# Optional, after 00 (and beside 01-05): the same study on a multi-site deployment (Flower).
+DEPLOYMENT = Step(
+    "06_deployment", "The same study on a multi-site deployment", writes=("deployment.json",), reads=("study.json",)
+)
+
 # Teaching, not part of a study: runs alone (its own parameters, its own workshop.json).
 WORKSHOP = Step("90_workshop", "Workshop: threshold decryption, noise and smudging", writes=("workshop.json",))
 
-STEPS: dict[str, Step] = {s.name: s for s in (*SEQUENCE, WORKSHOP)}
+STEPS: dict[str, Step] = {s.name: s for s in (*SEQUENCE, DEPLOYMENT, WORKSHOP)}
 
 
 def writer_of(filename: str) -> Step | None:

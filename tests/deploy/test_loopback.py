@@ -14,6 +14,7 @@ import os
 
 import numpy as np
 import pytest
+from sklearn.metrics import confusion_matrix, roc_auc_score
 
 pytest.importorskip("flwr")
 
@@ -53,18 +54,35 @@ def test_deployed_study_equals_in_process(deployment):
     fed = mpclr.Federation(parties=3, preset="train")
     for p, rows in zip(fed.parties, np.array_split(np.arange(len(y)), 3)):
         p.load_data(X[rows], y[rows], rows)
-    ref = encrypted_cv(fed, {"folds": 3, "seed": 3, "schedule": SCHEDULE, "workers": 0})
+    ref = encrypted_cv(fed, {"folds": 3, "seed": 3, "schedule": SCHEDULE, "workers": 0, "evaluation": "none"})
     fed.close()
     assert res["status"] == "ok" and res["unavailable"] == []
     assert res["study"]["fold_of_row"] == ref["fold_of_row"]
     a, b = fold_aucs(res["study"], X, y), fold_aucs(ref, X, y)
     assert max(abs(u - v) for u, v in zip(a, b)) < 0.002, (a, b)
+    check_secure_evaluation(res["study"], X, y)
     assert res["network"]["rounds"] >= 20
     assert set(res["bytes_per_site"]) == {"hospital-1", "hospital-2", "hospital-3"}
     # TLS and SuperNode authentication were on: the SuperLink has no plaintext port, the sites were registered
     log = (dep.root / "logs" / "superlink.log").read_text()
     assert "--insecure" not in " ".join(dep.procs["superlink"].args)
     assert "register-node" in log or "RegisterNode" in log
+
+
+def check_secure_evaluation(study, X, y):
+    """The deployed secure evaluation against scikit-learn on the decrypted models' scores of the same
+    rows: confusion counts exact, AUC within 0.005; only counts reached the researcher."""
+    ev = study["secure_evaluation"]
+    W, folds = np.asarray(study["models"]), np.asarray(study["fold_of_row"])
+    Z = (X - np.asarray(study["mean"])) / np.asarray(study["std"])
+    for f in ev["folds"]:
+        k = f["fold"]
+        s, yk = W[k, 0] + Z[folds == k] @ W[k, 1:], y[folds == k]
+        tn, fp, fn, tp = confusion_matrix(yk, (s > 0).astype(int), labels=[0, 1]).ravel()
+        assert (f["confusion"]["tp"], f["confusion"]["fp"], f["confusion"]["tn"], f["confusion"]["fn"]) == (
+            tp, fp, tn, fn)
+        assert abs(f["auc"] - roc_auc_score(yk, s)) <= 0.005, (k, f["auc"], roc_auc_score(yk, s))
+    assert ev["revealed"] and all(r["to"] == "researcher" for r in ev["revealed"])
 
 
 def test_two_of_three_finishes_when_a_site_dies(deployment):
@@ -83,3 +101,5 @@ def test_two_of_three_finishes_when_a_site_dies(deployment):
     assert "hospital-3" in res["unavailable_why"]
     aucs = fold_aucs(res["study"], X, y)
     assert min(aucs) > 0.6
+    # every hospital encrypted its evaluation rows before training: the dead one's rows still count
+    check_secure_evaluation(res["study"], X, y)

@@ -324,3 +324,31 @@ def test_the_workshop_notebook(tmp_path):
     assert [r["depth"] for r in ws["noise_by_depth"]] == [0, 1, 2, 3]  # scale 2^35 leaves depth 3
     assert [r["smudging_bits"] for r in ws["smudging"]] == [0.0, 16.0]
     assert ws["summary"]["too_few_max_error"] == ws["too_few"]["max_error"]
+
+
+def test_06_runs_the_same_study_on_a_loopback_deployment(study_run, pooled):
+    """06 on the sequence's run folder: a SuperLink and one SuperNode per hospital on 127.0.0.1 (TLS, node
+    authentication), each site reading its own rows; the same folds as in-process, the same AUCs."""
+    pytest.importorskip("flwr")
+    from sklearn.metrics import roc_auc_score
+
+    run, _ = study_run
+    result = run_sequence(run.path, {}, steps=["06"], progress=False)
+    assert result.ok
+    rec = run.read_json("deployment.json")
+    assert rec["status"] == "ok" and rec["transport"]["kind"] == "loopback" and rec["unavailable"] == []
+    data, folds = pooled
+    rows = np.asarray(rec["global_rows"])  # the deployment's row r is the study's row rows[r]
+    assert np.array_equal(np.asarray(rec["study"]["fold_of_row"]), folds[rows])
+    X, y = data.pooled.X[rows], data.pooled.y[rows]
+    study = rec["study"]
+    W, dep_folds = np.asarray(study["models"]), np.asarray(study["fold_of_row"])
+    Z = (X - np.asarray(study["mean"])) / np.asarray(study["std"])
+    before = {f["fold"]: f for f in run.read_json("evaluation.json")["folds"]}
+    for f in study["secure_evaluation"]["folds"]:
+        k = f["fold"]
+        s = W[k, 0] + Z[dep_folds == k] @ W[k, 1:]
+        assert abs(f["auc"] - roc_auc_score(y[dep_folds == k], s)) <= 0.005  # secure = clear, same scores
+        assert f["n"] == before[k]["n"] and abs(f["auc"] - before[k]["auc"]) <= 0.01  # deployed = in-process
+    assert rec["summary"]["in_process_secure_auc"] == run.read_json("evaluation.json")["summary"]["secure_auc"]
+    assert run.file("deployment_roc.png").read_bytes()[:8] == PNG

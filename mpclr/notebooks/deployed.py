@@ -1,0 +1,165 @@
+"""Notebook 06: the study designed in 00, run on a multi-site deployment (Flower) instead of in this process.
+
+The deployment's coordinator (a Flower ServerApp, mpclr.deploy) runs the whole study in one go: key
+ceremony with the sites, encryption of each site's rows, training, secure evaluation, results to the
+researcher. So this step does not reuse 01-05's in-process federation: it submits the study and reads
+back what the coordinator wrote (result.json).
+
+connection = "" starts a loopback deployment on this machine for trying (a SuperLink and one SuperNode
+per hospital on 127.0.0.1, TLS and SuperNode authentication on), each site reading its own rows from
+a CSV file written from the study's split, and stops it afterwards. Otherwise `connection` names a
+SuperLink connection in FLWR_HOME's config.toml (docs/deployment.md): the sites are real, their rows
+stay with them, and the coordinator writes its results on the SuperLink's machine (this must be it).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ParameterError
+from .rundir import RunFolder
+from .study import HospitalData, Study
+
+__all__ = [
+    "ProgressBar",
+    "run_config",
+    "write_site_files",
+    "run_deployed",
+    "deployment_record",
+    "fold_rows",
+    "site_rows",
+]
+
+
+class ProgressBar:
+    """A tqdm bar over the training iterations, fed by the coordinator's progress events (other events
+    show as its postfix); the events are kept in `events`."""
+
+    def __init__(self, total: int):
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=total, desc="deployed study: training", unit="iteration")
+        self.events: list[dict] = []
+
+    def __call__(self, event: dict) -> None:
+        self.events.append(event)
+        if event["event"] == "training":
+            self.bar.update(event["done"] - self.bar.n)
+        else:
+            self.bar.set_postfix_str(event["event"])
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.bar.close()
+
+
+def run_config(study: Study) -> dict:
+    """The coordinator's run configuration for this study (the deployment runs the presets only)."""
+    if study.smudging_bits is not None:
+        raise ParameterError(
+            "parameter smudging_bits: a deployment runs the presets as they are; set it to None in 00"
+        )
+    return {
+        "sites": ",".join(study.party_names()),
+        "threshold": study.threshold or 0,
+        "preset": study.preset,
+        "seed": int(study.seed),
+        "folds": study.folds,
+        "iterations": study.iterations,
+        "degree": study.degree,
+    }
+
+
+def write_site_files(data: HospitalData, folder) -> list[Path]:
+    """Each hospital's own rows (features, then the label) in its own CSV, as a site would hold them."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, part in enumerate(data.parts):
+        path = folder / f"hospital-{i + 1}.csv"
+        header = ",".join([*part.feature_names, "label"])
+        np.savetxt(path, np.column_stack([part.X, part.y]), delimiter=",", fmt="%.17g", header=header, comments="")
+        paths.append(path)
+    return paths
+
+
+def run_deployed(
+    study: Study,
+    run: RunFolder,
+    *,
+    connection: str = "",
+    flwr_home: str = "",
+    progress=None,
+    timeout: float = 3600.0,
+) -> dict:
+    """Submit the study and wait for its result (result.json as a dict, plus `transport`)."""
+    from ..deploy.local import LocalDeployment, SiteSpec, submit_study
+
+    config = run_config(study)
+    if connection:
+        out = run.file("deployment") / f"study-{int(time.time() * 1000)}"
+        result = submit_study(connection, config, out, flwr_home=flwr_home or None, timeout=timeout,
+                              on_progress=progress)
+        result["transport"] = {"kind": "deployment", "connection": connection}
+        return result
+    data = study.hospital_data()
+    files = write_site_files(data, run.file("deployment") / "site-data")
+    sites = [SiteSpec(name, str(path)) for name, path in zip(study.party_names(), files)]
+    dep = LocalDeployment(run.file("deployment") / "loopback", sites)
+    try:
+        dep.start()
+        result = dep.run_study(config, timeout=timeout, on_progress=progress)
+    finally:
+        dep.stop()
+    result["transport"] = {"kind": "loopback", "start_s": dep.timings.get("start")}
+    # a loopback site numbered its rows from its offset: map them back to the study's global rows
+    result["global_rows"] = np.concatenate([p.rows for p in data.parts]).tolist()
+    return result
+
+
+def deployment_record(result: dict, in_process: dict | None = None) -> dict:
+    """deployment.json: the coordinator's result, and beside it the in-process evaluation of 04 if any."""
+    study = result["study"]
+    secure = study.get("secure_evaluation") or {}
+    summary = {
+        "deployed_wall_s": round(float(result.get("wall_seconds", 0.0)), 2),
+        "rounds": int(result["network"]["rounds"]),
+        "round_overhead_median_s": round(float(result["network"]["overhead_median"]), 4),
+        "sites_unavailable": len(result.get("unavailable", [])),
+    }
+    if secure:
+        summary["deployed_secure_auc"] = round(float(secure["summary"]["auc"]["mean"]), 5)
+        summary["deployed_revealed_values"] = int(secure["revealed_values"])
+    if in_process:
+        summary["in_process_secure_auc"] = in_process["summary"].get("secure_auc")
+    return {**result, "in_process_evaluation": in_process, "summary": summary}
+
+
+def fold_rows(record: dict) -> list[dict]:
+    """Per fold: the deployed secure AUC (and its bound), beside 04's in-process one when it ran."""
+    secure = (record["study"].get("secure_evaluation") or {}).get("folds", [])
+    before = {f["fold"]: f for f in ((record.get("in_process_evaluation") or {}).get("folds") or [])}
+    rows = []
+    for f in secure:
+        row = {"fold": f["fold"], "rows": f["n"], "AUC deployed": f"{f['auc']:.4f}", "bound": f"{f['auc_bound']:.4f}"}
+        if f["fold"] in before:
+            row["AUC in process (04)"] = f"{before[f['fold']]['auc']:.4f}"
+        if f.get("metrics"):
+            row["accuracy"] = f"{f['metrics']['accuracy']:.3f}"
+        rows.append(row)
+    return rows
+
+
+def site_rows(record: dict) -> list[dict]:
+    """Per site: bytes sent and received through Flower, and whether it stopped answering."""
+    gone = set(record.get("unavailable", []))
+    return [
+        {"site": s, "sent MB": round(b["sent"] / 1e6, 1), "received MB": round(b["received"] / 1e6, 1),
+         "answered to the end": s not in gone}
+        for s, b in record["bytes_per_site"].items()
+    ]
