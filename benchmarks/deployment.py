@@ -7,7 +7,8 @@ Parts:
   ping      rounds of a no-op request to every site: what a round costs with nothing to compute,
             out of the box (plain flower-supernode, a ClientApp process per message) and tuned
             (mpclr.deploy's site process); skipped with --ping 0
-  study     the default study (mpclr.deploy.study:encrypted_cv) in process, then deployed (tuned):
+  study     the default study (mpclr.deploy.study:encrypted_cv: training, secure evaluation, fold models
+            decrypted) in process, then deployed (tuned):
             time per phase, Flower rounds, bytes per site, per-round overhead (round wall time minus the
             slowest site's own handling time)
 
@@ -115,6 +116,12 @@ def main() -> int:
             out["deployed"]["study_seconds"] = deployed["study"]["seconds"]
             out["auc"] = {"in_process": a, "deployed": b, "max_difference": max(abs(u - v) for u, v in zip(a, b))}
             out["same_folds"] = local["study"]["fold_of_row"] == deployed["study"]["fold_of_row"]
+            secure = [r["study"].get("secure_evaluation") for r in (local, deployed)]
+            if all(secure):
+                sa, sb = ([f["auc"] for f in ev["folds"]] for ev in secure)
+                out["secure_auc"] = {"in_process": sa, "deployed": sb,
+                                     "max_difference": max(abs(u - v) for u, v in zip(sa, sb)),
+                                     "revealed_values": [ev["revealed_values"] for ev in secure]}
             phases = sorted(set(local["study"]["seconds"]) | set(deployed["study"]["seconds"]),
                             key=list(local["study"]["seconds"]).index)
             rows = [{"phase": "key ceremony", "in_process_s": local["seconds"]["key_ceremony"],
