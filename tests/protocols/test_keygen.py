@@ -115,6 +115,13 @@ def test_share_bytes_are_validated(ctx, crs):
     bad = Share("cpk", np.full(ctx.key_ring.shape, 2**62, dtype=np.uint64)).to_bytes()
     with pytest.raises(FormatError, match="reduced"):
         proto.share_from_bytes(bad)
+    # packed at the primes' own widths, yet one value equal to its prime
+    at_q = np.zeros(ctx.key_ring.shape, dtype=np.uint64)
+    at_q[:, 0] = ctx.key_ring.q
+    with pytest.raises(FormatError, match="not reduced modulo"):
+        proto.share_from_bytes(Share("cpk", at_q).to_bytes())
+    # residues travel at their primes' widths, not 64 bits
+    assert len(raw) < 8 * np.prod(ctx.key_ring.shape) * max(q.bit_length() for q in ctx.key_ring.moduli) / 64 + 200
     other = SealContext(get_preset("deep"))
     with pytest.raises(FormatError, match="shape"):
         PublicKeyGen(other).share_from_bytes(raw)
