@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FormatError, ProtocolError
+from ..seal.format import unpack_ciphertext
 from .encrypted import EncryptedTrainer, TrainingLog, TrainingPlan
 from .layout import Layout
 from .party import stats_from_aggregate
@@ -169,7 +170,8 @@ def encrypt_study(fed, *, folds: int, seed: int, interval: float = 8.0, particip
     agg = s.call_many("lr.aggregate", {p: {} for p in names})
     total = None
     for p in names:
-        h = s.import_ciphertext(agg[p]["ciphertext"], int(agg[p]["length"]))
+        raw = unpack_ciphertext(agg[p]["ciphertext"], f"{p}'s aggregate", s.ctx)
+        h = s.import_ciphertext(raw, int(agg[p]["length"]))
         total = h if total is None else s.add(total, h)
     d = int(agg[names[0]]["features"])
     values = fed.decrypt(total, by=participants, level=None, label="pooled count, sums and cross-products")
@@ -200,10 +202,11 @@ def encrypt_study(fed, *, folds: int, seed: int, interval: float = 8.0, particip
     replies = s.call_many("lr.encrypt", {p: request for p in names})  # hospitals encrypt in parallel
     for p in names:
         reply = replies[p]
+        what = f"{p}'s training rows"
         for g, b, j, raw in reply["blocks"]:
-            out.blocks.setdefault((int(g), int(b), int(j)), []).append(bytes(raw))
+            out.blocks.setdefault((int(g), int(b), int(j)), []).append(unpack_ciphertext(raw, what, s.ctx))
         for g, j, raw in reply["constant"]:
-            out.constants.setdefault((int(g), int(j)), []).append(bytes(raw))
+            out.constants.setdefault((int(g), int(j)), []).append(unpack_ciphertext(raw, what, s.ctx))
     seconds["encryption"] = time.perf_counter() - t0
     return out
 

@@ -95,7 +95,7 @@ import numpy as np
 from ..errors import ParameterError, ProtocolError
 from ..protocols.refresh import RefreshProtocol
 from ..roles.server import Ciphertext
-from ..seal.format import CiphertextData, galois_elt_from_step
+from ..seal.format import CiphertextData, galois_elt_from_step, pack_ciphertext, unpack_ciphertext
 from .blocks import Enc
 from .comparison import LadderOps, SignComposite, design_sign
 from .eval_layout import EvalLayout
@@ -550,7 +550,7 @@ class SecureEvaluation:
                 key = (int(b), int(j))
                 if not 0 <= key[0] < blocks or not 0 <= key[1] <= self.features:
                     raise ProtocolError(f"{p} sent an evaluation ciphertext for an unknown block or column {key}")
-                raw = bytes(raw)
+                raw = unpack_ciphertext(raw, f"{p}'s evaluation rows", self.ctx)
                 level = self.ctx.check_ciphertext(CiphertextData.from_bytes(raw, "evaluation rows"), "evaluation rows")
                 if level != top:
                     raise ProtocolError(f"{p} sent evaluation rows below the top level")
@@ -649,7 +649,8 @@ class SecureEvaluation:
         for v in vectors:
             ct = he.encryptFrac(np.ascontiguousarray(v, dtype=np.float64), scale=2.0**self.ctx.params.scale_bits)
             slots = self.ctx.params.slots
-            reply = r.call(self.server.name, "ct.upload", ciphertext=ct.to_bytes(compr_mode="none"), length=slots)
+            reply = r.call(self.server.name, "ct.upload", ciphertext=pack_ciphertext(ct.to_bytes(compr_mode="none")),
+                           length=slots)
             h = Ciphertext(int(reply["id"]), slots, int(reply["level"]), float(reply["scale"]))
             out.append(Enc(self.server._get(h).ct, h.level))
             self.server.forget(h)

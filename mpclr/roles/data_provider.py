@@ -20,6 +20,7 @@ from ..protocols.rlk import RelinKeyGen
 from ..protocols.rotation import RotationKeyGen
 from ..protocols.share import SecretKeyShare
 from ..ring import CommonRandomString, SecretRandom
+from ..seal.format import pack_ciphertext
 from ..wire import seal_box
 from .node import Node, Session
 
@@ -400,7 +401,7 @@ class DataProvider(Node):
     def _encrypt_bytes(self, values) -> bytes:
         he = self._encryptor()
         x = np.ascontiguousarray(values, dtype=np.float64)
-        return he.encryptFrac(x, scale=2.0**self.ctx.params.scale_bits).to_bytes(compr_mode="none")
+        return pack_ciphertext(he.encryptFrac(x, scale=2.0**self.ctx.params.scale_bits).to_bytes(compr_mode="none"))
 
     def _on_lr_aggregate(self, fields, sender):
         from ..lr.party import aggregate_length, aggregate_vector
@@ -459,7 +460,8 @@ class DataProvider(Node):
             raise ValueError("cannot encrypt NaN or infinite values")
         ct = he.encryptFrac(x, scale=2.0**self.ctx.params.scale_bits)
         reply = self.call(
-            self._require_session().server, "ct.upload", ciphertext=ct.to_bytes(compr_mode="none"), length=int(x.size)
+            self._require_session().server, "ct.upload", ciphertext=pack_ciphertext(ct.to_bytes(compr_mode="none")),
+            length=int(x.size),
         )
         return Ciphertext(reply["id"], int(x.size), int(reply["level"]), float(reply["scale"]))
 

@@ -23,7 +23,7 @@ from ..protocols.refresh import RefreshProtocol, plan_outputs
 from ..protocols.rlk import RelinKeyGen
 from ..protocols.rotation import RotationKeyGen
 from ..ring import CommonRandomString
-from ..seal.format import CiphertextData, galois_elt_from_step
+from ..seal.format import CiphertextData, galois_elt_from_step, unpack_ciphertext
 from .data_provider import commitment, crs_seed
 from .node import Node, check_participants, with_live_participants
 
@@ -415,7 +415,8 @@ class Server(Node):
         s = self._require_session()
         if sender not in s.key_holders and sender != s.researcher:
             raise ProtocolError(f"only data providers and the researcher upload ciphertexts, not {sender}")
-        h = self.import_ciphertext(fields["ciphertext"], int(fields["length"]))
+        raw = unpack_ciphertext(fields["ciphertext"], f"ciphertext uploaded by {sender}", self.ctx)
+        h = self.import_ciphertext(raw, int(fields["length"]))
         return {"id": h.id, "level": h.level, "scale": h.scale}
 
     def _on_fetch(self, fields, sender):

@@ -17,7 +17,9 @@ from mpclr.seal.format import (
     KSwitchKeysData,
     PlaintextData,
     galois_elt_from_step,
+    pack_ciphertext,
     parms_id,
+    unpack_ciphertext,
 )
 
 STEPS = [1, -1, 5]
@@ -147,3 +149,28 @@ def test_scale_ladder_is_closed_under_multiplication():
         assert ladder[lvl] ** 2 / ctx.primes[lvl] == pytest.approx(ladder[lvl - 1], rel=1e-15)
     assert ladder[ctx.top_level] == 2.0**30
     assert ring_for(ctx.n, ctx.primes[:1]).moduli == ctx.primes[:1]
+
+
+def test_packed_ciphertexts_round_trip_and_are_checked(seal_keys):
+    """Hospitals upload ciphertexts packed at the primes' widths; the server gets SEAL's bytes back."""
+    he, ctx, _ = seal_keys
+    raw = he.encrypt(np.linspace(-1, 1, 16)).to_bytes(compr_mode="none")
+    packed = pack_ciphertext(raw)
+    assert unpack_ciphertext(packed, ctx=ctx) == raw
+    widest = max(q.bit_length() for q in ctx.primes)
+    assert len(packed) < len(raw) * widest / 64 + 200
+    with pytest.raises(FormatError, match="truncated"):
+        unpack_ciphertext(packed[:-1], ctx=ctx)
+    with pytest.raises(FormatError, match="truncated"):
+        unpack_ciphertext(packed[:20])
+    with pytest.raises(FormatError, match="not a packed ciphertext"):
+        unpack_ciphertext(raw)
+    # a residue equal to its prime still fits the prime's width: caught by the check, not the format
+    bad = CiphertextData.from_bytes(raw)
+    bad.data = bad.data.copy()
+    bad.data[1, 0, 0] = np.uint64(ctx.primes[0])
+    with pytest.raises(FormatError, match="reduced"):
+        unpack_ciphertext(pack_ciphertext(bad.to_bytes()), ctx=ctx)
+    other = SealContext(get_preset("deep"))
+    with pytest.raises(FormatError, match="another parameter set"):
+        unpack_ciphertext(packed, ctx=other)
