@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import FormatError
+from ..ring.packing import pack_residues, unpack_residues
 
 SEAL_MAGIC = 0xA15E
 SEAL_VERSION = (4, 1)
@@ -228,9 +229,8 @@ class KSwitchKeysData:
 
 
 # ---- hospitals' ciphertexts on the wire ----------------------------------------------------------------
-# SEAL's own format keeps 64 bits per residue; a fresh encryption's residues are uniform modulo 50-60-bit
-# primes, so the bytes a hospital uploads (its encrypted rows: most of a study's upload) travel packed at
-# each prime's width. The server turns them back into SEAL's format, which SEAL then validates as usual.
+# A hospital's encrypted rows are most of what it uploads; they travel with their residues packed
+# (mpclr.ring.packing) and the server turns them back into SEAL's format, which SEAL validates as usual.
 _PACKED_MAGIC = b"MPCT"
 _PACKED_VERSION = 1
 _PACKED_HEAD = struct.Struct("<4sB32sBQQQdQ")
@@ -238,22 +238,16 @@ _PACKED_HEAD = struct.Struct("<4sB32sBQQQdQ")
 
 def pack_ciphertext(raw: bytes, what: str = "ciphertext") -> bytes:
     """SEAL ciphertext bytes -> the packed wire form."""
-    from ..ring._kernels import pack_bits
-
     ct = CiphertextData.from_bytes(raw, what)
     size, rows, n = ct.data.shape
-    data = np.ascontiguousarray(ct.data, dtype=np.uint64)
-    widths = np.array([max(1, int(m).bit_length()) for m in data.max(axis=(0, 2))], dtype=np.uint64)
     head = _PACKED_HEAD.pack(_PACKED_MAGIC, _PACKED_VERSION, ct.parms_id, int(ct.is_ntt), size, n, rows, ct.scale,
                              ct.correction_factor)
-    return head + bytes(int(w) for w in widths) + pack_bits(data, widths, n)
+    return head + pack_residues(ct.data)
 
 
 def unpack_ciphertext(raw: bytes, what: str = "ciphertext", ctx=None) -> bytes:
     """The packed wire form -> SEAL ciphertext bytes. With `ctx` (a SealContext) the parameter set and
     every residue are checked here; SEAL checks them again when it loads the bytes."""
-    from ..ring._kernels import unpack_bits
-
     view = memoryview(raw)
     if len(view) < _PACKED_HEAD.size:
         raise FormatError(f"{what}: truncated ({len(view)} bytes, not even a header)")
@@ -264,16 +258,7 @@ def unpack_ciphertext(raw: bytes, what: str = "ciphertext", ctx=None) -> bytes:
         raise FormatError(f"{what}: packed ciphertext version {version}, expected {_PACKED_VERSION}")
     if not 0 < n <= 2**17 or n & (n - 1) or not 0 < rows <= 64 or not 0 < size <= 16:
         raise FormatError(f"{what}: implausible shape size={size} N={n} rows={rows}")
-    off = _PACKED_HEAD.size
-    widths = np.frombuffer(bytes(view[off : off + rows]), dtype=np.uint8).astype(np.uint64)
-    off += rows
-    if len(widths) != rows or widths.min() < 1 or widths.max() > 61:
-        raise FormatError(f"{what}: truncated, or bit widths outside 1..61")
-    body = size * sum((n * int(w) + 7) // 8 for w in widths)
-    if len(view) != off + body:
-        raise FormatError(f"{what}: {len(view)} bytes, expected {off + body} (truncated?)")
-    data = np.empty((size, rows, n), dtype=np.uint64)
-    unpack_bits(data, view, off, widths, n)
+    data = unpack_residues(view, _PACKED_HEAD.size, (size, rows, n), [61] * rows, what)
     ct = CiphertextData(pid, scale, data, bool(is_ntt), corr)
     if ctx is not None:
         ctx.check_ciphertext(ct, what)
