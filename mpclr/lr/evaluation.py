@@ -550,7 +550,7 @@ class SecureEvaluation:
                 key = (int(b), int(j))
                 if not 0 <= key[0] < blocks or not 0 <= key[1] <= self.features:
                     raise ProtocolError(f"{p} sent an evaluation ciphertext for an unknown block or column {key}")
-                raw = unpack_ciphertext(raw, f"{p}'s evaluation rows", self.ctx)
+                raw = unpack_ciphertext(raw, f"{p}'s evaluation rows")  # checked on the next line
                 level = self.ctx.check_ciphertext(CiphertextData.from_bytes(raw, "evaluation rows"), "evaluation rows")
                 if level != top:
                     raise ProtocolError(f"{p} sent evaluation rows below the top level")

@@ -769,7 +769,6 @@ static PyObject *unpack_bits(PyObject *self, PyObject *args)
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t r = 0; r < rows; r++) {
         uint64_t width = w[r % k];
-        uint64_t mask = width == 64 ? ~(uint64_t)0 : (((uint64_t)1 << width) - 1);
         uint64_t *x = o + r * n;
         unsigned lo_bits = width > 32 ? 32 : (unsigned)width, hi_bits = (unsigned)width - lo_bits;
         uint64_t acc = 0;
@@ -791,7 +790,7 @@ static PyObject *unpack_bits(PyObject *self, PyObject *args)
                 acc >>= hi_bits;
                 nbits -= hi_bits;
             }
-            x[j] = v & mask;
+            x[j] = v;
         }
     }
     Py_END_ALLOW_THREADS
