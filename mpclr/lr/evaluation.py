@@ -544,9 +544,9 @@ class SecureEvaluation:
         # as all-zero rows; one that does not answer stops the evaluation with its name
         hospitals = [p.name for p in self.fed.parties]
         data: dict[tuple[int, int], Enc] = {}
-        for p in hospitals:  # one hospital at a time: each reply holds all its ciphertexts
-            reply = s.call(p, "lr.encrypt_eval", **request)
-            for b, j, raw in reply["ciphertexts"]:
+        replies = s.call_many("lr.encrypt_eval", {p: request for p in hospitals})  # they encrypt in parallel
+        for p in hospitals:
+            for b, j, raw in replies[p]["ciphertexts"]:
                 key = (int(b), int(j))
                 if not 0 <= key[0] < blocks or not 0 <= key[1] <= self.features:
                     raise ProtocolError(f"{p} sent an evaluation ciphertext for an unknown block or column {key}")

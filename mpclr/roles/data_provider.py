@@ -237,11 +237,16 @@ class DataProvider(Node):
 
     # --- rotation keys --------------------------------------------------------------------------
     def _on_gkg_share(self, fields, sender):
+        """Shares of the rotation keys for `galois_elts` (one round for all of them), or for `galois_elt`."""
         self._from_server(sender, "gkg.share")
-        elt = int(fields["galois_elt"])
+        batch = "galois_elts" in fields
+        elts = [int(e) for e in fields["galois_elts"]] if batch else [int(fields["galois_elt"])]
+        if not 1 <= len(elts) <= 64 or len(set(elts)) != len(elts):
+            raise ProtocolError(f"rotation key shares for 1 to 64 distinct Galois elements, got {elts}")
         sk = self._share_for(fields.get("participants"))
-        crp = self._gkg.sample_crp(self._require_crs(), elt)
-        return {"share": self._gkg.gen_share(sk, elt, crp, self._rng).to_bytes()}
+        crs = self._require_crs()
+        shares = [self._gkg.gen_share(sk, e, self._gkg.sample_crp(crs, e), self._rng).to_bytes() for e in elts]
+        return {"shares": shares} if batch else {"share": shares[0]}
 
     # --- public key for encryption --------------------------------------------------------------
     def _on_keys_install(self, fields, sender):

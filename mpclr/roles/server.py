@@ -169,14 +169,23 @@ class Server(Node):
             if elt not in self._galois and elt not in elts:
                 elts.append(elt)
 
-        def one_key(names, elt):
-            replies = self.call_many("gkg.share", {p: {"galois_elt": elt, "participants": names} for p in names})
+        def all_keys(names, batch):
+            """One round for a batch of keys: the largest messages of the ceremony, but one round trip."""
+            replies = self.call_many("gkg.share", {p: {"galois_elts": batch, "participants": names} for p in names})
+            for p in names:
+                if len(replies[p]["shares"]) != len(batch):
+                    raise ProtocolError(f"{p} sent {len(replies[p]['shares'])} rotation key shares for {len(batch)}")
             with self.timed("gkg.aggregate"):
-                return gkg.aggregate_shares([gkg.share_from_bytes(replies[p]["share"], elt) for p in names])
+                return [
+                    gkg.aggregate_shares([gkg.share_from_bytes(replies[p]["shares"][i], elt) for p in names])
+                    for i, elt in enumerate(batch)
+                ]
 
-        for elt in elts:
-            agg = with_live_participants(self, by, lambda names, e=elt: one_key(names, e))
-            self._galois[elt] = gkg.rotation_key(agg, gkg.sample_crp(self.crs, elt))
+        for start in range(0, len(elts), 16):  # 16 keys per round: ~120 MB per hospital at N = 16384
+            batch = elts[start : start + 16]
+            aggs = with_live_participants(self, by, lambda names, b=batch: all_keys(names, b))
+            for elt, agg in zip(batch, aggs):
+                self._galois[elt] = gkg.rotation_key(agg, gkg.sample_crp(self.crs, elt))
         if elts:
             with self.timed("gkg.load"):
                 self._he.from_bytes_rotate_key(self.ctx.galois_keys_bytes(self._galois))
