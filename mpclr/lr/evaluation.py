@@ -352,9 +352,8 @@ class _Pool(ProcessPool):
     label = "evaluation worker"
 
     def __init__(self, count: int, init: dict, refresh_bytes):
-        self.refresh_bytes = refresh_bytes
         self.busy_seconds = 0.0  # the workers' own computing (waits for refreshes excluded)
-        super().__init__("mpclr.lr.evaluation", count, init)
+        super().__init__("mpclr.lr.evaluation", count, init, refresh_bytes)
 
     def inputs(self, payload) -> None:
         for conn in self.conns:
@@ -373,18 +372,11 @@ class _Pool(ProcessPool):
                     self.conns[w].send(("job", jid, job))
                     busy[w] = jid
             for w in list(busy):
-                conn = self.conns[w]
-                if not conn.poll(0.002):
-                    continue
-                msg = conn.recv()
-                if msg[0] == "refresh":
-                    conn.send(self.refresh_bytes(msg[1]))
-                elif msg[0] == "done":
+                msg = self._next(self.conns[w], 0.002)
+                if msg and msg[0] == "done":
                     results[msg[1]] = msg[2]
                     self.busy_seconds += msg[3]
                     del busy[w]
-                elif msg[0] == "error":
-                    raise ProtocolError(f"{self.label} failed:\n{msg[1]}")
         return results
 
 

@@ -123,11 +123,13 @@ def _worker_main(conn) -> None:  # pragma: no cover - runs in a child process (c
 
 class ProcessPool:
     """`count` server worker processes (`python -m <module>`), each sent `init` and expected to answer
-    ("ready",). Shared by the training and the evaluation workers."""
+    ("ready",). Shared by the training and the evaluation workers; both ask the server for collective
+    refreshes while they compute, served by `refresh` (list[(bytes, level)] -> list[(bytes, level)])."""
 
     label = "worker"
 
-    def __init__(self, module: str, count: int, init: dict):
+    def __init__(self, module: str, count: int, init: dict, refresh=None):
+        self.refresh = refresh
         self.procs, self.conns = [], []
         for _ in range(count):
             proc = subprocess.Popen([sys.executable, "-m", module], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
@@ -144,6 +146,19 @@ class ProcessPool:
             raise ProtocolError(f"{self.label} failed:\n{msg[1]}")
         if msg[0] != kind:
             raise ProtocolError(f"{self.label} answered {msg[0]!r}, expected {kind!r}")
+        return msg
+
+    def _next(self, conn, timeout: float):
+        """The worker's next message within `timeout`, or None: a refresh request is served here (the
+        worker keeps waiting for it, the others keep computing) and an error is raised."""
+        if not conn.poll(timeout):
+            return None
+        msg = conn.recv()
+        if msg[0] == "refresh":
+            conn.send(self.refresh(msg[1]))
+            return None
+        if msg[0] == "error":
+            raise ProtocolError(f"{self.label} failed:\n{msg[1]}")
         return msg
 
     def close(self) -> None:
@@ -165,9 +180,8 @@ class WorkerPool(ProcessPool):
     label = "training worker"
 
     def __init__(self, count: int, init: dict, refresh):
-        self.refresh = refresh  # callback(list[(bytes, level)]) -> list[(bytes, level)], run by the server
         self.timings: list[dict] = []
-        super().__init__("mpclr.lr.workers", count, init)
+        super().__init__("mpclr.lr.workers", count, init, refresh)
 
     def send_blocks(self, shards: list[list]) -> None:
         """Stream the blocks round-robin, one per message: each worker loads one block while the next
@@ -190,19 +204,12 @@ class WorkerPool(ProcessPool):
         pending = set(range(len(self.conns)))
         while pending:
             for i in sorted(pending):
-                conn = self.conns[i]
-                if not conn.poll(0.005):
-                    continue
-                msg = conn.recv()
-                if msg[0] == "refresh":
-                    conn.send(self.refresh(msg[1]))
-                elif msg[0] == "done":
+                msg = self._next(self.conns[i], 0.005)
+                if msg and msg[0] == "done":
                     results[i] = msg[1]
                     if len(msg) > 2:
                         self.timings.append(msg[2])
                     pending.discard(i)
-                elif msg[0] == "error":
-                    raise ProtocolError(f"{self.label} failed:\n{msg[1]}")
         return results  # type: ignore[return-value]
 
     def prepare(self, masks_per_worker: list[dict]) -> list[dict]:
