@@ -93,6 +93,7 @@ def main() -> int:
     ap.add_argument("--ping", type=int, default=20, help="rounds of the no-op round test (0: skip)")
     ap.add_argument("--no-study", action="store_true")
     ap.add_argument("--name", default="deployment")
+    ap.add_argument("--studies", help="also write both runs' full study results (per pass, per round) to this file")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="mpclr-deploy-bench-"))
     out: dict = {"args": vars(args)}
@@ -109,6 +110,9 @@ def main() -> int:
                 cfg = {"preset": args.preset, "threshold": args.threshold, "folds": args.folds, "seed": args.seed,
                        "workers": args.workers, "round-timeout": 3600.0}
                 deployed = dep.run_study(cfg, timeout=6 * 3600)
+            if args.studies:
+                Path(args.studies).write_text(json.dumps({"in_process": local["study"], "deployed": deployed},
+                                                         default=float))
             a, b = fold_aucs(local["study"], X, y), fold_aucs(deployed["study"], X, y)
             out["in_process"] = {k: v for k, v in local.items() if k != "study"}
             out["in_process"]["study_seconds"] = local["study"]["seconds"]
@@ -140,8 +144,9 @@ def main() -> int:
             print(f"\n{net['rounds']} Flower rounds; per-round overhead median {net['overhead_median']:.3f} s, "
                   f"mean {net['overhead_mean']:.3f} s, total {net['overhead_total']:.1f} s; "
                   f"same folds: {out['same_folds']}; max AUC difference {out['auc']['max_difference']:.2e}")
-            steps = [{"step": k, **v} for k, v in net["by_step"].items()]
-            print(table(steps, ["step", "rounds", "seconds", "overhead"]))
+            steps = [{"step": k, **v, "MB_to_sites": v.get("bytes_out", 0) / 1e6,
+                      "MB_from_sites": v.get("bytes_in", 0) / 1e6} for k, v in net["by_step"].items()]
+            print(table(steps, ["step", "rounds", "seconds", "overhead", "MB_to_sites", "MB_from_sites"]))
             sites = [{"site": s, "sent_MB": v["sent"] / 1e6, "received_MB": v["received"] / 1e6,
                       "in_process_sent_MB": local["bytes_per_site"][s]["sent"] / 1e6}
                      for s, v in deployed["bytes_per_site"].items()]

@@ -18,6 +18,7 @@ override them).
 from __future__ import annotations
 
 import json
+import os
 import time
 
 import numpy as np
@@ -142,9 +143,13 @@ def ping(fed, config: dict) -> dict:
     s = fed.server
     names = [p.name for p in fed.parties]
     times = []
-    pad = bytes(int(config.get("payload", 0)))  # request size, to measure throughput
+    size = int(config.get("payload", 0))  # request size, to measure throughput
     for _ in range(int(config.get("rounds", 20))):
+        # random, one per site and round: Flower stores content-addressed chunks once, so a repeated
+        # payload would not travel again
+        pads = {p: os.urandom(size) for p in names}
         t0 = time.perf_counter()
-        fed.network.request_many([(p, s._seal(KIND_REQUEST, "ping", p, {"pad": pad} if pad else {})) for p in names])
+        fed.network.request_many([(p, s._seal(KIND_REQUEST, "ping", p, {"pad": pads[p]} if size else {}))
+                                  for p in names])
         times.append(time.perf_counter() - t0)
     return {"round_seconds": times}
