@@ -71,7 +71,13 @@ class TrafficLog:
 
 
 class Network(ABC):
-    """Request/reply delivery between named nodes."""
+    """Request/reply delivery between named nodes.
+
+    `coalesce_rounds` is True for a transport whose rounds cost a fixed time however little they carry
+    (a remote one): callers that have several independent requests to make (the server's worker
+    processes asking for refreshes) then hold them and make one round of them."""
+
+    coalesce_rounds = False
 
     def __init__(self):
         self.traffic = TrafficLog()

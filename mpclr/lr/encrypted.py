@@ -217,7 +217,8 @@ class EncryptedTrainer:
                 "primes": list(self.ctx.primes),
             }
             t1 = time.perf_counter()
-            self._pool = WorkerPool(self.n_workers, init, self._refresh_bytes)
+            self._pool = WorkerPool(self.n_workers, init, self._refresh_bytes,
+                                    coalesce=self.server.network.coalesce_rounds)
             t2 = time.perf_counter()
             self._pool.send_blocks(
                 [

@@ -22,7 +22,8 @@ Steps (each timed in `SecureEvaluation.seconds`)
    per fold and threshold A = sum h (rows above) and B = sum y h (positives above): the label product
    takes one level, a rotate-and-sum the positions of a copy, and a plaintext mask keeps exactly the
    agreed counts (one level), packed into as few ciphertexts as possible. Comparisons run in the
-   server's worker processes, one per core; the server serves their refreshes with the key holders.
+   server's worker processes, one per core; the server serves their refreshes with the key holders
+   (over a remote transport the workers' requests of one cycle together, in one round).
    - first pass: the cutoff (probability 1/2: score 0) at the fine resolution for the confusion
      matrix, the positives P_k = sum y per fold, and a public grid uniform in predicted probability
      (where a fold fits a lane several times, in the spare copies of the same comparison; elsewhere at
@@ -262,33 +263,50 @@ class _Comparer:
         self.labels: dict[tuple[int, int], Enc] = {}
         self.masks: dict[tuple[int, int], np.ndarray] = {}
 
-    def run(self, job: dict) -> dict[int, tuple[Enc, Enc]]:
+    def run(self, job: dict) -> dict[tuple[int, int], tuple[Enc, Enc]]:
+        """A job's parts (one per threshold batch, each with its composite's cycles) advance cycle by
+        cycle together, so one refresh serves every part still running: a job pays max(cycles) - 1
+        refreshes, not their sum. Returns {(batch, group): (rows above, positives above)}."""
         ops = self.ops
+        parts = job["parts"]
         xs = []
-        for block, kind, theta in job["items"]:
-            s = self.scores[block]
-            xs.append(ops.add_plain(s, -np.asarray(theta)) if kind == "plain" else ops.sub(s, theta))
-        cycles = job["cycles"]
-        for i, cycle in enumerate(cycles):
+        for part in parts:
+            row = []
+            for block, kind, theta in part["items"]:
+                s = self.scores[block]
+                row.append(ops.add_plain(s, -np.asarray(theta)) if kind == "plain" else ops.sub(s, theta))
+            xs.append(row)
+        for i in range(max(len(p["cycles"]) for p in parts)):
+            live = [k for k, p in enumerate(parts) if i < len(p["cycles"])]
             if i:
-                xs = self.refresh(xs)
-            for k, coef in enumerate(cycle):
-                if i == len(cycles) - 1 and k == len(cycle) - 1:
-                    coef = [a / 2.0 for a in coef]  # h = F / 2 + 1/2
-                xs = [ops.chebyshev_odd(x, coef) for x in xs]
-        hs = [ops.add_plain(x, 0.5) for x in xs]
+                fresh = self.refresh([x for k in live for x in xs[k]])
+                for k in live:
+                    xs[k], fresh = fresh[: len(xs[k])], fresh[len(xs[k]) :]
+            for k in live:
+                cycles = parts[k]["cycles"]
+                for j, coef in enumerate(cycles[i]):
+                    if i == len(cycles) - 1 and j == len(cycles[i]) - 1:
+                        coef = [a / 2.0 for a in coef]  # h = F / 2 + 1/2
+                    xs[k] = [ops.chebyshev_odd(x, coef) for x in xs[k]]
+        out = {}
+        for part, row in zip(parts, xs):
+            for g, sums in self._sums(part, [ops.add_plain(x, 0.5) for x in row], job["steps"]).items():
+                out[(part["batch"], g)] = sums
+        return out
+
+    def _sums(self, part: dict, hs: list[Enc], steps: dict) -> dict[int, tuple[Enc, Enc]]:
+        ops = self.ops
         level = hs[0].level
         if level < 2:
             raise ProtocolError(f"internal: comparison landed at level {level}, two levels are needed after it")
         rows: dict[int, list[Enc]] = {}
         pairs: dict[int, list] = {}
-        for (block, _, _), h in zip(job["items"], hs):
-            for g in job["groups"][block]:
+        for (block, _, _), h in zip(part["items"], hs):
+            for g in part["groups"][block]:
                 mask = self.masks.get((block, g))
-                part = ops.down(h, level - 1) if mask is None else ops.cmul(h, mask, level - 1, key=("mask", block, g))
-                rows.setdefault(g, []).append(part)
+                part_h = ops.down(h, level - 1) if mask is None else ops.cmul(h, mask, level - 1, key=("mask", block, g))
+                rows.setdefault(g, []).append(part_h)
                 pairs.setdefault(g, []).append((ops.down(self.labels[(block, g)], level), h))
-        steps = job["steps"]
         return {
             g: (ops.rotate_sum(ops.total(rows[g]), steps[g]), ops.rotate_sum(ops.dot(pairs[g]), steps[g])) for g in rows
         }
@@ -328,12 +346,13 @@ def _worker_main(conn) -> None:  # pragma: no cover - runs in a child process (c
                 conn.send(("ok",))
             elif msg[0] == "job":
                 job = dict(msg[2])
-                job["items"] = [
-                    (c, kind, theta if kind == "plain" else Enc(_load(he, theta[0]), theta[1]))
-                    for c, kind, theta in job["items"]
+                job["parts"] = [
+                    dict(part, items=[(c, kind, theta if kind == "plain" else Enc(_load(he, theta[0]), theta[1]))
+                                      for c, kind, theta in part["items"]])
+                    for part in job["parts"]
                 ]
                 t0, waited[0] = time.perf_counter(), 0.0
-                out = {g: (_dump(a), _dump(b)) for g, (a, b) in engine.run(job).items()}
+                out = {key: (_dump(a), _dump(b)) for key, (a, b) in engine.run(job).items()}
                 conn.send(("done", msg[1], out, time.perf_counter() - t0 - waited[0]))
             elif msg[0] == "stop":
                 conn.send(("ok",))
@@ -351,9 +370,9 @@ class _Pool(ProcessPool):
 
     label = "evaluation worker"
 
-    def __init__(self, count: int, init: dict, refresh_bytes):
+    def __init__(self, count: int, init: dict, refresh_bytes, coalesce: bool = False):
         self.busy_seconds = 0.0  # the workers' own computing (waits for refreshes excluded)
-        super().__init__("mpclr.lr.evaluation", count, init, refresh_bytes)
+        super().__init__("mpclr.lr.evaluation", count, init, refresh_bytes, coalesce)
 
     def inputs(self, payload) -> None:
         for conn in self.conns:
@@ -371,9 +390,8 @@ class _Pool(ProcessPool):
                     jid, job = queue.pop(0)
                     self.conns[w].send(("job", jid, job))
                     busy[w] = jid
-            for w in list(busy):
-                msg = self._next(self.conns[w], 0.002)
-                if msg and msg[0] == "done":
+            for w, msg in self._poll(set(busy), 0.002):
+                if msg[0] == "done":
                     results[msg[1]] = msg[2]
                     self.busy_seconds += msg[3]
                     del busy[w]
@@ -671,25 +689,39 @@ class SecureEvaluation:
         for (i, block), op in zip(owners, operands):
             items.setdefault(i, []).append((block, "cipher" if encrypted else "plain", op))
         n_workers = self._worker_count(len(owners))
-        chunk = max(1, -(-len(owners) // max(2 * n_workers, 1)))
+        if n_workers and not self.server.network.coalesce_rounds:
+            # about two jobs per worker, each of one batch, longest first: a worker's refresh is served
+            # while the others compute, and the short jobs balance the load at the end
+            chunk = max(1, -(-len(owners) // (2 * n_workers)))
+            shares = [{i: its[k : k + chunk]} for i, its in sorted(items.items()) for k in range(0, len(its), chunk)]
+            shares.sort(key=lambda sh: -sum(len(batches[i][0].cycles) * len(its) for i, its in sh.items()))
+        else:
+            # over a transport with costly rounds (or in this process), one job per worker, the items dealt
+            # round-robin across batches so that every job has about as many per cycle: the workers ask
+            # for their refreshes at about the same moment and are served in one round per cycle
+            shares = [{} for _ in range(max(n_workers, 1))]
+            k = 0
+            for i in sorted(items):
+                for it in items[i]:
+                    shares[k % len(shares)].setdefault(i, []).append(it)
+                    k += 1
         steps = {g.index: g.rotate_sum_steps() for g in self.layout.groups}
-        jobs, job_batch = [], []
-        for i, (comp, th) in enumerate(batches):
-            cycles = [[list(c) for c in cycle] for cycle in comp.cycles]
-            its = items.get(i, [])
-            for k in range(0, len(its), chunk):
-                part = its[k : k + chunk]
-                groups = {blk: [g for g in self.layout.groups_of(blk) if g in th] for blk, _, _ in part}
-                jobs.append({"items": part, "groups": groups, "cycles": cycles, "steps": steps})
-                job_batch.append(i)
-        order = sorted(range(len(jobs)), key=lambda j: -len(jobs[j]["cycles"]) * len(jobs[j]["items"]))
+        jobs = []
+        for share in shares:
+            parts = []
+            for i, its in sorted(share.items()):
+                comp, th = batches[i]
+                groups = {blk: [g for g in self.layout.groups_of(blk) if g in th] for blk, _, _ in its}
+                cycles = [[list(c) for c in cycle] for cycle in comp.cycles]
+                parts.append({"batch": i, "items": its, "groups": groups, "cycles": cycles})
+            if parts:
+                jobs.append({"parts": parts, "steps": steps})
         t2 = time.perf_counter()
-        outputs = self._run_jobs([jobs[j] for j in order], n_workers)
+        outputs = self._run_jobs(jobs, n_workers)
         t3 = time.perf_counter()
         sums: dict[tuple[int, int], list[Enc]] = {}
-        for j, out in zip(order, outputs):
-            for g, (rows, pos) in out.items():
-                key = (job_batch[j], g)
+        for out in outputs:
+            for key, (rows, pos) in out.items():
                 sums[key] = (
                     [self.ops.add(sums[key][0], rows), self.ops.add(sums[key][1], pos)] if key in sums else [rows, pos]
                 )
@@ -767,7 +799,7 @@ class SecureEvaluation:
                 "top": self.ctx.top_level,
                 "slots": self.ctx.params.slots,
             }
-            self._pool = _Pool(n_workers, init, self._refresh_bytes)
+            self._pool = _Pool(n_workers, init, self._refresh_bytes, self.server.network.coalesce_rounds)
             self._pool.inputs(
                 (
                     {b: _dump(x) for b, x in self.scores.items()},
@@ -777,13 +809,13 @@ class SecureEvaluation:
             )
         wire = []
         for job in jobs:
-            job = dict(job)
-            job["items"] = [(b, kind, op if kind == "plain" else _dump(op)) for b, kind, op in job["items"]]
-            wire.append(job)
+            parts = [dict(p, items=[(b, kind, op if kind == "plain" else _dump(op)) for b, kind, op in p["items"]])
+                     for p in job["parts"]]
+            wire.append(dict(job, parts=parts))
         done = self._pool.run(wire)
         he = self.server._he
         return [
-            {g: (Enc(_load(he, a[0]), a[1]), Enc(_load(he, b[0]), b[1])) for g, (a, b) in done[i].items()}
+            {key: (Enc(_load(he, a[0]), a[1]), Enc(_load(he, b[0]), b[1])) for key, (a, b) in done[i].items()}
             for i in range(len(jobs))
         ]
 

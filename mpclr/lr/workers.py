@@ -124,12 +124,21 @@ def _worker_main(conn) -> None:  # pragma: no cover - runs in a child process (c
 class ProcessPool:
     """`count` server worker processes (`python -m <module>`), each sent `init` and expected to answer
     ("ready",). Shared by the training and the evaluation workers; both ask the server for collective
-    refreshes while they compute, served by `refresh` (list[(bytes, level)] -> list[(bytes, level)])."""
+    refreshes while they compute, served by `refresh` (list[(bytes, level)] -> list[(bytes, level)]).
+
+    With `coalesce` (a transport whose rounds cost a fixed time, see mpclr.network.Network), refresh
+    requests are held until every busy worker waits on one, then served together in one collective
+    round: workers given equal shares of the same steps ask at about the same moment, so the study pays
+    one round per refresh point instead of one per worker. Without it each request is served as it
+    comes, and the other workers keep computing meanwhile."""
 
     label = "worker"
 
-    def __init__(self, module: str, count: int, init: dict, refresh=None):
+    def __init__(self, module: str, count: int, init: dict, refresh=None, coalesce: bool = False):
         self.refresh = refresh
+        self.coalesce = bool(coalesce)
+        self.refresh_rounds = 0
+        self._held: dict[int, list] = {}  # worker -> its refresh request, not yet served
         self.procs, self.conns = [], []
         for _ in range(count):
             proc = subprocess.Popen([sys.executable, "-m", module], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
@@ -148,18 +157,39 @@ class ProcessPool:
             raise ProtocolError(f"{self.label} answered {msg[0]!r}, expected {kind!r}")
         return msg
 
-    def _next(self, conn, timeout: float):
-        """The worker's next message within `timeout`, or None: a refresh request is served here (the
-        worker keeps waiting for it, the others keep computing) and an error is raised."""
-        if not conn.poll(timeout):
-            return None
-        msg = conn.recv()
-        if msg[0] == "refresh":
-            conn.send(self.refresh(msg[1]))
-            return None
-        if msg[0] == "error":
-            raise ProtocolError(f"{self.label} failed:\n{msg[1]}")
-        return msg
+    def _poll(self, busy, timeout: float) -> list[tuple[int, tuple]]:
+        """The busy workers' messages other than refresh requests, as (worker, message), waiting at most
+        `timeout` on each; a worker's error is raised. Refresh requests are served as they come, or,
+        with `coalesce`, together once every busy worker that has not just finished waits on one."""
+        out = []
+        for w in sorted(busy):
+            if w in self._held or not self.conns[w].poll(timeout):
+                continue
+            msg = self.conns[w].recv()
+            if msg[0] == "refresh":
+                self._held[w] = msg[1]
+                if not self.coalesce:
+                    self._serve_held([w])
+            elif msg[0] == "error":
+                raise ProtocolError(f"{self.label} failed:\n{msg[1]}")
+            else:
+                out.append((w, msg))
+        computing = set(busy) - {w for w, _ in out}
+        if self._held and computing <= set(self._held):
+            self._serve_held(sorted(self._held))
+        return out
+
+    def _serve_held(self, workers: list[int]) -> None:
+        items = [x for w in workers for x in self._held[w]]
+        fresh = self.refresh(items)
+        if len(fresh) != len(items):
+            raise ProtocolError(f"internal: {len(items)} ciphertexts sent to refresh, {len(fresh)} came back")
+        self.refresh_rounds += 1
+        start = 0
+        for w in workers:
+            n = len(self._held.pop(w))
+            self.conns[w].send(fresh[start : start + n])
+            start += n
 
     def close(self) -> None:
         for conn, proc in zip(self.conns, self.procs):
@@ -179,9 +209,9 @@ class ProcessPool:
 class WorkerPool(ProcessPool):
     label = "training worker"
 
-    def __init__(self, count: int, init: dict, refresh):
+    def __init__(self, count: int, init: dict, refresh, coalesce: bool = False):
         self.timings: list[dict] = []
-        super().__init__("mpclr.lr.workers", count, init, refresh)
+        super().__init__("mpclr.lr.workers", count, init, refresh, coalesce)
 
     def send_blocks(self, shards: list[list]) -> None:
         """Stream the blocks round-robin, one per message: each worker loads one block while the next
@@ -203,9 +233,8 @@ class WorkerPool(ProcessPool):
         results: list[dict | None] = [None] * len(self.conns)
         pending = set(range(len(self.conns)))
         while pending:
-            for i in sorted(pending):
-                msg = self._next(self.conns[i], 0.005)
-                if msg and msg[0] == "done":
+            for i, msg in self._poll(pending, 0.005):
+                if msg[0] == "done":
                     results[i] = msg[1]
                     if len(msg) > 2:
                         self.timings.append(msg[2])

@@ -231,3 +231,26 @@ def test_a_hospital_refuses_a_layout_with_other_fold_ids(fed):
             std=[1.0] * ds.X.shape[1],
             scale=16.0,
         )
+
+
+def test_over_a_transport_with_costly_rounds_the_workers_refreshes_share_rounds(fed):
+    """With coalesce_rounds (as FlowerNetwork sets it) the two workers' refresh requests of a cycle go
+    to the key holders in one round: a pass takes (its longest composite's cycles - 1) rounds instead of
+    that many per job, and the revealed counts are the same."""
+    ds = load("breast_cancer")
+    runs = {}
+    try:
+        for coalesce in (False, True):
+            fed.network.coalesce_rounds = coalesce
+            _, ev, result, _, _ = evaluate(fed, ds, SCHEDULES["breast_cancer"], workers=2, score_bound=32.0)
+            runs[coalesce] = (ev.passes, result)
+    finally:
+        del fed.network.coalesce_rounds  # back to the class's value
+    (apart, separate), (shared, together) = runs[False], runs[True]
+    assert all(p["workers"] == 2 for p in apart + shared)  # the worker pool ran both times
+    for p in shared:
+        assert p["refresh_rounds"] == max(len(c["stage_degrees_per_refresh_cycle"]) for c in p["composites"]) - 1
+    assert sum(p["refresh_rounds"] for p in apart) >= 2 * sum(p["refresh_rounds"] for p in shared)
+    for a, b in zip(separate["folds"], together["folds"]):
+        assert a["confusion"] == b["confusion"] and a["positives"] == b["positives"]
+        assert abs(a["auc"] - b["auc"]) <= 0.005
