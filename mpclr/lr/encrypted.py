@@ -293,12 +293,42 @@ class EncryptedTrainer:
             return merged
         return self._engine.gradient_part(self.V)
 
+    def _fold_terms(self, terms: list[tuple]) -> list[tuple]:
+        """The terms without a rotation whose ciphertexts have a level to spare (C, v and the previous v,
+        all fresh), summed here under encryption into one: one plaintext product per term and one
+        rescale, so the key holders make one masked-decryption share instead of three, and the network
+        carries one c1 and one share instead of three (40 % of a training round's bytes). The sum is
+        divided by a power of two (put back exactly in the refresh's coefficient) so that it stays
+        within the refresh's public bound whenever its terms are."""
+        mine = [t for t in terms if len(t) == 2 and t[1].level > self.refresh_level]
+        if len(mine) < 2:
+            return terms
+        weight = sum(abs(c) for c, _ in mine)
+        shift = max(0, math.ceil(math.log2(weight))) if weight > 0 else 0
+        level = min(x.level for _, x in mine)
+        scale = float(mine[0][1].ct.scale)
+        prime = float(self.ctx.primes[level])
+        acc = None
+        for coef, x in mine:
+            ct = _down(self.he, x, level)
+            value = coef / 2.0**shift * scale / float(x.ct.scale)
+            pt = self.he.encodeFrac(np.full(self.ctx.params.slots, value), scale=prime)
+            for _ in range(self.top - level):
+                self.he.mod_switch_to_next_ptxt(pt, in_new_ptxt=False)
+            prod = self.he.multiply_plain(ct, pt, in_new_ctxt=True)
+            prod.scale = scale * prime
+            acc = prod if acc is None else self.he.add(acc, prod, in_new_ctxt=True)
+        self.he.rescale_to_next(acc)
+        acc.scale = scale
+        return [t for t in terms if not any(t is m for m in mine)] + [(2.0**shift, Enc(acc, level - 1))]
+
     def _refresh_combinations(self, combos: list[list[tuple]]) -> list[Enc]:
         """One batched refresh round: each output a public linear combination of kept ciphertexts, each
         term (coef, Enc) or (coef, Enc, galois elements to rotate-and-sum over first)."""
         items: list[Enc] = []
         index: dict[int, int] = {}
         outputs = []
+        combos = [self._fold_terms(self._merge_terms(terms)) for terms in combos]
         for terms in combos:
             merged: dict[tuple, float] = {}
             for coef, x, *rest in terms:
@@ -319,6 +349,18 @@ class EncryptedTrainer:
         )
         self._account_refresh(len(items), time.perf_counter() - t0)
         return [Enc(ct, self.top) for ct in fresh]
+
+    @staticmethod
+    def _merge_terms(terms: list[tuple]) -> list[tuple]:
+        """Terms on the same ciphertext and rotations added up (C appears in both v and the previous w)."""
+        merged: dict[tuple, list] = {}
+        for coef, x, *rest in terms:
+            key = (id(x), tuple(rest[0]) if rest else ())
+            if key in merged:
+                merged[key][0] += coef
+            else:
+                merged[key] = [coef, x, *rest]
+        return [tuple(t) for t in merged.values() if t[0] != 0.0]
 
     def _update(self, gamma: float, eta: float, grad: dict | None) -> None:
         """w' = v + gamma (C - G); v' = (1 - eta) w' + eta w.
