@@ -78,7 +78,7 @@ class LocalDeployment:
     default polling): the out-of-the-box baseline.
     """
 
-    def __init__(self, workdir, sites: list[SiteSpec], *, mode: str = "tuned", poll: float = 0.05,
+    def __init__(self, workdir, sites: list[SiteSpec], *, mode: str = "tuned", poll: float = 0.1,
                  superexec_poll: float = 0.1, log=None):
         if mode not in ("tuned", "flower"):
             raise ValueError(f"mode must be 'tuned' or 'flower', got {mode!r}")

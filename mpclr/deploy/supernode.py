@@ -9,8 +9,9 @@ site differently, with the same Flower components and protocol:
   * the SuperNode runs with `--isolation process`, and this process acquires its ClientApp tasks from
     the SuperNode's Runtime API itself and answers them in process (mpclr.deploy.site.answer): no
     process start, no imports, the SEAL context and the site's rows stay loaded;
-  * the SuperNode's fixed sleeps (3 s idle, 0.5 s while a reply is made) become `poll` while a study is
-    active and `idle_poll` after `idle_after` seconds without messages;
+  * the SuperNode's fixed sleeps become `poll` (3 s idle: 0.1 s while a study is active, `idle_poll`
+    after `idle_after` seconds without messages) and `reply-poll` (0.5 s while a reply is made: 20 ms,
+    a wait inside this process);
   * heartbeats every few seconds (`heartbeat` = the interval announced to the SuperLink, 10 s at least):
     a site that dies is reported by the SuperLink within 2 x heartbeat instead of 60 s.
 
@@ -179,8 +180,8 @@ def run_site(config_path) -> None:
     X, y = runtime.data()
     log(f"{len(y)} rows x {X.shape[1]} features from {sc.data}{' part ' + sc.part if sc.part else ''}; "
         f"keystore {sc.keystore}; identity {ident.public_bytes.hex()[:16]}")
-    pacer = Pacer(float(node.get("poll", 0.05)), float(node.get("idle-poll", 1.0)),
-                  float(node.get("idle-after", 120.0)))
+    pacer = Pacer(float(node.get("poll", 0.1)), float(node.get("idle-poll", 1.0)),
+                  float(node.get("idle-after", 120.0)), float(node.get("reply-poll", 0.02)))
     tune_supernode(pacer, float(node.get("heartbeat", 10.0)))
     argv = supernode_args(site, node, sc.node_config())
     stop = threading.Event()

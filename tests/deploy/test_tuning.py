@@ -13,25 +13,27 @@ from mpclr.deploy.site import SiteConfig  # noqa: E402
 from mpclr.deploy.tuning import Pacer, _PacedTime, fast_object_pulls  # noqa: E402
 
 
-def test_object_pulls_retry_fast_and_chunks_are_small():
+def test_object_pulls_retry_fast_and_chunks_are_8_mib():
     import flwr.app.message.array as arr
     import flwr.supercore.inflatable.inflatable_utils as iu
 
     fast_object_pulls()
     assert iu.pull_objects.__kwdefaults__["initial_backoff"] == 0.01
     assert iu.pull_and_inflate_object_from_tree.__kwdefaults__["backoff_cap"] == 1.0
-    assert arr.FLWR_PRIVATE_MAX_ARRAY_CHUNK_SIZE == 2 << 20
+    assert arr.FLWR_PRIVATE_MAX_ARRAY_CHUNK_SIZE == 8 << 20
 
 
 def test_pacer_polls_fast_while_busy_and_slowly_when_idle():
-    p = Pacer(poll=0.01, idle_poll=0.5, idle_after=0.05)
+    p = Pacer(poll=0.01, idle_poll=0.5, idle_after=0.05, reply_poll=0.002)
     paced = _PacedTime(p)
     t0 = time.perf_counter()
     paced.sleep(3)  # the SuperNode's idle sleep
     assert time.perf_counter() - t0 < 0.2
     time.sleep(0.06)
     assert p.interval() == 0.5  # idle for longer than idle_after
-    paced.sleep(0.5)  # waiting for a reply: a message is being handled
+    t0 = time.perf_counter()
+    paced.sleep(0.5)  # waiting for a reply: a message is being handled, in steps of reply_poll
+    assert time.perf_counter() - t0 < 0.1
     assert p.interval() == 0.01 and p.work.is_set()
     assert paced.time() > 0  # everything else is the real time module
 
