@@ -304,8 +304,10 @@ class _Comparer:
         for (block, _, _), h in zip(part["items"], hs):
             for g in part["groups"][block]:
                 mask = self.masks.get((block, g))
-                part_h = ops.down(h, level - 1) if mask is None else ops.cmul(h, mask, level - 1, key=("mask", block, g))
-                rows.setdefault(g, []).append(part_h)
+                if mask is None:
+                    rows.setdefault(g, []).append(ops.down(h, level - 1))
+                else:
+                    rows.setdefault(g, []).append(ops.cmul(h, mask, level - 1, key=("mask", block, g)))
                 pairs.setdefault(g, []).append((ops.down(self.labels[(block, g)], level), h))
         return {
             g: (ops.rotate_sum(ops.total(rows[g]), steps[g]), ops.rotate_sum(ops.dot(pairs[g]), steps[g])) for g in rows
