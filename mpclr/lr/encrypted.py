@@ -328,16 +328,14 @@ class EncryptedTrainer:
         items: list[Enc] = []
         index: dict[int, int] = {}
         outputs = []
-        combos = [self._fold_terms(self._merge_terms(terms)) for terms in combos]
         for terms in combos:
-            merged: dict[tuple, float] = {}
-            for coef, x, *rest in terms:
+            out = []
+            for coef, x, *rest in self._fold_terms(self._merge_terms(terms)):
                 if id(x) not in index:
                     index[id(x)] = len(items)
                     items.append(x)
-                key = (index[id(x)], tuple(rest[0]) if rest else ())
-                merged[key] = merged.get(key, 0.0) + coef
-            outputs.append([(k, c, elts) for (k, elts), c in merged.items() if c != 0.0])
+                out.append((index[id(x)], coef, tuple(rest[0]) if rest else ()))
+            outputs.append(out)
         t0 = time.perf_counter()
         fresh = self.server.refresh_raw(
             [x.ct for x in items],
@@ -352,7 +350,8 @@ class EncryptedTrainer:
 
     @staticmethod
     def _merge_terms(terms: list[tuple]) -> list[tuple]:
-        """Terms on the same ciphertext and rotations added up (C appears in both v and the previous w)."""
+        """Terms on the same ciphertext and rotations added up (C appears in both v and the previous w),
+        zero terms dropped."""
         merged: dict[tuple, list] = {}
         for coef, x, *rest in terms:
             key = (id(x), tuple(rest[0]) if rest else ())

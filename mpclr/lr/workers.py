@@ -137,7 +137,6 @@ class ProcessPool:
     def __init__(self, module: str, count: int, init: dict, refresh=None, coalesce: bool = False):
         self.refresh = refresh
         self.coalesce = bool(coalesce)
-        self.refresh_rounds = 0
         self._held: dict[int, list] = {}  # worker -> its refresh request, not yet served
         self.procs, self.conns = [], []
         for _ in range(count):
@@ -184,7 +183,6 @@ class ProcessPool:
         fresh = self.refresh(items)
         if len(fresh) != len(items):
             raise ProtocolError(f"internal: {len(items)} ciphertexts sent to refresh, {len(fresh)} came back")
-        self.refresh_rounds += 1
         start = 0
         for w in workers:
             n = len(self._held.pop(w))
