@@ -312,9 +312,7 @@ class EncryptedTrainer:
         for coef, x in mine:
             ct = _down(self.he, x, level)
             value = coef / 2.0**shift * scale / float(x.ct.scale)
-            pt = self.he.encodeFrac(np.full(self.ctx.params.slots, value), scale=prime)
-            for _ in range(self.top - level):
-                self.he.mod_switch_to_next_ptxt(pt, in_new_ptxt=False)
+            pt, _ = self.server._encode(value, self.ctx.params.slots, prime, level)
             prod = self.he.multiply_plain(ct, pt, in_new_ctxt=True)
             prod.scale = scale * prime
             acc = prod if acc is None else self.he.add(acc, prod, in_new_ctxt=True)

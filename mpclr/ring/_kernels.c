@@ -323,6 +323,18 @@ static PyObject *lift_signed(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* The rows of a stack of m * k rows of n values (row r modulo the r % k-th prime), or -1 with
+   ValueError(msg) when a holds no such stack. */
+static Py_ssize_t stack_rows(const buf_t *a, Py_ssize_t k, Py_ssize_t n, const char *msg)
+{
+    Py_ssize_t rows = n > 0 ? NELEM(*a) / n : 0;
+    if (n <= 0 || k == 0 || rows * n != NELEM(*a) || rows % k) {
+        PyErr_SetString(PyExc_ValueError, msg);
+        return -1;
+    }
+    return rows;
+}
+
 /* True if every row r of a (m*k, n) holds values below moduli[r % k]. */
 static PyObject *all_reduced(PyObject *self, PyObject *args)
 {
@@ -336,9 +348,8 @@ static PyObject *all_reduced(PyObject *self, PyObject *args)
         return NULL;
     }
     Py_ssize_t k = NELEM(b[1]);
-    Py_ssize_t rows = n > 0 ? NELEM(b[0]) / n : 0;
-    if (n <= 0 || k == 0 || rows * n != NELEM(b[0]) || rows % k) {
-        PyErr_SetString(PyExc_ValueError, "a must hold m * len(moduli) rows of n values");
+    Py_ssize_t rows = stack_rows(&b[0], k, n, "a must hold m * len(moduli) rows of n values");
+    if (rows < 0) {
         release(b, 2);
         return NULL;
     }
@@ -670,10 +681,9 @@ static PyObject *pack_bits(PyObject *self, PyObject *args)
         return NULL;
     }
     Py_ssize_t k = NELEM(b[1]);
-    Py_ssize_t rows = n > 0 ? NELEM(b[0]) / n : 0;
     const uint64_t *a = U64(b[0]), *w = U64(b[1]);
-    if (n <= 0 || k == 0 || rows * n != NELEM(b[0]) || rows % k || check_widths(w, k)) {
-        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "a must hold m * len(widths) rows of n values");
+    Py_ssize_t rows = stack_rows(&b[0], k, n, "a must hold m * len(widths) rows of n values");
+    if (rows < 0 || check_widths(w, k)) {
         release(b, 2);
         return NULL;
     }
@@ -744,10 +754,9 @@ static PyObject *unpack_bits(PyObject *self, PyObject *args)
         return NULL;
     }
     Py_ssize_t k = NELEM(b[1]);
-    Py_ssize_t rows = n > 0 ? NELEM(b[0]) / n : 0;
     const uint64_t *w = U64(b[1]);
-    if (n <= 0 || k == 0 || rows * n != NELEM(b[0]) || rows % k || check_widths(w, k)) {
-        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "out must hold m * len(widths) rows of n values");
+    Py_ssize_t rows = stack_rows(&b[0], k, n, "out must hold m * len(widths) rows of n values");
+    if (rows < 0 || check_widths(w, k)) {
         release(b, 2);
         return NULL;
     }
