@@ -39,7 +39,7 @@ class SealContext:
         # Binds every protocol message to this exact parameter set (primes, scale, smudging, masks).
         desc = (
             struct.pack(f"<QQd{len(self.primes)}Q", self.n, params.scale_bits, params.smudging_bits, *self.primes)
-            + params.name.encode()
+            + repr([getattr(params, f) for f, spec in params.__dataclass_fields__.items() if spec.compare]).encode()
         )
         self.fingerprint = hashlib.sha256(b"mpclr/params/v1\x00" + desc).digest()[:16]
 
