@@ -23,6 +23,7 @@ from ..ring import CommonRandomString, SecretRandom
 from ..seal.format import pack_ciphertext
 from ..wire import seal_box
 from .node import Node, Session
+from .policy import Manifest, Policy, request_size
 
 __all__ = ["DataProvider"]
 
@@ -50,6 +51,7 @@ class DataProvider(Node):
         self._tsk: SecretKeyShare | None = None  # Shamir share sigma_k (t < n only)
         self._used_refresh_labels: set[str] = set()
         self._researcher_pk: bytes | None = None
+        self.policy = Policy()  # the study manifest, the ledger and the audit log (mpclr.roles.policy)
         self._handlers.update(
             {
                 "crs.commit": self._on_crs_commit,
@@ -76,6 +78,7 @@ class DataProvider(Node):
         self._data = None  # (X, y, global row indices): this hospital's rows, never sent
 
     def join(self, session: Session) -> None:
+        self.policy.check_session(session, self.name)
         super().join(session)
         if self.name not in session.key_holders:
             raise ProtocolError(f"{self.name} is not a key holder of this session")
@@ -495,6 +498,48 @@ class DataProvider(Node):
         return {"ciphertexts": out}
 
     # ==================== secure evaluation (mpclr.lr.evaluation): end ======================
+
+    # ==================== policy gate (mpclr.roles.policy): begin ===========================
+    def agree(self, manifest: Manifest) -> None:
+        """The study manifest this hospital answers within, shown to it before it joins the session
+        (whose digest of it must match); fixed from then on."""
+        self.policy.agree(manifest, joined=self.session is not None)
+
+    def _admit(self, msg):
+        return self.policy.admit(self.name, msg.type, msg.sender, msg.fields)
+
+    def _audit(self, msg, raw, reply, error, ticket) -> None:
+        from ..wire import peek
+
+        label, n = "", 0
+        if msg is not None:
+            step, requester = msg.type, msg.sender
+            try:
+                label, n, _ = request_size(step, msg.fields)
+            except (TypeError, ValueError, KeyError):
+                pass
+        else:
+            try:
+                claimed = peek(raw)
+                step, requester = claimed.type, f"{claimed.sender} (unverified)"
+            except Exception:
+                step, requester = "unknown", "unknown"
+        note = self.policy.settle(ticket, error is None)
+        self.policy.record(
+            session=self.session.id.hex() if self.session else "", hospital=self.name, step=step, label=label,
+            requester=requester, bytes_in=len(raw), bytes_out=len(reply), ciphertexts=n,
+            decision="answered" if error is None else "refused", reason=error or note,
+        )
+
+    def save(self, keystore) -> None:
+        super().save(keystore)
+        self.policy.save(keystore)
+
+    def load(self, keystore) -> None:
+        super().load(keystore)
+        self.policy.load(keystore)
+
+    # ==================== policy gate (mpclr.roles.policy): end =============================
 
 
 def crs_seed(session: Session, nonces: dict[str, bytes]) -> bytes:
