@@ -75,6 +75,39 @@ def plan_for(model: NesterovLR, curvature: float, bound_bits: int = 6) -> Traini
     )
 
 
+def study_plan(config: StudyConfig, parts, evaluation: str, features: int, rotation_steps=()):
+    """The public plan `run_cv` follows, for its manifest (mpclr.lr.manifest): the design, the rows per
+    hospital and the fold sizes each hospital's own fold assignment gives."""
+    from .lr.manifest import StudyPlan
+    from .lr.party import fold_seed, fold_sizes
+    from .lr.twin import momentum_schedule
+    from .params import get_preset
+
+    model = config.model()
+    model._validate()
+    sizes = sum(fold_sizes(p.y, config.folds, fold_seed(config.seed, i)) for i, p in enumerate(parts))
+    options = None
+    if evaluation == "secure":
+        options = {"score_bound": config.score_bound, "workers": config.workers}
+        if config.refine_rounds is not None:
+            options["refine_rounds"] = config.refine_rounds
+    return StudyPlan(
+        key_holders=tuple(f"hospital-{i + 1}" for i in range(config.parties)),
+        threshold=config.threshold or config.parties,
+        params=get_preset(config.preset),
+        rows=int(sum(len(p) for p in parts)),
+        features=int(features),
+        folds=config.folds,
+        etas=tuple(float(e) for e in momentum_schedule(model.iterations)),
+        degree=model.degree,
+        evaluation=options,
+        fold_sizes=tuple(int(x) for x in sizes),
+        decrypt_models=config.decrypt_models,
+        workers=config.workers,
+        rotation_steps=tuple(rotation_steps),
+    )
+
+
 def _metrics_table(m) -> dict:
     return {name: [float(v) for v in getattr(m, name)] for name in METRICS}
 
@@ -86,8 +119,12 @@ def run_cv(
     progress=None,
     evaluation: str | None = None,
     fed: Federation | None = None,
+    audit_dir=None,
 ) -> dict:
-    """Run the study; returns the JSON-able record (see README, "The study record")."""
+    """Run the study; returns the JSON-able record (see README, "The study record"). Without `fed`, the
+    hospitals of a new federation answer only the requests of the study's manifest (mpclr.lr.manifest),
+    each appending its audit log under `audit_dir` when given (else kept in memory). With `fed`, its
+    manifest must cover the study."""
     config = config or StudyConfig()
     t_start = time.perf_counter()
     dataset = load(data) if isinstance(data, str) else data
@@ -109,7 +146,12 @@ def run_cv(
     t0 = time.perf_counter()
     own_fed = fed is None
     if fed is None:
-        fed = Federation(parties=config.parties, preset=config.preset, seed=config.seed, threshold=config.threshold)
+        # the hospitals agree to the study's requests, counted from its plan, and answer nothing more
+        from .lr.manifest import study_manifest
+
+        manifest = study_manifest(study_plan(config, parts, evaluation, dataset.n_features))
+        fed = Federation(parties=config.parties, preset=config.preset, seed=config.seed, threshold=config.threshold,
+                         manifest=manifest, audit_dir=audit_dir)
         traffic_start = {"by_type": {}, "by_sender": {}, "total_bytes": 0}
     else:
         if fed.n != config.parties:

@@ -21,7 +21,7 @@ from ..errors import FormatError, ProtocolError
 from ..seal.format import unpack_ciphertext
 from .encrypted import EncryptedTrainer, TrainingLog, TrainingPlan
 from .layout import Layout
-from .party import stats_from_aggregate
+from .party import fold_seed, stats_from_aggregate
 
 __all__ = ["EncryptedCV", "encrypt_study", "run_encrypted_cv"]
 
@@ -151,7 +151,7 @@ def encrypt_study(fed, *, folds: int, seed: int, interval: float = 8.0, particip
     seconds = {}
 
     t0 = time.perf_counter()
-    replies = s.call_many("lr.folds", {p: {"folds": folds, "seed": int(seed) * 1000 + i} for i, p in enumerate(names)})
+    replies = s.call_many("lr.folds", {p: {"folds": folds, "seed": fold_seed(seed, i)} for i, p in enumerate(names)})
     n_rows = sum(len(r["rows"]) for r in replies.values())
     fold_of_row = np.full(n_rows, -1, dtype=np.int64)
     for r in replies.values():

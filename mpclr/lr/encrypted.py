@@ -78,6 +78,31 @@ class TrainingLog:
     iterations: list = field(default_factory=list)
 
 
+def refresh_settings(ctx, plan: TrainingPlan, n: int) -> tuple[int, int]:
+    """(refresh level, boost bits) of the training's refreshes with n key holders."""
+    proto = RefreshProtocol(ctx)
+    if plan.boost_bits is not None:
+        return proto.min_level(plan.bound_bits, n, 1 << int(plan.boost_bits)), int(plan.boost_bits)
+    level = proto.min_level(plan.bound_bits, n, 1)
+    # The update's refresh rotates-and-sums the gradient over up to log2(slots) steps, which adds the
+    # smudging noise of every slot together: a boost K divides it by K. Take the largest K (up to
+    # 2^12) that keeps the refresh at the same level and inside the exact arithmetic's 125 bits.
+    growth = (ctx.n // 2).bit_length()
+    q_bits = math.prod(ctx.primes[: level + 1]).bit_length()
+    for k in range(12, 0, -1):
+        bits = proto.mask_bits_total(ctx.scale_ladder[level], plan.bound_bits, 1 << k)
+        if proto.fits(level, plan.bound_bits, n, 1 << k) and max(bits, q_bits) + growth <= 125:
+            return level, k
+    return level, 0
+
+
+def worker_count(workers: int | str, total_blocks: int) -> int:
+    """Worker processes for training `total_blocks` data blocks ("auto": one per core when it pays)."""
+    if workers == "auto":
+        workers = (os.cpu_count() or 1) if total_blocks >= _MIN_BLOCKS_FOR_WORKERS else 0
+    return max(0, min(int(workers), total_blocks))
+
+
 class EncryptedTrainer:
     """Lives at the server: it sees ciphertexts, public constants and the layout, nothing else."""
 
@@ -93,28 +118,9 @@ class EncryptedTrainer:
         self.participants = participants
         self.top = self.ctx.top_level
         n = len(server.participants(participants))
-        proto = RefreshProtocol(self.ctx)
-        self.refresh_level = proto.min_level(plan.bound_bits, n, 1)
-        if plan.boost_bits is None:
-            # The update's refresh rotates-and-sums the gradient over up to log2(slots) steps, which adds the
-            # smudging noise of every slot together: a boost K divides it by K. Take the largest K (up to
-            # 2^12) that keeps the refresh at the same level and inside the exact arithmetic's 125 bits.
-            growth = (self.ctx.n // 2).bit_length()
-            q_bits = math.prod(self.ctx.primes[: self.refresh_level + 1]).bit_length()
-            self.boost_bits = 0
-            for k in range(12, 0, -1):
-                bits = proto.mask_bits_total(self.ctx.scale_ladder[self.refresh_level], plan.bound_bits, 1 << k)
-                if proto.fits(self.refresh_level, plan.bound_bits, n, 1 << k) and max(bits, q_bits) + growth <= 125:
-                    self.boost_bits = k
-                    break
-        else:
-            self.boost_bits = int(plan.boost_bits)
-            self.refresh_level = proto.min_level(plan.bound_bits, n, 1 << self.boost_bits)
+        self.refresh_level, self.boost_bits = refresh_settings(self.ctx, plan, n)
         self.mask_factor, self.q_coeffs = plan.monic()
-        total_blocks = sum(g.blocks for g in layout.groups)
-        if workers == "auto":
-            workers = (os.cpu_count() or 1) if total_blocks >= _MIN_BLOCKS_FOR_WORKERS else 0
-        self.n_workers = max(0, min(int(workers), total_blocks))
+        self.n_workers = worker_count(workers, sum(g.blocks for g in layout.groups))
         self.log = TrainingLog(workers=self.n_workers)
         self._pending: dict[tuple[int, int, int], list[bytes]] = {}  # each party's contribution per data block
         self.C: dict[tuple[int, int], Enc] = {}  # constant part of the gradient, summed over parties
@@ -134,6 +140,7 @@ class EncryptedTrainer:
             self.participants,
             bound_bits=self.plan.bound_bits,
             boost_bits=self.boost_bits,
+            purpose="training/gradient",
         )
         self._account_refresh(len(items), time.perf_counter() - t0)
         return [Enc(c, self.top) for c in cts]
@@ -300,7 +307,7 @@ class EncryptedTrainer:
         carries one c1 and one share instead of three (40 % of a training round's bytes). The sum is
         divided by a power of two (put back exactly in the refresh's coefficient) so that it stays
         within the refresh's public bound whenever its terms are."""
-        mine = [t for t in terms if len(t) == 2 and t[1].level > self.refresh_level]
+        mine = self.foldable(terms, self.refresh_level)
         if len(mine) < 2:
             return terms
         weight = sum(abs(c) for c, _ in mine)
@@ -342,9 +349,15 @@ class EncryptedTrainer:
             self.participants,
             bound_bits=self.plan.bound_bits,
             boost_bits=self.boost_bits,
+            purpose="training/update",
         )
         self._account_refresh(len(items), time.perf_counter() - t0)
         return [Enc(ct, self.top) for ct in fresh]
+
+    @staticmethod
+    def foldable(terms: list[tuple], refresh_level: int) -> list[tuple]:
+        """The terms `_fold_terms` sums into one (when there are two or more)."""
+        return [t for t in terms if len(t) == 2 and t[1].level > refresh_level]
 
     @staticmethod
     def _merge_terms(terms: list[tuple]) -> list[tuple]:

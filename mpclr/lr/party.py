@@ -15,7 +15,7 @@ import numpy as np
 from ..errors import DataError
 from .layout import Layout
 
-__all__ = ["aggregate_vector", "design_rows", "pack_blocks", "constant_part", "local_folds"]
+__all__ = ["aggregate_vector", "design_rows", "pack_blocks", "constant_part", "local_folds", "fold_seed", "fold_sizes"]
 
 
 def aggregate_vector(X: np.ndarray) -> np.ndarray:
@@ -72,6 +72,17 @@ def local_folds(y: np.ndarray, folds: int, seed: int) -> np.ndarray:
 
     start = int(np.random.default_rng([seed, 1]).integers(folds))
     return assign_folds(y, folds, seed, start=start, strict=False)
+
+
+def fold_seed(seed: int, index: int) -> int:
+    """The fold-assignment seed of the study's index-th hospital (mpclr.lr.cv.encrypt_study)."""
+    return int(seed) * 1000 + int(index)
+
+
+def fold_sizes(y: np.ndarray, folds: int, seed: int) -> np.ndarray:
+    """Rows per fold of this hospital's own assignment (public: its fold ids are, once assigned), so
+    that the study's manifest can be computed before the study starts."""
+    return np.bincount(local_folds(y, folds, seed), minlength=folds)
 
 
 def constant_part(layout: Layout, z: np.ndarray, own_folds: np.ndarray, train_counts: np.ndarray):

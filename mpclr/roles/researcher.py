@@ -7,6 +7,8 @@ server never sees a partial decryption or a result.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from ..errors import NodeUnavailable, ProtocolError
@@ -100,7 +102,8 @@ class Researcher(Node):
         target = self.ensure_keys()
         s = self._require_session()
         got = self.call(
-            s.server, "ct.keyswitch", id=handle.id, participants=None if by is None else names, target=target, level=0
+            s.server, "ct.keyswitch", id=handle.id, participants=None if by is None else names, target=target, level=0,
+            label=label or f"ciphertext {handle.id}",
         )
         from Pyfhel import PyCtxt
 
@@ -119,7 +122,7 @@ class Researcher(Node):
         )
         return values
 
-    def collect_shares(self, handle, by, level: int | None = 0) -> tuple[CiphertextData, dict]:
+    def collect_shares(self, handle, by, level: int | None = 0, label: str = "") -> tuple[CiphertextData, dict]:
         """Fetch a ciphertext from the server (switched to `level`, default the last prime; None keeps
         its level, for values too large for q_0) and ask the key holders `by` for their partial
         decryptions. Nothing is combined yet."""
@@ -131,9 +134,9 @@ class Researcher(Node):
         c1 = self._dec.c1_to_bytes(data.data[1], level)
 
         def round_(names):
-            replies = self.call_many(
-                "decrypt.share", {p: {"c1": c1, "level": level, "participants": names} for p in names}
-            )
+            request = {"c1": c1, "level": level, "participants": names, "label": label or f"ciphertext {handle.id}",
+                       "values": int(handle.length)}
+            replies = self.call_many("decrypt.share", {p: request for p in names})
             return {p: self._dec.share_from_bytes(replies[p]["share"], level) for p in names}
 
         return data, with_live_participants(self, by, round_)
@@ -171,7 +174,8 @@ class Researcher(Node):
         c1s = [self._dec.c1_to_bytes(d.data[1], lv) for d, lv in zip(datas, lvls)]
 
         def round_(names):
-            request = {"c1": c1s, "levels": lvls, "participants": names}
+            request = {"c1": c1s, "levels": lvls, "participants": names, "label": _common_label(labels),
+                       "values": [int(h.length) for h in handles]}
             replies = self.call_many("decrypt.share", {p: request for p in names})
             return names, [
                 [self._dec.share_from_bytes(replies[p]["shares"][k], lv) for p in names] for k, lv in enumerate(lvls)
@@ -188,7 +192,7 @@ class Researcher(Node):
 
     def decrypt(self, handle, by, *, label: str = "", level: int | None = 0) -> np.ndarray:
         """Threshold decryption of a server-held ciphertext by the key holders `by`."""
-        data, shares = self.collect_shares(handle, by, level)
+        data, shares = self.collect_shares(handle, by, level, label)
         values = self.combine(data, shares.values(), handle.length)
         self.revealed.append(
             {
@@ -199,3 +203,12 @@ class Researcher(Node):
             }
         )
         return values
+
+
+def _common_label(labels: list[str]) -> str:
+    """One label for a batch, as the key holders account it: the labels' common part up to its last
+    colon ("fold models: feature 0 of group 0", ... -> "fold models"), or the label when all agree."""
+    if len(set(labels)) == 1:
+        return labels[0]
+    common = os.path.commonprefix(labels)
+    return common.rsplit(":", 1)[0].strip() if ":" in common else common.strip()

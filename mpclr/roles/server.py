@@ -171,7 +171,8 @@ class Server(Node):
 
         def all_keys(names, batch):
             """One round for a batch of keys: the largest messages of the ceremony, but one round trip."""
-            replies = self.call_many("gkg.share", {p: {"galois_elts": batch, "participants": names} for p in names})
+            request = {"galois_elts": batch, "participants": names, "label": "rotation keys"}
+            replies = self.call_many("gkg.share", {p: request for p in names})
             for p in names:
                 if len(replies[p]["shares"]) != len(batch):
                     raise ProtocolError(f"{p} sent {len(replies[p]['shares'])} rotation key shares for {len(batch)}")
@@ -197,15 +198,18 @@ class Server(Node):
         return sorted(self._galois)
 
     # ================================ collective refresh ========================================
-    def refresh(self, h: Ciphertext, by=None, *, bound_bits: int | None = None, boost_bits: int = 0) -> Ciphertext:
+    def refresh(
+        self, h: Ciphertext, by=None, *, bound_bits: int | None = None, boost_bits: int = 0, purpose: str = "refresh"
+    ) -> Ciphertext:
         """Bring a ciphertext back to the top level with the key holders `by` (default: all).
 
         bound_bits: public bound on |values| (2^bound_bits): the masks hide values up to it with
         mask_bits of statistical security (larger values stay correct but are hidden less well).
         boost_bits: precision boost K = 2^boost_bits (smudging noise lands divided by K; needs more room).
         The ciphertext is switched down to the lowest level that holds the masks first; it may arrive
-        at any level at or above that one."""
-        return self.refresh_combine([[(1.0, h)]], by, bound_bits=bound_bits, boost_bits=boost_bits)[0]
+        at any level at or above that one. purpose: the label prefix the key holders account the round
+        under (their study manifest budgets refreshes by it)."""
+        return self.refresh_combine([[(1.0, h)]], by, bound_bits=bound_bits, boost_bits=boost_bits, purpose=purpose)[0]
 
     def refresh_combine(
         self,
@@ -214,6 +218,7 @@ class Server(Node):
         *,
         bound_bits: int | None = None,
         boost_bits: int = 0,
+        purpose: str = "refresh",
     ) -> list[Ciphertext]:
         """One refresh round for a batch: output o is sum_k coef * ciphertext_k, for outputs given as lists
         of (coef, Ciphertext) with public real coefficients, each landing fresh at the top level."""
@@ -229,9 +234,8 @@ class Server(Node):
                 row.append((index[h.id], float(coef)))
             terms.append(row)
         entries = [self._get(h) for h in handles]
-        cts = self.refresh_raw(
-            [e.ct for e in entries], [e.level for e in entries], terms, by, bound_bits=bound_bits, boost_bits=boost_bits
-        )
+        cts = self.refresh_raw([e.ct for e in entries], [e.level for e in entries], terms, by, bound_bits=bound_bits,
+                               boost_bits=boost_bits, purpose=purpose)
         lengths = [max(entries[t[0]].length for t in row) for row in terms]
         return [self._put(ct, n, self.ctx.top_level) for ct, n in zip(cts, lengths)]
 
@@ -244,14 +248,15 @@ class Server(Node):
         *,
         bound_bits: int | None = None,
         boost_bits: int = 0,
+        purpose: str = "refresh",
     ) -> list[PyCtxt]:
         """refresh_combine on raw Pyfhel ciphertexts (for engines that keep their own ciphertexts). With
         by=None, key holders that stop answering are left out and the round is redone with the others."""
         return with_live_participants(
-            self, by, lambda names: self._refresh_round(cts, levels, outputs, names, bound_bits, boost_bits)
+            self, by, lambda names: self._refresh_round(cts, levels, outputs, names, bound_bits, boost_bits, purpose)
         )
 
-    def _refresh_round(self, cts, levels, outputs, names, bound_bits, boost_bits) -> list[PyCtxt]:
+    def _refresh_round(self, cts, levels, outputs, names, bound_bits, boost_bits, purpose) -> list[PyCtxt]:
         bound = self.refresh_bound_bits if bound_bits is None else int(bound_bits)
         boost = 1 << int(boost_bits)
         proto = RefreshProtocol(self.ctx)
@@ -284,7 +289,7 @@ class Server(Node):
         if max(bits, math.prod(ring.moduli).bit_length()) + growth > 125:
             raise ProtocolError(f"rotate-and-sum over {growth} steps would overflow the exact refresh arithmetic")
         self._refresh_count += 1
-        label = f"{self._refresh_count}"
+        label = f"{purpose}#{self._refresh_count}"  # unique (the CRPs derive from it), accounted by purpose
         request = {
             "c1": c1_raw,
             "level": level,
@@ -316,7 +321,7 @@ class Server(Node):
         return ThresholdDecryption(self.ctx).c1_to_bytes(np.ascontiguousarray(c1), level)
 
     # ================================ results to the researcher =================================
-    def key_switch(self, h: Ciphertext, target: str, by=None, level: int = 0) -> bytes:
+    def key_switch(self, h: Ciphertext, target: str, by=None, level: int = 0, label: str = "") -> bytes:
         """The ciphertext re-encrypted under the researcher's key (whose hash is `target`; each key
         holder checks it is the key the researcher registered), switched to `level` first. The server
         combines the shares but cannot decrypt the result."""
@@ -326,7 +331,8 @@ class Server(Node):
         proto = PublicKeySwitch(self.ctx)
 
         def round_(names):
-            request = {"c1": self._c1_bytes(data.data[1], lvl), "level": lvl, "participants": names, "target": target}
+            request = {"c1": self._c1_bytes(data.data[1], lvl), "level": lvl, "participants": names, "target": target,
+                       "label": label, "values": e.length}
             replies = self.call_many("pcks.share", {p: request for p in names})
             shares = [proto.share_from_bytes(replies[p]["share"], lvl) for p in names]
             with self.timed("pcks.combine"):
@@ -340,7 +346,8 @@ class Server(Node):
                 f"results are switched to the researcher's key on the researcher's request only, " f"not {sender}'s"
             )
         h = Ciphertext(int(fields["id"]), 0, 0, 0.0)
-        raw = self.key_switch(h, str(fields["target"]), fields.get("participants"), int(fields.get("level", 0)))
+        raw = self.key_switch(h, str(fields["target"]), fields.get("participants"), int(fields.get("level", 0)),
+                              str(fields.get("label", "")))
         return {"ciphertext": raw, "length": self._get(h).length}
 
     # ================================ persistence ===============================================
