@@ -5,7 +5,10 @@ Everything a site keeps stays in one folder of its own (`keystore`, mode 0700, s
     <keystore>/site/                 the site's long-term identity (signing and box keys), made once
     <keystore>/sessions/<id>/        one folder per study session: the DataProvider's state (key share,
                                      threshold share, protocol secrets, sequence numbers), the row range
-                                     the study assigned, and the last replies (for retried requests)
+                                     the study assigned, the study manifest and what was answered against
+                                     it (policy.json), and the last replies (for retried requests)
+    <keystore>/audit.jsonl           the audit log: one JSON line per request answered or refused, every
+                                     session (mpclr.roles.policy), for the hospital's IT to read
 
 Nothing is kept in Flower's `context.state`. The site's data file is named in the SuperNode's own
 configuration (`--node-config`) and is read here, at the site, on every message; it is never sent.
@@ -19,9 +22,13 @@ got the first time, from the reply cache, instead of being refused as a replay o
 
 Bootstrap (before a session exists), outside the authenticated envelope format:
   hello -> the site's name, identity public key, number of rows and features
-  join  -> the session (roster, key holders, threshold, parameter set) and the site's global row
-           offset; the site checks it is in the roster with its own key, draws its key share, and logs
-           the session fingerprint for its IT staff to compare with the coordinator's
+  folds -> rows per fold of the site's own fold assignment for the study's folds and seed (public once
+           assigned), for the study manifest
+  join  -> the session (roster, key holders, threshold, parameter set, manifest digest), the study
+           manifest and the site's global row offset; the site accepts only a built-in preset unchanged
+           and a study manifest (never "exploration"), checks it is in the roster with its own key,
+           draws its key share, and logs the manifest and the session fingerprint for its IT staff to
+           compare with the coordinator's
 """
 
 from __future__ import annotations
@@ -41,10 +48,11 @@ from ..errors import FormatError, MpclrError, ProtocolError
 from ..keystore import Keystore
 from ..network import Network
 from ..roles.node import Session
+from ..roles.policy import AuditLog, Manifest
 from ..wire import Identity
 
 __all__ = ["SiteConfig", "SiteRuntime", "session_fingerprint", "params_to_json", "params_from_json", "answer",
-           "make_client_app"]
+           "make_client_app", "accepted_for_studies"]
 
 REPLY_CACHE_SIZE = 4
 
@@ -65,11 +73,53 @@ def params_to_json(p) -> dict:
     return {k: v for k, v in p.to_json().items() if k != "allow_insecure"}
 
 
-def params_from_json(d: dict):
-    """A parameter set as the coordinator proposed it; refused if below 128-bit security."""
-    from ..params import Params
+def _same(got, want) -> bool:
+    """Equal as JSON carries them (a tuple arrives as a list), and a bool never stands for a number."""
+    if isinstance(want, tuple):
+        return isinstance(got, list | tuple) and len(got) == len(want) and all(_same(a, b) for a, b in zip(got, want))
+    return (type(got) is bool) == (type(want) is bool) and got == want
 
-    return Params.from_json({k: v for k, v in d.items() if k != "allow_insecure"}, allow_insecure=False)
+
+def accepted_for_studies(p) -> bool:
+    """The one rule for which built-in presets a hospital runs a study with: 128-bit secure (HE standard)
+    and not marked for teaching only."""
+    return bool(p.is_secure) and not getattr(p, "teaching_only", False)
+
+
+def params_from_json(d: dict):
+    """The built-in preset the coordinator names, only if every field it proposes equals the preset's
+    (compared field by field over all of Params, so a new field is pinned too): a coordinator cannot
+    lower the smudging, the refresh masks or anything else. Refused with the field named otherwise."""
+    from dataclasses import fields
+
+    from ..params import PRESETS, Params
+
+    if not isinstance(d, dict):
+        raise SiteFailure(f"the proposed parameter set is not a JSON object: {str(d)[:80]!r}")
+    name = d.get("name")
+    preset = PRESETS.get(name) if isinstance(name, str) else None
+    if preset is None:
+        raise SiteFailure(f"the coordinator proposed parameter set {name!r}; this site runs only the built-in "
+                          f"presets {sorted(PRESETS)}")
+    if not accepted_for_studies(preset):
+        raise SiteFailure(f"preset {name!r} is not meant for studies (teaching only, or below 128-bit security)")
+    if d.get("allow_insecure"):
+        raise SiteFailure("the coordinator proposed an insecure parameter set (allow_insecure): refused")
+    known = {f.name for f in fields(Params)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise SiteFailure(f"the proposed parameter set has fields this site does not know: {unknown}")
+    for f in fields(Params):
+        if f.name == "allow_insecure":
+            continue
+        want = getattr(preset, f.name)
+        if f.name not in d:
+            raise SiteFailure(f"the proposed parameter set lacks field {f.name} (preset {name}: {want!r})")
+        got = d[f.name]
+        if not _same(got, want):
+            raise SiteFailure(f"parameter {f.name} = {got!r} differs from preset {name}'s {want!r}: this site runs "
+                              f"the built-in presets unchanged")
+    return preset
 
 
 @dataclass(frozen=True)
@@ -135,6 +185,8 @@ class SiteRuntime:
     def __init__(self, config: SiteConfig):
         self.config = config
         self.root = Path(config.keystore)
+        self.audit = AuditLog(self.root / "audit.jsonl")
+        self._note = ""
         self._data = None
         self._data_key = None
         self._lock = threading.Lock()
@@ -187,15 +239,42 @@ class SiteRuntime:
         """(reply bytes, seconds spent, whether the reply came from the cache)."""
         t0 = time.perf_counter()
         with self._lock:  # one message at a time per site, as the SuperNode delivers them
-            if kind == "hello":
-                reply, cached = self._hello(body), False
-            elif kind == "join":
-                reply, cached = self._join(body), False
-            elif kind == "protocol":
-                reply, cached = self._protocol(session_hex, body)
-            else:
-                raise SiteFailure(f"unknown message kind {kind!r}")
+            try:
+                if kind == "hello":
+                    reply, cached = self._hello(body), False
+                elif kind == "folds":
+                    reply, cached = self._folds(body), False
+                elif kind == "join":
+                    reply, cached = self._join(body), False
+                elif kind == "protocol":
+                    reply, cached = self._protocol(session_hex, body)
+                else:
+                    raise SiteFailure(f"unknown message kind {kind!r}")
+            except Exception as exc:
+                self._audit(kind, session_hex, body, b"", f"{type(exc).__name__}: {exc}")
+                raise
+            if kind != "protocol" or cached:  # a protocol request the node answered is in the log already
+                self._audit(kind, session_hex, body, reply, None, cached, self._note if kind == "join" else "")
         return reply, time.perf_counter() - t0, cached
+
+    def _audit(self, kind, session_hex, body, reply, error, cached=False, note="") -> None:
+        """Bootstrap messages, repeats answered from the reply cache, and refusals before a node answers."""
+        from ..roles.policy import now_iso
+        from ..wire import peek
+
+        step, requester = kind, "coordinator (bootstrap)"
+        if kind == "protocol":
+            try:
+                head = peek(body)
+                step, requester = head.type, head.sender if cached else f"{head.sender} (unverified)"
+            except Exception:
+                pass
+        self.audit.write({
+            "time": now_iso(), "session": session_hex if kind == "protocol" else "", "hospital": self.config.name,
+            "step": step, "label": "", "requester": requester, "bytes_in": len(body), "bytes_out": len(reply),
+            "ciphertexts": 0, "decision": "refused" if error else "answered",
+            "reason": error or note or ("repeat of a request answered before: the same reply again" if cached else ""),
+        })
 
     def _hello(self, body: bytes) -> bytes:
         ident = self.identity()
@@ -210,6 +289,17 @@ class SiteRuntime:
             }
         ).encode()
 
+    def _folds(self, body: bytes) -> bytes:
+        """Rows per fold of this site's own fold assignment (what lr.folds will assign)."""
+        from ..lr.party import fold_sizes
+
+        req = json.loads(body)
+        folds, seed = int(req["folds"]), int(req["seed"])
+        if not 2 <= folds <= 64:
+            raise SiteFailure(f"a study with {folds} folds: expected 2 to 64")
+        _, y = self.data()
+        return json.dumps({"sizes": fold_sizes(y, folds, seed).tolist()}).encode()
+
     def _session_dir(self, session_hex: str) -> Path:
         if len(session_hex) != 32 or any(c not in "0123456789abcdef" for c in session_hex):
             raise SiteFailure(f"malformed session id {session_hex[:40]!r}")
@@ -222,6 +312,15 @@ class SiteRuntime:
         req = json.loads(body)
         session = Session.from_json(req["session"])
         params = params_from_json(req["params"])
+        try:
+            manifest = Manifest.from_json(req.get("manifest"))
+        except MpclrError as exc:
+            raise SiteFailure(f"the study manifest cannot be read: {exc}") from None
+        if manifest.exploration:
+            raise SiteFailure("the coordinator proposed an exploration manifest (no budget): a site answers only "
+                              "a study's manifest")
+        if session.manifest != manifest.digest:
+            raise SiteFailure("the session names another study manifest than the one proposed")
         ctx = seal_context(params)
         if session.params != ctx.fingerprint:
             raise SiteFailure("the session names another parameter set than the one proposed")
@@ -235,6 +334,8 @@ class SiteRuntime:
         if int(req["rows"]) != len(y):
             raise SiteFailure(f"the coordinator expects {req['rows']} rows from {name}; its data has {len(y)}")
         fp = session_fingerprint(session)
+        self._note = (f"joined session {session.id.hex()}: study manifest {manifest.fingerprint}, "
+                      f"session fingerprint {fp}")
         folder = self._session_dir(session.id.hex())
         ks = Keystore(folder, create=True)
         if (folder / "site-session.json").exists():
@@ -244,6 +345,8 @@ class SiteRuntime:
             return json.dumps({"fingerprint": fp, "again": True}).encode()  # a retried join: same answer
         dp = DataProvider(name, ctx, _SiteNetwork())
         dp.identity = ident
+        dp.agree(manifest)
+        dp.policy.log = self.audit
         dp.join(session)  # draws this site's key share, from the OS CSPRNG, here
         dp.save(ks)
         ks.put_json(
@@ -255,13 +358,17 @@ class SiteRuntime:
                 "params": params_to_json(params),
                 "threshold": session.threshold,
                 "key_holders": list(session.key_holders),
+                "manifest": manifest.fingerprint,
                 "joined": time.time(),
             },
         )
+        for line in manifest.table():
+            _log(name, line)
         _log(name, f"joined study session {session.id.hex()[:8]} ({session.threshold}-of-{session.n}, "
                    f"preset {params.name}, key holders {', '.join(session.key_holders)}); rows "
                    f"{int(req['row_offset'])}..{int(req['row_offset']) + len(y) - 1}; "
-                   f"SESSION FINGERPRINT {fp}: compare it with the coordinator's")
+                   f"study manifest {manifest.fingerprint}; SESSION FINGERPRINT {fp}: compare it with the "
+                   f"coordinator's")
         return json.dumps({"fingerprint": fp, "again": False}).encode()
 
     def _protocol(self, session_hex: str, body: bytes) -> tuple[bytes, bool]:

@@ -20,12 +20,14 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import ParameterError
 
-__all__ = ["encrypted_cv", "DEFAULT_SCHEDULE", "fold_aucs"]
+__all__ = ["encrypted_cv", "DEFAULT_SCHEDULE", "fold_aucs", "SitesInfo", "encrypted_cv_manifest", "local_sites_info"]
 
 DEFAULT_SCHEDULE = [(2.0, 0.0), (1.0, 0.0), (0.7, -0.2)]
 
@@ -46,21 +48,101 @@ def _flag(value) -> bool:
     return bool(value)
 
 
+@dataclass
+class SitesInfo:
+    """What the coordinator knows of the hospitals before a study starts, for the study's manifest:
+    their names (in the order that numbers their rows), rows, features, the parameter set, the threshold,
+    whether the transport coalesces the workers' refreshes, and `fold_sizes(folds, seed)`: the rows per
+    fold of the hospitals' own fold assignment, summed (each hospital counts its own)."""
+
+    names: list[str]
+    rows: list[int]
+    features: int
+    params: object
+    threshold: int
+    coalesce: bool
+    fold_sizes: Callable[[int, int], list[int]]
+
+
+def local_sites_info(ys: list, features: int, params, threshold: int | None = None, names=None) -> SitesInfo:
+    """SitesInfo for hospitals simulated in one process, from each one's labels (in study order): what
+    an in-process Federation running encrypted_cv needs for its manifest."""
+    from ..lr.party import fold_seed, fold_sizes
+    from ..params import get_preset
+
+    names = list(names or [f"hospital-{i + 1}" for i in range(len(ys))])
+
+    def sizes(folds, seed):
+        return sum(fold_sizes(y, folds, fold_seed(seed, i)) for i, y in enumerate(ys)).tolist()
+
+    return SitesInfo(names, [len(y) for y in ys], int(features), get_preset(params), threshold or len(ys), False, sizes)
+
+
+def _options(config: dict) -> dict:
+    """The study options encrypted_cv reads, checked, with their defaults."""
+    workers = config.get("workers", "auto")
+    seed = config.get("seed")
+    evaluation = str(config.get("evaluation") or "secure")
+    if evaluation not in ("secure", "none"):
+        raise ParameterError(f"evaluation must be 'secure' or 'none', got {evaluation!r}")
+    return {
+        "folds": int(config.get("folds", 5)),
+        "workers": workers if workers == "auto" else int(workers),
+        "seed": 0 if seed is None else int(seed),
+        "evaluation": evaluation,
+        "score_bound": float(config.get("score-bound") or 16.0),
+        "decrypt_models": _flag(config.get("decrypt-models", True)),
+    }
+
+
+def _etas_degree(config: dict) -> tuple[list[float], int, int]:
+    """(momentum per iteration, sigmoid degree, bound bits) of the training encrypted_cv will run."""
+    if config.get("schedule") not in (None, ""):
+        return [e for _, e in _schedule(config.get("schedule"))], int(config.get("degree") or 3), int(
+            config.get("bound-bits", 6))
+    from ..lr.twin import NesterovLR, momentum_schedule
+
+    defaults = NesterovLR()
+    iterations = int(config.get("iterations") or defaults.iterations)
+    return [float(e) for e in momentum_schedule(iterations)], int(config.get("degree") or defaults.degree), 6
+
+
+def encrypted_cv_manifest(info: SitesInfo, config: dict):
+    """The manifest of `encrypted_cv(fed, config)` on these hospitals (mpclr.lr.manifest), computed before
+    the study starts: the coordinator sends it with the session, each hospital answers nothing beyond it."""
+    from ..lr.manifest import StudyPlan, study_manifest
+
+    opts = _options(config)
+    etas, degree, bound_bits = _etas_degree(config)
+    secure = opts["evaluation"] == "secure"
+    plan = StudyPlan(
+        key_holders=tuple(info.names),
+        threshold=int(info.threshold),
+        params=info.params,
+        rows=int(sum(info.rows)),
+        features=int(info.features),
+        folds=opts["folds"],
+        etas=tuple(etas),
+        degree=degree,
+        bound_bits=bound_bits,
+        evaluation={"score_bound": opts["score_bound"]} if secure else None,
+        fold_sizes=tuple(int(x) for x in info.fold_sizes(opts["folds"], opts["seed"])) if secure else None,
+        decrypt_models=opts["decrypt_models"],
+        workers=opts["workers"],
+        coalesce=bool(info.coalesce),
+    )
+    return study_manifest(plan)
+
+
 def encrypted_cv(fed, config: dict) -> dict:
     from ..lr.cv import encrypt_study
     from ..lr.encrypted import TrainingPlan
     from ..lr.sigmoid import sigmoid_poly
 
     progress = config.get("progress") or (lambda event, **info: None)
-    folds = int(config.get("folds", 5))
-    workers = config.get("workers", "auto")
-    workers = workers if workers == "auto" else int(workers)
-    seed = config.get("seed")
-    seed = 0 if seed is None else int(seed)
-    evaluation = str(config.get("evaluation") or "secure")
-    if evaluation not in ("secure", "none"):
-        raise ParameterError(f"evaluation must be 'secure' or 'none', got {evaluation!r}")
-    decrypt_models = _flag(config.get("decrypt-models", True))
+    opts = _options(config)
+    folds, workers, seed, evaluation = opts["folds"], opts["workers"], opts["seed"], opts["evaluation"]
+    decrypt_models = opts["decrypt_models"]
 
     def on_iteration(done, total):
         progress("training", done=done, total=total)
@@ -74,7 +156,7 @@ def encrypted_cv(fed, config: dict) -> dict:
         from ..lr.evaluation import SecureEvaluation
 
         t1 = time.perf_counter()
-        ev = SecureEvaluation(fed, res, score_bound=float(config.get("score-bound") or 16.0), workers=workers)
+        ev = SecureEvaluation(fed, res, score_bound=opts["score_bound"], workers=workers)
         ev.encrypt_rows()
         res.seconds["encrypt_evaluation_rows"] = time.perf_counter() - t1
     progress("encrypted", seconds=round(time.perf_counter() - t0, 2))
@@ -120,6 +202,9 @@ def encrypted_cv(fed, config: dict) -> dict:
         "refreshes": log.refreshes,
         "workers": log.workers,
     }
+
+
+encrypted_cv.manifest = encrypted_cv_manifest  # the coordinator asks a study hook for its manifest here
 
 
 def fold_aucs(result: dict, X, y) -> list[float]:

@@ -24,7 +24,7 @@ from flwr.supercore.task_identity import TaskIdentity  # noqa: E402
 import mpclr  # noqa: E402
 from mpclr.deploy.server_app import StudyConfig, run_deployed_study  # noqa: E402
 from mpclr.deploy.site import SiteConfig, answer  # noqa: E402
-from mpclr.deploy.study import encrypted_cv, fold_aucs  # noqa: E402
+from mpclr.deploy.study import encrypted_cv, encrypted_cv_manifest, fold_aucs, local_sites_info  # noqa: E402
 from mpclr.errors import ProtocolError  # noqa: E402
 
 SCHEDULE = [[2.0, 0.0], [1.0, 0.0], [0.7, -0.2]]
@@ -104,10 +104,13 @@ def study_config(tmp_path, threshold=0, **options):
 
 
 def in_process(X, y, threshold=None):
-    fed = mpclr.Federation(parties=3, preset="train", threshold=threshold)
-    for p, rows in zip(fed.parties, np.array_split(np.arange(len(y)), 3)):
+    config = {"folds": 3, "schedule": SCHEDULE, "seed": 3, "workers": 0}
+    splits = np.array_split(np.arange(len(y)), 3)
+    info = local_sites_info([y[rows] for rows in splits], X.shape[1], "train", threshold)
+    fed = mpclr.Federation(parties=3, preset="train", threshold=threshold, manifest=encrypted_cv_manifest(info, config))
+    for p, rows in zip(fed.parties, splits):
         p.load_data(X[rows], y[rows], rows)
-    res = encrypted_cv(fed, {"folds": 3, "schedule": SCHEDULE, "seed": 3, "workers": 0})
+    res = encrypted_cv(fed, config)
     fed.close()
     return res
 
@@ -203,9 +206,9 @@ def test_a_site_refuses_a_session_without_its_key(tmp_path, data):
 
     real = sa.bootstrap
 
-    def tampered(net, found, cfg, note):
+    def tampered(net, found, cfg, note, *study):
         found["hospital-1"]["identity"] = "00" * 64  # the coordinator puts another key under hospital-1
-        return real(net, found, cfg, note)
+        return real(net, found, cfg, note, *study)
 
     sa.bootstrap = tampered
     try:
