@@ -35,7 +35,7 @@ from common import table, write  # noqa: E402
 import mpclr  # noqa: E402
 from mpclr import data as mdata  # noqa: E402
 from mpclr.deploy.local import LocalDeployment, SiteSpec  # noqa: E402
-from mpclr.deploy.study import encrypted_cv, fold_aucs  # noqa: E402
+from mpclr.deploy.study import encrypted_cv, encrypted_cv_manifest, fold_aucs, local_sites_info  # noqa: E402
 
 
 def sites_for(args, folder: Path) -> tuple[list[SiteSpec], np.ndarray, np.ndarray]:
@@ -61,13 +61,17 @@ def ping(mode: str, specs, rounds: int, work: Path) -> dict:
 
 
 def in_process(args, X, y) -> dict:
+    config = {"folds": args.folds, "seed": args.seed, "workers": args.workers}
+    splits = np.array_split(np.arange(len(y)), args.sites)
+    info = local_sites_info([y[rows] for rows in splits], X.shape[1], args.preset, args.threshold or None)
     t0 = time.perf_counter()
-    fed = mpclr.Federation(parties=args.sites, preset=args.preset, threshold=args.threshold or None, seed=args.seed)
+    fed = mpclr.Federation(parties=args.sites, preset=args.preset, threshold=args.threshold or None, seed=args.seed,
+                           manifest=encrypted_cv_manifest(info, config))
     ceremony = time.perf_counter() - t0
-    for p, rows in zip(fed.parties, np.array_split(np.arange(len(y)), args.sites)):
+    for p, rows in zip(fed.parties, splits):
         p.load_data(X[rows], y[rows], rows)
     t1 = time.perf_counter()
-    res = encrypted_cv(fed, {"folds": args.folds, "seed": args.seed, "workers": args.workers})
+    res = encrypted_cv(fed, config)
     study = time.perf_counter() - t1
     traffic = fed.network.traffic
     per_site = {}

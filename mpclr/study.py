@@ -281,6 +281,9 @@ def run_cv(
             "sklearn": base.metrics.summary(),
         },
         "revealed": list(fed.researcher.revealed),
+        "manifest": fed.manifest.to_json() if getattr(fed, "manifest", None) else None,
+        # what each hospital answered against the manifest's budgets: [rounds, ciphertexts, values]
+        "answered": {p.name: dict(p.policy.used) for p in fed.parties if hasattr(p, "policy")},
     }
     if own_fed:
         fed.close()

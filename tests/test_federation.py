@@ -160,7 +160,7 @@ def test_params_survive_json_and_a_recorded_opt_in_can_be_refused():
 def test_deep_preset_one_case():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        fed = mpclr.Federation(parties=2, preset="deep", rotations=[-1])
+        fed = mpclr.Federation(manifest="exploration", parties=2, preset="deep", rotations=[-1])
     x = np.random.default_rng(5).uniform(-1, 1, 8192)
     a = fed.parties[0].encrypt(x)
     c = fed.server.rotate(fed.server.multiply(a, fed.parties[1].encrypt(x)), -1)

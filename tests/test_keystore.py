@@ -16,7 +16,7 @@ from .checks import assert_rotated
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
     path = tmp_path_factory.mktemp("study")
-    fed = mpclr.Federation(parties=3, threshold=2, preset="fast", rotations=[1])
+    fed = mpclr.Federation(manifest="exploration", parties=3, threshold=2, preset="fast", rotations=[1])
     x = np.linspace(-1, 1, 16)
     a = fed.parties[0].encrypt(x)
     fed.researcher.ensure_keys()

@@ -15,7 +15,7 @@ SETS = ["breast_cancer", *data.SHARED_NAMES]
 
 @pytest.fixture(scope="module")
 def fed():
-    f = mpclr.Federation(parties=3, preset="train")
+    f = mpclr.Federation(manifest="exploration", parties=3, preset="train")
     yield f
     f.close()
 

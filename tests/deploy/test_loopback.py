@@ -20,7 +20,7 @@ pytest.importorskip("flwr")
 
 import mpclr  # noqa: E402
 from mpclr.deploy.local import LocalDeployment, SiteSpec, tagged_processes  # noqa: E402
-from mpclr.deploy.study import encrypted_cv, fold_aucs  # noqa: E402
+from mpclr.deploy.study import encrypted_cv, encrypted_cv_manifest, fold_aucs, local_sites_info  # noqa: E402
 
 from .test_transport import make_data  # noqa: E402
 
@@ -51,10 +51,13 @@ def deployment(tmp_path_factory):
 def test_deployed_study_equals_in_process(deployment):
     dep, X, y = deployment
     res = dep.run_study(STUDY, timeout=600)
-    fed = mpclr.Federation(parties=3, preset="train")
-    for p, rows in zip(fed.parties, np.array_split(np.arange(len(y)), 3)):
+    config = {"folds": 3, "seed": 3, "schedule": SCHEDULE, "workers": 0, "evaluation": "none"}
+    splits = np.array_split(np.arange(len(y)), 3)
+    info = local_sites_info([y[rows] for rows in splits], X.shape[1], "train")
+    fed = mpclr.Federation(parties=3, preset="train", manifest=encrypted_cv_manifest(info, config))
+    for p, rows in zip(fed.parties, splits):
         p.load_data(X[rows], y[rows], rows)
-    ref = encrypted_cv(fed, {"folds": 3, "seed": 3, "schedule": SCHEDULE, "workers": 0, "evaluation": "none"})
+    ref = encrypted_cv(fed, config)
     fed.close()
     assert res["status"] == "ok" and res["unavailable"] == []
     assert res["study"]["fold_of_row"] == ref["fold_of_row"]

@@ -12,7 +12,7 @@ from mpclr.lr.comparison import LadderOps, cycle_degrees, design_sign, fit_odd_s
 
 @pytest.fixture(scope="module")
 def fed():
-    f = mpclr.Federation(parties=2, preset="train")
+    f = mpclr.Federation(manifest="exploration", parties=2, preset="train")
     yield f
     f.close()
 
