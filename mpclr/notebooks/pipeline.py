@@ -117,7 +117,8 @@ def study_manifest(study: Study, data: HospitalData, rotation_steps=(), refine_r
     `refine_rounds` rounds, the value 04 must be run with), the fold models' decryption of 05, and 01's
     rotation keys. Each hospital counts its own rows per fold for it. A step run again asks for more
     than was agreed and is refused: rerun 01 (new keys, a new manifest) and the steps after it."""
-    from ..lr.manifest import StudyPlan, study_manifest as make
+    from ..lr.manifest import StudyPlan
+    from ..lr.manifest import study_manifest as make
     from ..lr.party import fold_seed, fold_sizes
     from ..lr.twin import momentum_schedule
 

@@ -70,7 +70,9 @@ class Budget:
         plural = "s" if self.rounds != 1 else ""
         text = f"{self.step:<15} {self.label or '(any label)':<38} {self.rounds:>5} round{plural}"
         if self.ciphertexts:
-            text += f", {self.ciphertexts} ciphertexts (at most {self.per_round} per round)"
+            unit = "rotation key" if self.step == "gkg.share" else "ciphertext"
+            unit += "s" if self.ciphertexts != 1 else ""
+            text += f", {self.ciphertexts} {unit} (at most {self.per_round} a round)"
         if self.values:
             text += f", {self.values} values"
         return text
