@@ -23,7 +23,7 @@ from ..ring import CommonRandomString, SecretRandom
 from ..seal.format import pack_ciphertext
 from ..wire import seal_box
 from .node import Node, Session
-from .policy import Manifest, Policy, request_size
+from .policy import Manifest, Policy
 
 __all__ = ["DataProvider"]
 
@@ -509,27 +509,7 @@ class DataProvider(Node):
         return self.policy.admit(self.name, msg.type, msg.sender, msg.fields)
 
     def _audit(self, msg, raw, reply, error, ticket) -> None:
-        from ..wire import peek
-
-        label, n = "", 0
-        if msg is not None:
-            step, requester = msg.type, msg.sender
-            try:
-                label, n, _ = request_size(step, msg.fields)
-            except (TypeError, ValueError, KeyError):
-                pass
-        else:
-            try:
-                claimed = peek(raw)
-                step, requester = claimed.type, f"{claimed.sender} (unverified)"
-            except Exception:
-                step, requester = "unknown", "unknown"
-        note = self.policy.settle(ticket, error is None)
-        self.policy.record(
-            session=self.session.id.hex() if self.session else "", hospital=self.name, step=step, label=label,
-            requester=requester, bytes_in=len(raw), bytes_out=len(reply), ciphertexts=n,
-            decision="answered" if error is None else "refused", reason=error or note,
-        )
+        self.policy.audit(self, msg, raw, reply, error, ticket)
 
     def save(self, keystore) -> None:
         super().save(keystore)

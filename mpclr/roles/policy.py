@@ -33,6 +33,7 @@ __all__ = ["Budget", "Manifest", "Policy", "PolicyRefusal", "AuditLog", "ceremon
 CEREMONY = ("crs.commit", "crs.reveal", "crs.seed", "cpk.commit", "cpk.reveal", "keys.install", "rlk.round1",
             "rlk.round2")
 THRESHOLD_SETUP = ("shamir.deal", "shamir.receive")
+KEYS_ONLY = "key ceremony only"
 _LABEL_CHARS = 200  # labels come from the requester: kept short in the ledger and the log
 
 
@@ -121,7 +122,7 @@ class Manifest:
         if rotation_keys:
             budgets.append(Budget("gkg.share", "rotation keys", len(rotation_keys), sum(rotation_keys),
                                   max(rotation_keys)))
-        return cls("key ceremony only", tuple(budgets), plan={"use": "keys only: no decryption, refresh or data"})
+        return cls(KEYS_ONLY, tuple(budgets), plan={"use": "keys only: no decryption, refresh or data"})
 
     # --- as agreed and compared -----------------------------------------------------------------
     def to_json(self) -> dict:
@@ -293,9 +294,11 @@ class Policy:
         b = m.budget_for(step, label)
         if b is None:
             listed = sorted({repr(x.label) for x in m.budgets if x.step == step})
+            hint = ("; in process, give the Federation a study's manifest (mpclr.lr.manifest) or "
+                    "manifest='exploration' for interactive use") if m.name == KEYS_ONLY else ""
             raise PolicyRefusal(
                 f"{who} refuses {step} {label!r} from {sender}: not in the study manifest {m.name!r} "
-                f"({m.fingerprint})" + (f"; its {step} budgets are {', '.join(listed)}" if listed else "")
+                f"({m.fingerprint})" + (f"; its {step} budgets are {', '.join(listed)}" if listed else "") + hint
             )
         if n > b.per_round:
             raise PolicyRefusal(f"{who} refuses {step} {label!r} from {sender}: {n} ciphertexts in one request, the "
@@ -340,6 +343,31 @@ class Policy:
 
     def record(self, **entry) -> None:
         self.log.write({"time": now_iso(), **entry})
+
+    def audit(self, node, msg, raw: bytes, reply: bytes, error: str | None, ticket: Ticket | None) -> None:
+        """Settle a request answered (error None) or refused, and log it (Node._audit of a hospital). A
+        message that failed verification (msg None) is logged under the sender it claims."""
+        from ..wire import peek
+
+        label, n = "", 0
+        if msg is not None:
+            step, requester = msg.type, msg.sender
+            try:
+                label, n, _ = request_size(step, msg.fields)
+            except (TypeError, ValueError, KeyError):
+                pass
+        else:
+            try:
+                claimed = peek(raw)
+                step, requester = claimed.type, f"{claimed.sender} (unverified)"
+            except Exception:
+                step, requester = "unknown", "unknown"
+        note = self.settle(ticket, error is None)
+        self.record(
+            session=node.session.id.hex() if node.session else "", hospital=node.name, step=step, label=label,
+            requester=requester, bytes_in=len(raw), bytes_out=len(reply), ciphertexts=n,
+            decision="answered" if error is None else "refused", reason=error or note,
+        )
 
     # --- persistence (the hospital's keystore) ---------------------------------------------------
     def save(self, ks) -> None:
