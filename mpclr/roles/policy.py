@@ -318,7 +318,7 @@ class Policy:
 
     def _status(self, b: Budget) -> str:
         rounds, cts, vals = self.used.get(b.key, [0, 0, 0])
-        text = f"{b.rounds} rounds ({rounds} answered)"
+        text = f"{b.rounds} round{'s' if b.rounds != 1 else ''} ({rounds} answered)"
         if b.ciphertexts:
             text += f", {b.ciphertexts} ciphertexts ({cts} answered)"
         if b.values:
