@@ -252,7 +252,7 @@ def test_the_audit_log_survives_a_restart_and_keeps_the_ledger(tmp_path):
     assert len(log.read_text().splitlines()) == before
     fed.close()
     again = mpclr.Federation.load(tmp_path / "fed")  # the server kept c in its store
-    with pytest.raises(ProtocolError, match=r"allows 1 rounds \(1 answered\)"):  # the ledger survived too
+    with pytest.raises(ProtocolError, match=r"allows 1 round \(1 answered\)"):  # the ledger survived too
         again.decrypt(c, label="result")
     records = [json.loads(line) for line in log.open()]
     assert len(records) == before + 1 and records[-1]["decision"] == "refused"

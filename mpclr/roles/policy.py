@@ -320,7 +320,7 @@ class Policy:
         rounds, cts, vals = self.used.get(b.key, [0, 0, 0])
         text = f"{b.rounds} round{'s' if b.rounds != 1 else ''} ({rounds} answered)"
         if b.ciphertexts:
-            text += f", {b.ciphertexts} ciphertexts ({cts} answered)"
+            text += f", {b.ciphertexts} ciphertext{'s' if b.ciphertexts != 1 else ''} ({cts} answered)"
         if b.values:
             text += f", {b.values} values ({vals} answered)"
         return text
