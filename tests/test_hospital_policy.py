@@ -168,6 +168,8 @@ def test_policy_budgets_and_retries():
     p = Policy(m)
     ask = {"c1": [b"x"] * 3, "label": "train/update#1"}
     p.settle(p.admit("h", "refresh.share", "server", ask), True)
+    p.settle(p.admit("h", "refresh.share", "server", ask), False)  # refused by its handler: nothing counted
+    assert p.used["refresh.share train"] == [1, 3, 0]
     with pytest.raises(PolicyRefusal, match="at most 3"):
         p.admit("h", "refresh.share", "server", {**ask, "c1": [b"x"] * 4})
     p.settle(p.admit("h", "refresh.share", "server", {**ask, "c1": [b"x"] * 2}), True)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -266,6 +267,7 @@ class Policy:
         self.used: dict[str, list[int]] = {}  # budget key -> [rounds, ciphertexts, values]
         self.retries_used = 0
         self.log = log or AuditLog()
+        self._lock = threading.Lock()
 
     # --- agreement -------------------------------------------------------------------------------
     def agree(self, manifest: Manifest, joined: bool) -> None:
@@ -303,12 +305,15 @@ class Policy:
         if n > b.per_round:
             raise PolicyRefusal(f"{who} refuses {step} {label!r} from {sender}: {n} ciphertexts in one request, the "
                                 f"study manifest's budget {b.key!r} allows at most {b.per_round}")
-        rounds, cts, vals = self.used.get(b.key, [0, 0, 0])
-        over = rounds + 1 > b.rounds or cts + n > b.ciphertexts or (b.values and vals + values > b.values)
-        if not over:
-            return Ticket(step, label, n, values, b)
-        if self.retries_used < m.retries:
-            return Ticket(step, label, n, values, b, retry=True)
+        with self._lock:  # reserved now, so requests answered at the same time cannot overrun a budget
+            used = self.used.setdefault(b.key, [0, 0, 0])
+            over = used[0] + 1 > b.rounds or used[1] + n > b.ciphertexts or (b.values and used[2] + values > b.values)
+            if not over:
+                used[0], used[1], used[2] = used[0] + 1, used[1] + n, used[2] + values
+                return Ticket(step, label, n, values, b)
+            if self.retries_used < m.retries:
+                self.retries_used += 1
+                return Ticket(step, label, n, values, b, retry=True)
         raise PolicyRefusal(
             f"{who} refuses {step} {label!r} from {sender}: beyond the study manifest {m.name!r} "
             f"({m.fingerprint}): budget {b.key!r} allows {self._status(b)}"
@@ -326,19 +331,19 @@ class Policy:
         return text
 
     def settle(self, ticket: Ticket | None, answered: bool) -> str:
-        """Count an answered request against its budget; the budget's state, for the log."""
+        """Give back what a request refused by its handler had reserved; the budget's state, for the log."""
         if ticket is None or ticket.budget is None:
             return "exploration: no budget" if ticket is not None else ""
         b = ticket.budget
         if not answered:
-            return f"{b.key}: {self._status(b)}"
-        if ticket.retry:
-            self.retries_used += 1
+            with self._lock:
+                if ticket.retry:
+                    self.retries_used -= 1
+                else:
+                    used = self.used[b.key]
+                    used[0], used[1], used[2] = used[0] - 1, used[1] - ticket.ciphertexts, used[2] - ticket.values
+        elif ticket.retry:
             return f"{b.key}: retry round {self.retries_used} of {self.manifest.retries}"
-        used = self.used.setdefault(b.key, [0, 0, 0])
-        used[0] += 1
-        used[1] += ticket.ciphertexts
-        used[2] += ticket.values
         return f"{b.key}: {self._status(b)}"
 
     def record(self, **entry) -> None:
