@@ -227,6 +227,24 @@ def test_a_study_uses_exactly_its_manifest_and_every_request_is_logged(small_dat
     assert abs(summary["twin"]["auc"][0] - summary["sklearn"]["auc"][0]) < 0.05
 
 
+def test_refreshes_inside_the_gradient_are_counted_exactly():
+    """At `fast` the levels run out inside an iteration: each of two worker engines asks for refreshes of
+    its own blocks, each its own round in process; the manifest counts them."""
+    data = load("synthetic:3000x4", seed=1)
+    config = StudyConfig(parties=3, folds=5, iterations=3, degree=5, preset="fast", workers=2,
+                         evaluation="decrypted-models")
+    manifest = _manifest(data, config)
+    gradient = manifest.budget_for("refresh.share", "training/gradient")
+    assert gradient is not None and gradient.rounds > 0
+    fed = mpclr.Federation(parties=3, preset="fast", seed=config.seed, manifest=manifest)
+    record = run_cv(data, config, fed=fed)
+    fed.close()
+    budgets = {b.key: [b.rounds, b.ciphertexts] for b in manifest.budgets}
+    for name in ("hospital-1", "hospital-2", "hospital-3"):
+        assert {k: v[:2] for k, v in record["answered"][name].items()} == budgets
+    assert record["training"]["workers"] == 2
+
+
 def test_a_manifest_one_round_short_is_refused_at_that_round(small_data, tmp_path):
     full = _manifest(small_data)
     rounds = full.budget_for("refresh.share", "training/update").rounds
