@@ -31,18 +31,34 @@ class Params:
     n: int
     coeff_bits: tuple[int, ...]
     scale_bits: int
-    smudging_bits: float  # log2 of the smudging noise sigma added by each party in a threshold decryption
-    refresh_mask_bits: int = 40  # statistical security (bits) of the masks of a collective refresh
+    smudging_bits: float  # log2 sigma of the smudging each hospital adds to a decryption or key switch share
+    refresh_smudging_bits: float | None = None  # log2 sigma of each hospital's refresh smudging; None: smudging_bits
+    refresh_mask_bits: int = 64  # statistical hiding (bits per coefficient) of a collective refresh's masks
+    # log2 of the largest noise (coefficient domain) measured on what a study decrypts / refreshes at this
+    # set, with `max_hospitals` hospitals (benchmarks/noise.py); None: not measured, no study runs on it
+    noise_bits: float | None = None
+    refresh_noise_bits: float | None = None
+    max_hospitals: int = 10  # the noise grows with the number of hospitals: smudging is sized for up to this many
+    study: bool = True  # False: a teaching or experiments set, refused by every study path (check_study)
     description: str = ""
     allow_insecure: bool = field(default=False, compare=False)
 
     def __post_init__(self):
+        for name in ("smudging_bits", "refresh_smudging_bits", "noise_bits", "refresh_noise_bits"):
+            value = getattr(self, name)
+            if value is not None:  # one spelling per value: 28 and 28.0 are the same set (and fingerprint)
+                object.__setattr__(self, name, float(value))
         self.validate()
 
     # ------------------------------------------------------------------------------------------
     @property
     def slots(self) -> int:
         return self.n // 2
+
+    @property
+    def refresh_smudging(self) -> float:
+        """log2 sigma of each hospital's refresh smudging."""
+        return self.smudging_bits if self.refresh_smudging_bits is None else self.refresh_smudging_bits
 
     @property
     def depth(self) -> int:
@@ -89,10 +105,13 @@ class Params:
                 f"parameter coeff_bits: the special prime ({bits[-1]} bits) must be about as large as the "
                 f"largest other prime ({max(bits[:-1])} bits), or key switching adds too much noise"
             )
-        if not 0 <= self.smudging_bits <= bits[0] - self.scale_bits + 20:
-            raise ParameterError(f"parameter smudging_bits out of range: {self.smudging_bits}")
+        for what, value in (("smudging_bits", self.smudging_bits), ("refresh_smudging_bits", self.refresh_smudging)):
+            if not 0 <= value <= bits[0] - self.scale_bits + 20:
+                raise ParameterError(f"parameter {what} out of range [0, {bits[0] - self.scale_bits + 20}]: {value}")
         if not 0 < self.refresh_mask_bits <= 128:
             raise ParameterError(f"parameter refresh_mask_bits must be in (0, 128], got {self.refresh_mask_bits}")
+        if not 2 <= self.max_hospitals <= 64:
+            raise ParameterError(f"parameter max_hospitals must be in [2, 64], got {self.max_hospitals}")
         if not self.is_secure:
             bound = self.max_log_qp_128
             msg = (
@@ -114,7 +133,12 @@ class Params:
             "coeff_bits": list(self.coeff_bits),
             "scale_bits": self.scale_bits,
             "smudging_bits": self.smudging_bits,
+            "refresh_smudging_bits": self.refresh_smudging_bits,
             "refresh_mask_bits": self.refresh_mask_bits,
+            "noise_bits": self.noise_bits,
+            "refresh_noise_bits": self.refresh_noise_bits,
+            "max_hospitals": self.max_hospitals,
+            "study": self.study,
             "description": self.description,
             "allow_insecure": self.allow_insecure,
         }
@@ -140,7 +164,12 @@ class Params:
             "scale_bits": self.scale_bits,
             "depth": self.depth,
             "smudging_bits": self.smudging_bits,
+            "refresh_smudging_bits": self.refresh_smudging,
             "refresh_mask_bits": self.refresh_mask_bits,
+            "noise_bits": self.noise_bits,
+            "refresh_noise_bits": self.refresh_noise_bits,
+            "max_hospitals": self.max_hospitals,
+            "study": self.study,
         }
 
 
@@ -151,17 +180,22 @@ PRESETS: dict[str, Params] = {
         coeff_bits=(49, 30, 30, 30, 30, 49),
         scale_bits=30,
         smudging_bits=8,
-        description="N=8192, scale 2^30, depth 4 (one training iteration per refresh); 128-bit",
+        study=False,
+        description="teaching preset (the workshop): N=8192, scale 2^30, depth 4; 128-bit. Its smudging "
+        "sigma 2^8 hides nothing (the noise it should hide is about 2^8 too), and one that would leaves no "
+        "precision at scale 2^30: every study path refuses it",
     ),
     "train": Params(
         name="train",
         n=16384,
-        coeff_bits=(60, 50, 50, 50, 50, 50, 50, 60),
-        scale_bits=50,
-        smudging_bits=20,
-        description="N=16384, scale 2^50, depth 6: one encrypted LR iteration with a degree-5 sigmoid (depth 5) "
-        "per collective refresh at level 1; smudging sigma 2^20 is about 2^10 above the noise it hides and "
-        "costs about 1e-6 in precision at this scale; log2(QP) = 420, inside the 128-bit bound of 438",
+        coeff_bits=(60, 45, 45, 45, 45, 45, 45, 45, 60),
+        scale_bits=45,
+        smudging_bits=28,
+        refresh_smudging_bits=26,
+        description="the study preset: N=16384, scale 2^45, depth 7: one encrypted LR iteration with a "
+        "degree-5 sigmoid (depth 5) per collective refresh at level 2, whose modulus holds 64-bit masks; "
+        "smudging 2^14 above the largest noise a study decrypts or refreshes; log2(QP) = 435, inside the "
+        "128-bit bound of 438",
     ),
     "deep": Params(
         name="deep",
@@ -169,7 +203,9 @@ PRESETS: dict[str, Params] = {
         coeff_bits=(58, 40, 40, 40, 40, 40, 40, 40, 40, 60),
         scale_bits=40,
         smudging_bits=20,
-        description="N=16384, scale 2^40, depth 8; smudging sigma 2^20 as OpenFHE's default; 128-bit",
+        study=False,
+        description="experiments preset: N=16384, scale 2^40, depth 8; 128-bit; smudging sigma 2^20 as "
+        "OpenFHE's default, not sized against this set's noise, so studies refuse it",
     ),
 }
 

@@ -54,7 +54,6 @@ class TrainingPlan:
     schedule: list[tuple[float, float]]  # (gamma_t, eta_t) per iteration
     interval: float = 8.0  # R: the data are encrypted as z / R
     bound_bits: int = 6  # public bound on |weights| and gradients: 2^bound_bits (refresh masks hide up to it)
-    boost_bits: int | None = None  # refresh precision boost K = 2^boost_bits; None: the most that fits
 
     @property
     def degree(self) -> int:
@@ -93,23 +92,7 @@ class EncryptedTrainer:
         self.participants = participants
         self.top = self.ctx.top_level
         n = len(server.participants(participants))
-        proto = RefreshProtocol(self.ctx)
-        self.refresh_level = proto.min_level(plan.bound_bits, n, 1)
-        if plan.boost_bits is None:
-            # The update's refresh rotates-and-sums the gradient over up to log2(slots) steps, which adds the
-            # smudging noise of every slot together: a boost K divides it by K. Take the largest K (up to
-            # 2^12) that keeps the refresh at the same level and inside the exact arithmetic's 125 bits.
-            growth = (self.ctx.n // 2).bit_length()
-            q_bits = math.prod(self.ctx.primes[: self.refresh_level + 1]).bit_length()
-            self.boost_bits = 0
-            for k in range(12, 0, -1):
-                bits = proto.mask_bits_total(self.ctx.scale_ladder[self.refresh_level], plan.bound_bits, 1 << k)
-                if proto.fits(self.refresh_level, plan.bound_bits, n, 1 << k) and max(bits, q_bits) + growth <= 125:
-                    self.boost_bits = k
-                    break
-        else:
-            self.boost_bits = int(plan.boost_bits)
-            self.refresh_level = proto.min_level(plan.bound_bits, n, 1 << self.boost_bits)
+        self.refresh_level = RefreshProtocol(self.ctx).min_level(plan.bound_bits, n)
         self.mask_factor, self.q_coeffs = plan.monic()
         total_blocks = sum(g.blocks for g in layout.groups)
         if workers == "auto":
@@ -133,7 +116,6 @@ class EncryptedTrainer:
             [[(k, 1.0)] for k in range(len(items))],
             self.participants,
             bound_bits=self.plan.bound_bits,
-            boost_bits=self.boost_bits,
         )
         self._account_refresh(len(items), time.perf_counter() - t0)
         return [Enc(c, self.top) for c in cts]
@@ -341,7 +323,6 @@ class EncryptedTrainer:
             outputs,
             self.participants,
             bound_bits=self.plan.bound_bits,
-            boost_bits=self.boost_bits,
         )
         self._account_refresh(len(items), time.perf_counter() - t0)
         return [Enc(ct, self.top) for ct in fresh]

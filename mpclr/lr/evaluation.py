@@ -15,7 +15,7 @@ Steps (each timed in `SecureEvaluation.seconds`)
    vector, the one `EncryptedCV.decrypt_models` reports, and identical rows get identical scores.
    scores: s / D = sum_j x_j W_j + [row] W_0 / D, slot by slot with the weight ciphertexts (same group
    layout, so no rotation): one level, one relinearization per ciphertext (a block shared by two groups
-   takes a second product and a mask). One collective refresh (precision-boosted, projected on the
+   takes a second product and a mask). One collective refresh (projected on the
    reals, copy 0 summed into every copy) brings them back to the top level for the comparisons.
 3. comparison passes. For thresholds theta (per fold and copy), x = (s - theta) / D lies in [-1, 1];
    h = (1 + F(x)) / 2 with the composite sign F of mpclr.lr.comparison, refreshed between cycles; then
@@ -308,7 +308,9 @@ class _Comparer:
                     rows.setdefault(g, []).append(ops.down(h, level - 1))
                 else:
                     rows.setdefault(g, []).append(ops.cmul(h, mask, level - 1, key=("mask", block, g)))
-                pairs.setdefault(g, []).append((ops.down(self.labels[(block, g)], level), h))
+                label = self.labels[(block, g)]  # at level 2: below h when the last cycle used fewer levels
+                at = min(level, label.level)
+                pairs.setdefault(g, []).append((ops.down(label, at), ops.down(h, at)))
         return {
             g: (ops.rotate_sum(ops.total(rows[g]), steps[g]), ops.rotate_sum(ops.dot(pairs[g]), steps[g])) for g in rows
         }
@@ -453,7 +455,6 @@ class SecureEvaluation:
         proto = RefreshProtocol(self.ctx)
         n = len(self.participants)
         self.refresh_level = proto.min_level(1, n)
-        self.boost_bits = self._boost(1)
         if top - self.refresh_level < 2 or top < 4:
             raise ParameterError(
                 f"parameter set {self.ctx.params.name!r} has too few levels for encrypted comparisons "
@@ -506,17 +507,10 @@ class SecureEvaluation:
             [[(k, 0.5 * scales[k], (*sums[k], conj))] for k in range(len(items))],
             self._by,
             bound_bits=bound_bits,
-            boost_bits=self._boost(bound_bits),
         )
         self._refreshes += 1
         self._refresh_seconds += time.perf_counter() - t0
         return [Enc(ct, self.ctx.top_level) for ct in cts]
-
-    def _boost(self, bound_bits: int) -> int:
-        """The largest precision boost (bits) whose masks still fit the refresh level."""
-        proto = RefreshProtocol(self.ctx)
-        n = len(self.participants)
-        return max([b for b in range(0, 21) if proto.fits(self.refresh_level, bound_bits, n, 1 << b)], default=0)
 
     def _elements(self, steps) -> tuple[int, ...]:
         return tuple(galois_elt_from_step(int(step), self.ctx.n) for step in steps)
@@ -928,7 +922,7 @@ class SecureEvaluation:
                 "resolution": {"cutoff": self.fine.transition * self.D, "roc": self.coarse.transition * self.D},
                 "comparison_error": self.fine.error,
                 "composites": {"cutoff": self.fine.describe(), "roc": self.coarse.describe()},
-                "refresh_boost_bits": self.boost_bits,
+                "refresh_smudging_bits": self.ctx.params.refresh_smudging,
                 "grid_thresholds": {g.index: len(self._grid_of(g)) for g in self.layout.groups},
                 "refine_rounds": self.refine_rounds,
                 "refine_thresholds_per_round": {g.index: self._refine_budget(g) for g in self.layout.groups},
