@@ -177,9 +177,11 @@ class EncryptedTrainer:
         ]
         if missing:
             raise ProtocolError(f"no party contributed data blocks or constant parts {missing[:3]}...")
-        weights = self.mask_factor / np.asarray(train_counts, dtype=np.float64)
+        counts = np.asarray(train_counts, dtype=np.float64)
+        self.gradient_gain = {g.index: self._gradient_gain(g, counts) for g in self.layout.groups}
+        per_model = {g.index: self.mask_factor * self.gradient_gain[g.index] / counts for g in self.layout.groups}
         masks = {
-            (g.index, b): self.layout.pack_mask(g, b, fold_of_row, weights)
+            (g.index, b): self.layout.pack_mask(g, b, fold_of_row, per_model[g.index])
             for g in self.layout.groups
             for b in range(g.blocks)
         }
@@ -237,6 +239,18 @@ class EncryptedTrainer:
         self.log.seconds["send_blocks"] = self.log.seconds.get("send_blocks", 0.0) - self.log.seconds.get(
             "derive_masked", 0.0
         )
+
+    @staticmethod
+    def _gradient_gain(group, counts: np.ndarray) -> float:
+        """The public factor G carries into the refresh, put back exactly by the refresh's coefficient.
+
+        The refresh floods every slot with the same absolute noise, and its rotate-and-sum adds up a
+        block's slots: with ZM's 1 / n_k a slot's share of the gradient would be tiny beside it. ZM
+        carries n-bar / (8 B n_k) instead (n-bar the mean training count, B the group's blocks rounded up
+        to a power of two), so a slot of G, summed over B blocks, stays O(1): below |z| / 8 per block
+        and sample, inside the refresh's public bound 2^bound_bits for |z| up to hundreds."""
+        blocks = 1 << max(0, math.ceil(math.log2(max(group.blocks, 1))))
+        return float(np.mean(counts[list(group.models)])) / (8.0 * blocks)
 
     def _merge(self, parts: list[dict]) -> dict[tuple[int, int], Enc]:
         """Sum the engines' partial results per (group, feature)."""
@@ -353,7 +367,7 @@ class EncryptedTrainer:
                 key = (g.index, j)
                 w_new = [(gamma, self.C[key])]
                 if grad is not None:
-                    w_new += [(1.0, self.V[key]), (-gamma, grad[key], sum_over_samples)]
+                    w_new += [(1.0, self.V[key]), (-gamma / self.gradient_gain[g.index], grad[key], sum_over_samples)]
                 v_new = [(t[0] * (1 - eta), *t[1:]) for t in w_new] + [
                     (t[0] * eta, *t[1:]) for t in self.W.get(key, [])
                 ]

@@ -98,7 +98,7 @@ from ..protocols.refresh import RefreshProtocol
 from ..roles.server import Ciphertext
 from ..seal.format import CiphertextData, galois_elt_from_step, pack_ciphertext, unpack_ciphertext
 from .blocks import Enc
-from .comparison import LadderOps, SignComposite, design_sign
+from .comparison import LadderOps, SignComposite, design_sign, narrowest_transition
 from .eval_layout import EvalLayout
 from .workers import ProcessPool, _dump, _load, _Pipe
 
@@ -461,8 +461,18 @@ class SecureEvaluation:
                 f"(top level {top}, refresh level {self.refresh_level}); use the 'train' preset"
             )
         self.small = all(g.copies >= 2 for g in self.layout.groups)
-        fine = self.D * 2.0**-FINE_BITS if resolution is None else float(resolution)
-        coarse = (fine if self.small else self.D * 2.0**-COARSE_BITS) if roc_resolution is None else roc_resolution
+        self.refresh_noise, self.score_noise = self._noise_bounds(n)
+        if resolution is None:
+            finest = narrowest_transition(
+                error, top - self.refresh_level, top - 2, self.refresh_noise, self.score_noise, 2.0**-FINE_BITS
+            )
+            fine = self.D * finest
+        else:
+            fine = float(resolution)
+        if roc_resolution is None:
+            coarse = fine if self.small else max(fine, self.D * 2.0**-COARSE_BITS)
+        else:
+            coarse = float(roc_resolution)
         self.fine = self._composite(fine, error)
         self.coarse = self._composite(float(coarse), error)
         self.grid = int(grid)
@@ -484,12 +494,23 @@ class SecureEvaluation:
         self._refreshes = 0
         self._refresh_seconds = 0.0
 
+    def _noise_bounds(self, parties: int) -> tuple[float, float]:
+        """Bounds (comparison-domain units, per slot) on the smudging a refresh adds to a value: every
+        key holder's Gaussian of sigma 2^refresh_smudging_bits per coefficient is, in a slot, a Gaussian
+        of sigma sqrt(parties N / 2) 2^bits / Delta; six of those (exceeded with probability 2e-9 per
+        slot). The scores' refresh copies copy 0 into every copy, adding up the copies' noise too."""
+        params = self.ctx.params
+        delta = min(self.ctx.scale_ladder[self.refresh_level :])
+        sigma = 2.0**params.refresh_smudging * math.sqrt(parties * params.n / 2) / delta
+        copies = max(g.copies for g in self.layout.groups)
+        return 6.0 * sigma, 6.0 * sigma * math.sqrt(copies)
+
     def _composite(self, delta: float, error: float) -> SignComposite:
         eps = delta / self.D
         if not 0.0 < eps < 0.25:
             raise ParameterError(f"resolution {delta} must lie in (0, {self.D / 4}) for score bound {self.R}")
         top = self.ctx.top_level
-        return design_sign(eps, error, top - self.refresh_level, top - 2)
+        return design_sign(eps, error, top - self.refresh_level, top - 2, self.refresh_noise, self.score_noise)
 
     # ------------------------------------------------------------------ refresh
     def _refresh(self, items: list[Enc], sums=None, bound_bits: int = 1, scales=None) -> list[Enc]:
