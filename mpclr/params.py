@@ -15,7 +15,15 @@ from .errors import InsecureParametersWarning, ParameterError
 # max log2(Q*P) for 128-bit security, ternary secret (HE standard, 2018)
 HE_STANDARD_128 = {1024: 27, 2048: 54, 4096: 109, 8192: 218, 16384: 438, 32768: 881}
 
-__all__ = ["Params", "PRESETS", "get_preset", "HE_STANDARD_128"]
+__all__ = ["Params", "PRESETS", "get_preset", "check_study", "study_problems", "HE_STANDARD_128"]
+
+# What every parameter set a study runs on must meet (README, "Smudging and masks"): smudging sigma at
+# least 2^20 (OpenFHE's flooding default) and 2^14 above the largest noise it hides, per hospital (against
+# the researcher with t - 1 hospitals, one honest hospital's smudging is all that hides it); refresh masks
+# of at least 64 bits of statistical hiding per coefficient.
+SMUDGING_FLOOR_BITS = 20
+SMUDGING_MARGIN_BITS = 14
+STUDY_MASK_BITS = 64
 
 
 @dataclass(frozen=True)
@@ -192,6 +200,8 @@ PRESETS: dict[str, Params] = {
         scale_bits=45,
         smudging_bits=28,
         refresh_smudging_bits=26,
+        noise_bits=14,
+        refresh_noise_bits=12,
         description="the study preset: N=16384, scale 2^45, depth 7: one encrypted LR iteration with a "
         "degree-5 sigmoid (depth 5) per collective refresh at level 2, whose modulus holds 64-bit masks; "
         "smudging 2^14 above the largest noise a study decrypts or refreshes; log2(QP) = 435, inside the "
@@ -208,6 +218,52 @@ PRESETS: dict[str, Params] = {
         "OpenFHE's default, not sized against this set's noise, so studies refuse it",
     ),
 }
+
+
+def study_problems(params: Params, hospitals: int | None = None) -> list[str]:
+    """Why a study must not run on this parameter set (empty: it may), with `hospitals` hospitals."""
+    problems = []
+    if not params.study:
+        problems.append("it is not a study preset")
+    for what, sigma, noise in (
+        ("decryption", params.smudging_bits, params.noise_bits),
+        ("refresh", params.refresh_smudging, params.refresh_noise_bits),
+    ):
+        if sigma < SMUDGING_FLOOR_BITS:
+            problems.append(f"its {what} smudging sigma 2^{sigma:g} is below the floor 2^{SMUDGING_FLOOR_BITS}")
+        if noise is None:
+            problems.append(f"the noise its {what} smudging has to hide was never measured (benchmarks/noise.py)")
+        elif sigma < noise + SMUDGING_MARGIN_BITS:
+            problems.append(
+                f"its {what} smudging sigma 2^{sigma:g} is only 2^{sigma - noise:g} above the noise it hides "
+                f"(2^{noise:g}; 2^{SMUDGING_MARGIN_BITS} needed)"
+            )
+    if params.refresh_mask_bits < STUDY_MASK_BITS:
+        problems.append(f"its refresh masks hide with {params.refresh_mask_bits} bits, below {STUDY_MASK_BITS}")
+    if hospitals is not None and hospitals > params.max_hospitals:
+        problems.append(
+            f"its smudging is sized for up to {params.max_hospitals} hospitals (the noise grows with their "
+            f"number), not {hospitals}"
+        )
+    return problems
+
+
+def check_study(params: str | Params, hospitals: int | None = None) -> Params:
+    """The parameter set, if a study may run on it with `hospitals` hospitals; else a ParameterError naming
+    the set, why, and what to use instead (every study path calls this before any work)."""
+    params = get_preset(params)
+    problems = study_problems(params, hospitals)
+    if problems:
+        studies = sorted(k for k, v in PRESETS.items() if not study_problems(v, hospitals))
+        instead = f"Use {' or '.join(repr(k) for k in studies)}" if studies else "No preset fits: measure a new one"
+        role = params.description.split(":")[0] if params.description else "not a study preset"
+        article = "an" if role[:1].lower() in "aeiou" else "a"
+        head = f"is {article} {role} and cannot run a study" if not params.study else "cannot run a study"
+        reasons = [p for p in problems if p != "it is not a study preset"]
+        raise ParameterError(
+            f"parameter preset {params.name!r} {head}" + (": " + "; ".join(reasons) if reasons else "") + f". {instead}"
+        )
+    return params
 
 
 def get_preset(preset: str | Params) -> Params:

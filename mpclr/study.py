@@ -25,6 +25,7 @@ from .lr.encrypted import TrainingPlan
 from .lr.metrics import METRICS, fold_metrics
 from .lr.party import design_rows
 from .lr.twin import NesterovLR
+from .params import check_study
 
 __all__ = ["StudyConfig", "run_cv", "plan_for"]
 
@@ -89,6 +90,7 @@ def run_cv(
 ) -> dict:
     """Run the study; returns the JSON-able record (see README, "The study record")."""
     config = config or StudyConfig()
+    check_study(config.preset if fed is None else fed.params, config.parties)  # before any work
     t_start = time.perf_counter()
     dataset = load(data) if isinstance(data, str) else data
     if not isinstance(dataset, Dataset):

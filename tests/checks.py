@@ -19,3 +19,15 @@ def assert_rotated(out, expected, tol: float, key_switches: int = 1) -> None:
     assert err.max() < ROTATION_OFFSET_TOL, f"max error {err.max():.2e}"
     rest = np.sort(err)[: err.size - key_switches]
     assert rest.max() < tol, f"error {rest.max():.2e} outside the key-switch offset slots"
+
+
+def refresh_flooding(params, parties: int) -> float:
+    """The standard deviation a collective refresh's smudging adds to one slot (value units at the preset's
+    scale): each hospital's Gaussian of sigma 2^refresh_smudging_bits per coefficient, summed over the
+    hospitals and over the N coefficients a slot evaluates (a real part: N / 2 of their variance)."""
+    return 2.0**params.refresh_smudging * np.sqrt(parties * params.n / 2) / 2.0**params.scale_bits
+
+
+def decryption_flooding(params, parties: int) -> float:
+    """The same for a decryption's smudging."""
+    return 2.0**params.smudging_bits * np.sqrt(parties * params.n / 2) / 2.0**params.scale_bits

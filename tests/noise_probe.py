@@ -199,7 +199,7 @@ class NoiseProbe:
     are encrypted; run the study with workers=0; read `records`."""
 
     def __init__(self, fed):
-        if fed.params.smudging_bits != 0 or fed.params.refresh_smudging != 0:
+        if fed.params.smudging_bits != 0 or getattr(fed.params, "refresh_smudging", 0) != 0:
             raise ValueError("the noise probe needs a parameter set with smudging 0 (see the module docstring)")
         self.fed, self.ctx = fed, fed.ctx
         self.records: list[Record] = []
@@ -308,17 +308,18 @@ class NoiseProbe:
         return hook
 
     def _refresh_hook(self, original):
-        def hook(cts, levels, outputs, by=None, *, bound_bits=None):
+        def hook(cts, levels, outputs, by=None, *, bound_bits=None, **older):
             caller = _caller()
+            boost = 1 << int(older.get("boost_bits", 0))  # a server that scales its inputs scales their noise
             exact_in = []
             for k, (ct, lvl) in enumerate(zip(cts, levels)):
                 if not isinstance(ct, Dual):
                     raise TypeError(f"noise probe: refresh input {k} ({caller}) has no shadow")
                 rotated = any(len(t) > 2 and t[2] for row in outputs for t in row if t[0] == k)
                 kind = f"refresh input: {caller}" + (" (rotate-and-sum)" if rotated else "")
-                self.records.append(Record(kind, lvl, noise_stats(self.noise(ct))))
+                self.records.append(Record(kind, lvl, noise_stats(boost * self.noise(ct))))
                 exact_in.append(self.exact(ct.real))
-            fresh = original([ct.real for ct in cts], levels, outputs, by, bound_bits=bound_bits)
+            fresh = original([ct.real for ct in cts], levels, outputs, by, bound_bits=bound_bits, **older)
             out = []
             for ct, row in zip(fresh, outputs):
                 shadow = self._combination(exact_in, [float(cts[t[0]].real.scale) for t in row], row)
@@ -360,6 +361,40 @@ class NoiseProbe:
         for s in out.values():
             s["levels"] = sorted(s["levels"])
         return out
+
+
+def measure_study(params, data, *, parties: int = 3, folds: int = 3, iterations: int = 2, seed: int = 0,
+                  refine_rounds: int = 1) -> dict:
+    """A small real study (in process, workers 0) on `params` with its smudging set to 0, probed: the
+    noise summary per kind of ciphertext it decrypts or refreshes (see NoiseProbe.summary)."""
+    from mpclr.data import load, split
+    from mpclr.federation import Federation
+    from mpclr.lr.cv import encrypt_study
+    from mpclr.lr.evaluation import evaluate_encrypted_cv
+    from mpclr.study import StudyConfig, plan_for
+
+    zero = {"smudging_bits": 0}
+    if hasattr(params, "refresh_smudging_bits"):
+        zero["refresh_smudging_bits"] = 0
+    probed = params.with_(name=f"{params.name}/probe", **zero)
+    ds = load(data, seed=seed) if str(data).startswith("synthetic") else load(data)
+    config = StudyConfig(parties=parties, folds=folds, iterations=iterations, seed=seed, workers=0)
+    fed = Federation(parties, preset=probed, seed=seed)
+    try:
+        parts = split(ds, parties, "even", seed=seed)
+        offsets = np.cumsum([0] + [len(p) for p in parts])
+        for k, (party, part) in enumerate(zip(fed.parties, parts)):
+            party.load_data(part.X, part.y, np.arange(offsets[k], offsets[k + 1]))
+        with NoiseProbe(fed) as probe:
+            model = config.model()
+            ecv = encrypt_study(fed, folds=folds, seed=seed, interval=model.interval)
+            plan = plan_for(config.model(curvature=ecv.curvature), ecv.curvature)
+            ecv.train(fed, plan, workers=0)
+            evaluate_encrypted_cv(fed, ecv, workers=0, refine_rounds=refine_rounds)
+            ecv.decrypt_models(fed)
+        return probe.summary()
+    finally:
+        fed.close()
 
 
 def _real(he):

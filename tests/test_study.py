@@ -7,8 +7,10 @@ import pytest
 
 import mpclr
 from mpclr import data
-from mpclr.errors import DataError
+from mpclr.errors import DataError, ParameterError
 from mpclr.study import StudyConfig, run_cv
+
+from .checks import refresh_flooding
 
 SETS = ["breast_cancer", *data.SHARED_NAMES]
 
@@ -36,8 +38,10 @@ def test_encrypted_cv_meets_the_bar(fed, name):
         assert f["encrypted"]["accuracy"] == pytest.approx(f["encrypted_model"]["accuracy"], abs=1.5 / f["n_test"])
     mean = {who: np.mean([f[who]["auc"] for f in folds]) for who in ("twin", "sklearn")}
     assert abs(mean["twin"] - mean["sklearn"]) <= 0.01
-    # the twin's weights equal the decrypted encrypted weights to 1e-4 (measured: ~1e-6 at scale 2^50)
-    assert rec["weights"]["max_abs_diff_encrypted_twin"] < 1e-4
+    # the decrypted encrypted weights equal the twin's up to the refreshes' smudging: 30 times the noise one
+    # refresh adds to a slot (sigma 2^26 per hospital at scale 2^45: 3e-4 for 3 hospitals); measured up to
+    # 2.9e-3 on breast cancer (before issue 12's sized smudging: ~1e-6 at scale 2^50)
+    assert rec["weights"]["max_abs_diff_encrypted_twin"] < 30 * refresh_flooding(fed.params, 3)
     # every row is tested exactly once, folds are public and stratified per hospital
     rows = sorted(r for f in folds for r in f["test_rows"])
     assert rows == list(range(rec["data"]["rows"]))
@@ -94,3 +98,21 @@ def test_too_few_rows_for_the_folds(fed):
 def test_bad_study_parameters(fed):
     with pytest.raises(mpclr.ParameterError, match="degree"):
         run_cv("breast_cancer", StudyConfig(parties=3, degree=4), fed=fed)
+
+
+@pytest.mark.parametrize("preset,what", [("fast", "teaching preset"), ("deep", "experiments preset")])
+def test_cli_refuses_presets_that_cannot_run_a_study_before_any_work(preset, what, capsys, monkeypatch):
+    """Issue 12: `mpclr cv --preset deep` died inside the evaluation and `--preset fast` after training;
+    both are refused up front, naming the preset, why, and which to use instead."""
+    from mpclr.cli import main
+
+    monkeypatch.setattr("mpclr.study.Federation", lambda *a, **k: pytest.fail("a key ceremony started"))
+    assert main(["cv", "breast_cancer", "--preset", preset, "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"preset '{preset}' is" in err and what in err and "cannot run a study" in err and "Use 'train'" in err
+    assert "smudging" in err and "Traceback" not in err
+
+
+def test_a_federation_on_the_teaching_preset_is_refused_for_a_study(fed_fast):
+    with pytest.raises(ParameterError, match="'fast' is a teaching preset"):
+        run_cv(data.load("breast_cancer"), StudyConfig(parties=3), fed=fed_fast)

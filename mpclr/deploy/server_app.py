@@ -33,7 +33,7 @@ from pathlib import Path
 
 from ..errors import MpclrError, NodeUnavailable, ParameterError, ProtocolError
 from ..federation import Federation, seal_context
-from ..params import get_preset
+from ..params import check_study, get_preset
 from ..roles import Researcher, Server, Session
 from .site import params_to_json, session_fingerprint
 from .transport import FlowerNetwork, SiteError
@@ -290,6 +290,7 @@ def run_deployed_study(grid, cfg: StudyConfig, study=None) -> dict:
     fed = None
     t_all = time.perf_counter()
     try:
+        check_study(cfg.preset, cfg.parties or len(cfg.sites) or None)  # before any site is contacted
         fn = study or load_study(cfg.study)
         net = FlowerNetwork(grid, timeout=cfg.round_timeout, poll=cfg.poll, max_poll=cfg.max_poll,
                             log=lambda text: note("network", detail=text))
