@@ -373,13 +373,6 @@ static PyObject *all_reduced(PyObject *self, PyObject *args)
    domain) and modulo 2^64 (low). The refresh lifts masked values (fast base conversion with an exact wrap
    count), rotates-and-sums them, and rounds public dyadic combinations, all on channels (mpclr.ring.wide). */
 
-static inline uint64_t mulmod(uint64_t a, uint64_t b, const uint64_t *ratio, uint64_t q)
-{
-    uint64_t hi, lo;
-    mul64(a, b, &hi, &lo);
-    return barrett128(hi, lo, ratio[0], ratio[1], q);
-}
-
 static inline uint64_t addmod(uint64_t a, uint64_t b, uint64_t q)
 {
     uint64_t s = a + b;
@@ -388,44 +381,75 @@ static inline uint64_t addmod(uint64_t a, uint64_t b, uint64_t q)
 
 static inline uint64_t submod(uint64_t a, uint64_t b, uint64_t q) { return a >= b ? a - b : a + q - b; }
 
-/* rns_lift(out (K, n), out_low (n,), x (k, n), moduli (K,), ratios (K, 2), inv (k,), hat (k, K),
+/* floor(w 2^64 / q) for w < q: the Shoup companion of a constant multiplier */
+static inline uint64_t shoup_of(uint64_t w, uint64_t q)
+{
+#if defined(__SIZEOF_INT128__)
+    return (uint64_t)(((u128)w << 64) / q);
+#else
+    /* long division of w * 2^64 by q, bit by bit (constants only: not on a hot path) */
+    uint64_t quo = 0, rem = w;
+    for (int i = 0; i < 64; i++) {
+        uint64_t top = rem >> 63;
+        rem <<= 1;
+        quo <<= 1;
+        if (top || rem >= q) {
+            rem -= q;
+            quo |= 1;
+        }
+    }
+    return quo;
+#endif
+}
+
+/* rns_lift(out (K, n), out_low (n,), x (k, n), moduli (K,), inv (k,), hat (k, K),
             qmod (K,), hat_low (k,), q_low, n) -> max |X| / Q
    The centered lift X of x (residues modulo moduli[0..k)) into every channel: X mod moduli[r] and
    X mod 2^64, with X = sum_i y_i Q/q_i - v Q, y_i = x_i inv_i mod q_i, v = round(sum_i y_i / q_i).
    hat[i, r] = (Q/q_i) mod moduli[r], qmod[r] = Q mod moduli[r], hat_low[i] = (Q/q_i) mod 2^64. */
 static PyObject *rns_lift(PyObject *self, PyObject *args)
 {
-    PyObject *o_out, *o_low, *o_x, *o_q, *o_ratio, *o_inv, *o_hat, *o_qmod, *o_hl;
+    PyObject *o_out, *o_low, *o_x, *o_q, *o_inv, *o_hat, *o_qmod, *o_hl;
     unsigned long long q_low;
     Py_ssize_t n;
     buf_t b[9];
     memset(b, 0, sizeof b);
-    if (!PyArg_ParseTuple(args, "OOOOOOOOOKn", &o_out, &o_low, &o_x, &o_q, &o_ratio, &o_inv, &o_hat, &o_qmod,
-                          &o_hl, &q_low, &n))
+    if (!PyArg_ParseTuple(args, "OOOOOOOOKn", &o_out, &o_low, &o_x, &o_q, &o_inv, &o_hat, &o_qmod, &o_hl, &q_low, &n))
         return NULL;
     if (get_buf(o_out, &b[0], 1, "out") || get_buf(o_low, &b[1], 1, "out_low") || get_buf(o_x, &b[2], 0, "x") ||
-        get_buf(o_q, &b[3], 0, "moduli") || get_buf(o_ratio, &b[4], 0, "ratios") || get_buf(o_inv, &b[5], 0, "inv") ||
-        get_buf(o_hat, &b[6], 0, "hat") || get_buf(o_qmod, &b[7], 0, "qmod") || get_buf(o_hl, &b[8], 0, "hat_low")) {
+        get_buf(o_q, &b[3], 0, "moduli") || get_buf(o_inv, &b[5], 0, "inv") || get_buf(o_hat, &b[6], 0, "hat") ||
+        get_buf(o_qmod, &b[7], 0, "qmod") || get_buf(o_hl, &b[8], 0, "hat_low")) {
         release(b, 9);
         return NULL;
     }
     Py_ssize_t K = NELEM(b[3]), k = NELEM(b[5]);
     if (n <= 0 || k < 1 || k > K || k > 16 || NELEM(b[0]) != K * n || NELEM(b[1]) != n || NELEM(b[2]) != k * n ||
-        NELEM(b[4]) != 2 * K || NELEM(b[6]) != k * K || NELEM(b[7]) != K || NELEM(b[8]) != k) {
+        NELEM(b[6]) != k * K || NELEM(b[7]) != K || NELEM(b[8]) != k) {
         PyErr_SetString(PyExc_ValueError, "rns_lift: inconsistent shapes");
         release(b, 9);
         return NULL;
     }
     uint64_t *out = U64(b[0]), *low = U64(b[1]);
-    const uint64_t *x = U64(b[2]), *q = U64(b[3]), *ratio = U64(b[4]), *inv = U64(b[5]), *hat = U64(b[6]);
+    const uint64_t *x = U64(b[2]), *q = U64(b[3]), *inv = U64(b[5]), *hat = U64(b[6]);
     const uint64_t *qmod = U64(b[7]), *hl = U64(b[8]);
     double worst = 0.0;
+    uint64_t *hs = (uint64_t *)PyMem_Malloc((k * K + K + k + 1) * sizeof(uint64_t));
+    if (!hs) {
+        release(b, 9);
+        return PyErr_NoMemory();
+    }
+    uint64_t *qs = hs + k * K, *invs = qs + K;
     Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t r = 0; r < K; r++) {
+        for (Py_ssize_t i = 0; i < k; i++) hs[i * K + r] = shoup_of(hat[i * K + r], q[r]);
+        qs[r] = shoup_of(qmod[r], q[r]);
+    }
+    for (Py_ssize_t i = 0; i < k; i++) invs[i] = shoup_of(inv[i], q[i]);
     uint64_t y[16];
     for (Py_ssize_t j = 0; j < n; j++) {
         double frac = 0.0;
         for (Py_ssize_t i = 0; i < k; i++) {
-            y[i] = mulmod(x[i * n + j], inv[i], ratio + 2 * i, q[i]);
+            y[i] = mul_shoup(x[i * n + j], inv[i], invs[i], q[i]);
             frac += (double)y[i] / (double)q[i];
         }
         double v = nearbyint(frac);
@@ -441,51 +465,53 @@ static PyObject *rns_lift(PyObject *self, PyObject *args)
         low[j] = lw - vu * (uint64_t)q_low;
         for (Py_ssize_t r = k; r < K; r++) {
             uint64_t p = q[r], acc = 0;
-            for (Py_ssize_t i = 0; i < k; i++) acc = addmod(acc, mulmod(y[i] % p, hat[i * K + r], ratio + 2 * r, p), p);
-            out[r * n + j] = submod(acc, mulmod(vu, qmod[r], ratio + 2 * r, p), p);
+            for (Py_ssize_t i = 0; i < k; i++) acc = addmod(acc, mul_shoup(y[i], hat[i * K + r], hs[i * K + r], p), p);
+            out[r * n + j] = submod(acc, mul_shoup(vu, qmod[r], qs[r], p), p);
         }
     }
     Py_END_ALLOW_THREADS
+    PyMem_Free(hs);
     release(b, 9);
     return PyFloat_FromDouble(worst);
 }
 
-/* rns_masks(out (K, n), out_low (n,), words (W, n), moduli (K,), ratios (K, 2), pow64 (W, K), offset (K,),
+/* rns_masks(out (K, n), out_low (n,), words (W, n), moduli (K,), pow64 (W, K), offset (K,),
              offset_low, n): the integers sum_w words[w] 2^(64 w) - offset in every channel (offset = 2^(b-1):
              uniform masks in [-2^(b-1), 2^(b-1)) from b random bits). pow64[w, r] = 2^(64 w) mod moduli[r]. */
 static PyObject *rns_masks(PyObject *self, PyObject *args)
 {
-    PyObject *o_out, *o_low, *o_w, *o_q, *o_ratio, *o_pow, *o_off;
+    PyObject *o_out, *o_low, *o_w, *o_q, *o_pow, *o_off;
     unsigned long long off_low;
     Py_ssize_t n;
     buf_t b[7];
     memset(b, 0, sizeof b);
-    if (!PyArg_ParseTuple(args, "OOOOOOOKn", &o_out, &o_low, &o_w, &o_q, &o_ratio, &o_pow, &o_off, &off_low, &n))
-        return NULL;
+    if (!PyArg_ParseTuple(args, "OOOOOOKn", &o_out, &o_low, &o_w, &o_q, &o_pow, &o_off, &off_low, &n)) return NULL;
     if (get_buf(o_out, &b[0], 1, "out") || get_buf(o_low, &b[1], 1, "out_low") || get_buf(o_w, &b[2], 0, "words") ||
-        get_buf(o_q, &b[3], 0, "moduli") || get_buf(o_ratio, &b[4], 0, "ratios") || get_buf(o_pow, &b[5], 0, "pow64") ||
-        get_buf(o_off, &b[6], 0, "offset")) {
+        get_buf(o_q, &b[3], 0, "moduli") || get_buf(o_pow, &b[5], 0, "pow64") || get_buf(o_off, &b[6], 0, "offset")) {
         release(b, 7);
         return NULL;
     }
     Py_ssize_t K = NELEM(b[3]), W = n > 0 ? NELEM(b[2]) / n : 0;
     if (n <= 0 || W < 1 || NELEM(b[2]) != W * n || NELEM(b[0]) != K * n || NELEM(b[1]) != n ||
-        NELEM(b[4]) != 2 * K || NELEM(b[5]) != W * K || NELEM(b[6]) != K) {
+        NELEM(b[5]) != W * K || NELEM(b[6]) != K) {
         PyErr_SetString(PyExc_ValueError, "rns_masks: inconsistent shapes");
         release(b, 7);
         return NULL;
     }
     uint64_t *out = U64(b[0]), *low = U64(b[1]);
-    const uint64_t *w = U64(b[2]), *q = U64(b[3]), *ratio = U64(b[4]), *pw = U64(b[5]), *off = U64(b[6]);
+    const uint64_t *w = U64(b[2]), *q = U64(b[3]), *pw = U64(b[5]), *off = U64(b[6]);
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t r = 0; r < K; r++) {
         uint64_t p = q[r];
         uint64_t *o = out + r * n;
-        for (Py_ssize_t j = 0; j < n; j++) {
-            uint64_t acc = w[j] % p;
-            for (Py_ssize_t t = 1; t < W; t++) acc = addmod(acc, mulmod(w[t * n + j] % p, pw[t * K + r], ratio + 2 * r, p), p);
-            o[j] = submod(acc, off[r], p);
+        for (Py_ssize_t j = 0; j < n; j++) o[j] = 0;
+        for (Py_ssize_t t = 0; t < W; t++) {
+            /* x * 2^(64 t) mod p for any 64-bit word x (Shoup accepts unreduced x) */
+            uint64_t c = pw[t * K + r], cs = shoup_of(c, p);
+            const uint64_t *x = w + t * n;
+            for (Py_ssize_t j = 0; j < n; j++) o[j] = addmod(o[j], mul_shoup(x[j], c, cs, p), p);
         }
+        for (Py_ssize_t j = 0; j < n; j++) o[j] = submod(o[j], off[r], p);
     }
     for (Py_ssize_t j = 0; j < n; j++) low[j] = w[j] - (uint64_t)off_low;
     Py_END_ALLOW_THREADS
@@ -554,51 +580,65 @@ static PyObject *rns_rotsum(PyObject *self, PyObject *args)
 }
 
 /* rns_combine(out (K, n), rows (T, K, n), lows (T, n), coeffs (T, K), coeffs_low (T,), shift, inv2s (K,),
-               moduli (K,), ratios (K, 2), n): out[r] = round(sum_t a_t v_t / 2^shift) mod moduli[r] (half up),
+               moduli (K,), n): out[r] = round(sum_t a_t v_t / 2^shift) mod moduli[r] (half up),
    for 0 <= shift <= 64; coeffs[t, r] = a_t mod moduli[r], coeffs_low[t] = a_t mod 2^64, inv2s[r] = 2^-shift
    mod moduli[r]. The remainder sum mod 2^shift comes exactly from the 2^64 channel. */
 static PyObject *rns_combine(PyObject *self, PyObject *args)
 {
-    PyObject *o_out, *o_rows, *o_lows, *o_c, *o_cl, *o_inv, *o_q, *o_ratio;
+    PyObject *o_out, *o_rows, *o_lows, *o_c, *o_cl, *o_inv, *o_q;
     int shift;
     Py_ssize_t n;
-    buf_t b[8];
+    buf_t b[7];
     memset(b, 0, sizeof b);
-    if (!PyArg_ParseTuple(args, "OOOOOiOOOn", &o_out, &o_rows, &o_lows, &o_c, &o_cl, &shift, &o_inv, &o_q, &o_ratio, &n))
+    if (!PyArg_ParseTuple(args, "OOOOOiOOn", &o_out, &o_rows, &o_lows, &o_c, &o_cl, &shift, &o_inv, &o_q, &n))
         return NULL;
     if (get_buf(o_out, &b[0], 1, "out") || get_buf(o_rows, &b[1], 0, "rows") || get_buf(o_lows, &b[2], 0, "lows") ||
         get_buf(o_c, &b[3], 0, "coeffs") || get_buf(o_cl, &b[4], 0, "coeffs_low") || get_buf(o_inv, &b[5], 0, "inv2s") ||
-        get_buf(o_q, &b[6], 0, "moduli") || get_buf(o_ratio, &b[7], 0, "ratios")) {
-        release(b, 8);
+        get_buf(o_q, &b[6], 0, "moduli")) {
+        release(b, 7);
         return NULL;
     }
     Py_ssize_t K = NELEM(b[6]), T = NELEM(b[4]);
     if (n <= 0 || shift < 0 || shift > 64 || T < 1 || NELEM(b[0]) != K * n || NELEM(b[1]) != T * K * n ||
-        NELEM(b[2]) != T * n || NELEM(b[3]) != T * K || NELEM(b[5]) != K || NELEM(b[7]) != 2 * K) {
+        NELEM(b[2]) != T * n || NELEM(b[3]) != T * K || NELEM(b[5]) != K) {
         PyErr_SetString(PyExc_ValueError, "rns_combine: inconsistent shapes or shift out of [0, 64]");
-        release(b, 8);
+        release(b, 7);
         return NULL;
     }
     uint64_t *out = U64(b[0]);
     const uint64_t *rows = U64(b[1]), *lows = U64(b[2]), *c = U64(b[3]), *cl = U64(b[4]), *inv = U64(b[5]);
-    const uint64_t *q = U64(b[6]), *ratio = U64(b[7]);
+    const uint64_t *q = U64(b[6]);
+    uint64_t *rem = (uint64_t *)PyMem_Malloc(n * sizeof(uint64_t));
+    if (!rem) {
+        release(b, 7);
+        return PyErr_NoMemory();
+    }
     Py_BEGIN_ALLOW_THREADS
     uint64_t rmask = shift == 64 ? ~(uint64_t)0 : (((uint64_t)1 << shift) - 1);
     for (Py_ssize_t j = 0; j < n; j++) {
         uint64_t lw = 0;
         for (Py_ssize_t t = 0; t < T; t++) lw += lows[t * n + j] * cl[t];
-        uint64_t rem = lw & rmask;
-        uint64_t carry = shift > 0 ? (rem >> (shift - 1)) & 1 : 0;
-        for (Py_ssize_t r = 0; r < K; r++) {
-            uint64_t p = q[r], acc = 0;
-            const uint64_t *rt = ratio + 2 * r;
-            for (Py_ssize_t t = 0; t < T; t++) acc = addmod(acc, mulmod(rows[(t * K + r) * n + j], c[t * K + r], rt, p), p);
-            if (shift > 0) acc = addmod(mulmod(submod(acc, rem % p, p), inv[r], rt, p), carry, p);
-            out[r * n + j] = acc;
+        rem[j] = lw & rmask;
+    }
+    for (Py_ssize_t r = 0; r < K; r++) {
+        uint64_t p = q[r], one_s = shoup_of(1, p), inv_s = shoup_of(inv[r], p);
+        uint64_t *o = out + r * n;
+        for (Py_ssize_t j = 0; j < n; j++) o[j] = 0;
+        for (Py_ssize_t t = 0; t < T; t++) {
+            uint64_t a = c[t * K + r], as = shoup_of(a, p);
+            const uint64_t *x = rows + (t * K + r) * n;
+            for (Py_ssize_t j = 0; j < n; j++) o[j] = addmod(o[j], mul_shoup(x[j], a, as, p), p);
         }
+        if (shift > 0)
+            for (Py_ssize_t j = 0; j < n; j++) {
+                uint64_t carry = (rem[j] >> (shift - 1)) & 1;
+                uint64_t d = submod(o[j], mul_shoup(rem[j], 1, one_s, p), p);
+                o[j] = addmod(mul_shoup(d, inv[r], inv_s, p), carry, p);
+            }
     }
     Py_END_ALLOW_THREADS
-    release(b, 8);
+    PyMem_Free(rem);
+    release(b, 7);
     Py_RETURN_NONE;
 }
 
@@ -765,13 +805,13 @@ static PyMethodDef methods[] = {
     {"unpack_bits", unpack_bits, METH_VARARGS,
      "unpack_bits(out, raw, offset, widths, n) -> bytes read: the inverse of pack_bits."},
     {"rns_lift", rns_lift, METH_VARARGS,
-     "rns_lift(out, out_low, x, moduli, ratios, inv, hat, qmod, hat_low, q_low, n) -> max |X|/Q: centered lift."},
+     "rns_lift(out, out_low, x, moduli, inv, hat, qmod, hat_low, q_low, n) -> max |X|/Q: centered lift."},
     {"rns_masks", rns_masks, METH_VARARGS,
-     "rns_masks(out, out_low, words, moduli, ratios, pow64, offset, offset_low, n): uniform masks in every channel."},
+     "rns_masks(out, out_low, words, moduli, pow64, offset, offset_low, n): uniform masks in every channel."},
     {"rns_rotsum", rns_rotsum, METH_VARARGS,
      "rns_rotsum(rows, low, moduli, elts, n): x <- x + sigma_k(x) for each Galois element, in every channel."},
     {"rns_combine", rns_combine, METH_VARARGS,
-     "rns_combine(out, rows, lows, coeffs, coeffs_low, shift, inv2s, moduli, ratios, n): round(sum a v / 2^s) mod q."},
+     "rns_combine(out, rows, lows, coeffs, coeffs_low, shift, inv2s, moduli, n): round(sum a v / 2^s) mod q."},
     {"all_reduced", all_reduced, METH_VARARGS, "all_reduced(a, moduli, n): every value below its row's modulus."},
     {"lift_signed", lift_signed, METH_VARARGS,
      "lift_signed(out, coeffs, moduli, n): out[p, r] = coeffs[p] mod moduli[r] for int64 coefficients."},

@@ -77,7 +77,7 @@ def lift(src: Ring, residues: np.ndarray, dst: Ring) -> tuple[Channels, float]:
     inv, hat, qmod, hat_low, q_low = _lift_plan(src.moduli, dst.moduli)
     rows = dst.zeros()
     low = np.empty(dst.n, dtype=np.uint64)
-    ratio = _kernels.rns_lift(rows, low, x, dst.q, dst._ratio, inv, hat, qmod, hat_low, q_low, dst.n)
+    ratio = _kernels.rns_lift(rows, low, x, dst.q, inv, hat, qmod, hat_low, q_low, dst.n)
     if ratio > 0.25:
         raise OverflowError(f"a lifted value reaches {ratio:.3f} of its modulus: too large for an exact lift")
     return Channels(dst, rows, low), ratio
@@ -111,7 +111,7 @@ def random_masks(raw: bytes, ring: Ring, bits: int) -> Channels:
         w[-1] &= np.uint64((1 << top_bits) - 1)
     rows = ring.zeros()
     low = np.empty(n, dtype=np.uint64)
-    _kernels.rns_masks(rows, low, w, ring.q, ring._ratio, pow64, offset, offset_low, n)
+    _kernels.rns_masks(rows, low, w, ring.q, pow64, offset, offset_low, n)
     return Channels(ring, rows, low)
 
 
@@ -169,5 +169,5 @@ def combine(terms: list[tuple[Channels, int]], shift: int, ring: Ring | None = N
     coeffs_low = np.array([int(a) % 2**64 for _, a in terms], dtype=np.uint64)
     inv2s = np.array([pow(2, -shift, q) for q in ring.moduli], dtype=np.uint64)
     out = ring.zeros()
-    _kernels.rns_combine(out, rows, lows, coeffs, coeffs_low, int(shift), inv2s, ring.q, ring._ratio, ring.n)
+    _kernels.rns_combine(out, rows, lows, coeffs, coeffs_low, int(shift), inv2s, ring.q, ring.n)
     return out
