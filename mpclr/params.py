@@ -198,9 +198,9 @@ PRESETS: dict[str, Params] = {
         n=16384,
         coeff_bits=(60, 45, 45, 45, 45, 45, 45, 45, 60),
         scale_bits=45,
-        smudging_bits=28,
+        smudging_bits=29,
         refresh_smudging_bits=26,
-        noise_bits=14,
+        noise_bits=15,
         refresh_noise_bits=12,
         description="the study preset: N=16384, scale 2^45, depth 7: one encrypted LR iteration with a "
         "degree-5 sigmoid (depth 5) per collective refresh at level 2, whose modulus holds 64-bit masks; "

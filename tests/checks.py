@@ -31,3 +31,30 @@ def refresh_flooding(params, parties: int) -> float:
 def decryption_flooding(params, parties: int) -> float:
     """The same for a decryption's smudging."""
     return 2.0**params.smudging_bits * np.sqrt(parties * params.n / 2) / 2.0**params.scale_bits
+
+
+def exact_decrypt(fed, ct) -> np.ndarray:
+    """TESTS ONLY: the slots of a server-side ciphertext decrypted without smudging, each hospital's
+    s_i c1 made in its own place (the key shares are never summed): what the ciphertext holds, to its CKKS
+    noise, where a real decryption would add every hospital's smudging."""
+    from mpclr.protocols.decryption import ThresholdDecryption
+    from mpclr.ring import SecretRandom
+    from mpclr.seal.format import CiphertextData, PlaintextData
+
+    data = CiphertextData.from_bytes(ct.to_bytes(compr_mode="none"))
+    level = fed.ctx.check_ciphertext(data)
+    dec, rng, ring = ThresholdDecryption(fed.ctx, smudging_bits=0), SecretRandom(), fed.ctx.ring(level)
+    shares = [dec.gen_share(p._share_for(None), data.data[1], level, rng).data for p in fed.parties]
+    plain = PlaintextData(fed.ctx.level_parms_id(level), data.scale, ring.add(data.data[0], ring.sum(shares)))
+    return fed.ctx.decode(fed.ctx.pyfhel(), plain)
+
+
+def exact_scores(fed, ev) -> np.ndarray:
+    """TESTS ONLY: the scores a SecureEvaluation compared, in global row order, decrypted exactly."""
+    rows = np.arange(ev.layout.n_rows)
+    block, _, first = ev.layout.place(rows)
+    out = np.full(rows.size, np.nan)
+    for b, s in ev.scores.items():
+        sel = block == b
+        out[sel] = exact_decrypt(fed, s.ct)[first[sel]] * ev.D
+    return out

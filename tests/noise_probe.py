@@ -352,7 +352,9 @@ class NoiseProbe:
     def summary(self) -> dict:
         out: dict[str, dict] = {}
         for r in self.records:
-            s = out.setdefault(r.kind, {"count": 0, "std": 0.0, "max": 0.0, "l2": 0.0, "levels": set()})
+            empty = {"count": 0, "std": 0.0, "max": 0.0, "l2": 0.0, "l2_sq_sum": 0.0, "levels": set()}
+            s = out.setdefault(r.kind, empty)
+            s["l2_sq_sum"] += r.noise["l2"] ** 2
             s["count"] += 1
             s["std"] = max(s["std"], r.noise["std"])
             s["max"] = max(s["max"], r.noise["max"])
@@ -364,9 +366,10 @@ class NoiseProbe:
 
 
 def measure_study(params, data, *, parties: int = 3, folds: int = 3, iterations: int = 2, seed: int = 0,
-                  refine_rounds: int = 1) -> dict:
+                  refine_rounds: int = 1, evaluation: bool = True) -> dict:
     """A small real study (in process, workers 0) on `params` with its smudging set to 0, probed: the
-    noise summary per kind of ciphertext it decrypts or refreshes (see NoiseProbe.summary)."""
+    noise summary per kind of ciphertext it decrypts or refreshes (see NoiseProbe.summary). Without
+    `evaluation`, the fold models are decrypted but not evaluated securely (no counts measured)."""
     from mpclr.data import load, split
     from mpclr.federation import Federation
     from mpclr.lr.cv import encrypt_study
@@ -390,7 +393,8 @@ def measure_study(params, data, *, parties: int = 3, folds: int = 3, iterations:
             ecv = encrypt_study(fed, folds=folds, seed=seed, interval=model.interval)
             plan = plan_for(config.model(curvature=ecv.curvature), ecv.curvature)
             ecv.train(fed, plan, workers=0)
-            evaluate_encrypted_cv(fed, ecv, workers=0, refine_rounds=refine_rounds)
+            if evaluation:
+                evaluate_encrypted_cv(fed, ecv, workers=0, refine_rounds=refine_rounds)
             ecv.decrypt_models(fed)
         return probe.summary()
     finally:
