@@ -22,3 +22,11 @@ def test_coordinator_refuses_more_sites_than_the_smudging_is_sized_for(tmp_path)
     cfg = StudyConfig(output=str(tmp_path), sites=[f"hospital-{i}" for i in range(12)], preset="train")
     with pytest.raises(ParameterError, match="sized for up to 10 hospitals"):
         run_deployed_study(None, cfg)
+
+
+def test_local_launcher_refuses_before_starting_anything(tmp_path, capsys):
+    from mpclr.deploy.__main__ import main
+
+    assert main(["local", "--preset", "fast", "--workdir", str(tmp_path)]) == 2
+    assert "'fast' is a teaching preset" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())  # no certificate, keystore or log: nothing was started
