@@ -16,9 +16,11 @@ Steps (each timed in `SecureEvaluation.seconds`)
    vector, the one `EncryptedCV.decrypt_models` reports, and identical rows get identical scores.
    scores: s / D = sum_j x_j W_j + [row] W_0 / D, slot by slot with the weight ciphertexts (same group
    layout, so no rotation): one level, one relinearization per ciphertext (a block shared by two groups
-   takes a second product and a mask). They are not refreshed: a refresh's smudging (sized to hide the
-   noise it refreshes, README "Smudging and masks") would blur every score by about the transition's
-   width, while their own CKKS noise is below 2^-28; the first comparison cycle starts at their level.
+   takes a second product and a mask), then a plaintext product by 2^-10: the rows are encrypted 2^10
+   larger, so this divides the product's noise (up to 2^13 in the coefficients: the rows' encryption
+   noise times the weights, over the features) down to a rescale's rounding. They are not refreshed: a
+   refresh's smudging (sized to hide the noise it refreshes, README "Smudging and masks") would blur
+   every score by about the transition's width; the first comparison cycle starts at their level.
 3. comparison passes. For thresholds theta (per fold and copy), x = (s - theta) / D lies in [-1, 1];
    h = (1 + F(x)) / 2 with the composite sign F of mpclr.lr.comparison, refreshed (projected on the reals)
    between cycles; then
@@ -127,9 +129,14 @@ DEFAULT_REFINE = 4
 # negative score told apart, which takes 3 or 4 rounds of 16 on the shared data sets.
 SMALL_PER_PASS = 16
 _PAD = 0.5  # threshold / D at slots without a row: above every score, so they count 0
-# scores are multiplied by 2^4 (by additions) before a testing decryption: their noise (below 2^11) times
-# 2^4 stays 2^14 under the decryption's smudging (2^29 at train), as for every decryption
-_TEST_SCALE_BITS = 4
+# Hospitals encrypt their evaluation rows 2^10 larger, and the scores come down by 2^-10 in a plaintext
+# product (one level): that divides the noise of the scores' product (their encryption noise times the
+# weights, summed over the features, up to 2^13) down to a rescale's rounding (2^6), so the first refresh
+# after them has little to hide (README, "Smudging and masks").
+SCORE_HEADROOM_BITS = 10
+# scores are multiplied by 2^7 (by additions) before a testing decryption: their noise (a rescale's rounding,
+# below 2^7.5) times 2^7 stays 2^14 under the decryption's smudging (2^29 at train), as for every decryption
+_TEST_SCALE_BITS = 7
 WEIGHT_BOUND_BITS = 6  # public bound 2^6 on |weight| (the training plan's default), for the masks of the averaging
 _MIN_JOBS_FOR_WORKERS = 2
 
@@ -470,8 +477,8 @@ class SecureEvaluation:
                 f"(top level {top}, refresh level {self.refresh_level}); use the 'train' preset"
             )
         self.small = all(g.copies >= 2 for g in self.layout.groups)
-        # scores: one product (and a mask in a block two groups share) below the top, never refreshed
-        self.score_level = top - (2 if any(self.layout.shared(b) for b in range(len(self.layout.blocks))) else 1)
+        # scores: a product and a plaintext product below the top, never refreshed
+        self.score_level = top - 2
         if self.score_level - self.refresh_level < 2:
             raise ParameterError(
                 f"parameter set {self.ctx.params.name!r} has too few levels for encrypted comparisons "
@@ -582,7 +589,7 @@ class SecureEvaluation:
             "layout": self.layout.describe(),
             "mean": np.asarray(self.cv.mean, dtype=np.float64).tolist(),
             "std": np.asarray(self.cv.std, dtype=np.float64).tolist(),
-            "scale": self.D,
+            "scale": self.D / 2.0**SCORE_HEADROOM_BITS,
         }
         top = self.ctx.top_level
         blocks = len(self.layout.blocks)
@@ -651,11 +658,17 @@ class SecureEvaluation:
             for mem in members:
                 g = mem.group
                 dot = ops.dot([(self.data[(b, j)], W[(g, j + 1)]) for j in range(d)])
-                occupied = self.layout.occupied(b, group=g).astype(np.float64) / self.D
+                occupied = self.layout.occupied(b, group=g).astype(np.float64) * 2.0**SCORE_HEADROOM_BITS / self.D
                 score = ops.add(dot, ops.cmul(W[(g, 0)], occupied, dot.level, key=("intercept", b, g)))
-                if self.layout.shared(b):  # keep each group's rows with its own group's weights
+                # 2^SCORE_HEADROOM_BITS s / D down to s / D: the product's noise (the rows' encryption noise
+                # times the weights, summed over the features) divided away; in a block two groups share,
+                # with the mask that keeps each group's rows with its own group's weights
+                down = 2.0**-SCORE_HEADROOM_BITS
+                if self.layout.shared(b):
                     self.masks[(b, g)] = self.layout.occupied(b, group=g).astype(np.float64)
-                    score = ops.cmul(score, self.masks[(b, g)], score.level - 1, key=("mask", b, g))
+                    score = ops.cmul(score, self.masks[(b, g)] * down, score.level - 1, key=("scaled mask", b, g))
+                else:
+                    score = ops.cmul(score, down, score.level - 1)
                 parts.append(score)
             # not refreshed: a refresh's smudging would blur every score by about the transition's width,
             # while their CKKS noise is 2^-30; the first comparison cycle starts at the scores' level
@@ -992,7 +1005,7 @@ class SecureEvaluation:
     # ------------------------------------------------------------------ testing only
     def decrypt_scores_for_testing(self) -> np.ndarray:
         """TESTING ONLY: threshold-decrypts every score the comparisons saw (it reveals them to the
-        researcher), in global row order; multiplied by 2^4 first (additions, no level) for precision."""
+        researcher), in global row order; multiplied by 2^7 first (additions, no level) for precision."""
         if not self.scores:
             raise ProtocolError("compute the scores first")
         rows = np.arange(self.layout.n_rows)

@@ -71,16 +71,20 @@ def test_deployed_study_equals_in_process(deployment):
 
 def check_secure_evaluation(study, X, y):
     """The deployed secure evaluation against scikit-learn on the decrypted models' scores of the same
-    rows: confusion counts exact, AUC within 0.005; only counts reached the researcher."""
+    rows: confusion counts exact up to the rows inside the cutoff's transition (its smudging-sized
+    resolution, plus 1e-3 for the decrypted models' own error), AUC within 0.005; only counts reached the
+    researcher."""
     ev = study["secure_evaluation"]
     W, folds = np.asarray(study["models"]), np.asarray(study["fold_of_row"])
     Z = (X - np.asarray(study["mean"])) / np.asarray(study["std"])
+    delta = ev["method"]["resolution"]["cutoff"] + 1e-3
     for f in ev["folds"]:
         k = f["fold"]
         s, yk = W[k, 0] + Z[folds == k] @ W[k, 1:], y[folds == k]
         tn, fp, fn, tp = confusion_matrix(yk, (s > 0).astype(int), labels=[0, 1]).ravel()
-        assert (f["confusion"]["tp"], f["confusion"]["fp"], f["confusion"]["tn"], f["confusion"]["fn"]) == (
-            tp, fp, tn, fn)
+        near, got = np.abs(s) < delta, f["confusion"]
+        assert abs(got["tp"] - tp) <= (near & (yk == 1)).sum() and abs(got["fp"] - fp) <= (near & (yk == 0)).sum()
+        assert got["tp"] + got["fn"] == yk.sum() and got["fp"] + got["tn"] == (1 - yk).sum()
         assert abs(f["auc"] - roc_auc_score(yk, s)) <= 0.005, (k, f["auc"], roc_auc_score(yk, s))
     assert ev["revealed"] and all(r["to"] == "researcher" for r in ev["revealed"])
 

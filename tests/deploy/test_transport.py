@@ -27,6 +27,8 @@ from mpclr.deploy.site import SiteConfig, answer  # noqa: E402
 from mpclr.deploy.study import encrypted_cv, fold_aucs  # noqa: E402
 from mpclr.errors import ProtocolError  # noqa: E402
 
+from ..checks import refresh_flooding  # noqa: E402
+
 SCHEDULE = [[2.0, 0.0], [1.0, 0.0], [0.7, -0.2]]
 
 
@@ -125,7 +127,10 @@ def test_study_over_the_grid_equals_in_process(tmp_path, data):
     ref = in_process(X, y)
     assert res["status"] == "ok" and res["unavailable"] == []
     assert res["study"]["fold_of_row"] == ref["fold_of_row"]
-    assert np.abs(np.array(res["study"]["models"]) - np.array(ref["models"])).max() < 2e-3
+    # two runs, each its own refreshes' smudging: twice the weights' tolerance against the twin (test_study)
+    assert np.abs(np.array(res["study"]["models"]) - np.array(ref["models"])).max() < 60 * refresh_flooding(
+        mpclr.get_preset("train"), 3
+    )
     a, b = fold_aucs(res["study"], X, y), fold_aucs(ref, X, y)
     assert max(abs(u - v) for u, v in zip(a, b)) < 0.002
     assert res["network"]["retries"] == 1
