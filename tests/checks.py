@@ -25,7 +25,8 @@ def refresh_flooding(params, parties: int) -> float:
     """The standard deviation a collective refresh's smudging adds to one slot (value units at the preset's
     scale): each hospital's Gaussian of sigma 2^refresh_smudging_bits per coefficient, summed over the
     hospitals and over the N coefficients a slot evaluates (a real part: N / 2 of their variance)."""
-    return 2.0**params.refresh_smudging * np.sqrt(parties * params.n / 2) / 2.0**params.scale_bits
+    bits = getattr(params, "refresh_smudging", params.smudging_bits)
+    return 2.0**bits * np.sqrt(parties * params.n / 2) / 2.0**params.scale_bits
 
 
 def decryption_flooding(params, parties: int) -> float:
