@@ -143,8 +143,9 @@ def site_passphrase(config: SiteConfig, prompt: bool = False, new: bool = False)
     if config.passphrase_file:
         path = Path(config.passphrase_file)
         try:
-            if os.stat(path).st_mode & 0o077:
-                raise SiteFailure(f"the passphrase file {path} is readable by others: chmod 600 it")
+            # others' bits only: a systemd credential (0400 plus a read ACL for the service) shows group r
+            if os.stat(path).st_mode & 0o026:
+                raise SiteFailure(f"the passphrase file {path} is readable or writable by others: chmod 600 it")
             return path.read_text().rstrip("\r\n")
         except OSError as exc:
             raise SiteFailure(f"cannot read the passphrase file {path}: {exc}") from None

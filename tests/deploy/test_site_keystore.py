@@ -115,7 +115,7 @@ def test_a_site_says_how_to_give_the_passphrase(deployed, tmp_path, monkeypatch)
     pfile.write_text(PASSPHRASE + "\n")
     os.chmod(pfile, 0o644)
     with_file = SiteConfig("hospital-1", sites[0].keystore, sites[0].data, passphrase_file=str(pfile))
-    with pytest.raises(SiteFailure, match="readable by others"):
+    with pytest.raises(SiteFailure, match="readable or writable by others"):
         SiteRuntime(with_file).identity()
     os.chmod(pfile, 0o600)
     ident = SiteRuntime(with_file).identity()  # the file wins over the (wrong) environment
