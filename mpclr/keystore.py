@@ -63,7 +63,9 @@ class Keystore:
             data = self.key.seal(self.path / fname, data)
         elif self._locked is not None:
             self._refuse_locked(fname)
-        self._write(fname, bytes(data), secret=True)
+        else:
+            data = bytes(data)
+        self._write(fname, data, secret=True)
 
     def get(self, name: str) -> bytes:
         return self._read(f"{name}.bin")
