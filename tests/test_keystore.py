@@ -1,6 +1,10 @@
-"""A federation saved to per-node keystores resumes with the same session, keys and ciphertexts."""
+"""A federation saved to per-node keystores resumes with the same session, keys and ciphertexts; saved
+with a passphrase, its secrets are encrypted on disk and a wrong passphrase, an altered or a swapped
+file is refused, naming the file."""
 
+import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -8,6 +12,7 @@ import pytest
 import mpclr
 from mpclr.errors import FormatError, ProtocolError
 from mpclr.keystore import Keystore
+from mpclr.keystore_crypto import HEADER, KeystoreKey, is_sealed
 from mpclr.wire import KIND_REQUEST
 
 from .checks import assert_rotated
@@ -78,3 +83,112 @@ def test_wrong_keystore_is_refused(saved, tmp_path):
     with pytest.raises(mpclr.ParameterError, match="no saved federation"):
         mpclr.Federation.load(tmp_path)
     fed.close()
+
+
+# --- encryption at rest ---------------------------------------------------------------------------
+PASSPHRASE = "correct horse battery staple"
+
+
+@pytest.fixture(scope="module")
+def both(tmp_path_factory):
+    """The same federation saved twice: without and with a passphrase."""
+    plain, enc = tmp_path_factory.mktemp("plain"), tmp_path_factory.mktemp("encrypted")
+    fed = mpclr.Federation(parties=3, threshold=2, preset="fast")
+    x = np.linspace(-1, 1, 16)
+    a = fed.parties[0].encrypt(x)
+    fed.researcher.ensure_keys()  # the researcher's own secret key is saved too
+    fed.save(plain)
+    fed.save(enc, passphrase=PASSPHRASE)
+    identity = fed.parties[1].identity.export_private()
+    fed.close()
+    return plain, enc, a, x, identity
+
+
+def _files(root):
+    return {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def _windows(blob: bytes, size: int = 64) -> list[bytes]:
+    """A few stretches of a secret file's bytes (past the array header) to look for elsewhere."""
+    return [blob[i : i + size] for i in (len(blob) // 4, len(blob) // 2, 3 * len(blob) // 4, len(blob) - size)]
+
+
+def test_encrypted_federation_resumes(both):
+    _, enc, a, x, _ = both
+    fed = mpclr.Federation.load(enc, passphrase=PASSPHRASE)
+    assert np.abs(fed.decrypt(a, by=[0, 2]) - x).max() < 2e-3
+    fed.close()
+    node = enc / "nodes" / "hospital-2"
+    header = json.loads((node / HEADER).read_text())
+    assert (header["n"], header["r"], header["p"], header["aead"]) == (2**17, 8, 1, "AES-256-GCM")
+    salts = {json.loads((f / HEADER).read_text())["salt"] for f in (enc / "nodes").iterdir()}
+    assert len(salts) == 5  # one salt per node's keystore
+    for path in (enc / "nodes").rglob("secret-*"):
+        assert is_sealed(path.read_bytes()) and os.stat(path).st_mode & 0o777 == 0o600
+    with pytest.raises(FormatError, match="encrypted keystore .*passphrase"):
+        mpclr.Federation.load(enc)
+
+
+def test_no_plaintext_secret_bytes_on_disk(both):
+    plain, enc, _, _, identity = both
+    plain_files, enc_files = _files(plain), _files(enc)
+    secrets = [p for p in plain_files if p.name.startswith("secret-")]
+    assert {p.name for p in secrets} >= {"secret-key-share.bin", "secret-threshold-share.bin",
+                                         "secret-identity.bin", "secret-own-secret-key.bin"}
+    for path in secrets:
+        for w in _windows(plain_files[path]):
+            assert w in plain_files[path]  # the search finds what is there (the unencrypted save)
+            assert not any(w in blob for blob in enc_files.values()), f"{path.name} in the clear"
+    assert any(identity in blob for blob in plain_files.values())
+    assert not any(identity in blob for blob in enc_files.values())
+
+
+def test_wrong_passphrase_is_refused_naming_the_keystore(both, tmp_path):
+    _, enc, *_ = both
+    with pytest.raises(FormatError, match=r"wrong passphrase for keystore .*nodes/server"):
+        mpclr.Federation.load(enc, passphrase="not the passphrase at all")
+    copy = tmp_path / "c"
+    shutil.copytree(enc, copy)
+    header = copy / "nodes" / "server" / HEADER
+    h = json.loads(header.read_text())
+    header.write_text(json.dumps({**h, "n": 2**14}))  # a header weakened by someone with disk access
+    with pytest.raises(FormatError, match=r"wrong passphrase .*\(or its keystore-encryption.json was altered\)"):
+        mpclr.Federation.load(copy, passphrase=PASSPHRASE)
+
+
+@pytest.mark.parametrize("change", ["flip", "other-node", "other-name", "plaintext"])
+def test_altered_or_swapped_secret_file_is_refused(both, tmp_path, change):
+    plain, enc, *_ = both
+    copy = tmp_path / "c"
+    shutil.copytree(enc, copy)
+    target = copy / "nodes" / "hospital-2" / "secret-key-share.bin"
+    if change == "flip":
+        blob = bytearray(target.read_bytes())
+        blob[len(blob) // 2] ^= 1
+        target.write_bytes(bytes(blob))
+    elif change == "other-node":  # hospital-1's share, encrypted under hospital-1's key
+        target.write_bytes((copy / "nodes" / "hospital-1" / "secret-key-share.bin").read_bytes())
+    elif change == "other-name":  # the same node's threshold share, same key, another name
+        target.write_bytes((copy / "nodes" / "hospital-2" / "secret-threshold-share.bin").read_bytes())
+    else:  # the unencrypted share (a downgrade)
+        target.write_bytes((plain / "nodes" / "hospital-2" / "secret-key-share.bin").read_bytes())
+    expected = "is not encrypted although" if change == "plaintext" else "was altered, moved"
+    with pytest.raises(FormatError, match=f"hospital-2/secret-key-share.bin {expected}"):
+        mpclr.Federation.load(copy, passphrase=PASSPHRASE)
+
+
+def test_encryption_refuses_unsafe_set_ups(both, tmp_path):
+    plain, *_ = both
+    with pytest.raises(FormatError, match="already holds unencrypted secrets"):
+        KeystoreKey.open(plain / "nodes" / "hospital-1", PASSPHRASE, create=True)
+    with pytest.raises(FormatError, match="shorter than 12"):
+        KeystoreKey.open(tmp_path / "new", "short", create=True)
+    ks = Keystore.open(tmp_path / "k", PASSPHRASE, create=True)
+    ks.put_secret("x", b"secret bytes")
+    unkeyed = Keystore(tmp_path / "k")  # the same folder opened without its passphrase
+    with pytest.raises(FormatError, match="encrypted keystore"):
+        unkeyed.put_secret("y", b"would be written in the clear")
+    with pytest.raises(FormatError, match="encrypted keystore"):
+        unkeyed.get_secret("x")
+    assert not (tmp_path / "k" / "secret-y.bin").exists()
+    assert Keystore.open(tmp_path / "k", PASSPHRASE).get_secret("x") == b"secret bytes"

@@ -26,8 +26,16 @@ from mpclr.deploy.server_app import StudyConfig, run_deployed_study  # noqa: E40
 from mpclr.deploy.site import SiteConfig, answer  # noqa: E402
 from mpclr.deploy.study import encrypted_cv, fold_aucs  # noqa: E402
 from mpclr.errors import ProtocolError  # noqa: E402
+from mpclr.keystore_crypto import PASSPHRASE_ENV  # noqa: E402
 
 SCHEDULE = [[2.0, 0.0], [1.0, 0.0], [0.7, -0.2]]
+PASSPHRASE = "the sites' passphrase in these tests"
+
+
+@pytest.fixture(autouse=True)
+def keystore_passphrase(monkeypatch):
+    """Sites encrypt their keystores by default: the tests give the passphrase as a site's IT would."""
+    monkeypatch.setenv(PASSPHRASE_ENV, PASSPHRASE)
 
 
 def make_data(n=180, d=3, seed=5):
@@ -94,7 +102,8 @@ class FakeGrid:
 
 
 def _node_config(site: SiteConfig) -> dict:
-    return {"site-name": site.name, "keystore": site.keystore, "data": site.data}
+    return {"site-name": site.name, "keystore": site.keystore, "data": site.data, "encrypt": site.encrypt,
+            "passphrase-file": site.passphrase_file}
 
 
 def study_config(tmp_path, threshold=0, **options):

@@ -44,6 +44,9 @@ def test_site_configuration_survives_flowers_node_config_parser(tmp_path):
     sc = SiteConfig("hospital-2", str(tmp_path / "key store"), str(tmp_path / "data, 2024.csv"), "2/3", "outcome")
     parsed = parse_config_args([sc.node_config()])
     assert SiteConfig.from_mapping(parsed) == sc
+    for changed in (SiteConfig("hospital-2", sc.keystore, sc.data, encrypt=False),
+                    SiteConfig("hospital-2", sc.keystore, sc.data, passphrase_file=str(tmp_path / "pass phrase"))):
+        assert SiteConfig.from_mapping(parse_config_args([changed.node_config()])) == changed
 
 
 def test_app_folder_is_a_valid_flower_app(tmp_path):
