@@ -144,14 +144,8 @@ def _study_preset(name: str) -> str:
     return name
 
 
-def _study_arguments(p: argparse.ArgumentParser, folds: int) -> None:
-    p.add_argument("--parties", type=int, default=3, help="hospitals (key holders), default 3")
-    p.add_argument("--threshold", type=int, default=None, help="t for t-out-of-n (default: n)")
-    p.add_argument("--folds", type=int, default=folds, help=f"cross-validation folds (default {folds})")
-    p.add_argument("--iterations", type=int, default=None, help="Nesterov iterations (default: the twin's, 6)")
-    p.add_argument("--degree", type=int, default=None, choices=(3, 5, 7), help="sigmoid polynomial degree (default 5)")
-    p.add_argument("--learning-rate", type=float, default=None, help="step in units of 1/(c1 curvature) (default 1)")
-    p.add_argument("--seed", type=int, default=0, help="public randomness: split, folds, synthetic data (default 0)")
+def add_preset_argument(p: argparse.ArgumentParser) -> None:
+    """--preset of a command that runs a whole study: the presets that can, the others refused with why."""
     p.add_argument(
         "--preset",
         default="train",
@@ -160,6 +154,17 @@ def _study_arguments(p: argparse.ArgumentParser, folds: int) -> None:
         help=f"CKKS parameter set (default train); {', '.join(NOT_FOR_STUDIES)}: refused, they cannot run a "
         "whole study",
     )
+
+
+def _study_arguments(p: argparse.ArgumentParser, folds: int) -> None:
+    p.add_argument("--parties", type=int, default=3, help="hospitals (key holders), default 3")
+    p.add_argument("--threshold", type=int, default=None, help="t for t-out-of-n (default: n)")
+    p.add_argument("--folds", type=int, default=folds, help=f"cross-validation folds (default {folds})")
+    p.add_argument("--iterations", type=int, default=None, help="Nesterov iterations (default: the twin's, 6)")
+    p.add_argument("--degree", type=int, default=None, choices=(3, 5, 7), help="sigmoid polynomial degree (default 5)")
+    p.add_argument("--learning-rate", type=float, default=None, help="step in units of 1/(c1 curvature) (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="public randomness: split, folds, synthetic data (default 0)")
+    add_preset_argument(p)
     p.add_argument("--split", default="even", help="how rows are split over hospitals: even, or a column name")
     p.add_argument(
         "--evaluation",
