@@ -103,6 +103,7 @@ def run_cv(
         raise ParameterError("evaluation 'decrypted-models' needs decrypt_models=True")
     if evaluation == "secure" and not 0.0 < config.score_bound <= 1e6:
         raise ParameterError(f"parameter score_bound must be in (0, 1e6], got {config.score_bound!r}")
+    config.model()._validate()  # the study's design (iterations, degree, learning rate), before any work
     parts = split(dataset, config.parties, config.split, seed=config.seed)
     # The study numbers rows hospital by hospital (each hospital's rows contiguous), so that a data block
     # holds one hospital's rows: with rows scattered, every hospital would encrypt every block.
@@ -123,8 +124,7 @@ def run_cv(
     for k, (party, part) in enumerate(zip(fed.parties, parts)):
         party.load_data(part.X, part.y, np.arange(offsets[k], offsets[k + 1]))
 
-    model = config.model()  # validates the parameters before anything is encrypted
-    model._validate()
+    model = config.model()
     ecv = encrypt_study(fed, folds=config.folds, seed=config.seed, interval=model.interval)
     timings.update({k: v for k, v in ecv.seconds.items()})
 
