@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from .notebooks.batch import add_batch_parser
+from .params import NOT_FOR_STUDIES, PRESETS, check_study_preset, study_presets
 
 
 def _progress_bar(total_label: str):
@@ -71,8 +72,17 @@ def _report(record: dict) -> str:
 
 
 def _run(args, data) -> int:
+    from .errors import ParameterError
     from .study import StudyConfig, run_cv
 
+    secure = args.evaluation == "secure"
+    if not secure and args.keep_models_encrypted:
+        raise ParameterError(
+            "--evaluation decrypted-models scores the decrypted fold models: it cannot go with --keep-models-encrypted"
+        )
+    if not secure and args.score_bound is not None:
+        raise ParameterError("--score-bound is a bound of the secure evaluation: it does nothing with --evaluation "
+                             "decrypted-models")
     config = StudyConfig(
         parties=args.parties,
         threshold=args.threshold,
@@ -83,6 +93,9 @@ def _run(args, data) -> int:
         seed=args.seed,
         preset=args.preset,
         split=args.split,
+        evaluation=args.evaluation,
+        decrypt_models=not args.keep_models_encrypted,
+        score_bound=StudyConfig.score_bound if args.score_bound is None else args.score_bound,
     )
     progress = None if args.quiet else _progress_bar("encrypted training")
     record = run_cv(data, config, progress=progress)
@@ -118,6 +131,31 @@ def _demo(args) -> int:
     return _run(args, load_breast_cancer())
 
 
+def _study_preset(name: str) -> str:
+    """argparse type of --preset: a preset that cannot run a whole study is refused with the reason."""
+    from .errors import ParameterError
+
+    if name not in PRESETS:
+        raise argparse.ArgumentTypeError(f"unknown preset {name!r}; a study runs with {', '.join(study_presets())}")
+    try:
+        check_study_preset(name)
+    except ParameterError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("parameter preset: ")) from None
+    return name
+
+
+def add_preset_argument(p: argparse.ArgumentParser) -> None:
+    """--preset of a command that runs a whole study: the presets that can, the others refused with why."""
+    p.add_argument(
+        "--preset",
+        default="train",
+        type=_study_preset,
+        choices=study_presets(),
+        help=f"CKKS parameter set (default train); {', '.join(NOT_FOR_STUDIES)}: refused, they cannot run a "
+        "whole study",
+    )
+
+
 def _study_arguments(p: argparse.ArgumentParser, folds: int) -> None:
     p.add_argument("--parties", type=int, default=3, help="hospitals (key holders), default 3")
     p.add_argument("--threshold", type=int, default=None, help="t for t-out-of-n (default: n)")
@@ -126,7 +164,7 @@ def _study_arguments(p: argparse.ArgumentParser, folds: int) -> None:
     p.add_argument("--degree", type=int, default=None, choices=(3, 5, 7), help="sigmoid polynomial degree (default 5)")
     p.add_argument("--learning-rate", type=float, default=None, help="step in units of 1/(c1 curvature) (default 1)")
     p.add_argument("--seed", type=int, default=0, help="public randomness: split, folds, synthetic data (default 0)")
-    p.add_argument("--preset", default="train", help="CKKS parameter set: train (default), deep, fast")
+    add_preset_argument(p)
     p.add_argument("--split", default="even", help="how rows are split over hospitals: even, or a column name")
     p.add_argument(
         "--evaluation",
@@ -140,7 +178,12 @@ def _study_arguments(p: argparse.ArgumentParser, folds: int) -> None:
         action="store_true",
         help="do not decrypt the fold models (then no weight comparison with the twin)",
     )
-    p.add_argument("--score-bound", type=float, default=16.0, help="public bound on |score| for secure comparisons")
+    p.add_argument(
+        "--score-bound",
+        type=float,
+        default=None,
+        help="public bound on |score| for the secure evaluation's comparisons (default 16)",
+    )
     p.add_argument("--json", metavar="OUT", help="write the full study record here")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 

@@ -67,6 +67,34 @@ class Keystore:
             data = bytes(data)
         self._write(fname, data, secret=True)
 
+    def delete_secret(self, name: str) -> bool:
+        """Remove secret `name` once it is spent: overwritten with zeros, flushed, unlinked, and the unlink
+        flushed too. Returns whether there was one.
+
+        Overwriting before unlinking is a best effort, not a guarantee. It clears the file's blocks where
+        the filesystem writes in place (ext4, XFS on a disk without remapping), so the secret cannot be
+        recovered by undeleting the file. It does not reach copies the storage keeps on its own: copy-on-
+        write filesystems (btrfs, ZFS, APFS) and snapshots write the zeros elsewhere, SSDs remap blocks,
+        backups keep what they saw, and `_write` replaces files whole, so an earlier version of a secret
+        may sit in freed blocks anyway. What protects a key at rest is encryption (of the disk, or of the
+        keystore); what this method guarantees is that the keystore itself no longer holds the secret."""
+        path = self.path / f"secret-{name}.bin"
+        try:
+            fd = os.open(path, os.O_WRONLY)
+        except FileNotFoundError:
+            return False
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(bytes(os.fstat(fd).st_size))
+            fh.flush()
+            os.fsync(fd)
+        os.unlink(path)
+        dfd = os.open(self.path, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+        return True
+
     def get(self, name: str) -> bytes:
         return self._read(f"{name}.bin")
 

@@ -15,7 +15,15 @@ from .errors import InsecureParametersWarning, ParameterError
 # max log2(Q*P) for 128-bit security, ternary secret (HE standard, 2018)
 HE_STANDARD_128 = {1024: 27, 2048: 54, 4096: 109, 8192: 218, 16384: 438, 32768: 881}
 
-__all__ = ["Params", "PRESETS", "get_preset", "HE_STANDARD_128"]
+__all__ = [
+    "Params",
+    "PRESETS",
+    "get_preset",
+    "HE_STANDARD_128",
+    "NOT_FOR_STUDIES",
+    "study_presets",
+    "check_study_preset",
+]
 
 
 @dataclass(frozen=True)
@@ -181,3 +189,36 @@ def get_preset(preset: str | Params) -> Params:
         return PRESETS[preset]
     except KeyError:
         raise ParameterError(f"parameter preset: unknown preset {preset!r}; choose one of {sorted(PRESETS)}") from None
+
+
+# --- which presets can run a whole study ------------------------------------------------------------
+# A study (`mpclr cv` / `mpclr demo`, the notebooks' study sequence, the deployment's default study)
+# trains and then evaluates securely. A preset that cannot do all of it is refused before any work, with
+# the reason and the preset to use instead. One table: a preset rebuilt so that it can run a study is
+# allowed again by deleting its line (the command line's choices and every check follow it).
+NOT_FOR_STUDIES: dict[str, str] = {
+    "fast": "its scale 2^30 is too coarse for the secure evaluation (no comparison polynomial reaches error "
+    "1e-6 at the evaluation's resolution) and its smudging (sigma 2^8) hides little of a hospital's key share "
+    "in a decryption share; it is for the workshop's demonstrations only",
+    "deep": "the secure evaluation does not fit its ladder of 40-bit levels (it stops with the internal error "
+    "'cmul from level 2 to 3')",
+}
+STUDY_PRESET = "train"  # what to use instead
+
+
+def study_presets() -> list[str]:
+    """The presets that can run a whole study, in PRESETS order."""
+    return [name for name in PRESETS if name not in NOT_FOR_STUDIES]
+
+
+def check_study_preset(preset: str | Params) -> Params:
+    """The preset, if it can run a whole study; else a ParameterError naming it, why, and what to use.
+    A variant of a preset (`train/smudging=12`, made by the notebooks) is judged by its base preset."""
+    params = get_preset(preset)
+    base = params.name.split("/", 1)[0]
+    why = NOT_FOR_STUDIES.get(base)
+    if why:
+        raise ParameterError(
+            f"parameter preset: {base!r} cannot run a whole study: {why}; use preset {STUDY_PRESET!r} instead"
+        )
+    return params

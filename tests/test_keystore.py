@@ -13,6 +13,7 @@ import mpclr
 from mpclr.errors import FormatError, ProtocolError
 from mpclr.keystore import Keystore
 from mpclr.keystore_crypto import HEADER, KeystoreKey, is_sealed
+from mpclr.network import InProcessNetwork
 from mpclr.wire import KIND_REQUEST
 
 from .checks import assert_rotated
@@ -50,7 +51,8 @@ def test_secrets_are_private_files(saved):
     node = path / "nodes" / "hospital-2"
     assert os.stat(node).st_mode & 0o777 == 0o700
     secrets = sorted(p.name for p in node.iterdir() if p.name.startswith("secret-"))
-    assert secrets == ["secret-identity.bin", "secret-key-share.bin", "secret-threshold-share.bin"]
+    # 2-of-3: the additive share s_i was erased once re-shared; only the threshold share is kept
+    assert secrets == ["secret-identity.bin", "secret-threshold-share.bin"]
     for name in secrets:
         assert os.stat(node / name).st_mode & 0o777 == 0o600
     server_files = {p.name for p in (path / "nodes" / "server").iterdir()}
@@ -133,8 +135,9 @@ def test_no_plaintext_secret_bytes_on_disk(both):
     plain, enc, _, _, identity = both
     plain_files, enc_files = _files(plain), _files(enc)
     secrets = [p for p in plain_files if p.name.startswith("secret-")]
-    assert {p.name for p in secrets} >= {"secret-key-share.bin", "secret-threshold-share.bin",
-                                         "secret-identity.bin", "secret-own-secret-key.bin"}
+    # a 2-of-3 hospital keeps its threshold share only: s_i is erased once it has been re-shared
+    assert {p.name for p in secrets} >= {"secret-threshold-share.bin", "secret-identity.bin",
+                                         "secret-own-secret-key.bin"}
     for path in secrets:
         for w in _windows(plain_files[path]):
             assert w in plain_files[path]  # the search finds what is there (the unencrypted save)
@@ -192,3 +195,73 @@ def test_encryption_refuses_unsafe_set_ups(both, tmp_path):
         unkeyed.get_secret("x")
     assert not (tmp_path / "k" / "secret-y.bin").exists()
     assert Keystore.open(tmp_path / "k", PASSPHRASE).get_secret("x") == b"secret bytes"
+def test_a_deleted_secret_is_overwritten_then_gone(tmp_path):
+    ks = Keystore(tmp_path / "k", create=True)
+    ks.put_secret("x", b"\x17" * 100)
+    path = tmp_path / "k" / "secret-x.bin"
+    os.link(path, tmp_path / "other-name")  # a second name for the same blocks, to see them after the unlink
+    assert ks.delete_secret("x") is True
+    assert not path.exists() and not ks.has("x", secret=True)
+    assert (tmp_path / "other-name").read_bytes() == bytes(100)  # overwritten in place before the unlink
+    assert ks.delete_secret("x") is False  # nothing left to delete
+
+
+class ResumingNetwork(InProcessNetwork):
+    """Every hospital resumed from its keystore for each message and saved after it, as a deployed
+    site does (mpclr.deploy.site): a secret left in the keystore comes back on the next message."""
+
+    def __init__(self, root):
+        super().__init__()
+        self.root = root
+
+    def _deliver(self, recipient, message):
+        node = self._nodes[recipient]
+        if not recipient.startswith("hospital"):
+            return super()._deliver(recipient, message)
+        folder = self.root / recipient
+        if folder.exists():
+            node.load(Keystore(folder))
+        reply = node.handle(message)
+        node.save(Keystore(folder, create=True))
+        return reply
+
+
+@pytest.fixture(scope="module")
+def resumed(tmp_path_factory):
+    """A 2-of-3 federation whose hospitals live in their keystores between messages."""
+    root = tmp_path_factory.mktemp("resumed")
+    fed = mpclr.Federation(parties=3, threshold=2, preset="fast", network=ResumingNetwork(root))
+    yield fed, root
+    fed.close()
+
+
+def test_spent_protocol_secrets_leave_the_keystore(resumed):
+    fed, root = resumed
+    for name in ("hospital-1", "hospital-2", "hospital-3"):
+        files = sorted(p.name for p in (root / name).iterdir() if p.name.startswith("secret-"))
+        # the CRS nonce, the public-key share, the relinearization round's u and the own Shamir point were
+        # each used by the round after the one that made them: none of them is kept
+        assert files == ["secret-identity.bin", "secret-threshold-share.bin"], (name, files)
+    x = np.linspace(-1, 1, 8)
+    assert np.abs(fed.decrypt(fed.parties[0].encrypt(x), by=[0, 2]) - x).max() < 2e-3  # the keys work
+
+
+def test_the_additive_share_is_erased_once_reshared(resumed):
+    fed, root = resumed
+    for party in fed.parties:
+        assert party._sk is None and party._tsk is not None  # the object holds no additive share
+    # a step that needs s_i (it runs only in the key ceremony, before the re-sharing) is refused clearly,
+    # also by a hospital resumed from its keystore
+    for step in ("cpk.commit", "rlk.round1", "shamir.deal"):
+        with pytest.raises(ProtocolError, match="erased its additive key share"):
+            fed.server.call("hospital-2", step)
+    assert not (root / "hospital-2" / "secret-key-share.bin").exists()
+
+
+def test_an_n_of_n_hospital_keeps_its_share(tmp_path):
+    fed = mpclr.Federation(parties=2, preset="fast", network=ResumingNetwork(tmp_path))
+    files = sorted(p.name for p in (tmp_path / "hospital-1").iterdir() if p.name.startswith("secret-"))
+    assert files == ["secret-identity.bin", "secret-key-share.bin"]  # s_i is the share every step uses
+    x = np.linspace(-1, 1, 8)
+    assert np.abs(fed.decrypt(fed.parties[1].encrypt(x)) - x).max() < 2e-3
+    fed.close()

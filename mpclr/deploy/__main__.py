@@ -134,12 +134,14 @@ def _app(args) -> int:
 
 
 def main(argv=None) -> int:
+    from ..cli import add_preset_argument
+
     p = argparse.ArgumentParser(prog="python -m mpclr.deploy", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
     loc = sub.add_parser("local", help="SuperLink + n sites on 127.0.0.1, one study, then stop everything")
     loc.add_argument("--sites", type=int, default=3)
     loc.add_argument("--threshold", type=int, default=0, help="t of t-out-of-n (default n)")
-    loc.add_argument("--preset", default="train")
+    add_preset_argument(loc)  # the local deployment runs the default study
     loc.add_argument("--data", default="breast_cancer")
     loc.add_argument("--folds", type=int, default=5)
     loc.add_argument("--seed", type=int, default=0)

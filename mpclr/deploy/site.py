@@ -19,7 +19,13 @@ rows, answer, save. So a ClientApp may be a fresh process per message (Flower's 
 long-lived one (mpclr.deploy.worker) with the same result, and a restarted site picks up where it was.
 
 Idempotency: a request that arrives again byte for byte (a retry after a lost reply) gets the reply it
-got the first time, from the reply cache, instead of being refused as a replay or done twice.
+got the first time, from the reply cache, instead of being refused as a replay or done twice. Except
+the replies that carry a partial decryption of a ciphertext: decryption, key-switch and refresh shares
+(NEVER_CACHED) are never written to disk, where they would outlive the round that needed them, and
+never computed twice for one request (a second share of the same ciphertext with fresh smudging would
+weaken the smudging). A retry of such a request is refused with an error saying so; the coordinator
+then counts the site as unavailable, and a t-out-of-n round goes on without it (a new round, fresh
+labels), while an n-out-of-n study stops naming the site.
 
 Bootstrap (before a session exists), outside the authenticated envelope format:
   hello -> the site's name, identity public key, number of rows and features
@@ -47,12 +53,13 @@ from ..keystore import Keystore
 from ..keystore_crypto import HEADER, PASSPHRASE_ENV, KeystoreKey
 from ..network import Network
 from ..roles.node import Session
-from ..wire import Identity
+from ..wire import Identity, peek
 
 __all__ = ["SiteConfig", "SiteRuntime", "session_fingerprint", "params_to_json", "params_from_json", "answer",
            "make_client_app"]
 
 REPLY_CACHE_SIZE = 4
+NEVER_CACHED = frozenset({"decrypt.share", "pcks.share", "refresh.share"})  # replies with decryption shares
 
 
 class SiteFailure(MpclrError):
@@ -346,8 +353,15 @@ class SiteRuntime:
         ks = self.keystore(folder)
         digest = hashlib.sha256(body).hexdigest()
         index = ks.get_json("reply-index") if (folder / "reply-index.json").exists() else []
-        for h, name in index:
+        for h, name, *step in index:
             if h == digest:
+                if name is None:
+                    raise SiteFailure(
+                        f"{self.config.name} answered this {step[0]} request before and keeps no copy: "
+                        "decryption, key-switch and refresh shares are neither stored nor computed twice for "
+                        "one request (a second share of the same ciphertext would weaken its smudging); "
+                        "start a new round"
+                    )
                 return ks.get_secret(name), True
         info = ks.get_json("site-session")
         ctx = seal_context(params_from_json(info["params"]))
@@ -362,15 +376,18 @@ class SiteRuntime:
             raise SiteFailure(f"the session keystore cannot be read: {exc}") from None
         reply = dp.handle(body)
         dp.save(ks)
-        name = f"reply-{digest[:16]}"
-        ks.put_secret(name, reply)
-        index = [[digest, name], *[e for e in index if e[0] != digest]]
-        for _, old in index[REPLY_CACHE_SIZE:]:
-            try:
-                os.unlink(folder / f"secret-{old}.bin")
-            except FileNotFoundError:
-                pass
-        ks.put_json("reply-index", index[:REPLY_CACHE_SIZE])
+        step = peek(reply).type  # the reply this site just sealed: its type is the request's
+        if step in NEVER_CACHED:
+            entry = [digest, None, step]  # only a note that it was answered, to refuse a retry clearly
+        else:
+            entry = [digest, f"reply-{digest[:16]}", step]
+            ks.put_secret(entry[1], reply)
+        index = [entry, *[e for e in index if e[0] != digest]]
+        cached = [e for e in index if e[1] is not None]
+        noted = [e for e in index if e[1] is None]
+        for _, old, *_ in cached[REPLY_CACHE_SIZE:]:
+            ks.delete_secret(old)
+        ks.put_json("reply-index", cached[:REPLY_CACHE_SIZE] + noted[:REPLY_CACHE_SIZE])
         return reply, False
 
 

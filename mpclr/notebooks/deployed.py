@@ -58,8 +58,9 @@ class ProgressBar:
         self.bar.close()
 
 
-def run_config(study: Study) -> dict:
-    """The coordinator's run configuration for this study (the deployment runs the presets only)."""
+def run_config(study: Study, decrypt_models: bool = True) -> dict:
+    """The coordinator's run configuration for this study (the deployment runs the presets only);
+    decrypt_models: whether the key holders decrypt the fold models for the researcher."""
     if study.smudging_bits is not None:
         raise ParameterError(
             "parameter smudging_bits: a deployment runs the presets as they are; set it to None in 00"
@@ -72,6 +73,7 @@ def run_config(study: Study) -> dict:
         "folds": study.folds,
         "iterations": study.iterations,
         "degree": study.degree,
+        "decrypt-models": bool(decrypt_models),
     }
 
 
@@ -94,13 +96,14 @@ def run_deployed(
     *,
     connection: str = "",
     flwr_home: str = "",
+    decrypt_models: bool = True,
     progress=None,
     timeout: float = 3600.0,
 ) -> dict:
     """Submit the study and wait for its result (result.json as a dict, plus `transport`)."""
     from ..deploy.local import LocalDeployment, SiteSpec, submit_study
 
-    config = run_config(study)
+    config = run_config(study, decrypt_models)
     if connection:
         out = run.file("deployment") / f"study-{int(time.time() * 1000)}"
         result = submit_study(connection, config, out, flwr_home=flwr_home or None, timeout=timeout,

@@ -12,7 +12,7 @@ import numpy as np
 from ..data import Dataset, check_folds, load, split
 from ..errors import DataError, MpclrError, ParameterError
 from ..federation import Federation
-from ..params import Params, get_preset
+from ..params import Params, check_study_preset, get_preset
 from .parameters import check_parameters, resolve_dataset, split_fractions
 
 __all__ = ["Study", "HospitalData", "make_federation", "threshold_supported", "params_for"]
@@ -100,6 +100,7 @@ class Study:
         if values.get("seed", 0) is None:
             values["seed"] = secrets.randbelow(2**31)
         study = cls(**values)
+        check_study_preset(study.preset)  # a preset that cannot run the whole sequence (e.g. the workshop's)
         study.params()  # the crypto code's own rules, e.g. smudging within the preset's bounds
         return study
 

@@ -2,6 +2,12 @@
 
 The share is created inside `join` from the OS CSPRNG and is only ever used inside the handlers below;
 what leaves is a protocol share (an RLWE sample, a smudged partial decryption) or a ciphertext.
+
+Secrets live only as long as they are needed. A protocol's own secrets (the CRS nonce, the committed
+public-key share, the relinearization round's ephemeral u, this party's own Shamir point) are kept
+between the two messages that use them and dropped by the second; `save` then deletes their files. In
+a t-out-of-n session the additive share s_i is erased once the threshold set-up has re-shared it: every
+later step uses the threshold share, and a step that would need s_i is refused.
 """
 
 from __future__ import annotations
@@ -10,7 +16,7 @@ import hashlib
 
 import numpy as np
 
-from ..errors import ProtocolError
+from ..errors import FormatError, ProtocolError
 from ..protocols import shamir
 from ..protocols.cpk import PublicKeyGen
 from ..protocols.decryption import ThresholdDecryption
@@ -26,6 +32,9 @@ from .node import Node, Session
 
 __all__ = ["DataProvider"]
 
+# secrets one protocol step keeps for the next, as bytes (kept in `_pending`, saved as pending-<name>)
+_PENDING_BYTES = ("crs_nonce", "cpk_share", "shamir_own")
+
 
 def commitment(data: bytes) -> bytes:
     return hashlib.sha256(b"mpclr/commit/v1\x00" + data).digest()
@@ -38,6 +47,7 @@ class DataProvider(Node):
         super().__init__(name, ctx, network)
         self._rng = SecretRandom()
         self._sk: SecretKeyShare | None = None
+        self._sk_erased = False  # s_i was erased after the t-out-of-n re-sharing (so say so when asked for it)
         self._pending: dict[str, object] = {}
         self._crs: CommonRandomString | None = None
         self._he = None  # Pyfhel with the collective public key, made when the key arrives
@@ -80,6 +90,7 @@ class DataProvider(Node):
         if self.name not in session.key_holders:
             raise ProtocolError(f"{self.name} is not a key holder of this session")
         self._sk = SecretKeyShare.generate(self.ctx.key_ring, self._rng)
+        self._sk_erased = False
         self._tsk = None
         self._pending.clear()
         self._crs = None
@@ -88,6 +99,12 @@ class DataProvider(Node):
 
     # --- helpers --------------------------------------------------------------------------------
     def _secret(self) -> SecretKeyShare:
+        if self._sk_erased:
+            raise ProtocolError(
+                f"{self.name} erased its additive key share s_i when the t-out-of-n set-up re-shared it: this "
+                "step needs s_i and runs only in the key ceremony, before that set-up (later steps use the "
+                "threshold share)"
+            )
         if self._sk is None:
             raise ProtocolError(f"{self.name} holds no key share: join a session first")
         return self._sk
@@ -116,11 +133,15 @@ class DataProvider(Node):
 
     # --- persistence ----------------------------------------------------------------------------
     def _save_role(self, ks) -> None:
-        if self._sk is not None:
-            self._sk.export_to_keystore(ks, "key-share")
-        if self._tsk is not None:
-            self._tsk.export_to_keystore(ks, "threshold-share")
+        """The keystore mirrors what this party holds: a secret it no longer holds (spent, erased) is
+        deleted from it, not left behind for the next load."""
+        for name, share in (("key-share", self._sk), ("threshold-share", self._tsk)):
+            if share is not None:
+                share.export_to_keystore(ks, name)
+            else:
+                ks.delete_secret(name)
         public = {
+            "key_share_erased": self._sk_erased,
             "crs_seed": self._crs.seed.hex() if self._crs else None,
             "used_refresh_labels": sorted(self._used_refresh_labels),
             "crs_commitments": {k: bytes(v).hex() for k, v in self._pending.get("crs_commitments", {}).items()},
@@ -133,11 +154,15 @@ class DataProvider(Node):
         ):
             if value is not None:
                 ks.put(name, value)
-        for name in ("crs_nonce", "cpk_share", "shamir_own"):
+        for name in _PENDING_BYTES:
             if name in self._pending:
                 ks.put_secret(f"pending-{name}", self._pending[name])
+            else:
+                ks.delete_secret(f"pending-{name}")
         if "rlk_u" in self._pending:
             self._pending["rlk_u"].export_to_keystore(ks, "pending-rlk_u")
+        else:
+            ks.delete_secret("pending-rlk_u")
 
     def _load_role(self, ks) -> None:
         ring = self.ctx.key_ring
@@ -148,6 +173,9 @@ class DataProvider(Node):
             else None
         )
         public = ks.get_json("data-provider")
+        self._sk_erased = bool(public.get("key_share_erased", False))
+        if self._sk_erased and self._sk is not None:
+            raise FormatError(f"keystore {ks.path} holds a key share this party erased: refusing to use it")
         self._crs = CommonRandomString(bytes.fromhex(public["crs_seed"])) if public["crs_seed"] else None
         self._used_refresh_labels = set(public["used_refresh_labels"])
         self._public_key = ks.get("public-key") if ks.has("public-key") else None
@@ -156,7 +184,7 @@ class DataProvider(Node):
         self._pending = {}
         if public["crs_commitments"]:
             self._pending["crs_commitments"] = {k: bytes.fromhex(v) for k, v in public["crs_commitments"].items()}
-        for name in ("crs_nonce", "cpk_share", "shamir_own"):
+        for name in _PENDING_BYTES:
             if ks.has(f"pending-{name}", True):
                 self._pending[name] = ks.get_secret(f"pending-{name}")
         if ks.has("pending-rlk_u", True):
@@ -232,8 +260,11 @@ class DataProvider(Node):
         u = self._pending.pop("rlk_u", None)
         if u is None:
             raise ProtocolError("relinearization round 2 before round 1")
-        round1 = self._rlk.share_from_bytes(fields["round1"], 1)
-        return {"share": self._rlk.gen_share_round_two(self._secret(), u, round1, self._rng).to_bytes()}
+        try:
+            round1 = self._rlk.share_from_bytes(fields["round1"], 1)
+            return {"share": self._rlk.gen_share_round_two(self._secret(), u, round1, self._rng).to_bytes()}
+        finally:
+            u.erase()  # used once, whatever happens: a second round two would need a fresh round one
 
     # --- rotation keys --------------------------------------------------------------------------
     def _on_gkg_share(self, fields, sender):
@@ -318,6 +349,11 @@ class DataProvider(Node):
             plain = self.identity.open_box(boxes[name], self._box_aad(name, self.name))
             shares.append(sharing.share_from_bytes(plain))
         self._tsk = SecretKeyShare(self.ctx.key_ring, sharing.aggregate_shares(shares))
+        if s.threshold < s.n and self._sk is not None:
+            # s_i is re-shared: from now on every protocol uses the threshold share, so s_i goes (and
+            # with it, at the next save, its file). A later request that needs it gets a clear refusal.
+            self._sk.erase()
+            self._sk, self._sk_erased = None, True
         return {}
 
     # --- collective refresh ---------------------------------------------------------------------

@@ -231,3 +231,37 @@ def test_site_configuration_errors_name_the_problem(tmp_path, data):
     grid = FakeGrid(sites)
     with pytest.raises(ProtocolError, match="hospital-2.*missing.csv"):
         run_deployed_study(grid, study_config(tmp_path))
+
+
+@pytest.mark.parametrize(
+    "change,match",
+    [
+        ({"preset": "fast"}, r"parameter preset: 'fast' cannot run a whole study: .*use preset 'train' instead"),
+        ({"options": {"folds": 3, "decrypt_model": False}}, r"'decrypt_model' is not an option of the study"),
+        ({"options": {"schedule": json.dumps(SCHEDULE), "iterations": 4}}, "with an explicit schedule they"),
+        ({"options": {"evaluation": "decrypted"}}, "evaluation must be 'secure' or 'none'"),
+        ({"options": {"decrypt-models": "maybe"}}, "decrypt-models must be true or false"),
+    ],
+)
+def test_the_default_study_refuses_what_it_cannot_run_before_contacting_a_site(tmp_path, data, change, match):
+    X, y = data
+    grid = FakeGrid(write_sites(tmp_path, X, y))
+    cfg = study_config(tmp_path)
+    for k, v in change.items():
+        setattr(cfg, k, v)
+    with pytest.raises(mpclr.ParameterError, match=match):
+        run_deployed_study(grid, cfg)
+    assert grid.delivered == []  # not even a hello
+    assert json.loads((tmp_path / "out" / "failed.json").read_text())["phase"] == "setup"
+
+
+def test_a_deployed_study_can_keep_its_models_encrypted(tmp_path, data):
+    X, y = data
+    grid = FakeGrid(write_sites(tmp_path, X, y))
+    res = run_deployed_study(grid, study_config(tmp_path, workers=0, evaluation="none", **{"decrypt-models": False}))
+    study = res["study"]
+    assert study["models"] is None and study["decrypt_models"] is False and study["secure_evaluation"] is None
+    # the researcher received the pooled aggregate that sets the scaling, nothing else
+    assert [r["label"] for r in study["revealed"]] == ["pooled count, sums and cross-products"]
+    assert sorted(site for site, step in grid.delivered if step == "decrypt.share") == [
+        "hospital-1", "hospital-2", "hospital-3"]  # one decryption round: the aggregate's
