@@ -164,19 +164,20 @@ def test_altered_or_swapped_secret_file_is_refused(both, tmp_path, change):
     plain, enc, *_ = both
     copy = tmp_path / "c"
     shutil.copytree(enc, copy)
-    target = copy / "nodes" / "hospital-2" / "secret-key-share.bin"
+    # the federation is 2-of-3: its hospitals keep their threshold shares (s_i is erased after re-sharing)
+    target = copy / "nodes" / "hospital-2" / "secret-threshold-share.bin"
     if change == "flip":
         blob = bytearray(target.read_bytes())
         blob[len(blob) // 2] ^= 1
         target.write_bytes(bytes(blob))
     elif change == "other-node":  # hospital-1's share, encrypted under hospital-1's key
-        target.write_bytes((copy / "nodes" / "hospital-1" / "secret-key-share.bin").read_bytes())
-    elif change == "other-name":  # the same node's threshold share, same key, another name
-        target.write_bytes((copy / "nodes" / "hospital-2" / "secret-threshold-share.bin").read_bytes())
+        target.write_bytes((copy / "nodes" / "hospital-1" / "secret-threshold-share.bin").read_bytes())
+    elif change == "other-name":  # the same node's identity key, same key, another name
+        target.write_bytes((copy / "nodes" / "hospital-2" / "secret-identity.bin").read_bytes())
     else:  # the unencrypted share (a downgrade)
-        target.write_bytes((plain / "nodes" / "hospital-2" / "secret-key-share.bin").read_bytes())
+        target.write_bytes((plain / "nodes" / "hospital-2" / "secret-threshold-share.bin").read_bytes())
     expected = "is not encrypted although" if change == "plaintext" else "was altered, moved"
-    with pytest.raises(FormatError, match=f"hospital-2/secret-key-share.bin {expected}"):
+    with pytest.raises(FormatError, match=f"hospital-2/secret-threshold-share.bin {expected}"):
         mpclr.Federation.load(copy, passphrase=PASSPHRASE)
 
 

@@ -79,7 +79,9 @@ def test_no_secret_bytes_on_disk_at_an_encrypting_site(deployed):
         root = Path(site.keystore)
         key = KeystoreKey.open(root, PASSPHRASE) if site.encrypt else None
         found = secrets_of(root, session, key)
-        assert {"site/identity", f"{session}/key-share", f"{session}/threshold-share"} <= set(found)
+        # 2-of-3: the additive share s_i is erased once re-shared, the threshold share is what the site keeps
+        assert {"site/identity", f"{session}/threshold-share"} <= set(found)
+        assert f"{session}/key-share" not in found
         assert any(name.startswith(f"{session}/reply-") for name in found)
         disk = on_disk(root)
         for name, secret in found.items():
@@ -133,7 +135,7 @@ def test_list_describes_every_file(deployed, tmp_path):
     assert code == 0
     assert "secrets encrypted at rest (scrypt n=131072 r=8 p=1, AES-256-GCM)" in out
     assert f"session {session}: joined" in out and "2-of-3" in out
-    assert "the hospital's share of the collective secret key" in out
+    assert "the hospital's Shamir share of the collective secret key" in out
     inv = ka.inventory(sites[0].keystore)
     files = [(e["folder"], f) for e in inv["folders"] for f in e["files"]]
     assert len(files) >= 10 and inv["plaintext_secrets"] == []
@@ -175,7 +177,7 @@ def test_destroy_overwrites_secrets_then_removes(deployed, tmp_path):
     _, sites, session = deployed
     root = tmp_path / "keystore"
     shutil.copytree(sites[0].keystore, root)
-    share = root / "sessions" / session / "secret-key-share.bin"
+    share = root / "sessions" / session / "secret-threshold-share.bin"
     before = share.read_bytes()
     os.link(share, tmp_path / "second-name")  # a second name for the same file: shows what destroy wrote
     code, out, err = cli("destroy", str(root), "--session", session[:8])
@@ -196,7 +198,7 @@ def test_an_altered_secret_stops_the_message_naming_the_file(deployed, tmp_path,
     monkeypatch.setenv(PASSPHRASE_ENV, PASSPHRASE)
     root = tmp_path / "keystore"
     shutil.copytree(sites[0].keystore, root)
-    share = root / "sessions" / session / "secret-key-share.bin"
+    share = root / "sessions" / session / "secret-threshold-share.bin"
     blob = bytearray(share.read_bytes())
     blob[100] ^= 0x80
     share.write_bytes(bytes(blob))
