@@ -22,17 +22,15 @@ from ..protocols.share import SecretKeyShare
 from ..ring import CommonRandomString, SecretRandom
 from ..seal.format import pack_ciphertext
 from ..wire import seal_box
+from .guard import RequestGuard, aggregate_round_one, check_public_key, commitment
 from .node import Node, Session
 
-__all__ = ["DataProvider"]
-
-
-def commitment(data: bytes) -> bytes:
-    return hashlib.sha256(b"mpclr/commit/v1\x00" + data).digest()
+__all__ = ["DataProvider", "commitment"]
 
 
 class DataProvider(Node):
     role = "data provider"
+    encrypted_replies = frozenset({"decrypt.share", "pcks.share"})  # for the researcher's eyes only
 
     def __init__(self, name, ctx, network):
         super().__init__(name, ctx, network)
@@ -50,6 +48,7 @@ class DataProvider(Node):
         self._tsk: SecretKeyShare | None = None  # Shamir share sigma_k (t < n only)
         self._used_refresh_labels: set[str] = set()
         self._researcher_pk: bytes | None = None
+        self._guard = RequestGuard(ctx)
         self._handlers.update(
             {
                 "crs.commit": self._on_crs_commit,
@@ -85,6 +84,7 @@ class DataProvider(Node):
         self._crs = None
         self._used_refresh_labels.clear()
         self._researcher_pk = None
+        self._guard.reset()
 
     # --- helpers --------------------------------------------------------------------------------
     def _secret(self) -> SecretKeyShare:
@@ -138,6 +138,7 @@ class DataProvider(Node):
                 ks.put_secret(f"pending-{name}", self._pending[name])
         if "rlk_u" in self._pending:
             self._pending["rlk_u"].export_to_keystore(ks, "pending-rlk_u")
+        self._guard.save(ks)
 
     def _load_role(self, ks) -> None:
         ring = self.ctx.key_ring
@@ -162,6 +163,7 @@ class DataProvider(Node):
         if ks.has("pending-rlk_u", True):
             self._pending["rlk_u"] = SecretKeyShare.import_from_keystore(ring, ks, "pending-rlk_u")
         self._folds = None if public["folds"] is None else np.asarray(public["folds"], dtype=np.int64)
+        self._guard.load(ks)
 
     def _require_crs(self) -> CommonRandomString:
         if self._crs is None:
@@ -175,6 +177,11 @@ class DataProvider(Node):
     # --- common random string: commit-then-reveal coin toss -------------------------------------
     def _on_crs_commit(self, fields, sender):
         self._from_server(sender, "crs.commit")
+        if self._crs is not None or "crs_nonce" in self._pending:
+            raise ProtocolError(
+                "crs.commit: this hospital committed to its nonce in this session already (a second nonce would "
+                "let the server choose among common random strings)"
+            )
         nonce = self._rng.bytes(32)
         self._pending["crs_nonce"] = nonce
         return {"commitment": commitment(nonce)}
@@ -199,12 +206,19 @@ class DataProvider(Node):
                 raise ProtocolError(f"nonce of {name} does not match its commitment")
         if nonces.get(self.name) != self._pending.pop("crs_nonce"):
             raise ProtocolError("own nonce missing from the common random string")
-        self._crs = CommonRandomString(crs_seed(self._require_session(), nonces))
-        return {"seed_hash": hashlib.sha256(self._crs.seed).digest()}
+        s = self._require_session()
+        self._crs = CommonRandomString(crs_seed(s, nonces))
+        # signed, so every node can check that every hospital derived this same seed (keys.install)
+        return {
+            "seed_hash": hashlib.sha256(self._crs.seed).digest(),
+            "signature": self.identity.sign_statement(s.id, "crs.seed", self.name, self._crs.seed),
+        }
 
     # --- collective public key ------------------------------------------------------------------
     def _on_cpk_commit(self, fields, sender):
         self._from_server(sender, "cpk.commit")
+        if "cpk_share" in self._pending or self._guard.cpk_commitments is not None:
+            raise ProtocolError("cpk.commit: this hospital committed to its public-key share in this session already")
         crp = self._cpk.sample_crp(self._require_crs())
         share = self._cpk.gen_share(self._secret(), crp, self._rng).to_bytes()
         self._pending["cpk_share"] = share
@@ -214,25 +228,34 @@ class DataProvider(Node):
         self._from_server(sender, "cpk.reveal")
         if sorted(fields["commitments"]) != sorted(self._require_session().key_holders):
             raise ProtocolError("public-key share requested before every key holder committed")
-        share = self._pending.pop("cpk_share")
+        share = self._pending["cpk_share"]
         if fields["commitments"][self.name] != commitment(share):
             raise ProtocolError("the server relayed a wrong commitment for this party")
-        return {"share": share}
+        # every share in keys.install must open these: none can be chosen after this hospital's is seen
+        self._guard.cpk_commitments = {p: bytes(c) for p, c in fields["commitments"].items()}
+        del self._pending["cpk_share"]
+        s = self._require_session()
+        return {"share": share, "signature": self.identity.sign_statement(s.id, "cpk.share", self.name, share)}
 
     # --- relinearization key --------------------------------------------------------------------
     def _on_rlk_round1(self, fields, sender):
         self._from_server(sender, "rlk.round1")
+        if "rlk_u" in self._pending or self._guard.rlk_round1 is not None:
+            raise ProtocolError("rlk.round1: answered already in this session (one ephemeral secret per key)")
         u = self._rlk.ephemeral(self._rng)
-        self._pending["rlk_u"] = u
         crp = self._rlk.sample_crp(self._require_crs())
-        return {"share": self._rlk.gen_share_round_one(self._secret(), u, crp, self._rng).to_bytes()}
+        share = self._rlk.gen_share_round_one(self._secret(), u, crp, self._rng).to_bytes()
+        self._pending["rlk_u"] = u
+        self._guard.rlk_round1 = hashlib.sha256(share).digest()
+        s = self._require_session()
+        return {"share": share, "signature": self.identity.sign_statement(s.id, "rlk.round1", self.name, share)}
 
     def _on_rlk_round2(self, fields, sender):
         self._from_server(sender, "rlk.round2")
-        u = self._pending.pop("rlk_u", None)
-        if u is None:
+        if "rlk_u" not in self._pending:
             raise ProtocolError("relinearization round 2 before round 1")
-        round1 = self._rlk.share_from_bytes(fields["round1"], 1)
+        round1 = aggregate_round_one(self._rlk, self._require_session(), fields, self.name, self._guard.rlk_round1)
+        u = self._pending.pop("rlk_u")
         return {"share": self._rlk.gen_share_round_two(self._secret(), u, round1, self._rng).to_bytes()}
 
     # --- rotation keys --------------------------------------------------------------------------
@@ -243,6 +266,8 @@ class DataProvider(Node):
         elts = [int(e) for e in fields["galois_elts"]] if batch else [int(fields["galois_elt"])]
         if not 1 <= len(elts) <= 64 or len(set(elts)) != len(elts):
             raise ProtocolError(f"rotation key shares for 1 to 64 distinct Galois elements, got {elts}")
+        if any(e % 2 == 0 or not 0 < e < 2 * self.ctx.n for e in elts):
+            raise ProtocolError(f"gkg.share: Galois elements must be odd and below 2N = {2 * self.ctx.n}, got {elts}")
         sk = self._share_for(fields.get("participants"))
         crs = self._require_crs()
         shares = [self._gkg.gen_share(sk, e, self._gkg.sample_crp(crs, e), self._rng).to_bytes() for e in elts]
@@ -250,8 +275,14 @@ class DataProvider(Node):
 
     # --- public key for encryption --------------------------------------------------------------
     def _on_keys_install(self, fields, sender):
+        """Install the collective public key only if it is the one every hospital's signed share and this
+        hospital's own CRS make: a key the server made itself would let it read every upload."""
         self._from_server(sender, "keys.install")
-        self._public_key = bytes(fields["public_key"])
+        if self._guard.cpk_commitments is None:
+            raise ProtocolError("keys.install: before this hospital revealed its public-key share")
+        key = check_public_key(self.ctx, self._require_session(), fields, self._require_crs(),
+                               self._guard.cpk_commitments)
+        self._public_key = key
         self._he = None
         return {}
 
@@ -267,19 +298,19 @@ class DataProvider(Node):
     # --- threshold decryption -------------------------------------------------------------------
     def _on_decrypt_share(self, fields, sender):
         s = self._require_session()
-        if sender not in (s.researcher, s.server):
-            raise ProtocolError(f"decryption shares go to the researcher, not {sender}")
+        if sender != s.researcher:
+            raise ProtocolError(f"decrypt.share: decryption shares go only to the study's researcher, not {sender}")
         sk = self._share_for(fields.get("participants"))
         if isinstance(fields["c1"], list):  # a batch: one share per ciphertext, in order
             if len(fields["c1"]) != len(fields["levels"]) or len(fields["c1"]) > 4096:
                 raise ProtocolError("a batch of decryption requests needs one level per ciphertext")
-            shares = []
-            for raw, level in zip(fields["c1"], fields["levels"]):
-                c1 = self._dec.c1_from_bytes(raw, int(level))
-                shares.append(self._dec.gen_share(sk, c1, int(level), self._rng).to_bytes())
-            return {"shares": shares}
+            levels = [int(level) for level in fields["levels"]]
+            c1s = [self._dec.c1_from_bytes(raw, level) for raw, level in zip(fields["c1"], levels)]
+            self._guard.admit(c1s, levels, "decrypt.share")
+            return {"shares": [self._dec.gen_share(sk, c1, lv, self._rng).to_bytes() for c1, lv in zip(c1s, levels)]}
         level = int(fields["level"])
         c1 = self._dec.c1_from_bytes(fields["c1"], level)
+        self._guard.admit([c1], [level], "decrypt.share")
         share = self._dec.gen_share(sk, c1, level, self._rng)
         return {"share": share.to_bytes()}
 
@@ -289,6 +320,9 @@ class DataProvider(Node):
 
     def _on_shamir_deal(self, fields, sender):
         self._from_server(sender, "shamir.deal")
+        if self._tsk is not None or "shamir_own" in self._pending:
+            raise ProtocolError("shamir.deal: this hospital dealt its key share in this session already (a second "
+                                "sharing would leave the hospitals with shares of different polynomials)")
         s = self._require_session()
         sharing = shamir.ThresholdSharing(self.ctx.key_ring, s.threshold, s.n)
         poly = sharing.gen_polynomial(self._secret(), self._rng)
@@ -350,6 +384,7 @@ class DataProvider(Node):
         ):
             raise ProtocolError("refresh request names invalid Galois elements")
         sk = self._share_for(fields.get("participants"))
+        self._guard.admit(c1s, [level] * len(c1s), "refresh.share")
         crps = [self._refresh.sample_crp(self._require_crs(), f"{label}/{o}") for o in range(len(outputs))]
         self._used_refresh_labels.add(label)
         h0s, h1s = self._refresh.gen_shares(sk, c1s, level, crps, outputs, bits, self._rng)
@@ -364,7 +399,8 @@ class DataProvider(Node):
         return {"key_hash": key_hash(self._researcher_pk)}
 
     def _on_pcks_share(self, fields, sender):
-        self._from_server(sender, "pcks.share")
+        if sender != self._require_session().researcher:
+            raise ProtocolError(f"pcks.share: key-switch shares go only to the study's researcher, not {sender}")
         if self._researcher_pk is None:
             raise ProtocolError("no researcher key registered with this party")
         if fields["target"] != key_hash(self._researcher_pk):
@@ -372,6 +408,7 @@ class DataProvider(Node):
         level = int(fields["level"])
         sk = self._share_for(fields.get("participants"))
         c1 = self._dec.c1_from_bytes(fields["c1"], level)
+        self._guard.admit([c1], [level], "pcks.share")
         target = self._pcks.target(self._researcher_pk)
         return {"share": self._pcks.gen_share(sk, c1, level, target, self._rng).to_bytes()}
 
