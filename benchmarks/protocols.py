@@ -121,7 +121,7 @@ def run_case(preset: str, n: int, threshold: int | None) -> dict:
     for step, agg, owner, calls in [
         ("decrypt.share", "decrypt.combine", r_, reps + 1),
         ("refresh.share", "refresh.combine", s, reps),
-        ("pcks.share", "pcks.combine", s, 1),
+        ("pcks.share", "pcks.combine", r_, 1),
     ]:
         b = bytes_of(tr, step)
         steps.append(
