@@ -14,6 +14,15 @@ The signatures are Ed25519 under the keys in the session's roster (wire.statemen
 session, step and author), so they hold whoever relays the values. They are as trustworthy as the
 roster: each site checks its own key in it at join, and the session fingerprint that sites compare
 (with each other, not only with the coordinator) covers every key in it.
+
+Why the commitments themselves are not signed. What must be authentic is what a hospital ends up
+using: the public-key shares (signed) and the CRS seed (every hospital signs the seed it derived, and
+keys.install carries all those signatures, so two hospitals with different CRSs are caught). A
+commitment the server forges can only make that check fail: every hospital holds the commitments it
+saw before revealing its own share and requires each signed share to open them, so each share was
+fixed before the first honest reveal, whoever made the commitment. Signing commitments would add no
+such guarantee. What does matter is that a hospital commits once: asked for a second nonce or share,
+it would let the server pick among them.
 """
 
 from __future__ import annotations
