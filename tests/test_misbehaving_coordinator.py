@@ -272,5 +272,9 @@ def test_a_second_commitment_is_refused(bare):
     b = bare
     b.server.agree_crs()
     refused(b.server, H1, "crs.commit", "committed to its nonce in this session already")
-    b.server.call(H1, "cpk.commit")
+    commits = {H1: b.server.call(H1, "cpk.commit")["commitment"]}
+    refused(b.server, H1, "cpk.commit", "committed to its public-key share in this session already")
+    commits.update({p: b.server.call(p, "cpk.commit")["commitment"] for p in b.names[1:]})
+    b.server.call_many("cpk.reveal", {p: {"commitments": commits} for p in b.names})
+    refused(b.server, H1, "cpk.reveal", "revealed already", commitments=commits)
     refused(b.server, H1, "cpk.commit", "committed to its public-key share in this session already")

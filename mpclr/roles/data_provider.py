@@ -228,7 +228,9 @@ class DataProvider(Node):
         self._from_server(sender, "cpk.reveal")
         if sorted(fields["commitments"]) != sorted(self._require_session().key_holders):
             raise ProtocolError("public-key share requested before every key holder committed")
-        share = self._pending["cpk_share"]
+        share = self._pending.get("cpk_share")
+        if share is None:
+            raise ProtocolError("cpk.reveal: no public-key share committed to (or it was revealed already)")
         if fields["commitments"][self.name] != commitment(share):
             raise ProtocolError("the server relayed a wrong commitment for this party")
         # every share in keys.install must open these: none can be chosen after this hospital's is seen
