@@ -76,6 +76,7 @@ def run_case(preset: str, n: int, threshold: int | None) -> dict:
         ("cpk.commit", None),
         ("cpk.reveal", "cpk.aggregate"),
         ("rlk.round1", "rlk.round1.aggregate"),
+        ("rlk.check", None),
         ("rlk.round2", "rlk.round2.aggregate"),
         ("shamir.deal", None),
         ("shamir.receive", None),

@@ -23,15 +23,17 @@ import pytest
 import mpclr
 from mpclr.errors import ProtocolError
 from mpclr.federation import seal_context
+from mpclr.keystore import Keystore
 from mpclr.network import InProcessNetwork
 from mpclr.params import get_preset
 from mpclr.protocols import c1 as c1check
 from mpclr.protocols.decryption import ThresholdDecryption
+from mpclr.protocols.lincheck import aggregate_digest
 from mpclr.protocols.rlk import TAG1, RelinKeyGen
 from mpclr.protocols.share import Share
 from mpclr.ring import SecretRandom
 from mpclr.roles import DataProvider, Researcher, Server, Session
-from mpclr.roles.guard import commitment
+from mpclr.roles.guard import commitment, round_one_check
 from mpclr.seal.format import CiphertextData
 
 H1 = "hospital-1"
@@ -186,26 +188,136 @@ def test_server_requested_key_switch_share(fed):
 
 
 # --- 4. a forged relinearization aggregate ------------------------------------------------------------
-def test_forged_relinearization_aggregate(bare):
-    b = bare
+def _round_one(b):
+    """Round 1 against the real hospitals: their shares and the true aggregate."""
     b.server.agree_crs()
+    rlk = RelinKeyGen(b.ctx)
     r1 = b.server.call_many("rlk.round1", {p: {} for p in b.names})
-    shape = RelinKeyGen(b.ctx).share_from_bytes(r1[H1]["share"], 1).data.shape
+    shares = {p: rlk.share_from_bytes(r1[p]["share"], 1) for p in b.names}
+    return rlk, shares, rlk.aggregate_shares(list(shares.values()))
+
+
+def _announce(b, aggregate: Share) -> dict:
+    """Round 1b for `aggregate` (its digest to every hospital), then the round-2 request built from it."""
+    raw = aggregate.to_bytes()
+    digest = aggregate_digest(b.session.id, "rlk.round1", raw)
+    checked = b.server.call_many("rlk.check", {p: {"digest": digest} for p in b.names})
+    return {"round1": raw, "scalars": {p: checked[p]["scalars"] for p in b.names},
+            "signatures": {p: checked[p]["signature"] for p in b.names}}
+
+
+def test_forged_relinearization_aggregate(bare):
+    """The server announces a forged aggregate (a constant: round 2 would return s_i * K + e) and the
+    hospitals sign their scalars for it: the linear check refuses it, and the true aggregate cannot be
+    swapped in afterwards (the hospitals checked another digest)."""
+    b = bare
+    rlk, shares, true = _round_one(b)
     ring = b.ctx.key_ring
     constant = ring.ntt(ring.from_signed(np.r_[1 << 40, np.zeros(ring.n - 1, dtype=np.int64)]))
-    forged = Share(TAG1, np.broadcast_to(constant, shape).copy())  # round 2 would return s_i * K + e
-    refused(b.server, H1, "rlk.round2", "not an aggregate made by the server", round1=forged.to_bytes())
-    shares = {p: r1[p]["share"] for p in b.names}
-    sigs = {p: r1[p]["signature"] for p in b.names}
-    # one share replaced so that the sum is the forged aggregate, under its author's old signature
+    forged = Share(TAG1, np.broadcast_to(constant, true.data.shape).copy())
+    request = _announce(b, forged)
+    refused(b.server, H1, "rlk.round2", "fails the random linear check", **request)
+    refused(b.server, H1, "rlk.round2", "not the one whose digest this hospital was shown",
+            **{**request, "round1": true.to_bytes()})
+    refused(b.server, H1, "rlk.check", "answered already in this session for another round-1 aggregate",
+            digest=aggregate_digest(b.session.id, "rlk.round1", true.to_bytes()))
+    # the same digest again (a retry) gets the same signed scalars
+    again = b.server.call(H1, "rlk.check", digest=aggregate_digest(b.session.id, "rlk.round1", forged.to_bytes()))
+    assert again["scalars"] == request["scalars"][H1] and again["signature"] == request["signatures"][H1]
+
+
+def test_aggregate_off_by_one_coefficient(bare):
+    """An aggregate that differs from the sum in one coefficient of one prime (the smallest) is caught."""
+    b = bare
+    rlk, shares, true = _round_one(b)
+    data = true.data.copy()
+    k = int(np.argmin(b.ctx.key_ring.moduli))
+    data[1, 0, k, 5] = (int(data[1, 0, k, 5]) + 1) % b.ctx.key_ring.moduli[k]
+    request = _announce(b, Share(TAG1, data))
+    for p in b.names:
+        refused(b.server, p, "rlk.round2", "fails the random linear check", **request)
+
+
+def test_tampered_check_scalar(bare):
+    """The true aggregate, but another hospital's scalars altered (so that a forged sum would add up):
+    its signature does not cover them. Refusals do not spend the round-1 secret: the genuine request is
+    answered after them."""
+    b = bare
+    rlk, shares, true = _round_one(b)
+    request = _announce(b, true)
+    tampered = bytearray(request["scalars"]["hospital-2"])
+    tampered[0] ^= 1
     refused(b.server, H1, "rlk.round2", "not carry hospital-2's signature",
-            shares={**shares, "hospital-2": forged.to_bytes()}, signatures=sigs)
+            **{**request, "scalars": {**request["scalars"], "hospital-2": bytes(tampered)}})
     refused(b.server, H1, "rlk.round2", "not carry hospital-2's signature",
-            shares=shares, signatures={**sigs, "hospital-2": sigs["hospital-3"]})
-    refused(b.server, H1, "rlk.round2", "expected signed round-1 shares from every key holder",
-            shares={p: shares[p] for p in b.names[:2]}, signatures=sigs)
-    # the genuine request is still answered: a refusal does not spend the hospital's round-1 secret
-    assert "share" in b.server.call(H1, "rlk.round2", shares=shares, signatures=sigs)
+            **{**request, "signatures": {**request["signatures"], "hospital-2": request["signatures"]["hospital-3"]}})
+    own = bytearray(request["scalars"][H1])
+    own[0] ^= 1
+    refused(b.server, H1, "rlk.round2", "not carry hospital-1's signature",
+            **{**request, "scalars": {**request["scalars"], H1: bytes(own)}})
+    refused(b.server, H1, "rlk.round2", "expected signed check scalars from every key holder",
+            **{**request, "scalars": {p: request["scalars"][p] for p in b.names[:2]}})
+    refused(b.server, H1, "rlk.round2", "carries no signed check scalars",
+            round1=request["round1"], signatures=request["signatures"])
+    assert "share" in b.server.call(H1, "rlk.round2", **request)
+
+
+def test_the_check_survives_a_restart(bare, tmp_path):
+    """A hospital restarted from its keystore between round 1 and the check, and between the check and
+    round 2, still has its share, its signed digest and its round-1 secret."""
+    b = bare
+    rlk, shares, true = _round_one(b)
+    h1, ks = b.hospitals[0], Keystore(tmp_path / "hospital-1", create=True)
+    h1.save(ks)
+    h1.load(ks)
+    request = _announce(b, true)
+    h1.save(ks)
+    h1.load(ks)
+    refused(b.server, H1, "rlk.check", "answered already in this session for another round-1 aggregate",
+            digest=os.urandom(32))
+    assert "share" in b.server.call(H1, "rlk.round2", **request)
+
+
+def test_a_hospital_whose_scalars_do_not_fit_its_share(bare):
+    """A hospital that signs scalars other than its share's is named by the server (honest hospitals would
+    otherwise refuse round 2 as if the server had forged the aggregate)."""
+    b = bare
+    h2 = b.hospitals[1]
+    honest = h2._handlers["rlk.check"]
+
+    def lying(fields, sender):
+        reply = honest(fields, sender)
+        scalars = bytes([reply["scalars"][0] ^ 1]) + bytes(reply["scalars"][1:])
+        sig = h2.identity.sign_statement(b.session.id, "rlk.check", h2.name, bytes(fields["digest"]) + scalars)
+        return {"scalars": scalars, "signature": sig}
+
+    h2._handlers["rlk.check"] = lying
+    with pytest.raises(ProtocolError, match="hospital-2 signed check scalars that are not those of the round-1 share"):
+        b.server.run_key_ceremony()
+
+
+def test_colluding_hospital_still_steers_the_aggregate(bare):
+    """The residual risk README names: a hospital colluding with the server signs scalars that absorb the
+    forgery (it learns the challenge once the digest is fixed), and the honest hospitals accept the forged
+    aggregate. Summing every signed share (the previous design) gave it the same power: it could pick its
+    round-1 share after seeing the others'."""
+    b = bare
+    rlk, shares, true = _round_one(b)
+    ring = b.ctx.key_ring
+    constant = ring.ntt(ring.from_signed(np.r_[1 << 40, np.zeros(ring.n - 1, dtype=np.int64)]))
+    forged = Share(TAG1, np.broadcast_to(constant, true.data.shape).copy())
+    raw = forged.to_bytes()
+    digest = aggregate_digest(b.session.id, "rlk.round1", raw)
+    checked = b.server.call_many("rlk.check", {p: {"digest": digest} for p in b.names})
+    check = round_one_check(rlk, b.session, digest)
+    # hospital-3 adds <r, forged - true> to its scalars
+    minus_true = (ring.q - check.scalars(true.data)) % ring.q
+    lie = check.total([check.scalars(shares["hospital-3"].data), check.scalars(forged.data), minus_true])
+    scalars = {**{p: checked[p]["scalars"] for p in b.names}, "hospital-3": check.to_bytes(lie)}
+    sigs = {**{p: checked[p]["signature"] for p in b.names},
+            "hospital-3": b.hospitals[2].identity.sign_statement(b.session.id, "rlk.check", "hospital-3",
+                                                                 digest + check.to_bytes(lie))}
+    assert "share" in b.server.call(H1, "rlk.round2", round1=raw, scalars=scalars, signatures=sigs)
 
 
 # --- 5. a rogue public key ----------------------------------------------------------------------------

@@ -65,16 +65,25 @@ MESSAGES: tuple[MessageKind, ...] = (
         "rlk.round1",
         "3. relinearization key",
         (SERVER, HOSPITAL, "nothing"),
-        (HOSPITAL, SERVER, "RLWE samples under s_i and an ephemeral u_i, signed"),
+        (HOSPITAL, SERVER, "RLWE samples under s_i and an ephemeral u_i"),
         "RLWE samples only; their aggregate is public key material",
+    ),
+    MessageKind(
+        "rlk.check",
+        "3. relinearization key",
+        (SERVER, HOSPITAL, "the digest of the round-1 aggregate it will send"),
+        (HOSPITAL, SERVER, "a few inner products of its round-1 share with a public challenge derived from that "
+         "digest, signed"),
+        "a few linear functions of an RLWE sample the server holds whole: nothing new; to the other hospitals "
+        "(in round 2) a few scalars of it, not the share",
     ),
     MessageKind(
         "rlk.round2",
         "3. relinearization key",
-        (SERVER, HOSPITAL, "every hospital's signed round-1 share (each hospital sums them itself)"),
+        (SERVER, HOSPITAL, "the round-1 aggregate with every hospital's signed check scalars (each hospital "
+         "answers only if the aggregate's inner products are their sums)"),
         (HOSPITAL, SERVER, "RLWE samples under s_i and u_i"),
-        "RLWE samples only (round-1 shares are public to the hospitals too); their aggregate is the public "
-        "relinearization key",
+        "RLWE samples only; their aggregate is the public relinearization key",
     ),
     MessageKind(
         "gkg.share",

@@ -22,7 +22,7 @@ from ..protocols.share import SecretKeyShare
 from ..ring import CommonRandomString, SecretRandom
 from ..seal.format import pack_ciphertext
 from ..wire import seal_box
-from .guard import RequestGuard, aggregate_round_one, check_public_key, commitment
+from .guard import RequestGuard, check_public_key, check_round_one, commitment, round_one_check
 from .node import Node, Session
 
 __all__ = ["DataProvider", "commitment"]
@@ -57,6 +57,7 @@ class DataProvider(Node):
                 "cpk.commit": self._on_cpk_commit,
                 "cpk.reveal": self._on_cpk_reveal,
                 "rlk.round1": self._on_rlk_round1,
+                "rlk.check": self._on_rlk_check,
                 "rlk.round2": self._on_rlk_round2,
                 "gkg.share": self._on_gkg_share,
                 "keys.install": self._on_keys_install,
@@ -133,7 +134,7 @@ class DataProvider(Node):
         ):
             if value is not None:
                 ks.put(name, value)
-        for name in ("crs_nonce", "cpk_share", "shamir_own"):
+        for name in ("crs_nonce", "cpk_share", "shamir_own", "rlk_share"):
             if name in self._pending:
                 ks.put_secret(f"pending-{name}", self._pending[name])
         if "rlk_u" in self._pending:
@@ -157,7 +158,7 @@ class DataProvider(Node):
         self._pending = {}
         if public["crs_commitments"]:
             self._pending["crs_commitments"] = {k: bytes.fromhex(v) for k, v in public["crs_commitments"].items()}
-        for name in ("crs_nonce", "cpk_share", "shamir_own"):
+        for name in ("crs_nonce", "cpk_share", "shamir_own", "rlk_share"):
             if ks.has(f"pending-{name}", True):
                 self._pending[name] = ks.get_secret(f"pending-{name}")
         if ks.has("pending-rlk_u", True):
@@ -248,15 +249,37 @@ class DataProvider(Node):
         crp = self._rlk.sample_crp(self._require_crs())
         share = self._rlk.gen_share_round_one(self._secret(), u, crp, self._rng).to_bytes()
         self._pending["rlk_u"] = u
+        self._pending["rlk_share"] = share  # kept for rlk.check: only the server sees it whole
         self._guard.rlk_round1 = hashlib.sha256(share).digest()
+        return {"share": share}
+
+    def _on_rlk_check(self, fields, sender):
+        """Round 1b: the server has announced the digest of the aggregate it will send in round 2; sign
+        this hospital's inner products with the challenge derived from it (a few scalars)."""
+        self._from_server(sender, "rlk.check")
+        digest = bytes(fields.get("digest", b""))
+        if len(digest) != 32:
+            raise ProtocolError(f"rlk.check: the aggregate's digest must be 32 bytes, got {len(digest)}")
         s = self._require_session()
-        return {"share": share, "signature": self.identity.sign_statement(s.id, "rlk.round1", self.name, share)}
+        if self._guard.rlk_check is not None:  # the same digest again (a retry) gets the same answer
+            if self._guard.rlk_check[0] != digest:
+                raise ProtocolError("rlk.check: answered already in this session for another round-1 aggregate")
+            scalars = self._guard.rlk_check[1]
+        elif "rlk_share" not in self._pending:
+            raise ProtocolError("rlk.check: before this hospital's relinearization round 1")
+        else:
+            check = round_one_check(self._rlk, s, digest)
+            scalars = check.to_bytes(check.scalars(self._rlk.share_from_bytes(self._pending["rlk_share"], 1).data))
+            self._guard.rlk_check = (digest, scalars)
+            del self._pending["rlk_share"]
+        signature = self.identity.sign_statement(s.id, "rlk.check", self.name, digest + scalars)
+        return {"scalars": scalars, "signature": signature}
 
     def _on_rlk_round2(self, fields, sender):
         self._from_server(sender, "rlk.round2")
         if "rlk_u" not in self._pending:
             raise ProtocolError("relinearization round 2 before round 1")
-        round1 = aggregate_round_one(self._rlk, self._require_session(), fields, self.name, self._guard.rlk_round1)
+        round1 = check_round_one(self._rlk, self._require_session(), fields, self.name, self._guard.rlk_check)
         u = self._pending.pop("rlk_u")
         return {"share": self._rlk.gen_share_round_two(self._secret(), u, round1, self._rng).to_bytes()}
 

@@ -5,8 +5,10 @@ node refuses what it did not agree to".
   share, each signed by its author, with the polynomial a of the common random string that every
   hospital signed (`check_public_key`); and each share must open the commitment this hospital saw
   before revealing its own (so no share was chosen after the others').
-- The relinearization round-1 aggregate it multiplies by its key share is computed here, from every
-  hospital's signed round-1 share (`aggregate_round_one`), never taken from the server.
+- The relinearization round-1 aggregate it multiplies by its key share must pass a random linear check
+  (`check_round_one`, mpclr.protocols.lincheck): the server announces the aggregate's digest first, every
+  hospital signs a few inner products of its own round-1 share with a challenge derived from that
+  digest, and the aggregate's inner products must equal their sums, prime by prime.
 - A c1 it multiplies by its key share must look like a ciphertext's and must not have been answered
   before (`RequestGuard.admit`).
 
@@ -29,13 +31,16 @@ from __future__ import annotations
 
 import hashlib
 
-from ..errors import MessageError, ProtocolError
+import numpy as np
+
+from ..errors import FormatError, MessageError, ProtocolError
 from ..protocols import c1 as c1check
 from ..protocols.cpk import PublicKeyGen
+from ..protocols.lincheck import LinearCheck, aggregate_digest
 from ..ring import CommonRandomString
 from ..wire import verify_statement
 
-__all__ = ["commitment", "check_public_key", "aggregate_round_one", "RequestGuard"]
+__all__ = ["commitment", "check_public_key", "round_one_check", "check_round_one", "RequestGuard"]
 
 
 def commitment(data: bytes) -> bytes:
@@ -90,20 +95,46 @@ def check_public_key(ctx, session, fields: dict, crs: CommonRandomString | None,
     return expected
 
 
-def aggregate_round_one(rlk, session, fields: dict, own: str, own_digest: bytes | None):
-    """Round-1 aggregate of the relinearization key, summed here from every hospital's signed share: the
-    server's sum is never trusted, since s_i times a forged aggregate (a constant, or K * a with a the CRP)
-    would reveal s_i."""
+def round_one_check(rlk, session, digest: bytes):
+    """The public challenge for the round-1 aggregate whose digest the server announced (rlk.check)."""
+    return LinearCheck(rlk.ring, 2 * rlk.digits, session.id, digest)
+
+
+def check_round_one(rlk, session, fields: dict, own: str, checked: tuple[bytes, bytes] | None):
+    """The relinearization round-1 aggregate of an `rlk.round2` request, if it passes the random linear
+    check against every hospital's signed scalars; else refuse. A forged aggregate (a constant, or K * a
+    with a the CRP) times the key share would reveal it.
+
+    `checked`: (digest, own scalars) this hospital signed in rlk.check, or None if it never did."""
     step = "rlk.round2"
-    if "round1" in fields:
+    if checked is None:
+        raise ProtocolError(f"{step}: before this hospital answered the round-1 check (rlk.check)")
+    digest, own_scalars = checked
+    raw = bytes(fields.get("round1", b""))
+    if aggregate_digest(session.id, "rlk.round1", raw) != digest:
         raise ProtocolError(
-            f"{step}: takes every hospital's signed round-1 share, not an aggregate made by the server "
-            f"(a forged aggregate times the key share would reveal it)"
+            f"{step}: the round-1 aggregate is not the one whose digest this hospital was shown in rlk.check"
         )
-    shares = _signed(session, fields.get("shares"), fields.get("signatures"), "round-1 shares", "rlk.round1", step)
-    if own_digest is None or hashlib.sha256(shares[own]).digest() != own_digest:
-        raise ProtocolError(f"{step}: {own}'s own round-1 share came back altered, or round 1 never ran here")
-    return rlk.aggregate_shares([rlk.share_from_bytes(shares[p], 1) for p in session.key_holders])
+    scalars = fields.get("scalars")
+    if isinstance(scalars, dict):
+        signed = {p: digest + bytes(v) for p, v in scalars.items()}
+    else:
+        signed = None
+    _signed(session, signed, fields.get("signatures"), "check scalars", "rlk.check", step)
+    if bytes(scalars[own]) != own_scalars:
+        raise ProtocolError(f"{step}: {own}'s own check scalars came back altered")
+    check = round_one_check(rlk, session, digest)
+    try:
+        parts = [check.from_bytes(scalars[p], f"{step}: {p}'s") for p in session.key_holders]
+        aggregate = rlk.share_from_bytes(raw, 1)
+    except FormatError as exc:
+        raise ProtocolError(str(exc)) from None
+    if not np.array_equal(check.scalars(aggregate.data), check.total(parts)):
+        raise ProtocolError(
+            f"{step}: the round-1 aggregate fails the random linear check (it is not the sum of the round-1 "
+            f"shares whose scalars the hospitals signed): refusing to multiply the key share by it"
+        )
+    return aggregate
 
 
 class RequestGuard:
@@ -116,7 +147,8 @@ class RequestGuard:
     def reset(self) -> None:
         self.answered: set[bytes] = set()  # digests of every c1 answered in this session
         self.cpk_commitments: dict[str, bytes] | None = None  # seen before revealing the own share
-        self.rlk_round1: bytes | None = None  # sha256 of the own round-1 share
+        self.rlk_round1: bytes | None = None  # sha256 of the own round-1 share (round 1 ran)
+        self.rlk_check: tuple[bytes, bytes] | None = None  # (aggregate digest, own scalars) signed in rlk.check
 
     def admit(self, c1s, levels, step: str) -> None:
         """Accept c1s (NTT form, at `levels`) for one request, or refuse it whole: each must pass the
@@ -143,6 +175,7 @@ class RequestGuard:
                 if self.cpk_commitments is None
                 else {k: bytes(v).hex() for k, v in self.cpk_commitments.items()},
                 "rlk_round1": None if self.rlk_round1 is None else self.rlk_round1.hex(),
+                "rlk_check": None if self.rlk_check is None else [v.hex() for v in self.rlk_check],
             },
         )
 
@@ -157,3 +190,6 @@ class RequestGuard:
             self.cpk_commitments = {k: bytes.fromhex(v) for k, v in state["cpk_commitments"].items()}
         if state["rlk_round1"] is not None:
             self.rlk_round1 = bytes.fromhex(state["rlk_round1"])
+        if state["rlk_check"] is not None:
+            digest, scalars = state["rlk_check"]
+            self.rlk_check = (bytes.fromhex(digest), bytes.fromhex(scalars))

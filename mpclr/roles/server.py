@@ -20,12 +20,14 @@ from Pyfhel import PyCtxt
 from ..errors import ProtocolError
 from ..protocols import c1 as c1check
 from ..protocols.cpk import PublicKeyGen
+from ..protocols.lincheck import aggregate_digest
 from ..protocols.refresh import RefreshProtocol, plan_outputs
 from ..protocols.rlk import RelinKeyGen
 from ..protocols.rotation import RotationKeyGen
 from ..ring import CommonRandomString, SecretRandom
 from ..seal.format import CiphertextData, galois_elt_from_step, unpack_ciphertext
 from .data_provider import commitment, crs_seed
+from .guard import round_one_check
 from .node import Node, check_participants, with_live_participants
 
 __all__ = ["Server", "Ciphertext"]
@@ -100,7 +102,7 @@ class Server(Node):
         self._crs_signatures = {p: r["signature"] for p, r in acks.items()}
 
     def run_key_ceremony(self) -> None:
-        """CRS coin toss, collective public key (commit-then-reveal), relinearization key (2 rounds)."""
+        """CRS coin toss, collective public key (commit-then-reveal), relinearization key (2 rounds and a check)."""
         t0 = time.perf_counter()
         self.agree_crs()
         holders = self._holders()
@@ -133,16 +135,22 @@ class Server(Node):
         rlk = RelinKeyGen(self.ctx)
         r1 = self.call_many("rlk.round1", {p: {} for p in holders})
         with self.timed("rlk.round1.aggregate"):
-            agg1 = rlk.aggregate_shares([rlk.share_from_bytes(r1[p]["share"], 1) for p in holders])
-        # each hospital sums the signed round-1 shares itself: it never multiplies its key share by a sum
-        # the server could have forged
-        round1 = {
-            "shares": {p: r1[p]["share"] for p in holders},
-            "signatures": {p: r1[p]["signature"] for p in holders},
-        }
-        del r1
-        r2 = self.call_many("rlk.round2", {p: round1 for p in holders})
-        del round1
+            shares = {p: rlk.share_from_bytes(r1.pop(p)["share"], 1) for p in holders}
+            agg1 = rlk.aggregate_shares(list(shares.values()))
+            round1 = agg1.to_bytes()
+        # round 1b: the aggregate's digest first; each hospital signs its inner products with the challenge
+        # derived from it, and in round 2 multiplies its key share by the aggregate only if they add up
+        digest = aggregate_digest(s.id, "rlk.round1", round1)
+        check = round_one_check(rlk, s, digest)
+        expected = {p: check.to_bytes(check.scalars(shares.pop(p).data)) for p in holders}
+        checked = self.call_many("rlk.check", {p: {"digest": digest} for p in holders})
+        for p in holders:
+            if bytes(checked[p]["scalars"]) != expected[p]:
+                raise ProtocolError(f"{p} signed check scalars that are not those of the round-1 share it sent")
+        request = {"round1": round1, "scalars": {p: checked[p]["scalars"] for p in holders},
+                   "signatures": {p: checked[p]["signature"] for p in holders}}
+        r2 = self.call_many("rlk.round2", {p: request for p in holders})
+        del request, round1
         with self.timed("rlk.round2.aggregate"):
             agg2 = rlk.aggregate_shares([rlk.share_from_bytes(r2[p]["share"], 2) for p in holders])
             relin = rlk.relin_key(agg1, agg2)
