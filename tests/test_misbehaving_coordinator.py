@@ -292,7 +292,7 @@ def test_a_hospital_whose_scalars_do_not_fit_its_share(bare):
         return {"scalars": scalars, "signature": sig}
 
     h2._handlers["rlk.check"] = lying
-    with pytest.raises(ProtocolError, match="hospital-2 signed check scalars that are not those of the round-1 share"):
+    with pytest.raises(ProtocolError, match="^hospital-2 signed check scalars that are not those of its round-1 share"):
         b.server.run_key_ceremony()
 
 

@@ -84,6 +84,14 @@ class LinearCheck:
                     acc[c][k] += int(part[c, k])
         return np.array([[v % q for v, q in zip(row, self.ring.moduli)] for row in acc], dtype=np.uint64)
 
+    def sum_matches(self, data: np.ndarray, claimed) -> bool:
+        """Whether the scalars `claimed` (bytes, one set per hospital) add up to those of `data`."""
+        try:
+            parts = [self.from_bytes(c, "") for c in claimed]
+        except FormatError:
+            return False
+        return np.array_equal(self.scalars(data), self.total(parts))
+
     def to_bytes(self, scalars: np.ndarray) -> bytes:
         return np.ascontiguousarray(scalars, dtype="<u8").tobytes()
 

@@ -135,18 +135,19 @@ class Server(Node):
         rlk = RelinKeyGen(self.ctx)
         r1 = self.call_many("rlk.round1", {p: {} for p in holders})
         with self.timed("rlk.round1.aggregate"):
-            shares = {p: rlk.share_from_bytes(r1.pop(p)["share"], 1) for p in holders}
-            agg1 = rlk.aggregate_shares(list(shares.values()))
+            agg1 = rlk.aggregate_shares([rlk.share_from_bytes(r1[p]["share"], 1) for p in holders])
             round1 = agg1.to_bytes()
         # round 1b: the aggregate's digest first; each hospital signs its inner products with the challenge
         # derived from it, and in round 2 multiplies its key share by the aggregate only if they add up
         digest = aggregate_digest(s.id, "rlk.round1", round1)
-        check = round_one_check(rlk, s, digest)
-        expected = {p: check.to_bytes(check.scalars(shares.pop(p).data)) for p in holders}
         checked = self.call_many("rlk.check", {p: {"digest": digest} for p in holders})
-        for p in holders:
-            if bytes(checked[p]["scalars"]) != expected[p]:
-                raise ProtocolError(f"{p} signed check scalars that are not those of the round-1 share it sent")
+        check = round_one_check(rlk, s, digest)
+        # the sum checked once; hospital by hospital only to name those whose scalars are not their share's
+        if not check.sum_matches(agg1.data, [checked[p]["scalars"] for p in holders]):
+            bad = [p for p in holders if not check.sum_matches(rlk.share_from_bytes(r1[p]["share"], 1).data,
+                                                               [checked[p]["scalars"]])]
+            raise ProtocolError(f"{', '.join(bad)} signed check scalars that are not those of its round-1 share")
+        del r1
         request = {"round1": round1, "scalars": {p: checked[p]["scalars"] for p in holders},
                    "signatures": {p: checked[p]["signature"] for p in holders}}
         r2 = self.call_many("rlk.round2", {p: request for p in holders})

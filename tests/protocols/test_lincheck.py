@@ -39,6 +39,10 @@ def test_scalars_are_linear_and_the_challenge_follows_the_digest():
     check = LinearCheck(ring, 6, session, digest)
     a, b = _stack(ring, 6), _stack(ring, 6)
     assert np.array_equal(check.scalars(ring.add(a, b)), check.total([check.scalars(a), check.scalars(b)]))
+    claimed = [check.to_bytes(check.scalars(a)), check.to_bytes(check.scalars(b))]
+    assert check.sum_matches(ring.add(a, b), claimed)
+    assert not check.sum_matches(ring.add(a, a), claimed)
+    assert not check.sum_matches(ring.add(a, b), [claimed[0], claimed[1][:-8]])  # malformed: no match
     assert np.array_equal(check.scalars(a), LinearCheck(ring, 6, session, digest).scalars(a))
     assert not np.array_equal(check.scalars(a), LinearCheck(ring, 6, session, os.urandom(32)).scalars(a))
     assert not np.array_equal(check.scalars(a), LinearCheck(ring, 6, os.urandom(16), digest).scalars(a))
