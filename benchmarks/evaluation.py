@@ -153,10 +153,10 @@ def main(argv=None):
             ["revealed to researcher", "values", "kinds"],
         )
     )
-    keyswitch = result["traffic"].get("ct.keyswitch", {"bytes": 0})["bytes"]
+    keyswitch = result["traffic"].get("pcks.share", {"bytes": 0})["bytes"]
     print(
-        f"\nrevealed: {result['revealed_values']} numbers, in {len(result['revealed'])} ciphertexts of "
-        f"{keyswitch} bytes under the researcher's key"
+        f"\nrevealed: {result['revealed_values']} numbers, in {len(result['revealed'])} ciphertexts switched to "
+        f"the researcher's key ({keyswitch} bytes of key-switch requests and shares)"
     )
     print()
     print(

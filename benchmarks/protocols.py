@@ -76,6 +76,7 @@ def run_case(preset: str, n: int, threshold: int | None) -> dict:
         ("cpk.commit", None),
         ("cpk.reveal", "cpk.aggregate"),
         ("rlk.round1", "rlk.round1.aggregate"),
+        ("rlk.check", None),
         ("rlk.round2", "rlk.round2.aggregate"),
         ("shamir.deal", None),
         ("shamir.receive", None),
@@ -121,7 +122,7 @@ def run_case(preset: str, n: int, threshold: int | None) -> dict:
     for step, agg, owner, calls in [
         ("decrypt.share", "decrypt.combine", r_, reps + 1),
         ("refresh.share", "refresh.combine", s, reps),
-        ("pcks.share", "pcks.combine", s, 1),
+        ("pcks.share", "pcks.combine", r_, 1),
     ]:
         b = bytes_of(tr, step)
         steps.append(
