@@ -59,6 +59,12 @@ FILES = [
     ("secret-reply-*.bin", True, "a recent reply as it was sent, given again to a retried request instead of "
                                  "answering twice; kept as a secret because a reply can carry decryption shares "
                                  "meant for one recipient"),
+    ("answered-c1.bin", False, "16-byte digests of every c1 the hospital has multiplied its key share by "
+                               "(decryption, key switch, refresh): a c1 asked again is refused"),
+    ("request-guard.json", False, "key-ceremony checks in progress: the commitments the hospital saw, the digest "
+                                  "of its relinearization round-1 share and its signed check of the aggregate"),
+    ("secret-pending-rlk_share.bin", True, "key ceremony: the hospital's relinearization round-1 share, kept "
+                                           "until it has checked the aggregate (rlk.check)"),
     # the other roles of an in-process federation (Federation.save: nodes/<name>/)
     ("federation.json", False, "a saved federation's public description: parameters, seed, hospitals, timings"),
     ("server.json", False, "the server's state: CRS seed, refresh counter, its stored ciphertexts' sizes"),

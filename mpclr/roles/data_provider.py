@@ -307,12 +307,14 @@ class DataProvider(Node):
         self._from_server(sender, "rlk.round2")
         if "rlk_u" not in self._pending:
             raise ProtocolError("relinearization round 2 before round 1")
+        # a refused aggregate leaves u unused (and kept); once u is multiplied by an accepted one, it is erased
+        # whatever happens next: a second round two would need a fresh round one
+        round1 = check_round_one(self._rlk, self._require_session(), fields, self.name, self._guard.rlk_check)
         u = self._pending.pop("rlk_u")
         try:
-            round1 = check_round_one(self._rlk, self._require_session(), fields, self.name, self._guard.rlk_check)
             return {"share": self._rlk.gen_share_round_two(self._secret(), u, round1, self._rng).to_bytes()}
         finally:
-            u.erase()  # used once, whatever happens: a second round two would need a fresh round one
+            u.erase()
 
     # --- rotation keys --------------------------------------------------------------------------
     def _on_gkg_share(self, fields, sender):

@@ -17,8 +17,9 @@ from flwr.supercore.task_identity import TaskIdentity  # noqa: E402
 
 from mpclr.deploy.server_app import run_deployed_study  # noqa: E402
 from mpclr.deploy.site import answer  # noqa: E402
+from mpclr.keystore_crypto import PASSPHRASE_ENV  # noqa: E402
 
-from .test_transport import FakeGrid, _node_config, make_data, study_config, write_sites  # noqa: E402
+from .test_transport import PASSPHRASE, FakeGrid, _node_config, make_data, study_config, write_sites  # noqa: E402
 
 SHARE_STEPS = ("decrypt.share", "pcks.share", "refresh.share")
 X_PLAIN = np.linspace(-1, 1, 8)
@@ -47,8 +48,10 @@ def run(tmp_path_factory):
             g.lose_next.add("hospital-3")  # its refresh share is lost on the way: the transport sends again
 
     grid.on_push = on_push
-    res = run_deployed_study(grid, study_config(tmp, threshold=2), study=refresh_decrypt_switch)
-    return tmp, grid, res
+    with pytest.MonkeyPatch.context() as mp:  # sites encrypt their keystores by default
+        mp.setenv(PASSPHRASE_ENV, PASSPHRASE)
+        res = run_deployed_study(grid, study_config(tmp, threshold=2), study=refresh_decrypt_switch)
+        yield tmp, grid, res
 
 
 def _session(tmp, res, i):
