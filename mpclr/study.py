@@ -121,7 +121,7 @@ def run_cv(
 
     model = config.model()  # validates the parameters before anything is encrypted
     model._validate()
-    ecv = encrypt_study(fed, folds=config.folds, seed=config.seed, interval=model.interval)
+    ecv = encrypt_study(fed, folds=config.folds, interval=model.interval)
     timings.update({k: v for k, v in ecv.seconds.items()})
 
     # the twin: same folds, same scaling (the decrypted aggregate's), same step sizes from the same curvature

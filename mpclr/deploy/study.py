@@ -5,14 +5,15 @@ asked (the default, so the researcher can compare them with a plaintext twin). T
 the same function runs on an in-process `mpclr.Federation` whose parties hold their rows, and on a
 `DeployedFederation` whose sites do.
 
-Options (run-config keys, all optional): folds (5), seed, workers ("auto", or a number), evaluation
+Options (run-config keys, all optional): folds (5), workers ("auto", or a number), evaluation
 ("secure", the default: encrypted scores, counts key-switched to the researcher, as `mpclr cv` does;
 "none" to skip), score-bound (16), decrypt-models (true: the key holders decrypt the fold models for the
 researcher, as `mpclr cv` does by default; false keeps them encrypted), and either
 schedule (a JSON list of [gamma, eta]) with degree (3) and bound-bits (6), or, when schedule is empty,
 the plaintext twin's defaults (mpclr.lr.twin.NesterovLR: degree 5, 6 iterations) with step sizes from
 the curvature of the encrypted aggregates, as mpclr.study does (iterations, degree, learning-rate
-override them).
+override them). The run configuration's seed does not reach this study: each site draws its fold
+assignment from its own secret randomness.
 """
 
 from __future__ import annotations
@@ -55,8 +56,6 @@ def encrypted_cv(fed, config: dict) -> dict:
     folds = int(config.get("folds", 5))
     workers = config.get("workers", "auto")
     workers = workers if workers == "auto" else int(workers)
-    seed = config.get("seed")
-    seed = 0 if seed is None else int(seed)
     evaluation = str(config.get("evaluation") or "secure")
     if evaluation not in ("secure", "none"):
         raise ParameterError(f"evaluation must be 'secure' or 'none', got {evaluation!r}")
@@ -66,7 +65,7 @@ def encrypted_cv(fed, config: dict) -> dict:
         progress("training", done=done, total=total)
 
     t0 = time.perf_counter()
-    res = encrypt_study(fed, folds=folds, seed=seed)
+    res = encrypt_study(fed, folds=folds)
     ev = None
     if evaluation == "secure":
         # every hospital encrypts its rows for the evaluation now, while all of them are there: the

@@ -26,6 +26,8 @@ from .node import Node, Session
 
 __all__ = ["DataProvider"]
 
+FOLD_KEY_BYTES = 32  # the secret behind a hospital's fold assignment (mpclr.lr.folds.secret_folds)
+
 
 def commitment(data: bytes) -> bytes:
     return hashlib.sha256(b"mpclr/commit/v1\x00" + data).digest()
@@ -50,6 +52,7 @@ class DataProvider(Node):
         self._tsk: SecretKeyShare | None = None  # Shamir share sigma_k (t < n only)
         self._used_refresh_labels: set[str] = set()
         self._researcher_pk: bytes | None = None
+        self._fold_key: bytes | None = None  # secret randomness of this hospital's fold assignment
         self._handlers.update(
             {
                 "crs.commit": self._on_crs_commit,
@@ -85,6 +88,7 @@ class DataProvider(Node):
         self._crs = None
         self._used_refresh_labels.clear()
         self._researcher_pk = None
+        self._fold_key = self._rng.bytes(FOLD_KEY_BYTES)  # fold assignment: secret, kept for a resumed study
 
     # --- helpers --------------------------------------------------------------------------------
     def _secret(self) -> SecretKeyShare:
@@ -133,6 +137,8 @@ class DataProvider(Node):
         ):
             if value is not None:
                 ks.put(name, value)
+        if self._fold_key is not None:
+            ks.put_secret("fold-key", self._fold_key)
         for name in ("crs_nonce", "cpk_share", "shamir_own"):
             if name in self._pending:
                 ks.put_secret(f"pending-{name}", self._pending[name])
@@ -152,6 +158,7 @@ class DataProvider(Node):
         self._used_refresh_labels = set(public["used_refresh_labels"])
         self._public_key = ks.get("public-key") if ks.has("public-key") else None
         self._researcher_pk = ks.get("researcher-key") if ks.has("researcher-key") else None
+        self._fold_key = ks.get_secret("fold-key") if ks.has("fold-key", True) else None
         self._he = None
         self._pending = {}
         if public["crs_commitments"]:
@@ -419,12 +426,19 @@ class DataProvider(Node):
         return {"ciphertext": self._encrypt_bytes(aggregate_vector(X)), "length": aggregate_length(d), "features": d}
 
     def _on_lr_folds(self, fields, sender):
-        from ..lr.party import local_folds
+        """Stratified fold ids for this hospital's rows from its own secret fold key: no seed from the
+        server (a fold assignment an observer can replay tells it which rows share a label)."""
+        from ..lr.folds import check_fold_count, secret_folds
 
         self._from_server(sender, "lr.folds")
+        if "seed" in fields:
+            raise ProtocolError("lr.folds: a hospital draws its folds from its own secret randomness and "
+                                "takes no seed from the server")
         _, y, rows = self._require_data()
-        folds = int(fields["folds"])
-        self._folds = local_folds(y, folds, int(fields["seed"]))
+        folds = check_fold_count(fields["folds"])
+        if self._fold_key is None:  # a keystore saved before fold keys existed
+            self._fold_key = self._rng.bytes(FOLD_KEY_BYTES)
+        self._folds = secret_folds(y, folds, self._fold_key, rows)
         return {"rows": rows.tolist(), "folds": self._folds.tolist()}
 
     def _on_lr_encrypt(self, fields, sender):
