@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 
 import mpclr
-from mpclr.errors import PrivacyWarning
+from mpclr.errors import PrivacyWarning, ProtocolError
 from mpclr.lr.cv import encrypt_study
 from mpclr.lr.folds import secret_folds
 
@@ -258,3 +258,9 @@ def test_two_hospitals_learn_each_other_s_sums_and_are_warned():
         warnings.simplefilter("error", PrivacyWarning)
         with mpclr.Federation(parties=3, preset="fast") as three:
             observed_study(three, [labels(g, 60) for _ in range(3)], 5, X)
+
+
+def test_a_hospital_takes_no_seed_for_its_folds(fed):
+    fed.parties[0].load_data(np.zeros((20, 2)), np.array([0, 1] * 10), np.arange(20))
+    with pytest.raises(ProtocolError, match="takes no seed"):
+        fed.server.call(fed.parties[0].name, "lr.folds", folds=5, seed=7000)
