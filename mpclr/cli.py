@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from pathlib import Path
 
 from .notebooks.batch import add_batch_parser
@@ -71,8 +72,24 @@ def _report(record: dict) -> str:
     return "\n".join(out)
 
 
+def _privacy_warnings_on_stderr():
+    """A warnings.showwarning that prints a PrivacyWarning as one `mpclr: warning:` line, as it is raised
+    (before the study runs, not after), and passes every other warning on."""
+    from .errors import PrivacyWarning
+
+    passed_on = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, PrivacyWarning):
+            print(f"mpclr: warning: {message}", file=sys.stderr)
+        else:
+            passed_on(message, category, filename, lineno, file, line)
+
+    return show
+
+
 def _run(args, data) -> int:
-    from .errors import ParameterError
+    from .errors import ParameterError, PrivacyWarning
     from .study import StudyConfig, run_cv
 
     secure = args.evaluation == "secure"
@@ -98,7 +115,10 @@ def _run(args, data) -> int:
         score_bound=StudyConfig.score_bound if args.score_bound is None else args.score_bound,
     )
     progress = None if args.quiet else _progress_bar("encrypted training")
-    record = run_cv(data, config, progress=progress)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", PrivacyWarning)
+        warnings.showwarning = _privacy_warnings_on_stderr()
+        record = run_cv(data, config, progress=progress)
     print(_report(record))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
@@ -163,7 +183,7 @@ def _study_arguments(p: argparse.ArgumentParser, folds: int) -> None:
     p.add_argument("--iterations", type=int, default=None, help="Nesterov iterations (default: the twin's, 6)")
     p.add_argument("--degree", type=int, default=None, choices=(3, 5, 7), help="sigmoid polynomial degree (default 5)")
     p.add_argument("--learning-rate", type=float, default=None, help="step in units of 1/(c1 curvature) (default 1)")
-    p.add_argument("--seed", type=int, default=0, help="public randomness: split, folds, synthetic data (default 0)")
+    p.add_argument("--seed", type=int, default=0, help="public randomness: split, synthetic data (default 0)")
     add_preset_argument(p)
     p.add_argument("--split", default="even", help="how rows are split over hospitals: even, or a column name")
     p.add_argument(

@@ -37,8 +37,8 @@ class Federation:
     parties : number of data providers (key holders), 2..64
     threshold : t for t-out-of-n (any t key holders decrypt, refresh or key-switch); default n
     preset : a preset name ("fast", "deep") or a Params
-    seed : fixes public randomness only (data splits, fold assignment); never key material, errors,
-        smudging or masks, which always come from the OS CSPRNG
+    seed : fixes public randomness only (data splits, synthetic data); never key material, errors,
+        smudging, masks or a hospital's fold assignment, which always come from the OS CSPRNG
     names : the data providers' names (default hospital-1..n)
     network : a transport (default: all nodes in this process)
     rotations : rotation steps to make keys for right away

@@ -125,7 +125,7 @@ def run_cv(
         party.load_data(part.X, part.y, np.arange(offsets[k], offsets[k + 1]))
 
     model = config.model()
-    ecv = encrypt_study(fed, folds=config.folds, seed=config.seed, interval=model.interval)
+    ecv = encrypt_study(fed, folds=config.folds, interval=model.interval)
     timings.update({k: v for k, v in ecv.seconds.items()})
 
     # the twin: same folds, same scaling (the decrypted aggregate's), same step sizes from the same curvature

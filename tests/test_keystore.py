@@ -52,7 +52,7 @@ def test_secrets_are_private_files(saved):
     assert os.stat(node).st_mode & 0o777 == 0o700
     secrets = sorted(p.name for p in node.iterdir() if p.name.startswith("secret-"))
     # 2-of-3: the additive share s_i was erased once re-shared; only the threshold share is kept
-    assert secrets == ["secret-identity.bin", "secret-threshold-share.bin"]
+    assert secrets == ["secret-fold-key.bin", "secret-identity.bin", "secret-threshold-share.bin"]
     for name in secrets:
         assert os.stat(node / name).st_mode & 0o777 == 0o600
     server_files = {p.name for p in (path / "nodes" / "server").iterdir()}

@@ -5,7 +5,7 @@ asked (the default, so the researcher can compare them with a plaintext twin). T
 the same function runs on an in-process `mpclr.Federation` whose parties hold their rows, and on a
 `DeployedFederation` whose sites do.
 
-Options (run-config keys, all optional): folds (5), seed, workers ("auto", or a number), evaluation
+Options (run-config keys, all optional): folds (5), workers ("auto", or a number), evaluation
 ("secure", the default: encrypted scores, counts key-switched to the researcher, as `mpclr cv` does;
 "none" to skip), score-bound (16), decrypt-models (true: the key holders decrypt the fold models for the
 researcher, as `mpclr cv` does by default; false keeps them encrypted), and either
@@ -14,7 +14,8 @@ the plaintext twin's defaults (mpclr.lr.twin.NesterovLR: degree 5, 6 iterations)
 the curvature of the encrypted aggregates, as mpclr.study does (iterations, degree, learning-rate
 override them). An option this study does not read, or iterations / learning-rate beside an explicit
 schedule (which they cannot change), is refused before any site is contacted (check_config), and so is
-a preset that cannot run a whole study (mpclr.params.check_study_preset).
+a preset that cannot run a whole study (mpclr.params.check_study_preset). The run configuration's seed
+does not reach this study: each site draws its fold assignment from its own secret randomness.
 """
 
 from __future__ import annotations
@@ -71,7 +72,6 @@ def study_options(config: dict) -> dict:
         raise ParameterError(f"run config: folds must be at least 2, got {folds}")
     workers = config.get("workers", "auto")
     workers = workers if workers == "auto" else int(workers)
-    seed = config.get("seed")
     evaluation = str(config.get("evaluation") or "secure")
     if evaluation not in ("secure", "none"):
         raise ParameterError(f"run config: evaluation must be 'secure' or 'none', got {evaluation!r}")
@@ -97,7 +97,6 @@ def study_options(config: dict) -> dict:
     return {
         "folds": folds,
         "workers": workers,
-        "seed": 0 if seed is None else int(seed),
         "evaluation": evaluation,
         "score_bound": score_bound,
         "decrypt_models": _flag("decrypt-models", config.get("decrypt-models", True)),
@@ -124,14 +123,14 @@ def encrypted_cv(fed, config: dict) -> dict:
     check_study_preset(fed.params)
     opts = study_options(config)
     progress = config.get("progress") or (lambda event, **info: None)
-    folds, workers, seed = opts["folds"], opts["workers"], opts["seed"]
+    folds, workers = opts["folds"], opts["workers"]
     evaluation, decrypt_models = opts["evaluation"], opts["decrypt_models"]
 
     def on_iteration(done, total):
         progress("training", done=done, total=total)
 
     t0 = time.perf_counter()
-    res = encrypt_study(fed, folds=folds, seed=seed)
+    res = encrypt_study(fed, folds=folds)
     ev = None
     if evaluation == "secure":
         # every hospital encrypts its rows for the evaluation now, while all of them are there: the

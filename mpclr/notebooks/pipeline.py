@@ -204,7 +204,7 @@ def encrypt(fed: Federation, study: Study):
 
     tap = _ResearcherTap(fed)
     model = study.model()
-    cv = encrypt_study(tap, folds=study.folds, seed=study.seed, interval=model.interval)
+    cv = encrypt_study(tap, folds=study.folds, interval=model.interval)
     if len(tap.decrypted) != 1:
         raise ProtocolError(
             f"encrypt_study decrypted {len(tap.decrypted)} results, the pooled aggregate only was expected: "

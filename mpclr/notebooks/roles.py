@@ -163,9 +163,10 @@ MESSAGES: tuple[MessageKind, ...] = (
     MessageKind(
         "lr.folds",
         "5. data",
-        (SERVER, HOSPITAL, "the number of folds and the public seed"),
-        (HOSPITAL, SERVER, "its global row numbers and their fold ids (stratified by its own labels)"),
-        "row counts per hospital and fold; a fold id says nothing about a row's label",
+        (SERVER, HOSPITAL, "the number of folds"),
+        (HOSPITAL, SERVER, "its global row numbers and their fold ids (stratified by its labels, secret randomness)"),
+        "row counts per hospital and fold; of the labels, only each fold's class mix, the hospital's own to "
+        "within one row per class",
     ),
     MessageKind(
         "lr.aggregate",
@@ -184,21 +185,24 @@ MESSAGES: tuple[MessageKind, ...] = (
     MessageKind(
         "lr.encrypt",
         "5. data",
-        (SERVER, HOSPITAL, "the public layout, the pooled scaling, fold sizes"),
+        (SERVER, HOSPITAL, "the public layout, the pooled means and standard deviations, pooled fold sizes"),
         (HOSPITAL, SERVER, "its rows z = y'[1, x] / R and its share of the gradient's constant term, encrypted"),
-        "nothing about the rows: ciphertexts under the collective key",
+        "to the server nothing about the rows (ciphertexts); to each hospital the pooled scaling and fold sizes: "
+        "with two hospitals the other's row count, sums and sums of squares",
     ),
 )
 
 ROLES: dict[str, dict[str, str]] = {
     HOSPITAL: {
-        "holds": "its patient rows; its secret-key share s_i (made from the OS CSPRNG, never sent); a signing key",
-        "learns": "the public keys and the CRS seed; never another hospital's rows, share or a result",
+        "holds": "its patient rows; its secret-key share s_i and the key of its fold assignment (made from the OS "
+        "CSPRNG, never sent); a signing key",
+        "learns": "the public keys, the CRS seed, the pooled means, standard deviations and fold sizes (with two "
+        "hospitals: the other's sums and sums of squares); never another hospital's rows, share or a result",
     },
     SERVER: {
         "holds": "the collective public, relinearization and rotation keys; every ciphertext",
-        "learns": "sizes and shapes of the encrypted data; never a key share, a decryption or key-switch share "
-        "or a result",
+        "learns": "sizes and shapes of the encrypted data, fold ids, the pooled scaling it hands on; never a key "
+        "share, a decryption or key-switch share, or a result",
     },
     RESEARCHER: {
         "holds": "the results it was allowed to decrypt (an audit trail of what and by whom)",

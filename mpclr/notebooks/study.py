@@ -76,9 +76,9 @@ class HospitalData:
 class Study:
     """What 00 records and every later step reads back: the study's design, not its data or keys.
 
-    seed: the public randomness (split, folds, synthetic data). The encrypted path needs an integer (each
-    hospital seeds its fold assignment from it), so None is replaced by a seed drawn from the OS when the
-    study is made (notebook 00) and recorded in study.json: every later step reads the same one back."""
+    seed: the public randomness (split, synthetic data; the hospitals draw their folds from their own
+    secret randomness). None is replaced by a seed drawn from the OS when the study is made (notebook 00)
+    and recorded in study.json: every later step reads the same one back, so the split stays the same."""
 
     dataset: str = "breast_cancer"
     label: str = "last"

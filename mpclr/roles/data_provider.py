@@ -35,6 +35,7 @@ __all__ = ["DataProvider", "commitment"]
 
 # secrets one protocol step keeps for the next, as bytes (kept in `_pending`, saved as pending-<name>)
 _PENDING_BYTES = ("crs_nonce", "cpk_share", "shamir_own", "rlk_share")
+FOLD_KEY_BYTES = 32  # the secret behind a hospital's fold assignment (mpclr.lr.folds.secret_folds)
 
 
 class DataProvider(Node):
@@ -59,6 +60,7 @@ class DataProvider(Node):
         self._used_refresh_labels: set[str] = set()
         self._researcher_pk: bytes | None = None
         self._guard = RequestGuard(ctx)
+        self._fold_key: bytes | None = None  # secret randomness of this hospital's fold assignment
         self._handlers.update(
             {
                 "crs.commit": self._on_crs_commit,
@@ -97,6 +99,7 @@ class DataProvider(Node):
         self._used_refresh_labels.clear()
         self._researcher_pk = None
         self._guard.reset()
+        self._fold_key = self._rng.bytes(FOLD_KEY_BYTES)  # fold assignment: secret, kept for a resumed study
 
     # --- helpers --------------------------------------------------------------------------------
     def _secret(self) -> SecretKeyShare:
@@ -155,6 +158,8 @@ class DataProvider(Node):
         ):
             if value is not None:
                 ks.put(name, value)
+        if self._fold_key is not None:
+            ks.put_secret("fold-key", self._fold_key)
         for name in _PENDING_BYTES:
             if name in self._pending:
                 ks.put_secret(f"pending-{name}", self._pending[name])
@@ -182,6 +187,7 @@ class DataProvider(Node):
         self._used_refresh_labels = set(public["used_refresh_labels"])
         self._public_key = ks.get("public-key") if ks.has("public-key") else None
         self._researcher_pk = ks.get("researcher-key") if ks.has("researcher-key") else None
+        self._fold_key = ks.get_secret("fold-key") if ks.has("fold-key", True) else None
         self._he = None
         self._pending = {}
         if public["crs_commitments"]:
@@ -519,12 +525,19 @@ class DataProvider(Node):
         return {"ciphertext": self._encrypt_bytes(aggregate_vector(X)), "length": aggregate_length(d), "features": d}
 
     def _on_lr_folds(self, fields, sender):
-        from ..lr.party import local_folds
+        """Stratified fold ids for this hospital's rows from its own secret fold key: no seed from the
+        server (a fold assignment an observer can replay tells it which rows share a label)."""
+        from ..lr.folds import check_fold_count, secret_folds
 
         self._from_server(sender, "lr.folds")
+        if "seed" in fields:
+            raise ProtocolError("lr.folds: a hospital draws its folds from its own secret randomness and "
+                                "takes no seed from the server")
         _, y, rows = self._require_data()
-        folds = int(fields["folds"])
-        self._folds = local_folds(y, folds, int(fields["seed"]))
+        folds = check_fold_count(fields["folds"])
+        if self._fold_key is None:  # a keystore saved before fold keys existed
+            self._fold_key = self._rng.bytes(FOLD_KEY_BYTES)
+        self._folds = secret_folds(y, folds, self._fold_key, rows)
         return {"rows": rows.tolist(), "folds": self._folds.tolist()}
 
     def _on_lr_encrypt(self, fields, sender):

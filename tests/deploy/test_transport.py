@@ -21,12 +21,16 @@ from flwr.app import Error, Message  # noqa: E402
 from flwr.common.constant import ErrorCode  # noqa: E402
 from flwr.supercore.task_identity import TaskIdentity  # noqa: E402
 
-import mpclr  # noqa: E402
 from mpclr.deploy.server_app import StudyConfig, run_deployed_study  # noqa: E402
 from mpclr.deploy.site import SiteConfig, answer  # noqa: E402
-from mpclr.deploy.study import encrypted_cv, fold_aucs  # noqa: E402
-from mpclr.errors import ProtocolError  # noqa: E402
+from mpclr.deploy.study import fold_aucs  # noqa: E402
+from mpclr.errors import ParameterError, ProtocolError  # noqa: E402
 from mpclr.keystore_crypto import PASSPHRASE_ENV  # noqa: E402
+from mpclr.lr.encrypted import TrainingPlan  # noqa: E402
+from mpclr.lr.party import design_rows  # noqa: E402
+from mpclr.lr.sigmoid import sigmoid_poly  # noqa: E402
+
+from ..lr.test_encrypted_training import nesterov_reference  # noqa: E402
 
 SCHEDULE = [[2.0, 0.0], [1.0, 0.0], [0.7, -0.2]]
 PASSPHRASE = "the sites' passphrase in these tests"
@@ -112,13 +116,21 @@ def study_config(tmp_path, threshold=0, **options):
                        poll=0.0, max_poll=0.0, options={"folds": 3, "schedule": json.dumps(SCHEDULE), **options})
 
 
-def in_process(X, y, threshold=None):
-    fed = mpclr.Federation(parties=3, preset="train", threshold=threshold)
-    for p, rows in zip(fed.parties, np.array_split(np.arange(len(y)), 3)):
-        p.load_data(X[rows], y[rows], rows)
-    res = encrypted_cv(fed, {"folds": 3, "schedule": SCHEDULE, "seed": 3, "workers": 0})
-    fed.close()
-    return res
+def reference(study, X, y, schedule=SCHEDULE):
+    """The study's training in float64 (tests/lr's independent implementation) on the fold ids and the
+    scaling the study produced: each site drew its folds from its own secret randomness, so no other
+    run shares them."""
+    plan = TrainingPlan(sigmoid_poly(3, 8.0), [tuple(s) for s in schedule])
+    Z = design_rows(X, y, np.asarray(study["mean"]), np.asarray(study["std"]))
+    return {**study, "models": nesterov_reference(Z, np.asarray(study["fold_of_row"]), study["folds"], plan).tolist()}
+
+
+def check_site_folds(study, n_sites=3, folds=3):
+    """Every site's fold ids are stratified on its own rows: its fold sizes differ by at most one."""
+    f = np.asarray(study["fold_of_row"])
+    for rows in np.array_split(np.arange(f.size), n_sites):
+        sizes = np.bincount(f[rows], minlength=folds)
+        assert sizes.max() - sizes.min() <= 1, sizes
 
 
 @pytest.fixture(scope="module")
@@ -126,14 +138,14 @@ def data():
     return make_data()
 
 
-def test_study_over_the_grid_equals_in_process(tmp_path, data):
+def test_study_over_the_grid_equals_the_reference(tmp_path, data):
     X, y = data
     grid = FakeGrid(write_sites(tmp_path, X, y))
     grid.lose_next.add("hospital-2")  # the first reply from hospital-2 is lost: the request is sent again
     res = run_deployed_study(grid, study_config(tmp_path, workers=0))
-    ref = in_process(X, y)
+    ref = reference(res["study"], X, y)
     assert res["status"] == "ok" and res["unavailable"] == []
-    assert res["study"]["fold_of_row"] == ref["fold_of_row"]
+    check_site_folds(res["study"])
     assert np.abs(np.array(res["study"]["models"]) - np.array(ref["models"])).max() < 2e-3
     a, b = fold_aucs(res["study"], X, y), fold_aucs(ref, X, y)
     assert max(abs(u - v) for u, v in zip(a, b)) < 0.002
@@ -147,7 +159,7 @@ def test_study_over_the_grid_equals_in_process(tmp_path, data):
         assert json.loads((sess / "site-session.json").read_text())["fingerprint"] == res["fingerprint"]
         assert stat.S_IMODE(os.stat(root).st_mode) == 0o700
         secrets = [p for p in sess.iterdir() if p.name.startswith("secret-")]
-        assert any(p.name == "secret-key-share.bin" for p in secrets)
+        assert {"secret-key-share.bin", "secret-fold-key.bin"} <= {p.name for p in secrets}
         assert all(stat.S_IMODE(os.stat(p).st_mode) == 0o600 for p in secrets)
 
 
@@ -184,7 +196,7 @@ def test_two_of_three_goes_on_without_a_dead_site(tmp_path, data):
     grid.on_push = kill_during_training
     res = run_deployed_study(grid, study_config(tmp_path, threshold=2, workers=0))
     assert res["unavailable"] == ["hospital-3"]
-    ref = in_process(X, y, threshold=2)
+    ref = reference(res["study"], X, y)
     a, b = fold_aucs(res["study"], X, y), fold_aucs(ref, X, y)
     assert max(abs(u - v) for u, v in zip(a, b)) < 0.002
     assert "hospital-3" not in {s for s, _ in grid.delivered[grid.killed_at:]}
@@ -249,7 +261,7 @@ def test_the_default_study_refuses_what_it_cannot_run_before_contacting_a_site(t
     cfg = study_config(tmp_path)
     for k, v in change.items():
         setattr(cfg, k, v)
-    with pytest.raises(mpclr.ParameterError, match=match):
+    with pytest.raises(ParameterError, match=match):
         run_deployed_study(grid, cfg)
     assert grid.delivered == []  # not even a hello
     assert json.loads((tmp_path / "out" / "failed.json").read_text())["phase"] == "setup"
