@@ -392,11 +392,16 @@ def synthetic(n: int = 6000, d: int = 10, positive_fraction: float = 0.5, seed: 
 
 
 def shared_data_dir() -> Path:
-    """Where the shared benchmark sets live: $MPCLR_SHARED_DATA, else ../shared/data beside the repo."""
+    """Where the medical benchmark sets (edin, lbw, pcs, uis) are read from: $MPCLR_SHARED_DATA if set, else
+    the repository's own data/ folder (they ship with mpclr), else ../shared/data beside the repository."""
     env = os.environ.get("MPCLR_SHARED_DATA")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+    repo = Path(__file__).resolve().parent.parent
+    for folder in (repo / "data", repo.parent / "shared" / "data"):
+        if all((folder / f"{name}.txt").is_file() for name in SHARED_NAMES):
+            return folder
+    return repo / "data"
 
 
 def shared_available() -> list[str]:
@@ -411,8 +416,8 @@ def load_shared(name: str) -> Dataset:
         raise ParameterError(f"parameter name must be one of {', '.join(SHARED_NAMES)}, got {name!r}")
     path = shared_data_dir() / f"{name}.txt"
     if not path.is_file():
-        raise DataError(f"file {path}: shared data set {name!r} is not on this machine (it is expected at "
-                        f"../shared/data beside the repository, or set MPCLR_SHARED_DATA)")
+        raise DataError(f"file {path}: data set {name!r} is not on this machine (it ships in the repository's "
+                        f"data/ folder; or set MPCLR_SHARED_DATA to a folder holding {name}.txt)")
     return load_csv(path, label="last", sep="\t", header=False, name=name)
 
 

@@ -37,8 +37,8 @@ class Federation:
     parties : number of data providers (key holders), 2..64
     threshold : t for t-out-of-n (any t key holders decrypt, refresh or key-switch); default n
     preset : a preset name ("fast", "deep") or a Params
-    seed : fixes public randomness only (data splits, fold assignment); never key material, errors,
-        smudging or masks, which always come from the OS CSPRNG
+    seed : fixes public randomness only (data splits, synthetic data); never key material, errors,
+        smudging, masks or a hospital's fold assignment, which always come from the OS CSPRNG
     names : the data providers' names (default hospital-1..n)
     network : a transport (default: all nodes in this process)
     rotations : rotation steps to make keys for right away
@@ -155,9 +155,12 @@ class Federation:
         return self.network.traffic.summary()
 
     # --- persistence: every node to its own keystore folder --------------------------------------
-    def save(self, path) -> None:
+    def save(self, path, passphrase: str | None = None) -> None:
         """Write each node's state to path/nodes/<name>/ (its own folder; secrets in 0600 files) and the
-        federation's public description to path/federation.json, so a later step can resume."""
+        federation's public description to path/federation.json, so a later step can resume.
+
+        With a passphrase every node's folder is its own encrypted keystore (its own salt; secrets
+        encrypted, mpclr.keystore_crypto); without one the secrets are plain 0600 files."""
         import json
         from pathlib import Path
 
@@ -165,7 +168,7 @@ class Federation:
 
         root = Path(path)
         for node in [self.server, self.researcher, *self.parties]:
-            node.save(Keystore(root / "nodes" / node.name, create=True))
+            node.save(Keystore.open(root / "nodes" / node.name, passphrase, create=True))
         desc = {
             "params": self.params.to_json(),
             "seed": self.seed,
@@ -175,8 +178,9 @@ class Federation:
         (root / "federation.json").write_text(json.dumps(desc, indent=1))
 
     @classmethod
-    def load(cls, path, network: Network | None = None) -> Federation:
-        """Resume a federation written by `save` (no new key ceremony; same session, keys and ciphertexts)."""
+    def load(cls, path, network: Network | None = None, passphrase: str | None = None) -> Federation:
+        """Resume a federation written by `save` (no new key ceremony; same session, keys and ciphertexts);
+        `passphrase` when it was saved with one."""
         import json
         import warnings
         from pathlib import Path
@@ -202,7 +206,7 @@ class Federation:
         fed.researcher = Researcher("researcher", fed.ctx, fed.network)
         fed.parties = [DataProvider(name, fed.ctx, fed.network) for name in desc["parties"]]
         for node in [fed.server, fed.researcher, *fed.parties]:
-            node.load(Keystore(root / "nodes" / node.name))
+            node.load(Keystore.open(root / "nodes" / node.name, passphrase))
         fed.session = fed.server.session
         return fed
 

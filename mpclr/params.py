@@ -15,7 +15,16 @@ from .errors import InsecureParametersWarning, ParameterError
 # max log2(Q*P) for 128-bit security, ternary secret (HE standard, 2018)
 HE_STANDARD_128 = {1024: 27, 2048: 54, 4096: 109, 8192: 218, 16384: 438, 32768: 881}
 
-__all__ = ["Params", "PRESETS", "get_preset", "check_study", "study_problems", "HE_STANDARD_128"]
+__all__ = [
+    "Params",
+    "PRESETS",
+    "get_preset",
+    "HE_STANDARD_128",
+    "NOT_FOR_STUDIES",
+    "study_presets",
+    "study_problems",
+    "check_study_preset",
+]
 
 # What every parameter set a study runs on must meet (README, "Smudging and masks"): smudging sigma at
 # least 2^20 (OpenFHE's flooding default) and 2^14 above the largest noise it hides, per hospital (against
@@ -248,24 +257,6 @@ def study_problems(params: Params, hospitals: int | None = None) -> list[str]:
     return problems
 
 
-def check_study(params: str | Params, hospitals: int | None = None) -> Params:
-    """The parameter set, if a study may run on it with `hospitals` hospitals; else a ParameterError naming
-    the set, why, and what to use instead (every study path calls this before any work)."""
-    params = get_preset(params)
-    problems = study_problems(params, hospitals)
-    if problems:
-        studies = sorted(k for k, v in PRESETS.items() if not study_problems(v, hospitals))
-        instead = f"Use {' or '.join(repr(k) for k in studies)}" if studies else "No preset fits: measure a new one"
-        role = params.description.split(":")[0] if params.description else "not a study preset"
-        article = "an" if role[:1].lower() in "aeiou" else "a"
-        head = f"is {article} {role} and cannot run a study" if not params.study else "cannot run a study"
-        reasons = [p for p in problems if p != "it is not a study preset"]
-        raise ParameterError(
-            f"parameter preset {params.name!r} {head}" + (": " + "; ".join(reasons) if reasons else "") + f". {instead}"
-        )
-    return params
-
-
 def get_preset(preset: str | Params) -> Params:
     if isinstance(preset, Params):
         return preset
@@ -273,3 +264,45 @@ def get_preset(preset: str | Params) -> Params:
         return PRESETS[preset]
     except KeyError:
         raise ParameterError(f"parameter preset: unknown preset {preset!r}; choose one of {sorted(PRESETS)}") from None
+
+
+# --- which presets can run a whole study ------------------------------------------------------------
+# A study (`mpclr cv` / `mpclr demo`, the notebooks' study sequence, the deployment's default study)
+# trains and then evaluates securely, decrypting and refreshing on the way. A parameter set whose
+# smudging or masks do not hide what that reveals (study_problems) is refused before any work, with the
+# reason and the preset to use instead; the command line's choices and every check follow the same rule.
+STUDY_PRESET = "train"  # what to use instead
+
+
+def _why_not(params: Params, hospitals: int | None = None) -> str | None:
+    problems = study_problems(params, hospitals)
+    if not problems:
+        return None
+    reasons = [p for p in problems if p != "it is not a study preset"]
+    if not params.study:
+        role = params.description.split(":")[0] if params.description else "not a study preset"
+        reasons.insert(0, f"it is {'an' if role[:1].lower() in 'aeiou' else 'a'} {role}")
+    return "; ".join(reasons)
+
+
+NOT_FOR_STUDIES: dict[str, str] = {name: why for name, p in PRESETS.items() if (why := _why_not(p)) is not None}
+
+
+def study_presets() -> list[str]:
+    """The presets that can run a whole study, in PRESETS order."""
+    return [name for name in PRESETS if name not in NOT_FOR_STUDIES]
+
+
+def check_study_preset(preset: str | Params, hospitals: int | None = None) -> Params:
+    """The parameter set, if a study may run on it with `hospitals` hospitals (None: any count it is sized
+    for); else a ParameterError naming it, why, and what to use instead. A variant of a preset (the
+    notebooks' `train/smudging=30`) is judged by its own values."""
+    params = get_preset(preset)
+    why = _why_not(params, hospitals)
+    if why:
+        fits = STUDY_PRESET in PRESETS and _why_not(PRESETS[STUDY_PRESET], hospitals) is None
+        instead = (
+            f"use preset {STUDY_PRESET!r} instead" if fits else "no preset fits: measure one (benchmarks/noise.py)"
+        )
+        raise ParameterError(f"parameter preset: {params.name!r} cannot run a whole study: {why}; {instead}")
+    return params

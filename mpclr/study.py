@@ -25,7 +25,7 @@ from .lr.encrypted import TrainingPlan
 from .lr.metrics import METRICS, fold_metrics
 from .lr.party import design_rows
 from .lr.twin import NesterovLR
-from .params import check_study
+from .params import check_study_preset
 
 __all__ = ["StudyConfig", "run_cv", "plan_for"]
 
@@ -90,8 +90,8 @@ def run_cv(
 ) -> dict:
     """Run the study; returns the JSON-able record (see README, "The study record")."""
     config = config or StudyConfig()
-    check_study(config.preset if fed is None else fed.params, config.parties)  # before any work
     t_start = time.perf_counter()
+    check_study_preset(config.preset if fed is None else fed.params, config.parties)  # before any work
     dataset = load(data) if isinstance(data, str) else data
     if not isinstance(dataset, Dataset):
         raise ParameterError(f"parameter data must be a data set name, a path or a Dataset, got {type(data).__name__}")
@@ -101,6 +101,9 @@ def run_cv(
         raise ParameterError(f"parameter evaluation must be 'secure' or 'decrypted-models', got {evaluation!r}")
     if evaluation == "decrypted-models" and not config.decrypt_models:
         raise ParameterError("evaluation 'decrypted-models' needs decrypt_models=True")
+    if evaluation == "secure" and not 0.0 < config.score_bound <= 1e6:
+        raise ParameterError(f"parameter score_bound must be in (0, 1e6], got {config.score_bound!r}")
+    config.model()._validate()  # the study's design (iterations, degree, learning rate), before any work
     parts = split(dataset, config.parties, config.split, seed=config.seed)
     # The study numbers rows hospital by hospital (each hospital's rows contiguous), so that a data block
     # holds one hospital's rows: with rows scattered, every hospital would encrypt every block.
@@ -121,9 +124,8 @@ def run_cv(
     for k, (party, part) in enumerate(zip(fed.parties, parts)):
         party.load_data(part.X, part.y, np.arange(offsets[k], offsets[k + 1]))
 
-    model = config.model()  # validates the parameters before anything is encrypted
-    model._validate()
-    ecv = encrypt_study(fed, folds=config.folds, seed=config.seed, interval=model.interval)
+    model = config.model()
+    ecv = encrypt_study(fed, folds=config.folds, interval=model.interval)
     timings.update({k: v for k, v in ecv.seconds.items()})
 
     # the twin: same folds, same scaling (the decrypted aggregate's), same step sizes from the same curvature
@@ -206,6 +208,9 @@ def run_cv(
             "seed": config.seed,
             "preset": fed.params.name,
             "split": config.split,
+            "evaluation": evaluation,
+            "decrypt_models": config.decrypt_models,
+            "score_bound": config.score_bound if evaluation == "secure" else None,
         },
         "security": fed.params.describe(),
         "layout": ecv.layout.describe(),

@@ -168,7 +168,7 @@ def test_key_switch_to_researcher(fed32, x):
     assert np.abs(fed32.receive(a, by=[0, 2]) - x).max() < TOL
     assert fed32.researcher.revealed[-1]["path"] == "key switch to researcher"
     # the switched ciphertext decrypts only under the researcher's key
-    raw = fed32.server.key_switch(a, fed32.researcher.ensure_keys(), by=[0, 1])
+    raw = fed32.researcher.key_switch(a, by=[0, 1])
     other = fed32.ctx.pyfhel()
     other.keyGen()
     from Pyfhel import PyCtxt
@@ -184,8 +184,15 @@ def test_key_switch_to_researcher(fed32, x):
 def test_key_switch_refuses_other_targets(fed32, x):
     fed32.researcher.ensure_keys()
     a = fed32.parties[0].encrypt(x[:8])
+    from mpclr.protocols.decryption import ThresholdDecryption
+    from mpclr.seal.format import CiphertextData
+
+    got = fed32.researcher.call("server", "ct.fetch", id=a.id, level=0)
+    c1 = ThresholdDecryption(fed32.ctx).c1_to_bytes(CiphertextData.from_bytes(got["ciphertext"]).data[1], 0)
     with pytest.raises(ProtocolError, match="not the session researcher's"):
-        fed32.server.key_switch(a, "00" * 32, by=[0, 1])
+        fed32.researcher.call(
+            "hospital-1", "pcks.share", c1=c1, level=0, participants=["hospital-1", "hospital-2"], target="00" * 32
+        )
     with pytest.raises(ProtocolError, match="only the session's researcher"):
         fed32.server.call("hospital-1", "researcher.key", public_key=b"x")
 

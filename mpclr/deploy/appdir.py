@@ -29,6 +29,9 @@ DEFAULTS = {
     "iterations": 0,
     "learning-rate": 0.0,
     "bound-bits": 6,
+    "evaluation": "secure",  # or "none"
+    "score-bound": 16.0,
+    "decrypt-models": True,  # false: the fold models stay encrypted (only the secure evaluation's counts)
     "workers": "auto",
     "rounds": 20,
     "payload": 0,

@@ -15,8 +15,11 @@ The study hook: run-config key `study` = "package.module:function". The function
 parties by name, decrypt, refresh, receive, generate_rotation_keys, session, params, seed) and `config`
 is a dict with the run configuration's study options (folds, schedule, degree, workers, seed, ...)
 plus "progress": a callable progress(event: str, **info) that appends to <output>/progress.jsonl. It
-returns a JSON-serialisable dict, stored under "study" in result.json. Its hospitals' rows are at the
-sites: only steps that go through protocol messages (mpclr.lr.cv and the like) can use them.
+returns a JSON-serialisable dict, stored under "study" in result.json. A function with an attribute
+`check_config(preset, options)` has it called first, before any site is contacted, to refuse what it
+could not run (the default study refuses unknown options and presets that cannot run a whole study).
+Its hospitals' rows are at the sites: only steps that go through protocol messages (mpclr.lr.cv and the
+like) can use them.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from pathlib import Path
 
 from ..errors import MpclrError, NodeUnavailable, ParameterError, ProtocolError
 from ..federation import Federation, seal_context
-from ..params import check_study, get_preset
+from ..params import check_study_preset, get_preset
 from ..roles import Researcher, Server, Session
 from .site import params_to_json, session_fingerprint
 from .transport import FlowerNetwork, SiteError
@@ -290,8 +293,11 @@ def run_deployed_study(grid, cfg: StudyConfig, study=None) -> dict:
     fed = None
     t_all = time.perf_counter()
     try:
-        check_study(cfg.preset, cfg.parties or len(cfg.sites) or None)  # before any site is contacted
+        check_study_preset(cfg.preset, cfg.parties or len(cfg.sites) or None)  # before any site is contacted
         fn = study or load_study(cfg.study)
+        check = getattr(fn, "check_config", None)  # a study may check its options before any site is contacted
+        if check is not None:
+            check(cfg.preset, cfg.options)
         net = FlowerNetwork(grid, timeout=cfg.round_timeout, poll=cfg.poll, max_poll=cfg.max_poll,
                             log=lambda text: note("network", detail=text))
         phase = "find_sites"

@@ -5,14 +5,17 @@ asked (the default, so the researcher can compare them with a plaintext twin). T
 the same function runs on an in-process `mpclr.Federation` whose parties hold their rows, and on a
 `DeployedFederation` whose sites do.
 
-Options (run-config keys, all optional): folds (5), seed, workers ("auto", or a number), evaluation
+Options (run-config keys, all optional): folds (5), workers ("auto", or a number), evaluation
 ("secure", the default: encrypted scores, counts key-switched to the researcher, as `mpclr cv` does;
 "none" to skip), score-bound (16), decrypt-models (true: the key holders decrypt the fold models for the
 researcher, as `mpclr cv` does by default; false keeps them encrypted), and either
 schedule (a JSON list of [gamma, eta]) with degree (3) and bound-bits (6), or, when schedule is empty,
 the plaintext twin's defaults (mpclr.lr.twin.NesterovLR: degree 5, 6 iterations) with step sizes from
 the curvature of the encrypted aggregates, as mpclr.study does (iterations, degree, learning-rate
-override them).
+override them). An option this study does not read, or iterations / learning-rate beside an explicit
+schedule (which they cannot change), is refused before any site is contacted (check_config), and so is
+a preset that cannot run a whole study (mpclr.params.check_study_preset). The run configuration's seed
+does not reach this study: each site draws its fold assignment from its own secret randomness.
 """
 
 from __future__ import annotations
@@ -24,26 +27,92 @@ import time
 import numpy as np
 
 from ..errors import ParameterError
+from ..params import check_study_preset
 
-__all__ = ["encrypted_cv", "DEFAULT_SCHEDULE", "fold_aucs"]
-
+__all__ = ["encrypted_cv", "check_config", "study_options", "OPTIONS", "DEFAULT_SCHEDULE", "fold_aucs"]
 DEFAULT_SCHEDULE = [(2.0, 0.0), (1.0, 0.0), (0.7, -0.2)]
 
 
-def _schedule(value):
-    if value in (None, ""):
-        return list(DEFAULT_SCHEDULE)
-    if isinstance(value, str):
-        value = json.loads(value)
-    return [(float(g), float(e)) for g, e in value]
+# the run-config keys encrypted_cv reads, beside "seed" and "progress" (the coordinator adds those)
+OPTIONS = ("folds", "workers", "evaluation", "score-bound", "decrypt-models", "schedule", "degree", "bound-bits",
+           "iterations", "learning-rate")
+# keys of the app's other study (ping): every Flower run configuration carries all the app's keys
+_OTHER_STUDY_KEYS = ("rounds", "payload")
 
 
-def _flag(value) -> bool:
+def _flag(name: str, value) -> bool:
     if isinstance(value, str):
         if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
-            raise ParameterError(f"decrypt-models must be true or false, got {value!r}")
+            raise ParameterError(f"run config: {name} must be true or false, got {value!r}")
         return value.lower() in ("true", "1", "yes")
+    if not isinstance(value, bool | int):
+        raise ParameterError(f"run config: {name} must be true or false, got {value!r}")
     return bool(value)
+
+
+def _number(config: dict, name: str, kind, default):
+    """config[name] as `kind`; missing, empty or 0 (the app's "not set") gives `default`."""
+    value = config.get(name)
+    if value in (None, "", 0, 0.0):
+        return default
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        raise ParameterError(f"run config: {name} must be a number, got {value!r}") from None
+
+
+def study_options(config: dict) -> dict:
+    """The options encrypted_cv runs with, parsed and checked (errors name the run-config key)."""
+    unknown = sorted(k for k in config if k not in (*OPTIONS, *_OTHER_STUDY_KEYS, "seed", "progress"))
+    if unknown:
+        raise ParameterError(f"run config: {', '.join(map(repr, unknown))} is not an option of the study "
+                             f"{__name__}:encrypted_cv; it reads {', '.join(OPTIONS)}")
+    folds = int(config.get("folds", 5))
+    if folds < 2:
+        raise ParameterError(f"run config: folds must be at least 2, got {folds}")
+    workers = config.get("workers", "auto")
+    workers = workers if workers == "auto" else int(workers)
+    evaluation = str(config.get("evaluation") or "secure")
+    if evaluation not in ("secure", "none"):
+        raise ParameterError(f"run config: evaluation must be 'secure' or 'none', got {evaluation!r}")
+    score_bound = _number(config, "score-bound", float, 16.0)
+    if not 0.0 < score_bound <= 1e6:
+        raise ParameterError(f"run config: score-bound must be in (0, 1e6], got {score_bound!r}")
+    schedule = config.get("schedule")
+    if isinstance(schedule, str) and schedule:
+        try:
+            schedule = json.loads(schedule)
+        except json.JSONDecodeError:
+            problem = f"run config: schedule must be JSON: a list of [gamma, eta], got {schedule!r}"
+            raise ParameterError(problem) from None
+    schedule = [(float(g), float(e)) for g, e in schedule] if schedule not in (None, "") else None
+    iterations = _number(config, "iterations", int, None)
+    learning_rate = _number(config, "learning-rate", float, None)
+    if schedule is not None and (iterations is not None or learning_rate is not None):
+        raise ParameterError("run config: iterations and learning-rate size the twin's schedule; with an explicit "
+                             "schedule they would be ignored: give one or the other")
+    degree = _number(config, "degree", int, None)
+    if degree is not None and degree not in (3, 5, 7):
+        raise ParameterError(f"run config: degree must be 3, 5 or 7, got {degree}")
+    return {
+        "folds": folds,
+        "workers": workers,
+        "evaluation": evaluation,
+        "score_bound": score_bound,
+        "decrypt_models": _flag("decrypt-models", config.get("decrypt-models", True)),
+        "schedule": schedule,
+        "degree": degree,
+        "bound_bits": int(config.get("bound-bits", 6)),
+        "iterations": iterations,
+        "learning_rate": learning_rate,
+    }
+
+
+def check_config(preset, config: dict) -> None:
+    """What encrypted_cv would refuse, checked by the coordinator before it contacts a site: a preset
+    that cannot run a whole study, an option this study does not read, a value out of range."""
+    check_study_preset(preset)
+    study_options(config)
 
 
 def encrypted_cv(fed, config: dict) -> dict:
@@ -51,22 +120,17 @@ def encrypted_cv(fed, config: dict) -> dict:
     from ..lr.encrypted import TrainingPlan
     from ..lr.sigmoid import sigmoid_poly
 
+    check_study_preset(fed.params)
+    opts = study_options(config)
     progress = config.get("progress") or (lambda event, **info: None)
-    folds = int(config.get("folds", 5))
-    workers = config.get("workers", "auto")
-    workers = workers if workers == "auto" else int(workers)
-    seed = config.get("seed")
-    seed = 0 if seed is None else int(seed)
-    evaluation = str(config.get("evaluation") or "secure")
-    if evaluation not in ("secure", "none"):
-        raise ParameterError(f"evaluation must be 'secure' or 'none', got {evaluation!r}")
-    decrypt_models = _flag(config.get("decrypt-models", True))
+    folds, workers = opts["folds"], opts["workers"]
+    evaluation, decrypt_models = opts["evaluation"], opts["decrypt_models"]
 
     def on_iteration(done, total):
         progress("training", done=done, total=total)
 
     t0 = time.perf_counter()
-    res = encrypt_study(fed, folds=folds, seed=seed)
+    res = encrypt_study(fed, folds=folds)
     ev = None
     if evaluation == "secure":
         # every hospital encrypts its rows for the evaluation now, while all of them are there: the
@@ -74,23 +138,22 @@ def encrypted_cv(fed, config: dict) -> dict:
         from ..lr.evaluation import SecureEvaluation
 
         t1 = time.perf_counter()
-        ev = SecureEvaluation(fed, res, score_bound=float(config.get("score-bound") or 16.0), workers=workers)
+        ev = SecureEvaluation(fed, res, score_bound=opts["score_bound"], workers=workers)
         ev.encrypt_rows()
         res.seconds["encrypt_evaluation_rows"] = time.perf_counter() - t1
     progress("encrypted", seconds=round(time.perf_counter() - t0, 2))
-    if config.get("schedule") not in (None, ""):
-        plan = TrainingPlan(sigmoid_poly(int(config.get("degree") or 3), 8.0), _schedule(config.get("schedule")),
-                            bound_bits=int(config.get("bound-bits", 6)))
+    if opts["schedule"] is not None:
+        plan = TrainingPlan(sigmoid_poly(opts["degree"] or 3, 8.0), opts["schedule"], bound_bits=opts["bound_bits"])
     else:
         from ..lr.twin import NesterovLR
         from ..study import plan_for
 
         defaults = NesterovLR()
-        model = NesterovLR(iterations=int(config.get("iterations") or defaults.iterations),
-                           degree=int(config.get("degree") or defaults.degree),
-                           learning_rate=float(config.get("learning-rate") or defaults.learning_rate),
+        model = NesterovLR(iterations=opts["iterations"] or defaults.iterations,
+                           degree=opts["degree"] or defaults.degree,
+                           learning_rate=opts["learning_rate"] or defaults.learning_rate,
                            curvature=res.curvature)
-        plan = plan_for(model, res.curvature)
+        plan = plan_for(model, res.curvature, bound_bits=opts["bound_bits"])
     t0 = time.perf_counter()
     res.train(fed, plan, workers=workers, progress=on_iteration)
     progress("trained", seconds=round(time.perf_counter() - t0, 2))
@@ -111,6 +174,9 @@ def encrypted_cv(fed, config: dict) -> dict:
         "folds": folds,
         "schedule": [list(s) for s in plan.schedule],
         "degree": plan.degree,
+        "evaluation": evaluation,
+        "score_bound": opts["score_bound"] if evaluation == "secure" else None,
+        "decrypt_models": decrypt_models,
         "secure_evaluation": secure,
         "models": None if W is None else W.tolist(),
         "fold_of_row": res.fold_of_row.tolist(),
@@ -119,7 +185,11 @@ def encrypted_cv(fed, config: dict) -> dict:
         "seconds": dict(res.seconds),
         "refreshes": log.refreshes,
         "workers": log.workers,
+        "revealed": list(fed.researcher.revealed),  # every decryption and key switch to the researcher
     }
+
+
+encrypted_cv.check_config = check_config  # the coordinator calls it before it contacts any site
 
 
 def fold_aucs(result: dict, X, y) -> list[float]:

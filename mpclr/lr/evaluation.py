@@ -37,7 +37,7 @@ Steps (each timed in `SecureEvaluation.seconds`)
      counts revealed so far, splitting the ROC cells that hold both positives and negatives, encrypted
      by the researcher, so the server never learns where the researcher looks.
 4. results. Each packed count ciphertext is key-switched by the key holders to the researcher's own key
-   (`Federation.receive`): the server combines the shares but holds only a ciphertext it cannot decrypt.
+   (`Federation.receive`): the server hands out the ciphertext; the shares go to the researcher only.
 5. metrics (researcher, in the clear, from counts only): confusion matrix at the cutoff (accuracy,
    sensitivity, specificity, PPV, NPV), the ROC points (FPR, TPR) at every threshold plus (0, 0) and
    (1, 1), the AUC by the trapezoid rule, per fold and mean +/- sd (ddof = 1) across folds.
@@ -79,7 +79,7 @@ advance), and the composite polynomials.
 | scores, comparisons | ciphertexts only | refresh requests (c1 halves) | nothing |
 | rotation keys | key shares (RLWE samples) | nothing new | nothing |
 | refinement thresholds | ciphertexts (researcher's encryption) | nothing | its own choice |
-| results | ciphertexts under the researcher's key | key-switch requests (c1) | see below |
+| results | the counts' ciphertexts (it hands them out) | key-switch requests (c1) | see below |
 | testing only | ciphertexts | decryption shares | every test score |
 
 The researcher learns, per fold: P_k (positives) and, at every threshold of every pass, the number of

@@ -15,7 +15,7 @@ import numpy as np
 from ..errors import DataError
 from .layout import Layout
 
-__all__ = ["aggregate_vector", "design_rows", "pack_blocks", "constant_part", "local_folds"]
+__all__ = ["aggregate_vector", "design_rows", "pack_blocks", "constant_part"]
 
 
 # The aggregate is encrypted as 2^40 times its values (a power of two: exact in float64). Its decryption's
@@ -76,15 +76,6 @@ def pack_blocks(layout: Layout, rows: np.ndarray, z: np.ndarray):
         for b in layout.blocks_with_rows(g, rows):
             for j in range(z.shape[1]):
                 yield g.index, b, j, layout.pack_rows(g, b, z[:, j], rows)
-
-
-def local_folds(y: np.ndarray, folds: int, seed: int) -> np.ndarray:
-    """Stratified fold ids for this party's own rows (seeded, so public and reproducible), dealt from a
-    seeded random start so hospitals' deals interleave. A fold id says nothing about a row's label."""
-    from .folds import assign_folds
-
-    start = int(np.random.default_rng([seed, 1]).integers(folds))
-    return assign_folds(y, folds, seed, start=start, strict=False)
 
 
 def constant_part(layout: Layout, z: np.ndarray, own_folds: np.ndarray, train_counts: np.ndarray):

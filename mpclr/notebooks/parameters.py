@@ -267,7 +267,7 @@ PARAMETERS: dict[str, Parameter] = {
             "seed",
             "int | None",
             0,
-            "seed of the public randomness only (split, folds, synthetic data); None = 00 draws one and records it",
+            "seed of the public randomness only (split, synthetic data); None = 00 draws one and records it",
             _between(0, 2**63 - 1),
         ),
         Parameter("folds", "int", 5, "cross-validation folds trained together", _between(2, 20)),

@@ -3,7 +3,8 @@
 The steps hand each other, in the run folder:
 
     federation/        every node's own keystore folder (nodes/<name>/: state, public keys, and the
-                       node's secrets in 0600 files) and federation.json; 01 writes it after the key
+                       node's secrets in 0600 files, encrypted when MPCLR_KEYSTORE_PASSPHRASE is set in
+                       the environment) and federation.json; 01 writes it after the key
                        ceremony, and every later step resumes it (`resume_federation`) and saves it again,
                        so the keys, the session, the message counters and the researcher's audit trail
                        carry on from step to step: no step runs a ceremony of its own
@@ -21,6 +22,7 @@ What is only possible in a simulation is said where it happens: the plaintext tw
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from dataclasses import dataclass
 
@@ -29,6 +31,7 @@ import numpy as np
 from ..errors import DataError, ProtocolError
 from ..federation import Federation
 from ..keystore import Keystore
+from ..keystore_crypto import PASSPHRASE_ENV
 from .rundir import RunFolder
 from .study import HospitalData, Study
 
@@ -77,10 +80,16 @@ def _sha256(data: bytes | None) -> str:
 
 
 # ================================================================================================ federation
+def _passphrase() -> str | None:
+    """The run folder's keystores are encrypted when the environment gives a passphrase (optional in a
+    simulation: every node's folder is on the one machine running it)."""
+    return os.environ.get(PASSPHRASE_ENV) or None
+
+
 def save_federation(fed: Federation, run: RunFolder):
     """Every node to its own keystore folder under <run>/federation/ (see the module docstring)."""
     path = run.path / FEDERATION
-    fed.save(path)
+    fed.save(path, passphrase=_passphrase())
     return path
 
 
@@ -93,7 +102,7 @@ def resume_federation(run: RunFolder, study: Study, data: HospitalData | None = 
     root = run.path / FEDERATION
     if not (root / "federation.json").is_file():
         raise DataError(f"run folder {run.path} has no saved federation: run notebooks/01_key_ceremony.ipynb first")
-    fed = Federation.load(root)
+    fed = Federation.load(root, passphrase=_passphrase())
     made_for = ([p.name for p in fed.parties], fed.params.name, fed.threshold)
     wanted = (study.party_names(), study.params().name, study.key_holders_needed)
     if made_for != wanted or fed.params != study.params():
@@ -106,7 +115,7 @@ def resume_federation(run: RunFolder, study: Study, data: HospitalData | None = 
     if data is not None:
         for party, part in zip(fed.parties, data.parts):
             party.load_data(part.X, part.y, part.rows)
-            party.load(Keystore(root / "nodes" / party.name))
+            party.load(Keystore.open(root / "nodes" / party.name, _passphrase()))
     return fed
 
 
@@ -196,7 +205,7 @@ def encrypt(fed: Federation, study: Study):
 
     tap = _ResearcherTap(fed)
     model = study.model()
-    cv = encrypt_study(tap, folds=study.folds, seed=study.seed, interval=model.interval)
+    cv = encrypt_study(tap, folds=study.folds, interval=model.interval)
     if len(tap.decrypted) != 1:
         raise ProtocolError(
             f"encrypt_study decrypted {len(tap.decrypted)} results, the pooled aggregate only was expected: "

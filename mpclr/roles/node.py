@@ -70,6 +70,8 @@ Handler = Callable[[dict, str], dict]
 
 class Node:
     role = "node"
+    # replies only the requester may read: their bodies are encrypted end to end (wire: encrypted mode)
+    encrypted_replies: frozenset[str] = frozenset()
 
     def __init__(self, name: str, ctx: SealContext, network: Network):
         if not name or len(name.encode()) > 64 or any(c.isspace() for c in name):
@@ -161,7 +163,7 @@ class Node:
             self._seq[recipient] += 1
             return self._seq[recipient]
 
-    def _seal(self, kind: int, type_: str, recipient: str, fields: dict) -> bytes:
+    def _seal(self, kind: int, type_: str, recipient: str, fields: dict, encrypt: bool = False) -> bytes:
         s = self._require_session()
         return seal_message(
             self.identity,
@@ -174,6 +176,7 @@ class Node:
             self._next_seq(recipient),
             fields,
             s.roster[recipient],
+            encrypt,
         )
 
     def _open(self, raw: bytes):
@@ -236,7 +239,7 @@ class Node:
         except Exception as exc:  # pragma: no cover - report, never crash the node
             detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
             return self._seal(KIND_ERROR, msg.type, msg.sender, {"error": detail})
-        return self._seal(KIND_REPLY, msg.type, msg.sender, fields)
+        return self._seal(KIND_REPLY, msg.type, msg.sender, fields, msg.type in self.encrypted_replies)
 
     def _error_reply(self, raw: bytes, reason: str) -> bytes:
         """Reply to a message that failed verification, if we can tell who claims to have sent it."""

@@ -1,8 +1,9 @@
 """The server: aggregates key shares into the collective keys and evaluates on ciphertexts.
 
 It holds the collective public key, the relinearization key and rotation keys, and ciphertexts: never a
-secret-key share, never a decryption share (those go to the researcher). All homomorphic evaluation runs
-in Pyfhel/SEAL.
+secret-key share, never a decryption or key-switch share (those go to the researcher, encrypted for it).
+All homomorphic evaluation runs in Pyfhel/SEAL. In the key ceremony it relays what the hospitals sign
+(the CRS seed, public-key and round-1 shares), so each hospital checks the keys itself.
 """
 
 from __future__ import annotations
@@ -16,14 +17,16 @@ import numpy as np
 from Pyfhel import PyCtxt
 
 from ..errors import ProtocolError
+from ..protocols import c1 as c1check
 from ..protocols.cpk import PublicKeyGen
-from ..protocols.keyswitch import PublicKeySwitch
+from ..protocols.lincheck import aggregate_digest
 from ..protocols.refresh import RefreshProtocol, plan_outputs
 from ..protocols.rlk import RelinKeyGen
 from ..protocols.rotation import RotationKeyGen
-from ..ring import CommonRandomString
+from ..ring import CommonRandomString, SecretRandom
 from ..seal.format import CiphertextData, galois_elt_from_step, unpack_ciphertext
 from .data_provider import commitment, crs_seed
+from .guard import round_one_check
 from .node import Node, check_participants, with_live_participants
 
 __all__ = ["Server", "Ciphertext"]
@@ -71,9 +74,10 @@ class Server(Node):
         self.timings: dict[str, float] = {}
         self._refresh_count = 0
         self.refresh_bound_bits = 8  # default public bound on |values| refreshed: 2^8
-        self._handlers.update(
-            {"ct.upload": self._on_upload, "ct.fetch": self._on_fetch, "ct.keyswitch": self._on_keyswitch}
-        )
+        self._crs_signatures: dict[str, bytes] = {}
+        self._sent_c1: set[bytes] = set()  # c1s sent in refresh requests (hospitals answer each once)
+        self._rng = SecretRandom()
+        self._handlers.update({"ct.upload": self._on_upload, "ct.fetch": self._on_fetch})
 
     # ================================ key ceremony ==============================================
     def _holders(self) -> list[str]:
@@ -94,9 +98,10 @@ class Server(Node):
             if r["seed_hash"] != hashlib.sha256(seed).digest():
                 raise ProtocolError(f"{p} derived a different common random string")
         self.crs = CommonRandomString(seed)
+        self._crs_signatures = {p: r["signature"] for p, r in acks.items()}
 
     def run_key_ceremony(self) -> None:
-        """CRS coin toss, collective public key (commit-then-reveal), relinearization key (2 rounds)."""
+        """CRS coin toss, collective public key (commit-then-reveal), relinearization key (2 rounds and a check)."""
         t0 = time.perf_counter()
         self.agree_crs()
         holders = self._holders()
@@ -113,7 +118,16 @@ class Server(Node):
             self.public_key = cpk.public_key(cpk.aggregate_shares(shares), cpk.sample_crp(self.crs))
         self._he.from_bytes_public_key(self.public_key)
         s = self._require_session()
-        self.call_many("keys.install", {p: {"public_key": self.public_key} for p in [*holders, s.researcher]})
+        # every share with its author's signature and the CRS seed every hospital signed: each recipient
+        # rebuilds the key and installs it only if it is this one
+        install = {
+            "public_key": self.public_key,
+            "crs_seed": self.crs.seed,
+            "crs_signatures": self._crs_signatures,
+            "shares": {p: reveals[p]["share"] for p in holders},
+            "signatures": {p: reveals[p]["signature"] for p in holders},
+        }
+        self.call_many("keys.install", {p: install for p in [*holders, s.researcher]})
         self.timings["public_key"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -121,9 +135,22 @@ class Server(Node):
         r1 = self.call_many("rlk.round1", {p: {} for p in holders})
         with self.timed("rlk.round1.aggregate"):
             agg1 = rlk.aggregate_shares([rlk.share_from_bytes(r1[p]["share"], 1) for p in holders])
+            round1 = agg1.to_bytes()
+        # round 1b: the aggregate's digest first; each hospital signs its inner products with the challenge
+        # derived from it, and in round 2 multiplies its key share by the aggregate only if they add up
+        digest = aggregate_digest(s.id, "rlk.round1", round1)
+        checked = self.call_many("rlk.check", {p: {"digest": digest} for p in holders})
+        check = round_one_check(rlk, s, digest)
+        # the sum checked once; hospital by hospital only to name those whose scalars are not their share's
+        if not check.sum_matches(agg1.data, [checked[p]["scalars"] for p in holders]):
+            bad = [p for p in holders if not check.sum_matches(rlk.share_from_bytes(r1[p]["share"], 1).data,
+                                                               [checked[p]["scalars"]])]
+            raise ProtocolError(f"{', '.join(bad)} signed check scalars that are not those of its round-1 share")
         del r1
-        agg1_bytes = agg1.to_bytes()
-        r2 = self.call_many("rlk.round2", {p: {"round1": agg1_bytes} for p in holders})
+        request = {"round1": round1, "scalars": {p: checked[p]["scalars"] for p in holders},
+                   "signatures": {p: checked[p]["signature"] for p in holders}}
+        r2 = self.call_many("rlk.round2", {p: request for p in holders})
+        del request, round1
         with self.timed("rlk.round2.aggregate"):
             agg2 = rlk.aggregate_shares([rlk.share_from_bytes(r2[p]["share"], 2) for p in holders])
             relin = rlk.relin_key(agg1, agg2)
@@ -259,14 +286,19 @@ class Server(Node):
                 f"{proto.mask_bits}-bit masks for {len(names)} parties: refresh at level {level} or above"
             )
         t0 = time.perf_counter()
+        ring = self.ctx.ring(level)
         c0s, c1_raw = [], []
         for ct, lvl in zip(cts, levels):
             dropped = PyCtxt(copy_ctxt=ct)
             for _ in range(lvl - level):
                 self._he.mod_switch_to_next_ctxt(dropped)
             data = CiphertextData.from_bytes(dropped.to_bytes(compr_mode="none"))
-            c0s.append(np.ascontiguousarray(data.data[0]))
-            c1_raw.append(self._c1_bytes(data.data[1], level))
+            c0, c1 = data.data[0], data.data[1]
+            if c1check.digest(c1) in self._sent_c1:  # a retry, or a ciphertext refreshed again: a fresh c1
+                c0, c1 = c1check.rerandomize(ring, self._public_key_data(), c0, c1, self._rng, self.ctx.key_ring)
+            self._sent_c1.add(c1check.digest(c1))
+            c0s.append(np.ascontiguousarray(c0))
+            c1_raw.append(self._c1_bytes(c1, level))
         ratios = [proto.ratio(scale) for scale in scales]
         planned = plan_outputs([[(t[0], Fraction(t[1]) * ratios[t[0]], *t[2:]) for t in row] for row in outputs])
         bits = max(proto.mask_bits_total(scale, bound) for scale in scales)
@@ -302,33 +334,10 @@ class Server(Node):
 
         return ThresholdDecryption(self.ctx).c1_to_bytes(np.ascontiguousarray(c1), level)
 
-    # ================================ results to the researcher =================================
-    def key_switch(self, h: Ciphertext, target: str, by=None, level: int = 0) -> bytes:
-        """The ciphertext re-encrypted under the researcher's key (whose hash is `target`; each key
-        holder checks it is the key the researcher registered), switched to `level` first. The server
-        combines the shares but cannot decrypt the result."""
-        e = self._get(h)
-        data = CiphertextData.from_bytes(self._at_level(e, min(level, e.level)).to_bytes(compr_mode="none"))
-        lvl = self.ctx.check_ciphertext(data)
-        proto = PublicKeySwitch(self.ctx)
-
-        def round_(names):
-            request = {"c1": self._c1_bytes(data.data[1], lvl), "level": lvl, "participants": names, "target": target}
-            replies = self.call_many("pcks.share", {p: request for p in names})
-            shares = [proto.share_from_bytes(replies[p]["share"], lvl) for p in names]
-            with self.timed("pcks.combine"):
-                return proto.finalize(data, shares).to_bytes()
-
-        return with_live_participants(self, by, round_)
-
-    def _on_keyswitch(self, fields, sender):
-        if sender != self._require_session().researcher:
-            raise ProtocolError(
-                f"results are switched to the researcher's key on the researcher's request only, " f"not {sender}'s"
-            )
-        h = Ciphertext(int(fields["id"]), 0, 0, 0.0)
-        raw = self.key_switch(h, str(fields["target"]), fields.get("participants"), int(fields.get("level", 0)))
-        return {"ciphertext": raw, "length": self._get(h).length}
+    def _public_key_data(self) -> np.ndarray:
+        if self.public_key is None:
+            raise ProtocolError("no collective public key yet: run the key ceremony")
+        return CiphertextData.from_bytes(self.public_key, "collective public key").data
 
     # ================================ persistence ===============================================
     def _save_role(self, ks) -> None:
@@ -344,6 +353,7 @@ class Server(Node):
         )
         if self.public_key is not None:
             ks.put("public-key", self.public_key)
+        ks.put("sent-c1", b"".join(sorted(self._sent_c1)))
         if not self._he.is_relin_key_empty():
             ks.put("relin-key", self._he.to_bytes_relin_key(compr_mode="none"))
         if self._galois:
@@ -363,6 +373,8 @@ class Server(Node):
         self.public_key = ks.get("public-key") if ks.has("public-key") else None
         if self.public_key is not None:
             self._he.from_bytes_public_key(self.public_key)
+        sent = ks.get("sent-c1") if ks.has("sent-c1") else b""
+        self._sent_c1 = {sent[i : i + 16] for i in range(0, len(sent), 16)}
         if ks.has("relin-key"):
             self._he.from_bytes_relin_key(ks.get("relin-key"))
         self._galois = {}

@@ -1,7 +1,7 @@
 """A real deployment on 127.0.0.1: a SuperLink and 3 SuperNodes (TLS, SuperNode authentication,
 telemetry off, no runtime dependency installation), studies submitted with `flwr run`.
 
-1. 3-of-3: the deployed study equals the in-process run with the same seed (fold assignment, AUCs).
+1. 3-of-3: the deployed study equals the same training in float64 on the fold ids the sites drew.
 2. 2-of-3 on the same deployment: one site is killed (SIGKILL) during training; the study finishes
    with the other two and names the dead one.
 Then every process the deployment started is gone.
@@ -18,11 +18,12 @@ from sklearn.metrics import confusion_matrix, roc_auc_score
 
 pytest.importorskip("flwr")
 
-import mpclr  # noqa: E402
 from mpclr.deploy.local import LocalDeployment, SiteSpec, tagged_processes  # noqa: E402
-from mpclr.deploy.study import encrypted_cv, fold_aucs  # noqa: E402
+from mpclr.deploy.study import fold_aucs  # noqa: E402
+from mpclr.params import get_preset  # noqa: E402
 
-from .test_transport import make_data  # noqa: E402
+from ..checks import refresh_flooding  # noqa: E402
+from .test_transport import check_site_folds, make_data, reference  # noqa: E402
 
 SCHEDULE = [[2.0, 0.0], [1.0, 0.0], [0.7, -0.2], [0.5, -0.3]]
 STUDY = {"preset": "train", "folds": 3, "seed": 3, "schedule": json.dumps(SCHEDULE), "workers": 0,
@@ -48,16 +49,16 @@ def deployment(tmp_path_factory):
         assert tagged_processes(dep.tag) == [], "processes left behind"
 
 
-def test_deployed_study_equals_in_process(deployment):
+def test_deployed_study_equals_the_reference(deployment):
     dep, X, y = deployment
     res = dep.run_study(STUDY, timeout=600)
-    fed = mpclr.Federation(parties=3, preset="train")
-    for p, rows in zip(fed.parties, np.array_split(np.arange(len(y)), 3)):
-        p.load_data(X[rows], y[rows], rows)
-    ref = encrypted_cv(fed, {"folds": 3, "seed": 3, "schedule": SCHEDULE, "workers": 0, "evaluation": "none"})
-    fed.close()
     assert res["status"] == "ok" and res["unavailable"] == []
-    assert res["study"]["fold_of_row"] == ref["fold_of_row"]
+    check_site_folds(res["study"])
+    ref = reference(res["study"], X, y, SCHEDULE)
+    # the weights' tolerance of test_study: the refreshes' smudging (tests.checks.refresh_flooding)
+    assert np.abs(np.array(res["study"]["models"]) - np.array(ref["models"])).max() < 30 * refresh_flooding(
+        get_preset("train"), 3
+    )
     a, b = fold_aucs(res["study"], X, y), fold_aucs(ref, X, y)
     assert max(abs(u - v) for u, v in zip(a, b)) < 0.002, (a, b)
     check_secure_evaluation(res["study"], X, y)

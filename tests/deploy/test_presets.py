@@ -12,7 +12,8 @@ from mpclr.errors import ParameterError
 @pytest.mark.parametrize("preset,what", [("fast", "teaching preset"), ("deep", "experiments preset")])
 def test_coordinator_refuses_presets_that_cannot_run_a_study(tmp_path, preset, what):
     cfg = StudyConfig(output=str(tmp_path), parties=3, preset=preset)
-    with pytest.raises(ParameterError, match=rf"preset '{preset}' is an? {what} .*Use 'train'"):
+    refused = rf"'{preset}' cannot run a whole study: it is an? {what}.*use preset 'train'"
+    with pytest.raises(ParameterError, match=refused):
         run_deployed_study(None, cfg)  # no grid: refused before any site is looked for
     failed = json.loads((tmp_path / "failed.json").read_text())
     assert failed["phase"] == "setup" and what in failed["error"]
@@ -24,9 +25,9 @@ def test_coordinator_refuses_more_sites_than_the_smudging_is_sized_for(tmp_path)
         run_deployed_study(None, cfg)
 
 
-def test_local_launcher_refuses_before_starting_anything(tmp_path, capsys):
+def test_local_launcher_refuses_more_sites_than_the_smudging_is_sized_for(tmp_path, capsys):
     from mpclr.deploy.__main__ import main
 
-    assert main(["local", "--preset", "fast", "--workdir", str(tmp_path)]) == 2
-    assert "'fast' is a teaching preset" in capsys.readouterr().err
+    assert main(["local", "--sites", "11", "--workdir", str(tmp_path)]) == 2
+    assert "sized for up to 10 hospitals" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())  # no certificate, keystore or log: nothing was started

@@ -41,7 +41,7 @@ def make_data(n, d, seed=0):
 def run(fed, X, y, folds, plan, workers="auto"):
     for p, rows in zip(fed.parties, np.array_split(np.arange(len(y)), len(fed.parties))):
         p.load_data(X[rows], y[rows], rows)
-    res = run_encrypted_cv(fed, folds=folds, plan=plan, seed=3, workers=workers)
+    res = run_encrypted_cv(fed, folds=folds, plan=plan, workers=workers)
     W = res.decrypt_models(fed)
     ref = nesterov_reference(design_rows(X, y, res.mean, res.std), res.fold_of_row, folds, plan)
     return res, W, ref
@@ -138,7 +138,7 @@ def test_training_goes_on_when_a_key_holder_dies_in_two_of_three():
         if done == 1:
             fed.network.down.add("hospital-3")
 
-    res = run_encrypted_cv(fed, folds=3, plan=plan, seed=0, workers=0, progress=kill_after_first)
+    res = run_encrypted_cv(fed, folds=3, plan=plan, workers=0, progress=kill_after_first)
     W = res.decrypt_models(fed)
     ref = nesterov_reference(design_rows(X, y, res.mean, res.std), res.fold_of_row, 3, plan)
     assert np.abs(W - ref).max() < tolerance(fed)

@@ -151,7 +151,7 @@ def evaluate(fed, ds, schedule, **options):
     n = len(ds.y)
     for p, rows in zip(fed.parties, np.array_split(np.arange(n), fed.n)):
         p.load_data(ds.X[rows], ds.y[rows], rows)
-    cv = run_encrypted_cv(fed, folds=10, plan=TrainingPlan(sigmoid_poly(3, 8.0), schedule), seed=1)
+    cv = run_encrypted_cv(fed, folds=10, plan=TrainingPlan(sigmoid_poly(3, 8.0), schedule))
     ev = SecureEvaluation(fed, cv, **options)
     revealed_before = len(fed.researcher.revealed)
     result = ev.run()
@@ -227,7 +227,7 @@ def test_a_hospital_refuses_a_layout_with_other_fold_ids(fed):
     n = len(ds.y)
     for p, rows in zip(fed.parties, np.array_split(np.arange(n), fed.n)):
         p.load_data(ds.X[rows], ds.y[rows], rows)
-    fed.server.call_many("lr.folds", {p.name: {"folds": 5, "seed": 7000 + i} for i, p in enumerate(fed.parties)})
+    fed.server.call_many("lr.folds", {p.name: {"folds": 5} for p in fed.parties})
     wrong = EvalLayout(fed.ctx.params.slots, np.arange(n) % 5, 5)
     with pytest.raises(ProtocolError, match="fold ids differ"):
         fed.server.call(
