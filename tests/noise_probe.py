@@ -390,7 +390,7 @@ def measure_study(params, data, *, parties: int = 3, folds: int = 3, iterations:
             party.load_data(part.X, part.y, np.arange(offsets[k], offsets[k + 1]))
         with NoiseProbe(fed) as probe:
             model = config.model()
-            ecv = encrypt_study(fed, folds=folds, seed=seed, interval=model.interval)
+            ecv = encrypt_study(fed, folds=folds, interval=model.interval)
             plan = plan_for(config.model(curvature=ecv.curvature), ecv.curvature)
             ecv.train(fed, plan, workers=0)
             if evaluation:

@@ -163,6 +163,19 @@ def test_refresh_labels_never_repeat(fed32, x):
         )
 
 
+@pytest.mark.parametrize(
+    "level,bits,match",
+    [(2, 64, "less than this party's 64 bits of hiding"), (1, 100, "do not fit level 1"), (2, 2000, "absurd")],
+)
+def test_hospitals_refuse_refresh_masks_that_hide_too_little_or_do_not_fit(fed32, level, bits, match):
+    """Issue 12: a hospital's masks are at least 64 bits wider than the values they hide (it cannot see
+    the values' bound, only the width asked for) and must fit the level's modulus with room for the exact
+    lift; anything else is refused before its key share is used."""
+    with pytest.raises(ProtocolError, match=match):
+        fed32.server.call("hospital-1", "refresh.share", label=f"masks-{level}-{bits}", level=level, c1=[b""],
+                          mask_bits=bits, participants=None, outputs=[{"terms": [[0, 1, []]], "shift": 0}])
+
+
 def test_key_switch_to_researcher(fed32, x):
     a = fed32.parties[2].encrypt(x)
     assert np.abs(fed32.receive(a, by=[0, 2]) - x).max() < TOL
