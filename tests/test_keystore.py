@@ -242,7 +242,7 @@ def test_spent_protocol_secrets_leave_the_keystore(resumed):
         files = sorted(p.name for p in (root / name).iterdir() if p.name.startswith("secret-"))
         # the CRS nonce, the public-key share, the relinearization round's u and the own Shamir point were
         # each used by the round after the one that made them: none of them is kept
-        assert files == ["secret-identity.bin", "secret-threshold-share.bin"], (name, files)
+        assert files == ["secret-fold-key.bin", "secret-identity.bin", "secret-threshold-share.bin"], (name, files)
     x = np.linspace(-1, 1, 8)
     assert np.abs(fed.decrypt(fed.parties[0].encrypt(x), by=[0, 2]) - x).max() < 2e-3  # the keys work
 
@@ -264,7 +264,8 @@ def test_the_additive_share_is_erased_once_reshared(resumed):
 def test_an_n_of_n_hospital_keeps_its_share(tmp_path):
     fed = mpclr.Federation(parties=2, preset="fast", network=ResumingNetwork(tmp_path))
     files = sorted(p.name for p in (tmp_path / "hospital-1").iterdir() if p.name.startswith("secret-"))
-    assert files == ["secret-identity.bin", "secret-key-share.bin"]  # s_i is the share every step uses
+    # s_i is the share every step uses (and the fold key the secret behind the hospital's fold assignment)
+    assert files == ["secret-fold-key.bin", "secret-identity.bin", "secret-key-share.bin"]
     x = np.linspace(-1, 1, 8)
     assert np.abs(fed.decrypt(fed.parties[1].encrypt(x)) - x).max() < 2e-3
     fed.close()

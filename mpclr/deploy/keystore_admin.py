@@ -59,6 +59,8 @@ FILES = [
     ("secret-reply-*.bin", True, "a recent reply as it was sent, given again to a retried request instead of "
                                  "answering twice; kept as a secret because a reply can carry decryption shares "
                                  "meant for one recipient"),
+    ("secret-fold-key.bin", True, "the secret randomness behind the hospital's fold assignment (which of its rows "
+                                  "tests which fold model), kept so that a resumed study deals the same folds"),
     ("answered-c1.bin", False, "16-byte digests of every c1 the hospital has multiplied its key share by "
                                "(decryption, key switch, refresh): a c1 asked again is refused"),
     ("request-guard.json", False, "key-ceremony checks in progress: the commitments the hospital saw, the digest "

@@ -75,7 +75,7 @@ def test_no_spent_secret_and_no_additive_share_stays_at_a_site(run):
     tmp, _, res = run
     for i in (1, 2, 3):
         names = sorted(p.name for p in _session(tmp, res, i).glob("secret-*") if not p.name.startswith("secret-reply"))
-        assert names == ["secret-identity.bin", "secret-threshold-share.bin"], (i, names)
+        assert names == ["secret-fold-key.bin", "secret-identity.bin", "secret-threshold-share.bin"], (i, names)
 
 
 def test_the_reply_cache_holds_no_share(run):
