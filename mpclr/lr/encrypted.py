@@ -53,7 +53,9 @@ class TrainingPlan:
     sigmoid: np.ndarray  # coefficients c_0..c_deg of p, increasing powers (c_0 = 1/2, odd otherwise)
     schedule: list[tuple[float, float]]  # (gamma_t, eta_t) per iteration
     interval: float = 8.0  # R: the data are encrypted as z / R
-    bound_bits: int = 6  # public bound on |weights| and gradients: 2^bound_bits (refresh masks hide up to it)
+    # public bound on the values refreshed: 2^bound_bits (the masks hide up to it; the gradient is scaled to
+    # use it, see EncryptedTrainer._gradient_gain); wider costs nothing but mask bits (126 at train, level 2)
+    bound_bits: int = 16
 
     @property
     def degree(self) -> int:
@@ -178,7 +180,7 @@ class EncryptedTrainer:
         if missing:
             raise ProtocolError(f"no party contributed data blocks or constant parts {missing[:3]}...")
         counts = np.asarray(train_counts, dtype=np.float64)
-        self.gradient_gain = {g.index: self._gradient_gain(g, counts) for g in self.layout.groups}
+        self.gradient_gain = {g.index: self._gradient_gain(g, counts, self.plan.bound_bits) for g in self.layout.groups}
         per_model = {g.index: self.mask_factor * self.gradient_gain[g.index] / counts for g in self.layout.groups}
         masks = {
             (g.index, b): self.layout.pack_mask(g, b, fold_of_row, per_model[g.index])
@@ -241,16 +243,17 @@ class EncryptedTrainer:
         )
 
     @staticmethod
-    def _gradient_gain(group, counts: np.ndarray) -> float:
+    def _gradient_gain(group, counts: np.ndarray, bound_bits: int) -> float:
         """The public factor G carries into the refresh, put back exactly by the refresh's coefficient.
 
         The refresh floods every slot with the same absolute noise, and its rotate-and-sum adds up a
         block's slots: with ZM's 1 / n_k a slot's share of the gradient would be tiny beside it. ZM
-        carries n-bar / (8 B n_k) instead (n-bar the mean training count, B the group's blocks rounded up
-        to a power of two), so a slot of G, summed over B blocks, stays O(1): below |z| / 8 per block
-        and sample, inside the refresh's public bound 2^bound_bits for |z| up to hundreds."""
+        carries n-bar 2^(bound_bits - 9) / (B n_k) instead (n-bar the mean training count, B the group's
+        blocks rounded up to a power of two): a slot of G, summed over B blocks, stays below
+        |p - 1/2| |z| 2^(bound_bits - 9) (n-bar / n_k), inside the refresh's public bound 2^bound_bits
+        for |z| up to hundreds."""
         blocks = 1 << max(0, math.ceil(math.log2(max(group.blocks, 1))))
-        return float(np.mean(counts[list(group.models)])) / (8.0 * blocks)
+        return float(np.mean(counts[list(group.models)])) * 2.0 ** (bound_bits - 9) / blocks
 
     def _merge(self, parts: list[dict]) -> dict[tuple[int, int], Enc]:
         """Sum the engines' partial results per (group, feature)."""
@@ -316,19 +319,30 @@ class EncryptedTrainer:
         acc.scale = scale
         return [t for t in terms if not any(t is m for m in mine)] + [(2.0**shift, Enc(acc, level - 1))]
 
-    def _refresh_combinations(self, combos: list[list[tuple]]) -> list[Enc]:
+    def _refresh_combinations(self, combos: list[list[tuple]], groups: list) -> list[Enc]:
         """One batched refresh round: each output a public linear combination of kept ciphertexts, each
-        term (coef, Enc) or (coef, Enc, galois elements to rotate-and-sum over first)."""
+        term (coef, Enc) or (coef, Enc, galois elements to rotate-and-sum over first); groups[o] is output
+        o's group of models.
+
+        A term without a rotation holds a weight in every copy of its model's lane, each copy with the
+        refresh's smudging of its own: it is averaged over the copies inside the refresh (a rotate-and-sum
+        on exact integers, then 1 / copies in the coefficient), which divides that smudging by
+        sqrt(copies) (32 for a block of 1,024 samples) and hands every sample the same v, as the twin has."""
         items: list[Enc] = []
         index: dict[int, int] = {}
         outputs = []
-        for terms in combos:
+        for terms, group in zip(combos, groups):
+            average = self._sum_elements(group)
+            copies = self.layout.slots // group.m
             out = []
             for coef, x, *rest in self._fold_terms(self._merge_terms(terms)):
                 if id(x) not in index:
                     index[id(x)] = len(items)
                     items.append(x)
-                out.append((index[id(x)], coef, tuple(rest[0]) if rest else ()))
+                if rest:
+                    out.append((index[id(x)], coef, tuple(rest[0])))
+                else:
+                    out.append((index[id(x)], coef / copies, average))
             outputs.append(out)
         t0 = time.perf_counter()
         fresh = self.server.refresh_raw(
@@ -360,7 +374,7 @@ class EncryptedTrainer:
         Only v is ever multiplied, so only v' is refreshed (one output per weight ciphertext); w stays a
         lazy public combination of ciphertexts already held (v, C, G of its iteration), used as such in
         the next update and refreshed once, at the end."""
-        combos, keys, new_w = [], [], {}
+        combos, keys, groups, new_w = [], [], [], {}
         for g in self.layout.groups:
             sum_over_samples = self._sum_elements(g)
             for j in range(self.features):
@@ -373,8 +387,9 @@ class EncryptedTrainer:
                 ]
                 combos.append(v_new)
                 keys.append(key)
+                groups.append(g)
                 new_w[key] = w_new
-        for key, fresh in zip(keys, self._refresh_combinations(combos)):
+        for key, fresh in zip(keys, self._refresh_combinations(combos, groups)):
             self.V[key] = fresh
         self.W = new_w
 
@@ -387,7 +402,7 @@ class EncryptedTrainer:
     def _materialize_weights(self) -> None:
         """The final models w, fresh at the top level (one more refresh round)."""
         keys = list(self.W)
-        fresh = self._refresh_combinations([self.W[k] for k in keys])
+        fresh = self._refresh_combinations([self.W[k] for k in keys], [self.layout.groups[g] for g, _ in keys])
         self.W = {k: [(1.0, x)] for k, x in zip(keys, fresh)}
         self._final = dict(zip(keys, fresh))
 
