@@ -204,6 +204,7 @@ class NoiseProbe:
         self.fed, self.ctx = fed, fed.ctx
         self.records: list[Record] = []
         self._shadows: dict[bytes, np.ndarray] = {}
+        self._rerandomized: dict[bytes, np.ndarray] = {}  # c1 digest -> the noise an encryption of zero added
         self._rng = SecretRandom()
         self._undo = []
 
@@ -236,6 +237,35 @@ class NoiseProbe:
         m, level = self.exact(ct.real)
         ring = self.ctx.ring(level)
         return ring.to_centered_small(ring.intt(ring.sub(m, ct.shadow.rows[: level + 1])))
+
+    # ------------------------------------------------------------------ rerandomized refresh inputs
+    def _refresh_level(self, cts, bound_bits) -> int:
+        from mpclr.protocols.refresh import RefreshProtocol
+
+        proto, bound = RefreshProtocol(self.ctx), 8 if bound_bits is None else int(bound_bits)
+        return max(proto.min_level(bound, len(self.fed.parties), float(ct.real.scale)) for ct in cts)
+
+    def _c1_digest_at(self, real, level: int) -> bytes:
+        from mpclr.protocols import c1 as c1check
+
+        data = CiphertextData.from_bytes(real.to_bytes(compr_mode="none"))
+        return c1check.digest(np.ascontiguousarray(data.data[1][: level + 1]))
+
+    def _recording_rerandomize(self, original):
+        from mpclr.protocols import c1 as c1check
+
+        def rerandomize(ring, public_key, c0, c1, rng, key_ring):
+            c0n, c1n = original(ring, public_key, c0, c1, rng, key_ring)
+            z0, z1 = ring.sub(c0n, c0), ring.sub(c1n, c1)
+            level = len(ring.moduli) - 1
+            shares = [
+                ThresholdDecryption(self.ctx, smudging_bits=0).gen_share(p._share_for(None), z1, level, self._rng).data
+                for p in self.fed.parties
+            ]
+            self._rerandomized[c1check.digest(c1)] = ring.to_centered_small(ring.intt(ring.add(z0, ring.sum(shares))))
+            return c0n, c1n
+
+        return rerandomize
 
     # ------------------------------------------------------------------ shadows of fresh ciphertexts
     @staticmethod
@@ -280,6 +310,10 @@ class NoiseProbe:
         original_load = encrypted.EncryptedTrainer._load
         self._patch(encrypted.EncryptedTrainer, "_load", lambda tr, raw: probe.wrap(original_load(tr, raw), raw))
         self._patch(fed.server, "refresh_raw", self._refresh_hook(fed.server.refresh_raw))
+        from mpclr.protocols import c1 as c1check
+
+        if hasattr(c1check, "rerandomize"):
+            self._patch(server_mod.c1check, "rerandomize", self._recording_rerandomize(c1check.rerandomize))
         for name in ("decrypt", "decrypt_many", "receive"):
             self._patch(fed, name, self._decrypt_hook(name, getattr(fed, name)))
         return self
@@ -311,15 +345,24 @@ class NoiseProbe:
         def hook(cts, levels, outputs, by=None, *, bound_bits=None, **older):
             caller = _caller()
             boost = 1 << int(older.get("boost_bits", 0))  # a server that scales its inputs scales their noise
-            exact_in = []
-            for k, (ct, lvl) in enumerate(zip(cts, levels)):
+            exact_in, noises = [], []
+            for k, ct in enumerate(cts):
                 if not isinstance(ct, Dual):
                     raise TypeError(f"noise probe: refresh input {k} ({caller}) has no shadow")
+                noises.append(boost * self.noise(ct))
+                exact_in.append(self.exact(ct.real))
+            self._rerandomized.clear()
+            fresh = original([ct.real for ct in cts], levels, outputs, by, bound_bits=bound_bits, **older)
+            # an input whose c1 the server had sent before was made fresh by an encryption of zero: its noise
+            # is part of what the refresh's smudging hides, and of the output's message
+            for k, ct in enumerate(cts):
+                extra = self._rerandomized.get(self._c1_digest_at(ct.real, self._refresh_level(cts, bound_bits)))
+                if extra is not None:
+                    noises[k] = noises[k] + extra
+                    exact_in[k] = (exact_in[k][0], exact_in[k][1], extra)
                 rotated = any(len(t) > 2 and t[2] for row in outputs for t in row if t[0] == k)
                 kind = f"refresh input: {caller}" + (" (rotate-and-sum)" if rotated else "")
-                self.records.append(Record(kind, lvl, noise_stats(boost * self.noise(ct))))
-                exact_in.append(self.exact(ct.real))
-            fresh = original([ct.real for ct in cts], levels, outputs, by, bound_bits=bound_bits, **older)
+                self.records.append(Record(kind, levels[k], noise_stats(noises[k])))
             out = []
             for ct, row in zip(fresh, outputs):
                 shadow = self._combination(exact_in, [float(cts[t[0]].real.scale) for t in row], row)
@@ -339,9 +382,11 @@ class NoiseProbe:
         delta_top = Fraction(self.ctx.scale_ladder[self.ctx.top_level])
         acc = np.zeros(n, dtype=object)
         for (k, coef, *rest), scale in zip(row, scales):
-            m, level = exact_in[k]
+            m, level, *extra = exact_in[k]
             ring = self.ctx.ring(level)
             values = np.array(ring.to_centered_int_list(ring.intt(m)), dtype=object)
+            if extra:
+                values = values + np.array(extra[0].tolist(), dtype=object)
             for elt in rest[0] if rest else ():
                 values = values + _automorphism(values, int(elt), n)
             acc = acc + values * (Fraction(coef) * delta_top / Fraction(scale))
