@@ -44,7 +44,7 @@ __all__ = ["EncryptedTrainer", "TrainingPlan"]
 
 # Below this many data blocks, worker processes cost more to start than they save.
 _MIN_BLOCKS_FOR_WORKERS = 8
-GRADIENT_GAIN = 2.0  # see EncryptedTrainer._gradient_gain
+GRADIENT_GAIN = 0.125  # see EncryptedTrainer._gradient_gain
 
 
 @dataclass
@@ -54,7 +54,7 @@ class TrainingPlan:
     sigmoid: np.ndarray  # coefficients c_0..c_deg of p, increasing powers (c_0 = 1/2, odd otherwise)
     schedule: list[tuple[float, float]]  # (gamma_t, eta_t) per iteration
     interval: float = 8.0  # R: the data are encrypted as z / R
-    bound_bits: int = 8  # public bound on the values refreshed (weights, gradients): 2^bound_bits, masks hide up to it
+    bound_bits: int = 6  # public bound on |weights| and gradients: 2^bound_bits (refresh masks hide up to it)
 
     @property
     def degree(self) -> int:
@@ -247,11 +247,13 @@ class EncryptedTrainer:
 
         The refresh floods every slot with the same absolute noise, and its rotate-and-sum adds up a
         block's slots: with ZM's 1 / n_k a slot's share of the gradient would be tiny beside it. ZM
-        carries 2 n-bar / (B n_k) instead (n-bar the mean training count, B the group's blocks rounded up
-        to a power of two), so a slot of G, summed over B blocks, stays O(1): below 1.1 |z| per block and
-        sample, inside the refresh's public bound 2^8 for |z| up to about 200. Larger would not help: G's
-        noise grows with ZM (its rescales' rounding dominates up to about this gain; 2^10 times more
-        measured 2^15), and the smudging must stay 2^14 above it."""
+        carries n-bar / (8 B n_k) instead (n-bar the mean training count, B the group's blocks rounded up
+        to a power of two), so a slot of G, summed over B blocks, stays O(1): below |z| / 8 per block and
+        sample, inside the refresh's public bound 2^6 for |z| up to hundreds. Larger costs as much as it
+        gains once G's noise is the data's encryption noise carried through the products, which grows
+        with ZM and the features (breast cancer, 30 features, 10 hospitals: 2^10.5 at this gain, 2^11.7
+        at 4 times it, 2^13.9 at 16 times), and the smudging must stay 2^14 above it; 3 features allowed
+        16 times (a small study's weights 9e-3 -> 7e-4 from the twin's)."""
         blocks = 1 << max(0, math.ceil(math.log2(max(group.blocks, 1))))
         return float(np.mean(counts[list(group.models)])) * GRADIENT_GAIN / blocks
 

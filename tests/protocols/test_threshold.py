@@ -82,7 +82,7 @@ def test_refresh_planning(ctx):
 
 
 def test_train_preset_refreshes_at_level_2_with_64_bit_masks():
-    """45-bit values (bound 2^6) under 64-bit masks need 116-bit masks: beyond q_0 q_1 (105 bits), inside
+    """45-bit values (training's bound 2^6) under 64-bit masks need 116-bit masks: beyond q_0 q_1 (105 bits), inside
     q_0 q_1 q_2 (150 bits) for up to 64 hospitals, leaving 5 levels above for a training iteration."""
     from mpclr.federation import seal_context
 
