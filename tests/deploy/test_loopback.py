@@ -56,7 +56,7 @@ def test_deployed_study_equals_the_reference(deployment):
     check_site_folds(res["study"])
     ref = reference(res["study"], X, y, SCHEDULE)
     # the weights' tolerance of test_study: the refreshes' smudging (tests.checks.refresh_flooding)
-    assert np.abs(np.array(res["study"]["models"]) - np.array(ref["models"])).max() < 5 * refresh_flooding(
+    assert np.abs(np.array(res["study"]["models"]) - np.array(ref["models"])).max() < 10 * refresh_flooding(
         get_preset("train"), 3
     )
     a, b = fold_aucs(res["study"], X, y), fold_aucs(ref, X, y)

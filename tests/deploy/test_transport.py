@@ -148,8 +148,8 @@ def test_study_over_the_grid_equals_the_reference(tmp_path, data):
     ref = reference(res["study"], X, y)
     assert res["status"] == "ok" and res["unavailable"] == []
     check_site_folds(res["study"])
-    # against the float64 reference: the weights' tolerance of test_study (5 times one refresh's smudging)
-    assert np.abs(np.array(res["study"]["models"]) - np.array(ref["models"])).max() < 5 * refresh_flooding(
+    # against the float64 reference: the weights' tolerance of test_study (10 times one refresh's smudging)
+    assert np.abs(np.array(res["study"]["models"]) - np.array(ref["models"])).max() < 10 * refresh_flooding(
         get_preset("train"), 3
     )
     a, b = fold_aucs(res["study"], X, y), fold_aucs(ref, X, y)

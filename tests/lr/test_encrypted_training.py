@@ -51,10 +51,11 @@ SCHEDULE = [(2.0, 0.0), (1.5, 0.0), (1.0, -0.25), (1.0, -0.4)]
 
 
 def tolerance(fed) -> float:
-    """Weights against the float64 reference: 5 times the smudging one refresh adds to a slot (each
+    """Weights against the float64 reference: 10 times the smudging one refresh adds to a slot (each
     refresh hides the noise of its input behind every hospital's smudging; 3e-4 for 3 hospitals at the
-    train preset). Measured: up to 0.6 times that here, 1.3 on breast cancer."""
-    return 5 * refresh_flooding(fed.params, fed.n)
+    train preset). Measured: up to 6.6 times that here (steps up to 2, degree 7's refreshes mid-iteration),
+    1.3 on breast cancer."""
+    return 10 * refresh_flooding(fed.params, fed.n)
 
 
 @pytest.fixture(scope="module")

@@ -129,20 +129,6 @@ def datasets():
     return [*names, "breast_cancer"]
 
 
-def at_resolution(s, tau):
-    """The scores with near-ties merged: scores closer than tau (chained in sorted order) share their mean.
-    Rows with identical features get scores a few 1e-6 apart (the CKKS noise of their own encryptions),
-    which the secure comparison, resolving about 1e-2, rightly counts as ties; scikit-learn would order
-    them by that noise. Only scores much closer than the comparison's resolution are merged."""
-    order = np.argsort(s, kind="stable")
-    groups = np.cumsum(np.r_[0, np.diff(s[order]) >= tau])
-    out = np.empty_like(s)
-    for g in np.unique(groups):
-        idx = order[groups == g]
-        out[idx] = s[idx].mean()
-    return out
-
-
 def load(name):
     return load_breast_cancer() if name == "breast_cancer" else load_shared(name)
 
@@ -197,13 +183,14 @@ def test_secure_metrics_equal_clear_metrics_on_the_same_scores(fed, name):
             near = np.abs(s - t) < delta_roc
             assert abs(round(tpr * P) - ((s > t) & (yk == 1)).sum()) <= (near & (yk == 1)).sum()
             assert abs(round(fpr * N) - ((s > t) & (yk == 0)).sum()) <= (near & (yk == 0)).sum()
-        # AUC: the trapezoid over the revealed points against scikit-learn on the decrypted scores (near-ties,
-        # a quarter of the resolution apart, tied)
-        auc = roc_auc_score(yk, at_resolution(s, delta_roc / 4))
-        assert abs(f["auc"] - auc) <= 0.005
+        # AUC: the trapezoid over the revealed points against scikit-learn's on the decrypted scores (ties
+        # count 1/2 in both): within the certified bound of the pairs left inside a cell (`auc_bound`), plus,
+        # for each row inside a threshold's transition (counted on either side), one step of its class's rate
+        auc = roc_auc_score(yk, s)
         thresholds = np.asarray(f["roc"]["thresholds"][1:-1], dtype=float)
-        if not np.any(np.abs(s[:, None] - thresholds[None, :]) < delta_roc):  # exact counts: the grid bound holds
-            assert abs(f["auc"] - auc) <= f["auc_bound"] + 1e-9
+        near = np.any(np.abs(s[:, None] - thresholds[None, :]) < delta_roc, axis=1) | (np.abs(s) < delta_cut)
+        slack = (near & (yk == 1)).sum() / P + (near & (yk == 0)).sum() / N
+        assert abs(f["auc"] - auc) <= f["auc_bound"] + slack + 1e-9, (f["auc"], auc, f["auc_bound"], slack)
     aucs = [f["auc"] for f in result["folds"]]
     assert result["summary"]["auc"]["mean"] == pytest.approx(np.mean(aucs))
     assert result["summary"]["auc"]["sd"] == pytest.approx(np.std(aucs, ddof=1))
@@ -243,21 +230,27 @@ def test_a_hospital_refuses_a_layout_with_other_fold_ids(fed):
 def test_over_a_transport_with_costly_rounds_the_workers_refreshes_share_rounds(fed):
     """With coalesce_rounds (as FlowerNetwork sets it) the two workers' refresh requests of a cycle go
     to the key holders in one round: a pass takes (its longest composite's cycles - 1) rounds instead of
-    that many per job, and the revealed counts are the same."""
+    that many per job, and the revealed counts are the same (up to rows inside the cutoff's transition:
+    each run trains and evaluates with smudging of its own)."""
     ds = load("breast_cancer")
     runs = {}
     try:
         for coalesce in (False, True):
             fed.network.coalesce_rounds = coalesce
-            _, ev, result, _, _ = evaluate(fed, ds, SCHEDULES["breast_cancer"], workers=2, score_bound=32.0)
-            runs[coalesce] = (ev.passes, result)
+            cv, ev, result, scores, _ = evaluate(fed, ds, SCHEDULES["breast_cancer"], workers=2, score_bound=32.0)
+            runs[coalesce] = (ev.passes, result, scores, cv.fold_of_row)
     finally:
         del fed.network.coalesce_rounds  # back to the class's value
-    (apart, separate), (shared, together) = runs[False], runs[True]
+    (apart, separate, s_apart, folds), (shared, together, s_shared, _) = runs[False], runs[True]
     assert all(p["workers"] == 2 for p in apart + shared)  # the worker pool ran both times
     for p in shared:
         assert p["refresh_rounds"] == max(len(c["stage_degrees_per_refresh_cycle"]) for c in p["composites"]) - 1
     assert sum(p["refresh_rounds"] for p in apart) >= 2 * sum(p["refresh_rounds"] for p in shared)
+    delta = together["method"]["resolution"]["cutoff"]
     for a, b in zip(separate["folds"], together["folds"]):
-        assert a["confusion"] == b["confusion"] and a["positives"] == b["positives"]
+        m = folds == a["fold"]
+        sa, sb = s_apart[m], s_shared[m]
+        near = (np.abs(sa) < delta) | (np.abs(sb) < delta) | (np.sign(sa) != np.sign(sb))
+        assert sum(abs(a["confusion"][k] - b["confusion"][k]) for k in ("tp", "fp", "tn", "fn")) <= 2 * near.sum()
+        assert a["positives"] == b["positives"]
         assert abs(a["auc"] - b["auc"]) <= 0.005
