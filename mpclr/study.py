@@ -61,7 +61,7 @@ class StudyConfig:
         )
 
 
-def plan_for(model: NesterovLR, curvature: float, bound_bits: int = 6) -> TrainingPlan:
+def plan_for(model: NesterovLR, curvature: float, bound_bits: int = 8) -> TrainingPlan:
     """The encrypted trainer's public plan for exactly the twin's algorithm."""
     from .lr.sigmoid import sigmoid_poly
     from .lr.twin import momentum_schedule

@@ -44,7 +44,6 @@ __all__ = ["EncryptedTrainer", "TrainingPlan"]
 
 # Below this many data blocks, worker processes cost more to start than they save.
 _MIN_BLOCKS_FOR_WORKERS = 8
-GRADIENT_GAIN = 0.125  # see EncryptedTrainer._gradient_gain
 
 
 @dataclass
@@ -54,7 +53,7 @@ class TrainingPlan:
     sigmoid: np.ndarray  # coefficients c_0..c_deg of p, increasing powers (c_0 = 1/2, odd otherwise)
     schedule: list[tuple[float, float]]  # (gamma_t, eta_t) per iteration
     interval: float = 8.0  # R: the data are encrypted as z / R
-    bound_bits: int = 6  # public bound on |weights| and gradients: 2^bound_bits (refresh masks hide up to it)
+    bound_bits: int = 8  # public bound on the values refreshed (weights, gradients): 2^bound_bits, masks hide up to it
 
     @property
     def degree(self) -> int:
@@ -179,7 +178,7 @@ class EncryptedTrainer:
         if missing:
             raise ProtocolError(f"no party contributed data blocks or constant parts {missing[:3]}...")
         counts = np.asarray(train_counts, dtype=np.float64)
-        self.gradient_gain = {g.index: self._gradient_gain(g, counts) for g in self.layout.groups}
+        self.gradient_gain = {g.index: self._gradient_gain(g, counts, self.features) for g in self.layout.groups}
         per_model = {g.index: self.mask_factor * self.gradient_gain[g.index] / counts for g in self.layout.groups}
         masks = {
             (g.index, b): self.layout.pack_mask(g, b, fold_of_row, per_model[g.index])
@@ -242,20 +241,22 @@ class EncryptedTrainer:
         )
 
     @staticmethod
-    def _gradient_gain(group, counts: np.ndarray) -> float:
+    def _gradient_gain(group, counts: np.ndarray, features: int) -> float:
         """The public factor G carries into the refresh, put back exactly by the refresh's coefficient.
 
         The refresh floods every slot with the same absolute noise, and its rotate-and-sum adds up a
         block's slots: with ZM's 1 / n_k a slot's share of the gradient would be tiny beside it. ZM
-        carries n-bar / (8 B n_k) instead (n-bar the mean training count, B the group's blocks rounded up
-        to a power of two), so a slot of G, summed over B blocks, stays O(1): below |z| / 8 per block and
-        sample, inside the refresh's public bound 2^6 for |z| up to hundreds. Larger costs as much as it
-        gains once G's noise is the data's encryption noise carried through the products, which grows
-        with ZM and the features (breast cancer, 30 features, 10 hospitals: 2^10.5 at this gain, 2^11.7
-        at 4 times it, 2^13.9 at 16 times), and the smudging must stay 2^14 above it; 3 features allowed
-        16 times (a small study's weights 9e-3 -> 7e-4 from the twin's)."""
+        carries n-bar g / (8 B n_k) instead (n-bar the mean training count, B the group's blocks rounded
+        up to a power of two). The gain g buys precision until G's noise, the rows' encryption noise
+        carried through the products, grows with it; that noise also grows with the columns of z (d + 1),
+        and the smudging must stay 2^14 above it. Measured at 10 hospitals, the largest training refresh
+        input: 4 columns 2^10.9 at g = 16; 10 (lbw): 2^11.2 at g = 16 (2^10.4 at 1, its weights 6.6e-3
+        from the twin's, 6.7e-4 at 16); 31 (breast cancer): 2^10.5 at 1, 2^11.7 at 4, 2^13.9 at 16. So
+        g = 16 (10 / columns)^2, within [1, 16]. A slot of G, summed over B blocks, stays below 2.2 |z|
+        per block and sample: inside the public bound 2^8 for |z| up to 100."""
         blocks = 1 << max(0, math.ceil(math.log2(max(group.blocks, 1))))
-        return float(np.mean(counts[list(group.models)])) * GRADIENT_GAIN / blocks
+        gain = min(16.0, max(1.0, 16.0 * (10.0 / features) ** 2))
+        return float(np.mean(counts[list(group.models)])) * gain / (8.0 * blocks)
 
     def _merge(self, parts: list[dict]) -> dict[tuple[int, int], Enc]:
         """Sum the engines' partial results per (group, feature)."""
