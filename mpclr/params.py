@@ -124,7 +124,9 @@ class Params:
             )
         for what, value in (("smudging_bits", self.smudging_bits), ("refresh_smudging_bits", self.refresh_smudging)):
             if not 0 <= value <= bits[0] - self.scale_bits + 20:
-                raise ParameterError(f"parameter {what} out of range [0, {bits[0] - self.scale_bits + 20}]: {value}")
+                raise ParameterError(
+                    f"parameter {what} out of range: {value} (must be in [0, {bits[0] - self.scale_bits + 20}])"
+                )
         if not 0 < self.refresh_mask_bits <= 128:
             raise ParameterError(f"parameter refresh_mask_bits must be in (0, 128], got {self.refresh_mask_bits}")
         if not 2 <= self.max_hospitals <= 64:

@@ -98,7 +98,7 @@ def test_study_json(study_run):
     assert study["ckks"]["n"] == 16384 and study["ckks"]["security"] == "128-bit (HE standard)"
     assert [r["role"] for r in study["roles"]] == ["hospital", "server", "researcher"]
     assert study["data"]["rows"] == 300 and study["data"]["rows_per_hospital"] == {"hospital-1": 150, "hospital-2": 150}
-    assert study["summary"]["depth"] == 6 and study["written"]["by"] == "00_study_and_roles"
+    assert study["summary"]["depth"] == 7 and study["written"]["by"] == "00_study_and_roles"
 
 
 def test_keys_json_and_the_saved_federation(study_run):
