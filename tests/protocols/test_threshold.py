@@ -82,12 +82,12 @@ def test_refresh_planning(ctx):
 
 
 def test_train_preset_refreshes_at_level_2_with_64_bit_masks():
-    """45-bit values (training's bound 2^6) under 64-bit masks need 116-bit masks: beyond q_0 q_1 (105 bits), inside
+    """45-bit values (training's bound 2^8) under 64-bit masks need 118-bit masks: beyond q_0 q_1 (105 bits), inside
     q_0 q_1 q_2 (150 bits) for up to 64 hospitals, leaving 5 levels above for a training iteration."""
     from mpclr.federation import seal_context
 
     train = seal_context(get_preset("train"))
     proto = RefreshProtocol(train)
-    assert proto.mask_bits_total(train.scale_ladder[2], 6) == 46 + 6 + 64  # the ladder's 2^45.000002
-    assert proto.min_level(6, 3) == proto.min_level(6, 64) == 2
+    assert proto.mask_bits_total(train.scale_ladder[2], 8) == 46 + 8 + 64  # the ladder's 2^45.000002
+    assert proto.min_level(8, 3) == proto.min_level(8, 64) == 2
     assert train.top_level - 2 == 5
