@@ -1,12 +1,13 @@
 """Reading tables into data sets: delimited text files (through pandas) and pandas DataFrames.
 
 Files are read by pandas' C parser in one pass. Its own complaints are vague (a float conversion
-error names no row, a short row is silently padded with NaN), so its result is accepted only when it is
-exactly what a good file gives: one row per line, the expected columns, finite numbers for every
-feature, a label in every row. Anything else sends the file through a careful second pass that splits
-it line by line and names the first offending line and cell, as `mpclr.data.load_csv` documents. A good
-file thus costs one pandas read; the careful pass is paid only by a file that is refused (or that pandas
-could not read as numbers).
+error names no row, a short row is silently padded), so its result is accepted only when it is exactly
+what a good file gives: one row per line, the expected columns, finite numbers for every feature, a
+label in every row. Anything else sends the file through a careful pass that finds what reading it line
+by line would find first (a blank line, a line with the wrong number of cells, then the first bad cell
+in reading order) and names the file, line and column, as `mpclr.data.load_csv` documents. A good file
+thus costs one pandas read; the careful pass (about a second more on 1,000,000 lines) is paid only by a
+file that is refused, or one pandas could not read as numbers.
 
 The separator is sniffed here on the first lines rather than by pandas: `read_csv(sep=None)` switches to
 pandas' Python engine (about 20 times slower on 1,000,000 rows) and `csv.Sniffer` prefers the comma,
@@ -44,11 +45,17 @@ class _Where:
         self.what, self.unit, self.first, self.names, self.index = what, unit, first, names, index
 
     def row(self, i: int) -> str:
-        extra = f" (index {self.index[i]!r})" if self.index is not None else ""
-        return f"{self.unit} {self.first + i}{extra}"
+        if self.index is None:
+            return f"{self.unit} {self.first + i}"
+        return f"{self.unit} {self.first + i} (index {_python(self.index[i])!r})"
 
     def column(self, j: int) -> str:
         return f"column {j + 1} ({self.names[j]!r})" if self.names else f"column {j + 1}"
+
+
+def _python(v):
+    """numpy scalars (also inside a MultiIndex tuple) as Python values, for messages."""
+    return tuple(_python(x) for x in v) if isinstance(v, tuple) else v.item() if isinstance(v, np.generic) else v
 
 
 # ------------------------------------------------------------------------------------------------
@@ -386,7 +393,7 @@ def read_frame(frame, label="last", positive=None, what: str = "the data frame")
     if ncols < 2:
         raise DataError(f"{what}: needs a label column and at least one feature column, found {ncols} column")
     default_index = isinstance(frame.index, pd.RangeIndex) and frame.index.start == 0 and frame.index.step == 1
-    at = _Where(what, "row", 1, names, index=None if default_index else frame.index.tolist())
+    at = _Where(what, "row", 1, names, index=None if default_index else frame.index)
     lab = label_index(label, names, ncols, what)
     feats = [j for j in range(ncols) if j != lab]
     for j in feats:
