@@ -310,10 +310,9 @@ class NoiseProbe:
         original_load = encrypted.EncryptedTrainer._load
         self._patch(encrypted.EncryptedTrainer, "_load", lambda tr, raw: probe.wrap(original_load(tr, raw), raw))
         self._patch(fed.server, "refresh_raw", self._refresh_hook(fed.server.refresh_raw))
-        from mpclr.protocols import c1 as c1check
-
-        if hasattr(c1check, "rerandomize"):
-            self._patch(server_mod.c1check, "rerandomize", self._recording_rerandomize(c1check.rerandomize))
+        c1check = getattr(server_mod, "c1check", None)  # servers that rerandomize a repeated c1
+        if c1check is not None:
+            self._patch(c1check, "rerandomize", self._recording_rerandomize(c1check.rerandomize))
         for name in ("decrypt", "decrypt_many", "receive"):
             self._patch(fed, name, self._decrypt_hook(name, getattr(fed, name)))
         return self
@@ -355,8 +354,9 @@ class NoiseProbe:
             fresh = original([ct.real for ct in cts], levels, outputs, by, bound_bits=bound_bits, **older)
             # an input whose c1 the server had sent before was made fresh by an encryption of zero: its noise
             # is part of what the refresh's smudging hides, and of the output's message
+            level = self._refresh_level(cts, bound_bits) if self._rerandomized else None
             for k, ct in enumerate(cts):
-                extra = self._rerandomized.get(self._c1_digest_at(ct.real, self._refresh_level(cts, bound_bits)))
+                extra = None if level is None else self._rerandomized.get(self._c1_digest_at(ct.real, level))
                 if extra is not None:
                     noises[k] = noises[k] + extra
                     exact_in[k] = (exact_in[k][0], exact_in[k][1], extra)
@@ -435,7 +435,8 @@ def measure_study(params, data, *, parties: int = 3, folds: int = 3, iterations:
             party.load_data(part.X, part.y, np.arange(offsets[k], offsets[k + 1]))
         with NoiseProbe(fed) as probe:
             model = config.model()
-            ecv = encrypt_study(fed, folds=folds, interval=model.interval)
+            extra = {"seed": seed} if "seed" in inspect.signature(encrypt_study).parameters else {}
+            ecv = encrypt_study(fed, folds=folds, interval=model.interval, **extra)
             plan = plan_for(config.model(curvature=ecv.curvature), ecv.curvature)
             ecv.train(fed, plan, workers=0)
             if evaluation:
