@@ -46,17 +46,18 @@ def study(args):
         fed = mpclr.Federation.load(cache / "federation")
         for p, rows in zip(fed.parties, parts):
             p.load_data(data.X[rows], data.y[rows], rows)
-        # the hospitals' own fold ids, recomputed from the public seed (as run_encrypted_cv asks for them)
-        fed.server.call_many(
-            "lr.folds", {p.name: {"folds": args.folds, "seed": args.seed * 1000 + i} for i, p in enumerate(fed.parties)}
-        )
+        # the hospitals' own fold ids again: each recomputes them from the secret fold key in its keystore
+        replies = fed.server.call_many("lr.folds", {p.name: {"folds": args.folds} for p in fed.parties})
         cv = EncryptedCV.load(cache / "cv")
+        for r in replies.values():
+            if not np.array_equal(cv.fold_of_row[r["rows"]], r["folds"]):
+                raise SystemExit(f"the hospitals' fold ids differ from the cached study's: delete {cache}")
         return fed, cv, data, {"resumed": time.perf_counter() - t0}
     fed = mpclr.Federation(manifest="exploration", parties=args.parties, preset="train")
     for p, rows in zip(fed.parties, parts):
         p.load_data(data.X[rows], data.y[rows], rows)
     plan = TrainingPlan(sigmoid_poly(3, 8.0), SCHEDULE)
-    cv = run_encrypted_cv(fed, folds=args.folds, plan=plan, seed=args.seed, workers=args.workers)
+    cv = run_encrypted_cv(fed, folds=args.folds, plan=plan, workers=args.workers)
     if cache is not None:
         fed.save(cache / "federation")
         cv.save(cache / "cv")
@@ -153,10 +154,10 @@ def main(argv=None):
             ["revealed to researcher", "values", "kinds"],
         )
     )
-    keyswitch = result["traffic"].get("ct.keyswitch", {"bytes": 0})["bytes"]
+    keyswitch = result["traffic"].get("pcks.share", {"bytes": 0})["bytes"]
     print(
-        f"\nrevealed: {result['revealed_values']} numbers, in {len(result['revealed'])} ciphertexts of "
-        f"{keyswitch} bytes under the researcher's key"
+        f"\nrevealed: {result['revealed_values']} numbers, in {len(result['revealed'])} ciphertexts switched to "
+        f"the researcher's key ({keyswitch} bytes of key-switch requests and shares)"
     )
     print()
     print(

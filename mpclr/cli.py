@@ -6,9 +6,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from pathlib import Path
 
 from .notebooks.batch import add_batch_parser
+from .params import NOT_FOR_STUDIES, PRESETS, check_study_preset, study_presets
 
 
 def _progress_bar(total_label: str):
@@ -70,9 +72,34 @@ def _report(record: dict) -> str:
     return "\n".join(out)
 
 
+def _privacy_warnings_on_stderr():
+    """A warnings.showwarning that prints a PrivacyWarning as one `mpclr: warning:` line, as it is raised
+    (before the study runs, not after), and passes every other warning on."""
+    from .errors import PrivacyWarning
+
+    passed_on = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, PrivacyWarning):
+            print(f"mpclr: warning: {message}", file=sys.stderr)
+        else:
+            passed_on(message, category, filename, lineno, file, line)
+
+    return show
+
+
 def _run(args, data) -> int:
+    from .errors import ParameterError, PrivacyWarning
     from .study import StudyConfig, run_cv
 
+    secure = args.evaluation == "secure"
+    if not secure and args.keep_models_encrypted:
+        raise ParameterError(
+            "--evaluation decrypted-models scores the decrypted fold models: it cannot go with --keep-models-encrypted"
+        )
+    if not secure and args.score_bound is not None:
+        raise ParameterError("--score-bound is a bound of the secure evaluation: it does nothing with --evaluation "
+                             "decrypted-models")
     config = StudyConfig(
         parties=args.parties,
         threshold=args.threshold,
@@ -83,9 +110,15 @@ def _run(args, data) -> int:
         seed=args.seed,
         preset=args.preset,
         split=args.split,
+        evaluation=args.evaluation,
+        decrypt_models=not args.keep_models_encrypted,
+        score_bound=StudyConfig.score_bound if args.score_bound is None else args.score_bound,
     )
     progress = None if args.quiet else _progress_bar("encrypted training")
-    record = run_cv(data, config, progress=progress)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", PrivacyWarning)
+        warnings.showwarning = _privacy_warnings_on_stderr()
+        record = run_cv(data, config, progress=progress)
     print(_report(record))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
@@ -118,6 +151,31 @@ def _demo(args) -> int:
     return _run(args, load_breast_cancer())
 
 
+def _study_preset(name: str) -> str:
+    """argparse type of --preset: a preset that cannot run a whole study is refused with the reason."""
+    from .errors import ParameterError
+
+    if name not in PRESETS:
+        raise argparse.ArgumentTypeError(f"unknown preset {name!r}; a study runs with {', '.join(study_presets())}")
+    try:
+        check_study_preset(name)
+    except ParameterError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("parameter preset: ")) from None
+    return name
+
+
+def add_preset_argument(p: argparse.ArgumentParser) -> None:
+    """--preset of a command that runs a whole study: the presets that can, the others refused with why."""
+    p.add_argument(
+        "--preset",
+        default="train",
+        type=_study_preset,
+        choices=study_presets(),
+        help=f"CKKS parameter set (default train); {', '.join(NOT_FOR_STUDIES)}: refused, they cannot run a "
+        "whole study",
+    )
+
+
 def _study_arguments(p: argparse.ArgumentParser, folds: int) -> None:
     p.add_argument("--parties", type=int, default=3, help="hospitals (key holders), default 3")
     p.add_argument("--threshold", type=int, default=None, help="t for t-out-of-n (default: n)")
@@ -125,8 +183,8 @@ def _study_arguments(p: argparse.ArgumentParser, folds: int) -> None:
     p.add_argument("--iterations", type=int, default=None, help="Nesterov iterations (default: the twin's, 6)")
     p.add_argument("--degree", type=int, default=None, choices=(3, 5, 7), help="sigmoid polynomial degree (default 5)")
     p.add_argument("--learning-rate", type=float, default=None, help="step in units of 1/(c1 curvature) (default 1)")
-    p.add_argument("--seed", type=int, default=0, help="public randomness: split, folds, synthetic data (default 0)")
-    p.add_argument("--preset", default="train", help="CKKS parameter set: train (default), deep, fast")
+    p.add_argument("--seed", type=int, default=0, help="public randomness: split, synthetic data (default 0)")
+    add_preset_argument(p)
     p.add_argument("--split", default="even", help="how rows are split over hospitals: even, or a column name")
     p.add_argument(
         "--evaluation",
@@ -140,7 +198,12 @@ def _study_arguments(p: argparse.ArgumentParser, folds: int) -> None:
         action="store_true",
         help="do not decrypt the fold models (then no weight comparison with the twin)",
     )
-    p.add_argument("--score-bound", type=float, default=16.0, help="public bound on |score| for secure comparisons")
+    p.add_argument(
+        "--score-bound",
+        type=float,
+        default=None,
+        help="public bound on |score| for the secure evaluation's comparisons (default 16)",
+    )
     p.add_argument("--json", metavar="OUT", help="write the full study record here")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 

@@ -12,10 +12,9 @@ guessing which of two strings means "disease" is not something a loader should d
 
 from __future__ import annotations
 
-import csv
-import math
 import os
 import re
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -24,12 +23,15 @@ from types import MappingProxyType
 import numpy as np
 
 from .errors import DataError, ParameterError
+from .tabular import plain as _plain
+from .tabular import read_file, read_frame
 
 __all__ = [
     "Dataset",
     "binary_labels",
     "load",
     "load_csv",
+    "load_frame",
     "load_breast_cancer",
     "synthetic",
     "load_shared",
@@ -41,9 +43,6 @@ __all__ = [
 ]
 
 SHARED_NAMES = ("edin", "lbw", "pcs", "uis")
-_MISSING = {"", "na", "n/a", "nan", "null", "none", "?", "."}
-_SEPARATORS = {"\t": "tab", ";": "semicolon", ",": "comma"}
-_KNOWN_LABELS = ({0.0, 1.0}, {-1.0, 1.0}, {1.0, 2.0})
 
 
 # ------------------------------------------------------------------------------------------------
@@ -125,6 +124,22 @@ class Dataset:
         return (f"Dataset({self.name!r}, {self.n_samples} rows x {self.n_features} features, "
                 f"{self.n_positive} positive, source={self.source!r})")
 
+    def to_frame(self):
+        """Features and label as a pandas DataFrame, for a look in a notebook.
+
+        Columns: the feature names, then the label (0/1, named as in the source or "y"); index: the rows'
+        global numbers ("row"), so hospitals' parts still line up. `load_frame(ds.to_frame())` gives the
+        same X and y back.
+        """
+        import pandas as pd
+
+        label = self.meta.get("label_name") or "y"
+        if label in self.feature_names:
+            label = "label"
+        frame = pd.DataFrame(self.X, columns=list(self.feature_names), index=pd.Index(self.rows, name="row"))
+        frame[label] = self.y
+        return frame
+
     def subset(self, index, name: str | None = None) -> Dataset:
         """The rows at `index` (positions in this data set), keeping their global row numbers."""
         index = np.asarray(index)
@@ -133,133 +148,7 @@ class Dataset:
 
 
 # ------------------------------------------------------------------------------------------------
-# CSV / TSV files
-
-def _is_missing(cell: str) -> bool:
-    return cell.strip().lower() in _MISSING
-
-
-def _number(cell: str) -> float | None:
-    """The cell as a finite float, or None if it is not a number."""
-    try:
-        v = float(cell)
-    except ValueError:
-        return None
-    return v if math.isfinite(v) else None
-
-
-def _read_lines(path: Path) -> list[str]:
-    """Decoded lines without their line ends (LF or CRLF); a UTF-8 BOM is dropped."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"file {path}: not found") from None
-    except IsADirectoryError:
-        raise DataError(f"file {path}: is a directory, not a data file") from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        raise DataError(f"file {path}, line {line}: not valid UTF-8 text (byte 0x{raw[e.start]:02x})") from None
-    lines = text.split("\n")
-    lines = [s[:-1] if s.endswith("\r") else s for s in lines]
-    while lines and not lines[-1].strip():
-        lines.pop()  # trailing blank lines, including the empty string after a final newline
-    if not lines:
-        raise DataError(f"file {path}: is empty (no rows)")
-    return lines
-
-
-def _guess_sep(path: Path, first: str) -> str:
-    for sep in _SEPARATORS:
-        if sep in first:
-            return sep
-    raise DataError(f"file {path}, line 1: found no tab, semicolon or comma to separate columns; "
-                    f"pass sep= explicitly")
-
-
-def _column_label(j: int, names: Sequence[str] | None) -> str:
-    return f"column {j + 1} ({names[j]!r})" if names else f"column {j + 1}"
-
-
-def _label_index(label, names: list[str] | None, ncols: int, path: Path) -> int:
-    if isinstance(label, bool):
-        raise ParameterError(f"parameter label must be 'first', 'last', a column index or a column name, "
-                             f"got {label!r}")
-    if isinstance(label, int | np.integer):
-        j = int(label)
-        if not -ncols <= j < ncols:
-            raise ParameterError(f"parameter label: column index {j} is out of range for the {ncols} "
-                                 f"columns of file {path}")
-        return j % ncols
-    if label == "first":
-        return 0
-    if label == "last":
-        return ncols - 1
-    if isinstance(label, str):
-        if names is None:
-            raise ParameterError(f"parameter label={label!r} names a column, but file {path} has no "
-                                 f"header line (pass header=True if line 1 holds column names)")
-        hits = [j for j, s in enumerate(names) if s == label]
-        if not hits:
-            raise ParameterError(f"parameter label: file {path} has no column named {label!r} "
-                                 f"(columns: {', '.join(names)})")
-        if len(hits) > 1:
-            raise ParameterError(f"parameter label: file {path} has {len(hits)} columns named {label!r} "
-                                 f"(columns {', '.join(str(j + 1) for j in hits)})")
-        return hits[0]
-    raise ParameterError(f"parameter label must be 'first', 'last', a column index or a column name, "
-                         f"got {label!r}")
-
-
-def _encode_labels(values: list[str], first_line: int, where: str, path, positive) -> tuple[np.ndarray, tuple]:
-    """Map the label cells (the first on line `first_line`) to {0, 1}; see the module docstring."""
-    nums = [_number(v) for v in values]
-    numeric = all(v is not None for v in nums)
-    keys = nums if numeric else [v.strip() for v in values]
-    distinct = sorted(set(keys), key=lambda v: (isinstance(v, str), v))
-    shown = ", ".join(_fmt(v) for v in distinct[:6]) + (", ..." if len(distinct) > 6 else "")
-    if len(distinct) == 1:
-        raise DataError(f"file {path}, {where}: the label must have exactly two classes, found one "
-                        f"({shown}) in all {len(keys)} rows")
-    if len(distinct) > 2:
-        third = list(dict.fromkeys(keys))[2]  # classes in order of first appearance
-        raise DataError(f"file {path}, line {first_line + keys.index(third)}, {where}: the label must have "
-                        f"exactly two classes, found {len(distinct)} ({shown}); {_fmt(third)} on this line "
-                        f"is the third")
-    if positive is None:
-        if not numeric or set(distinct) not in _KNOWN_LABELS:
-            raise DataError(f"file {path}, {where}: labels {shown} are not one of {{0, 1}}, {{-1, 1}}, "
-                            f"{{1, 2}}; pass positive= to name the positive class")
-        neg, pos = distinct
-    else:
-        pkey = _number(str(positive)) if numeric else str(positive).strip()
-        if pkey not in distinct:
-            raise ParameterError(f"parameter positive={positive!r} is not a label value of file {path} "
-                                 f"({where} holds {shown})")
-        pos = pkey
-        neg = distinct[0] if distinct[1] == pkey else distinct[1]
-    y = np.fromiter((k == pos for k in keys), dtype=np.int64, count=len(keys))
-    return y, (_plain(neg), _plain(pos))
-
-
-def _fmt(v) -> str:
-    return repr(v) if isinstance(v, str) else f"{_plain(v)}"
-
-
-def _plain(v):
-    """1.0 -> 1, for messages and `classes`."""
-    return int(v) if isinstance(v, float) and v.is_integer() else v
-
-
-def _check_constant(path, X: np.ndarray, columns: list[int], names: Sequence[str] | None) -> None:
-    for jj, j in enumerate(columns):
-        col = X[:, jj]
-        if (col == col[0]).all():
-            raise DataError(f"file {path}, {_column_label(j, names)}: the column is constant (every row is "
-                            f"{_plain(float(col[0]))}); it carries no information and cannot be "
-                            f"standardized, drop it")
-
+# CSV / TSV files and pandas DataFrames (read in mpclr.tabular)
 
 def load_csv(path, label="last", sep: str | None = None, header: bool | None = None, *,
              positive=None, name: str | None = None) -> Dataset:
@@ -267,73 +156,38 @@ def load_csv(path, label="last", sep: str | None = None, header: bool | None = N
 
     label : "last" (default), "first", a 0-based column index (negative counts from the end) or a
         column name from the header line
-    sep : the column separator; None detects tab, then semicolon, then comma on line 1
+    sep : the column separator; None detects it on the first lines: tab, then semicolon, then comma,
+        the first that gives every line the same number of cells
     header : whether line 1 holds column names; None decides: it is a header when none of its cells
         is a number (a data row always has numeric features)
     positive : the label value of the positive class, needed unless the labels are {0, 1}, {-1, 1}
         or {1, 2} (see the module docstring)
 
-    LF and CRLF line ends, a missing final newline and a UTF-8 byte order mark are all accepted.
-    Missing values (empty cells, NA, NaN, ?, ...), non-numeric features, rows with the wrong number of
-    cells, labels without exactly two classes and constant feature columns raise `DataError` naming
-    the file, line and column.
+    pandas reads the file; LF and CRLF line ends, a missing final newline and a UTF-8 byte order mark
+    are all accepted. Missing values (empty cells, NA, NaN, ?, ...), non-numeric features, rows with
+    the wrong number of cells, labels without exactly two classes and constant feature columns raise
+    `DataError` naming the file, line and column.
     """
     path = Path(path)
-    lines = _read_lines(path)
-    if sep is None:
-        sep = _guess_sep(path, lines[0])
-    elif not isinstance(sep, str) or len(sep) != 1:
-        raise ParameterError(f"parameter sep must be a single character or None, got {sep!r}")
-    for k, text in enumerate(lines):
-        if not text.strip():
-            raise DataError(f"file {path}, line {k + 1}: is blank (only trailing blank lines are allowed)")
-    cells = []
-    for k, text in enumerate(lines):
-        try:  # one line at a time: a stray quote must not swallow the next row
-            row = next(csv.reader([text], delimiter=sep))
-        except csv.Error as e:
-            raise DataError(f"file {path}, line {k + 1}: cannot split into cells ({e})") from None
-        cells.append([c.strip() for c in row])
-    ncols = len(cells[0])
-    if header is None:
-        header = all(_number(c) is None for c in cells[0])
-    names = [c or f"column {j + 1}" for j, c in enumerate(cells[0])] if header else None
-    first_data = 1 if header else 0
-    if len(cells) <= first_data:
-        raise DataError(f"file {path}: has a header line but no data rows")
-    for k in range(first_data, len(cells)):
-        if len(cells[k]) != ncols:
-            raise DataError(f"file {path}, line {k + 1}: has {len(cells[k])} cells, expected {ncols} "
-                            f"(as on line 1)")
-    if ncols < 2:
-        raise DataError(f"file {path}: needs a label column and at least one feature column, found "
-                        f"{ncols} column (separator {_SEPARATORS.get(sep, repr(sep))})")
-    lab = _label_index(label, names, ncols, path)
-    feats = [j for j in range(ncols) if j != lab]
-    body = cells[first_data:]
-    X = np.empty((len(body), len(feats)))
-    for i, row in enumerate(body):
-        for jj, j in enumerate(feats):
-            cell = row[j]
-            v = _number(cell)
-            if v is None:
-                what = "is empty (missing value)" if cell == "" else (
-                    f"holds {cell!r}, a missing value" if _is_missing(cell) else f"holds {cell!r}, not a number")
-                hint = " (if line 1 holds column names, pass header=True)" if i == 0 and not header else ""
-                raise DataError(f"file {path}, line {i + first_data + 1}, {_column_label(j, names)}: "
-                                f"{what}{hint}")
-            X[i, jj] = v
-    labels = [row[lab] for row in body]
-    for i, cell in enumerate(labels):
-        if _is_missing(cell):
-            raise DataError(f"file {path}, line {i + first_data + 1}, {_column_label(lab, names)} (label): "
-                            f"the label is missing ({cell!r})")
-    y, classes = _encode_labels(labels, first_data + 1, _column_label(lab, names) + " (label)", path, positive)
-    feature_names = [names[j] for j in feats] if names else [f"x{j + 1}" for j in feats]
-    _check_constant(path, X, feats, names)
-    return Dataset(X, y, feature_names, name=name or path.stem, source=str(path), classes=classes,
-                   meta={"sep": sep, "header": bool(header), "label_column": lab,
-                         "first_data_line": first_data + 1})
+    parts = read_file(path, label, sep, header, positive)
+    return Dataset(**parts, name=name or path.stem, source=str(path))
+
+
+def load_frame(frame, label="last", *, positive=None, name: str | None = None) -> Dataset:
+    """A pandas DataFrame as a data set: feature names from its columns, the label column as for files.
+
+    label : "last" (default), "first", a 0-based column position (negative counts from the end) or a
+        column name; integers are always positions, also when the columns are named by integers
+    positive : as for `load_csv`; labels may be numbers, booleans or text (categorical too)
+
+    Features must be numbers (booleans count as 0/1); a text, categorical or date column is refused
+    by name, since no encoding of it is obviously right (pandas.get_dummies is one, for the analyst to
+    choose). Missing values and infinities are refused naming the row (and its index label) and column.
+    The frame is only read, and its row order is kept; its index is not (`rows` counts from 0).
+    """
+    what = "the data frame" if name is None else f"data frame {name!r}"
+    parts = read_frame(frame, label, positive, what)
+    return Dataset(**parts, name=name or "dataframe", source="pandas.DataFrame")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -392,11 +246,16 @@ def synthetic(n: int = 6000, d: int = 10, positive_fraction: float = 0.5, seed: 
 
 
 def shared_data_dir() -> Path:
-    """Where the shared benchmark sets live: $MPCLR_SHARED_DATA, else ../shared/data beside the repo."""
+    """Where the medical benchmark sets (edin, lbw, pcs, uis) are read from: $MPCLR_SHARED_DATA if set, else
+    the repository's own data/ folder (they ship with mpclr), else ../shared/data beside the repository."""
     env = os.environ.get("MPCLR_SHARED_DATA")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+    repo = Path(__file__).resolve().parent.parent
+    for folder in (repo / "data", repo.parent / "shared" / "data"):
+        if all((folder / f"{name}.txt").is_file() for name in SHARED_NAMES):
+            return folder
+    return repo / "data"
 
 
 def shared_available() -> list[str]:
@@ -411,25 +270,30 @@ def load_shared(name: str) -> Dataset:
         raise ParameterError(f"parameter name must be one of {', '.join(SHARED_NAMES)}, got {name!r}")
     path = shared_data_dir() / f"{name}.txt"
     if not path.is_file():
-        raise DataError(f"file {path}: shared data set {name!r} is not on this machine (it is expected at "
-                        f"../shared/data beside the repository, or set MPCLR_SHARED_DATA)")
+        raise DataError(f"file {path}: data set {name!r} is not on this machine (it ships in the repository's "
+                        f"data/ folder; or set MPCLR_SHARED_DATA to a folder holding {name}.txt)")
     return load_csv(path, label="last", sep="\t", header=False, name=name)
 
 
 _SYNTHETIC = re.compile(r"synthetic:(\d+)x(\d+)")
 
 
-def load(spec: str | os.PathLike, **kwargs) -> Dataset:
+def load(spec, **kwargs) -> Dataset:
     """One entry point for every source.
 
     "breast_cancer" (the embedded default), "synthetic:NxD" (e.g. "synthetic:49152x10"), a shared name
-    (edin, lbw, pcs, uis) or a path to a delimited file. Keyword arguments go to the loader
-    (`synthetic`'s seed and positive_fraction, or `load_csv`'s label, sep, header, positive).
+    (edin, lbw, pcs, uis), a path to a delimited file or a pandas DataFrame. Keyword arguments go to the
+    loader (`synthetic`'s seed and positive_fraction, `load_csv`'s label, sep, header, positive, or
+    `load_frame`'s label, positive, name).
     """
+    pandas = sys.modules.get("pandas")  # a DataFrame can only exist once pandas is imported
+    if pandas is not None and isinstance(spec, pandas.DataFrame):
+        return load_frame(spec, **kwargs)
     if isinstance(spec, os.PathLike):
         return load_csv(spec, **kwargs)
     if not isinstance(spec, str):
-        raise ParameterError(f"parameter spec must be a data set name or a path, got {spec!r}")
+        raise ParameterError(f"parameter spec must be a data set name, a path or a pandas DataFrame, "
+                             f"got {type(spec).__name__}")
     if spec == "breast_cancer":
         if kwargs:
             raise ParameterError(f"load('breast_cancer') takes no options, got {sorted(kwargs)}")

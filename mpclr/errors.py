@@ -35,3 +35,8 @@ class DataError(MpclrError, ValueError):
 
 class InsecureParametersWarning(UserWarning):
     """Emitted when a parameter set below 128-bit security is used on explicit opt-in."""
+
+
+class PrivacyWarning(UserWarning):
+    """A study runs in a configuration that reveals more than the threat model's table promises in
+    general (two hospitals: each learns the other's sums and sums of squares from the pooled scaling)."""

@@ -38,15 +38,17 @@ class Federation:
     parties : number of data providers (key holders), 2..64
     threshold : t for t-out-of-n (any t key holders decrypt, refresh or key-switch); default n
     preset : a preset name ("fast", "deep") or a Params
-    seed : fixes public randomness only (data splits, fold assignment); never key material, errors,
-        smudging or masks, which always come from the OS CSPRNG
+    seed : fixes public randomness only (data splits, synthetic data); never key material, errors,
+        smudging, masks or a hospital's fold assignment, which always come from the OS CSPRNG
     names : the data providers' names (default hospital-1..n)
     network : a transport (default: all nodes in this process)
     rotations : rotation steps to make keys for right away
     manifest : what the hospitals agree to answer (mpclr.roles.policy.Manifest): a study's, computed from
         its plan (mpclr.lr.manifest), or "exploration" (no budget: interactive use, never accepted by a
         deployed site). Default: the key ceremony and `rotations` only, so no decryption, refresh or key
-        switch is answered until a study's manifest is agreed.
+        switch is answered until a study's manifest is agreed. A function of the hospitals (DataProviders,
+        not joined yet) returning the Manifest: for a plan that needs what each hospital counts on its own
+        rows before it joins (its rows per fold, DataProvider.fold_sizes), as a site does at bootstrap.
     audit_dir : where each hospital appends its audit log (<audit_dir>/<name>/audit.jsonl) from the first
         request; without it the records wait in memory and go to the hospital's keystore folder
         (nodes/<name>/audit.jsonl) when the federation is saved
@@ -143,9 +145,12 @@ class Federation:
             return Manifest.keys_only(threshold_setup, rounds)
         if isinstance(manifest, str) and manifest == "exploration":
             return Manifest.exploration_only()
+        if callable(manifest):
+            manifest = manifest(list(self.parties))
         if not isinstance(manifest, Manifest):
             raise ParameterError(
-                f"parameter manifest must be a Manifest, 'exploration' or None, got {manifest!r}"
+                f"parameter manifest must be a Manifest, 'exploration', None or a function of the hospitals "
+                f"returning a Manifest, got {manifest!r}"
             )
         return manifest
 
@@ -193,9 +198,12 @@ class Federation:
         return self.network.traffic.summary()
 
     # --- persistence: every node to its own keystore folder --------------------------------------
-    def save(self, path) -> None:
+    def save(self, path, passphrase: str | None = None) -> None:
         """Write each node's state to path/nodes/<name>/ (its own folder; secrets in 0600 files) and the
-        federation's public description to path/federation.json, so a later step can resume."""
+        federation's public description to path/federation.json, so a later step can resume.
+
+        With a passphrase every node's folder is its own encrypted keystore (its own salt; secrets
+        encrypted, mpclr.keystore_crypto); without one the secrets are plain 0600 files."""
         import json
         from pathlib import Path
 
@@ -203,7 +211,7 @@ class Federation:
 
         root = Path(path)
         for node in [self.server, self.researcher, *self.parties]:
-            node.save(Keystore(root / "nodes" / node.name, create=True))
+            node.save(Keystore.open(root / "nodes" / node.name, passphrase, create=True))
         desc = {
             "params": self.params.to_json(),
             "seed": self.seed,
@@ -213,8 +221,9 @@ class Federation:
         (root / "federation.json").write_text(json.dumps(desc, indent=1))
 
     @classmethod
-    def load(cls, path, network: Network | None = None) -> Federation:
-        """Resume a federation written by `save` (no new key ceremony; same session, keys and ciphertexts)."""
+    def load(cls, path, network: Network | None = None, passphrase: str | None = None) -> Federation:
+        """Resume a federation written by `save` (no new key ceremony; same session, keys and ciphertexts);
+        `passphrase` when it was saved with one."""
         import json
         import warnings
         from pathlib import Path
@@ -240,7 +249,7 @@ class Federation:
         fed.researcher = Researcher("researcher", fed.ctx, fed.network)
         fed.parties = [DataProvider(name, fed.ctx, fed.network) for name in desc["parties"]]
         for node in [fed.server, fed.researcher, *fed.parties]:
-            node.load(Keystore(root / "nodes" / node.name))
+            node.load(Keystore.open(root / "nodes" / node.name, passphrase))
         fed.session = fed.server.session
         fed.manifest = fed.parties[0].policy.manifest
         return fed

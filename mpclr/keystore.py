@@ -4,6 +4,9 @@ Each node keeps its state in its own directory (mode 0700; secret files 0600): p
 `state.json`, bulky public values in `*.bin`, and secrets (key shares, identity keys, ephemeral protocol
 secrets) in `secret-*.bin`. Nothing here is pickled, and nothing is shared between nodes: in a
 simulation all the folders sit on one disk, at a real site only the site's own folder exists.
+
+With a `KeystoreKey` (mpclr.keystore_crypto) the secret files are encrypted and authenticated under a
+passphrase; a keystore under an encrypted root refuses to be used without its key.
 """
 
 from __future__ import annotations
@@ -15,18 +18,33 @@ from pathlib import Path
 import numpy as np
 
 from .errors import FormatError
+from .keystore_crypto import PASSPHRASE_ENV, KeystoreKey, encrypted_root, is_sealed
 
 __all__ = ["Keystore"]
 
 
 class Keystore:
-    def __init__(self, path: str | os.PathLike, create: bool = False):
+    def __init__(self, path: str | os.PathLike, create: bool = False, key: KeystoreKey | None = None):
         self.path = Path(path)
         if create:
             self.path.mkdir(parents=True, exist_ok=True)
             os.chmod(self.path, 0o700)
         elif not self.path.is_dir():
             raise FormatError(f"keystore {self.path} does not exist")
+        self.key = key
+        self._locked = encrypted_root(self.path) if key is None else None  # encrypted, and no key given
+
+    @classmethod
+    def open(cls, path, passphrase: str | bytes | None = None, create: bool = False) -> Keystore:
+        """A folder that is its own keystore root (a node of a saved federation): encrypted under
+        `passphrase` when one is given (a new header when `create` and there is none)."""
+        if passphrase is None:
+            return cls(path, create)
+        return cls(path, create, key=KeystoreKey.open(path, passphrase, create=create))
+
+    def _refuse_locked(self, name: str) -> None:
+        raise FormatError(f"{self.path / name} is in the encrypted keystore {self._locked}: give its passphrase "
+                          f"(the `passphrase` argument, or {PASSPHRASE_ENV} in the environment)")
 
     def _write(self, name: str, data: bytes, secret: bool) -> None:
         target = self.path / name
@@ -40,7 +58,42 @@ class Keystore:
         self._write(f"{name}.bin", bytes(data), secret=False)
 
     def put_secret(self, name: str, data: bytes) -> None:
-        self._write(f"secret-{name}.bin", bytes(data), secret=True)
+        fname = f"secret-{name}.bin"
+        if self.key is not None:
+            data = self.key.seal(self.path / fname, data)
+        elif self._locked is not None:
+            self._refuse_locked(fname)
+        else:
+            data = bytes(data)
+        self._write(fname, data, secret=True)
+
+    def delete_secret(self, name: str) -> bool:
+        """Remove secret `name` once it is spent: overwritten with zeros, flushed, unlinked, and the unlink
+        flushed too. Returns whether there was one.
+
+        Overwriting before unlinking is a best effort, not a guarantee. It clears the file's blocks where
+        the filesystem writes in place (ext4, XFS on a disk without remapping), so the secret cannot be
+        recovered by undeleting the file. It does not reach copies the storage keeps on its own: copy-on-
+        write filesystems (btrfs, ZFS, APFS) and snapshots write the zeros elsewhere, SSDs remap blocks,
+        backups keep what they saw, and `_write` replaces files whole, so an earlier version of a secret
+        may sit in freed blocks anyway. What protects a key at rest is encryption (of the disk, or of the
+        keystore); what this method guarantees is that the keystore itself no longer holds the secret."""
+        path = self.path / f"secret-{name}.bin"
+        try:
+            fd = os.open(path, os.O_WRONLY)
+        except FileNotFoundError:
+            return False
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(bytes(os.fstat(fd).st_size))
+            fh.flush()
+            os.fsync(fd)
+        os.unlink(path)
+        dfd = os.open(self.path, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+        return True
 
     def get(self, name: str) -> bytes:
         return self._read(f"{name}.bin")
@@ -49,7 +102,13 @@ class Keystore:
         path = self.path / f"secret-{name}.bin"
         if path.exists() and os.stat(path).st_mode & 0o077:
             raise FormatError(f"{path} is readable by others: refusing to use a secret with loose permissions")
-        return self._read(f"secret-{name}.bin")
+        blob = self._read(path.name)
+        if self.key is not None:
+            return self.key.unseal(path, blob)
+        if self._locked is not None or is_sealed(blob):
+            self._locked = self._locked or path.parent
+            self._refuse_locked(path.name)
+        return blob
 
     def has(self, name: str, secret: bool = False) -> bool:
         return (self.path / (f"secret-{name}.bin" if secret else f"{name}.bin")).exists()

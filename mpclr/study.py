@@ -25,6 +25,7 @@ from .lr.encrypted import TrainingPlan
 from .lr.metrics import METRICS, fold_metrics
 from .lr.party import design_rows
 from .lr.twin import NesterovLR
+from .params import check_study_preset
 
 __all__ = ["StudyConfig", "run_cv", "plan_for"]
 
@@ -60,7 +61,7 @@ class StudyConfig:
         )
 
 
-def plan_for(model: NesterovLR, curvature: float, bound_bits: int = 6) -> TrainingPlan:
+def plan_for(model: NesterovLR, curvature: float, bound_bits: int = 8) -> TrainingPlan:
     """The encrypted trainer's public plan for exactly the twin's algorithm."""
     from .lr.sigmoid import sigmoid_poly
     from .lr.twin import momentum_schedule
@@ -75,17 +76,15 @@ def plan_for(model: NesterovLR, curvature: float, bound_bits: int = 6) -> Traini
     )
 
 
-def study_plan(config: StudyConfig, parts, evaluation: str, features: int, rotation_steps=()):
-    """The public plan `run_cv` follows, for its manifest (mpclr.lr.manifest): the design, the rows per
-    hospital and the fold sizes each hospital's own fold assignment gives."""
+def study_plan(config: StudyConfig, rows: int, features: int, evaluation: str, fold_sizes, rotation_steps=()):
+    """The public plan `run_cv` follows, for its manifest (mpclr.lr.manifest): the design, the rows and
+    features, and the rows per fold of the hospitals' own fold assignments (summed)."""
     from .lr.manifest import StudyPlan
-    from .lr.party import fold_seed, fold_sizes
     from .lr.twin import momentum_schedule
     from .params import get_preset
 
     model = config.model()
     model._validate()
-    sizes = sum(fold_sizes(p.y, config.folds, fold_seed(config.seed, i)) for i, p in enumerate(parts))
     options = None
     if evaluation == "secure":
         options = {"score_bound": config.score_bound, "workers": config.workers}
@@ -95,17 +94,39 @@ def study_plan(config: StudyConfig, parts, evaluation: str, features: int, rotat
         key_holders=tuple(f"hospital-{i + 1}" for i in range(config.parties)),
         threshold=config.threshold or config.parties,
         params=get_preset(config.preset),
-        rows=int(sum(len(p) for p in parts)),
+        rows=int(rows),
         features=int(features),
         folds=config.folds,
         etas=tuple(float(e) for e in momentum_schedule(model.iterations)),
         degree=model.degree,
         evaluation=options,
-        fold_sizes=tuple(int(x) for x in sizes),
+        fold_sizes=tuple(int(x) for x in fold_sizes),
         decrypt_models=config.decrypt_models,
         workers=config.workers,
         rotation_steps=tuple(rotation_steps),
     )
+
+
+def load_parts(parties, parts) -> None:
+    """Each hospital its own rows, numbered hospital by hospital (each hospital's rows contiguous), so
+    that a data block holds one hospital's rows: with rows scattered, every hospital would encrypt every
+    block."""
+    offsets = np.cumsum([0] + [len(p) for p in parts])
+    for k, (party, part) in enumerate(zip(parties, parts)):
+        party.load_data(part.X, part.y, np.arange(offsets[k], offsets[k + 1]))
+
+
+def study_manifest_for(config: StudyConfig, parts, evaluation: str, features: int):
+    """The manifest run_cv's hospitals agree to, as a function of them (Federation's `manifest`): each
+    gets its rows and counts its rows per fold with the secret fold key it will use in the study."""
+    from .lr.manifest import study_manifest
+
+    def agree(parties):
+        load_parts(parties, parts)
+        sizes = sum(np.asarray(p.fold_sizes(config.folds)) for p in parties)
+        return study_manifest(study_plan(config, sum(len(p) for p in parts), features, evaluation, sizes))
+
+    return agree
 
 
 def _metrics_table(m) -> dict:
@@ -127,6 +148,7 @@ def run_cv(
     manifest must cover the study."""
     config = config or StudyConfig()
     t_start = time.perf_counter()
+    check_study_preset(config.preset if fed is None else fed.params, config.parties)  # before any work
     dataset = load(data) if isinstance(data, str) else data
     if not isinstance(dataset, Dataset):
         raise ParameterError(f"parameter data must be a data set name, a path or a Dataset, got {type(data).__name__}")
@@ -136,20 +158,18 @@ def run_cv(
         raise ParameterError(f"parameter evaluation must be 'secure' or 'decrypted-models', got {evaluation!r}")
     if evaluation == "decrypted-models" and not config.decrypt_models:
         raise ParameterError("evaluation 'decrypted-models' needs decrypt_models=True")
+    if evaluation == "secure" and not 0.0 < config.score_bound <= 1e6:
+        raise ParameterError(f"parameter score_bound must be in (0, 1e6], got {config.score_bound!r}")
+    config.model()._validate()  # the study's design (iterations, degree, learning rate), before any work
     parts = split(dataset, config.parties, config.split, seed=config.seed)
-    # The study numbers rows hospital by hospital (each hospital's rows contiguous), so that a data block
-    # holds one hospital's rows: with rows scattered, every hospital would encrypt every block.
-    study_data = dataset.subset(np.concatenate([p.rows for p in parts]))
-    offsets = np.cumsum([0] + [len(p) for p in parts])
+    study_data = dataset.subset(np.concatenate([p.rows for p in parts]))  # in the study's row order (load_parts)
     timings = {}
 
     t0 = time.perf_counter()
     own_fed = fed is None
     if fed is None:
         # the hospitals agree to the study's requests, counted from its plan, and answer nothing more
-        from .lr.manifest import study_manifest
-
-        manifest = study_manifest(study_plan(config, parts, evaluation, dataset.n_features))
+        manifest = study_manifest_for(config, parts, evaluation, dataset.n_features)
         fed = Federation(parties=config.parties, preset=config.preset, seed=config.seed, threshold=config.threshold,
                          manifest=manifest, audit_dir=audit_dir)
         traffic_start = {"by_type": {}, "by_sender": {}, "total_bytes": 0}
@@ -158,12 +178,10 @@ def run_cv(
             raise ParameterError(f"parameter parties is {config.parties} but the federation has {fed.n} hospitals")
         traffic_start = fed.traffic()
     timings["key_ceremony"] = time.perf_counter() - t0
-    for k, (party, part) in enumerate(zip(fed.parties, parts)):
-        party.load_data(part.X, part.y, np.arange(offsets[k], offsets[k + 1]))
+    load_parts(fed.parties, parts)
 
-    model = config.model()  # validates the parameters before anything is encrypted
-    model._validate()
-    ecv = encrypt_study(fed, folds=config.folds, seed=config.seed, interval=model.interval)
+    model = config.model()
+    ecv = encrypt_study(fed, folds=config.folds, interval=model.interval)
     timings.update({k: v for k, v in ecv.seconds.items()})
 
     # the twin: same folds, same scaling (the decrypted aggregate's), same step sizes from the same curvature
@@ -246,6 +264,9 @@ def run_cv(
             "seed": config.seed,
             "preset": fed.params.name,
             "split": config.split,
+            "evaluation": evaluation,
+            "decrypt_models": config.decrypt_models,
+            "score_bound": config.score_bound if evaluation == "secure" else None,
         },
         "security": fed.params.describe(),
         "layout": ecv.layout.describe(),

@@ -1,10 +1,17 @@
 """Every protocol message is bytes in one envelope:
 
-    "MPCLR" | u8 version | u8 kind | str type | 16B session | 16B parameter set | str sender | str recipient
-    | u64 sequence | u64 body length | body | 16B Poly1305 tag over everything before it
+    "MPCLR" | u8 version | u8 kind | u8 flags | str type | 16B session | 16B parameter set | str sender
+    | str recipient | u64 sequence | u64 body length | body | 16B tag
 
 (str = u8 length + UTF-8.) The body is a record: u32 JSON length, JSON of small fields, then binary
 blobs that the JSON references as {"$blob": index}. No pickle anywhere: a message cannot carry code.
+
+Two body modes (flags bit 0):
+- plain: the tag is Poly1305 over everything before it, under a one-time key of the link;
+- encrypted (for what only the recipient may read: decryption and key-switch shares): the body is a
+  12-byte nonce then the record encrypted with ChaCha20-Poly1305 under a key derived from the link key
+  for this direction and sequence number; the tag is the AEAD's, over the header (associated data) and
+  the body. The relay sees the header and the length only.
 
 `open_message` rejects, with an error naming the cause: foreign or truncated bytes, an unsupported
 version, another session, another parameter set, a sender outside the session's roster, a message
@@ -16,12 +23,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import struct
 from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -30,12 +38,25 @@ from cryptography.hazmat.primitives.poly1305 import Poly1305
 from .errors import MessageError
 
 MAGIC = b"MPCLR"
-VERSION = 2
+VERSION = 3  # 3: a flags byte and the encrypted body mode
 KIND_REQUEST, KIND_REPLY, KIND_ERROR = 1, 2, 3
 KIND_NAMES = {KIND_REQUEST: "request", KIND_REPLY: "reply", KIND_ERROR: "error"}
+FLAG_ENCRYPTED = 1
 TAG_BYTES = 16
+NONCE_BYTES = 12
 
-__all__ = ["Message", "seal_message", "open_message", "peek", "encode_body", "decode_body", "Identity", "seal_box"]
+__all__ = [
+    "Message",
+    "seal_message",
+    "open_message",
+    "peek",
+    "encode_body",
+    "decode_body",
+    "Identity",
+    "seal_box",
+    "statement",
+    "verify_statement",
+]
 
 
 class Identity:
@@ -68,6 +89,11 @@ class Identity:
 
     def sign(self, digest: bytes) -> bytes:
         return self._key.sign(digest)
+
+    def sign_statement(self, session: bytes, step: str, author: str, payload: bytes) -> bytes:
+        """Ed25519 signature on `statement(...)`: a value this node vouches for to every other node,
+        whoever relays it."""
+        return self._key.sign(statement(session, step, author, payload))
 
     def export_private(self) -> bytes:
         """The private keys, for this node's own keystore only (mpclr.keystore)."""
@@ -104,6 +130,29 @@ class Identity:
         return f"Identity(public={self.public_bytes.hex()[:16]}...)"
 
 
+def statement(session: bytes, step: str, author: str, payload: bytes) -> bytes:
+    """What a node signs when it vouches for a value relayed by others (a public-key share, a round-1
+    share, the CRS seed): a digest binding the value to the session, the protocol step and its author,
+    so a signature cannot be moved to another session, step or hospital."""
+    h = hashlib.sha256(b"mpclr/statement/v1\x00" + bytes(session) + step.encode() + b"\x00" + author.encode() + b"\x00")
+    h.update(payload)
+    return h.digest()
+
+
+def verify_statement(roster, session: bytes, step: str, author: str, payload: bytes, signature) -> None:
+    """Check `author`'s signature (its Ed25519 key is roster[author][:32]) on a relayed value; raise a
+    MessageError naming the author and the step if it does not verify."""
+    if author not in roster:
+        raise MessageError(f"{step}: {author!r} is not a member of this session")
+    try:
+        key = Ed25519PublicKey.from_public_bytes(bytes(roster[author])[:32])
+        key.verify(bytes(signature), statement(session, step, author, payload))
+    except (InvalidSignature, ValueError):
+        raise MessageError(
+            f"{step}: the value relayed as {author}'s does not carry {author}'s signature (forged or altered)"
+        ) from None
+
+
 def _box_key(shared: bytes, ephemeral_pub: bytes, recipient_pub: bytes) -> bytes:
     return HKDF(hashes.SHA256(), 32, salt=None, info=b"mpclr/box/v1" + ephemeral_pub + recipient_pub).derive(shared)
 
@@ -130,6 +179,7 @@ class Message:
     seq: int
     fields: dict = field(default_factory=dict)
     nbytes: int = 0
+    encrypted: bool = False
 
 
 def _str(s: str) -> bytes:
@@ -203,10 +253,14 @@ def decode_body(body: bytes) -> dict:
     return conv(meta)
 
 
-def _message_key(link_key: bytes, sender: str, recipient: str, seq: int) -> bytes:
-    """A one-time Poly1305 key per (direction, sequence number): never reused under one link key."""
-    label = sender.encode() + b"\x00" + recipient.encode() + b"\x00" + struct.pack("<Q", seq)
+def _message_key(link_key: bytes, sender: str, recipient: str, seq: int, purpose: bytes = b"") -> bytes:
+    """A one-time key per (direction, sequence number): never reused under one link key. `purpose`
+    separates the AEAD key of an encrypted body from the Poly1305 key of a plain one."""
+    label = purpose + sender.encode() + b"\x00" + recipient.encode() + b"\x00" + struct.pack("<Q", seq)
     return hashlib.blake2b(label, key=link_key, digest_size=32).digest()
+
+
+_AEAD = b"mpclr/aead/v1\x00"
 
 
 def seal_message(
@@ -220,25 +274,35 @@ def seal_message(
     seq: int,
     fields: dict,
     peer_public: bytes,
+    encrypt: bool = False,
 ) -> bytes:
     """The envelope, authenticated for `recipient` (whose roster entry is `peer_public`): a Poly1305 tag
     under a key only the two of them derive (3 GB/s, where signing a 20 MB share cost as much as
-    computing it)."""
+    computing it). With `encrypt`, the body is also encrypted for the recipient (ChaCha20-Poly1305): the
+    key is one-time per (direction, sequence number) and the nonce is random besides, so not even a node
+    whose counters were rolled back (a restored keystore) can reuse a key with a nonce."""
     body = _body_parts(fields)
     body_len = sum(memoryview(p).nbytes for p in body)
+    if encrypt:
+        body_len += NONCE_BYTES + TAG_BYTES
     head = b"".join(
         [
             MAGIC,
-            struct.pack("<BB", VERSION, kind),
+            struct.pack("<BBB", VERSION, kind, FLAG_ENCRYPTED if encrypt else 0),
             _str(type_),
             session,
             params,
             _str(sender),
             _str(recipient),
-            struct.pack("<QQ", seq, body_len),
+            struct.pack("<QQ", seq, body_len - (TAG_BYTES if encrypt else 0)),
         ]
     )
-    mac = Poly1305(_message_key(identity.link_key(peer_public), sender, recipient, seq))
+    link = identity.link_key(peer_public)
+    if encrypt:
+        nonce = os.urandom(NONCE_BYTES)
+        aead = ChaCha20Poly1305(_message_key(link, sender, recipient, seq, _AEAD))
+        return b"".join([head, nonce, aead.encrypt(nonce, b"".join(body), head)])
+    mac = Poly1305(_message_key(link, sender, recipient, seq))
     mac.update(head)
     for p in body:
         mac.update(p)
@@ -270,16 +334,19 @@ def peek(raw: bytes) -> Message:
     c = _Cursor(raw)
     if c.take(len(MAGIC)) != MAGIC:
         raise MessageError("not an mpclr message (bad magic)")
-    version, kind = struct.unpack("<BB", c.take(2))
+    version, kind, flags = struct.unpack("<BBB", c.take(3))
     if version != VERSION:
         raise MessageError(f"message format version {version} is not supported (expected {VERSION})")
     if kind not in KIND_NAMES:
         raise MessageError(f"unknown message kind {kind}")
+    if flags & ~FLAG_ENCRYPTED:
+        raise MessageError(f"unknown message flags {flags:#x}")
     type_ = c.str()
     session, params = c.take(16), c.take(16)
     sender, recipient = c.str(), c.str()
     seq, blen = struct.unpack("<QQ", c.take(16))
     msg = Message(kind, type_, session, params, sender, recipient, seq, nbytes=len(raw))
+    msg.encrypted = bool(flags & FLAG_ENCRYPTED)
     msg.fields = {"_body_offset": c.pos, "_body_length": blen}
     return msg
 
@@ -314,13 +381,26 @@ def open_message(
         raise MessageError(f"{msg.type}: sender {msg.sender!r} is not a member of this session")
     if msg.recipient != recipient:
         raise MessageError(f"{msg.type} from {msg.sender}: addressed to {msg.recipient!r}, not {recipient!r}")
-    key = _message_key(identity.link_key(roster[msg.sender]), msg.sender, recipient, msg.seq)
-    try:
-        Poly1305.verify_tag(key, memoryview(raw)[:end], raw[end:])
-    except InvalidSignature:
-        raise MessageError(f"{msg.type} from {msg.sender}: bad authentication tag (tampered or forged)") from None
+    link = identity.link_key(roster[msg.sender])
+    if msg.encrypted:
+        if blen < NONCE_BYTES:
+            raise MessageError(f"{msg.type} from {msg.sender}: encrypted body shorter than its nonce")
+        aead = ChaCha20Poly1305(_message_key(link, msg.sender, recipient, msg.seq, _AEAD))
+        try:
+            body = aead.decrypt(raw[off : off + NONCE_BYTES], memoryview(raw)[off + NONCE_BYTES :], raw[:off])
+        except InvalidTag:
+            raise MessageError(
+                f"{msg.type} from {msg.sender}: encrypted body failed authentication (tampered, forged or not for "
+                f"{recipient})"
+            ) from None
+    else:
+        try:
+            Poly1305.verify_tag(_message_key(link, msg.sender, recipient, msg.seq), memoryview(raw)[:end], raw[end:])
+        except InvalidSignature:
+            raise MessageError(f"{msg.type} from {msg.sender}: bad authentication tag (tampered or forged)") from None
+        body = memoryview(raw)[off:end]
     if msg.seq <= seen.get(msg.sender, -1):
         raise MessageError(f"{msg.type} from {msg.sender}: replayed (sequence {msg.seq} already seen)")
     seen[msg.sender] = msg.seq
-    msg.fields = decode_body(memoryview(raw)[off:end])
+    msg.fields = decode_body(body)
     return msg

@@ -1,6 +1,7 @@
 """Loading, validating and splitting data: every refusal names the file, line and column."""
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -79,6 +80,43 @@ def test_the_file_is_never_modified(tmp_path):
     assert p.read_bytes() == raw and os.stat(p).st_mtime_ns == before
 
 
+def test_separator_is_the_one_every_line_agrees_on(tmp_path):
+    p = write(tmp_path, "weight;kg,age,y\n70,30,0\n80,40,1\n75,50,1\n")  # a semicolon inside a column name
+    ds = load_csv(p)
+    assert ds.meta["sep"] == "," and ds.feature_names == ("weight;kg", "age")
+    p = write(tmp_path, "1,5;2;0\n2,5;3;1\n4,0;1;1\n", name="decimal_comma.csv")  # semicolons before commas
+    with pytest.raises(DataError, match=r"line 1, column 1: holds '1,5', not a number"):
+        load_csv(p)
+
+
+def test_a_large_file_is_read_by_pandas_alone_and_its_errors_named(tmp_path, monkeypatch):
+    """20,000 lines: a good file never takes the line-by-line pass; a bad line deep inside is named."""
+    from mpclr import tabular
+
+    rng = np.random.default_rng(0)
+    X = np.round(rng.normal(size=(20_000, 3)) * 100, 3)
+    lines = ["a,b,c,sick"] + [f"{a},{b},{c},{k % 2}" for k, (a, b, c) in enumerate(X)]
+    good = write(tmp_path, "\r\n".join(lines) + "\r\n", name="good.csv")
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a good file went through the line-by-line pass")
+
+    with monkeypatch.context() as m:
+        m.setattr(tabular, "_careful", refuse)
+        m.setattr(tabular, "_check_lines", refuse)
+        ds = load_csv(good)
+    np.testing.assert_array_equal(ds.X, X)
+    assert ds.y.sum() == 10_000 and ds.meta["label_name"] == "sick"
+    for bad_line, pattern in [("1,2", r"line 15001: has 2 cells, expected 4"),
+                              ("", r"line 15001: is blank"),
+                              ("1,?,3,0", r"line 15001, column 2 \('b'\): holds '\?', a missing value"),
+                              ("1,2,3,", r"line 15001, column 4 \('sick'\) \(label\): the label is missing"),
+                              ('1,2,"3,0', r"line 15001: has 3 cells, expected 4")]:
+        p = write(tmp_path, "\n".join(lines[:15_000] + [bad_line] + lines[15_000:]), name="bad.csv")
+        with pytest.raises(DataError, match=f"file {p}, {pattern}"):
+            load_csv(p)
+
+
 # --------------------------------------------------------------------------------------- refusals
 @pytest.mark.parametrize("text, kwargs, pattern", [
     ("1\t2\t0\n3\tabc\t1\n", {}, r"line 2, column 2: holds 'abc', not a number"),
@@ -98,6 +136,15 @@ def test_the_file_is_never_modified(tmp_path):
     ("1\t2\t0\n\n3\t4\t1\n", {}, r"line 2: is blank"),
     ("1 2 0\n3 4 1\n", {}, r"line 1: found no tab, semicolon or comma"),
     ("a\tb\ty\n", {}, r"has a header line but no data rows"),
+    ("\n1\t2\t0\n3\t4\t1\n", {}, r"line 1: is blank"),
+    # what pandas reads differently from the csv module, or silently: each still named as the csv module sees it
+    ("1,2,0\n3,4\n5,6,1\n", {}, r"line 2: has 2 cells, expected 3"),
+    ('a,b,y\n"1\n2",3,0\n4,5,1\n', {}, r"line 2: has 1 cells, expected 3"),
+    ("1,2,0\nTrue,4,1\n", {}, r"line 2, column 1: holds 'True', not a number"),
+    ('1,2,0\n3, "4",1\n', {}, r"line 2, column 2: holds '\"4\"', not a number"),
+    ("1,2,0\n3,1e400,1\n", {}, r"line 2, column 2: holds '1e400', not a number"),
+    ("1,2,0\n3,4,NA\n5,6,1\n", {}, r"line 2, column 3 \(label\): the label is missing \('NA'\)"),
+    ("1,2,0\n3,4,inf\n5,6,1\n", {}, r"line 3, column 3 \(label\): .*found 3 \('0', '1', 'inf'\)"),
     ("age\tbmi\t0\n3\t4\t1\n5\t6\t0\n", {"header": False}, r"line 1, column 1: holds 'age', not a number "
                                                             r"\(if line 1 holds column names, pass header=True\)"),
 ])
@@ -178,9 +225,9 @@ def test_load_dispatch(tmp_path):
 
 @pytest.mark.parametrize("name, shape, positives", [("edin", (1253, 9), 274), ("lbw", (189, 9), 130),
                                                     ("pcs", (379, 9), 153), ("uis", (575, 8), 428)])
-def test_shared_sets_match_their_readme(name, shape, positives):
-    if name not in data.shared_available():
-        pytest.skip(f"{name}.txt is not in {data.shared_data_dir()}")
+def test_shipped_sets_match_their_readme(name, shape, positives, monkeypatch):
+    monkeypatch.delenv("MPCLR_SHARED_DATA", raising=False)
+    assert data.shared_data_dir() == Path(data.__file__).resolve().parent.parent / "data"  # the repository's copy
     ds = load(name)
     assert ds.X.shape == shape and ds.n_positive == positives
 
@@ -188,7 +235,7 @@ def test_shared_sets_match_their_readme(name, shape, positives):
 def test_shared_set_missing(tmp_path, monkeypatch):
     monkeypatch.setenv("MPCLR_SHARED_DATA", str(tmp_path))
     assert data.shared_available() == []
-    with pytest.raises(DataError, match=f"file {tmp_path / 'edin.txt'}: shared data set 'edin' is not on"):
+    with pytest.raises(DataError, match=f"file {tmp_path / 'edin.txt'}: data set 'edin' is not on"):
         data.load_shared("edin")
     with pytest.raises(ParameterError, match="must be one of edin"):
         data.load_shared("nhanes3")
@@ -259,3 +306,66 @@ def test_split_bad_arguments(ten):
         split(ten, 3, how="hospital")
     with pytest.raises(ParameterError, match="parameter parties"):
         split(ten, 0)
+
+
+# --------------------------------------------------------------------------------------- pandas DataFrames
+@pytest.fixture
+def frame():
+    pd = pytest.importorskip("pandas")
+    return pd.DataFrame({"age": [30, 40, 50, 60], "sick": ["no", "yes", "yes", "no"], "bmi": [21.5, 30.1, 27.0, 24.2],
+                         "smoker": [True, False, True, True]})
+
+
+@pytest.mark.parametrize("label", ["sick", 1, -3])
+def test_load_frame_label_by_name_or_position(frame, label):
+    ds = load(frame, label=label, positive="yes")
+    assert ds.feature_names == ("age", "bmi", "smoker") and ds.source == "pandas.DataFrame"
+    np.testing.assert_array_equal(ds.X, [[30, 21.5, 1], [40, 30.1, 0], [50, 27.0, 1], [60, 24.2, 1]])
+    assert ds.y.tolist() == [0, 1, 1, 0] and ds.classes == ("no", "yes") and ds.meta["label_name"] == "sick"
+    assert frame["age"].tolist() == [30, 40, 50, 60]  # the frame is only read
+
+
+def test_load_frame_first_last_and_numeric_labels(frame):
+    ds = load(frame[["age", "bmi", "smoker"]])  # the booleans are the label (last)
+    assert ds.feature_names == ("age", "bmi") and ds.y.tolist() == [1, 0, 1, 1]
+    ds = data.load_frame(frame.assign(sick=[2, 1, 1, 2])[["sick", "age", "bmi"]], label="first", name="f")
+    assert ds.y.tolist() == [1, 0, 0, 1] and ds.classes == (1, 2) and ds.name == "f"
+
+
+def test_load_frame_refusals(frame):
+    pd = pytest.importorskip("pandas")
+    with pytest.raises(DataError, match=r"the data frame, column 2 \('sick'\): holds (str|object) values, not "
+                                        r"numbers; encode it"):
+        load(frame)  # label last: "sick" is a feature
+    with pytest.raises(DataError, match=r"column 1 \('age'\): holds category values"):
+        load(frame.astype({"age": "category"}), label="sick", positive="yes")
+    holes = frame.assign(bmi=[21.5, None, 27.0, 24.2]).set_axis(["p1", "p2", "p3", "p4"])
+    with pytest.raises(DataError, match=r"data frame 'ward', row 2 \(index 'p2'\), column 3 \('bmi'\): is missing"):
+        data.load_frame(holes, label="sick", positive="yes", name="ward")
+    with pytest.raises(DataError, match=r"row 3, column 2 \('sick'\) \(label\): the label is missing"):
+        load(frame.assign(sick=["no", "yes", None, "no"]), label="sick", positive="yes")
+    with pytest.raises(DataError, match=r"the data frame, column 1 \('age'\): the column is constant"):
+        load(frame.assign(age=7), label="sick", positive="yes")
+    with pytest.raises(DataError, match=r"labels 'no', 'yes' are not one of"):
+        load(frame, label="sick")
+    with pytest.raises(ParameterError, match=r"the data frame has no column named 'ill' \(columns: age, sick"):
+        load(frame, label="ill")
+    with pytest.raises(ParameterError, match=r"column index 4 is out of range for the 4 columns of the data frame"):
+        load(frame, label=4)
+    with pytest.raises(DataError, match="the data frame: has no rows"):
+        load(frame.iloc[:0], label="sick")
+    with pytest.raises(DataError, match=r"a label column and at least one feature column, found 1"):
+        load(pd.DataFrame({"y": [0, 1]}))
+
+
+def test_to_frame_round_trip(tmp_path):
+    ds = load_csv(write(tmp_path, "age,sick,weight\n30,0,70\n40,1,80\n50,1,75\n"), label="sick")
+    part = split(ds, 2)[1]
+    f = part.to_frame()
+    assert list(f.columns) == ["age", "weight", "sick"] and f.index.name == "row" and f.index.tolist() == [2]
+    assert f.loc[2].tolist() == [50, 75, 1]
+    back = load(ds.to_frame())
+    np.testing.assert_array_equal(back.X, ds.X)
+    np.testing.assert_array_equal(back.y, ds.y)
+    assert back.feature_names == ds.feature_names
+    assert list(synthetic(50, 2).to_frame().columns) == ["x1", "x2", "y"]

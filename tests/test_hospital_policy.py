@@ -20,15 +20,18 @@ import pytest
 
 import mpclr
 from mpclr.data import load, split
-from mpclr.deploy.site import SiteConfig, SiteRuntime, params_from_json, params_to_json
+from mpclr.deploy.site import SiteConfig, SiteRuntime, accepted_for_studies, params_from_json, params_to_json
 from mpclr.errors import MpclrError, ProtocolError
 from mpclr.federation import seal_context
+from mpclr.keystore_crypto import PASSPHRASE_ENV
 from mpclr.lr.manifest import study_manifest
 from mpclr.params import PRESETS, Params
 from mpclr.roles.node import Session
 from mpclr.roles.policy import Budget, Manifest, Policy, PolicyRefusal
-from mpclr.study import StudyConfig, run_cv, study_plan
+from mpclr.study import StudyConfig, run_cv, study_manifest_for, study_plan
 
+CEREMONY = ["crs.commit", "crs.reveal", "crs.seed", "cpk.commit", "cpk.reveal", "keys.install", "rlk.round1",
+            "rlk.check", "rlk.round2"]
 RECORD_KEYS = {"time", "session", "hospital", "step", "label", "requester", "bytes_in", "bytes_out", "ciphertexts",
                "decision", "reason"}
 
@@ -61,8 +64,28 @@ def test_a_site_refuses_unsafe_parameters(change):
     proposal = {**params_to_json(PRESETS["train"]), **change}
     with pytest.raises(MpclrError, match=r"smudging_bits|refresh_mask_bits|insecure|does not know"):
         params_from_json(proposal)
-    for preset in PRESETS.values():  # the presets themselves, unchanged, are accepted
-        assert params_from_json(params_to_json(preset)) is preset
+    for preset in PRESETS.values():  # the study presets themselves, unchanged, are accepted; no other
+        if accepted_for_studies(preset, 3):
+            assert params_from_json(params_to_json(preset), 3) is preset
+        else:
+            with pytest.raises(MpclrError, match=rf"refuses the session: parameter preset: '{preset.name}' cannot run"):
+                params_from_json(params_to_json(preset), 3)
+    assert [p.name for p in PRESETS.values() if accepted_for_studies(p)] == ["train"]
+
+
+@pytest.mark.parametrize("preset,hospitals,why", [("fast", 2, "it is a teaching preset"),
+                                                  ("deep", 2, "it is an experiments preset"),
+                                                  ("train", 11, "sized for up to 10 hospitals")])
+def test_a_site_refuses_at_join_parameters_that_fail_the_study_check(tmp_path, preset, hospitals, why):
+    """The study check (mpclr.params.check_study_preset), which the coordinator, the CLI and the notebooks
+    run, is the site's own too: a coordinator that skipped it is refused at join, and the site logs why."""
+    site = _site(tmp_path)
+    with pytest.raises(MpclrError, match=rf"refuses the session: parameter preset: '{preset}' cannot run a whole "
+                                         rf"study: .*{why}"):
+        site.handle("join", "", _join_body(site, Manifest.keys_only(), PRESETS[preset], hospitals))
+    last = json.loads((tmp_path / "keystore-hospital-1" / "audit.jsonl").read_text().splitlines()[-1])
+    assert (last["step"], last["decision"]) == ("join", "refused") and why in last["reason"]
+    assert not (tmp_path / "keystore-hospital-1" / "sessions").exists()  # nothing drawn, nothing kept
 
 
 def test_every_parameter_field_is_in_the_fingerprint():
@@ -72,6 +95,12 @@ def test_every_parameter_field_is_in_the_fingerprint():
 
 
 # ================================================================ the manifest at a site
+@pytest.fixture(autouse=True)
+def keystore_passphrase(monkeypatch):
+    """Sites encrypt their keystores by default: the tests give the passphrase as a site's IT would."""
+    monkeypatch.setenv(PASSPHRASE_ENV, "the sites' passphrase in these tests")
+
+
 def _site(tmp_path, name="hospital-1"):
     X = np.random.default_rng(1).normal(size=(60, 3))
     y = (X[:, 0] > 0).astype(int)
@@ -80,12 +109,14 @@ def _site(tmp_path, name="hospital-1"):
     return SiteRuntime(SiteConfig(name, str(tmp_path / f"keystore-{name}"), str(path)))
 
 
-def _join_body(site, manifest, params=None) -> bytes:
+def _join_body(site, manifest, params=None, hospitals=2) -> bytes:
     hello = json.loads(site.handle("hello", "", b"{}")[0])
     params = params or PRESETS["train"]
-    session = Session(os.urandom(16), seal_context(params).fingerprint,
-                      {"server": b"s" * 64, "researcher": b"r" * 64, hello["site"]: bytes.fromhex(hello["identity"])},
-                      (hello["site"], "hospital-2"), 2, "server", "researcher", manifest.digest)
+    others = [f"hospital-{i}" for i in range(2, hospitals + 1)]
+    roster = {"server": b"s" * 64, "researcher": b"r" * 64, hello["site"]: bytes.fromhex(hello["identity"]),
+              **{name: bytes([i]) * 64 for i, name in enumerate(others)}}
+    session = Session(os.urandom(16), seal_context(params).fingerprint, roster, (hello["site"], *others), 2, "server",
+                      "researcher", manifest.digest)
     return json.dumps({"session": session.to_json(), "params": params_to_json(params), "row_offset": 0,
                        "rows": hello["rows"], "manifest": manifest.to_json()}).encode()
 
@@ -111,7 +142,7 @@ def test_a_site_never_accepts_an_exploration_manifest(tmp_path):
 def test_a_site_refuses_weakened_parameters_at_join_and_logs_it(tmp_path):
     site = _site(tmp_path)
     weak = PRESETS["train"].with_(smudging_bits=0)
-    with pytest.raises(MpclrError, match="smudging_bits = 0 differs from preset train's 20"):
+    with pytest.raises(MpclrError, match=r"smudging_bits = 0.0 differs from preset train's 29.0"):
         site.handle("join", "", _join_body(site, Manifest.keys_only(), weak))
     last = json.loads((tmp_path / "keystore-hospital-1" / "audit.jsonl").read_text().splitlines()[-1])
     assert last["step"] == "join" and last["decision"] == "refused" and "smudging_bits" in last["reason"]
@@ -132,7 +163,7 @@ def test_a_deployed_site_answers_the_key_ceremony_only_without_a_study_manifest(
     def study(fed, config):
         from mpclr.lr.cv import encrypt_study
 
-        return encrypt_study(fed, folds=3, seed=3)
+        return encrypt_study(fed, folds=3)
 
     with pytest.raises(ProtocolError, match=r"refuses lr.folds '' from server: not in the study manifest 'key "
                                             r"ceremony only'"):
@@ -141,9 +172,7 @@ def test_a_deployed_site_answers_the_key_ceremony_only_without_a_study_manifest(
         log = [json.loads(line) for line in (tmp_path / f"keystore-{site.name[-1]}" / "audit.jsonl").open()]
         steps = [(r["step"], r["decision"]) for r in log]
         assert steps[:2] == [("hello", "answered"), ("join", "answered")]
-        assert [s for s, d in steps[2:] if d == "answered"] == [
-            "crs.commit", "crs.reveal", "crs.seed", "cpk.commit", "cpk.reveal", "keys.install", "rlk.round1",
-            "rlk.round2"]
+        assert [s for s, d in steps[2:] if d == "answered"] == CEREMONY
         assert steps[-1] == ("lr.folds", "refused") and log[-1]["requester"] == "server"
         assert len(log) == sum(1 for s, _ in grid.delivered if s == site.name)  # every message, answered or not
 
@@ -192,9 +221,10 @@ def small_data():
     return load("synthetic:240x3", seed=4)
 
 
-def _manifest(data, config=SMALL):
+def _agreement(data, config=SMALL, evaluation=None):
+    """The manifest run_cv's hospitals agree to, as a function of them (each counts its rows per fold)."""
     parts = split(data, config.parties, config.split, seed=config.seed)
-    return study_manifest(study_plan(config, parts, config.evaluation, data.n_features))
+    return study_manifest_for(config, parts, evaluation or config.evaluation, data.n_features)
 
 
 def _answered(records, manifest) -> dict[str, list[int]]:
@@ -212,7 +242,11 @@ def _answered(records, manifest) -> dict[str, list[int]]:
 def test_a_study_uses_exactly_its_manifest_and_every_request_is_logged(small_data, tmp_path):
     record = run_cv(small_data, SMALL, audit_dir=tmp_path)
     manifest = Manifest.from_json(record["manifest"])
-    assert manifest == _manifest(small_data)  # the plan run_cv agreed is the one computed from the study's plan
+    # the manifest run_cv agreed is the one computed from the study's plan, with the rows per fold the hospitals
+    # counted before the study: those of the folds the study then assigned
+    sizes = [f["n_test"] for f in record["folds"]]
+    plan = study_plan(SMALL, small_data.n_samples, small_data.n_features, SMALL.evaluation, sizes)
+    assert manifest == study_manifest(plan)
     budgets = {b.key: [b.rounds, b.ciphertexts] for b in manifest.budgets}
     assert any(k.startswith("refresh.share evaluation/comparisons") for k in budgets)
     for name in ("hospital-1", "hospital-2", "hospital-3"):
@@ -228,15 +262,15 @@ def test_a_study_uses_exactly_its_manifest_and_every_request_is_logged(small_dat
 
 
 def test_refreshes_inside_the_gradient_are_counted_exactly():
-    """At `fast` the levels run out inside an iteration: each of two worker engines asks for refreshes of
-    its own blocks, each its own round in process; the manifest counts them."""
+    """With a degree-7 sigmoid the levels of `train` run out inside an iteration: each of two worker engines
+    asks for refreshes of its own blocks, each its own round in process; the manifest counts them."""
     data = load("synthetic:3000x4", seed=1)
-    config = StudyConfig(parties=3, folds=5, iterations=3, degree=5, preset="fast", workers=2,
+    config = StudyConfig(parties=3, folds=5, iterations=3, degree=7, preset="train", workers=2,
                          evaluation="decrypted-models")
-    manifest = _manifest(data, config)
+    fed = mpclr.Federation(parties=3, preset="train", seed=config.seed, manifest=_agreement(data, config))
+    manifest = fed.manifest
     gradient = manifest.budget_for("refresh.share", "training/gradient")
     assert gradient is not None and gradient.rounds > 0
-    fed = mpclr.Federation(parties=3, preset="fast", seed=config.seed, manifest=manifest)
     record = run_cv(data, config, fed=fed)
     fed.close()
     budgets = {b.key: [b.rounds, b.ciphertexts] for b in manifest.budgets}
@@ -246,10 +280,15 @@ def test_refreshes_inside_the_gradient_are_counted_exactly():
 
 
 def test_a_manifest_one_round_short_is_refused_at_that_round(small_data, tmp_path):
-    full = _manifest(small_data)
-    rounds = full.budget_for("refresh.share", "training/update").rounds
-    short = full.with_budget("refresh.share", "training/update", rounds=rounds - 1)
+    agree = _agreement(small_data)
+
+    def short(parties):
+        full = agree(parties)
+        return full.with_budget("refresh.share", "training/update",
+                                rounds=full.budget_for("refresh.share", "training/update").rounds - 1)
+
     fed = mpclr.Federation(parties=3, preset="train", seed=SMALL.seed, manifest=short, audit_dir=tmp_path)
+    rounds = fed.manifest.budget_for("refresh.share", "training/update").rounds + 1
     with pytest.raises(ProtocolError, match=rf"refuses refresh.share 'training/update#{rounds}' from server: beyond "
                                             rf"the study manifest .* budget 'refresh.share training/update' allows "
                                             rf"{rounds - 1} rounds \({rounds - 1} answered\)"):

@@ -9,7 +9,7 @@ import mpclr
 from mpclr.errors import MessageError, ProtocolError
 from mpclr.network import InProcessNetwork
 from mpclr.roles.node import Session
-from mpclr.wire import KIND_REQUEST, Identity, decode_body, encode_body, open_message, seal_message
+from mpclr.wire import KIND_REQUEST, Identity, decode_body, encode_body, open_message, peek, seal_message
 
 
 @pytest.fixture
@@ -173,3 +173,124 @@ def test_session_roster_is_immutable():
     s = Session(b"x" * 16, b"y" * 16, {"a": b"k"}, ("a",), 1, "a", "a")
     with pytest.raises(TypeError):
         s.roster["b"] = b"k"
+
+
+# --- encrypted bodies: what only the recipient may read (decryption and key-switch shares) ------------
+def make_encrypted(alice, session, params, seq=1, fields=None):
+    return seal_message(
+        alice, KIND_REQUEST, "test.secret", session, params, "alice", "bob", seq,
+        fields if fields is not None else {"share": SECRET}, BOB["id"].public_bytes, encrypt=True,
+    )
+
+
+SECRET = bytes(range(256)) * 8  # 2 KB a relay must not see
+
+
+def test_encrypted_round_trip_hides_the_body(pair):
+    alice, _, session, params, roster = pair
+    raw = make_encrypted(alice, session, params)
+    assert peek(raw).encrypted and not peek(make(alice, session, params)).encrypted
+    assert SECRET[:16] not in raw and SECRET[1000:1016] not in raw  # no plaintext window in transit
+    msg = open_(raw, session, params, roster)
+    assert msg.encrypted and bytes(msg.fields["share"]) == SECRET
+
+
+def test_encrypted_nonces_differ(pair):
+    """Sealing the same body twice (a retried reply after a restored keystore) gives unrelated bytes."""
+    alice, _, session, params, _ = pair
+    a, b = make_encrypted(alice, session, params), make_encrypted(alice, session, params)
+    assert a != b and len(a) == len(b)
+
+
+def test_encrypted_tampered(pair):
+    alice, _, session, params, roster = pair
+    raw = make_encrypted(alice, session, params)
+    seq_at = len(b"MPCLR") + 3 + len(b"\x0btest.secret") + 32 + len(b"\x05alice") + len(b"\x03bob")
+    assert raw[seq_at : seq_at + 8] == (1).to_bytes(8, "little")
+    for pos in (len(raw) - 100, len(raw) - 1, seq_at):  # the body, the tag, the header's sequence number
+        bad = bytearray(raw)
+        bad[pos] ^= 1
+        with pytest.raises(MessageError, match="encrypted body failed authentication \\(tampered"):
+            open_(bytes(bad), session, params, roster)
+    plain = bytearray(raw)
+    plain[7] = 0  # clear the encrypted flag: the AEAD tag is not a Poly1305 tag of the bytes
+    with pytest.raises(MessageError, match="tampered or forged"):
+        open_(bytes(plain), session, params, roster)
+
+
+def test_encrypted_for_someone_else(pair):
+    """Sealed for bob: carol cannot read it, even with the header rewritten to name her."""
+    alice, _, session, params, roster = pair
+    carol = Identity()
+    roster = {**roster, "carol": carol.public_bytes}
+    raw = make_encrypted(alice, session, params)
+    for_carol = raw.replace(b"\x03bob", b"\x05carol", 1)
+    with pytest.raises(MessageError, match="encrypted body failed authentication"):
+        open_message(for_carol, identity=carol, session=session, params=params, roster=roster, recipient="carol",
+                     seen={})
+    with pytest.raises(MessageError, match="addressed to 'bob'"):
+        open_message(raw, identity=carol, session=session, params=params, roster=roster, recipient="carol", seen={})
+
+
+class RecordingNetwork(InProcessNetwork):
+    """Keeps what a relay sees: every reply's bytes, by message type."""
+
+    def __init__(self):
+        super().__init__()
+        self.replies = {}
+
+    def _deliver(self, recipient, message):
+        from mpclr.wire import peek
+
+        reply = super()._deliver(recipient, message)
+        self.replies.setdefault(peek(message).type, []).append(reply)
+        return reply
+
+
+def test_the_relay_sees_no_share():
+    """Decryption and key-switch shares travel encrypted for the researcher: the bytes on the wire hold
+    no window of the share, and the researcher still reads it."""
+    net = RecordingNetwork()
+    fed = mpclr.Federation(parties=2, network=net)
+    a = fed.parties[0].encrypt([1.0, 2.0])
+    fed.decrypt(a)
+    fed.receive(a)
+    r = fed.researcher
+    for step in ("decrypt.share", "pcks.share"):
+        assert len(net.replies[step]) == 2
+        for raw in net.replies[step]:
+            assert peek(raw).encrypted, step
+            msg = open_message(raw, identity=r.identity, session=fed.session.id, params=fed.session.params,
+                               roster=fed.session.roster, recipient=r.name, seen={})
+            share = bytes(msg.fields["share"])
+            assert len(share) > 10_000
+            assert all(share[i : i + 16] not in raw for i in range(0, len(share) - 16, 997)), step
+    for step in ("refresh.share", "rlk.round2", "cpk.reveal"):  # what the server combines is for the server
+        assert not any(peek(raw).encrypted for raw in net.replies.get(step, [])), step
+    fed.close()
+
+
+class ReplyTamperingNetwork(InProcessNetwork):
+    """Flips one byte of every reply of a chosen type on its way back."""
+
+    target = None
+
+    def _deliver(self, recipient, message):
+        from mpclr.wire import peek
+
+        reply = super()._deliver(recipient, message)
+        if self.target and peek(message).type == self.target:
+            reply = bytearray(reply)
+            reply[len(reply) // 2] ^= 0x40
+            reply = bytes(reply)
+        return reply
+
+
+def test_researcher_refuses_a_tampered_encrypted_share():
+    net = ReplyTamperingNetwork()
+    fed = mpclr.Federation(parties=2, network=net)
+    a = fed.parties[0].encrypt([1.0, 2.0])
+    net.target = "decrypt.share"
+    with pytest.raises(MessageError, match="encrypted body failed authentication"):
+        fed.decrypt(a)
+    fed.close()

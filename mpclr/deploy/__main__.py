@@ -1,4 +1,4 @@
-"""python -m mpclr.deploy {local, site, certs, keys, app}: see docs/deployment.md."""
+"""python -m mpclr.deploy {local, site, keystore, certs, keys, app}: see docs/deployment.md."""
 
 from __future__ import annotations
 
@@ -13,10 +13,17 @@ def _local(args) -> int:
     import numpy as np
 
     from .. import data as mdata
+    from ..errors import ParameterError
+    from ..params import check_study_preset
     from .local import LocalDeployment, SiteSpec, StudyFailed
     from .study import fold_aucs
 
     n = args.sites
+    try:
+        check_study_preset(args.preset, n)  # before anything starts (the coordinator checks again)
+    except ParameterError as exc:
+        print(f"mpclr.deploy local: {exc}", file=sys.stderr)
+        return 2
     sites = [SiteSpec(f"hospital-{i + 1}", args.data, f"{i + 1}/{n}") for i in range(n)]
     work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="mpclr-deploy-"))
     print(f"mpclr local deployment in {work}: SuperLink + {n} SuperNodes on 127.0.0.1 (TLS, SuperNode "
@@ -65,6 +72,47 @@ def _site(args) -> int:
     return 0
 
 
+def _keystore(args) -> int:
+    from . import keystore_admin as ka
+
+    if bool(args.config) == bool(args.path):
+        print("keystore: give either --config site.toml or the keystore folder", file=sys.stderr)
+        return 2
+    if args.config:
+        from .supernode import site_config
+
+        root = Path(site_config(args.config)[0].keystore)
+    else:
+        root = Path(args.path)
+    try:
+        if args.action == "list":
+            inv = ka.inventory(root)
+            print(json.dumps(inv, indent=1) if args.json else ka.format_inventory(inv))
+        elif args.action == "backup":
+            res = ka.backup(root, args.output)
+            print(f"wrote {res['archive']} ({res['files']} files, {res['bytes'] / 1e6:.2f} MB, mode 0600). "
+                  + ("The secret files in it are encrypted: a restored copy needs the keystore's passphrase. "
+                     "The public files in it are readable by whoever holds the archive."
+                     if res["encrypted"] else "THE KEYSTORE IS NOT ENCRYPTED: the archive holds its secrets in the "
+                     "clear; keep it as you would the keys themselves.")
+                  + f"\nRestore: mkdir -m 700 {root} && tar -xpf {res['archive']} -C {root}")
+        else:
+            what = ka.session_folder(root, args.session) if args.session else root
+            if not args.yes:
+                print(ka.format_inventory(ka.inventory(what)))
+                print(f"\nnothing removed: add --yes to destroy {what} (secret files overwritten, then everything "
+                      "unlinked; this cannot be undone)", file=sys.stderr)
+                return 2
+            res = ka.destroy(root, args.session)
+            print(f"destroyed {res['removed']}: {res['overwritten']} secret files overwritten with random bytes and "
+                  f"synced, {res['unlinked']} files unlinked (see docs/deployment.md for what this does not "
+                  "guarantee on SSDs and copy-on-write file systems)")
+    except ka.KeystoreAdminError as exc:
+        print(f"keystore {args.action}: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def _certs(args) -> int:
     from .certs import make_ca, make_server_cert
 
@@ -93,12 +141,14 @@ def _app(args) -> int:
 
 
 def main(argv=None) -> int:
+    from ..cli import add_preset_argument
+
     p = argparse.ArgumentParser(prog="python -m mpclr.deploy", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
     loc = sub.add_parser("local", help="SuperLink + n sites on 127.0.0.1, one study, then stop everything")
     loc.add_argument("--sites", type=int, default=3)
     loc.add_argument("--threshold", type=int, default=0, help="t of t-out-of-n (default n)")
-    loc.add_argument("--preset", default="train")
+    add_preset_argument(loc)  # the local deployment runs the default study
     loc.add_argument("--data", default="breast_cancer")
     loc.add_argument("--folds", type=int, default=5)
     loc.add_argument("--seed", type=int, default=0)
@@ -109,6 +159,22 @@ def main(argv=None) -> int:
     site = sub.add_parser("site", help="run this hospital's SuperNode (TLS + node authentication)")
     site.add_argument("--config", required=True)
     site.set_defaults(func=_site)
+    ks = sub.add_parser("keystore", help="list, back up or destroy a site's keystore (its node's state)")
+    ks_sub = ks.add_subparsers(dest="action", required=True)
+    for action, text in (("list", "sessions, files, sizes, what each holds, whether encrypted"),
+                         ("backup", "one tar archive of the keystore (encrypted files stay encrypted)"),
+                         ("destroy", "overwrite the secret files and remove a session or the whole keystore")):
+        a = ks_sub.add_parser(action, help=text)
+        a.add_argument("path", nargs="?", help="the keystore folder (or give --config)")
+        a.add_argument("--config", help="the site's configuration (site.toml): its [site] keystore")
+        if action == "list":
+            a.add_argument("--json", action="store_true", help="print the inventory as JSON")
+        if action == "backup":
+            a.add_argument("--output", required=True, help="the archive to write (.tar)")
+        if action == "destroy":
+            a.add_argument("--session", help="only this session (its id, or its first 8+ hex characters)")
+            a.add_argument("--yes", action="store_true", help="confirm: without it nothing is removed")
+        a.set_defaults(func=_keystore)
     certs = sub.add_parser("certs", help="a CA and the SuperLink's TLS certificate")
     certs.add_argument("folder")
     certs.add_argument("--hosts", nargs="+", default=["127.0.0.1", "localhost"],

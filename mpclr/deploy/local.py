@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import signal
 import socket
 import subprocess
@@ -175,6 +176,17 @@ class LocalDeployment:
         for spec in self.sites:
             self.start_site(spec)
 
+    def passphrase_file(self, spec: SiteSpec) -> Path:
+        """The demo's keystore passphrase: random, made once per site, kept in a 0600 file beside the
+        keystore. So `local` runs without prompting and its keystores are encrypted as a real site's are;
+        at a real site the passphrase is not kept next to the keystore (docs/deployment.md)."""
+        path = self.root / "sites" / spec.name / "keystore-passphrase"
+        if not path.exists():
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_urlsafe(32))
+        return path
+
     def site_config(self, spec: SiteSpec, runtime_port: int) -> Path:
         folder = self.root / "sites" / spec.name
         cfg = folder / "site.toml"
@@ -182,6 +194,7 @@ class LocalDeployment:
             "[site]\n"
             f'name = "{spec.name}"\n'
             f'keystore = "{folder / "keystore"}"\n'
+            f'passphrase-file = "{self.passphrase_file(spec)}"\n'
             f"data = {json.dumps(str(spec.data))}\n"
             f'part = "{spec.part}"\n'
             f'label = "{spec.label}"\n\n'
@@ -207,7 +220,8 @@ class LocalDeployment:
         if self.mode == "tuned":
             args = [sys.executable, "-m", "mpclr.deploy", "site", "--config", str(cfg)]
         else:
-            sc = SiteConfig(spec.name, str(folder / "keystore"), str(spec.data), spec.part, spec.label)
+            sc = SiteConfig(spec.name, str(folder / "keystore"), str(spec.data), spec.part, spec.label,
+                            passphrase_file=str(self.passphrase_file(spec)))
             args = [_bin("flower-supernode"), "--superlink", f"127.0.0.1:{self.port}",
                     "--root-certificates", str(folder / "ca.crt"),
                     "--auth-supernode-private-key", str(folder / "supernode-key"),

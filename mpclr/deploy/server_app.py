@@ -19,8 +19,11 @@ The study hook: run-config key `study` = "package.module:function". The function
 parties by name, decrypt, refresh, receive, generate_rotation_keys, session, params, seed) and `config`
 is a dict with the run configuration's study options (folds, schedule, degree, workers, seed, ...)
 plus "progress": a callable progress(event: str, **info) that appends to <output>/progress.jsonl. It
-returns a JSON-serialisable dict, stored under "study" in result.json. Its hospitals' rows are at the
-sites: only steps that go through protocol messages (mpclr.lr.cv and the like) can use them.
+returns a JSON-serialisable dict, stored under "study" in result.json. A function with an attribute
+`check_config(preset, options)` has it called first, before any site is contacted, to refuse what it
+could not run (the default study refuses unknown options and presets that cannot run a whole study).
+Its hospitals' rows are at the sites: only steps that go through protocol messages (mpclr.lr.cv and the
+like) can use them.
 """
 
 from __future__ import annotations
@@ -33,11 +36,12 @@ import sys
 import time
 import traceback
 from dataclasses import dataclass, field
+from itertools import accumulate
 from pathlib import Path
 
 from ..errors import MpclrError, NodeUnavailable, ParameterError, ProtocolError
 from ..federation import Federation, seal_context
-from ..params import get_preset
+from ..params import check_study_preset, get_preset
 from ..roles import Researcher, Server, Session
 from ..roles.policy import Manifest
 from .site import params_to_json, session_fingerprint
@@ -234,12 +238,12 @@ def find_sites(grid, net: FlowerNetwork, cfg: StudyConfig, note) -> dict[str, di
     return {n: found[n] for n in names}
 
 
-def fold_sizes_of(net: FlowerNetwork, names: list[str], folds: int, seed: int) -> list[int]:
+def fold_sizes_of(net: FlowerNetwork, session_id: bytes, offsets: dict[str, int], folds: int) -> list[int]:
     """Rows per fold of the sites' own fold assignments (as lr.folds will make them), summed: one
-    bootstrap round; each site counts its own rows."""
-    from ..lr.party import fold_seed
-
-    bodies = {n: json.dumps({"folds": int(folds), "seed": fold_seed(seed, i)}).encode() for i, n in enumerate(names)}
+    bootstrap round. Each site draws the secret fold key of the session now, keeps it, and counts its own
+    rows (global numbers from its offset); the counts are what lr.folds shows the server later anyway."""
+    bodies = {n: json.dumps({"session": session_id.hex(), "folds": int(folds), "row_offset": int(off)}).encode()
+              for n, off in offsets.items()}
     total = [0] * int(folds)
     for name, rep in net.bootstrap("folds", bodies).items():
         if isinstance(rep, Exception):
@@ -251,7 +255,8 @@ def fold_sizes_of(net: FlowerNetwork, names: list[str], folds: int, seed: int) -
     return total
 
 
-def study_manifest(net: FlowerNetwork, sites: dict[str, dict], cfg: StudyConfig, study, note) -> Manifest:
+def study_manifest(net: FlowerNetwork, sites: dict[str, dict], cfg: StudyConfig, study, note, session_id: bytes,
+                   offsets: dict[str, int]) -> Manifest:
     """What the sites are asked to agree to: the study hook's manifest for them (see the module docstring)."""
     from .study import SitesInfo
 
@@ -263,7 +268,7 @@ def study_manifest(net: FlowerNetwork, sites: dict[str, dict], cfg: StudyConfig,
         return Manifest.keys_only(t < len(names))
     info = SitesInfo(names, [int(sites[n]["rows"]) for n in names], int(next(iter(sites.values()))["features"]),
                      get_preset(cfg.preset), t, bool(net.coalesce_rounds),
-                     lambda folds, seed: fold_sizes_of(net, names, folds, seed))
+                     lambda folds: fold_sizes_of(net, session_id, offsets, folds))
     manifest = make(info, {**cfg.options, "seed": cfg.seed})
     if not isinstance(manifest, Manifest) or manifest.exploration:
         raise ProtocolError("the study hook's manifest must be a study manifest (sites refuse exploration)")
@@ -284,17 +289,18 @@ def bootstrap(net: FlowerNetwork, sites: dict[str, dict], cfg: StudyConfig, note
         raise ParameterError(f"threshold must be in 1..{n}, got {t}")
     for name, info in sites.items():
         net.sites[name] = info["node_id"]
-    manifest = study_manifest(net, sites, cfg, study or load_study(cfg.study), note)
+    offsets = dict(zip(names, accumulate((int(sites[name]["rows"]) for name in names), initial=0)))
+    session_id = os.urandom(16)
+    manifest = study_manifest(net, sites, cfg, study or load_study(cfg.study), note, session_id, offsets)
     server = Server("server", ctx, net)
     researcher = Researcher("researcher", ctx, net)
     roster = {"server": server.identity.public_bytes, "researcher": researcher.identity.public_bytes}
-    parties, offset = [], 0
+    parties = []
     for name in names:
         ident = bytes.fromhex(sites[name]["identity"])
         roster[name] = ident
-        parties.append(RemoteParty(name, int(sites[name]["rows"]), offset, sites[name]["node_id"], ident))
-        offset += int(sites[name]["rows"])
-    session = Session(id=os.urandom(16), params=ctx.fingerprint, roster=roster, key_holders=tuple(names),
+        parties.append(RemoteParty(name, int(sites[name]["rows"]), offsets[name], sites[name]["node_id"], ident))
+    session = Session(id=session_id, params=ctx.fingerprint, roster=roster, key_holders=tuple(names),
                       threshold=t, server="server", researcher="researcher", manifest=manifest.digest)
     server.join(session)
     researcher.join(session)
@@ -335,7 +341,11 @@ def run_deployed_study(grid, cfg: StudyConfig, study=None) -> dict:
     fed = None
     t_all = time.perf_counter()
     try:
+        check_study_preset(cfg.preset, cfg.parties or len(cfg.sites) or None)  # before any site is contacted
         fn = study or load_study(cfg.study)
+        check = getattr(fn, "check_config", None)  # a study may check its options before any site is contacted
+        if check is not None:
+            check(cfg.preset, cfg.options)
         net = FlowerNetwork(grid, timeout=cfg.round_timeout, poll=cfg.poll, max_poll=cfg.max_poll,
                             log=lambda text: note("network", detail=text))
         phase = "find_sites"

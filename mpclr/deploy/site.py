@@ -2,6 +2,7 @@
 
 Everything a site keeps stays in one folder of its own (`keystore`, mode 0700, secrets 0600):
 
+    <keystore>/keystore-encryption.json   scrypt parameters, salt and check value (when encrypted)
     <keystore>/site/                 the site's long-term identity (signing and box keys), made once
     <keystore>/sessions/<id>/        one folder per study session: the DataProvider's state (key share,
                                      threshold share, protocol secrets, sequence numbers), the row range
@@ -9,6 +10,9 @@ Everything a site keeps stays in one folder of its own (`keystore`, mode 0700, s
                                      it (policy.json), and the last replies (for retried requests)
     <keystore>/audit.jsonl           the audit log: one JSON line per request answered or refused, every
                                      session (mpclr.roles.policy), for the hospital's IT to read
+
+(mpclr.deploy.keystore_admin.FILES says what each file holds.) The secret files are encrypted under a
+passphrase unless the site's IT opted out (`encrypt = false`); the key is derived once per process.
 
 Nothing is kept in Flower's `context.state`. The site's data file is named in the SuperNode's own
 configuration (`--node-config`) and is read here, at the site, on every message; it is never sent.
@@ -18,14 +22,23 @@ rows, answer, save. So a ClientApp may be a fresh process per message (Flower's 
 long-lived one (mpclr.deploy.worker) with the same result, and a restarted site picks up where it was.
 
 Idempotency: a request that arrives again byte for byte (a retry after a lost reply) gets the reply it
-got the first time, from the reply cache, instead of being refused as a replay or done twice.
+got the first time, from the reply cache, instead of being refused as a replay or done twice. Except
+the replies that carry a partial decryption of a ciphertext: decryption, key-switch and refresh shares
+(NEVER_CACHED) are never written to disk, where they would outlive the round that needed them, and
+never computed twice for one request (a second share of the same ciphertext with fresh smudging would
+weaken the smudging). A retry of such a request is refused with an error saying so; the coordinator
+then counts the site as unavailable, and a t-out-of-n round goes on without it (a new round, fresh
+labels), while an n-out-of-n study stops naming the site.
 
 Bootstrap (before a session exists), outside the authenticated envelope format:
   hello -> the site's name, identity public key, number of rows and features
-  folds -> rows per fold of the site's own fold assignment for the study's folds and seed (public once
-           assigned), for the study manifest
+  folds -> for a session about to be joined, with the study's fold count and the site's row offset: the
+           site draws the session's secret fold key (kept in the session's folder, used by lr.folds) and
+           answers the rows per fold of its own assignment (what lr.folds shows the server later anyway),
+           for the study manifest
   join  -> the session (roster, key holders, threshold, parameter set, manifest digest), the study
            manifest and the site's global row offset; the site accepts only a built-in preset unchanged
+           that passes the study check for the session's hospital count (mpclr.params.check_study_preset)
            and a study manifest (never "exploration"), checks it is in the roster with its own key,
            draws its key share, and logs the manifest and the session fingerprint for its IT staff to
            compare with the coordinator's
@@ -33,6 +46,7 @@ Bootstrap (before a session exists), outside the authenticated envelope format:
 
 from __future__ import annotations
 
+import getpass
 import hashlib
 import json
 import os
@@ -46,15 +60,17 @@ import numpy as np
 
 from ..errors import FormatError, MpclrError, ProtocolError
 from ..keystore import Keystore
+from ..keystore_crypto import HEADER, PASSPHRASE_ENV, KeystoreKey
 from ..network import Network
 from ..roles.node import Session
 from ..roles.policy import AuditLog, Manifest
-from ..wire import Identity
+from ..wire import Identity, peek
 
 __all__ = ["SiteConfig", "SiteRuntime", "session_fingerprint", "params_to_json", "params_from_json", "answer",
            "make_client_app", "accepted_for_studies"]
 
 REPLY_CACHE_SIZE = 4
+NEVER_CACHED = frozenset({"decrypt.share", "pcks.share", "refresh.share"})  # replies with decryption shares
 
 
 class SiteFailure(MpclrError):
@@ -80,19 +96,24 @@ def _same(got, want) -> bool:
     return (type(got) is bool) == (type(want) is bool) and got == want
 
 
-def accepted_for_studies(p) -> bool:
+def accepted_for_studies(p, hospitals: int | None = None) -> bool:
     """The one rule for which built-in presets a hospital runs a study with: 128-bit secure (HE standard)
-    and not marked for teaching only."""
-    return bool(p.is_secure) and not getattr(p, "teaching_only", False)
+    and passing mpclr.params' study check (a study preset whose smudging is sized against its measured
+    noise, for this many hospitals; 64-bit refresh masks), the check the coordinator, CLI and notebooks run."""
+    from ..params import study_problems
+
+    return bool(p.is_secure) and not study_problems(p, hospitals)
 
 
-def params_from_json(d: dict):
-    """The built-in preset the coordinator names, only if every field it proposes equals the preset's
-    (compared field by field over all of Params, so a new field is pinned too): a coordinator cannot
-    lower the smudging, the refresh masks or anything else. Refused with the field named otherwise."""
+def params_from_json(d: dict, hospitals: int | None = None):
+    """The built-in preset the coordinator names, only if it may run a study with `hospitals` hospitals
+    (accepted_for_studies) and every field it proposes equals the preset's (compared field by field over
+    all of Params, so a new field is pinned too): a coordinator cannot lower the smudging, the refresh
+    masks or anything else. Refused with the field or the study check's reason named otherwise."""
     from dataclasses import fields
 
-    from ..params import PRESETS, Params
+    from ..errors import ParameterError
+    from ..params import PRESETS, Params, check_study_preset
 
     if not isinstance(d, dict):
         raise SiteFailure(f"the proposed parameter set is not a JSON object: {str(d)[:80]!r}")
@@ -101,8 +122,12 @@ def params_from_json(d: dict):
     if preset is None:
         raise SiteFailure(f"the coordinator proposed parameter set {name!r}; this site runs only the built-in "
                           f"presets {sorted(PRESETS)}")
-    if not accepted_for_studies(preset):
-        raise SiteFailure(f"preset {name!r} is not meant for studies (teaching only, or below 128-bit security)")
+    if not preset.is_secure:
+        raise SiteFailure(f"preset {name!r} is below 128-bit security: this site runs no study on it")
+    try:
+        check_study_preset(preset, hospitals)
+    except ParameterError as exc:
+        raise SiteFailure(f"this site refuses the session: {exc}") from None
     if d.get("allow_insecure"):
         raise SiteFailure("the coordinator proposed an insecure parameter set (allow_insecure): refused")
     known = {f.name for f in fields(Params)}
@@ -133,6 +158,8 @@ class SiteConfig:
     part : "i/n" to use only the i-th (1-based) of n contiguous parts of `data` (demos and tests,
         where every site reads the same built-in set)
     label, positive : passed to mpclr.data.load_csv for files
+    encrypt : keep the keystore's secrets encrypted at rest (the default; False only for test deployments)
+    passphrase_file : a file (0600) holding the keystore's passphrase; else MPCLR_KEYSTORE_PASSPHRASE
     """
 
     name: str
@@ -141,8 +168,10 @@ class SiteConfig:
     part: str = ""
     label: str = "last"
     positive: str = ""
+    encrypt: bool = True
+    passphrase_file: str = ""
 
-    KEYS = ("site-name", "keystore", "data", "part", "label", "positive")
+    KEYS = ("site-name", "keystore", "data", "part", "label", "positive", "encrypt", "passphrase-file")
 
     @classmethod
     def from_mapping(cls, m) -> SiteConfig:
@@ -156,13 +185,51 @@ class SiteConfig:
             part=str(m.get("part", "") or ""),
             label=str(m.get("label", "last") or "last"),
             positive=str(m.get("positive", "") or ""),
+            encrypt=_flag(m.get("encrypt", True), "encrypt"),
+            passphrase_file=str(m.get("passphrase-file", "") or ""),
         )
 
     def node_config(self) -> str:
         """The value of flower-supernode's --node-config for this site."""
         pairs = {"site-name": self.name, "keystore": self.keystore, "data": self.data, "part": self.part,
-                 "label": self.label, "positive": self.positive}
-        return " ".join(f"{k}={json.dumps(v)}" for k, v in pairs.items() if v)
+                 "label": self.label, "positive": self.positive, "passphrase-file": self.passphrase_file}
+        text = " ".join(f"{k}={json.dumps(v)}" for k, v in pairs.items() if v)
+        return text + ("" if self.encrypt else " encrypt=false")
+
+
+def _flag(value, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text not in ("true", "false", "1", "0", "yes", "no"):
+        raise SiteFailure(f"the site configuration's {name} must be true or false, not {value!r}")
+    return text in ("true", "1", "yes")
+
+
+def site_passphrase(config: SiteConfig, prompt: bool = False, new: bool = False) -> str:
+    """The keystore's passphrase: from `passphrase_file`, else the environment, else (only when asked
+    to and a terminal is attached) a prompt; otherwise an error saying how to give one."""
+    if config.passphrase_file:
+        path = Path(config.passphrase_file)
+        try:
+            # others' bits only: a systemd credential (0400 plus a read ACL for the service) shows group r
+            if os.stat(path).st_mode & 0o026:
+                raise SiteFailure(f"the passphrase file {path} is readable or writable by others: chmod 600 it")
+            return path.read_text().rstrip("\r\n")
+        except OSError as exc:
+            raise SiteFailure(f"cannot read the passphrase file {path}: {exc}") from None
+    if os.environ.get(PASSPHRASE_ENV):
+        return os.environ[PASSPHRASE_ENV]
+    if prompt and sys.stdin is not None and sys.stdin.isatty():
+        text = getpass.getpass(f"passphrase for the keystore {config.keystore}: ")
+        if new and getpass.getpass("the same passphrase again: ") != text:
+            raise SiteFailure("the two passphrases differ")
+        return text
+    raise SiteFailure(
+        f"the keystore {config.keystore} of {config.name} is encrypted at rest and no passphrase is available: "
+        f"set {PASSPHRASE_ENV} in the site's environment, or name a file holding it (mode 0600) with "
+        f"passphrase-file = \"...\" under [site] in the site's configuration, or start the site from a terminal "
+        f"to be asked; only for a test deployment, encrypt = false under [site] keeps the keystore unencrypted")
 
 
 class _SiteNetwork(Network):
@@ -182,7 +249,7 @@ def _log(site: str, text: str) -> None:
 class SiteRuntime:
     """Answers bootstrap and protocol messages for one site (stateless between messages)."""
 
-    def __init__(self, config: SiteConfig):
+    def __init__(self, config: SiteConfig, prompt: bool = False):
         self.config = config
         self.root = Path(config.keystore)
         self.audit = AuditLog(self.root / "audit.jsonl")
@@ -190,10 +257,31 @@ class SiteRuntime:
         self._data = None
         self._data_key = None
         self._lock = threading.Lock()
+        self._prompt = prompt  # may ask for the passphrase on a terminal (run_site, at start)
+        self._key: KeystoreKey | None = None
 
-    # --- the site's long-term identity and data ------------------------------------------------
+    # --- the site's keystore, long-term identity and data --------------------------------------
+    def key(self) -> KeystoreKey | None:
+        """The keystore's encryption key, derived once per process and kept in memory only (None when the
+        site's IT opted out and the keystore was never encrypted)."""
+        if self._key is None:
+            exists = (self.root / HEADER).exists()
+            if not (exists or self.config.encrypt):
+                return None
+            passphrase = site_passphrase(self.config, self._prompt, new=not exists)
+            try:
+                self._key = KeystoreKey.open(self.root, passphrase, create=True)
+            except FormatError as exc:
+                hint = (" (written by an earlier mpclr or with encrypt = false): keep encrypt = false for it, or back "
+                        "it up and destroy it (python -m mpclr.deploy keystore)") if "unencrypted" in str(exc) else ""
+                raise SiteFailure(f"{exc}{hint}") from None
+        return self._key
+
+    def keystore(self, folder: Path, create: bool = False) -> Keystore:
+        return Keystore(folder, create=create, key=self.key())
+
     def identity(self) -> Identity:
-        ks = Keystore(self.root / "site", create=True)
+        ks = self.keystore(self.root / "site", create=True)
         os.chmod(self.root, 0o700)
         if not ks.has("identity", True):
             ks.put_secret("identity", Identity().export_private())
@@ -202,7 +290,10 @@ class SiteRuntime:
             info = ks.get_json("site")
             if info["name"] != self.config.name:
                 raise SiteFailure(f"keystore {self.root} belongs to site {info['name']!r}, not {self.config.name!r}")
-        return Identity.from_private(ks.get_secret("identity"))
+        try:
+            return Identity.from_private(ks.get_secret("identity"))
+        except FormatError as exc:
+            raise SiteFailure(str(exc)) from None
 
     def data(self) -> tuple[np.ndarray, np.ndarray]:
         """The site's rows (features, 0/1 labels), read from its own file; cached while it is unchanged."""
@@ -290,15 +381,32 @@ class SiteRuntime:
         ).encode()
 
     def _folds(self, body: bytes) -> bytes:
-        """Rows per fold of this site's own fold assignment (what lr.folds will assign)."""
+        """Rows per fold of the assignment lr.folds will make in the session about to be joined, for its
+        manifest: the session's secret fold key is drawn now (OS CSPRNG) and kept in the session's folder,
+        where the DataProvider made at join takes it. Asked again for the same session, the same key."""
+        from ..errors import ParameterError
+        from ..lr.folds import check_fold_count
         from ..lr.party import fold_sizes
+        from ..ring import SecretRandom
+        from ..roles.data_provider import FOLD_KEY_BYTES
 
         req = json.loads(body)
-        folds, seed = int(req["folds"]), int(req["seed"])
-        if not 2 <= folds <= 64:
-            raise SiteFailure(f"a study with {folds} folds: expected 2 to 64")
+        try:
+            folds = check_fold_count(req["folds"])
+        except ParameterError as exc:
+            raise SiteFailure(str(exc)) from None
+        offset = int(req["row_offset"])
+        folder = self._session_dir(str(req["session"]))
+        if (folder / "site-session.json").exists():
+            raise SiteFailure(f"session {folder.name[:8]} is joined already: its fold sizes were asked before it")
+        ks = self.keystore(folder, create=True)
+        if ks.has("fold-key", True):
+            key = ks.get_secret("fold-key")
+        else:
+            key = SecretRandom().bytes(FOLD_KEY_BYTES)
+            ks.put_secret("fold-key", key)
         _, y = self.data()
-        return json.dumps({"sizes": fold_sizes(y, folds, seed).tolist()}).encode()
+        return json.dumps({"sizes": fold_sizes(y, folds, key, offset + np.arange(len(y))).tolist()}).encode()
 
     def _session_dir(self, session_hex: str) -> Path:
         if len(session_hex) != 32 or any(c not in "0123456789abcdef" for c in session_hex):
@@ -311,7 +419,7 @@ class SiteRuntime:
 
         req = json.loads(body)
         session = Session.from_json(req["session"])
-        params = params_from_json(req["params"])
+        params = params_from_json(req["params"], session.n)  # a built-in study preset, for this many hospitals
         try:
             manifest = Manifest.from_json(req.get("manifest"))
         except MpclrError as exc:
@@ -337,7 +445,7 @@ class SiteRuntime:
         self._note = (f"joined session {session.id.hex()}: study manifest {manifest.fingerprint}, "
                       f"session fingerprint {fp}")
         folder = self._session_dir(session.id.hex())
-        ks = Keystore(folder, create=True)
+        ks = self.keystore(folder, create=True)
         if (folder / "site-session.json").exists():
             known = ks.get_json("site-session")
             if known["fingerprint"] != fp:
@@ -347,6 +455,8 @@ class SiteRuntime:
         dp.identity = ident
         dp.agree(manifest)
         dp.policy.log = self.audit
+        if ks.has("fold-key", True):  # drawn when the site reported its fold sizes for the manifest
+            dp.use_fold_key(ks.get_secret("fold-key"))
         dp.join(session)  # draws this site's key share, from the OS CSPRNG, here
         dp.save(ks)
         ks.put_json(
@@ -378,14 +488,21 @@ class SiteRuntime:
         folder = self._session_dir(session_hex)
         if not (folder / "site-session.json").exists():
             raise SiteFailure(f"{self.config.name} has not joined session {session_hex[:8]}")
-        ks = Keystore(folder)
+        ks = self.keystore(folder)
         digest = hashlib.sha256(body).hexdigest()
         index = ks.get_json("reply-index") if (folder / "reply-index.json").exists() else []
-        for h, name in index:
+        for h, name, *step in index:
             if h == digest:
+                if name is None:
+                    raise SiteFailure(
+                        f"{self.config.name} answered this {step[0]} request before and keeps no copy: "
+                        "decryption, key-switch and refresh shares are neither stored nor computed twice for "
+                        "one request (a second share of the same ciphertext would weaken its smudging); "
+                        "start a new round"
+                    )
                 return ks.get_secret(name), True
         info = ks.get_json("site-session")
-        ctx = seal_context(params_from_json(info["params"]))
+        ctx = seal_context(params_from_json(info["params"], len(info["key_holders"])))
         X, y = self.data()
         if len(y) != info["rows"]:
             raise SiteFailure(f"the site's data changed during the study ({info['rows']} rows, now {len(y)})")
@@ -397,15 +514,18 @@ class SiteRuntime:
             raise SiteFailure(f"the session keystore cannot be read: {exc}") from None
         reply = dp.handle(body)
         dp.save(ks)
-        name = f"reply-{digest[:16]}"
-        ks.put_secret(name, reply)
-        index = [[digest, name], *[e for e in index if e[0] != digest]]
-        for _, old in index[REPLY_CACHE_SIZE:]:
-            try:
-                os.unlink(folder / f"secret-{old}.bin")
-            except FileNotFoundError:
-                pass
-        ks.put_json("reply-index", index[:REPLY_CACHE_SIZE])
+        step = peek(reply).type  # the reply this site just sealed: its type is the request's
+        if step in NEVER_CACHED:
+            entry = [digest, None, step]  # only a note that it was answered, to refuse a retry clearly
+        else:
+            entry = [digest, f"reply-{digest[:16]}", step]
+            ks.put_secret(entry[1], reply)
+        index = [entry, *[e for e in index if e[0] != digest]]
+        cached = [e for e in index if e[1] is not None]
+        noted = [e for e in index if e[1] is None]
+        for _, old, *_ in cached[REPLY_CACHE_SIZE:]:
+            ks.delete_secret(old)
+        ks.put_json("reply-index", cached[:REPLY_CACHE_SIZE] + noted[:REPLY_CACHE_SIZE])
         return reply, False
 
 

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from .tuning import Pacer, tune_supernode
 
-__all__ = ["Pacer", "tune_supernode", "serve_tasks", "run_site", "CLIENTAPP_REF"]
+__all__ = ["Pacer", "tune_supernode", "serve_tasks", "run_site", "site_config", "CLIENTAPP_REF"]
 
 CLIENTAPP_REF = "mpclr.deploy.apps:client_app"
 
@@ -158,16 +158,29 @@ def supernode_args(site: dict, node: dict, node_config: str, isolation: str = "p
     ]
 
 
-def run_site(config_path) -> None:
-    """Start this site's SuperNode and answer its messages until stopped (SIGTERM or Ctrl-C)."""
-    from .site import SiteConfig, SiteRuntime
+def site_config(config_path):
+    """The [site] table of a site's configuration file as a SiteConfig, and the whole file."""
+    from .site import SiteConfig
 
-    path = Path(config_path)
-    cfg = _load_toml(path)
-    site, node = cfg.get("site", {}), cfg.get("supernode", {})
+    cfg = _load_toml(Path(config_path))
+    site = cfg.get("site", {})
     sc = SiteConfig.from_mapping({"site-name": site.get("name", ""), "keystore": site.get("keystore", ""),
                                   "data": site.get("data", ""), "part": site.get("part", ""),
-                                  "label": str(site.get("label", "last")), "positive": str(site.get("positive", ""))})
+                                  "label": str(site.get("label", "last")), "positive": str(site.get("positive", "")),
+                                  "encrypt": site.get("encrypt", True),
+                                  "passphrase-file": site.get("passphrase-file", "")})
+    return sc, cfg
+
+
+def run_site(config_path) -> None:
+    """Start this site's SuperNode and answer its messages until stopped (SIGTERM or Ctrl-C)."""
+    from .site import SiteFailure, SiteRuntime
+
+    try:
+        sc, cfg = site_config(config_path)
+    except SiteFailure as exc:
+        raise SystemExit(f"[mpclr site] {config_path}: {exc}") from None
+    site, node = cfg.get("site", {}), cfg.get("supernode", {})
 
     def log(text):
         print(f"[mpclr site {sc.name}] {text}", file=sys.stderr, flush=True)
@@ -175,11 +188,16 @@ def run_site(config_path) -> None:
     # check the keystore and the data before connecting: a misconfigured site says so at start
     from . import site as site_module
 
-    runtime = site_module._RUNTIMES.setdefault(sc, SiteRuntime(sc))
-    ident = runtime.identity()
-    X, y = runtime.data()
+    runtime = site_module._RUNTIMES.setdefault(sc, SiteRuntime(sc, prompt=True))
+    try:
+        ident = runtime.identity()
+        X, y = runtime.data()
+    except SiteFailure as exc:
+        raise SystemExit(f"[mpclr site {sc.name}] cannot start: {exc}") from None
+    key = runtime.key()
     log(f"{len(y)} rows x {X.shape[1]} features from {sc.data}{' part ' + sc.part if sc.part else ''}; "
-        f"keystore {sc.keystore}; identity {ident.public_bytes.hex()[:16]}")
+        f"keystore {sc.keystore} ({'secrets encrypted at rest' if key else 'NOT ENCRYPTED: encrypt = false'}); "
+        f"identity {ident.public_bytes.hex()[:16]}")
     pacer = Pacer(float(node.get("poll", 0.1)), float(node.get("idle-poll", 1.0)),
                   float(node.get("idle-after", 120.0)), float(node.get("reply-poll", 0.02)))
     tune_supernode(pacer, float(node.get("heartbeat", 10.0)))

@@ -1,10 +1,10 @@
 """The encrypted side of x-fold cross-validation, driven by the server with the key holders.
 
 `encrypt_study` runs the steps before training, each timed: fold assignment (each hospital stratifies
-its own rows, seeded; fold ids are public), standardization statistics (encrypted per-hospital
-aggregates summed by the server; only the aggregate is threshold-decrypted), and encryption of every
-hospital's rows. `EncryptedCV.train` then trains every fold model in
-one pass. The models stay encrypted at the server: decrypting them is a separate, explicit act of the
+its own rows with its own secret randomness; the fold ids it sends back are public), standardization
+statistics (encrypted per-hospital aggregates summed by the server; only the aggregate is
+threshold-decrypted), and encryption of every hospital's rows. `EncryptedCV.train` then trains every
+fold model in one pass. The models stay encrypted at the server: decrypting them is a separate, explicit act of the
 key holders (`decrypt_models`). `save`/`load` let notebook steps hand a study on (ciphertexts only).
 """
 
@@ -12,18 +12,25 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import FormatError, ProtocolError
+from ..errors import FormatError, PrivacyWarning, ProtocolError
 from ..seal.format import unpack_ciphertext
 from .encrypted import EncryptedTrainer, TrainingLog, TrainingPlan
 from .layout import Layout
-from .party import fold_seed, stats_from_aggregate
+from .party import aggregate_values, stats_from_aggregate
 
-__all__ = ["EncryptedCV", "encrypt_study", "run_encrypted_cv"]
+__all__ = ["EncryptedCV", "encrypt_study", "run_encrypted_cv", "TWO_HOSPITALS"]
+
+TWO_HOSPITALS = (
+    "a study with two hospitals: lr.encrypt sends each hospital the pooled means and standard deviations "
+    "and the pooled fold sizes, so each learns the other's row count, per-feature sums and sums of "
+    "squares (with three or more, only the sum over the others)"
+)
 
 
 @dataclass
@@ -143,15 +150,19 @@ class EncryptedCV:
         return out
 
 
-def encrypt_study(fed, *, folds: int, seed: int, interval: float = 8.0, participants=None) -> EncryptedCV:
+def encrypt_study(fed, *, folds: int, interval: float = 8.0, participants=None) -> EncryptedCV:
     """Fold assignment, standardization from the encrypted aggregate, encrypted rows.
-    Every hospital must have its data loaded (DataProvider.load_data), global row indices 0..n-1."""
+    Every hospital must have its data loaded (DataProvider.load_data), global row indices 0..n-1.
+    Each hospital draws its folds from its own secret randomness: no seed fixes them (a resumed
+    federation gets the same ones again). Two hospitals: a PrivacyWarning (TWO_HOSPITALS)."""
     s = fed.server
     names = [p.name for p in fed.parties]
     seconds = {}
+    if len(names) == 2:
+        warnings.warn(TWO_HOSPITALS, PrivacyWarning, stacklevel=2)
 
     t0 = time.perf_counter()
-    replies = s.call_many("lr.folds", {p: {"folds": folds, "seed": fold_seed(seed, i)} for i, p in enumerate(names)})
+    replies = s.call_many("lr.folds", {p: {"folds": folds} for p in names})
     n_rows = sum(len(r["rows"]) for r in replies.values())
     fold_of_row = np.full(n_rows, -1, dtype=np.int64)
     for r in replies.values():
@@ -174,7 +185,9 @@ def encrypt_study(fed, *, folds: int, seed: int, interval: float = 8.0, particip
         h = s.import_ciphertext(raw, int(agg[p]["length"]))
         total = h if total is None else s.add(total, h)
     d = int(agg[names[0]]["features"])
-    values = fed.decrypt(total, by=participants, level=None, label="pooled count, sums and cross-products")
+    values = aggregate_values(
+        fed.decrypt(total, by=participants, level=None, label="pooled count, sums and cross-products")
+    )
     scaling, curvature = stats_from_aggregate(values, d)
     mean, std = scaling.mean, scaling.std
     seconds["scaling"] = time.perf_counter() - t0
@@ -212,9 +225,9 @@ def encrypt_study(fed, *, folds: int, seed: int, interval: float = 8.0, particip
 
 
 def run_encrypted_cv(
-    fed, *, folds: int, plan: TrainingPlan, seed: int, participants=None, workers="auto", progress=None
+    fed, *, folds: int, plan: TrainingPlan, participants=None, workers="auto", progress=None
 ) -> EncryptedCV:
     """encrypt_study, then train."""
-    out = encrypt_study(fed, folds=folds, seed=seed, interval=plan.interval, participants=participants)
+    out = encrypt_study(fed, folds=folds, interval=plan.interval, participants=participants)
     out.train(fed, plan, participants=participants, workers=workers, progress=progress)
     return out

@@ -1,19 +1,27 @@
-"""Public, stratified fold assignment over the global row order.
+"""Stratified fold assignment: each class spread over the folds, fold sizes balanced.
 
-Fold ids are public: every party (and the server, which builds the per-fold masks) must agree on
-them, so they come from a seed, never from the data values. Only the labels' class counts shape the
-assignment (stratification); the per-row result reveals which fold a row is in, nothing else.
+- `secret_folds` assigns a hospital's own rows in the encrypted study. Its fold ids go to the server
+  and are public, so every random choice (where the deal starts, the order within each class) comes
+  from a secret key the hospital drew from the OS CSPRNG and keeps in its keystore. A deal an observer
+  can replay (a public seed) gives labels away: matching the replayed per-class deals against the
+  fold ids in row order tells which rows share a class. With the secret key, the fold ids are, given
+  the class counts, a uniformly random stratified assignment: a row's fold tells no more about its
+  label than that fold's class mix, which is the hospital's own to within one row per class.
+- `assign_folds` uses a public seed, for plaintext references that run on their own (the twin and
+  scikit-learn given a fold count, the accuracy benchmarks). In a study they use the hospitals' ids.
 """
 
 from __future__ import annotations
+
+import hashlib
 
 import numpy as np
 
 from ..data import binary_labels
 from ..errors import DataError, ParameterError
 
-__all__ = ["assign_folds", "check_fold_count", "check_stratifiable", "fold_ids_for", "training_masks",
-           "fold_sizes"]
+__all__ = ["assign_folds", "secret_folds", "check_fold_count", "check_stratifiable", "fold_ids_for",
+           "training_masks", "fold_sizes"]
 
 
 def check_fold_count(folds) -> int:
@@ -32,30 +40,60 @@ def check_stratifiable(y, folds: int, what: str = "the data") -> None:
                         f"0: {counts[0]}, 1: {counts[1]} (each class needs at least {folds} rows)")
 
 
-def assign_folds(y, folds: int = 5, seed: int | None = 0, *, start: int = 0, strict: bool = True) -> np.ndarray:
-    """Fold id (0..folds-1) of every row, stratified by class and fixed by `seed`.
-
-    Rows of each class are shuffled and dealt round-robin from fold `start`; the second class continues
-    the deal where the first stopped, so fold sizes differ by at most one row overall and each class's
-    count per fold by at most one. seed=None draws fresh (unreproducible) public randomness.
-
-    A hospital assigning only its own rows (the encrypted path) passes strict=False, since a fold may
-    lack a class locally and still have it globally, and a start of its own, so that the hospitals'
-    deals interleave and the global fold sizes stay balanced.
-    """
-    y = binary_labels(y)
-    if strict:
-        check_stratifiable(y, folds)
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int | np.integer)):
-        raise ParameterError(f"parameter seed must be an integer or None, got {seed!r}")
-    rng = np.random.default_rng(seed)
+def _deal(y: np.ndarray, folds: int, orders, start: int) -> np.ndarray:
+    """Deal the rows of class 0 (in orders[0]), then of class 1 (orders[1]), round-robin from fold
+    `start`: fold sizes differ by at most one row, and so does each class's count per fold."""
     fold = np.empty(y.size, dtype=np.int64)
     dealt = int(start)
-    for c in (0, 1):
-        rows = rng.permutation(np.flatnonzero(y == c))
+    for rows in orders:
         fold[rows] = (dealt + np.arange(rows.size)) % folds
         dealt += rows.size
     return fold
+
+
+def assign_folds(y, folds: int = 5, seed: int | None = 0, *, strict: bool = True) -> np.ndarray:
+    """Fold id (0..folds-1) of every row, stratified by class and fixed by the public `seed` (numpy's
+    generator; seed=None draws fresh, unreproducible randomness). For plaintext references only: the
+    seed fixes which rows share a fold and a class, so it must never assign a hospital's rows (that is
+    `secret_folds`). strict=False allows a fold without one of the classes."""
+    y = binary_labels(y)
+    if strict:
+        check_stratifiable(y, folds)
+    folds = check_fold_count(folds)
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int | np.integer)):
+        raise ParameterError(f"parameter seed must be an integer or None, got {seed!r}")
+    rng = np.random.default_rng(seed)
+    return _deal(y, folds, [rng.permutation(np.flatnonzero(y == c)) for c in (0, 1)], 0)
+
+
+def secret_folds(y, folds: int, key: bytes, rows=None) -> np.ndarray:
+    """A hospital's stratified fold ids for its own rows, every random choice drawn from its secret
+    `key` (32 bytes from the OS CSPRNG, kept in its keystore): where its deal starts, uniform over
+    the folds, and the order of each class, uniform (sorted by 128-bit random keys).
+
+    SHAKE-256 expands the key with the fold count, labels and global row numbers: the same rows get the
+    same assignment again (a saved federation resumes its study), other rows or another fold count an
+    independent one. A fold may lack a class here; the study needs both only in the pooled folds. The
+    secret starts keep pooled fold sizes within one row per hospital of each other, with nothing public.
+    """
+    y = binary_labels(y)
+    folds = check_fold_count(folds)
+    if not isinstance(key, bytes | bytearray) or len(key) < 32:
+        raise ParameterError("parameter key: a fold key is at least 32 secret bytes (256 bits), got "
+                             + (f"{len(key)} bytes" if isinstance(key, bytes | bytearray) else type(key).__name__))
+    rows = np.arange(y.size) if rows is None else np.asarray(rows, dtype=np.int64)
+    if rows.shape != y.shape:
+        raise ParameterError(f"{y.size} labels but {rows.size} row numbers")
+    xof = hashlib.shake_256(b"mpclr/folds/v1\x00" + bytes(key) + folds.to_bytes(4, "little")
+                            + np.asarray(y, "<i1").tobytes() + rows.astype("<i8").tobytes())
+    words = np.frombuffer(xof.digest(8 * (1 + 2 * y.size)), dtype="<u8")
+    start = int(words[0]) % folds  # bias below folds / 2^64
+    hi, lo = words[1 : 1 + y.size], words[1 + y.size :]
+    orders = []
+    for c in (0, 1):
+        idx = np.flatnonzero(y == c)
+        orders.append(idx[np.lexsort((lo[idx], hi[idx]))])  # ties: probability below n^2 / 2^129
+    return _deal(y, folds, orders, start)
 
 
 def fold_ids_for(folds, y, seed: int | None = 0) -> np.ndarray:

@@ -53,8 +53,7 @@ class StudyPlan:
     folds: int
     etas: tuple[float, ...]
     degree: int
-    bound_bits: int = 6
-    boost_bits: int | None = None
+    bound_bits: int = 8
     evaluation: dict | None = None
     fold_sizes: tuple[int, ...] | None = None
     decrypt_models: bool = True
@@ -131,11 +130,10 @@ def _inputs(terms: list[tuple], refresh_level: int) -> int:
 
 def _training(plan: StudyPlan, ctx, layout: Layout) -> list[Budget]:
     from .blocks import refresh_points
-    from .encrypted import TrainingPlan, refresh_settings, worker_count
+    from .encrypted import TrainingPlan, refresh_level, worker_count
 
-    tplan = TrainingPlan(np.zeros(plan.degree + 1), [(1.0, float(e)) for e in plan.etas],
-                         bound_bits=plan.bound_bits, boost_bits=plan.boost_bits)
-    level, _ = refresh_settings(ctx, tplan, len(plan.key_holders))
+    tplan = TrainingPlan(np.zeros(plan.degree + 1), [(1.0, float(e)) for e in plan.etas], bound_bits=plan.bound_bits)
+    level = refresh_level(ctx, tplan, len(plan.key_holders))
     top = ctx.top_level
     keys = len(layout.groups) * (plan.features + 1)
     # the Nesterov update: one round per iteration, one more for the final weights (_update, _materialize_weights)
@@ -185,7 +183,6 @@ def _evaluation(plan: StudyPlan, ctx, weights: int) -> tuple[list[Budget], list[
     budgets = [
         Budget("lr.encrypt_eval"),
         _fixed("refresh.share", "evaluation/models", [weights]),
-        _fixed("refresh.share", "evaluation/scores", [len(ev.layout.blocks)]),
         _fixed("refresh.share", "evaluation/comparisons", comparisons),
         Budget("researcher.key"),
     ]

@@ -15,14 +15,27 @@ import numpy as np
 from ..errors import DataError
 from .layout import Layout
 
-__all__ = ["aggregate_vector", "design_rows", "pack_blocks", "constant_part", "local_folds", "fold_seed", "fold_sizes"]
+__all__ = ["aggregate_vector", "design_rows", "pack_blocks", "constant_part", "fold_sizes"]
+
+
+# The aggregate is encrypted as 2^40 times its values (a power of two: exact in float64). Its decryption's
+# smudging is sized against a fresh encryption's noise, which does not grow with the values: at scale 2^45
+# alone it would cost about 2^-9 absolute, too much for the sums of squares of a column of small values
+# (breast cancer's 20th: variance 7e-6); 2^40 larger, the values keep about float64's precision.
+AGGREGATE_SHIFT_BITS = 40
 
 
 def aggregate_vector(X: np.ndarray) -> np.ndarray:
-    """[n, sum_j x_j (d values), sum_i x_ij x_ik for j <= k (d (d + 1) / 2 values)] of this party's rows."""
+    """[n, sum_j x_j (d values), sum_i x_ij x_ik for j <= k (d (d + 1) / 2 values)] of this party's rows,
+    times 2^AGGREGATE_SHIFT_BITS (undone by `aggregate_values`)."""
     X = np.asarray(X, dtype=np.float64)
     upper = np.triu_indices(X.shape[1])
-    return np.concatenate([[X.shape[0]], X.sum(axis=0), (X.T @ X)[upper]])
+    return np.concatenate([[X.shape[0]], X.sum(axis=0), (X.T @ X)[upper]]) * 2.0**AGGREGATE_SHIFT_BITS
+
+
+def aggregate_values(decrypted: np.ndarray) -> np.ndarray:
+    """The pooled [n, sums, cross-products] from the decrypted sum of the parties' aggregate vectors."""
+    return np.asarray(decrypted, dtype=np.float64) / 2.0**AGGREGATE_SHIFT_BITS
 
 
 def aggregate_length(d: int) -> int:
@@ -65,24 +78,13 @@ def pack_blocks(layout: Layout, rows: np.ndarray, z: np.ndarray):
                 yield g.index, b, j, layout.pack_rows(g, b, z[:, j], rows)
 
 
-def local_folds(y: np.ndarray, folds: int, seed: int) -> np.ndarray:
-    """Stratified fold ids for this party's own rows (seeded, so public and reproducible), dealt from a
-    seeded random start so hospitals' deals interleave. A fold id says nothing about a row's label."""
-    from .folds import assign_folds
+def fold_sizes(y: np.ndarray, folds: int, key: bytes, rows: np.ndarray) -> np.ndarray:
+    """Rows per fold of a hospital's own assignment (mpclr.lr.folds.secret_folds with its fold key), so
+    that the study's manifest can count the secure evaluation's layout before the study starts. Public
+    once the folds are assigned (lr.folds shows the server every row's fold)."""
+    from .folds import secret_folds
 
-    start = int(np.random.default_rng([seed, 1]).integers(folds))
-    return assign_folds(y, folds, seed, start=start, strict=False)
-
-
-def fold_seed(seed: int, index: int) -> int:
-    """The fold-assignment seed of the study's index-th hospital (mpclr.lr.cv.encrypt_study)."""
-    return int(seed) * 1000 + int(index)
-
-
-def fold_sizes(y: np.ndarray, folds: int, seed: int) -> np.ndarray:
-    """Rows per fold of this hospital's own assignment (public: its fold ids are, once assigned), so
-    that the study's manifest can be computed before the study starts."""
-    return np.bincount(local_folds(y, folds, seed), minlength=folds)
+    return np.bincount(secret_folds(y, folds, key, rows), minlength=folds)
 
 
 def constant_part(layout: Layout, z: np.ndarray, own_folds: np.ndarray, train_counts: np.ndarray):

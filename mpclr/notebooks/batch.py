@@ -4,7 +4,7 @@ A grid file (YAML):
 
     steps: [00_study_and_roles, 01_key_ceremony]   # optional; default: the whole sequence
     parameters:                                    # optional: the same for every run
-      preset: fast
+      iterations: 3
     grid:                                          # optional: the cartesian product of these lists
       parties: [2, 3, 5]
       threshold: [null]

@@ -58,8 +58,9 @@ class ProgressBar:
         self.bar.close()
 
 
-def run_config(study: Study) -> dict:
-    """The coordinator's run configuration for this study (the deployment runs the presets only)."""
+def run_config(study: Study, decrypt_models: bool = True) -> dict:
+    """The coordinator's run configuration for this study (the deployment runs the presets only);
+    decrypt_models: whether the key holders decrypt the fold models for the researcher."""
     if study.smudging_bits is not None:
         raise ParameterError(
             "parameter smudging_bits: a deployment runs the presets as they are; set it to None in 00"
@@ -72,6 +73,7 @@ def run_config(study: Study) -> dict:
         "folds": study.folds,
         "iterations": study.iterations,
         "degree": study.degree,
+        "decrypt-models": bool(decrypt_models),
     }
 
 
@@ -94,13 +96,14 @@ def run_deployed(
     *,
     connection: str = "",
     flwr_home: str = "",
+    decrypt_models: bool = True,
     progress=None,
     timeout: float = 3600.0,
 ) -> dict:
     """Submit the study and wait for its result (result.json as a dict, plus `transport`)."""
     from ..deploy.local import LocalDeployment, SiteSpec, submit_study
 
-    config = run_config(study)
+    config = run_config(study, decrypt_models)
     if connection:
         out = run.file("deployment") / f"study-{int(time.time() * 1000)}"
         result = submit_study(connection, config, out, flwr_home=flwr_home or None, timeout=timeout,
@@ -141,17 +144,23 @@ def deployment_record(result: dict, in_process: dict | None = None) -> dict:
 
 
 def fold_rows(record: dict) -> list[dict]:
-    """Per fold: the deployed secure AUC (and its bound), beside 04's in-process one when it ran."""
+    """Per fold: the deployed secure AUC (and its bound); then the mean, beside 04's in-process mean when
+    it ran. Fold by fold the two are not comparable: each site drew its folds with its own secret
+    randomness, in this deployment's session and in 02's."""
     secure = (record["study"].get("secure_evaluation") or {}).get("folds", [])
-    before = {f["fold"]: f for f in ((record.get("in_process_evaluation") or {}).get("folds") or [])}
     rows = []
     for f in secure:
         row = {"fold": f["fold"], "rows": f["n"], "AUC deployed": f"{f['auc']:.4f}", "bound": f"{f['auc_bound']:.4f}"}
-        if f["fold"] in before:
-            row["AUC in process (04)"] = f"{before[f['fold']]['auc']:.4f}"
         if f.get("metrics"):
             row["accuracy"] = f"{f['metrics']['accuracy']:.3f}"
         rows.append(row)
+    if secure:
+        mean = {"fold": "mean", "rows": sum(f["n"] for f in secure),
+                "AUC deployed": f"{np.mean([f['auc'] for f in secure]):.4f}"}
+        before = (record.get("in_process_evaluation") or {}).get("summary", {}).get("secure_auc")
+        if before is not None:
+            mean["AUC in process (04)"] = f"{before:.4f}"
+        rows.append(mean)
     return rows
 
 

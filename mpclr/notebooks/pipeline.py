@@ -3,7 +3,8 @@
 The steps hand each other, in the run folder:
 
     federation/        every node's own keystore folder (nodes/<name>/: state, public keys, and the
-                       node's secrets in 0600 files) and federation.json; 01 writes it after the key
+                       node's secrets in 0600 files, encrypted when MPCLR_KEYSTORE_PASSPHRASE is set in
+                       the environment) and federation.json; 01 writes it after the key
                        ceremony, and every later step resumes it (`resume_federation`) and saves it again,
                        so the keys, the session, the message counters and the researcher's audit trail
                        carry on from step to step: no step runs a ceremony of its own
@@ -21,6 +22,7 @@ What is only possible in a simulation is said where it happens: the plaintext tw
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from dataclasses import dataclass
 
@@ -29,6 +31,7 @@ import numpy as np
 from ..errors import DataError, ProtocolError
 from ..federation import Federation
 from ..keystore import Keystore
+from ..keystore_crypto import PASSPHRASE_ENV
 from .rundir import RunFolder
 from .study import HospitalData, Study
 
@@ -78,10 +81,16 @@ def _sha256(data: bytes | None) -> str:
 
 
 # ================================================================================================ federation
+def _passphrase() -> str | None:
+    """The run folder's keystores are encrypted when the environment gives a passphrase (optional in a
+    simulation: every node's folder is on the one machine running it)."""
+    return os.environ.get(PASSPHRASE_ENV) or None
+
+
 def save_federation(fed: Federation, run: RunFolder):
     """Every node to its own keystore folder under <run>/federation/ (see the module docstring)."""
     path = run.path / FEDERATION
-    fed.save(path)
+    fed.save(path, passphrase=_passphrase())
     return path
 
 
@@ -94,7 +103,7 @@ def resume_federation(run: RunFolder, study: Study, data: HospitalData | None = 
     root = run.path / FEDERATION
     if not (root / "federation.json").is_file():
         raise DataError(f"run folder {run.path} has no saved federation: run notebooks/01_key_ceremony.ipynb first")
-    fed = Federation.load(root)
+    fed = Federation.load(root, passphrase=_passphrase())
     made_for = ([p.name for p in fed.parties], fed.params.name, fed.threshold)
     wanted = (study.party_names(), study.params().name, study.key_holders_needed)
     if made_for != wanted or fed.params != study.params():
@@ -107,7 +116,7 @@ def resume_federation(run: RunFolder, study: Study, data: HospitalData | None = 
     if data is not None:
         for party, part in zip(fed.parties, data.parts):
             party.load_data(part.X, part.y, part.rows)
-            party.load(Keystore(root / "nodes" / party.name))
+            party.load(Keystore.open(root / "nodes" / party.name, _passphrase()))
     return fed
 
 
@@ -115,30 +124,36 @@ def study_manifest(study: Study, data: HospitalData, rotation_steps=(), refine_r
     """What the hospitals agree to answer for the steps 02-05 (mpclr.lr.manifest), agreed in 01 with the
     keys: the scaling decryption, the training's refreshes, the secure evaluation of 04 (with
     `refine_rounds` rounds, the value 04 must be run with), the fold models' decryption of 05, and 01's
-    rotation keys. Each hospital counts its own rows per fold for it. A step run again asks for more
-    than was agreed and is refused: rerun 01 (new keys, a new manifest) and the steps after it."""
+    rotation keys. A function of the hospitals (the Federation's `manifest`): each loads its rows and
+    counts its rows per fold with the secret fold key it then keeps for the study. A step run again asks
+    for more than was agreed and is refused: rerun 01 (new keys, a new manifest) and the steps after it."""
     from ..lr.manifest import StudyPlan
     from ..lr.manifest import study_manifest as make
-    from ..lr.party import fold_seed, fold_sizes
     from ..lr.twin import momentum_schedule
 
     model = study.model()
-    sizes = sum(fold_sizes(p.y, study.folds, fold_seed(study.seed, i)) for i, p in enumerate(data.parts))
-    plan = StudyPlan(
-        key_holders=tuple(study.party_names()),
-        threshold=study.key_holders_needed,
-        params=study.params(),
-        rows=data.pooled.n_samples,
-        features=data.pooled.n_features,
-        folds=study.folds,
-        etas=tuple(float(e) for e in momentum_schedule(model.iterations)),
-        degree=model.degree,
-        evaluation={} if refine_rounds is None else {"refine_rounds": int(refine_rounds)},
-        fold_sizes=tuple(int(x) for x in sizes),
-        rotation_steps=tuple(int(s) for s in rotation_steps),
-        name="notebook study",
-    )
-    return make(plan)
+
+    def agree(parties):
+        for party, part in zip(parties, data.parts):
+            party.load_data(part.X, part.y, part.rows)
+        sizes = sum(np.asarray(p.fold_sizes(study.folds)) for p in parties)
+        plan = StudyPlan(
+            key_holders=tuple(study.party_names()),
+            threshold=study.key_holders_needed,
+            params=study.params(),
+            rows=data.pooled.n_samples,
+            features=data.pooled.n_features,
+            folds=study.folds,
+            etas=tuple(float(e) for e in momentum_schedule(model.iterations)),
+            degree=model.degree,
+            evaluation={} if refine_rounds is None else {"refine_rounds": int(refine_rounds)},
+            fold_sizes=tuple(int(x) for x in sizes),
+            rotation_steps=tuple(int(s) for s in rotation_steps),
+            name="notebook study",
+        )
+        return make(plan)
+
+    return agree
 
 
 def study_rotation_steps(study: Study, rows: int, extra=()) -> list[int]:
@@ -223,17 +238,18 @@ def encrypt(fed: Federation, study: Study):
 
     Returns (EncryptedCV, what the researcher decrypted: `aggregate_view` of it plus its label)."""
     from ..lr.cv import encrypt_study
+    from ..lr.party import aggregate_values
 
     tap = _ResearcherTap(fed)
     model = study.model()
-    cv = encrypt_study(tap, folds=study.folds, seed=study.seed, interval=model.interval)
+    cv = encrypt_study(tap, folds=study.folds, interval=model.interval)
     if len(tap.decrypted) != 1:
         raise ProtocolError(
             f"encrypt_study decrypted {len(tap.decrypted)} results, the pooled aggregate only was expected: "
             f"{[label for label, _ in tap.decrypted]}"
         )
     label, values = tap.decrypted[0]
-    view = aggregate_view(values, len(cv.mean))
+    view = aggregate_view(aggregate_values(values), len(cv.mean))  # it travels as 2^40 times its values
     view["label"] = label
     if not np.allclose(view["means"], cv.mean, rtol=1e-6, atol=1e-6 * (1 + np.abs(cv.mean).max())):
         raise ProtocolError("the scaling in the encrypted study is not the one the decrypted aggregate gives")

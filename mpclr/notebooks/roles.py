@@ -42,8 +42,9 @@ MESSAGES: tuple[MessageKind, ...] = (
         "crs.seed",
         "1. CRS",
         (SERVER, HOSPITAL, "every hospital's nonce"),
-        (HOSPITAL, SERVER, "a hash of the seed it derived"),
-        "the CRS seed, which is public: every party expands the same public polynomials from it",
+        (HOSPITAL, SERVER, "a hash of the seed it derived and its signature on the seed"),
+        "the CRS seed, which is public: every party expands the same public polynomials from it; the "
+        "signatures let every node check that all hospitals derived the same one",
     ),
     MessageKind(
         "cpk.commit",
@@ -56,8 +57,9 @@ MESSAGES: tuple[MessageKind, ...] = (
         "cpk.reveal",
         "2. public key",
         (SERVER, HOSPITAL, "every hospital's commitment"),
-        (HOSPITAL, SERVER, "its public-key share -a*s_i + e_i"),
-        "an RLWE sample: nothing about the key share s_i",
+        (HOSPITAL, SERVER, "its public-key share -a*s_i + e_i, signed"),
+        "an RLWE sample: nothing about the key share s_i; the signature lets every node check it is the "
+        "hospital's own",
     ),
     MessageKind(
         "rlk.round1",
@@ -67,9 +69,19 @@ MESSAGES: tuple[MessageKind, ...] = (
         "RLWE samples only; their aggregate is public key material",
     ),
     MessageKind(
+        "rlk.check",
+        "3. relinearization key",
+        (SERVER, HOSPITAL, "the digest of the round-1 aggregate it will send"),
+        (HOSPITAL, SERVER, "a few inner products of its round-1 share with a public challenge derived from that "
+         "digest, signed"),
+        "a few linear functions of an RLWE sample the server holds whole: nothing new; to the other hospitals "
+        "(in round 2) a few scalars of it, not the share",
+    ),
+    MessageKind(
         "rlk.round2",
         "3. relinearization key",
-        (SERVER, HOSPITAL, "the aggregate of round 1"),
+        (SERVER, HOSPITAL, "the round-1 aggregate with every hospital's signed check scalars (each hospital "
+         "answers only if the aggregate's inner products are their sums)"),
         (HOSPITAL, SERVER, "RLWE samples under s_i and u_i"),
         "RLWE samples only; their aggregate is the public relinearization key",
     ),
@@ -83,9 +95,11 @@ MESSAGES: tuple[MessageKind, ...] = (
     MessageKind(
         "keys.install",
         "2. public key",
-        (SERVER, f"{HOSPITAL}, {RESEARCHER}", "the collective public key"),
-        (f"{HOSPITAL}, {RESEARCHER}", SERVER, "an acknowledgement"),
-        "the collective public key (public)",
+        (SERVER, f"{HOSPITAL}, {RESEARCHER}", "the collective public key, every signed public-key share, the "
+         "CRS seed with every hospital's signature"),
+        (f"{HOSPITAL}, {RESEARCHER}", SERVER, "an acknowledgement, sent only if the key is the sum of the shares "
+         "with the CRS's polynomial"),
+        "the collective public key and its shares (public RLWE samples)",
     ),
     MessageKind(
         "ct.upload",
@@ -97,17 +111,18 @@ MESSAGES: tuple[MessageKind, ...] = (
     MessageKind(
         "ct.fetch",
         "7. decrypt",
-        (RESEARCHER, SERVER, "the handle of a result"),
+        (RESEARCHER, SERVER, "the handle of a result to decrypt or switch to the researcher's key"),
         (SERVER, RESEARCHER, "that ciphertext, switched down to the last prime"),
         "a ciphertext; the researcher cannot decrypt it alone",
     ),
     MessageKind(
         "decrypt.share",
         "7. decrypt",
-        (RESEARCHER, HOSPITAL, "c1, the random half of the ciphertext"),
-        (HOSPITAL, RESEARCHER, "its partial decryption s_i*c1 + e_i, smudged with sigma = 2^smudging_bits"),
-        "with all needed shares: the result plus noise, to the researcher only; c1 alone is uniform, "
-        "and the smudging hides the ciphertext noise (a function of the key)",
+        (RESEARCHER, HOSPITAL, "c1, the random half of the ciphertext (checked: uniform, never answered before)"),
+        (HOSPITAL, RESEARCHER, "its partial decryption s_i*c1 + e_i, smudged with sigma = 2^smudging_bits, "
+         "encrypted for the researcher"),
+        "with all needed shares: the result plus noise, to the researcher only (the relay sees ciphertext); "
+        "c1 alone is uniform, and the smudging hides the ciphertext noise (a function of the key)",
     ),
     MessageKind(
         "shamir.deal",
@@ -126,9 +141,11 @@ MESSAGES: tuple[MessageKind, ...] = (
     MessageKind(
         "refresh.share",
         "6. refresh",
-        (SERVER, HOSPITAL, "c1 of each input ciphertext, the public coefficients of each output"),
+        (SERVER, HOSPITAL, "c1 of each input ciphertext (checked as for decrypt.share), the public coefficients "
+         "of each output"),
         (HOSPITAL, SERVER, "per input s_i*c1 + e - M_i (masked), per output -s_i*a' + r*M_i + e"),
-        "to the server: values masked by 2^40-times-larger random masks; the outputs are fresh ciphertexts",
+        "to the server: values masked by random masks 2^64 times larger (statistical distance 2^-64 per "
+        "coefficient); the smudging e hides the input's noise in the output; the outputs are fresh ciphertexts",
     ),
     MessageKind(
         "researcher.key",
@@ -138,25 +155,19 @@ MESSAGES: tuple[MessageKind, ...] = (
         "a public key",
     ),
     MessageKind(
-        "ct.keyswitch",
-        "7. results",
-        (RESEARCHER, SERVER, "the handle of a result and who takes part"),
-        (SERVER, RESEARCHER, "the result re-encrypted under the researcher's key"),
-        "to the server nothing (it cannot decrypt either key's ciphertexts); to the researcher the result",
-    ),
-    MessageKind(
         "pcks.share",
         "7. results",
-        (SERVER, HOSPITAL, "c1 and the hash of the registered researcher key"),
-        (HOSPITAL, SERVER, "s_i*c1 + u_i*p0' + e (smudged), u_i*p1' + e"),
-        "RLWE samples; their sum is the result under the researcher's key",
+        (RESEARCHER, HOSPITAL, "c1 (checked as for decrypt.share) and the hash of the registered researcher key"),
+        (HOSPITAL, RESEARCHER, "s_i*c1 + u_i*p0' + e (smudged), u_i*p1' + e, encrypted for the researcher"),
+        "to the researcher, with all needed shares, the result under its own key; to the relay nothing",
     ),
     MessageKind(
         "lr.folds",
         "5. data",
-        (SERVER, HOSPITAL, "the number of folds and the public seed"),
-        (HOSPITAL, SERVER, "its global row numbers and their fold ids (stratified by its own labels)"),
-        "row counts per hospital and fold; a fold id says nothing about a row's label",
+        (SERVER, HOSPITAL, "the number of folds"),
+        (HOSPITAL, SERVER, "its global row numbers and their fold ids (stratified by its labels, secret randomness)"),
+        "row counts per hospital and fold; of the labels, only each fold's class mix, the hospital's own to "
+        "within one row per class",
     ),
     MessageKind(
         "lr.aggregate",
@@ -175,20 +186,24 @@ MESSAGES: tuple[MessageKind, ...] = (
     MessageKind(
         "lr.encrypt",
         "5. data",
-        (SERVER, HOSPITAL, "the public layout, the pooled scaling, fold sizes"),
+        (SERVER, HOSPITAL, "the public layout, the pooled means and standard deviations, pooled fold sizes"),
         (HOSPITAL, SERVER, "its rows z = y'[1, x] / R and its share of the gradient's constant term, encrypted"),
-        "nothing about the rows: ciphertexts under the collective key",
+        "to the server nothing about the rows (ciphertexts); to each hospital the pooled scaling and fold sizes: "
+        "with two hospitals the other's row count, sums and sums of squares",
     ),
 )
 
 ROLES: dict[str, dict[str, str]] = {
     HOSPITAL: {
-        "holds": "its patient rows; its secret-key share s_i (made from the OS CSPRNG, never sent); a signing key",
-        "learns": "the public keys and the CRS seed; never another hospital's rows, share or a result",
+        "holds": "its patient rows; its secret-key share s_i and the key of its fold assignment (made from the OS "
+        "CSPRNG, never sent); a signing key",
+        "learns": "the public keys, the CRS seed, the pooled means, standard deviations and fold sizes (with two "
+        "hospitals: the other's sums and sums of squares); never another hospital's rows, share or a result",
     },
     SERVER: {
         "holds": "the collective public, relinearization and rotation keys; every ciphertext",
-        "learns": "sizes and shapes of the encrypted data; never a key share, a partial decryption or a result",
+        "learns": "sizes and shapes of the encrypted data, fold ids, the pooled scaling it hands on; never a key "
+        "share, a decryption or key-switch share, or a result",
     },
     RESEARCHER: {
         "holds": "the results it was allowed to decrypt (an audit trail of what and by whom)",

@@ -1,7 +1,7 @@
 """Run the study notebooks in order with papermill's Python API, into one run folder.
 
     from mpclr.notebooks import run_sequence
-    result = run_sequence("runs/demo", {"parties": 3, "preset": "fast"})
+    result = run_sequence("runs/demo", {"parties": 3, "folds": 3})
 
 Parameters are real Python values (never the CLI's `-p` strings), checked before any kernel starts:
 unknown names (with a suggestion), types and ranges, each error naming its parameter. Each notebook
@@ -24,9 +24,10 @@ from pathlib import Path
 import nbformat
 
 from ..errors import MpclrError, ParameterError
+from ..params import check_study_preset
 from .parameters import check_parameters, declared_parameters
 from .rundir import RunFolder, to_jsonable
-from .sequence import Step, resolve_steps
+from .sequence import WORKSHOP, Step, resolve_steps
 
 __all__ = ["run_sequence", "SequenceResult", "StepResult", "CellError", "SequenceFailed", "notebook_parameters"]
 
@@ -215,6 +216,8 @@ def _plan(steps: list[Step], parameters: dict, run_dir: Path) -> list[tuple[Step
     if "run_dir" in parameters:
         raise ParameterError("parameter run_dir is set by the runner (the run_dir argument); leave it out")
     check_parameters(parameters, accepted=accepted - {"run_dir"})
+    if "preset" in parameters and any("preset" in declared[s.name] and s.name != WORKSHOP.name for s in steps):
+        check_study_preset(parameters["preset"])  # a study's design (00), not the workshop's: before any kernel
     plan = []
     for s in steps:
         if s.source is None and "run_dir" not in declared[s.name]:

@@ -12,7 +12,7 @@ import numpy as np
 from ..data import Dataset, check_folds, load, split
 from ..errors import DataError, MpclrError, ParameterError
 from ..federation import Federation
-from ..params import Params, get_preset
+from ..params import Params, check_study_preset, get_preset
 from .parameters import check_parameters, resolve_dataset, split_fractions
 
 __all__ = ["Study", "HospitalData", "make_federation", "threshold_supported", "params_for"]
@@ -76,9 +76,9 @@ class HospitalData:
 class Study:
     """What 00 records and every later step reads back: the study's design, not its data or keys.
 
-    seed: the public randomness (split, folds, synthetic data). The encrypted path needs an integer (each
-    hospital seeds its fold assignment from it), so None is replaced by a seed drawn from the OS when the
-    study is made (notebook 00) and recorded in study.json: every later step reads the same one back."""
+    seed: the public randomness (split, synthetic data; the hospitals draw their folds from their own
+    secret randomness). None is replaced by a seed drawn from the OS when the study is made (notebook 00)
+    and recorded in study.json: every later step reads the same one back, so the split stays the same."""
 
     dataset: str = "breast_cancer"
     label: str = "last"
@@ -100,7 +100,7 @@ class Study:
         if values.get("seed", 0) is None:
             values["seed"] = secrets.randbelow(2**31)
         study = cls(**values)
-        study.params()  # the crypto code's own rules, e.g. smudging within the preset's bounds
+        check_study_preset(study.params(), study.parties)  # what a study needs (README, "Smudging and masks")
         return study
 
     @classmethod

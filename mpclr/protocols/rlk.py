@@ -10,6 +10,8 @@ ternary secret of party i:
     key:      rlk_j = (sum_i h0'_ij + sum_i h1'_ij,  h1_j)  so that  rlk_j0 + rlk_j1 * s = s^2 g_j + e
 
 Reveals: every share is an RLWE sample under s_i or u_i; the aggregates are the public key material.
+A hospital multiplies its key share by the round-1 aggregate only after a random linear check that it is
+the sum of the shares (mpclr.protocols.lincheck, checked in mpclr.roles.guard).
 The collective key's noise (about 2^12) is far below P and disappears in key switching's division by P.
 """
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import FormatError
+from ..errors import FormatError, ProtocolError
 from ..ring import Ring, SecretRandom
 from ..ring.packing import pack_residues, unpack_residues
 
@@ -90,14 +90,32 @@ class SecretKeyShare:
 
     def at_level(self, rows: int) -> np.ndarray:
         """The share restricted to the first `rows` primes (a ciphertext level), NTT form."""
-        return self._poly[:rows]
+        return self._live()[:rows]
 
     def full(self) -> np.ndarray:
+        return self._live()
+
+    def erase(self) -> None:
+        """Overwrite the share with zeros and drop it; any later use raises. Copies that numpy or SEAL made
+        while computing with it are out of reach (Python frees, it does not clear): this removes the one
+        copy the party keeps, so a spent secret does not linger in the object or get saved again."""
+        if self._poly is not None:
+            if self._poly.flags.writeable:
+                self._poly.fill(0)
+            self._poly = None
+
+    @property
+    def erased(self) -> bool:
+        return self._poly is None
+
+    def _live(self) -> np.ndarray:
+        if self._poly is None:
+            raise ProtocolError("this secret-key share was erased after use")
         return self._poly
 
     def export_to_keystore(self, keystore, name: str) -> None:
         """Write the share to its own party's keystore (a 0600 file); the only way it is ever written."""
-        keystore.put_array(name, self._poly, secret=True)
+        keystore.put_array(name, self._live(), secret=True)
 
     @classmethod
     def import_from_keystore(cls, ring: Ring, keystore, name: str) -> SecretKeyShare:

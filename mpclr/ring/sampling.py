@@ -142,6 +142,12 @@ class CommonRandomString:
         would otherwise expand the same polynomial once each."""
         return _expand(self.seed, label, ring.n, ring.moduli)
 
+    def uniform_rows(self, moduli, count: int, label: str) -> np.ndarray:
+        """`count` uniform residues per modulus, shape (len(moduli), count); not cached (for one-off
+        public challenges, which would otherwise push the CRS polynomials out of the cache)."""
+        key = hashlib.sha256(b"mpclr/crs/v1\x00" + self.seed + b"\x00" + label.encode()).digest()
+        return _uniform_rows(_ChaChaStream(key), moduli, count)
+
 
 @lru_cache(maxsize=24)
 def _expand(seed: bytes, label: str, n: int, moduli: tuple[int, ...]) -> np.ndarray:

@@ -2,6 +2,12 @@
 
 The share is created inside `join` from the OS CSPRNG and is only ever used inside the handlers below;
 what leaves is a protocol share (an RLWE sample, a smudged partial decryption) or a ciphertext.
+
+Secrets live only as long as they are needed. A protocol's own secrets (the CRS nonce, the committed
+public-key share, the relinearization round's ephemeral u, this party's own Shamir point) are kept
+between the two messages that use them and dropped by the second; `save` then deletes their files. In
+a t-out-of-n session the additive share s_i is erased once the threshold set-up has re-shared it: every
+later step uses the threshold share, and a step that would need s_i is refused.
 """
 
 from __future__ import annotations
@@ -10,7 +16,7 @@ import hashlib
 
 import numpy as np
 
-from ..errors import ProtocolError
+from ..errors import FormatError, ProtocolError
 from ..protocols import shamir
 from ..protocols.cpk import PublicKeyGen
 from ..protocols.decryption import ThresholdDecryption
@@ -22,23 +28,26 @@ from ..protocols.share import SecretKeyShare
 from ..ring import CommonRandomString, SecretRandom
 from ..seal.format import pack_ciphertext
 from ..wire import seal_box
+from .guard import RequestGuard, check_public_key, check_round_one, commitment, round_one_check
 from .node import Node, Session
 from .policy import Manifest, Policy
 
-__all__ = ["DataProvider"]
+__all__ = ["DataProvider", "commitment"]
 
-
-def commitment(data: bytes) -> bytes:
-    return hashlib.sha256(b"mpclr/commit/v1\x00" + data).digest()
+# secrets one protocol step keeps for the next, as bytes (kept in `_pending`, saved as pending-<name>)
+_PENDING_BYTES = ("crs_nonce", "cpk_share", "shamir_own", "rlk_share")
+FOLD_KEY_BYTES = 32  # the secret behind a hospital's fold assignment (mpclr.lr.folds.secret_folds)
 
 
 class DataProvider(Node):
     role = "data provider"
+    encrypted_replies = frozenset({"decrypt.share", "pcks.share"})  # for the researcher's eyes only
 
     def __init__(self, name, ctx, network):
         super().__init__(name, ctx, network)
         self._rng = SecretRandom()
         self._sk: SecretKeyShare | None = None
+        self._sk_erased = False  # s_i was erased after the t-out-of-n re-sharing (so say so when asked for it)
         self._pending: dict[str, object] = {}
         self._crs: CommonRandomString | None = None
         self._he = None  # Pyfhel with the collective public key, made when the key arrives
@@ -52,6 +61,9 @@ class DataProvider(Node):
         self._used_refresh_labels: set[str] = set()
         self._researcher_pk: bytes | None = None
         self.policy = Policy()  # the study manifest, the ledger and the audit log (mpclr.roles.policy)
+        self._guard = RequestGuard(ctx)
+        self._fold_key: bytes | None = None  # secret randomness of this hospital's fold assignment
+        self._next_fold_key: bytes | None = None  # drawn before joining, for the study manifest (fold_sizes)
         self._handlers.update(
             {
                 "crs.commit": self._on_crs_commit,
@@ -60,6 +72,7 @@ class DataProvider(Node):
                 "cpk.commit": self._on_cpk_commit,
                 "cpk.reveal": self._on_cpk_reveal,
                 "rlk.round1": self._on_rlk_round1,
+                "rlk.check": self._on_rlk_check,
                 "rlk.round2": self._on_rlk_round2,
                 "gkg.share": self._on_gkg_share,
                 "keys.install": self._on_keys_install,
@@ -83,14 +96,26 @@ class DataProvider(Node):
         if self.name not in session.key_holders:
             raise ProtocolError(f"{self.name} is not a key holder of this session")
         self._sk = SecretKeyShare.generate(self.ctx.key_ring, self._rng)
+        self._sk_erased = False
         self._tsk = None
         self._pending.clear()
         self._crs = None
         self._used_refresh_labels.clear()
         self._researcher_pk = None
+        self._guard.reset()
+        # fold assignment: secret, kept for a resumed study; drawn before joining when the hospital counted
+        # its rows per fold for the study manifest (fold_sizes, use_fold_key)
+        self._fold_key = self._next_fold_key or self._rng.bytes(FOLD_KEY_BYTES)
+        self._next_fold_key = None
 
     # --- helpers --------------------------------------------------------------------------------
     def _secret(self) -> SecretKeyShare:
+        if self._sk_erased:
+            raise ProtocolError(
+                f"{self.name} erased its additive key share s_i when the t-out-of-n set-up re-shared it: this "
+                "step needs s_i and runs only in the key ceremony, before that set-up (later steps use the "
+                "threshold share)"
+            )
         if self._sk is None:
             raise ProtocolError(f"{self.name} holds no key share: join a session first")
         return self._sk
@@ -119,11 +144,15 @@ class DataProvider(Node):
 
     # --- persistence ----------------------------------------------------------------------------
     def _save_role(self, ks) -> None:
-        if self._sk is not None:
-            self._sk.export_to_keystore(ks, "key-share")
-        if self._tsk is not None:
-            self._tsk.export_to_keystore(ks, "threshold-share")
+        """The keystore mirrors what this party holds: a secret it no longer holds (spent, erased) is
+        deleted from it, not left behind for the next load."""
+        for name, share in (("key-share", self._sk), ("threshold-share", self._tsk)):
+            if share is not None:
+                share.export_to_keystore(ks, name)
+            else:
+                ks.delete_secret(name)
         public = {
+            "key_share_erased": self._sk_erased,
             "crs_seed": self._crs.seed.hex() if self._crs else None,
             "used_refresh_labels": sorted(self._used_refresh_labels),
             "crs_commitments": {k: bytes(v).hex() for k, v in self._pending.get("crs_commitments", {}).items()},
@@ -136,11 +165,19 @@ class DataProvider(Node):
         ):
             if value is not None:
                 ks.put(name, value)
-        for name in ("crs_nonce", "cpk_share", "shamir_own"):
+        if self._fold_key is not None:
+            ks.put_secret("fold-key", self._fold_key)
+        for name in _PENDING_BYTES:
             if name in self._pending:
                 ks.put_secret(f"pending-{name}", self._pending[name])
+            else:
+                ks.delete_secret(f"pending-{name}")
         if "rlk_u" in self._pending:
             self._pending["rlk_u"].export_to_keystore(ks, "pending-rlk_u")
+        else:
+            ks.delete_secret("pending-rlk_u")
+        self._guard.save(ks)
+        self.policy.save(ks)  # the manifest and ledger (public), and where the audit log is
 
     def _load_role(self, ks) -> None:
         ring = self.ctx.key_ring
@@ -151,20 +188,26 @@ class DataProvider(Node):
             else None
         )
         public = ks.get_json("data-provider")
+        self._sk_erased = bool(public.get("key_share_erased", False))
+        if self._sk_erased and self._sk is not None:
+            raise FormatError(f"keystore {ks.path} holds a key share this party erased: refusing to use it")
         self._crs = CommonRandomString(bytes.fromhex(public["crs_seed"])) if public["crs_seed"] else None
         self._used_refresh_labels = set(public["used_refresh_labels"])
         self._public_key = ks.get("public-key") if ks.has("public-key") else None
         self._researcher_pk = ks.get("researcher-key") if ks.has("researcher-key") else None
+        self._fold_key = ks.get_secret("fold-key") if ks.has("fold-key", True) else None
         self._he = None
         self._pending = {}
         if public["crs_commitments"]:
             self._pending["crs_commitments"] = {k: bytes.fromhex(v) for k, v in public["crs_commitments"].items()}
-        for name in ("crs_nonce", "cpk_share", "shamir_own"):
+        for name in _PENDING_BYTES:
             if ks.has(f"pending-{name}", True):
                 self._pending[name] = ks.get_secret(f"pending-{name}")
         if ks.has("pending-rlk_u", True):
             self._pending["rlk_u"] = SecretKeyShare.import_from_keystore(ring, ks, "pending-rlk_u")
         self._folds = None if public["folds"] is None else np.asarray(public["folds"], dtype=np.int64)
+        self._guard.load(ks)
+        self.policy.load(ks)
 
     def _require_crs(self) -> CommonRandomString:
         if self._crs is None:
@@ -178,6 +221,11 @@ class DataProvider(Node):
     # --- common random string: commit-then-reveal coin toss -------------------------------------
     def _on_crs_commit(self, fields, sender):
         self._from_server(sender, "crs.commit")
+        if self._crs is not None or "crs_nonce" in self._pending:
+            raise ProtocolError(
+                "crs.commit: this hospital committed to its nonce in this session already (a second nonce would "
+                "let the server choose among common random strings)"
+            )
         nonce = self._rng.bytes(32)
         self._pending["crs_nonce"] = nonce
         return {"commitment": commitment(nonce)}
@@ -202,12 +250,19 @@ class DataProvider(Node):
                 raise ProtocolError(f"nonce of {name} does not match its commitment")
         if nonces.get(self.name) != self._pending.pop("crs_nonce"):
             raise ProtocolError("own nonce missing from the common random string")
-        self._crs = CommonRandomString(crs_seed(self._require_session(), nonces))
-        return {"seed_hash": hashlib.sha256(self._crs.seed).digest()}
+        s = self._require_session()
+        self._crs = CommonRandomString(crs_seed(s, nonces))
+        # signed, so every node can check that every hospital derived this same seed (keys.install)
+        return {
+            "seed_hash": hashlib.sha256(self._crs.seed).digest(),
+            "signature": self.identity.sign_statement(s.id, "crs.seed", self.name, self._crs.seed),
+        }
 
     # --- collective public key ------------------------------------------------------------------
     def _on_cpk_commit(self, fields, sender):
         self._from_server(sender, "cpk.commit")
+        if "cpk_share" in self._pending or self._guard.cpk_commitments is not None:
+            raise ProtocolError("cpk.commit: this hospital committed to its public-key share in this session already")
         crp = self._cpk.sample_crp(self._require_crs())
         share = self._cpk.gen_share(self._secret(), crp, self._rng).to_bytes()
         self._pending["cpk_share"] = share
@@ -217,26 +272,64 @@ class DataProvider(Node):
         self._from_server(sender, "cpk.reveal")
         if sorted(fields["commitments"]) != sorted(self._require_session().key_holders):
             raise ProtocolError("public-key share requested before every key holder committed")
-        share = self._pending.pop("cpk_share")
+        share = self._pending.get("cpk_share")
+        if share is None:
+            raise ProtocolError("cpk.reveal: no public-key share committed to (or it was revealed already)")
         if fields["commitments"][self.name] != commitment(share):
             raise ProtocolError("the server relayed a wrong commitment for this party")
-        return {"share": share}
+        # every share in keys.install must open these: none can be chosen after this hospital's is seen
+        self._guard.cpk_commitments = {p: bytes(c) for p, c in fields["commitments"].items()}
+        del self._pending["cpk_share"]
+        s = self._require_session()
+        return {"share": share, "signature": self.identity.sign_statement(s.id, "cpk.share", self.name, share)}
 
     # --- relinearization key --------------------------------------------------------------------
     def _on_rlk_round1(self, fields, sender):
         self._from_server(sender, "rlk.round1")
+        if "rlk_u" in self._pending or self._guard.rlk_round1 is not None:
+            raise ProtocolError("rlk.round1: answered already in this session (one ephemeral secret per key)")
         u = self._rlk.ephemeral(self._rng)
-        self._pending["rlk_u"] = u
         crp = self._rlk.sample_crp(self._require_crs())
-        return {"share": self._rlk.gen_share_round_one(self._secret(), u, crp, self._rng).to_bytes()}
+        share = self._rlk.gen_share_round_one(self._secret(), u, crp, self._rng).to_bytes()
+        self._pending["rlk_u"] = u
+        self._pending["rlk_share"] = share  # kept for rlk.check: only the server sees it whole
+        self._guard.rlk_round1 = hashlib.sha256(share).digest()
+        return {"share": share}
+
+    def _on_rlk_check(self, fields, sender):
+        """Round 1b: the server has announced the digest of the aggregate it will send in round 2; sign
+        this hospital's inner products with the challenge derived from it (a few scalars)."""
+        self._from_server(sender, "rlk.check")
+        digest = bytes(fields.get("digest", b""))
+        if len(digest) != 32:
+            raise ProtocolError(f"rlk.check: the aggregate's digest must be 32 bytes, got {len(digest)}")
+        s = self._require_session()
+        if self._guard.rlk_check is not None:  # the same digest again (a retry) gets the same answer
+            if self._guard.rlk_check[0] != digest:
+                raise ProtocolError("rlk.check: answered already in this session for another round-1 aggregate")
+            scalars = self._guard.rlk_check[1]
+        elif "rlk_share" not in self._pending:
+            raise ProtocolError("rlk.check: before this hospital's relinearization round 1")
+        else:
+            check = round_one_check(self._rlk, s, digest)
+            scalars = check.to_bytes(check.scalars(self._rlk.share_from_bytes(self._pending["rlk_share"], 1).data))
+            self._guard.rlk_check = (digest, scalars)
+            del self._pending["rlk_share"]
+        signature = self.identity.sign_statement(s.id, "rlk.check", self.name, digest + scalars)
+        return {"scalars": scalars, "signature": signature}
 
     def _on_rlk_round2(self, fields, sender):
         self._from_server(sender, "rlk.round2")
-        u = self._pending.pop("rlk_u", None)
-        if u is None:
+        if "rlk_u" not in self._pending:
             raise ProtocolError("relinearization round 2 before round 1")
-        round1 = self._rlk.share_from_bytes(fields["round1"], 1)
-        return {"share": self._rlk.gen_share_round_two(self._secret(), u, round1, self._rng).to_bytes()}
+        # a refused aggregate leaves u unused (and kept); once u is multiplied by an accepted one, it is erased
+        # whatever happens next: a second round two would need a fresh round one
+        round1 = check_round_one(self._rlk, self._require_session(), fields, self.name, self._guard.rlk_check)
+        u = self._pending.pop("rlk_u")
+        try:
+            return {"share": self._rlk.gen_share_round_two(self._secret(), u, round1, self._rng).to_bytes()}
+        finally:
+            u.erase()
 
     # --- rotation keys --------------------------------------------------------------------------
     def _on_gkg_share(self, fields, sender):
@@ -246,6 +339,8 @@ class DataProvider(Node):
         elts = [int(e) for e in fields["galois_elts"]] if batch else [int(fields["galois_elt"])]
         if not 1 <= len(elts) <= 64 or len(set(elts)) != len(elts):
             raise ProtocolError(f"rotation key shares for 1 to 64 distinct Galois elements, got {elts}")
+        if any(e % 2 == 0 or not 0 < e < 2 * self.ctx.n for e in elts):
+            raise ProtocolError(f"gkg.share: Galois elements must be odd and below 2N = {2 * self.ctx.n}, got {elts}")
         sk = self._share_for(fields.get("participants"))
         crs = self._require_crs()
         shares = [self._gkg.gen_share(sk, e, self._gkg.sample_crp(crs, e), self._rng).to_bytes() for e in elts]
@@ -253,8 +348,14 @@ class DataProvider(Node):
 
     # --- public key for encryption --------------------------------------------------------------
     def _on_keys_install(self, fields, sender):
+        """Install the collective public key only if it is the one every hospital's signed share and this
+        hospital's own CRS make: a key the server made itself would let it read every upload."""
         self._from_server(sender, "keys.install")
-        self._public_key = bytes(fields["public_key"])
+        if self._guard.cpk_commitments is None:
+            raise ProtocolError("keys.install: before this hospital revealed its public-key share")
+        key = check_public_key(self.ctx, self._require_session(), fields, self._require_crs(),
+                               self._guard.cpk_commitments)
+        self._public_key = key
         self._he = None
         return {}
 
@@ -270,19 +371,19 @@ class DataProvider(Node):
     # --- threshold decryption -------------------------------------------------------------------
     def _on_decrypt_share(self, fields, sender):
         s = self._require_session()
-        if sender not in (s.researcher, s.server):
-            raise ProtocolError(f"decryption shares go to the researcher, not {sender}")
+        if sender != s.researcher:
+            raise ProtocolError(f"decrypt.share: decryption shares go only to the study's researcher, not {sender}")
         sk = self._share_for(fields.get("participants"))
         if isinstance(fields["c1"], list):  # a batch: one share per ciphertext, in order
             if len(fields["c1"]) != len(fields["levels"]) or len(fields["c1"]) > 4096:
                 raise ProtocolError("a batch of decryption requests needs one level per ciphertext")
-            shares = []
-            for raw, level in zip(fields["c1"], fields["levels"]):
-                c1 = self._dec.c1_from_bytes(raw, int(level))
-                shares.append(self._dec.gen_share(sk, c1, int(level), self._rng).to_bytes())
-            return {"shares": shares}
+            levels = [int(level) for level in fields["levels"]]
+            c1s = [self._dec.c1_from_bytes(raw, level) for raw, level in zip(fields["c1"], levels)]
+            self._guard.admit(c1s, levels, "decrypt.share")
+            return {"shares": [self._dec.gen_share(sk, c1, lv, self._rng).to_bytes() for c1, lv in zip(c1s, levels)]}
         level = int(fields["level"])
         c1 = self._dec.c1_from_bytes(fields["c1"], level)
+        self._guard.admit([c1], [level], "decrypt.share")
         share = self._dec.gen_share(sk, c1, level, self._rng)
         return {"share": share.to_bytes()}
 
@@ -292,6 +393,9 @@ class DataProvider(Node):
 
     def _on_shamir_deal(self, fields, sender):
         self._from_server(sender, "shamir.deal")
+        if self._tsk is not None or "shamir_own" in self._pending:
+            raise ProtocolError("shamir.deal: this hospital dealt its key share in this session already (a second "
+                                "sharing would leave the hospitals with shares of different polynomials)")
         s = self._require_session()
         sharing = shamir.ThresholdSharing(self.ctx.key_ring, s.threshold, s.n)
         poly = sharing.gen_polynomial(self._secret(), self._rng)
@@ -321,6 +425,11 @@ class DataProvider(Node):
             plain = self.identity.open_box(boxes[name], self._box_aad(name, self.name))
             shares.append(sharing.share_from_bytes(plain))
         self._tsk = SecretKeyShare(self.ctx.key_ring, sharing.aggregate_shares(shares))
+        if s.threshold < s.n and self._sk is not None:
+            # s_i is re-shared: from now on every protocol uses the threshold share, so s_i goes (and
+            # with it, at the next save, its file). A later request that needs it gets a clear refusal.
+            self._sk.erase()
+            self._sk, self._sk_erased = None, True
         return {}
 
     # --- collective refresh ---------------------------------------------------------------------
@@ -331,10 +440,14 @@ class DataProvider(Node):
             raise ProtocolError(f"refresh label {label!r} was used before: a CRP must never repeat")
         level = int(fields["level"])
         bits = int(fields["mask_bits"])
-        if bits < self._refresh.mask_bits or bits > 4096:
+        if bits <= self._refresh.mask_bits or bits > 1024:
             raise ProtocolError(
-                f"refresh masks of {bits} bits are below this party's minimum {self._refresh.mask_bits} or absurd"
+                f"refresh masks of {bits} bits leave less than this party's {self._refresh.mask_bits} bits of "
+                f"hiding above the values, or are absurd"
             )
+        holders = fields.get("participants") or self._require_session().key_holders
+        if not self._refresh.fits_masks(level, bits, len(holders)):
+            raise ProtocolError(f"refresh masks of {bits} bits for {len(holders)} parties do not fit level {level}")
         c1s = [self._dec.c1_from_bytes(raw, level) for raw in fields["c1"]]
         outputs = [
             (
@@ -353,6 +466,7 @@ class DataProvider(Node):
         ):
             raise ProtocolError("refresh request names invalid Galois elements")
         sk = self._share_for(fields.get("participants"))
+        self._guard.admit(c1s, [level] * len(c1s), "refresh.share")
         crps = [self._refresh.sample_crp(self._require_crs(), f"{label}/{o}") for o in range(len(outputs))]
         self._used_refresh_labels.add(label)
         h0s, h1s = self._refresh.gen_shares(sk, c1s, level, crps, outputs, bits, self._rng)
@@ -367,7 +481,8 @@ class DataProvider(Node):
         return {"key_hash": key_hash(self._researcher_pk)}
 
     def _on_pcks_share(self, fields, sender):
-        self._from_server(sender, "pcks.share")
+        if sender != self._require_session().researcher:
+            raise ProtocolError(f"pcks.share: key-switch shares go only to the study's researcher, not {sender}")
         if self._researcher_pk is None:
             raise ProtocolError("no researcher key registered with this party")
         if fields["target"] != key_hash(self._researcher_pk):
@@ -375,6 +490,7 @@ class DataProvider(Node):
         level = int(fields["level"])
         sk = self._share_for(fields.get("participants"))
         c1 = self._dec.c1_from_bytes(fields["c1"], level)
+        self._guard.admit([c1], [level], "pcks.share")
         target = self._pcks.target(self._researcher_pk)
         return {"share": self._pcks.gen_share(sk, c1, level, target, self._rng).to_bytes()}
 
@@ -401,6 +517,33 @@ class DataProvider(Node):
         if not same:
             self._folds = None  # fold ids belong to the rows they were dealt for
 
+    def data_shape(self) -> tuple[int, int]:
+        """(rows, features) of this hospital's data: public, the study's plan is made of them."""
+        X, _, rows = self._require_data()
+        return len(rows), X.shape[1]
+
+    def fold_sizes(self, folds: int) -> list[int]:
+        """Rows per fold of the assignment lr.folds will make, asked before the study for its manifest
+        (public once assigned: lr.folds shows the server every row's fold). Before this hospital joins a
+        session, the fold key it will use in that session is drawn now."""
+        from ..lr.party import fold_sizes
+
+        _, y, rows = self._require_data()
+        if self.session is None:
+            self._next_fold_key = self._next_fold_key or self._rng.bytes(FOLD_KEY_BYTES)
+            key = self._next_fold_key
+        else:
+            self._fold_key = self._fold_key or self._rng.bytes(FOLD_KEY_BYTES)
+            key = self._fold_key
+        return [int(x) for x in fold_sizes(y, folds, key, rows)]
+
+    def use_fold_key(self, key: bytes) -> None:
+        """The secret key of the fold assignment in the session this hospital joins next, drawn before it
+        joined (a site draws it when it reports its fold sizes for the study manifest)."""
+        if not isinstance(key, bytes | bytearray) or len(key) != FOLD_KEY_BYTES:
+            raise ProtocolError(f"{self.name}: a fold key is {FOLD_KEY_BYTES} secret bytes")
+        self._next_fold_key = bytes(key)
+
     def _require_data(self):
         if self._data is None:
             raise ProtocolError(f"{self.name} has no data loaded")
@@ -422,12 +565,19 @@ class DataProvider(Node):
         return {"ciphertext": self._encrypt_bytes(aggregate_vector(X)), "length": aggregate_length(d), "features": d}
 
     def _on_lr_folds(self, fields, sender):
-        from ..lr.party import local_folds
+        """Stratified fold ids for this hospital's rows from its own secret fold key: no seed from the
+        server (a fold assignment an observer can replay tells it which rows share a label)."""
+        from ..lr.folds import check_fold_count, secret_folds
 
         self._from_server(sender, "lr.folds")
+        if "seed" in fields:
+            raise ProtocolError("lr.folds: a hospital draws its folds from its own secret randomness and "
+                                "takes no seed from the server")
         _, y, rows = self._require_data()
-        folds = int(fields["folds"])
-        self._folds = local_folds(y, folds, int(fields["seed"]))
+        folds = check_fold_count(fields["folds"])
+        if self._fold_key is None:  # a keystore saved before fold keys existed
+            self._fold_key = self._rng.bytes(FOLD_KEY_BYTES)
+        self._folds = secret_folds(y, folds, self._fold_key, rows)
         return {"rows": rows.tolist(), "folds": self._folds.tolist()}
 
     def _on_lr_encrypt(self, fields, sender):
@@ -510,14 +660,6 @@ class DataProvider(Node):
 
     def _audit(self, msg, raw, reply, error, ticket) -> None:
         self.policy.audit(self, msg, raw, reply, error, ticket)
-
-    def save(self, keystore) -> None:
-        super().save(keystore)
-        self.policy.save(keystore)
-
-    def load(self, keystore) -> None:
-        super().load(keystore)
-        self.policy.load(keystore)
 
     # ==================== policy gate (mpclr.roles.policy): end =============================
 

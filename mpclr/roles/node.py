@@ -73,6 +73,8 @@ Handler = Callable[[dict, str], dict]
 
 class Node:
     role = "node"
+    # replies only the requester may read: their bodies are encrypted end to end (wire: encrypted mode)
+    encrypted_replies: frozenset[str] = frozenset()
 
     def __init__(self, name: str, ctx: SealContext, network: Network):
         if not name or len(name.encode()) > 64 or any(c.isspace() for c in name):
@@ -164,7 +166,7 @@ class Node:
             self._seq[recipient] += 1
             return self._seq[recipient]
 
-    def _seal(self, kind: int, type_: str, recipient: str, fields: dict) -> bytes:
+    def _seal(self, kind: int, type_: str, recipient: str, fields: dict, encrypt: bool = False) -> bytes:
         s = self._require_session()
         return seal_message(
             self.identity,
@@ -177,6 +179,7 @@ class Node:
             self._next_seq(recipient),
             fields,
             s.roster[recipient],
+            encrypt,
         )
 
     def _open(self, raw: bytes):
@@ -243,7 +246,7 @@ class Node:
             except Exception as exc:  # pragma: no cover - report, never crash the node
                 error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
         if error is None:
-            reply = self._seal(KIND_REPLY, msg.type, msg.sender, fields)
+            reply = self._seal(KIND_REPLY, msg.type, msg.sender, fields, msg.type in self.encrypted_replies)
         else:
             reply = self._seal(KIND_ERROR, msg.type, msg.sender, {"error": error})
         self._audit(msg, raw, reply, error, ticket)

@@ -1,8 +1,14 @@
 """The researcher: asks for analyses and receives only what the key holders agree to reveal.
 
-Decryption runs here, not at the server: the researcher fetches the (switched-down) ciphertext from the
-server, asks the named key holders for their smudged partial decryptions, and combines them. The
-server never sees a partial decryption or a result.
+Decryption and key switching run here, not at the server: the researcher fetches the (switched-down)
+ciphertext from the server, asks the named key holders for their smudged partial decryptions or
+key-switch shares (their replies are encrypted for the researcher), and combines them. The server never
+sees a share or a result.
+
+A hospital answers any c1 only once. So when the researcher asks again about a c1 it has sent before
+(a repeated decryption, or a round redone without a hospital that stopped answering) it first adds an
+encryption of zero under the collective key: the same message with a fresh c1, and the noise of a fresh
+encryption on top (a first request keeps the ciphertext as it is, and its precision).
 """
 
 from __future__ import annotations
@@ -12,9 +18,12 @@ import os
 import numpy as np
 
 from ..errors import NodeUnavailable, ProtocolError
+from ..protocols import c1 as c1check
 from ..protocols.decryption import ThresholdDecryption
-from ..protocols.keyswitch import key_hash
+from ..protocols.keyswitch import PublicKeySwitch, key_hash
+from ..ring import SecretRandom
 from ..seal.format import CiphertextData
+from .guard import check_public_key
 from .node import Node, check_participants, with_live_participants
 
 __all__ = ["Researcher"]
@@ -30,6 +39,9 @@ class Researcher(Node):
         self._own_hash: str | None = None
         self._registered: set[str] = set()  # key holders holding this researcher's result key
         self._dec = ThresholdDecryption(ctx)
+        self._rng = SecretRandom()
+        self._sent_c1: set[bytes] = set()  # digests of the c1s this researcher has asked about
+        self.public_key: bytes | None = None
         self.revealed: list[dict] = []  # what this researcher has decrypted (for the audit trail)
         self._handlers.update({"keys.install": self._on_keys_install})
 
@@ -40,6 +52,7 @@ class Researcher(Node):
         )
         if getattr(self, "public_key", None) is not None:
             ks.put("public-key", self.public_key)
+        ks.put("sent-c1", b"".join(sorted(self._sent_c1)))
         if self._own is not None:
             ks.put_secret("own-secret-key", self._own.to_bytes_secret_key(compr_mode="none"))
             ks.put("own-public-key", self._own.to_bytes_public_key(compr_mode="none"))
@@ -50,6 +63,8 @@ class Researcher(Node):
         self.revealed = list(state["revealed"])
         self._registered = set(state.get("registered", []))
         self.public_key = ks.get("public-key") if ks.has("public-key") else None
+        sent = ks.get("sent-c1") if ks.has("sent-c1") else b""
+        self._sent_c1 = {sent[i : i + 16] for i in range(0, len(sent), 16)}
         self._own = None
         if ks.has("own-secret-key", True):
             he = self.ctx.pyfhel()
@@ -58,10 +73,26 @@ class Researcher(Node):
             self._own = he
 
     def _on_keys_install(self, fields, sender):
+        """The collective public key, checked as each hospital checks it (against the hospitals' signed
+        shares and the CRS seed they all signed): the researcher encrypts under it too."""
         if sender != self._require_session().server:
             raise ProtocolError("keys come from the session's server")
-        self.public_key = bytes(fields["public_key"])
+        self.public_key = check_public_key(self.ctx, self._require_session(), fields, None, None)
         return {}
+
+    def _fresh(self, data: CiphertextData, level: int) -> CiphertextData:
+        """`data` if its c1 was never sent, else the same ciphertext with a fresh c1 (plus an encryption
+        of zero under the collective key)."""
+        if c1check.digest(data.data[1]) in self._sent_c1:
+            if self.public_key is None:
+                raise ProtocolError(f"{self.name} has no collective public key (run the key ceremony)")
+            pk = CiphertextData.from_bytes(self.public_key, "collective public key").data
+            c0, c1 = c1check.rerandomize(
+                self.ctx.ring(level), pk, data.data[0], data.data[1], self._rng, self.ctx.key_ring
+            )
+            data = CiphertextData(data.parms_id, data.scale, np.stack([c0, c1]))
+        self._sent_c1.add(c1check.digest(data.data[1]))
+        return data
 
     def check_decryptors(self, by) -> list[str]:
         """Resolve and check who decrypts, before anything is sent."""
@@ -95,28 +126,48 @@ class Researcher(Node):
             )
         return self._own_hash
 
-    def receive(self, handle, by=None, *, label: str = "") -> np.ndarray:
-        """A result switched by the key holders `by` to this researcher's key, decrypted here: the server
-        combines the shares but sees only a ciphertext it cannot decrypt."""
-        names = self.check_decryptors(by)
+    def key_switch(self, handle, by=None, *, label: str = "") -> bytes:
+        """The server's ciphertext re-encrypted by the key holders `by` under this researcher's own key
+        (SEAL bytes; only this researcher can decrypt them)."""
+        return self._key_switch(handle, by, label)[1].to_bytes()
+
+    def _key_switch(self, handle, by, label: str = ""):
+        """Fetch the ciphertext (the server only hands it out), ask the key holders for key-switch shares
+        (they come here, encrypted for the researcher) and combine them here."""
+        self.check_decryptors(by)
         target = self.ensure_keys()
         s = self._require_session()
-        got = self.call(
-            s.server, "ct.keyswitch", id=handle.id, participants=None if by is None else names, target=target, level=0,
-            label=label or f"ciphertext {handle.id}",
-        )
+        got = self.call(s.server, "ct.fetch", id=handle.id, level=0)
+        data = CiphertextData.from_bytes(got["ciphertext"], "fetched ciphertext")
+        level = self.ctx.check_ciphertext(data, "fetched ciphertext")
+        proto = PublicKeySwitch(self.ctx)
+
+        def round_(names):
+            fresh = self._fresh(data, level)
+            request = {"c1": self._dec.c1_to_bytes(fresh.data[1], level), "level": level, "participants": names,
+                       "target": target, "label": label or f"ciphertext {handle.id}", "values": int(got["length"])}
+            replies = self.call_many("pcks.share", {p: request for p in names})
+            shares = [proto.share_from_bytes(replies[p]["share"], level) for p in names]
+            with self.timed("pcks.combine"):
+                return names, proto.finalize(fresh, shares)
+
+        names, switched = with_live_participants(self, by, round_)
+        return names, switched, int(got["length"])
+
+    def receive(self, handle, by=None, *, label: str = "") -> np.ndarray:
+        """A result switched by the key holders `by` to this researcher's key and decrypted here: nobody
+        else sees a share or the result."""
         from Pyfhel import PyCtxt
 
-        data = CiphertextData.from_bytes(got["ciphertext"], "key-switched ciphertext")
-        self.ctx.check_ciphertext(data, "key-switched ciphertext")
+        names, switched, length = self._key_switch(handle, by, label)
         ct = PyCtxt(pyfhel=self._own)
-        ct.from_bytes(bytes(got["ciphertext"]), scheme="ckks")
-        values = np.asarray(self._own.decryptFrac(ct))[: int(got["length"])]
+        ct.from_bytes(switched.to_bytes(), scheme="ckks")
+        values = np.asarray(self._own.decryptFrac(ct))[:length]
         self.revealed.append(
             {
                 "label": label or f"ciphertext {handle.id}",
-                "values": int(got["length"]),
-                "by": names,
+                "values": length,
+                "by": list(names),
                 "path": "key switch to researcher",
             }
         )
@@ -131,15 +182,15 @@ class Researcher(Node):
         got = self.call(s.server, "ct.fetch", id=handle.id, level=handle.level if level is None else level)
         data = CiphertextData.from_bytes(got["ciphertext"], "fetched ciphertext")
         level = self.ctx.check_ciphertext(data, "fetched ciphertext")
-        c1 = self._dec.c1_to_bytes(data.data[1], level)
 
         def round_(names):
-            request = {"c1": c1, "level": level, "participants": names, "label": label or f"ciphertext {handle.id}",
-                       "values": int(handle.length)}
+            fresh = self._fresh(data, level)
+            request = {"c1": self._dec.c1_to_bytes(fresh.data[1], level), "level": level, "participants": names,
+                       "label": label or f"ciphertext {handle.id}", "values": int(handle.length)}
             replies = self.call_many("decrypt.share", {p: request for p in names})
-            return {p: self._dec.share_from_bytes(replies[p]["share"], level) for p in names}
+            return fresh, {p: self._dec.share_from_bytes(replies[p]["share"], level) for p in names}
 
-        return data, with_live_participants(self, by, round_)
+        return with_live_participants(self, by, round_)
 
     def combine(self, data: CiphertextData, shares, length: int | None = None) -> np.ndarray:
         """Combine partial decryptions and decode. With fewer shares than needed the result is noise:
@@ -166,22 +217,27 @@ class Researcher(Node):
             ids=[h.id for h in handles],
             levels=[h.level if level is None else level for h in handles],
         )["items"]
-        datas, lvls = [], []
+        fetched, lvls = [], []
         for item in got:
             data = CiphertextData.from_bytes(item["ciphertext"], "fetched ciphertext")
-            datas.append(data)
+            fetched.append(data)
             lvls.append(self.ctx.check_ciphertext(data, "fetched ciphertext"))
-        c1s = [self._dec.c1_to_bytes(d.data[1], lv) for d, lv in zip(datas, lvls)]
 
         def round_(names):
-            request = {"c1": c1s, "levels": lvls, "participants": names, "label": _common_label(labels),
-                       "values": [int(h.length) for h in handles]}
+            fresh = [self._fresh(d, lv) for d, lv in zip(fetched, lvls)]
+            request = {
+                "c1": [self._dec.c1_to_bytes(d.data[1], lv) for d, lv in zip(fresh, lvls)],
+                "levels": lvls,
+                "participants": names,
+                "label": _common_label(labels),
+                "values": [int(h.length) for h in handles],
+            }
             replies = self.call_many("decrypt.share", {p: request for p in names})
-            return names, [
+            return fresh, names, [
                 [self._dec.share_from_bytes(replies[p]["shares"][k], lv) for p in names] for k, lv in enumerate(lvls)
             ]
 
-        names, shares = with_live_participants(self, by, round_)
+        datas, names, shares = with_live_participants(self, by, round_)
         out = []
         for data, share, h, label in zip(datas, shares, handles, labels):
             out.append(self.combine(data, share, h.length))

@@ -1,14 +1,14 @@
 """The server: aggregates key shares into the collective keys and evaluates on ciphertexts.
 
 It holds the collective public key, the relinearization key and rotation keys, and ciphertexts: never a
-secret-key share, never a decryption share (those go to the researcher). All homomorphic evaluation runs
-in Pyfhel/SEAL.
+secret-key share, never a decryption or key-switch share (those go to the researcher, encrypted for it).
+All homomorphic evaluation runs in Pyfhel/SEAL. In the key ceremony it relays what the hospitals sign
+(the CRS seed, public-key and round-1 shares), so each hospital checks the keys itself.
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
 import time
 from dataclasses import dataclass
 from fractions import Fraction
@@ -17,14 +17,16 @@ import numpy as np
 from Pyfhel import PyCtxt
 
 from ..errors import ProtocolError
+from ..protocols import c1 as c1check
 from ..protocols.cpk import PublicKeyGen
-from ..protocols.keyswitch import PublicKeySwitch
+from ..protocols.lincheck import aggregate_digest
 from ..protocols.refresh import RefreshProtocol, plan_outputs
 from ..protocols.rlk import RelinKeyGen
 from ..protocols.rotation import RotationKeyGen
-from ..ring import CommonRandomString
+from ..ring import CommonRandomString, SecretRandom
 from ..seal.format import CiphertextData, galois_elt_from_step, unpack_ciphertext
 from .data_provider import commitment, crs_seed
+from .guard import round_one_check
 from .node import Node, check_participants, with_live_participants
 
 __all__ = ["Server", "Ciphertext"]
@@ -72,9 +74,10 @@ class Server(Node):
         self.timings: dict[str, float] = {}
         self._refresh_count = 0
         self.refresh_bound_bits = 8  # default public bound on |values| refreshed: 2^8
-        self._handlers.update(
-            {"ct.upload": self._on_upload, "ct.fetch": self._on_fetch, "ct.keyswitch": self._on_keyswitch}
-        )
+        self._crs_signatures: dict[str, bytes] = {}
+        self._sent_c1: set[bytes] = set()  # c1s sent in refresh requests (hospitals answer each once)
+        self._rng = SecretRandom()
+        self._handlers.update({"ct.upload": self._on_upload, "ct.fetch": self._on_fetch})
 
     # ================================ key ceremony ==============================================
     def _holders(self) -> list[str]:
@@ -95,9 +98,10 @@ class Server(Node):
             if r["seed_hash"] != hashlib.sha256(seed).digest():
                 raise ProtocolError(f"{p} derived a different common random string")
         self.crs = CommonRandomString(seed)
+        self._crs_signatures = {p: r["signature"] for p, r in acks.items()}
 
     def run_key_ceremony(self) -> None:
-        """CRS coin toss, collective public key (commit-then-reveal), relinearization key (2 rounds)."""
+        """CRS coin toss, collective public key (commit-then-reveal), relinearization key (2 rounds and a check)."""
         t0 = time.perf_counter()
         self.agree_crs()
         holders = self._holders()
@@ -114,7 +118,16 @@ class Server(Node):
             self.public_key = cpk.public_key(cpk.aggregate_shares(shares), cpk.sample_crp(self.crs))
         self._he.from_bytes_public_key(self.public_key)
         s = self._require_session()
-        self.call_many("keys.install", {p: {"public_key": self.public_key} for p in [*holders, s.researcher]})
+        # every share with its author's signature and the CRS seed every hospital signed: each recipient
+        # rebuilds the key and installs it only if it is this one
+        install = {
+            "public_key": self.public_key,
+            "crs_seed": self.crs.seed,
+            "crs_signatures": self._crs_signatures,
+            "shares": {p: reveals[p]["share"] for p in holders},
+            "signatures": {p: reveals[p]["signature"] for p in holders},
+        }
+        self.call_many("keys.install", {p: install for p in [*holders, s.researcher]})
         self.timings["public_key"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -122,9 +135,22 @@ class Server(Node):
         r1 = self.call_many("rlk.round1", {p: {} for p in holders})
         with self.timed("rlk.round1.aggregate"):
             agg1 = rlk.aggregate_shares([rlk.share_from_bytes(r1[p]["share"], 1) for p in holders])
+            round1 = agg1.to_bytes()
+        # round 1b: the aggregate's digest first; each hospital signs its inner products with the challenge
+        # derived from it, and in round 2 multiplies its key share by the aggregate only if they add up
+        digest = aggregate_digest(s.id, "rlk.round1", round1)
+        checked = self.call_many("rlk.check", {p: {"digest": digest} for p in holders})
+        check = round_one_check(rlk, s, digest)
+        # the sum checked once; hospital by hospital only to name those whose scalars are not their share's
+        if not check.sum_matches(agg1.data, [checked[p]["scalars"] for p in holders]):
+            bad = [p for p in holders if not check.sum_matches(rlk.share_from_bytes(r1[p]["share"], 1).data,
+                                                               [checked[p]["scalars"]])]
+            raise ProtocolError(f"{', '.join(bad)} signed check scalars that are not those of its round-1 share")
         del r1
-        agg1_bytes = agg1.to_bytes()
-        r2 = self.call_many("rlk.round2", {p: {"round1": agg1_bytes} for p in holders})
+        request = {"round1": round1, "scalars": {p: checked[p]["scalars"] for p in holders},
+                   "signatures": {p: checked[p]["signature"] for p in holders}}
+        r2 = self.call_many("rlk.round2", {p: request for p in holders})
+        del request, round1
         with self.timed("rlk.round2.aggregate"):
             agg2 = rlk.aggregate_shares([rlk.share_from_bytes(r2[p]["share"], 2) for p in holders])
             relin = rlk.relin_key(agg1, agg2)
@@ -198,18 +224,15 @@ class Server(Node):
         return sorted(self._galois)
 
     # ================================ collective refresh ========================================
-    def refresh(
-        self, h: Ciphertext, by=None, *, bound_bits: int | None = None, boost_bits: int = 0, purpose: str = "refresh"
-    ) -> Ciphertext:
+    def refresh(self, h: Ciphertext, by=None, *, bound_bits: int | None = None, purpose: str = "refresh") -> Ciphertext:
         """Bring a ciphertext back to the top level with the key holders `by` (default: all).
 
         bound_bits: public bound on |values| (2^bound_bits): the masks hide values up to it with
-        mask_bits of statistical security (larger values stay correct but are hidden less well).
-        boost_bits: precision boost K = 2^boost_bits (smudging noise lands divided by K; needs more room).
+        refresh_mask_bits of statistical security; a value far beyond it is refused when combined.
         The ciphertext is switched down to the lowest level that holds the masks first; it may arrive
         at any level at or above that one. purpose: the label prefix the key holders account the round
         under (their study manifest budgets refreshes by it)."""
-        return self.refresh_combine([[(1.0, h)]], by, bound_bits=bound_bits, boost_bits=boost_bits, purpose=purpose)[0]
+        return self.refresh_combine([[(1.0, h)]], by, bound_bits=bound_bits, purpose=purpose)[0]
 
     def refresh_combine(
         self,
@@ -217,7 +240,6 @@ class Server(Node):
         by=None,
         *,
         bound_bits: int | None = None,
-        boost_bits: int = 0,
         purpose: str = "refresh",
     ) -> list[Ciphertext]:
         """One refresh round for a batch: output o is sum_k coef * ciphertext_k, for outputs given as lists
@@ -234,8 +256,9 @@ class Server(Node):
                 row.append((index[h.id], float(coef)))
             terms.append(row)
         entries = [self._get(h) for h in handles]
-        cts = self.refresh_raw([e.ct for e in entries], [e.level for e in entries], terms, by, bound_bits=bound_bits,
-                               boost_bits=boost_bits, purpose=purpose)
+        cts = self.refresh_raw(
+            [e.ct for e in entries], [e.level for e in entries], terms, by, bound_bits=bound_bits, purpose=purpose
+        )
         lengths = [max(entries[t[0]].length for t in row) for row in terms]
         return [self._put(ct, n, self.ctx.top_level) for ct, n in zip(cts, lengths)]
 
@@ -247,21 +270,19 @@ class Server(Node):
         by=None,
         *,
         bound_bits: int | None = None,
-        boost_bits: int = 0,
         purpose: str = "refresh",
     ) -> list[PyCtxt]:
         """refresh_combine on raw Pyfhel ciphertexts (for engines that keep their own ciphertexts). With
         by=None, key holders that stop answering are left out and the round is redone with the others."""
         return with_live_participants(
-            self, by, lambda names: self._refresh_round(cts, levels, outputs, names, bound_bits, boost_bits, purpose)
+            self, by, lambda names: self._refresh_round(cts, levels, outputs, names, bound_bits, purpose)
         )
 
-    def _refresh_round(self, cts, levels, outputs, names, bound_bits, boost_bits, purpose) -> list[PyCtxt]:
+    def _refresh_round(self, cts, levels, outputs, names, bound_bits, purpose) -> list[PyCtxt]:
         bound = self.refresh_bound_bits if bound_bits is None else int(bound_bits)
-        boost = 1 << int(boost_bits)
         proto = RefreshProtocol(self.ctx)
         scales = [float(ct.scale) for ct in cts]
-        level = max(proto.min_level(bound, len(names), boost, scale) for scale in scales)
+        level = max(proto.min_level(bound, len(names), scale) for scale in scales)
         low = [lvl for lvl in levels if lvl < level]
         if low:
             raise ProtocolError(
@@ -270,7 +291,6 @@ class Server(Node):
             )
         t0 = time.perf_counter()
         ring = self.ctx.ring(level)
-        k = [boost % q for q in ring.moduli]
         c0s, c1_raw = [], []
         for ct, lvl in zip(cts, levels):
             dropped = PyCtxt(copy_ctxt=ct)
@@ -278,16 +298,14 @@ class Server(Node):
                 self._he.mod_switch_to_next_ctxt(dropped)
             data = CiphertextData.from_bytes(dropped.to_bytes(compr_mode="none"))
             c0, c1 = data.data[0], data.data[1]
-            if boost > 1:
-                c0, c1 = ring.mul_scalar_rows(c0, k), ring.mul_scalar_rows(c1, k)
-            c0s.append(c0)
+            if c1check.digest(c1) in self._sent_c1:  # a retry, or a ciphertext refreshed again: a fresh c1
+                c0, c1 = c1check.rerandomize(ring, self._public_key_data(), c0, c1, self._rng, self.ctx.key_ring)
+            self._sent_c1.add(c1check.digest(c1))
+            c0s.append(np.ascontiguousarray(c0))
             c1_raw.append(self._c1_bytes(c1, level))
-        ratios = [proto.ratio(scale, boost) for scale in scales]
+        ratios = [proto.ratio(scale) for scale in scales]
         planned = plan_outputs([[(t[0], Fraction(t[1]) * ratios[t[0]], *t[2:]) for t in row] for row in outputs])
-        growth = max((len(elts) for terms, _ in planned for _, _, elts in terms), default=0)
-        bits = max(proto.mask_bits_total(scale, bound, boost) for scale in scales)
-        if max(bits, math.prod(ring.moduli).bit_length()) + growth > 125:
-            raise ProtocolError(f"rotate-and-sum over {growth} steps would overflow the exact refresh arithmetic")
+        bits = max(proto.mask_bits_total(scale, bound) for scale in scales)
         self._refresh_count += 1
         label = f"{purpose}#{self._refresh_count}"  # unique (the CRPs derive from it), accounted by purpose
         request = {
@@ -303,7 +321,7 @@ class Server(Node):
         h1s = [[proto.h1_from_bytes(replies[p]["h1"][o]) for p in names] for o in range(len(outputs))]
         crps = [proto.sample_crp(self.crs, f"{label}/{o}") for o in range(len(outputs))]
         with self.timed("refresh.combine"):
-            fresh = proto.finalize(c0s, level, h0s, h1s, crps, planned)
+            fresh = proto.finalize(c0s, level, h0s, h1s, crps, planned, bits)
         top = self.ctx.top_level
         pid, scale = self.ctx.level_parms_id(top), self.ctx.scale_ladder[top]
         out = [
@@ -320,35 +338,10 @@ class Server(Node):
 
         return ThresholdDecryption(self.ctx).c1_to_bytes(np.ascontiguousarray(c1), level)
 
-    # ================================ results to the researcher =================================
-    def key_switch(self, h: Ciphertext, target: str, by=None, level: int = 0, label: str = "") -> bytes:
-        """The ciphertext re-encrypted under the researcher's key (whose hash is `target`; each key
-        holder checks it is the key the researcher registered), switched to `level` first. The server
-        combines the shares but cannot decrypt the result."""
-        e = self._get(h)
-        data = CiphertextData.from_bytes(self._at_level(e, min(level, e.level)).to_bytes(compr_mode="none"))
-        lvl = self.ctx.check_ciphertext(data)
-        proto = PublicKeySwitch(self.ctx)
-
-        def round_(names):
-            request = {"c1": self._c1_bytes(data.data[1], lvl), "level": lvl, "participants": names, "target": target,
-                       "label": label, "values": e.length}
-            replies = self.call_many("pcks.share", {p: request for p in names})
-            shares = [proto.share_from_bytes(replies[p]["share"], lvl) for p in names]
-            with self.timed("pcks.combine"):
-                return proto.finalize(data, shares).to_bytes()
-
-        return with_live_participants(self, by, round_)
-
-    def _on_keyswitch(self, fields, sender):
-        if sender != self._require_session().researcher:
-            raise ProtocolError(
-                f"results are switched to the researcher's key on the researcher's request only, " f"not {sender}'s"
-            )
-        h = Ciphertext(int(fields["id"]), 0, 0, 0.0)
-        raw = self.key_switch(h, str(fields["target"]), fields.get("participants"), int(fields.get("level", 0)),
-                              str(fields.get("label", "")))
-        return {"ciphertext": raw, "length": self._get(h).length}
+    def _public_key_data(self) -> np.ndarray:
+        if self.public_key is None:
+            raise ProtocolError("no collective public key yet: run the key ceremony")
+        return CiphertextData.from_bytes(self.public_key, "collective public key").data
 
     # ================================ persistence ===============================================
     def _save_role(self, ks) -> None:
@@ -364,6 +357,7 @@ class Server(Node):
         )
         if self.public_key is not None:
             ks.put("public-key", self.public_key)
+        ks.put("sent-c1", b"".join(sorted(self._sent_c1)))
         if not self._he.is_relin_key_empty():
             ks.put("relin-key", self._he.to_bytes_relin_key(compr_mode="none"))
         if self._galois:
@@ -383,6 +377,8 @@ class Server(Node):
         self.public_key = ks.get("public-key") if ks.has("public-key") else None
         if self.public_key is not None:
             self._he.from_bytes_public_key(self.public_key)
+        sent = ks.get("sent-c1") if ks.has("sent-c1") else b""
+        self._sent_c1 = {sent[i : i + 16] for i in range(0, len(sent), 16)}
         if ks.has("relin-key"):
             self._he.from_bytes_relin_key(ks.get("relin-key"))
         self._galois = {}

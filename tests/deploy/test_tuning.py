@@ -44,6 +44,9 @@ def test_site_configuration_survives_flowers_node_config_parser(tmp_path):
     sc = SiteConfig("hospital-2", str(tmp_path / "key store"), str(tmp_path / "data, 2024.csv"), "2/3", "outcome")
     parsed = parse_config_args([sc.node_config()])
     assert SiteConfig.from_mapping(parsed) == sc
+    for changed in (SiteConfig("hospital-2", sc.keystore, sc.data, encrypt=False),
+                    SiteConfig("hospital-2", sc.keystore, sc.data, passphrase_file=str(tmp_path / "pass phrase"))):
+        assert SiteConfig.from_mapping(parse_config_args([changed.node_config()])) == changed
 
 
 def test_app_folder_is_a_valid_flower_app(tmp_path):
@@ -57,3 +60,28 @@ def test_app_folder_is_a_valid_flower_app(tmp_path):
                                                                   "--run-config", "threshold=2"]
     with pytest.raises(KeyError):
         run_config_args({"no-such-key": 1})
+
+
+def test_every_option_of_the_default_study_can_be_set_through_flower():
+    """The study options the default study reads must be keys of the app's configuration: `flwr run`
+    only takes --run-config keys the app declares (run_config_args refuses the others)."""
+    from mpclr.deploy.study import OPTIONS
+    from mpclr.notebooks import Study
+    from mpclr.notebooks.deployed import run_config
+
+    assert set(OPTIONS) <= set(DEFAULTS)
+    args = run_config_args({"evaluation": "none", "score-bound": 20.0, "decrypt-models": False})
+    assert args == ["--run-config", 'evaluation="none"', "--run-config", "score-bound=20.0",
+                    "--run-config", "decrypt-models=false"]
+    config = run_config(Study(), decrypt_models=False)  # what notebook 06 submits
+    assert config["decrypt-models"] is False
+    run_config_args(config)  # every key it sets is the app's
+
+
+def test_the_local_deployment_refuses_a_preset_that_cannot_run_its_study(capsys):
+    from mpclr.deploy.__main__ import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["local", "--preset", "fast"])  # refused before a certificate is made or a process started
+    assert stop.value.code == 2
+    assert "'fast' cannot run a whole study" in capsys.readouterr().err

@@ -14,6 +14,9 @@ from mpclr.lr.layout import Layout
 from mpclr.notebooks import SEQUENCE, RunFolder, Study
 from mpclr.notebooks.pipeline import load_encrypted, resume_federation
 from mpclr.notebooks.runner import SequenceFailed, run_sequence
+from mpclr.params import get_preset
+
+from ..checks import refresh_flooding
 
 LATER_STEP = Path(__file__).parent / "fixtures" / "later_step.ipynb"
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -95,7 +98,7 @@ def test_study_json(study_run):
     assert study["ckks"]["n"] == 16384 and study["ckks"]["security"] == "128-bit (HE standard)"
     assert [r["role"] for r in study["roles"]] == ["hospital", "server", "researcher"]
     assert study["data"]["rows"] == 300 and study["data"]["rows_per_hospital"] == {"hospital-1": 150, "hospital-2": 150}
-    assert study["summary"]["depth"] == 6 and study["written"]["by"] == "00_study_and_roles"
+    assert study["summary"]["depth"] == 7 and study["written"]["by"] == "00_study_and_roles"
 
 
 def test_keys_json_and_the_saved_federation(study_run):
@@ -211,7 +214,8 @@ def test_comparison_json(study_run):
         assert abs(r["secure_auc"] - r["twin_auc"]) <= 0.01  # secure evaluation of the encrypted models = the twin
         assert abs(r["twin_auc"] - r["sklearn_auc"]) <= 0.03
     assert rec["models_decrypted"] is True
-    assert rec["coefficients"]["max_abs_diff_encrypted_twin"] < 1e-4  # the encrypted weights are the twin's
+    # the encrypted weights are the twin's, up to the refreshes' smudging (tests.checks.refresh_flooding)
+    assert rec["coefficients"]["max_abs_diff_encrypted_twin"] < 10 * refresh_flooding(get_preset("train"), 2)
     assert np.asarray(rec["coefficients"]["encrypted"]).shape == (3, 5)
     assert [d["label"] for d in rec["decrypted_here"]] == [f"fold models: feature {j} of group 0" for j in range(5)]
     phases = {t["phase"]: t for t in rec["times"]}
@@ -328,7 +332,7 @@ def test_the_workshop_notebook(tmp_path):
 
 def test_06_runs_the_same_study_on_a_loopback_deployment(study_run, pooled):
     """06 on the sequence's run folder: a SuperLink and one SuperNode per hospital on 127.0.0.1 (TLS, node
-    authentication), each site reading its own rows; the same folds as in-process, the same AUCs."""
+    authentication), each site reading its own rows and drawing its own folds; secure AUCs = clear AUCs."""
     pytest.importorskip("flwr")
     from sklearn.metrics import roc_auc_score
 
@@ -339,16 +343,19 @@ def test_06_runs_the_same_study_on_a_loopback_deployment(study_run, pooled):
     assert rec["status"] == "ok" and rec["transport"]["kind"] == "loopback" and rec["unavailable"] == []
     data, folds = pooled
     rows = np.asarray(rec["global_rows"])  # the deployment's row r is the study's row rows[r]
-    assert np.array_equal(np.asarray(rec["study"]["fold_of_row"]), folds[rows])
     X, y = data.pooled.X[rows], data.pooled.y[rows]
     study = rec["study"]
     W, dep_folds = np.asarray(study["models"]), np.asarray(study["fold_of_row"])
+    # each site drew its folds from its own secret randomness: stratified on its rows, not 02's folds
+    assert not np.array_equal(dep_folds, folds[rows])
+    for site in np.split(dep_folds, np.cumsum([len(p.rows) for p in data.parts])[:-1]):
+        sizes = np.bincount(site, minlength=3)
+        assert sizes.max() - sizes.min() <= 1
     Z = (X - np.asarray(study["mean"])) / np.asarray(study["std"])
-    before = {f["fold"]: f for f in run.read_json("evaluation.json")["folds"]}
     for f in study["secure_evaluation"]["folds"]:
         k = f["fold"]
         s = W[k, 0] + Z[dep_folds == k] @ W[k, 1:]
+        assert f["n"] == (dep_folds == k).sum()
         assert abs(f["auc"] - roc_auc_score(y[dep_folds == k], s)) <= 0.005  # secure = clear, same scores
-        assert f["n"] == before[k]["n"] and abs(f["auc"] - before[k]["auc"]) <= 0.01  # deployed = in-process
     assert rec["summary"]["in_process_secure_auc"] == run.read_json("evaluation.json")["summary"]["secure_auc"]
     assert run.file("deployment_roc.png").read_bytes()[:8] == PNG

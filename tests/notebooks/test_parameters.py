@@ -20,7 +20,8 @@ from mpclr.notebooks import (
 )
 from mpclr.notebooks import study as study_module
 from mpclr.notebooks.batch import parse_grid
-from mpclr.notebooks.runner import run_sequence
+from mpclr.notebooks.runner import _plan, run_sequence
+from mpclr.params import NOT_FOR_STUDIES
 
 
 @pytest.mark.parametrize(
@@ -89,11 +90,23 @@ def test_declared_parameters_refuse_anything_else(source, match):
 
 
 def test_study_checks_with_the_crypto_code():
-    s = Study.from_parameters(parties=4, threshold=2, smudging_bits=12)
-    assert s.params().smudging_bits == 12 and s.params().name == "train/smudging=12"
+    s = Study.from_parameters(parties=4, threshold=2, smudging_bits=31)
+    assert s.params().smudging_bits == 31 and s.params().name == "train/smudging=31"
     assert s.key_holders_needed == 2
     with pytest.raises(ParameterError, match="smudging_bits"):
         Study.from_parameters(smudging_bits=45)  # beyond what the train preset's q_0 allows
+    # smudging that would not hide the noise of what the study decrypts: refused, saying why
+    with pytest.raises(ParameterError, match=r"'train/smudging=12' cannot run a whole study: .*below the floor 2\^20"):
+        Study.from_parameters(smudging_bits=12)
+    with pytest.raises(ParameterError, match=r"only 2\^13 above the noise it hides \(2\^15; 2\^14 needed\)"):
+        Study.from_parameters(smudging_bits=28)
+    # the teaching and experiments presets are refused for studies, naming the preset, why and what instead
+    with pytest.raises(ParameterError, match=r"'fast' cannot run a whole study: it is a teaching preset .*'train'"):
+        Study.from_parameters(preset="fast")
+    with pytest.raises(ParameterError, match=r"'deep' cannot run a whole study: it is an experiments preset"):
+        Study.from_parameters(preset="deep")
+    with pytest.raises(ParameterError, match="sized for up to 10 hospitals"):
+        Study.from_parameters(parties=11)
     with pytest.raises(ParameterError, match="unknown parameter 'rotation_steps'"):
         Study.from_parameters(rotation_steps=[1])
     record = s.to_json()
@@ -188,6 +201,24 @@ def test_steps_resolve_by_name_number_or_path(tmp_path):
         resolve_steps(["07"])
     with pytest.raises(ParameterError, match="00_study_and_roles listed twice"):
         resolve_steps(["00", "00_study_and_roles"])
+
+
+@pytest.mark.parametrize("preset", sorted(NOT_FOR_STUDIES))
+def test_a_study_refuses_a_preset_that_cannot_run_it(tmp_path, preset):
+    """The study sequence (00's design, the runner before any kernel) refuses the presets the command line
+    refuses, naming why; the workshop still starts from its own preset."""
+    message = f"parameter preset: '{preset}' cannot run a whole study: .*use preset 'train' instead"
+    with pytest.raises(ParameterError, match=message):
+        Study.from_parameters(preset=preset)
+    with pytest.raises(ParameterError, match=message):
+        Study.from_json({"parameters": {"preset": preset}})  # a run folder made before the check
+    target = tmp_path / "run"
+    with pytest.raises(ParameterError, match=message):
+        run_sequence(target, {"preset": preset, "parties": 2})
+    assert not target.exists()
+    assert check_parameters(preset=preset) == {"preset": preset}  # the registry: the workshop takes it
+    workshop = _plan(resolve_steps(["90"]), {"preset": preset}, target)
+    assert workshop[0][1]["preset"] == preset
 
 
 def test_runner_refuses_bad_parameters_before_any_kernel(tmp_path):
