@@ -251,7 +251,7 @@ def test_the_relay_sees_no_share():
     """Decryption and key-switch shares travel encrypted for the researcher: the bytes on the wire hold
     no window of the share, and the researcher still reads it."""
     net = RecordingNetwork()
-    fed = mpclr.Federation(parties=2, network=net)
+    fed = mpclr.Federation(parties=2, network=net, manifest="exploration")
     a = fed.parties[0].encrypt([1.0, 2.0])
     fed.decrypt(a)
     fed.receive(a)
@@ -288,7 +288,7 @@ class ReplyTamperingNetwork(InProcessNetwork):
 
 def test_researcher_refuses_a_tampered_encrypted_share():
     net = ReplyTamperingNetwork()
-    fed = mpclr.Federation(parties=2, network=net)
+    fed = mpclr.Federation(parties=2, network=net, manifest="exploration")
     a = fed.parties[0].encrypt([1.0, 2.0])
     net.target = "decrypt.share"
     with pytest.raises(MessageError, match="encrypted body failed authentication"):
