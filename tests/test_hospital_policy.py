@@ -340,3 +340,30 @@ def test_the_audit_log_holds_no_secret(tmp_path):
                     assert form not in text
         assert not re.search(rb"[0-9a-f]{96}", text)  # no long hex blob of any kind (the session id has 32)
     fed.close()
+
+
+def test_a_refusal_by_a_hospital_s_own_check_is_logged_with_its_reason(tmp_path):
+    """A request inside the manifest that a handler's own check refuses (mpclr.roles.guard: a c1 answered
+    before) is in the audit log as refused, with the check's reason, and takes nothing from the budget."""
+    from mpclr.protocols.decryption import ThresholdDecryption
+    from mpclr.seal.format import CiphertextData
+
+    m = Manifest("two decryptions", (*Manifest.keys_only().budgets, Budget("decrypt.share", "result", 2, 2, 1, 2)))
+    fed = mpclr.Federation(parties=2, preset="fast", manifest=m, audit_dir=tmp_path)
+    c = fed.parties[0].encrypt([1.0])
+    got = fed.researcher.call("server", "ct.fetch", id=c.id, level=0)
+    c1 = ThresholdDecryption(fed.ctx).c1_to_bytes(CiphertextData.from_bytes(got["ciphertext"]).data[1], 0)
+    ask = {"c1": c1, "level": 0, "participants": ["hospital-1", "hospital-2"], "label": "result", "values": 1}
+    fed.researcher.call("hospital-1", "decrypt.share", **ask)
+    with pytest.raises(ProtocolError, match="hospital-1 refused decrypt.share: .*answered before"):
+        fed.researcher.call("hospital-1", "decrypt.share", **ask)  # the same c1 again, not re-randomized
+    records = [json.loads(line) for line in (tmp_path / "hospital-1" / "audit.jsonl").open()]
+    assert [r["step"] for r in records if r["decision"] == "answered"] == [*CEREMONY, "decrypt.share"]
+    last = records[-1]
+    assert (last["step"], last["label"], last["requester"], last["decision"]) == (
+        "decrypt.share", "result", "researcher", "refused")
+    assert "answered before" in last["reason"] and last["ciphertexts"] == 1
+    assert fed.parties[0].policy.used["decrypt.share result"] == [1, 1, 1]  # the refused one was given back
+    d = fed.parties[1].encrypt([2.0])
+    assert np.allclose(fed.decrypt(d, label="result"), [2.0], atol=1e-3)  # so a second decryption is answered
+    fed.close()
