@@ -63,13 +63,16 @@ def ping(mode: str, specs, rounds: int, work: Path) -> dict:
 def in_process(args, X, y) -> dict:
     config = {"folds": args.folds, "seed": args.seed, "workers": args.workers}
     splits = np.array_split(np.arange(len(y)), args.sites)
-    info = local_sites_info([y[rows] for rows in splits], X.shape[1], args.preset, args.threshold or None)
+
+    def manifest(parties):  # each hospital gets its rows and counts its rows per fold, as a site does
+        for p, rows in zip(parties, splits):
+            p.load_data(X[rows], y[rows], rows)
+        return encrypted_cv_manifest(local_sites_info(parties, args.preset, args.threshold or None), config)
+
     t0 = time.perf_counter()
     fed = mpclr.Federation(parties=args.sites, preset=args.preset, threshold=args.threshold or None, seed=args.seed,
-                           manifest=encrypted_cv_manifest(info, config))
+                           manifest=manifest)
     ceremony = time.perf_counter() - t0
-    for p, rows in zip(fed.parties, splits):
-        p.load_data(X[rows], y[rows], rows)
     t1 = time.perf_counter()
     res = encrypted_cv(fed, config)
     study = time.perf_counter() - t1
