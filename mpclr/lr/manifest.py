@@ -1,7 +1,7 @@
 """A study's manifest (mpclr.roles.policy.Manifest), computed from its public plan before it starts.
 
 Every count comes from the functions the study's own steps use to shape their requests: the training
-layout, the trainer's refresh settings, Nesterov terms and gradient refresh points
+layout, the trainer's refresh level, Nesterov terms and gradient refresh points
 (mpclr.lr.encrypted, mpclr.lr.blocks), the secure evaluation's passes, jobs and packing
 (`SecureEvaluation.planned`), the researcher's labels. So a study run stays within its manifest:
 
@@ -14,7 +14,10 @@ layout, the trainer's refresh settings, Nesterov terms and gradient refresh poin
   2 (n - t) extra rounds, each within its budget's per-round size. n-out-of-n studies have none.
 
 The fold sizes (rows per fold) shape the secure evaluation's layout: they are public once the hospitals
-have assigned their folds, and each hospital computes its own in advance (`mpclr.lr.party.fold_sizes`).
+have assigned their folds (lr.folds), and each hospital counts its own in advance with the secret fold
+key it then keeps for the study (`DataProvider.fold_sizes`; a site's bootstrap `folds` message).
+The evaluation's scores are not refreshed, so its refreshes are the models' averaging and the rounds
+between comparison cycles; the key ceremony includes the check of the relinearization aggregate.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import numpy as np
 from ..params import Params
 from ..roles.policy import Budget, Manifest, ceremony_budgets
 from ..seal.format import galois_elt_from_step
+from .encrypted import TrainingPlan
 from .layout import Layout
 from .party import aggregate_length
 
@@ -53,7 +57,7 @@ class StudyPlan:
     folds: int
     etas: tuple[float, ...]
     degree: int
-    bound_bits: int = 8
+    bound_bits: int = TrainingPlan.bound_bits
     evaluation: dict | None = None
     fold_sizes: tuple[int, ...] | None = None
     decrypt_models: bool = True
