@@ -19,8 +19,7 @@ from .errors import (
 from .federation import Federation
 from .params import PRESETS, Params, get_preset
 from .roles import Ciphertext
-
-__version__ = "0.1.0"
+from .version import __version__ as __version__
 
 __all__ = [
     "Federation",

@@ -12,23 +12,14 @@ import time
 import numpy as np
 
 from .errors import ParameterError
+from .lr import hospital as _learning_handlers  # noqa: F401  (registers lr.* on every hospital)
 from .network import InProcessNetwork, Network
 from .params import Params, get_preset
 from .roles import Ciphertext, DataProvider, Researcher, Server, Session
 from .roles.policy import Manifest
-from .seal.context import SealContext
+from .seal.context import seal_context
 
 __all__ = ["Federation"]
-
-_CONTEXTS: dict[Params, SealContext] = {}
-
-
-def seal_context(params: Params) -> SealContext:
-    """Parameter sets are immutable, so their SEAL contexts (prime tables included) are shared."""
-    if params not in _CONTEXTS:
-        _CONTEXTS[params] = SealContext(params)
-    return _CONTEXTS[params]
-
 
 class Federation:
     """n data providers with one key share each, a server and a researcher.
@@ -48,7 +39,7 @@ class Federation:
         deployed site). Default: the key ceremony and `rotations` only, so no decryption, refresh or key
         switch is answered until a study's manifest is agreed. A function of the hospitals (DataProviders,
         not joined yet) returning the Manifest: for a plan that needs what each hospital counts on its own
-        rows before it joins (its rows per fold, DataProvider.fold_sizes), as a site does at bootstrap.
+        rows before it joins (its rows per fold, mpclr.lr.hospital.fold_sizes), as a site does at bootstrap.
     audit_dir : where each hospital appends its audit log (<audit_dir>/<name>/audit.jsonl) from the first
         request; without it the records wait in memory and go to the hospital's keystore folder
         (nodes/<name>/audit.jsonl) when the federation is saved

@@ -15,17 +15,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import __version__
 from .data import Dataset, check_folds, load, split
 from .errors import ParameterError
 from .federation import Federation
 from .lr.baselines import sklearn_cv
 from .lr.cv import encrypt_study
 from .lr.encrypted import TrainingPlan
+from .lr.hospital import fold_sizes as hospital_fold_sizes
 from .lr.metrics import METRICS, fold_metrics
 from .lr.party import design_rows
 from .lr.twin import NesterovLR
 from .params import check_study_preset
+from .version import __version__
 
 __all__ = ["StudyConfig", "run_cv", "plan_for"]
 
@@ -123,7 +124,7 @@ def study_manifest_for(config: StudyConfig, parts, evaluation: str, features: in
 
     def agree(parties):
         load_parts(parties, parts)
-        sizes = sum(np.asarray(p.fold_sizes(config.folds)) for p in parties)
+        sizes = sum(np.asarray(hospital_fold_sizes(p, config.folds)) for p in parties)
         return study_manifest(study_plan(config, sum(len(p) for p in parts), features, evaluation, sizes))
 
     return agree

@@ -415,6 +415,7 @@ class SiteRuntime:
 
     def _join(self, body: bytes) -> bytes:
         from ..federation import seal_context
+        from ..lr import hospital as _learning  # noqa: F401  (registers the lr.* steps on every hospital)
         from ..roles import DataProvider
 
         req = json.loads(body)
@@ -483,6 +484,7 @@ class SiteRuntime:
 
     def _protocol(self, session_hex: str, body: bytes) -> tuple[bytes, bool]:
         from ..federation import seal_context
+        from ..lr import hospital as _learning  # noqa: F401  (registers the lr.* steps on every hospital)
         from ..roles import DataProvider
 
         folder = self._session_dir(session_hex)
@@ -530,7 +532,7 @@ class SiteRuntime:
 
 
 def _version() -> str:
-    from .. import __version__
+    from ..version import __version__
 
     return __version__
 

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ParameterError
+from ..lr.hospital import fold_sizes as hospital_fold_sizes
 from ..params import check_study_preset
 
 __all__ = ["encrypted_cv", "check_config", "study_options", "OPTIONS", "DEFAULT_SCHEDULE", "fold_aucs", "SitesInfo",
@@ -149,7 +150,7 @@ def local_sites_info(parties, params, threshold: int | None = None) -> SitesInfo
     shapes = [p.data_shape() for p in parties]
 
     def sizes(folds):
-        return [int(x) for x in sum(np.asarray(p.fold_sizes(folds)) for p in parties)]
+        return [int(x) for x in sum(np.asarray(hospital_fold_sizes(p, folds)) for p in parties)]
 
     return SitesInfo([p.name for p in parties], [r for r, _ in shapes], shapes[0][1], get_preset(params),
                      threshold or len(parties), False, sizes)

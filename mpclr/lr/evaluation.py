@@ -104,7 +104,7 @@ import numpy as np
 
 from ..errors import ParameterError, ProtocolError
 from ..protocols.refresh import RefreshProtocol
-from ..roles.server import Ciphertext
+from ..roles.evaluator import Ciphertext
 from ..seal.format import CiphertextData, galois_elt_from_step, pack_ciphertext, unpack_ciphertext
 from .blocks import Enc
 from .comparison import LadderOps, SignComposite, design_sign, narrowest_transition

@@ -17,27 +17,11 @@ import hashlib
 
 import numpy as np
 
-from ..data import binary_labels
-from ..errors import DataError, ParameterError
+from ..data import binary_labels, check_fold_count, check_stratifiable
+from ..errors import ParameterError
 
 __all__ = ["assign_folds", "secret_folds", "check_fold_count", "check_stratifiable", "fold_ids_for",
            "training_masks", "fold_sizes"]
-
-
-def check_fold_count(folds) -> int:
-    if isinstance(folds, bool) or not isinstance(folds, int | np.integer) or folds < 2:
-        raise ParameterError(f"parameter folds must be an integer >= 2, got {folds!r}")
-    return int(folds)
-
-
-def check_stratifiable(y, folds: int, what: str = "the data") -> None:
-    """Refuse when some fold would miss a class: each class needs at least `folds` rows."""
-    folds = check_fold_count(folds)
-    y = binary_labels(y)
-    counts = {c: int((y == c).sum()) for c in (0, 1)}
-    if min(counts.values()) < folds:
-        raise DataError(f"{what}: {folds} folds cannot each hold both classes; class counts are "
-                        f"0: {counts[0]}, 1: {counts[1]} (each class needs at least {folds} rows)")
 
 
 def _deal(y: np.ndarray, folds: int, orders, start: int) -> np.ndarray:

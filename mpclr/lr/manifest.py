@@ -15,7 +15,7 @@ layout, the trainer's refresh level, Nesterov terms and gradient refresh points
 
 The fold sizes (rows per fold) shape the secure evaluation's layout: they are public once the hospitals
 have assigned their folds (lr.folds), and each hospital counts its own in advance with the secret fold
-key it then keeps for the study (`DataProvider.fold_sizes`; a site's bootstrap `folds` message).
+key it then keeps for the study (`mpclr.lr.hospital.fold_sizes`; a site's bootstrap `folds` message).
 The evaluation's scores are not refreshed, so its refreshes are the models' averaging and the rounds
 between comparison cycles; the key ceremony includes the check of the relinearization aggregate.
 """
@@ -87,7 +87,7 @@ class StudyPlan:
 
 
 def study_manifest(plan: StudyPlan) -> Manifest:
-    from ..federation import seal_context
+    from ..seal.context import seal_context
 
     ctx = seal_context(plan.params)
     n, t = len(plan.key_holders), int(plan.threshold)

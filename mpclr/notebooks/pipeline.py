@@ -32,6 +32,7 @@ from ..errors import DataError, ProtocolError
 from ..federation import Federation
 from ..keystore import Keystore
 from ..keystore_crypto import PASSPHRASE_ENV
+from ..lr.hospital import fold_sizes as hospital_fold_sizes
 from .rundir import RunFolder
 from .study import HospitalData, Study
 
@@ -136,7 +137,7 @@ def study_manifest(study: Study, data: HospitalData, rotation_steps=(), refine_r
     def agree(parties):
         for party, part in zip(parties, data.parts):
             party.load_data(part.X, part.y, part.rows)
-        sizes = sum(np.asarray(p.fold_sizes(study.folds)) for p in parties)
+        sizes = sum(np.asarray(hospital_fold_sizes(p, study.folds)) for p in parties)
         plan = StudyPlan(
             key_holders=tuple(study.party_names()),
             threshold=study.key_holders_needed,

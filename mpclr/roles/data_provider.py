@@ -13,6 +13,8 @@ later step uses the threshold share, and a step that would need s_i is refused.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 
@@ -28,15 +30,32 @@ from ..protocols.share import SecretKeyShare
 from ..ring import CommonRandomString, SecretRandom
 from ..seal.format import pack_ciphertext
 from ..wire import seal_box
-from .guard import RequestGuard, check_public_key, check_round_one, commitment, round_one_check
+from .evaluator import Ciphertext
+from .guard import RequestGuard, check_public_key, check_round_one, commitment, crs_seed, round_one_check
 from .node import Node, Session
 from .policy import Manifest, Policy
 
-__all__ = ["DataProvider", "commitment"]
+__all__ = ["DataProvider", "commitment", "register_handlers"]
 
 # secrets one protocol step keeps for the next, as bytes (kept in `_pending`, saved as pending-<name>)
 _PENDING_BYTES = ("crs_nonce", "cpk_share", "shamir_own", "rlk_share")
 FOLD_KEY_BYTES = 32  # the secret behind a hospital's fold assignment (mpclr.lr.folds.secret_folds)
+
+# Steps other packages teach every hospital (the learning handlers, mpclr.stats): step -> function(hospital,
+# fields, sender). roles/ stays generic multiparty code: what a hospital computes on its rows lives with the
+# package that registers it.
+_EXTRA_HANDLERS: dict[str, Callable] = {}
+
+
+def register_handlers(handlers: dict[str, Callable]) -> None:
+    """Let every hospital made from now on answer more protocol steps: step -> function(hospital, fields,
+    sender), run as the hospital's own handlers are (what it raises becomes a refusal). What such a
+    package keeps between requests goes in `hospital.extension_state[its name]` (JSON, saved with the
+    hospital's keystore)."""
+    for step, fn in handlers.items():
+        if not callable(fn):
+            raise TypeError(f"handler of {step!r} is not callable")
+    _EXTRA_HANDLERS.update(handlers)
 
 
 class DataProvider(Node):
@@ -82,13 +101,15 @@ class DataProvider(Node):
                 "refresh.share": self._on_refresh_share,
                 "researcher.key": self._on_researcher_key,
                 "pcks.share": self._on_pcks_share,
-                "lr.aggregate": self._on_lr_aggregate,
-                "lr.encrypt": self._on_lr_encrypt,
-                "lr.encrypt_eval": self._on_lr_encrypt_eval,
-                "lr.folds": self._on_lr_folds,
             }
         )
+        for step, fn in _EXTRA_HANDLERS.items():
+            if step in self._handlers:
+                raise ProtocolError(f"a package registered a handler for {step!r}, a hospital's own step")
+            self._handlers[step] = partial(fn, self)
+        self.extension_state: dict[str, dict] = {}  # what registered packages keep here (public JSON)
         self._data = None  # (X, y, global row indices): this hospital's rows, never sent
+        self.folds = None  # this hospital's fold id per row once assigned (public: lr.folds shows the server)
 
     def join(self, session: Session) -> None:
         self.policy.check_session(session, self.name)
@@ -156,7 +177,8 @@ class DataProvider(Node):
             "crs_seed": self._crs.seed.hex() if self._crs else None,
             "used_refresh_labels": sorted(self._used_refresh_labels),
             "crs_commitments": {k: bytes(v).hex() for k, v in self._pending.get("crs_commitments", {}).items()},
-            "folds": None if getattr(self, "_folds", None) is None else self._folds.tolist(),
+            "folds": None if self.folds is None else self.folds.tolist(),
+            "extensions": self.extension_state,
         }
         ks.put_json("data-provider", public)
         for name, value in (
@@ -205,7 +227,8 @@ class DataProvider(Node):
                 self._pending[name] = ks.get_secret(f"pending-{name}")
         if ks.has("pending-rlk_u", True):
             self._pending["rlk_u"] = SecretKeyShare.import_from_keystore(ring, ks, "pending-rlk_u")
-        self._folds = None if public["folds"] is None else np.asarray(public["folds"], dtype=np.int64)
+        self.folds = None if public["folds"] is None else np.asarray(public["folds"], dtype=np.int64)
+        self.extension_state = dict(public.get("extensions", {}))
         self._guard.load(ks)
         self.policy.load(ks)
 
@@ -214,13 +237,14 @@ class DataProvider(Node):
             raise ProtocolError(f"{self.name}: the common random string has not been agreed yet")
         return self._crs
 
-    def _from_server(self, sender: str, step: str) -> None:
+    def from_server(self, sender: str, step: str) -> None:
+        """Refuse `step` unless the session's server sent it (for this hospital's and registered handlers)."""
         if sender != self._require_session().server:
             raise ProtocolError(f"{step} is only taken from the session's server, not {sender}")
 
     # --- common random string: commit-then-reveal coin toss -------------------------------------
     def _on_crs_commit(self, fields, sender):
-        self._from_server(sender, "crs.commit")
+        self.from_server(sender, "crs.commit")
         if self._crs is not None or "crs_nonce" in self._pending:
             raise ProtocolError(
                 "crs.commit: this hospital committed to its nonce in this session already (a second nonce would "
@@ -231,7 +255,7 @@ class DataProvider(Node):
         return {"commitment": commitment(nonce)}
 
     def _on_crs_reveal(self, fields, sender):
-        self._from_server(sender, "crs.reveal")
+        self.from_server(sender, "crs.reveal")
         holders = self._require_session().key_holders
         if sorted(fields["commitments"]) != sorted(holders):
             raise ProtocolError("reveal requested before every key holder committed")
@@ -242,7 +266,7 @@ class DataProvider(Node):
         return {"nonce": nonce}
 
     def _on_crs_seed(self, fields, sender):
-        self._from_server(sender, "crs.seed")
+        self.from_server(sender, "crs.seed")
         nonces: dict = fields["nonces"]
         commits = self._pending.pop("crs_commitments")
         for name, nonce in nonces.items():
@@ -260,7 +284,7 @@ class DataProvider(Node):
 
     # --- collective public key ------------------------------------------------------------------
     def _on_cpk_commit(self, fields, sender):
-        self._from_server(sender, "cpk.commit")
+        self.from_server(sender, "cpk.commit")
         if "cpk_share" in self._pending or self._guard.cpk_commitments is not None:
             raise ProtocolError("cpk.commit: this hospital committed to its public-key share in this session already")
         crp = self._cpk.sample_crp(self._require_crs())
@@ -269,7 +293,7 @@ class DataProvider(Node):
         return {"commitment": commitment(share)}
 
     def _on_cpk_reveal(self, fields, sender):
-        self._from_server(sender, "cpk.reveal")
+        self.from_server(sender, "cpk.reveal")
         if sorted(fields["commitments"]) != sorted(self._require_session().key_holders):
             raise ProtocolError("public-key share requested before every key holder committed")
         share = self._pending.get("cpk_share")
@@ -285,7 +309,7 @@ class DataProvider(Node):
 
     # --- relinearization key --------------------------------------------------------------------
     def _on_rlk_round1(self, fields, sender):
-        self._from_server(sender, "rlk.round1")
+        self.from_server(sender, "rlk.round1")
         if "rlk_u" in self._pending or self._guard.rlk_round1 is not None:
             raise ProtocolError("rlk.round1: answered already in this session (one ephemeral secret per key)")
         u = self._rlk.ephemeral(self._rng)
@@ -299,7 +323,7 @@ class DataProvider(Node):
     def _on_rlk_check(self, fields, sender):
         """Round 1b: the server has announced the digest of the aggregate it will send in round 2; sign
         this hospital's inner products with the challenge derived from it (a few scalars)."""
-        self._from_server(sender, "rlk.check")
+        self.from_server(sender, "rlk.check")
         digest = bytes(fields.get("digest", b""))
         if len(digest) != 32:
             raise ProtocolError(f"rlk.check: the aggregate's digest must be 32 bytes, got {len(digest)}")
@@ -319,7 +343,7 @@ class DataProvider(Node):
         return {"scalars": scalars, "signature": signature}
 
     def _on_rlk_round2(self, fields, sender):
-        self._from_server(sender, "rlk.round2")
+        self.from_server(sender, "rlk.round2")
         if "rlk_u" not in self._pending:
             raise ProtocolError("relinearization round 2 before round 1")
         # a refused aggregate leaves u unused (and kept); once u is multiplied by an accepted one, it is erased
@@ -334,7 +358,7 @@ class DataProvider(Node):
     # --- rotation keys --------------------------------------------------------------------------
     def _on_gkg_share(self, fields, sender):
         """Shares of the rotation keys for `galois_elts` (one round for all of them), or for `galois_elt`."""
-        self._from_server(sender, "gkg.share")
+        self.from_server(sender, "gkg.share")
         batch = "galois_elts" in fields
         elts = [int(e) for e in fields["galois_elts"]] if batch else [int(fields["galois_elt"])]
         if not 1 <= len(elts) <= 64 or len(set(elts)) != len(elts):
@@ -350,7 +374,7 @@ class DataProvider(Node):
     def _on_keys_install(self, fields, sender):
         """Install the collective public key only if it is the one every hospital's signed share and this
         hospital's own CRS make: a key the server made itself would let it read every upload."""
-        self._from_server(sender, "keys.install")
+        self.from_server(sender, "keys.install")
         if self._guard.cpk_commitments is None:
             raise ProtocolError("keys.install: before this hospital revealed its public-key share")
         key = check_public_key(self.ctx, self._require_session(), fields, self._require_crs(),
@@ -392,7 +416,7 @@ class DataProvider(Node):
         return b"mpclr/shamir/v1\x00" + self._require_session().id + sender.encode() + b"\x00" + recipient.encode()
 
     def _on_shamir_deal(self, fields, sender):
-        self._from_server(sender, "shamir.deal")
+        self.from_server(sender, "shamir.deal")
         if self._tsk is not None or "shamir_own" in self._pending:
             raise ProtocolError("shamir.deal: this hospital dealt its key share in this session already (a second "
                                 "sharing would leave the hospitals with shares of different polynomials)")
@@ -410,7 +434,7 @@ class DataProvider(Node):
         return {"boxes": boxes}
 
     def _on_shamir_receive(self, fields, sender):
-        self._from_server(sender, "shamir.receive")
+        self.from_server(sender, "shamir.receive")
         s = self._require_session()
         sharing = shamir.ThresholdSharing(self.ctx.key_ring, s.threshold, s.n)
         boxes: dict = fields["boxes"]
@@ -434,7 +458,7 @@ class DataProvider(Node):
 
     # --- collective refresh ---------------------------------------------------------------------
     def _on_refresh_share(self, fields, sender):
-        self._from_server(sender, "refresh.share")
+        self.from_server(sender, "refresh.share")
         label = str(fields["label"])
         if label in self._used_refresh_labels:
             raise ProtocolError(f"refresh label {label!r} was used before: a CRP must never repeat")
@@ -515,27 +539,22 @@ class DataProvider(Node):
         )
         self._data = (X, y.astype(np.int64), rows)
         if not same:
-            self._folds = None  # fold ids belong to the rows they were dealt for
+            self.folds = None  # fold ids belong to the rows they were dealt for
 
     def data_shape(self) -> tuple[int, int]:
         """(rows, features) of this hospital's data: public, the study's plan is made of them."""
-        X, _, rows = self._require_data()
+        X, _, rows = self.require_data()
         return len(rows), X.shape[1]
 
-    def fold_sizes(self, folds: int) -> list[int]:
-        """Rows per fold of the assignment lr.folds will make, asked before the study for its manifest
-        (public once assigned: lr.folds shows the server every row's fold). Before this hospital joins a
-        session, the fold key it will use in that session is drawn now."""
-        from ..lr.party import fold_sizes
-
-        _, y, rows = self._require_data()
+    def fold_key(self) -> bytes:
+        """The secret key of this hospital's fold assignment (mpclr.lr.hospital). Asked before the study, for
+        the manifest's rows per fold, it is the key of the session this hospital joins next, drawn now; in
+        a session, the session's (drawn now if a keystore saved before fold keys existed lacks it)."""
         if self.session is None:
             self._next_fold_key = self._next_fold_key or self._rng.bytes(FOLD_KEY_BYTES)
-            key = self._next_fold_key
-        else:
-            self._fold_key = self._fold_key or self._rng.bytes(FOLD_KEY_BYTES)
-            key = self._fold_key
-        return [int(x) for x in fold_sizes(y, folds, key, rows)]
+            return self._next_fold_key
+        self._fold_key = self._fold_key or self._rng.bytes(FOLD_KEY_BYTES)
+        return self._fold_key
 
     def use_fold_key(self, key: bytes) -> None:
         """The secret key of the fold assignment in the session this hospital joins next, drawn before it
@@ -544,72 +563,20 @@ class DataProvider(Node):
             raise ProtocolError(f"{self.name}: a fold key is {FOLD_KEY_BYTES} secret bytes")
         self._next_fold_key = bytes(key)
 
-    def _require_data(self):
+    def require_data(self):
+        """(X, y, global row indices) of this hospital's own rows, for its handlers; refused before load_data."""
         if self._data is None:
             raise ProtocolError(f"{self.name} has no data loaded")
         return self._data
 
-    def _encrypt_bytes(self, values) -> bytes:
+    def encrypt_bytes(self, values) -> bytes:
+        """A vector encrypted under the collective public key, packed for a reply (what a handler sends)."""
         he = self._encryptor()
         x = np.ascontiguousarray(values, dtype=np.float64)
         return pack_ciphertext(he.encryptFrac(x, scale=2.0**self.ctx.params.scale_bits).to_bytes(compr_mode="none"))
 
-    def _on_lr_aggregate(self, fields, sender):
-        from ..lr.party import aggregate_length, aggregate_vector
-
-        self._from_server(sender, "lr.aggregate")
-        X, _, _ = self._require_data()
-        d = X.shape[1]
-        if aggregate_length(d) > self.ctx.params.slots:
-            raise ProtocolError(f"{d} features make an aggregate larger than one ciphertext")
-        return {"ciphertext": self._encrypt_bytes(aggregate_vector(X)), "length": aggregate_length(d), "features": d}
-
-    def _on_lr_folds(self, fields, sender):
-        """Stratified fold ids for this hospital's rows from its own secret fold key: no seed from the
-        server (a fold assignment an observer can replay tells it which rows share a label)."""
-        from ..lr.folds import check_fold_count, secret_folds
-
-        self._from_server(sender, "lr.folds")
-        if "seed" in fields:
-            raise ProtocolError("lr.folds: a hospital draws its folds from its own secret randomness and "
-                                "takes no seed from the server")
-        _, y, rows = self._require_data()
-        folds = check_fold_count(fields["folds"])
-        if self._fold_key is None:  # a keystore saved before fold keys existed
-            self._fold_key = self._rng.bytes(FOLD_KEY_BYTES)
-        self._folds = secret_folds(y, folds, self._fold_key, rows)
-        return {"rows": rows.tolist(), "folds": self._folds.tolist()}
-
-    def _on_lr_encrypt(self, fields, sender):
-        from ..lr.layout import Layout
-        from ..lr.party import constant_part, design_rows, pack_blocks
-
-        self._from_server(sender, "lr.encrypt")
-        X, y, rows = self._require_data()
-        if getattr(self, "_folds", None) is None:
-            raise ProtocolError(f"{self.name}: fold assignment (lr.folds) must come before lr.encrypt")
-        spec = fields["layout"]
-        layout = Layout(int(spec["slots"]), int(spec["rows"]), int(spec["folds"]))
-        if layout.slots != self.ctx.params.slots or int(rows.max()) >= layout.n_rows:
-            raise ProtocolError("the requested layout does not fit this party's rows or the parameters")
-        mean, std = np.asarray(fields["mean"], dtype=np.float64), np.asarray(fields["std"], dtype=np.float64)
-        if mean.shape != (X.shape[1],) or std.shape != (X.shape[1],):
-            raise ProtocolError(f"scaling statistics for {mean.shape} features, this party has {X.shape[1]}")
-        counts = np.asarray(fields["train_counts"], dtype=np.float64)
-        if counts.shape != (layout.folds,) or np.any(counts < 1):
-            raise ProtocolError(f"training row counts must be positive, one per fold; got {counts.tolist()}")
-        interval = float(fields["interval"])
-        if not 0 < interval < 1e6:
-            raise ProtocolError(f"sigmoid interval must be positive, got {interval}")
-        z = design_rows(X, y, mean, std)
-        blocks = [[g, b, j, self._encrypt_bytes(vec)] for g, b, j, vec in pack_blocks(layout, rows, z / interval)]
-        const = [[g, j, self._encrypt_bytes(vec)] for g, j, vec in constant_part(layout, z, self._folds, counts)]
-        return {"blocks": blocks, "constant": const}
-
     def encrypt(self, values):
         """Encrypt a vector under the collective public key and upload it; returns the server's handle."""
-        from .server import Ciphertext
-
         he = self._encryptor()
         x = np.asarray(values, dtype=np.float64).ravel()
         if x.size == 0 or x.size > self.ctx.params.slots:
@@ -622,32 +589,6 @@ class DataProvider(Node):
             length=int(x.size),
         )
         return Ciphertext(reply["id"], int(x.size), int(reply["level"]), float(reply["scale"]))
-
-    # ==================== secure evaluation (mpclr.lr.evaluation): begin ====================
-    def _on_lr_encrypt_eval(self, fields, sender):
-        """This hospital's rows in the public evaluation layout: standardized features / scale and labels,
-        encrypted under the collective key, as [block, column, ciphertext] for every block it has rows in."""
-        from ..lr.eval_layout import EvalLayout, party_vectors
-
-        self._from_server(sender, "lr.encrypt_eval")
-        X, y, rows = self._require_data()
-        if getattr(self, "_folds", None) is None:
-            raise ProtocolError(f"{self.name}: fold assignment (lr.folds) must come before lr.encrypt_eval")
-        layout = EvalLayout.from_description(fields["layout"])
-        if layout.slots != self.ctx.params.slots or int(rows.max()) >= layout.n_rows:
-            raise ProtocolError("the evaluation layout does not fit this party's rows or the parameters")
-        if not np.array_equal(layout.fold_of_row[rows], self._folds):
-            raise ProtocolError(f"{self.name}: the evaluation layout's fold ids differ from this party's own")
-        mean, std = np.asarray(fields["mean"], dtype=np.float64), np.asarray(fields["std"], dtype=np.float64)
-        if mean.shape != (X.shape[1],) or std.shape != (X.shape[1],):
-            raise ProtocolError(f"scaling statistics for {mean.shape} features, this party has {X.shape[1]}")
-        scale = float(fields["scale"])
-        if not 0 < scale < 1e6:
-            raise ProtocolError(f"evaluation scale must be positive, got {scale}")
-        out = [[b, j, self._encrypt_bytes(vec)] for b, j, vec in party_vectors(layout, rows, X, y, mean, std, scale)]
-        return {"ciphertexts": out}
-
-    # ==================== secure evaluation (mpclr.lr.evaluation): end ======================
 
     # ==================== policy gate (mpclr.roles.policy): begin ===========================
     def agree(self, manifest: Manifest) -> None:
@@ -663,9 +604,3 @@ class DataProvider(Node):
 
     # ==================== policy gate (mpclr.roles.policy): end =============================
 
-
-def crs_seed(session: Session, nonces: dict[str, bytes]) -> bytes:
-    h = hashlib.sha256(b"mpclr/crs-seed/v1\x00" + session.id)
-    for name in session.key_holders:
-        h.update(nonces[name])
-    return h.digest()

@@ -25,8 +25,8 @@ from ..protocols.rlk import RelinKeyGen
 from ..protocols.rotation import RotationKeyGen
 from ..ring import CommonRandomString, SecretRandom
 from ..seal.format import CiphertextData, galois_elt_from_step, unpack_ciphertext
-from .data_provider import commitment, crs_seed
-from .guard import round_one_check
+from .evaluator import Ciphertext
+from .guard import commitment, crs_seed, round_one_check
 from .node import Node, check_participants, with_live_participants
 
 __all__ = ["Server", "Ciphertext"]
@@ -38,19 +38,6 @@ _SCALE_TOLERANCE = 2.0**-40
 
 def _close(a: float, b: float) -> bool:
     return abs(a / b - 1) <= _SCALE_TOLERANCE
-
-
-@dataclass(frozen=True)
-class Ciphertext:
-    """A handle to an encrypted vector held by the server (plain data: id, length, level, scale)."""
-
-    id: int
-    length: int
-    level: int
-    scale: float
-
-    def __repr__(self) -> str:
-        return f"Ciphertext(id={self.id}, length={self.length}, level={self.level}, scale=2^{np.log2(self.scale):.2f})"
 
 
 @dataclass
