@@ -4,7 +4,7 @@ Everything a site keeps stays in one folder of its own (`keystore`, mode 0700, s
 
     <keystore>/keystore-encryption.json   scrypt parameters, salt and check value (when encrypted)
     <keystore>/site/                 the site's long-term identity (signing and box keys), made once
-    <keystore>/sessions/<id>/        one folder per study session: the DataProvider's state (key share,
+    <keystore>/sessions/<id>/        one folder per study session: the Hospital's state (key share,
                                      threshold share, protocol secrets, sequence numbers), the row range
                                      the study assigned, the study manifest and what was answered against
                                      it (policy.json), and the last replies (for retried requests)
@@ -17,7 +17,7 @@ passphrase unless the site's IT opted out (`encrypt = false`); the key is derive
 Nothing is kept in Flower's `context.state`. The site's data file is named in the SuperNode's own
 configuration (`--node-config`) and is read here, at the site, on every message; it is never sent.
 
-Each message is handled from scratch: resume the session's `DataProvider` from its folder, load the
+Each message is handled from scratch: resume the session's `Hospital` from its folder, load the
 rows, answer, save. So a ClientApp may be a fresh process per message (Flower's default) or a
 long-lived one (mpclr.deploy.worker) with the same result, and a restarted site picks up where it was.
 
@@ -233,7 +233,7 @@ def site_passphrase(config: SiteConfig, prompt: bool = False, new: bool = False)
 
 
 class _SiteNetwork(Network):
-    """A site only answers requests; its DataProvider never starts one."""
+    """A site only answers requests; its Hospital never starts one."""
 
     def register(self, node) -> None:
         pass
@@ -383,12 +383,12 @@ class SiteRuntime:
     def _folds(self, body: bytes) -> bytes:
         """Rows per fold of the assignment lr.folds will make in the session about to be joined, for its
         manifest: the session's secret fold key is drawn now (OS CSPRNG) and kept in the session's folder,
-        where the DataProvider made at join takes it. Asked again for the same session, the same key."""
+        where the Hospital made at join takes it. Asked again for the same session, the same key."""
         from ..errors import ParameterError
-        from ..lr.folds import check_fold_count
-        from ..lr.party import fold_sizes
+        from ..plain.folds import check_fold_count
         from ..ring import SecretRandom
-        from ..roles.data_provider import FOLD_KEY_BYTES
+        from ..roles.hospital import FOLD_KEY_BYTES
+        from ..training.party import fold_sizes
 
         req = json.loads(body)
         try:
@@ -414,9 +414,10 @@ class SiteRuntime:
         return self.root / "sessions" / session_hex
 
     def _join(self, body: bytes) -> bytes:
+        from ..evaluation import hospital as _evaluation_steps  # noqa: F401  (registers lr.encrypt_eval)
         from ..federation import seal_context
-        from ..lr import hospital as _learning  # noqa: F401  (registers the lr.* steps on every hospital)
-        from ..roles import DataProvider
+        from ..roles import Hospital
+        from ..training import hospital as _training_steps  # noqa: F401  (registers lr.* training steps)
 
         req = json.loads(body)
         session = Session.from_json(req["session"])
@@ -452,7 +453,7 @@ class SiteRuntime:
             if known["fingerprint"] != fp:
                 raise SiteFailure("this session id was joined before with different contents")
             return json.dumps({"fingerprint": fp, "again": True}).encode()  # a retried join: same answer
-        dp = DataProvider(name, ctx, _SiteNetwork())
+        dp = Hospital(name, ctx, _SiteNetwork())
         dp.identity = ident
         dp.agree(manifest)
         dp.policy.log = self.audit
@@ -483,9 +484,10 @@ class SiteRuntime:
         return json.dumps({"fingerprint": fp, "again": False}).encode()
 
     def _protocol(self, session_hex: str, body: bytes) -> tuple[bytes, bool]:
+        from ..evaluation import hospital as _evaluation_steps  # noqa: F401  (registers lr.encrypt_eval)
         from ..federation import seal_context
-        from ..lr import hospital as _learning  # noqa: F401  (registers the lr.* steps on every hospital)
-        from ..roles import DataProvider
+        from ..roles import Hospital
+        from ..training import hospital as _training_steps  # noqa: F401  (registers lr.* training steps)
 
         folder = self._session_dir(session_hex)
         if not (folder / "site-session.json").exists():
@@ -508,7 +510,7 @@ class SiteRuntime:
         X, y = self.data()
         if len(y) != info["rows"]:
             raise SiteFailure(f"the site's data changed during the study ({info['rows']} rows, now {len(y)})")
-        dp = DataProvider(self.config.name, ctx, _SiteNetwork())
+        dp = Hospital(self.config.name, ctx, _SiteNetwork())
         dp.load_data(X, y, info["row_offset"] + np.arange(len(y)))
         try:
             dp.load(ks)

@@ -32,7 +32,7 @@ from ..errors import DataError, ProtocolError
 from ..federation import Federation
 from ..keystore import Keystore
 from ..keystore_crypto import PASSPHRASE_ENV
-from ..lr.hospital import fold_sizes as hospital_fold_sizes
+from ..training.hospital import fold_sizes as hospital_fold_sizes
 from .rundir import RunFolder
 from .study import HospitalData, Study
 
@@ -122,15 +122,15 @@ def resume_federation(run: RunFolder, study: Study, data: HospitalData | None = 
 
 
 def study_manifest(study: Study, data: HospitalData, rotation_steps=(), refine_rounds: int | None = None):
-    """What the hospitals agree to answer for the steps 02-05 (mpclr.lr.manifest), agreed in 01 with the
+    """What the hospitals agree to answer for the steps 02-05 (mpclr.manifest), agreed in 01 with the
     keys: the scaling decryption, the training's refreshes, the secure evaluation of 04 (with
     `refine_rounds` rounds, the value 04 must be run with), the fold models' decryption of 05, and 01's
     rotation keys. A function of the hospitals (the Federation's `manifest`): each loads its rows and
     counts its rows per fold with the secret fold key it then keeps for the study. A step run again asks
     for more than was agreed and is refused: rerun 01 (new keys, a new manifest) and the steps after it."""
-    from ..lr.manifest import StudyPlan
-    from ..lr.manifest import study_manifest as make
-    from ..lr.twin import momentum_schedule
+    from ..manifest import StudyPlan
+    from ..manifest import study_manifest as make
+    from ..plain.twin import momentum_schedule
 
     model = study.model()
 
@@ -159,7 +159,7 @@ def study_manifest(study: Study, data: HospitalData, rotation_steps=(), refine_r
 
 def study_rotation_steps(study: Study, rows: int, extra=()) -> list[int]:
     """The rotations the study's public layout needs (its rotate-and-sums), then any extra ones."""
-    from ..lr.layout import Layout
+    from ..training.layout import Layout
 
     steps = Layout(study.params().slots, rows, study.folds).rotation_steps()
     return steps + [int(s) for s in extra if int(s) not in steps]
@@ -209,7 +209,7 @@ class _ResearcherTap:
 def aggregate_view(values, d: int) -> dict:
     """The decrypted aggregate [rows, sums, cross-products (j <= k)] as the researcher reads it: the pooled
     count, the means, the cross-product matrix, and the covariance and correlation matrices they give."""
-    from ..lr.party import aggregate_length
+    from ..training.party import aggregate_length
 
     values = np.asarray(values, dtype=np.float64)[: aggregate_length(d)]
     n = values[0]
@@ -233,13 +233,13 @@ def aggregate_view(values, d: int) -> dict:
 
 
 def encrypt(fed: Federation, study: Study):
-    """Notebook 02's protocol, as mpclr.lr.cv.encrypt_study runs it: fold assignment by each hospital,
+    """Notebook 02's protocol, as mpclr.training.cv.encrypt_study runs it: fold assignment by each hospital,
     scaling from the encrypted aggregate (the only decryption), rotation keys for the layout (none left
     to make when 01 made them), the hospitals' rows encrypted in the public layout.
 
     Returns (EncryptedCV, what the researcher decrypted: `aggregate_view` of it plus its label)."""
-    from ..lr.cv import encrypt_study
-    from ..lr.party import aggregate_values
+    from ..training.cv import encrypt_study
+    from ..training.party import aggregate_values
 
     tap = _ResearcherTap(fed)
     model = study.model()
@@ -362,7 +362,7 @@ def save_encrypted(cv, run: RunFolder):
 def load_encrypted(run: RunFolder, fed: Federation, *, trained: bool = False):
     """The encrypted study of 02 (with 03's fold models when `trained`), checked to be under the resumed
     federation's key: rerunning 01 makes new keys, and the old ciphertexts are then useless."""
-    from ..lr.cv import EncryptedCV
+    from ..training.cv import EncryptedCV
 
     path = run.path / ENCRYPTED
     if not (path / "encrypted_cv.json").is_file():
@@ -397,7 +397,7 @@ class Twin:
 
 
 def fit_twin(study: Study, data: HospitalData, cv) -> Twin:
-    from ..lr.party import design_rows
+    from ..training.party import design_rows
 
     model = study.model(curvature=cv.curvature)
     Z = design_rows(data.pooled.X, data.pooled.y, cv.mean, cv.std)
@@ -420,7 +420,7 @@ def train(fed: Federation, cv, study: Study, progress=None):
 def convergence(twin: Twin) -> dict:
     """Per iteration (0 = the zero start) and fold: the twin's mean log-likelihood on the fold's training
     rows and on its test rows; per iteration and fold the largest |margin| the sigmoid polynomial saw."""
-    from ..lr.twin import mean_log_likelihood
+    from ..plain.twin import mean_log_likelihood
 
     m = twin.model
     masks = m.masks_
@@ -502,10 +502,10 @@ def training_record(study: Study, log, plan, traffic: dict, twin: Twin) -> dict:
 
 # ================================================================================================ 04: evaluation
 def evaluate(fed: Federation, cv, cutoff: float = 0.5, refine_rounds: int | None = None) -> dict:
-    """Secure evaluation of every fold model (mpclr.lr.evaluation): encrypted scores and comparisons, and
+    """Secure evaluation of every fold model (mpclr.evaluation.secure): encrypted scores and comparisons, and
     only the agreed counts, switched to the researcher's own key. refine_rounds: rounds of thresholds
     the researcher chooses from the counts so far (None: the evaluation's default)."""
-    from ..lr.evaluation import evaluate_encrypted_cv
+    from ..evaluation.secure import evaluate_encrypted_cv
 
     t0 = time.perf_counter()
     result = evaluate_encrypted_cv(fed, cv, cutoff=cutoff, refine_rounds=refine_rounds)
@@ -607,8 +607,8 @@ def compare(
     """comparison.json: per fold the secure AUC (04) beside the twin's and scikit-learn's on the same
     folds and scaling; the coefficients (the decrypted encrypted models when the key holders decrypted
     them); the time per phase beside the source study's."""
-    from ..lr.baselines import sklearn_cv
-    from ..lr.metrics import METRICS, fold_metrics, mean_sd
+    from ..plain.baselines import sklearn_cv
+    from ..plain.metrics import METRICS, fold_metrics, mean_sd
 
     y, folds = data.pooled.y, cv.fold_of_row
     twin_m = fold_metrics(y, twin.scores(folds), folds)

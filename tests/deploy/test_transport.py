@@ -26,11 +26,11 @@ from mpclr.deploy.site import SiteConfig, answer  # noqa: E402
 from mpclr.deploy.study import fold_aucs  # noqa: E402
 from mpclr.errors import ParameterError, ProtocolError  # noqa: E402
 from mpclr.keystore_crypto import PASSPHRASE_ENV  # noqa: E402
-from mpclr.lr.encrypted import TrainingPlan  # noqa: E402
-from mpclr.lr.party import design_rows  # noqa: E402
-from mpclr.lr.sigmoid import sigmoid_poly  # noqa: E402
 from mpclr.params import get_preset  # noqa: E402
+from mpclr.plain.sigmoid import sigmoid_poly  # noqa: E402
 from mpclr.roles.policy import Manifest  # noqa: E402
+from mpclr.training.encrypted import TrainingPlan  # noqa: E402
+from mpclr.training.party import design_rows  # noqa: E402
 
 from ..checks import refresh_flooding  # noqa: E402
 from ..lr.test_encrypted_training import nesterov_reference  # noqa: E402

@@ -10,11 +10,13 @@ from sklearn.metrics import confusion_matrix, roc_auc_score
 import mpclr
 from mpclr.data import load_breast_cancer, load_shared, shared_available
 from mpclr.errors import ProtocolError
-from mpclr.lr.cv import run_encrypted_cv
-from mpclr.lr.encrypted import TrainingPlan
-from mpclr.lr.eval_layout import EvalLayout, party_vectors
-from mpclr.lr.evaluation import SecureEvaluation, _FoldView, roc_from_counts
-from mpclr.lr.sigmoid import sigmoid_poly
+from mpclr.evaluation.counts import roc_from_counts
+from mpclr.evaluation.layout import EvalLayout, party_vectors
+from mpclr.evaluation.refinement import FoldView
+from mpclr.evaluation.secure import SecureEvaluation
+from mpclr.plain.sigmoid import sigmoid_poly
+from mpclr.training.cv import run_encrypted_cv
+from mpclr.training.encrypted import TrainingPlan
 
 from ..checks import decryption_flooding, exact_scores
 
@@ -98,7 +100,7 @@ def test_roc_from_exact_counts_is_sklearns_auc_when_every_cell_is_pure():
 
 
 def test_refinement_splits_only_mixed_cells():
-    view = _FoldView(0, 6)
+    view = FoldView(0, 6)
     view.record("positives", None, 3)
     for t, (rows, pos) in {-1.0: (5, 3), 0.0: (3, 2), 1.0: (1, 0)}.items():
         view.record("rows", t, rows)

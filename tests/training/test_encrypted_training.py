@@ -5,16 +5,16 @@ import pytest
 
 import mpclr
 from mpclr.errors import ProtocolError
-from mpclr.lr.cv import run_encrypted_cv
-from mpclr.lr.encrypted import TrainingPlan
-from mpclr.lr.party import design_rows
-from mpclr.lr.sigmoid import sigmoid_poly
+from mpclr.plain.sigmoid import sigmoid_poly
+from mpclr.training.cv import run_encrypted_cv
+from mpclr.training.encrypted import TrainingPlan
+from mpclr.training.party import design_rows
 
 from ..checks import refresh_flooding
 
 
 def nesterov_reference(Z, folds, K, plan):
-    """The algorithm in mpclr.lr.encrypted's docstring, in float64, written out independently."""
+    """The algorithm in mpclr.training.encrypted's docstring, in float64, written out independently."""
     p = np.asarray(plan.sigmoid)
     W = np.zeros((K, Z.shape[1]))
     V = np.zeros_like(W)
@@ -106,8 +106,8 @@ def test_fast_preset_adapts_its_schedule():
 
 
 def test_prepare_needs_every_block(fed_train):
-    from mpclr.lr.encrypted import EncryptedTrainer
-    from mpclr.lr.layout import Layout
+    from mpclr.training.encrypted import EncryptedTrainer
+    from mpclr.training.layout import Layout
 
     layout = Layout(fed_train.params.slots, 100, 2)
     tr = EncryptedTrainer(fed_train.server, layout, 3, TrainingPlan(sigmoid_poly(3, 8.0), SCHEDULE[:1]))
@@ -118,8 +118,8 @@ def test_prepare_needs_every_block(fed_train):
 
 
 def test_layout_rejects_foreign_blocks(fed_train):
-    from mpclr.lr.encrypted import EncryptedTrainer
-    from mpclr.lr.layout import Layout
+    from mpclr.training.encrypted import EncryptedTrainer
+    from mpclr.training.layout import Layout
 
     layout = Layout(fed_train.params.slots, 100, 2)
     tr = EncryptedTrainer(fed_train.server, layout, 3, TrainingPlan(sigmoid_poly(3, 8.0), SCHEDULE[:1]))

@@ -1,6 +1,6 @@
 """Where each test row sits for secure evaluation (public: every party and the server compute the same).
 
-Training repeats every sample once per model of its group (mpclr.lr.layout); scoring needs each row only
+Training repeats every sample once per model of its group (mpclr.training.layout); scoring needs each row only
 once, with its own fold's model. The evaluation layout keeps the training groups (10 folds = 8 + 2) and
 their slot pattern, but puts each row only in the slot of the model that did not see it:
 
@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ProtocolError
-from .layout import Layout
+from ..training.layout import Layout
 
 __all__ = ["EvalGroup", "EvalLayout", "Member", "party_vectors"]
 

@@ -35,11 +35,11 @@ from .guard import RequestGuard, check_public_key, check_round_one, commitment, 
 from .node import Node, Session
 from .policy import Manifest, Policy
 
-__all__ = ["DataProvider", "commitment", "register_handlers"]
+__all__ = ["Hospital", "commitment", "register_handlers"]
 
 # secrets one protocol step keeps for the next, as bytes (kept in `_pending`, saved as pending-<name>)
 _PENDING_BYTES = ("crs_nonce", "cpk_share", "shamir_own", "rlk_share")
-FOLD_KEY_BYTES = 32  # the secret behind a hospital's fold assignment (mpclr.lr.folds.secret_folds)
+FOLD_KEY_BYTES = 32  # the secret behind a hospital's fold assignment (mpclr.plain.folds.secret_folds)
 
 # Steps other packages teach every hospital (the learning handlers, mpclr.stats): step -> function(hospital,
 # fields, sender). roles/ stays generic multiparty code: what a hospital computes on its rows lives with the
@@ -58,7 +58,7 @@ def register_handlers(handlers: dict[str, Callable]) -> None:
     _EXTRA_HANDLERS.update(handlers)
 
 
-class DataProvider(Node):
+class Hospital(Node):
     role = "data provider"
     encrypted_replies = frozenset({"decrypt.share", "pcks.share"})  # for the researcher's eyes only
 
@@ -547,7 +547,7 @@ class DataProvider(Node):
         return len(rows), X.shape[1]
 
     def fold_key(self) -> bytes:
-        """The secret key of this hospital's fold assignment (mpclr.lr.hospital). Asked before the study, for
+        """The secret key of this hospital's fold assignment (mpclr.training.hospital). Asked before the study, for
         the manifest's rows per fold, it is the key of the session this hospital joins next, drawn now; in
         a session, the session's (drawn now if a keystore saved before fold keys existed lacks it)."""
         if self.session is None:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from mpclr.errors import ParameterError
-from mpclr.lr.sigmoid import DEGREES, evaluate, max_error, sigmoid, sigmoid_poly
+from mpclr.plain.sigmoid import DEGREES, evaluate, max_error, sigmoid, sigmoid_poly
 
 
 def test_degree_3_on_8_reproduces_helr():

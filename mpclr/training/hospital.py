@@ -1,11 +1,11 @@
-"""A hospital's side of the learning protocols: the steps it answers on its own rows (registered on every
-hospital through mpclr.roles.data_provider's `register_handlers`, as plain functions of (hospital, fields,
-sender)), and the rows per fold it reports for a study's manifest.
+"""A hospital's side of the encrypted training: the steps it answers on its own rows (registered on every
+hospital through mpclr.roles.hospital's `register_handlers`, as plain functions of (hospital, fields,
+sender)), and the rows per fold it reports for a study's manifest. Its evaluation step is in
+mpclr.evaluation.hospital.
 
 lr.aggregate      sums of x, x^2 and the curvature bound's terms, encrypted (the public scaling statistics)
 lr.folds          stratified fold ids from the hospital's own secret fold key (shown to the server)
 lr.encrypt        its rows in the training layout: design blocks and the constant part, encrypted
-lr.encrypt_eval   its rows in the public evaluation layout: standardized features and labels, encrypted
 """
 
 from __future__ import annotations
@@ -13,14 +13,13 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ProtocolError
-from ..roles.data_provider import register_handlers
-from .eval_layout import EvalLayout, party_vectors
-from .folds import check_fold_count, secret_folds
+from ..plain.folds import check_fold_count, secret_folds
+from ..roles.hospital import register_handlers
 from .layout import Layout
 from .party import aggregate_length, aggregate_vector, constant_part, design_rows, pack_blocks
 from .party import fold_sizes as _fold_sizes
 
-__all__ = ["HANDLERS", "fold_sizes"]
+__all__ = ["HANDLERS", "fold_sizes", "scaling"]
 
 
 def fold_sizes(hospital, folds: int) -> list[int]:
@@ -53,7 +52,8 @@ def on_folds(node, fields, sender):
     return {"rows": rows.tolist(), "folds": node.folds.tolist()}
 
 
-def _scaling(fields, X):
+def scaling(fields, X):
+    """The pooled means and standard deviations a request carries, checked against the hospital's features."""
     mean, std = np.asarray(fields["mean"], dtype=np.float64), np.asarray(fields["std"], dtype=np.float64)
     if mean.shape != (X.shape[1],) or std.shape != (X.shape[1],):
         raise ProtocolError(f"scaling statistics for {mean.shape} features, this party has {X.shape[1]}")
@@ -69,7 +69,7 @@ def on_encrypt(node, fields, sender):
     layout = Layout(int(spec["slots"]), int(spec["rows"]), int(spec["folds"]))
     if layout.slots != node.ctx.params.slots or int(rows.max()) >= layout.n_rows:
         raise ProtocolError("the requested layout does not fit this party's rows or the parameters")
-    mean, std = _scaling(fields, X)
+    mean, std = scaling(fields, X)
     counts = np.asarray(fields["train_counts"], dtype=np.float64)
     if counts.shape != (layout.folds,) or np.any(counts < 1):
         raise ProtocolError(f"training row counts must be positive, one per fold; got {counts.tolist()}")
@@ -82,26 +82,5 @@ def on_encrypt(node, fields, sender):
     return {"blocks": blocks, "constant": const}
 
 
-def on_encrypt_eval(node, fields, sender):
-    """The hospital's rows in the public evaluation layout: standardized features / scale and labels,
-    encrypted under the collective key, as [block, column, ciphertext] for every block it has rows in."""
-    node.from_server(sender, "lr.encrypt_eval")
-    X, y, rows = node.require_data()
-    if node.folds is None:
-        raise ProtocolError(f"{node.name}: fold assignment (lr.folds) must come before lr.encrypt_eval")
-    layout = EvalLayout.from_description(fields["layout"])
-    if layout.slots != node.ctx.params.slots or int(rows.max()) >= layout.n_rows:
-        raise ProtocolError("the evaluation layout does not fit this party's rows or the parameters")
-    if not np.array_equal(layout.fold_of_row[rows], node.folds):
-        raise ProtocolError(f"{node.name}: the evaluation layout's fold ids differ from this party's own")
-    mean, std = _scaling(fields, X)
-    scale = float(fields["scale"])
-    if not 0 < scale < 1e6:
-        raise ProtocolError(f"evaluation scale must be positive, got {scale}")
-    out = [[b, j, node.encrypt_bytes(vec)] for b, j, vec in party_vectors(layout, rows, X, y, mean, std, scale)]
-    return {"ciphertexts": out}
-
-
-HANDLERS = {"lr.aggregate": on_aggregate, "lr.folds": on_folds, "lr.encrypt": on_encrypt,
-            "lr.encrypt_eval": on_encrypt_eval}
+HANDLERS = {"lr.aggregate": on_aggregate, "lr.folds": on_folds, "lr.encrypt": on_encrypt}
 register_handlers(HANDLERS)

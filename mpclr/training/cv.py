@@ -152,7 +152,7 @@ class EncryptedCV:
 
 def encrypt_study(fed, *, folds: int, interval: float = 8.0, participants=None) -> EncryptedCV:
     """Fold assignment, standardization from the encrypted aggregate, encrypted rows.
-    Every hospital must have its data loaded (DataProvider.load_data), global row indices 0..n-1.
+    Every hospital must have its data loaded (Hospital.load_data), global row indices 0..n-1.
     Each hospital draws its folds from its own secret randomness: no seed fixes them (a resumed
     federation gets the same ones again). Two hospitals: a PrivacyWarning (TWO_HOSPITALS)."""
     s = fed.server

@@ -45,7 +45,7 @@ def aggregate_length(d: int) -> int:
 def stats_from_aggregate(values: np.ndarray, d: int):
     """(Standardization, curvature) from a decrypted aggregate vector: pooled means and standard
     deviations, and the largest eigenvalue of the standardized Gram matrix (the twin's step size)."""
-    from .twin import curvature_from_aggregates, standardize_from_aggregates
+    from ..plain.twin import curvature_from_aggregates, standardize_from_aggregates
 
     values = np.asarray(values, dtype=np.float64)
     if values.size < aggregate_length(d):
@@ -63,7 +63,7 @@ def stats_from_aggregate(values: np.ndarray, d: int):
 
 def design_rows(X: np.ndarray, y: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
     """z = y' [1, (x - mean) / std], one row per sample: the twin's z-rows of the standardized features."""
-    from .twin import make_z
+    from ..plain.twin import make_z
 
     return make_z((np.asarray(X, dtype=np.float64) - mean) / std, y)
 
@@ -79,10 +79,10 @@ def pack_blocks(layout: Layout, rows: np.ndarray, z: np.ndarray):
 
 
 def fold_sizes(y: np.ndarray, folds: int, key: bytes, rows: np.ndarray) -> np.ndarray:
-    """Rows per fold of a hospital's own assignment (mpclr.lr.folds.secret_folds with its fold key), so
+    """Rows per fold of a hospital's own assignment (mpclr.plain.folds.secret_folds with its fold key), so
     that the study's manifest can count the secure evaluation's layout before the study starts. Public
     once the folds are assigned (lr.folds shows the server every row's fold)."""
-    from .folds import secret_folds
+    from ..plain.folds import secret_folds
 
     return np.bincount(secret_folds(y, folds, key, rows), minlength=folds)
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from mpclr import data
-from mpclr.lr.baselines import sklearn_cv
-from mpclr.lr.metrics import fold_metrics
-from mpclr.lr.twin import NesterovLR, standardization_stats
+from mpclr.plain.baselines import sklearn_cv
+from mpclr.plain.metrics import fold_metrics
+from mpclr.plain.twin import NesterovLR, standardization_stats
 
 SETS = ["breast_cancer", "synthetic:6000x10", *data.SHARED_NAMES]
 

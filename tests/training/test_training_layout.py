@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from mpclr.errors import ParameterError
-from mpclr.lr.layout import Layout
+from mpclr.training.layout import Layout
 
 
 def test_binary_groups_fill_slots_exactly():

@@ -2,7 +2,7 @@
 
 Every count comes from the functions the study's own steps use to shape their requests: the training
 layout, the trainer's refresh level, Nesterov terms and gradient refresh points
-(mpclr.lr.encrypted, mpclr.lr.blocks), the secure evaluation's passes, jobs and packing
+(mpclr.training.encrypted, mpclr.training.blocks), the secure evaluation's passes, jobs and packing
 (`SecureEvaluation.planned`), the researcher's labels. So a study run stays within its manifest:
 
 - exactly, budget by budget, when the coordinator runs as planned (same worker count, same transport);
@@ -15,7 +15,7 @@ layout, the trainer's refresh level, Nesterov terms and gradient refresh points
 
 The fold sizes (rows per fold) shape the secure evaluation's layout: they are public once the hospitals
 have assigned their folds (lr.folds), and each hospital counts its own in advance with the secret fold
-key it then keeps for the study (`mpclr.lr.hospital.fold_sizes`; a site's bootstrap `folds` message).
+key it then keeps for the study (`mpclr.training.hospital.fold_sizes`; a site's bootstrap `folds` message).
 The evaluation's scores are not refreshed, so its refreshes are the models' averaging and the rounds
 between comparison cycles; the key ceremony includes the check of the relinearization aggregate.
 """
@@ -26,12 +26,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..params import Params
-from ..roles.policy import Budget, Manifest, ceremony_budgets
-from ..seal.format import galois_elt_from_step
-from .encrypted import TrainingPlan
-from .layout import Layout
-from .party import aggregate_length
+from .params import Params
+from .roles.policy import Budget, Manifest, ceremony_budgets
+from .seal.format import galois_elt_from_step
+from .training.encrypted import TrainingPlan
+from .training.layout import Layout
+from .training.party import aggregate_length
 
 __all__ = ["StudyPlan", "study_manifest"]
 
@@ -87,7 +87,7 @@ class StudyPlan:
 
 
 def study_manifest(plan: StudyPlan) -> Manifest:
-    from ..seal.context import seal_context
+    from .seal.context import seal_context
 
     ctx = seal_context(plan.params)
     n, t = len(plan.key_holders), int(plan.threshold)
@@ -125,7 +125,7 @@ class _Term:
 
 def _inputs(terms: list[tuple], refresh_level: int) -> int:
     """Ciphertexts the trainer sends to the refresh for one output (its merge and fold of the terms)."""
-    from .encrypted import EncryptedTrainer
+    from .training.encrypted import EncryptedTrainer
 
     merged = EncryptedTrainer._merge_terms(terms)
     folded = EncryptedTrainer.foldable(merged, refresh_level)
@@ -133,8 +133,8 @@ def _inputs(terms: list[tuple], refresh_level: int) -> int:
 
 
 def _training(plan: StudyPlan, ctx, layout: Layout) -> list[Budget]:
-    from .blocks import refresh_points
-    from .encrypted import TrainingPlan, refresh_level, worker_count
+    from .training.blocks import refresh_points
+    from .training.encrypted import TrainingPlan, refresh_level, worker_count
 
     tplan = TrainingPlan(np.zeros(plan.degree + 1), [(1.0, float(e)) for e in plan.etas], bound_bits=plan.bound_bits)
     level = refresh_level(ctx, tplan, len(plan.key_holders))
@@ -166,7 +166,8 @@ def _training(plan: StudyPlan, ctx, layout: Layout) -> list[Budget]:
 
 # ---------------------------------------------------------------------------------------- evaluation
 def _evaluation(plan: StudyPlan, ctx, weights: int) -> tuple[list[Budget], list[int]]:
-    from .evaluation import SecureEvaluation, _fill_shape
+    from .evaluation.refinement import fill_shape
+    from .evaluation.secure import SecureEvaluation
 
     if plan.fold_sizes is None or len(plan.fold_sizes) != plan.folds or sum(plan.fold_sizes) != plan.rows:
         raise ValueError(f"a secure evaluation's manifest needs the rows of each of the {plan.folds} folds "
@@ -180,7 +181,7 @@ def _evaluation(plan: StudyPlan, ctx, weights: int) -> tuple[list[Budget], list[
     reveals["cutoff and grid"] = _pass_reveals(ev, first, positives=True)
     reveals["refinement"] = 0
     for _ in range(ev.refine_rounds):
-        chosen = [(ev.coarse, th) for th in _fill_shape(ev.layout, ev._refine_shape(), [])]
+        chosen = [(ev.coarse, th) for th in fill_shape(ev.layout, ev._refine_shape(), [])]
         comparisons += _pass_rounds(ev, chosen, plan.coalesce)
         reveals["refinement"] += _pass_reveals(ev, chosen, positives=False)
     slots = plan.params.slots
@@ -217,9 +218,9 @@ def _pass_rounds(ev, batches, coalesce: bool) -> list[int]:
 
 def _pass_reveals(ev, batches, positives: bool) -> int:
     """Count ciphertexts one pass key-switches to the researcher (SecureEvaluation._reveal)."""
-    from .evaluation import _Packer
+    from .evaluation.packer import Packer
 
-    packer = _Packer(None, ev.layout)
+    packer = Packer(None, ev.layout)
     for _, g in sorted({(i, g) for i, (_, th) in enumerate(batches) for g in th}):
         grp = ev.layout.groups[g]
         entries = [(beta, j, None) for beta in range(grp.copies) for j in range(grp.lanes)]

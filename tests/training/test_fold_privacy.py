@@ -26,8 +26,8 @@ import pytest
 
 import mpclr
 from mpclr.errors import PrivacyWarning, ProtocolError
-from mpclr.lr.cv import encrypt_study
-from mpclr.lr.folds import secret_folds
+from mpclr.plain.folds import secret_folds
+from mpclr.training.cv import encrypt_study
 
 ROWS = 150  # per hospital, as in the review
 PREVALENCE = 0.35  # each fold's minority stays the hospital's minority, so the majority guess is optimal
@@ -250,7 +250,7 @@ def test_two_hospitals_learn_each_other_s_sums_and_are_warned():
     own = X[:90]
     n_other = n - own.shape[0]
     sums = n * mean - own.sum(0)
-    squares = n * (std**2 + mean**2) - (own**2).sum(0)  # std with ddof 0 (mpclr.lr.twin)
+    squares = n * (std**2 + mean**2) - (own**2).sum(0)  # std with ddof 0 (mpclr.plain.twin)
     assert n_other == 110
     np.testing.assert_allclose(sums, X[90:].sum(0), rtol=1e-6, atol=1e-3)  # to CKKS's precision at scale 2^30
     np.testing.assert_allclose(squares, (X[90:] ** 2).sum(0), rtol=1e-5, atol=1e-3)

@@ -6,7 +6,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.metrics import roc_curve as sk_roc_curve
 
 from mpclr.errors import DataError
-from mpclr.lr.metrics import auc, confusion, fold_metrics, mean_sd, roc_curve
+from mpclr.plain.metrics import auc, confusion, fold_metrics, mean_sd, roc_curve
 
 
 @pytest.fixture(params=[0, 1, 2])

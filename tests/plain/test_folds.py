@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from mpclr.errors import DataError, ParameterError
-from mpclr.lr.folds import assign_folds, fold_sizes, secret_folds, training_masks
+from mpclr.plain.folds import assign_folds, fold_sizes, secret_folds, training_masks
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """Encrypted training of all fold models at once, at the server (Pyfhel/SEAL), with collective refreshes.
 
-Algorithm (mirrored exactly, in float64, by mpclr.lr.twin): HELR-style Nesterov accelerated gradient on
+Algorithm (mirrored exactly, in float64, by mpclr.plain.twin): HELR-style Nesterov accelerated gradient on
 z_i = y'_i [1, x_i] (y' = +-1), with the sigmoid replaced by its least-squares polynomial p:
 
     g_k(v) = (1 / n_k) sum_{i not in fold k} p(-z_i . v) z_i ,    p(x) = 1/2 + c_1 x + c_3 x^3 + ...
@@ -96,7 +96,7 @@ class EncryptedTrainer:
         self, server, layout: Layout, features: int, plan: TrainingPlan, participants=None, workers: int | str = "auto"
     ):
         self.server = server
-        self.he = server._he
+        self.he = server.evaluator.he
         self.ctx = server.ctx
         self.layout = layout
         self.features = features  # d + 1, the intercept included
@@ -324,7 +324,7 @@ class EncryptedTrainer:
         for coef, x in mine:
             ct = _down(self.he, x, level)
             value = coef / 2.0**shift * scale / float(x.ct.scale)
-            pt, _ = self.server._encode(value, self.ctx.params.slots, prime, level)
+            pt, _ = self.server.evaluator.encode(value, self.ctx.params.slots, prime, level)
             prod = self.he.multiply_plain(ct, pt, in_new_ctxt=True)
             prod.scale = scale * prime
             acc = prod if acc is None else self.he.add(acc, prod, in_new_ctxt=True)

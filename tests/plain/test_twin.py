@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from mpclr.errors import DataError, ParameterError
-from mpclr.lr.folds import assign_folds, training_masks
-from mpclr.lr.sigmoid import sigmoid, sigmoid_poly
-from mpclr.lr.twin import (
+from mpclr.plain.folds import assign_folds, training_masks
+from mpclr.plain.sigmoid import sigmoid, sigmoid_poly
+from mpclr.plain.twin import (
     NesterovLR,
     curvature,
     curvature_from_aggregates,

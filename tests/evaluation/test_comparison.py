@@ -6,8 +6,7 @@ from numpy.polynomial import chebyshev as cheb
 
 import mpclr
 from mpclr.errors import ParameterError
-from mpclr.lr.blocks import Enc
-from mpclr.lr.comparison import (
+from mpclr.evaluation.comparison import (
     LadderOps,
     cycle_degrees,
     design_sign,
@@ -15,6 +14,7 @@ from mpclr.lr.comparison import (
     flat_stage,
     narrowest_transition,
 )
+from mpclr.training.blocks import Enc
 
 
 @pytest.fixture(scope="module")
@@ -26,12 +26,12 @@ def fed():
 
 def ops_of(fed):
     ctx = fed.ctx
-    return LadderOps(fed.server._he, ctx.primes, ctx.scale_ladder, ctx.top_level, ctx.params.slots)
+    return LadderOps(fed.server.evaluator.he, ctx.primes, ctx.scale_ladder, ctx.top_level, ctx.params.slots)
 
 
 def enc(fed, values):
     h = fed.parties[0].encrypt(values)
-    return Enc(fed.server._get(h).ct, h.level)
+    return Enc(fed.server.evaluator.get(h).ct, h.level)
 
 
 def dec(fed, x: Enc, scale_bits: int = 0):
@@ -39,7 +39,7 @@ def dec(fed, x: Enc, scale_bits: int = 0):
     ops = ops_of(fed)
     for _ in range(scale_bits):
         x = ops.double(x)
-    h = fed.server._put(x.ct, fed.ctx.params.slots, x.level)
+    h = fed.server.evaluator.put(x.ct, fed.ctx.params.slots, x.level)
     try:
         return fed.decrypt(h, level=None) / 2.0**scale_bits
     finally:

@@ -50,7 +50,7 @@ Slots are complex, and CKKS noise has an imaginary part as large as its real par
 built for real inputs: where the imaginary part of an input is as large as its real part (a score within
 the noise of a threshold), the iterates leave the unit disk and diverge (measured before this was
 handled). The caller therefore projects values on the reals, (z + conj(z)) / 2, at every collective
-refresh (mpclr.lr.evaluation: the refresh applies the conjugation to its exact integers, no key needed).
+refresh (mpclr.evaluation.secure: the refresh applies the conjugation to its exact integers, no key needed).
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ from numpy.polynomial import chebyshev as cheb
 from Pyfhel import PyCtxt
 
 from ..errors import ParameterError, ProtocolError
-from .blocks import Enc
+from ..training.blocks import Enc
 
 __all__ = [
     "SignComposite", "design_sign", "narrowest_transition", "fit_odd_stage", "flat_stage", "cycle_degrees", "LadderOps"

@@ -4,7 +4,7 @@ Pyfhel holds the GIL, so the server uses processes, as a multi-core server would
 the public and relinearization keys and its shard of data blocks once; per iteration it gets the weights and returns
 its part of the gradient. Workers are the server's own processes (it trusts them with nothing but
 ciphertexts and public keys); they talk to it over their stdin/stdout pipes, never to other parties.
-They are started as `python -m mpclr.lr.workers`, not with multiprocessing, so that scripts and
+They are started as `python -m mpclr.training.workers`, not with multiprocessing, so that scripts and
 notebooks without a `__main__` guard are never re-executed in the children.
 """
 
@@ -209,7 +209,7 @@ class WorkerPool(ProcessPool):
 
     def __init__(self, count: int, init: dict, refresh, coalesce: bool = False):
         self.timings: list[dict] = []
-        super().__init__("mpclr.lr.workers", count, init, refresh, coalesce)
+        super().__init__("mpclr.training.workers", count, init, refresh, coalesce)
 
     def send_blocks(self, shards: list[list]) -> None:
         """Stream the blocks round-robin, one per message: each worker loads one block while the next

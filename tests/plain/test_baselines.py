@@ -5,8 +5,8 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
-from mpclr.lr.baselines import sklearn_cv
-from mpclr.lr.folds import assign_folds
+from mpclr.plain.baselines import sklearn_cv
+from mpclr.plain.folds import assign_folds
 
 
 def test_sklearn_cv_uses_the_given_folds():
