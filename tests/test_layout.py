@@ -22,8 +22,6 @@ import ast
 import re
 from pathlib import Path
 
-import pytest
-
 PACKAGE = Path(__file__).resolve().parent.parent / "mpclr"
 
 FLOORS = [
@@ -146,7 +144,6 @@ def test_the_checker_sees_function_level_imports_and_cycles():
     assert "mpclr.study" in mods["mpclr.cli"]
 
 
-@pytest.mark.xfail(strict=True, reason="the god-modules are split in the next commits")
 def test_no_module_over_600_lines():
     long = {m: n for m, p in modules().items() if (n := len(p.read_text().splitlines())) > MAX_LINES}
     assert long == {}

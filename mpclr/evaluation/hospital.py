@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ProtocolError
-from ..roles.hospital import register_handlers
+from ..roles.extensions import register_handlers
 from ..training.hospital import scaling
 from .layout import EvalLayout, party_vectors
 

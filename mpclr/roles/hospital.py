@@ -13,7 +13,6 @@ later step uses the threshold share, and a step that would need s_i is refused.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
 from functools import partial
 
 import numpy as np
@@ -31,6 +30,8 @@ from ..ring import CommonRandomString, SecretRandom
 from ..seal.format import pack_ciphertext
 from ..wire import seal_box
 from .evaluator import Ciphertext
+from .extensions import handlers as registered_handlers
+from .extensions import register_handlers
 from .guard import RequestGuard, check_public_key, check_round_one, commitment, crs_seed, round_one_check
 from .node import Node, Session
 from .policy import Manifest, Policy
@@ -40,23 +41,6 @@ __all__ = ["Hospital", "commitment", "register_handlers"]
 # secrets one protocol step keeps for the next, as bytes (kept in `_pending`, saved as pending-<name>)
 _PENDING_BYTES = ("crs_nonce", "cpk_share", "shamir_own", "rlk_share")
 FOLD_KEY_BYTES = 32  # the secret behind a hospital's fold assignment (mpclr.plain.folds.secret_folds)
-
-# Steps other packages teach every hospital (the learning handlers, mpclr.stats): step -> function(hospital,
-# fields, sender). roles/ stays generic multiparty code: what a hospital computes on its rows lives with the
-# package that registers it.
-_EXTRA_HANDLERS: dict[str, Callable] = {}
-
-
-def register_handlers(handlers: dict[str, Callable]) -> None:
-    """Let every hospital made from now on answer more protocol steps: step -> function(hospital, fields,
-    sender), run as the hospital's own handlers are (what it raises becomes a refusal). What such a
-    package keeps between requests goes in `hospital.extension_state[its name]` (JSON, saved with the
-    hospital's keystore)."""
-    for step, fn in handlers.items():
-        if not callable(fn):
-            raise TypeError(f"handler of {step!r} is not callable")
-    _EXTRA_HANDLERS.update(handlers)
-
 
 class Hospital(Node):
     role = "data provider"
@@ -103,7 +87,7 @@ class Hospital(Node):
                 "pcks.share": self._on_pcks_share,
             }
         )
-        for step, fn in _EXTRA_HANDLERS.items():
+        for step, fn in registered_handlers().items():
             if step in self._handlers:
                 raise ProtocolError(f"a package registered a handler for {step!r}, a hospital's own step")
             self._handlers[step] = partial(fn, self)

@@ -1,5 +1,5 @@
 """A hospital's side of the encrypted training: the steps it answers on its own rows (registered on every
-hospital through mpclr.roles.hospital's `register_handlers`, as plain functions of (hospital, fields,
+hospital through mpclr.roles.extensions' `register_handlers`, as plain functions of (hospital, fields,
 sender)), and the rows per fold it reports for a study's manifest. Its evaluation step is in
 mpclr.evaluation.hospital.
 
@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import ProtocolError
 from ..plain.folds import check_fold_count, secret_folds
-from ..roles.hospital import register_handlers
+from ..roles.extensions import register_handlers
 from .layout import Layout
 from .party import aggregate_length, aggregate_vector, constant_part, design_rows, pack_blocks
 from .party import fold_sizes as _fold_sizes
