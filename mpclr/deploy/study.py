@@ -286,7 +286,7 @@ def fold_aucs(result: dict, X, y) -> list[float]:
 
 def ping(fed, config: dict) -> dict:
     """`rounds` (default 20) rounds of a no-op request to every site: what a round costs with nothing
-    to compute (each site answers with a signed "does not answer" error envelope). With `payload` = n,
+    to compute (each site answers with a MACed "does not answer" error envelope). With `payload` = n,
     each request carries n more bytes (throughput)."""
     from ..wire import KIND_REQUEST
 
