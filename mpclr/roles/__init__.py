@@ -1,4 +1,5 @@
-"""The three roles of a study: data providers (hospitals), the server, the researcher."""
+"""Generic multiparty nodes: hospitals (key holders with their own rows), the server, the researcher. No
+learning code: the steps a hospital answers on its rows are registered by other packages (extensions)."""
 
 from .evaluator import Ciphertext
 from .hospital import Hospital
