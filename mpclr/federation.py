@@ -162,9 +162,11 @@ class Federation:
     def threshold(self) -> int:
         return self.session.threshold
 
-    def generate_rotation_keys(self, steps, by=None) -> list[int]:
+    def generate_rotation_keys(self, steps, by=None, level: int | None = None) -> list[int]:
+        """Collective rotation keys for these steps, valid at every level or (level=L) only at levels up to L:
+        a fraction of the bytes (mpclr.protocols.rotation)."""
         t0 = time.perf_counter()
-        elts = self.server.generate_rotation_keys(steps, by)
+        elts = self.server.generate_rotation_keys(steps, by, level)
         self.timings["rotation_keys"] = self.timings.get("rotation_keys", 0.0) + time.perf_counter() - t0
         return elts
 

@@ -349,9 +349,13 @@ class Hospital(Node):
             raise ProtocolError(f"rotation key shares for 1 to 64 distinct Galois elements, got {elts}")
         if any(e % 2 == 0 or not 0 < e < 2 * self.ctx.n for e in elts):
             raise ProtocolError(f"gkg.share: Galois elements must be odd and below 2N = {2 * self.ctx.n}, got {elts}")
+        level = fields.get("level")
+        if level is not None and (not isinstance(level, int) or not 0 <= level <= self.ctx.top_level):
+            raise ProtocolError(f"gkg.share: key level must be an integer in 0..{self.ctx.top_level}, got {level!r}")
+        gkg = self._gkg if level is None else RotationKeyGen(self.ctx, level)
         sk = self._share_for(fields.get("participants"))
         crs = self._require_crs()
-        shares = [self._gkg.gen_share(sk, e, self._gkg.sample_crp(crs, e), self._rng).to_bytes() for e in elts]
+        shares = [gkg.gen_share(sk, e, gkg.sample_crp(crs, e), self._rng).to_bytes() for e in elts]
         return {"shares": shares} if batch else {"share": shares[0]}
 
     # --- public key for encryption --------------------------------------------------------------
