@@ -499,11 +499,19 @@ class Hospital(Node):
             raise ProtocolError("no researcher key registered with this party")
         if fields["target"] != key_hash(self._researcher_pk):
             raise ProtocolError("key switch requested to a key that is not the session researcher's")
-        level = int(fields["level"])
         sk = self._share_for(fields.get("participants"))
+        target = self._pcks.target(self._researcher_pk)
+        if isinstance(fields["c1"], list):  # a batch: one share per ciphertext, in order
+            if len(fields["c1"]) != len(fields["levels"]) or len(fields["c1"]) > 4096:
+                raise ProtocolError("a batch of key-switch requests needs one level per ciphertext")
+            levels = [int(level) for level in fields["levels"]]
+            c1s = [self._dec.c1_from_bytes(raw, level) for raw, level in zip(fields["c1"], levels)]
+            self._guard.admit(c1s, levels, "pcks.share")
+            return {"shares": [self._pcks.gen_share(sk, c1, lv, target, self._rng).to_bytes()
+                               for c1, lv in zip(c1s, levels)]}
+        level = int(fields["level"])
         c1 = self._dec.c1_from_bytes(fields["c1"], level)
         self._guard.admit([c1], [level], "pcks.share")
-        target = self._pcks.target(self._researcher_pk)
         return {"share": self._pcks.gen_share(sk, c1, level, target, self._rng).to_bytes()}
 
     # --- data -----------------------------------------------------------------------------------
