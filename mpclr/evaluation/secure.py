@@ -114,6 +114,7 @@ from .constants import (
     FINE_BITS,
     SCORE_HEADROOM_BITS,
     SMALL_PER_PASS,
+    SMALL_REFINE_ROUNDS,
 )
 from .layout import EvalLayout
 from .packer import Packer
@@ -134,7 +135,7 @@ class SecureEvaluation(ComparisonPasses, EvaluationResults):
     resolution / roc_resolution: transition half-widths delta in score units of the cutoff pass and of
         the ROC passes (default D 2^-18; ROC: the same where folds fit a lane twice or more, else D 2^-8).
     grid: public grid thresholds per fold where a fold fills a lane (elsewhere max(copies, 16) - 1 beside the
-        cutoff); refine_rounds: researcher-chosen rounds (default 4 where folds fit a lane twice or more,
+        cutoff); refine_rounds: researcher-chosen rounds (default 2 where folds fit a lane twice or more,
         else 1); refine_thresholds: thresholds per fold and round (default: max(copies, 16) where folds fit
         a lane several times, else 8).
     """
@@ -241,7 +242,7 @@ class SecureEvaluation(ComparisonPasses, EvaluationResults):
         self.fine = self._composite(fine, error)
         self.coarse = self._composite(float(coarse), error)
         self.grid = int(grid)
-        default_rounds = 4 if self.small else DEFAULT_REFINE_ROUNDS
+        default_rounds = SMALL_REFINE_ROUNDS if self.small else DEFAULT_REFINE_ROUNDS
         self.refine_rounds = default_rounds if refine_rounds is None else int(refine_rounds)
         self.refine_thresholds = refine_thresholds
         self.workers = workers
