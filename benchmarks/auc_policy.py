@@ -97,7 +97,10 @@ def main() -> int:
     args = ap.parse_args()
     ctx = seal_context(get_preset("train"))
     holders = [f"hospital-{i + 1}" for i in range(args.parties)]
-    configs = {"default: 4 + 1 x 8": {}, "4 + 2 x 4 (before)": {"grid": 4, "refine_rounds": 2, "refine_thresholds": 4}}
+    configs = {"default: 4 + 1 x 6": {},
+               "4 + 1 x 8": {"grid": 4, "refine_rounds": 1, "refine_thresholds": 8},
+               "4 + 2 x 4 (before)": {"grid": 4, "refine_rounds": 2, "refine_thresholds": 4},
+               "4 + 1 x 4": {"grid": 4, "refine_rounds": 1, "refine_thresholds": 4}}
     rows, records = [], []
     for seed in args.seeds:
         s, y, fold_of_row = fold_scores(args.rows, args.features, args.folds, seed)

@@ -11,12 +11,14 @@ COARSE_BITS = 8
 # scores, so a small public grid is refined where positives and negatives overlap. On the paper-scale study
 # (49,152 x 10), max |AUC error| over folds with exact counts, trapezoid: 12 grid points 0.0035, 8 grid points
 # 0.0074, 4 + 4 refined 0.0047, 4 + 4 + 4 refined 0.0022; encrypted, 4 + 4 + 4: 0.0024 in 43 s. The
-# refinement splits the heaviest mixed cells evenly, so one round of 8 places the same 8 thresholds as two
-# rounds of 4 (the same counts revealed) with one pass fewer; the interpolated AUC (mpclr.evaluation.counts)
-# on those 13 thresholds: max |error| 0.0006-0.0009 over four synthetic sets, the trapezoid 0.0022-0.0025
-# (benchmarks/auc_policy.py, clear scores through the float64 composites).
+# refinement splits the heaviest mixed cells evenly (in predicted probability), so one round of 8 places the
+# same 8 thresholds as two rounds of 4 with one pass fewer. With the interpolated AUC (mpclr.evaluation.counts)
+# fewer thresholds do (max |error| over four synthetic paper-scale sets, clear scores through the float64
+# composites, benchmarks/auc_policy.py; trapezoid in brackets): 4 + 8: 0.0009 (0.0026); 4 + 6: 0.0010
+# (0.0033); 4 + 4: 0.0015 (0.0051); 3 + 5: 0.0023. So 4 + 6: 11 thresholds per fold, 2 fewer comparisons per
+# block than 4 + 2 x 4 (15 % of the comparisons' time and bytes) and 2 counts pairs fewer revealed.
 DEFAULT_GRID = 4
-DEFAULT_REFINE = 8
+DEFAULT_REFINE = 6
 DEFAULT_REFINE_ROUNDS = 1
 # Folds that fit a lane several times get at least this many thresholds per fold and pass (one more
 # comparison ciphertext when the copies are fewer): the ROC of a small fold needs every positive and

@@ -28,6 +28,7 @@ class FoldView:
         self.fold, self.n = fold, n
         self.positives: int | None = None
         self.above: dict[float, list] = {}  # theta -> [rows above, positives above]
+        self.fractions: dict[float, float] = {}  # theta -> the larger distance of its two counts to an integer
         self.max_fraction = 0.0
         self.suspects = 0  # counts farther than 0.1 from an integer: a row inside a transition
 
@@ -39,6 +40,7 @@ class FoldView:
             self.positives = count
         else:
             self.above.setdefault(float(theta), [None, None])[0 if kind == "rows" else 1] = count
+            self.fractions[float(theta)] = max(self.fractions.get(float(theta), 0.0), abs(value - count))
 
     def check_zero(self, value: float) -> None:
         self.max_fraction = max(self.max_fraction, abs(value))
@@ -87,6 +89,8 @@ class FoldView:
             cm = {"tp": pos, "fp": rows - pos, "tn": N - (rows - pos), "fn": P - pos}
             out["confusion"] = cm
             out["metrics"] = confusion_metrics(cm["tp"], cm["fp"], cm["tn"], cm["fn"])
+            # rows inside the cutoff's transition add fractions: the counts' distance to an integer shows it
+            out["cutoff_fraction"] = self.fractions.get(cutoff, 0.0)
         roc = roc_from_counts(th, tp, fp, P, N)
         out["roc"] = {"thresholds": roc["thresholds"], "fpr": roc["fpr"], "tpr": roc["tpr"]}
         for key in ("auc", "auc_trapezoid", "auc_bound", "auc_interval"):

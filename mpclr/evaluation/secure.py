@@ -137,7 +137,7 @@ class SecureEvaluation(ComparisonPasses, EvaluationResults):
     grid: public grid thresholds per fold where a fold fills a lane (elsewhere max(copies, 16) - 1 beside the
         cutoff); refine_rounds: researcher-chosen rounds (default 2 where folds fit a lane twice or more,
         else 1); refine_thresholds: thresholds per fold and round (default: max(copies, 16) where folds fit
-        a lane several times, else 8).
+        a lane several times, else 6).
     """
 
     def __init__(
