@@ -13,6 +13,8 @@ encryption on top (a first request keeps the ciphertext as it is, and its precis
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from ..errors import NodeUnavailable, ProtocolError
@@ -127,7 +129,7 @@ class Researcher(Node):
         (SEAL bytes; only this researcher can decrypt them)."""
         return self._key_switch(handle, by)[1].to_bytes()
 
-    def _key_switch(self, handle, by):
+    def _key_switch(self, handle, by, label: str = ""):
         """Fetch the ciphertext (the server only hands it out), ask the key holders for key-switch shares
         (they come here, encrypted for the researcher) and combine them here."""
         self.check_decryptors(by)
@@ -141,7 +143,7 @@ class Researcher(Node):
         def round_(names):
             fresh = self._fresh(data, level)
             request = {"c1": self._dec.c1_to_bytes(fresh.data[1], level), "level": level, "participants": names,
-                       "target": target}
+                       "target": target, "label": label or f"ciphertext {handle.id}", "values": int(got["length"])}
             replies = self.call_many("pcks.share", {p: request for p in names})
             shares = [proto.share_from_bytes(replies[p]["share"], level) for p in names]
             with self.timed("pcks.combine"):
@@ -155,7 +157,7 @@ class Researcher(Node):
         else sees a share or the result."""
         from Pyfhel import PyCtxt
 
-        names, switched, length = self._key_switch(handle, by)
+        names, switched, length = self._key_switch(handle, by, label)
         ct = PyCtxt(pyfhel=self._own)
         ct.from_bytes(switched.to_bytes(), scheme="ckks")
         values = np.asarray(self._own.decryptFrac(ct))[:length]
@@ -169,7 +171,7 @@ class Researcher(Node):
         )
         return values
 
-    def collect_shares(self, handle, by, level: int | None = 0) -> tuple[CiphertextData, dict]:
+    def collect_shares(self, handle, by, level: int | None = 0, label: str = "") -> tuple[CiphertextData, dict]:
         """Fetch a ciphertext from the server (switched to `level`, default the last prime; None keeps
         its level, for values too large for q_0) and ask the key holders `by` for their partial
         decryptions. Nothing is combined yet."""
@@ -182,9 +184,9 @@ class Researcher(Node):
         def round_(names):
             fresh = self._fresh(data, level)
             c1 = self._dec.c1_to_bytes(fresh.data[1], level)
-            replies = self.call_many(
-                "decrypt.share", {p: {"c1": c1, "level": level, "participants": names} for p in names}
-            )
+            request = {"c1": c1, "level": level, "participants": names, "label": label or f"ciphertext {handle.id}",
+                       "values": int(handle.length)}
+            replies = self.call_many("decrypt.share", {p: request for p in names})
             return fresh, {p: self._dec.share_from_bytes(replies[p]["share"], level) for p in names}
 
         return with_live_participants(self, by, round_)
@@ -226,6 +228,8 @@ class Researcher(Node):
                 "c1": [self._dec.c1_to_bytes(d.data[1], lv) for d, lv in zip(fresh, lvls)],
                 "levels": lvls,
                 "participants": names,
+                "label": common_label(labels),
+                "values": [int(h.length) for h in handles],
             }
             replies = self.call_many("decrypt.share", {p: request for p in names})
             return fresh, names, [
@@ -243,7 +247,7 @@ class Researcher(Node):
 
     def decrypt(self, handle, by, *, label: str = "", level: int | None = 0) -> np.ndarray:
         """Threshold decryption of a server-held ciphertext by the key holders `by`."""
-        data, shares = self.collect_shares(handle, by, level)
+        data, shares = self.collect_shares(handle, by, level, label)
         values = self.combine(data, shares.values(), handle.length)
         self.revealed.append(
             {
@@ -254,3 +258,12 @@ class Researcher(Node):
             }
         )
         return values
+
+
+def common_label(labels: list[str]) -> str:
+    """One label for a batch, as the key holders account it: the labels' common part up to its last colon
+    ("fold models: feature 0 of group 0", ... -> "fold models"), or the label when all agree."""
+    if len(set(labels)) == 1:
+        return labels[0]
+    common = os.path.commonprefix(labels)
+    return common.rsplit(":", 1)[0].strip() if ":" in common else common.strip()

@@ -165,6 +165,9 @@ def _check_table(node, req: TableRequest, data: HospitalTable) -> dict:
     if req.bound != req.min_cell * s.n:
         raise ProtocolError(f"the clipping bound must be min_cell x {s.n} hospitals = {req.min_cell * s.n}, "
                             f"got {req.bound:g}")
+    if 2 * req.cells > node.ctx.params.slots:
+        raise ProtocolError(f"a table of {req.cells} cells does not fit the secure small-cell test "
+                            f"(at most {node.ctx.params.slots // 2})")
     columns = {}
     if req.by is not None:
         by = data.column(req.by, node.name)
@@ -201,8 +204,8 @@ def _check_table(node, req: TableRequest, data: HospitalTable) -> dict:
 
 
 def local_table(req: TableRequest, columns: dict, rows: int):
-    """(cell counts in `req.cell_keys()` order, then the row count; per continuous variable its sums and
-    sums of squares per table column)."""
+    """(counts in `req.cell_keys()` order; per continuous variable its sums and sums of squares per table
+    column)."""
     masks = [np.ones(rows, dtype=bool)]
     if req.by is not None:
         masks += [columns[req.by] == 0.0, columns[req.by] == 1.0]
@@ -213,11 +216,12 @@ def local_table(req: TableRequest, columns: dict, rows: int):
             counts += [float(np.count_nonzero(v == lv)) for lv in levels]
     if req.by is not None:
         counts += [float(masks[1].sum()), float(masks[2].sum())]
+    counts.append(float(rows))
     sums = []
     for name in req.continuous:
         x = columns[name]
         sums.append(np.array([x[m].sum() for m in masks] + [(x[m] ** 2).sum() for m in masks]))
-    return np.array(counts + [float(rows)]), sums
+    return np.array(counts), sums
 
 
 def on_table_counts(node, fields, sender):
@@ -226,11 +230,10 @@ def on_table_counts(node, fields, sender):
     data = _data(node)
     columns = _check_table(node, req, data)
     counts, sums = local_table(req, columns, data.rows)
-    cells = counts[:-1]
-    reply = {"flags": None, "counts": None, "sums": []}
-    if cells.size:  # each count clipped at min_cell and divided by the public bound, twice (two tests)
-        clipped = np.minimum(cells, req.min_cell) / req.bound
-        reply["flags"] = node._encrypt_bytes(np.concatenate([clipped, clipped]))
+    reply = {}
+    # each count clipped at min_cell and divided by the public bound, twice (the two tests)
+    clipped = np.minimum(counts, req.min_cell) / req.bound
+    reply["flags"] = node._encrypt_bytes(np.concatenate([clipped, clipped]))
     for vec in (counts * 2.0**SHIFT, *(s * 2.0**SHIFT for s in sums)):
         check_room(vec, node.ctx, f"{node.name}: table.counts")
     reply["counts"] = node._encrypt_bytes(counts * 2.0**SHIFT)

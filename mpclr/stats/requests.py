@@ -137,20 +137,21 @@ class TableRequest:
 
     @property
     def cells(self) -> int:
-        """Counted cells: every level of every categorical variable in every column, then the class sizes."""
-        return self.columns * sum(len(lv) for _, lv in self.categorical) + (2 if self.by is not None else 0)
+        """Counted cells: every level of every categorical variable in every column, the class sizes, the rows."""
+        return len(self.cell_keys())
 
     @property
     def column_names(self) -> tuple[str, ...]:
         return ("overall",) if self.by is None else ("overall", f"{self.by}=0", f"{self.by}=1")
 
-    def cell_keys(self) -> list[tuple[str, str, float | None]]:
+    def cell_keys(self) -> list[tuple[str, str, float]]:
         """What each counted cell is, in the packed order: (column, variable, level) for every table
-        column, variable and level, then ("class size", by, 0.0) and ("class size", by, 1.0)."""
+        column, variable and level, then ("class size", by, 0.0) and ("class size", by, 1.0) when split,
+        then ("rows", "", 0.0), the row count."""
         keys = [(c, n, lv) for c in self.column_names for n, levels in self.categorical for lv in levels]
         if self.by is not None:
             keys += [("class size", self.by, 0.0), ("class size", self.by, 1.0)]
-        return keys
+        return keys + [("rows", "", 0.0)]
 
     def to_fields(self, label: str) -> dict:
         return {"by": self.by, "continuous": list(self.continuous),
