@@ -47,8 +47,9 @@ TWO_HOSPITALS_GLM = (
 RANK_TOL = 1e-9  # pivots below this (on the equilibrated matrix, unit diagonal) mean linear dependence
 DRIFT_TOL = 1e-3  # a settled fit moves a typical row's linear predictor by less than this in its last step
 MAX_HALVINGS = 8
-_PERFECT = ("perfect separation: the model predicts every row's outcome exactly (deviance {dev:.2g}, near 0), so the "
-            "maximum-likelihood estimate does not exist; drop the separating predictors or fit with ridge > 0")
+_PERFECT = ("perfect separation: the deviance falls toward 0 ({dev:.2g}): the model predicts every row's outcome "
+            "exactly, so the maximum-likelihood estimate does not exist; drop the separating predictors or fit with "
+            "ridge > 0")
 
 
 class GLMFitError(DataError):
@@ -189,7 +190,9 @@ def fit_pooled(fed, model: GLMModel, *, max_iter: int = 25, tol: float = 1e-8, r
     # round 0: the design at beta = 0
     scaling = Scaling.unit(p, len(SCALARS))
     H, g, sums = _round(fed, model, np.zeros(p), scaling, f"{LABEL}: design (beta = 0)", by, log)
-    n = sums["rows"]
+    n = float(round(sums["rows"]))
+    if abs(sums["rows"] - n) > 1e-6 or n < 1:
+        raise ProtocolError(f"the pooled row count decrypted to {sums['rows']!r}, not a positive integer")
     scaling = Scaling.balancing(H, np.array([sums[k] for k in SCALARS]), n)
     diag = np.diag(H)
     live = diag[diag > 0]
@@ -210,19 +213,21 @@ def fit_pooled(fed, model: GLMModel, *, max_iter: int = 25, tol: float = 1e-8, r
     while True:
         if rounds >= max_iter:
             moving = _drifting(step, rms, names) if step is not None else []
-            if fam.name == "binomial" and history and history[-1]["deviance"] < 1e-4 * n:
-                raise GLMFitError("separation", _PERFECT.format(dev=history[-1]["deviance"]) + (
+            last = history[-1]["deviance"]
+            change = abs(last - history[-2]["deviance"]) if len(history) > 1 else float("nan")
+            if fam.name == "binomial" and ridge == 0 and last < 1.0 and change > 0:
+                raise GLMFitError("separation", _PERFECT.format(dev=last) + (
                     f" (the coefficients of {', '.join(moving)} grow fastest)" if moving else ""))
-            raise GLMFitError(
-                "convergence",
-                f"no convergence in {max_iter} rounds (deviance {history[-1]['deviance']:.6g}, last change "
-                f"{abs(history[-1]['deviance'] - history[-2]['deviance']) if len(history) > 1 else float('nan'):.3g})"
-                + (f"; the coefficients of {', '.join(moving)} keep growing: the outcome is (nearly) separated "
-                   "by them, so the maximum-likelihood estimate does not exist; drop them or fit with ridge > 0"
-                   if moving else "; raise max_iter"),
-            )
+            if moving and ridge == 0:
+                raise GLMFitError("separation", f"no convergence in {max_iter} rounds: the coefficients of "
+                                  f"{', '.join(moving)} keep growing (deviance {last:.6g}, last change {change:.3g}); "
+                                  "the outcome is (nearly) separated by them, so the maximum-likelihood estimate "
+                                  "does not exist: drop them or fit with ridge > 0")
+            raise GLMFitError("convergence", f"no convergence in {max_iter} rounds (deviance {last:.6g}, last change "
+                              f"{change:.3g}); raise max_iter")
         rounds += 1
         H, g, sums = _round(fed, model, beta, scaling, f"{LABEL}: iteration {rounds}", by, log)
+        sums["rows"] = n
         scaling = Scaling.balancing(H, np.array([sums[k] for k in SCALARS]), n)
         dev = sums["deviance"]
         objective = dev + float(pen @ beta**2)
@@ -260,7 +265,7 @@ def fit_pooled(fed, model: GLMModel, *, max_iter: int = 25, tol: float = 1e-8, r
                           "these predictors or fit with ridge > 0")
     cov_unscaled = np.linalg.inv(Hp)
     params = beta + step
-    df_resid = n - p
+    df_resid = int(n) - p
     scale = sums["pearson"] / df_resid if fam.scale_estimated else 1.0
     return {
         "model": model,
@@ -272,7 +277,7 @@ def fit_pooled(fed, model: GLMModel, *, max_iter: int = 25, tol: float = 1e-8, r
         "null_deviance": fam.null_deviance(sums),
         "llf": fam.loglike(dev, sums, scale),
         "llnull": fam.loglike(fam.null_deviance(sums), sums, scale),
-        "nobs": int(round(n)),
+        "nobs": int(n),
         "df_resid": df_resid,
         "iterations": rounds,
         "converged": converged,
