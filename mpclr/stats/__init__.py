@@ -4,9 +4,10 @@ the steps these protocols ask of it (mpclr.stats.hospital)."""
 
 from . import hospital
 from .estimator import PooledGLM, deal, glm
-from .glm import GLMFitError
+from .glm import GLMFitError, fit_pooled
 from .hospital import Settings, configure, give_data, settings_of
 from .result import GLMResult
+from .table1 import TableOne, table_one
 
 __all__ = ["glm", "PooledGLM", "GLMResult", "GLMFitError", "Settings", "configure", "give_data", "settings_of",
-           "deal", "hospital"]
+           "deal", "fit_pooled", "table_one", "TableOne", "hospital"]
