@@ -2,8 +2,8 @@
 the three steps it answers (registered on every hospital through mpclr.roles.data_provider's
 `register_handlers`, as plain functions of (hospital, fields, sender)).
 
-stats.settings  the hospital's disclosure settings (public, as DataSHIELD's are: the coordinator picks a
-                table's min_cell as the largest of them)
+stats.settings  the hospital's disclosure settings and its columns' names (public, as DataSHIELD's are:
+                the coordinator picks a table's min_cell as the largest of them)
 glm.step        at the public coefficients: X^T W X, X^T (y - mu) and the sums the deviance and
                 log-likelihood need, packed (mpclr.stats.encoding) and encrypted under the collective key
 table.counts    a Table 1's counts and sums, encrypted; and, for the secure small-cell test, each count
@@ -121,10 +121,12 @@ def _from_server(node, sender: str, step: str) -> None:
 
 # --- stats.settings --------------------------------------------------------------------------------
 def on_settings(node, fields, sender):
+    """The hospital's disclosure settings and its columns' names (public, as DataSHIELD's are)."""
     s = node._require_session()
     if sender not in (s.server, s.researcher):
         raise ProtocolError(f"stats.settings: only the server or the researcher asks, not {sender}")
-    return asdict(settings_of(node))
+    table = _state(node)["data"]
+    return {**asdict(settings_of(node)), "columns": list(table.names) if table is not None else []}
 
 
 # --- glm.step ---------------------------------------------------------------------------------------

@@ -1,0 +1,96 @@
+"""The pooled GLM and Table 1 as deployment studies, over the stand-in Flower grid of test_transport: the
+sites answer from their own files and their own disclosure settings (site configuration keys)."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip("flwr")
+sm = pytest.importorskip("statsmodels.api")
+
+from mpclr.deploy.server_app import StudyConfig, run_deployed_study  # noqa: E402
+from mpclr.deploy.site import SiteConfig, answer  # noqa: E402
+from mpclr.errors import ProtocolError  # noqa: E402
+from mpclr.stats.deploy import pooled_glm, table_one  # noqa: E402
+
+from .test_transport import FakeGrid, keystore_passphrase, make_data, write_sites  # noqa: E402, F401
+
+
+class SettingsGrid(FakeGrid):
+    """FakeGrid whose sites also get their disclosure settings from their node configuration."""
+
+    def pull_messages(self, ids):
+        out = []
+        for mid in list(ids):
+            m = self.inbox.pop(mid, None)
+            if m is None:
+                continue
+            site = self.sites[m.metadata.dst_node_id]
+            config = {"site-name": site.name, "keystore": site.keystore, "data": site.data, "encrypt": site.encrypt,
+                      "glm-max-fraction": site.glm_max_fraction, "min-cell": site.min_cell}
+            out.append(answer(m, SimpleNamespace(node_config=config)))
+        return out
+
+
+def config(tmp_path, **options):
+    return StudyConfig(output=str(tmp_path / "out"), sites=["hospital-1", "hospital-2", "hospital-3"], preset="train",
+                       join_timeout=5, round_timeout=60, poll=0.0, max_poll=0.0, options=options)
+
+
+@pytest.fixture(scope="module")
+def data():
+    X, y = make_data(n=240, d=3, seed=11)
+    X[:, 2] = np.round(np.abs(X[:, 2]))  # a small count, for a categorical row
+    return X, y
+
+
+def test_pooled_glm_over_the_grid_matches_statsmodels(tmp_path, data):
+    X, y = data
+    res = run_deployed_study(SettingsGrid(write_sites(tmp_path, X, y)), config(tmp_path), study=pooled_glm)
+    assert res["status"] == "ok", res.get("error")
+    study = res["study"]
+    ref = sm.GLM(y, sm.add_constant(X), family=sm.families.Binomial()).fit(tol=1e-12)
+    rows = study["coefficients"]
+    assert [r["y"] for r in rows] == ["Intercept", "x0", "x1", "x2"]  # the sites' header names
+    np.testing.assert_allclose([r["coef"] for r in rows], ref.params, rtol=1e-6)
+    np.testing.assert_allclose([r["std err"] for r in rows], ref.bse, rtol=1e-6)
+    assert study["summary"]["Hospitals"] == 3 and all(e["label"].startswith("glm: ") for e in study["revealed"])
+
+
+def test_a_site_refuses_by_its_own_settings(tmp_path, data):
+    X, y = data
+    sites = write_sites(tmp_path, X, y)
+    sites[0] = SiteConfig(**{**sites[0].__dict__, "glm_max_fraction": 0.03})  # 80 rows: at most 2 parameters
+    with pytest.raises(ProtocolError, match="hospital-1 refuses a model of 4 parameters: its glm_max_fraction 0.03 "
+                                            "allows at most 2 with its 80 rows"):
+        run_deployed_study(SettingsGrid(sites), config(tmp_path), study=pooled_glm)
+    failed = json.loads((tmp_path / "out" / "failed.json").read_text())
+    assert failed["phase"] == "study" and "hospital-1 refuses a model" in failed["error"]
+    ok = run_deployed_study(SettingsGrid(sites), config(tmp_path, columns="x0"), study=pooled_glm)
+    assert ok["status"] == "ok" and [r["y"] for r in ok["study"]["coefficients"]] == ["Intercept", "x0"]
+
+
+def test_table_one_over_the_grid_matches_pandas(tmp_path, data):
+    X, y = data
+    sites = write_sites(tmp_path, X, y)
+    sites[1] = SiteConfig(**{**sites[1].__dict__, "min_cell": 8})  # the largest min_cell is the table's
+    levels = sorted(set(X[:, 2].tolist()))
+    res = run_deployed_study(SettingsGrid(sites), config(tmp_path, continuous="x0,x1",
+                                                         categorical=json.dumps({"x2": levels})), study=table_one)
+    assert res["status"] == "ok", res.get("error")
+    t = res["study"]
+    df = pd.DataFrame(X, columns=["x0", "x1", "x2"]).assign(y=y)
+    assert t["min_cell"] == 8 and t["columns"] == ["overall", "y=0", "y=1"]
+    rows = {(r["variable"], r["what"]): r for r in t["rows"]}
+    for col, part in (("overall", df), ("y=0", df[df.y == 0]), ("y=1", df[df.y == 1])):
+        assert rows[("x0", "mean (SD)")][col] == f"{part.x0.mean():.2f} ({part.x0.std():.2f})"
+        counts = part.x2.value_counts()
+        small = [lv for lv in levels if 1 <= counts.get(lv, 0) < 8]
+        for lv in small:
+            assert rows[("x2", f"{int(lv)}")][col] == "<8"
+    assert "x2" in t["suppressed_variables"]
