@@ -355,3 +355,44 @@ def test_06_runs_the_same_study_on_a_loopback_deployment(study_run, pooled):
         assert abs(f["auc"] - roc_auc_score(y[dep_folds == k], s)) <= 0.005  # secure = clear, same scores
     assert rec["summary"]["in_process_secure_auc"] == run.read_json("evaluation.json")["summary"]["secure_auc"]
     assert run.file("deployment_roc.png").read_bytes()[:8] == PNG
+
+
+def test_02_shows_the_table_one_of_the_hospitals_rows(study_run, pooled):
+    """02's Table 1 (mpclr.stats): per class and overall, means and SDs equal pandas' on the pooled rows."""
+    run, _ = study_run
+    data, _ = pooled
+    t = run.read_json("data.json")["table1"]
+    frame = data.pooled.to_frame()
+    label = frame.columns[-1]
+    assert t["by"] == label and t["min_cell"] == 5 and t["columns"] == ["overall", f"{label}=0", f"{label}=1"]
+    assert t["sizes"]["overall"] == 300 and t["sizes"][f"{label}=1"] == int(frame[label].sum())
+    rows = {r["variable"]: r for r in t["rows"] if r["what"] == "mean (SD)"}
+    assert set(rows) == set(data.pooled.feature_names)  # synthetic features: all continuous
+    for name in data.pooled.feature_names:
+        for col, part in (("overall", frame), (f"{label}=0", frame[frame[label] == 0]),
+                          (f"{label}=1", frame[frame[label] == 1])):
+            assert rows[name][col] == f"{part[name].mean():.2f} ({part[name].std():.2f})"
+    # no categorical variable: the class sizes' test, then the released values (no cell test needed)
+    assert [r["label"] for r in t["revealed"]] == ["table1: sizes below min_cell", "table1: released counts",
+                                                  *[f"table1: sums of {n}" for n in data.pooled.feature_names]]
+    assert run.read_json("data.json")["summary"]["table1_s"] > 0
+
+
+def test_07_regression_table_beside_statsmodels_and_the_cv_models(study_run, pooled):
+    sm = pytest.importorskip("statsmodels.api")
+    run, _ = study_run
+    data, _ = pooled
+    audit = len(Federation.load(run.path / "federation").researcher.revealed)
+    result = run_sequence(run.path, {}, steps=["07"], progress=False)
+    assert result.ok, result.describe()
+    rec = run.read_json("regression.json")
+    ref = sm.GLM(data.pooled.y, sm.add_constant(data.pooled.X), family=sm.families.Binomial()).fit(tol=1e-12)
+    coef = [r["coef"] for r in rec["glm"]["coefficients"]]
+    np.testing.assert_allclose(coef, ref.params, rtol=1e-6)
+    np.testing.assert_allclose([r["std err"] for r in rec["glm"]["coefficients"]], ref.bse, rtol=1e-6)
+    assert rec["separation"] is None and rec["summary"]["glm_max_rel_diff_statsmodels"] < 1e-6
+    assert rec["cv"]["what"] == "encrypted CV, mean of the fold models" and len(rec["cv"]["coef"]) == len(coef)
+    # the federation's audit trail holds the fit's decryptions, one per round
+    after = Federation.load(run.path / "federation").researcher.revealed
+    assert len(after) - audit == len(rec["glm"]["rounds"])
+    assert all(e["label"].startswith("glm: ") for e in after[audit:])
