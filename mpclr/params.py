@@ -22,8 +22,17 @@ __all__ = [
     "HE_STANDARD_128",
     "NOT_FOR_STUDIES",
     "study_presets",
+    "study_problems",
     "check_study_preset",
 ]
+
+# What every parameter set a study runs on must meet (README, "Smudging and masks"): smudging sigma at
+# least 2^20 (OpenFHE's flooding default) and 2^14 above the largest noise it hides, per hospital (against
+# the researcher with t - 1 hospitals, one honest hospital's smudging is all that hides it); refresh masks
+# of at least 64 bits of statistical hiding per coefficient.
+SMUDGING_FLOOR_BITS = 20
+SMUDGING_MARGIN_BITS = 14
+STUDY_MASK_BITS = 64
 
 
 @dataclass(frozen=True)
@@ -39,18 +48,34 @@ class Params:
     n: int
     coeff_bits: tuple[int, ...]
     scale_bits: int
-    smudging_bits: float  # log2 of the smudging noise sigma added by each party in a threshold decryption
-    refresh_mask_bits: int = 40  # statistical security (bits) of the masks of a collective refresh
+    smudging_bits: float  # log2 sigma of the smudging each hospital adds to a decryption or key switch share
+    refresh_smudging_bits: float | None = None  # log2 sigma of each hospital's refresh smudging; None: smudging_bits
+    refresh_mask_bits: int = 64  # statistical hiding (bits per coefficient) of a collective refresh's masks
+    # log2 of the largest noise (coefficient domain) measured on what a study decrypts / refreshes at this
+    # set, with `max_hospitals` hospitals (benchmarks/noise.py); None: not measured, no study runs on it
+    noise_bits: float | None = None
+    refresh_noise_bits: float | None = None
+    max_hospitals: int = 10  # the noise grows with the number of hospitals: smudging is sized for up to this many
+    study: bool = True  # False: a teaching or experiments set, refused by every study path (check_study)
     description: str = ""
     allow_insecure: bool = field(default=False, compare=False)
 
     def __post_init__(self):
+        for name in ("smudging_bits", "refresh_smudging_bits", "noise_bits", "refresh_noise_bits"):
+            value = getattr(self, name)
+            if value is not None:  # one spelling per value: 28 and 28.0 are the same set (and fingerprint)
+                object.__setattr__(self, name, float(value))
         self.validate()
 
     # ------------------------------------------------------------------------------------------
     @property
     def slots(self) -> int:
         return self.n // 2
+
+    @property
+    def refresh_smudging(self) -> float:
+        """log2 sigma of each hospital's refresh smudging."""
+        return self.smudging_bits if self.refresh_smudging_bits is None else self.refresh_smudging_bits
 
     @property
     def depth(self) -> int:
@@ -97,10 +122,15 @@ class Params:
                 f"parameter coeff_bits: the special prime ({bits[-1]} bits) must be about as large as the "
                 f"largest other prime ({max(bits[:-1])} bits), or key switching adds too much noise"
             )
-        if not 0 <= self.smudging_bits <= bits[0] - self.scale_bits + 20:
-            raise ParameterError(f"parameter smudging_bits out of range: {self.smudging_bits}")
+        for what, value in (("smudging_bits", self.smudging_bits), ("refresh_smudging_bits", self.refresh_smudging)):
+            if not 0 <= value <= bits[0] - self.scale_bits + 20:
+                raise ParameterError(
+                    f"parameter {what} out of range: {value} (must be in [0, {bits[0] - self.scale_bits + 20}])"
+                )
         if not 0 < self.refresh_mask_bits <= 128:
             raise ParameterError(f"parameter refresh_mask_bits must be in (0, 128], got {self.refresh_mask_bits}")
+        if not 2 <= self.max_hospitals <= 64:
+            raise ParameterError(f"parameter max_hospitals must be in [2, 64], got {self.max_hospitals}")
         if not self.is_secure:
             bound = self.max_log_qp_128
             msg = (
@@ -122,7 +152,12 @@ class Params:
             "coeff_bits": list(self.coeff_bits),
             "scale_bits": self.scale_bits,
             "smudging_bits": self.smudging_bits,
+            "refresh_smudging_bits": self.refresh_smudging_bits,
             "refresh_mask_bits": self.refresh_mask_bits,
+            "noise_bits": self.noise_bits,
+            "refresh_noise_bits": self.refresh_noise_bits,
+            "max_hospitals": self.max_hospitals,
+            "study": self.study,
             "description": self.description,
             "allow_insecure": self.allow_insecure,
         }
@@ -148,7 +183,12 @@ class Params:
             "scale_bits": self.scale_bits,
             "depth": self.depth,
             "smudging_bits": self.smudging_bits,
+            "refresh_smudging_bits": self.refresh_smudging,
             "refresh_mask_bits": self.refresh_mask_bits,
+            "noise_bits": self.noise_bits,
+            "refresh_noise_bits": self.refresh_noise_bits,
+            "max_hospitals": self.max_hospitals,
+            "study": self.study,
         }
 
 
@@ -159,17 +199,24 @@ PRESETS: dict[str, Params] = {
         coeff_bits=(49, 30, 30, 30, 30, 49),
         scale_bits=30,
         smudging_bits=8,
-        description="N=8192, scale 2^30, depth 4 (one training iteration per refresh); 128-bit",
+        study=False,
+        description="teaching preset (the workshop): N=8192, scale 2^30, depth 4; 128-bit. Its smudging "
+        "sigma 2^8 hides nothing (the noise it should hide is about 2^8 too), and one that would leaves no "
+        "precision at scale 2^30: every study path refuses it",
     ),
     "train": Params(
         name="train",
         n=16384,
-        coeff_bits=(60, 50, 50, 50, 50, 50, 50, 60),
-        scale_bits=50,
-        smudging_bits=20,
-        description="N=16384, scale 2^50, depth 6: one encrypted LR iteration with a degree-5 sigmoid (depth 5) "
-        "per collective refresh at level 1; smudging sigma 2^20 is about 2^10 above the noise it hides and "
-        "costs about 1e-6 in precision at this scale; log2(QP) = 420, inside the 128-bit bound of 438",
+        coeff_bits=(60, 45, 45, 45, 45, 45, 45, 45, 60),
+        scale_bits=45,
+        smudging_bits=29,
+        refresh_smudging_bits=26,
+        noise_bits=15,
+        refresh_noise_bits=12,
+        description="the study preset: N=16384, scale 2^45, depth 7: one encrypted LR iteration with a "
+        "degree-5 sigmoid (depth 5) per collective refresh at level 2, whose modulus holds 64-bit masks; "
+        "smudging 2^14 above the largest noise a study decrypts or refreshes; log2(QP) = 435, inside the "
+        "128-bit bound of 438",
     ),
     "deep": Params(
         name="deep",
@@ -177,9 +224,39 @@ PRESETS: dict[str, Params] = {
         coeff_bits=(58, 40, 40, 40, 40, 40, 40, 40, 40, 60),
         scale_bits=40,
         smudging_bits=20,
-        description="N=16384, scale 2^40, depth 8; smudging sigma 2^20 as OpenFHE's default; 128-bit",
+        study=False,
+        description="experiments preset: N=16384, scale 2^40, depth 8; 128-bit; smudging sigma 2^20 as "
+        "OpenFHE's default, not sized against this set's noise, so studies refuse it",
     ),
 }
+
+
+def study_problems(params: Params, hospitals: int | None = None) -> list[str]:
+    """Why a study must not run on this parameter set (empty: it may), with `hospitals` hospitals."""
+    problems = []
+    if not params.study:
+        problems.append("it is not a study preset")
+    for what, sigma, noise in (
+        ("decryption", params.smudging_bits, params.noise_bits),
+        ("refresh", params.refresh_smudging, params.refresh_noise_bits),
+    ):
+        if sigma < SMUDGING_FLOOR_BITS:
+            problems.append(f"its {what} smudging sigma 2^{sigma:g} is below the floor 2^{SMUDGING_FLOOR_BITS}")
+        if noise is None:
+            problems.append(f"the noise its {what} smudging has to hide was never measured (benchmarks/noise.py)")
+        elif sigma < noise + SMUDGING_MARGIN_BITS:
+            problems.append(
+                f"its {what} smudging sigma 2^{sigma:g} is only 2^{sigma - noise:g} above the noise it hides "
+                f"(2^{noise:g}; 2^{SMUDGING_MARGIN_BITS} needed)"
+            )
+    if params.refresh_mask_bits < STUDY_MASK_BITS:
+        problems.append(f"its refresh masks hide with {params.refresh_mask_bits} bits, below {STUDY_MASK_BITS}")
+    if hospitals is not None and hospitals > params.max_hospitals:
+        problems.append(
+            f"its smudging is sized for up to {params.max_hospitals} hospitals (the noise grows with their "
+            f"number), not {hospitals}"
+        )
+    return problems
 
 
 def get_preset(preset: str | Params) -> Params:
@@ -193,17 +270,24 @@ def get_preset(preset: str | Params) -> Params:
 
 # --- which presets can run a whole study ------------------------------------------------------------
 # A study (`mpclr cv` / `mpclr demo`, the notebooks' study sequence, the deployment's default study)
-# trains and then evaluates securely. A preset that cannot do all of it is refused before any work, with
-# the reason and the preset to use instead. One table: a preset rebuilt so that it can run a study is
-# allowed again by deleting its line (the command line's choices and every check follow it).
-NOT_FOR_STUDIES: dict[str, str] = {
-    "fast": "its scale 2^30 is too coarse for the secure evaluation (no comparison polynomial reaches error "
-    "1e-6 at the evaluation's resolution) and its smudging (sigma 2^8) hides little of a hospital's key share "
-    "in a decryption share; it is for the workshop's demonstrations only",
-    "deep": "the secure evaluation does not fit its ladder of 40-bit levels (it stops with the internal error "
-    "'cmul from level 2 to 3')",
-}
+# trains and then evaluates securely, decrypting and refreshing on the way. A parameter set whose
+# smudging or masks do not hide what that reveals (study_problems) is refused before any work, with the
+# reason and the preset to use instead; the command line's choices and every check follow the same rule.
 STUDY_PRESET = "train"  # what to use instead
+
+
+def _why_not(params: Params, hospitals: int | None = None) -> str | None:
+    problems = study_problems(params, hospitals)
+    if not problems:
+        return None
+    reasons = [p for p in problems if p != "it is not a study preset"]
+    if not params.study:
+        role = params.description.split(":")[0] if params.description else "not a study preset"
+        reasons.insert(0, f"it is {'an' if role[:1].lower() in 'aeiou' else 'a'} {role}")
+    return "; ".join(reasons)
+
+
+NOT_FOR_STUDIES: dict[str, str] = {name: why for name, p in PRESETS.items() if (why := _why_not(p)) is not None}
 
 
 def study_presets() -> list[str]:
@@ -211,14 +295,16 @@ def study_presets() -> list[str]:
     return [name for name in PRESETS if name not in NOT_FOR_STUDIES]
 
 
-def check_study_preset(preset: str | Params) -> Params:
-    """The preset, if it can run a whole study; else a ParameterError naming it, why, and what to use.
-    A variant of a preset (`train/smudging=12`, made by the notebooks) is judged by its base preset."""
+def check_study_preset(preset: str | Params, hospitals: int | None = None) -> Params:
+    """The parameter set, if a study may run on it with `hospitals` hospitals (None: any count it is sized
+    for); else a ParameterError naming it, why, and what to use instead. A variant of a preset (the
+    notebooks' `train/smudging=30`) is judged by its own values."""
     params = get_preset(preset)
-    base = params.name.split("/", 1)[0]
-    why = NOT_FOR_STUDIES.get(base)
+    why = _why_not(params, hospitals)
     if why:
-        raise ParameterError(
-            f"parameter preset: {base!r} cannot run a whole study: {why}; use preset {STUDY_PRESET!r} instead"
+        fits = STUDY_PRESET in PRESETS and _why_not(PRESETS[STUDY_PRESET], hospitals) is None
+        instead = (
+            f"use preset {STUDY_PRESET!r} instead" if fits else "no preset fits: measure one (benchmarks/noise.py)"
         )
+        raise ParameterError(f"parameter preset: {params.name!r} cannot run a whole study: {why}; {instead}")
     return params

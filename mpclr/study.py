@@ -61,7 +61,7 @@ class StudyConfig:
         )
 
 
-def plan_for(model: NesterovLR, curvature: float, bound_bits: int = 6) -> TrainingPlan:
+def plan_for(model: NesterovLR, curvature: float, bound_bits: int = 8) -> TrainingPlan:
     """The encrypted trainer's public plan for exactly the twin's algorithm."""
     from .lr.sigmoid import sigmoid_poly
     from .lr.twin import momentum_schedule
@@ -91,7 +91,7 @@ def run_cv(
     """Run the study; returns the JSON-able record (see README, "The study record")."""
     config = config or StudyConfig()
     t_start = time.perf_counter()
-    check_study_preset(config.preset if fed is None else fed.params)  # before any work
+    check_study_preset(config.preset if fed is None else fed.params, config.parties)  # before any work
     dataset = load(data) if isinstance(data, str) else data
     if not isinstance(dataset, Dataset):
         raise ParameterError(f"parameter data must be a data set name, a path or a Dataset, got {type(data).__name__}")

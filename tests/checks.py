@@ -28,3 +28,43 @@ def assert_rotated(out, expected, tol: float, key_switches: int = 1) -> None:
     assert err.max() < ROTATION_OFFSET_TOL, f"max error {err.max():.2e}"
     rest = np.sort(err)[: err.size - key_switches]
     assert rest.max() < tol, f"error {rest.max():.2e} outside the key-switch offset slots"
+
+
+def refresh_flooding(params, parties: int) -> float:
+    """The standard deviation a collective refresh's smudging adds to one slot (value units at the preset's
+    scale): each hospital's Gaussian of sigma 2^refresh_smudging_bits per coefficient, summed over the
+    hospitals and over the N coefficients a slot evaluates (a real part: N / 2 of their variance)."""
+    bits = getattr(params, "refresh_smudging", params.smudging_bits)
+    return 2.0**bits * np.sqrt(parties * params.n / 2) / 2.0**params.scale_bits
+
+
+def decryption_flooding(params, parties: int) -> float:
+    """The same for a decryption's smudging."""
+    return 2.0**params.smudging_bits * np.sqrt(parties * params.n / 2) / 2.0**params.scale_bits
+
+
+def exact_decrypt(fed, ct) -> np.ndarray:
+    """TESTS ONLY: the slots of a server-side ciphertext decrypted without smudging, each hospital's
+    s_i c1 made in its own place (the key shares are never summed): what the ciphertext holds, to its CKKS
+    noise, where a real decryption would add every hospital's smudging."""
+    from mpclr.protocols.decryption import ThresholdDecryption
+    from mpclr.ring import SecretRandom
+    from mpclr.seal.format import CiphertextData, PlaintextData
+
+    data = CiphertextData.from_bytes(ct.to_bytes(compr_mode="none"))
+    level = fed.ctx.check_ciphertext(data)
+    dec, rng, ring = ThresholdDecryption(fed.ctx, smudging_bits=0), SecretRandom(), fed.ctx.ring(level)
+    shares = [dec.gen_share(p._share_for(None), data.data[1], level, rng).data for p in fed.parties]
+    plain = PlaintextData(fed.ctx.level_parms_id(level), data.scale, ring.add(data.data[0], ring.sum(shares)))
+    return fed.ctx.decode(fed.ctx.pyfhel(), plain)
+
+
+def exact_scores(fed, ev) -> np.ndarray:
+    """TESTS ONLY: the scores a SecureEvaluation compared, in global row order, decrypted exactly."""
+    rows = np.arange(ev.layout.n_rows)
+    block, _, first = ev.layout.place(rows)
+    out = np.full(rows.size, np.nan)
+    for b, s in ev.scores.items():
+        sel = block == b
+        out[sel] = exact_decrypt(fed, s.ct)[first[sel]] * ev.D
+    return out

@@ -157,6 +157,38 @@ def test_params_survive_json_and_a_recorded_opt_in_can_be_refused():
         mpclr.Params.from_json(toy, allow_insecure=False)
 
 
+def test_the_fingerprint_covers_every_field_of_a_parameter_set():
+    """Every protocol message is bound to its parameter set by SealContext.fingerprint: a hospital must not
+    mix shares made under other smudging, masks or noise bounds. Each field of Params changes it."""
+    from dataclasses import fields
+
+    from mpclr.seal.context import SealContext
+
+    base = mpclr.get_preset("fast")
+    ref = SealContext(base).fingerprint
+    changes = {
+        "name": "other",
+        "smudging_bits": 9,
+        "refresh_smudging_bits": 10,
+        "refresh_mask_bits": 70,
+        "noise_bits": 7,
+        "refresh_noise_bits": 7,
+        "max_hospitals": 5,
+        "study": True,
+        "description": "another text",
+        "scale_bits": 29,
+        "coeff_bits": (49, 30, 30, 30, 49),
+    }
+    settable = {f.name for f in fields(base)} - {"n", "allow_insecure"}  # n: its own test; the opt-in is local
+    assert settable == set(changes), settable ^ set(changes)
+    for name, value in changes.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # Pyfhel: 30-bit primes for a 2^29 scale
+            assert SealContext(base.with_(**{name: value})).fingerprint != ref, name
+    # one spelling per value: an integer and its float are the same set
+    assert SealContext(base.with_(smudging_bits=8.0)).fingerprint == ref
+
+
 def test_deep_preset_one_case():
     with warnings.catch_warnings():
         warnings.simplefilter("error")

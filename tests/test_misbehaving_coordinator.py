@@ -123,7 +123,7 @@ def test_chosen_c1_key_switch_request(fed, kind):
 
 def test_chosen_c1_refresh_request(fed):
     """A huge constant c1: the refresh masks are bounded, so K * s_i would show through them."""
-    level = 1
+    level = 2  # masks of 80 bits fit its modulus (and 64 bits of hiding above 16-bit values)
     c1 = crafted_c1(fed.ctx.ring(level), "constant")
     refused(fed.server, H1, "refresh.share", "not a ciphertext's random half", c1=[c1_bytes(fed.ctx, c1, level)],
             level=level, label="attack", mask_bits=80, outputs=[{"terms": [[0, 1, []]], "shift": 0}])

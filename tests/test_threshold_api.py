@@ -103,20 +103,30 @@ def test_refresh_too_low_is_refused(fed32, x):
         fed32.refresh(a, bound_bits=4)
 
 
-def test_refresh_with_precision_boost_on_deep():
-    """deep smudges with sigma = 2^20: a plain refresh adds about as much noise as the final decryption;
-    with a 2^12 boost the refresh's share of the error all but vanishes (mean squared error halves)."""
-    fed = mpclr.Federation(parties=3, preset="deep")
-    x = np.random.default_rng(2).uniform(-1, 1, 8192)
-    a = fed.parties[0].encrypt(x)
-    plain = fed.refresh(a, bound_bits=4)
-    boosted = fed.refresh(a, bound_bits=4, boost_bits=12)
-    mse_plain = np.mean((fed.decrypt(plain) - x) ** 2)
-    mse_boost = np.mean((fed.decrypt(boosted) - x) ** 2)
-    mse_none = np.mean((fed.decrypt(a) - x) ** 2)
-    assert mse_boost < 0.75 * mse_plain
-    assert mse_boost < 1.3 * mse_none
-    assert np.abs(fed.decrypt(boosted) - x).max() < TOL
+def test_refresh_output_carries_the_full_smudging_of_every_hospital():
+    """Issue 12: a refresh hides the input's key-dependent noise behind each hospital's smudging; a server
+    that scaled the input up first (the old "precision boost" K) divided that smudging by K against the value
+    while multiplying the noise it hides by K. The output of a refresh carries the hospitals' smudging at
+    full size: measured with smudging-free decryption shares (made in each hospital's place)."""
+    from mpclr.protocols.decryption import ThresholdDecryption
+    from mpclr.ring import SecretRandom
+    from mpclr.seal.format import CiphertextData, PlaintextData
+
+    from .checks import refresh_flooding
+
+    fed = mpclr.Federation(parties=3, preset="train")
+    x = np.random.default_rng(2).uniform(-1, 1, fed.ctx.params.slots)
+    r = fed.refresh(fed.parties[0].encrypt(x), bound_bits=1)
+    data = CiphertextData.from_bytes(fed.server._get(r).ct.to_bytes(compr_mode="none"))
+    level = fed.ctx.check_ciphertext(data)
+    dec, rng, ring = ThresholdDecryption(fed.ctx, smudging_bits=0), SecretRandom(), fed.ctx.ring(level)
+    shares = [dec.gen_share(p._share_for(None), data.data[1], level, rng).data for p in fed.parties]
+    plain = PlaintextData(fed.ctx.level_parms_id(level), data.scale, ring.add(data.data[0], ring.sum(shares)))
+    err = fed.ctx.decode(fed.ctx.pyfhel(), plain) - x
+    assert err.std() == pytest.approx(refresh_flooding(fed.params, 3), rel=0.1)
+    assert getattr(fed.params, "refresh_smudging", fed.params.smudging_bits) >= 20
+    with pytest.raises(TypeError):
+        fed.refresh(r, bound_bits=1, boost_bits=12)  # no way to divide the smudging away
     fed.close()
 
 
@@ -151,6 +161,19 @@ def test_refresh_labels_never_repeat(fed32, x):
             mask_bits=80,
             participants=None,
         )
+
+
+@pytest.mark.parametrize(
+    "level,bits,match",
+    [(2, 64, "less than this party's 64 bits of hiding"), (1, 100, "do not fit level 1"), (2, 2000, "absurd")],
+)
+def test_hospitals_refuse_refresh_masks_that_hide_too_little_or_do_not_fit(fed32, level, bits, match):
+    """Issue 12: a hospital's masks are at least 64 bits wider than the values they hide (it cannot see
+    the values' bound, only the width asked for) and must fit the level's modulus with room for the exact
+    lift; anything else is refused before its key share is used."""
+    with pytest.raises(ProtocolError, match=match):
+        fed32.server.call("hospital-1", "refresh.share", label=f"masks-{level}-{bits}", level=level, c1=[b""],
+                          mask_bits=bits, participants=None, outputs=[{"terms": [[0, 1, []]], "shift": 0}])
 
 
 def test_key_switch_to_researcher(fed32, x):

@@ -13,10 +13,17 @@ def _local(args) -> int:
     import numpy as np
 
     from .. import data as mdata
+    from ..errors import ParameterError
+    from ..params import check_study_preset
     from .local import LocalDeployment, SiteSpec, StudyFailed
     from .study import fold_aucs
 
     n = args.sites
+    try:
+        check_study_preset(args.preset, n)  # before anything starts (the coordinator checks again)
+    except ParameterError as exc:
+        print(f"mpclr.deploy local: {exc}", file=sys.stderr)
+        return 2
     sites = [SiteSpec(f"hospital-{i + 1}", args.data, f"{i + 1}/{n}") for i in range(n)]
     work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="mpclr-deploy-"))
     print(f"mpclr local deployment in {work}: SuperLink + {n} SuperNodes on 127.0.0.1 (TLS, SuperNode "

@@ -28,7 +28,7 @@ DEFAULTS = {
     "schedule": "",  # "": step sizes from the encrypted curvature (mpclr.study); or JSON [[gamma, eta], ...]
     "iterations": 0,
     "learning-rate": 0.0,
-    "bound-bits": 6,
+    "bound-bits": 8,
     "evaluation": "secure",  # or "none"
     "score-bound": 16.0,
     "decrypt-models": True,  # false: the fold models stay encrypted (only the secure evaluation's counts)

@@ -36,7 +36,7 @@ from pathlib import Path
 
 from ..errors import MpclrError, NodeUnavailable, ParameterError, ProtocolError
 from ..federation import Federation, seal_context
-from ..params import get_preset
+from ..params import check_study_preset, get_preset
 from ..roles import Researcher, Server, Session
 from .site import params_to_json, session_fingerprint
 from .transport import FlowerNetwork, SiteError
@@ -293,6 +293,7 @@ def run_deployed_study(grid, cfg: StudyConfig, study=None) -> dict:
     fed = None
     t_all = time.perf_counter()
     try:
+        check_study_preset(cfg.preset, cfg.parties or len(cfg.sites) or None)  # before any site is contacted
         fn = study or load_study(cfg.study)
         check = getattr(fn, "check_config", None)  # a study may check its options before any site is contacted
         if check is not None:

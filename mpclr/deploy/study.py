@@ -9,7 +9,7 @@ Options (run-config keys, all optional): folds (5), workers ("auto", or a number
 ("secure", the default: encrypted scores, counts key-switched to the researcher, as `mpclr cv` does;
 "none" to skip), score-bound (16), decrypt-models (true: the key holders decrypt the fold models for the
 researcher, as `mpclr cv` does by default; false keeps them encrypted), and either
-schedule (a JSON list of [gamma, eta]) with degree (3) and bound-bits (6), or, when schedule is empty,
+schedule (a JSON list of [gamma, eta]) with degree (3) and bound-bits (8), or, when schedule is empty,
 the plaintext twin's defaults (mpclr.lr.twin.NesterovLR: degree 5, 6 iterations) with step sizes from
 the curvature of the encrypted aggregates, as mpclr.study does (iterations, degree, learning-rate
 override them). An option this study does not read, or iterations / learning-rate beside an explicit
@@ -102,7 +102,7 @@ def study_options(config: dict) -> dict:
         "decrypt_models": _flag("decrypt-models", config.get("decrypt-models", True)),
         "schedule": schedule,
         "degree": degree,
-        "bound_bits": int(config.get("bound-bits", 6)),
+        "bound_bits": int(config.get("bound-bits", 8)),
         "iterations": iterations,
         "learning_rate": learning_rate,
     }

@@ -66,7 +66,9 @@ from Pyfhel import PyCtxt
 from ..errors import ParameterError, ProtocolError
 from .blocks import Enc
 
-__all__ = ["SignComposite", "design_sign", "fit_odd_stage", "flat_stage", "cycle_degrees", "LadderOps"]
+__all__ = [
+    "SignComposite", "design_sign", "narrowest_transition", "fit_odd_stage", "flat_stage", "cycle_degrees", "LadderOps"
+]
 
 _MAX_CYCLES = 12
 
@@ -158,6 +160,8 @@ class SignComposite:
     transition: float
     error: float
     cycles: tuple[tuple[tuple[float, ...], ...], ...]
+    noise: float = 0.0  # the refresh noise bound the design holds under (comparison-domain units)
+    first_noise: float = 0.0  # ... and the bound on the inputs' noise before the first cycle
 
     @property
     def stages(self) -> list[tuple[float, ...]]:
@@ -186,6 +190,8 @@ class SignComposite:
         return {
             "transition": self.transition,
             "error": self.error,
+            "refresh_noise": self.noise,
+            "input_noise": self.first_noise,
             "stage_degrees_per_refresh_cycle": self.degrees,
             "depth": self.depth,
         }
@@ -213,32 +219,96 @@ def _cycle(low: float, degrees) -> tuple[list, float]:
     return stages, low
 
 
+def _image(stages, lo: float, hi: float) -> tuple[float, float]:
+    """min and max of the stages' composition over [lo, hi] (a dense grid; hi may exceed 1 by noise)."""
+    x = np.unique(np.concatenate([np.linspace(lo, hi, 20001), np.geomspace(lo, hi, 20001)]))
+    for coef in stages:
+        x = cheb.chebval(x, coef)
+    return float(x.min()), float(x.max())
+
+
+def _noisy_cycles(transition: float, error: float, plan, noise: float, first_noise: float):
+    """Cycles for inputs that carry refresh noise: first_noise (at most, per slot) before the first
+    cycle, noise after every other one. The values of |x| >= transition are tracked as an interval
+    [lo, hi], widened by the noise at every refresh; None when the noise swamps the transition.
+    plan(i) gives cycle i's (stage degrees if it is not the last, closing stage degrees)."""
+    lo, hi = transition - first_noise, 1.0 + first_noise
+    cycles = []
+    while len(cycles) < _MAX_CYCLES:
+        if lo <= 0.0 or hi > 1.5:  # a value may cross zero, or leave the refresh's bound
+            return None
+        middle, last = plan(len(cycles))
+        closing, _ = _cycle(lo, last)
+        c_lo, c_hi = _image(closing, lo, hi)
+        if 1.0 - c_lo <= error / 2 and c_hi - 1.0 <= error / 2:
+            cycles.append(tuple(closing))
+            return cycles
+        stages, _ = _cycle(lo, middle)
+        cycles.append(tuple(stages))
+        lo, hi = _image(stages, lo, hi)
+        lo, hi = lo - noise, hi + noise
+    return None
+
+
 @lru_cache(maxsize=64)
-def design_sign(transition: float, error: float = 1e-6, cycle_levels: int = 5, last_levels: int = 4) -> SignComposite:
+def design_sign(
+    transition: float,
+    error: float = 1e-6,
+    cycle_levels: int = 5,
+    last_levels: int = 4,
+    noise: float = 0.0,
+    first_noise: float | None = None,
+    first_levels: int | None = None,
+) -> SignComposite:
     """The composite with the fewest refresh cycles such that |F - sign| <= error on transition <= |x| <= 1,
     certified on a dense grid. Middle cycles use `cycle_levels` levels (stages of `cycle_degrees`), the
-    last one `last_levels` (one stage of degree 2^last_levels - 1, at most 31)."""
+    last one `last_levels` (one stage of degree 2^last_levels - 1, at most 31).
+
+    noise: a bound on the refresh noise every collective refresh adds to a value (its smudging, in units
+    of the comparison domain), first_noise (default: noise) the bound on what the inputs carry before the
+    first cycle. The bound then holds for inputs whose noiseless value lies beyond the transition.
+    first_levels: the levels of the first cycle when the inputs start below the top (then one stage of
+    degree 2^first_levels - 1, the steepest a cycle can be: it widens the values before the first refresh
+    adds its noise); a first cycle that is also the last lands where the last one does."""
     if not 0.0 < transition < 0.5:
         raise ParameterError(f"parameter transition must be in (0, 0.5), got {transition!r}")
     if not 0.0 < error < 0.1:
         raise ParameterError(f"parameter error must be in (0, 0.1), got {error!r}")
+    first_noise = noise if first_noise is None else first_noise
+    if noise < 0 or first_noise < 0:
+        raise ParameterError(f"refresh noise bounds must be non-negative, got {noise}, {first_noise}")
     middle = cycle_degrees(cycle_levels)
-    last = (2 ** min(last_levels, 5) - 1,) if last_levels >= 2 else ()
-    if not last:
-        raise ParameterError(f"the last refresh cycle needs at least 2 levels, got {last_levels}")
-    low, cycles = float(transition), []
-    while True:
-        closing, at_low = _cycle(low, last)
-        if 1.0 - at_low <= error / 2:
-            cycles.append(tuple(closing))
-            break
-        stages, low = _cycle(low, middle)
-        cycles.append(tuple(stages))
-        if len(cycles) >= _MAX_CYCLES:
+    if last_levels < 2 or (first_levels is not None and first_levels < 2):
+        raise ParameterError(f"every refresh cycle needs at least 2 levels, got {last_levels}, {first_levels}")
+    last = (2 ** min(last_levels, 5) - 1,)
+
+    def plan(i: int):
+        if i == 0 and first_levels is not None:
+            return (2 ** min(first_levels, 5) - 1,), (2 ** min(first_levels, last_levels, 5) - 1,)
+        return middle, last
+
+    if noise == 0.0 and first_noise == 0.0:
+        low, cycles = float(transition), []
+        while True:
+            stages_if_not_last, closing_degrees = plan(len(cycles))
+            closing, at_low = _cycle(low, closing_degrees)
+            if 1.0 - at_low <= error / 2:
+                cycles.append(tuple(closing))
+                break
+            stages, low = _cycle(low, stages_if_not_last)
+            cycles.append(tuple(stages))
+            if len(cycles) >= _MAX_CYCLES:
+                raise ParameterError(
+                    f"no composite of {_MAX_CYCLES} cycles reaches error {error} at transition {transition}"
+                )
+    else:
+        cycles = _noisy_cycles(float(transition), float(error), plan, float(noise), float(first_noise))
+        if cycles is None:
             raise ParameterError(
-                f"no composite of {_MAX_CYCLES} cycles reaches error {error} at transition {transition}"
+                f"no composite of {_MAX_CYCLES} cycles reaches error {error} at transition {transition:.3g} "
+                f"under refresh noise {noise:.3g} (inputs {first_noise:.3g}): the transition must be wider"
             )
-    comp = SignComposite(float(transition), float(error), tuple(cycles))
+    comp = SignComposite(float(transition), float(error), tuple(cycles), float(noise), float(first_noise))
     x = np.unique(np.concatenate([np.linspace(0.0, 1.0, 200001), np.geomspace(transition / 100, 1.0, 200001)]))
     f = comp.evaluate(x)
     plateau = x >= transition
@@ -246,6 +316,29 @@ def design_sign(transition: float, error: float = 1e-6, cycle_levels: int = 5, l
     if measured > error or np.diff(f).min() < -1e-8:
         raise ParameterError(f"composite sign misses its bound: error {measured:.3g} > {error:.3g} or not monotone")
     return comp
+
+
+def narrowest_transition(
+    error: float,
+    cycle_levels: int,
+    last_levels: int,
+    noise: float,
+    first_noise: float,
+    finest: float,
+    first_levels: int | None = None,
+) -> float:
+    """The narrowest transition 2^-k / 2^-(k + 1/2) (no narrower than `finest`) that `design_sign` can
+    certify under these refresh noise bounds."""
+    for half_bits in range(int(round(-2 * math.log2(finest))), 1, -1):
+        eps = 2.0 ** (-half_bits / 2)
+        if eps >= 0.25:
+            break
+        try:
+            design_sign(eps, error, cycle_levels, last_levels, noise, first_noise, first_levels)
+            return eps
+        except ParameterError:
+            continue
+    raise ParameterError(f"refresh noise {noise:.3g} (inputs {first_noise:.3g}) leaves no usable comparison")
 
 
 # ================================================================================================

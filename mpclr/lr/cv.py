@@ -22,7 +22,7 @@ from ..errors import FormatError, PrivacyWarning, ProtocolError
 from ..seal.format import unpack_ciphertext
 from .encrypted import EncryptedTrainer, TrainingLog, TrainingPlan
 from .layout import Layout
-from .party import stats_from_aggregate
+from .party import aggregate_values, stats_from_aggregate
 
 __all__ = ["EncryptedCV", "encrypt_study", "run_encrypted_cv", "TWO_HOSPITALS"]
 
@@ -185,7 +185,9 @@ def encrypt_study(fed, *, folds: int, interval: float = 8.0, participants=None) 
         h = s.import_ciphertext(raw, int(agg[p]["length"]))
         total = h if total is None else s.add(total, h)
     d = int(agg[names[0]]["features"])
-    values = fed.decrypt(total, by=participants, level=None, label="pooled count, sums and cross-products")
+    values = aggregate_values(
+        fed.decrypt(total, by=participants, level=None, label="pooled count, sums and cross-products")
+    )
     scaling, curvature = stats_from_aggregate(values, d)
     mean, std = scaling.mean, scaling.std
     seconds["scaling"] = time.perf_counter() - t0

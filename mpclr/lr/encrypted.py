@@ -53,8 +53,7 @@ class TrainingPlan:
     sigmoid: np.ndarray  # coefficients c_0..c_deg of p, increasing powers (c_0 = 1/2, odd otherwise)
     schedule: list[tuple[float, float]]  # (gamma_t, eta_t) per iteration
     interval: float = 8.0  # R: the data are encrypted as z / R
-    bound_bits: int = 6  # public bound on |weights| and gradients: 2^bound_bits (refresh masks hide up to it)
-    boost_bits: int | None = None  # refresh precision boost K = 2^boost_bits; None: the most that fits
+    bound_bits: int = 8  # public bound on the values refreshed (weights, gradients): 2^bound_bits, masks hide up to it
 
     @property
     def degree(self) -> int:
@@ -93,23 +92,7 @@ class EncryptedTrainer:
         self.participants = participants
         self.top = self.ctx.top_level
         n = len(server.participants(participants))
-        proto = RefreshProtocol(self.ctx)
-        self.refresh_level = proto.min_level(plan.bound_bits, n, 1)
-        if plan.boost_bits is None:
-            # The update's refresh rotates-and-sums the gradient over up to log2(slots) steps, which adds the
-            # smudging noise of every slot together: a boost K divides it by K. Take the largest K (up to
-            # 2^12) that keeps the refresh at the same level and inside the exact arithmetic's 125 bits.
-            growth = (self.ctx.n // 2).bit_length()
-            q_bits = math.prod(self.ctx.primes[: self.refresh_level + 1]).bit_length()
-            self.boost_bits = 0
-            for k in range(12, 0, -1):
-                bits = proto.mask_bits_total(self.ctx.scale_ladder[self.refresh_level], plan.bound_bits, 1 << k)
-                if proto.fits(self.refresh_level, plan.bound_bits, n, 1 << k) and max(bits, q_bits) + growth <= 125:
-                    self.boost_bits = k
-                    break
-        else:
-            self.boost_bits = int(plan.boost_bits)
-            self.refresh_level = proto.min_level(plan.bound_bits, n, 1 << self.boost_bits)
+        self.refresh_level = RefreshProtocol(self.ctx).min_level(plan.bound_bits, n)
         self.mask_factor, self.q_coeffs = plan.monic()
         total_blocks = sum(g.blocks for g in layout.groups)
         if workers == "auto":
@@ -133,7 +116,6 @@ class EncryptedTrainer:
             [[(k, 1.0)] for k in range(len(items))],
             self.participants,
             bound_bits=self.plan.bound_bits,
-            boost_bits=self.boost_bits,
         )
         self._account_refresh(len(items), time.perf_counter() - t0)
         return [Enc(c, self.top) for c in cts]
@@ -195,9 +177,11 @@ class EncryptedTrainer:
         ]
         if missing:
             raise ProtocolError(f"no party contributed data blocks or constant parts {missing[:3]}...")
-        weights = self.mask_factor / np.asarray(train_counts, dtype=np.float64)
+        counts = np.asarray(train_counts, dtype=np.float64)
+        self.gradient_gain = {g.index: self._gradient_gain(g, counts, self.features) for g in self.layout.groups}
+        per_model = {g.index: self.mask_factor * self.gradient_gain[g.index] / counts for g in self.layout.groups}
         masks = {
-            (g.index, b): self.layout.pack_mask(g, b, fold_of_row, weights)
+            (g.index, b): self.layout.pack_mask(g, b, fold_of_row, per_model[g.index])
             for g in self.layout.groups
             for b in range(g.blocks)
         }
@@ -255,6 +239,24 @@ class EncryptedTrainer:
         self.log.seconds["send_blocks"] = self.log.seconds.get("send_blocks", 0.0) - self.log.seconds.get(
             "derive_masked", 0.0
         )
+
+    @staticmethod
+    def _gradient_gain(group, counts: np.ndarray, features: int) -> float:
+        """The public factor G carries into the refresh, put back exactly by the refresh's coefficient.
+
+        The refresh floods every slot with the same absolute noise, and its rotate-and-sum adds up a
+        block's slots: with ZM's 1 / n_k a slot's share of the gradient would be tiny beside it. ZM
+        carries n-bar g / (8 B n_k) instead (n-bar the mean training count, B the group's blocks rounded
+        up to a power of two). The gain g buys precision until G's noise, the rows' encryption noise
+        carried through the products, grows with it; that noise also grows with the columns of z (d + 1),
+        and the smudging must stay 2^14 above it. Measured at 10 hospitals, the largest training refresh
+        input: 4 columns 2^10.9 at g = 16; 10 (lbw): 2^11.2 at g = 16 (2^10.4 at 1, its weights 6.6e-3
+        from the twin's, 6.7e-4 at 16); 31 (breast cancer): 2^10.5 at 1, 2^11.7 at 4, 2^13.9 at 16. So
+        g = 16 (10 / columns)^2, within [1, 16]. A slot of G, summed over B blocks, stays below 2.2 |z|
+        per block and sample: inside the public bound 2^8 for |z| up to 100."""
+        blocks = 1 << max(0, math.ceil(math.log2(max(group.blocks, 1))))
+        gain = min(16.0, max(1.0, 16.0 * (10.0 / features) ** 2))
+        return float(np.mean(counts[list(group.models)])) * gain / (8.0 * blocks)
 
     def _merge(self, parts: list[dict]) -> dict[tuple[int, int], Enc]:
         """Sum the engines' partial results per (group, feature)."""
@@ -320,19 +322,30 @@ class EncryptedTrainer:
         acc.scale = scale
         return [t for t in terms if not any(t is m for m in mine)] + [(2.0**shift, Enc(acc, level - 1))]
 
-    def _refresh_combinations(self, combos: list[list[tuple]]) -> list[Enc]:
+    def _refresh_combinations(self, combos: list[list[tuple]], groups: list) -> list[Enc]:
         """One batched refresh round: each output a public linear combination of kept ciphertexts, each
-        term (coef, Enc) or (coef, Enc, galois elements to rotate-and-sum over first)."""
+        term (coef, Enc) or (coef, Enc, galois elements to rotate-and-sum over first); groups[o] is output
+        o's group of models.
+
+        A term without a rotation holds a weight in every copy of its model's lane, each copy with the
+        refresh's smudging of its own: it is averaged over the copies inside the refresh (a rotate-and-sum
+        on exact integers, then 1 / copies in the coefficient), which divides that smudging by
+        sqrt(copies) (32 for a block of 1,024 samples) and hands every sample the same v, as the twin has."""
         items: list[Enc] = []
         index: dict[int, int] = {}
         outputs = []
-        for terms in combos:
+        for terms, group in zip(combos, groups):
+            average = self._sum_elements(group)
+            copies = self.layout.slots // group.m
             out = []
             for coef, x, *rest in self._fold_terms(self._merge_terms(terms)):
                 if id(x) not in index:
                     index[id(x)] = len(items)
                     items.append(x)
-                out.append((index[id(x)], coef, tuple(rest[0]) if rest else ()))
+                if rest:
+                    out.append((index[id(x)], coef, tuple(rest[0])))
+                else:
+                    out.append((index[id(x)], coef / copies, average))
             outputs.append(out)
         t0 = time.perf_counter()
         fresh = self.server.refresh_raw(
@@ -341,7 +354,6 @@ class EncryptedTrainer:
             outputs,
             self.participants,
             bound_bits=self.plan.bound_bits,
-            boost_bits=self.boost_bits,
         )
         self._account_refresh(len(items), time.perf_counter() - t0)
         return [Enc(ct, self.top) for ct in fresh]
@@ -365,21 +377,22 @@ class EncryptedTrainer:
         Only v is ever multiplied, so only v' is refreshed (one output per weight ciphertext); w stays a
         lazy public combination of ciphertexts already held (v, C, G of its iteration), used as such in
         the next update and refreshed once, at the end."""
-        combos, keys, new_w = [], [], {}
+        combos, keys, groups, new_w = [], [], [], {}
         for g in self.layout.groups:
             sum_over_samples = self._sum_elements(g)
             for j in range(self.features):
                 key = (g.index, j)
                 w_new = [(gamma, self.C[key])]
                 if grad is not None:
-                    w_new += [(1.0, self.V[key]), (-gamma, grad[key], sum_over_samples)]
+                    w_new += [(1.0, self.V[key]), (-gamma / self.gradient_gain[g.index], grad[key], sum_over_samples)]
                 v_new = [(t[0] * (1 - eta), *t[1:]) for t in w_new] + [
                     (t[0] * eta, *t[1:]) for t in self.W.get(key, [])
                 ]
                 combos.append(v_new)
                 keys.append(key)
+                groups.append(g)
                 new_w[key] = w_new
-        for key, fresh in zip(keys, self._refresh_combinations(combos)):
+        for key, fresh in zip(keys, self._refresh_combinations(combos, groups)):
             self.V[key] = fresh
         self.W = new_w
 
@@ -392,7 +405,7 @@ class EncryptedTrainer:
     def _materialize_weights(self) -> None:
         """The final models w, fresh at the top level (one more refresh round)."""
         keys = list(self.W)
-        fresh = self._refresh_combinations([self.W[k] for k in keys])
+        fresh = self._refresh_combinations([self.W[k] for k in keys], [self.layout.groups[g] for g, _ in keys])
         self.W = {k: [(1.0, x)] for k, x in zip(keys, fresh)}
         self._final = dict(zip(keys, fresh))
 

@@ -239,15 +239,6 @@ class EvalLayout:
         rows = np.arange(self.n_rows)
         return self.pack(block, rows, np.ones(rows.size), copies, group) > 0
 
-    def replicate_steps(self, group: int) -> list[int]:
-        """Left rotations P m, 2 P m, ...: adding each rotation in turn copies copy 0 into every copy."""
-        grp = self.groups[group]
-        out, step = [], grp.positions * grp.m
-        while step < self.slots:
-            out.append(step)
-            step *= 2
-        return out
-
     def threshold_vector(self, block: int, thresholds: dict, pad: float) -> np.ndarray:
         """thresholds[group][lane, copy] at the slots of that lane and copy that hold a row of the block,
         `pad` at every other slot."""
@@ -274,9 +265,9 @@ class EvalLayout:
 
 def party_vectors(layout: EvalLayout, rows, X, y, mean, std, scale: float):
     """Yield (block, column, slot vector) for every data block holding some of this party's rows: columns
-    0..d-1 are the standardized features divided by `scale` (the training's mean and std; copy 0 only),
-    column d the label (every copy). Everything else stays zero, so the parties' ciphertexts add up at
-    the server."""
+    0..d-1 are the standardized features divided by `scale` (the training's mean and std), column d the
+    label, each in every copy (the scores are computed in every copy: no refresh copies them). Everything
+    else stays zero, so the parties' ciphertexts add up at the server."""
     X = np.asarray(X, dtype=np.float64)
     std = np.where(np.asarray(std) > 0, std, 1.0)
     cols = np.hstack([(X - mean) / std / float(scale), np.asarray(y, dtype=np.float64)[:, None]])
@@ -284,4 +275,4 @@ def party_vectors(layout: EvalLayout, rows, X, y, mean, std, scale: float):
     d = cols.shape[1] - 1
     for block in sorted(set(blocks.tolist())):
         for j in range(d + 1):
-            yield block, j, layout.pack(block, rows, cols[:, j], None if j == d else 1)
+            yield block, j, layout.pack(block, rows, cols[:, j])

@@ -4,10 +4,11 @@ and only agreed aggregates, switched to the researcher's own key.
 Steps (each timed in `SecureEvaluation.seconds`)
 -------------------------------------------------
 1. rows. Every hospital encrypts its rows once more, densely, in the evaluation layout
-   (mpclr.lr.eval_layout): each row once, in the lane of the fold that tests it, as the standardized
-   features divided by D = 2R (with the training's mean and std) and the label. The server adds the
-   hospitals' ciphertexts (each has zeros where it holds no row). 49,152 x 10 takes 6 ciphertexts per
-   column instead of the training layout's 10 copies of every row.
+   (mpclr.lr.eval_layout): each row in the lane of the fold that tests it (in every copy of it where a
+   fold fits a lane several times), as the standardized features divided by D = 2R (with the training's
+   mean and std) and the label. The server adds the hospitals' ciphertexts (each has zeros where it holds
+   no row). 49,152 x 10 takes 6 ciphertexts per column instead of the training layout's 10 copies of
+   every row.
    rotation_keys: the collective Galois keys of the final rotate-and-sums (m, 2m, ... per group).
 2. average_models: a weight ciphertext holds its model's weight in every slot of its lane, each slot with
    its own CKKS noise; one collective refresh replaces each slot by its lane's mean (a rotate-and-sum
@@ -15,10 +16,14 @@ Steps (each timed in `SecureEvaluation.seconds`)
    vector, the one `EncryptedCV.decrypt_models` reports, and identical rows get identical scores.
    scores: s / D = sum_j x_j W_j + [row] W_0 / D, slot by slot with the weight ciphertexts (same group
    layout, so no rotation): one level, one relinearization per ciphertext (a block shared by two groups
-   takes a second product and a mask). One collective refresh (precision-boosted, projected on the
-   reals, copy 0 summed into every copy) brings them back to the top level for the comparisons.
+   takes a second product and a mask), then a plaintext product by 2^-10: the rows are encrypted 2^10
+   larger, so this divides the product's noise (up to 2^13 in the coefficients: the rows' encryption
+   noise times the weights, over the features) down to a rescale's rounding. They are not refreshed: a
+   refresh's smudging (sized to hide the noise it refreshes, README "Smudging and masks") would blur
+   every score by about the transition's width; the first comparison cycle starts at their level.
 3. comparison passes. For thresholds theta (per fold and copy), x = (s - theta) / D lies in [-1, 1];
-   h = (1 + F(x)) / 2 with the composite sign F of mpclr.lr.comparison, refreshed between cycles; then
+   h = (1 + F(x)) / 2 with the composite sign F of mpclr.lr.comparison, refreshed (projected on the reals)
+   between cycles; then
    per fold and threshold A = sum h (rows above) and B = sum y h (positives above): the label product
    takes one level, a rotate-and-sum the positions of a copy, and a plaintext mask keeps exactly the
    agreed counts (one level), packed into as few ciphertexts as possible. Comparisons run in the
@@ -40,8 +45,12 @@ Steps (each timed in `SecureEvaluation.seconds`)
 Error bounds
 ------------
 - Comparison: |F(x) - sign(x)| <= alpha (1e-6) for |x| >= eps, F monotone in [0, 1] inside
-  (mpclr.lr.comparison). With delta = D eps the transition half-width in score units (fine:
-  D 2^-18 = 1.2e-4 for R = 16; coarse: D 2^-8 = 0.125), a count at theta is exact after rounding when
+  (mpclr.lr.comparison), with every refresh's smudging inside the design (each refresh adds at most 6
+  sigma of it to a value: `design_sign`'s noise). The smudging sets the fine resolution: the narrowest
+  eps such a design certifies (train, 3 hospitals: 2^-11, D 2^-11 = 0.016 in score units for R = 16;
+  2^-10 where a block is shared by two groups, as at paper scale; before issue 12 sized the smudging,
+  2^-18). With delta = D eps the transition half-width in score units (coarse: D 2^-8 = 0.125, or the
+  fine one if wider), a count at theta is exact after rounding when
   n alpha < 1/2 and at most one row of it scores within delta of theta (that row adds a fraction on its
   own side of 1/2); two or more such rows can round to a neighbouring integer. The researcher sees
   each count's distance to the nearest integer: `suspect_counts` counts those farther than 0.1 (a row
@@ -98,13 +107,13 @@ from ..protocols.refresh import RefreshProtocol
 from ..roles.server import Ciphertext
 from ..seal.format import CiphertextData, galois_elt_from_step, pack_ciphertext, unpack_ciphertext
 from .blocks import Enc
-from .comparison import LadderOps, SignComposite, design_sign
+from .comparison import LadderOps, SignComposite, design_sign, narrowest_transition
 from .eval_layout import EvalLayout
 from .workers import ProcessPool, _dump, _load, _Pipe
 
 __all__ = ["SecureEvaluation", "evaluate_encrypted_cv", "roc_from_counts", "confusion_metrics"]
 
-FINE_BITS = 18  # transition eps = 2^-18 of the comparison domain: 1.2e-4 in score units for R = 16
+FINE_BITS = 18  # the finest transition tried: 2^-18; the refreshes' smudging leaves 2^-11 at train (see above)
 # 2^-8: 0.125 in score units for R = 16, 5 refresh cycles instead of 6 for 2^-10. At paper scale the AUC error
 # is the grid's (4 + 4 thresholds: 0.0049 with 2^-8, 0.0048 with 2^-10, measured on the clear scores with the
 # composites in float64), and counts move by at most 8 rows of about 4,900.
@@ -120,7 +129,14 @@ DEFAULT_REFINE = 4
 # negative score told apart, which takes 3 or 4 rounds of 16 on the shared data sets.
 SMALL_PER_PASS = 16
 _PAD = 0.5  # threshold / D at slots without a row: above every score, so they count 0
-_TEST_SCALE_BITS = 16  # scores are multiplied by 2^16 (by additions) before a testing decryption
+# Hospitals encrypt their evaluation rows 2^10 larger, and the scores come down by 2^-10 in a plaintext
+# product (one level): that divides the noise of the scores' product (their encryption noise times the
+# weights, summed over the features, up to 2^13) down to a rescale's rounding (2^6), so the first refresh
+# after them has little to hide (README, "Smudging and masks").
+SCORE_HEADROOM_BITS = 10
+# scores are multiplied by 2^7 (by additions) before a testing decryption: their noise (a rescale's rounding,
+# below 2^7.5) times 2^7 stays 2^14 under the decryption's smudging (2^29 at train), as for every decryption
+_TEST_SCALE_BITS = 7
 WEIGHT_BOUND_BITS = 6  # public bound 2^6 on |weight| (the training plan's default), for the masks of the averaging
 _MIN_JOBS_FOR_WORKERS = 2
 
@@ -308,7 +324,9 @@ class _Comparer:
                     rows.setdefault(g, []).append(ops.down(h, level - 1))
                 else:
                     rows.setdefault(g, []).append(ops.cmul(h, mask, level - 1, key=("mask", block, g)))
-                pairs.setdefault(g, []).append((ops.down(self.labels[(block, g)], level), h))
+                label = self.labels[(block, g)]  # at level 2: below h when the last cycle used fewer levels
+                at = min(level, label.level)
+                pairs.setdefault(g, []).append((ops.down(label, at), ops.down(h, at)))
         return {
             g: (ops.rotate_sum(ops.total(rows[g]), steps[g]), ops.rotate_sum(ops.dot(pairs[g]), steps[g])) for g in rows
         }
@@ -453,15 +471,30 @@ class SecureEvaluation:
         proto = RefreshProtocol(self.ctx)
         n = len(self.participants)
         self.refresh_level = proto.min_level(1, n)
-        self.boost_bits = self._boost(1)
         if top - self.refresh_level < 2 or top < 4:
             raise ParameterError(
                 f"parameter set {self.ctx.params.name!r} has too few levels for encrypted comparisons "
                 f"(top level {top}, refresh level {self.refresh_level}); use the 'train' preset"
             )
         self.small = all(g.copies >= 2 for g in self.layout.groups)
-        fine = self.D * 2.0**-FINE_BITS if resolution is None else float(resolution)
-        coarse = (fine if self.small else self.D * 2.0**-COARSE_BITS) if roc_resolution is None else roc_resolution
+        # scores: a product and a plaintext product below the top, never refreshed
+        self.score_level = top - 2
+        if self.score_level - self.refresh_level < 2:
+            raise ParameterError(
+                f"parameter set {self.ctx.params.name!r} has too few levels for encrypted comparisons "
+                f"(scores at level {self.score_level}, refresh level {self.refresh_level}); use the 'train' preset"
+            )
+        self.refresh_noise = self._noise_bound(n)
+        if resolution is None:
+            middle, last, first = self._design_levels()
+            finest = 2.0**-FINE_BITS
+            fine = self.D * narrowest_transition(error, middle, last, self.refresh_noise, 0.0, finest, first)
+        else:
+            fine = float(resolution)
+        if roc_resolution is None:
+            coarse = fine if self.small else max(fine, self.D * 2.0**-COARSE_BITS)
+        else:
+            coarse = float(roc_resolution)
         self.fine = self._composite(fine, error)
         self.coarse = self._composite(float(coarse), error)
         self.grid = int(grid)
@@ -483,12 +516,27 @@ class SecureEvaluation:
         self._refreshes = 0
         self._refresh_seconds = 0.0
 
+    def _noise_bound(self, parties: int) -> float:
+        """A bound (comparison-domain units, per slot) on the smudging a refresh adds to a value: every
+        key holder's Gaussian of sigma 2^refresh_smudging_bits per coefficient is, in a slot, a Gaussian
+        of sigma sqrt(parties N / 2) 2^bits / Delta; six of those (exceeded with probability 2e-9 per
+        slot). The scores carry only their CKKS noise (below 2^-28) into the first cycle."""
+        params = self.ctx.params
+        delta = min(self.ctx.scale_ladder[self.refresh_level :])
+        return 6.0 * 2.0**params.refresh_smudging * math.sqrt(parties * params.n / 2) / delta
+
+    def _design_levels(self) -> tuple[int, int, int]:
+        """(levels of a middle cycle, of the last cycle, of the first cycle): refreshed values start at the
+        top, the scores at `score_level`; every cycle ends at the refresh level, the last at level 2."""
+        top = self.ctx.top_level
+        return top - self.refresh_level, top - 2, self.score_level - self.refresh_level
+
     def _composite(self, delta: float, error: float) -> SignComposite:
         eps = delta / self.D
         if not 0.0 < eps < 0.25:
             raise ParameterError(f"resolution {delta} must lie in (0, {self.D / 4}) for score bound {self.R}")
-        top = self.ctx.top_level
-        return design_sign(eps, error, top - self.refresh_level, top - 2)
+        middle, last, first = self._design_levels()
+        return design_sign(eps, error, middle, last, self.refresh_noise, 0.0, first_levels=first)
 
     # ------------------------------------------------------------------ refresh
     def _refresh(self, items: list[Enc], sums=None, bound_bits: int = 1, scales=None) -> list[Enc]:
@@ -506,17 +554,10 @@ class SecureEvaluation:
             [[(k, 0.5 * scales[k], (*sums[k], conj))] for k in range(len(items))],
             self._by,
             bound_bits=bound_bits,
-            boost_bits=self._boost(bound_bits),
         )
         self._refreshes += 1
         self._refresh_seconds += time.perf_counter() - t0
         return [Enc(ct, self.ctx.top_level) for ct in cts]
-
-    def _boost(self, bound_bits: int) -> int:
-        """The largest precision boost (bits) whose masks still fit the refresh level."""
-        proto = RefreshProtocol(self.ctx)
-        n = len(self.participants)
-        return max([b for b in range(0, 21) if proto.fits(self.refresh_level, bound_bits, n, 1 << b)], default=0)
 
     def _elements(self, steps) -> tuple[int, ...]:
         return tuple(galois_elt_from_step(int(step), self.ctx.n) for step in steps)
@@ -548,7 +589,7 @@ class SecureEvaluation:
             "layout": self.layout.describe(),
             "mean": np.asarray(self.cv.mean, dtype=np.float64).tolist(),
             "std": np.asarray(self.cv.std, dtype=np.float64).tolist(),
-            "scale": self.D,
+            "scale": self.D / 2.0**SCORE_HEADROOM_BITS,
         }
         top = self.ctx.top_level
         blocks = len(self.layout.blocks)
@@ -612,23 +653,26 @@ class SecureEvaluation:
         W = self.average_models(self._weights())
         t0 = time.perf_counter()
         ops, d = self.ops, self.features
-        raw_scores, sums = [], []
         for b, members in enumerate(self.layout.blocks):
             parts = []
             for mem in members:
                 g = mem.group
                 dot = ops.dot([(self.data[(b, j)], W[(g, j + 1)]) for j in range(d)])
-                occupied = self.layout.occupied(b, copies=1, group=g).astype(np.float64) / self.D
+                occupied = self.layout.occupied(b, group=g).astype(np.float64) * 2.0**SCORE_HEADROOM_BITS / self.D
                 score = ops.add(dot, ops.cmul(W[(g, 0)], occupied, dot.level, key=("intercept", b, g)))
-                if self.layout.shared(b):  # keep each group's rows with its own group's weights
+                # 2^SCORE_HEADROOM_BITS s / D down to s / D: the product's noise (the rows' encryption noise
+                # times the weights, summed over the features) divided away; in a block two groups share,
+                # with the mask that keeps each group's rows with its own group's weights
+                down = 2.0**-SCORE_HEADROOM_BITS
+                if self.layout.shared(b):
                     self.masks[(b, g)] = self.layout.occupied(b, group=g).astype(np.float64)
-                    score = ops.cmul(score, self.masks[(b, g)], score.level - 1, key=("mask", b, g))
+                    score = ops.cmul(score, self.masks[(b, g)] * down, score.level - 1, key=("scaled mask", b, g))
+                else:
+                    score = ops.cmul(score, down, score.level - 1)
                 parts.append(score)
-            raw_scores.append(ops.total(parts))
-            # the refresh copies copy 0 into every copy (a rotate-and-sum: no key, no level)
-            sums.append(self._elements(self.layout.replicate_steps(members[0].group)) if len(members) == 1 else ())
-        for b, s in enumerate(self._refresh(raw_scores, sums)):
-            self.scores[b] = s
+            # not refreshed: a refresh's smudging would blur every score by about the transition's width,
+            # while their CKKS noise is 2^-30; the first comparison cycle starts at the scores' level
+            self.scores[b] = ops.down(ops.total(parts), self.score_level)
             for g in self.layout.groups_of(b):
                 y = self.data[(b, d)]
                 mask = self.masks.get((b, g))
@@ -928,7 +972,7 @@ class SecureEvaluation:
                 "resolution": {"cutoff": self.fine.transition * self.D, "roc": self.coarse.transition * self.D},
                 "comparison_error": self.fine.error,
                 "composites": {"cutoff": self.fine.describe(), "roc": self.coarse.describe()},
-                "refresh_boost_bits": self.boost_bits,
+                "refresh_smudging_bits": self.ctx.params.refresh_smudging,
                 "grid_thresholds": {g.index: len(self._grid_of(g)) for g in self.layout.groups},
                 "refine_rounds": self.refine_rounds,
                 "refine_thresholds_per_round": {g.index: self._refine_budget(g) for g in self.layout.groups},
@@ -961,7 +1005,7 @@ class SecureEvaluation:
     # ------------------------------------------------------------------ testing only
     def decrypt_scores_for_testing(self) -> np.ndarray:
         """TESTING ONLY: threshold-decrypts every score the comparisons saw (it reveals them to the
-        researcher), in global row order; multiplied by 2^16 first (additions, no level) for precision."""
+        researcher), in global row order; multiplied by 2^7 first (additions, no level) for precision."""
         if not self.scores:
             raise ProtocolError("compute the scores first")
         rows = np.arange(self.layout.n_rows)
@@ -973,7 +1017,7 @@ class SecureEvaluation:
                 x = self.ops.double(x)
             h = self.server._put(x.ct, self.ctx.params.slots, x.level)
             try:
-                # at the ciphertext's own level: 2^16 s / D is too large for the last prime alone
+                # at the ciphertext's own level (it is below the top: the scores are not refreshed)
                 values = self.fed.decrypt(
                     h, by=self._by, level=None, label=f"TESTING ONLY: scores of block {b}"
                 )

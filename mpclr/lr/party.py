@@ -18,11 +18,24 @@ from .layout import Layout
 __all__ = ["aggregate_vector", "design_rows", "pack_blocks", "constant_part"]
 
 
+# The aggregate is encrypted as 2^40 times its values (a power of two: exact in float64). Its decryption's
+# smudging is sized against a fresh encryption's noise, which does not grow with the values: at scale 2^45
+# alone it would cost about 2^-9 absolute, too much for the sums of squares of a column of small values
+# (breast cancer's 20th: variance 7e-6); 2^40 larger, the values keep about float64's precision.
+AGGREGATE_SHIFT_BITS = 40
+
+
 def aggregate_vector(X: np.ndarray) -> np.ndarray:
-    """[n, sum_j x_j (d values), sum_i x_ij x_ik for j <= k (d (d + 1) / 2 values)] of this party's rows."""
+    """[n, sum_j x_j (d values), sum_i x_ij x_ik for j <= k (d (d + 1) / 2 values)] of this party's rows,
+    times 2^AGGREGATE_SHIFT_BITS (undone by `aggregate_values`)."""
     X = np.asarray(X, dtype=np.float64)
     upper = np.triu_indices(X.shape[1])
-    return np.concatenate([[X.shape[0]], X.sum(axis=0), (X.T @ X)[upper]])
+    return np.concatenate([[X.shape[0]], X.sum(axis=0), (X.T @ X)[upper]]) * 2.0**AGGREGATE_SHIFT_BITS
+
+
+def aggregate_values(decrypted: np.ndarray) -> np.ndarray:
+    """The pooled [n, sums, cross-products] from the decrypted sum of the parties' aggregate vectors."""
+    return np.asarray(decrypted, dtype=np.float64) / 2.0**AGGREGATE_SHIFT_BITS
 
 
 def aggregate_length(d: int) -> int:

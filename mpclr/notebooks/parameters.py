@@ -251,7 +251,7 @@ PARAMETERS: dict[str, Parameter] = {
             "preset",
             "str",
             "train",
-            "CKKS parameter set; train: depth 6, one degree-5 iteration per refresh",
+            "CKKS parameter set; train: the study preset (depth 7, one degree-5 iteration per refresh); fast: workshop",
             _choice(tuple(PRESETS)),
             notebook_defaults={"90_workshop": "fast"},
         ),

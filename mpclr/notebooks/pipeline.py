@@ -201,6 +201,7 @@ def encrypt(fed: Federation, study: Study):
 
     Returns (EncryptedCV, what the researcher decrypted: `aggregate_view` of it plus its label)."""
     from ..lr.cv import encrypt_study
+    from ..lr.party import aggregate_values
 
     tap = _ResearcherTap(fed)
     model = study.model()
@@ -211,7 +212,7 @@ def encrypt(fed: Federation, study: Study):
             f"{[label for label, _ in tap.decrypted]}"
         )
     label, values = tap.decrypted[0]
-    view = aggregate_view(values, len(cv.mean))
+    view = aggregate_view(aggregate_values(values), len(cv.mean))  # it travels as 2^40 times its values
     view["label"] = label
     if not np.allclose(view["means"], cv.mean, rtol=1e-6, atol=1e-6 * (1 + np.abs(cv.mean).max())):
         raise ProtocolError("the scaling in the encrypted study is not the one the decrypted aggregate gives")

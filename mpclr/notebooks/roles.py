@@ -144,7 +144,8 @@ MESSAGES: tuple[MessageKind, ...] = (
         (SERVER, HOSPITAL, "c1 of each input ciphertext (checked as for decrypt.share), the public coefficients "
          "of each output"),
         (HOSPITAL, SERVER, "per input s_i*c1 + e - M_i (masked), per output -s_i*a' + r*M_i + e"),
-        "to the server: values masked by 2^40-times-larger random masks; the outputs are fresh ciphertexts",
+        "to the server: values masked by random masks 2^64 times larger (statistical distance 2^-64 per "
+        "coefficient); the smudging e hides the input's noise in the output; the outputs are fresh ciphertexts",
     ),
     MessageKind(
         "researcher.key",

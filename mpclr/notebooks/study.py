@@ -100,8 +100,7 @@ class Study:
         if values.get("seed", 0) is None:
             values["seed"] = secrets.randbelow(2**31)
         study = cls(**values)
-        check_study_preset(study.preset)  # a preset that cannot run the whole sequence (e.g. the workshop's)
-        study.params()  # the crypto code's own rules, e.g. smudging within the preset's bounds
+        check_study_preset(study.params(), study.parties)  # what a study needs (README, "Smudging and masks")
         return study
 
     @classmethod

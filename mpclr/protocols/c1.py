@@ -95,14 +95,30 @@ def digest(c1_ntt: np.ndarray) -> bytes:
     return hashlib.sha256(b"mpclr/c1/v1\x00" + np.ascontiguousarray(c1_ntt[0], dtype="<u8").tobytes()).digest()[:16]
 
 
-def rerandomize(ring: Ring, public_key: np.ndarray, c0: np.ndarray, c1: np.ndarray, rng: SecretRandom):
+def rerandomize(
+    ring: Ring, public_key: np.ndarray, c0: np.ndarray, c1: np.ndarray, rng: SecretRandom, key_ring: Ring
+) -> tuple[np.ndarray, np.ndarray]:
     """(c0, c1) plus a fresh encryption of zero under the collective public key (p0, p1) (shape (2, K, N)
-    at the key level; its first rows are the key modulo this level's primes): the same message, a fresh
-    uniform c1, and noise of a fresh encryption (u * e_pk + e0 + e1 * s) on top. NTT form throughout."""
+    at the key level, `key_ring`: the primes and the special prime P): the same message and a fresh
+    uniform c1. The encryption of zero is made as SEAL makes one, at the key level and divided by P, so
+    its noise is a rescale's rounding (about 2^6), not a raw encryption's u e_pk + e0 + e1 s (about 2^10,
+    which the smudging of a decryption or refresh of this ciphertext would then have to hide). NTT form."""
+    u = rng.ternary_ntt(key_ring)
+    z0 = key_ring.add(key_ring.mul(u, np.ascontiguousarray(public_key[0])), rng.error_ntt(key_ring))
+    z1 = key_ring.add(key_ring.mul(u, np.ascontiguousarray(public_key[1])), rng.error_ntt(key_ring))
     rows = len(ring.moduli)
-    p0 = np.ascontiguousarray(public_key[0, :rows])
-    p1 = np.ascontiguousarray(public_key[1, :rows])
-    u = rng.ternary_ntt(ring)
-    c0 = ring.add(ring.add(c0, ring.mul(u, p0)), rng.error_ntt(ring))
-    c1 = ring.add(ring.add(c1, ring.mul(u, p1)), rng.error_ntt(ring))
-    return c0, c1
+    z0, z1 = (_divide_by_special_prime(key_ring, z, rows) for z in (z0, z1))
+    return ring.add(c0, z0), ring.add(c1, z1)
+
+
+def _divide_by_special_prime(key_ring: Ring, poly: np.ndarray, rows: int) -> np.ndarray:
+    """round(poly / P) modulo the first `rows` primes, for poly over the key level (P its last prime),
+    NTT form in and out."""
+    p = key_ring.moduli[-1]
+    coeff = key_ring.intt(poly)
+    last = coeff[-1].astype(np.int64)
+    last = np.where(last > p // 2, last - np.int64(p), last)  # centred: rounds to nearest
+    low = key_ring.sub_ring(range(rows))
+    out = low.sub(np.ascontiguousarray(coeff[:rows]), low.from_signed(last))
+    out = low.mul_scalar_rows(out, [pow(p % q, -1, q) for q in low.moduli])
+    return low.ntt(out, inplace=True)

@@ -5,18 +5,30 @@ SEAL has no CKKS bootstrapping. A ciphertext (c0, c1) whose levels are used up i
 top level by the key holders in one round. At the refresh level l (modulus Q_l), with a fresh CRP a'
 at the top level and each party's mask M_i, uniform integers in [-2^(b-1), 2^(b-1)):
 
-    share:    h0_i = s_i * c1 + e0_i - M_i          mod Q_l       (e0_i: smudging, sigma = 2^smudging_bits)
+    share:    h0_i = s_i * c1 + e0_i - M_i          mod Q_l    (e0_i: smudging, sigma = 2^refresh_smudging_bits)
               h1_i = -s_i * a' + round(r * M_i) + e1_i  mod Q_top  (e1_i: CBD error)
     combine:  X    = c0 + sum_i h0_i = Delta * m + e - sum_i M_i   (no wrap-around mod Q_l: see below)
               c0'  = round(r * lift(X)) + sum_i h1_i ,   c1' = a'     ->  Delta_top * m + e'   at the top level
 
-r = Delta_top / (K * Delta_l) puts the result on the top level's scale exactly; K >= 1 is an optional
-precision boost: the server first multiplies the ciphertext by the integer K (no level used), so the
-smudging noise lands divided by K. The masks have b = log2(K * Delta_l) + bound_bits + mask_bits bits,
-so sum_i M_i hides Delta * m + e up to statistical distance about 2^-mask_bits, and Q_l must exceed
-n * 2^b with margin (`min_level`; at most 2^126, the width of the exact lift). The lift and the scaling
-by r are exact integer arithmetic: r (a public real) is first rounded to a dyadic a / 2^s shared by all,
-so the combination everyone computes is the same to the last bit.
+r = Delta_top / Delta_l puts the result on the top level's scale exactly. What the refresh reveals in the
+end (when its output is decrypted) is r (Delta m + e + sum_i e0_i): the smudging of one honest party
+hides the key-dependent noise e of the input, so refresh_smudging_bits is sized against the largest e a
+study refreshes (README, "Smudging and masks"). (An earlier version multiplied the ciphertext by a
+"precision boost" K first; that multiplies e by K as well, so with smudging sized against K e it bought
+no precision: gone.)
+
+Masks. b = ceil(log2 Delta_l) + bound_bits + mask_bits: a value |Delta m + e| <= 2^(b - mask_bits) is
+hidden by one honest party's mask up to statistical distance 2^-mask_bits per coefficient (mask_bits >= 64
+for the presets studies use; N 2^-mask_bits per ciphertext). The refresh level is the lowest whose
+modulus holds n masks with room for an exact lift (`fits`). The lift, the rotate-and-sums and the
+scaling by r are exact integer arithmetic on integers of any width, carried in RNS channels
+(mpclr.ring.wide); r (a public real) is first rounded to a dyadic a / 2^s shared by all, so the
+combination everyone computes is the same to the last bit.
+
+Bound check. The combiner sees X only, masked: it refuses an input whose lifted X leaves the range
+n masks and the declared bound allow (|X| <= n 2^(b-1) + 2^(b - mask_bits)). That catches a value that
+exceeds its bound by about the masks' width; a smaller excess cannot be told from the masks (that is
+what hiding means), so the declared bound_bits are the server's public promise, checked only up to that.
 
 Because the lift is exact, the same round can output any public linear combination of several
 input ciphertexts: each input k gets its own masks M_ik and h0_ik, output o = sum_k c_ok * input_k gets
@@ -41,7 +53,7 @@ import numpy as np
 
 from ..errors import ProtocolError
 from ..ring import CommonRandomString, SecretRandom
-from ..ring.wide import MAX_BITS, Wide, combine_mod, crt_lift, dyadic_row, random_wide, rotate_and_sum
+from ..ring.wide import Channels, combine, dyadic_row, lift, mask_bytes, random_masks, rotate_and_sum
 from ..seal.context import SealContext
 from .share import SecretKeyShare, Share
 
@@ -65,14 +77,14 @@ def plan_outputs(outputs: list[list[tuple]]) -> list[Output]:
 class _Transformed:
     """T(x) for each (input, galois elements) pair, computed once per batch."""
 
-    def __init__(self, values: list[Wide], n: int):
-        self.values, self.n, self.cache = values, n, {}
+    def __init__(self, values: list[Channels]):
+        self.values, self.cache = values, {}
 
-    def __call__(self, k: int, elts: tuple[int, ...]) -> Wide:
+    def __call__(self, k: int, elts: tuple[int, ...]) -> Channels:
         if not elts:
             return self.values[k]
         if (k, elts) not in self.cache:
-            self.cache[(k, elts)] = rotate_and_sum(self.values[k], elts, self.n)
+            self.cache[(k, elts)] = rotate_and_sum(self.values[k], elts)
         return self.cache[(k, elts)]
 
 
@@ -80,32 +92,45 @@ class RefreshProtocol:
     def __init__(self, ctx: SealContext, mask_bits: int | None = None, smudging_bits: float | None = None):
         self.ctx = ctx
         self.mask_bits = ctx.params.refresh_mask_bits if mask_bits is None else mask_bits
-        self.smudging_bits = ctx.params.smudging_bits if smudging_bits is None else smudging_bits
+        self.smudging_bits = ctx.params.refresh_smudging if smudging_bits is None else smudging_bits
         self.top = ctx.ring(ctx.top_level)
 
     # --- planning (public) ----------------------------------------------------------------------
-    def mask_bits_total(self, scale: float, bound_bits: int, boost: int = 1) -> int:
-        return math.ceil(math.log2(boost * scale)) + bound_bits + self.mask_bits
+    def mask_bits_total(self, scale: float, bound_bits: int) -> int:
+        return math.ceil(math.log2(scale)) + bound_bits + self.mask_bits
 
-    def fits(self, level: int, bound_bits: int, parties: int, boost: int = 1, scale: float | None = None) -> bool:
-        b = self.mask_bits_total(self.ctx.scale_ladder[level] if scale is None else scale, bound_bits, boost)
-        q = math.prod(self.ctx.primes[: level + 1])
-        return parties * 2 ** (b - 1) + 2 ** (b - self.mask_bits + 1) < q // 2 and q.bit_length() <= MAX_BITS
+    def largest_lift(self, bits: int, parties: int) -> int:
+        """The largest |X| a refresh with masks of `bits` bits and `parties` parties can lift, bound
+        kept: n masks plus a value of at most 2^(bits - mask_bits) (twice that, for the input's noise)."""
+        return parties * 2 ** (bits - 1) + 2 ** (bits - self.mask_bits + 1)
 
-    def min_level(self, bound_bits: int, parties: int, boost: int = 1, scale: float | None = None) -> int:
+    def fits_masks(self, level: int, bits: int, parties: int) -> bool:
+        """Whether level's modulus holds `parties` masks of `bits` bits with room for an exact lift
+        (|X| <= Q_l / 4)."""
+        if not 0 <= level <= self.ctx.top_level:
+            return False
+        return 4 * self.largest_lift(bits, parties) <= math.prod(self.ctx.primes[: level + 1])
+
+    def fits(self, level: int, bound_bits: int, parties: int, scale: float | None = None) -> bool:
+        """Whether level's modulus holds the masks for values up to 2^bound_bits at `scale` (default the
+        ladder's)."""
+        b = self.mask_bits_total(self.ctx.scale_ladder[level] if scale is None else scale, bound_bits)
+        return self.fits_masks(level, b, parties)
+
+    def min_level(self, bound_bits: int, parties: int, scale: float | None = None) -> int:
         """The lowest level whose modulus holds the masks (inputs of `scale`, default the ladder's)."""
         for level in range(self.ctx.top_level + 1):
-            if self.fits(level, bound_bits, parties, boost, scale):
+            if self.fits(level, bound_bits, parties, scale):
                 return level
         raise ProtocolError(
-            f"no level can hold values up to 2^{bound_bits} (boost {boost}) under {self.mask_bits}-bit masks "
+            f"no level can hold values up to 2^{bound_bits} under {self.mask_bits}-bit masks "
             f"for {parties} parties with these parameters"
         )
 
-    def ratio(self, scale: float, boost: int = 1) -> Fraction:
+    def ratio(self, scale: float) -> Fraction:
         """r for an input of this scale, as an exact fraction (the float's binary value), so that the
-        output lands on the top level's scale: scale * K * r = Delta_top."""
-        return Fraction(self.ctx.scale_ladder[self.ctx.top_level] / (boost * scale))
+        output lands on the top level's scale: scale * r = Delta_top."""
+        return Fraction(self.ctx.scale_ladder[self.ctx.top_level] / scale)
 
     def sample_crp(self, crs: CommonRandomString, label: str) -> np.ndarray:
         return crs.uniform_poly(self.top, f"refresh/a/{label}")
@@ -123,21 +148,20 @@ class RefreshProtocol:
     ) -> tuple[list[Share], list[Share]]:
         """Shares for a batch: one h0 per input ciphertext (its own mask), one h1 per output."""
         low, top = self.ctx.ring(level), self.top
-        n = self.ctx.n
         s_low = np.ascontiguousarray(sk.at_level(level + 1))
         s_top = np.ascontiguousarray(sk.at_level(self.ctx.top_level + 1))
-        masks = [random_wide(rng.bytes(16 * n), n, bits) for _ in c1s]
+        masks = [random_masks(rng.bytes(mask_bytes(top.n, bits)), top, bits) for _ in c1s]
         h0s = []
         for c1, m in zip(c1s, masks):
             h0 = low.mul(c1, s_low)
             if self.smudging_bits > 0:
                 low.add(h0, rng.smudging_ntt(low, 2.0**self.smudging_bits), out=h0)
-            low.sub(h0, low.ntt(combine_mod(low, [(m, 1)], 0), inplace=True), out=h0)
+            low.sub(h0, low.ntt(m.head(level + 1), inplace=True), out=h0)
             h0s.append(Share(f"refresh/h0/level={level}", h0))
         h1s = []
-        transformed = _Transformed(masks, self.ctx.n)
+        transformed = _Transformed(masks)
         for crp, (terms, shift) in zip(crps, outputs):
-            scaled = combine_mod(top, [(transformed(k, elts), a) for k, a, elts in terms], shift)
+            scaled = combine([(transformed(k, elts), a) for k, a, elts in terms], shift, top)
             h1 = top.mul(crp, s_top)
             top.sub(top.ntt(scaled, inplace=True), h1, out=h1)
             top.add(h1, rng.error_ntt(top), out=h1)
@@ -159,18 +183,34 @@ class RefreshProtocol:
         h1s: list[list[Share]],
         crps: list[np.ndarray],
         outputs: list[Output],
+        bits: int | None = None,
     ) -> list[tuple[np.ndarray, np.ndarray]]:
         """(c0', c1') at the top level, NTT form, per output. h0s[k] holds every party's share of input k,
-        h1s[o] every party's share of output o."""
+        h1s[o] every party's share of output o. With `bits` (the masks' width), an input whose lifted
+        value leaves the range the masks and the declared bound allow is refused (module docstring)."""
         low, top = self.ctx.ring(level), self.top
-        lifted: list[Wide] = []
-        for c0, shares in zip(c0s, h0s):
+        big_q = math.prod(low.moduli)
+        lifted: list[Channels] = []
+        for k, (c0, shares) in enumerate(zip(c0s, h0s)):
             x = low.sum([c0, *[s.data for s in shares]])
-            lifted.append(crt_lift(low, low.intt(x, inplace=True)))
-        transformed = _Transformed(lifted, self.ctx.n)
+            try:
+                ch, ratio = lift(low, low.intt(x, inplace=True), top)
+            except OverflowError:
+                raise ProtocolError(
+                    f"refresh input {k} exceeds its declared bound: its masked value leaves the exact lift's "
+                    f"range (a quarter of the level's modulus); refused"
+                ) from None
+            if bits is not None and ratio * big_q > self.largest_lift(bits, len(shares)) * (1 + 2**-40):
+                raise ProtocolError(
+                    f"refresh input {k} exceeds its declared bound: its masked value reaches 2^"
+                    f"{math.log2(ratio * big_q):.1f}, {len(shares)} masks of {bits} bits allow 2^"
+                    f"{math.log2(self.largest_lift(bits, len(shares))):.1f}; refused"
+                )
+            lifted.append(ch)
+        transformed = _Transformed(lifted)
         out = []
         for crp, (terms, shift), shares in zip(crps, outputs, h1s):
-            c0_top = top.ntt(combine_mod(top, [(transformed(k, elts), a) for k, a, elts in terms], shift), inplace=True)
+            c0_top = top.ntt(combine([(transformed(k, elts), a) for k, a, elts in terms], shift, top), inplace=True)
             top.add(c0_top, top.sum(s.data for s in shares), out=c0_top)
             out.append((c0_top, np.array(crp, copy=True)))
         return out

@@ -10,6 +10,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -367,287 +368,277 @@ static PyObject *all_reduced(PyObject *self, PyObject *args)
     return PyBool_FromLong(ok);
 }
 
-/* ---- wide integers for the collective refresh ------------------------------------------------------
-   Refresh combines masked values of up to ~2^126 with public dyadic coefficients a / 2^s. Values are
-   signed 128-bit (hi: int64, lo: uint64 arrays); products with |a| < 2^63 are summed in 192-bit two's
-   complement, rounded, shifted and reduced modulo each prime. All exact. */
+/* ---- exact integers of any width for the collective refresh ---------------------------------------
+   An integer polynomial is carried as its channels: residues modulo each target prime (rows, coefficient
+   domain) and modulo 2^64 (low). The refresh lifts masked values (fast base conversion with an exact wrap
+   count), rotates-and-sums them, and rounds public dyadic combinations, all on channels (mpclr.ring.wide). */
 
-typedef struct { uint64_t w[3]; } u192;
-
-static inline u192 u192_from_i128(int64_t hi, uint64_t lo)
+static inline uint64_t addmod(uint64_t a, uint64_t b, uint64_t q)
 {
-    u192 r;
-    r.w[0] = lo;
-    r.w[1] = (uint64_t)hi;
-    r.w[2] = hi < 0 ? ~(uint64_t)0 : 0;
-    return r;
+    uint64_t s = a + b;
+    return s >= q ? s - q : s;
 }
 
-static inline u192 u192_add(u192 a, u192 b)
-{
-    u192 r;
-    uint64_t c;
-    r.w[0] = a.w[0] + b.w[0];
-    c = r.w[0] < a.w[0];
-    uint64_t t = a.w[1] + c;
-    uint64_t c1 = t < c;
-    r.w[1] = t + b.w[1];
-    c1 += r.w[1] < t;
-    r.w[2] = a.w[2] + b.w[2] + c1;
-    return r;
-}
+static inline uint64_t submod(uint64_t a, uint64_t b, uint64_t q) { return a >= b ? a - b : a + q - b; }
 
-static inline u192 u192_neg(u192 a)
+/* floor(w 2^64 / q) for w < q: the Shoup companion of a constant multiplier */
+static inline uint64_t shoup_of(uint64_t w, uint64_t q)
 {
-    u192 r = {{~a.w[0], ~a.w[1], ~a.w[2]}};
-    u192 one = {{1, 0, 0}};
-    return u192_add(r, one);
-}
-
-/* (signed 128 value) * (signed 64 coefficient) as 192-bit two's complement. */
-static inline u192 mul_i128_i64(int64_t hi, uint64_t lo, int64_t a)
-{
-    int neg = 0;
-    u192 v = u192_from_i128(hi, lo);
-    if (hi < 0) { v = u192_neg(v); neg = !neg; }
-    uint64_t ua = a < 0 ? (uint64_t)(-(a + 1)) + 1 : (uint64_t)a;
-    if (a < 0) neg = !neg;
-    /* |v| < 2^127 occupies w[0], w[1] */
-    uint64_t p0h, p0l, p1h, p1l;
-    mul64(v.w[0], ua, &p0h, &p0l);
-    mul64(v.w[1], ua, &p1h, &p1l);
-    u192 r;
-    r.w[0] = p0l;
-    r.w[1] = p0h + p1l;
-    r.w[2] = p1h + (r.w[1] < p0h);
-    return neg ? u192_neg(r) : r;
-}
-
-/* arithmetic shift right of a 192-bit two's complement value by s (0 <= s < 128) */
-static inline u192 u192_sar(u192 a, int s)
-{
-    if (s == 0) return a;
-    u192 r;
-    int64_t top = (int64_t)a.w[2];
-    if (s < 64) {
-        r.w[0] = (a.w[0] >> s) | (a.w[1] << (64 - s));
-        r.w[1] = (a.w[1] >> s) | (a.w[2] << (64 - s));
-        r.w[2] = (uint64_t)(top >> s);
-    } else if (s == 64) {
-        r.w[0] = a.w[1];
-        r.w[1] = a.w[2];
-        r.w[2] = (uint64_t)(top >> 63);
-    } else {
-        int t = s - 64;
-        r.w[0] = (a.w[1] >> t) | (a.w[2] << (64 - t));
-        r.w[1] = (uint64_t)(top >> t);
-        r.w[2] = (uint64_t)(top >> 63);
-    }
-    return r;
-}
-
-/* value mod q in [0, q) for a 192-bit two's complement value; pow64 = 2^64 mod q, pow128 = 2^128 mod q */
-static inline uint64_t u192_mod(u192 a, uint64_t q, uint64_t pow64, uint64_t pow128, uint64_t r1, uint64_t r0)
-{
-    int neg = (int64_t)a.w[2] < 0;
-    if (neg) a = u192_neg(a);
-    uint64_t x0 = a.w[0] % q, x1 = a.w[1] % q, x2 = a.w[2] % q;
-    uint64_t hi, lo;
-    mul64(x1, pow64, &hi, &lo);
-    uint64_t t1 = barrett128(hi, lo, r1, r0, q);
-    mul64(x2, pow128, &hi, &lo);
-    uint64_t t2 = barrett128(hi, lo, r1, r0, q);
-    uint64_t s = x0 + t1;
-    s = s >= q ? s - q : s;
-    s += t2;
-    s = s >= q ? s - q : s;
-    return neg && s ? q - s : s;
-}
-
-/* scaled_sum_mod(out (R, n) uint64, hi (T, n) int64, lo (T, n) uint64, coeffs (T,) int64, shift, moduli (R,),
-                  ratios (R, 2), n): out[r, i] = round(sum_t coeffs[t] * v_t[i] / 2^shift) mod moduli[r] */
-static PyObject *scaled_sum_mod(PyObject *self, PyObject *args)
-{
-    PyObject *o_out, *o_hi, *o_lo, *o_c, *o_q, *o_ratio;
-    int shift;
-    Py_ssize_t n;
-    buf_t b[6];
-    memset(b, 0, sizeof b);
-    if (!PyArg_ParseTuple(args, "OOOOiOOn", &o_out, &o_hi, &o_lo, &o_c, &shift, &o_q, &o_ratio, &n)) return NULL;
-    if (get_buf(o_out, &b[0], 1, "out") || get_buf(o_hi, &b[1], 0, "hi") || get_buf(o_lo, &b[2], 0, "lo") ||
-        get_buf(o_c, &b[3], 0, "coeffs") || get_buf(o_q, &b[4], 0, "moduli") || get_buf(o_ratio, &b[5], 0, "ratios")) {
-        release(b, 6);
-        return NULL;
-    }
-    Py_ssize_t T = NELEM(b[3]), R = NELEM(b[4]);
-    if (R > 64 || T > 64) {
-        PyErr_SetString(PyExc_ValueError, "scaled_sum_mod supports at most 64 moduli and 64 terms");
-        release(b, 6);
-        return NULL;
-    }
-    if (n <= 0 || shift < 0 || shift > 127 || NELEM(b[1]) != T * n || NELEM(b[2]) != T * n ||
-        NELEM(b[0]) != R * n || NELEM(b[5]) != 2 * R) {
-        PyErr_SetString(PyExc_ValueError, "scaled_sum_mod: inconsistent shapes or shift out of [0, 127]");
-        release(b, 6);
-        return NULL;
-    }
-    uint64_t *out = U64(b[0]), *q = U64(b[4]), *ratio = U64(b[5]);
-    const int64_t *hi = (const int64_t *)b[1].view.buf, *c = (const int64_t *)b[3].view.buf;
-    const uint64_t *lo = U64(b[2]);
-    int overflow = 0;
-    Py_BEGIN_ALLOW_THREADS
-    uint64_t pow64[64], pow128[64];
-    for (Py_ssize_t r = 0; r < R; r++) {
-        uint64_t p = (((uint64_t)1 << 63) % q[r]) * 2 % q[r];
-        pow64[r] = p;
-        uint64_t h, l;
-        mul64(p, p, &h, &l);
-        pow128[r] = barrett128(h, l, ratio[2 * r], ratio[2 * r + 1], q[r]);
-    }
-    u192 half = {{0, 0, 0}};
-    if (shift > 0) {
-        if (shift - 1 < 64) half.w[0] = (uint64_t)1 << (shift - 1);
-        else half.w[1] = (uint64_t)1 << (shift - 1 - 64);
-    }
-    for (Py_ssize_t i = 0; i < n; i++) {
-        u192 acc = half;
-        for (Py_ssize_t t = 0; t < T; t++) acc = u192_add(acc, mul_i128_i64(hi[t * n + i], lo[t * n + i], c[t]));
-        acc = u192_sar(acc, shift);
-        /* the rounded result must fit in a signed 128-bit value */
-        if (!((acc.w[2] == 0 && (int64_t)acc.w[1] >= 0) || (acc.w[2] == ~(uint64_t)0 && (int64_t)acc.w[1] < 0)))
-            overflow = 1;
-        for (Py_ssize_t r = 0; r < R; r++)
-            out[r * n + i] = u192_mod(acc, q[r], pow64[r], pow128[r], ratio[2 * r], ratio[2 * r + 1]);
-    }
-    Py_END_ALLOW_THREADS
-    release(b, 6);
-    return PyBool_FromLong(!overflow);
-}
-
-/* crt_lift_128(out_hi int64 (n,), out_lo uint64 (n,), residues (k, n), moduli (k,), garner (k,) uint64,
-                prefix_hi/prefix_lo (k,) the products q_0..q_{j-1} as unsigned 128, half_hi/half_lo, Q_hi/Q_lo, n)
-   Centered CRT reconstruction for moduli whose product is below 2^127 (Garner's algorithm). */
-static PyObject *crt_lift_128(PyObject *self, PyObject *args)
-{
-    PyObject *o_hi, *o_lo, *o_res, *o_q, *o_g;
-    unsigned long long Qh, Ql;
-    Py_ssize_t n;
-    buf_t b[5];
-    memset(b, 0, sizeof b);
-    if (!PyArg_ParseTuple(args, "OOOOOKKn", &o_hi, &o_lo, &o_res, &o_q, &o_g, &Qh, &Ql, &n)) return NULL;
-    if (get_buf(o_hi, &b[0], 1, "out_hi") || get_buf(o_lo, &b[1], 1, "out_lo") || get_buf(o_res, &b[2], 0, "residues") ||
-        get_buf(o_q, &b[3], 0, "moduli") || get_buf(o_g, &b[4], 0, "garner")) {
-        release(b, 5);
-        return NULL;
-    }
-    Py_ssize_t k = NELEM(b[3]);
-    if (n <= 0 || k < 1 || k > 3 || NELEM(b[2]) != k * n || NELEM(b[0]) != n || NELEM(b[1]) != n || NELEM(b[4]) != k) {
-        PyErr_SetString(PyExc_ValueError, "crt_lift_128: 1 to 3 moduli, shapes (k, n) and (n,)");
-        release(b, 5);
-        return NULL;
-    }
 #if defined(__SIZEOF_INT128__)
-    const uint64_t *res = U64(b[2]), *q = U64(b[3]), *g = U64(b[4]);
-    int64_t *ohi = (int64_t *)b[0].view.buf;
-    uint64_t *olo = U64(b[1]);
-    Py_BEGIN_ALLOW_THREADS
-    u128 Q = ((u128)Qh << 64) | Ql;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        /* Garner: x = v0 + q0 (v1 + q1 v2) with v_j = (r_j - x_j-partial) * g_j mod q_j */
-        u128 x = res[i];
-        u128 prefix = q[0];
-        for (Py_ssize_t j = 1; j < k; j++) {
-            uint64_t qj = q[j];
-            uint64_t xm = (uint64_t)(x % qj);
-            uint64_t d = res[j * n + i] >= xm ? res[j * n + i] - xm : res[j * n + i] + qj - xm;
-            uint64_t v = (uint64_t)(((u128)d * g[j]) % qj);
-            x += prefix * v;
-            prefix *= qj;
-        }
-        if (x > Q / 2) {
-            u128 neg = Q - x; /* value is -neg */
-            u128 two = ~neg + 1;
-            ohi[i] = (int64_t)(uint64_t)(two >> 64);
-            olo[i] = (uint64_t)two;
-        } else {
-            ohi[i] = (int64_t)(uint64_t)(x >> 64);
-            olo[i] = (uint64_t)x;
+    return (uint64_t)(((u128)w << 64) / q);
+#else
+    /* long division of w * 2^64 by q, bit by bit (constants only: not on a hot path) */
+    uint64_t quo = 0, rem = w;
+    for (int i = 0; i < 64; i++) {
+        uint64_t top = rem >> 63;
+        rem <<= 1;
+        quo <<= 1;
+        if (top || rem >= q) {
+            rem -= q;
+            quo |= 1;
         }
     }
-    Py_END_ALLOW_THREADS
-    release(b, 5);
-    Py_RETURN_NONE;
-#else
-    release(b, 5);
-    PyErr_SetString(PyExc_NotImplementedError, "crt_lift_128 needs a compiler with 128-bit integers");
-    return NULL;
+    return quo;
 #endif
 }
 
-/* wide_rotsum(hi int64 (n,), lo uint64 (n,), elts uint64 (r,), n): in place, for each Galois element k
-   in turn x <- x + sigma_k(x), where sigma_k(x)(X) = x(X^k) mod X^n + 1 acts on coefficients as a signed
-   permutation. With k = 3^(m 2^j) this is CKKS's rotate-and-sum over slots, done on exact integers. */
-static PyObject *wide_rotsum(PyObject *self, PyObject *args)
+/* rns_lift(out (K, n), out_low (n,), x (k, n), moduli (K,), inv (k,), hat (k, K),
+            qmod (K,), hat_low (k,), q_low, n) -> max |X| / Q
+   The centered lift X of x (residues modulo moduli[0..k)) into every channel: X mod moduli[r] and
+   X mod 2^64, with X = sum_i y_i Q/q_i - v Q, y_i = x_i inv_i mod q_i, v = round(sum_i y_i / q_i).
+   hat[i, r] = (Q/q_i) mod moduli[r], qmod[r] = Q mod moduli[r], hat_low[i] = (Q/q_i) mod 2^64. */
+static PyObject *rns_lift(PyObject *self, PyObject *args)
 {
-    PyObject *o_hi, *o_lo, *o_e;
+    PyObject *o_out, *o_low, *o_x, *o_q, *o_inv, *o_hat, *o_qmod, *o_hl;
+    unsigned long long q_low;
     Py_ssize_t n;
-    buf_t b[3];
+    buf_t b[9];
     memset(b, 0, sizeof b);
-    if (!PyArg_ParseTuple(args, "OOOn", &o_hi, &o_lo, &o_e, &n)) return NULL;
-    if (get_buf(o_hi, &b[0], 1, "hi") || get_buf(o_lo, &b[1], 1, "lo") || get_buf(o_e, &b[2], 0, "elts")) {
-        release(b, 3);
+    if (!PyArg_ParseTuple(args, "OOOOOOOOKn", &o_out, &o_low, &o_x, &o_q, &o_inv, &o_hat, &o_qmod, &o_hl, &q_low, &n))
+        return NULL;
+    if (get_buf(o_out, &b[0], 1, "out") || get_buf(o_low, &b[1], 1, "out_low") || get_buf(o_x, &b[2], 0, "x") ||
+        get_buf(o_q, &b[3], 0, "moduli") || get_buf(o_inv, &b[5], 0, "inv") || get_buf(o_hat, &b[6], 0, "hat") ||
+        get_buf(o_qmod, &b[7], 0, "qmod") || get_buf(o_hl, &b[8], 0, "hat_low")) {
+        release(b, 9);
         return NULL;
     }
-    if (n <= 0 || (n & (n - 1)) || NELEM(b[0]) != n || NELEM(b[1]) != n) {
-        PyErr_SetString(PyExc_ValueError, "wide_rotsum: hi and lo must hold n values, n a power of two");
-        release(b, 3);
+    Py_ssize_t K = NELEM(b[3]), k = NELEM(b[5]);
+    if (n <= 0 || k < 1 || k > K || k > 16 || NELEM(b[0]) != K * n || NELEM(b[1]) != n || NELEM(b[2]) != k * n ||
+        NELEM(b[6]) != k * K || NELEM(b[7]) != K || NELEM(b[8]) != k) {
+        PyErr_SetString(PyExc_ValueError, "rns_lift: inconsistent shapes");
+        release(b, 9);
         return NULL;
     }
-    Py_ssize_t r = NELEM(b[2]);
-    const uint64_t *elts = U64(b[2]);
-    for (Py_ssize_t t = 0; t < r; t++) {
+    uint64_t *out = U64(b[0]), *low = U64(b[1]);
+    const uint64_t *x = U64(b[2]), *q = U64(b[3]), *inv = U64(b[5]), *hat = U64(b[6]);
+    const uint64_t *qmod = U64(b[7]), *hl = U64(b[8]);
+    double worst = 0.0;
+    uint64_t *hs = (uint64_t *)PyMem_Malloc((k * K + K + k + 1) * sizeof(uint64_t));
+    if (!hs) {
+        release(b, 9);
+        return PyErr_NoMemory();
+    }
+    uint64_t *qs = hs + k * K, *invs = qs + K;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t r = 0; r < K; r++) {
+        for (Py_ssize_t i = 0; i < k; i++) hs[i * K + r] = shoup_of(hat[i * K + r], q[r]);
+        qs[r] = shoup_of(qmod[r], q[r]);
+    }
+    for (Py_ssize_t i = 0; i < k; i++) invs[i] = shoup_of(inv[i], q[i]);
+    uint64_t y[16];
+    for (Py_ssize_t j = 0; j < n; j++) {
+        double frac = 0.0;
+        for (Py_ssize_t i = 0; i < k; i++) {
+            y[i] = mul_shoup(x[i * n + j], inv[i], invs[i], q[i]);
+            frac += (double)y[i] / (double)q[i];
+        }
+        double v = nearbyint(frac);
+        double off = frac - v;
+        if (off < 0) off = -off;
+        if (off > worst) worst = off;
+        uint64_t vu = (uint64_t)v;
+        uint64_t lw = 0;
+        for (Py_ssize_t i = 0; i < k; i++) {
+            out[i * n + j] = x[i * n + j];
+            lw += y[i] * hl[i];
+        }
+        low[j] = lw - vu * (uint64_t)q_low;
+        for (Py_ssize_t r = k; r < K; r++) {
+            uint64_t p = q[r], acc = 0;
+            for (Py_ssize_t i = 0; i < k; i++) acc = addmod(acc, mul_shoup(y[i], hat[i * K + r], hs[i * K + r], p), p);
+            out[r * n + j] = submod(acc, mul_shoup(vu, qmod[r], qs[r], p), p);
+        }
+    }
+    Py_END_ALLOW_THREADS
+    PyMem_Free(hs);
+    release(b, 9);
+    return PyFloat_FromDouble(worst);
+}
+
+/* rns_masks(out (K, n), out_low (n,), words (W, n), moduli (K,), pow64 (W, K), offset (K,),
+             offset_low, n): the integers sum_w words[w] 2^(64 w) - offset in every channel (offset = 2^(b-1):
+             uniform masks in [-2^(b-1), 2^(b-1)) from b random bits). pow64[w, r] = 2^(64 w) mod moduli[r]. */
+static PyObject *rns_masks(PyObject *self, PyObject *args)
+{
+    PyObject *o_out, *o_low, *o_w, *o_q, *o_pow, *o_off;
+    unsigned long long off_low;
+    Py_ssize_t n;
+    buf_t b[7];
+    memset(b, 0, sizeof b);
+    if (!PyArg_ParseTuple(args, "OOOOOOKn", &o_out, &o_low, &o_w, &o_q, &o_pow, &o_off, &off_low, &n)) return NULL;
+    if (get_buf(o_out, &b[0], 1, "out") || get_buf(o_low, &b[1], 1, "out_low") || get_buf(o_w, &b[2], 0, "words") ||
+        get_buf(o_q, &b[3], 0, "moduli") || get_buf(o_pow, &b[5], 0, "pow64") || get_buf(o_off, &b[6], 0, "offset")) {
+        release(b, 7);
+        return NULL;
+    }
+    Py_ssize_t K = NELEM(b[3]), W = n > 0 ? NELEM(b[2]) / n : 0;
+    if (n <= 0 || W < 1 || NELEM(b[2]) != W * n || NELEM(b[0]) != K * n || NELEM(b[1]) != n ||
+        NELEM(b[5]) != W * K || NELEM(b[6]) != K) {
+        PyErr_SetString(PyExc_ValueError, "rns_masks: inconsistent shapes");
+        release(b, 7);
+        return NULL;
+    }
+    uint64_t *out = U64(b[0]), *low = U64(b[1]);
+    const uint64_t *w = U64(b[2]), *q = U64(b[3]), *pw = U64(b[5]), *off = U64(b[6]);
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t r = 0; r < K; r++) {
+        uint64_t p = q[r];
+        uint64_t *o = out + r * n;
+        for (Py_ssize_t j = 0; j < n; j++) o[j] = 0;
+        for (Py_ssize_t t = 0; t < W; t++) {
+            /* x * 2^(64 t) mod p for any 64-bit word x (Shoup accepts unreduced x) */
+            uint64_t c = pw[t * K + r], cs = shoup_of(c, p);
+            const uint64_t *x = w + t * n;
+            for (Py_ssize_t j = 0; j < n; j++) o[j] = addmod(o[j], mul_shoup(x[j], c, cs, p), p);
+        }
+        for (Py_ssize_t j = 0; j < n; j++) o[j] = submod(o[j], off[r], p);
+    }
+    for (Py_ssize_t j = 0; j < n; j++) low[j] = w[j] - (uint64_t)off_low;
+    Py_END_ALLOW_THREADS
+    release(b, 7);
+    Py_RETURN_NONE;
+}
+
+/* rns_rotsum(rows (K, n), low (n,), moduli (K,), elts (E,), n): in place, for each Galois element k in
+   turn x <- x + sigma_k(x), sigma_k(x)(X) = x(X^k) mod X^n + 1 (a signed permutation of coefficients), in
+   every channel. With k = 3^(m 2^j) this is CKKS's rotate-and-sum over slots, on exact integers. */
+static PyObject *rns_rotsum(PyObject *self, PyObject *args)
+{
+    PyObject *o_rows, *o_low, *o_q, *o_e;
+    Py_ssize_t n;
+    buf_t b[4];
+    memset(b, 0, sizeof b);
+    if (!PyArg_ParseTuple(args, "OOOOn", &o_rows, &o_low, &o_q, &o_e, &n)) return NULL;
+    if (get_buf(o_rows, &b[0], 1, "rows") || get_buf(o_low, &b[1], 1, "low") || get_buf(o_q, &b[2], 0, "moduli") ||
+        get_buf(o_e, &b[3], 0, "elts")) {
+        release(b, 4);
+        return NULL;
+    }
+    Py_ssize_t K = NELEM(b[2]), E = NELEM(b[3]);
+    if (n <= 0 || (n & (n - 1)) || NELEM(b[0]) != K * n || NELEM(b[1]) != n) {
+        PyErr_SetString(PyExc_ValueError, "rns_rotsum: rows (K, n) and low (n,), n a power of two");
+        release(b, 4);
+        return NULL;
+    }
+    const uint64_t *elts = U64(b[3]);
+    for (Py_ssize_t t = 0; t < E; t++) {
         if (elts[t] % 2 == 0 || elts[t] >= (uint64_t)(2 * n)) {
-            PyErr_SetString(PyExc_ValueError, "wide_rotsum: Galois elements must be odd and below 2n");
-            release(b, 3);
+            PyErr_SetString(PyExc_ValueError, "rns_rotsum: Galois elements must be odd and below 2n");
+            release(b, 4);
             return NULL;
         }
     }
-    int64_t *hi = (int64_t *)b[0].view.buf;
-    uint64_t *lo = U64(b[1]);
-    int64_t *thi = (int64_t *)PyMem_Malloc(n * sizeof(int64_t));
-    uint64_t *tlo = (uint64_t *)PyMem_Malloc(n * sizeof(uint64_t));
-    if (!thi || !tlo) {
-        PyMem_Free(thi);
-        PyMem_Free(tlo);
-        release(b, 3);
+    uint64_t *rows = U64(b[0]), *low = U64(b[1]);
+    const uint64_t *q = U64(b[2]);
+    uint64_t *tmp = (uint64_t *)PyMem_Malloc(n * sizeof(uint64_t));
+    if (!tmp) {
+        release(b, 4);
         return PyErr_NoMemory();
     }
     Py_BEGIN_ALLOW_THREADS
     uint64_t mask = (uint64_t)(2 * n - 1);
-    for (Py_ssize_t t = 0; t < r; t++) {
+    for (Py_ssize_t t = 0; t < E; t++) {
         uint64_t k = elts[t];
-        for (Py_ssize_t j = 0; j < n; j++) {
-            uint64_t idx = ((uint64_t)j * k) & mask;
-            if (idx < (uint64_t)n) {
-                thi[idx] = hi[j];
-                tlo[idx] = lo[j];
-            } else {
-                /* negate the 128-bit value */
-                uint64_t nlo = ~lo[j] + 1;
-                thi[idx - n] = (int64_t)(~(uint64_t)hi[j] + (nlo == 0));
-                tlo[idx - n] = nlo;
+        for (Py_ssize_t r = 0; r <= K; r++) {
+            uint64_t *x = r < K ? rows + r * n : low;
+            uint64_t p = r < K ? q[r] : 0; /* 0: modulo 2^64 */
+            for (Py_ssize_t j = 0; j < n; j++) {
+                uint64_t idx = ((uint64_t)j * k) & mask;
+                if (idx < (uint64_t)n) tmp[idx] = x[j];
+                else tmp[idx - n] = p ? (x[j] ? p - x[j] : 0) : (uint64_t)0 - x[j];
             }
-        }
-        for (Py_ssize_t j = 0; j < n; j++) {
-            uint64_t s = lo[j] + tlo[j];
-            hi[j] = (int64_t)((uint64_t)hi[j] + (uint64_t)thi[j] + (s < lo[j]));
-            lo[j] = s;
+            if (p)
+                for (Py_ssize_t j = 0; j < n; j++) x[j] = addmod(x[j], tmp[j], p);
+            else
+                for (Py_ssize_t j = 0; j < n; j++) x[j] += tmp[j];
         }
     }
     Py_END_ALLOW_THREADS
-    PyMem_Free(thi);
-    PyMem_Free(tlo);
-    release(b, 3);
+    PyMem_Free(tmp);
+    release(b, 4);
+    Py_RETURN_NONE;
+}
+
+/* rns_combine(out (K, n), rows (T, K, n), lows (T, n), coeffs (T, K), coeffs_low (T,), shift, inv2s (K,),
+               moduli (K,), n): out[r] = round(sum_t a_t v_t / 2^shift) mod moduli[r] (half up),
+   for 0 <= shift <= 64; coeffs[t, r] = a_t mod moduli[r], coeffs_low[t] = a_t mod 2^64, inv2s[r] = 2^-shift
+   mod moduli[r]. The remainder sum mod 2^shift comes exactly from the 2^64 channel. */
+static PyObject *rns_combine(PyObject *self, PyObject *args)
+{
+    PyObject *o_out, *o_rows, *o_lows, *o_c, *o_cl, *o_inv, *o_q;
+    int shift;
+    Py_ssize_t n;
+    buf_t b[7];
+    memset(b, 0, sizeof b);
+    if (!PyArg_ParseTuple(args, "OOOOOiOOn", &o_out, &o_rows, &o_lows, &o_c, &o_cl, &shift, &o_inv, &o_q, &n))
+        return NULL;
+    if (get_buf(o_out, &b[0], 1, "out") || get_buf(o_rows, &b[1], 0, "rows") || get_buf(o_lows, &b[2], 0, "lows") ||
+        get_buf(o_c, &b[3], 0, "coeffs") || get_buf(o_cl, &b[4], 0, "coeffs_low") || get_buf(o_inv, &b[5], 0, "inv2s") ||
+        get_buf(o_q, &b[6], 0, "moduli")) {
+        release(b, 7);
+        return NULL;
+    }
+    Py_ssize_t K = NELEM(b[6]), T = NELEM(b[4]);
+    if (n <= 0 || shift < 0 || shift > 64 || T < 1 || NELEM(b[0]) != K * n || NELEM(b[1]) != T * K * n ||
+        NELEM(b[2]) != T * n || NELEM(b[3]) != T * K || NELEM(b[5]) != K) {
+        PyErr_SetString(PyExc_ValueError, "rns_combine: inconsistent shapes or shift out of [0, 64]");
+        release(b, 7);
+        return NULL;
+    }
+    uint64_t *out = U64(b[0]);
+    const uint64_t *rows = U64(b[1]), *lows = U64(b[2]), *c = U64(b[3]), *cl = U64(b[4]), *inv = U64(b[5]);
+    const uint64_t *q = U64(b[6]);
+    uint64_t *rem = (uint64_t *)PyMem_Malloc(n * sizeof(uint64_t));
+    if (!rem) {
+        release(b, 7);
+        return PyErr_NoMemory();
+    }
+    Py_BEGIN_ALLOW_THREADS
+    uint64_t rmask = shift == 64 ? ~(uint64_t)0 : (((uint64_t)1 << shift) - 1);
+    for (Py_ssize_t j = 0; j < n; j++) {
+        uint64_t lw = 0;
+        for (Py_ssize_t t = 0; t < T; t++) lw += lows[t * n + j] * cl[t];
+        rem[j] = lw & rmask;
+    }
+    for (Py_ssize_t r = 0; r < K; r++) {
+        uint64_t p = q[r], one_s = shoup_of(1, p), inv_s = shoup_of(inv[r], p);
+        uint64_t *o = out + r * n;
+        for (Py_ssize_t j = 0; j < n; j++) o[j] = 0;
+        for (Py_ssize_t t = 0; t < T; t++) {
+            uint64_t a = c[t * K + r], as = shoup_of(a, p);
+            const uint64_t *x = rows + (t * K + r) * n;
+            for (Py_ssize_t j = 0; j < n; j++) o[j] = addmod(o[j], mul_shoup(x[j], a, as, p), p);
+        }
+        if (shift > 0)
+            for (Py_ssize_t j = 0; j < n; j++) {
+                uint64_t carry = (rem[j] >> (shift - 1)) & 1;
+                uint64_t d = submod(o[j], mul_shoup(rem[j], 1, one_s, p), p);
+                o[j] = addmod(mul_shoup(d, inv[r], inv_s, p), carry, p);
+            }
+    }
+    Py_END_ALLOW_THREADS
+    PyMem_Free(rem);
+    release(b, 7);
     Py_RETURN_NONE;
 }
 
@@ -813,13 +804,14 @@ static PyMethodDef methods[] = {
      "pack_bits(a, widths, n) -> bytes: row r in widths[r % k] bits per value, rows padded to bytes."},
     {"unpack_bits", unpack_bits, METH_VARARGS,
      "unpack_bits(out, raw, offset, widths, n) -> bytes read: the inverse of pack_bits."},
-    {"wide_rotsum", wide_rotsum, METH_VARARGS,
-     "wide_rotsum(hi, lo, elts, n): x <- x + sigma_k(x) for each Galois element k, on signed 128-bit integers."},
-    {"scaled_sum_mod", scaled_sum_mod, METH_VARARGS,
-     "scaled_sum_mod(out, hi, lo, coeffs, shift, moduli, ratios, n): round(sum coeffs*v / 2^shift) mod q; "
-     "returns False if a result overflowed 128 bits."},
-    {"crt_lift_128", crt_lift_128, METH_VARARGS,
-     "crt_lift_128(out_hi, out_lo, residues, moduli, garner, Q_hi, Q_lo, n): centered CRT for Q < 2^127."},
+    {"rns_lift", rns_lift, METH_VARARGS,
+     "rns_lift(out, out_low, x, moduli, inv, hat, qmod, hat_low, q_low, n) -> max |X|/Q: centered lift."},
+    {"rns_masks", rns_masks, METH_VARARGS,
+     "rns_masks(out, out_low, words, moduli, pow64, offset, offset_low, n): uniform masks in every channel."},
+    {"rns_rotsum", rns_rotsum, METH_VARARGS,
+     "rns_rotsum(rows, low, moduli, elts, n): x <- x + sigma_k(x) for each Galois element, in every channel."},
+    {"rns_combine", rns_combine, METH_VARARGS,
+     "rns_combine(out, rows, lows, coeffs, coeffs_low, shift, inv2s, moduli, n): round(sum a v / 2^s) mod q."},
     {"all_reduced", all_reduced, METH_VARARGS, "all_reduced(a, moduli, n): every value below its row's modulus."},
     {"lift_signed", lift_signed, METH_VARARGS,
      "lift_signed(out, coeffs, moduli, n): out[p, r] = coeffs[p] mod moduli[r] for int64 coefficients."},

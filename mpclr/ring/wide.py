@@ -1,127 +1,173 @@
-"""Signed integers up to 2^126 per coefficient, as (hi: int64, lo: uint64) array pairs.
+"""Exact integer arithmetic of the collective refresh on integers of any width, in RNS form.
 
-The collective refresh lifts masked values out of RNS form (exact CRT), forms public linear
-combinations with dyadic coefficients a / 2^s, rounds, and reduces back modulo each prime. Doing that
-on Python integers costs milliseconds per polynomial; the C kernels here do it exactly in microseconds.
+The refresh lifts masked values out of RNS form (an exact centered CRT lift), rotates-and-sums them
+over slots (a signed permutation of coefficients), forms public linear combinations with dyadic
+coefficients a / 2^s, rounds, and reduces modulo each prime of the top level. Its masks are 64 bits
+wider than the values they hide, so the integers involved exceed 128 bits at the larger presets.
+Nothing here ever forms them: an integer is carried as its *channels*, its residues modulo each target
+prime and modulo 2^64, and
+
+- the centered lift of X from residues x_i modulo q_0..q_l is X = sum_i y_i Q/q_i - v Q with
+  y_i = x_i (Q/q_i)^-1 mod q_i and the wrap count v = round(sum_i y_i / q_i), which float64 gives
+  exactly while |X| <= Q/4 (the refresh keeps |X| far below that: `lift` checks it);
+- a rotate-and-sum and a linear combination act on every channel alike;
+- round(S / 2^s) mod p = (S - r) (2^s)^-1 mod p + [r >= 2^(s-1)] with r = S mod 2^s (s <= 64), which the
+  2^64 channel holds exactly.
 """
 
 from __future__ import annotations
 
 import math
 from fractions import Fraction
+from functools import cache
 
 import numpy as np
 
 from . import _kernels
 from .rns import Ring
 
-__all__ = ["Wide", "dyadic", "dyadic_row", "random_wide", "crt_lift", "combine_mod", "rotate_and_sum", "MAX_BITS"]
+__all__ = [
+    "Channels", "dyadic", "dyadic_row", "lift", "mask_bytes", "random_masks", "rotate_and_sum", "combine", "MAX_SHIFT"
+]
 
-MAX_BITS = 126  # values and moduli products handled exactly
-_COEFF_BITS = 62  # |a| < 2^62 for the int64 coefficient of a term
+MAX_SHIFT = 64  # s <= 64: the 2^64 channel holds the remainder exactly
+_COEFF_BITS = 62  # |a| < 2^62
 
 
-class Wide:
-    __slots__ = ("hi", "lo")
+class Channels:
+    """An integer polynomial as its residues modulo each prime of `ring` (rows, coefficient domain) and
+    modulo 2^64 (`low`)."""
 
-    def __init__(self, hi: np.ndarray, lo: np.ndarray):
-        self.hi = np.ascontiguousarray(hi, dtype=np.int64)
-        self.lo = np.ascontiguousarray(lo, dtype=np.uint64)
+    __slots__ = ("ring", "rows", "low")
 
-    def to_ints(self) -> list[int]:
-        """Python integers (for tests and diagnostics)."""
-        return [(int(h) << 64) + int(low) for h, low in zip(self.hi, self.lo)]
+    def __init__(self, ring: Ring, rows: np.ndarray, low: np.ndarray):
+        self.ring = ring
+        self.rows = np.ascontiguousarray(rows, dtype=np.uint64)
+        self.low = np.ascontiguousarray(low, dtype=np.uint64)
+
+    def head(self, count: int) -> np.ndarray:
+        """The residues modulo the first `count` primes (a lower level's ring), a copy."""
+        return self.rows[:count].copy()
 
     @classmethod
-    def from_ints(cls, values) -> Wide:
+    def from_ints(cls, ring: Ring, values) -> Channels:
+        """From Python integers (tests and diagnostics)."""
         values = [int(v) for v in values]
-        return cls(
-            np.array([v >> 64 for v in values], dtype=np.int64),
-            np.array([v & (2**64 - 1) for v in values], dtype=np.uint64),
-        )
+        return cls(ring, ring.from_int_list(values), np.array([v % 2**64 for v in values], dtype=np.uint64))
 
 
-def random_wide(raw: bytes, n: int, bits: int) -> Wide:
-    """Uniform integers in [-2^(bits-1), 2^(bits-1)) from 16 n random bytes (a CSPRNG's)."""
-    if not 2 <= bits <= MAX_BITS:
-        raise ValueError(f"mask width must be in [2, {MAX_BITS}] bits, got {bits}")
-    words = np.frombuffer(raw, dtype="<u8", count=2 * n).reshape(2, n)
-    lo, hi_u = words[0].copy(), words[1].copy()
-    if bits > 64:
-        hi = (hi_u & np.uint64((1 << (bits - 64)) - 1)).astype(np.int64) - np.int64(1 << (bits - 65))
-        return Wide(hi, lo)
-    v = (
-        (lo & np.uint64((1 << bits) - 1)).astype(np.int64) - np.int64(1 << (bits - 1))
-        if bits < 64
-        else (lo - np.uint64(1 << 63)).view(np.int64)
-    )
-    return Wide(np.where(v < 0, -1, 0).astype(np.int64), v.view(np.uint64))
+# ------------------------------------------------------------------------------ lift
+@cache
+def _lift_plan(src: tuple[int, ...], dst: tuple[int, ...]):
+    big_q = math.prod(src)
+    hats = [big_q // q for q in src]
+    inv = np.array([pow(h % q, -1, q) for h, q in zip(hats, src)], dtype=np.uint64)
+    hat = np.array([[h % p for p in dst] for h in hats], dtype=np.uint64)
+    qmod = np.array([big_q % p for p in dst], dtype=np.uint64)
+    hat_low = np.array([h % 2**64 for h in hats], dtype=np.uint64)
+    return inv, hat, qmod, hat_low, big_q % 2**64
 
 
-def rotate_and_sum(w: Wide, galois_elements, n: int) -> Wide:
-    """x + sigma_k(x) for each Galois element in turn, on exact integers (a copy): CKKS's rotate-and-sum
-    over slots applied to a lifted plaintext or a mask, with no key switching."""
-    out = Wide(w.hi.copy(), w.lo.copy())
-    elts = np.asarray(list(galois_elements), dtype=np.uint64)
+def lift(src: Ring, residues: np.ndarray, dst: Ring) -> tuple[Channels, float]:
+    """The centered lift of a coefficient-domain polynomial over `src` (q_0..q_l), as channels over
+    `dst` (whose first primes are src's), and max |X| / Q (a bound check; the lift is exact below 1/4)."""
+    if dst.moduli[: len(src.moduli)] != src.moduli:
+        raise ValueError("the target ring must extend the source ring's primes")
+    x = src.check(residues)
+    inv, hat, qmod, hat_low, q_low = _lift_plan(src.moduli, dst.moduli)
+    rows = dst.zeros()
+    low = np.empty(dst.n, dtype=np.uint64)
+    ratio = _kernels.rns_lift(rows, low, x, dst.q, inv, hat, qmod, hat_low, q_low, dst.n)
+    if ratio > 0.25:
+        raise OverflowError(f"a lifted value reaches {ratio:.3f} of its modulus: too large for an exact lift")
+    return Channels(dst, rows, low), ratio
+
+
+# ------------------------------------------------------------------------------ masks
+@cache
+def _mask_plan(moduli: tuple[int, ...], bits: int):
+    words = -(-bits // 64)
+    pow64 = np.array([[pow(2, 64 * w, q) for q in moduli] for w in range(words)], dtype=np.uint64)
+    offset = 1 << (bits - 1)
+    return words, pow64, np.array([offset % q for q in moduli], dtype=np.uint64), offset % 2**64
+
+
+def mask_bytes(n: int, bits: int) -> int:
+    """Random bytes `random_masks` takes for N coefficients of `bits` bits."""
+    return 8 * n * -(-bits // 64)
+
+
+def random_masks(raw: bytes, ring: Ring, bits: int) -> Channels:
+    """Uniform integers in [-2^(bits-1), 2^(bits-1)) from `mask_bytes(N, bits)` random bytes (a CSPRNG's)."""
+    if not 2 <= bits <= 1024:
+        raise ValueError(f"mask width must be in [2, 1024] bits, got {bits}")
+    words, pow64, offset, offset_low = _mask_plan(ring.moduli, bits)
+    n = ring.n
+    if len(raw) != mask_bytes(n, bits):
+        raise ValueError(f"need {mask_bytes(n, bits)} random bytes for {bits}-bit masks, got {len(raw)}")
+    w = np.frombuffer(raw, dtype="<u8").reshape(words, n).copy()
+    top_bits = bits - 64 * (words - 1)
+    if top_bits < 64:
+        w[-1] &= np.uint64((1 << top_bits) - 1)
+    rows = ring.zeros()
+    low = np.empty(n, dtype=np.uint64)
+    _kernels.rns_masks(rows, low, w, ring.q, pow64, offset, offset_low, n)
+    return Channels(ring, rows, low)
+
+
+# ------------------------------------------------------------------------------ rotate-and-sum
+def rotate_and_sum(ch: Channels, galois_elements) -> Channels:
+    """x + sigma_k(x) for each Galois element in turn (a copy): CKKS's rotate-and-sum over slots,
+    applied to exact integers, with no key switching."""
+    out = Channels(ch.ring, ch.rows.copy(), ch.low.copy())
+    elts = np.asarray([int(e) for e in galois_elements], dtype=np.uint64)
     if elts.size:
-        _kernels.wide_rotsum(out.hi, out.lo, elts, n)
+        _kernels.rns_rotsum(out.rows, out.low, ch.ring.q, elts, ch.ring.n)
     return out
 
 
-def dyadic(coef: Fraction | float, max_bits: int = _COEFF_BITS) -> tuple[int, int]:
-    """(a, s) with a / 2^s the closest dyadic rational to coef and |a| < 2^max_bits (relative error
-    below 2^-(max_bits - 1)). Every party and the combiner use the same pair, so rounding is shared."""
+# ------------------------------------------------------------------------------ combination
+def dyadic(coef: Fraction | float, max_bits: int = _COEFF_BITS, max_shift: int = MAX_SHIFT) -> tuple[int, int]:
+    """(a, s) with a / 2^s the closest dyadic rational to coef, |a| < 2^max_bits and s <= max_shift.
+    Every party and the combiner use the same pair, so rounding is shared."""
     c = Fraction(coef)
     if c == 0:
         return 0, 0
     s = max_bits - 1 - math.ceil(math.log2(abs(c)))
-    s = max(0, min(s, 127))
+    s = max(0, min(s, max_shift))
     a = round(c * (1 << s))
     while abs(a) >= 1 << max_bits:
         s -= 1
         a = round(c * (1 << s))
+    if s < 0:
+        raise OverflowError(f"coefficient {float(c):.3g} is too large for an exact refresh")
     return int(a), s
 
 
 def dyadic_row(coefs) -> tuple[list[int], int]:
-    """One shared shift for a linear combination: a_t / 2^s for every coefficient, |a_t| < 2^62."""
+    """One shared shift for a linear combination: a_t / 2^s for every coefficient, |a_t| < 2^62, s <= 64."""
     shifts = [dyadic(c)[1] for c in coefs if Fraction(c) != 0]
     s = min(shifts) if shifts else 0
     return [int(round(Fraction(c) * (1 << s))) for c in coefs], s
 
 
-def combine_mod(ring: Ring, terms: list[tuple[Wide, int]], shift: int) -> np.ndarray:
-    """round(sum_t a_t v_t / 2^shift) modulo each prime of `ring`, as RNS rows (coefficient domain)."""
+def combine(terms: list[tuple[Channels, int]], shift: int, ring: Ring | None = None) -> np.ndarray:
+    """round(sum_t a_t v_t / 2^shift) (half up) modulo each prime of the channels' ring, as RNS rows
+    in the coefficient domain; exact for integers of any width."""
+    if not 0 <= shift <= MAX_SHIFT:
+        raise ValueError(f"shift must be in [0, {MAX_SHIFT}], got {shift}")
     if not terms:
+        if ring is None:
+            raise ValueError("an empty combination needs its ring")
         return ring.zeros()
-    hi = np.ascontiguousarray(np.stack([w.hi for w, _ in terms]))
-    lo = np.ascontiguousarray(np.stack([w.lo for w, _ in terms]))
-    coeffs = np.array([a for _, a in terms], dtype=np.int64)
+    ring = terms[0][0].ring
+    if any(ch.ring is not ring for ch, _ in terms):
+        raise ValueError("every term of a combination must be over one ring")
+    rows = np.ascontiguousarray(np.stack([ch.rows for ch, _ in terms]))
+    lows = np.ascontiguousarray(np.stack([ch.low for ch, _ in terms]))
+    coeffs = np.array([[int(a) % q for q in ring.moduli] for _, a in terms], dtype=np.uint64)
+    coeffs_low = np.array([int(a) % 2**64 for _, a in terms], dtype=np.uint64)
+    inv2s = np.array([pow(2, -shift, q) for q in ring.moduli], dtype=np.uint64)
     out = ring.zeros()
-    if not _kernels.scaled_sum_mod(out, hi, lo, coeffs, int(shift), ring.q, ring._ratio, ring.n):
-        raise OverflowError("a refreshed coefficient exceeded 2^127: bound or coefficients too large")
+    _kernels.rns_combine(out, rows, lows, coeffs, coeffs_low, int(shift), inv2s, ring.q, ring.n)
     return out
-
-
-def crt_lift(ring: Ring, residues: np.ndarray) -> Wide:
-    """Centered CRT reconstruction of RNS rows (coefficient domain), for moduli products below 2^126."""
-    big_q = math.prod(ring.moduli)
-    if big_q.bit_length() > MAX_BITS or len(ring.moduli) > 3:
-        raise ValueError(f"exact lift supports moduli products below 2^{MAX_BITS} (got {big_q.bit_length()} bits)")
-    garner, prefix = [], 1
-    for q in ring.moduli:
-        garner.append(pow(prefix % q, -1, q) if prefix > 1 else 1)
-        prefix *= q
-    hi = np.empty(ring.n, dtype=np.int64)
-    lo = np.empty(ring.n, dtype=np.uint64)
-    _kernels.crt_lift_128(
-        hi,
-        lo,
-        ring.check(residues),
-        ring.q,
-        np.array(garner, dtype=np.uint64),
-        big_q >> 64,
-        big_q & (2**64 - 1),
-        ring.n,
-    )
-    return Wide(hi, lo)

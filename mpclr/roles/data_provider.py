@@ -454,10 +454,14 @@ class DataProvider(Node):
             raise ProtocolError(f"refresh label {label!r} was used before: a CRP must never repeat")
         level = int(fields["level"])
         bits = int(fields["mask_bits"])
-        if bits < self._refresh.mask_bits or bits > 4096:
+        if bits <= self._refresh.mask_bits or bits > 1024:
             raise ProtocolError(
-                f"refresh masks of {bits} bits are below this party's minimum {self._refresh.mask_bits} or absurd"
+                f"refresh masks of {bits} bits leave less than this party's {self._refresh.mask_bits} bits of "
+                f"hiding above the values, or are absurd"
             )
+        holders = fields.get("participants") or self._require_session().key_holders
+        if not self._refresh.fits_masks(level, bits, len(holders)):
+            raise ProtocolError(f"refresh masks of {bits} bits for {len(holders)} parties do not fit level {level}")
         c1s = [self._dec.c1_from_bytes(raw, level) for raw in fields["c1"]]
         outputs = [
             (

@@ -87,7 +87,9 @@ class Researcher(Node):
             if self.public_key is None:
                 raise ProtocolError(f"{self.name} has no collective public key (run the key ceremony)")
             pk = CiphertextData.from_bytes(self.public_key, "collective public key").data
-            c0, c1 = c1check.rerandomize(self.ctx.ring(level), pk, data.data[0], data.data[1], self._rng)
+            c0, c1 = c1check.rerandomize(
+                self.ctx.ring(level), pk, data.data[0], data.data[1], self._rng, self.ctx.key_ring
+            )
             data = CiphertextData(data.parms_id, data.scale, np.stack([c0, c1]))
         self._sent_c1.add(c1check.digest(data.data[1]))
         return data

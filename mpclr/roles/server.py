@@ -9,7 +9,6 @@ All homomorphic evaluation runs in Pyfhel/SEAL. In the key ceremony it relays wh
 from __future__ import annotations
 
 import hashlib
-import math
 import time
 from dataclasses import dataclass
 from fractions import Fraction
@@ -224,15 +223,14 @@ class Server(Node):
         return sorted(self._galois)
 
     # ================================ collective refresh ========================================
-    def refresh(self, h: Ciphertext, by=None, *, bound_bits: int | None = None, boost_bits: int = 0) -> Ciphertext:
+    def refresh(self, h: Ciphertext, by=None, *, bound_bits: int | None = None) -> Ciphertext:
         """Bring a ciphertext back to the top level with the key holders `by` (default: all).
 
         bound_bits: public bound on |values| (2^bound_bits): the masks hide values up to it with
-        mask_bits of statistical security (larger values stay correct but are hidden less well).
-        boost_bits: precision boost K = 2^boost_bits (smudging noise lands divided by K; needs more room).
+        refresh_mask_bits of statistical security; a value far beyond it is refused when combined.
         The ciphertext is switched down to the lowest level that holds the masks first; it may arrive
         at any level at or above that one."""
-        return self.refresh_combine([[(1.0, h)]], by, bound_bits=bound_bits, boost_bits=boost_bits)[0]
+        return self.refresh_combine([[(1.0, h)]], by, bound_bits=bound_bits)[0]
 
     def refresh_combine(
         self,
@@ -240,7 +238,6 @@ class Server(Node):
         by=None,
         *,
         bound_bits: int | None = None,
-        boost_bits: int = 0,
     ) -> list[Ciphertext]:
         """One refresh round for a batch: output o is sum_k coef * ciphertext_k, for outputs given as lists
         of (coef, Ciphertext) with public real coefficients, each landing fresh at the top level."""
@@ -257,7 +254,7 @@ class Server(Node):
             terms.append(row)
         entries = [self._get(h) for h in handles]
         cts = self.refresh_raw(
-            [e.ct for e in entries], [e.level for e in entries], terms, by, bound_bits=bound_bits, boost_bits=boost_bits
+            [e.ct for e in entries], [e.level for e in entries], terms, by, bound_bits=bound_bits
         )
         lengths = [max(entries[t[0]].length for t in row) for row in terms]
         return [self._put(ct, n, self.ctx.top_level) for ct, n in zip(cts, lengths)]
@@ -270,20 +267,18 @@ class Server(Node):
         by=None,
         *,
         bound_bits: int | None = None,
-        boost_bits: int = 0,
     ) -> list[PyCtxt]:
         """refresh_combine on raw Pyfhel ciphertexts (for engines that keep their own ciphertexts). With
         by=None, key holders that stop answering are left out and the round is redone with the others."""
         return with_live_participants(
-            self, by, lambda names: self._refresh_round(cts, levels, outputs, names, bound_bits, boost_bits)
+            self, by, lambda names: self._refresh_round(cts, levels, outputs, names, bound_bits)
         )
 
-    def _refresh_round(self, cts, levels, outputs, names, bound_bits, boost_bits) -> list[PyCtxt]:
+    def _refresh_round(self, cts, levels, outputs, names, bound_bits) -> list[PyCtxt]:
         bound = self.refresh_bound_bits if bound_bits is None else int(bound_bits)
-        boost = 1 << int(boost_bits)
         proto = RefreshProtocol(self.ctx)
         scales = [float(ct.scale) for ct in cts]
-        level = max(proto.min_level(bound, len(names), boost, scale) for scale in scales)
+        level = max(proto.min_level(bound, len(names), scale) for scale in scales)
         low = [lvl for lvl in levels if lvl < level]
         if low:
             raise ProtocolError(
@@ -292,7 +287,6 @@ class Server(Node):
             )
         t0 = time.perf_counter()
         ring = self.ctx.ring(level)
-        k = [boost % q for q in ring.moduli]
         c0s, c1_raw = [], []
         for ct, lvl in zip(cts, levels):
             dropped = PyCtxt(copy_ctxt=ct)
@@ -300,19 +294,14 @@ class Server(Node):
                 self._he.mod_switch_to_next_ctxt(dropped)
             data = CiphertextData.from_bytes(dropped.to_bytes(compr_mode="none"))
             c0, c1 = data.data[0], data.data[1]
-            if boost > 1:
-                c0, c1 = ring.mul_scalar_rows(c0, k), ring.mul_scalar_rows(c1, k)
             if c1check.digest(c1) in self._sent_c1:  # a retry, or a ciphertext refreshed again: a fresh c1
-                c0, c1 = c1check.rerandomize(ring, self._public_key_data(), c0, c1, self._rng)
+                c0, c1 = c1check.rerandomize(ring, self._public_key_data(), c0, c1, self._rng, self.ctx.key_ring)
             self._sent_c1.add(c1check.digest(c1))
-            c0s.append(c0)
+            c0s.append(np.ascontiguousarray(c0))
             c1_raw.append(self._c1_bytes(c1, level))
-        ratios = [proto.ratio(scale, boost) for scale in scales]
+        ratios = [proto.ratio(scale) for scale in scales]
         planned = plan_outputs([[(t[0], Fraction(t[1]) * ratios[t[0]], *t[2:]) for t in row] for row in outputs])
-        growth = max((len(elts) for terms, _ in planned for _, _, elts in terms), default=0)
-        bits = max(proto.mask_bits_total(scale, bound, boost) for scale in scales)
-        if max(bits, math.prod(ring.moduli).bit_length()) + growth > 125:
-            raise ProtocolError(f"rotate-and-sum over {growth} steps would overflow the exact refresh arithmetic")
+        bits = max(proto.mask_bits_total(scale, bound) for scale in scales)
         self._refresh_count += 1
         label = f"{self._refresh_count}"
         request = {
@@ -328,7 +317,7 @@ class Server(Node):
         h1s = [[proto.h1_from_bytes(replies[p]["h1"][o]) for p in names] for o in range(len(outputs))]
         crps = [proto.sample_crp(self.crs, f"{label}/{o}") for o in range(len(outputs))]
         with self.timed("refresh.combine"):
-            fresh = proto.finalize(c0s, level, h0s, h1s, crps, planned)
+            fresh = proto.finalize(c0s, level, h0s, h1s, crps, planned, bits)
         top = self.ctx.top_level
         pid, scale = self.ctx.level_parms_id(top), self.ctx.scale_ladder[top]
         out = [

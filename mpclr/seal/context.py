@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import struct
 from functools import cached_property
 
@@ -36,12 +37,11 @@ class SealContext:
         self._level_pids = [parms_id(self.n, self.primes[: lvl + 1]) for lvl in range(self.top_level + 1)]
         self._pid_levels = {pid: lvl for lvl, pid in enumerate(self._level_pids)}
         self.key_ring: Ring = ring_for(self.n, self.primes)
-        # Binds every protocol message to this exact parameter set (primes, scale, smudging, masks).
-        desc = (
-            struct.pack(f"<QQd{len(self.primes)}Q", self.n, params.scale_bits, params.smudging_bits, *self.primes)
-            + params.name.encode()
-        )
-        self.fingerprint = hashlib.sha256(b"mpclr/params/v1\x00" + desc).digest()[:16]
+        # Binds every protocol message to this exact parameter set: the primes SEAL chose and every field
+        # of the set (smudging, masks, noise bounds, ...) but the local opt-in to insecure parameters.
+        fields = {k: v for k, v in params.to_json().items() if k != "allow_insecure"}
+        desc = struct.pack(f"<Q{len(self.primes)}Q", self.n, *self.primes) + json.dumps(fields, sort_keys=True).encode()
+        self.fingerprint = hashlib.sha256(b"mpclr/params/v2\x00" + desc).digest()[:16]
 
     # --- levels ---------------------------------------------------------------------------------
     def level_parms_id(self, level: int) -> bytes:

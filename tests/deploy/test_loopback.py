@@ -20,7 +20,9 @@ pytest.importorskip("flwr")
 
 from mpclr.deploy.local import LocalDeployment, SiteSpec, tagged_processes  # noqa: E402
 from mpclr.deploy.study import fold_aucs  # noqa: E402
+from mpclr.params import get_preset  # noqa: E402
 
+from ..checks import refresh_flooding  # noqa: E402
 from .test_transport import check_site_folds, make_data, reference  # noqa: E402
 
 SCHEDULE = [[2.0, 0.0], [1.0, 0.0], [0.7, -0.2], [0.5, -0.3]]
@@ -53,7 +55,10 @@ def test_deployed_study_equals_the_reference(deployment):
     assert res["status"] == "ok" and res["unavailable"] == []
     check_site_folds(res["study"])
     ref = reference(res["study"], X, y, SCHEDULE)
-    assert np.abs(np.array(res["study"]["models"]) - np.array(ref["models"])).max() < 2e-3
+    # the weights' tolerance of test_study: the refreshes' smudging (tests.checks.refresh_flooding)
+    assert np.abs(np.array(res["study"]["models"]) - np.array(ref["models"])).max() < 10 * refresh_flooding(
+        get_preset("train"), 3
+    )
     a, b = fold_aucs(res["study"], X, y), fold_aucs(ref, X, y)
     assert max(abs(u - v) for u, v in zip(a, b)) < 0.002, (a, b)
     check_secure_evaluation(res["study"], X, y)
@@ -67,16 +72,20 @@ def test_deployed_study_equals_the_reference(deployment):
 
 def check_secure_evaluation(study, X, y):
     """The deployed secure evaluation against scikit-learn on the decrypted models' scores of the same
-    rows: confusion counts exact, AUC within 0.005; only counts reached the researcher."""
+    rows: confusion counts exact up to the rows inside the cutoff's transition (its smudging-sized
+    resolution, plus 1e-3 for the decrypted models' own error), AUC within 0.005; only counts reached the
+    researcher."""
     ev = study["secure_evaluation"]
     W, folds = np.asarray(study["models"]), np.asarray(study["fold_of_row"])
     Z = (X - np.asarray(study["mean"])) / np.asarray(study["std"])
+    delta = ev["method"]["resolution"]["cutoff"] + 1e-3
     for f in ev["folds"]:
         k = f["fold"]
         s, yk = W[k, 0] + Z[folds == k] @ W[k, 1:], y[folds == k]
         tn, fp, fn, tp = confusion_matrix(yk, (s > 0).astype(int), labels=[0, 1]).ravel()
-        assert (f["confusion"]["tp"], f["confusion"]["fp"], f["confusion"]["tn"], f["confusion"]["fn"]) == (
-            tp, fp, tn, fn)
+        near, got = np.abs(s) < delta, f["confusion"]
+        assert abs(got["tp"] - tp) <= (near & (yk == 1)).sum() and abs(got["fp"] - fp) <= (near & (yk == 0)).sum()
+        assert got["tp"] + got["fn"] == yk.sum() and got["fp"] + got["tn"] == (1 - yk).sum()
         assert abs(f["auc"] - roc_auc_score(yk, s)) <= 0.005, (k, f["auc"], roc_auc_score(yk, s))
     assert ev["revealed"] and all(r["to"] == "researcher" for r in ev["revealed"])
 

@@ -61,8 +61,14 @@ def _session(tmp, res, i):
 def test_the_study_goes_on_without_a_site_whose_share_was_lost(run):
     _, grid, res = run
     out = res["study"]
-    assert np.abs(np.array(out["refreshed"]) - 2 * X_PLAIN).max() < 1e-3
-    assert np.abs(np.array(out["received"]) - X_PLAIN).max() < 1e-3
+    # up to the smudging of a refresh and of a decryption (2 key holders; 6 sigma per slot)
+    from mpclr.params import get_preset
+
+    from ..checks import decryption_flooding, refresh_flooding
+
+    tol = 6 * (decryption_flooding(get_preset("train"), 2) + refresh_flooding(get_preset("train"), 2))
+    assert np.abs(np.array(out["refreshed"]) - 2 * X_PLAIN).max() < tol
+    assert np.abs(np.array(out["received"]) - X_PLAIN).max() < tol
     # the retried refresh request was refused (no second share of the same ciphertext), so hospital-3
     # counts as unavailable and the round was done again by the two others
     assert res["unavailable"] == ["hospital-3"]

@@ -29,7 +29,9 @@ from mpclr.keystore_crypto import PASSPHRASE_ENV  # noqa: E402
 from mpclr.lr.encrypted import TrainingPlan  # noqa: E402
 from mpclr.lr.party import design_rows  # noqa: E402
 from mpclr.lr.sigmoid import sigmoid_poly  # noqa: E402
+from mpclr.params import get_preset  # noqa: E402
 
+from ..checks import refresh_flooding  # noqa: E402
 from ..lr.test_encrypted_training import nesterov_reference  # noqa: E402
 
 SCHEDULE = [[2.0, 0.0], [1.0, 0.0], [0.7, -0.2]]
@@ -146,7 +148,10 @@ def test_study_over_the_grid_equals_the_reference(tmp_path, data):
     ref = reference(res["study"], X, y)
     assert res["status"] == "ok" and res["unavailable"] == []
     check_site_folds(res["study"])
-    assert np.abs(np.array(res["study"]["models"]) - np.array(ref["models"])).max() < 2e-3
+    # against the float64 reference: the weights' tolerance of test_study (10 times one refresh's smudging)
+    assert np.abs(np.array(res["study"]["models"]) - np.array(ref["models"])).max() < 10 * refresh_flooding(
+        get_preset("train"), 3
+    )
     a, b = fold_aucs(res["study"], X, y), fold_aucs(ref, X, y)
     assert max(abs(u - v) for u, v in zip(a, b)) < 0.002
     assert res["network"]["retries"] == 1

@@ -10,6 +10,8 @@ from mpclr.lr.encrypted import TrainingPlan
 from mpclr.lr.party import design_rows
 from mpclr.lr.sigmoid import sigmoid_poly
 
+from ..checks import refresh_flooding
+
 
 def nesterov_reference(Z, folds, K, plan):
     """The algorithm in mpclr.lr.encrypted's docstring, in float64, written out independently."""
@@ -48,6 +50,14 @@ def run(fed, X, y, folds, plan, workers="auto"):
 SCHEDULE = [(2.0, 0.0), (1.5, 0.0), (1.0, -0.25), (1.0, -0.4)]
 
 
+def tolerance(fed) -> float:
+    """Weights against the float64 reference: 10 times the smudging one refresh adds to a slot (each
+    refresh hides the noise of its input behind every hospital's smudging; 3e-4 for 3 hospitals at the
+    train preset). Measured: up to 6.6 times that here (steps up to 2, degree 7's refreshes mid-iteration),
+    2.9 on breast cancer."""
+    return 10 * refresh_flooding(fed.params, fed.n)
+
+
 @pytest.fixture(scope="module")
 def fed_train():
     fed = mpclr.Federation(parties=2, preset="train")
@@ -62,7 +72,7 @@ def test_train_preset_matches_reference(fed_train, workers, degree, rows):
     X, y = make_data(rows, 4)
     res, W, ref = run(fed_train, X, y, 5, TrainingPlan(sigmoid_poly(degree, 8.0), SCHEDULE), workers)
     assert res.trainer.log.workers == workers
-    assert np.abs(W - ref).max() < 2e-3
+    assert np.abs(W - ref).max() < tolerance(fed_train)
     assert np.abs(ref).max() > 0.1  # the models moved away from zero
     # standardization statistics came from the encrypted aggregate
     assert np.abs(res.mean - X.mean(0)).max() < 1e-4 * np.abs(X).max()
@@ -80,7 +90,7 @@ def test_degree_seven_refreshes_mid_iteration(fed_train):
     plan = TrainingPlan(sigmoid_poly(7, 8.0), SCHEDULE[:3])
     res, W, ref = run(fed_train, X, y, 4, plan, workers=0)
     assert res.trainer.log.refreshes > len(plan.schedule) + 1
-    assert np.abs(W - ref).max() < 2e-3
+    assert np.abs(W - ref).max() < tolerance(fed_train)
 
 
 def test_fast_preset_adapts_its_schedule():
@@ -132,6 +142,6 @@ def test_training_goes_on_when_a_key_holder_dies_in_two_of_three():
     res = run_encrypted_cv(fed, folds=3, plan=plan, workers=0, progress=kill_after_first)
     W = res.decrypt_models(fed)
     ref = nesterov_reference(design_rows(X, y, res.mean, res.std), res.fold_of_row, 3, plan)
-    assert np.abs(W - ref).max() < 2e-3
+    assert np.abs(W - ref).max() < tolerance(fed)
     assert fed.server.unavailable == {"hospital-3"}
     fed.close()

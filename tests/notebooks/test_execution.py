@@ -14,6 +14,9 @@ from mpclr.lr.layout import Layout
 from mpclr.notebooks import SEQUENCE, RunFolder, Study
 from mpclr.notebooks.pipeline import load_encrypted, resume_federation
 from mpclr.notebooks.runner import SequenceFailed, run_sequence
+from mpclr.params import get_preset
+
+from ..checks import refresh_flooding
 
 LATER_STEP = Path(__file__).parent / "fixtures" / "later_step.ipynb"
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -95,7 +98,7 @@ def test_study_json(study_run):
     assert study["ckks"]["n"] == 16384 and study["ckks"]["security"] == "128-bit (HE standard)"
     assert [r["role"] for r in study["roles"]] == ["hospital", "server", "researcher"]
     assert study["data"]["rows"] == 300 and study["data"]["rows_per_hospital"] == {"hospital-1": 150, "hospital-2": 150}
-    assert study["summary"]["depth"] == 6 and study["written"]["by"] == "00_study_and_roles"
+    assert study["summary"]["depth"] == 7 and study["written"]["by"] == "00_study_and_roles"
 
 
 def test_keys_json_and_the_saved_federation(study_run):
@@ -211,7 +214,8 @@ def test_comparison_json(study_run):
         assert abs(r["secure_auc"] - r["twin_auc"]) <= 0.01  # secure evaluation of the encrypted models = the twin
         assert abs(r["twin_auc"] - r["sklearn_auc"]) <= 0.03
     assert rec["models_decrypted"] is True
-    assert rec["coefficients"]["max_abs_diff_encrypted_twin"] < 1e-4  # the encrypted weights are the twin's
+    # the encrypted weights are the twin's, up to the refreshes' smudging (tests.checks.refresh_flooding)
+    assert rec["coefficients"]["max_abs_diff_encrypted_twin"] < 10 * refresh_flooding(get_preset("train"), 2)
     assert np.asarray(rec["coefficients"]["encrypted"]).shape == (3, 5)
     assert [d["label"] for d in rec["decrypted_here"]] == [f"fold models: feature {j} of group 0" for j in range(5)]
     phases = {t["phase"]: t for t in rec["times"]}

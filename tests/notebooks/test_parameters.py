@@ -90,11 +90,23 @@ def test_declared_parameters_refuse_anything_else(source, match):
 
 
 def test_study_checks_with_the_crypto_code():
-    s = Study.from_parameters(parties=4, threshold=2, smudging_bits=12)
-    assert s.params().smudging_bits == 12 and s.params().name == "train/smudging=12"
+    s = Study.from_parameters(parties=4, threshold=2, smudging_bits=31)
+    assert s.params().smudging_bits == 31 and s.params().name == "train/smudging=31"
     assert s.key_holders_needed == 2
     with pytest.raises(ParameterError, match="smudging_bits"):
         Study.from_parameters(smudging_bits=45)  # beyond what the train preset's q_0 allows
+    # smudging that would not hide the noise of what the study decrypts: refused, saying why
+    with pytest.raises(ParameterError, match=r"'train/smudging=12' cannot run a whole study: .*below the floor 2\^20"):
+        Study.from_parameters(smudging_bits=12)
+    with pytest.raises(ParameterError, match=r"only 2\^13 above the noise it hides \(2\^15; 2\^14 needed\)"):
+        Study.from_parameters(smudging_bits=28)
+    # the teaching and experiments presets are refused for studies, naming the preset, why and what instead
+    with pytest.raises(ParameterError, match=r"'fast' cannot run a whole study: it is a teaching preset .*'train'"):
+        Study.from_parameters(preset="fast")
+    with pytest.raises(ParameterError, match=r"'deep' cannot run a whole study: it is an experiments preset"):
+        Study.from_parameters(preset="deep")
+    with pytest.raises(ParameterError, match="sized for up to 10 hospitals"):
+        Study.from_parameters(parties=11)
     with pytest.raises(ParameterError, match="unknown parameter 'rotation_steps'"):
         Study.from_parameters(rotation_steps=[1])
     record = s.to_json()

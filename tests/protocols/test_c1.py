@@ -60,7 +60,7 @@ def test_rerandomize_gives_a_fresh_c1_for_the_same_message():
         data = CiphertextData.from_bytes(got["ciphertext"])
         ring = fed.ctx.ring(0)
         pk = CiphertextData.from_bytes(fed.server.public_key).data
-        c0, c1 = c1check.rerandomize(ring, pk, data.data[0], data.data[1], SecretRandom())
+        c0, c1 = c1check.rerandomize(ring, pk, data.data[0], data.data[1], SecretRandom(), fed.ctx.key_ring)
         assert c1check.digest(c1) != c1check.digest(data.data[1])
         fresh = CiphertextData(data.parms_id, data.scale, np.stack([c0, c1]))
         shares = {}

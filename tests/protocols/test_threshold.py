@@ -1,6 +1,7 @@
 """t-out-of-n: Shamir re-sharing and Lagrange-weighted shares, refresh, key switch (protocol level)."""
 
 import itertools
+import math
 from fractions import Fraction
 
 import numpy as np
@@ -69,10 +70,24 @@ def test_threshold_validation(ctx):
 
 def test_refresh_planning(ctx):
     proto = RefreshProtocol(ctx)
-    assert proto.min_level(4, 3) == 1  # fast preset: 49 + 30 bits hold 2^(30+4+40) masks for 3 parties
-    assert proto.min_level(8, 3) == 2
+    assert proto.mask_bits == 64
+    assert proto.mask_bits_total(ctx.scale_ladder[2], 4) == math.ceil(math.log2(ctx.scale_ladder[2])) + 4 + 64
+    assert proto.min_level(4, 3) == 2  # fast preset: 49 + 30 + 30 bits hold 3 masks of 2^(30+4+64), a quarter spare
+    assert proto.min_level(20, 3) == 3
     ratio = proto.ratio(ctx.scale_ladder[1])
     assert isinstance(ratio, Fraction)
     assert float(ratio) * ctx.scale_ladder[1] == pytest.approx(ctx.scale_ladder[ctx.top_level], rel=1e-15)
     with pytest.raises(ProtocolError, match="no level"):
         proto.min_level(200, 3)
+
+
+def test_train_preset_refreshes_at_level_2_with_64_bit_masks():
+    """45-bit values (training's bound 2^8) under 64-bit masks need 118-bit masks: beyond q_0 q_1 (105 bits), inside
+    q_0 q_1 q_2 (150 bits) for up to 64 hospitals, leaving 5 levels above for a training iteration."""
+    from mpclr.federation import seal_context
+
+    train = seal_context(get_preset("train"))
+    proto = RefreshProtocol(train)
+    assert proto.mask_bits_total(train.scale_ladder[2], 8) == 46 + 8 + 64  # the ladder's 2^45.000002
+    assert proto.min_level(8, 3) == proto.min_level(8, 64) == 2
+    assert train.top_level - 2 == 5

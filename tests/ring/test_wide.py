@@ -1,5 +1,6 @@
-"""Exact wide-integer kernels of the collective refresh, against Python integers."""
+"""Exact arithmetic of the collective refresh on integers of any width (RNS channels), against Python integers."""
 
+import math
 import os
 import random
 from fractions import Fraction
@@ -9,66 +10,103 @@ import pytest
 
 import mpclr
 from mpclr.federation import seal_context
-from mpclr.ring.wide import Wide, combine_mod, crt_lift, dyadic, dyadic_row, random_wide
+from mpclr.ring.wide import Channels, combine, dyadic, dyadic_row, lift, mask_bytes, random_masks, rotate_and_sum
 
 
 @pytest.fixture(scope="module")
-def rings():
-    fast = seal_context(mpclr.get_preset("fast"))
-    train = seal_context(mpclr.get_preset("train"))
-    return [fast.ring(1), fast.ring(2), train.ring(1)], train.ring(train.top_level)
+def ctx():
+    return seal_context(mpclr.get_preset("train"))
 
 
-def residues(ring, values):
-    return np.stack([np.array([v % q for v in values], dtype=np.uint64) for q in ring.moduli])
+@pytest.fixture(scope="module")
+def top(ctx):
+    return ctx.ring(ctx.top_level)
 
 
-def test_crt_lift_exact_and_centered(rings):
-    g = random.Random(1)
-    for ring in rings[0]:
-        big = 1
-        for q in ring.moduli:
-            big *= q
-        values = [g.randrange(-(big // 2), big // 2) for _ in range(ring.n)]
-        values[:4] = [0, -1, big // 2 - 1, -(big // 2) + 1]
-        assert crt_lift(ring, residues(ring, values)).to_ints() == values
+def same(ch: Channels, values) -> bool:
+    ref = Channels.from_ints(ch.ring, values)
+    return np.array_equal(ch.rows, ref.rows) and np.array_equal(ch.low, ref.low)
 
 
-def test_combine_matches_python_rounding(rings):
-    lows, top = rings
-    g = random.Random(2)
-    ring = lows[2]
-    vals = [[g.randrange(-(2**99), 2**99) for _ in range(ring.n)] for _ in range(3)]
-    wides = [Wide.from_ints(v) for v in vals]
+@pytest.mark.parametrize("level", [0, 1, 2, 3])
+def test_lift_is_exact_and_centered_beyond_128_bits(ctx, top, level):
+    low = ctx.ring(level)
+    big_q = math.prod(low.moduli)
+    g = random.Random(level)
+    values = [g.randrange(-(big_q // 4), big_q // 4) for _ in range(low.n)]
+    values[:4] = [0, -1, big_q // 4 - 1, -(big_q // 4) + 1]
+    ch, ratio = lift(low, low.from_int_list(values), top)
+    assert same(ch, values)
+    assert ratio == pytest.approx(max(abs(v) for v in values) / big_q, rel=1e-9)
+    if level == 3:
+        assert big_q.bit_length() > 190  # far beyond the old 126-bit kernels
+
+
+def test_lift_refuses_values_near_half_the_modulus(ctx, top):
+    low = ctx.ring(2)
+    big_q = math.prod(low.moduli)
+    with pytest.raises(OverflowError, match="exact lift"):
+        lift(low, low.from_int_list([big_q // 3] + [0] * (low.n - 1)), top)
+
+
+def _aut(values, elt, n):
+    out = [0] * n
+    for i, x in enumerate(values):
+        j = (i * elt) % (2 * n)
+        out[j % n] = -x if j >= n else x
+    return out
+
+
+def test_rotate_and_sum_is_the_signed_permutation(top):
+    g = random.Random(3)
+    n = top.n
+    values = [g.randrange(-(2**200), 2**200) for _ in range(n)]
+    elts = [3, 9, 2 * n - 1]
+    out = rotate_and_sum(Channels.from_ints(top, values), elts)
+    expect = values
+    for e in elts:
+        expect = [x + y for x, y in zip(expect, _aut(expect, e, n))]
+    assert same(out, expect)
+
+
+@pytest.mark.parametrize("bits", [2, 63, 64, 65, 115, 128, 129, 200])
+def test_masks_are_the_uniform_integers_of_their_bytes(top, bits):
+    n = top.n
+    raw = os.urandom(mask_bytes(n, bits))
+    m = random_masks(raw, top, bits)
+    words = np.frombuffer(raw, dtype="<u8").reshape(-1, n)
+    ints = [sum(int(words[k, i]) << (64 * k) for k in range(words.shape[0])) % (1 << bits) - (1 << (bits - 1))
+            for i in range(n)]
+    assert same(m, ints)
+    assert min(ints) >= -(2 ** (bits - 1)) and max(ints) < 2 ** (bits - 1)
+    if bits >= 8:
+        assert max(abs(x) for x in ints).bit_length() >= bits - 3  # actually uses the range
+    with pytest.raises(ValueError, match="random bytes"):
+        random_masks(raw[:-8], top, bits)
+
+
+@pytest.mark.parametrize("shift_cap", [0, 1, 37, 63, 64])
+def test_combine_matches_python_rounding(top, shift_cap):
+    g = random.Random(2 + shift_cap)
+    n = top.n
+    vals = [[g.randrange(-(2**180), 2**180) for _ in range(n)] for _ in range(3)]
     coefs = [Fraction(0.731), Fraction(-1.25e-3), Fraction(3.0)]
-    a, s = dyadic_row(coefs)
-    for target in (ring, top):
-        out = combine_mod(target, list(zip(wides, a)), s)
-        for i in range(0, ring.n, 37):
-            total = sum(ak * v[i] for ak, v in zip(a, vals))
-            expect = (total + (1 << (s - 1))) >> s  # round half up, as the kernel does
-            for r, q in enumerate(target.moduli):
-                assert int(out[r, i]) == expect % q
+    a = [int(round(c * 2**shift_cap)) for c in coefs]
+    out = combine([(Channels.from_ints(top, v), ak) for v, ak in zip(vals, a)], shift_cap)
+    for i in range(0, n, 41):
+        total = sum(ak * v[i] for ak, v in zip(a, vals))
+        expect = (total + (1 << (shift_cap - 1))) >> shift_cap if shift_cap else total
+        for r, q in enumerate(top.moduli):
+            assert int(out[r, i]) == expect % q
 
 
-def test_dyadic_is_close_and_bounded():
-    for c in (1.0, -0.5, 1e-9, 123456.789, Fraction(1, 3)):
+def test_dyadic_is_close_bounded_and_shift_capped():
+    for c in (1.0, -0.5, 123456.789, Fraction(1, 3), 0.731):
         a, s = dyadic(c)
-        assert abs(a) < 2**62
+        assert abs(a) < 2**62 and s <= 64
         assert abs(Fraction(a, 2**s) - Fraction(c)) <= abs(Fraction(c)) * Fraction(1, 2**60)
+    a, s = dyadic(1e-9)  # small coefficients keep the 2^64 cap: a / 2^64 within 2^-65 absolute
+    assert s == 64 and abs(Fraction(a, 2**64) - Fraction(1e-9)) <= Fraction(1, 2**65)
     assert dyadic(0) == (0, 0)
-
-
-@pytest.mark.parametrize("bits", [20, 63, 64, 65, 90, 126])
-def test_random_wide_range(bits):
-    n = 4000
-    w = random_wide(os.urandom(16 * n), n, bits).to_ints()
-    assert min(w) >= -(2 ** (bits - 1)) and max(w) < 2 ** (bits - 1)
-    assert max(abs(x) for x in w).bit_length() >= bits - 3  # actually uses the range
-
-
-def test_overflow_is_reported(rings):
-    lows, top = rings
-    big = Wide.from_ints([2**125] * top.n)
-    with pytest.raises(OverflowError):
-        combine_mod(top, [(big, 2**61)], 0)
+    a, s = dyadic_row([0.5, 1e-9, 3.0])
+    assert s <= 64 and all(abs(x) < 2**62 for x in a)

@@ -1,0 +1,33 @@
+"""The deployment runs studies only on presets whose smudging hides what a study reveals: the coordinator
+refuses any other before it contacts a site."""
+
+import json
+
+import pytest
+
+from mpclr.deploy.server_app import StudyConfig, run_deployed_study
+from mpclr.errors import ParameterError
+
+
+@pytest.mark.parametrize("preset,what", [("fast", "teaching preset"), ("deep", "experiments preset")])
+def test_coordinator_refuses_presets_that_cannot_run_a_study(tmp_path, preset, what):
+    cfg = StudyConfig(output=str(tmp_path), parties=3, preset=preset)
+    refused = rf"'{preset}' cannot run a whole study: it is an? {what}.*use preset 'train'"
+    with pytest.raises(ParameterError, match=refused):
+        run_deployed_study(None, cfg)  # no grid: refused before any site is looked for
+    failed = json.loads((tmp_path / "failed.json").read_text())
+    assert failed["phase"] == "setup" and what in failed["error"]
+
+
+def test_coordinator_refuses_more_sites_than_the_smudging_is_sized_for(tmp_path):
+    cfg = StudyConfig(output=str(tmp_path), sites=[f"hospital-{i}" for i in range(12)], preset="train")
+    with pytest.raises(ParameterError, match="sized for up to 10 hospitals"):
+        run_deployed_study(None, cfg)
+
+
+def test_local_launcher_refuses_more_sites_than_the_smudging_is_sized_for(tmp_path, capsys):
+    from mpclr.deploy.__main__ import main
+
+    assert main(["local", "--sites", "11", "--workdir", str(tmp_path)]) == 2
+    assert "sized for up to 10 hospitals" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())  # no certificate, keystore or log: nothing was started
