@@ -40,14 +40,12 @@ def table_budget(params, hospitals: int, min_cell: int, *, levels: int = 0, cont
     """A Table 1 with `levels` levels over all categorical variables, `continuous` continuous variables,
     split by a 0/1 column or not, among `hospitals` hospitals (all of them decrypt) at min_cell."""
     from ..federation import seal_context
-    from ..protocols.refresh import RefreshProtocol
     from .suppress import composite
 
     ctx = seal_context(params)
     columns = 3 if split else 1
     cells = columns * levels + (2 if split else 0) + 1
-    refresh_level = RefreshProtocol(ctx).min_level(1, hospitals)
-    cycles = len(composite(ctx, float(min_cell * hospitals), refresh_level).cycles)
+    cycles = len(composite(ctx, float(min_cell * hospitals), hospitals).cycles)
     refreshes = cycles  # one between consecutive cycles, one for the subtraction
     release = cells + continuous * 2 * columns
     return [

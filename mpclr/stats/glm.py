@@ -47,6 +47,7 @@ TWO_HOSPITALS_GLM = (
 RANK_TOL = 1e-9  # pivots below this (on the equilibrated matrix, unit diagonal) mean linear dependence
 DRIFT_TOL = 1e-3  # a settled fit moves a typical row's linear predictor by less than this in its last step
 MAX_HALVINGS = 8
+ZERO_TOL = 1e-9  # a packed diagonal entry below this times the row count is an all-zero column
 _PERFECT = ("perfect separation: the deviance falls toward 0 ({dev:.2g}): the model predicts every row's outcome "
             "exactly, so the maximum-likelihood estimate does not exist; drop the separating predictors or fit with "
             "ridge > 0")
@@ -87,12 +88,14 @@ def pivoted_cholesky(A: np.ndarray, tol: float = RANK_TOL) -> tuple[list[int], l
     return order, rest
 
 
-def collinear_groups(H: np.ndarray, names, tol: float = RANK_TOL) -> list[str]:
+def collinear_groups(H: np.ndarray, names, tol: float = RANK_TOL, zero=None) -> list[str]:
     """For a rank-deficient information matrix: one sentence per dependent column, naming the columns it
-    is a combination of (with their coefficients, from the equilibrated matrix)."""
+    is a combination of (with their coefficients, from the equilibrated matrix). `zero`: the columns whose
+    diagonal is indistinguishable from 0 (default: not positive)."""
     diag = np.diag(H).copy()
-    out = [f"{names[j]!r} is 0 in every row" for j in np.flatnonzero(diag <= 0)]
-    live = np.flatnonzero(diag > 0)
+    zero = diag <= 0 if zero is None else np.asarray(zero, dtype=bool) | (diag <= 0)
+    out = [f"{names[j]!r} is 0 in every row" for j in np.flatnonzero(zero)]
+    live = np.flatnonzero(~zero)
     if live.size == 0:
         return out
     D = 1.0 / np.sqrt(diag[live])
@@ -194,11 +197,15 @@ def fit_pooled(fed, model: GLMModel, *, max_iter: int = 25, tol: float = 1e-8, r
     if abs(sums["rows"] - n) > 1e-6 or n < 1:
         raise ProtocolError(f"the pooled row count decrypted to {sums['rows']!r}, not a positive integer")
     scaling = Scaling.balancing(H, np.array([sums[k] for k in SCALARS]), n)
+    used = Scaling.unit(p, len(SCALARS))
     diag = np.diag(H)
     live = diag[diag > 0]
     if live.size and live.max() / live.min() > 2.0**20:
         H, g, sums = _round(fed, model, np.zeros(p), scaling, f"{LABEL}: design (beta = 0), balanced", by, log)
-    problems = collinear_groups(H, names)
+        used = scaling
+    # a diagonal entry is 0 when, as packed (balanced towards n), it is lost in the decoding's rounding
+    packed = np.diag(H) * np.exp2(2.0 * np.asarray(used.columns, dtype=np.float64))
+    problems = collinear_groups(H, names, zero=packed <= ZERO_TOL * n)
     if problems:
         raise GLMFitError("collinearity", "the design is rank-deficient (detected on the pooled information "
                           "matrix): " + "; ".join(problems) + ". Drop one of each group of collinear columns "

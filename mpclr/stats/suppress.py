@@ -17,6 +17,7 @@ cells of the columns shown); everything else is zeroed before decryption.
 
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
@@ -38,25 +39,27 @@ class _Engine:
         self.by = by
         ctx = self.ctx
         self.ops = LadderOps(self.server._he, ctx.primes, ctx.scale_ladder, ctx.top_level, ctx.params.slots)
-        proto = RefreshProtocol(ctx)
-        n = len(self.server.participants(by))
-        self.refresh_level = proto.min_level(1, n)
-        self.boost = max([b for b in range(21) if proto.fits(self.refresh_level, 1, n, 1 << b)], default=0)
+        self.parties = len(self.server.participants(by))
         self.refreshes = 0
 
     def refresh(self, x: Enc, terms) -> Enc:
         """One collective refresh of x with output sum_t a_t T_t(x) (terms: (coefficient, galois elements))."""
         # once the hospitals' policy gate is in, purpose="table1" names these rounds for their budget
         ct = self.server.refresh_raw([x.ct], [x.level], [[(0, a, elts) for a, elts in terms]], self.by,
-                                     bound_bits=1, boost_bits=self.boost)[0]
+                                     bound_bits=1)[0]
         self.refreshes += 1
         return Enc(ct, self.ctx.top_level)
 
 
-def composite(ctx, bound: float, refresh_level: int):
-    """The composite sign polynomial of the test (public: from the preset, the bound and the refresh level)."""
+def composite(ctx, bound: float, parties: int):
+    """The test's composite sign polynomial: public, from the preset, the clipping bound and the number of
+    key holders refreshing (their smudging sets the noise each refresh adds, as for the secure evaluation:
+    six standard deviations of a slot's share of it, in units of the comparison domain)."""
     top = ctx.top_level
-    return design_sign(0.5 / bound, ERROR, top - refresh_level, top - 2)
+    level = RefreshProtocol(ctx).min_level(1, parties)
+    delta = min(ctx.scale_ladder[level:])
+    noise = 6.0 * 2.0**ctx.params.refresh_smudging * math.sqrt(parties * ctx.params.n / 2) / delta
+    return design_sign(0.5 / bound, ERROR, top - level, top - 2, noise, 0.0)
 
 
 def small_cell_flags(fed, flags, cells: int, min_cell: int, bound: float, by=None):
@@ -69,7 +72,7 @@ def small_cell_flags(fed, flags, cells: int, min_cell: int, bound: float, by=Non
     entry = eng.server._get(flags)
     offsets = np.concatenate([np.full(cells, 0.5 / bound), np.full(cells, (min_cell - 0.5) / bound)])
     x = ops.add_plain(Enc(entry.ct, entry.level), -offsets)
-    comp = composite(ctx, bound, eng.refresh_level)
+    comp = composite(ctx, bound, eng.parties)
     for i, cycle in enumerate(comp.cycles):
         if i:
             x = eng.refresh(x, [(0.5, (conj,))])  # the real part only: imaginary noise never builds up
