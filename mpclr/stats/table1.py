@@ -35,7 +35,7 @@ from ..errors import ProtocolError
 from ..seal.format import unpack_ciphertext
 from .encoding import SHIFT
 from .requests import TableRequest
-from .suppress import small_cell_flags
+from .suppress import composite, small_cell_flags
 
 __all__ = ["table_one", "TableOne", "LABEL"]
 
@@ -81,6 +81,7 @@ def table_one(fed, *, by: str | None = None, continuous=(), categorical=None, mi
     K = req.cells
     if 2 * K > s.ctx.params.slots:
         raise ProtocolError(f"the table has {K} cells; at most {s.ctx.params.slots // 2} fit the secure test")
+    _check_feasible(s, req, decrypt_by)
     replies = s.call_many("table.counts", {p: req.to_fields(LABEL) for p in names})
     counts = _sum(s, [replies[p]["counts"] for p in names], "table.counts", K)
     sums = [_sum(s, [replies[p]["sums"][v] for p in names], "table.counts", 2 * req.columns)
@@ -112,6 +113,23 @@ def table_one(fed, *, by: str | None = None, continuous=(), categorical=None, mi
     released = _rounded(values[0][:K] / 2.0**SHIFT, "the released counts")
     return TableOne(req, shown, small, suppressed, released, [v[: 2 * req.columns] / 2.0**SHIFT for v in values[1:]],
                     list(fed.researcher.revealed[revealed0:]), {**cost, "seconds": time.perf_counter() - t0})
+
+
+def _check_feasible(server, req: TableRequest, by) -> None:
+    """The small-cell test tells pooled clipped counts 1 / (2 min_cell hospitals) apart under the noise of
+    every refresh, which grows with the key holders refreshing: refuse up front what it cannot tell."""
+    from ..errors import ParameterError
+
+    parties = len(server.participants(by))
+    try:
+        composite(server.ctx, req.bound, parties)
+    except ParameterError:
+        raise ParameterError(
+            f"a Table 1 over {int(req.bound // req.min_cell)} hospitals with min_cell {req.min_cell}: the secure "
+            f"small-cell test would have to tell counts 1/{int(2 * req.bound)} apart, finer than the refresh noise "
+            f"of {parties} key holders allows; refresh with fewer key holders (t-out-of-n, decrypt_by) or a smaller "
+            "min_cell"
+        ) from None
 
 
 def _flags(fed, sflags, slots, K: int, label: str, by) -> np.ndarray:

@@ -171,3 +171,20 @@ def test_requests_stay_within_the_budget(fed, lbw):
                 assert all(f["label"].startswith(b["label"]) for f in mine)
         values = [v for s, f in reqs if s == "decrypt.share" for v in f["values"]]
         assert sum(values) == budget["decrypt.share"]["values"]
+
+
+def test_a_test_finer_than_the_refresh_noise_is_refused_up_front(fed):
+    """The clipped counts' domain grows with hospitals x min_cell, the refresh noise with the key holders."""
+    from types import SimpleNamespace
+
+    from mpclr.errors import ParameterError
+    from mpclr.stats.requests import TableRequest
+    from mpclr.stats.table1 import _check_feasible
+
+    many = SimpleNamespace(ctx=fed.ctx, participants=lambda by: [f"h{i}" for i in range(64)])
+    req = TableRequest("y", (), (("x3", (0.0, 1.0)),), 10, 640.0)
+    with pytest.raises(ParameterError, match="over 64 hospitals with min_cell 10: .* finer than the refresh noise "
+                                             "of 64 key holders allows"):
+        _check_feasible(many, req, None)
+    few = SimpleNamespace(ctx=fed.ctx, participants=lambda by: ["h1", "h2", "h3"])
+    _check_feasible(few, TableRequest("y", (), (("x3", (0.0, 1.0)),), 5, 15.0), None)
