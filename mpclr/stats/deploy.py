@@ -42,7 +42,7 @@ def _names(value) -> list[str] | None:
 
 def site_columns(fed) -> list[str]:
     """The columns every site holds (their names are public; a site holding others is named)."""
-    replies = fed.server.call_many("stats.settings", {p.name: {} for p in fed.parties})
+    replies = fed.server.call_many("stats.settings", {p.name: {"label": "stats"} for p in fed.parties})
     columns = {p: tuple(r["columns"]) for p, r in replies.items()}
     first = next(iter(columns.values()))
     differ = [p for p, c in columns.items() if c != first]

@@ -73,7 +73,7 @@ def table_one(fed, *, by: str | None = None, continuous=(), categorical=None, mi
     names = [p.name for p in fed.parties]
     revealed0 = len(fed.researcher.revealed)
     if min_cell is None:
-        settings = s.call_many("stats.settings", {p: {} for p in names})
+        settings = s.call_many("stats.settings", {p: {"label": "stats"} for p in names})
         min_cell = max(int(r["min_cell"]) for r in settings.values())
     cats = tuple((n, tuple(lv)) for n, lv in (categorical.items() if isinstance(categorical, dict)
                                                 else (categorical or ())))

@@ -147,7 +147,7 @@ def test_requests_stay_within_the_budget(fed, lbw):
     deal(fed, split_rows(lbw, 3))
     seen = {p.name: [] for p in fed.parties}
     for party in fed.parties:
-        for step in ("table.counts", "refresh.share", "decrypt.share"):
+        for step in ("stats.settings", "table.counts", "refresh.share", "decrypt.share"):
             handler = party._handlers[step]
 
             def record(fields, sender, handler=handler, step=step, who=party.name):
@@ -159,11 +159,15 @@ def test_requests_stay_within_the_budget(fed, lbw):
         table_one(fed, by="y", continuous=["x1"], categorical={"x3": [0, 1], "x6": [0, 1, 2, 3]})
     finally:
         for party in fed.parties:
-            for step in ("table.counts", "refresh.share", "decrypt.share"):
+            for step in ("stats.settings", "table.counts", "refresh.share", "decrypt.share"):
                 party._handlers[step] = party._handlers[step].__defaults__[0]
     budget = {b["step"]: b for b in table_budget(fed.params, 3, 5, levels=6, continuous=1, split=True)}
     for who, reqs in seen.items():
+        settings = [f for s, f in reqs if s == "stats.settings"]
+        assert len(settings) == 1 <= budget["stats.settings"]["rounds"] and settings[0]["label"] == "stats"
         for step, b in budget.items():
+            if step == "stats.settings":
+                continue
             mine = [f for s, f in reqs if s == step]
             n = [len(f["c1"]) if isinstance(f.get("c1"), list) else int("c1" in f) for f in mine]
             assert len(mine) == b["rounds"] and sum(n) == b["ciphertexts"] and max(n) == b["per_round"], (who, step)
