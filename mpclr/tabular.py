@@ -169,8 +169,8 @@ def numeric_labels(values: np.ndarray, at: _Where, lab: int) -> tuple[np.ndarray
     bad = np.flatnonzero(~np.isfinite(nums))
     if bad.size:
         i = int(bad[0])
-        raise DataError(f"{at.what}, {at.row(i)}, {at.column(lab)} (outcome): {_fmt(values[i])} is not a finite "
-                        "number")
+        raise DataError(f"{at.what}, {at.row(i)}, {at.column(lab)} (outcome): {_fmt(_python(values[i]))} is not a "
+                        "finite number")
     return nums.astype(np.float64), ()
 
 

@@ -225,3 +225,13 @@ def test_command_line(tmp_path, capsys):
     assert rec["summary"]["Converged"] is True and rec["summary"]["Model Family"] == "Poisson"
     assert main(["glm", "uis", "--family", "poisson", "--label", "nope"]) == 2
     assert "has no column 'nope'" in capsys.readouterr().err
+
+
+def test_a_file_whose_outcome_is_not_a_number_is_refused_naming_the_cell(tmp_path):
+    path = tmp_path / "cohort.csv"
+    path.write_text("age,dose,bmi\n50,1.5,22.1\n61,2.0,high\n")
+    with pytest.raises(mpclr.errors.DataError, match=r"line 3, column 3 \('bmi'\) \(outcome\): 'high' is not a "):
+        load_columns(path, "bmi", family="gaussian")
+    path.write_text("age,dose,bmi\n50,1.5,22.1\n61,2.0,NA\n")
+    with pytest.raises(mpclr.errors.DataError, match=r"line 3, column 3 \('bmi'\) \(label\): the label is missing"):
+        load_columns(path, "bmi", family="gaussian")
