@@ -35,7 +35,7 @@ from common import table, write  # noqa: E402
 import mpclr  # noqa: E402
 from mpclr import data as mdata  # noqa: E402
 from mpclr.deploy.local import LocalDeployment, SiteSpec  # noqa: E402
-from mpclr.deploy.study import encrypted_cv, fold_aucs  # noqa: E402
+from mpclr.deploy.study import encrypted_cv, encrypted_cv_manifest, fold_aucs, local_sites_info  # noqa: E402
 
 
 def sites_for(args, folder: Path) -> tuple[list[SiteSpec], np.ndarray, np.ndarray]:
@@ -61,13 +61,20 @@ def ping(mode: str, specs, rounds: int, work: Path) -> dict:
 
 
 def in_process(args, X, y) -> dict:
+    config = {"folds": args.folds, "seed": args.seed, "workers": args.workers}
+    splits = np.array_split(np.arange(len(y)), args.sites)
+
+    def manifest(parties):  # each hospital gets its rows and counts its rows per fold, as a site does
+        for p, rows in zip(parties, splits):
+            p.load_data(X[rows], y[rows], rows)
+        return encrypted_cv_manifest(local_sites_info(parties, args.preset, args.threshold or None), config)
+
     t0 = time.perf_counter()
-    fed = mpclr.Federation(parties=args.sites, preset=args.preset, threshold=args.threshold or None, seed=args.seed)
+    fed = mpclr.Federation(parties=args.sites, preset=args.preset, threshold=args.threshold or None, seed=args.seed,
+                           manifest=manifest)
     ceremony = time.perf_counter() - t0
-    for p, rows in zip(fed.parties, np.array_split(np.arange(len(y)), args.sites)):
-        p.load_data(X[rows], y[rows], rows)
     t1 = time.perf_counter()
-    res = encrypted_cv(fed, {"folds": args.folds, "seed": args.seed, "workers": args.workers})
+    res = encrypted_cv(fed, config)
     study = time.perf_counter() - t1
     traffic = fed.network.traffic
     per_site = {}

@@ -53,7 +53,7 @@ def study(args):
             if not np.array_equal(cv.fold_of_row[r["rows"]], r["folds"]):
                 raise SystemExit(f"the hospitals' fold ids differ from the cached study's: delete {cache}")
         return fed, cv, data, {"resumed": time.perf_counter() - t0}
-    fed = mpclr.Federation(parties=args.parties, preset="train")
+    fed = mpclr.Federation(manifest="exploration", parties=args.parties, preset="train")
     for p, rows in zip(fed.parties, parts):
         p.load_data(data.X[rows], data.y[rows], rows)
     plan = TrainingPlan(sigmoid_poly(3, 8.0), SCHEDULE)

@@ -61,7 +61,7 @@ def share_decrypt_ms(ctx, repeats: int = 30) -> float:
 
 def run_case(preset: str, n: int, threshold: int | None) -> dict:
     t0 = time.perf_counter()
-    fed = mpclr.Federation(parties=n, preset=preset, threshold=threshold)
+    fed = mpclr.Federation(manifest="exploration", parties=n, preset=preset, threshold=threshold)
     ceremony = time.perf_counter() - t0
     t0 = time.perf_counter()
     fed.generate_rotation_keys(ROTATIONS)

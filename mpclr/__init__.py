@@ -1,7 +1,7 @@
 """mpclr: multiparty privacy-preserving logistic regression on threshold CKKS (Pyfhel / SEAL).
 
 import mpclr
-fed = mpclr.Federation(parties=3, preset="fast")
+fed = mpclr.Federation(parties=3, preset="fast", manifest="exploration")   # interactive: no budget
 a = fed.parties[0].encrypt(x)
 c = fed.server.multiply(a, fed.parties[1].encrypt(y))
 fed.decrypt(c, by=[0, 1, 2])

@@ -15,6 +15,7 @@ from .errors import ParameterError
 from .network import InProcessNetwork, Network
 from .params import Params, get_preset
 from .roles import Ciphertext, DataProvider, Researcher, Server, Session
+from .roles.policy import Manifest
 from .seal.context import SealContext
 
 __all__ = ["Federation"]
@@ -42,6 +43,15 @@ class Federation:
     names : the data providers' names (default hospital-1..n)
     network : a transport (default: all nodes in this process)
     rotations : rotation steps to make keys for right away
+    manifest : what the hospitals agree to answer (mpclr.roles.policy.Manifest): a study's, computed from
+        its plan (mpclr.lr.manifest), or "exploration" (no budget: interactive use, never accepted by a
+        deployed site). Default: the key ceremony and `rotations` only, so no decryption, refresh or key
+        switch is answered until a study's manifest is agreed. A function of the hospitals (DataProviders,
+        not joined yet) returning the Manifest: for a plan that needs what each hospital counts on its own
+        rows before it joins (its rows per fold, DataProvider.fold_sizes), as a site does at bootstrap.
+    audit_dir : where each hospital appends its audit log (<audit_dir>/<name>/audit.jsonl) from the first
+        request; without it the records wait in memory and go to the hospital's keystore folder
+        (nodes/<name>/audit.jsonl) when the federation is saved
     """
 
     def __init__(
@@ -54,6 +64,8 @@ class Federation:
         names: list[str] | None = None,
         network: Network | None = None,
         rotations=(),
+        manifest: Manifest | str | None = None,
+        audit_dir=None,
     ):
         if not isinstance(parties, int | np.integer) or isinstance(parties, bool) or not 2 <= parties <= 64:
             raise ParameterError(f"parameter parties must be an integer in [2, 64], got {parties!r}")
@@ -84,6 +96,11 @@ class Federation:
         self.server = Server("server", self.ctx, self.network)
         self.researcher = Researcher("researcher", self.ctx, self.network)
         self.parties = [DataProvider(name, self.ctx, self.network) for name in names]
+        self.manifest = self._manifest(manifest, int(threshold) < parties, rotations)
+        for p in self.parties:
+            p.agree(self.manifest)
+            if audit_dir is not None:
+                p.policy.log.attach(os.path.join(audit_dir, p.name, "audit.jsonl"))
         nodes = [self.server, self.researcher, *self.parties]
         self.session = Session(
             id=os.urandom(16),
@@ -93,6 +110,7 @@ class Federation:
             threshold=int(threshold),
             server=self.server.name,
             researcher=self.researcher.name,
+            manifest=self.manifest.digest,
         )
         for node in nodes:
             node.join(self.session)
@@ -110,6 +128,31 @@ class Federation:
             f"Federation(parties={len(self.parties)}, threshold={self.session.threshold}, "
             f"preset={self.params.name!r})"
         )
+
+    def _manifest(self, manifest, threshold_setup: bool, rotations) -> Manifest:
+        if manifest is None:
+            from .protocols.rotation import RotationKeyGen
+
+            gkg = RotationKeyGen(self.ctx)
+            elts = set()
+            for step in rotations:
+                try:
+                    elts.add(gkg.galois_element(int(step)))
+                except ValueError:
+                    pass  # the server refuses it with the step named
+            elts = sorted(elts)
+            rounds = [len(elts[i : i + 16]) for i in range(0, len(elts), 16)]
+            return Manifest.keys_only(threshold_setup, rounds)
+        if isinstance(manifest, str) and manifest == "exploration":
+            return Manifest.exploration_only()
+        if callable(manifest):
+            manifest = manifest(list(self.parties))
+        if not isinstance(manifest, Manifest):
+            raise ParameterError(
+                f"parameter manifest must be a Manifest, 'exploration', None or a function of the hospitals "
+                f"returning a Manifest, got {manifest!r}"
+            )
+        return manifest
 
     @property
     def n(self) -> int:
@@ -208,6 +251,7 @@ class Federation:
         for node in [fed.server, fed.researcher, *fed.parties]:
             node.load(Keystore.open(root / "nodes" / node.name, passphrase))
         fed.session = fed.server.session
+        fed.manifest = fed.parties[0].policy.manifest
         return fed
 
     def close(self) -> None:

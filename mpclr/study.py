@@ -76,6 +76,59 @@ def plan_for(model: NesterovLR, curvature: float, bound_bits: int = 8) -> Traini
     )
 
 
+def study_plan(config: StudyConfig, rows: int, features: int, evaluation: str, fold_sizes, rotation_steps=()):
+    """The public plan `run_cv` follows, for its manifest (mpclr.lr.manifest): the design, the rows and
+    features, and the rows per fold of the hospitals' own fold assignments (summed)."""
+    from .lr.manifest import StudyPlan
+    from .lr.twin import momentum_schedule
+    from .params import get_preset
+
+    model = config.model()
+    model._validate()
+    options = None
+    if evaluation == "secure":
+        options = {"score_bound": config.score_bound, "workers": config.workers}
+        if config.refine_rounds is not None:
+            options["refine_rounds"] = config.refine_rounds
+    return StudyPlan(
+        key_holders=tuple(f"hospital-{i + 1}" for i in range(config.parties)),
+        threshold=config.threshold or config.parties,
+        params=get_preset(config.preset),
+        rows=int(rows),
+        features=int(features),
+        folds=config.folds,
+        etas=tuple(float(e) for e in momentum_schedule(model.iterations)),
+        degree=model.degree,
+        evaluation=options,
+        fold_sizes=tuple(int(x) for x in fold_sizes),
+        decrypt_models=config.decrypt_models,
+        workers=config.workers,
+        rotation_steps=tuple(rotation_steps),
+    )
+
+
+def load_parts(parties, parts) -> None:
+    """Each hospital its own rows, numbered hospital by hospital (each hospital's rows contiguous), so
+    that a data block holds one hospital's rows: with rows scattered, every hospital would encrypt every
+    block."""
+    offsets = np.cumsum([0] + [len(p) for p in parts])
+    for k, (party, part) in enumerate(zip(parties, parts)):
+        party.load_data(part.X, part.y, np.arange(offsets[k], offsets[k + 1]))
+
+
+def study_manifest_for(config: StudyConfig, parts, evaluation: str, features: int):
+    """The manifest run_cv's hospitals agree to, as a function of them (Federation's `manifest`): each
+    gets its rows and counts its rows per fold with the secret fold key it will use in the study."""
+    from .lr.manifest import study_manifest
+
+    def agree(parties):
+        load_parts(parties, parts)
+        sizes = sum(np.asarray(p.fold_sizes(config.folds)) for p in parties)
+        return study_manifest(study_plan(config, sum(len(p) for p in parts), features, evaluation, sizes))
+
+    return agree
+
+
 def _metrics_table(m) -> dict:
     return {name: [float(v) for v in getattr(m, name)] for name in METRICS}
 
@@ -87,8 +140,12 @@ def run_cv(
     progress=None,
     evaluation: str | None = None,
     fed: Federation | None = None,
+    audit_dir=None,
 ) -> dict:
-    """Run the study; returns the JSON-able record (see README, "The study record")."""
+    """Run the study; returns the JSON-able record (see README, "The study record"). Without `fed`, the
+    hospitals of a new federation answer only the requests of the study's manifest (mpclr.lr.manifest),
+    each appending its audit log under `audit_dir` when given (else kept in memory). With `fed`, its
+    manifest must cover the study."""
     config = config or StudyConfig()
     t_start = time.perf_counter()
     check_study_preset(config.preset if fed is None else fed.params, config.parties)  # before any work
@@ -105,24 +162,23 @@ def run_cv(
         raise ParameterError(f"parameter score_bound must be in (0, 1e6], got {config.score_bound!r}")
     config.model()._validate()  # the study's design (iterations, degree, learning rate), before any work
     parts = split(dataset, config.parties, config.split, seed=config.seed)
-    # The study numbers rows hospital by hospital (each hospital's rows contiguous), so that a data block
-    # holds one hospital's rows: with rows scattered, every hospital would encrypt every block.
-    study_data = dataset.subset(np.concatenate([p.rows for p in parts]))
-    offsets = np.cumsum([0] + [len(p) for p in parts])
+    study_data = dataset.subset(np.concatenate([p.rows for p in parts]))  # in the study's row order (load_parts)
     timings = {}
 
     t0 = time.perf_counter()
     own_fed = fed is None
     if fed is None:
-        fed = Federation(parties=config.parties, preset=config.preset, seed=config.seed, threshold=config.threshold)
+        # the hospitals agree to the study's requests, counted from its plan, and answer nothing more
+        manifest = study_manifest_for(config, parts, evaluation, dataset.n_features)
+        fed = Federation(parties=config.parties, preset=config.preset, seed=config.seed, threshold=config.threshold,
+                         manifest=manifest, audit_dir=audit_dir)
         traffic_start = {"by_type": {}, "by_sender": {}, "total_bytes": 0}
     else:
         if fed.n != config.parties:
             raise ParameterError(f"parameter parties is {config.parties} but the federation has {fed.n} hospitals")
         traffic_start = fed.traffic()
     timings["key_ceremony"] = time.perf_counter() - t0
-    for k, (party, part) in enumerate(zip(fed.parties, parts)):
-        party.load_data(part.X, part.y, np.arange(offsets[k], offsets[k + 1]))
+    load_parts(fed.parties, parts)
 
     model = config.model()
     ecv = encrypt_study(fed, folds=config.folds, interval=model.interval)
@@ -246,6 +302,9 @@ def run_cv(
             "sklearn": base.metrics.summary(),
         },
         "revealed": list(fed.researcher.revealed),
+        "manifest": fed.manifest.to_json() if getattr(fed, "manifest", None) else None,
+        # what each hospital answered against the manifest's budgets: [rounds, ciphertexts, values]
+        "answered": {p.name: dict(p.policy.used) for p in fed.parties if hasattr(p, "policy")},
     }
     if own_fed:
         fed.close()

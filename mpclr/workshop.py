@@ -155,7 +155,8 @@ class Demo:
         length: int = 64,
     ):
         self.params = params_variant(preset, smudging_bits, scale_bits)
-        self.fed = make_federation(parties, threshold, self.params)
+        # interactive: the hospitals answer every request (and log it), which no deployed site accepts
+        self.fed = make_federation(parties, threshold, self.params, manifest="exploration")
         self.x = np.sin(np.linspace(0, 2 * np.pi, length, endpoint=False)) * 0.8
         self.ct = self.fed.parties[0].encrypt(self.x)
 

@@ -427,7 +427,7 @@ def measure_study(params, data, *, parties: int = 3, folds: int = 3, iterations:
     probed = params.with_(name=f"{params.name}/probe", **zero)
     ds = load(data, seed=seed) if str(data).startswith("synthetic") else load(data)
     config = StudyConfig(parties=parties, folds=folds, iterations=iterations, seed=seed, workers=0)
-    fed = Federation(parties, preset=probed, seed=seed)
+    fed = Federation(parties, preset=probed, seed=seed, manifest="exploration")  # a probe, not a study
     try:
         parts = split(ds, parties, "even", seed=seed)
         offsets = np.cumsum([0] + [len(p) for p in parts])

@@ -192,7 +192,7 @@ def test_the_fingerprint_covers_every_field_of_a_parameter_set():
 def test_deep_preset_one_case():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        fed = mpclr.Federation(parties=2, preset="deep", rotations=[-1])
+        fed = mpclr.Federation(manifest="exploration", parties=2, preset="deep", rotations=[-1])
     x = np.random.default_rng(5).uniform(-1, 1, 8192)
     a = fed.parties[0].encrypt(x)
     c = fed.server.rotate(fed.server.multiply(a, fed.parties[1].encrypt(x)), -1)

@@ -22,7 +22,7 @@ from .checks import assert_rotated
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
     path = tmp_path_factory.mktemp("study")
-    fed = mpclr.Federation(parties=3, threshold=2, preset="fast", rotations=[1])
+    fed = mpclr.Federation(manifest="exploration", parties=3, threshold=2, preset="fast", rotations=[1])
     x = np.linspace(-1, 1, 16)
     a = fed.parties[0].encrypt(x)
     fed.researcher.ensure_keys()
@@ -95,7 +95,7 @@ PASSPHRASE = "correct horse battery staple"
 def both(tmp_path_factory):
     """The same federation saved twice: without and with a passphrase."""
     plain, enc = tmp_path_factory.mktemp("plain"), tmp_path_factory.mktemp("encrypted")
-    fed = mpclr.Federation(parties=3, threshold=2, preset="fast")
+    fed = mpclr.Federation(manifest="exploration", parties=3, threshold=2, preset="fast")
     x = np.linspace(-1, 1, 16)
     a = fed.parties[0].encrypt(x)
     fed.researcher.ensure_keys()  # the researcher's own secret key is saved too
@@ -231,7 +231,7 @@ class ResumingNetwork(InProcessNetwork):
 def resumed(tmp_path_factory):
     """A 2-of-3 federation whose hospitals live in their keystores between messages."""
     root = tmp_path_factory.mktemp("resumed")
-    fed = mpclr.Federation(parties=3, threshold=2, preset="fast", network=ResumingNetwork(root))
+    fed = mpclr.Federation(manifest="exploration", parties=3, threshold=2, preset="fast", network=ResumingNetwork(root))
     yield fed, root
     fed.close()
 
@@ -262,7 +262,7 @@ def test_the_additive_share_is_erased_once_reshared(resumed):
 
 
 def test_an_n_of_n_hospital_keeps_its_share(tmp_path):
-    fed = mpclr.Federation(parties=2, preset="fast", network=ResumingNetwork(tmp_path))
+    fed = mpclr.Federation(manifest="exploration", parties=2, preset="fast", network=ResumingNetwork(tmp_path))
     files = sorted(p.name for p in (tmp_path / "hospital-1").iterdir() if p.name.startswith("secret-"))
     # s_i is the share every step uses (and the fold key the secret behind the hospital's fold assignment)
     assert files == ["secret-fold-key.bin", "secret-identity.bin", "secret-key-share.bin"]

@@ -34,6 +34,7 @@ from mpclr.protocols.share import Share
 from mpclr.ring import SecretRandom
 from mpclr.roles import DataProvider, Researcher, Server, Session
 from mpclr.roles.guard import commitment, round_one_check
+from mpclr.roles.policy import Manifest
 from mpclr.seal.format import CiphertextData
 
 H1 = "hospital-1"
@@ -48,7 +49,7 @@ def refused(node, hospital: str, step: str, match: str, **fields) -> None:
 
 @pytest.fixture(scope="module")
 def fed():
-    f = mpclr.Federation(parties=3, preset="fast")
+    f = mpclr.Federation(parties=3, preset="fast", manifest="exploration")  # no budget: the handlers' checks
     yield f
     f.close()
 
@@ -61,8 +62,11 @@ def bare():
     server, researcher = Server("server", ctx, net), Researcher("researcher", ctx, net)
     hospitals = [DataProvider(f"hospital-{i + 1}", ctx, net) for i in range(3)]
     nodes = [server, researcher, *hospitals]
+    anything = Manifest.exploration_only()  # no budget: what is refused here, the handlers' checks refuse
     session = Session(os.urandom(16), ctx.fingerprint, {n.name: n.identity.public_bytes for n in nodes},
-                      tuple(h.name for h in hospitals), 3, "server", "researcher")
+                      tuple(h.name for h in hospitals), 3, "server", "researcher", anything.digest)
+    for h in hospitals:
+        h.agree(anything)
     for node in nodes:
         node.join(session)
     yield SimpleNamespace(ctx=ctx, net=net, server=server, researcher=researcher, hospitals=hospitals,

@@ -16,7 +16,7 @@ TOL = 2e-3
 
 @pytest.fixture(scope="module")
 def fed32():
-    fed = mpclr.Federation(parties=3, threshold=2, preset="fast")
+    fed = mpclr.Federation(manifest="exploration", parties=3, threshold=2, preset="fast")
     yield fed
     fed.close()
 
@@ -56,7 +56,7 @@ def test_parties_refuse_too_few_participants(fed32):
 
 
 def test_five_parties_threshold_three(x):
-    fed = mpclr.Federation(parties=5, threshold=3, preset="fast", rotations=[1])
+    fed = mpclr.Federation(manifest="exploration", parties=5, threshold=3, preset="fast", rotations=[1])
     a = fed.parties[4].encrypt(x)
     for by in [(0, 1, 2), (2, 3, 4), (0, 2, 4), (1, 3, 4), (0, 1, 2, 3, 4)]:
         assert np.abs(fed.decrypt(a, by=by) - x).max() < TOL
@@ -71,7 +71,7 @@ def test_five_parties_threshold_three(x):
 def test_refresh_then_full_depth(preset, t, x):
     """A ciphertext whose levels are used up down to the refresh level comes back to the top level and
     then takes the preset's full depth of multiplications."""
-    fed = mpclr.Federation(parties=3, threshold=t, preset=preset)
+    fed = mpclr.Federation(manifest="exploration", parties=3, threshold=t, preset=preset)
     s = fed.server
     a = fed.parties[0].encrypt(x)
     bound = 4
@@ -114,7 +114,7 @@ def test_refresh_output_carries_the_full_smudging_of_every_hospital():
 
     from .checks import refresh_flooding
 
-    fed = mpclr.Federation(parties=3, preset="train")
+    fed = mpclr.Federation(manifest="exploration", parties=3, preset="train")
     x = np.random.default_rng(2).uniform(-1, 1, fed.ctx.params.slots)
     r = fed.refresh(fed.parties[0].encrypt(x), bound_bits=1)
     data = CiphertextData.from_bytes(fed.server._get(r).ct.to_bytes(compr_mode="none"))
@@ -153,7 +153,7 @@ def test_refresh_labels_never_repeat(fed32, x):
         fed32.server.call(
             "hospital-1",
             "refresh.share",
-            label="1",
+            label="refresh#1",
             level=1,
             c1=b"",
             ratio_num=1,
@@ -220,7 +220,7 @@ def test_key_switch_refuses_other_targets(fed32, x):
 )
 def test_bad_thresholds(kwargs, match):
     with pytest.raises(ParameterError, match=match):
-        mpclr.Federation(**kwargs)
+        mpclr.Federation(manifest="exploration", **kwargs)
 
 
 def test_shamir_boxes_are_opaque_to_the_server(fed32):
@@ -241,7 +241,7 @@ def test_shamir_boxes_are_opaque_to_the_server(fed32):
 def test_a_dead_key_holder_is_left_out_while_t_remain(x):
     """2-of-3: a hospital stops answering mid-study; rounds are redone with the others and results stay
     right. With fewer than t left, a clear error and no result."""
-    fed = mpclr.Federation(parties=3, threshold=2, preset="fast")
+    fed = mpclr.Federation(manifest="exploration", parties=3, threshold=2, preset="fast")
     a = fed.parties[0].encrypt(x)
     fed.network.down.add("hospital-2")
     assert np.abs(fed.decrypt(a) - x).max() < TOL
@@ -260,7 +260,7 @@ def test_a_dead_key_holder_is_left_out_while_t_remain(x):
 
 
 def test_n_out_of_n_stops_when_a_key_holder_dies(x):
-    fed = mpclr.Federation(parties=3, preset="fast")
+    fed = mpclr.Federation(manifest="exploration", parties=3, preset="fast")
     a = fed.parties[0].encrypt(x)
     fed.network.down.add("hospital-3")
     with pytest.raises(ProtocolError, match="hospital-3"):

@@ -68,6 +68,10 @@ FILES = [
                                   "of its relinearization round-1 share and its signed check of the aggregate"),
     ("secret-pending-rlk_share.bin", True, "key ceremony: the hospital's relinearization round-1 share, kept "
                                            "until it has checked the aggregate (rlk.check)"),
+    ("policy.json", False, "the study manifest the hospital agreed to at join and what it has answered against "
+                           "each of its budgets (rounds, ciphertexts, values), so a restarted node goes on counting"),
+    ("audit.jsonl", False, "the hospital's audit log: one line per request answered or refused (time, session, "
+                           "step, label, requester, sizes, decision, reason); names and counts, no key, share or row"),
     # the other roles of an in-process federation (Federation.save: nodes/<name>/)
     ("federation.json", False, "a saved federation's public description: parameters, seed, hospitals, timings"),
     ("server.json", False, "the server's state: CRS seed, refresh counter, its stored ciphertexts' sizes"),

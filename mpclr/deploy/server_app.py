@@ -1,9 +1,13 @@
 """The coordinator's side: a Flower ServerApp that runs a whole study over the sites' SuperNodes.
 
     find the sites      hello to every connected SuperNode: name, identity key, row count
-    bootstrap           build the session (roster, key holders, threshold, parameter set), assign each
-                        site a contiguous range of global row numbers (in the order of `sites`), send
-                        it to every site (each draws its key share), compare session fingerprints
+    manifest            the study hook's manifest (`function.manifest(SitesInfo, config)`): what the
+                        sites will answer, computed from the study plan (the sites report their fold
+                        sizes for it); a hook without one gets the key ceremony only
+    bootstrap           build the session (roster, key holders, threshold, parameter set, manifest
+                        digest), assign each site a contiguous range of global row numbers (in the order
+                        of `sites`), send it with the manifest to every site (each draws its key share),
+                        compare session fingerprints
     key ceremony        Server.run_key_ceremony, and run_threshold_setup when t < n
     the study           a function `study(fed, config) -> dict` (the hook, below), on a
                         `DeployedFederation`: a `mpclr.Federation` whose hospitals are remote
@@ -32,12 +36,14 @@ import sys
 import time
 import traceback
 from dataclasses import dataclass, field
+from itertools import accumulate
 from pathlib import Path
 
 from ..errors import MpclrError, NodeUnavailable, ParameterError, ProtocolError
 from ..federation import Federation, seal_context
 from ..params import check_study_preset, get_preset
 from ..roles import Researcher, Server, Session
+from ..roles.policy import Manifest
 from .site import params_to_json, session_fingerprint
 from .transport import FlowerNetwork, SiteError
 
@@ -117,7 +123,8 @@ class DeployedFederation(Federation):
     `FlowerNetwork`; `parties` are `RemoteParty` stubs. Made by `run_deployed_study` after bootstrap."""
 
     def __init__(self, network: FlowerNetwork, server: Server, researcher: Researcher, session: Session,
-                 parties: list[RemoteParty], params, seed):
+                 parties: list[RemoteParty], params, seed, manifest: Manifest | None = None):
+        self.manifest = manifest
         self.params = params
         self.seed = seed
         self.ctx = server.ctx
@@ -231,7 +238,44 @@ def find_sites(grid, net: FlowerNetwork, cfg: StudyConfig, note) -> dict[str, di
     return {n: found[n] for n in names}
 
 
-def bootstrap(net: FlowerNetwork, sites: dict[str, dict], cfg: StudyConfig, note) -> DeployedFederation:
+def fold_sizes_of(net: FlowerNetwork, session_id: bytes, offsets: dict[str, int], folds: int) -> list[int]:
+    """Rows per fold of the sites' own fold assignments (as lr.folds will make them), summed: one
+    bootstrap round. Each site draws the secret fold key of the session now, keeps it, and counts its own
+    rows (global numbers from its offset); the counts are what lr.folds shows the server later anyway."""
+    bodies = {n: json.dumps({"session": session_id.hex(), "folds": int(folds), "row_offset": int(off)}).encode()
+              for n, off in offsets.items()}
+    total = [0] * int(folds)
+    for name, rep in net.bootstrap("folds", bodies).items():
+        if isinstance(rep, Exception):
+            raise ProtocolError(f"{name} did not report its fold sizes: {rep}")
+        sizes = json.loads(rep)["sizes"]
+        if len(sizes) != folds:
+            raise ProtocolError(f"{name} reported {len(sizes)} fold sizes for {folds} folds")
+        total = [a + int(b) for a, b in zip(total, sizes)]
+    return total
+
+
+def study_manifest(net: FlowerNetwork, sites: dict[str, dict], cfg: StudyConfig, study, note, session_id: bytes,
+                   offsets: dict[str, int]) -> Manifest:
+    """What the sites are asked to agree to: the study hook's manifest for them (see the module docstring)."""
+    from .study import SitesInfo
+
+    names = list(sites)
+    t = cfg.threshold or len(names)
+    make = getattr(study, "manifest", None)
+    if make is None:
+        note("manifest", detail="the study hook declares no manifest: the sites answer the key ceremony only")
+        return Manifest.keys_only(t < len(names))
+    info = SitesInfo(names, [int(sites[n]["rows"]) for n in names], int(next(iter(sites.values()))["features"]),
+                     get_preset(cfg.preset), t, bool(net.coalesce_rounds),
+                     lambda folds: fold_sizes_of(net, session_id, offsets, folds))
+    manifest = make(info, {**cfg.options, "seed": cfg.seed})
+    if not isinstance(manifest, Manifest) or manifest.exploration:
+        raise ProtocolError("the study hook's manifest must be a study manifest (sites refuse exploration)")
+    return manifest
+
+
+def bootstrap(net: FlowerNetwork, sites: dict[str, dict], cfg: StudyConfig, note, study=None) -> DeployedFederation:
     params = get_preset(cfg.preset)
     ctx = seal_context(params)
     features = {info["features"] for info in sites.values()}
@@ -245,24 +289,26 @@ def bootstrap(net: FlowerNetwork, sites: dict[str, dict], cfg: StudyConfig, note
         raise ParameterError(f"threshold must be in 1..{n}, got {t}")
     for name, info in sites.items():
         net.sites[name] = info["node_id"]
+    offsets = dict(zip(names, accumulate((int(sites[name]["rows"]) for name in names), initial=0)))
+    session_id = os.urandom(16)
+    manifest = study_manifest(net, sites, cfg, study or load_study(cfg.study), note, session_id, offsets)
     server = Server("server", ctx, net)
     researcher = Researcher("researcher", ctx, net)
     roster = {"server": server.identity.public_bytes, "researcher": researcher.identity.public_bytes}
-    parties, offset = [], 0
+    parties = []
     for name in names:
         ident = bytes.fromhex(sites[name]["identity"])
         roster[name] = ident
-        parties.append(RemoteParty(name, int(sites[name]["rows"]), offset, sites[name]["node_id"], ident))
-        offset += int(sites[name]["rows"])
-    session = Session(id=os.urandom(16), params=ctx.fingerprint, roster=roster, key_holders=tuple(names),
-                      threshold=t, server="server", researcher="researcher")
+        parties.append(RemoteParty(name, int(sites[name]["rows"]), offsets[name], sites[name]["node_id"], ident))
+    session = Session(id=session_id, params=ctx.fingerprint, roster=roster, key_holders=tuple(names),
+                      threshold=t, server="server", researcher="researcher", manifest=manifest.digest)
     server.join(session)
     researcher.join(session)
     net.session_hex = session.id.hex()
     fp = session_fingerprint(session)
     bodies = {
         p.name: json.dumps({"session": session.to_json(), "params": params_to_json(params),
-                            "row_offset": p.row_offset, "rows": p.rows}).encode()
+                            "row_offset": p.row_offset, "rows": p.rows, "manifest": manifest.to_json()}).encode()
         for p in parties
     }
     replies = net.bootstrap("join", bodies)
@@ -273,10 +319,12 @@ def bootstrap(net: FlowerNetwork, sites: dict[str, dict], cfg: StudyConfig, note
         if got != fp:
             raise ProtocolError(f"{name} computed session fingerprint {got}, the coordinator {fp}")
     note("joined", session=session.id.hex(), fingerprint=fp, threshold=t, sites=names,
-         rows={p.name: [p.row_offset, p.row_offset + p.rows - 1] for p in parties})
-    print(f"[mpclr coordinator] SESSION FINGERPRINT {fp} ({t}-of-{n}, preset {params.name}): every site "
-          f"logs the same", file=sys.stderr, flush=True)
-    return DeployedFederation(net, server, researcher, session, parties, params, cfg.seed)
+         rows={p.name: [p.row_offset, p.row_offset + p.rows - 1] for p in parties},
+         manifest=manifest.fingerprint)
+    print("\n".join(f"[mpclr coordinator] {line}" for line in manifest.table()), file=sys.stderr, flush=True)
+    print(f"[mpclr coordinator] SESSION FINGERPRINT {fp} ({t}-of-{n}, preset {params.name}, manifest "
+          f"{manifest.fingerprint}): every site logs the same", file=sys.stderr, flush=True)
+    return DeployedFederation(net, server, researcher, session, parties, params, cfg.seed, manifest)
 
 
 def run_deployed_study(grid, cfg: StudyConfig, study=None) -> dict:
@@ -306,7 +354,7 @@ def run_deployed_study(grid, cfg: StudyConfig, study=None) -> dict:
         phases[phase] = time.perf_counter() - t0
         phase = "bootstrap"
         t0 = time.perf_counter()
-        fed = bootstrap(net, sites, cfg, note)
+        fed = bootstrap(net, sites, cfg, note, fn)
         phases[phase] = time.perf_counter() - t0
         phase = "key_ceremony"
         t0 = time.perf_counter()
@@ -323,6 +371,7 @@ def run_deployed_study(grid, cfg: StudyConfig, study=None) -> dict:
             "status": "ok",
             "session": fed.session.id.hex(),
             "fingerprint": session_fingerprint(fed.session),
+            "manifest": fed.manifest.to_json(),
             "preset": fed.params.name,
             "threshold": fed.session.threshold,
             "sites": [{"name": p.name, "node_id": p.node_id, "rows": p.rows, "row_offset": p.row_offset,

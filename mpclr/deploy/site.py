@@ -6,7 +6,10 @@ Everything a site keeps stays in one folder of its own (`keystore`, mode 0700, s
     <keystore>/site/                 the site's long-term identity (signing and box keys), made once
     <keystore>/sessions/<id>/        one folder per study session: the DataProvider's state (key share,
                                      threshold share, protocol secrets, sequence numbers), the row range
-                                     the study assigned, and the last replies (for retried requests)
+                                     the study assigned, the study manifest and what was answered against
+                                     it (policy.json), and the last replies (for retried requests)
+    <keystore>/audit.jsonl           the audit log: one JSON line per request answered or refused, every
+                                     session (mpclr.roles.policy), for the hospital's IT to read
 
 (mpclr.deploy.keystore_admin.FILES says what each file holds.) The secret files are encrypted under a
 passphrase unless the site's IT opted out (`encrypt = false`); the key is derived once per process.
@@ -29,9 +32,16 @@ labels), while an n-out-of-n study stops naming the site.
 
 Bootstrap (before a session exists), outside the authenticated envelope format:
   hello -> the site's name, identity public key, number of rows and features
-  join  -> the session (roster, key holders, threshold, parameter set) and the site's global row
-           offset; the site checks it is in the roster with its own key, draws its key share, and logs
-           the session fingerprint for its IT staff to compare with the coordinator's
+  folds -> for a session about to be joined, with the study's fold count and the site's row offset: the
+           site draws the session's secret fold key (kept in the session's folder, used by lr.folds) and
+           answers the rows per fold of its own assignment (what lr.folds shows the server later anyway),
+           for the study manifest
+  join  -> the session (roster, key holders, threshold, parameter set, manifest digest), the study
+           manifest and the site's global row offset; the site accepts only a built-in preset unchanged
+           that passes the study check for the session's hospital count (mpclr.params.check_study_preset)
+           and a study manifest (never "exploration"), checks it is in the roster with its own key,
+           draws its key share, and logs the manifest and the session fingerprint for its IT staff to
+           compare with the coordinator's
 """
 
 from __future__ import annotations
@@ -53,10 +63,11 @@ from ..keystore import Keystore
 from ..keystore_crypto import HEADER, PASSPHRASE_ENV, KeystoreKey
 from ..network import Network
 from ..roles.node import Session
+from ..roles.policy import AuditLog, Manifest
 from ..wire import Identity, peek
 
 __all__ = ["SiteConfig", "SiteRuntime", "session_fingerprint", "params_to_json", "params_from_json", "answer",
-           "make_client_app"]
+           "make_client_app", "accepted_for_studies"]
 
 REPLY_CACHE_SIZE = 4
 NEVER_CACHED = frozenset({"decrypt.share", "pcks.share", "refresh.share"})  # replies with decryption shares
@@ -78,11 +89,62 @@ def params_to_json(p) -> dict:
     return {k: v for k, v in p.to_json().items() if k != "allow_insecure"}
 
 
-def params_from_json(d: dict):
-    """A parameter set as the coordinator proposed it; refused if below 128-bit security."""
-    from ..params import Params
+def _same(got, want) -> bool:
+    """Equal as JSON carries them (a tuple arrives as a list), and a bool never stands for a number."""
+    if isinstance(want, tuple):
+        return isinstance(got, list | tuple) and len(got) == len(want) and all(_same(a, b) for a, b in zip(got, want))
+    return (type(got) is bool) == (type(want) is bool) and got == want
 
-    return Params.from_json({k: v for k, v in d.items() if k != "allow_insecure"}, allow_insecure=False)
+
+def accepted_for_studies(p, hospitals: int | None = None) -> bool:
+    """The one rule for which built-in presets a hospital runs a study with: 128-bit secure (HE standard)
+    and passing mpclr.params' study check (a study preset whose smudging is sized against its measured
+    noise, for this many hospitals; 64-bit refresh masks), the check the coordinator, CLI and notebooks run."""
+    from ..params import study_problems
+
+    return bool(p.is_secure) and not study_problems(p, hospitals)
+
+
+def params_from_json(d: dict, hospitals: int | None = None):
+    """The built-in preset the coordinator names, only if it may run a study with `hospitals` hospitals
+    (accepted_for_studies) and every field it proposes equals the preset's (compared field by field over
+    all of Params, so a new field is pinned too): a coordinator cannot lower the smudging, the refresh
+    masks or anything else. Refused with the field or the study check's reason named otherwise."""
+    from dataclasses import fields
+
+    from ..errors import ParameterError
+    from ..params import PRESETS, Params, check_study_preset
+
+    if not isinstance(d, dict):
+        raise SiteFailure(f"the proposed parameter set is not a JSON object: {str(d)[:80]!r}")
+    name = d.get("name")
+    preset = PRESETS.get(name) if isinstance(name, str) else None
+    if preset is None:
+        raise SiteFailure(f"the coordinator proposed parameter set {name!r}; this site runs only the built-in "
+                          f"presets {sorted(PRESETS)}")
+    if not preset.is_secure:
+        raise SiteFailure(f"preset {name!r} is below 128-bit security: this site runs no study on it")
+    try:
+        check_study_preset(preset, hospitals)
+    except ParameterError as exc:
+        raise SiteFailure(f"this site refuses the session: {exc}") from None
+    if d.get("allow_insecure"):
+        raise SiteFailure("the coordinator proposed an insecure parameter set (allow_insecure): refused")
+    known = {f.name for f in fields(Params)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise SiteFailure(f"the proposed parameter set has fields this site does not know: {unknown}")
+    for f in fields(Params):
+        if f.name == "allow_insecure":
+            continue
+        want = getattr(preset, f.name)
+        if f.name not in d:
+            raise SiteFailure(f"the proposed parameter set lacks field {f.name} (preset {name}: {want!r})")
+        got = d[f.name]
+        if not _same(got, want):
+            raise SiteFailure(f"parameter {f.name} = {got!r} differs from preset {name}'s {want!r}: this site runs "
+                              f"the built-in presets unchanged")
+    return preset
 
 
 @dataclass(frozen=True)
@@ -214,6 +276,8 @@ class SiteRuntime:
     def __init__(self, config: SiteConfig, prompt: bool = False):
         self.config = config
         self.root = Path(config.keystore)
+        self.audit = AuditLog(self.root / "audit.jsonl")
+        self._note = ""
         self._data = None
         self._data_key = None
         self._lock = threading.Lock()
@@ -294,15 +358,42 @@ class SiteRuntime:
         """(reply bytes, seconds spent, whether the reply came from the cache)."""
         t0 = time.perf_counter()
         with self._lock:  # one message at a time per site, as the SuperNode delivers them
-            if kind == "hello":
-                reply, cached = self._hello(body), False
-            elif kind == "join":
-                reply, cached = self._join(body), False
-            elif kind == "protocol":
-                reply, cached = self._protocol(session_hex, body)
-            else:
-                raise SiteFailure(f"unknown message kind {kind!r}")
+            try:
+                if kind == "hello":
+                    reply, cached = self._hello(body), False
+                elif kind == "folds":
+                    reply, cached = self._folds(body), False
+                elif kind == "join":
+                    reply, cached = self._join(body), False
+                elif kind == "protocol":
+                    reply, cached = self._protocol(session_hex, body)
+                else:
+                    raise SiteFailure(f"unknown message kind {kind!r}")
+            except Exception as exc:
+                self._audit(kind, session_hex, body, b"", f"{type(exc).__name__}: {exc}")
+                raise
+            if kind != "protocol" or cached:  # a protocol request the node answered is in the log already
+                self._audit(kind, session_hex, body, reply, None, cached, self._note if kind == "join" else "")
         return reply, time.perf_counter() - t0, cached
+
+    def _audit(self, kind, session_hex, body, reply, error, cached=False, note="") -> None:
+        """Bootstrap messages, repeats answered from the reply cache, and refusals before a node answers."""
+        from ..roles.policy import now_iso
+        from ..wire import peek
+
+        step, requester = kind, "coordinator (bootstrap)"
+        if kind == "protocol":
+            try:
+                head = peek(body)
+                step, requester = head.type, head.sender if cached else f"{head.sender} (unverified)"
+            except Exception:
+                pass
+        self.audit.write({
+            "time": now_iso(), "session": session_hex if kind == "protocol" else "", "hospital": self.config.name,
+            "step": step, "label": "", "requester": requester, "bytes_in": len(body), "bytes_out": len(reply),
+            "ciphertexts": 0, "decision": "refused" if error else "answered",
+            "reason": error or note or ("repeat of a request answered before: the same reply again" if cached else ""),
+        })
 
     def _hello(self, body: bytes) -> bytes:
         ident = self.identity()
@@ -317,6 +408,34 @@ class SiteRuntime:
             }
         ).encode()
 
+    def _folds(self, body: bytes) -> bytes:
+        """Rows per fold of the assignment lr.folds will make in the session about to be joined, for its
+        manifest: the session's secret fold key is drawn now (OS CSPRNG) and kept in the session's folder,
+        where the DataProvider made at join takes it. Asked again for the same session, the same key."""
+        from ..errors import ParameterError
+        from ..lr.folds import check_fold_count
+        from ..lr.party import fold_sizes
+        from ..ring import SecretRandom
+        from ..roles.data_provider import FOLD_KEY_BYTES
+
+        req = json.loads(body)
+        try:
+            folds = check_fold_count(req["folds"])
+        except ParameterError as exc:
+            raise SiteFailure(str(exc)) from None
+        offset = int(req["row_offset"])
+        folder = self._session_dir(str(req["session"]))
+        if (folder / "site-session.json").exists():
+            raise SiteFailure(f"session {folder.name[:8]} is joined already: its fold sizes were asked before it")
+        ks = self.keystore(folder, create=True)
+        if ks.has("fold-key", True):
+            key = ks.get_secret("fold-key")
+        else:
+            key = SecretRandom().bytes(FOLD_KEY_BYTES)
+            ks.put_secret("fold-key", key)
+        _, y = self.data()
+        return json.dumps({"sizes": fold_sizes(y, folds, key, offset + np.arange(len(y))).tolist()}).encode()
+
     def _session_dir(self, session_hex: str) -> Path:
         if len(session_hex) != 32 or any(c not in "0123456789abcdef" for c in session_hex):
             raise SiteFailure(f"malformed session id {session_hex[:40]!r}")
@@ -328,7 +447,16 @@ class SiteRuntime:
 
         req = json.loads(body)
         session = Session.from_json(req["session"])
-        params = params_from_json(req["params"])
+        params = params_from_json(req["params"], session.n)  # a built-in study preset, for this many hospitals
+        try:
+            manifest = Manifest.from_json(req.get("manifest"))
+        except MpclrError as exc:
+            raise SiteFailure(f"the study manifest cannot be read: {exc}") from None
+        if manifest.exploration:
+            raise SiteFailure("the coordinator proposed an exploration manifest (no budget): a site answers only "
+                              "a study's manifest")
+        if session.manifest != manifest.digest:
+            raise SiteFailure("the session names another study manifest than the one proposed")
         ctx = seal_context(params)
         if session.params != ctx.fingerprint:
             raise SiteFailure("the session names another parameter set than the one proposed")
@@ -342,6 +470,8 @@ class SiteRuntime:
         if int(req["rows"]) != len(y):
             raise SiteFailure(f"the coordinator expects {req['rows']} rows from {name}; its data has {len(y)}")
         fp = session_fingerprint(session)
+        self._note = (f"joined session {session.id.hex()}: study manifest {manifest.fingerprint}, "
+                      f"session fingerprint {fp}")
         folder = self._session_dir(session.id.hex())
         ks = self.keystore(folder, create=True)
         if (folder / "site-session.json").exists():
@@ -351,6 +481,10 @@ class SiteRuntime:
             return json.dumps({"fingerprint": fp, "again": True}).encode()  # a retried join: same answer
         dp = DataProvider(name, ctx, _SiteNetwork())
         dp.identity = ident
+        dp.agree(manifest)
+        dp.policy.log = self.audit
+        if ks.has("fold-key", True):  # drawn when the site reported its fold sizes for the manifest
+            dp.use_fold_key(ks.get_secret("fold-key"))
         dp.join(session)  # draws this site's key share, from the OS CSPRNG, here
         dp.save(ks)
         ks.put_json(
@@ -362,13 +496,17 @@ class SiteRuntime:
                 "params": params_to_json(params),
                 "threshold": session.threshold,
                 "key_holders": list(session.key_holders),
+                "manifest": manifest.fingerprint,
                 "joined": time.time(),
             },
         )
+        for line in manifest.table():
+            _log(name, line)
         _log(name, f"joined study session {session.id.hex()[:8]} ({session.threshold}-of-{session.n}, "
                    f"preset {params.name}, key holders {', '.join(session.key_holders)}); rows "
                    f"{int(req['row_offset'])}..{int(req['row_offset']) + len(y) - 1}; "
-                   f"SESSION FINGERPRINT {fp}: compare it with the coordinator's")
+                   f"study manifest {manifest.fingerprint}; SESSION FINGERPRINT {fp}: compare it with the "
+                   f"coordinator's")
         return json.dumps({"fingerprint": fp, "again": False}).encode()
 
     def _protocol(self, session_hex: str, body: bytes) -> tuple[bytes, bool]:
@@ -392,7 +530,7 @@ class SiteRuntime:
                     )
                 return ks.get_secret(name), True
         info = ks.get_json("site-session")
-        ctx = seal_context(params_from_json(info["params"]))
+        ctx = seal_context(params_from_json(info["params"], len(info["key_holders"])))
         X, y = self.data()
         if len(y) != info["rows"]:
             raise SiteFailure(f"the site's data changed during the study ({info['rows']} rows, now {len(y)})")

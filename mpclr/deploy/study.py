@@ -16,6 +16,10 @@ override them). An option this study does not read, or iterations / learning-rat
 schedule (which they cannot change), is refused before any site is contacted (check_config), and so is
 a preset that cannot run a whole study (mpclr.params.check_study_preset). The run configuration's seed
 does not reach this study: each site draws its fold assignment from its own secret randomness.
+
+`encrypted_cv.manifest(SitesInfo, config)` is the study manifest of a run (mpclr.lr.manifest): what each
+hospital agrees, at join, to answer. It counts the secure evaluation's layout from the rows per fold of
+the sites' own fold assignments, which each site reports before it joins (SitesInfo.fold_sizes).
 """
 
 from __future__ import annotations
@@ -23,13 +27,16 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import ParameterError
 from ..params import check_study_preset
 
-__all__ = ["encrypted_cv", "check_config", "study_options", "OPTIONS", "DEFAULT_SCHEDULE", "fold_aucs"]
+__all__ = ["encrypted_cv", "check_config", "study_options", "OPTIONS", "DEFAULT_SCHEDULE", "fold_aucs", "SitesInfo",
+           "encrypted_cv_manifest", "local_sites_info"]
 DEFAULT_SCHEDULE = [(2.0, 0.0), (1.0, 0.0), (0.7, -0.2)]
 
 
@@ -115,6 +122,77 @@ def check_config(preset, config: dict) -> None:
     study_options(config)
 
 
+@dataclass
+class SitesInfo:
+    """What the coordinator knows of the hospitals before a study starts, for the study's manifest:
+    their names (in the order that numbers their rows), rows, features, the parameter set, the threshold,
+    whether the transport coalesces the workers' refreshes, and `fold_sizes(folds)`: the rows per fold of
+    the hospitals' own fold assignments, summed (each hospital counts its own, with the secret fold key it
+    then keeps for the session)."""
+
+    names: list[str]
+    rows: list[int]
+    features: int
+    params: object
+    threshold: int
+    coalesce: bool
+    fold_sizes: Callable[[int], list[int]]
+
+
+def local_sites_info(parties, params, threshold: int | None = None) -> SitesInfo:
+    """SitesInfo for hospitals simulated in one process (DataProviders with their rows loaded, not yet
+    joined): what an in-process Federation running encrypted_cv needs for its manifest, as a function of
+    its hospitals (Federation's `manifest`)."""
+    from ..params import get_preset
+
+    parties = list(parties)
+    shapes = [p.data_shape() for p in parties]
+
+    def sizes(folds):
+        return [int(x) for x in sum(np.asarray(p.fold_sizes(folds)) for p in parties)]
+
+    return SitesInfo([p.name for p in parties], [r for r, _ in shapes], shapes[0][1], get_preset(params),
+                     threshold or len(parties), False, sizes)
+
+
+def _etas_degree(opts: dict) -> tuple[list[float], int]:
+    """(momentum per iteration, sigmoid degree) of the training encrypted_cv will run."""
+    if opts["schedule"] is not None:
+        return [e for _, e in opts["schedule"]], opts["degree"] or 3
+    from ..lr.twin import NesterovLR, momentum_schedule
+
+    defaults = NesterovLR()
+    etas = momentum_schedule(opts["iterations"] or defaults.iterations)
+    return [float(e) for e in etas], opts["degree"] or defaults.degree
+
+
+def encrypted_cv_manifest(info: SitesInfo, config: dict):
+    """The manifest of `encrypted_cv(fed, config)` on these hospitals (mpclr.lr.manifest), computed before
+    the study starts: the coordinator sends it with the session, each hospital answers nothing beyond it."""
+    from ..lr.manifest import StudyPlan, study_manifest
+
+    opts = study_options(config)
+    etas, degree = _etas_degree(opts)
+    secure = opts["evaluation"] == "secure"
+    plan = StudyPlan(
+        key_holders=tuple(info.names),
+        threshold=int(info.threshold),
+        params=info.params,
+        rows=int(sum(info.rows)),
+        features=int(info.features),
+        folds=opts["folds"],
+        etas=tuple(etas),
+        degree=degree,
+        bound_bits=opts["bound_bits"],
+        evaluation={"score_bound": opts["score_bound"]} if secure else None,
+        fold_sizes=tuple(int(x) for x in info.fold_sizes(opts["folds"])) if secure else None,
+        decrypt_models=opts["decrypt_models"],
+        workers=opts["workers"],
+        coalesce=bool(info.coalesce),
+    )
+    return study_manifest(plan)
+
+
 def encrypted_cv(fed, config: dict) -> dict:
     from ..lr.cv import encrypt_study
     from ..lr.encrypted import TrainingPlan
@@ -190,6 +268,7 @@ def encrypted_cv(fed, config: dict) -> dict:
 
 
 encrypted_cv.check_config = check_config  # the coordinator calls it before it contacts any site
+encrypted_cv.manifest = encrypted_cv_manifest  # the coordinator asks a study hook for its manifest here
 
 
 def fold_aucs(result: dict, X, y) -> list[float]:

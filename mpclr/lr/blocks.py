@@ -151,3 +151,26 @@ class BlockEngine:
             for j in range(self.features):
                 out[(g, j)] = self.dot([(p, self.ZM[(g, b, j)]) for p, b in zip(ps, blocks)])
         return out
+
+
+def refresh_points(top: int, refresh_level: int, q_terms: int) -> list[int]:
+    """The refreshes `BlockEngine.gradient_part` asks for per group, in order, each as a multiple of the
+    group's blocks in the engine: its `ensure` calls replayed on levels alone (q_terms = len(q_coeffs)).
+    The study manifest counts the training's gradient refreshes with it."""
+    out = []
+    lt = top - 1  # t = Z . V, both fresh
+    if lt - 2 < refresh_level:
+        out.append(1)
+        lt = top
+    lu = la = lt - 1  # u = t^2, acc = u + q_0
+    for _ in range(q_terms - 1):
+        if min(la, lu) - 1 < refresh_level:
+            out.append(2)
+            la = lu = top
+        la = min(la, lu) - 1
+    if min(lt, la) - 1 < refresh_level:
+        out.append(2)
+        lt = la = top
+    if min(lt, la) - 1 - 1 < refresh_level:  # p = t * acc, then one more level for the product with ZM
+        out.append(1)
+    return out

@@ -77,6 +77,18 @@ class TrainingLog:
     iterations: list = field(default_factory=list)
 
 
+def refresh_level(ctx, plan: TrainingPlan, n: int) -> int:
+    """The level the training's refreshes run at with n key holders (the lowest that holds their masks)."""
+    return RefreshProtocol(ctx).min_level(plan.bound_bits, n)
+
+
+def worker_count(workers: int | str, total_blocks: int) -> int:
+    """Worker processes for training `total_blocks` data blocks ("auto": one per core when it pays)."""
+    if workers == "auto":
+        workers = (os.cpu_count() or 1) if total_blocks >= _MIN_BLOCKS_FOR_WORKERS else 0
+    return max(0, min(int(workers), total_blocks))
+
+
 class EncryptedTrainer:
     """Lives at the server: it sees ciphertexts, public constants and the layout, nothing else."""
 
@@ -92,12 +104,9 @@ class EncryptedTrainer:
         self.participants = participants
         self.top = self.ctx.top_level
         n = len(server.participants(participants))
-        self.refresh_level = RefreshProtocol(self.ctx).min_level(plan.bound_bits, n)
+        self.refresh_level = refresh_level(self.ctx, plan, n)
         self.mask_factor, self.q_coeffs = plan.monic()
-        total_blocks = sum(g.blocks for g in layout.groups)
-        if workers == "auto":
-            workers = (os.cpu_count() or 1) if total_blocks >= _MIN_BLOCKS_FOR_WORKERS else 0
-        self.n_workers = max(0, min(int(workers), total_blocks))
+        self.n_workers = worker_count(workers, sum(g.blocks for g in layout.groups))
         self.log = TrainingLog(workers=self.n_workers)
         self._pending: dict[tuple[int, int, int], list[bytes]] = {}  # each party's contribution per data block
         self.C: dict[tuple[int, int], Enc] = {}  # constant part of the gradient, summed over parties
@@ -116,6 +125,7 @@ class EncryptedTrainer:
             [[(k, 1.0)] for k in range(len(items))],
             self.participants,
             bound_bits=self.plan.bound_bits,
+            purpose="training/gradient",
         )
         self._account_refresh(len(items), time.perf_counter() - t0)
         return [Enc(c, self.top) for c in cts]
@@ -302,7 +312,7 @@ class EncryptedTrainer:
         carries one c1 and one share instead of three (40 % of a training round's bytes). The sum is
         divided by a power of two (put back exactly in the refresh's coefficient) so that it stays
         within the refresh's public bound whenever its terms are."""
-        mine = [t for t in terms if len(t) == 2 and t[1].level > self.refresh_level]
+        mine = self.foldable(terms, self.refresh_level)
         if len(mine) < 2:
             return terms
         weight = sum(abs(c) for c, _ in mine)
@@ -354,9 +364,15 @@ class EncryptedTrainer:
             outputs,
             self.participants,
             bound_bits=self.plan.bound_bits,
+            purpose="training/update",
         )
         self._account_refresh(len(items), time.perf_counter() - t0)
         return [Enc(ct, self.top) for ct in fresh]
+
+    @staticmethod
+    def foldable(terms: list[tuple], refresh_level: int) -> list[tuple]:
+        """The terms `_fold_terms` sums into one (when there are two or more)."""
+        return [t for t in terms if len(t) == 2 and t[1].level > refresh_level]
 
     @staticmethod
     def _merge_terms(terms: list[tuple]) -> list[tuple]:

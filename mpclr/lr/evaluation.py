@@ -449,24 +449,59 @@ class SecureEvaluation:
         participants=None,
         workers: int | str = "auto",
     ):
+        self.fed, self.cv = fed, cv
+        self.server = fed.server
+        # key holders of every round: as given, or (None) whoever of them answers, round by round, so
+        # a key holder that drops out is left behind while t remain; sized for the set known now
+        self._by = None if participants is None else self.server.participants(participants)
+        self._setup(fed.ctx, cv.fold_of_row, cv.layout.folds, len(cv.mean), self.server.participants(participants),
+                    score_bound=score_bound, cutoff=cutoff, resolution=resolution, roc_resolution=roc_resolution,
+                    grid=grid, refine_rounds=refine_rounds, refine_thresholds=refine_thresholds, error=error,
+                    workers=workers)
+        top = self.ctx.top_level
+        self.ops = LadderOps(self.server._he, self.ctx.primes, self.ctx.scale_ladder, top, self.ctx.params.slots)
+        self.seconds: dict[str, float] = {}
+        self.revealed: list[dict] = []
+        self.passes: list[dict] = []
+        self.view = {
+            k: _FoldView(k, int(n_k)) for k, n_k in enumerate(np.bincount(cv.fold_of_row, minlength=cv.layout.folds))
+        }
+        self.data: dict[tuple[int, int], Enc] = {}  # (block, column)
+        self.scores: dict[int, Enc] = {}  # block -> s / D
+        self.labels: dict[tuple[int, int], Enc] = {}  # (block, group) -> y (masked in a shared block), level 2
+        self.masks: dict[tuple[int, int], np.ndarray] = {}  # (block, group) -> the group's slots, shared blocks
+        self._pool: _Pool | None = None
+        self._refreshes = 0
+        self._refresh_seconds = 0.0
+
+    @classmethod
+    def planned(cls, ctx, fold_of_row, folds: int, features: int, key_holders, **options) -> SecureEvaluation:
+        """The evaluation's public shape only, with no federation and no ciphertext: what
+        mpclr.lr.manifest counts to make a study's manifest before the study starts."""
+        ev = cls.__new__(cls)
+        ev.fed = ev.cv = ev.server = ev.ops = None
+        ev._by = None
+        names = options.pop("participants", None) or list(key_holders)
+        ev._setup(ctx, fold_of_row, folds, features, list(names), **options)
+        return ev
+
+    def _setup(self, ctx, fold_of_row, folds, features, participants, *, score_bound=16.0, cutoff=0.5,
+               resolution=None, roc_resolution=None, grid=DEFAULT_GRID, refine_rounds=None, refine_thresholds=None,
+               error=1e-6, workers="auto") -> None:
+        """The public shape: layout, composites, passes (checked options)."""
         if not 0.0 < score_bound <= 1e6:
             raise ParameterError(f"parameter score_bound must be positive, got {score_bound!r}")
         if not 0.0 < cutoff < 1.0:
             raise ParameterError(f"parameter cutoff must be a probability in (0, 1), got {cutoff!r}")
-        self.fed, self.cv = fed, cv
-        self.server = fed.server
-        self.ctx = fed.ctx
-        # key holders of every round: as given, or (None) whoever of them answers, round by round, so
-        # a key holder that drops out is left behind while t remain; sized for the set known now
-        self._by = None if participants is None else self.server.participants(participants)
-        self.participants = self.server.participants(participants)
+        self.ctx = ctx
+        self.participants = participants
         self.R = float(score_bound)
         self.D = 2.0 * self.R
         self.cutoff = _logit(cutoff)
         if abs(self.cutoff) >= self.R:
             raise ParameterError(f"the cutoff's score {self.cutoff:.3g} lies outside the score bound {self.R}")
-        self.layout = EvalLayout(self.ctx.params.slots, cv.fold_of_row, cv.layout.folds)
-        self.features = len(cv.mean)
+        self.layout = EvalLayout(self.ctx.params.slots, fold_of_row, folds)
+        self.features = int(features)
         top = self.ctx.top_level
         proto = RefreshProtocol(self.ctx)
         n = len(self.participants)
@@ -500,21 +535,7 @@ class SecureEvaluation:
         self.grid = int(grid)
         self.refine_rounds = (4 if self.small else 2) if refine_rounds is None else int(refine_rounds)
         self.refine_thresholds = refine_thresholds
-        self.ops = LadderOps(self.server._he, self.ctx.primes, self.ctx.scale_ladder, top, self.ctx.params.slots)
         self.workers = workers
-        self.seconds: dict[str, float] = {}
-        self.revealed: list[dict] = []
-        self.passes: list[dict] = []
-        self.view = {
-            k: _FoldView(k, int(n_k)) for k, n_k in enumerate(np.bincount(cv.fold_of_row, minlength=cv.layout.folds))
-        }
-        self.data: dict[tuple[int, int], Enc] = {}  # (block, column)
-        self.scores: dict[int, Enc] = {}  # block -> s / D
-        self.labels: dict[tuple[int, int], Enc] = {}  # (block, group) -> y (masked in a shared block), level 2
-        self.masks: dict[tuple[int, int], np.ndarray] = {}  # (block, group) -> the group's slots, shared blocks
-        self._pool: _Pool | None = None
-        self._refreshes = 0
-        self._refresh_seconds = 0.0
 
     def _noise_bound(self, parties: int) -> float:
         """A bound (comparison-domain units, per slot) on the smudging a refresh adds to a value: every
@@ -539,7 +560,9 @@ class SecureEvaluation:
         return design_sign(eps, error, middle, last, self.refresh_noise, 0.0, first_levels=first)
 
     # ------------------------------------------------------------------ refresh
-    def _refresh(self, items: list[Enc], sums=None, bound_bits: int = 1, scales=None) -> list[Enc]:
+    def _refresh(
+        self, items: list[Enc], sums=None, bound_bits: int = 1, scales=None, purpose: str = "evaluation/comparisons"
+    ) -> list[Enc]:
         """One collective refresh round for a batch, each output the real part (x + conj(x)) / 2 of its
         input: the refresh applies the conjugation (Galois element 2N - 1) to the lifted values and the
         masks, with no key switching and no level, so imaginary noise never accumulates across cycles.
@@ -554,6 +577,7 @@ class SecureEvaluation:
             [[(k, 0.5 * scales[k], (*sums[k], conj))] for k in range(len(items))],
             self._by,
             bound_bits=bound_bits,
+            purpose=purpose,
         )
         self._refreshes += 1
         self._refresh_seconds += time.perf_counter() - t0
@@ -644,7 +668,8 @@ class SecureEvaluation:
             m = self.layout.groups[g].m
             sums.append(self._elements([m << i for i in range(int(math.log2(slots // m)))]))
             scales.append(m / slots)  # the sum over slots / m copies, back to one weight
-        fresh = self._refresh([W[key] for key in keys], sums, bound_bits=WEIGHT_BOUND_BITS, scales=scales)
+        fresh = self._refresh([W[key] for key in keys], sums, bound_bits=WEIGHT_BOUND_BITS, scales=scales,
+                              purpose="evaluation/models")
         self.seconds["average_models"] = time.perf_counter() - t0
         return dict(zip(keys, fresh))
 
@@ -721,13 +746,9 @@ class SecureEvaluation:
         t0 = time.perf_counter()
         refreshes0, refresh_s0 = self._refreshes, self._refresh_seconds
         busy0 = self._pool.busy_seconds if self._pool is not None else 0.0
-        vectors, owners = [], []
-        for i, (_, th) in enumerate(batches):
-            theta = {g: np.where(np.isnan(t), _PAD, t / self.D) for g, t in th.items()}
-            for block in range(len(self.layout.blocks)):
-                if any(g in th for g in self.layout.groups_of(block)):
-                    vectors.append(self.layout.threshold_vector(block, theta, _PAD))
-                    owners.append((i, block))
+        owners = self._owners(batches)
+        thetas = [{g: np.where(np.isnan(t), _PAD, t / self.D) for g, t in th.items()} for _, th in batches]
+        vectors = [self.layout.threshold_vector(block, thetas[i], _PAD) for i, block in owners]
         t1 = time.perf_counter()
         operands = self._encrypt_thresholds(vectors) if encrypted else vectors
         t_enc = time.perf_counter() - t1
@@ -735,22 +756,7 @@ class SecureEvaluation:
         for (i, block), op in zip(owners, operands):
             items.setdefault(i, []).append((block, "cipher" if encrypted else "plain", op))
         n_workers = self._worker_count(len(owners))
-        if n_workers and not self.server.network.coalesce_rounds:
-            # about two jobs per worker, each of one batch, longest first: a worker's refresh is served
-            # while the others compute, and the short jobs balance the load at the end
-            chunk = max(1, -(-len(owners) // (2 * n_workers)))
-            shares = [{i: its[k : k + chunk]} for i, its in sorted(items.items()) for k in range(0, len(its), chunk)]
-            shares.sort(key=lambda sh: -sum(len(batches[i][0].cycles) * len(its) for i, its in sh.items()))
-        else:
-            # over a transport with costly rounds (or in this process), one job per worker, the items dealt
-            # round-robin across batches so that every job has about as many per cycle: the workers ask
-            # for their refreshes at about the same moment and are served in one round per cycle
-            shares = [{} for _ in range(max(n_workers, 1))]
-            k = 0
-            for i in sorted(items):
-                for it in items[i]:
-                    shares[k % len(shares)].setdefault(i, []).append(it)
-                    k += 1
+        shares = self._shares(items, batches, n_workers, self.server.network.coalesce_rounds)
         steps = {g.index: g.rotate_sum_steps() for g in self.layout.groups}
         jobs = []
         for share in shares:
@@ -821,6 +827,36 @@ class SecureEvaluation:
             }
         )
         self.seconds[name] = t5 - t0
+
+    def _owners(self, batches) -> list[tuple[int, int]]:
+        """(batch, block) of every comparison ciphertext of a pass: each block holding a group the batch tests."""
+        return [
+            (i, block)
+            for i, (_, th) in enumerate(batches)
+            for block in range(len(self.layout.blocks))
+            if any(g in th for g in self.layout.groups_of(block))
+        ]
+
+    @staticmethod
+    def _shares(items: dict[int, list], batches, n_workers: int, coalesce: bool) -> list[dict[int, list]]:
+        """The comparison items of a pass dealt into jobs ({batch: items}), one job per worker or more."""
+        if n_workers and not coalesce:
+            # about two jobs per worker, each of one batch, longest first: a worker's refresh is served
+            # while the others compute, and the short jobs balance the load at the end
+            chunk = max(1, -(-sum(len(its) for its in items.values()) // (2 * n_workers)))
+            shares = [{i: its[k : k + chunk]} for i, its in sorted(items.items()) for k in range(0, len(its), chunk)]
+            shares.sort(key=lambda sh: -sum(len(batches[i][0].cycles) * len(its) for i, its in sh.items()))
+            return shares
+        # over a transport with costly rounds (or in this process), one job per worker, the items dealt
+        # round-robin across batches so that every job has about as many per cycle: the workers ask
+        # for their refreshes at about the same moment and are served in one round per cycle
+        shares = [{} for _ in range(max(n_workers, 1))]
+        k = 0
+        for i in sorted(items):
+            for it in items[i]:
+                shares[k % len(shares)].setdefault(i, []).append(it)
+                k += 1
+        return shares
 
     def _worker_count(self, items: int) -> int:
         if self.workers == "auto":
@@ -915,6 +951,21 @@ class SecureEvaluation:
             out = [_logit(t / (size + 2)) for t in range(1, size + 2)]
         return [t for t in out if abs(t) < self.R and abs(t - self.cutoff) >= 1e-12][:size]
 
+    def _first_pass(self) -> list[tuple[SignComposite, dict]]:
+        """The cutoff (fine resolution) and, where folds fit a lane several times, the grid in the spare
+        copies of the same comparison; elsewhere the grid follows at the coarse resolution."""
+        first, rest = {}, {}
+        for grp in self.layout.groups:
+            grid = self._grid_of(grp)
+            first.update({k: [self.cutoff, *grid[: grp.copies - 1]] for k in grp.models})
+            rest.update({k: grid[grp.copies - 1 :] for k in grp.models})
+        batches = [(self.fine, th) for th in self._thresholds_for(first)]
+        return batches + [(self.coarse, th) for th in self._thresholds_for(rest)]
+
+    def _refine_shape(self) -> dict[int, int]:
+        """Batches per group of every refinement round (public: the same whatever the counts say)."""
+        return {grp.index: -(-self._refine_budget(grp) // grp.copies) for grp in self.layout.groups}
+
     def run(self) -> dict:
         t_start = time.perf_counter()
         traffic0 = self.fed.traffic()
@@ -923,23 +974,15 @@ class SecureEvaluation:
             self.compute_scores()
             # first pass: the cutoff (fine resolution) and P_k; where folds fit a lane several times the grid
             # fills the spare copies of the same comparison, elsewhere it follows at the coarse resolution
-            first, rest = {}, {}
-            for grp in self.layout.groups:
-                grid = self._grid_of(grp)
-                first.update({k: [self.cutoff, *grid[: grp.copies - 1]] for k in grp.models})
-                rest.update({k: grid[grp.copies - 1 :] for k in grp.models})
-            batches = [(self.fine, th) for th in self._thresholds_for(first)]
-            batches += [(self.coarse, th) for th in self._thresholds_for(rest)]
-            self.run_pass("cutoff and grid", batches, positives=True)
+            self.run_pass("cutoff and grid", self._first_pass(), positives=True)
             # refinement rounds: the researcher's thresholds, encrypted, in a fixed public shape
             for r in range(self.refine_rounds):
-                per_fold, shape = {}, {}
+                per_fold = {}
                 for grp in self.layout.groups:
                     budget = self._refine_budget(grp)
                     for k in grp.models:
                         per_fold[k] = self.view[k].refine(budget, -self.R, self.R, self.coarse.transition * self.D)
-                    shape[grp.index] = -(-budget // grp.copies)
-                chosen = _fill_shape(self.layout, shape, self._thresholds_for(per_fold))
+                chosen = _fill_shape(self.layout, self._refine_shape(), self._thresholds_for(per_fold))
                 self.run_pass(f"refinement {r + 1}", [(self.coarse, th) for th in chosen], encrypted=True)
         finally:
             self.close()
@@ -1090,8 +1133,9 @@ class _Packer:
                 for _, j, theta in entries:
                     mask[base + j] = 1.0
                     table.append((base + j, grp.models[j], kind, theta))
-                part = self.ops.cmul(enc, mask, 0)
-                self.shared[-1] = (part if acc is None else self.ops.add(acc, part), table)
+                if enc is not None:  # None: counting only (mpclr.lr.manifest)
+                    part = self.ops.cmul(enc, mask, 0)
+                    self.shared[-1] = (part if acc is None else self.ops.add(acc, part), table)
             return
         offsets = [0] + [1 << i for i in range(int(math.log2(grp.positions)))]
         span = grp.copies * grp.positions
@@ -1103,12 +1147,13 @@ class _Packer:
                     slot = ((beta * grp.positions - off) % span) * grp.m + j
                     mask[slot] = 1.0
                     table.append((slot, grp.models[j], kind, theta))
-                part = self.ops.cmul(self.ops.rotate(enc, off * grp.m) if off else enc, mask, 0)
-                acc = part if acc is None else self.ops.add(acc, part)
+                if enc is not None:
+                    part = self.ops.cmul(self.ops.rotate(enc, off * grp.m) if off else enc, mask, 0)
+                    acc = part if acc is None else self.ops.add(acc, part)
             self.own.append((acc, table))
 
     def finish(self) -> list[tuple[Enc, list]]:
-        return [(ct, table) for ct, table in self.shared if ct is not None] + self.own
+        return [(ct, table) for ct, table in self.shared if table] + self.own
 
 
 def evaluate_encrypted_cv(fed, cv, **options) -> dict:

@@ -15,7 +15,7 @@ import numpy as np
 from ..errors import DataError
 from .layout import Layout
 
-__all__ = ["aggregate_vector", "design_rows", "pack_blocks", "constant_part"]
+__all__ = ["aggregate_vector", "design_rows", "pack_blocks", "constant_part", "fold_sizes"]
 
 
 # The aggregate is encrypted as 2^40 times its values (a power of two: exact in float64). Its decryption's
@@ -76,6 +76,15 @@ def pack_blocks(layout: Layout, rows: np.ndarray, z: np.ndarray):
         for b in layout.blocks_with_rows(g, rows):
             for j in range(z.shape[1]):
                 yield g.index, b, j, layout.pack_rows(g, b, z[:, j], rows)
+
+
+def fold_sizes(y: np.ndarray, folds: int, key: bytes, rows: np.ndarray) -> np.ndarray:
+    """Rows per fold of a hospital's own assignment (mpclr.lr.folds.secret_folds with its fold key), so
+    that the study's manifest can count the secure evaluation's layout before the study starts. Public
+    once the folds are assigned (lr.folds shows the server every row's fold)."""
+    from .folds import secret_folds
+
+    return np.bincount(secret_folds(y, folds, key, rows), minlength=folds)
 
 
 def constant_part(layout: Layout, z: np.ndarray, own_folds: np.ndarray, train_counts: np.ndarray):

@@ -37,6 +37,9 @@ def ceremony_record(fed: Federation, rotation_steps=()) -> dict:
         "rotation_steps": [int(s) for s in rotation_steps],
         "galois_elements": fed.server.galois_elements,
         "public_key": {"bytes": len(pk), "sha256": hashlib.sha256(pk).hexdigest()},
+        # what the hospitals agreed to answer in the later steps (mpclr.roles.policy)
+        "manifest": {"fingerprint": fed.manifest.fingerprint, "table": fed.manifest.table()[1:],
+                     "json": fed.manifest.to_json()} if getattr(fed, "manifest", None) else None,
         "timings": {k: round(float(v), 4) for k, v in timings.items()},
         "traffic": traffic,
         "summary": {

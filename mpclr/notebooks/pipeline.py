@@ -42,6 +42,7 @@ __all__ = [
     "save_federation",
     "resume_federation",
     "study_rotation_steps",
+    "study_manifest",
     "keystore_rows",
     "encrypt",
     "aggregate_view",
@@ -117,6 +118,42 @@ def resume_federation(run: RunFolder, study: Study, data: HospitalData | None = 
             party.load_data(part.X, part.y, part.rows)
             party.load(Keystore.open(root / "nodes" / party.name, _passphrase()))
     return fed
+
+
+def study_manifest(study: Study, data: HospitalData, rotation_steps=(), refine_rounds: int | None = None):
+    """What the hospitals agree to answer for the steps 02-05 (mpclr.lr.manifest), agreed in 01 with the
+    keys: the scaling decryption, the training's refreshes, the secure evaluation of 04 (with
+    `refine_rounds` rounds, the value 04 must be run with), the fold models' decryption of 05, and 01's
+    rotation keys. A function of the hospitals (the Federation's `manifest`): each loads its rows and
+    counts its rows per fold with the secret fold key it then keeps for the study. A step run again asks
+    for more than was agreed and is refused: rerun 01 (new keys, a new manifest) and the steps after it."""
+    from ..lr.manifest import StudyPlan
+    from ..lr.manifest import study_manifest as make
+    from ..lr.twin import momentum_schedule
+
+    model = study.model()
+
+    def agree(parties):
+        for party, part in zip(parties, data.parts):
+            party.load_data(part.X, part.y, part.rows)
+        sizes = sum(np.asarray(p.fold_sizes(study.folds)) for p in parties)
+        plan = StudyPlan(
+            key_holders=tuple(study.party_names()),
+            threshold=study.key_holders_needed,
+            params=study.params(),
+            rows=data.pooled.n_samples,
+            features=data.pooled.n_features,
+            folds=study.folds,
+            etas=tuple(float(e) for e in momentum_schedule(model.iterations)),
+            degree=model.degree,
+            evaluation={} if refine_rounds is None else {"refine_rounds": int(refine_rounds)},
+            fold_sizes=tuple(int(x) for x in sizes),
+            rotation_steps=tuple(int(s) for s in rotation_steps),
+            name="notebook study",
+        )
+        return make(plan)
+
+    return agree
 
 
 def study_rotation_steps(study: Study, rows: int, extra=()) -> list[int]:

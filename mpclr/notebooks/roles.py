@@ -162,6 +162,14 @@ MESSAGES: tuple[MessageKind, ...] = (
         "to the researcher, with all needed shares, the result under its own key; to the relay nothing",
     ),
     MessageKind(
+        "folds",
+        "5. data (deployment bootstrap, before join)",
+        (SERVER, HOSPITAL, "the number of folds, the session about to be joined and the hospital's row offset"),
+        (HOSPITAL, SERVER, "its rows per fold, dealt with its secret fold key"),
+        "what lr.folds reveals later anyway; the study manifest then shows every hospital the pooled rows per "
+        "fold, which lr.encrypt sends every hospital anyway",
+    ),
+    MessageKind(
         "lr.folds",
         "5. data",
         (SERVER, HOSPITAL, "the number of folds"),

@@ -32,6 +32,7 @@ from ..seal.format import pack_ciphertext
 from ..wire import seal_box
 from .guard import RequestGuard, check_public_key, check_round_one, commitment, round_one_check
 from .node import Node, Session
+from .policy import Manifest, Policy
 
 __all__ = ["DataProvider", "commitment", "register_handlers"]
 
@@ -75,8 +76,10 @@ class DataProvider(Node):
         self._tsk: SecretKeyShare | None = None  # Shamir share sigma_k (t < n only)
         self._used_refresh_labels: set[str] = set()
         self._researcher_pk: bytes | None = None
+        self.policy = Policy()  # the study manifest, the ledger and the audit log (mpclr.roles.policy)
         self._guard = RequestGuard(ctx)
         self._fold_key: bytes | None = None  # secret randomness of this hospital's fold assignment
+        self._next_fold_key: bytes | None = None  # drawn before joining, for the study manifest (fold_sizes)
         self._handlers.update(
             {
                 "crs.commit": self._on_crs_commit,
@@ -109,6 +112,7 @@ class DataProvider(Node):
         self._data = None  # (X, y, global row indices): this hospital's rows, never sent
 
     def join(self, session: Session) -> None:
+        self.policy.check_session(session, self.name)
         super().join(session)
         if self.name not in session.key_holders:
             raise ProtocolError(f"{self.name} is not a key holder of this session")
@@ -120,7 +124,10 @@ class DataProvider(Node):
         self._used_refresh_labels.clear()
         self._researcher_pk = None
         self._guard.reset()
-        self._fold_key = self._rng.bytes(FOLD_KEY_BYTES)  # fold assignment: secret, kept for a resumed study
+        # fold assignment: secret, kept for a resumed study; drawn before joining when the hospital counted
+        # its rows per fold for the study manifest (fold_sizes, use_fold_key)
+        self._fold_key = self._next_fold_key or self._rng.bytes(FOLD_KEY_BYTES)
+        self._next_fold_key = None
 
     # --- helpers --------------------------------------------------------------------------------
     def _secret(self) -> SecretKeyShare:
@@ -192,6 +199,7 @@ class DataProvider(Node):
         else:
             ks.delete_secret("pending-rlk_u")
         self._guard.save(ks)
+        self.policy.save(ks)  # the manifest and ledger (public), and where the audit log is
 
     def _load_role(self, ks) -> None:
         ring = self.ctx.key_ring
@@ -222,6 +230,7 @@ class DataProvider(Node):
         self._folds = None if public["folds"] is None else np.asarray(public["folds"], dtype=np.int64)
         self.extension_state = dict(public.get("extensions", {}))
         self._guard.load(ks)
+        self.policy.load(ks)
 
     def _require_crs(self) -> CommonRandomString:
         if self._crs is None:
@@ -531,6 +540,33 @@ class DataProvider(Node):
         if not same:
             self._folds = None  # fold ids belong to the rows they were dealt for
 
+    def data_shape(self) -> tuple[int, int]:
+        """(rows, features) of this hospital's data: public, the study's plan is made of them."""
+        X, _, rows = self._require_data()
+        return len(rows), X.shape[1]
+
+    def fold_sizes(self, folds: int) -> list[int]:
+        """Rows per fold of the assignment lr.folds will make, asked before the study for its manifest
+        (public once assigned: lr.folds shows the server every row's fold). Before this hospital joins a
+        session, the fold key it will use in that session is drawn now."""
+        from ..lr.party import fold_sizes
+
+        _, y, rows = self._require_data()
+        if self.session is None:
+            self._next_fold_key = self._next_fold_key or self._rng.bytes(FOLD_KEY_BYTES)
+            key = self._next_fold_key
+        else:
+            self._fold_key = self._fold_key or self._rng.bytes(FOLD_KEY_BYTES)
+            key = self._fold_key
+        return [int(x) for x in fold_sizes(y, folds, key, rows)]
+
+    def use_fold_key(self, key: bytes) -> None:
+        """The secret key of the fold assignment in the session this hospital joins next, drawn before it
+        joined (a site draws it when it reports its fold sizes for the study manifest)."""
+        if not isinstance(key, bytes | bytearray) or len(key) != FOLD_KEY_BYTES:
+            raise ProtocolError(f"{self.name}: a fold key is {FOLD_KEY_BYTES} secret bytes")
+        self._next_fold_key = bytes(key)
+
     def _require_data(self):
         if self._data is None:
             raise ProtocolError(f"{self.name} has no data loaded")
@@ -635,6 +671,20 @@ class DataProvider(Node):
         return {"ciphertexts": out}
 
     # ==================== secure evaluation (mpclr.lr.evaluation): end ======================
+
+    # ==================== policy gate (mpclr.roles.policy): begin ===========================
+    def agree(self, manifest: Manifest) -> None:
+        """The study manifest this hospital answers within, shown to it before it joins the session
+        (whose digest of it must match); fixed from then on."""
+        self.policy.agree(manifest, joined=self.session is not None)
+
+    def _admit(self, msg):
+        return self.policy.admit(self.name, msg.type, msg.sender, msg.fields)
+
+    def _audit(self, msg, raw, reply, error, ticket) -> None:
+        self.policy.audit(self, msg, raw, reply, error, ticket)
+
+    # ==================== policy gate (mpclr.roles.policy): end =============================
 
 
 def crs_seed(session: Session, nonces: dict[str, bytes]) -> bytes:

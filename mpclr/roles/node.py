@@ -33,6 +33,7 @@ class Session:
     threshold: int
     server: str
     researcher: str
+    manifest: bytes = b""  # digest of the study manifest the hospitals agreed to (mpclr.roles.policy)
 
     def __post_init__(self):
         object.__setattr__(self, "roster", MappingProxyType(dict(self.roster)))
@@ -50,6 +51,7 @@ class Session:
             "threshold": self.threshold,
             "server": self.server,
             "researcher": self.researcher,
+            "manifest": self.manifest.hex(),
         }
 
     @classmethod
@@ -62,6 +64,7 @@ class Session:
             int(d["threshold"]),
             d["server"],
             d["researcher"],
+            bytes.fromhex(d.get("manifest", "")),
         )
 
 
@@ -217,29 +220,44 @@ class Node:
 
     # --- incoming -------------------------------------------------------------------------------
     def handle(self, raw: bytes) -> bytes:
-        """Answer one request. Any failure becomes a signed error reply naming the cause."""
+        """Answer one request. Any failure becomes a signed error reply naming the cause. `_admit` (a
+        hospital's policy gate) sees every request before its handler, `_audit` every outcome."""
         try:
             msg = self._open(raw)
         except MessageError as exc:
-            return self._error_reply(raw, str(exc))
-        if msg.kind != KIND_REQUEST:
-            return self._seal(KIND_ERROR, msg.type, msg.sender, {"error": f"{msg.type} is not a request"})
+            reply = self._error_reply(raw, str(exc))
+            self._audit(None, raw, reply, str(exc), None)
+            return reply
         handler = self._handlers.get(msg.type)
-        if handler is None:
-            return self._seal(
-                KIND_ERROR, msg.type, msg.sender, {"error": f"{self.role} {self.name} does not answer {msg.type}"}
-            )
-        try:
-            t0 = time.perf_counter()
-            fields = handler(msg.fields, msg.sender)
-            self.handler_seconds[msg.type] += time.perf_counter() - t0
-            self.handler_calls[msg.type] += 1
-        except (ProtocolError, ValueError, KeyError, TypeError) as exc:
-            return self._seal(KIND_ERROR, msg.type, msg.sender, {"error": f"{type(exc).__name__}: {exc}"})
-        except Exception as exc:  # pragma: no cover - report, never crash the node
-            detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-            return self._seal(KIND_ERROR, msg.type, msg.sender, {"error": detail})
-        return self._seal(KIND_REPLY, msg.type, msg.sender, fields, msg.type in self.encrypted_replies)
+        ticket, error = None, None
+        if msg.kind != KIND_REQUEST:
+            error = f"{msg.type} is not a request"
+        elif handler is None:
+            error = f"{self.role} {self.name} does not answer {msg.type}"
+        else:
+            try:
+                ticket = self._admit(msg)
+                t0 = time.perf_counter()
+                fields = handler(msg.fields, msg.sender)
+                self.handler_seconds[msg.type] += time.perf_counter() - t0
+                self.handler_calls[msg.type] += 1
+            except (ProtocolError, ValueError, KeyError, TypeError) as exc:
+                error = f"{type(exc).__name__}: {exc}"
+            except Exception as exc:  # pragma: no cover - report, never crash the node
+                error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        if error is None:
+            reply = self._seal(KIND_REPLY, msg.type, msg.sender, fields, msg.type in self.encrypted_replies)
+        else:
+            reply = self._seal(KIND_ERROR, msg.type, msg.sender, {"error": error})
+        self._audit(msg, raw, reply, error, ticket)
+        return reply
+
+    def _admit(self, msg):
+        """Before a handler runs: raise to refuse the request (a hospital's policy gate overrides this)."""
+        return None
+
+    def _audit(self, msg, raw: bytes, reply: bytes, error: str | None, ticket) -> None:
+        """After every request, answered (error None) or refused (a hospital's audit log overrides this)."""
 
     def _error_reply(self, raw: bytes, reason: str) -> bytes:
         """Reply to a message that failed verification, if we can tell who claims to have sent it."""

@@ -126,10 +126,10 @@ class Researcher(Node):
             )
         return self._own_hash
 
-    def key_switch(self, handle, by=None) -> bytes:
+    def key_switch(self, handle, by=None, *, label: str = "") -> bytes:
         """The server's ciphertext re-encrypted by the key holders `by` under this researcher's own key
         (SEAL bytes; only this researcher can decrypt them)."""
-        return self._key_switch(handle, by)[1].to_bytes()
+        return self._key_switch(handle, by, label)[1].to_bytes()
 
     def _key_switch(self, handle, by, label: str = ""):
         """Fetch the ciphertext (the server only hands it out), ask the key holders for key-switch shares
@@ -185,9 +185,8 @@ class Researcher(Node):
 
         def round_(names):
             fresh = self._fresh(data, level)
-            c1 = self._dec.c1_to_bytes(fresh.data[1], level)
-            request = {"c1": c1, "level": level, "participants": names, "label": label or f"ciphertext {handle.id}",
-                       "values": int(handle.length)}
+            request = {"c1": self._dec.c1_to_bytes(fresh.data[1], level), "level": level, "participants": names,
+                       "label": label or f"ciphertext {handle.id}", "values": int(handle.length)}
             replies = self.call_many("decrypt.share", {p: request for p in names})
             return fresh, {p: self._dec.share_from_bytes(replies[p]["share"], level) for p in names}
 
@@ -230,7 +229,7 @@ class Researcher(Node):
                 "c1": [self._dec.c1_to_bytes(d.data[1], lv) for d, lv in zip(fresh, lvls)],
                 "levels": lvls,
                 "participants": names,
-                "label": common_label(labels),
+                "label": _common_label(labels),
                 "values": [int(h.length) for h in handles],
             }
             replies = self.call_many("decrypt.share", {p: request for p in names})
@@ -262,9 +261,9 @@ class Researcher(Node):
         return values
 
 
-def common_label(labels: list[str]) -> str:
-    """One label for a batch, as the key holders account it: the labels' common part up to its last colon
-    ("fold models: feature 0 of group 0", ... -> "fold models"), or the label when all agree."""
+def _common_label(labels: list[str]) -> str:
+    """One label for a batch, as the key holders account it: the labels' common part up to its last
+    colon ("fold models: feature 0 of group 0", ... -> "fold models"), or the label when all agree."""
     if len(set(labels)) == 1:
         return labels[0]
     common = os.path.commonprefix(labels)

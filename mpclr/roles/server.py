@@ -197,7 +197,8 @@ class Server(Node):
 
         def all_keys(names, batch):
             """One round for a batch of keys: the largest messages of the ceremony, but one round trip."""
-            replies = self.call_many("gkg.share", {p: {"galois_elts": batch, "participants": names} for p in names})
+            request = {"galois_elts": batch, "participants": names, "label": "rotation keys"}
+            replies = self.call_many("gkg.share", {p: request for p in names})
             for p in names:
                 if len(replies[p]["shares"]) != len(batch):
                     raise ProtocolError(f"{p} sent {len(replies[p]['shares'])} rotation key shares for {len(batch)}")
@@ -223,14 +224,15 @@ class Server(Node):
         return sorted(self._galois)
 
     # ================================ collective refresh ========================================
-    def refresh(self, h: Ciphertext, by=None, *, bound_bits: int | None = None) -> Ciphertext:
+    def refresh(self, h: Ciphertext, by=None, *, bound_bits: int | None = None, purpose: str = "refresh") -> Ciphertext:
         """Bring a ciphertext back to the top level with the key holders `by` (default: all).
 
         bound_bits: public bound on |values| (2^bound_bits): the masks hide values up to it with
         refresh_mask_bits of statistical security; a value far beyond it is refused when combined.
         The ciphertext is switched down to the lowest level that holds the masks first; it may arrive
-        at any level at or above that one."""
-        return self.refresh_combine([[(1.0, h)]], by, bound_bits=bound_bits)[0]
+        at any level at or above that one. purpose: the label prefix the key holders account the round
+        under (their study manifest budgets refreshes by it)."""
+        return self.refresh_combine([[(1.0, h)]], by, bound_bits=bound_bits, purpose=purpose)[0]
 
     def refresh_combine(
         self,
@@ -238,6 +240,7 @@ class Server(Node):
         by=None,
         *,
         bound_bits: int | None = None,
+        purpose: str = "refresh",
     ) -> list[Ciphertext]:
         """One refresh round for a batch: output o is sum_k coef * ciphertext_k, for outputs given as lists
         of (coef, Ciphertext) with public real coefficients, each landing fresh at the top level."""
@@ -254,7 +257,7 @@ class Server(Node):
             terms.append(row)
         entries = [self._get(h) for h in handles]
         cts = self.refresh_raw(
-            [e.ct for e in entries], [e.level for e in entries], terms, by, bound_bits=bound_bits
+            [e.ct for e in entries], [e.level for e in entries], terms, by, bound_bits=bound_bits, purpose=purpose
         )
         lengths = [max(entries[t[0]].length for t in row) for row in terms]
         return [self._put(ct, n, self.ctx.top_level) for ct, n in zip(cts, lengths)]
@@ -267,14 +270,15 @@ class Server(Node):
         by=None,
         *,
         bound_bits: int | None = None,
+        purpose: str = "refresh",
     ) -> list[PyCtxt]:
         """refresh_combine on raw Pyfhel ciphertexts (for engines that keep their own ciphertexts). With
         by=None, key holders that stop answering are left out and the round is redone with the others."""
         return with_live_participants(
-            self, by, lambda names: self._refresh_round(cts, levels, outputs, names, bound_bits)
+            self, by, lambda names: self._refresh_round(cts, levels, outputs, names, bound_bits, purpose)
         )
 
-    def _refresh_round(self, cts, levels, outputs, names, bound_bits) -> list[PyCtxt]:
+    def _refresh_round(self, cts, levels, outputs, names, bound_bits, purpose) -> list[PyCtxt]:
         bound = self.refresh_bound_bits if bound_bits is None else int(bound_bits)
         proto = RefreshProtocol(self.ctx)
         scales = [float(ct.scale) for ct in cts]
@@ -303,7 +307,7 @@ class Server(Node):
         planned = plan_outputs([[(t[0], Fraction(t[1]) * ratios[t[0]], *t[2:]) for t in row] for row in outputs])
         bits = max(proto.mask_bits_total(scale, bound) for scale in scales)
         self._refresh_count += 1
-        label = f"{self._refresh_count}"
+        label = f"{purpose}#{self._refresh_count}"  # unique (the CRPs derive from it), accounted by purpose
         request = {
             "c1": c1_raw,
             "level": level,

@@ -34,6 +34,21 @@ def refresh_decrypt_switch(fed, config) -> dict:
     return {"refreshed": fed.decrypt(refreshed).tolist(), "received": fed.receive(h).tolist()}
 
 
+def _manifest(info, config):
+    """What the hook asks of each site: the key ceremony (2-of-3), one refresh, one decryption, one key switch;
+    a round redone without a site counts against the 2 (n - t) retries."""
+    from mpclr.roles.policy import Budget, Manifest, ceremony_budgets
+
+    return Manifest("refresh, decryption and key switch", (
+        *ceremony_budgets(threshold_setup=True), Budget("refresh.share", "refresh", 1, 1, 1),
+        Budget("decrypt.share", "ciphertext", 1, 1, 1), Budget("researcher.key"),
+        Budget("pcks.share", "ciphertext", 1, 1, 1),
+    ), retries=2)
+
+
+refresh_decrypt_switch.manifest = _manifest
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("secrets")

@@ -30,6 +30,7 @@ from mpclr.lr.encrypted import TrainingPlan  # noqa: E402
 from mpclr.lr.party import design_rows  # noqa: E402
 from mpclr.lr.sigmoid import sigmoid_poly  # noqa: E402
 from mpclr.params import get_preset  # noqa: E402
+from mpclr.roles.policy import Manifest  # noqa: E402
 
 from ..checks import refresh_flooding  # noqa: E402
 from ..lr.test_encrypted_training import nesterov_reference  # noqa: E402
@@ -157,11 +158,18 @@ def test_study_over_the_grid_equals_the_reference(tmp_path, data):
     assert res["network"]["retries"] == 1
     assert json.loads((tmp_path / "out" / "result.json").read_text())["fingerprint"] == res["fingerprint"]
     assert [s["row_offset"] for s in res["sites"]] == [0, 60, 120]
+    # the study used exactly its manifest at every site (rounds and ciphertexts, budget by budget), as counted
+    # before it started from its plan and the rows per fold the sites reported (those of the folds it used)
+    manifest = Manifest.from_json(res["manifest"])
+    budgets = {b.key: [b.rounds, b.ciphertexts] for b in manifest.budgets}
+    assert manifest.plan["fold_sizes"] == np.bincount(res["study"]["fold_of_row"]).tolist()
     # every site logged the same fingerprint in its keystore, and keeps its secrets private
     for i in (1, 2, 3):
         root = tmp_path / f"keystore-{i}"
         sess = root / "sessions" / res["session"]
         assert json.loads((sess / "site-session.json").read_text())["fingerprint"] == res["fingerprint"]
+        used = json.loads((sess / "policy.json").read_text())["used"]
+        assert {k: v[:2] for k, v in used.items()} == budgets
         assert stat.S_IMODE(os.stat(root).st_mode) == 0o700
         secrets = [p for p in sess.iterdir() if p.name.startswith("secret-")]
         assert {"secret-key-share.bin", "secret-fold-key.bin"} <= {p.name for p in secrets}
@@ -229,9 +237,9 @@ def test_a_site_refuses_a_session_without_its_key(tmp_path, data):
 
     real = sa.bootstrap
 
-    def tampered(net, found, cfg, note):
+    def tampered(net, found, cfg, note, *study):
         found["hospital-1"]["identity"] = "00" * 64  # the coordinator puts another key under hospital-1
-        return real(net, found, cfg, note)
+        return real(net, found, cfg, note, *study)
 
     sa.bootstrap = tampered
     try:

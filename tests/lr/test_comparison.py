@@ -19,7 +19,7 @@ from mpclr.lr.comparison import (
 
 @pytest.fixture(scope="module")
 def fed():
-    f = mpclr.Federation(parties=2, preset="train")
+    f = mpclr.Federation(manifest="exploration", parties=2, preset="train")
     yield f
     f.close()
 

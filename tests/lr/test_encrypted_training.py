@@ -60,7 +60,7 @@ def tolerance(fed) -> float:
 
 @pytest.fixture(scope="module")
 def fed_train():
-    fed = mpclr.Federation(parties=2, preset="train")
+    fed = mpclr.Federation(manifest="exploration", parties=2, preset="train")
     yield fed
     fed.close()
 
@@ -96,7 +96,7 @@ def test_degree_seven_refreshes_mid_iteration(fed_train):
 def test_fast_preset_adapts_its_schedule():
     """N = 8192 has one level too few for an iteration above its refresh level: it refreshes the
     per-sample batch mid-iteration, and still trains the same models (to the precision of scale 2^30)."""
-    fed = mpclr.Federation(parties=3, preset="fast")
+    fed = mpclr.Federation(manifest="exploration", parties=3, preset="fast")
     X, y = make_data(250, 3, seed=2)
     plan = TrainingPlan(sigmoid_poly(3, 8.0), SCHEDULE[:3], bound_bits=4)
     res, W, ref = run(fed, X, y, 3, plan, workers=0)
@@ -129,7 +129,7 @@ def test_layout_rejects_foreign_blocks(fed_train):
 
 
 def test_training_goes_on_when_a_key_holder_dies_in_two_of_three():
-    fed = mpclr.Federation(parties=3, threshold=2, preset="train")
+    fed = mpclr.Federation(manifest="exploration", parties=3, threshold=2, preset="train")
     X, y = make_data(200, 3, seed=4)
     for p, rows in zip(fed.parties, np.array_split(np.arange(len(y)), 3)):
         p.load_data(X[rows], y[rows], rows)

@@ -111,7 +111,7 @@ def test_refinement_splits_only_mixed_cells():
 # ------------------------------------------------------------------------------------------------ encrypted
 @pytest.fixture(scope="module")
 def fed():
-    f = mpclr.Federation(parties=2, preset="train")
+    f = mpclr.Federation(manifest="exploration", parties=2, preset="train")
     yield f
     f.close()
 

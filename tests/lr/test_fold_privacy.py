@@ -161,7 +161,7 @@ def test_secret_folds_tell_the_observer_nothing(folds):
 
 @pytest.fixture(scope="module")
 def fed():
-    f = mpclr.Federation(parties=3, preset="fast")
+    f = mpclr.Federation(parties=3, preset="fast", manifest="exploration")
     yield f
     f.close()
 
@@ -230,7 +230,7 @@ def test_a_resumed_hospital_deals_the_same_folds_and_a_new_session_others(fed, t
     np.testing.assert_array_equal(resumed.fold_of_row, first.fold_of_row)
     key = (tmp_path / "fed" / "nodes" / fed.parties[0].name / "secret-fold-key.bin")
     assert key.stat().st_mode & 0o777 == 0o600
-    with mpclr.Federation(parties=3, preset="fast") as other:
+    with mpclr.Federation(parties=3, preset="fast", manifest="exploration") as other:
         fresh, _ = observed_study(other, y_parts, 5)
     assert not np.array_equal(fresh.fold_of_row, first.fold_of_row)
 
@@ -241,7 +241,7 @@ def test_two_hospitals_learn_each_other_s_sums_and_are_warned():
     g = np.random.default_rng(3)
     X = g.normal(size=(200, 3)) * [1.0, 4.0, 0.5] + [2.0, -1.0, 0.0]
     y_parts = [labels(g, 90), labels(g, 110)]
-    with mpclr.Federation(parties=2, preset="fast") as two:
+    with mpclr.Federation(parties=2, preset="fast", manifest="exploration") as two:
         with pytest.warns(PrivacyWarning, match="two hospitals"):
             cv, seen = observed_study(two, y_parts, 5, X)
         request = seen[2][1][two.parties[0].name]
@@ -256,7 +256,7 @@ def test_two_hospitals_learn_each_other_s_sums_and_are_warned():
     np.testing.assert_allclose(squares, (X[90:] ** 2).sum(0), rtol=1e-5, atol=1e-3)
     with warnings.catch_warnings():
         warnings.simplefilter("error", PrivacyWarning)
-        with mpclr.Federation(parties=3, preset="fast") as three:
+        with mpclr.Federation(parties=3, preset="fast", manifest="exploration") as three:
             observed_study(three, [labels(g, 60) for _ in range(3)], 5, X)
 
 

@@ -33,7 +33,7 @@ def test_the_table_lists_exactly_the_readme_messages():
 
 
 def test_every_message_a_study_sends_is_described():
-    with make_federation(3) as fed:
+    with make_federation(3, manifest="exploration") as fed:
         fed.generate_rotation_keys([1])
         a = fed.parties[0].encrypt(np.arange(4.0))
         b = fed.parties[1].encrypt(np.ones(4))

@@ -53,7 +53,7 @@ def test_rerandomize_gives_a_fresh_c1_for_the_same_message():
     import mpclr
     from mpclr.seal.format import CiphertextData
 
-    with mpclr.Federation(parties=2) as fed:
+    with mpclr.Federation(parties=2, manifest="exploration") as fed:
         x = np.linspace(-1, 1, 16)
         h = fed.parties[0].encrypt(x)
         got = fed.researcher.call("server", "ct.fetch", id=h.id, level=0)
