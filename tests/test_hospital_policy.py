@@ -21,13 +21,14 @@ import pytest
 import mpclr
 from mpclr.data import load, split
 from mpclr.deploy.site import SiteConfig, SiteRuntime, accepted_for_studies, params_from_json, params_to_json
-from mpclr.errors import MpclrError, ProtocolError
+from mpclr.errors import FormatError, MpclrError, ProtocolError
 from mpclr.federation import seal_context
 from mpclr.keystore_crypto import PASSPHRASE_ENV
 from mpclr.lr.manifest import study_manifest
 from mpclr.params import PRESETS, Params
 from mpclr.roles.node import Session
-from mpclr.roles.policy import Budget, Manifest, Policy, PolicyRefusal
+from mpclr.roles.policy import Budget, Manifest, Policy, PolicyRefusal, merge_manifests
+from mpclr.stats.manifest import glm_manifest
 from mpclr.study import StudyConfig, run_cv, study_manifest_for, study_plan
 
 CEREMONY = ["crs.commit", "crs.reveal", "crs.seed", "cpk.commit", "cpk.reveal", "keys.install", "rlk.round1",
@@ -211,6 +212,19 @@ def test_policy_budgets_and_retries():
         p.admit("h", "refresh.share", "server", {**ask, "label": "evaluation/x#3"})
     again = Manifest.from_json(json.loads(json.dumps(m.to_json())))
     assert again == m and again.digest == m.digest
+
+
+def test_merged_manifests_keep_each_part_s_budgets_and_refuse_one_in_two_parts():
+    cv = Manifest("cv", (*Manifest.keys_only().budgets, Budget("decrypt.share", "fold models", 1, 1, 1)), retries=2)
+    stats = glm_manifest(3, 4, ceremony=False)
+    both = merge_manifests("study", cv, stats)
+    assert both.budgets == cv.budgets + stats.budgets and both.retries == 2
+    assert [p["part"] for p in both.plan["parts"]] == ["cv", "pooled GLM"]
+    assert both.budget_for("decrypt.share", "glm: iteration 3") == stats.budget_for("decrypt.share", "glm")
+    with pytest.raises(FormatError, match=r"the parts 'cv' and 'pooled GLM' both budget 'crs.commit'"):
+        merge_manifests("study", cv, glm_manifest(3, 4))  # the key ceremony twice
+    with pytest.raises(FormatError, match="only study manifests merge"):
+        merge_manifests("study", cv, Manifest.exploration_only())
 
 
 SMALL = StudyConfig(parties=3, folds=3, iterations=3, degree=3, seed=4, preset="train")
