@@ -6,7 +6,8 @@ Goals (issue 15): a pooled logistic GLM on 15,000 x 15 rows in 3 hospitals conve
 paper-scale synthetic set (49,152 x 10) in under 15 s. The fit's time counts every round from the first
 request to the last decryption (hospitals computing and encrypting, the server adding, the threshold
 decryptions); the key ceremony, done once per study, is reported beside it. A Table 1 of the same rows
-(every feature continuous, split by the label) is timed too. Writes benchmarks/results/glm.json.
+(every feature continuous, split by the label) is timed too. The hospitals agree to both: the fit's
+manifest merged with the table's (mpclr.stats.manifest). Writes benchmarks/results/glm.json.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ import numpy as np  # noqa: E402
 from common import table, write  # noqa: E402
 
 import mpclr  # noqa: E402
+from mpclr.roles.policy import merge_manifests  # noqa: E402
 from mpclr.stats import deal, fit_pooled  # noqa: E402
 from mpclr.stats.columns import load_columns, split_rows  # noqa: E402
+from mpclr.stats.manifest import glm_manifest, table_manifest  # noqa: E402
 from mpclr.stats.requests import GLMModel  # noqa: E402
 from mpclr.stats.result import GLMResult  # noqa: E402
 from mpclr.stats.table1 import table_one  # noqa: E402
@@ -45,7 +48,9 @@ def run(case: str, parties: int, preset: str) -> dict:
     cols = load_columns(f"synthetic:{n}x{d}")
     load0 = os.getloadavg()
     t0 = time.perf_counter()
-    fed = mpclr.Federation(parties=parties, preset=preset)
+    manifest = merge_manifests("pooled GLM and Table 1", glm_manifest(parties, d + 1),
+                               table_manifest(preset, parties, 5, continuous=d, ceremony=False))
+    fed = mpclr.Federation(parties=parties, preset=preset, manifest=manifest)
     ceremony = time.perf_counter() - t0
     try:
         deal(fed, split_rows(cols, parties))

@@ -7,6 +7,11 @@ pooled_glm options: family (binomial), outcome (default: the sites' label column
 predictors; default every other column), max-iter (25), ridge (0).
 table_one options: by (default: the label column; "none" for no split), continuous (comma-separated),
 categorical (JSON: {"name": [levels]}), min-cell (default: the largest of the sites' own).
+
+Their manifests (`pooled_glm.manifest`, `table_one.manifest`, mpclr.stats.manifest), computed by the
+coordinator from the options and what the sites said at hello (rows, features, min_cell), are what each
+site agrees to at join: the key ceremony, one stats.settings round (the columns' names, and the sites'
+min_cell for a table), and the protocol's rounds; nothing else.
 """
 
 from __future__ import annotations
@@ -16,8 +21,10 @@ import json
 from ..errors import ParameterError
 from ..params import check_study_preset
 from .family import FAMILIES
+from .glm import LABEL as GLM_LABEL
+from .table1 import LABEL as TABLE_LABEL
 
-__all__ = ["pooled_glm", "table_one", "site_columns"]
+__all__ = ["pooled_glm", "table_one", "site_settings", "glm_study_manifest", "table_study_manifest"]
 
 GLM_OPTIONS = ("family", "outcome", "columns", "max-iter", "ridge")
 TABLE_OPTIONS = ("by", "continuous", "categorical", "min-cell")
@@ -40,15 +47,16 @@ def _names(value) -> list[str] | None:
     return [v.strip() for v in str(value).split(",") if v.strip()]
 
 
-def site_columns(fed) -> list[str]:
-    """The columns every site holds (their names are public; a site holding others is named)."""
-    replies = fed.server.call_many("stats.settings", {p.name: {"label": "stats"} for p in fed.parties})
+def site_settings(fed, label: str) -> tuple[list[str], int]:
+    """(the columns every site holds, the largest of their min_cell), in one stats.settings round labelled
+    for the study's budget. Both are public; a site holding other columns is named."""
+    replies = fed.server.call_many("stats.settings", {p.name: {"label": f"{label}: settings"} for p in fed.parties})
     columns = {p: tuple(r["columns"]) for p, r in replies.items()}
     first = next(iter(columns.values()))
     differ = [p for p, c in columns.items() if c != first]
     if differ:
         raise ParameterError(f"the sites hold different columns: {', '.join(differ)} differ from {first}")
-    return list(first)
+    return list(first), max(int(r["min_cell"]) for r in replies.values())
 
 
 def check_glm(preset, config: dict) -> None:
@@ -67,7 +75,7 @@ def pooled_glm(fed, config: dict) -> dict:
 
     check_glm(fed.params, config)
     progress = config.get("progress") or (lambda event, **info: None)
-    names = site_columns(fed)
+    names, _ = site_settings(fed, GLM_LABEL)
     outcome = config.get("outcome") or names[-1]
     columns = _names(config.get("columns")) or [c for c in names if c != outcome]
     model = GLMModel(str(config.get("family") or "binomial"), outcome, tuple(columns))
@@ -98,13 +106,54 @@ def table_one(fed, config: dict) -> dict:
     from .table1 import table_one as run
 
     check_table(fed.params, config)
-    names = site_columns(fed)
+    names, largest = site_settings(fed, TABLE_LABEL)
     by = config.get("by") or names[-1]
-    min_cell = config.get("min-cell")
     t = run(fed, by=None if by == "none" else by, continuous=_names(config.get("continuous")) or (),
-            categorical=_categorical(config), min_cell=int(min_cell) if min_cell not in (None, "", 0) else None)
+            categorical=_categorical(config), min_cell=_min_cell(config) or largest)
     return t.to_dict()
+
+
+def _min_cell(config: dict) -> int | None:
+    value = config.get("min-cell")
+    return int(value) if value not in (None, "", 0) else None
+
+
+def glm_study_manifest(info, config: dict):
+    """pooled_glm's manifest on these sites (mpclr.deploy.study.SitesInfo): one fit of the model the
+    options name (every other column by default: the sites' features and label less the outcome)."""
+    from .manifest import glm_manifest
+
+    check_glm(info.params, config)
+    columns = _names(config.get("columns"))
+    max_iter = int(config.get("max-iter") or 25)
+    return glm_manifest(len(info.names), (len(columns) if columns else int(info.features)) + 1,
+                        threshold=int(info.threshold), max_iter=max_iter, settings=1, name="pooled GLM (deployed)",
+                        family=str(config.get("family") or "binomial"), outcome=config.get("outcome") or "(label)",
+                        columns=columns or "(every other column)", preset=info.params.name)
+
+
+def table_study_manifest(info, config: dict):
+    """table_one's manifest on these sites: the table the options describe, at the min_cell it will use
+    (the option, else the largest the sites reported at hello)."""
+    from .manifest import table_manifest
+
+    check_table(info.params, config)
+    cats = _categorical(config)
+    min_cell = _min_cell(config)
+    if min_cell is None:
+        silent = [n for n, m in zip(info.names, info.min_cells or [None] * len(info.names)) if m is None]
+        if silent:
+            raise ParameterError(f"run config: {', '.join(silent)} reported no min_cell at hello (an older site): "
+                                 "give min-cell")
+        min_cell = max(int(m) for m in info.min_cells)
+    continuous = _names(config.get("continuous")) or []
+    split = (config.get("by") or "") != "none"
+    return table_manifest(info.params, len(info.names), min_cell, threshold=int(info.threshold),
+                          levels=sum(len(v) for v in cats.values()), continuous=len(continuous), split=split,
+                          settings=1, name="Table 1 (deployed)", variables=[*continuous, *cats])
 
 
 pooled_glm.check_config = check_glm
 table_one.check_config = check_table
+pooled_glm.manifest = glm_study_manifest  # the coordinator asks a study hook for its manifest here
+table_one.manifest = table_study_manifest

@@ -33,8 +33,12 @@ def fit_columns(columns: Columns, family: str = "binomial", *, predictors=None, 
                 seed: int | None = None, federation=None, settings=None, max_iter: int = 25, tol: float = 1e-8,
                 ridge: float = 0.0, by=None, progress=None) -> GLMResult:
     """Deal the rows to the hospitals (of `federation`, or of a new one with `parties`, `threshold`,
-    `preset`) and fit the pooled GLM of the outcome on `predictors` (default: every other column)."""
+    `preset`) and fit the pooled GLM of the outcome on `predictors` (default: every other column).
+
+    A new federation's hospitals agree to this fit's manifest (mpclr.stats.manifest.glm_manifest) and
+    nothing more; an existing federation's own manifest governs (a hospital refuses a fit beyond it)."""
     from ..federation import Federation
+    from .manifest import glm_manifest
 
     cols = list(predictors) if predictors is not None else columns.predictors()
     missing = [c for c in cols if c not in columns.names]
@@ -42,7 +46,14 @@ def fit_columns(columns: Columns, family: str = "binomial", *, predictors=None, 
         raise ParameterError(f"parameter columns: no column {', '.join(map(repr, missing))} (columns: "
                              f"{', '.join(columns.names)})")
     model = GLMModel(family, columns.outcome, tuple(c for c in cols if c != split), intercept)
-    fed = federation or Federation(parties=parties, preset=preset, threshold=threshold, seed=seed)
+    if federation is None:
+        def agreed(hospitals):
+            return glm_manifest(len(hospitals), model.p, threshold=threshold, max_iter=max_iter,
+                                family=model.family, outcome=model.outcome, columns=list(model.names))
+
+        fed = Federation(parties=parties, preset=preset, threshold=threshold, seed=seed, manifest=agreed)
+    else:
+        fed = federation
     try:
         deal(fed, split_rows(columns, len(fed.parties), split, seed), settings)
         return GLMResult(fit_pooled(fed, model, max_iter=max_iter, tol=tol, ridge=ridge, by=by, progress=progress))

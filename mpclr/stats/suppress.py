@@ -33,10 +33,11 @@ ERROR = 1e-6  # |h - [x > 0]| <= ERROR / 2 outside the transition: flags round e
 
 
 class _Engine:
-    def __init__(self, fed, by):
+    def __init__(self, fed, by, purpose: str):
         self.server = fed.server
         self.ctx = fed.server.ctx
         self.by = by
+        self.purpose = purpose  # the refresh rounds' label: the hospitals budget them by it
         ctx = self.ctx
         self.ops = LadderOps(self.server._he, ctx.primes, ctx.scale_ladder, ctx.top_level, ctx.params.slots)
         self.parties = len(self.server.participants(by))
@@ -44,9 +45,8 @@ class _Engine:
 
     def refresh(self, x: Enc, terms) -> Enc:
         """One collective refresh of x with output sum_t a_t T_t(x) (terms: (coefficient, galois elements))."""
-        # once the hospitals' policy gate is in, purpose="table1" names these rounds for their budget
         ct = self.server.refresh_raw([x.ct], [x.level], [[(0, a, elts) for a, elts in terms]], self.by,
-                                     bound_bits=1)[0]
+                                     bound_bits=1, purpose=self.purpose)[0]
         self.refreshes += 1
         return Enc(ct, self.ctx.top_level)
 
@@ -62,11 +62,12 @@ def composite(ctx, bound: float, parties: int):
     return design_sign(0.5 / bound, ERROR, top - level, top - 2, noise, 0.0)
 
 
-def small_cell_flags(fed, flags, cells: int, min_cell: int, bound: float, by=None):
+def small_cell_flags(fed, flags, cells: int, min_cell: int, bound: float, by=None, purpose: str = "table1"):
     """The server's handle of s (see the module docstring; its first `cells` slots) for the pooled clipped
-    counts `flags` (a server Ciphertext of 2 * cells slots); and what it cost."""
+    counts `flags` (a server Ciphertext of 2 * cells slots); and what it cost. `purpose` labels its
+    refresh rounds (purpose#k), as the study manifest budgets them."""
     t0 = time.perf_counter()
-    eng = _Engine(fed, by)
+    eng = _Engine(fed, by, purpose)
     ctx, ops = eng.ctx, eng.ops
     conj = 2 * ctx.n - 1
     entry = eng.server._get(flags)

@@ -73,7 +73,7 @@ def table_one(fed, *, by: str | None = None, continuous=(), categorical=None, mi
     names = [p.name for p in fed.parties]
     revealed0 = len(fed.researcher.revealed)
     if min_cell is None:
-        settings = s.call_many("stats.settings", {p: {"label": "stats"} for p in names})
+        settings = s.call_many("stats.settings", {p: {"label": f"{LABEL}: settings"} for p in names})
         min_cell = max(int(r["min_cell"]) for r in settings.values())
     cats = tuple((n, tuple(lv)) for n, lv in (categorical.items() if isinstance(categorical, dict)
                                                 else (categorical or ())))
@@ -87,7 +87,7 @@ def table_one(fed, *, by: str | None = None, continuous=(), categorical=None, mi
     sums = [_sum(s, [replies[p]["sums"][v] for p in names], "table.counts", 2 * req.columns)
             for v in range(len(req.continuous))]
     flags = _sum(s, [replies[p]["flags"] for p in names], "table.counts", 2 * K)
-    sflags, cost = small_cell_flags(fed, flags, K, req.min_cell, req.bound, decrypt_by)
+    sflags, cost = small_cell_flags(fed, flags, K, req.min_cell, req.bound, decrypt_by, LABEL)
     keys = req.cell_keys()
     small = np.zeros(K, dtype=bool)
     # the sizes first: too few rows stops the table; a small class hides the class columns (else the overall

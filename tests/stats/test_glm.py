@@ -15,9 +15,9 @@ import statsmodels.api as sm
 import mpclr
 from mpclr.errors import PrivacyWarning, ProtocolError
 from mpclr.stats import GLMFitError, PooledGLM, configure, glm
-from mpclr.stats.budget import glm_budget
 from mpclr.stats.columns import Columns, load_columns
 from mpclr.stats.hospital import Settings
+from mpclr.stats.manifest import glm_manifest
 
 REL = 1e-6
 FAMILIES = {"binomial": sm.families.Binomial, "gaussian": sm.families.Gaussian, "poisson": sm.families.Poisson}
@@ -25,7 +25,9 @@ FAMILIES = {"binomial": sm.families.Binomial, "gaussian": sm.families.Gaussian, 
 
 @pytest.fixture(scope="module")
 def fed():
-    f = mpclr.Federation(parties=3, preset="train")
+    """One federation for many fits (protocol tests): its hospitals answer without a budget ("exploration");
+    the manifests a fit is held to are tested below."""
+    f = mpclr.Federation(parties=3, preset="train", manifest="exploration")
     yield f
     f.close()
 
@@ -104,39 +106,59 @@ def test_estimator_api(fed):
     assert list(est.summary().index)[0] == "Intercept"
 
 
-def test_only_pooled_sums_are_revealed_with_labels_and_counts_within_the_budget(fed):
-    """Each round decrypts one ciphertext of the packed length; hospitals see every decryption request with
-    its label and value count, and the requests stay within glm_budget's counts."""
-    seen = []
-    for party in fed.parties:
-        for step in ("glm.step", "decrypt.share"):
-            handler = party._handlers[step]
-
-            def record(fields, sender, handler=handler, step=step, who=party.name):
-                seen.append((who, step, fields))
-                return handler(fields, sender)
-
-            party._handlers[step] = record
-    try:
-        r = glm("lbw", federation=fed, max_iter=10)
-    finally:
-        for party in fed.parties:
-            for step in ("glm.step", "decrypt.share"):
-                party._handlers[step] = party._handlers[step].__defaults__[0]
+def test_only_pooled_sums_are_revealed_with_labels_and_counts(fed):
+    """Each round decrypts one ciphertext of the packed length, labelled by the protocol."""
+    r = glm("lbw", federation=fed, max_iter=10)
     length = 10 * 11 // 2 + 10 + 7
     assert [e["values"] for e in r.revealed] == [length] * len(r.revealed)
     assert all(e["label"].startswith("glm: ") for e in r.revealed) and len(r.revealed) == r.iterations + 1
-    budget = {b["step"]: b for b in glm_budget(10, 10)}
-    for party in fed.parties:
-        mine = [(step, f) for who, step, f in seen if who == party.name]
-        steps = [f for step, f in mine if step == "glm.step"]
-        decs = [f for step, f in mine if step == "decrypt.share"]
-        assert all(f["label"].startswith(budget["glm.step"]["label"]) for f in steps)
-        assert all(f["label"].startswith(budget["decrypt.share"]["label"]) for f in decs)
-        assert len(steps) == len(decs) == len(r.revealed) <= budget["glm.step"]["rounds"]
-        values = sum(sum(f["values"]) if isinstance(f["values"], list) else f["values"] for f in decs)
-        assert values == len(r.revealed) * length <= budget["decrypt.share"]["values"]
-        assert all(len(f["c1"]) <= budget["decrypt.share"]["per_round"] for f in decs)
+
+
+def _ledgers(monkeypatch) -> list:
+    """(manifest, each hospital's ledger) of every federation closed from now on: what a fit that makes its
+    own federation agreed to and used."""
+    seen, close = [], mpclr.Federation.close
+
+    def spy(self):
+        seen.append((self.manifest, [dict(p.policy.used) for p in self.parties]))
+        return close(self)
+
+    monkeypatch.setattr(mpclr.Federation, "close", spy)
+    return seen
+
+
+def test_a_fit_makes_its_federation_with_its_manifest_and_stays_within_it(monkeypatch):
+    seen = _ledgers(monkeypatch)
+    r = glm("lbw", max_iter=10, threshold=2, preset="fast")  # the fast preset: the budgets are the same
+    (manifest, ledgers), = seen
+    assert manifest == glm_manifest(3, 10, threshold=2, max_iter=10)  # budgets and retries (the plan aside)
+    assert manifest.retries == 2 and manifest.budget_for("shamir.deal", "") is not None
+    assert manifest.plan["columns"] == r.names and manifest.plan["outcome"] == "y"
+    rounds = len(r.revealed)
+    length = 10 * 11 // 2 + 10 + 7
+    step, dec = manifest.budget_for("glm.step", "glm: x"), manifest.budget_for("decrypt.share", "glm: x")
+    assert rounds <= step.rounds == dec.rounds == 12
+    for used in ledgers:
+        assert used["glm.step glm"] == [rounds, 0, 0]
+        assert used["decrypt.share glm"] == [rounds, rounds, rounds * length]
+        assert used["decrypt.share glm"][2] <= dec.values
+        ceremony = {k: v for k, v in used.items() if not k.endswith(" glm")}
+        assert ceremony == {b.key: [1, 0, 0] for b in manifest.budgets if b.label == ""}  # once each, nothing else
+
+
+def test_an_existing_federation_s_manifest_governs():
+    """A federation made for something else (here the key ceremony only, the default) is refused the fit
+    by its hospitals, naming the step and the label; one whose manifest is one round short, at that round."""
+    with mpclr.Federation(parties=3, preset="fast") as keys_only:
+        with pytest.raises(ProtocolError, match=r"hospital-1 refuses glm.step 'glm: design \(beta = 0\)' from "
+                                                r"server: not in the study manifest 'key ceremony only'"):
+            glm("lbw", federation=keys_only, columns=["x1", "x2"])
+    short = glm_manifest(3, 3, max_iter=10).with_budget("glm.step", "glm", rounds=2)
+    with mpclr.Federation(parties=3, preset="fast", manifest=short) as fed:
+        with pytest.raises(ProtocolError, match=r"refuses glm.step 'glm: iteration 2' from server: beyond the study "
+                                                r"manifest 'pooled GLM' .*budget 'glm.step glm' allows 2 rounds "
+                                                r"\(2 answered\)"):
+            glm("lbw", federation=fed, columns=["x1", "x2"], max_iter=10)
 
 
 def test_collinear_design_names_its_columns(fed):
@@ -202,11 +224,12 @@ def test_a_hospital_refuses_a_model_too_large_for_its_rows(fed):
 
 
 def test_two_hospitals_warn_and_threshold_decryption(tmp_path):
-    with mpclr.Federation(parties=3, threshold=2, preset="train") as f3:
+    with mpclr.Federation(parties=3, threshold=2, preset="train", manifest="exploration") as f3:
         r = glm("lbw", federation=f3, by=[0, 2])
         assert {tuple(e["by"]) for e in r.revealed} == {("hospital-1", "hospital-3")}
-    with mpclr.Federation(parties=2, preset="train") as f2, pytest.warns(PrivacyWarning, match="two hospitals"):
-        glm("lbw", federation=f2, columns=["x1", "x2"])
+    with mpclr.Federation(parties=2, preset="train", manifest="exploration") as f2:
+        with pytest.warns(PrivacyWarning, match="two hospitals"):
+            glm("lbw", federation=f2, columns=["x1", "x2"])
 
 
 def test_command_line(tmp_path, capsys):

@@ -10,9 +10,9 @@ import pytest
 import mpclr
 from mpclr.errors import ProtocolError
 from mpclr.stats import configure, deal
-from mpclr.stats.budget import table_budget
 from mpclr.stats.columns import Columns, load_columns, split_rows
 from mpclr.stats.hospital import Settings
+from mpclr.stats.manifest import table_manifest
 from mpclr.stats.table1 import table_one
 
 LEVELS = {"x3": [0, 1], "x4": [0, 1], "x5": [0, 1], "x6": [0, 1, 2, 3], "x7": [0, 1], "x8": [0, 1],
@@ -21,7 +21,9 @@ LEVELS = {"x3": [0, 1], "x4": [0, 1], "x5": [0, 1], "x6": [0, 1, 2, 3], "x7": [0
 
 @pytest.fixture(scope="module")
 def fed():
-    f = mpclr.Federation(parties=3, preset="train")
+    """One federation for many tables (protocol tests): its hospitals answer without a budget
+    ("exploration"); the manifest a table is held to is tested below."""
+    f = mpclr.Federation(parties=3, preset="train", manifest="exploration")
     yield f
     f.close()
 
@@ -143,38 +145,23 @@ def test_a_small_class_hides_the_class_columns(fed):
     assert t.small == set() and t.counts[("overall", "sex", 1.0)] == int(cols.column("sex").sum())
 
 
-def test_requests_stay_within_the_budget(fed, lbw):
-    deal(fed, split_rows(lbw, 3))
-    seen = {p.name: [] for p in fed.parties}
-    for party in fed.parties:
-        for step in ("stats.settings", "table.counts", "refresh.share", "decrypt.share"):
-            handler = party._handlers[step]
-
-            def record(fields, sender, handler=handler, step=step, who=party.name):
-                seen[who].append((step, fields))
-                return handler(fields, sender)
-
-            party._handlers[step] = record
-    try:
-        table_one(fed, by="y", continuous=["x1"], categorical={"x3": [0, 1], "x6": [0, 1, 2, 3]})
-    finally:
+def test_a_table_uses_exactly_its_manifest(lbw):
+    """The hospitals' ledgers after a Table 1 equal its manifest's budgets (rounds, ciphertexts, values: its
+    refreshes carry the table's label); a second table is beyond it. (A deployed table: tests/deploy.)"""
+    manifest = table_manifest("train", 3, 5, levels=6, continuous=1)
+    cats = {"x3": [0, 1], "x6": [0, 1, 2, 3]}
+    with mpclr.Federation(parties=3, preset="train", manifest=manifest) as fed:
+        deal(fed, split_rows(lbw, 3))
+        t = table_one(fed, by="y", continuous=["x1"], categorical=cats)
+        assert t.suppressed == ["x6"]  # the protocol ran through: both cell tests, then the release
+        exact = {b.key: [b.rounds, b.ciphertexts, b.values] for b in manifest.budgets if b.label == "table1"}
+        assert set(exact) == {f"{step} table1" for step in ("stats.settings", "table.counts", "refresh.share",
+                                                               "decrypt.share")}
         for party in fed.parties:
-            for step in ("stats.settings", "table.counts", "refresh.share", "decrypt.share"):
-                party._handlers[step] = party._handlers[step].__defaults__[0]
-    budget = {b["step"]: b for b in table_budget(fed.params, 3, 5, levels=6, continuous=1, split=True)}
-    for who, reqs in seen.items():
-        settings = [f for s, f in reqs if s == "stats.settings"]
-        assert len(settings) == 1 <= budget["stats.settings"]["rounds"] and settings[0]["label"] == "stats"
-        for step, b in budget.items():
-            if step == "stats.settings":
-                continue
-            mine = [f for s, f in reqs if s == step]
-            n = [len(f["c1"]) if isinstance(f.get("c1"), list) else int("c1" in f) for f in mine]
-            assert len(mine) == b["rounds"] and sum(n) == b["ciphertexts"] and max(n) == b["per_round"], (who, step)
-            if step != "refresh.share":  # the server's refresh labels are its counter until the policy gate names them
-                assert all(f["label"].startswith(b["label"]) for f in mine)
-        values = [v for s, f in reqs if s == "decrypt.share" for v in f["values"]]
-        assert sum(values) == budget["decrypt.share"]["values"]
+            assert {k: v for k, v in party.policy.used.items() if k.endswith("table1")} == exact
+        with pytest.raises(ProtocolError, match=r"hospital-1 refuses stats.settings 'table1: settings' from server: "
+                                                r"beyond the study manifest 'Table 1'"):
+            table_one(fed, by="y", continuous=["x1"], categorical=cats)
 
 
 def test_a_test_finer_than_the_refresh_noise_is_refused_up_front(fed):
