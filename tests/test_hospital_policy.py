@@ -14,6 +14,7 @@ import json
 import os
 import re
 import stat
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -176,6 +177,41 @@ def test_a_deployed_site_answers_the_key_ceremony_only_without_a_study_manifest(
         assert [s for s, d in steps[2:] if d == "answered"] == CEREMONY
         assert steps[-1] == ("lr.folds", "refused") and log[-1]["requester"] == "server"
         assert len(log) == sum(1 for s, _ in grid.delivered if s == site.name)  # every message, answered or not
+
+
+def test_a_deployed_table_one_round_short_is_refused_at_that_round(tmp_path):
+    """table_one (like pooled_glm) declares its manifest: the sites agree to it at join (that the study's
+    requests fit it exactly is in tests/deploy/test_stats_deploy.py). A coordinator whose manifest allows one
+    refresh fewer than the secure small-cell test needs is refused at that refresh, which carries the
+    table's label, by every site, naming the step, the label and the budget."""
+    pytest.importorskip("flwr")
+    from mpclr.deploy.server_app import run_deployed_study
+    from mpclr.stats.deploy import table_one
+
+    from .deploy.test_transport import FakeGrid, make_data, study_config, write_sites
+
+    X, y = make_data()
+    sites = write_sites(tmp_path, X, y)
+    options = {"continuous": "x0,x1"}
+    info = SimpleNamespace(names=[s.name for s in sites], params=PRESETS["train"], threshold=3, min_cells=[5] * 3)
+    rounds = table_one.manifest(info, options).budget_for("refresh.share", "table1").rounds - 1
+
+    def short(fed, config):
+        return table_one(fed, config)
+
+    short.check_config = table_one.check_config
+    short.manifest = lambda info, config: table_one.manifest(info, config).with_budget("refresh.share", "table1",
+                                                                                        rounds=rounds)
+    with pytest.raises(ProtocolError, match=rf"refuses refresh.share 'table1#{rounds + 1}' from server: beyond the "
+                                            rf"study manifest 'Table 1' .*budget 'refresh.share table1' allows "
+                                            rf"{rounds} rounds? \({rounds} answered\)"):
+        run_deployed_study(FakeGrid(sites), dataclasses.replace(study_config(tmp_path), options=options), study=short)
+    for i in (1, 2, 3):
+        log = [json.loads(line) for line in (tmp_path / f"keystore-{i}" / "audit.jsonl").open()]
+        assert sum(r["step"] == "refresh.share" and r["decision"] == "answered" for r in log) == rounds
+        assert (log[-1]["step"], log[-1]["label"], log[-1]["decision"]) == ("refresh.share", f"table1#{rounds + 1}",
+                                                                            "refused")
+        assert f"allows {rounds} round" in log[-1]["reason"]
 
 
 # ================================================================ the manifest in process

@@ -404,6 +404,7 @@ class SiteRuntime:
                 "identity": ident.public_bytes.hex(),
                 "rows": int(len(y)),
                 "features": int(X.shape[1]),
+                "min_cell": int(self.config.min_cell),  # its disclosure setting (public): a Table 1's manifest
                 "mpclr": _version(),
             }
         ).encode()

@@ -127,7 +127,7 @@ def glm_study_manifest(info, config: dict):
     columns = _names(config.get("columns"))
     max_iter = int(config.get("max-iter") or 25)
     return glm_manifest(len(info.names), (len(columns) if columns else int(info.features)) + 1,
-                        threshold=int(info.threshold), max_iter=max_iter, settings=1, name="pooled GLM (deployed)",
+                        threshold=int(info.threshold), max_iter=max_iter, settings=1,
                         family=str(config.get("family") or "binomial"), outcome=config.get("outcome") or "(label)",
                         columns=columns or "(every other column)", preset=info.params.name)
 
@@ -150,7 +150,7 @@ def table_study_manifest(info, config: dict):
     split = (config.get("by") or "") != "none"
     return table_manifest(info.params, len(info.names), min_cell, threshold=int(info.threshold),
                           levels=sum(len(v) for v in cats.values()), continuous=len(continuous), split=split,
-                          settings=1, name="Table 1 (deployed)", variables=[*continuous, *cats])
+                          settings=1, variables=[*continuous, *cats])
 
 
 pooled_glm.check_config = check_glm

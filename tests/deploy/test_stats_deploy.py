@@ -16,7 +16,10 @@ sm = pytest.importorskip("statsmodels.api")
 from mpclr.deploy.server_app import StudyConfig, run_deployed_study  # noqa: E402
 from mpclr.deploy.site import SiteConfig, answer  # noqa: E402
 from mpclr.errors import ProtocolError  # noqa: E402
+from mpclr.params import get_preset  # noqa: E402
+from mpclr.roles.policy import Manifest  # noqa: E402
 from mpclr.stats.deploy import pooled_glm, table_one  # noqa: E402
+from mpclr.stats.manifest import glm_manifest, table_manifest  # noqa: E402
 
 from .test_transport import FakeGrid, keystore_passphrase, make_data, write_sites  # noqa: E402, F401
 
@@ -42,6 +45,23 @@ def config(tmp_path, **options):
                        join_timeout=5, round_timeout=60, poll=0.0, max_poll=0.0, options=options)
 
 
+def answered(tmp_path, manifest: Manifest) -> list[dict[str, list[int]]]:
+    """Per site, [rounds, ciphertexts] answered per budget of the manifest, from its audit log (where every
+    request is, answered or refused: none may be refused here)."""
+    out = []
+    for i in (1, 2, 3):
+        records = [json.loads(line) for line in (tmp_path / f"keystore-{i}" / "audit.jsonl").open()]
+        assert all(r["decision"] == "answered" for r in records)
+        used: dict[str, list[int]] = {}
+        for r in records:
+            if r["step"] not in ("hello", "folds", "join"):  # bootstrap messages, before the session
+                b = manifest.budget_for(r["step"], r["label"])
+                got = used.setdefault(b.key, [0, 0])
+                got[0], got[1] = got[0] + 1, got[1] + r["ciphertexts"]
+        out.append(used)
+    return out
+
+
 @pytest.fixture(scope="module")
 def data():
     X, y = make_data(n=240, d=3, seed=11)
@@ -60,6 +80,15 @@ def test_pooled_glm_over_the_grid_matches_statsmodels(tmp_path, data):
     np.testing.assert_allclose([r["coef"] for r in rows], ref.params, rtol=1e-6)
     np.testing.assert_allclose([r["std err"] for r in rows], ref.bse, rtol=1e-6)
     assert study["summary"]["Hospitals"] == 3 and all(e["label"].startswith("glm: ") for e in study["revealed"])
+    # the sites agreed to the fit's manifest (read the columns once, at most max-iter + 2 rounds) and no more
+    manifest = Manifest.from_json(res["manifest"])
+    assert manifest == glm_manifest(3, 4, max_iter=25, settings=1)
+    rounds = len(study["revealed"])
+    for used in answered(tmp_path, manifest):
+        assert used.pop("glm.step glm") == [rounds, 0] and used.pop("decrypt.share glm") == [rounds, rounds]
+        assert rounds <= manifest.budget_for("glm.step", "glm").rounds
+        assert used == {b.key: [b.rounds, 0] for b in manifest.budgets if b.key not in ("glm.step glm",
+                                                                                         "decrypt.share glm")}
 
 
 def test_a_site_refuses_by_its_own_settings(tmp_path, data):
@@ -94,3 +123,9 @@ def test_table_one_over_the_grid_matches_pandas(tmp_path, data):
         for lv in small:
             assert rows[("x2", f"{int(lv)}")][col] == "<8"
     assert "x2" in t["suppressed_variables"]
+    # the sites agreed to this table's manifest, at the largest min_cell they reported at hello, and the
+    # table used it exactly, budget by budget
+    manifest = Manifest.from_json(res["manifest"])
+    assert manifest == table_manifest(get_preset("train"), 3, 8, levels=len(levels), continuous=2, settings=1)
+    for used in answered(tmp_path, manifest):
+        assert used == {b.key: [b.rounds, b.ciphertexts] for b in manifest.budgets}
