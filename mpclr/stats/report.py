@@ -1,21 +1,54 @@
 """The statistics in the notebooks: Table 1 in 02 (after the rows are loaded, before training) and the
-regression table of 07 beside statsmodels on the pooled rows and beside the encrypted CV models."""
+regression table of 07 beside statsmodels on the pooled rows and beside the encrypted CV models; and their
+parts of the study manifest 01 makes (`study_manifests`), which the hospitals agree to with the keys."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from ..errors import DataError
 from .columns import Columns
 from .estimator import deal
+from .glm import LABEL as GLM_LABEL
 from .glm import GLMFitError, fit_pooled
+from .hospital import settings_of
+from .manifest import glm_manifest, table_manifest
 from .requests import GLMModel
 from .result import GLMResult
+from .table1 import LABEL as TABLE_LABEL
 from .table1 import table_one
 
 __all__ = ["study_columns", "codebook", "study_table_one", "study_glm", "statsmodels_frame", "cv_coefficients",
-           "regression_table", "regression_record", "RIDGE_AFTER_SEPARATION"]
+           "regression_table", "regression_record", "RIDGE_AFTER_SEPARATION", "study_manifests", "agreed"]
 
 RIDGE_AFTER_SEPARATION = 1.0  # 07 fits with this ridge penalty, named in its output, when the data are separated
+MAX_ITER = 25  # 07's iterations per fit
+
+
+def study_manifests(study, data, hospitals, *, table: bool, regression: bool) -> list:
+    """The manifest parts (mpclr.stats.manifest, without the key ceremony: 01 merges them into the study's)
+    for 02's Table 1 (`table`) and 07's regression table (`regression`), from the study's public facts: its
+    data dictionary (codebook), the hospitals' own min_cell (`hospitals`: their DataProviders), the
+    features. 07's plan is two fits: the maximum-likelihood one and, if the data are separated, the ridge."""
+    n, t = len(study.party_names()), study.key_holders_needed
+    parts = []
+    if table:
+        continuous, categorical = codebook(data.pooled)
+        parts.append(table_manifest(
+            study.params(), n, max(settings_of(p).min_cell for p in hospitals), threshold=t,
+            levels=sum(len(v) for v in categorical.values()), continuous=len(continuous), split=True, settings=1,
+            ceremony=False, by=_label(data.pooled), variables=[*continuous, *categorical]))
+    if regression:
+        parts.append(glm_manifest(n, data.pooled.n_features + 1, threshold=t, max_iter=MAX_ITER, fits=2,
+                                  ceremony=False, family="binomial", outcome=_label(data.pooled),
+                                  columns=list(data.pooled.feature_names)))
+    return parts
+
+
+def agreed(fed, what: str) -> bool:
+    """Whether the federation's hospitals agreed to 02's Table 1 (what="table1") or 07's GLM ("glm")."""
+    step = {TABLE_LABEL: "table.counts", GLM_LABEL: "glm.step"}[what]
+    return fed.manifest.exploration or fed.manifest.budget_for(step, what) is not None
 
 
 def _label(ds) -> str:
@@ -53,15 +86,18 @@ def study_table_one(fed, data, max_levels: int = 10):
 def study_glm(fed, data, ridge: float = 0.0) -> tuple[GLMResult, str | None]:
     """The pooled logistic GLM of the label on every feature; when the data are separated (no maximum-
     likelihood estimate) and no ridge was asked for, the message and a fit with RIDGE_AFTER_SEPARATION."""
+    if not agreed(fed, GLM_LABEL):
+        raise DataError("the study manifest the hospitals agreed to in 01 has no pooled GLM: rerun "
+                        "notebooks/01_key_ceremony.ipynb with regression_table=True (new keys), then 02 and this step")
     parts = study_columns(data)
     deal(fed, parts)
     model = GLMModel("binomial", parts[0].outcome, tuple(parts[0].predictors()))
     try:
-        return GLMResult(fit_pooled(fed, model, ridge=ridge)), None
+        return GLMResult(fit_pooled(fed, model, max_iter=MAX_ITER, ridge=ridge)), None
     except GLMFitError as exc:
         if exc.kind != "separation" or ridge:
             raise
-        return GLMResult(fit_pooled(fed, model, ridge=RIDGE_AFTER_SEPARATION)), str(exc)
+        return GLMResult(fit_pooled(fed, model, max_iter=MAX_ITER, ridge=RIDGE_AFTER_SEPARATION)), str(exc)
 
 
 def statsmodels_frame(pooled):

@@ -15,6 +15,7 @@ from mpclr.notebooks import SEQUENCE, RunFolder, Study
 from mpclr.notebooks.pipeline import load_encrypted, resume_federation
 from mpclr.notebooks.runner import SequenceFailed, run_sequence
 from mpclr.params import get_preset
+from mpclr.roles.policy import Manifest
 
 from ..checks import refresh_flooding
 
@@ -22,7 +23,7 @@ LATER_STEP = Path(__file__).parent / "fixtures" / "later_step.ipynb"
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-SMALL = {"dataset": "synthetic:300x4", "parties": 2, "folds": 3, "iterations": 3, "seed": 7}
+SMALL = {"dataset": "synthetic:300x4", "parties": 2, "folds": 3, "iterations": 3, "seed": 7, "regression_table": True}
 STEPS = [
     "00_study_and_roles",
     "01_key_ceremony",
@@ -380,6 +381,17 @@ def test_02_shows_the_table_one_of_the_hospitals_rows(study_run, pooled):
     assert [r["label"] for r in t["revealed"]] == ["table1: sizes below min_cell", "table1: released counts",
                                                   *[f"table1: sums of {n}" for n in data.pooled.feature_names]]
     assert run.read_json("data.json")["summary"]["table1_s"] > 0
+    # 01 agreed the table in the study manifest, beside the CV study's budgets and 07's GLM; 02 used it exactly
+    manifest = Manifest.from_json(run.read_json("keys.json")["manifest"]["json"])
+    assert [p["part"] for p in manifest.plan["parts"]] == ["encrypted cross-validation", "Table 1", "pooled GLM"]
+    fed = Federation.load(run.path / "federation")
+    try:
+        for party in fed.parties:
+            used = {k: v for k, v in party.policy.used.items() if k.endswith(" table1")}
+            assert used == {b.key: [b.rounds, b.ciphertexts, b.values] for b in manifest.budgets
+                            if b.label == "table1"}
+    finally:
+        fed.close()
 
 
 def test_07_regression_table_beside_statsmodels_and_the_cv_models(study_run, pooled):

@@ -258,3 +258,16 @@ def test_a_file_whose_outcome_is_not_a_number_is_refused_naming_the_cell(tmp_pat
     path.write_text("age,dose,bmi\n50,1.5,22.1\n61,2.0,NA\n")
     with pytest.raises(mpclr.errors.DataError, match=r"line 3, column 3 \('bmi'\) \(label\): the label is missing"):
         load_columns(path, "bmi", family="gaussian")
+
+
+def test_07_without_the_glm_in_the_study_manifest_says_to_rerun_01():
+    """Notebook 07 on a federation whose hospitals agreed no pooled GLM (01 run with regression_table=False):
+    stopped before any request, saying what to rerun."""
+    from mpclr.stats.report import agreed, study_glm
+
+    with mpclr.Federation(parties=2, preset="fast") as fed:  # the key ceremony only
+        assert not agreed(fed, "glm") and not agreed(fed, "table1")
+        with pytest.raises(mpclr.errors.DataError, match=r"no pooled GLM: rerun notebooks/01_key_ceremony.ipynb with "
+                                                         r"regression_table=True"):
+            study_glm(fed, None)
+        assert sum(p.handler_calls.get("glm.step", 0) for p in fed.parties) == 0
