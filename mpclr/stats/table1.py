@@ -21,7 +21,8 @@ What the researcher learns: the released counts, class sizes, means and standard
 of the shown columns are small (1..min_cell-1: that is what "<5" says) and whether a class is small; the
 total row count. Never a small count's value, nor the zero or non-zero pattern of hidden cells. A
 coordinator that deviates from the protocol (decrypts the raw pooled counts instead of the masked ones)
-is bounded only by the study plan, as for every aggregate (README, "Residual risks").
+is bounded only by the study manifest (mpclr.stats.manifest: the table's decryptions and values, which
+the raw counts fit as well), as for every aggregate (README, "Residual risks").
 """
 
 from __future__ import annotations
