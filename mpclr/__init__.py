@@ -19,12 +19,15 @@ from .errors import (
 from .federation import Federation
 from .params import PRESETS, Params, get_preset
 from .roles import Ciphertext
+from .stats import PooledGLM, glm
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Federation",
     "Ciphertext",
+    "glm",
+    "PooledGLM",
     "Params",
     "PRESETS",
     "get_preset",

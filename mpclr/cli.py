@@ -1,5 +1,5 @@
 """Command line: `mpclr demo` (the README's main job), `mpclr cv` (batch runs of a study), `mpclr batch`
-(the notebook sequence over a grid of parameters)."""
+(the notebook sequence over a grid of parameters), `mpclr glm` (a pooled GLM, mpclr.stats)."""
 
 from __future__ import annotations
 
@@ -221,6 +221,9 @@ def main(argv=None) -> int:
     _study_arguments(cv, folds=10)
     cv.set_defaults(func=_cv)
     add_batch_parser(sub)
+    from .stats.cli import add_glm_parser
+
+    add_glm_parser(sub)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

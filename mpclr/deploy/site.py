@@ -160,6 +160,9 @@ class SiteConfig:
     label, positive : passed to mpclr.data.load_csv for files
     encrypt : keep the keystore's secrets encrypted at rest (the default; False only for test deployments)
     passphrase_file : a file (0600) holding the keystore's passphrase; else MPCLR_KEYSTORE_PASSPHRASE
+    glm_max_fraction, min_cell : the hospital's disclosure settings for the statistics protocols
+        (mpclr.stats.hospital.Settings: a model's parameters at most this fraction of its rows; the
+        smallest pooled cell a table shows)
     """
 
     name: str
@@ -170,8 +173,11 @@ class SiteConfig:
     positive: str = ""
     encrypt: bool = True
     passphrase_file: str = ""
+    glm_max_fraction: float = 0.33
+    min_cell: int = 5
 
-    KEYS = ("site-name", "keystore", "data", "part", "label", "positive", "encrypt", "passphrase-file")
+    KEYS = ("site-name", "keystore", "data", "part", "label", "positive", "encrypt", "passphrase-file",
+            "glm-max-fraction", "min-cell")
 
     @classmethod
     def from_mapping(cls, m) -> SiteConfig:
@@ -187,14 +193,32 @@ class SiteConfig:
             positive=str(m.get("positive", "") or ""),
             encrypt=_flag(m.get("encrypt", True), "encrypt"),
             passphrase_file=str(m.get("passphrase-file", "") or ""),
+            glm_max_fraction=_setting(m, "glm-max-fraction", float, 0.33),
+            min_cell=_setting(m, "min-cell", int, 5),
         )
 
     def node_config(self) -> str:
         """The value of flower-supernode's --node-config for this site."""
         pairs = {"site-name": self.name, "keystore": self.keystore, "data": self.data, "part": self.part,
                  "label": self.label, "positive": self.positive, "passphrase-file": self.passphrase_file}
+        if (self.glm_max_fraction, self.min_cell) != (0.33, 5):  # the disclosure settings, when not the defaults
+            pairs.update({"glm-max-fraction": self.glm_max_fraction, "min-cell": self.min_cell})
         text = " ".join(f"{k}={json.dumps(v)}" for k, v in pairs.items() if v)
         return text + ("" if self.encrypt else " encrypt=false")
+
+
+def _setting(m, key: str, kind, default):
+    """A disclosure setting of the site's configuration, checked as mpclr.stats checks it."""
+    from ..errors import ParameterError
+    from ..stats.hospital import Settings
+
+    value = m.get(key, default)
+    try:
+        value = kind(default if value in (None, "") else value)
+        Settings(**{key.replace("-", "_"): value})
+    except (TypeError, ValueError, ParameterError) as exc:
+        raise SiteFailure(f"the site configuration's {key}: {exc}") from None
+    return value
 
 
 def _flag(value, name: str) -> bool:
@@ -259,6 +283,7 @@ class SiteRuntime:
         self._lock = threading.Lock()
         self._prompt = prompt  # may ask for the passphrase on a terminal (run_site, at start)
         self._key: KeystoreKey | None = None
+        self.names: tuple[str, ...] = ()
 
     # --- the site's keystore, long-term identity and data --------------------------------------
     def key(self) -> KeystoreKey | None:
@@ -296,7 +321,8 @@ class SiteRuntime:
             raise SiteFailure(str(exc)) from None
 
     def data(self) -> tuple[np.ndarray, np.ndarray]:
-        """The site's rows (features, 0/1 labels), read from its own file; cached while it is unchanged."""
+        """The site's rows (features, 0/1 labels), read from its own file; cached while it is unchanged.
+        `self.names` then holds the features' names and the label's (the statistics protocols name columns)."""
         from .. import data as mdata
 
         spec = self.config.data
@@ -322,6 +348,8 @@ class SiteRuntime:
                     raise SiteFailure(f"part {self.config.part!r}: expected i/n with 1 <= i <= n")
                 idx = np.array_split(np.arange(len(y)), n)[i - 1]
                 X, y = X[idx], y[idx]
+            label = ds.meta.get("label_name") or "y"
+            self.names = (*ds.feature_names, label if label not in ds.feature_names else "label")
             self._data, self._data_key = (np.asarray(X), np.asarray(y)), key
         return self._data
 
@@ -376,6 +404,7 @@ class SiteRuntime:
                 "identity": ident.public_bytes.hex(),
                 "rows": int(len(y)),
                 "features": int(X.shape[1]),
+                "min_cell": int(self.config.min_cell),  # its disclosure setting (public): a Table 1's manifest
                 "mpclr": _version(),
             }
         ).encode()
@@ -508,6 +537,7 @@ class SiteRuntime:
             raise SiteFailure(f"the site's data changed during the study ({info['rows']} rows, now {len(y)})")
         dp = DataProvider(self.config.name, ctx, _SiteNetwork())
         dp.load_data(X, y, info["row_offset"] + np.arange(len(y)))
+        _statistics(dp, self.config, X, y, self.names)
         try:
             dp.load(ks)
         except FormatError as exc:
@@ -527,6 +557,14 @@ class SiteRuntime:
             ks.delete_secret(old)
         ks.put_json("reply-index", cached[:REPLY_CACHE_SIZE] + noted[:REPLY_CACHE_SIZE])
         return reply, False
+
+
+def _statistics(dp, config: SiteConfig, X, y, names) -> None:
+    """The site's rows as named columns, and its own disclosure settings, for mpclr.stats' protocols."""
+    from ..stats.hospital import Settings, configure, give_data
+
+    give_data(dp, np.column_stack([X, y]), names)
+    configure(dp, Settings(config.glm_max_fraction, config.min_cell))
 
 
 def _version() -> str:

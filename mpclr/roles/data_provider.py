@@ -13,6 +13,8 @@ later step uses the threshold share, and a step that would need s_i is refused.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 
@@ -32,11 +34,25 @@ from .guard import RequestGuard, check_public_key, check_round_one, commitment, 
 from .node import Node, Session
 from .policy import Manifest, Policy
 
-__all__ = ["DataProvider", "commitment"]
+__all__ = ["DataProvider", "commitment", "register_handlers"]
 
 # secrets one protocol step keeps for the next, as bytes (kept in `_pending`, saved as pending-<name>)
 _PENDING_BYTES = ("crs_nonce", "cpk_share", "shamir_own", "rlk_share")
 FOLD_KEY_BYTES = 32  # the secret behind a hospital's fold assignment (mpclr.lr.folds.secret_folds)
+
+# Steps other packages teach every hospital (mpclr.stats): step -> function(hospital, fields, sender).
+_EXTRA_HANDLERS: dict[str, Callable] = {}
+
+
+def register_handlers(handlers: dict[str, Callable]) -> None:
+    """Let every hospital made from now on answer more protocol steps: step -> function(hospital, fields,
+    sender), run as the hospital's own handlers are (what it raises becomes a refusal). What such a
+    package keeps between requests goes in `hospital.extension_state[its name]` (JSON, saved with the
+    hospital's keystore)."""
+    for step, fn in handlers.items():
+        if not callable(fn):
+            raise TypeError(f"handler of {step!r} is not callable")
+    _EXTRA_HANDLERS.update(handlers)
 
 
 class DataProvider(Node):
@@ -88,6 +104,11 @@ class DataProvider(Node):
                 "lr.folds": self._on_lr_folds,
             }
         )
+        for step, fn in _EXTRA_HANDLERS.items():
+            if step in self._handlers:
+                raise ProtocolError(f"a package registered a handler for {step!r}, a hospital's own step")
+            self._handlers[step] = partial(fn, self)
+        self.extension_state: dict[str, dict] = {}  # what registered packages keep here (public JSON)
         self._data = None  # (X, y, global row indices): this hospital's rows, never sent
 
     def join(self, session: Session) -> None:
@@ -157,6 +178,7 @@ class DataProvider(Node):
             "used_refresh_labels": sorted(self._used_refresh_labels),
             "crs_commitments": {k: bytes(v).hex() for k, v in self._pending.get("crs_commitments", {}).items()},
             "folds": None if getattr(self, "_folds", None) is None else self._folds.tolist(),
+            "extensions": self.extension_state,
         }
         ks.put_json("data-provider", public)
         for name, value in (
@@ -206,6 +228,7 @@ class DataProvider(Node):
         if ks.has("pending-rlk_u", True):
             self._pending["rlk_u"] = SecretKeyShare.import_from_keystore(ring, ks, "pending-rlk_u")
         self._folds = None if public["folds"] is None else np.asarray(public["folds"], dtype=np.int64)
+        self.extension_state = dict(public.get("extensions", {}))
         self._guard.load(ks)
         self.policy.load(ks)
 
