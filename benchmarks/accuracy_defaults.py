@@ -24,11 +24,11 @@ from common import table, write  # noqa: E402
 
 from mpclr import data  # noqa: E402
 from mpclr.errors import ParameterError  # noqa: E402
-from mpclr.lr.baselines import sklearn_cv  # noqa: E402
-from mpclr.lr.folds import assign_folds  # noqa: E402
-from mpclr.lr.metrics import fold_metrics  # noqa: E402
-from mpclr.lr.sigmoid import sigmoid_poly  # noqa: E402
-from mpclr.lr.twin import NesterovLR, standardization_stats  # noqa: E402
+from mpclr.plain.baselines import sklearn_cv  # noqa: E402
+from mpclr.plain.folds import assign_folds  # noqa: E402
+from mpclr.plain.metrics import fold_metrics  # noqa: E402
+from mpclr.plain.sigmoid import sigmoid_poly  # noqa: E402
+from mpclr.plain.twin import NesterovLR, standardization_stats  # noqa: E402
 
 FOLDS = 5
 SEEDS = range(5)

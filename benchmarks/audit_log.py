@@ -77,13 +77,13 @@ def main() -> None:
     from mpclr.federation import seal_context
     from mpclr.network import InProcessNetwork
     from mpclr.params import get_preset
-    from mpclr.roles import DataProvider
+    from mpclr.roles import Hospital
     from mpclr.study import StudyConfig, study_manifest_for
 
     config = StudyConfig()
     data = load("breast_cancer")
     ctx = seal_context(get_preset(config.preset))
-    hospitals = [DataProvider(f"hospital-{i + 1}", ctx, InProcessNetwork()) for i in range(config.parties)]
+    hospitals = [Hospital(f"hospital-{i + 1}", ctx, InProcessNetwork()) for i in range(config.parties)]
     parts = split(data, config.parties, config.split, seed=config.seed)
     manifest = study_manifest_for(config, parts, config.evaluation, data.n_features)(hospitals)
     requests = sum(b.rounds for b in manifest.budgets)

@@ -27,10 +27,10 @@ from common import table, write  # noqa: E402
 
 import mpclr  # noqa: E402
 from mpclr.data import synthetic  # noqa: E402
-from mpclr.lr.cv import EncryptedCV, run_encrypted_cv  # noqa: E402
-from mpclr.lr.encrypted import TrainingPlan  # noqa: E402
-from mpclr.lr.evaluation import SecureEvaluation  # noqa: E402
-from mpclr.lr.sigmoid import sigmoid_poly  # noqa: E402
+from mpclr.evaluation.secure import SecureEvaluation  # noqa: E402
+from mpclr.plain.sigmoid import sigmoid_poly  # noqa: E402
+from mpclr.training.cv import EncryptedCV, run_encrypted_cv  # noqa: E402
+from mpclr.training.encrypted import TrainingPlan  # noqa: E402
 
 SCHEDULE = [(2.0, 0.0), (1.0, 0.0), (0.7, -0.2)]
 STUDY_MINUTES = 20

@@ -2,13 +2,13 @@
 
     python benchmarks/keystore.py                 # preset train, 3 hospitals (about a minute)
 
-A site answers every message from its keystore: it loads the hospital's DataProvider (identity, key
+A site answers every message from its keystore: it loads the hospital's Hospital (identity, key
 share, threshold share, protocol secrets), answers, saves it again, and keeps the reply (a secret file)
 for a retried request (mpclr.deploy.site.SiteRuntime._protocol). With encryption at rest every secret
 file read or written goes through AES-256-GCM, and the key is derived (scrypt) once per process.
 
 Measures: scrypt (once per process and keystore), AES-GCM seal and open per MB, and the keystore part
-of one message at a real hospital state (load + save of the DataProvider, and a reply of 1 and 8 MB
+of one message at a real hospital state (load + save of the Hospital, and a reply of 1 and 8 MB
 written and read back), plain and encrypted. Writes benchmarks/results/keystore.json.
 """
 

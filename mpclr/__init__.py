@@ -20,8 +20,7 @@ from .federation import Federation
 from .params import PRESETS, Params, get_preset
 from .roles import Ciphertext
 from .stats import PooledGLM, glm
-
-__version__ = "0.1.0"
+from .version import __version__ as __version__
 
 __all__ = [
     "Federation",

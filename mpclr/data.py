@@ -29,6 +29,8 @@ from .tabular import read_file, read_frame
 __all__ = [
     "Dataset",
     "binary_labels",
+    "check_fold_count",
+    "check_stratifiable",
     "load",
     "load_csv",
     "load_frame",
@@ -46,6 +48,22 @@ SHARED_NAMES = ("edin", "lbw", "pcs", "uis")
 
 
 # ------------------------------------------------------------------------------------------------
+def check_fold_count(folds) -> int:
+    if isinstance(folds, bool) or not isinstance(folds, int | np.integer) or folds < 2:
+        raise ParameterError(f"parameter folds must be an integer >= 2, got {folds!r}")
+    return int(folds)
+
+
+def check_stratifiable(y, folds: int, what: str = "the data") -> None:
+    """Refuse when some fold would miss a class: each class needs at least `folds` rows."""
+    folds = check_fold_count(folds)
+    y = binary_labels(y)
+    counts = {c: int((y == c).sum()) for c in (0, 1)}
+    if min(counts.values()) < folds:
+        raise DataError(f"{what}: {folds} folds cannot each hold both classes; class counts are "
+                        f"0: {counts[0]}, 1: {counts[1]} (each class needs at least {folds} rows)")
+
+
 def binary_labels(y, what: str = "labels") -> np.ndarray:
     """y as an int64 vector of 0/1, or a DataError naming (up to six of) the values found."""
     y = np.asarray(y)
@@ -319,8 +337,6 @@ def load(spec, **kwargs) -> Dataset:
 
 def check_folds(dataset: Dataset, folds: int) -> None:
     """Refuse a fold count the data cannot support: every fold needs rows of both classes."""
-    from .lr.folds import check_fold_count, check_stratifiable
-
     check_fold_count(folds)
     where = dataset.source or dataset.name
     if dataset.n_samples < folds:

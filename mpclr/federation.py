@@ -12,23 +12,15 @@ import time
 import numpy as np
 
 from .errors import ParameterError
+from .evaluation import hospital as _evaluation_steps  # noqa: F401  (registers lr.encrypt_eval)
 from .network import InProcessNetwork, Network
 from .params import Params, get_preset
-from .roles import Ciphertext, DataProvider, Researcher, Server, Session
+from .roles import Ciphertext, Hospital, Researcher, Server, Session
 from .roles.policy import Manifest
-from .seal.context import SealContext
+from .seal.context import seal_context
+from .training import hospital as _training_steps  # noqa: F401  (registers lr.aggregate, folds, encrypt)
 
 __all__ = ["Federation"]
-
-_CONTEXTS: dict[Params, SealContext] = {}
-
-
-def seal_context(params: Params) -> SealContext:
-    """Parameter sets are immutable, so their SEAL contexts (prime tables included) are shared."""
-    if params not in _CONTEXTS:
-        _CONTEXTS[params] = SealContext(params)
-    return _CONTEXTS[params]
-
 
 class Federation:
     """n data providers with one key share each, a server and a researcher.
@@ -44,11 +36,11 @@ class Federation:
     network : a transport (default: all nodes in this process)
     rotations : rotation steps to make keys for right away
     manifest : what the hospitals agree to answer (mpclr.roles.policy.Manifest): a study's, computed from
-        its plan (mpclr.lr.manifest), or "exploration" (no budget: interactive use, never accepted by a
+        its plan (mpclr.manifest), or "exploration" (no budget: interactive use, never accepted by a
         deployed site). Default: the key ceremony and `rotations` only, so no decryption, refresh or key
-        switch is answered until a study's manifest is agreed. A function of the hospitals (DataProviders,
+        switch is answered until a study's manifest is agreed. A function of the hospitals (Hospital nodes,
         not joined yet) returning the Manifest: for a plan that needs what each hospital counts on its own
-        rows before it joins (its rows per fold, DataProvider.fold_sizes), as a site does at bootstrap.
+        rows before it joins (its rows per fold, mpclr.training.hospital.fold_sizes), as a site does at bootstrap.
     audit_dir : where each hospital appends its audit log (<audit_dir>/<name>/audit.jsonl) from the first
         request; without it the records wait in memory and go to the hospital's keystore folder
         (nodes/<name>/audit.jsonl) when the federation is saved
@@ -95,7 +87,7 @@ class Federation:
         t0 = time.perf_counter()
         self.server = Server("server", self.ctx, self.network)
         self.researcher = Researcher("researcher", self.ctx, self.network)
-        self.parties = [DataProvider(name, self.ctx, self.network) for name in names]
+        self.parties = [Hospital(name, self.ctx, self.network) for name in names]
         self.manifest = self._manifest(manifest, int(threshold) < parties, rotations)
         for p in self.parties:
             p.agree(self.manifest)
@@ -158,7 +150,7 @@ class Federation:
     def n(self) -> int:
         return len(self.parties)
 
-    def party(self, who) -> DataProvider:
+    def party(self, who) -> Hospital:
         if isinstance(who, int | np.integer):
             return self.parties[who]
         for p in self.parties:
@@ -247,7 +239,7 @@ class Federation:
         fed.timings = dict(desc.get("timings", {}))
         fed.server = Server("server", fed.ctx, fed.network)
         fed.researcher = Researcher("researcher", fed.ctx, fed.network)
-        fed.parties = [DataProvider(name, fed.ctx, fed.network) for name in desc["parties"]]
+        fed.parties = [Hospital(name, fed.ctx, fed.network) for name in desc["parties"]]
         for node in [fed.server, fed.researcher, *fed.parties]:
             node.load(Keystore.open(root / "nodes" / node.name, passphrase))
         fed.session = fed.server.session

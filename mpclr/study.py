@@ -15,24 +15,25 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import __version__
 from .data import Dataset, check_folds, load, split
 from .errors import ParameterError
 from .federation import Federation
-from .lr.baselines import sklearn_cv
-from .lr.cv import encrypt_study
-from .lr.encrypted import TrainingPlan
-from .lr.metrics import METRICS, fold_metrics
-from .lr.party import design_rows
-from .lr.twin import NesterovLR
 from .params import check_study_preset
+from .plain.baselines import sklearn_cv
+from .plain.metrics import METRICS, fold_metrics
+from .plain.twin import NesterovLR
+from .training.cv import encrypt_study
+from .training.encrypted import TrainingPlan
+from .training.hospital import fold_sizes as hospital_fold_sizes
+from .training.party import design_rows
+from .version import __version__
 
 __all__ = ["StudyConfig", "run_cv", "plan_for"]
 
 
 @dataclass(frozen=True)
 class StudyConfig:
-    """The study's design. None takes the twin's defaults (mpclr.lr.twin.NesterovLR)."""
+    """The study's design. None takes the twin's defaults (mpclr.plain.twin.NesterovLR)."""
 
     parties: int = 3
     threshold: int | None = None
@@ -63,8 +64,8 @@ class StudyConfig:
 
 def plan_for(model: NesterovLR, curvature: float, bound_bits: int = 8) -> TrainingPlan:
     """The encrypted trainer's public plan for exactly the twin's algorithm."""
-    from .lr.sigmoid import sigmoid_poly
-    from .lr.twin import momentum_schedule
+    from .plain.sigmoid import sigmoid_poly
+    from .plain.twin import momentum_schedule
 
     gammas = model.step_sizes(curvature)
     etas = momentum_schedule(model.iterations)
@@ -77,11 +78,11 @@ def plan_for(model: NesterovLR, curvature: float, bound_bits: int = 8) -> Traini
 
 
 def study_plan(config: StudyConfig, rows: int, features: int, evaluation: str, fold_sizes, rotation_steps=()):
-    """The public plan `run_cv` follows, for its manifest (mpclr.lr.manifest): the design, the rows and
+    """The public plan `run_cv` follows, for its manifest (mpclr.manifest): the design, the rows and
     features, and the rows per fold of the hospitals' own fold assignments (summed)."""
-    from .lr.manifest import StudyPlan
-    from .lr.twin import momentum_schedule
+    from .manifest import StudyPlan
     from .params import get_preset
+    from .plain.twin import momentum_schedule
 
     model = config.model()
     model._validate()
@@ -119,11 +120,11 @@ def load_parts(parties, parts) -> None:
 def study_manifest_for(config: StudyConfig, parts, evaluation: str, features: int):
     """The manifest run_cv's hospitals agree to, as a function of them (Federation's `manifest`): each
     gets its rows and counts its rows per fold with the secret fold key it will use in the study."""
-    from .lr.manifest import study_manifest
+    from .manifest import study_manifest
 
     def agree(parties):
         load_parts(parties, parts)
-        sizes = sum(np.asarray(p.fold_sizes(config.folds)) for p in parties)
+        sizes = sum(np.asarray(hospital_fold_sizes(p, config.folds)) for p in parties)
         return study_manifest(study_plan(config, sum(len(p) for p in parts), features, evaluation, sizes))
 
     return agree
@@ -143,7 +144,7 @@ def run_cv(
     audit_dir=None,
 ) -> dict:
     """Run the study; returns the JSON-able record (see README, "The study record"). Without `fed`, the
-    hospitals of a new federation answer only the requests of the study's manifest (mpclr.lr.manifest),
+    hospitals of a new federation answer only the requests of the study's manifest (mpclr.manifest),
     each appending its audit log under `audit_dir` when given (else kept in memory). With `fed`, its
     manifest must cover the study."""
     config = config or StudyConfig()
@@ -199,7 +200,7 @@ def run_cv(
     secure = None
     t0 = time.perf_counter()
     if evaluation == "secure":
-        from .lr.evaluation import evaluate_encrypted_cv
+        from .evaluation.secure import evaluate_encrypted_cv
 
         options = {"score_bound": config.score_bound, "workers": config.workers}
         if config.refine_rounds is not None:

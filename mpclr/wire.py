@@ -87,9 +87,6 @@ class Identity:
             self._links[peer_box] = key
         return key
 
-    def sign(self, digest: bytes) -> bytes:
-        return self._key.sign(digest)
-
     def sign_statement(self, session: bytes, step: str, author: str, payload: bytes) -> bytes:
         """Ed25519 signature on `statement(...)`: a value this node vouches for to every other node,
         whoever relays it."""

@@ -291,13 +291,14 @@ class NoiseProbe:
         setattr(obj, name, value)
 
     def __enter__(self):
-        import mpclr.lr.blocks as blocks
-        import mpclr.lr.comparison as comparison
-        import mpclr.lr.encrypted as encrypted
-        import mpclr.roles.server as server_mod
+        import mpclr.evaluation.comparison as comparison
+        import mpclr.roles.evaluator as evaluator_mod
+        import mpclr.roles.refresh_coordinator as server_mod
+        import mpclr.training.blocks as blocks
+        import mpclr.training.encrypted as encrypted
 
         fed, ctx, probe = self.fed, self.ctx, self
-        for mod in (blocks, comparison, encrypted, server_mod):
+        for mod in (blocks, comparison, encrypted, evaluator_mod, server_mod):
             self._patch(mod, "PyCtxt", _copy_factory(PyCtxt))
         self._patch(ctx, "pyfhel", lambda: _recording_pyfhel(probe, ctx._context_bytes))
         for party in fed.parties:
@@ -306,7 +307,7 @@ class NoiseProbe:
         self._patch(
             ctx, "load_ciphertext", lambda he, raw, what="ciphertext": probe.wrap(load(_real(he), raw, what), raw)
         )
-        self._patch(fed.server, "_he", _DualHE(fed.server._he, probe))
+        self._patch(fed.server.evaluator, "he", _DualHE(fed.server.evaluator.he, probe))
         original_load = encrypted.EncryptedTrainer._load
         self._patch(encrypted.EncryptedTrainer, "_load", lambda tr, raw: probe.wrap(original_load(tr, raw), raw))
         self._patch(fed.server, "refresh_raw", self._refresh_hook(fed.server.refresh_raw))
@@ -333,7 +334,7 @@ class NoiseProbe:
             handles = cs if name == "decrypt_many" else [cs]
             labels = kwargs.get("labels") or [kwargs.get("label", "")] * len(handles)
             for h, label in zip(handles, labels):
-                ct = self.fed.server._get(h).ct
+                ct = self.fed.server.evaluator.get(h).ct
                 if isinstance(ct, Dual):
                     self.records.append(Record(f"{name}: {_kind(label)}", h.level, noise_stats(self.noise(ct))))
             return original(cs, *args, **kwargs)
@@ -416,10 +417,10 @@ def measure_study(params, data, *, parties: int = 3, folds: int = 3, iterations:
     noise summary per kind of ciphertext it decrypts or refreshes (see NoiseProbe.summary). Without
     `evaluation`, the fold models are decrypted but not evaluated securely (no counts measured)."""
     from mpclr.data import load, split
+    from mpclr.evaluation.secure import evaluate_encrypted_cv
     from mpclr.federation import Federation
-    from mpclr.lr.cv import encrypt_study
-    from mpclr.lr.evaluation import evaluate_encrypted_cv
     from mpclr.study import StudyConfig, plan_for
+    from mpclr.training.cv import encrypt_study
 
     zero = {"smudging_bits": 0}
     if hasattr(params, "refresh_smudging_bits"):

@@ -7,7 +7,7 @@ import pytest
 
 from mpclr.cli import main
 from mpclr.errors import ParameterError
-from mpclr.lr.evaluation import FINE_BITS
+from mpclr.evaluation.constants import FINE_BITS
 from mpclr.params import NOT_FOR_STUDIES, PRESETS, study_presets
 from mpclr.study import StudyConfig, run_cv
 

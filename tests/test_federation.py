@@ -98,7 +98,7 @@ def test_server_holds_no_secret_material(fed_fast):
                     walk(v, f"{path}.{k}")
 
     walk(fed_fast.server, "server")
-    he = fed_fast.server._he
+    he = fed_fast.server.evaluator.he
     assert he.is_secret_key_empty()
     assert not he.is_public_key_empty() and not he.is_relin_key_empty() and not he.is_rotate_key_empty()
 

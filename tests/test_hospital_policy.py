@@ -25,7 +25,7 @@ from mpclr.deploy.site import SiteConfig, SiteRuntime, accepted_for_studies, par
 from mpclr.errors import FormatError, MpclrError, ProtocolError
 from mpclr.federation import seal_context
 from mpclr.keystore_crypto import PASSPHRASE_ENV
-from mpclr.lr.manifest import study_manifest
+from mpclr.manifest import study_manifest
 from mpclr.params import PRESETS, Params
 from mpclr.roles.node import Session
 from mpclr.roles.policy import Budget, Manifest, Policy, PolicyRefusal, merge_manifests
@@ -163,7 +163,7 @@ def test_a_deployed_site_answers_the_key_ceremony_only_without_a_study_manifest(
     grid = FakeGrid(sites)
 
     def study(fed, config):
-        from mpclr.lr.cv import encrypt_study
+        from mpclr.training.cv import encrypt_study
 
         return encrypt_study(fed, folds=3)
 

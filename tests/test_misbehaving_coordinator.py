@@ -32,7 +32,7 @@ from mpclr.protocols.lincheck import aggregate_digest
 from mpclr.protocols.rlk import TAG1, RelinKeyGen
 from mpclr.protocols.share import Share
 from mpclr.ring import SecretRandom
-from mpclr.roles import DataProvider, Researcher, Server, Session
+from mpclr.roles import Hospital, Researcher, Server, Session
 from mpclr.roles.guard import commitment, round_one_check
 from mpclr.roles.policy import Manifest
 from mpclr.seal.format import CiphertextData
@@ -60,7 +60,7 @@ def bare():
     ctx = seal_context(get_preset("fast"))
     net = InProcessNetwork()
     server, researcher = Server("server", ctx, net), Researcher("researcher", ctx, net)
-    hospitals = [DataProvider(f"hospital-{i + 1}", ctx, net) for i in range(3)]
+    hospitals = [Hospital(f"hospital-{i + 1}", ctx, net) for i in range(3)]
     nodes = [server, researcher, *hospitals]
     anything = Manifest.exploration_only()  # no budget: what is refused here, the handlers' checks refuse
     session = Session(os.urandom(16), ctx.fingerprint, {n.name: n.identity.public_bytes for n in nodes},

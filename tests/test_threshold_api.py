@@ -117,7 +117,7 @@ def test_refresh_output_carries_the_full_smudging_of_every_hospital():
     fed = mpclr.Federation(manifest="exploration", parties=3, preset="train")
     x = np.random.default_rng(2).uniform(-1, 1, fed.ctx.params.slots)
     r = fed.refresh(fed.parties[0].encrypt(x), bound_bits=1)
-    data = CiphertextData.from_bytes(fed.server._get(r).ct.to_bytes(compr_mode="none"))
+    data = CiphertextData.from_bytes(fed.server.evaluator.get(r).ct.to_bytes(compr_mode="none"))
     level = fed.ctx.check_ciphertext(data)
     dec, rng, ring = ThresholdDecryption(fed.ctx, smudging_bits=0), SecretRandom(), fed.ctx.ring(level)
     shares = [dec.gen_share(p._share_for(None), data.data[1], level, rng).data for p in fed.parties]
@@ -275,11 +275,11 @@ def test_refresh_rotates_and_sums_without_keys(fed32, x):
 
     s = fed32.server
     a = fed32.parties[0].encrypt(x)
-    e = s._get(a)
+    e = s.evaluator.get(a)
     steps = [1, 2, 4]  # sum over 8 consecutive slots
     elts = tuple(galois_elt_from_step(k, fed32.ctx.n) for k in steps)
     (out,) = s.refresh_raw([e.ct], [e.level], [[(0, 0.5, elts)]], bound_bits=4)
-    h = s._put(out, x.size, fed32.ctx.top_level)
+    h = s.evaluator.put(out, x.size, fed32.ctx.top_level)
     expect = 0.5 * sum(np.roll(x, -k) for k in range(8))
     assert np.abs(fed32.decrypt(h) - expect).max() < TOL
     assert not any(elt in s.galois_elements for elt in elts[1:])  # no key for steps 2 and 4 was needed

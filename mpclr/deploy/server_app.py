@@ -22,7 +22,7 @@ plus "progress": a callable progress(event: str, **info) that appends to <output
 returns a JSON-serialisable dict, stored under "study" in result.json. A function with an attribute
 `check_config(preset, options)` has it called first, before any site is contacted, to refuse what it
 could not run (the default study refuses unknown options and presets that cannot run a whole study).
-Its hospitals' rows are at the sites: only steps that go through protocol messages (mpclr.lr.cv and the
+Its hospitals' rows are at the sites: only steps that go through protocol messages (mpclr.training.cv and the
 like) can use them.
 """
 

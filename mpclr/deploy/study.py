@@ -10,14 +10,14 @@ Options (run-config keys, all optional): folds (5), workers ("auto", or a number
 "none" to skip), score-bound (16), decrypt-models (true: the key holders decrypt the fold models for the
 researcher, as `mpclr cv` does by default; false keeps them encrypted), and either
 schedule (a JSON list of [gamma, eta]) with degree (3) and bound-bits (8), or, when schedule is empty,
-the plaintext twin's defaults (mpclr.lr.twin.NesterovLR: degree 5, 6 iterations) with step sizes from
+the plaintext twin's defaults (mpclr.plain.twin.NesterovLR: degree 5, 6 iterations) with step sizes from
 the curvature of the encrypted aggregates, as mpclr.study does (iterations, degree, learning-rate
 override them). An option this study does not read, or iterations / learning-rate beside an explicit
 schedule (which they cannot change), is refused before any site is contacted (check_config), and so is
 a preset that cannot run a whole study (mpclr.params.check_study_preset). The run configuration's seed
 does not reach this study: each site draws its fold assignment from its own secret randomness.
 
-`encrypted_cv.manifest(SitesInfo, config)` is the study manifest of a run (mpclr.lr.manifest): what each
+`encrypted_cv.manifest(SitesInfo, config)` is the study manifest of a run (mpclr.manifest): what each
 hospital agrees, at join, to answer. It counts the secure evaluation's layout from the rows per fold of
 the sites' own fold assignments, which each site reports before it joins (SitesInfo.fold_sizes).
 """
@@ -34,6 +34,7 @@ import numpy as np
 
 from ..errors import ParameterError
 from ..params import check_study_preset
+from ..training.hospital import fold_sizes as hospital_fold_sizes
 
 __all__ = ["encrypted_cv", "check_config", "study_options", "OPTIONS", "DEFAULT_SCHEDULE", "fold_aucs", "SitesInfo",
            "encrypted_cv_manifest", "local_sites_info"]
@@ -142,7 +143,7 @@ class SitesInfo:
 
 
 def local_sites_info(parties, params, threshold: int | None = None) -> SitesInfo:
-    """SitesInfo for hospitals simulated in one process (DataProviders with their rows loaded, not yet
+    """SitesInfo for hospitals simulated in one process (Hospital nodes with their rows loaded, not yet
     joined): what an in-process Federation running encrypted_cv needs for its manifest, as a function of
     its hospitals (Federation's `manifest`)."""
     from ..params import get_preset
@@ -151,7 +152,7 @@ def local_sites_info(parties, params, threshold: int | None = None) -> SitesInfo
     shapes = [p.data_shape() for p in parties]
 
     def sizes(folds):
-        return [int(x) for x in sum(np.asarray(p.fold_sizes(folds)) for p in parties)]
+        return [int(x) for x in sum(np.asarray(hospital_fold_sizes(p, folds)) for p in parties)]
 
     return SitesInfo([p.name for p in parties], [r for r, _ in shapes], shapes[0][1], get_preset(params),
                      threshold or len(parties), False, sizes)
@@ -161,7 +162,7 @@ def _etas_degree(opts: dict) -> tuple[list[float], int]:
     """(momentum per iteration, sigmoid degree) of the training encrypted_cv will run."""
     if opts["schedule"] is not None:
         return [e for _, e in opts["schedule"]], opts["degree"] or 3
-    from ..lr.twin import NesterovLR, momentum_schedule
+    from ..plain.twin import NesterovLR, momentum_schedule
 
     defaults = NesterovLR()
     etas = momentum_schedule(opts["iterations"] or defaults.iterations)
@@ -169,9 +170,9 @@ def _etas_degree(opts: dict) -> tuple[list[float], int]:
 
 
 def encrypted_cv_manifest(info: SitesInfo, config: dict):
-    """The manifest of `encrypted_cv(fed, config)` on these hospitals (mpclr.lr.manifest), computed before
+    """The manifest of `encrypted_cv(fed, config)` on these hospitals (mpclr.manifest), computed before
     the study starts: the coordinator sends it with the session, each hospital answers nothing beyond it."""
-    from ..lr.manifest import StudyPlan, study_manifest
+    from ..manifest import StudyPlan, study_manifest
 
     opts = study_options(config)
     etas, degree = _etas_degree(opts)
@@ -196,9 +197,9 @@ def encrypted_cv_manifest(info: SitesInfo, config: dict):
 
 
 def encrypted_cv(fed, config: dict) -> dict:
-    from ..lr.cv import encrypt_study
-    from ..lr.encrypted import TrainingPlan
-    from ..lr.sigmoid import sigmoid_poly
+    from ..plain.sigmoid import sigmoid_poly
+    from ..training.cv import encrypt_study
+    from ..training.encrypted import TrainingPlan
 
     check_study_preset(fed.params)
     opts = study_options(config)
@@ -215,7 +216,7 @@ def encrypted_cv(fed, config: dict) -> dict:
     if evaluation == "secure":
         # every hospital encrypts its rows for the evaluation now, while all of them are there: the
         # evaluation itself then needs only t key holders
-        from ..lr.evaluation import SecureEvaluation
+        from ..evaluation.secure import SecureEvaluation
 
         t1 = time.perf_counter()
         ev = SecureEvaluation(fed, res, score_bound=opts["score_bound"], workers=workers)
@@ -225,7 +226,7 @@ def encrypted_cv(fed, config: dict) -> dict:
     if opts["schedule"] is not None:
         plan = TrainingPlan(sigmoid_poly(opts["degree"] or 3, 8.0), opts["schedule"], bound_bits=opts["bound_bits"])
     else:
-        from ..lr.twin import NesterovLR
+        from ..plain.twin import NesterovLR
         from ..study import plan_for
 
         defaults = NesterovLR()
@@ -287,7 +288,7 @@ def fold_aucs(result: dict, X, y) -> list[float]:
 
 def ping(fed, config: dict) -> dict:
     """`rounds` (default 20) rounds of a no-op request to every site: what a round costs with nothing
-    to compute (each site answers with a signed "does not answer" error envelope). With `payload` = n,
+    to compute (each site answers with a MACed "does not answer" error envelope). With `payload` = n,
     each request carries n more bytes (throughput)."""
     from ..wire import KIND_REQUEST
 

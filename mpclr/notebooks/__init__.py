@@ -15,7 +15,7 @@ from .parameters import DATASETS, PARAMETERS, Parameter, check_parameters, decla
 from .paths import default_run_dir, notebook_path, notebooks_dir, project_root, resolve_run_dir
 from .rundir import RunFolder
 from .sequence import SEQUENCE, STEPS, WORKSHOP, Step, resolve_steps
-from .study import Study, make_federation, params_for, threshold_supported
+from .study import Study, make_federation, params_for
 
 __all__ = [
     "DATASETS",
@@ -37,7 +37,6 @@ __all__ = [
     "Study",
     "make_federation",
     "params_for",
-    "threshold_supported",
     "run_sequence",
     "SequenceResult",
     "SequenceFailed",

@@ -124,6 +124,6 @@ class RunFolder:
 
 
 def _version() -> str:
-    from .. import __version__
+    from ..version import __version__
 
     return __version__

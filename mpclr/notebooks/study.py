@@ -3,7 +3,6 @@ federation it runs on."""
 
 from __future__ import annotations
 
-import inspect
 import secrets
 from dataclasses import asdict, dataclass, fields
 
@@ -15,12 +14,7 @@ from ..federation import Federation
 from ..params import Params, check_study_preset, get_preset
 from .parameters import check_parameters, resolve_dataset, split_fractions
 
-__all__ = ["Study", "HospitalData", "make_federation", "threshold_supported", "params_for"]
-
-
-def threshold_supported() -> bool:
-    """Whether this mpclr's Federation takes a `threshold` (t-out-of-n)."""
-    return "threshold" in inspect.signature(Federation).parameters
+__all__ = ["Study", "HospitalData", "make_federation", "params_for"]
 
 
 def params_for(preset: str | Params = "fast", smudging_bits: float | None = None) -> Params:
@@ -34,18 +28,9 @@ def params_for(preset: str | Params = "fast", smudging_bits: float | None = None
 def make_federation(
     parties: int, threshold: int | None = None, preset: str | Params = "fast", seed: int | None = None, **kwargs
 ) -> Federation:
-    """mpclr.Federation, with `threshold` passed only when set (None = n-out-of-n).
-
-    A threshold equal to `parties` is n-out-of-n too, so it also works where Federation has no
-    threshold yet; a smaller one needs t-out-of-n support and says so when it is missing."""
+    """mpclr.Federation, with `threshold` passed only when set (None = n-out-of-n)."""
     if threshold is not None:
-        if threshold_supported():
-            kwargs["threshold"] = threshold
-        elif threshold != parties:
-            raise ParameterError(
-                f"parameter threshold = {threshold} < parties = {parties} needs t-out-of-n decryption, "
-                "which this version of mpclr.Federation does not have yet; use threshold = None (n-out-of-n)"
-            )
+        kwargs["threshold"] = threshold
     return Federation(parties=parties, preset=preset, seed=seed, **kwargs)
 
 
@@ -131,7 +116,7 @@ class Study:
     def model(self, curvature: float | None = None):
         """The plaintext twin with this study's design (NesterovLR's other defaults: learning rate 1,
         constant step, sigmoid interval [-8, 8]); the encrypted trainer runs the same algorithm."""
-        from ..lr.twin import NesterovLR
+        from ..plain.twin import NesterovLR
 
         model = NesterovLR(iterations=self.iterations, degree=self.degree, curvature=curvature, random_state=self.seed)
         model._validate()

@@ -7,7 +7,7 @@
 
 Reveals: p_i is an RLWE sample of s_i; nothing about s_i beyond RLWE hardness. Additive shares let the
 last party bias pk if it sees the others first (rushing); the session's commit-then-reveal round
-(mpclr.protocols.commit) prevents that.
+(cpk.commit / cpk.reveal: mpclr.roles.hospital, commitments from mpclr.roles.guard) prevents that.
 """
 
 from __future__ import annotations

@@ -1,8 +1,10 @@
-"""The three roles of a study: data providers (hospitals), the server, the researcher."""
+"""Generic multiparty nodes: hospitals (key holders with their own rows), the server, the researcher. No
+learning code: the steps a hospital answers on its rows are registered by other packages (extensions)."""
 
-from .data_provider import DataProvider
+from .evaluator import Ciphertext
+from .hospital import Hospital
 from .node import Node, Session
 from .researcher import Researcher
-from .server import Ciphertext, Server
+from .server import Server
 
-__all__ = ["DataProvider", "Node", "Researcher", "Server", "Session", "Ciphertext"]
+__all__ = ["Hospital", "Node", "Researcher", "Server", "Session", "Ciphertext"]

@@ -40,7 +40,7 @@ from ..protocols.lincheck import LinearCheck, aggregate_digest
 from ..ring import CommonRandomString
 from ..wire import verify_statement
 
-__all__ = ["commitment", "check_public_key", "round_one_check", "check_round_one", "RequestGuard"]
+__all__ = ["commitment", "crs_seed", "check_public_key", "round_one_check", "check_round_one", "RequestGuard"]
 
 
 def commitment(data: bytes) -> bytes:
@@ -193,3 +193,11 @@ class RequestGuard:
         if state["rlk_check"] is not None:
             digest, scalars = state["rlk_check"]
             self.rlk_check = (bytes.fromhex(digest), bytes.fromhex(scalars))
+
+
+def crs_seed(session, nonces: dict[str, bytes]) -> bytes:
+    """The common random string's seed: the session id and every key holder's revealed nonce, in roster order."""
+    h = hashlib.sha256(b"mpclr/crs-seed/v1\x00" + session.id)
+    for name in session.key_holders:
+        h.update(nonces[name])
+    return h.digest()

@@ -220,7 +220,7 @@ class Node:
 
     # --- incoming -------------------------------------------------------------------------------
     def handle(self, raw: bytes) -> bytes:
-        """Answer one request. Any failure becomes a signed error reply naming the cause. `_admit` (a
+        """Answer one request. Any failure becomes a MACed error reply naming the cause. `_admit` (a
         hospital's policy gate) sees every request before its handler, `_audit` every outcome."""
         try:
             msg = self._open(raw)

@@ -317,7 +317,7 @@ class Policy:
         b = m.budget_for(step, label)
         if b is None:
             listed = sorted({repr(x.label) for x in m.budgets if x.step == step})
-            hint = ("; in process, give the Federation a study's manifest (mpclr.lr.manifest) or "
+            hint = ("; in process, give the Federation a study's manifest (mpclr.manifest) or "
                     "manifest='exploration' for interactive use") if m.name == KEYS_ONLY else ""
             raise PolicyRefusal(
                 f"{who} refuses {step} {label!r} from {sender}: not in the study manifest {m.name!r} "

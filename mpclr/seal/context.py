@@ -15,7 +15,7 @@ from ..params import Params
 from ..ring import Ring, ring_for
 from .format import CiphertextData, KSwitchKeysData, PlaintextData, parms_id
 
-__all__ = ["SealContext"]
+__all__ = ["SealContext", "seal_context"]
 
 
 class SealContext:
@@ -130,3 +130,13 @@ class SealContext:
     def galois_keys_bytes(self, keys_by_elt: dict[int, list]) -> bytes:
         converted = {elt: self.kswitch_key(pairs) for elt, pairs in keys_by_elt.items()}
         return KSwitchKeysData.galois(self.key_parms_id, self.n, converted).to_bytes()
+
+
+_CONTEXTS: dict[Params, SealContext] = {}
+
+
+def seal_context(params: Params) -> SealContext:
+    """Parameter sets are immutable, so their SEAL contexts (prime tables included) are shared."""
+    if params not in _CONTEXTS:
+        _CONTEXTS[params] = SealContext(params)
+    return _CONTEXTS[params]

@@ -11,7 +11,7 @@ __all__ = ["add_glm_parser"]
 
 
 def add_glm_parser(sub) -> None:
-    from ..cli import add_preset_argument
+    from ..params import add_preset_argument
     from .family import FAMILIES
 
     p = sub.add_parser("glm", help="a pooled GLM (coefficients, standard errors, odds ratios) on encrypted "

@@ -1,5 +1,5 @@
 """A hospital's side of the statistics protocols: its own disclosure settings, its named columns, and
-the three steps it answers (registered on every hospital through mpclr.roles.data_provider's
+the three steps it answers (registered on every hospital through mpclr.roles.extensions'
 `register_handlers`, as plain functions of (hospital, fields, sender)).
 
 stats.settings  the hospital's disclosure settings and its columns' names (public, as DataSHIELD's are:
@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ..errors import ParameterError, ProtocolError
-from ..roles.data_provider import register_handlers
+from ..roles.extensions import register_handlers
 from .encoding import SHIFT, check_room, pack
 from .family import family, local_sums
 from .requests import INTERCEPT, TableRequest, read_step
@@ -115,8 +115,7 @@ def _data(node) -> HospitalTable:
 
 
 def _from_server(node, sender: str, step: str) -> None:
-    if sender != node._require_session().server:
-        raise ProtocolError(f"{step} is only taken from the session's server, not {sender}")
+    node.from_server(sender, step)
 
 
 # --- stats.settings --------------------------------------------------------------------------------
@@ -154,7 +153,7 @@ def on_glm_step(node, fields, sender):
     H, g, scalars = local_sums(fam, X, y, beta)
     vec = pack(H, g, scalars, scaling)
     check_room(vec, node.ctx, f"{node.name}: glm.step")
-    return {"ciphertext": node._encrypt_bytes(vec), "length": int(vec.size)}
+    return {"ciphertext": node.encrypt_bytes(vec), "length": int(vec.size)}
 
 
 # --- table.counts -----------------------------------------------------------------------------------
@@ -235,11 +234,11 @@ def on_table_counts(node, fields, sender):
     reply = {}
     # each count clipped at min_cell and divided by the public bound, twice (the two tests)
     clipped = np.minimum(counts, req.min_cell) / req.bound
-    reply["flags"] = node._encrypt_bytes(np.concatenate([clipped, clipped]))
+    reply["flags"] = node.encrypt_bytes(np.concatenate([clipped, clipped]))
     for vec in (counts * 2.0**SHIFT, *(s * 2.0**SHIFT for s in sums)):
         check_room(vec, node.ctx, f"{node.name}: table.counts")
-    reply["counts"] = node._encrypt_bytes(counts * 2.0**SHIFT)
-    reply["sums"] = [node._encrypt_bytes(s * 2.0**SHIFT) for s in sums]
+    reply["counts"] = node.encrypt_bytes(counts * 2.0**SHIFT)
+    reply["sums"] = [node.encrypt_bytes(s * 2.0**SHIFT) for s in sums]
     return reply
 
 

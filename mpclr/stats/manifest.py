@@ -60,7 +60,7 @@ def table_budgets(params, hospitals: int, min_cell: int, *, levels: int = 0, con
     holders that refresh and decrypt (default all; their number sets the secure test's noise, so its
     cycles); `settings`: stats.settings rounds (1: the hospitals' min_cell is read; a deployed study reads
     it with the columns' names in that round; 0: min_cell given)."""
-    from ..federation import seal_context
+    from ..seal.context import seal_context
     from .suppress import composite
 
     _count("min_cell", min_cell, 1, 1000)

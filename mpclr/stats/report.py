@@ -28,7 +28,7 @@ MAX_ITER = 25  # 07's iterations per fit
 def study_manifests(study, data, hospitals, *, table: bool, regression: bool) -> list:
     """The manifest parts (mpclr.stats.manifest, without the key ceremony: 01 merges them into the study's)
     for 02's Table 1 (`table`) and 07's regression table (`regression`), from the study's public facts: its
-    data dictionary (codebook), the hospitals' own min_cell (`hospitals`: their DataProviders), the
+    data dictionary (codebook), the hospitals' own min_cell (`hospitals`: their Hospital nodes), the
     features. 07's plan is two fits: the maximum-likelihood one and, if the data are separated, the ridge."""
     n, t = len(study.party_names()), study.key_holders_needed
     parts = []

@@ -5,7 +5,7 @@ B = m x hospitals (twice: slots 0..K-1 and K..2K-1). The pooled clipped sum C' i
 pooled count C is (if any hospital holds m or more, C' >= m), and C' lies in [0, B], so the comparison's
 domain is small whatever the row count: the transition is 1 / (2B), a few refresh cycles.
 
-At the server (mpclr.lr.comparison's composite sign, the secure evaluation's machinery):
+At the server (mpclr.evaluation.comparison's composite sign, the secure evaluation's machinery):
   x = C'/B - (0.5/B in the first half, (m - 0.5)/B in the second)
   h = (1 + F(x)) / 2                    [C >= 1] in the first half, [C >= m] in the second
   s = Re(h - rot_K(h))                  one collective refresh applies the rotation and the projection on
@@ -22,10 +22,10 @@ import time
 
 import numpy as np
 
-from ..lr.blocks import Enc
-from ..lr.comparison import LadderOps, design_sign
+from ..evaluation.comparison import LadderOps, design_sign
 from ..protocols.refresh import RefreshProtocol
 from ..seal.format import galois_elt_from_step
+from ..training.blocks import Enc
 
 __all__ = ["small_cell_flags", "composite", "ERROR"]
 
@@ -39,7 +39,7 @@ class _Engine:
         self.by = by
         self.purpose = purpose  # the refresh rounds' label: the hospitals budget them by it
         ctx = self.ctx
-        self.ops = LadderOps(self.server._he, ctx.primes, ctx.scale_ladder, ctx.top_level, ctx.params.slots)
+        self.ops = LadderOps(self.server.evaluator.he, ctx.primes, ctx.scale_ladder, ctx.top_level, ctx.params.slots)
         self.parties = len(self.server.participants(by))
         self.refreshes = 0
 
@@ -70,7 +70,7 @@ def small_cell_flags(fed, flags, cells: int, min_cell: int, bound: float, by=Non
     eng = _Engine(fed, by, purpose)
     ctx, ops = eng.ctx, eng.ops
     conj = 2 * ctx.n - 1
-    entry = eng.server._get(flags)
+    entry = eng.server.evaluator.get(flags)
     offsets = np.concatenate([np.full(cells, 0.5 / bound), np.full(cells, (min_cell - 0.5) / bound)])
     x = ops.add_plain(Enc(entry.ct, entry.level), -offsets)
     comp = composite(ctx, bound, eng.parties)
@@ -85,6 +85,6 @@ def small_cell_flags(fed, flags, cells: int, min_cell: int, bound: float, by=Non
     rot = galois_elt_from_step(cells, ctx.n)
     # 2 Re(h) - (h + rot h + conj(h + rot h)) / 2 = Re(h - rot_K h)
     s = eng.refresh(h, [(1.0, (conj,)), (-0.5, (rot, conj))])
-    handle = eng.server._put(s.ct, cells, s.level)  # the first `cells` slots are the tests
+    handle = eng.server.evaluator.put(s.ct, cells, s.level)  # the first `cells` slots are the tests
     cost = {"refreshes": eng.refreshes, "composite": comp.describe(), "seconds": time.perf_counter() - t0}
     return handle, cost

@@ -28,7 +28,7 @@ X_PLAIN = np.linspace(-1, 1, 8)
 def refresh_decrypt_switch(fed, config) -> dict:
     """A study hook in which every site makes each kind of share: a refresh (hospital-3's reply is lost on
     the way, see the grid below), a decryption and a key switch to the researcher."""
-    ct = fed.server._he.encryptFrac(X_PLAIN, scale=2.0**fed.params.scale_bits)
+    ct = fed.server.evaluator.he.encryptFrac(X_PLAIN, scale=2.0**fed.params.scale_bits)
     h = fed.server.import_ciphertext(ct.to_bytes(compr_mode="none"), X_PLAIN.size)
     refreshed = fed.refresh(fed.server.multiply_plain(h, 2.0), bound_bits=4)
     return {"refreshed": fed.decrypt(refreshed).tolist(), "received": fed.receive(h).tolist()}

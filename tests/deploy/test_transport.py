@@ -26,14 +26,14 @@ from mpclr.deploy.site import SiteConfig, answer  # noqa: E402
 from mpclr.deploy.study import fold_aucs  # noqa: E402
 from mpclr.errors import ParameterError, ProtocolError  # noqa: E402
 from mpclr.keystore_crypto import PASSPHRASE_ENV  # noqa: E402
-from mpclr.lr.encrypted import TrainingPlan  # noqa: E402
-from mpclr.lr.party import design_rows  # noqa: E402
-from mpclr.lr.sigmoid import sigmoid_poly  # noqa: E402
 from mpclr.params import get_preset  # noqa: E402
+from mpclr.plain.sigmoid import sigmoid_poly  # noqa: E402
 from mpclr.roles.policy import Manifest  # noqa: E402
+from mpclr.training.encrypted import TrainingPlan  # noqa: E402
+from mpclr.training.party import design_rows  # noqa: E402
 
 from ..checks import refresh_flooding  # noqa: E402
-from ..lr.test_encrypted_training import nesterov_reference  # noqa: E402
+from ..training.test_encrypted_training import nesterov_reference  # noqa: E402
 
 SCHEDULE = [[2.0, 0.0], [1.0, 0.0], [0.7, -0.2]]
 PASSPHRASE = "the sites' passphrase in these tests"
@@ -120,7 +120,7 @@ def study_config(tmp_path, threshold=0, **options):
 
 
 def reference(study, X, y, schedule=SCHEDULE):
-    """The study's training in float64 (tests/lr's independent implementation) on the fold ids and the
+    """The study's training in float64 (tests/training's independent implementation) on the fold ids and the
     scaling the study produced: each site drew its folds from its own secret randomness, so no other
     run shares them."""
     plan = TrainingPlan(sigmoid_poly(3, 8.0), [tuple(s) for s in schedule])

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from mpclr.cli import main
-from mpclr.lr.layout import Layout
+from mpclr.training.layout import Layout
 
 GRID = """\
 parameters:

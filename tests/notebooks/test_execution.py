@@ -10,12 +10,12 @@ import pytest
 
 from mpclr import Federation
 from mpclr.errors import DataError
-from mpclr.lr.layout import Layout
 from mpclr.notebooks import SEQUENCE, RunFolder, Study
 from mpclr.notebooks.pipeline import load_encrypted, resume_federation
 from mpclr.notebooks.runner import SequenceFailed, run_sequence
 from mpclr.params import get_preset
 from mpclr.roles.policy import Manifest
+from mpclr.training.layout import Layout
 
 from ..checks import refresh_flooding
 

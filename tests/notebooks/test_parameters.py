@@ -130,18 +130,6 @@ def test_threshold_is_passed_only_when_set(monkeypatch):
     assert make_federation(5, 5).kwargs["threshold"] == 5
 
 
-def test_threshold_without_t_out_of_n_support_says_so(monkeypatch):
-    class NoThreshold(_Recorder):
-        def __init__(self, parties=3, preset="fast", seed=None):
-            super().__init__(parties=parties, preset=preset, seed=seed)
-
-    monkeypatch.setattr(study_module, "Federation", NoThreshold)
-    assert make_federation(5).kwargs == {"parties": 5, "preset": "fast", "seed": None}
-    assert make_federation(5, 5).kwargs == {"parties": 5, "preset": "fast", "seed": None}  # t = n: n-out-of-n
-    with pytest.raises(ParameterError, match="threshold = 3 < parties = 5 needs t-out-of-n"):
-        make_federation(5, 3)
-
-
 def test_real_federation_takes_the_threshold():
     with make_federation(3, 2) as fed:
         assert fed.session.threshold == 2

@@ -1,0 +1,30 @@
+"""The secure evaluation's public design constants (resolutions, grid sizes, headroom), with why."""
+
+from __future__ import annotations
+
+FINE_BITS = 18  # the finest transition tried: 2^-18; the refreshes' smudging leaves 2^-11 at train (see above)
+# 2^-8: 0.125 in score units for R = 16, 5 refresh cycles instead of 6 for 2^-10. At paper scale the AUC error
+# is the grid's (4 + 4 thresholds: 0.0049 with 2^-8, 0.0048 with 2^-10, measured on the clear scores with the
+# composites in float64), and counts move by at most 8 rows of about 4,900.
+COARSE_BITS = 8
+# Folds larger than a lane (one copy per ciphertext): each threshold costs a full comparison pass over the
+# scores, so a small public grid is refined where positives and negatives overlap. On the paper-scale study
+# (49,152 x 10), max |AUC error| over folds with exact counts: 12 grid points 0.0035, 8 grid points 0.0074,
+# 4 + 4 refined 0.0047, 4 + 4 + 4 refined 0.0022; encrypted, 4 + 4 + 4: 0.0024 in 43 s, 4 + 4: 0.0047 in 33 s.
+DEFAULT_GRID = 4
+DEFAULT_REFINE = 4
+# Folds that fit a lane several times get at least this many thresholds per fold and pass (one more
+# comparison ciphertext when the copies are fewer): the ROC of a small fold needs every positive and
+# negative score told apart, which takes 3 or 4 rounds of 16 on the shared data sets.
+SMALL_PER_PASS = 16
+_PAD = 0.5  # threshold / D at slots without a row: above every score, so they count 0
+# Hospitals encrypt their evaluation rows 2^10 larger, and the scores come down by 2^-10 in a plaintext
+# product (one level): that divides the noise of the scores' product (their encryption noise times the
+# weights, summed over the features, up to 2^13) down to a rescale's rounding (2^6), so the first refresh
+# after them has little to hide (README, "Smudging and masks").
+SCORE_HEADROOM_BITS = 10
+# scores are multiplied by 2^7 (by additions) before a testing decryption: their noise (a rescale's rounding,
+# below 2^7.5) times 2^7 stays 2^14 under the decryption's smudging (2^29 at train), as for every decryption
+_TEST_SCALE_BITS = 7
+WEIGHT_BOUND_BITS = 6  # public bound 2^6 on |weight| (the training plan's default), for the masks of the averaging
+_MIN_JOBS_FOR_WORKERS = 2

@@ -1,0 +1,38 @@
+"""A hospital's side of the secure evaluation: lr.encrypt_eval, its rows in the public evaluation layout
+(standardized features and labels, encrypted), registered on every hospital through mpclr.roles.extensions'
+`register_handlers`."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ProtocolError
+from ..roles.extensions import register_handlers
+from ..training.hospital import scaling
+from .layout import EvalLayout, party_vectors
+
+__all__ = ["HANDLERS"]
+
+
+def on_encrypt_eval(node, fields, sender):
+    """The hospital's rows in the public evaluation layout: standardized features / scale and labels,
+    encrypted under the collective key, as [block, column, ciphertext] for every block it has rows in."""
+    node.from_server(sender, "lr.encrypt_eval")
+    X, y, rows = node.require_data()
+    if node.folds is None:
+        raise ProtocolError(f"{node.name}: fold assignment (lr.folds) must come before lr.encrypt_eval")
+    layout = EvalLayout.from_description(fields["layout"])
+    if layout.slots != node.ctx.params.slots or int(rows.max()) >= layout.n_rows:
+        raise ProtocolError("the evaluation layout does not fit this party's rows or the parameters")
+    if not np.array_equal(layout.fold_of_row[rows], node.folds):
+        raise ProtocolError(f"{node.name}: the evaluation layout's fold ids differ from this party's own")
+    mean, std = scaling(fields, X)
+    scale = float(fields["scale"])
+    if not 0 < scale < 1e6:
+        raise ProtocolError(f"evaluation scale must be positive, got {scale}")
+    out = [[b, j, node.encrypt_bytes(vec)] for b, j, vec in party_vectors(layout, rows, X, y, mean, std, scale)]
+    return {"ciphertexts": out}
+
+
+HANDLERS = {"lr.encrypt_eval": on_encrypt_eval}
+register_handlers(HANDLERS)

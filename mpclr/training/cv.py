@@ -1,0 +1,233 @@
+"""The encrypted side of x-fold cross-validation, driven by the server with the key holders.
+
+`encrypt_study` runs the steps before training, each timed: fold assignment (each hospital stratifies
+its own rows with its own secret randomness; the fold ids it sends back are public), standardization
+statistics (encrypted per-hospital aggregates summed by the server; only the aggregate is
+threshold-decrypted), and encryption of every hospital's rows. `EncryptedCV.train` then trains every
+fold model in one pass. The models stay encrypted at the server: decrypting them is a separate, explicit act of the
+key holders (`decrypt_models`). `save`/`load` let notebook steps hand a study on (ciphertexts only).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import FormatError, PrivacyWarning, ProtocolError
+from ..seal.format import unpack_ciphertext
+from .encrypted import EncryptedTrainer, TrainingLog, TrainingPlan
+from .layout import Layout
+from .party import aggregate_values, stats_from_aggregate
+
+__all__ = ["EncryptedCV", "encrypt_study", "run_encrypted_cv", "TWO_HOSPITALS"]
+
+TWO_HOSPITALS = (
+    "a study with two hospitals: lr.encrypt sends each hospital the pooled means and standard deviations "
+    "and the pooled fold sizes, so each learns the other's row count, per-feature sums and sums of "
+    "squares (with three or more, only the sum over the others)"
+)
+
+
+@dataclass
+class EncryptedCV:
+    layout: Layout
+    fold_of_row: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+    curvature: float
+    interval: float = 8.0  # the data blocks hold z / interval
+    blocks: dict = field(default_factory=dict)  # (group, block, feature) -> hospitals' ciphertext bytes
+    constants: dict = field(default_factory=dict)  # (group, feature) -> hospitals' ciphertext bytes
+    seconds: dict = field(default_factory=dict)
+    weights: dict = field(default_factory=dict)  # (group, feature) -> ciphertext bytes, after training
+    aggregate: np.ndarray | None = None  # what the researcher decrypted: pooled [rows, sums, cross-products]
+    trainer: EncryptedTrainer | None = None
+
+    @property
+    def features(self) -> int:
+        return len(self.mean) + 1
+
+    @property
+    def train_counts(self) -> np.ndarray:
+        return np.array([(self.fold_of_row != k).sum() for k in range(self.layout.folds)])
+
+    def train(self, fed, plan: TrainingPlan, participants=None, workers="auto", progress=None) -> TrainingLog:
+        if plan.interval != self.interval:
+            raise ProtocolError(
+                f"the data were encrypted for the sigmoid interval {self.interval}, the plan uses "
+                f"{plan.interval}: encrypt again"
+            )
+        t0 = time.perf_counter()
+        trainer = EncryptedTrainer(fed.server, self.layout, self.features, plan, participants, workers)
+        for (g, b, j), raws in self.blocks.items():
+            for raw in raws:
+                trainer.add_data(g, b, j, raw)
+        for (g, j), raws in self.constants.items():
+            for raw in raws:
+                trainer.add_constant(g, j, raw)
+        trainer.prepare(self.fold_of_row, self.train_counts)
+        log = trainer.train(progress)
+        self.trainer = trainer
+        self.weights = {k: ct.to_bytes(compr_mode="none") for k, ct in trainer.weight_ciphertexts().items()}
+        self.seconds["training"] = time.perf_counter() - t0
+        return log
+
+    def weight_handles(self, fed) -> dict:
+        """The encrypted fold models as server handles, (group, feature) -> Ciphertext."""
+        if not self.weights:
+            raise ProtocolError("the fold models have not been trained yet")
+        return {k: fed.server.import_ciphertext(raw, self.layout.slots) for k, raw in self.weights.items()}
+
+    def decrypt_models(self, fed, by=None) -> np.ndarray:
+        """Threshold decryption of every fold model: (folds, d + 1), intercept first. This reveals the
+        models to the researcher; the key holders named in `by` take part."""
+        t0 = time.perf_counter()
+        W = np.zeros((self.layout.folds, self.features))
+        handles = self.weight_handles(fed)
+        keys = list(handles)
+        labels = [f"fold models: feature {j} of group {g}" for g, j in keys]
+        for (g, j), values in zip(keys, fed.decrypt_many([handles[k] for k in keys], by=by, labels=labels)):
+            for k, v in self.layout.unpack_models(self.layout.groups[g], values).items():
+                W[k, j] = v
+        fed.server.forget(*handles.values())
+        self.seconds["decrypt_models"] = time.perf_counter() - t0
+        return W
+
+    # ------------------------------------------------------------------ persistence (public data only)
+    def save(self, path) -> None:
+        root = Path(path)
+        (root / "ciphertexts").mkdir(parents=True, exist_ok=True)
+        index = {"blocks": [], "constants": [], "weights": []}
+        for kind, table in (("blocks", self.blocks), ("constants", self.constants)):
+            for key, raws in table.items():
+                for i, raw in enumerate(raws):
+                    name = f"{kind}-{'-'.join(map(str, key))}-{i}.bin"
+                    (root / "ciphertexts" / name).write_bytes(raw)
+                    index[kind].append([list(key), name])
+        for key, raw in self.weights.items():
+            name = f"weights-{'-'.join(map(str, key))}.bin"
+            (root / "ciphertexts" / name).write_bytes(raw)
+            index["weights"].append([list(key), name])
+        meta = {
+            "layout": self.layout.describe(),
+            "fold_of_row": self.fold_of_row.tolist(),
+            "mean": self.mean.tolist(),
+            "std": self.std.tolist(),
+            "curvature": self.curvature,
+            "interval": self.interval,
+            "seconds": self.seconds,
+            "index": index,
+        }
+        (root / "encrypted_cv.json").write_text(json.dumps(meta))
+
+    @classmethod
+    def load(cls, path) -> EncryptedCV:
+        root = Path(path)
+        try:
+            meta = json.loads((root / "encrypted_cv.json").read_text())
+        except FileNotFoundError:
+            raise FormatError(f"{root} holds no encrypted study (encrypted_cv.json missing)") from None
+        spec = meta["layout"]
+        out = cls(
+            Layout(spec["slots"], spec["rows"], spec["folds"]),
+            np.asarray(meta["fold_of_row"], dtype=np.int64),
+            np.asarray(meta["mean"]),
+            np.asarray(meta["std"]),
+            float(meta["curvature"]),
+            interval=float(meta["interval"]),
+            seconds=meta["seconds"],
+        )
+        for kind, table in (("blocks", out.blocks), ("constants", out.constants)):
+            for key, name in meta["index"][kind]:
+                table.setdefault(tuple(key), []).append((root / "ciphertexts" / name).read_bytes())
+        for key, name in meta["index"]["weights"]:
+            out.weights[tuple(key)] = (root / "ciphertexts" / name).read_bytes()
+        return out
+
+
+def encrypt_study(fed, *, folds: int, interval: float = 8.0, participants=None) -> EncryptedCV:
+    """Fold assignment, standardization from the encrypted aggregate, encrypted rows.
+    Every hospital must have its data loaded (Hospital.load_data), global row indices 0..n-1.
+    Each hospital draws its folds from its own secret randomness: no seed fixes them (a resumed
+    federation gets the same ones again). Two hospitals: a PrivacyWarning (TWO_HOSPITALS)."""
+    s = fed.server
+    names = [p.name for p in fed.parties]
+    seconds = {}
+    if len(names) == 2:
+        warnings.warn(TWO_HOSPITALS, PrivacyWarning, stacklevel=2)
+
+    t0 = time.perf_counter()
+    replies = s.call_many("lr.folds", {p: {"folds": folds} for p in names})
+    n_rows = sum(len(r["rows"]) for r in replies.values())
+    fold_of_row = np.full(n_rows, -1, dtype=np.int64)
+    for r in replies.values():
+        rows = np.asarray(r["rows"], dtype=np.int64)
+        if rows.min() < 0 or rows.max() >= n_rows or np.any(fold_of_row[rows] >= 0):
+            raise ProtocolError("hospitals' global row indices must partition 0..n-1")
+        fold_of_row[rows] = r["folds"]
+    if np.any(fold_of_row < 0):
+        raise ProtocolError("hospitals' global row indices must partition 0..n-1")
+    counts = np.bincount(fold_of_row, minlength=folds)
+    if np.any(counts == 0) or np.any(n_rows - counts == 0):
+        raise ProtocolError(f"every fold needs rows to test and rows to train on; fold sizes {counts.tolist()}")
+    seconds["folds"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    agg = s.call_many("lr.aggregate", {p: {} for p in names})
+    total = None
+    for p in names:
+        raw = unpack_ciphertext(agg[p]["ciphertext"], f"{p}'s aggregate", s.ctx)
+        h = s.import_ciphertext(raw, int(agg[p]["length"]))
+        total = h if total is None else s.add(total, h)
+    d = int(agg[names[0]]["features"])
+    values = aggregate_values(
+        fed.decrypt(total, by=participants, level=None, label="pooled count, sums and cross-products")
+    )
+    scaling, curvature = stats_from_aggregate(values, d)
+    mean, std = scaling.mean, scaling.std
+    seconds["scaling"] = time.perf_counter() - t0
+
+    layout = Layout(fed.params.slots, n_rows, folds)  # training needs no rotation key: the refresh sums
+
+    t0 = time.perf_counter()
+    out = EncryptedCV(
+        layout,
+        fold_of_row,
+        mean,
+        std,
+        curvature,
+        interval=float(interval),
+        seconds=seconds,
+        aggregate=np.asarray(values[: 1 + d + d * (d + 1) // 2]),
+    )
+    request = {
+        "layout": layout.describe(),
+        "mean": mean.tolist(),
+        "std": std.tolist(),
+        "train_counts": (n_rows - counts).tolist(),
+        "interval": float(interval),
+    }
+    replies = s.call_many("lr.encrypt", {p: request for p in names})  # hospitals encrypt in parallel
+    for p in names:
+        reply = replies[p]
+        what = f"{p}'s training rows"
+        for g, b, j, raw in reply["blocks"]:
+            out.blocks.setdefault((int(g), int(b), int(j)), []).append(unpack_ciphertext(raw, what, s.ctx))
+        for g, j, raw in reply["constant"]:
+            out.constants.setdefault((int(g), int(j)), []).append(unpack_ciphertext(raw, what, s.ctx))
+    seconds["encryption"] = time.perf_counter() - t0
+    return out
+
+
+def run_encrypted_cv(
+    fed, *, folds: int, plan: TrainingPlan, participants=None, workers="auto", progress=None
+) -> EncryptedCV:
+    """encrypt_study, then train."""
+    out = encrypt_study(fed, folds=folds, interval=plan.interval, participants=participants)
+    out.train(fed, plan, participants=participants, workers=workers, progress=progress)
+    return out

@@ -1,0 +1,463 @@
+"""Encrypted training of all fold models at once, at the server (Pyfhel/SEAL), with collective refreshes.
+
+Algorithm (mirrored exactly, in float64, by mpclr.plain.twin): HELR-style Nesterov accelerated gradient on
+z_i = y'_i [1, x_i] (y' = +-1), with the sigmoid replaced by its least-squares polynomial p:
+
+    g_k(v) = (1 / n_k) sum_{i not in fold k} p(-z_i . v) z_i ,    p(x) = 1/2 + c_1 x + c_3 x^3 + ...
+    w_{t+1} = v_t + gamma_t g(v_t);     v_{t+1} = (1 - eta_t) w_{t+1} + eta_t w_t;     w_0 = v_0 = 0
+
+Under encryption the data are encrypted as z / R (R: the sigmoid's interval), so t' = (z / R) . v = t / R
+lies in [-1, 1] and, with u = t'^2 and d_k = c_k R^k (all of moderate size, unlike the c_k),
+p(-t) = 1/2 - d_lead t' q(u) where q is monic:
+
+    C_k  = (1 / 2 n_k) sum_{i not in fold k} z_i            each hospital's share, encrypted, once
+    ZM_i = (z_i / R) * [i not in fold k] * R d_lead / n_k     the masked copy, derived once by the server
+    G    = rotate_and_sum( sum_blocks t' * q(u) * ZM )       one level per product
+    g    = C - G
+
+(With c_k instead of d_k, the leading coefficient of degree 5 is 4e-5: folded into ZM it drowns in
+CKKS's absolute encoding error.)
+
+Levels per iteration for degree 3: t (1), u (1), t * q(u) (1), times ZM (1) = 4; then the Nesterov update
+runs inside one batched collective refresh of public linear combinations (no level spent on gamma_t or
+eta_t), which returns w_{t+1} and v_{t+1} fresh at the top level. When a preset has too few levels for a
+step, the per-sample ciphertexts are refreshed first: the schedule adapts, the algorithm does not change.
+The first iteration needs no encrypted arithmetic (v_0 = 0, so g = C).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from Pyfhel import PyCtxt
+
+from ..errors import ProtocolError
+from ..protocols.refresh import RefreshProtocol
+from .blocks import BlockEngine, Enc
+from .layout import Layout
+
+__all__ = ["EncryptedTrainer", "TrainingPlan"]
+
+# Below this many data blocks, worker processes cost more to start than they save.
+_MIN_BLOCKS_FOR_WORKERS = 8
+
+
+@dataclass
+class TrainingPlan:
+    """Public description of a training run: the same for the server, the parties and the twin."""
+
+    sigmoid: np.ndarray  # coefficients c_0..c_deg of p, increasing powers (c_0 = 1/2, odd otherwise)
+    schedule: list[tuple[float, float]]  # (gamma_t, eta_t) per iteration
+    interval: float = 8.0  # R: the data are encrypted as z / R
+    bound_bits: int = 8  # public bound on the values refreshed (weights, gradients): 2^bound_bits, masks hide up to it
+
+    @property
+    def degree(self) -> int:
+        return len(self.sigmoid) - 1
+
+    def monic(self) -> tuple[float, list[float]]:
+        """(R * d_lead, coefficients of the monic q(u) below its leading 1, from u^(d'-1) down to u^0),
+        with d_k = c_k R^k the coefficients in t' = t / R."""
+        c = np.asarray(self.sigmoid, dtype=np.float64)
+        r = float(self.interval)
+        d = [float(c[k]) * r**k for k in range(1, len(c), 2)]  # d_1, d_3, ..., d_lead
+        return r * d[-1], [x / d[-1] for x in reversed(d[:-1])]
+
+
+@dataclass
+class TrainingLog:
+    seconds: dict = field(default_factory=dict)
+    refreshes: int = 0
+    refreshed_ciphertexts: int = 0
+    workers: int = 0
+    iterations: list = field(default_factory=list)
+
+
+def refresh_level(ctx, plan: TrainingPlan, n: int) -> int:
+    """The level the training's refreshes run at with n key holders (the lowest that holds their masks)."""
+    return RefreshProtocol(ctx).min_level(plan.bound_bits, n)
+
+
+def worker_count(workers: int | str, total_blocks: int) -> int:
+    """Worker processes for training `total_blocks` data blocks ("auto": one per core when it pays)."""
+    if workers == "auto":
+        workers = (os.cpu_count() or 1) if total_blocks >= _MIN_BLOCKS_FOR_WORKERS else 0
+    return max(0, min(int(workers), total_blocks))
+
+
+class EncryptedTrainer:
+    """Lives at the server: it sees ciphertexts, public constants and the layout, nothing else."""
+
+    def __init__(
+        self, server, layout: Layout, features: int, plan: TrainingPlan, participants=None, workers: int | str = "auto"
+    ):
+        self.server = server
+        self.he = server.evaluator.he
+        self.ctx = server.ctx
+        self.layout = layout
+        self.features = features  # d + 1, the intercept included
+        self.plan = plan
+        self.participants = participants
+        self.top = self.ctx.top_level
+        n = len(server.participants(participants))
+        self.refresh_level = refresh_level(self.ctx, plan, n)
+        self.mask_factor, self.q_coeffs = plan.monic()
+        self.n_workers = worker_count(workers, sum(g.blocks for g in layout.groups))
+        self.log = TrainingLog(workers=self.n_workers)
+        self._pending: dict[tuple[int, int, int], list[bytes]] = {}  # each party's contribution per data block
+        self.C: dict[tuple[int, int], Enc] = {}  # constant part of the gradient, summed over parties
+        self.W: dict[tuple[int, int], list[tuple[float, Enc]]] = {}  # w as a lazy combination of kept ciphertexts
+        self.V: dict[tuple[int, int], Enc] = {}
+        self._final: dict[tuple[int, int], Enc] = {}
+        self._engine: BlockEngine | None = None
+        self._pool = None
+
+    # ---------------------------------------------------------------- refresh
+    def _refresh_enc(self, items: list[Enc]) -> list[Enc]:
+        t0 = time.perf_counter()
+        cts = self.server.refresh_raw(
+            [x.ct for x in items],
+            [x.level for x in items],
+            [[(k, 1.0)] for k in range(len(items))],
+            self.participants,
+            bound_bits=self.plan.bound_bits,
+            purpose="training/gradient",
+        )
+        self._account_refresh(len(items), time.perf_counter() - t0)
+        return [Enc(c, self.top) for c in cts]
+
+    def _refresh_bytes(self, items: list[tuple[bytes, int]]) -> list[tuple[bytes, int]]:
+        fresh = self._refresh_enc([Enc(self._load(raw), level) for raw, level in items])
+        return [(x.ct.to_bytes(compr_mode="none"), x.level) for x in fresh]
+
+    def _account_refresh(self, count: int, seconds: float) -> None:
+        self.log.refreshes += 1
+        self.log.refreshed_ciphertexts += count
+        self.log.seconds["refresh"] = self.log.seconds.get("refresh", 0.0) + seconds
+
+    def _load(self, raw: bytes) -> PyCtxt:
+        ct = PyCtxt(pyfhel=self.he)
+        ct.from_bytes(raw, scheme="ckks")
+        return ct
+
+    # ---------------------------------------------------------------- data
+    def add_data(self, group: int, block: int, feature: int, raw: bytes) -> None:
+        """A party's contribution to a data block (its rows, zeros elsewhere). Checked here, loaded and
+        added up by the engine that will hold the block (bytes go to worker processes untouched)."""
+        from ..seal.format import CiphertextData
+
+        raw = bytes(raw)
+        level = self.ctx.check_ciphertext(CiphertextData.from_bytes(raw, "data block"), "data block")
+        if level != self.top:
+            raise ProtocolError(f"data block ({group}, {block}, {feature}) arrived at level {level}, not the top")
+        self._pending.setdefault((group, block, feature), []).append(raw)
+
+    def add_constant(self, group: int, feature: int, raw: bytes) -> None:
+        """A party's share of the constant part C of the gradient (weights' layout); shares add up."""
+        ct = self.ctx.load_ciphertext(self.he, raw, "constant part")
+        key = (group, feature)
+        if key in self.C:
+            self.he.add(self.C[key].ct, ct)
+        else:
+            self.C[key] = Enc(ct, self.top)
+
+    def _shards(self) -> list[list[tuple[int, int]]]:
+        """(group, block) pairs per engine, balanced: all features of a block stay together."""
+        pairs = [(g.index, b) for g in self.layout.groups for b in range(g.blocks)]
+        k = max(self.n_workers, 1)
+        return [pairs[i::k] for i in range(k)]
+
+    def prepare(self, fold_of_row: np.ndarray, train_counts: np.ndarray) -> None:
+        """Hand the data blocks to the engines (worker processes or this one), which derive the masked
+        copies ZM."""
+        t0 = time.perf_counter()
+        missing = [
+            (g.index, b, j)
+            for g in self.layout.groups
+            for b in range(g.blocks)
+            for j in range(self.features)
+            if (g.index, b, j) not in self._pending
+        ]
+        missing += [
+            (g.index, j) for g in self.layout.groups for j in range(self.features) if (g.index, j) not in self.C
+        ]
+        if missing:
+            raise ProtocolError(f"no party contributed data blocks or constant parts {missing[:3]}...")
+        counts = np.asarray(train_counts, dtype=np.float64)
+        self.gradient_gain = {g.index: self._gradient_gain(g, counts, self.features) for g in self.layout.groups}
+        per_model = {g.index: self.mask_factor * self.gradient_gain[g.index] / counts for g in self.layout.groups}
+        masks = {
+            (g.index, b): self.layout.pack_mask(g, b, fold_of_row, per_model[g.index])
+            for g in self.layout.groups
+            for b in range(g.blocks)
+        }
+        shards = self._shards()
+        if self.n_workers:
+            from .workers import WorkerPool
+
+            init = {
+                "context": self.ctx._context_bytes,
+                "public_key": self.server.public_key,
+                "relin_key": self.he.to_bytes_relin_key(compr_mode="none"),
+                "layout": self.layout.describe(),
+                "features": self.features,
+                "q_coeffs": self.q_coeffs,
+                "refresh_level": self.refresh_level,
+                "top": self.top,
+                "primes": list(self.ctx.primes),
+            }
+            t1 = time.perf_counter()
+            self._pool = WorkerPool(self.n_workers, init, self._refresh_bytes,
+                                    coalesce=self.server.network.coalesce_rounds)
+            t2 = time.perf_counter()
+            self._pool.send_blocks(
+                [
+                    [(g, b, j, self._pending.pop((g, b, j))) for g, b in shard for j in range(self.features)]
+                    for shard in shards
+                ]
+            )
+            t3 = time.perf_counter()
+            self._pool.prepare([{gb: masks[gb] for gb in shard} for shard in shards])
+            self.log.seconds.update(
+                {
+                    "workers_start": t2 - t1,
+                    "send_blocks": time.perf_counter() - t2,
+                    "derive_masked": time.perf_counter() - t3,
+                }
+            )
+        else:
+            self._engine = BlockEngine(
+                self.he,
+                list(self.ctx.primes),
+                self.top,
+                self.layout,
+                self.features,
+                self.q_coeffs,
+                self.refresh_level,
+                self._refresh_enc,
+            )
+            for (g, b, j), raws in self._pending.items():
+                for raw in raws:
+                    self._engine.add_block(g, b, j, self._load(raw))
+            self._pending.clear()
+            self._engine.prepare(masks)
+        self.log.seconds["prepare"] = time.perf_counter() - t0
+        self.log.seconds["send_blocks"] = self.log.seconds.get("send_blocks", 0.0) - self.log.seconds.get(
+            "derive_masked", 0.0
+        )
+
+    @staticmethod
+    def _gradient_gain(group, counts: np.ndarray, features: int) -> float:
+        """The public factor G carries into the refresh, put back exactly by the refresh's coefficient.
+
+        The refresh floods every slot with the same absolute noise, and its rotate-and-sum adds up a
+        block's slots: with ZM's 1 / n_k a slot's share of the gradient would be tiny beside it. ZM
+        carries n-bar g / (8 B n_k) instead (n-bar the mean training count, B the group's blocks rounded
+        up to a power of two). The gain g buys precision until G's noise, the rows' encryption noise
+        carried through the products, grows with it; that noise also grows with the columns of z (d + 1),
+        and the smudging must stay 2^14 above it. Measured at 10 hospitals, the largest training refresh
+        input: 4 columns 2^10.9 at g = 16; 10 (lbw): 2^11.2 at g = 16 (2^10.4 at 1, its weights 6.6e-3
+        from the twin's, 6.7e-4 at 16); 31 (breast cancer): 2^10.5 at 1, 2^11.7 at 4, 2^13.9 at 16. So
+        g = 16 (10 / columns)^2, within [1, 16]. A slot of G, summed over B blocks, stays below 2.2 |z|
+        per block and sample: inside the public bound 2^8 for |z| up to 100."""
+        blocks = 1 << max(0, math.ceil(math.log2(max(group.blocks, 1))))
+        gain = min(16.0, max(1.0, 16.0 * (10.0 / features) ** 2))
+        return float(np.mean(counts[list(group.models)])) * gain / (8.0 * blocks)
+
+    def _merge(self, parts: list[dict]) -> dict[tuple[int, int], Enc]:
+        """Sum the engines' partial results per (group, feature)."""
+        out: dict[tuple[int, int], Enc] = {}
+        for part in parts:
+            for key, (raw, level) in part.items():
+                x = Enc(self._load(raw), level)
+                if key in out:
+                    a, b = out[key], x
+                    lvl = min(a.level, b.level)
+                    ca = _down(self.he, a, lvl)
+                    self.he.add(ca, _down(self.he, b, lvl))
+                    out[key] = Enc(ca, lvl)
+                else:
+                    out[key] = x
+        return out
+
+    # ---------------------------------------------------------------- training
+    def _gradient_part(self) -> dict[tuple[int, int], Enc]:
+        if self._pool is not None:
+            t0 = time.perf_counter()
+            V = {k: (v.ct.to_bytes(compr_mode="none"), v.level) for k, v in self.V.items()}
+            t1 = time.perf_counter()
+            parts = self._pool.gradient(V)
+            t2 = time.perf_counter()
+            merged = self._merge(parts)
+            t3 = time.perf_counter()
+            self.log.iterations.append(
+                {
+                    "send_s": t1 - t0,
+                    "workers_s": t2 - t1,
+                    "merge_s": t3 - t2,
+                    "worker_timings": self._pool.timings[-len(parts) :],
+                }
+            )
+            return merged
+        return self._engine.gradient_part(self.V)
+
+    def _fold_terms(self, terms: list[tuple]) -> list[tuple]:
+        """The terms without a rotation whose ciphertexts have a level to spare (C, v and the previous v,
+        all fresh), summed here under encryption into one: one plaintext product per term and one
+        rescale, so the key holders make one masked-decryption share instead of three, and the network
+        carries one c1 and one share instead of three (40 % of a training round's bytes). The sum is
+        divided by a power of two (put back exactly in the refresh's coefficient) so that it stays
+        within the refresh's public bound whenever its terms are."""
+        mine = self.foldable(terms, self.refresh_level)
+        if len(mine) < 2:
+            return terms
+        weight = sum(abs(c) for c, _ in mine)
+        shift = max(0, math.ceil(math.log2(weight))) if weight > 0 else 0
+        level = min(x.level for _, x in mine)
+        scale = float(mine[0][1].ct.scale)
+        prime = float(self.ctx.primes[level])
+        acc = None
+        for coef, x in mine:
+            ct = _down(self.he, x, level)
+            value = coef / 2.0**shift * scale / float(x.ct.scale)
+            pt, _ = self.server.evaluator.encode(value, self.ctx.params.slots, prime, level)
+            prod = self.he.multiply_plain(ct, pt, in_new_ctxt=True)
+            prod.scale = scale * prime
+            acc = prod if acc is None else self.he.add(acc, prod, in_new_ctxt=True)
+        self.he.rescale_to_next(acc)
+        acc.scale = scale
+        return [t for t in terms if not any(t is m for m in mine)] + [(2.0**shift, Enc(acc, level - 1))]
+
+    def _refresh_combinations(self, combos: list[list[tuple]], groups: list) -> list[Enc]:
+        """One batched refresh round: each output a public linear combination of kept ciphertexts, each
+        term (coef, Enc) or (coef, Enc, galois elements to rotate-and-sum over first); groups[o] is output
+        o's group of models.
+
+        A term without a rotation holds a weight in every copy of its model's lane, each copy with the
+        refresh's smudging of its own: it is averaged over the copies inside the refresh (a rotate-and-sum
+        on exact integers, then 1 / copies in the coefficient), which divides that smudging by
+        sqrt(copies) (32 for a block of 1,024 samples) and hands every sample the same v, as the twin has."""
+        items: list[Enc] = []
+        index: dict[int, int] = {}
+        outputs = []
+        for terms, group in zip(combos, groups):
+            average = self._sum_elements(group)
+            copies = self.layout.slots // group.m
+            out = []
+            for coef, x, *rest in self._fold_terms(self._merge_terms(terms)):
+                if id(x) not in index:
+                    index[id(x)] = len(items)
+                    items.append(x)
+                if rest:
+                    out.append((index[id(x)], coef, tuple(rest[0])))
+                else:
+                    out.append((index[id(x)], coef / copies, average))
+            outputs.append(out)
+        t0 = time.perf_counter()
+        fresh = self.server.refresh_raw(
+            [x.ct for x in items],
+            [x.level for x in items],
+            outputs,
+            self.participants,
+            bound_bits=self.plan.bound_bits,
+            purpose="training/update",
+        )
+        self._account_refresh(len(items), time.perf_counter() - t0)
+        return [Enc(ct, self.top) for ct in fresh]
+
+    @staticmethod
+    def foldable(terms: list[tuple], refresh_level: int) -> list[tuple]:
+        """The terms `_fold_terms` sums into one (when there are two or more)."""
+        return [t for t in terms if len(t) == 2 and t[1].level > refresh_level]
+
+    @staticmethod
+    def _merge_terms(terms: list[tuple]) -> list[tuple]:
+        """Terms on the same ciphertext and rotations added up (C appears in both v and the previous w),
+        zero terms dropped."""
+        merged: dict[tuple, list] = {}
+        for coef, x, *rest in terms:
+            key = (id(x), tuple(rest[0]) if rest else ())
+            if key in merged:
+                merged[key][0] += coef
+            else:
+                merged[key] = [coef, x, *rest]
+        return [tuple(t) for t in merged.values() if t[0] != 0.0]
+
+    def _update(self, gamma: float, eta: float, grad: dict | None) -> None:
+        """w' = v + gamma (C - G); v' = (1 - eta) w' + eta w.
+
+        Only v is ever multiplied, so only v' is refreshed (one output per weight ciphertext); w stays a
+        lazy public combination of ciphertexts already held (v, C, G of its iteration), used as such in
+        the next update and refreshed once, at the end."""
+        combos, keys, groups, new_w = [], [], [], {}
+        for g in self.layout.groups:
+            sum_over_samples = self._sum_elements(g)
+            for j in range(self.features):
+                key = (g.index, j)
+                w_new = [(gamma, self.C[key])]
+                if grad is not None:
+                    w_new += [(1.0, self.V[key]), (-gamma / self.gradient_gain[g.index], grad[key], sum_over_samples)]
+                v_new = [(t[0] * (1 - eta), *t[1:]) for t in w_new] + [
+                    (t[0] * eta, *t[1:]) for t in self.W.get(key, [])
+                ]
+                combos.append(v_new)
+                keys.append(key)
+                groups.append(g)
+                new_w[key] = w_new
+        for key, fresh in zip(keys, self._refresh_combinations(combos, groups)):
+            self.V[key] = fresh
+        self.W = new_w
+
+    def _sum_elements(self, group) -> tuple[int, ...]:
+        """Galois elements of the rotate-and-sum over a block's samples (in the weights' layout)."""
+        from ..seal.format import galois_elt_from_step
+
+        return tuple(galois_elt_from_step(step, self.ctx.n) for step in self.layout.sum_steps(group))
+
+    def _materialize_weights(self) -> None:
+        """The final models w, fresh at the top level (one more refresh round)."""
+        keys = list(self.W)
+        fresh = self._refresh_combinations([self.W[k] for k in keys], [self.layout.groups[g] for g, _ in keys])
+        self.W = {k: [(1.0, x)] for k, x in zip(keys, fresh)}
+        self._final = dict(zip(keys, fresh))
+
+    def train(self, progress=None) -> TrainingLog:
+        if self._engine is None and self._pool is None:
+            raise ProtocolError("call prepare() before train()")
+        t_start = time.perf_counter()
+        try:
+            for it, (gamma, eta) in enumerate(self.plan.schedule):
+                t0 = time.perf_counter()
+                grad = None if it == 0 else self._gradient_part()
+                t1 = time.perf_counter()
+                self._update(gamma, eta, grad)
+                t2 = time.perf_counter()
+                self.log.iterations.append({"iteration": it + 1, "gradient_s": t1 - t0, "update_refresh_s": t2 - t1})
+                if progress is not None:
+                    progress(it + 1, len(self.plan.schedule))
+            self._materialize_weights()
+        finally:
+            self.close()
+        self.log.seconds["train"] = time.perf_counter() - t_start
+        return self.log
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+    def weight_ciphertexts(self) -> dict[tuple[int, int], PyCtxt]:
+        if not getattr(self, "_final", None):
+            raise ProtocolError("the fold models are not trained yet")
+        return {k: v.ct for k, v in self._final.items()}
+
+
+def _down(he, x: Enc, level: int) -> PyCtxt:
+    ct = PyCtxt(copy_ctxt=x.ct)
+    for _ in range(x.level - level):
+        he.mod_switch_to_next_ctxt(ct)
+    return ct

@@ -1,0 +1,86 @@
+"""A hospital's side of the encrypted training: the steps it answers on its own rows (registered on every
+hospital through mpclr.roles.extensions' `register_handlers`, as plain functions of (hospital, fields,
+sender)), and the rows per fold it reports for a study's manifest. Its evaluation step is in
+mpclr.evaluation.hospital.
+
+lr.aggregate      sums of x, x^2 and the curvature bound's terms, encrypted (the public scaling statistics)
+lr.folds          stratified fold ids from the hospital's own secret fold key (shown to the server)
+lr.encrypt        its rows in the training layout: design blocks and the constant part, encrypted
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ProtocolError
+from ..plain.folds import check_fold_count, secret_folds
+from ..roles.extensions import register_handlers
+from .layout import Layout
+from .party import aggregate_length, aggregate_vector, constant_part, design_rows, pack_blocks
+from .party import fold_sizes as _fold_sizes
+
+__all__ = ["HANDLERS", "fold_sizes", "scaling"]
+
+
+def fold_sizes(hospital, folds: int) -> list[int]:
+    """Rows per fold of the assignment lr.folds will make at `hospital`, asked before the study for its
+    manifest (public once assigned: lr.folds shows the server every row's fold). Before the hospital joins
+    a session, the fold key it will use in that session is drawn now."""
+    _, y, rows = hospital.require_data()
+    return [int(x) for x in _fold_sizes(y, folds, hospital.fold_key(), rows)]
+
+
+def on_aggregate(node, fields, sender):
+    node.from_server(sender, "lr.aggregate")
+    X, _, _ = node.require_data()
+    d = X.shape[1]
+    if aggregate_length(d) > node.ctx.params.slots:
+        raise ProtocolError(f"{d} features make an aggregate larger than one ciphertext")
+    return {"ciphertext": node.encrypt_bytes(aggregate_vector(X)), "length": aggregate_length(d), "features": d}
+
+
+def on_folds(node, fields, sender):
+    """Stratified fold ids for the hospital's rows from its own secret fold key: no seed from the server
+    (a fold assignment an observer can replay tells it which rows share a label)."""
+    node.from_server(sender, "lr.folds")
+    if "seed" in fields:
+        raise ProtocolError("lr.folds: a hospital draws its folds from its own secret randomness and "
+                            "takes no seed from the server")
+    _, y, rows = node.require_data()
+    folds = check_fold_count(fields["folds"])
+    node.folds = secret_folds(y, folds, node.fold_key(), rows)
+    return {"rows": rows.tolist(), "folds": node.folds.tolist()}
+
+
+def scaling(fields, X):
+    """The pooled means and standard deviations a request carries, checked against the hospital's features."""
+    mean, std = np.asarray(fields["mean"], dtype=np.float64), np.asarray(fields["std"], dtype=np.float64)
+    if mean.shape != (X.shape[1],) or std.shape != (X.shape[1],):
+        raise ProtocolError(f"scaling statistics for {mean.shape} features, this party has {X.shape[1]}")
+    return mean, std
+
+
+def on_encrypt(node, fields, sender):
+    node.from_server(sender, "lr.encrypt")
+    X, y, rows = node.require_data()
+    if node.folds is None:
+        raise ProtocolError(f"{node.name}: fold assignment (lr.folds) must come before lr.encrypt")
+    spec = fields["layout"]
+    layout = Layout(int(spec["slots"]), int(spec["rows"]), int(spec["folds"]))
+    if layout.slots != node.ctx.params.slots or int(rows.max()) >= layout.n_rows:
+        raise ProtocolError("the requested layout does not fit this party's rows or the parameters")
+    mean, std = scaling(fields, X)
+    counts = np.asarray(fields["train_counts"], dtype=np.float64)
+    if counts.shape != (layout.folds,) or np.any(counts < 1):
+        raise ProtocolError(f"training row counts must be positive, one per fold; got {counts.tolist()}")
+    interval = float(fields["interval"])
+    if not 0 < interval < 1e6:
+        raise ProtocolError(f"sigmoid interval must be positive, got {interval}")
+    z = design_rows(X, y, mean, std)
+    blocks = [[g, b, j, node.encrypt_bytes(vec)] for g, b, j, vec in pack_blocks(layout, rows, z / interval)]
+    const = [[g, j, node.encrypt_bytes(vec)] for g, j, vec in constant_part(layout, z, node.folds, counts)]
+    return {"blocks": blocks, "constant": const}
+
+
+HANDLERS = {"lr.aggregate": on_aggregate, "lr.folds": on_folds, "lr.encrypt": on_encrypt}
+register_handlers(HANDLERS)

@@ -1,0 +1,100 @@
+"""What a hospital computes on its own rows before anything leaves it (encrypted).
+
+Standardization statistics and the step size: each hospital encrypts [rows, sum x_j, sum x_j x_k (j <= k)]
+of its own rows; the server adds them and only the aggregate is decrypted: the pooled row count, means,
+and cross-products, from which the means and standard deviations (scaling) and the largest eigenvalue
+of the correlation matrix (the twin's step size) follow. Training data: z = y' [1, (x - mean) / std] with
+y' = 2y - 1, packed into the public layout (its rows in their slots, zeros elsewhere) and encrypted
+under the collective key, one ciphertext per (group, block, feature) it has rows in.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import DataError
+from .layout import Layout
+
+__all__ = ["aggregate_vector", "design_rows", "pack_blocks", "constant_part", "fold_sizes"]
+
+
+# The aggregate is encrypted as 2^40 times its values (a power of two: exact in float64). Its decryption's
+# smudging is sized against a fresh encryption's noise, which does not grow with the values: at scale 2^45
+# alone it would cost about 2^-9 absolute, too much for the sums of squares of a column of small values
+# (breast cancer's 20th: variance 7e-6); 2^40 larger, the values keep about float64's precision.
+AGGREGATE_SHIFT_BITS = 40
+
+
+def aggregate_vector(X: np.ndarray) -> np.ndarray:
+    """[n, sum_j x_j (d values), sum_i x_ij x_ik for j <= k (d (d + 1) / 2 values)] of this party's rows,
+    times 2^AGGREGATE_SHIFT_BITS (undone by `aggregate_values`)."""
+    X = np.asarray(X, dtype=np.float64)
+    upper = np.triu_indices(X.shape[1])
+    return np.concatenate([[X.shape[0]], X.sum(axis=0), (X.T @ X)[upper]]) * 2.0**AGGREGATE_SHIFT_BITS
+
+
+def aggregate_values(decrypted: np.ndarray) -> np.ndarray:
+    """The pooled [n, sums, cross-products] from the decrypted sum of the parties' aggregate vectors."""
+    return np.asarray(decrypted, dtype=np.float64) / 2.0**AGGREGATE_SHIFT_BITS
+
+
+def aggregate_length(d: int) -> int:
+    return 1 + d + d * (d + 1) // 2
+
+
+def stats_from_aggregate(values: np.ndarray, d: int):
+    """(Standardization, curvature) from a decrypted aggregate vector: pooled means and standard
+    deviations, and the largest eigenvalue of the standardized Gram matrix (the twin's step size)."""
+    from ..plain.twin import curvature_from_aggregates, standardize_from_aggregates
+
+    values = np.asarray(values, dtype=np.float64)
+    if values.size < aggregate_length(d):
+        raise DataError(f"the aggregate holds {values.size} values, {aggregate_length(d)} expected for {d} features")
+    n = values[0]
+    if not n >= 2:
+        raise DataError(f"the decrypted aggregate row count is {n:g}: too few rows")
+    cross = np.zeros((d, d))
+    cross[np.triu_indices(d)] = values[1 + d : aggregate_length(d)]
+    cross = cross + np.triu(cross, 1).T
+    sums = values[1 : 1 + d]
+    scaling = standardize_from_aggregates(round(n), sums, np.diag(cross))
+    return scaling, curvature_from_aggregates(round(n), sums, cross)
+
+
+def design_rows(X: np.ndarray, y: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """z = y' [1, (x - mean) / std], one row per sample: the twin's z-rows of the standardized features."""
+    from ..plain.twin import make_z
+
+    return make_z((np.asarray(X, dtype=np.float64) - mean) / std, y)
+
+
+def pack_blocks(layout: Layout, rows: np.ndarray, z: np.ndarray):
+    """Yield (group, block, feature, slot vector) for every block holding some of this party's rows (z is
+    already divided by the sigmoid's interval R, as the trainer expects)."""
+    rows = np.asarray(rows)
+    for g in layout.groups:
+        for b in layout.blocks_with_rows(g, rows):
+            for j in range(z.shape[1]):
+                yield g.index, b, j, layout.pack_rows(g, b, z[:, j], rows)
+
+
+def fold_sizes(y: np.ndarray, folds: int, key: bytes, rows: np.ndarray) -> np.ndarray:
+    """Rows per fold of a hospital's own assignment (mpclr.plain.folds.secret_folds with its fold key), so
+    that the study's manifest can count the secure evaluation's layout before the study starts. Public
+    once the folds are assigned (lr.folds shows the server every row's fold)."""
+    from ..plain.folds import secret_folds
+
+    return np.bincount(secret_folds(y, folds, key, rows), minlength=folds)
+
+
+def constant_part(layout: Layout, z: np.ndarray, own_folds: np.ndarray, train_counts: np.ndarray):
+    """Yield (group, feature, slot vector) of this party's share of C_k = (1 / 2 n_k) sum_{i not in fold k} z_i,
+    in the weights' layout: the constant part of the gradient, summed by the server over parties."""
+    own_folds = np.asarray(own_folds)
+    n = np.asarray(train_counts, dtype=np.float64)
+    for g in layout.groups:
+        for j in range(z.shape[1]):
+            per_model = np.zeros(layout.folds)
+            for k in g.models:
+                per_model[k] = 0.5 * z[own_folds != k, j].sum() / n[k]
+            yield g.index, j, layout.pack_models(g, per_model)

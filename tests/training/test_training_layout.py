@@ -1,0 +1,56 @@
+"""The public slot layout shared by hospitals and the server."""
+
+import numpy as np
+import pytest
+
+from mpclr.errors import ParameterError
+from mpclr.training.layout import Layout
+
+
+def test_binary_groups_fill_slots_exactly():
+    lay = Layout(8192, 49152, 10)
+    assert [(g.models, g.m, g.samples_per_block, g.blocks) for g in lay.groups] == [
+        (tuple(range(8)), 8, 1024, 48),
+        ((8, 9), 2, 4096, 12),
+    ]
+    assert lay.rotation_steps() == [2**k for k in range(1, 13)]
+
+
+def test_small_data_take_one_padded_group():
+    lay = Layout(8192, 569, 5)
+    (g,) = lay.groups
+    assert g.models == (0, 1, 2, 3, 4) and g.m == 8 and g.blocks == 1
+    assert lay.sum_steps(g) == [8 * 2**k for k in range(10)]
+
+
+def test_pack_and_unpack_round_trip():
+    lay = Layout(64, 20, 3)  # one group of 4 model slots, 16 samples per block, 2 blocks... or padded
+    g = lay.groups[0]
+    values = np.arange(20, dtype=float)
+    rows = np.array([1, 5, 17])
+    block = 1 if g.samples_per_block < 20 else 0
+    packed = lay.pack_rows(g, block, values[rows], rows)
+    grid = packed.reshape(g.samples_per_block, g.m)
+    for r in rows:
+        if lay.rows_of_block(g, block).start <= r < lay.rows_of_block(g, block).stop:
+            assert np.all(grid[r - lay.rows_of_block(g, block).start] == values[r])
+    w = np.array([0.5, -1.0, 2.0])
+    assert lay.unpack_models(g, lay.pack_models(g, w)) == {k: w[k] for k in g.models}
+
+
+def test_masks_exclude_each_models_fold():
+    lay = Layout(64, 12, 3)
+    g = lay.groups[0]
+    folds = np.arange(12) % 3
+    mask = lay.pack_mask(g, 0, folds, np.array([1.0, 2.0, 3.0])).reshape(g.samples_per_block, g.m)
+    for i in range(12):
+        for j, k in enumerate(g.models):
+            assert mask[i, j] == (0.0 if folds[i] == k else k + 1.0)
+    assert np.all(mask[:, len(g.models) :] == 0) and np.all(mask[12:] == 0)
+
+
+def test_bad_layouts():
+    with pytest.raises(ParameterError, match="power of two"):
+        Layout(100, 10, 2)
+    with pytest.raises(ParameterError, match="folds"):
+        Layout(64, 10, 0)
