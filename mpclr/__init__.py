@@ -19,11 +19,14 @@ from .errors import (
 from .federation import Federation
 from .params import PRESETS, Params, get_preset
 from .roles import Ciphertext
+from .stats import PooledGLM, glm
 from .version import __version__ as __version__
 
 __all__ = [
     "Federation",
     "Ciphertext",
+    "glm",
+    "PooledGLM",
     "Params",
     "PRESETS",
     "get_preset",

@@ -107,16 +107,21 @@ def resume_federation(run: RunFolder, study: Study, data: HospitalData | None = 
     return fed
 
 
-def study_manifest(study: Study, data: HospitalData, rotation_steps=(), refine_rounds: int | None = None):
+def study_manifest(study: Study, data: HospitalData, rotation_steps=(), refine_rounds: int | None = None, *,
+                   table_one: bool = True, regression_table: bool = False):
     """What the hospitals agree to answer for the steps 02-05 (mpclr.manifest), agreed in 01 with the
     keys: the scaling decryption, the training's refreshes, the secure evaluation of 04 (with
     `refine_rounds` rounds, the value 04 must be run with), the fold models' decryption of 05, and 01's
-    rotation keys. A function of the hospitals (the Federation's `manifest`): each loads its rows and
-    counts its rows per fold with the secret fold key it then keeps for the study. A step run again asks
-    for more than was agreed and is refused: rerun 01 (new keys, a new manifest) and the steps after it."""
+    rotation keys; with `table_one` 02's Table 1 and with `regression_table` 07's pooled GLM, merged in
+    (mpclr.stats.report.study_manifests). A function of the hospitals (the Federation's `manifest`): each
+    loads its rows and counts its rows per fold with the secret fold key it then keeps for the study. A
+    step run again asks for more than was agreed and is refused: rerun 01 (new keys, a new manifest) and
+    the steps after it."""
     from ..manifest import StudyPlan
     from ..manifest import study_manifest as make
     from ..plain.twin import momentum_schedule
+    from ..roles.policy import merge_manifests
+    from ..stats.report import study_manifests
 
     model = study.model()
 
@@ -136,9 +141,9 @@ def study_manifest(study: Study, data: HospitalData, rotation_steps=(), refine_r
             evaluation={} if refine_rounds is None else {"refine_rounds": int(refine_rounds)},
             fold_sizes=tuple(int(x) for x in sizes),
             rotation_steps=tuple(int(s) for s in rotation_steps),
-            name="notebook study",
         )
-        return make(plan)
+        stats = study_manifests(study, data, parties, table=table_one, regression=regression_table)
+        return merge_manifests("notebook study", make(plan), *stats)
 
     return agree
 
