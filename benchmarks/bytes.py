@@ -4,6 +4,7 @@ message type and purpose (the label without its round number) and by phase.
 
     python benchmarks/bytes.py                                   # the small default: breast cancer, 5 folds
     python benchmarks/bytes.py --data synthetic:49152x10 --folds 10 --name bytes-paper   # paper scale
+    python benchmarks/bytes.py --plan --data synthetic:49152x10 --folds 10 --name bytes-paper-plan   # no run
 
 A deployment sends the same protocol bytes (Flower adds its framing: benchmarks/deployment.py compares), so
 this is the per-message-type breakdown behind `python -m mpclr.deploy local`'s "sent ... MB per hospital".
@@ -76,6 +77,64 @@ def share_sizes(preset: str, parties: int, bound_bits: int = 8) -> dict:
     return {"n": n, "prime_bits": bits, "refresh_level": level, "top_level": ctx.top_level,
             "refresh_h0_bytes": poly(level), "refresh_h1_bytes": poly(ctx.top_level),
             "ciphertext_top_bytes": 2 * poly(ctx.top_level), "c1_at_refresh_level_bytes": poly(level)}
+
+
+def plan(args) -> dict:
+    """The bytes a hospital would send, without running the study: ciphertext counts from the study's manifest
+    (mpclr.manifest, exact for refreshes, decryptions, key switches and rotation keys), the hospital's
+    uploads from the layouts (its rows: a contiguous 1/n of them; folds dealt at random), sizes from the
+    primes' widths. Refresh rounds here output one ciphertext per input (training and comparisons do); the
+    key ceremony's messages are taken as measured on the small study (they do not depend on the data)."""
+    from mpclr.deploy.study import SitesInfo
+    from mpclr.evaluation.layout import EvalLayout
+    from mpclr.training.layout import Layout
+
+    ds = mdata.load(args.data)
+    n, d = ds.X.shape
+    params = get_preset(args.preset)
+    rng = np.random.default_rng(args.seed)
+    fold_of_row = rng.permutation(np.arange(n) % args.folds)
+    names = [f"hospital-{i + 1}" for i in range(args.sites)]
+    splits = np.array_split(np.arange(n), args.sites)
+    info = SitesInfo(names, [len(r) for r in splits], d, params, args.threshold or args.sites, True,
+                     lambda k: np.bincount(fold_of_row, minlength=k).tolist())
+    manifest = encrypted_cv_manifest(info, {"folds": args.folds, "workers": args.workers})
+    sz = share_sizes(args.preset, args.sites)
+    bits = sz["prime_bits"]
+
+    def poly(rows):
+        return sum(math.ceil(params.n * b / 8) for b in rows)
+
+    level0, top = poly(bits[:1]), poly(bits[: sz["top_level"] + 1])
+    key_level = sz["refresh_level"]  # the evaluation's rotation keys: digits 0..L on q_0..q_L and P
+    gkg_key = (key_level + 1) * poly(bits[: key_level + 1] + bits[-1:])
+    out = {}
+    for b in manifest.budgets:
+        key = f"{b.step} {b.label}".strip()
+        if b.step == "refresh.share":
+            out[key] = b.ciphertexts * (sz["refresh_h0_bytes"] + sz["refresh_h1_bytes"])
+        elif b.step == "decrypt.share":  # the pooled aggregate is decrypted at its own (top) level
+            out[key] = b.ciphertexts * (top if b.label.startswith("pooled") else level0)
+        elif b.step == "pcks.share":
+            out[key] = b.ciphertexts * 2 * level0
+        elif b.step == "gkg.share":
+            out[key] = b.ciphertexts * gkg_key
+    layout = Layout(params.slots, n, args.folds)
+    rows = splits[0]
+    blocks = sum(len(layout.blocks_with_rows(g, rows)) for g in layout.groups)
+    out["lr.encrypt"] = (blocks + len(layout.groups)) * (d + 1) * 2 * top
+    ev = EvalLayout(params.slots, fold_of_row, args.folds)
+    out["lr.encrypt_eval"] = len(set(ev.place(rows)[0].tolist())) * (d + 1) * 2 * top
+    small = Path(__file__).resolve().parent / "results" / "bytes-small.json"
+    if small.exists():  # the key ceremony and the aggregate: the same for any data
+        import json
+
+        for row in json.loads(small.read_text())["by_message"]:
+            if row["message"].split()[0] in ("cpk.reveal", "rlk.round1", "rlk.round2", "lr.aggregate"):
+                out[row["message"]] = row["sent"]
+    rows_out = [{"message": k, "sent_MB": v / 1e6} for k, v in sorted(out.items(), key=lambda kv: -kv[1])]
+    return {"args": vars(args), "estimate": True, "by_message": rows_out, "hospital_sent_MB": sum(out.values()) / 1e6,
+            "manifest": manifest.to_json(), "sizes": sz}
 
 
 def run(args) -> dict:
@@ -157,7 +216,14 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", default="auto")
     ap.add_argument("--name", default="bytes-small")
+    ap.add_argument("--plan", action="store_true", help="estimate from the manifest and the layouts; run nothing")
     args = ap.parse_args()
+    if args.plan:
+        out = plan(args)
+        print(table(out["by_message"], ["message", "sent_MB"]))
+        print(f"\nper hospital (estimate): sent {out['hospital_sent_MB']:.1f} MB")
+        print(f"wrote {write(args.name, out)}")
+        return 0
     out = run(args)
     print(table(out["by_message"], ["message", "requests", "ciphertexts", "sent_MB", "received_MB"]))
     print()
