@@ -162,9 +162,11 @@ class Federation:
     def threshold(self) -> int:
         return self.session.threshold
 
-    def generate_rotation_keys(self, steps, by=None) -> list[int]:
+    def generate_rotation_keys(self, steps, by=None, level: int | None = None) -> list[int]:
+        """Collective rotation keys for these steps, valid at every level or (level=L) only at levels up to L:
+        a fraction of the bytes (mpclr.protocols.rotation)."""
         t0 = time.perf_counter()
-        elts = self.server.generate_rotation_keys(steps, by)
+        elts = self.server.generate_rotation_keys(steps, by, level)
         self.timings["rotation_keys"] = self.timings.get("rotation_keys", 0.0) + time.perf_counter() - t0
         return elts
 
@@ -185,6 +187,10 @@ class Federation:
         """c switched by the key holders `by` to the researcher's own key and decrypted by the researcher
         only (the server sees a ciphertext it cannot decrypt)."""
         return self.researcher.receive(c, by, label=label)
+
+    def receive_many(self, cs, by=None, *, labels=None) -> list[np.ndarray]:
+        """Several results switched to the researcher's key in one round (see `receive`)."""
+        return self.researcher.receive_many(cs, by, labels=labels)
 
     def traffic(self) -> dict:
         return self.network.traffic.summary()

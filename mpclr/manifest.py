@@ -16,8 +16,10 @@ layout, the trainer's refresh level, Nesterov terms and gradient refresh points
 The fold sizes (rows per fold) shape the secure evaluation's layout: they are public once the hospitals
 have assigned their folds (lr.folds), and each hospital counts its own in advance with the secret fold
 key it then keeps for the study (`mpclr.training.hospital.fold_sizes`; a site's bootstrap `folds` message).
-The evaluation's scores are not refreshed, so its refreshes are the models' averaging and the rounds
-between comparison cycles; the key ceremony includes the check of the relinearization aggregate.
+The evaluation's scores are not refreshed and its fold models come lane-averaged from the training's last
+refresh, so its refreshes are the rounds between comparison cycles; its rotation keys are made for the
+levels below the refresh level only (smaller keys, the same count); the key ceremony includes the check of
+the relinearization aggregate.
 """
 
 from __future__ import annotations
@@ -100,7 +102,7 @@ def study_manifest(plan: StudyPlan) -> Manifest:
     budgets += _training(plan, ctx, layout)
     rotation_calls = [list(plan.rotation_steps)] if plan.rotation_steps else []
     if plan.evaluation is not None:
-        more, steps = _evaluation(plan, ctx, weights)
+        more, steps = _evaluation(plan, ctx)
         budgets += more
         rotation_calls.append(steps)
     if rotation_calls:
@@ -116,22 +118,6 @@ def _fixed(step: str, label: str, rounds: list[int], values: int = 0) -> Budget:
 
 
 # ---------------------------------------------------------------------------------------- training
-class _Term:
-    """A ciphertext in the trainer's update, by level only."""
-
-    def __init__(self, level: int):
-        self.level = level
-
-
-def _inputs(terms: list[tuple], refresh_level: int) -> int:
-    """Ciphertexts the trainer sends to the refresh for one output (its merge and fold of the terms)."""
-    from .training.encrypted import EncryptedTrainer
-
-    merged = EncryptedTrainer._merge_terms(terms)
-    folded = EncryptedTrainer.foldable(merged, refresh_level)
-    return len(merged) - len(folded) + 1 if len(folded) >= 2 else len(merged)
-
-
 def _training(plan: StudyPlan, ctx, layout: Layout) -> list[Budget]:
     from .training.blocks import refresh_points
     from .training.encrypted import TrainingPlan, refresh_level, worker_count
@@ -140,14 +126,9 @@ def _training(plan: StudyPlan, ctx, layout: Layout) -> list[Budget]:
     level = refresh_level(ctx, tplan, len(plan.key_holders))
     top = ctx.top_level
     keys = len(layout.groups) * (plan.features + 1)
-    # the Nesterov update: one round per iteration, one more for the final weights (_update, _materialize_weights)
-    update, C, V, w_prev = [], _Term(top), None, []
-    for it, eta in enumerate(plan.etas):
-        w_new = [(1.0, C)] if it == 0 else [(1.0, C), (1.0, V), (-1.0, _Term(level), ("sum",))]
-        v_new = [(c * (1 - eta), *rest) for c, *rest in w_new] + [(c * eta, *rest) for c, *rest in w_prev]
-        update.append(keys * _inputs(v_new, level))
-        V, w_prev = _Term(top), w_new
-    update.append(keys * _inputs(w_prev, level))
+    # the Nesterov update: one round per iteration and one for the final weights, each with one input per
+    # weight (_first_update, _update, _materialize_weights)
+    update = [keys] * (len(plan.etas) + 1)
     # refreshes inside the gradient (levels running out): per iteration after the first, per group, per
     # engine holding blocks of the group (each engine's requests are its own rounds unless coalesced)
     points = refresh_points(top, level, (plan.degree - 1) // 2)
@@ -165,7 +146,7 @@ def _training(plan: StudyPlan, ctx, layout: Layout) -> list[Budget]:
 
 
 # ---------------------------------------------------------------------------------------- evaluation
-def _evaluation(plan: StudyPlan, ctx, weights: int) -> tuple[list[Budget], list[int]]:
+def _evaluation(plan: StudyPlan, ctx) -> tuple[list[Budget], list[int]]:
     from .evaluation.refinement import fill_shape
     from .evaluation.secure import SecureEvaluation
 
@@ -178,20 +159,19 @@ def _evaluation(plan: StudyPlan, ctx, weights: int) -> tuple[list[Budget], list[
     comparisons, reveals = [], {}
     first = ev._first_pass()
     comparisons += _pass_rounds(ev, first, plan.coalesce)
-    reveals["cutoff and grid"] = _pass_reveals(ev, first, positives=True)
-    reveals["refinement"] = 0
+    reveals["cutoff and grid"] = [_pass_reveals(ev, first, positives=True)]  # one key-switch round per pass
+    reveals["refinement"] = []
     for _ in range(ev.refine_rounds):
         chosen = [(ev.coarse, th) for th in fill_shape(ev.layout, ev._refine_shape(), [])]
         comparisons += _pass_rounds(ev, chosen, plan.coalesce)
-        reveals["refinement"] += _pass_reveals(ev, chosen, positives=False)
+        reveals["refinement"].append(_pass_reveals(ev, chosen, positives=False))
     slots = plan.params.slots
     budgets = [
         Budget("lr.encrypt_eval"),
-        _fixed("refresh.share", "evaluation/models", [weights]),
         _fixed("refresh.share", "evaluation/comparisons", comparisons),
         Budget("researcher.key"),
     ]
-    budgets += [_fixed("pcks.share", name, [1] * count, values=count * slots) for name, count in reveals.items()]
+    budgets += [_fixed("pcks.share", name, counts, values=sum(counts) * slots) for name, counts in reveals.items()]
     steps = sorted({step for g in ev.layout.groups for step in g.rotate_sum_steps()})
     return budgets, steps
 

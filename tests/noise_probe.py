@@ -314,7 +314,7 @@ class NoiseProbe:
         c1check = getattr(server_mod, "c1check", None)  # servers that rerandomize a repeated c1
         if c1check is not None:
             self._patch(c1check, "rerandomize", self._recording_rerandomize(c1check.rerandomize))
-        for name in ("decrypt", "decrypt_many", "receive"):
+        for name in ("decrypt", "decrypt_many", "receive", "receive_many"):
             self._patch(fed, name, self._decrypt_hook(name, getattr(fed, name)))
         return self
 
@@ -331,12 +331,13 @@ class NoiseProbe:
     # ------------------------------------------------------------------ hooks
     def _decrypt_hook(self, name, original):
         def hook(cs, *args, **kwargs):
-            handles = cs if name == "decrypt_many" else [cs]
+            handles = list(cs) if name.endswith("_many") else [cs]
             labels = kwargs.get("labels") or [kwargs.get("label", "")] * len(handles)
+            kind = "receive" if name == "receive_many" else name  # a batch of key switches, each one's noise
             for h, label in zip(handles, labels):
                 ct = self.fed.server.evaluator.get(h).ct
                 if isinstance(ct, Dual):
-                    self.records.append(Record(f"{name}: {_kind(label)}", h.level, noise_stats(self.noise(ct))))
+                    self.records.append(Record(f"{kind}: {_kind(label)}", h.level, noise_stats(self.noise(ct))))
             return original(cs, *args, **kwargs)
 
         return hook

@@ -20,7 +20,7 @@ def test_smudging_is_2_to_14_above_the_noise_of_everything_a_study_reveals(name)
     kinds = set(summary)
     # the probe saw every kind of ciphertext a study decrypts or refreshes
     assert {"decrypt: aggregate", "decrypt_many: fold models", "receive: counts"} <= kinds, kinds
-    for part in ("training, update", "training, final models", "evaluation, model averaging", "evaluation, comparison"):
+    for part in ("training, update", "training, final models", "evaluation, comparison"):
         assert any(k.startswith(f"refresh input: {part}") for k in kinds), (part, kinds)
     refresh_sigma = getattr(params, "refresh_smudging", params.smudging_bits)
     for kind, s in summary.items():

@@ -67,6 +67,32 @@ def test_five_parties_threshold_three(x):
     fed.close()
 
 
+def test_rotation_keys_for_low_levels(fed32, x):
+    """Keys made for levels up to 1 rotate a level-1 ciphertext right, cost what their residue rows predict at
+    the primes' widths (2 digits on q_0, q_1, P of the full key's 5 digits on all 6 primes: 23 % at 'fast'),
+    and a rotation above their level is refused, not garbage."""
+    def gkg_bytes():
+        return fed32.network.traffic.by_type["gkg.share"]["bytes"]
+
+    before = gkg_bytes()
+    fed32.generate_rotation_keys([5], level=1)
+    low = gkg_bytes() - before
+    fed32.generate_rotation_keys([6])
+    full = gkg_bytes() - before - low
+    bits = [q.bit_length() for q in fed32.ctx.primes]
+    predicted = 2 * (bits[0] + bits[1] + bits[-1]) / ((len(bits) - 1) * sum(bits))
+    assert abs(low / full - predicted) < 0.005
+    s = fed32.server
+    a = fed32.parties[0].encrypt(x)
+    one = s.multiply_plain(s.multiply_plain(s.multiply_plain(a, 1.0), 1.0), 1.0)
+    assert s.evaluator.get(one).level == 1
+    assert_rotated(fed32.decrypt(s.rotate(one, 5)), np.roll(x, -5), TOL)
+    with pytest.raises(ProtocolError, match="no rotation key for step 5 at level 4"):
+        s.rotate(a, 5)
+    fed32.generate_rotation_keys([5])  # made again, now for every level
+    assert_rotated(fed32.decrypt(s.rotate(a, 5)), np.roll(x, -5), TOL)
+
+
 @pytest.mark.parametrize("preset,t", [("fast", 2), ("fast", 3)])
 def test_refresh_then_full_depth(preset, t, x):
     """A ciphertext whose levels are used up down to the refresh level comes back to the top level and

@@ -356,6 +356,7 @@ class LadderOps:
         self.top = int(top)
         self.slots = int(slots)
         self._plain: dict = {}
+        self.rotate_level: int | None = None  # rotation keys made for levels up to this one only (None: all)
 
     # ------------------------------------------------------------------ plaintexts
     def encode(self, values, scale: float, level: int, key=None):
@@ -451,12 +452,18 @@ class LadderOps:
         level = min(a.level, b.level)
         return self.dot([(self.down(a, level), self.down(b, level))])
 
+    def _check_rotation(self, x: Enc) -> None:
+        if self.rotate_level is not None and x.level > self.rotate_level:  # SEAL would not notice: garbage
+            raise ProtocolError(f"internal: rotation at level {x.level}, keys made up to level {self.rotate_level}")
+
     def rotate(self, x: Enc, step: int) -> Enc:
+        self._check_rotation(x)
         return Enc(self.he.rotate(x.ct, int(step), in_new_ctxt=True), x.level)
 
     def rotate_sum(self, x: Enc, steps) -> Enc:
         """x + rot(x, s_1), then the same with s_2, ...: with steps m, 2m, ..., every slot sums its
         residue class mod m over the window the steps span."""
+        self._check_rotation(x)
         ct = x.ct
         for step in steps:
             ct = self.he.add(ct, self.he.rotate(ct, int(step), in_new_ctxt=True), in_new_ctxt=True)

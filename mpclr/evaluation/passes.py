@@ -199,6 +199,7 @@ class ComparisonPasses:
                 "ladder": list(self.ctx.scale_ladder),
                 "top": self.ctx.top_level,
                 "slots": self.ctx.params.slots,
+                "rotate_level": self.ops.rotate_level,
             }
             self._pool = ComparisonPool(n_workers, init, self._refresh_bytes, self.server.network.coalesce_rounds)
             self._pool.inputs(

@@ -94,6 +94,7 @@ def _worker_main(conn) -> None:  # pragma: no cover - runs in a child process (c
         he.from_bytes_relin_key(init["relin_key"])
         he.from_bytes_rotate_key(init["rotate_key"])
         ops = LadderOps(he, init["primes"], init["ladder"], init["top"], init["slots"])
+        ops.rotate_level = init.get("rotate_level")
 
         waited = [0.0]
 

@@ -39,6 +39,14 @@ class EvaluationResults:
                 "composites": {"cutoff": self.fine.describe(), "roc": self.coarse.describe()},
                 "refresh_smudging_bits": self.ctx.params.refresh_smudging,
                 "grid_thresholds": {g.index: len(self._grid_of(g)) for g in self.layout.groups},
+                "thresholds_per_fold": {f["fold"]: f["thresholds"] for f in folds},
+                "revealed_per_fold": "the fold's positives, and at every threshold (the cutoff, the public grid, the "
+                                     "researcher's refinement) the rows and the positives scoring above it: "
+                                     "1 + 2 x thresholds counts; the thresholds' number is public, the "
+                                     "refinement's values are the researcher's (encrypted for the server)",
+                "auc_estimate": "monotone cubic (PCHIP) through the revealed ROC points inside each cell holding both "
+                                "classes, within the cell's range (auc); auc_trapezoid counts half of every cell's "
+                                "pairs; auc_bound certifies |auc - exact AUC|",
                 "refine_rounds": self.refine_rounds,
                 "refine_thresholds_per_round": {g.index: self._refine_budget(g) for g in self.layout.groups},
                 "layout": [

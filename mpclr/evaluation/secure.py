@@ -10,11 +10,13 @@ Steps (each timed in `SecureEvaluation.seconds`)
    no row). 49,152 x 10 takes 6 ciphertexts per column instead of the training layout's 10 copies of
    every row.
    rotation_keys: the collective Galois keys of the final rotate-and-sums (m, 2m, ... per group).
-2. average_models: a weight ciphertext holds its model's weight in every slot of its lane, each slot with
-   its own CKKS noise; one collective refresh replaces each slot by its lane's mean (a rotate-and-sum
-   the refresh applies to its exact integers: no key, no level). Each fold model is then one weight
-   vector, the one `EncryptedCV.decrypt_models` reports, and identical rows get identical scores.
-   scores: s / D = sum_j x_j W_j + [row] W_0 / D, slot by slot with the weight ciphertexts (same group
+2. scores: a weight ciphertext holds its model's weight in every slot of its lane, the same value in every
+   slot: the training's last refresh averaged each weight over its lane's copies (a rotate-and-sum on its
+   exact integers), so each fold model is one weight vector, the one `EncryptedCV.decrypt_models`
+   reports, and identical rows get identical scores (up to the refresh's fresh encryption error, 2^-36).
+   (A refresh round that averaged the weights again here cost each hospital 33 MB of the small default
+   study and 24 MB at paper scale; it is gone.)
+   s / D = sum_j x_j W_j + [row] W_0 / D, slot by slot with the weight ciphertexts (same group
    layout, so no rotation): one level, one relinearization per ciphertext (a block shared by two groups
    takes a second product and a mask), then a plaintext product by 2^-10: the rows are encrypted 2^10
    larger, so this divides the product's noise (up to 2^13 in the coefficients: the rows' encryption
@@ -108,10 +110,11 @@ from .constants import (
     COARSE_BITS,
     DEFAULT_GRID,
     DEFAULT_REFINE,
+    DEFAULT_REFINE_ROUNDS,
     FINE_BITS,
     SCORE_HEADROOM_BITS,
     SMALL_PER_PASS,
-    WEIGHT_BOUND_BITS,
+    SMALL_REFINE_ROUNDS,
 )
 from .layout import EvalLayout
 from .packer import Packer
@@ -132,9 +135,9 @@ class SecureEvaluation(ComparisonPasses, EvaluationResults):
     resolution / roc_resolution: transition half-widths delta in score units of the cutoff pass and of
         the ROC passes (default D 2^-18; ROC: the same where folds fit a lane twice or more, else D 2^-8).
     grid: public grid thresholds per fold where a fold fills a lane (elsewhere max(copies, 16) - 1 beside the
-        cutoff); refine_rounds: researcher-chosen rounds (default 4 where folds fit a lane twice or more,
-        else 2); refine_thresholds: thresholds per fold and round (default: max(copies, 16) where folds fit
-        a lane several times, else 4).
+        cutoff); refine_rounds: researcher-chosen rounds (default 2 where folds fit a lane twice or more,
+        else 1); refine_thresholds: thresholds per fold and round (default: max(copies, 16) where folds fit
+        a lane several times, else 6).
     """
 
     def __init__(
@@ -165,6 +168,7 @@ class SecureEvaluation(ComparisonPasses, EvaluationResults):
         top = self.ctx.top_level
         he = self.server.evaluator.he
         self.ops = LadderOps(he, self.ctx.primes, self.ctx.scale_ladder, top, self.ctx.params.slots)
+        self.ops.rotate_level = self.refresh_level  # the counts' rotate-and-sums run below it
         self.seconds: dict[str, float] = {}
         self.revealed: list[dict] = []
         self.passes: list[dict] = []
@@ -238,7 +242,8 @@ class SecureEvaluation(ComparisonPasses, EvaluationResults):
         self.fine = self._composite(fine, error)
         self.coarse = self._composite(float(coarse), error)
         self.grid = int(grid)
-        self.refine_rounds = (4 if self.small else 2) if refine_rounds is None else int(refine_rounds)
+        default_rounds = SMALL_REFINE_ROUNDS if self.small else DEFAULT_REFINE_ROUNDS
+        self.refine_rounds = default_rounds if refine_rounds is None else int(refine_rounds)
         self.refine_thresholds = refine_thresholds
         self.workers = workers
 
@@ -293,11 +298,13 @@ class SecureEvaluation(ComparisonPasses, EvaluationResults):
 
     def rotation_keys(self) -> None:
         """The collective Galois keys of the final rotate-and-sums (m, 2m, ..., (P / 2) m per group), made
-        once per federation (keys already there are skipped). Sums inside a refresh need no key."""
+        once per federation (keys already there are skipped). Sums inside a refresh need no key. The
+        rotate-and-sums run on the comparisons' results, below the refresh level, so the keys are made for
+        levels up to it only: a sixth of the full keys' bytes at 'train'."""
         if "rotation_keys" not in self.seconds:
             t0 = time.perf_counter()
             steps = sorted({step for g in self.layout.groups for step in g.rotate_sum_steps()})
-            self.fed.generate_rotation_keys(steps, by=self._by)
+            self.fed.generate_rotation_keys(steps, by=self._by, level=self.refresh_level)
             self.seconds["rotation_keys"] = time.perf_counter() - t0
 
     def _refresh_bytes(self, items):
@@ -360,27 +367,9 @@ class SecureEvaluation(ComparisonPasses, EvaluationResults):
             for k, v in raw.items()
         }
 
-    def average_models(self, W: dict[tuple[int, int], Enc]) -> dict[tuple[int, int], Enc]:
-        """Each weight ciphertext holds its model's weight in every slot of its lane, each slot with its own
-        CKKS noise. One refresh round replaces every slot by the mean over its lane (a rotate-and-sum done
-        inside the refresh: no key, no level), so each fold model is one weight vector, the one
-        `decrypt_models` reports, and rows with identical features get identical scores."""
-        t0 = time.perf_counter()
-        keys = sorted(W)
-        slots = self.ctx.params.slots
-        sums, scales = [], []
-        for g, _ in keys:
-            m = self.layout.groups[g].m
-            sums.append(self._elements([m << i for i in range(int(math.log2(slots // m)))]))
-            scales.append(m / slots)  # the sum over slots / m copies, back to one weight
-        fresh = self._refresh([W[key] for key in keys], sums, bound_bits=WEIGHT_BOUND_BITS, scales=scales,
-                              purpose="evaluation/models")
-        self.seconds["average_models"] = time.perf_counter() - t0
-        return dict(zip(keys, fresh))
-
     def compute_scores(self) -> None:
         self.rotation_keys()
-        W = self.average_models(self._weights())
+        W = self._weights()  # lane-averaged by the training's last refresh (mpclr.training.encrypted)
         t0 = time.perf_counter()
         ops, d = self.ops, self.features
         for b, members in enumerate(self.layout.blocks):
@@ -410,13 +399,16 @@ class SecureEvaluation(ComparisonPasses, EvaluationResults):
         self.seconds["scores"] = time.perf_counter() - t0
 
     def _reveal(self, name: str, packer: Packer) -> int:
+        """Every packed count ciphertext of a pass switched to the researcher's key, in one round."""
         total = 0
-        for i, (ct, entries) in enumerate(packer.finish()):
-            h = self.server.evaluator.put(ct.ct, self.ctx.params.slots, ct.level)
-            try:
-                values = self.fed.receive(h, by=self._by, label=f"{name}: counts {i + 1}")
-            finally:
-                self.server.forget(h)
+        packed = packer.finish()
+        handles = [self.server.evaluator.put(ct.ct, self.ctx.params.slots, ct.level) for ct, _ in packed]
+        try:
+            received = self.fed.receive_many(handles, by=self._by,
+                                             labels=[f"{name}: counts {i + 1}" for i in range(len(handles))])
+        finally:
+            self.server.forget(*handles)
+        for i, ((_, entries), values) in enumerate(zip(packed, received)):
             kinds: dict[str, int] = {}
             for slot, fold, kind, theta in entries:
                 if kind != "positives" and theta is None:

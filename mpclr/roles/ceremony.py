@@ -125,12 +125,18 @@ class KeyCeremony:
         """Resolve and check who takes part in a protocol (names or indices), before anything is sent."""
         return check_participants(self._require_session(), by, self.unavailable)
 
-    def generate_rotation_keys(self, steps, by=None) -> list[int]:
-        """Collective rotation keys for the given slot rotation steps (negative = right)."""
+    def generate_rotation_keys(self, steps, by=None, level: int | None = None) -> list[int]:
+        """Collective rotation keys for the given slot rotation steps (negative = right). level: the highest
+        level the keys will rotate at (None: every level); a restricted key is a fraction of the size
+        (mpclr.protocols.rotation), and a rotation above its level is refused."""
         if self.crs is None:
             raise ProtocolError("run the key ceremony before generating rotation keys")
         t0 = time.perf_counter()
-        gkg = RotationKeyGen(self.ctx)
+        try:
+            gkg = RotationKeyGen(self.ctx, level)
+        except ValueError as exc:
+            raise ProtocolError(str(exc)) from None
+        wanted = self.ctx.top_level if gkg.level is None else gkg.level
         self.participants(by)  # refuse a bad set before anything is sent
         elts = []
         for step in steps:
@@ -139,12 +145,14 @@ class KeyCeremony:
                 elt = gkg.galois_element(step)
             except ValueError as exc:
                 raise ProtocolError(f"rotation step {step}: {exc}") from None
-            if elt not in self.evaluator.galois and elt not in elts:
+            if self.evaluator.galois_level(elt) < wanted and elt not in elts:
                 elts.append(elt)
 
         def all_keys(names, batch):
             """One round for a batch of keys: the largest messages of the ceremony, but one round trip."""
             request = {"galois_elts": batch, "participants": names, "label": "rotation keys"}
+            if gkg.level is not None:
+                request["level"] = gkg.level
             replies = self.call_many("gkg.share", {p: request for p in names})
             for p in names:
                 if len(replies[p]["shares"]) != len(batch):
@@ -160,6 +168,7 @@ class KeyCeremony:
             aggs = with_live_participants(self, by, lambda names, b=batch: all_keys(names, b))
             for elt, agg in zip(batch, aggs):
                 self.evaluator.galois[elt] = gkg.rotation_key(agg, gkg.sample_crp(self.crs, elt))
+                self.evaluator.galois_levels[elt] = wanted
         if elts:
             with self.timed("gkg.load"):
                 self.evaluator.he.from_bytes_rotate_key(self.ctx.galois_keys_bytes(self.evaluator.galois))

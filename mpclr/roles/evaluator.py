@@ -57,6 +57,13 @@ class Evaluator:
         self._store: dict[int, Entry] = {}
         self._next_id = 0
         self.galois: dict[int, list] = {}  # rotation keys made so far: Galois element -> key data
+        self.galois_levels: dict[int, int] = {}  # ... and the highest level each one rotates at
+
+    def galois_level(self, elt: int) -> int:
+        """The highest level the key of this Galois element rotates at (-1: no key)."""
+        if elt not in self.galois:
+            return -1
+        return self.galois_levels.get(elt, self.ctx.top_level)
 
     # --- store ----------------------------------------------------------------------------------
     def put(self, ct: PyCtxt, length: int, level: int) -> Ciphertext:
@@ -222,21 +229,25 @@ class Evaluator:
             return self.put(PyCtxt(copy_ctxt=e.ct), e.length, e.level)
         if abs(steps) >= slots:
             raise ProtocolError(f"rotation step {steps} must be below N/2 = {slots} in absolute value")
-        if not self.can_rotate(steps):
-            raise ProtocolError(f"no rotation key for step {steps}: call generate_rotation_keys([{steps}]) first")
+        if not self.can_rotate(steps, e.level):
+            raise ProtocolError(f"no rotation key for step {steps} at level {e.level}: call "
+                                f"generate_rotation_keys([{steps}]) first (keys made for lower levels only do not "
+                                "rotate above them)")
         ct = self.he.rotate(e.ct, steps, in_new_ctxt=True)
         length = slots if e.length < slots else e.length
         return self.put(ct, length, e.level)
 
-    def can_rotate(self, steps: int) -> bool:
-        """A key for this step, or (as SEAL's rotate_vector falls back) for every term of its NAF."""
+    def can_rotate(self, steps: int, level: int | None = None) -> bool:
+        """A key for this step (valid at `level`, default the top), or (as SEAL's rotate_vector falls back)
+        for every term of its NAF."""
+        level = self.ctx.top_level if level is None else level
         try:
-            if galois_elt_from_step(steps, self.ctx.n) in self.galois:
+            if self.galois_level(galois_elt_from_step(steps, self.ctx.n)) >= level:
                 return True
         except ValueError:
             return False
         parts = _naf(steps)
-        return len(parts) > 1 and all(self.can_rotate(p) for p in parts)
+        return len(parts) > 1 and all(self.can_rotate(p, level) for p in parts)
 
 
 def _naf(value: int) -> list[int]:

@@ -349,9 +349,13 @@ class Hospital(Node):
             raise ProtocolError(f"rotation key shares for 1 to 64 distinct Galois elements, got {elts}")
         if any(e % 2 == 0 or not 0 < e < 2 * self.ctx.n for e in elts):
             raise ProtocolError(f"gkg.share: Galois elements must be odd and below 2N = {2 * self.ctx.n}, got {elts}")
+        level = fields.get("level")
+        if level is not None and (not isinstance(level, int) or not 0 <= level <= self.ctx.top_level):
+            raise ProtocolError(f"gkg.share: key level must be an integer in 0..{self.ctx.top_level}, got {level!r}")
+        gkg = self._gkg if level is None else RotationKeyGen(self.ctx, level)
         sk = self._share_for(fields.get("participants"))
         crs = self._require_crs()
-        shares = [self._gkg.gen_share(sk, e, self._gkg.sample_crp(crs, e), self._rng).to_bytes() for e in elts]
+        shares = [gkg.gen_share(sk, e, gkg.sample_crp(crs, e), self._rng).to_bytes() for e in elts]
         return {"shares": shares} if batch else {"share": shares[0]}
 
     # --- public key for encryption --------------------------------------------------------------
@@ -377,23 +381,25 @@ class Hospital(Node):
         return self._he
 
     # --- threshold decryption -------------------------------------------------------------------
+    def _c1_batch(self, fields, step: str) -> tuple[list, list[int], bool]:
+        """(c1s, levels, batch?) of a decryption or key-switch request (one c1 or a list), each c1 admitted by
+        the guard (uniform, never answered before)."""
+        batch = isinstance(fields["c1"], list)  # a batch: one share per ciphertext, in order
+        if batch and (len(fields["c1"]) != len(fields["levels"]) or len(fields["c1"]) > 4096):
+            raise ProtocolError(f"{step}: a batch needs one level per ciphertext (at most 4096)")
+        levels = [int(lv) for lv in fields["levels"]] if batch else [int(fields["level"])]
+        c1s = [self._dec.c1_from_bytes(raw, lv) for raw, lv in zip(fields["c1"] if batch else [fields["c1"]], levels)]
+        self._guard.admit(c1s, levels, step)
+        return c1s, levels, batch
+
     def _on_decrypt_share(self, fields, sender):
         s = self._require_session()
         if sender != s.researcher:
             raise ProtocolError(f"decrypt.share: decryption shares go only to the study's researcher, not {sender}")
         sk = self._share_for(fields.get("participants"))
-        if isinstance(fields["c1"], list):  # a batch: one share per ciphertext, in order
-            if len(fields["c1"]) != len(fields["levels"]) or len(fields["c1"]) > 4096:
-                raise ProtocolError("a batch of decryption requests needs one level per ciphertext")
-            levels = [int(level) for level in fields["levels"]]
-            c1s = [self._dec.c1_from_bytes(raw, level) for raw, level in zip(fields["c1"], levels)]
-            self._guard.admit(c1s, levels, "decrypt.share")
-            return {"shares": [self._dec.gen_share(sk, c1, lv, self._rng).to_bytes() for c1, lv in zip(c1s, levels)]}
-        level = int(fields["level"])
-        c1 = self._dec.c1_from_bytes(fields["c1"], level)
-        self._guard.admit([c1], [level], "decrypt.share")
-        share = self._dec.gen_share(sk, c1, level, self._rng)
-        return {"share": share.to_bytes()}
+        c1s, levels, batch = self._c1_batch(fields, "decrypt.share")
+        shares = [self._dec.gen_share(sk, c1, lv, self._rng).to_bytes() for c1, lv in zip(c1s, levels)]
+        return {"shares": shares} if batch else {"share": shares[0]}
 
     # --- t-out-of-n: Shamir re-sharing ----------------------------------------------------------
     def _box_aad(self, sender: str, recipient: str) -> bytes:
@@ -495,12 +501,11 @@ class Hospital(Node):
             raise ProtocolError("no researcher key registered with this party")
         if fields["target"] != key_hash(self._researcher_pk):
             raise ProtocolError("key switch requested to a key that is not the session researcher's")
-        level = int(fields["level"])
         sk = self._share_for(fields.get("participants"))
-        c1 = self._dec.c1_from_bytes(fields["c1"], level)
-        self._guard.admit([c1], [level], "pcks.share")
         target = self._pcks.target(self._researcher_pk)
-        return {"share": self._pcks.gen_share(sk, c1, level, target, self._rng).to_bytes()}
+        c1s, levels, batch = self._c1_batch(fields, "pcks.share")
+        shares = [self._pcks.gen_share(sk, c1, lv, target, self._rng).to_bytes() for c1, lv in zip(c1s, levels)]
+        return {"shares": shares} if batch else {"share": shares[0]}
 
     # --- data -----------------------------------------------------------------------------------
     def load_data(self, X, y, rows) -> None:

@@ -203,10 +203,8 @@ def request_size(step: str, fields: dict) -> tuple[str, int, int]:
     label = str(fields.get("label", ""))[:_LABEL_CHARS]
     if step == "refresh.share":
         n = len(fields.get("c1") or ())
-    elif step == "decrypt.share":
+    elif step in ("decrypt.share", "pcks.share"):
         n = len(fields["c1"]) if isinstance(fields.get("c1"), list) else 1
-    elif step == "pcks.share":
-        n = 1
     elif step == "gkg.share":
         n = len(fields["galois_elts"]) if isinstance(fields.get("galois_elts"), list) else 1
     else:

@@ -109,17 +109,19 @@ class Researcher(Node):
             self._own_hash = key_hash(he.to_bytes_public_key(compr_mode="none"))
         s = self._require_session()
         todo = [p for p in s.key_holders if p not in self._registered and p not in self.unavailable]
-        if todo:
-            pk = self._own.to_bytes_public_key(compr_mode="none")
-            for p in todo:
-                try:
-                    reply = self.call(p, "researcher.key", public_key=pk)
-                except NodeUnavailable:
-                    self.unavailable.add(p)
-                    continue
+        pk = self._own.to_bytes_public_key(compr_mode="none") if todo else None
+        while todo:  # one round to every key holder (a round costs about a second over Flower)
+            try:
+                replies = self.call_many("researcher.key", {p: {"public_key": pk} for p in todo})
+            except NodeUnavailable as exc:  # the others registered it or will in the next round
+                self.unavailable.update(exc.nodes)
+                todo = [p for p in todo if p not in exc.nodes]
+                continue
+            for p, reply in replies.items():
                 if reply["key_hash"] != self._own_hash:
                     raise ProtocolError(f"{p} registered a different researcher key")
                 self._registered.add(p)
+            todo = []
         if len(self._registered) < s.threshold:
             raise ProtocolError(
                 f"the result key reached only {len(self._registered)} key holders; {s.threshold} needed"
@@ -153,6 +155,43 @@ class Researcher(Node):
 
         names, switched = with_live_participants(self, by, round_)
         return names, switched, int(got["length"])
+
+    def receive_many(self, handles, by=None, *, labels=None) -> list[np.ndarray]:
+        """Several results switched to this researcher's key in one round to the server and one to the key
+        holders (the same set switches all of them), decrypted here: `receive` for a batch."""
+        from Pyfhel import PyCtxt
+
+        handles = list(handles)
+        labels = list(labels) if labels is not None else [f"ciphertext {h.id}" for h in handles]
+        self.check_decryptors(by)
+        target = self.ensure_keys()
+        s = self._require_session()
+        got = self.call(s.server, "ct.fetch", ids=[h.id for h in handles], levels=[0] * len(handles))["items"]
+        fetched = [CiphertextData.from_bytes(item["ciphertext"], "fetched ciphertext") for item in got]
+        levels = [self.ctx.check_ciphertext(d, "fetched ciphertext") for d in fetched]
+        proto = PublicKeySwitch(self.ctx)
+
+        def round_(names):
+            fresh = [self._fresh(d, lv) for d, lv in zip(fetched, levels)]
+            request = {"c1": [self._dec.c1_to_bytes(d.data[1], lv) for d, lv in zip(fresh, levels)],
+                       "levels": levels, "participants": names, "target": target, "label": _common_label(labels),
+                       "values": [int(item["length"]) for item in got]}
+            replies = self.call_many("pcks.share", {p: request for p in names})
+            with self.timed("pcks.combine"):
+                return names, [proto.finalize(d, [proto.share_from_bytes(replies[p]["shares"][k], lv) for p in names])
+                               for k, (d, lv) in enumerate(zip(fresh, levels))]
+
+        names, switched = with_live_participants(self, by, round_)
+        out = []
+        for ct_data, item, label in zip(switched, got, labels):
+            ct = PyCtxt(pyfhel=self._own)
+            ct.from_bytes(ct_data.to_bytes(), scheme="ckks")
+            length = int(item["length"])
+            out.append(np.asarray(self._own.decryptFrac(ct))[:length])
+            self.revealed.append(
+                {"label": label, "values": length, "by": list(names), "path": "key switch to researcher"}
+            )
+        return out
 
     def receive(self, handle, by=None, *, label: str = "") -> np.ndarray:
         """A result switched by the key holders `by` to this researcher's key and decrypted here: nobody

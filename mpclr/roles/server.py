@@ -44,6 +44,7 @@ class Server(KeyCeremony, RefreshCoordinator, Node):
                 "crs_seed": self.crs.seed.hex() if self.crs else None,
                 "refresh_count": self._refresh_count,
                 **self.evaluator.store_state(),
+                "galois_levels": {str(k): v for k, v in self.evaluator.galois_levels.items()},
                 "timings": self.timings,
             },
         )
@@ -78,6 +79,7 @@ class Server(KeyCeremony, RefreshCoordinator, Node):
             keys = KSwitchKeysData.from_bytes(raw, "galois keys")
             for elt in keys.galois_elements():
                 self.evaluator.galois[elt] = [(k.data[0], k.data[1]) for k in keys.keys[(elt - 1) // 2]]
+            self.evaluator.galois_levels = {int(k): int(v) for k, v in state.get("galois_levels", {}).items()}
             self.evaluator.he.from_bytes_rotate_key(raw)
         self.evaluator.load_store(state, lambda i: ks.get(f"ct-{i}"))
 

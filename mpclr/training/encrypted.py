@@ -306,67 +306,48 @@ class EncryptedTrainer:
         return self._engine.gradient_part(self.V)
 
     def _fold_terms(self, terms: list[tuple]) -> list[tuple]:
-        """The terms without a rotation whose ciphertexts have a level to spare (C, v and the previous v,
-        all fresh), summed here under encryption into one: one plaintext product per term and one
-        rescale, so the key holders make one masked-decryption share instead of three, and the network
-        carries one c1 and one share instead of three (40 % of a training round's bytes). The sum is
-        divided by a power of two (put back exactly in the refresh's coefficient) so that it stays
-        within the refresh's public bound whenever its terms are."""
+        """The terms without a rotation whose ciphertexts have a level to spare (fresh ones), summed here
+        under encryption into one: one plaintext product per term and one rescale, so the key holders make
+        one masked-decryption share instead of several. The sum is divided by a power of two (put back
+        exactly in the refresh's coefficient) so that it stays within the refresh's public bound whenever
+        its terms are."""
         mine = self.foldable(terms, self.refresh_level)
         if len(mine) < 2:
             return terms
         weight = sum(abs(c) for c, _ in mine)
         shift = max(0, math.ceil(math.log2(weight))) if weight > 0 else 0
         level = min(x.level for _, x in mine)
-        scale = float(mine[0][1].ct.scale)
-        prime = float(self.ctx.primes[level])
+        acc = self._linear([(c / 2.0**shift, x) for c, x in mine], level - 1, float(mine[0][1].ct.scale))
+        return [t for t in terms if not any(t is m for m in mine)] + [(2.0**shift, acc)]
+
+    def _linear(self, terms: list[tuple[float, Enc]], level: int, scale: float) -> Enc:
+        """sum c x over fresh ciphertexts, landing at `level` with exactly `scale`: each term drops to level + 1,
+        one plaintext product each (its value c, encoded at the scale that makes the rescale land on `scale`),
+        one rescale for the sum."""
+        prime = float(self.ctx.primes[level + 1])
         acc = None
-        for coef, x in mine:
-            ct = _down(self.he, x, level)
-            value = coef / 2.0**shift * scale / float(x.ct.scale)
-            pt, _ = self.server.evaluator.encode(value, self.ctx.params.slots, prime, level)
+        for coef, x in terms:
+            ct = _down(self.he, x, level + 1)
+            pt, _ = self.server.evaluator.encode(coef, self.ctx.params.slots, scale * prime / float(x.ct.scale),
+                                                 level + 1)
             prod = self.he.multiply_plain(ct, pt, in_new_ctxt=True)
             prod.scale = scale * prime
             acc = prod if acc is None else self.he.add(acc, prod, in_new_ctxt=True)
         self.he.rescale_to_next(acc)
         acc.scale = scale
-        return [t for t in terms if not any(t is m for m in mine)] + [(2.0**shift, Enc(acc, level - 1))]
+        return Enc(acc, level)
 
-    def _refresh_combinations(self, combos: list[list[tuple]], groups: list) -> list[Enc]:
-        """One batched refresh round: each output a public linear combination of kept ciphertexts, each
-        term (coef, Enc) or (coef, Enc, galois elements to rotate-and-sum over first); groups[o] is output
-        o's group of models.
-
-        A term without a rotation holds a weight in every copy of its model's lane, each copy with the
-        refresh's smudging of its own: it is averaged over the copies inside the refresh (a rotate-and-sum
-        on exact integers, then 1 / copies in the coefficient), which divides that smudging by
-        sqrt(copies) (32 for a block of 1,024 samples) and hands every sample the same v, as the twin has."""
-        items: list[Enc] = []
-        index: dict[int, int] = {}
-        outputs = []
-        for terms, group in zip(combos, groups):
-            average = self._sum_elements(group)
-            copies = self.layout.slots // group.m
-            out = []
-            for coef, x, *rest in self._fold_terms(self._merge_terms(terms)):
-                if id(x) not in index:
-                    index[id(x)] = len(items)
-                    items.append(x)
-                if rest:
-                    out.append((index[id(x)], coef, tuple(rest[0])))
-                else:
-                    out.append((index[id(x)], coef / copies, average))
-            outputs.append(out)
+    def _refresh_round(self, inputs: list[Enc], outputs: list[list[tuple]], bound_bits: int) -> list[Enc]:
         t0 = time.perf_counter()
         fresh = self.server.refresh_raw(
-            [x.ct for x in items],
-            [x.level for x in items],
+            [x.ct for x in inputs],
+            [x.level for x in inputs],
             outputs,
             self.participants,
-            bound_bits=self.plan.bound_bits,
+            bound_bits=bound_bits,
             purpose="training/update",
         )
-        self._account_refresh(len(items), time.perf_counter() - t0)
+        self._account_refresh(len(inputs), time.perf_counter() - t0)
         return [Enc(ct, self.top) for ct in fresh]
 
     @staticmethod
@@ -376,8 +357,7 @@ class EncryptedTrainer:
 
     @staticmethod
     def _merge_terms(terms: list[tuple]) -> list[tuple]:
-        """Terms on the same ciphertext and rotations added up (C appears in both v and the previous w),
-        zero terms dropped."""
+        """Terms on the same ciphertext and rotations added up (C appears in v and in w), zero terms dropped."""
         merged: dict[tuple, list] = {}
         for coef, x, *rest in terms:
             key = (id(x), tuple(rest[0]) if rest else ())
@@ -387,30 +367,59 @@ class EncryptedTrainer:
                 merged[key] = [coef, x, *rest]
         return [tuple(t) for t in merged.values() if t[0] != 0.0]
 
-    def _update(self, gamma: float, eta: float, grad: dict | None) -> None:
-        """w' = v + gamma (C - G); v' = (1 - eta) w' + eta w.
+    def _first_update(self, gamma: float, eta: float) -> None:
+        """v_1 = (1 - eta_0) gamma_0 C (w_0 = v_0 = 0): C refreshed with that coefficient, averaged over each
+        lane's copies (one input per weight). Relabelling C's scale instead would spare the round but move
+        every later scale of the iteration off the ladder by up to (1 - eta_0) gamma_0 to the 5th: the refresh
+        inputs' noise with it, past what the smudging is sized for."""
+        keys = list(self.C)
+        inputs, outputs = [], []
+        for g, j in keys:
+            group = self.layout.groups[g]
+            copies = self.layout.slots // group.m
+            outputs.append([(len(inputs), gamma * (1.0 - eta) / copies, self._sum_elements(group))])
+            inputs.append(self.C[(g, j)])
+        for key, v in zip(keys, self._refresh_round(inputs, outputs, self.plan.bound_bits)):
+            self.V[key] = v
+            self.W[key] = [(gamma, self.C[key])]
 
-        Only v is ever multiplied, so only v' is refreshed (one output per weight ciphertext); w stays a
-        lazy public combination of ciphertexts already held (v, C, G of its iteration), used as such in
-        the next update and refreshed once, at the end."""
-        combos, keys, groups, new_w = [], [], [], {}
+    def _update(self, gamma: float, eta: float, grad: dict | None) -> None:
+        """w' = v + gamma (C - G); v' = (1 - eta) w' + eta w, in one refresh round with one input per weight.
+
+        G (per-sample, level 2) is rotated-and-summed over the samples inside the refresh, the fresh terms
+        ((1 - eta) gamma C, (1 - eta) v and eta w, w kept as a combination of fresh ciphertexts only) are
+        averaged over the lane's copies by the same rotate-and-sum: so they are added into G first, under
+        encryption (plaintext products at level 3 landing on G's level and scale), and the key holders refresh
+        one ciphertext per weight instead of three (two of them's bytes per round). After the round, w' is
+        kept as (v' - eta w) / (1 - eta): a combination of fresh ciphertexts again, for the next round."""
+        if grad is None:
+            self._first_update(gamma, eta)
+            return
+        if eta == 1.0:
+            raise ProtocolError("a momentum eta of 1 leaves w undetermined by v (Nesterov's eta is below 1)")
+        inputs, outputs, keys = [], [], []
         for g in self.layout.groups:
-            sum_over_samples = self._sum_elements(g)
+            elements = self._sum_elements(g)
+            copies = self.layout.slots // g.m
+            a = -gamma * (1.0 - eta) / self.gradient_gain[g.index]  # G's coefficient, after its sum over samples
             for j in range(self.features):
                 key = (g.index, j)
-                w_new = [(gamma, self.C[key])]
-                if grad is not None:
-                    w_new += [(1.0, self.V[key]), (-gamma / self.gradient_gain[g.index], grad[key], sum_over_samples)]
-                v_new = [(t[0] * (1 - eta), *t[1:]) for t in w_new] + [
-                    (t[0] * eta, *t[1:]) for t in self.W.get(key, [])
-                ]
-                combos.append(v_new)
+                G = grad[key]
+                fresh = self._merge_terms(
+                    [(gamma * (1.0 - eta), self.C[key]), (1.0 - eta, self.V[key])]
+                    + [(eta * c, x) for c, x in self.W[key]]
+                )
+                part = self._linear([(c / (a * copies), x) for c, x in fresh], G.level, float(G.ct.scale))
+                self.he.add(part.ct, G.ct)  # Y = G + sum c / (a copies) x, at G's level and scale
+                outputs.append([(len(inputs), a, elements)])
+                inputs.append(part)
                 keys.append(key)
-                groups.append(g)
-                new_w[key] = w_new
-        for key, fresh in zip(keys, self._refresh_combinations(combos, groups)):
-            self.V[key] = fresh
-        self.W = new_w
+        # Y is G plus the fresh terms at most 2^bound_bits each: one bit more of bound for the sum
+        fresh = self._refresh_round(inputs, outputs, self.plan.bound_bits + 1)
+        for key, v in zip(keys, fresh):
+            self.W[key] = self._merge_terms([(1.0 / (1.0 - eta), v)] + [(-eta / (1.0 - eta) * c, x)
+                                                                      for c, x in self.W[key]])
+            self.V[key] = v
 
     def _sum_elements(self, group) -> tuple[int, ...]:
         """Galois elements of the rotate-and-sum over a block's samples (in the weights' layout)."""
@@ -419,9 +428,17 @@ class EncryptedTrainer:
         return tuple(galois_elt_from_step(step, self.ctx.n) for step in self.layout.sum_steps(group))
 
     def _materialize_weights(self) -> None:
-        """The final models w, fresh at the top level (one more refresh round)."""
+        """The final models w, fresh at the top level and averaged over each lane's copies (one more refresh
+        round, one input per weight: the fresh terms of w, folded)."""
         keys = list(self.W)
-        fresh = self._refresh_combinations([self.W[k] for k in keys], [self.layout.groups[g] for g, _ in keys])
+        inputs, outputs = [], []
+        for g, j in keys:
+            group = self.layout.groups[g]
+            average, copies = self._sum_elements(group), self.layout.slots // group.m
+            [(coef, x)] = self._fold_terms(self._merge_terms(self.W[(g, j)])) or [(0.0, self.C[(g, j)])]
+            outputs.append([(len(inputs), coef / copies, average)])
+            inputs.append(x)
+        fresh = self._refresh_round(inputs, outputs, self.plan.bound_bits)
         self.W = {k: [(1.0, x)] for k, x in zip(keys, fresh)}
         self._final = dict(zip(keys, fresh))
 

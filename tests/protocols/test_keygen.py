@@ -104,6 +104,34 @@ def test_collective_rotation_key(ctx, crs, step):
         assert max_centered(r, acc) < 21 * 3
 
 
+def test_rotation_key_for_low_levels_is_the_full_key_restricted(ctx, crs):
+    """A key made for levels up to 1 holds digits 0..1 on the primes q_0, q_1 and P: there it satisfies the
+    key relation as the full key does, and its share has the bytes of those residue rows at the primes' widths."""
+    sks, rng = make_parties(ctx, 3)
+    full, low = RotationKeyGen(ctx), RotationKeyGen(ctx, level=1)
+    elt = full.galois_element(3)
+    crp = low.sample_crp(crs, elt)
+    np.testing.assert_array_equal(crp, full.sample_crp(crs, elt)[:2][:, low.rows])  # one CRP, restricted
+    raw = [low.gen_share(s, elt, crp, rng).to_bytes() for s in sks]
+    full_bytes = len(full.gen_share(sks[0], elt, full.sample_crp(crs, elt), rng).to_bytes())
+    digits = len(ctx.gadget)
+    bits = [q.bit_length() for q in ctx.primes]
+    assert abs(len(raw[0]) / full_bytes - 2 * (bits[0] + bits[1] + bits[-1]) / (digits * sum(bits))) < 0.005
+    pairs = low.rotation_key(low.aggregate_shares([low.share_from_bytes(b, elt) for b in raw]), crp)
+    assert len(pairs) == digits
+    r = ctx.key_ring
+    for j, (k0, k1) in enumerate(pairs):
+        if j >= 2:
+            assert not k0.any() and not k1.any()
+            continue
+        acc = k0.copy()
+        for s in sks:
+            term = r.sub(r.mul(k1, s.full()), r.mul_scalar_rows(r.automorphism_ntt(s.full(), elt), ctx.gadget[j]))
+            r.add(acc, term, out=acc)
+        sub = r.sub_ring(low.rows)
+        assert max_centered(sub, np.ascontiguousarray(acc[low.rows])) < 21 * 3
+
+
 def test_share_bytes_are_validated(ctx, crs):
     sks, rng = make_parties(ctx, 1)
     proto = PublicKeyGen(ctx)

@@ -79,8 +79,11 @@ def test_train_preset_matches_reference(fed_train, workers, degree, rows):
     assert np.abs(res.std - X.std(0)).max() < 1e-4 * np.abs(X).max()
     # folds: stratified per hospital, every row in exactly one fold
     assert sorted(np.unique(res.fold_of_row)) == list(range(5))
-    # one refresh round per iteration when the preset has the depth, and one for the final models
+    # one refresh round per iteration when the preset has the depth, and one for the final models; one
+    # refresh input per weight ciphertext (G with the fresh terms added in)
     assert res.trainer.log.refreshes == len(SCHEDULE) + 1
+    weights = len(res.layout.groups) * res.features
+    assert res.trainer.log.refreshed_ciphertexts == (len(SCHEDULE) + 1) * weights
 
 
 def test_degree_seven_refreshes_mid_iteration(fed_train):
