@@ -12,6 +12,7 @@ from __future__ import annotations
 import platform
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -24,8 +25,11 @@ from .lr.cv import encrypt_study
 from .lr.encrypted import TrainingPlan
 from .lr.metrics import METRICS, fold_metrics
 from .lr.party import design_rows
-from .lr.twin import NesterovLR
+from .lr.twin import fit_folds_z
 from .params import check_study_preset
+
+if TYPE_CHECKING:
+    from .lr.nesterov import NesterovLR
 
 __all__ = ["StudyConfig", "run_cv", "plan_for"]
 
@@ -50,6 +54,8 @@ class StudyConfig:
     refine_rounds: int | None = None  # secure ROC refinement rounds (None: the evaluation's default)
 
     def model(self, curvature: float | None = None) -> NesterovLR:
+        from .lr.nesterov import NesterovLR
+
         defaults = NesterovLR()
         return NesterovLR(
             iterations=defaults.iterations if self.iterations is None else self.iterations,
@@ -187,7 +193,7 @@ def run_cv(
     # the twin: same folds, same scaling (the decrypted aggregate's), same step sizes from the same curvature
     model = config.model(curvature=ecv.curvature)
     Z = design_rows(study_data.X, study_data.y, ecv.mean, ecv.std)
-    twin = model.fit_z(Z, ecv.fold_of_row)
+    twin = fit_folds_z(model, Z, ecv.fold_of_row)
     plan = plan_for(model, ecv.curvature)
 
     log = ecv.train(fed, plan, workers=config.workers, progress=progress)
@@ -220,7 +226,7 @@ def run_cv(
     else:
         enc_folds = [{"auc": f["auc"], **f["metrics"]} for f in secure["folds"]]
         enc_summary = {m: (secure["summary"][m]["mean"], secure["summary"][m]["sd"]) for m in METRICS}
-    twin_scores = np.einsum("ij,ij->i", Xi, twin.coef_[folds])
+    twin_scores = np.einsum("ij,ij->i", Xi, twin.weights[folds])
     twin_m = fold_metrics(study_data.y, twin_scores, folds)
     base = sklearn_cv(X_std, study_data.y, folds)
     timings["total"] = time.perf_counter() - t_start
@@ -289,11 +295,11 @@ def run_cv(
         "traffic": fed.network.traffic.since(traffic_start),
         "weights": {
             "encrypted": None if W is None else W.tolist(),
-            "twin": twin.coef_.tolist(),
+            "twin": twin.weights.tolist(),
             "sklearn": base.coef.tolist(),
-            "max_abs_diff_encrypted_twin": None if W is None else float(np.abs(W - twin.coef_).max()),
+            "max_abs_diff_encrypted_twin": None if W is None else float(np.abs(W - twin.weights).max()),
         },
-        "twin": {"max_abs_margin": twin.max_abs_margin_, "fraction_outside_interval": twin.fraction_outside_.tolist()},
+        "twin": {"max_abs_margin": twin.max_abs_margin, "fraction_outside_interval": twin.fraction_outside.tolist()},
         "folds": per_fold,
         "summary": {
             "encrypted": enc_summary,

@@ -19,7 +19,7 @@ __all__ = ["BaselineCV", "sklearn_cv"]
 
 @dataclass(frozen=True)
 class BaselineCV:
-    """coef : (folds, d+1), intercept in column 0 (as the twin's coef_)
+    """coef : (folds, d+1), intercept in column 0 (as the twin's FoldModels.weights)
     scores : (n,) out-of-fold log-odds; scores[fold_ids == k] are fold k's test scores
     metrics : per-fold AUC, accuracy, ... at threshold 0 on the log-odds
     """

@@ -385,23 +385,23 @@ def load_encrypted(run: RunFolder, fed: Federation, *, trained: bool = False):
 class Twin:
     """The plaintext twin on the pooled rows: same folds, scaling, step sizes and iterations."""
 
-    model: object  # a fitted NesterovLR
+    model: object  # the fold models (mpclr.lr.twin.FoldModels)
     Z: np.ndarray  # z-rows of the pooled data, standardized with the decrypted aggregate's scaling
     X_std: np.ndarray
 
     def scores(self, fold_of_row) -> np.ndarray:
         """Every row's log-odds under the model of its own fold (the model that did not see it)."""
-        W = self.model.coef_[np.asarray(fold_of_row)]
+        W = self.model.weights[np.asarray(fold_of_row)]
         return W[:, 0] + np.einsum("ij,ij->i", self.X_std, W[:, 1:])
 
 
 def fit_twin(study: Study, data: HospitalData, cv) -> Twin:
     from ..lr.party import design_rows
+    from ..lr.twin import fit_folds_z
 
     model = study.model(curvature=cv.curvature)
     Z = design_rows(data.pooled.X, data.pooled.y, cv.mean, cv.std)
-    model.fit_z(Z, cv.fold_of_row)
-    return Twin(model, Z, (data.pooled.X - cv.mean) / cv.std)
+    return Twin(fit_folds_z(model, Z, cv.fold_of_row), Z, (data.pooled.X - cv.mean) / cv.std)
 
 
 def train(fed: Federation, cv, study: Study, progress=None):
@@ -422,14 +422,14 @@ def convergence(twin: Twin) -> dict:
     from ..lr.twin import mean_log_likelihood
 
     m = twin.model
-    masks = m.masks_
-    train_ll = np.stack([mean_log_likelihood(twin.Z, masks, W) for W in m.history_])
-    test_ll = np.stack([mean_log_likelihood(twin.Z, 1.0 - masks, W) for W in m.history_])
+    masks = m.masks
+    train_ll = np.stack([mean_log_likelihood(twin.Z, masks, W) for W in m.history])
+    test_ll = np.stack([mean_log_likelihood(twin.Z, 1.0 - masks, W) for W in m.history])
     return {
         "train_log_likelihood": train_ll,  # (iterations + 1, folds)
         "test_log_likelihood": test_ll,
-        "max_abs_margin": m.margin_history_,  # (iterations, folds)
-        "fraction_outside_interval": m.fraction_outside_,
+        "max_abs_margin": m.margin_history,  # (iterations, folds)
+        "fraction_outside_interval": m.fraction_outside,
         "interval": float(m.interval),
     }
 
@@ -484,7 +484,7 @@ def training_record(study: Study, log, plan, traffic: dict, twin: Twin) -> dict:
             "note": "the plaintext twin on the pooled rows (simulation only): same folds, scaling, step sizes, "
             "sigmoid polynomial and iterations as the encrypted run",
             **conv,
-            "coef": twin.model.coef_,
+            "coef": twin.model.weights,
         },
         "summary": {
             "training_s": round(seconds.get("train", 0.0), 3),
@@ -627,7 +627,7 @@ def compare(
         )
     mean = {key: mean_sd([r[key] for r in rows]) for key in ("secure_auc", "twin_auc", "sklearn_auc")}
     names = ["intercept", *data.pooled.feature_names]
-    coef = {"features": names, "twin": twin.model.coef_, "sklearn": base.coef}
+    coef = {"features": names, "twin": twin.model.weights, "sklearn": base.coef}
     summary = {  # the secure AUC and the seconds per phase are in 04's and the other steps' summaries
         "twin_auc": round(mean["twin_auc"][0], 5),
         "sklearn_auc": round(mean["sklearn_auc"][0], 5),
@@ -637,7 +637,7 @@ def compare(
     }
     if weights is not None:
         coef["encrypted"] = weights
-        diff = float(np.abs(weights - twin.model.coef_).max())
+        diff = float(np.abs(weights - twin.model.weights).max())
         coef["max_abs_diff_encrypted_twin"] = diff
         summary["max_weight_diff_encrypted_twin"] = diff
     times = phase_times(run)
