@@ -566,7 +566,8 @@ class DataProvider(Node):
 
     def _on_lr_folds(self, fields, sender):
         """Stratified fold ids for this hospital's rows from its own secret fold key: no seed from the
-        server (a fold assignment an observer can replay tells it which rows share a label)."""
+        server (a fold assignment an observer can replay tells it which rows share a label). folds=1 asks
+        for one model on every row: no row is held out, every fold id is -1 (nothing drawn or revealed)."""
         from ..lr.folds import check_fold_count, secret_folds
 
         self._from_server(sender, "lr.folds")
@@ -574,6 +575,9 @@ class DataProvider(Node):
             raise ProtocolError("lr.folds: a hospital draws its folds from its own secret randomness and "
                                 "takes no seed from the server")
         _, y, rows = self._require_data()
+        if fields["folds"] == 1 and not isinstance(fields["folds"], bool):
+            self._folds = np.full(len(rows), -1, dtype=np.int64)
+            return {"rows": rows.tolist(), "folds": self._folds.tolist()}
         folds = check_fold_count(fields["folds"])
         if self._fold_key is None:  # a keystore saved before fold keys existed
             self._fold_key = self._rng.bytes(FOLD_KEY_BYTES)
