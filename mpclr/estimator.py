@@ -243,7 +243,7 @@ class EncryptedLogisticRegression(_EncryptedStudy):
 
     Fitted: coef_ (1, d) and intercept_ (1,) in the units of X; classes_; n_features_in_;
     feature_names_in_ (X a DataFrame with string column names); features_ (the model's features);
-    study_ (the study's JSON record, see README "The study record"); revealed_ (every value the
+    study_ (the study's JSON record, as `mpclr cv --json` writes it); revealed_ (every value the
     researcher received: the pooled aggregate and the model); coefficient_table().
     """
 
