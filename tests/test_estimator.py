@@ -32,9 +32,19 @@ def frame():
 
 
 @pytest.fixture(scope="module")
-def fitted(frame):
+def fed():
+    """An existing federation, its hospitals answering anything (exploration): both of the estimator's
+    studies run on it. (Without one, each study makes its own under its own manifest: notebook 00's test.)"""
+    fed = mpclr.Federation(parties=3, preset="train", manifest="exploration")
+    yield fed
+    fed.close()
+
+
+@pytest.fixture(scope="module")
+def fitted(frame, fed):
     X, y = frame
-    return mpclr.EncryptedLogisticRegressionCV(cv=3, hospitals=3, iterations=3, random_state=1).fit(X, y)
+    est = mpclr.EncryptedLogisticRegressionCV(cv=3, hospitals=3, iterations=3, random_state=1, federation=fed)
+    return est.fit(X, y)
 
 
 def test_cross_validation_against_the_twin_and_sklearn(fitted, frame):
@@ -105,8 +115,9 @@ def test_predictions(fitted, frame):
         fitted.predict_proba(bad)
 
 
-def test_revealed_is_what_the_researcher_received(fitted):
+def test_revealed_is_what_the_researcher_received(fitted, fed):
     rev = fitted.revealed_
+    assert [{k: v for k, v in r.items() if k != "study"} for r in rev] == fed.researcher.revealed
     cv = [r for r in rev if r["study"] == "cross-validation"]
     final = [r for r in rev if r["study"] == "final model"]
     assert len(cv) + len(final) == len(rev)
@@ -133,9 +144,14 @@ def test_parameters_round_trip():
         est.predict_proba(np.zeros((2, 4)))
 
 
-def test_a_clone_of_a_fitted_estimator_is_unfitted(fitted):
+def test_a_clone_of_a_fitted_estimator_is_unfitted(fitted, fed):
     twin = clone(fitted)
-    assert twin.get_params() == fitted.get_params() and not hasattr(twin, "coef_")
+    assert twin.get_params() == fitted.get_params() and not hasattr(twin, "coef_") and twin.federation is fed
+
+
+def test_a_federation_of_other_hospitals_is_refused(fed, frame):
+    with pytest.raises(ParameterError, match="parameter hospitals is 2 but the federation has 3 hospitals"):
+        mpclr.EncryptedLogisticRegressionCV(hospitals=2, federation=fed).fit(*frame)
 
 
 @pytest.mark.parametrize(
