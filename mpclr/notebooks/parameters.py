@@ -319,7 +319,7 @@ PARAMETERS: dict[str, Parameter] = {
             "fit_estimator",
             "bool",
             False,
-            "00 also runs the study in one call (mpclr.EncryptedLogisticRegressionCV), about a minute",
+            "00 also runs the whole study in one call (mpclr.EncryptedLogisticRegressionCV), as long as steps 01-05",
         ),
     ]
 }
