@@ -93,6 +93,9 @@ def _run(args, data) -> int:
     from .study import StudyConfig, run_cv
 
     secure = args.evaluation == "secure"
+    if args.folds == 1:
+        raise ParameterError("--folds must be at least 2: mpclr cv cross-validates (one model on every row, "
+                             "nothing held out: mpclr.EncryptedLogisticRegression)")
     if not secure and args.keep_models_encrypted:
         raise ParameterError(
             "--evaluation decrypted-models scores the decrypted fold models: it cannot go with --keep-models-encrypted"

@@ -1,5 +1,7 @@
 """A whole study end to end: data split across hospitals, key ceremony, encrypted cross-validated training,
-evaluation, and the clear-text references beside it, as one JSON-able record.
+evaluation, and the clear-text references beside it, as one JSON-able record. With folds=1 (and
+evaluation "none") the study trains one model on every row instead: nothing is held out, so nothing is
+evaluated (mpclr.EncryptedLogisticRegression; the cross-validated estimator's final model).
 
 The references exist because this is a simulation: the plaintext twin (the same algorithm in float64,
 with the same folds, scaling, step sizes and iterations) separates approximation error from HE error,
@@ -12,32 +14,36 @@ from __future__ import annotations
 import platform
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .data import Dataset, check_folds, load, split
-from .errors import ParameterError
+from .errors import DataError, ParameterError
 from .federation import Federation
 from .params import check_study_preset
-from .plain.baselines import sklearn_cv
+from .plain.baselines import sklearn_cv, sklearn_fit
 from .plain.metrics import METRICS, fold_metrics
-from .plain.twin import NesterovLR
+from .plain.twin import fit_folds_z
 from .training.cv import encrypt_study
 from .training.encrypted import TrainingPlan
 from .training.hospital import fold_sizes as hospital_fold_sizes
 from .training.party import design_rows
 from .version import __version__
 
+if TYPE_CHECKING:
+    from .plain.nesterov import NesterovLR
+
 __all__ = ["StudyConfig", "run_cv", "plan_for"]
 
 
 @dataclass(frozen=True)
 class StudyConfig:
-    """The study's design. None takes the twin's defaults (mpclr.plain.twin.NesterovLR)."""
+    """The study's design. None takes the twin's defaults (mpclr.plain.nesterov.NesterovLR)."""
 
     parties: int = 3
     threshold: int | None = None
-    folds: int = 5
+    folds: int = 5  # 1: one model on every row, nothing held out (then evaluation "none")
     iterations: int | None = None
     degree: int | None = None
     learning_rate: float | None = None
@@ -45,12 +51,14 @@ class StudyConfig:
     preset: str = "train"
     split: str | list = "even"
     workers: int | str = "auto"
-    evaluation: str = "secure"  # "secure" (encrypted scores and counts) or "decrypted-models"
+    evaluation: str = "secure"  # "secure" (encrypted scores and counts), "decrypted-models" or "none" (folds=1)
     decrypt_models: bool = True  # reveal the fold models to the researcher (to compare with the twin)
     score_bound: float = 16.0  # public bound on |score| for the secure comparisons
     refine_rounds: int | None = None  # secure ROC refinement rounds (None: the evaluation's default)
 
     def model(self, curvature: float | None = None) -> NesterovLR:
+        from .plain.nesterov import NesterovLR
+
         defaults = NesterovLR()
         return NesterovLR(
             iterations=defaults.iterations if self.iterations is None else self.iterations,
@@ -101,7 +109,7 @@ def study_plan(config: StudyConfig, rows: int, features: int, evaluation: str, f
         etas=tuple(float(e) for e in momentum_schedule(model.iterations)),
         degree=model.degree,
         evaluation=options,
-        fold_sizes=tuple(int(x) for x in fold_sizes),
+        fold_sizes=None if fold_sizes is None else tuple(int(x) for x in fold_sizes),
         decrypt_models=config.decrypt_models,
         workers=config.workers,
         rotation_steps=tuple(rotation_steps),
@@ -124,7 +132,7 @@ def study_manifest_for(config: StudyConfig, parts, evaluation: str, features: in
 
     def agree(parties):
         load_parts(parties, parts)
-        sizes = sum(np.asarray(hospital_fold_sizes(p, config.folds)) for p in parties)
+        sizes = None if config.folds == 1 else sum(np.asarray(hospital_fold_sizes(p, config.folds)) for p in parties)
         return study_manifest(study_plan(config, sum(len(p) for p in parts), features, evaluation, sizes))
 
     return agree
@@ -153,10 +161,21 @@ def run_cv(
     dataset = load(data) if isinstance(data, str) else data
     if not isinstance(dataset, Dataset):
         raise ParameterError(f"parameter data must be a data set name, a path or a Dataset, got {type(data).__name__}")
-    check_folds(dataset, config.folds)
+    single = config.folds == 1 and not isinstance(config.folds, bool)  # one model on every row
     evaluation = config.evaluation if evaluation is None else evaluation
-    if evaluation not in ("secure", "decrypted-models"):
-        raise ParameterError(f"parameter evaluation must be 'secure' or 'decrypted-models', got {evaluation!r}")
+    if evaluation not in ("secure", "decrypted-models", "none"):
+        raise ParameterError(f"parameter evaluation must be 'secure', 'decrypted-models' or 'none' (folds=1), "
+                             f"got {evaluation!r}")
+    if single != (evaluation == "none"):
+        raise ParameterError("folds=1 trains one model on every row and holds none out to evaluate it: it goes with "
+                             f"evaluation 'none' and only with it (folds={config.folds!r}, evaluation={evaluation!r})")
+    if single:
+        counts = np.bincount(dataset.y, minlength=2)
+        if counts.min() < 1 or dataset.n_samples < 2:
+            raise DataError(f"data set {dataset.name!r}: one model needs rows of both classes; class counts are "
+                            f"0: {counts[0]}, 1: {counts[1]}")
+    else:
+        check_folds(dataset, config.folds)
     if evaluation == "decrypted-models" and not config.decrypt_models:
         raise ParameterError("evaluation 'decrypted-models' needs decrypt_models=True")
     if evaluation == "secure" and not 0.0 < config.score_bound <= 1e6:
@@ -178,6 +197,7 @@ def run_cv(
         if fed.n != config.parties:
             raise ParameterError(f"parameter parties is {config.parties} but the federation has {fed.n} hospitals")
         traffic_start = fed.traffic()
+    revealed_start = len(fed.researcher.revealed)  # the record lists what this study revealed
     timings["key_ceremony"] = time.perf_counter() - t0
     load_parts(fed.parties, parts)
 
@@ -188,7 +208,7 @@ def run_cv(
     # the twin: same folds, same scaling (the decrypted aggregate's), same step sizes from the same curvature
     model = config.model(curvature=ecv.curvature)
     Z = design_rows(study_data.X, study_data.y, ecv.mean, ecv.std)
-    twin = model.fit_z(Z, ecv.fold_of_row)
+    twin = fit_folds_z(model, Z, None if single else ecv.fold_of_row)
     plan = plan_for(model, ecv.curvature)
 
     log = ecv.train(fed, plan, workers=config.workers, progress=progress)
@@ -213,21 +233,25 @@ def run_cv(
         W = ecv.decrypt_models(fed)
         timings["decrypt_models"] = time.perf_counter() - t1
     model_m = None
-    if W is not None:  # the decrypted models scored in the clear: what the encrypted training produced
+    if W is not None and not single:  # the decrypted models scored in the clear: what the training produced
         model_m = fold_metrics(study_data.y, np.einsum("ij,ij->i", Xi, W[folds]), folds)
-    if evaluation == "decrypted-models":
+    if single:  # nothing held out: no metrics; the model beside scikit-learn's on every row
+        enc_folds, enc_summary, twin_m, base, base_coef = [], None, None, None, sklearn_fit(X_std, study_data.y)
+    elif evaluation == "decrypted-models":
         enc_folds = [{m: float(getattr(model_m, m)[k]) for m in METRICS} for k in range(config.folds)]
         enc_summary = model_m.summary()
     else:
         enc_folds = [{"auc": f["auc"], **f["metrics"]} for f in secure["folds"]]
         enc_summary = {m: (secure["summary"][m]["mean"], secure["summary"][m]["sd"]) for m in METRICS}
-    twin_scores = np.einsum("ij,ij->i", Xi, twin.coef_[folds])
-    twin_m = fold_metrics(study_data.y, twin_scores, folds)
-    base = sklearn_cv(X_std, study_data.y, folds)
+    if not single:
+        twin_scores = np.einsum("ij,ij->i", Xi, twin.weights[folds])
+        twin_m = fold_metrics(study_data.y, twin_scores, folds)
+        base = sklearn_cv(X_std, study_data.y, folds)
+        base_coef = base.coef
     timings["total"] = time.perf_counter() - t_start
 
     per_fold = []
-    for k in range(config.folds):
+    for k in range(0 if single else config.folds):
         test = np.flatnonzero(folds == k)
         per_fold.append(
             {
@@ -265,7 +289,7 @@ def run_cv(
             "seed": config.seed,
             "preset": fed.params.name,
             "split": config.split,
-            "evaluation": evaluation,
+            "evaluation": evaluation,  # "none": folds=1, one model on every row
             "decrypt_models": config.decrypt_models,
             "score_bound": config.score_bound if evaluation == "secure" else None,
         },
@@ -275,6 +299,8 @@ def run_cv(
         "evaluation_path": (
             "secure: encrypted scores and comparisons; only counts key-switched to the researcher"
             if secure is not None
+            else "none: one model trained on every row (folds=1), no row held out"
+            if single
             else "threshold decryption of the fold models, metrics computed in the clear on the test rows "
             "(this simulation holds them)"
         ),
@@ -290,19 +316,19 @@ def run_cv(
         "traffic": fed.network.traffic.since(traffic_start),
         "weights": {
             "encrypted": None if W is None else W.tolist(),
-            "twin": twin.coef_.tolist(),
-            "sklearn": base.coef.tolist(),
-            "max_abs_diff_encrypted_twin": None if W is None else float(np.abs(W - twin.coef_).max()),
+            "twin": twin.weights.tolist(),
+            "sklearn": base_coef.tolist(),
+            "max_abs_diff_encrypted_twin": None if W is None else float(np.abs(W - twin.weights).max()),
         },
-        "twin": {"max_abs_margin": twin.max_abs_margin_, "fraction_outside_interval": twin.fraction_outside_.tolist()},
+        "twin": {"max_abs_margin": twin.max_abs_margin, "fraction_outside_interval": twin.fraction_outside.tolist()},
         "folds": per_fold,
         "summary": {
             "encrypted": enc_summary,
             "encrypted_model": None if model_m is None else model_m.summary(),
-            "twin": twin_m.summary(),
-            "sklearn": base.metrics.summary(),
+            "twin": None if single else twin_m.summary(),
+            "sklearn": None if single else base.metrics.summary(),
         },
-        "revealed": list(fed.researcher.revealed),
+        "revealed": list(fed.researcher.revealed[revealed_start:]),
         "manifest": fed.manifest.to_json() if getattr(fed, "manifest", None) else None,
         # what each hospital answered against the manifest's budgets: [rounds, ciphertexts, values]
         "answered": {p.name: dict(p.policy.used) for p in fed.parties if hasattr(p, "policy")},

@@ -83,6 +83,7 @@ def test_evaluation_decrypted_models_and_the_other_study_flags(tmp_path):
     [
         (["--evaluation", "decrypted-models", "--keep-models-encrypted"], "cannot go with --keep-models-encrypted"),
         (["--evaluation", "decrypted-models", "--score-bound", "8"], "--score-bound is a bound of the secure"),
+        (["--folds", "1"], "--folds must be at least 2: mpclr cv cross-validates"),  # run_cv alone takes 1
     ],
 )
 def test_flags_that_contradict_each_other_are_refused(tmp_path, capsys, flags, message):

@@ -10,7 +10,7 @@ Options (run-config keys, all optional): folds (5), workers ("auto", or a number
 "none" to skip), score-bound (16), decrypt-models (true: the key holders decrypt the fold models for the
 researcher, as `mpclr cv` does by default; false keeps them encrypted), and either
 schedule (a JSON list of [gamma, eta]) with degree (3) and bound-bits (8), or, when schedule is empty,
-the plaintext twin's defaults (mpclr.plain.twin.NesterovLR: degree 5, 6 iterations) with step sizes from
+the plaintext twin's defaults (mpclr.plain.nesterov.NesterovLR: degree 5, 6 iterations) with step sizes from
 the curvature of the encrypted aggregates, as mpclr.study does (iterations, degree, learning-rate
 override them). An option this study does not read, or iterations / learning-rate beside an explicit
 schedule (which they cannot change), is refused before any site is contacted (check_config), and so is
@@ -160,7 +160,8 @@ def _etas_degree(opts: dict) -> tuple[list[float], int]:
     """(momentum per iteration, sigmoid degree) of the training encrypted_cv will run."""
     if opts["schedule"] is not None:
         return [e for _, e in opts["schedule"]], opts["degree"] or 3
-    from ..plain.twin import NesterovLR, momentum_schedule
+    from ..plain.nesterov import NesterovLR
+    from ..plain.twin import momentum_schedule
 
     defaults = NesterovLR()
     etas = momentum_schedule(opts["iterations"] or defaults.iterations)
@@ -224,7 +225,7 @@ def encrypted_cv(fed, config: dict) -> dict:
     if opts["schedule"] is not None:
         plan = TrainingPlan(sigmoid_poly(opts["degree"] or 3, 8.0), opts["schedule"], bound_bits=opts["bound_bits"])
     else:
-        from ..plain.twin import NesterovLR
+        from ..plain.nesterov import NesterovLR
         from ..study import plan_for
 
         defaults = NesterovLR()

@@ -84,7 +84,7 @@ def compare(
         )
     mean = {key: mean_sd([r[key] for r in rows]) for key in ("secure_auc", "twin_auc", "sklearn_auc")}
     names = ["intercept", *data.pooled.feature_names]
-    coef = {"features": names, "twin": twin.model.coef_, "sklearn": base.coef}
+    coef = {"features": names, "twin": twin.model.weights, "sklearn": base.coef}
     summary = {  # the secure AUC and the seconds per phase are in 04's and the other steps' summaries
         "twin_auc": round(mean["twin_auc"][0], 5),
         "sklearn_auc": round(mean["sklearn_auc"][0], 5),
@@ -94,7 +94,7 @@ def compare(
     }
     if weights is not None:
         coef["encrypted"] = weights
-        diff = float(np.abs(weights - twin.model.coef_).max())
+        diff = float(np.abs(weights - twin.model.weights).max())
         coef["max_abs_diff_encrypted_twin"] = diff
         summary["max_weight_diff_encrypted_twin"] = diff
     times = phase_times(run)

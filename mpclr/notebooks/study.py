@@ -116,7 +116,7 @@ class Study:
     def model(self, curvature: float | None = None):
         """The plaintext twin with this study's design (NesterovLR's other defaults: learning rate 1,
         constant step, sigmoid interval [-8, 8]); the encrypted trainer runs the same algorithm."""
-        from ..plain.twin import NesterovLR
+        from ..plain.nesterov import NesterovLR
 
         model = NesterovLR(iterations=self.iterations, degree=self.degree, curvature=curvature, random_state=self.seed)
         model._validate()
