@@ -3,7 +3,7 @@
 
 Both simulate the hospitals in this process: `fit` splits the rows it is given over `hospitals`
 hospitals (or hands them to the hospitals of an existing federation) and runs the study entry point,
-mpclr.study.run_cv: key ceremony, encrypted training, secure evaluation, and the plaintext twin and
+mpclr.pipeline.run_cv: key ceremony, encrypted training, secure evaluation, and the plaintext twin and
 scikit-learn beside them on the same folds. Nothing here re-implements a step; the estimators turn the
 study's JSON record into scikit-learn's fitted attributes.
 
@@ -141,13 +141,14 @@ class _EncryptedStudy(ClassifierMixin, BaseEstimator):
         self.features_ = [names[j] for j in self._columns]  # the model's features, in coef_'s order
         return Dataset(**{**parts, "classes": tuple(classes.tolist())}, name="X", source=f"{type(self).__name__}.fit")
 
-    def _config(self, folds: int, evaluation: str, decrypt_models: bool, **more):
-        from .study import StudyConfig
+    def _spec(self, folds: int, evaluation: str, decrypt_models: bool, **more):
+        """The study this fit runs (mpclr.spec.StudySpec: every parameter checked there, by name)."""
+        from .spec import StudySpec
 
-        return StudyConfig(parties=self.hospitals, threshold=self.threshold, folds=folds, iterations=self.iterations,
-                           degree=self.degree, learning_rate=self.learning_rate, seed=self.random_state,
-                           preset=self.preset, split=self.split, workers=self.workers, evaluation=evaluation,
-                           decrypt_models=decrypt_models, **more)
+        return StudySpec(dataset="X", hospitals=self.hospitals, threshold=self.threshold, folds=folds,
+                         iterations=self.iterations, degree=self.degree, learning_rate=self.learning_rate,
+                         seed=self.random_state, preset=self.preset, split=self.split, workers=self.workers,
+                         evaluation=evaluation, decrypt_models=decrypt_models, **more)
 
     def _model_from(self, record: dict) -> None:
         """coef_ (1, d) and intercept_ (1,) in the units of X, from the decrypted standardized model."""
@@ -262,11 +263,11 @@ class EncryptedLogisticRegression(_EncryptedStudy):
         self.workers = workers
 
     def fit(self, X, y) -> EncryptedLogisticRegression:
-        from .study import run_cv
+        from .pipeline import run_cv
 
         self._check_common()
         dataset = self._dataset(X, y)
-        self.study_ = run_cv(dataset, self._config(1, "none", True), fed=self.federation)
+        self.study_ = run_cv(dataset, self._spec(1, "none", True), fed=self.federation)
         self._model_from(self.study_)
         self.revealed_ = [{"study": "final model", **r} for r in self.study_["revealed"]]
         return self
@@ -278,7 +279,7 @@ class EncryptedLogisticRegression(_EncryptedStudy):
 # ------------------------------------------------------------------------------------------------ cross-validated
 class EncryptedLogisticRegressionCV(_EncryptedStudy):
     """Encrypted x-fold cross-validated logistic regression across simulated hospitals, in the shape of
-    scikit-learn's LogisticRegressionCV: `fit` runs the study (mpclr.study.run_cv, as `mpclr cv` does),
+    scikit-learn's LogisticRegressionCV: `fit` runs the study (mpclr.pipeline.run_cv, as `mpclr cv` does),
     then, with refit=True, trains the final model on every row.
 
     The study trains one model per fold and evaluates each on its held-out rows; it defines no final
@@ -344,16 +345,16 @@ class EncryptedLogisticRegressionCV(_EncryptedStudy):
                                  "with keep_models_encrypted=True")
 
     def fit(self, X, y) -> EncryptedLogisticRegressionCV:
-        from .study import run_cv
+        from .pipeline import run_cv
 
         self._check()
         for name in ("coef_", "intercept_", "final_model_"):  # a refit=False fit leaves no stale model
             if hasattr(self, name):
                 delattr(self, name)
         dataset = self._dataset(X, y)
-        config = self._config(self.cv, self.evaluation, not self.keep_models_encrypted,
-                              score_bound=self.score_bound, refine_rounds=self.refine_rounds)
-        self.study_ = run_cv(dataset, config, fed=self.federation)
+        spec = self._spec(self.cv, self.evaluation, not self.keep_models_encrypted,
+                          score_bound=self.score_bound, refine_rounds=self.refine_rounds)
+        self.study_ = run_cv(dataset, spec, fed=self.federation)
         self.secure_evaluation_ = self.study_["secure_evaluation"]
         self.cv_results_ = _cv_results(self.study_)
         self.revealed_ = [{"study": "cross-validation", **r} for r in self.study_["revealed"]]

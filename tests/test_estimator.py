@@ -1,5 +1,5 @@
 """The scikit-learn front door: EncryptedLogisticRegressionCV fitted on a DataFrame runs the study
-(mpclr.study.run_cv) and its final model (EncryptedLogisticRegression, folds=1); its secure per-fold AUCs
+(mpclr.pipeline.run_cv) and its final model (EncryptedLogisticRegression, folds=1); its secure per-fold AUCs
 against the twin's and scikit-learn's on the same folds; parameters and bad input refused by name."""
 
 import numpy as np

@@ -26,13 +26,10 @@ from __future__ import annotations
 import hashlib
 import os
 
-import numpy as np
-
 from ..errors import DataError
 from ..federation import Federation
 from ..keystore import Keystore
 from ..keystore_crypto import PASSPHRASE_ENV
-from ..training.hospital import fold_sizes as hospital_fold_sizes
 from .rundir import RunFolder
 from .study import HospitalData, Study
 
@@ -114,33 +111,11 @@ def study_manifest(study: Study, data: HospitalData, rotation_steps=(), refine_r
     rotation keys. A function of the hospitals (the Federation's `manifest`): each loads its rows and
     counts its rows per fold with the secret fold key it then keeps for the study. A step run again asks
     for more than was agreed and is refused: rerun 01 (new keys, a new manifest) and the steps after it."""
-    from ..manifest import StudyPlan
-    from ..manifest import study_manifest as make
-    from ..plain.twin import momentum_schedule
+    from ..pipeline import study_manifest_for
 
-    model = study.model()
-
-    def agree(parties):
-        for party, part in zip(parties, data.parts):
-            party.load_data(part.X, part.y, part.rows)
-        sizes = sum(np.asarray(hospital_fold_sizes(p, study.folds)) for p in parties)
-        plan = StudyPlan(
-            key_holders=tuple(study.party_names()),
-            threshold=study.key_holders_needed,
-            params=study.params(),
-            rows=data.pooled.n_samples,
-            features=data.pooled.n_features,
-            folds=study.folds,
-            etas=tuple(float(e) for e in momentum_schedule(model.iterations)),
-            degree=model.degree,
-            evaluation={} if refine_rounds is None else {"refine_rounds": int(refine_rounds)},
-            fold_sizes=tuple(int(x) for x in sizes),
-            rotation_steps=tuple(int(s) for s in rotation_steps),
-            name="notebook study",
-        )
-        return make(plan)
-
-    return agree
+    return study_manifest_for(study, data.parts, data.pooled.n_features, own_rows=True, rotation_steps=rotation_steps,
+                              evaluation={} if refine_rounds is None else {"refine_rounds": int(refine_rounds)},
+                              name="notebook study")
 
 
 def study_rotation_steps(study: Study, rows: int, extra=()) -> list[int]:

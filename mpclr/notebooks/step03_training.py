@@ -2,49 +2,30 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from ..federation import Federation
+from ..pipeline import Twin
+from ..pipeline import fit_twin as _fit_twin
 from .study import HospitalData, Study
 
 __all__ = ['Twin', 'fit_twin', 'train', 'convergence', 'plan_rows', 'training_record']
 
 
-@dataclass
-class Twin:
-    """The plaintext twin on the pooled rows: same folds, scaling, step sizes and iterations."""
-
-    model: object  # the fold models (mpclr.plain.twin.FoldModels)
-    Z: np.ndarray  # z-rows of the pooled data, standardized with the decrypted aggregate's scaling
-    X_std: np.ndarray
-
-    def scores(self, fold_of_row) -> np.ndarray:
-        """Every row's log-odds under the model of its own fold (the model that did not see it)."""
-        W = self.model.weights[np.asarray(fold_of_row)]
-        return W[:, 0] + np.einsum("ij,ij->i", self.X_std, W[:, 1:])
-
-
 def fit_twin(study: Study, data: HospitalData, cv) -> Twin:
-    from ..plain.twin import fit_folds_z
-    from ..training.party import design_rows
-
-    model = study.model(curvature=cv.curvature)
-    Z = design_rows(data.pooled.X, data.pooled.y, cv.mean, cv.std)
-    return Twin(fit_folds_z(model, Z, cv.fold_of_row), Z, (data.pooled.X - cv.mean) / cv.std)
+    """The plaintext twin on the pooled rows (mpclr.pipeline.fit_twin: same folds, scaling, step sizes)."""
+    return _fit_twin(study, data.pooled, cv)
 
 
 def train(fed: Federation, cv, study: Study, progress=None):
-    """Encrypted cross-validated training of every fold model in one pass (the models stay encrypted).
-    Returns (TrainingLog, TrainingPlan, traffic of the training)."""
-    from ..study import plan_for
+    """Encrypted cross-validated training of every fold model in one pass (the pipeline's train stage; the
+    models stay encrypted). Returns (TrainingLog, TrainingPlan, traffic of the training)."""
+    from ..pipeline import Study as Stages
 
-    model = study.model(curvature=cv.curvature)
-    plan = plan_for(model, cv.curvature)
+    stages = Stages.resumed(study, fed, cv, after="encrypt")
     before = fed.traffic()
-    log = cv.train(fed, plan, progress=progress)
-    return log, plan, fed.network.traffic.since(before)
+    log = stages.train(progress=progress)
+    return log, stages.plan, fed.network.traffic.since(before)
 
 
 def convergence(twin: Twin) -> dict:

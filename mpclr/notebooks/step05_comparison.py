@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..pipeline import Twin
 from .pipeline import STUDY_FIGURES
 from .rundir import RunFolder
-from .step03_training import Twin
 from .study import HospitalData, Study
 
 __all__ = ['phase_times', 'times_rows', 'compare']
@@ -63,12 +63,12 @@ def compare(
     """comparison.json: per fold the secure AUC (04) beside the twin's and scikit-learn's on the same
     folds and scaling; the coefficients (the decrypted encrypted models when the key holders decrypted
     them); the time per phase beside the source study's."""
-    from ..plain.baselines import sklearn_cv
+    from ..pipeline import sklearn_reference
     from ..plain.metrics import METRICS, fold_metrics, mean_sd
 
     y, folds = data.pooled.y, cv.fold_of_row
     twin_m = fold_metrics(y, twin.scores(folds), folds)
-    base = sklearn_cv(twin.X_std, y, folds)
+    base = sklearn_reference(study, twin, y, folds)
     secure = [f["auc"] for f in evaluation["folds"]]
     rows = []
     for k in range(study.folds):
@@ -111,7 +111,7 @@ def compare(
             "rows": data.pooled.n_samples,
             "features": data.pooled.n_features,
             "folds": study.folds,
-            "hospitals": study.parties,
+            "hospitals": study.hospitals,
             "preset": study.preset,
             "iterations": study.iterations,
         },

@@ -155,7 +155,7 @@ def test_folds_trained_together_equal_folds_trained_alone(problem):
         np.testing.assert_allclose(together.margin_history[:, k], alone.margin_history_[:, 0], rtol=1e-11)
         np.testing.assert_allclose(alone.coef_[0], together.weights[k, 1:], rtol=1e-11, atol=1e-14)
         np.testing.assert_allclose(alone.intercept_, together.weights[k, :1], rtol=1e-11, atol=1e-14)
-        # z-rows without fold ids: the single model a study with folds=1 trains (mpclr.study.run_cv)
+        # z-rows without fold ids: the single model a study with folds=1 trains (mpclr.pipeline.run_cv)
         single = fit_folds_z(NesterovLR(iterations=6, curvature=lam), Z[train], None)
         np.testing.assert_array_equal(single.history[:, 0], alone.history_[:, 0])
 
