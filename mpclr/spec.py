@@ -225,7 +225,8 @@ class StudySpec:
             raise ParameterError("--score-bound is a bound of the secure evaluation: it does nothing with "
                                  "--evaluation decrypted-models")
         return cls(
-            dataset=getattr(args, "data", None) or "breast_cancer",
+            dataset=getattr(args, "data", None) or (f"synthetic:{args.synthetic}" if getattr(args, "synthetic", None)
+                                                    else "breast_cancer"),
             label=getattr(args, "label", "last"),
             hospitals=args.parties,
             threshold=args.threshold,
