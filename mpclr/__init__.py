@@ -22,6 +22,7 @@ from .errors import (
 from .federation import Federation
 from .params import PRESETS, Params, get_preset
 from .roles import Ciphertext
+from .stats import PooledGLM, glm
 from .version import __version__ as __version__
 
 __all__ = [
@@ -30,6 +31,8 @@ __all__ = [
     "NesterovLR",
     "Federation",
     "Ciphertext",
+    "glm",
+    "PooledGLM",
     "Params",
     "PRESETS",
     "get_preset",

@@ -1,5 +1,5 @@
 """Command line: `mpclr demo` (the README's main job), `mpclr cv` (batch runs of a study), `mpclr batch`
-(the notebook sequence over a grid of parameters)."""
+(the notebook sequence over a grid of parameters), `mpclr glm` (a pooled GLM, mpclr.stats)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import warnings
 from pathlib import Path
 
 from .notebooks.batch import add_batch_parser
-from .params import NOT_FOR_STUDIES, PRESETS, check_study_preset, study_presets
+from .params import add_preset_argument
 
 
 def _progress_bar(total_label: str):
@@ -131,31 +131,6 @@ def _demo(args) -> int:
     return _run(args, load_breast_cancer())
 
 
-def _study_preset(name: str) -> str:
-    """argparse type of --preset: a preset that cannot run a whole study is refused with the reason."""
-    from .errors import ParameterError
-
-    if name not in PRESETS:
-        raise argparse.ArgumentTypeError(f"unknown preset {name!r}; a study runs with {', '.join(study_presets())}")
-    try:
-        check_study_preset(name)
-    except ParameterError as exc:
-        raise argparse.ArgumentTypeError(str(exc).removeprefix("parameter preset: ")) from None
-    return name
-
-
-def add_preset_argument(p: argparse.ArgumentParser) -> None:
-    """--preset of a command that runs a whole study: the presets that can, the others refused with why."""
-    p.add_argument(
-        "--preset",
-        default="train",
-        type=_study_preset,
-        choices=study_presets(),
-        help=f"CKKS parameter set (default train); {', '.join(NOT_FOR_STUDIES)}: refused, they cannot run a "
-        "whole study",
-    )
-
-
 def _study_arguments(p: argparse.ArgumentParser, folds: int) -> None:
     p.add_argument("--parties", type=int, default=3, help="hospitals (key holders), default 3")
     p.add_argument("--threshold", type=int, default=None, help="t for t-out-of-n (default: n)")
@@ -201,6 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
     _study_arguments(cv, folds=10)
     cv.set_defaults(func=_cv)
     add_batch_parser(sub)
+    from .stats.cli import add_glm_parser
+
+    add_glm_parser(sub)
     return parser
 
 

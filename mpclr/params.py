@@ -7,6 +7,7 @@ caller opts in explicitly (`allow_insecure=True`), which warns.
 
 from __future__ import annotations
 
+import argparse
 import warnings
 from dataclasses import dataclass, field, replace
 
@@ -24,6 +25,7 @@ __all__ = [
     "study_presets",
     "study_problems",
     "check_study_preset",
+    "add_preset_argument",
 ]
 
 # What every parameter set a study runs on must meet (README, "Smudging and masks"): smudging sigma at
@@ -308,3 +310,27 @@ def check_study_preset(preset: str | Params, hospitals: int | None = None) -> Pa
         )
         raise ParameterError(f"parameter preset: {params.name!r} cannot run a whole study: {why}; {instead}")
     return params
+
+
+# ---- the --preset option of every command that runs a whole study (mpclr cv, mpclr glm, mpclr.deploy) ----
+def _study_preset(name: str) -> str:
+    """argparse type of --preset: a preset that cannot run a whole study is refused with the reason."""
+    if name not in PRESETS:
+        raise argparse.ArgumentTypeError(f"unknown preset {name!r}; a study runs with {', '.join(study_presets())}")
+    try:
+        check_study_preset(name)
+    except ParameterError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("parameter preset: ")) from None
+    return name
+
+
+def add_preset_argument(p: argparse.ArgumentParser) -> None:
+    """--preset of a command that runs a whole study: the presets that can, the others refused with why."""
+    p.add_argument(
+        "--preset",
+        default="train",
+        type=_study_preset,
+        choices=study_presets(),
+        help=f"CKKS parameter set (default train); {', '.join(NOT_FOR_STUDIES)}: refused, they cannot run a "
+        "whole study",
+    )

@@ -160,6 +160,20 @@ def encode_labels(values: np.ndarray, at: _Where, lab: int, positive) -> tuple[n
     return (keys == pos).astype(np.int64), (plain(neg), plain(pos))
 
 
+def numeric_labels(values: np.ndarray, at: _Where, lab: int) -> tuple[np.ndarray, tuple]:
+    """The label cells as finite numbers (an outcome to regress on), or a DataError naming the first other."""
+    values = np.asarray(values)
+    nums = values.astype(np.float64) if values.dtype.kind in "iufb" else _numeric(values)
+    if nums is None:
+        nums = np.array([number(str(v)) if number(str(v)) is not None else np.nan for v in values])
+    bad = np.flatnonzero(~np.isfinite(nums))
+    if bad.size:
+        i = int(bad[0])
+        raise DataError(f"{at.what}, {at.row(i)}, {at.column(lab)} (outcome): {_fmt(_python(values[i]))} is not a "
+                        "finite number")
+    return nums.astype(np.float64), ()
+
+
 def check_constant(at: _Where, X: np.ndarray, columns: list[int]) -> None:
     const = np.flatnonzero((X == X[:1]).all(axis=0))
     if const.size:
@@ -323,8 +337,10 @@ def _careful(at: _Where, path: Path, text: str, frame, sep: str, first_data: int
     return X, labels
 
 
-def read_file(path, label="last", sep: str | None = None, header: bool | None = None, positive=None) -> dict:
-    """What `mpclr.data.load_csv` needs to build a Dataset from a delimited file (see there)."""
+def read_file(path, label="last", sep: str | None = None, header: bool | None = None, positive=None,
+              numeric_label: bool = False) -> dict:
+    """What `mpclr.data.load_csv` needs to build a Dataset from a delimited file (see there). With
+    numeric_label the label column is any finite number (a regression's outcome), returned as float y."""
     path = Path(path)
     text = _trim(path, _read_text(path))
     head = _lines(text, _SNIFF_LINES)
@@ -360,7 +376,7 @@ def read_file(path, label="last", sep: str | None = None, header: bool | None = 
         _check_lines(path, text, data, sep, ncols, first_data)
         parsed = _careful(at, path, text, frame, sep, first_data, feats, lab, header)
     X, labels = parsed
-    y, classes = encode_labels(labels, at, lab, positive)
+    y, classes = numeric_labels(labels, at, lab) if numeric_label else encode_labels(labels, at, lab, positive)
     check_constant(at, X, feats)
     return {"X": X, "y": y, "classes": classes,
             "feature_names": [names[j] for j in feats] if names else [f"x{j + 1}" for j in feats],
@@ -380,8 +396,9 @@ def _numbers(dtype) -> bool:
     return pd.api.types.is_numeric_dtype(dtype) and np.dtype(getattr(dtype, "numpy_dtype", dtype)).kind in "iuf"
 
 
-def read_frame(frame, label="last", positive=None, what: str = "the data frame") -> dict:
-    """What `mpclr.data.load_frame` needs to build a Dataset from a DataFrame (see there)."""
+def read_frame(frame, label="last", positive=None, what: str = "the data frame", numeric_label: bool = False) -> dict:
+    """What `mpclr.data.load_frame` needs to build a Dataset from a DataFrame (see there); numeric_label as
+    for `read_file`."""
     import pandas as pd
 
     if not isinstance(frame, pd.DataFrame):
@@ -420,7 +437,7 @@ def read_frame(frame, label="last", positive=None, what: str = "the data frame")
         i = _first_missing(labels)
         if i is not None:
             raise DataError(f"{what}, {at.row(i)}, {at.column(lab)} (label): the label is missing ({str(labels[i])!r})")
-    yy, classes = encode_labels(labels, at, lab, positive)
+    yy, classes = numeric_labels(labels, at, lab) if numeric_label else encode_labels(labels, at, lab, positive)
     check_constant(at, X, feats)
     return {"X": X, "y": yy, "classes": classes, "feature_names": [names[j] for j in feats],
             "meta": {"label_column": lab, "label_name": names[lab]}}

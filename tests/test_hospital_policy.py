@@ -14,6 +14,7 @@ import json
 import os
 import re
 import stat
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -21,15 +22,16 @@ import pytest
 import mpclr
 from mpclr.data import load, split
 from mpclr.deploy.site import SiteConfig, SiteRuntime, accepted_for_studies, params_from_json, params_to_json
-from mpclr.errors import MpclrError, ProtocolError
+from mpclr.errors import FormatError, MpclrError, ProtocolError
 from mpclr.federation import seal_context
 from mpclr.keystore_crypto import PASSPHRASE_ENV
 from mpclr.manifest import study_manifest
 from mpclr.params import PRESETS, Params
 from mpclr.pipeline import run_cv, study_manifest_for, study_plan
 from mpclr.roles.node import Session
-from mpclr.roles.policy import Budget, Manifest, Policy, PolicyRefusal
+from mpclr.roles.policy import Budget, Manifest, Policy, PolicyRefusal, merge_manifests
 from mpclr.spec import StudySpec
+from mpclr.stats.manifest import glm_manifest
 
 CEREMONY = ["crs.commit", "crs.reveal", "crs.seed", "cpk.commit", "cpk.reveal", "keys.install", "rlk.round1",
             "rlk.check", "rlk.round2"]
@@ -178,6 +180,41 @@ def test_a_deployed_site_answers_the_key_ceremony_only_without_a_study_manifest(
         assert len(log) == sum(1 for s, _ in grid.delivered if s == site.name)  # every message, answered or not
 
 
+def test_a_deployed_table_one_round_short_is_refused_at_that_round(tmp_path):
+    """table_one (like pooled_glm) declares its manifest: the sites agree to it at join (that the study's
+    requests fit it exactly is in tests/deploy/test_stats_deploy.py). A coordinator whose manifest allows one
+    refresh fewer than the secure small-cell test needs is refused at that refresh, which carries the
+    table's label, by every site, naming the step, the label and the budget."""
+    pytest.importorskip("flwr")
+    from mpclr.deploy.server_app import run_deployed_study
+    from mpclr.stats.deploy import table_one
+
+    from .deploy.test_transport import FakeGrid, make_data, study_config, write_sites
+
+    X, y = make_data()
+    sites = write_sites(tmp_path, X, y)
+    options = {"continuous": "x0,x1"}
+    info = SimpleNamespace(names=[s.name for s in sites], params=PRESETS["train"], threshold=3, min_cells=[5] * 3)
+    rounds = table_one.manifest(info, options).budget_for("refresh.share", "table1").rounds - 1
+
+    def short(fed, config):
+        return table_one(fed, config)
+
+    short.check_config = table_one.check_config
+    short.manifest = lambda info, config: table_one.manifest(info, config).with_budget("refresh.share", "table1",
+                                                                                        rounds=rounds)
+    with pytest.raises(ProtocolError, match=rf"refuses refresh.share 'table1#{rounds + 1}' from server: beyond the "
+                                            rf"study manifest 'Table 1' .*budget 'refresh.share table1' allows "
+                                            rf"{rounds} rounds? \({rounds} answered\)"):
+        run_deployed_study(FakeGrid(sites), dataclasses.replace(study_config(tmp_path), options=options), study=short)
+    for i in (1, 2, 3):
+        log = [json.loads(line) for line in (tmp_path / f"keystore-{i}" / "audit.jsonl").open()]
+        assert sum(r["step"] == "refresh.share" and r["decision"] == "answered" for r in log) == rounds
+        assert (log[-1]["step"], log[-1]["label"], log[-1]["decision"]) == ("refresh.share", f"table1#{rounds + 1}",
+                                                                            "refused")
+        assert f"allows {rounds} round" in log[-1]["reason"]
+
+
 # ================================================================ the manifest in process
 def test_the_default_federation_answers_the_key_ceremony_only(tmp_path):
     fed = mpclr.Federation(parties=2, preset="fast", rotations=[1])
@@ -212,6 +249,19 @@ def test_policy_budgets_and_retries():
         p.admit("h", "refresh.share", "server", {**ask, "label": "evaluation/x#3"})
     again = Manifest.from_json(json.loads(json.dumps(m.to_json())))
     assert again == m and again.digest == m.digest
+
+
+def test_merged_manifests_keep_each_part_s_budgets_and_refuse_one_in_two_parts():
+    cv = Manifest("cv", (*Manifest.keys_only().budgets, Budget("decrypt.share", "fold models", 1, 1, 1)), retries=2)
+    stats = glm_manifest(3, 4, ceremony=False)
+    both = merge_manifests("study", cv, stats)
+    assert both.budgets == cv.budgets + stats.budgets and both.retries == 2
+    assert [p["part"] for p in both.plan["parts"]] == ["cv", "pooled GLM"]
+    assert both.budget_for("decrypt.share", "glm: iteration 3") == stats.budget_for("decrypt.share", "glm")
+    with pytest.raises(FormatError, match=r"the parts 'cv' and 'pooled GLM' both budget 'crs.commit'"):
+        merge_manifests("study", cv, glm_manifest(3, 4))  # the key ceremony twice
+    with pytest.raises(FormatError, match="only study manifests merge"):
+        merge_manifests("study", cv, Manifest.exploration_only())
 
 
 SMALL = StudySpec(hospitals=3, folds=3, iterations=3, degree=3, seed=4, preset="train")

@@ -141,7 +141,7 @@ def _app(args) -> int:
 
 
 def main(argv=None) -> int:
-    from ..cli import add_preset_argument
+    from ..params import add_preset_argument
 
     p = argparse.ArgumentParser(prog="python -m mpclr.deploy", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)

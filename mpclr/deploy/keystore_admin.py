@@ -40,7 +40,8 @@ FILES = [
     ("site-session.json", False, "what the site agreed to when it joined the study: session fingerprint, its "
                                  "row offset and row count, parameter set, threshold, key holders, join time"),
     ("data-provider.json", False, "protocol state: the common random string's seed, refresh labels already "
-                                  "used, key-ceremony commitments in progress, the fold of each of its rows"),
+                                  "used, key-ceremony commitments in progress, the fold of each of its rows, "
+                                  "and the kind (categorical or continuous) of each variable a Table 1 used"),
     ("secret-key-share.bin", True, "the hospital's share of the collective secret key (decrypting needs the "
                                    "shares of all key holders, or of t of them in a t-out-of-n study)"),
     ("secret-threshold-share.bin", True, "the hospital's Shamir share of the collective secret key "

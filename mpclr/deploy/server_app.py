@@ -273,7 +273,8 @@ def study_manifest(net: FlowerNetwork, sites: dict[str, dict], cfg: DeploymentCo
         return Manifest.keys_only(t < len(names))
     info = SitesInfo(names, [int(sites[n]["rows"]) for n in names], int(next(iter(sites.values()))["features"]),
                      get_preset(cfg.preset), t, bool(net.coalesce_rounds),
-                     lambda folds: fold_sizes_of(net, session_id, offsets, folds))
+                     lambda folds: fold_sizes_of(net, session_id, offsets, folds),
+                     [sites[n].get("min_cell") for n in names])
     manifest = make(info, {**cfg.options, "seed": cfg.seed})
     if not isinstance(manifest, Manifest) or manifest.exploration:
         raise ProtocolError("the study hook's manifest must be a study manifest (sites refuse exploration)")

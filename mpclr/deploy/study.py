@@ -27,7 +27,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -72,7 +72,8 @@ class SitesInfo:
     their names (in the order that numbers their rows), rows, features, the parameter set, the threshold,
     whether the transport coalesces the workers' refreshes, and `fold_sizes(folds)`: the rows per fold of
     the hospitals' own fold assignments, summed (each hospital counts its own, with the secret fold key it
-    then keeps for the session)."""
+    then keeps for the session); `min_cells`: each hospital's own smallest cell a table shows (its
+    disclosure setting, public: a Table 1's manifest needs the largest)."""
 
     names: list[str]
     rows: list[int]
@@ -81,6 +82,7 @@ class SitesInfo:
     threshold: int
     coalesce: bool
     fold_sizes: Callable[[int], list[int]]
+    min_cells: list[int | None] = field(default_factory=list)
 
 
 def local_sites_info(parties, params, threshold: int | None = None) -> SitesInfo:

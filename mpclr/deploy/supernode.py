@@ -168,7 +168,9 @@ def site_config(config_path):
                                   "data": site.get("data", ""), "part": site.get("part", ""),
                                   "label": str(site.get("label", "last")), "positive": str(site.get("positive", "")),
                                   "encrypt": site.get("encrypt", True),
-                                  "passphrase-file": site.get("passphrase-file", "")})
+                                  "passphrase-file": site.get("passphrase-file", ""),
+                                  "glm-max-fraction": site.get("glm-max-fraction", 0.33),
+                                  "min-cell": site.get("min-cell", 5)})
     return sc, cfg
 
 

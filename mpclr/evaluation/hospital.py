@@ -1,5 +1,5 @@
 """A hospital's side of the secure evaluation: lr.encrypt_eval, its rows in the public evaluation layout
-(standardized features and labels, encrypted), registered on every hospital through mpclr.roles.hospital's
+(standardized features and labels, encrypted), registered on every hospital through mpclr.roles.extensions'
 `register_handlers`."""
 
 from __future__ import annotations

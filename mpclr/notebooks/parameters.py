@@ -303,6 +303,18 @@ PARAMETERS: dict[str, Parameter] = {
             _between(0, 20),
         ),
         Parameter(
+            "table_one",
+            "bool",
+            True,
+            "02 shows the study's Table 1; 01 agrees its requests (counts, refreshes, decryptions) in the manifest",
+        ),
+        Parameter(
+            "regression_table",
+            "bool",
+            False,
+            "07's pooled GLM; 01 agrees its requests in the manifest (two fits of up to 27 rounds: ML, then ridge)",
+        ),
+        Parameter(
             "connection",
             "str",
             "",

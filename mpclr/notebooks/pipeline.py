@@ -104,18 +104,30 @@ def resume_federation(run: RunFolder, study: Study, data: HospitalData | None = 
     return fed
 
 
-def study_manifest(study: Study, data: HospitalData, rotation_steps=(), refine_rounds: int | None = None):
+def study_manifest(study: Study, data: HospitalData, rotation_steps=(), refine_rounds: int | None = None, *,
+                   table_one: bool = True, regression_table: bool = False):
     """What the hospitals agree to answer for the steps 02-05 (mpclr.manifest), agreed in 01 with the
     keys: the scaling decryption, the training's refreshes, the secure evaluation of 04 (with
     `refine_rounds` rounds, the value 04 must be run with), the fold models' decryption of 05, and 01's
-    rotation keys. A function of the hospitals (the Federation's `manifest`): each loads its rows and
-    counts its rows per fold with the secret fold key it then keeps for the study. A step run again asks
-    for more than was agreed and is refused: rerun 01 (new keys, a new manifest) and the steps after it."""
-    from ..pipeline import study_manifest_for
+    rotation keys; with `table_one` 02's Table 1 and with `regression_table` 07's pooled GLM, merged in
+    (mpclr.stats.report.study_manifests). A function of the hospitals (the Federation's `manifest`): each
+    loads its rows and counts its rows per fold with the secret fold key it then keeps for the study. A
+    step run again asks for more than was agreed and is refused: rerun 01 (new keys, a new manifest) and
+    the steps after it."""
+    from ..manifest import study_manifest as make
+    from ..pipeline import load_parts, study_plan, summed_fold_sizes
+    from ..roles.policy import merge_manifests
+    from ..stats.report import study_manifests
 
-    return study_manifest_for(study, data.parts, data.pooled.n_features, own_rows=True, rotation_steps=rotation_steps,
-                              evaluation={} if refine_rounds is None else {"refine_rounds": int(refine_rounds)},
-                              name="notebook study")
+    def agree(parties):
+        load_parts(parties, data.parts, own_rows=True)
+        plan = study_plan(study, data.pooled.n_samples, data.pooled.n_features, summed_fold_sizes(parties, study.folds),
+                          rotation_steps,
+                          evaluation={} if refine_rounds is None else {"refine_rounds": int(refine_rounds)})
+        stats = study_manifests(study, data, parties, table=table_one, regression=regression_table)
+        return merge_manifests("notebook study", make(plan), *stats)
+
+    return agree
 
 
 def study_rotation_steps(study: Study, rows: int, extra=()) -> list[int]:

@@ -199,6 +199,29 @@ MESSAGES: tuple[MessageKind, ...] = (
         "to the server nothing about the rows (ciphertexts); to each hospital the pooled scaling and fold sizes: "
         "with two hospitals the other's row count, sums and sums of squares",
     ),
+    MessageKind(
+        "stats.settings",
+        "statistics",
+        (SERVER, HOSPITAL, "nothing"),
+        (HOSPITAL, SERVER, "its disclosure settings (glm_max_fraction, min_cell) and its columns' names"),
+        "public settings and column names, as DataSHIELD's are",
+    ),
+    MessageKind(
+        "glm.step",
+        "statistics",
+        (SERVER, HOSPITAL, "the model and the public coefficients of the round, with power-of-two scales"),
+        (HOSPITAL, SERVER, "its packed X^T W X, score, deviance and outcome sums, encrypted"),
+        "to each hospital the coefficients of every round (with two hospitals: the other's score at the "
+        "solution); to the server ciphertexts; only the sum over hospitals is decrypted",
+    ),
+    MessageKind(
+        "table.counts",
+        "statistics",
+        (SERVER, HOSPITAL, "a Table 1's structure: variables, every level, split, min_cell"),
+        (HOSPITAL, SERVER, "its counts (also clipped at min_cell) and sums, encrypted"),
+        "to the server ciphertexts; small cells are found under encryption, so the researcher never decrypts "
+        "a small count",
+    ),
 )
 
 ROLES: dict[str, dict[str, str]] = {

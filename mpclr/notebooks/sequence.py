@@ -9,6 +9,8 @@ run folder and writes its own, so any step can be rerun alone on an existing run
     04_evaluation            secure evaluation: ROC, confusion matrices, what was decrypted
     05_comparison            the plaintext twin and scikit-learn on the same folds; time per phase
     06_deployment            (optional) the study of 00 on a multi-site Flower deployment (deployed.py)
+    07_regression_table      (optional, after 02) the pooled GLM's regression table beside statsmodels and
+                             the CV models (mpclr.stats); 02 shows the study's Table 1
 
 Besides its JSON, a step may keep folders in the run folder for the steps after it (`keeps`): 01 the
 federation (`federation/`), 02 and 03 the encrypted study (`encrypted_cv/`); see pipeline.py.
@@ -30,7 +32,7 @@ from pathlib import Path
 from ..errors import ParameterError
 from .paths import notebook_path
 
-__all__ = ["Step", "SEQUENCE", "DEPLOYMENT", "WORKSHOP", "STEPS", "resolve_steps", "writer_of"]
+__all__ = ["Step", "SEQUENCE", "DEPLOYMENT", "REGRESSION", "WORKSHOP", "STEPS", "resolve_steps", "writer_of"]
 
 
 @dataclass(frozen=True)
@@ -85,10 +87,19 @@ DEPLOYMENT = Step(
     "06_deployment", "The same study on a multi-site deployment", writes=("deployment.json",), reads=("study.json",)
 )
 
+# Optional, after 02 (05's models shown beside it when there): the pooled GLM's regression table (mpclr.stats).
+REGRESSION = Step(
+    "07_regression_table",
+    "Regression table: a pooled GLM with standard errors",
+    writes=("regression.json",),
+    reads=("study.json", "keys.json", "data.json"),
+    keeps=("federation",),
+)
+
 # Teaching, not part of a study: runs alone (its own parameters, its own workshop.json).
 WORKSHOP = Step("90_workshop", "Workshop: threshold decryption, noise and smudging", writes=("workshop.json",))
 
-STEPS: dict[str, Step] = {s.name: s for s in (*SEQUENCE, DEPLOYMENT, WORKSHOP)}
+STEPS: dict[str, Step] = {s.name: s for s in (*SEQUENCE, DEPLOYMENT, REGRESSION, WORKSHOP)}
 
 
 def writer_of(filename: str) -> Step | None:

@@ -29,7 +29,8 @@ from pathlib import Path
 
 from ..errors import FormatError, ProtocolError
 
-__all__ = ["Budget", "Manifest", "Policy", "PolicyRefusal", "AuditLog", "ceremony_budgets", "request_size"]
+__all__ = ["Budget", "Manifest", "Policy", "PolicyRefusal", "AuditLog", "ceremony_budgets", "merge_manifests",
+           "request_size"]
 
 CEREMONY = ("crs.commit", "crs.reveal", "crs.seed", "cpk.commit", "cpk.reveal", "keys.install", "rlk.round1",
             "rlk.check", "rlk.round2")
@@ -175,6 +176,26 @@ class Manifest:
         if not found:
             raise KeyError(f"no budget {step} {label!r} in manifest {self.name!r}")
         return replace(self, budgets=tuple(replace(b, **changes) if b is found[0] else b for b in self.budgets))
+
+
+def merge_manifests(name: str, *parts: Manifest) -> Manifest:
+    """One study's manifest from its parts (a cross-validation study and the statistics run on the same
+    keys): their budgets side by side. A budget (step and label) in two parts is refused, not added up,
+    so each part keeps exactly its own plan's counts; the key ceremony belongs to one part only. Retries:
+    the largest part's (each requester redoes at most n - t rounds in the whole session)."""
+    if not parts:
+        raise FormatError(f"manifest {name!r}: no parts to merge")
+    owner: dict[str, str] = {}
+    for m in parts:
+        if not isinstance(m, Manifest) or m.exploration:
+            raise FormatError(f"manifest {name!r}: only study manifests merge, got {getattr(m, 'name', m)!r}")
+        for b in m.budgets:
+            if b.key in owner:
+                raise FormatError(f"manifest {name!r}: the parts {owner[b.key]!r} and {m.name!r} both budget "
+                                  f"{b.key!r}; a budget belongs to one part (give the other part another label)")
+            owner[b.key] = m.name
+    return Manifest(name, tuple(b for m in parts for b in m.budgets), max(m.retries for m in parts),
+                    {"parts": [{"part": m.name, **m.plan} for m in parts]})
 
 
 def request_size(step: str, fields: dict) -> tuple[str, int, int]:

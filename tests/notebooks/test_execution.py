@@ -14,6 +14,7 @@ from mpclr.notebooks import SEQUENCE, RunFolder, Study
 from mpclr.notebooks.pipeline import load_encrypted, resume_federation
 from mpclr.notebooks.runner import SequenceFailed, run_sequence
 from mpclr.params import get_preset
+from mpclr.roles.policy import Manifest
 from mpclr.training.layout import Layout
 
 from ..checks import refresh_flooding
@@ -22,7 +23,7 @@ LATER_STEP = Path(__file__).parent / "fixtures" / "later_step.ipynb"
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-SMALL = {"dataset": "synthetic:300x4", "parties": 2, "folds": 3, "iterations": 3, "seed": 7}
+SMALL = {"dataset": "synthetic:300x4", "parties": 2, "folds": 3, "iterations": 3, "seed": 7, "regression_table": True}
 STEPS = [
     "00_study_and_roles",
     "01_key_ceremony",
@@ -375,3 +376,57 @@ def test_00_runs_the_study_in_one_call(tmp_path):
     assert [line.split()[0] for line in shown[1].splitlines()[2:]] == ["intercept", "x1", "x2", "x3", "x4"]
     expected = "EncryptedLogisticRegressionCV(cv=3, degree=5, hospitals=2, iterations=3, random_state=7)"
     assert " ".join(shown[2].split()) == expected
+
+
+def test_02_shows_the_table_one_of_the_hospitals_rows(study_run, pooled):
+    """02's Table 1 (mpclr.stats): per class and overall, means and SDs equal pandas' on the pooled rows."""
+    run, _ = study_run
+    data, _ = pooled
+    t = run.read_json("data.json")["table1"]
+    frame = data.pooled.to_frame()
+    label = frame.columns[-1]
+    assert t["by"] == label and t["min_cell"] == 5 and t["columns"] == ["overall", f"{label}=0", f"{label}=1"]
+    assert t["sizes"]["overall"] == 300 and t["sizes"][f"{label}=1"] == int(frame[label].sum())
+    rows = {r["variable"]: r for r in t["rows"] if r["what"] == "mean (SD)"}
+    assert set(rows) == set(data.pooled.feature_names)  # synthetic features: all continuous
+    for name in data.pooled.feature_names:
+        for col, part in (("overall", frame), (f"{label}=0", frame[frame[label] == 0]),
+                          (f"{label}=1", frame[frame[label] == 1])):
+            assert rows[name][col] == f"{part[name].mean():.2f} ({part[name].std():.2f})"
+    # no categorical variable: the class sizes' test, then the released values (no cell test needed)
+    assert [r["label"] for r in t["revealed"]] == ["table1: sizes below min_cell", "table1: released counts",
+                                                  *[f"table1: sums of {n}" for n in data.pooled.feature_names]]
+    assert run.read_json("data.json")["summary"]["table1_s"] > 0
+    # 01 agreed the table in the study manifest, beside the CV study's budgets and 07's GLM; 02 used it exactly
+    manifest = Manifest.from_json(run.read_json("keys.json")["manifest"]["json"])
+    assert [p["part"] for p in manifest.plan["parts"]] == ["encrypted cross-validation", "Table 1", "pooled GLM"]
+    fed = Federation.load(run.path / "federation")
+    try:
+        for party in fed.parties:
+            used = {k: v for k, v in party.policy.used.items() if k.endswith(" table1")}
+            assert used == {b.key: [b.rounds, b.ciphertexts, b.values] for b in manifest.budgets
+                            if b.label == "table1"}
+    finally:
+        fed.close()
+
+
+def test_07_regression_table_beside_statsmodels_and_the_cv_models(study_run, pooled):
+    sm = pytest.importorskip("statsmodels.api")
+    run, _ = study_run
+    data, _ = pooled
+    audit = len(Federation.load(run.path / "federation").researcher.revealed)
+    result = run_sequence(run.path, {}, steps=["07"], progress=False)
+    assert result.ok, result.describe()
+    rec = run.read_json("regression.json")
+    ref = sm.GLM(data.pooled.y, sm.add_constant(data.pooled.X), family=sm.families.Binomial()).fit(tol=1e-12)
+    coef = [r["coef"] for r in rec["glm"]["coefficients"]]
+    np.testing.assert_allclose(coef, ref.params, rtol=1e-6)
+    np.testing.assert_allclose([r["std err"] for r in rec["glm"]["coefficients"]], ref.bse, rtol=1e-6)
+    assert rec["separation"] is None and rec["summary"]["glm_max_rel_diff_statsmodels"] < 1e-6
+    decrypted = run.read_json("comparison.json")["models_decrypted"]  # 05 may have been rerun without
+    what = "encrypted CV, mean of the fold models" if decrypted else "plaintext twin of the CV models"
+    assert rec["cv"]["what"] == what and len(rec["cv"]["coef"]) == len(coef)
+    # the federation's audit trail holds the fit's decryptions, one per round
+    after = Federation.load(run.path / "federation").researcher.revealed
+    assert len(after) - audit == len(rec["glm"]["rounds"])
+    assert all(e["label"].startswith("glm: ") for e in after[audit:])

@@ -181,12 +181,13 @@ def test_steps_resolve_by_name_number_or_path(tmp_path):
     assert resolve_steps("04")[0].writes == ("evaluation.json",)
     assert [s.name for s in resolve_steps(["00", "01_key_ceremony.ipynb"])] == ["00_study_and_roles", "01_key_ceremony"]
     assert resolve_steps("90")[0].writes == ("workshop.json",)
+    assert resolve_steps("07")[0].writes == ("regression.json",)
     nb = tmp_path / "later_step.ipynb"
     nb.write_text("{}")
     custom = resolve_steps(["00", str(nb)])[1]
     assert custom.name == "later_step" and custom.notebook == nb.resolve()
-    with pytest.raises(ParameterError, match="'07' is neither a step"):
-        resolve_steps(["07"])
+    with pytest.raises(ParameterError, match="'08' is neither a step"):
+        resolve_steps(["08"])  # 07 is the regression table
     with pytest.raises(ParameterError, match="00_study_and_roles listed twice"):
         resolve_steps(["00", "00_study_and_roles"])
 
@@ -251,7 +252,7 @@ def test_grid_expands_to_the_product_plus_explicit_runs():
         ({"grid": {"partys": [2]}}, r"unknown parameter 'partys' \(did you mean 'parties'\?\)"),
         ({"parameters": {"parties": 2}, "grid": {"parties": [3]}}, "parties is set both"),
         ({"parameters": {"run_dir": "x"}}, "run_dir is set by mpclr batch"),
-        ({"steps": ["07"]}, "'07' is neither a step"),
+        ({"steps": ["08"]}, "'08' is neither a step"),
         ({"runs": {"parties": 2}}, "runs must be a list"),
         ([1, 2], "expected a mapping"),
     ],
