@@ -27,8 +27,9 @@ from mpclr.errors import ParameterError  # noqa: E402
 from mpclr.plain.baselines import sklearn_cv  # noqa: E402
 from mpclr.plain.folds import assign_folds  # noqa: E402
 from mpclr.plain.metrics import fold_metrics  # noqa: E402
+from mpclr.plain.nesterov import NesterovLR
 from mpclr.plain.sigmoid import sigmoid_poly  # noqa: E402
-from mpclr.plain.twin import NesterovLR, standardization_stats  # noqa: E402
+from mpclr.plain.twin import fit_folds, standardization_stats  # noqa: E402
 
 FOLDS = 5
 SEEDS = range(5)
@@ -58,15 +59,15 @@ def scaled(X: np.ndarray, how: str) -> np.ndarray:
 
 def run(model: NesterovLR, X, y, fold_ids, reference) -> dict:
     try:
-        twin = model.fit(X, y, fold_ids)
+        twin = fit_folds(model, X, y, fold_ids)
     except ParameterError:
         return {"diverged": True}
     ours = fold_metrics(y, twin.cv_scores(X), fold_ids).auc
     gap = ours - reference
     return {"diverged": False, "gap_mean": float(gap.mean()), "gap_fold_max": float(np.abs(gap).max()),
-            "auc_mean": float(ours.mean()), "max_abs_margin": twin.max_abs_margin_,
-            "margin_over_R": twin.max_abs_margin_ / twin.interval,
-            "outside_last_iteration": float(twin.fraction_outside_[-1]), "fold_auc": ours.tolist()}
+            "auc_mean": float(ours.mean()), "max_abs_margin": twin.max_abs_margin,
+            "margin_over_R": twin.max_abs_margin / twin.interval,
+            "outside_last_iteration": float(twin.fraction_outside[-1]), "fold_auc": ours.tolist()}
 
 
 def slack(gap_mean: float, gap_fold: float) -> float:

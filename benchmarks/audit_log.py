@@ -77,15 +77,16 @@ def main() -> None:
     from mpclr.federation import seal_context
     from mpclr.network import InProcessNetwork
     from mpclr.params import get_preset
+    from mpclr.pipeline import study_manifest_for
     from mpclr.roles import Hospital
-    from mpclr.study import StudyConfig, study_manifest_for
+    from mpclr.spec import StudySpec
 
-    config = StudyConfig()
+    config = StudySpec()
     data = load("breast_cancer")
     ctx = seal_context(get_preset(config.preset))
-    hospitals = [Hospital(f"hospital-{i + 1}", ctx, InProcessNetwork()) for i in range(config.parties)]
-    parts = split(data, config.parties, config.split, seed=config.seed)
-    manifest = study_manifest_for(config, parts, config.evaluation, data.n_features)(hospitals)
+    hospitals = [Hospital(f"hospital-{i + 1}", ctx, InProcessNetwork()) for i in range(config.hospitals)]
+    parts = split(data, config.hospitals, config.split, seed=config.seed)
+    manifest = study_manifest_for(config, parts, data.n_features)(hospitals)
     requests = sum(b.rounds for b in manifest.budgets)
     per_study = requests * statistics.mean(fsynced)
     print(table(rows, ["write", "median_ms", "mean_ms", "p95_ms", "max_ms"]))

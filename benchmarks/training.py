@@ -21,7 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import table, write  # noqa: E402
 
 from mpclr.data import synthetic  # noqa: E402
-from mpclr.study import StudyConfig, run_cv  # noqa: E402
+from mpclr.pipeline import run_cv  # noqa: E402
+from mpclr.spec import StudySpec  # noqa: E402
 
 STUDY_TRAINING_S = 7 * 60  # Lu et al. 2020: about 7 minutes for 10-fold CV on 49,152 x 10
 
@@ -31,7 +32,7 @@ def one(rows: int, parties: int, folds: int = 10) -> dict:
     t0 = time.perf_counter()
     # training alone: the fold models are decrypted and scored in the clear (benchmarks/evaluation.py
     # measures the secure evaluation)
-    rec = run_cv(ds, StudyConfig(parties=parties, folds=folds, evaluation="decrypted-models"))
+    rec = run_cv(ds, StudySpec(hospitals=parties, folds=folds, evaluation="decrypted-models"))
     t = rec["timings_s"]
     return {
         "rows": rows,

@@ -1,6 +1,9 @@
 """mpclr: multiparty privacy-preserving logistic regression on threshold CKKS (Pyfhel / SEAL).
 
 import mpclr
+est = mpclr.EncryptedLogisticRegressionCV(cv=5, hospitals=3).fit(X, y)   # scikit-learn's shape
+est.cv_results_, est.coefficient_table(), est.predict_proba(X)
+
 fed = mpclr.Federation(parties=3, preset="fast", manifest="exploration")   # interactive: no budget
 a = fed.parties[0].encrypt(x)
 c = fed.server.multiply(a, fed.parties[1].encrypt(y))
@@ -23,6 +26,9 @@ from .stats import PooledGLM, glm
 from .version import __version__ as __version__
 
 __all__ = [
+    "EncryptedLogisticRegressionCV",
+    "EncryptedLogisticRegression",
+    "NesterovLR",
     "Federation",
     "Ciphertext",
     "glm",
@@ -38,3 +44,22 @@ __all__ = [
     "DataError",
     "InsecureParametersWarning",
 ]
+
+# scikit-learn takes seconds to import and a hospital's node never needs it: the estimators load on first use
+_LAZY = {
+    "EncryptedLogisticRegressionCV": "estimator",
+    "EncryptedLogisticRegression": "estimator",
+    "NesterovLR": "plain.nesterov",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

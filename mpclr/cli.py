@@ -89,36 +89,16 @@ def _privacy_warnings_on_stderr():
 
 
 def _run(args, data) -> int:
-    from .errors import ParameterError, PrivacyWarning
-    from .study import StudyConfig, run_cv
+    from .errors import PrivacyWarning
+    from .pipeline import run_cv
+    from .spec import StudySpec
 
-    secure = args.evaluation == "secure"
-    if not secure and args.keep_models_encrypted:
-        raise ParameterError(
-            "--evaluation decrypted-models scores the decrypted fold models: it cannot go with --keep-models-encrypted"
-        )
-    if not secure and args.score_bound is not None:
-        raise ParameterError("--score-bound is a bound of the secure evaluation: it does nothing with --evaluation "
-                             "decrypted-models")
-    config = StudyConfig(
-        parties=args.parties,
-        threshold=args.threshold,
-        folds=args.folds,
-        iterations=args.iterations,
-        degree=args.degree,
-        learning_rate=args.learning_rate,
-        seed=args.seed,
-        preset=args.preset,
-        split=args.split,
-        evaluation=args.evaluation,
-        decrypt_models=not args.keep_models_encrypted,
-        score_bound=StudyConfig.score_bound if args.score_bound is None else args.score_bound,
-    )
+    spec = StudySpec.from_cli_args(args)
     progress = None if args.quiet else _progress_bar("encrypted training")
     with warnings.catch_warnings():
         warnings.simplefilter("always", PrivacyWarning)
         warnings.showwarning = _privacy_warnings_on_stderr()
-        record = run_cv(data, config, progress=progress)
+        record = run_cv(data, spec, progress=progress)
     print(_report(record))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
@@ -183,7 +163,7 @@ def _study_arguments(p: argparse.ArgumentParser, folds: int) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mpclr", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="encrypted 5-fold CV on the embedded breast-cancer data, 3 hospitals")
@@ -199,7 +179,11 @@ def main(argv=None) -> int:
     from .stats.cli import add_glm_parser
 
     add_glm_parser(sub)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except Exception as exc:  # clear one-line errors for the command line

@@ -420,7 +420,8 @@ def measure_study(params, data, *, parties: int = 3, folds: int = 3, iterations:
     from mpclr.data import load, split
     from mpclr.evaluation.secure import evaluate_encrypted_cv
     from mpclr.federation import Federation
-    from mpclr.study import StudyConfig, plan_for
+    from mpclr.pipeline import plan_for
+    from mpclr.spec import StudySpec
     from mpclr.training.cv import encrypt_study
 
     zero = {"smudging_bits": 0}
@@ -428,7 +429,7 @@ def measure_study(params, data, *, parties: int = 3, folds: int = 3, iterations:
         zero["refresh_smudging_bits"] = 0
     probed = params.with_(name=f"{params.name}/probe", **zero)
     ds = load(data, seed=seed) if str(data).startswith("synthetic") else load(data)
-    config = StudyConfig(parties=parties, folds=folds, iterations=iterations, seed=seed, workers=0)
+    config = StudySpec(hospitals=parties, folds=folds, iterations=iterations, seed=seed, workers=0)
     fed = Federation(parties, preset=probed, seed=seed, manifest="exploration")  # a probe, not a study
     try:
         parts = split(ds, parties, "even", seed=seed)

@@ -9,7 +9,8 @@ from mpclr.cli import main
 from mpclr.errors import ParameterError
 from mpclr.evaluation.constants import FINE_BITS
 from mpclr.params import NOT_FOR_STUDIES, PRESETS, study_presets
-from mpclr.study import StudyConfig, run_cv
+from mpclr.pipeline import run_cv
+from mpclr.spec import StudySpec
 
 from .checks import refresh_flooding
 
@@ -83,6 +84,7 @@ def test_evaluation_decrypted_models_and_the_other_study_flags(tmp_path):
     [
         (["--evaluation", "decrypted-models", "--keep-models-encrypted"], "cannot go with --keep-models-encrypted"),
         (["--evaluation", "decrypted-models", "--score-bound", "8"], "--score-bound is a bound of the secure"),
+        (["--folds", "1"], "--folds must be at least 2: mpclr cv cross-validates"),  # run_cv alone takes 1
     ],
 )
 def test_flags_that_contradict_each_other_are_refused(tmp_path, capsys, flags, message):
@@ -104,7 +106,7 @@ def test_a_preset_that_cannot_run_a_study_is_refused_before_any_work(tmp_path, c
     assert f"'{preset}' cannot run a whole study: {NOT_FOR_STUDIES[preset]}; use preset 'train' instead" in err
     assert "Traceback" not in err and not out.exists()
     with pytest.raises(ParameterError, match=f"parameter preset: '{preset}' cannot run"):
-        run_cv("breast_cancer", StudyConfig(preset=preset))
+        run_cv("breast_cancer", StudySpec(preset=preset))
 
 
 def test_the_presets_offered_are_those_that_run_a_study(capsys):

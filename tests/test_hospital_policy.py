@@ -27,10 +27,11 @@ from mpclr.federation import seal_context
 from mpclr.keystore_crypto import PASSPHRASE_ENV
 from mpclr.manifest import study_manifest
 from mpclr.params import PRESETS, Params
+from mpclr.pipeline import run_cv, study_manifest_for, study_plan
 from mpclr.roles.node import Session
 from mpclr.roles.policy import Budget, Manifest, Policy, PolicyRefusal, merge_manifests
+from mpclr.spec import StudySpec
 from mpclr.stats.manifest import glm_manifest
-from mpclr.study import StudyConfig, run_cv, study_manifest_for, study_plan
 
 CEREMONY = ["crs.commit", "crs.reveal", "crs.seed", "cpk.commit", "cpk.reveal", "keys.install", "rlk.round1",
             "rlk.check", "rlk.round2"]
@@ -263,7 +264,7 @@ def test_merged_manifests_keep_each_part_s_budgets_and_refuse_one_in_two_parts()
         merge_manifests("study", cv, Manifest.exploration_only())
 
 
-SMALL = StudyConfig(parties=3, folds=3, iterations=3, degree=3, seed=4, preset="train")
+SMALL = StudySpec(hospitals=3, folds=3, iterations=3, degree=3, seed=4, preset="train")
 
 
 @pytest.fixture(scope="module")
@@ -271,10 +272,10 @@ def small_data():
     return load("synthetic:240x3", seed=4)
 
 
-def _agreement(data, config=SMALL, evaluation=None):
+def _agreement(data, spec=SMALL):
     """The manifest run_cv's hospitals agree to, as a function of them (each counts its rows per fold)."""
-    parts = split(data, config.parties, config.split, seed=config.seed)
-    return study_manifest_for(config, parts, evaluation or config.evaluation, data.n_features)
+    parts = split(data, spec.hospitals, spec.split, seed=spec.seed)
+    return study_manifest_for(spec, parts, data.n_features)
 
 
 def _answered(records, manifest) -> dict[str, list[int]]:
@@ -295,7 +296,7 @@ def test_a_study_uses_exactly_its_manifest_and_every_request_is_logged(small_dat
     # the manifest run_cv agreed is the one computed from the study's plan, with the rows per fold the hospitals
     # counted before the study: those of the folds the study then assigned
     sizes = [f["n_test"] for f in record["folds"]]
-    plan = study_plan(SMALL, small_data.n_samples, small_data.n_features, SMALL.evaluation, sizes)
+    plan = study_plan(SMALL, small_data.n_samples, small_data.n_features, sizes)
     assert manifest == study_manifest(plan)
     budgets = {b.key: [b.rounds, b.ciphertexts] for b in manifest.budgets}
     assert any(k.startswith("refresh.share evaluation/comparisons") for k in budgets)
@@ -315,8 +316,8 @@ def test_refreshes_inside_the_gradient_are_counted_exactly():
     """With a degree-7 sigmoid the levels of `train` run out inside an iteration: each of two worker engines
     asks for refreshes of its own blocks, each its own round in process; the manifest counts them."""
     data = load("synthetic:3000x4", seed=1)
-    config = StudyConfig(parties=3, folds=5, iterations=3, degree=7, preset="train", workers=2,
-                         evaluation="decrypted-models")
+    config = StudySpec(hospitals=3, folds=5, iterations=3, degree=7, preset="train", workers=2,
+                       evaluation="decrypted-models")
     fed = mpclr.Federation(parties=3, preset="train", seed=config.seed, manifest=_agreement(data, config))
     manifest = fed.manifest
     gradient = manifest.budget_for("refresh.share", "training/gradient")

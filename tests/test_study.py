@@ -8,7 +8,8 @@ import pytest
 import mpclr
 from mpclr import data
 from mpclr.errors import DataError, ParameterError
-from mpclr.study import StudyConfig, run_cv
+from mpclr.pipeline import run_cv
+from mpclr.spec import StudySpec
 
 from .checks import pin_fold_keys, refresh_flooding
 
@@ -27,7 +28,7 @@ def fed():
 def test_encrypted_cv_meets_the_bar(fed, name):
     if name in data.SHARED_NAMES and name not in data.shared_available():
         pytest.skip(f"{name}.txt is not in {data.shared_data_dir()}")
-    rec = run_cv(data.load(name), StudyConfig(parties=3, folds=5), fed=fed)
+    rec = run_cv(data.load(name), StudySpec(hospitals=3, folds=5), fed=fed)
     folds = rec["folds"]
     secure = {f["fold"]: f for f in rec["secure_evaluation"]["folds"]}
     for f in folds:
@@ -96,19 +97,19 @@ def test_cli_cv_on_a_csv_file(tmp_path, capsys):
 def test_too_few_rows_for_the_folds(fed):
     tiny = data.synthetic(12, 2, seed=1)
     with pytest.raises(DataError, match="folds"):
-        run_cv(tiny, StudyConfig(parties=2, folds=10), fed=fed)
+        run_cv(tiny, StudySpec(hospitals=2, folds=10), fed=fed)
 
 
 def test_bad_study_parameters(fed):
     with pytest.raises(mpclr.ParameterError, match="degree"):
-        run_cv("breast_cancer", StudyConfig(parties=3, degree=4), fed=fed)
+        run_cv("breast_cancer", StudySpec(hospitals=3, degree=4), fed=fed)
 
 
 def test_a_study_with_more_hospitals_than_the_smudging_is_sized_for_is_refused(monkeypatch):
     """Issue 12: the noise to hide grows with the number of hospitals; train's smudging is sized for 10."""
-    monkeypatch.setattr("mpclr.study.Federation", lambda *a, **k: pytest.fail("a key ceremony started"))
+    monkeypatch.setattr("mpclr.pipeline.Federation", lambda *a, **k: pytest.fail("a key ceremony started"))
     with pytest.raises(ParameterError, match="sized for up to 10 hospitals"):
-        run_cv(data.load("breast_cancer"), StudyConfig(parties=11))
+        run_cv(data.load("breast_cancer"), StudySpec(hospitals=11))
 
 
 def test_a_federation_whose_smudging_does_not_hide_is_refused_for_a_study(fed_fast):
@@ -116,4 +117,4 @@ def test_a_federation_whose_smudging_does_not_hide_is_refused_for_a_study(fed_fa
     noise it would have to hide."""
     with pytest.raises(ParameterError, match=r"'fast' cannot run a whole study: it is a teaching preset .*"
                        r"decryption smudging sigma 2\^8 is below the floor 2\^20.*use preset 'train' instead"):
-        run_cv(data.load("breast_cancer"), StudyConfig(parties=3), fed=fed_fast)
+        run_cv(data.load("breast_cancer"), StudySpec(hospitals=3), fed=fed_fast)

@@ -25,7 +25,7 @@ DEFAULTS = {
     "max-poll": 0.05,
     "folds": 5,
     "degree": 0,  # 0: 3 with an explicit schedule, the twin's default (5) without
-    "schedule": "",  # "": step sizes from the encrypted curvature (mpclr.study); or JSON [[gamma, eta], ...]
+    "schedule": "",  # "": step sizes from the encrypted curvature (mpclr.pipeline); or JSON [[gamma, eta], ...]
     "iterations": 0,
     "learning-rate": 0.0,
     "bound-bits": 8,

@@ -47,7 +47,8 @@ from ..roles.policy import Manifest
 from .site import params_to_json, session_fingerprint
 from .transport import FlowerNetwork, SiteError
 
-__all__ = ["StudyConfig", "DeployedFederation", "RemoteParty", "run_deployed_study", "make_server_app", "DEFAULT_STUDY"]
+__all__ = ["DeploymentConfig", "DeployedFederation", "RemoteParty", "run_deployed_study", "make_server_app",
+           "DEFAULT_STUDY"]
 
 DEFAULT_STUDY = "mpclr.deploy.study:encrypted_cv"
 
@@ -61,7 +62,11 @@ def _natural(name: str):
 
 
 @dataclass
-class StudyConfig:
+class DeploymentConfig:
+    """How the coordinator runs a deployed study: where its result goes, which sites, the key ceremony's
+    preset, threshold and seed, the transport's timeouts, and which study hook runs. The study itself is
+    described by the hook from `options` (the default's: mpclr.spec.StudySpec.from_run_config)."""
+
     output: str
     sites: list[str] = field(default_factory=list)
     parties: int = 0
@@ -76,7 +81,7 @@ class StudyConfig:
     options: dict = field(default_factory=dict)
 
     @classmethod
-    def from_run_config(cls, rc) -> StudyConfig:
+    def from_run_config(cls, rc) -> DeploymentConfig:
         rc = dict(rc)
         if not str(rc.get("output", "")):
             raise ParameterError("run config: `output` (the coordinator's result folder) is required")
@@ -187,7 +192,7 @@ def load_study(ref: str):
     return fn
 
 
-def find_sites(grid, net: FlowerNetwork, cfg: StudyConfig, note) -> dict[str, dict]:
+def find_sites(grid, net: FlowerNetwork, cfg: DeploymentConfig, note) -> dict[str, dict]:
     """Say hello to every connected SuperNode until the study's sites are known by name; a SuperNode
     registered under a name (flwr supernode register --name) must answer with that name."""
     want = list(cfg.sites)
@@ -255,7 +260,7 @@ def fold_sizes_of(net: FlowerNetwork, session_id: bytes, offsets: dict[str, int]
     return total
 
 
-def study_manifest(net: FlowerNetwork, sites: dict[str, dict], cfg: StudyConfig, study, note, session_id: bytes,
+def study_manifest(net: FlowerNetwork, sites: dict[str, dict], cfg: DeploymentConfig, study, note, session_id: bytes,
                    offsets: dict[str, int]) -> Manifest:
     """What the sites are asked to agree to: the study hook's manifest for them (see the module docstring)."""
     from .study import SitesInfo
@@ -276,7 +281,8 @@ def study_manifest(net: FlowerNetwork, sites: dict[str, dict], cfg: StudyConfig,
     return manifest
 
 
-def bootstrap(net: FlowerNetwork, sites: dict[str, dict], cfg: StudyConfig, note, study=None) -> DeployedFederation:
+def bootstrap(net: FlowerNetwork, sites: dict[str, dict], cfg: DeploymentConfig, note,
+              study=None) -> DeployedFederation:
     params = get_preset(cfg.preset)
     ctx = seal_context(params)
     features = {info["features"] for info in sites.values()}
@@ -328,7 +334,7 @@ def bootstrap(net: FlowerNetwork, sites: dict[str, dict], cfg: StudyConfig, note
     return DeployedFederation(net, server, researcher, session, parties, params, cfg.seed, manifest)
 
 
-def run_deployed_study(grid, cfg: StudyConfig, study=None) -> dict:
+def run_deployed_study(grid, cfg: DeploymentConfig, study=None) -> dict:
     """The whole study over `grid`; writes result.json (or failed.json) into cfg.output and returns
     the result. `study` overrides cfg.study (a function, see the module docstring)."""
     out = Path(cfg.output)
@@ -415,6 +421,6 @@ def make_server_app():
         from .tuning import fast_object_pulls
 
         fast_object_pulls()
-        run_deployed_study(grid, StudyConfig.from_run_config(context.run_config))
+        run_deployed_study(grid, DeploymentConfig.from_run_config(context.run_config))
 
     return server_app

@@ -327,6 +327,12 @@ PARAMETERS: dict[str, Parameter] = {
             True,
             "the key holders decrypt the fold models for the comparison (reveals every coefficient)",
         ),
+        Parameter(
+            "fit_estimator",
+            "bool",
+            False,
+            "00 also runs the whole study in one call (mpclr.EncryptedLogisticRegressionCV), as long as steps 01-05",
+        ),
     ]
 }
 

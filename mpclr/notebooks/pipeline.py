@@ -26,13 +26,10 @@ from __future__ import annotations
 import hashlib
 import os
 
-import numpy as np
-
 from ..errors import DataError
 from ..federation import Federation
 from ..keystore import Keystore
 from ..keystore_crypto import PASSPHRASE_ENV
-from ..training.hospital import fold_sizes as hospital_fold_sizes
 from .rundir import RunFolder
 from .study import HospitalData, Study
 
@@ -117,31 +114,16 @@ def study_manifest(study: Study, data: HospitalData, rotation_steps=(), refine_r
     loads its rows and counts its rows per fold with the secret fold key it then keeps for the study. A
     step run again asks for more than was agreed and is refused: rerun 01 (new keys, a new manifest) and
     the steps after it."""
-    from ..manifest import StudyPlan
     from ..manifest import study_manifest as make
-    from ..plain.twin import momentum_schedule
+    from ..pipeline import load_parts, study_plan, summed_fold_sizes
     from ..roles.policy import merge_manifests
     from ..stats.report import study_manifests
 
-    model = study.model()
-
     def agree(parties):
-        for party, part in zip(parties, data.parts):
-            party.load_data(part.X, part.y, part.rows)
-        sizes = sum(np.asarray(hospital_fold_sizes(p, study.folds)) for p in parties)
-        plan = StudyPlan(
-            key_holders=tuple(study.party_names()),
-            threshold=study.key_holders_needed,
-            params=study.params(),
-            rows=data.pooled.n_samples,
-            features=data.pooled.n_features,
-            folds=study.folds,
-            etas=tuple(float(e) for e in momentum_schedule(model.iterations)),
-            degree=model.degree,
-            evaluation={} if refine_rounds is None else {"refine_rounds": int(refine_rounds)},
-            fold_sizes=tuple(int(x) for x in sizes),
-            rotation_steps=tuple(int(s) for s in rotation_steps),
-        )
+        load_parts(parties, data.parts, own_rows=True)
+        plan = study_plan(study, data.pooled.n_samples, data.pooled.n_features, summed_fold_sizes(parties, study.folds),
+                          rotation_steps,
+                          evaluation={} if refine_rounds is None else {"refine_rounds": int(refine_rounds)})
         stats = study_manifests(study, data, parties, table=table_one, regression=regression_table)
         return merge_manifests("notebook study", make(plan), *stats)
 

@@ -33,20 +33,15 @@ class _ResearcherTap:
 def aggregate_view(values, d: int) -> dict:
     """The decrypted aggregate [rows, sums, cross-products (j <= k)] as the researcher reads it: the pooled
     count, the means, the cross-product matrix, and the covariance and correlation matrices they give."""
-    from ..training.party import aggregate_length
+    from ..training.party import aggregate_length, unpack_aggregate
 
-    values = np.asarray(values, dtype=np.float64)[: aggregate_length(d)]
-    n = values[0]
-    sums = values[1 : 1 + d]
-    cross = np.zeros((d, d))
-    cross[np.triu_indices(d)] = values[1 + d :]
-    cross = cross + np.triu(cross, 1).T
+    n, sums, cross = unpack_aggregate(values, d)
     mean = sums / n
     cov = cross / n - np.outer(mean, mean)
     sd = np.sqrt(np.clip(np.diag(cov), 0.0, None))
     corr = cov / np.outer(sd, sd)
     return {
-        "values": int(values.size),
+        "values": aggregate_length(d),
         "pooled_count": float(n),
         "sums": sums,
         "means": mean,
@@ -62,12 +57,11 @@ def encrypt(fed: Federation, study: Study):
     to make when 01 made them), the hospitals' rows encrypted in the public layout.
 
     Returns (EncryptedCV, what the researcher decrypted: `aggregate_view` of it plus its label)."""
-    from ..training.cv import encrypt_study
+    from ..pipeline import Study as Stages
     from ..training.party import aggregate_values
 
     tap = _ResearcherTap(fed)
-    model = study.model()
-    cv = encrypt_study(tap, folds=study.folds, interval=model.interval)
+    cv = Stages.resumed(study, fed, after="prepare").encrypt(fed=tap)
     if len(tap.decrypted) != 1:
         raise ProtocolError(
             f"encrypt_study decrypted {len(tap.decrypted)} results, the pooled aggregate only was expected: "
@@ -164,7 +158,7 @@ def data_record(study: Study, data: HospitalData, cv, revealed: dict, fed: Feder
         "seconds": seconds,
         "traffic": traffic,
         "summary": {
-            "hospitals": study.parties,
+            "hospitals": study.hospitals,
             "smallest_fold": int(fold_sizes.min()),
             "aggregate_values_revealed": revealed["values"],
             "ciphertexts": cts["total"],

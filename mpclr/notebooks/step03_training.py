@@ -2,49 +2,30 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from ..federation import Federation
+from ..pipeline import Twin
+from ..pipeline import fit_twin as _fit_twin
 from .study import HospitalData, Study
 
 __all__ = ['Twin', 'fit_twin', 'train', 'convergence', 'plan_rows', 'training_record']
 
 
-@dataclass
-class Twin:
-    """The plaintext twin on the pooled rows: same folds, scaling, step sizes and iterations."""
-
-    model: object  # a fitted NesterovLR
-    Z: np.ndarray  # z-rows of the pooled data, standardized with the decrypted aggregate's scaling
-    X_std: np.ndarray
-
-    def scores(self, fold_of_row) -> np.ndarray:
-        """Every row's log-odds under the model of its own fold (the model that did not see it)."""
-        W = self.model.coef_[np.asarray(fold_of_row)]
-        return W[:, 0] + np.einsum("ij,ij->i", self.X_std, W[:, 1:])
-
-
 def fit_twin(study: Study, data: HospitalData, cv) -> Twin:
-    from ..training.party import design_rows
-
-    model = study.model(curvature=cv.curvature)
-    Z = design_rows(data.pooled.X, data.pooled.y, cv.mean, cv.std)
-    model.fit_z(Z, cv.fold_of_row)
-    return Twin(model, Z, (data.pooled.X - cv.mean) / cv.std)
+    """The plaintext twin on the pooled rows (mpclr.pipeline.fit_twin: same folds, scaling, step sizes)."""
+    return _fit_twin(study, data.pooled, cv)
 
 
 def train(fed: Federation, cv, study: Study, progress=None):
-    """Encrypted cross-validated training of every fold model in one pass (the models stay encrypted).
-    Returns (TrainingLog, TrainingPlan, traffic of the training)."""
-    from ..study import plan_for
+    """Encrypted cross-validated training of every fold model in one pass (the pipeline's train stage; the
+    models stay encrypted). Returns (TrainingLog, TrainingPlan, traffic of the training)."""
+    from ..pipeline import Study as Stages
 
-    model = study.model(curvature=cv.curvature)
-    plan = plan_for(model, cv.curvature)
+    stages = Stages.resumed(study, fed, cv, after="encrypt")
     before = fed.traffic()
-    log = cv.train(fed, plan, progress=progress)
-    return log, plan, fed.network.traffic.since(before)
+    log = stages.train(progress=progress)
+    return log, stages.plan, fed.network.traffic.since(before)
 
 
 def convergence(twin: Twin) -> dict:
@@ -53,14 +34,14 @@ def convergence(twin: Twin) -> dict:
     from ..plain.twin import mean_log_likelihood
 
     m = twin.model
-    masks = m.masks_
-    train_ll = np.stack([mean_log_likelihood(twin.Z, masks, W) for W in m.history_])
-    test_ll = np.stack([mean_log_likelihood(twin.Z, 1.0 - masks, W) for W in m.history_])
+    masks = m.masks
+    train_ll = np.stack([mean_log_likelihood(twin.Z, masks, W) for W in m.history])
+    test_ll = np.stack([mean_log_likelihood(twin.Z, 1.0 - masks, W) for W in m.history])
     return {
         "train_log_likelihood": train_ll,  # (iterations + 1, folds)
         "test_log_likelihood": test_ll,
-        "max_abs_margin": m.margin_history_,  # (iterations, folds)
-        "fraction_outside_interval": m.fraction_outside_,
+        "max_abs_margin": m.margin_history,  # (iterations, folds)
+        "fraction_outsideinterval": m.fraction_outside,
         "interval": float(m.interval),
     }
 
@@ -115,7 +96,7 @@ def training_record(study: Study, log, plan, traffic: dict, twin: Twin) -> dict:
             "note": "the plaintext twin on the pooled rows (simulation only): same folds, scaling, step sizes, "
             "sigmoid polynomial and iterations as the encrypted run",
             **conv,
-            "coef": twin.model.coef_,
+            "coef": twin.model.weights,
         },
         "summary": {
             "training_s": round(seconds.get("train", 0.0), 3),

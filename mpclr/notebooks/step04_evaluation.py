@@ -12,14 +12,16 @@ from ..federation import Federation
 __all__ = ['evaluate', 'evaluation_record']
 
 
-def evaluate(fed: Federation, cv, cutoff: float = 0.5, refine_rounds: int | None = None) -> dict:
-    """Secure evaluation of every fold model (mpclr.evaluation.secure): encrypted scores and comparisons, and
-    only the agreed counts, switched to the researcher's own key. refine_rounds: rounds of thresholds
-    the researcher chooses from the counts so far (None: the evaluation's default)."""
-    from ..evaluation.secure import evaluate_encrypted_cv
+def evaluate(fed: Federation, cv, study, cutoff: float = 0.5, refine_rounds: int | None = None) -> dict:
+    """Secure evaluation of every fold model (the pipeline's evaluate stage, mpclr.evaluation.secure):
+    encrypted scores and comparisons, and only the agreed counts, switched to the researcher's own key
+    (the models are not decrypted here: 05 does, if agreed). refine_rounds: rounds of thresholds the
+    researcher chooses from the counts so far (None: the evaluation's default)."""
+    from ..pipeline import Study as Stages
 
+    spec = study.with_(evaluation="secure", refine_rounds=refine_rounds)
     t0 = time.perf_counter()
-    result = evaluate_encrypted_cv(fed, cv, cutoff=cutoff, refine_rounds=refine_rounds)
+    result = Stages.resumed(spec, fed, cv, after="train").evaluate(cutoff=cutoff, decrypt=False)
     result["wall_s"] = time.perf_counter() - t0
     return result
 

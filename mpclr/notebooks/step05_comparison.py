@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..pipeline import Twin
 from .pipeline import STUDY_FIGURES
 from .rundir import RunFolder
-from .step03_training import Twin
 from .study import HospitalData, Study
 
 __all__ = ['phase_times', 'times_rows', 'compare']
@@ -63,12 +63,12 @@ def compare(
     """comparison.json: per fold the secure AUC (04) beside the twin's and scikit-learn's on the same
     folds and scaling; the coefficients (the decrypted encrypted models when the key holders decrypted
     them); the time per phase beside the source study's."""
-    from ..plain.baselines import sklearn_cv
+    from ..pipeline import sklearn_reference
     from ..plain.metrics import METRICS, fold_metrics, mean_sd
 
     y, folds = data.pooled.y, cv.fold_of_row
     twin_m = fold_metrics(y, twin.scores(folds), folds)
-    base = sklearn_cv(twin.X_std, y, folds)
+    base = sklearn_reference(study, twin, y, folds)
     secure = [f["auc"] for f in evaluation["folds"]]
     rows = []
     for k in range(study.folds):
@@ -84,7 +84,7 @@ def compare(
         )
     mean = {key: mean_sd([r[key] for r in rows]) for key in ("secure_auc", "twin_auc", "sklearn_auc")}
     names = ["intercept", *data.pooled.feature_names]
-    coef = {"features": names, "twin": twin.model.coef_, "sklearn": base.coef}
+    coef = {"features": names, "twin": twin.model.weights, "sklearn": base.coef}
     summary = {  # the secure AUC and the seconds per phase are in 04's and the other steps' summaries
         "twin_auc": round(mean["twin_auc"][0], 5),
         "sklearn_auc": round(mean["sklearn_auc"][0], 5),
@@ -94,7 +94,7 @@ def compare(
     }
     if weights is not None:
         coef["encrypted"] = weights
-        diff = float(np.abs(weights - twin.model.coef_).max())
+        diff = float(np.abs(weights - twin.model.weights).max())
         coef["max_abs_diff_encrypted_twin"] = diff
         summary["max_weight_diff_encrypted_twin"] = diff
     times = phase_times(run)
@@ -111,7 +111,7 @@ def compare(
             "rows": data.pooled.n_samples,
             "features": data.pooled.n_features,
             "folds": study.folds,
-            "hospitals": study.parties,
+            "hospitals": study.hospitals,
             "preset": study.preset,
             "iterations": study.iterations,
         },

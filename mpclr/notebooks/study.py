@@ -4,25 +4,18 @@ federation it runs on."""
 from __future__ import annotations
 
 import secrets
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..data import Dataset, check_folds, load, split
 from ..errors import DataError, MpclrError, ParameterError
 from ..federation import Federation
-from ..params import Params, check_study_preset, get_preset
-from .parameters import check_parameters, resolve_dataset, split_fractions
+from ..params import Params
+from ..spec import NOTEBOOK_PARAMETERS, StudySpec, params_for
+from .parameters import check_parameters, resolve_dataset
 
-__all__ = ["Study", "HospitalData", "make_federation", "params_for"]
-
-
-def params_for(preset: str | Params = "fast", smudging_bits: float | None = None) -> Params:
-    """The preset, with another smudging sigma if asked (Params checks the bound and names the parameter)."""
-    base = get_preset(preset)
-    if smudging_bits is None or smudging_bits == base.smudging_bits:
-        return base
-    return base.with_(name=f"{base.name}/smudging={smudging_bits:g}", smudging_bits=smudging_bits)
+__all__ = ["Study", "HospitalData", "make_federation", "params_for"]  # params_for: mpclr.spec's
 
 
 def make_federation(
@@ -58,35 +51,23 @@ class HospitalData:
 
 
 @dataclass(frozen=True)
-class Study:
-    """What 00 records and every later step reads back: the study's design, not its data or keys.
+class Study(StudySpec):
+    """The study's design as the notebooks record it (study.json) and every later step reads it back:
+    an mpclr.spec.StudySpec (its fields and checks), with what the notebooks do with it (the data as the
+    hospitals hold it, the federation, study.json). Parameters carry the notebooks' names (parties).
 
     seed: the public randomness (split, synthetic data; the hospitals draw their folds from their own
     secret randomness). None is replaced by a seed drawn from the OS when the study is made (notebook 00)
     and recorded in study.json: every later step reads the same one back, so the split stays the same."""
 
-    dataset: str = "breast_cancer"
-    label: str = "last"
-    split: str = "even"
-    parties: int = 3
-    threshold: int | None = None
-    preset: str = "train"
-    smudging_bits: float | None = None
-    seed: int | None = 0
-    folds: int = 5
-    iterations: int = 6
-    degree: int = 5
-
     @classmethod
     def from_parameters(cls, **values) -> Study:
         """Check the values (errors name the parameter) and the parameter set they make; a seed of None
         becomes a fresh one."""
-        check_parameters(values, accepted=[f.name for f in fields(cls)])
+        check_parameters(values, accepted=list(NOTEBOOK_PARAMETERS))
         if values.get("seed", 0) is None:
             values["seed"] = secrets.randbelow(2**31)
-        study = cls(**values)
-        check_study_preset(study.params(), study.parties)  # what a study needs (README, "Smudging and masks")
-        return study
+        return super().from_parameters(**values)
 
     @classmethod
     def from_json(cls, record: dict) -> Study:
@@ -94,33 +75,21 @@ class Study:
             values = record["parameters"]
         except (KeyError, TypeError):
             raise ParameterError("study.json has no 'parameters': rerun notebooks/00_study_and_roles.ipynb") from None
-        known = {f.name for f in fields(cls)}
-        return cls.from_parameters(**{k: v for k, v in values.items() if k in known})
+        return cls.from_parameters(**{k: v for k, v in values.items() if k in NOTEBOOK_PARAMETERS})
 
     @property
-    def key_holders_needed(self) -> int:
-        return self.parties if self.threshold is None else self.threshold
-
-    def params(self) -> Params:
-        return params_for(self.preset, self.smudging_bits)
+    def parties(self) -> int:
+        """The notebooks' word for the hospitals (key holders)."""
+        return self.hospitals
 
     def party_names(self) -> list[str]:
-        return [f"hospital-{i + 1}" for i in range(self.parties)]
+        return self.hospital_names()
 
     def federation(self, **kwargs) -> Federation:
         """A federation for this study: a fresh key ceremony (notebook 01 saves it for the later steps)."""
         return make_federation(
             self.parties, self.threshold, self.params(), self.seed, names=self.party_names(), **kwargs
         )
-
-    def model(self, curvature: float | None = None):
-        """The plaintext twin with this study's design (NesterovLR's other defaults: learning rate 1,
-        constant step, sigmoid interval [-8, 8]); the encrypted trainer runs the same algorithm."""
-        from ..plain.twin import NesterovLR
-
-        model = NesterovLR(iterations=self.iterations, degree=self.degree, curvature=curvature, random_state=self.seed)
-        model._validate()
-        return model
 
     # ------------------------------------------------------------------------------------------ data
     def load_dataset(self) -> Dataset:
@@ -136,13 +105,6 @@ class Study:
         except MpclrError as exc:
             which = "label" if "parameter label" in str(exc) else "dataset"
             raise ParameterError(f"parameter {which} (dataset = {self.dataset!r}): {_inner(exc)}") from None
-
-    def split_how(self):
-        """The `how` of mpclr.data.split: 'even', a list of fractions, or a feature column's name."""
-        if self.split == "even":
-            return "even"
-        fractions = split_fractions(self.split)
-        return fractions if fractions is not None else self.split
 
     def hospital_data(self) -> HospitalData:
         """Each hospital's own rows, split as the study says (seeded), and the pooled view of them."""
@@ -191,7 +153,7 @@ class Study:
 
         ckks = self.params().describe()
         record = {
-            "parameters": asdict(self),
+            "parameters": self.notebook_parameters(),
             "ckks": ckks,
             "key_holders": self.party_names(),
             "key_holders_needed": self.key_holders_needed,

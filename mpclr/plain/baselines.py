@@ -14,12 +14,12 @@ from ..errors import DataError
 from .folds import fold_ids_for
 from .metrics import FoldMetrics, fold_metrics
 
-__all__ = ["BaselineCV", "sklearn_cv"]
+__all__ = ["BaselineCV", "sklearn_cv", "sklearn_fit"]
 
 
 @dataclass(frozen=True)
 class BaselineCV:
-    """coef : (folds, d+1), intercept in column 0 (as the twin's coef_)
+    """coef : (folds, d+1), intercept in column 0 (as the twin's FoldModels.weights)
     scores : (n,) out-of-fold log-odds; scores[fold_ids == k] are fold k's test scores
     metrics : per-fold AUC, accuracy, ... at threshold 0 on the log-odds
     """
@@ -57,3 +57,11 @@ def sklearn_cv(X, y, folds=5, *, C: float = 1.0, max_iter: int = 10_000, random_
         scores[test] = model.decision_function(X[test])
     return BaselineCV(coef=coef, scores=scores, fold_ids=fold_ids,
                       metrics=fold_metrics(y, scores, fold_ids, threshold))
+
+
+def sklearn_fit(X, y, *, C: float = 1.0, max_iter: int = 10_000) -> np.ndarray:
+    """(1, d+1), intercept first: `LogisticRegression(C, lbfgs)` on every row, beside a single model."""
+    from sklearn.linear_model import LogisticRegression
+
+    model = LogisticRegression(C=C, solver="lbfgs", max_iter=max_iter).fit(np.asarray(X, dtype=np.float64), y)
+    return np.concatenate([model.intercept_, model.coef_[0]])[None, :]

@@ -32,6 +32,12 @@ uses eta_t = (1 - lambda_{t+1}) / lambda_{t+2}: 0, -0.28, -0.43, -0.53, ... (Nes
 Bubeck's notes, starting from lambda_1 = 1). Read with t from 0, the iDASH formula would give
 eta_0 = (1 - lambda_0) / lambda_1 = 1, which sets v_1 = w_0 and throws the first gradient step away.
 
+Estimator. `NesterovLR` (mpclr.plain.nesterov, its own module: scikit-learn takes seconds to import,
+and hospitals need only this module's numpy) is a scikit-learn classifier whose
+`fit(X, y)` trains one model on the rows it is given. Cross-validation, every fold model trained at
+once as the server trains them under encryption, is `fit_folds` (a number of folds or public fold ids)
+and `fit_folds_z` (z-rows, the hospitals' fold ids).
+
 Scaling. Features are standardized with the mean and standard deviation (population, ddof 0) of all
 rows of all hospitals, computed from the aggregates count, sum and sum of squares
 (`standardize_from_aggregates`), so only those aggregates are revealed.
@@ -47,7 +53,7 @@ import numpy as np
 from ..data import binary_labels
 from ..errors import DataError, ParameterError
 from .folds import fold_ids_for, training_masks
-from .sigmoid import DEGREES, evaluate, sigmoid, sigmoid_poly
+from .sigmoid import evaluate, sigmoid, sigmoid_poly
 
 __all__ = [
     "Standardization",
@@ -59,7 +65,9 @@ __all__ = [
     "momentum_schedule",
     "surrogate_gradient",
     "mean_log_likelihood",
-    "NesterovLR",
+    "FoldModels",
+    "fit_folds",
+    "fit_folds_z",
 ]
 
 log = logging.getLogger(__name__)
@@ -184,186 +192,142 @@ def mean_log_likelihood(Z, masks, V) -> np.ndarray:
     return (masks * -np.logaddexp(0.0, -U)).sum(axis=1) / masks.sum(axis=1)
 
 
-def _single(folds) -> bool:
-    """folds=1 asks for one model trained on every row."""
-    return isinstance(folds, int | np.integer) and not isinstance(folds, bool) and folds == 1
+# ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Run:
+    """What Nesterov's iterations produce for K models at once (one per row of the masks)."""
+
+    weights: np.ndarray  # (K, d + 1), intercept first
+    history: np.ndarray  # (iterations + 1, K, d + 1): w_0 = 0, w_1, ...
+    margin_history: np.ndarray  # (iterations, K): max |z . v_t| over each model's training rows
+    fraction_outside: np.ndarray  # (iterations,): share of training margins outside [-R, R]
+    curvature: float
+    step_sizes: np.ndarray
+    momentum: np.ndarray
+    sigmoid_coef: np.ndarray
+
+
+def _nesterov(model, Z, masks) -> _Run:
+    """The algorithm of the module docstring on z-rows, for every model (row of `masks`) at once."""
+    model._validate()
+    Z = np.asarray(Z, dtype=np.float64)
+    if Z.ndim != 2 or Z.shape[1] < 2:
+        raise DataError(f"Z must be 2-D with an intercept column and at least one feature, got shape {Z.shape}")
+    empty = np.flatnonzero(masks.sum(axis=1) == 0)
+    if empty.size:
+        raise DataError(f"fold model {int(empty[0])} has no training rows")
+    lam = _top_eigenvalue(Z) if model.curvature is None else float(model.curvature)
+    coef = sigmoid_poly(model.degree, model.interval)
+    gammas = model.step_sizes(lam)
+    etas = momentum_schedule(model.iterations)
+
+    K, d1 = masks.shape[0], Z.shape[1]
+    w = np.zeros((K, d1))
+    v = np.zeros((K, d1))
+    history = [w.copy()]
+    margin_max = np.zeros((model.iterations, K))
+    outside = np.zeros(model.iterations)
+    R = float(model.interval)
+    for t in range(model.iterations):
+        with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported below
+            g, U = surrogate_gradient(Z, masks, v, coef)
+        train_u = np.abs(np.where(masks > 0, U, 0.0))
+        margin_max[t] = train_u.max(axis=1)
+        outside[t] = (train_u > R).sum() / masks.sum()
+        with np.errstate(over="ignore", invalid="ignore"):
+            w_new = v + gammas[t] * g
+            v = (1.0 - etas[t]) * w_new + etas[t] * w
+        w = w_new
+        if not (np.isfinite(w).all() and np.isfinite(v).all()):
+            raise ParameterError(
+                f"NesterovLR diverged at iteration {t + 1}: weights are no longer finite (max |z.v| "
+                f"reached {margin_max[: t + 1].max():.3g} against R = {R:g}); lower learning_rate "
+                f"(now {model.learning_rate!r}) or iterations")
+        history.append(w.copy())
+    log.info("NesterovLR: %d models, %d iterations, max |z.v| = %.3g (R = %g, %.2fx), %.2f%% of "
+             "training margins outside [-R, R] at the last iteration", K, model.iterations,
+             margin_max.max(), R, margin_max.max() / R, 100 * outside[-1])
+    return _Run(w, np.stack(history), margin_max, outside, lam, gammas, etas, coef)
 
 
 # ------------------------------------------------------------------------------------------------
-class NesterovLR:
-    """x-fold cross-validated logistic regression by Nesterov's accelerated gradient, the plaintext
-    twin of the encrypted trainer (see the module docstring for the exact algorithm).
+# Cross-validation: every fold model at once, as the encrypted trainer trains them
 
-    Parameters
-    ----------
-    iterations : gradient iterations (each costs one collective refresh under encryption)
-    degree : degree of the sigmoid polynomial, 3, 5 or 7
-    learning_rate : step in units of 1 / (c_1 * curvature), the surrogate's 1/L step at the start
-    interval : R, the polynomial fits the sigmoid on [-R, R]
-    decay : gamma_t = gamma_0 / (t + 1)^decay (0: constant, 1: the iDASH 10/(t+1) shape)
-    curvature : largest eigenvalue of [1, x]^T [1, x] / n over all rows; None computes it in `fit`
-        from the rows given (the encrypted path gets it from `curvature_from_aggregates`)
-    random_state : seed of the public fold assignment when `fit` is given a number of folds
+@dataclass(frozen=True)
+class FoldModels:
+    """The fold models of one cross-validated training by `fit_folds`/`fit_folds_z`.
 
-    Defaults (degree 5, R = 8, 6 iterations, learning_rate 1, constant step) were chosen on edin, lbw,
-    pcs, uis, breast cancer and a synthetic set; benchmarks/accuracy_defaults.py reproduces the check.
-    Degree 3 and 7 polynomials turn away from the sigmoid outside [-R, R] in the direction that
-    pushes confident rows further out (their leading coefficient is negative), so margins run away on
-    nearly separable data such as breast cancer; degree 5's leading term pulls them back.
+    weights : (folds, d + 1) one model per fold, intercept first (the layout of the decrypted encrypted
+        models); fold_ids : (n,) the fold testing each row, -1 where no model holds the row out (a
+        single model on every row); masks : (folds, n) 1 where row i trains model k; history :
+        (iterations + 1, folds, d + 1) the weights after each iteration, from w_0 = 0; margin_history :
+        (iterations, folds) max |z . v_t| over each model's training rows; fraction_outside :
+        (iterations,) share of training margins outside [-R, R]; model : the NesterovLR whose design ran
     """
 
-    def __init__(self, iterations: int = 6, degree: int = 5, learning_rate: float = 1.0,
-                 interval: float = 8.0, *, decay: float = 0.0, curvature: float | None = None,
-                 random_state: int | None = 0):
-        self.iterations = iterations
-        self.degree = degree
-        self.learning_rate = learning_rate
-        self.interval = interval
-        self.decay = decay
-        self.curvature = curvature
-        self.random_state = random_state
+    model: object  # a NesterovLR (mpclr.plain.nesterov)
+    weights: np.ndarray
+    fold_ids: np.ndarray
+    masks: np.ndarray
+    history: np.ndarray
+    margin_history: np.ndarray
+    fraction_outside: np.ndarray
+    curvature: float
+    step_sizes: np.ndarray
+    momentum: np.ndarray
+    sigmoid_coef: np.ndarray
 
-    def __repr__(self) -> str:
-        return (f"NesterovLR(iterations={self.iterations!r}, degree={self.degree!r}, "
-                f"learning_rate={self.learning_rate!r}, interval={self.interval!r}, decay={self.decay!r}, "
-                f"curvature={self.curvature!r}, random_state={self.random_state!r})")
+    @property
+    def max_abs_margin(self) -> float:
+        return float(self.margin_history.max())
 
-    def get_params(self, deep: bool = True) -> dict:
-        return {k: getattr(self, k) for k in ("iterations", "degree", "learning_rate", "interval",
-                                              "decay", "curvature", "random_state")}
-
-    # --------------------------------------------------------------------------------------------
-    def _validate(self) -> None:
-        it = self.iterations
-        if isinstance(it, bool) or not isinstance(it, int | np.integer) or it < 1:
-            raise ParameterError(f"parameter iterations of NesterovLR must be an integer >= 1, got {it!r}")
-        if self.degree not in DEGREES or isinstance(self.degree, bool):
-            raise ParameterError(f"parameter degree of NesterovLR must be one of {DEGREES}, got {self.degree!r}")
-        for pname in ("learning_rate", "interval"):
-            v = getattr(self, pname)
-            if isinstance(v, bool) or not isinstance(v, int | float | np.number) or not np.isfinite(v) or v <= 0:
-                raise ParameterError(f"parameter {pname} of NesterovLR must be a positive number, got {v!r}")
-        d = self.decay
-        if isinstance(d, bool) or not isinstance(d, int | float | np.number) or not np.isfinite(d) or d < 0:
-            raise ParameterError(f"parameter decay of NesterovLR must be a number >= 0, got {d!r}")
-        c = self.curvature
-        if c is not None and (isinstance(c, bool) or not isinstance(c, int | float | np.number)
-                              or not np.isfinite(c) or c <= 0):
-            raise ParameterError(f"parameter curvature of NesterovLR must be a positive number or None, got {c!r}")
-
-    def step_sizes(self, curvature_value: float) -> np.ndarray:
-        """gamma_t for every iteration, given the curvature (public constants)."""
-        self._validate()
-        c1 = sigmoid_poly(self.degree, self.interval)[1]
-        t = np.arange(self.iterations)
-        return self.learning_rate / (c1 * curvature_value) / (t + 1.0) ** self.decay
-
-    def schedule(self, curvature_value: float) -> list[tuple[float, float]]:
-        """[(gamma_t, eta_t)] for every iteration: the public constants an encrypted run needs."""
-        return list(zip(self.step_sizes(curvature_value).tolist(),
-                        momentum_schedule(self.iterations).tolist(), strict=True))
-
-    def fit(self, X, y, folds=5) -> NesterovLR:
-        """Train one model per fold on scaled features X (rows x features) and 0/1 labels y.
-
-        folds : a number of folds (assigned by `assign_folds(y, folds, random_state)`), an array of
-            fold ids 0..k-1 (a public assignment made elsewhere), or 1 for a single model on all rows
-        """
-        Z = make_z(X, y)
-        return self.fit_z(Z, 1 if _single(folds) else fold_ids_for(folds, y, self.random_state))
-
-    def fit_z(self, Z, folds) -> NesterovLR:
-        """Train on z-rows (`make_z`) directly: exactly what the server sees, encrypted."""
-        self._validate()
-        Z = np.asarray(Z, dtype=np.float64)
-        if Z.ndim != 2 or Z.shape[1] < 2:
-            raise DataError(f"Z must be 2-D with an intercept column and at least one feature, got shape {Z.shape}")
-        n = Z.shape[0]
-        if _single(folds):
-            fold_ids = np.full(n, -1)
-            masks = np.ones((1, n))
-        else:
-            fold_ids = np.asarray(folds)
-            if fold_ids.shape != (n,):
-                raise ParameterError(f"parameter folds of fit_z must be 1 or {n} fold ids (fit also takes a "
-                                     f"number of folds), got shape {fold_ids.shape}")
-            masks = training_masks(fold_ids)
-        empty = np.flatnonzero(masks.sum(axis=1) == 0)
-        if empty.size:
-            raise DataError(f"fold model {int(empty[0])} has no training rows")
-        lam = _top_eigenvalue(Z) if self.curvature is None else float(self.curvature)
-        coef = sigmoid_poly(self.degree, self.interval)
-        gammas = self.step_sizes(lam)
-        etas = momentum_schedule(self.iterations)
-
-        K, d1 = masks.shape[0], Z.shape[1]
-        w = np.zeros((K, d1))
-        v = np.zeros((K, d1))
-        history = [w.copy()]
-        margin_max = np.zeros((self.iterations, K))
-        outside = np.zeros(self.iterations)
-        R = float(self.interval)
-        for t in range(self.iterations):
-            with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported below
-                g, U = surrogate_gradient(Z, masks, v, coef)
-            train_u = np.abs(np.where(masks > 0, U, 0.0))
-            margin_max[t] = train_u.max(axis=1)
-            outside[t] = (train_u > R).sum() / masks.sum()
-            with np.errstate(over="ignore", invalid="ignore"):
-                w_new = v + gammas[t] * g
-                v = (1.0 - etas[t]) * w_new + etas[t] * w
-            w = w_new
-            if not (np.isfinite(w).all() and np.isfinite(v).all()):
-                raise ParameterError(
-                    f"NesterovLR diverged at iteration {t + 1}: weights are no longer finite (max |z.v| "
-                    f"reached {margin_max[: t + 1].max():.3g} against R = {R:g}); lower learning_rate "
-                    f"(now {self.learning_rate!r}) or iterations")
-            history.append(w.copy())
-
-        self.coef_ = w
-        self.intercept_ = w[:, 0].copy()
-        self.history_ = np.stack(history)
-        self.margin_history_ = margin_max
-        self.fraction_outside_ = outside
-        self.max_abs_margin_ = float(margin_max.max())
-        self.curvature_ = lam
-        self.step_sizes_ = gammas
-        self.momentum_ = etas
-        self.sigmoid_coef_ = coef
-        self.fold_ids_ = fold_ids
-        self.masks_ = masks
-        self.n_iter_ = self.iterations
-        self.n_features_in_ = d1 - 1
-        log.info("NesterovLR: %d models, %d iterations, max |z.v| = %.3g (R = %g, %.2fx), %.2f%% of "
-                 "training margins outside [-R, R] at the last iteration", K, self.iterations,
-                 self.max_abs_margin_, R, self.max_abs_margin_ / R, 100 * outside[-1])
-        return self
-
-    # --------------------------------------------------------------------------------------------
-    def _check_fitted(self, X) -> np.ndarray:
-        if not hasattr(self, "coef_"):
-            raise ParameterError("this NesterovLR is not fitted yet; call fit first")
-        X = np.asarray(X, dtype=np.float64)
-        if X.ndim != 2 or X.shape[1] != self.n_features_in_:
-            raise DataError(f"X has shape {X.shape}, expected (rows, {self.n_features_in_})")
-        return X
+    @property
+    def interval(self) -> float:
+        return float(self.model.interval)
 
     def decision_function(self, X) -> np.ndarray:
-        """(models, rows) log-odds w_0 + x . w of every fold model for every row of X."""
-        X = self._check_fitted(X)
-        return self.coef_[:, :1] + self.coef_[:, 1:] @ X.T
-
-    def predict_proba(self, X) -> np.ndarray:
-        """(models, rows) probability of class 1 (the exact sigmoid: prediction is not encrypted here)."""
-        return sigmoid(self.decision_function(X))
+        """(folds, rows) log-odds w_0 + x . w of every fold model for every row of X."""
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] != self.weights.shape[1] - 1:
+            raise DataError(f"X has shape {X.shape}, expected (rows, {self.weights.shape[1] - 1})")
+        return self.weights[:, :1] + self.weights[:, 1:] @ X.T
 
     def cv_scores(self, X) -> np.ndarray:
         """Out-of-fold log-odds: row i scored by the model that did not train on it. X holds the rows
-        given to `fit`, in the same order."""
-        X = self._check_fitted(X)
-        if (self.fold_ids_ < 0).any():
+        given to `fit_folds`, in the same order."""
+        if (self.fold_ids < 0).any():
             raise ParameterError("cv_scores needs a cross-validated fit; this one trained a single model")
-        if X.shape[0] != self.fold_ids_.size:
-            raise DataError(f"cv_scores needs the {self.fold_ids_.size} rows given to fit, got {X.shape[0]}")
-        s = self.decision_function(X)
-        return s[self.fold_ids_, np.arange(X.shape[0])]
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[0] != self.fold_ids.size:
+            raise DataError(f"cv_scores needs the {self.fold_ids.size} rows given to fit_folds, got shape {X.shape}")
+        return self.decision_function(X)[self.fold_ids, np.arange(X.shape[0])]
+
+
+def fit_folds(model, X, y, folds=5) -> FoldModels:
+    """Every fold model of x-fold cross-validation on scaled features X and 0/1 labels y, trained at once.
+
+    folds : a number of folds (assigned by `assign_folds(y, folds, model.random_state)`) or an array of
+        fold ids 0..k-1 (a public assignment made elsewhere)
+    """
+    Z = make_z(X, y)
+    return fit_folds_z(model, Z, fold_ids_for(folds, y, model.random_state))
+
+
+def fit_folds_z(model, Z, fold_ids) -> FoldModels:
+    """Train on z-rows (`make_z`) directly: exactly what the server sees, encrypted. fold_ids None trains
+    one model on every row (the encrypted trainer's single model: a study with folds=1)."""
+    Z = np.asarray(Z, dtype=np.float64)
+    n = Z.shape[0] if Z.ndim == 2 else -1
+    if fold_ids is None:
+        fold_ids = np.full(n, -1)
+        masks = np.ones((1, max(n, 0)))
+    else:
+        fold_ids = np.asarray(fold_ids)
+        if fold_ids.shape != (n,):
+            raise ParameterError(f"parameter fold_ids of fit_folds_z must hold one fold id per z-row ({n}), got "
+                                 f"shape {fold_ids.shape}")
+        masks = training_masks(fold_ids)
+    run = _nesterov(model, Z, masks)
+    return FoldModels(model, run.weights, fold_ids, masks, run.history, run.margin_history, run.fraction_outside,
+                      run.curvature, run.step_sizes, run.momentum, run.sigmoid_coef)
+

@@ -151,7 +151,8 @@ class EncryptedCV:
 
 
 def encrypt_study(fed, *, folds: int, interval: float = 8.0, participants=None) -> EncryptedCV:
-    """Fold assignment, standardization from the encrypted aggregate, encrypted rows.
+    """Fold assignment, standardization from the encrypted aggregate, encrypted rows. folds=1 prepares
+    one model on every row (fold ids all -1: no row held out), as EncryptedLogisticRegression trains.
     Every hospital must have its data loaded (Hospital.load_data), global row indices 0..n-1.
     Each hospital draws its folds from its own secret randomness: no seed fixes them (a resumed
     federation gets the same ones again). Two hospitals: a PrivacyWarning (TWO_HOSPITALS)."""
@@ -164,16 +165,22 @@ def encrypt_study(fed, *, folds: int, interval: float = 8.0, participants=None) 
     t0 = time.perf_counter()
     replies = s.call_many("lr.folds", {p: {"folds": folds} for p in names})
     n_rows = sum(len(r["rows"]) for r in replies.values())
-    fold_of_row = np.full(n_rows, -1, dtype=np.int64)
+    fold_of_row = np.zeros(n_rows, dtype=np.int64)
+    assigned = np.zeros(n_rows, dtype=bool)
     for r in replies.values():
         rows = np.asarray(r["rows"], dtype=np.int64)
-        if rows.min() < 0 or rows.max() >= n_rows or np.any(fold_of_row[rows] >= 0):
+        if rows.min() < 0 or rows.max() >= n_rows or np.any(assigned[rows]):
             raise ProtocolError("hospitals' global row indices must partition 0..n-1")
+        assigned[rows] = True
         fold_of_row[rows] = r["folds"]
-    if np.any(fold_of_row < 0):
+    if not assigned.all():
         raise ProtocolError("hospitals' global row indices must partition 0..n-1")
-    counts = np.bincount(fold_of_row, minlength=folds)
-    if np.any(counts == 0) or np.any(n_rows - counts == 0):
+    low, high = (-1, -1) if folds == 1 else (0, folds - 1)  # folds=1: one model on every row, none held out
+    if fold_of_row.min() < low or fold_of_row.max() > high:
+        raise ProtocolError(f"fold ids must lie in {low}..{high} for {folds} folds, got "
+                            f"{int(fold_of_row.min())}..{int(fold_of_row.max())}")
+    counts = np.bincount(fold_of_row[fold_of_row >= 0], minlength=folds)  # rows each model holds out
+    if folds > 1 and (np.any(counts == 0) or np.any(n_rows - counts == 0)):
         raise ProtocolError(f"every fold needs rows to test and rows to train on; fold sizes {counts.tolist()}")
     seconds["folds"] = time.perf_counter() - t0
 

@@ -41,12 +41,16 @@ def on_aggregate(node, fields, sender):
 
 def on_folds(node, fields, sender):
     """Stratified fold ids for the hospital's rows from its own secret fold key: no seed from the server
-    (a fold assignment an observer can replay tells it which rows share a label)."""
+    (a fold assignment an observer can replay tells it which rows share a label). folds=1 asks for one model
+    on every row: no row is held out, every fold id is -1 (nothing drawn or revealed)."""
     node.from_server(sender, "lr.folds")
     if "seed" in fields:
         raise ProtocolError("lr.folds: a hospital draws its folds from its own secret randomness and "
                             "takes no seed from the server")
     _, y, rows = node.require_data()
+    if fields["folds"] == 1 and not isinstance(fields["folds"], bool):
+        node.folds = np.full(len(rows), -1, dtype=np.int64)
+        return {"rows": rows.tolist(), "folds": node.folds.tolist()}
     folds = check_fold_count(fields["folds"])
     node.folds = secret_folds(y, folds, node.fold_key(), rows)
     return {"rows": rows.tolist(), "folds": node.folds.tolist()}

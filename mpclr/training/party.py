@@ -15,7 +15,7 @@ import numpy as np
 from ..errors import DataError
 from .layout import Layout
 
-__all__ = ["aggregate_vector", "design_rows", "pack_blocks", "constant_part", "fold_sizes"]
+__all__ = ["aggregate_vector", "unpack_aggregate", "design_rows", "pack_blocks", "constant_part", "fold_sizes"]
 
 
 # The aggregate is encrypted as 2^40 times its values (a power of two: exact in float64). Its decryption's
@@ -42,21 +42,25 @@ def aggregate_length(d: int) -> int:
     return 1 + d + d * (d + 1) // 2
 
 
+def unpack_aggregate(values: np.ndarray, d: int) -> tuple[float, np.ndarray, np.ndarray]:
+    """(n, sums (d,), cross-products (d, d), symmetric) from a decrypted aggregate vector: what the
+    researcher reads from the one value the study decrypts before training."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.size < aggregate_length(d):
+        raise DataError(f"the aggregate holds {values.size} values, {aggregate_length(d)} expected for {d} features")
+    cross = np.zeros((d, d))
+    cross[np.triu_indices(d)] = values[1 + d : aggregate_length(d)]
+    return float(values[0]), values[1 : 1 + d].copy(), cross + np.triu(cross, 1).T
+
+
 def stats_from_aggregate(values: np.ndarray, d: int):
     """(Standardization, curvature) from a decrypted aggregate vector: pooled means and standard
     deviations, and the largest eigenvalue of the standardized Gram matrix (the twin's step size)."""
     from ..plain.twin import curvature_from_aggregates, standardize_from_aggregates
 
-    values = np.asarray(values, dtype=np.float64)
-    if values.size < aggregate_length(d):
-        raise DataError(f"the aggregate holds {values.size} values, {aggregate_length(d)} expected for {d} features")
-    n = values[0]
+    n, sums, cross = unpack_aggregate(values, d)
     if not n >= 2:
         raise DataError(f"the decrypted aggregate row count is {n:g}: too few rows")
-    cross = np.zeros((d, d))
-    cross[np.triu_indices(d)] = values[1 + d : aggregate_length(d)]
-    cross = cross + np.triu(cross, 1).T
-    sums = values[1 : 1 + d]
     scaling = standardize_from_aggregates(round(n), sums, np.diag(cross))
     return scaling, curvature_from_aggregates(round(n), sums, cross)
 

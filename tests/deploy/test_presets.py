@@ -5,13 +5,13 @@ import json
 
 import pytest
 
-from mpclr.deploy.server_app import StudyConfig, run_deployed_study
+from mpclr.deploy.server_app import DeploymentConfig, run_deployed_study
 from mpclr.errors import ParameterError
 
 
 @pytest.mark.parametrize("preset,what", [("fast", "teaching preset"), ("deep", "experiments preset")])
 def test_coordinator_refuses_presets_that_cannot_run_a_study(tmp_path, preset, what):
-    cfg = StudyConfig(output=str(tmp_path), parties=3, preset=preset)
+    cfg = DeploymentConfig(output=str(tmp_path), parties=3, preset=preset)
     refused = rf"'{preset}' cannot run a whole study: it is an? {what}.*use preset 'train'"
     with pytest.raises(ParameterError, match=refused):
         run_deployed_study(None, cfg)  # no grid: refused before any site is looked for
@@ -20,7 +20,7 @@ def test_coordinator_refuses_presets_that_cannot_run_a_study(tmp_path, preset, w
 
 
 def test_coordinator_refuses_more_sites_than_the_smudging_is_sized_for(tmp_path):
-    cfg = StudyConfig(output=str(tmp_path), sites=[f"hospital-{i}" for i in range(12)], preset="train")
+    cfg = DeploymentConfig(output=str(tmp_path), sites=[f"hospital-{i}" for i in range(12)], preset="train")
     with pytest.raises(ParameterError, match="sized for up to 10 hospitals"):
         run_deployed_study(None, cfg)
 

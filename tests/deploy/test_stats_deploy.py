@@ -13,7 +13,7 @@ import pytest
 pytest.importorskip("flwr")
 sm = pytest.importorskip("statsmodels.api")
 
-from mpclr.deploy.server_app import StudyConfig, run_deployed_study  # noqa: E402
+from mpclr.deploy.server_app import DeploymentConfig, run_deployed_study  # noqa: E402
 from mpclr.deploy.site import SiteConfig, answer  # noqa: E402
 from mpclr.errors import ProtocolError  # noqa: E402
 from mpclr.params import get_preset  # noqa: E402
@@ -41,8 +41,8 @@ class SettingsGrid(FakeGrid):
 
 
 def config(tmp_path, **options):
-    return StudyConfig(output=str(tmp_path / "out"), sites=["hospital-1", "hospital-2", "hospital-3"], preset="train",
-                       join_timeout=5, round_timeout=60, poll=0.0, max_poll=0.0, options=options)
+    return DeploymentConfig(output=str(tmp_path / "out"), sites=["hospital-1", "hospital-2", "hospital-3"],
+                            preset="train", join_timeout=5, round_timeout=60, poll=0.0, max_poll=0.0, options=options)
 
 
 def answered(tmp_path, manifest: Manifest) -> list[dict[str, list[int]]]:

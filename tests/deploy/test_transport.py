@@ -21,7 +21,7 @@ from flwr.app import Error, Message  # noqa: E402
 from flwr.common.constant import ErrorCode  # noqa: E402
 from flwr.supercore.task_identity import TaskIdentity  # noqa: E402
 
-from mpclr.deploy.server_app import StudyConfig, run_deployed_study  # noqa: E402
+from mpclr.deploy.server_app import DeploymentConfig, run_deployed_study  # noqa: E402
 from mpclr.deploy.site import SiteConfig, answer  # noqa: E402
 from mpclr.deploy.study import fold_aucs  # noqa: E402
 from mpclr.errors import ParameterError, ProtocolError  # noqa: E402
@@ -114,7 +114,7 @@ def _node_config(site: SiteConfig) -> dict:
 
 
 def study_config(tmp_path, threshold=0, **options):
-    return StudyConfig(output=str(tmp_path / "out"), sites=["hospital-1", "hospital-2", "hospital-3"],
+    return DeploymentConfig(output=str(tmp_path / "out"), sites=["hospital-1", "hospital-2", "hospital-3"],
                        threshold=threshold, preset="train", seed=3, join_timeout=5, round_timeout=30,
                        poll=0.0, max_poll=0.0, options={"folds": 3, "schedule": json.dumps(SCHEDULE), **options})
 

@@ -362,6 +362,23 @@ def test_06_runs_the_same_study_on_a_loopback_deployment(study_run, pooled):
     assert run.file("deployment_roc.png").read_bytes()[:8] == PNG
 
 
+def test_00_runs_the_study_in_one_call(tmp_path):
+    """fit_estimator: notebook 00 fits mpclr.EncryptedLogisticRegressionCV on the study's rows as a
+    DataFrame and shows its per-fold results and the final model's coefficients by feature name."""
+    run = RunFolder(tmp_path / "run")
+    design = {k: v for k, v in SMALL.items() if k != "regression_table"}  # 01's parameter: 00 alone runs here
+    result = run_sequence(run.path, {**design, "fit_estimator": True}, steps=["00"], progress=False)
+    assert result.ok, result.describe()
+    nb = nbformat.read(run.executed_notebook("00_study_and_roles"), as_version=4)
+    cell = next(c for c in nb.cells if c.cell_type == "code" and "est.fit(X, y)" in c.source)
+    shown = [o["data"]["text/plain"] for o in cell.outputs if "text/plain" in o.get("data", {})]
+    assert len(shown) == 3  # the per-fold table, the coefficient table, the estimator
+    assert all(k in shown[0] for k in ("auc_secure", "auc_decrypted", "auc_twin", "auc_sklearn", "auc_bound"))
+    assert [line.split()[0] for line in shown[1].splitlines()[2:]] == ["intercept", "x1", "x2", "x3", "x4"]
+    expected = "EncryptedLogisticRegressionCV(cv=3, degree=5, hospitals=2, iterations=3, random_state=7)"
+    assert " ".join(shown[2].split()) == expected
+
+
 def test_02_shows_the_table_one_of_the_hospitals_rows(study_run, pooled):
     """02's Table 1 (mpclr.stats): per class and overall, means and SDs equal pandas' on the pooled rows."""
     run, _ = study_run

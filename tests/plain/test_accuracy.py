@@ -11,7 +11,8 @@ import pytest
 from mpclr import data
 from mpclr.plain.baselines import sklearn_cv
 from mpclr.plain.metrics import fold_metrics
-from mpclr.plain.twin import NesterovLR, standardization_stats
+from mpclr.plain.nesterov import NesterovLR
+from mpclr.plain.twin import fit_folds, standardization_stats
 
 SETS = ["breast_cancer", "synthetic:6000x10", *data.SHARED_NAMES]
 
@@ -22,10 +23,10 @@ def test_defaults_match_sklearn(name):
         pytest.skip(f"{name}.txt is not in {data.shared_data_dir()}")
     ds = data.load(name)
     X = standardization_stats(ds.X).transform(ds.X)
-    twin = NesterovLR().fit(X, ds.y, 5)
-    ours = fold_metrics(ds.y, twin.cv_scores(X), twin.fold_ids_).auc
-    ref = sklearn_cv(X, ds.y, twin.fold_ids_).metrics.auc
+    twin = fit_folds(NesterovLR(), X, ds.y, 5)
+    ours = fold_metrics(ds.y, twin.cv_scores(X), twin.fold_ids).auc
+    ref = sklearn_cv(X, ds.y, twin.fold_ids).metrics.auc
     assert abs(ours.mean() - ref.mean()) <= 0.01, (ours, ref)
     assert np.abs(ours - ref).max() <= 0.03, (ours, ref)
     # the polynomial is evaluated near its interval: margins exceed R = 8 by well under a factor 2
-    assert twin.max_abs_margin_ < 2 * twin.interval
+    assert twin.max_abs_margin < 2 * twin.interval

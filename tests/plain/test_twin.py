@@ -1,15 +1,23 @@
-"""The plaintext twin: scaling from aggregates, the gradient, Nesterov's steps, folds trained at once."""
+"""The plaintext twin: scaling from aggregates, the gradient, Nesterov's steps, folds trained at once,
+and the twin as a scikit-learn classifier."""
 
 import numpy as np
 import pytest
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.utils.estimator_checks import check_estimator
 
 from mpclr.errors import DataError, ParameterError
 from mpclr.plain.folds import assign_folds, training_masks
+from mpclr.plain.nesterov import NesterovLR
 from mpclr.plain.sigmoid import sigmoid, sigmoid_poly
 from mpclr.plain.twin import (
-    NesterovLR,
     curvature,
     curvature_from_aggregates,
+    fit_folds,
+    fit_folds_z,
     make_z,
     mean_log_likelihood,
     momentum_schedule,
@@ -113,7 +121,7 @@ def test_iterations_by_hand(problem):
     _, Xs, y = problem
     Z = make_z(Xs, y)
     fold = assign_folds(y, 5, seed=0)
-    m = NesterovLR(iterations=3).fit(Xs, y, fold)
+    m = fit_folds(NesterovLR(iterations=3), Xs, y, fold)
     masks = training_masks(fold)
     n_k = masks.sum(1)
     c = sigmoid_poly(5, 8.0)
@@ -128,59 +136,64 @@ def test_iterations_by_hand(problem):
         w_new = v + gam * g
         v = (1 - eta[t]) * w_new + eta[t] * w
         w = w_new
-        np.testing.assert_allclose(m.history_[t + 1], w, rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(m.history[t + 1], w, rtol=1e-12, atol=1e-15)
     # the first step from zero: p(0) = 1/2, so w_1 = gamma * (1/2) * mean of the training z
-    np.testing.assert_allclose(m.history_[1], gam * 0.5 * masks @ Z / n_k[:, None], rtol=1e-12)
-    np.testing.assert_allclose(np.array(m.schedule(curvature(Xs))), np.c_[[gam] * 3, eta], rtol=1e-12)
+    np.testing.assert_allclose(m.history[1], gam * 0.5 * masks @ Z / n_k[:, None], rtol=1e-12)
+    np.testing.assert_allclose(np.array(m.model.schedule(curvature(Xs))), np.c_[[gam] * 3, eta], rtol=1e-12)
 
 
 def test_folds_trained_together_equal_folds_trained_alone(problem):
     _, Xs, y = problem
     fold = assign_folds(y, 5, seed=2)
     lam = curvature(Xs)  # public and global: the same for every fold model
-    together = NesterovLR(iterations=6).fit(Xs, y, fold)
+    together = fit_folds(NesterovLR(iterations=6), Xs, y, fold)
     Z = make_z(Xs, y)
     for k in range(5):
-        alone = NesterovLR(iterations=6, curvature=lam).fit_z(Z[fold != k], 1)
-        np.testing.assert_allclose(together.history_[:, k], alone.history_[:, 0], rtol=1e-11, atol=1e-14)
-        np.testing.assert_allclose(together.margin_history_[:, k], alone.margin_history_[:, 0], rtol=1e-11)
+        train = fold != k
+        alone = NesterovLR(iterations=6, curvature=lam).fit(Xs[train], y[train])  # the estimator: one model
+        np.testing.assert_allclose(together.history[:, k], alone.history_[:, 0], rtol=1e-11, atol=1e-14)
+        np.testing.assert_allclose(together.margin_history[:, k], alone.margin_history_[:, 0], rtol=1e-11)
+        np.testing.assert_allclose(alone.coef_[0], together.weights[k, 1:], rtol=1e-11, atol=1e-14)
+        np.testing.assert_allclose(alone.intercept_, together.weights[k, :1], rtol=1e-11, atol=1e-14)
+        # z-rows without fold ids: the single model a study with folds=1 trains (mpclr.pipeline.run_cv)
+        single = fit_folds_z(NesterovLR(iterations=6, curvature=lam), Z[train], None)
+        np.testing.assert_array_equal(single.history[:, 0], alone.history_[:, 0])
 
 
 def test_fitted_state_and_predictions(problem):
     _, Xs, y = problem
-    m = NesterovLR(iterations=4).fit(Xs, y, 5)
-    np.testing.assert_array_equal(m.fold_ids_, assign_folds(y, 5, seed=0))
-    assert m.coef_.shape == (5, Xs.shape[1] + 1) and m.history_.shape == (5, 5, Xs.shape[1] + 1)
-    assert not m.history_[0].any()
-    np.testing.assert_array_equal(m.history_[-1], m.coef_)
-    np.testing.assert_array_equal(m.intercept_, m.coef_[:, 0])
-    assert m.margin_history_[0].max() == 0.0  # v_0 = 0
-    assert m.max_abs_margin_ == m.margin_history_.max() > 0
+    m = fit_folds(NesterovLR(iterations=4), Xs, y, 5)
+    np.testing.assert_array_equal(m.fold_ids, assign_folds(y, 5, seed=0))
+    assert m.weights.shape == (5, Xs.shape[1] + 1) and m.history.shape == (5, 5, Xs.shape[1] + 1)
+    assert not m.history[0].any()
+    np.testing.assert_array_equal(m.history[-1], m.weights)
+    assert m.margin_history[0].max() == 0.0  # v_0 = 0
+    assert m.max_abs_margin == m.margin_history.max() > 0
     s = m.decision_function(Xs[:7])
     assert s.shape == (5, 7)
-    np.testing.assert_allclose(s[2], m.coef_[2, 0] + Xs[:7] @ m.coef_[2, 1:])
-    p = m.predict_proba(Xs[:7])
-    np.testing.assert_allclose(p, sigmoid(s))
+    np.testing.assert_allclose(s[2], m.weights[2, 0] + Xs[:7] @ m.weights[2, 1:])
     oof = m.cv_scores(Xs)
     full = m.decision_function(Xs)
-    np.testing.assert_array_equal(oof, full[m.fold_ids_, np.arange(len(y))])
+    np.testing.assert_array_equal(oof, full[m.fold_ids, np.arange(len(y))])
 
 
 def test_margins_are_reported(problem):
     _, Xs, y = problem
-    m = NesterovLR(iterations=5, interval=2.0).fit(Xs, y, 5)
-    assert m.max_abs_margin_ > 2.0 and m.fraction_outside_[-1] > 0
+    m = fit_folds(NesterovLR(iterations=5, interval=2.0), Xs, y, 5)
+    assert m.max_abs_margin > 2.0 and m.fraction_outside[-1] > 0
     # margins are those of v_t, the point where the gradient is taken; recompute the last one
-    eta = m.momentum_[-2]
-    v = (1 - eta) * m.history_[-2] + eta * m.history_[-3]
-    expect = np.abs(np.where(m.masks_ > 0, v @ make_z(Xs, y).T, 0)).max(axis=1)
-    np.testing.assert_allclose(m.margin_history_[-1], expect, rtol=1e-12)
+    eta = m.momentum[-2]
+    v = (1 - eta) * m.history[-2] + eta * m.history[-3]
+    expect = np.abs(np.where(m.masks > 0, v @ make_z(Xs, y).T, 0)).max(axis=1)
+    np.testing.assert_allclose(m.margin_history[-1], expect, rtol=1e-12)
 
 
 def test_divergence_names_the_learning_rate(problem):
     _, Xs, y = problem
     with pytest.raises(ParameterError, match="diverged at iteration .* learning_rate"):
-        NesterovLR(iterations=60, learning_rate=25.0, degree=3).fit(Xs, y, 5)
+        fit_folds(NesterovLR(iterations=60, learning_rate=25.0, degree=3), Xs, y, 5)
+    with pytest.raises(ParameterError, match="diverged at iteration .* learning_rate"):
+        NesterovLR(iterations=60, learning_rate=25.0, degree=3).fit(Xs, y)
 
 
 @pytest.mark.parametrize("kwargs, name", [({"iterations": 0}, "iterations"), ({"degree": 4}, "degree"),
@@ -192,16 +205,58 @@ def test_parameters_are_validated_in_fit(problem, kwargs, name):
     model = NesterovLR(**kwargs)  # stored unchanged, as scikit-learn does
     assert model.get_params()[name] == kwargs[name]
     with pytest.raises(ParameterError, match=f"parameter {name} of NesterovLR"):
-        model.fit(Xs, y, 5)
+        model.fit(Xs, y)
+    with pytest.raises(ParameterError, match=f"parameter {name} of NesterovLR"):
+        fit_folds(model, Xs, y, 5)
 
 
 def test_fold_argument_errors(problem):
     _, Xs, y = problem
     with pytest.raises(ParameterError, match="parameter folds must be a number of folds or 300 integer fold ids"):
-        NesterovLR().fit(Xs, y, np.zeros(5, dtype=int))
-    with pytest.raises(ParameterError, match="not fitted"):
+        fit_folds(NesterovLR(), Xs, y, np.zeros(5, dtype=int))
+    with pytest.raises(ParameterError, match="parameter fold_ids of fit_folds_z must hold one fold id per z-row"):
+        fit_folds_z(NesterovLR(), make_z(Xs, y), np.zeros(5, dtype=int))
+    with pytest.raises(NotFittedError, match="not fitted"):
         NesterovLR().decision_function(Xs)
-    single = NesterovLR().fit(Xs, y, 1)
-    assert single.coef_.shape == (1, Xs.shape[1] + 1)
+    single = fit_folds_z(NesterovLR(), make_z(Xs, y), None)
+    assert single.weights.shape == (1, Xs.shape[1] + 1) and (single.fold_ids == -1).all()
     with pytest.raises(ParameterError, match="single model"):
         single.cv_scores(Xs)
+
+
+# ------------------------------------------------------------------------------------------- estimator
+def test_twin_passes_scikit_learns_estimator_checks():
+    check_estimator(NesterovLR(), on_skip=None)  # the only skip: array API input (SCIPY_ARRAY_API unset)
+
+
+def test_twin_as_a_classifier(problem):
+    """One model on the rows given; labels of any two values, the larger one positive (scikit-learn's
+    classes_ convention); predict_proba (rows, 2); clone, get_params and set_params round trip."""
+    _, Xs, y = problem
+    m = NesterovLR(iterations=4).fit(Xs, y)
+    assert m.coef_.shape == (1, Xs.shape[1]) and m.intercept_.shape == (1,) and m.n_features_in_ == Xs.shape[1]
+    np.testing.assert_array_equal(m.classes_, [0, 1])
+    s = m.decision_function(Xs)
+    np.testing.assert_allclose(s, m.intercept_[0] + Xs @ m.coef_[0], rtol=1e-12)
+    p = m.predict_proba(Xs)
+    assert p.shape == (len(y), 2)
+    np.testing.assert_allclose(p[:, 1], sigmoid(s), rtol=1e-12)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0)
+    assert m.score(Xs, y) == pytest.approx(np.mean((s > 0) == y))
+    # the same model from labels "no"/"yes" ("yes" sorts last: positive) and from -1/+1
+    text = NesterovLR(iterations=4).fit(Xs, np.where(y == 1, "yes", "no"))
+    np.testing.assert_array_equal(text.classes_, ["no", "yes"])
+    np.testing.assert_array_equal(text.coef_, m.coef_)
+    assert set(text.predict(Xs)) <= {"no", "yes"}
+    np.testing.assert_array_equal(NesterovLR(iterations=4).fit(Xs, 2 * y - 1).coef_, m.coef_)
+    # its defaults rank the rows as scikit-learn's LogisticRegression does (issue 4's bar, on the rows fitted)
+    ours = roc_auc_score(y, NesterovLR().fit(Xs, y).decision_function(Xs))
+    assert abs(ours - roc_auc_score(y, LogisticRegression().fit(Xs, y).decision_function(Xs))) <= 0.01
+    twin = clone(NesterovLR(iterations=4, degree=3, curvature=2.0))
+    assert twin.get_params()["degree"] == 3 and not hasattr(twin, "coef_")
+    assert twin.set_params(degree=7, learning_rate=0.5).get_params()["degree"] == 7
+    assert clone(twin).get_params() == twin.get_params()
+    with pytest.raises(DataError, match="Only binary classification .* y has 3 classes: \\[0, 1, 2\\]"):
+        NesterovLR().fit(Xs, np.arange(len(y)) % 3)
+    with pytest.raises(ValueError, match="X has 3 features, but NesterovLR is expecting 4 features"):
+        m.predict_proba(Xs[:, :3])
