@@ -60,7 +60,9 @@ def ping(mode: str, specs, rounds: int, work: Path) -> dict:
             "ceremony_s": res["seconds"]["key_ceremony"]}
 
 
-def in_process(args, X, y) -> dict:
+def in_process(args, X, y, audit_dir=None) -> dict:
+    """The same study in one process; with `audit_dir`, each hospital appends its audit log there (fsynced
+    per request, as a site does)."""
     config = {"folds": args.folds, "seed": args.seed, "workers": args.workers}
     splits = np.array_split(np.arange(len(y)), args.sites)
 
@@ -71,7 +73,7 @@ def in_process(args, X, y) -> dict:
 
     t0 = time.perf_counter()
     fed = mpclr.Federation(parties=args.sites, preset=args.preset, threshold=args.threshold or None, seed=args.seed,
-                           manifest=manifest)
+                           manifest=manifest, audit_dir=audit_dir)
     ceremony = time.perf_counter() - t0
     t1 = time.perf_counter()
     res = encrypted_cv(fed, config)
