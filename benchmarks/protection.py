@@ -18,7 +18,6 @@ deployed study's wall time is at most this fraction. Writes benchmarks/results/p
 
 from __future__ import annotations
 
-import argparse
 import functools
 import sys
 import tempfile
@@ -27,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import table, write  # noqa: E402
-from deployment import in_process, sites_for  # noqa: E402
+from deployment import in_process, sites_for, study_arguments  # noqa: E402
 
 from mpclr import wire  # noqa: E402
 from mpclr.roles import guard, hospital, policy, researcher  # noqa: E402
@@ -80,14 +79,7 @@ def instrument() -> None:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default="synthetic:49152x10")
-    ap.add_argument("--sites", type=int, default=3)
-    ap.add_argument("--threshold", type=int, default=0)
-    ap.add_argument("--preset", default="train")
-    ap.add_argument("--folds", type=int, default=10)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--workers", default="auto")
+    ap = study_arguments(__doc__, data="synthetic:49152x10", folds=10)
     ap.add_argument("--name", default="protection")
     args = ap.parse_args()
     instrument()
