@@ -23,10 +23,15 @@ CSS = """<style>
 .mpclr-workshop .widget-toggle-button, .mpclr-workshop .widget-button,
 .mpclr-workshop .lm-TabBar-tabLabel, .mpclr-workshop .widget-html-content { font-size: 21px; }
 .mpclr-workshop .widget-toggle-button, .mpclr-workshop .widget-button { height: 48px; }
+.mpclr-page .lm-TabBar-tab { flex: 0 0 auto !important; max-width: none !important; min-width: 0 !important;
+  min-height: 40px; padding: 0 16px; }
+.mpclr-page .lm-TabBar { min-height: 42px; }
+.mpclr-page .lm-TabBar-tabLabel { line-height: 38px; }
 table.mpclr-table, table.mpclr-holdings { border-collapse: collapse; margin: 6px 0 10px 0; }
 table.mpclr-table td, table.mpclr-table th { border: 1px solid #ccc; padding: 3px 8px; text-align: right; }
 table.mpclr-table th { background: #eef; }
-table.mpclr-table td:last-child { text-align: left; }
+table.mpclr-table td.mpclr-text { text-align: left; }
+.mpclr-page .widget-checkbox label, .mpclr-page .widget-checkbox .widget-label-basic { font-size: 17px; }
 table.mpclr-holdings td, table.mpclr-holdings th { border: 1px solid #bbb; padding: 6px 12px; text-align: center; }
 table.mpclr-holdings tbody th { text-align: left; font-weight: normal; }
 td.mpclr-new { background: #fff3b0; font-weight: bold; color: #1b6e2b; }
@@ -36,6 +41,7 @@ td.mpclr-nobody { color: #b00020; font-weight: bold; }
   white-space: pre-wrap; }
 .mpclr-ok { color: #1b6e2b; }
 .mpclr-note { color: #555; }
+.mpclr-downloads a { color: #1565c0; text-decoration: underline; }
 </style>"""
 
 

@@ -27,13 +27,14 @@ class Regression:
     frame: object  # pandas DataFrame, one row per term
     revealed: list[dict] = field(default_factory=list)  # what the researcher decrypted for it (the GLM's rounds)
     seconds: float = 0.0
+    answered: dict = field(default_factory=dict)  # what each hospital answered for it: its ledger (the GLM's)
 
     def to_json(self) -> dict:
         frame = self.frame.reset_index()
         return {"kind": self.kind, "note": self.note, "seconds": round(self.seconds, 3),
                 "columns": [str(c) for c in frame.columns],
                 "rows": [[v if isinstance(v, str) else float(v) for v in row] for row in frame.itertuples(index=False)],
-                "revealed": self.revealed}
+                "revealed": self.revealed, "answered": self.answered}
 
 
 def glm_refusal(parameters: int, rows_per_hospital) -> str | None:
@@ -66,6 +67,7 @@ def _pooled_glm(study) -> Regression:
                      manifest=manifest)
     try:
         result, separation = report.study_glm(fed, study)
+        answered = {p.name: {k: list(v) for k, v in p.policy.used.items()} for p in fed.parties}
     finally:
         fed.close()
     seconds = time.perf_counter() - t0
@@ -80,7 +82,7 @@ def _pooled_glm(study) -> Regression:
                 f"per-hospital sums ({result.iterations} Newton rounds; only the pooled sums were decrypted).")
         kind = "glm"
     revealed = [{**r, "for": "regression table (pooled GLM)"} for r in result.revealed]
-    return Regression(kind, note, frame, revealed, seconds)
+    return Regression(kind, note, frame, revealed, seconds, answered)
 
 
 def cv_table(record: dict, feature_names, reason: str) -> Regression:

@@ -10,6 +10,7 @@ import base64
 import html
 import io
 import json
+import re
 
 __all__ = ["auc_rows", "auc_mean", "party_views", "roc_png", "figure_png", "download_record", "report_html",
            "data_link", "table_html", "frame_html", "timing_rows"]
@@ -68,24 +69,41 @@ def timing_rows(record: dict, regression=None) -> list[dict]:
     return rows
 
 
+def _answered_rows(answered: dict, purpose: str) -> list[dict]:
+    """Each hospital's ledger {hospital: {"step label": [rounds, ciphertexts, values]}} as rows: one row for a
+    request every hospital answered alike (the usual case), else one per hospital."""
+    keys = sorted({k for used in answered.values() for k in used})
+    rows = []
+    for key in keys:
+        step, _, label = key.partition(" ")
+        counts = {name: tuple(used.get(key, (0, 0, 0))) for name, used in answered.items()}
+        same = len(set(counts.values())) == 1
+        for name, (rounds, cts, values) in ([("each hospital", next(iter(counts.values())))] if same
+                                           else sorted(counts.items())):
+            rows.append({"for": purpose, "hospital": name, "request": step, "label": label, "rounds": rounds,
+                         "ciphertexts": cts, "values": values})
+    return rows
+
+
 def party_views(record: dict, regression=None) -> dict[str, list[dict]]:
     """What each party saw, from the record: the researcher, every value decrypted for it (label, count,
     by whom, path); each hospital, every request it answered against its manifest (rounds, ciphertexts,
-    values); the server, every message type it relayed or received, with what that type reveals."""
+    values); the server, every message type it handled, with what that type reveals."""
     from ..notebooks.roles import describe_traffic
 
     researcher = [{"for": "study", "what": r["label"], "values": r["values"], "decrypted by": ", ".join(r["by"]),
                    "path": r["path"]} for r in record["revealed"]]
-    if regression is not None:
-        researcher += [{"for": "regression table", "what": r["label"], "values": r["values"],
-                        "decrypted by": ", ".join(r["by"]), "path": r["path"]} for r in regression.revealed]
-    hospitals = []
-    for name, used in record.get("answered", {}).items():
-        for key, (rounds, cts, values) in sorted(used.items()):
-            step, _, label = key.partition(" ")
-            hospitals.append({"hospital": name, "request": step, "label": label, "rounds": rounds,
-                              "ciphertexts": cts, "values": values})
-    server = [{"message": r["message"], "messages": r["messages"], "MB": round(r["bytes"] / 1e6, 2),
+    if regression is not None and regression.revealed:
+        got = regression.revealed
+        researcher.append({"for": "regression table", "what": f"the pooled GLM's summed information matrix, score and "
+                           f"deviance, once per Newton round ({len(got)} rounds)",
+                           "values": sum(int(r["values"]) for r in got),
+                           "decrypted by": ", ".join(sorted({b for r in got for b in r["by"]})),
+                           "path": ", ".join(sorted({r["path"] for r in got}))})
+    hospitals = _answered_rows(record.get("answered", {}), "study")
+    if regression is not None and regression.answered:
+        hospitals += _answered_rows(regression.answered, "regression table")
+    server = [{"message": r["message"], "messages": r["messages"], "MB": f"{r['bytes'] / 1e6:.2f}",
                "reveals": r["reveals"]} for r in describe_traffic(record["traffic"])]
     return {"researcher": researcher, "hospitals": hospitals, "server": server}
 
@@ -98,13 +116,20 @@ def _cell(v) -> str:
     return str(v)
 
 
+def _td(v) -> str:
+    """Numbers to the right, words to the left."""
+    text = _cell(v)
+    words = isinstance(v, str) and not re.match(r"[-+]?\d", text)
+    return f"<td class='mpclr-text'>{html.escape(text)}</td>" if words else f"<td>{html.escape(text)}</td>"
+
+
 def table_html(rows: list[dict], css: str = "mpclr-table") -> str:
     if not rows:
         return "<p>(none)</p>"
     cols = list(rows[0])
     e = html.escape
     out = [f"<table class='{e(css)}'><thead><tr>" + "".join(f"<th>{e(c)}</th>" for c in cols) + "</tr></thead><tbody>"]
-    out += ["<tr>" + "".join(f"<td>{e(_cell(r.get(c)))}</td>" for c in cols) + "</tr>" for r in rows]
+    out += ["<tr>" + "".join(_td(r.get(c)) for c in cols) + "</tr>" for r in rows]
     return "".join(out) + "</tbody></table>"
 
 
@@ -129,7 +154,7 @@ def data_link(data: bytes, filename: str, mime: str, text: str, css: str) -> str
 
 _STYLE = ("body{font-family:sans-serif;margin:1.5em;max-width:1100px}table{border-collapse:collapse;font-size:13px;"
           "margin-bottom:1em}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}th{background:#eee}"
-          "td:last-child{text-align:left}img{max-width:600px}.note{color:#444}")
+          "td.mpclr-text{text-align:left}img{max-width:600px}.note{color:#444}")
 
 
 def report_html(record: dict, regression=None, roc: bytes | None = None, warnings=()) -> str:

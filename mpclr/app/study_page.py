@@ -54,7 +54,8 @@ class StudyPage:
         row = widgets.Layout(width="360px")
         self.dataset_box = widgets.Dropdown(options=shipped_names(), value=dataset, description="data set",
                                             style=wide, layout=row)
-        self.upload = widgets.FileUpload(accept=".csv,.tsv,.txt", multiple=False, description="upload a CSV file")
+        self.upload = widgets.FileUpload(accept=".csv,.tsv,.txt", multiple=False, description="upload a CSV file",
+                                         layout=widgets.Layout(width="auto"))
         self.label_box = widgets.Dropdown(description="outcome column", style=wide, layout=row)
         self.data_status = widgets.HTML()
         self.data_status.add_class("mpclr-data-status")
@@ -86,6 +87,8 @@ class StudyPage:
         self.downloads = widgets.HTML()
         self.downloads.add_class("mpclr-downloads")
         self.results = widgets.VBox(layout=widgets.Layout(display="none"))
+        self.overview = widgets.VBox()  # the run's progress and its headline results: the README's picture
+        self.overview.add_class("mpclr-run-area")
 
         self.dataset_box.observe(lambda _: self._source_changed(), "value")
         self.upload.observe(self._uploaded, "value")
@@ -99,10 +102,11 @@ class StudyPage:
     # ------------------------------------------------------------------------------------------ layout
     def view(self):
         w = self.w
-        self.results.children = [
-            self.summary, w.HBox([w.VBox([w.HTML("<h3>AUC per fold</h3>"), self.auc_table]), self.roc]),
-            w.HTML("<h2>Regression table</h2>"), self.regression,
-            w.HTML("<h2>What each party saw</h2>"), self.parties, self.downloads]
+        self.headline = w.VBox([self.summary,
+                                w.HBox([w.VBox([w.HTML("<h3>AUC per fold</h3>"), self.auc_table]), self.roc])])
+        self.overview.children = [self.progress, self.headline]
+        self.results.children = [self.overview, w.HTML("<h2>Regression table</h2>"), self.regression,
+                                 w.HTML("<h2>What each party saw</h2>"), self.parties, self.downloads]
         page = w.VBox([
             w.HTML(header("study", "An encrypted study of your data",
                           "The rows are split over simulated hospitals; each keeps its own and one share of the "
@@ -111,8 +115,7 @@ class StudyPage:
             w.HTML("<h2>1 · Data</h2>"), w.HBox([self.dataset_box, self.upload]), self.label_box, self.data_status,
             w.HTML("<h2>2 · Design</h2>"), w.HBox([self.hospitals_box, self.t_box]),
             w.HBox([self.folds_box, self.preset_box]), self.regression_box, self.spec_status,
-            w.HTML("<h2>3 · Run</h2>"), self.run_button, self.notice, self.progress, self.run_error,
-            self.results])
+            w.HTML("<h2>3 · Run</h2>"), self.run_button, self.notice, self.run_error, self.results])
         page.add_class("mpclr-page")
         return page
 
@@ -226,18 +229,19 @@ class StudyPage:
     def _study(self, source: Source, label, values: dict, regression: bool) -> None:
         self.notice.value = ""
         self.run_error.value = ""
-        self.results.layout.display = "none"
         self.run_button.description = "Running… (one study at a time)"
         try:
             try:
                 spec = self._spec(values)
                 data = source.load(label)
             except Exception as exc:
+                self.results.layout.display = "none"  # an earlier study's results would look like this one's
                 self.run_error.value = _error(f"The study did not start: {readable(exc, self.uploads.shown)}")
                 return
             run = StudyRun(data, spec, regression=regression, listener=self._draw_progress, shown=self.uploads.shown)
             self.run = run
             self._make_bars(run)
+            self._results_shown(progress_only=True)
             ticking = threading.Event()
             threading.Thread(target=self._tick, args=(run, ticking), daemon=True).start()
             try:
@@ -253,6 +257,7 @@ class StudyPage:
                 self.run_error.value = _error(f"The study failed{where}: {run.error}")
         finally:
             self.run_button.description = "Run the encrypted study"
+            self.notice.value = ""
 
     def _tick(self, run: StudyRun, stop: threading.Event) -> None:
         """Redraw the running phase's clock every second (phases without finer steps say nothing meanwhile)."""
@@ -290,8 +295,9 @@ class StudyPage:
         self.summary.value = (
             f"<h2>Mean AUC over {record['parameters']['folds']} folds: secure <span class='mpclr-auc-secure'>"
             f"{mean['secure']:.4f}</span>, plaintext twin {mean['twin']:.4f}, scikit-learn {mean['sklearn']:.4f}"
-            f"</h2><p>The study took <span class='mpclr-study-seconds'>{run.seconds:.1f}</span> s in all "
-            + ", ".join(f"{r['phase']} {r['seconds']:.1f} s" for r in timing_rows(record, reg))
+            f"</h2><p>The study took <span class='mpclr-study-seconds'>{run.seconds:.1f}</span> s: "
+            + ", ".join(f"{r['phase']} {r['seconds']:.1f} s" for r in timing_rows(record, reg)
+                        if r["phase"] != "total" and r["seconds"] >= 0.05)
             + ".</p>" + "".join(f"<p class='mpclr-error'>{html.escape(w)}</p>" for w in run.warnings))
         self.auc_table.value = table_html(auc_rows(record))
         if reg is None:
@@ -312,4 +318,10 @@ class StudyPage:
             "application/json", "the JSON record", "mpclr-download-json") + data_link(
             report_html(record, reg, roc, run.warnings).encode(), f"mpclr-study-{name}.html", "text/html",
             "the HTML report", "mpclr-download-html")
+        self._results_shown()
+
+    def _results_shown(self, progress_only: bool = False) -> None:
+        """The progress bars (from the start of a run), then everything else (when it is done)."""
+        for child in (self.headline, *self.results.children[1:]):
+            child.layout.display = "none" if progress_only else "flex"
         self.results.layout.display = "flex"

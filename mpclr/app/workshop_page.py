@@ -42,8 +42,9 @@ class WorkshopPage:
         self.step = 0
         self.step_title = widgets.HTML()
         self.step_body = widgets.HTML()
-        self.prev_button = widgets.Button(description="◀ previous step")
-        self.next_button = widgets.Button(description="next step ▶", button_style="primary")
+        auto = widgets.Layout(width="auto")
+        self.prev_button = widgets.Button(description="◀ previous step", layout=auto)
+        self.next_button = widgets.Button(description="next step ▶", button_style="primary", layout=auto)
         self.who_box = widgets.HBox()
         self.status = widgets.HTML()
         self.status.add_class("mpclr-decrypt-status")
@@ -52,9 +53,9 @@ class WorkshopPage:
         self.smudge_box = widgets.IntSlider(value=int(get_preset(PRESET).smudging_bits), min=0, max=36,
                                             description="smudging log2 σ", style=wide, layout=big)
         self.smudge_status = widgets.HTML()
-        self.sweep_button = widgets.Button(description=f"sweep σ = 2^{', 2^'.join(map(str, SWEEP_BITS))}")
+        self.sweep_button = widgets.Button(description=f"sweep σ = 2^{', 2^'.join(map(str, SWEEP_BITS))}", layout=auto)
         self.sweep_img = image(max_width="800px")
-        self.depth_button = widgets.Button(description="measure noise by depth")
+        self.depth_button = widgets.Button(description="measure noise by depth", layout=auto)
         self.depth_img = image()
         self.depth_table = widgets.HTML()
         self.demo = None
@@ -112,9 +113,15 @@ class WorkshopPage:
         return [i for i, tb in enumerate(self.who_box.children) if tb.value]
 
     def _make_toggles(self, n: int) -> None:
-        toggles = [self.w.ToggleButton(value=True, description=f"hospital-{i + 1}") for i in range(n)]
+        toggles = [self.w.ToggleButton(value=True, description=f"hospital-{i + 1}", button_style="success",
+                                       tooltip="sends its partial decryption") for i in range(n)]
+
+        def toggled(change):
+            change["owner"].button_style = "success" if change["new"] else ""
+            self._submit(self._decrypt)
+
         for tb in toggles:
-            tb.observe(lambda _: self._submit(self._decrypt), "value")
+            tb.observe(toggled, "value")
         self.who_box.children = toggles
 
     def _on_n(self, change) -> None:
@@ -179,8 +186,8 @@ class WorkshopPage:
 
     def _decrypt(self, n, t, who, smudge) -> None:
         dec = workshop.explore(n, t, who, preset=PRESET)
-        self.status.value = f"<b>{html.escape(dec.summary())}</b>"
         set_image(self.decrypt_img, workshop.plot_decryption(dec))
+        self.status.value = f"<b>{html.escape(dec.summary())}</b>"  # last: the picture above is this one
 
     def _smudge(self, n, t, who, smudge) -> None:
         bits = None if smudge == get_preset(PRESET).smudging_bits else float(smudge)  # the same federation
@@ -194,6 +201,7 @@ class WorkshopPage:
     def _depth(self, n, t, who, smudge) -> None:
         by_scale = workshop.noise_by_depth(DEPTH_SCALES, n, PRESET)
         set_image(self.depth_img, workshop.plot_noise(by_scale))
-        rows = [{"scale": f"2^{bits}", "depth": r["depth"], "level": r["level"], "modulus bits": r["modulus_bits"],
-                 "max error": f"{r['max_error']:.1e}"} for bits, rs in by_scale.items() for r in rs]
+        rows = [{"scale": f"2^{bits}", "depth": r["depth"], "level": r["level"],
+                 "modulus bits": f"{r['modulus_bits']:.1f}", "max error": f"{r['max_error']:.1e}"}
+                for bits, rs in by_scale.items() for r in rs]
         self.depth_table.value = table_html(rows)

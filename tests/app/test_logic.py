@@ -150,10 +150,11 @@ def test_nobody_ever_holds_the_secret_key_and_the_server_never_a_share():
 # ------------------------------------------------------------------------------------------------ a study
 @pytest.fixture(scope="module")
 def small_run():
-    """A real study, small: 200 synthetic rows x 3 at 2 hospitals (PrivacyWarning), 2 folds, train."""
+    """A real study, small: 200 synthetic rows x 3 at 2 hospitals (PrivacyWarning), 2 folds, train, no ROC
+    refinement round."""
     data = load("synthetic:200x3", seed=3)
     seen = []
-    run = StudyRun(data, StudySpec(hospitals=2, folds=2, seed=3),
+    run = StudyRun(data, StudySpec(hospitals=2, folds=2, seed=3, refine_rounds=0),
                    listener=lambda r: seen.append({k: (p.state, p.done, p.total) for k, p in r.phases.items()}))
     assert run.run(), run.error
     return run, data, seen
@@ -180,7 +181,16 @@ def test_tables_downloads_and_report_say_what_the_record_says(small_run):
     views = results.party_views(record, reg)
     assert [(v["what"], v["values"]) for v in views["researcher"] if v["for"] == "study"] == [
         (r["label"], r["values"]) for r in record["revealed"]]
-    assert {v["hospital"] for v in views["hospitals"]} == {"hospital-1", "hospital-2"}
+    glm = [v for v in views["researcher"] if v["for"] == "regression table"]
+    assert len(glm) == 1 and glm[0]["values"] == sum(r["values"] for r in reg.revealed)
+    answered = {(v["for"], v["hospital"], v["request"], v["label"]): (v["rounds"], v["ciphertexts"], v["values"])
+                for v in views["hospitals"]}
+    for name, used in record["answered"].items():  # every hospital's ledger, shown once where all agree
+        for key, counts in used.items():
+            step, _, label = key.partition(" ")
+            shown = answered.get(("study", name, step, label), answered.get(("study", "each hospital", step, label)))
+            assert shown == tuple(counts), (name, key)
+    assert ("regression table", "each hospital", "glm.step", "glm") in answered
     assert {v["message"] for v in views["server"]} >= {"lr.encrypt", "refresh.share"}
     saved = json.loads(json.dumps(results.download_record(record, reg)))
     assert saved["summary"] == json.loads(json.dumps(record["summary"]))
