@@ -29,7 +29,7 @@ CSS = """<style>
 .mpclr-page .lm-TabBar-tabLabel { line-height: 38px; }
 table.mpclr-table, table.mpclr-holdings { border-collapse: collapse; margin: 6px 0 10px 0; }
 table.mpclr-table td, table.mpclr-table th { border: 1px solid #ccc; padding: 3px 8px; text-align: right; }
-table.mpclr-table th { background: #eef; }
+table.mpclr-table th { background: #eef; text-align: left; }
 table.mpclr-table td.mpclr-text { text-align: left; }
 .mpclr-page .widget-checkbox label, .mpclr-page .widget-checkbox .widget-label-basic { font-size: 17px; }
 table.mpclr-holdings td, table.mpclr-holdings th { border: 1px solid #bbb; padding: 6px 12px; text-align: center; }

@@ -110,7 +110,10 @@ def _drive(page, name: str, steps) -> None:
     try:
         steps(page)
     except Exception:
-        page.screenshot(path=str(ARTIFACTS / f"app-{name}-failed.png"), full_page=True)
+        try:  # best effort: the test's own error is what matters
+            page.screenshot(path=str(ARTIFACTS / f"app-{name}-failed.png"), timeout=10_000)
+        except Exception as exc:
+            print(f"no screenshot of the failure: {exc}", file=sys.stderr)
         raise
 
 
@@ -122,10 +125,11 @@ def test_workshop_page_walks_the_ceremony_and_turns_a_decryption_into_noise(app)
         page.get_by_role("button", name="next step ▶").click()
         body = _wait_text(page, ".jp-OutputArea-output", r"1\. A common random seed(.|\n)*crs\.commit")
         assert re.search(r"crs\.commit(.|\n)*\d+ messages, [\d,]+ kB", body), body
+        page.screenshot(path=str(ARTIFACTS / "app-workshop-ceremony.png"))
         page.get_by_text("2 · Who decrypts").click()
         page.locator("button.widget-toggle-button", has_text="hospital-3").click()
         _wait_text(page, ".mpclr-decrypt-status", r"\(2 of 3; 3 needed\): not enough shares, the result is noise")
-        page.screenshot(path=str(ARTIFACTS / "app-workshop.png"), full_page=True)
+        page.screenshot(path=str(ARTIFACTS / "app-workshop.png"))
 
     page = _page(browser, "workshop", url, token)
     _drive(page, "workshop", steps)
@@ -200,7 +204,7 @@ def test_study_page_names_the_line_and_column_of_a_malformed_upload(app, tmp_pat
         page.locator("button.mpclr-run").click()  # a run on it fails before any work, saying why
         failed = _wait_text(page, ".mpclr-run-error", r"did not start")
         assert failed.strip() == f"The study did not start: {text.strip()}"
-        page.screenshot(path=str(ARTIFACTS / "app-upload-error.png"), full_page=True)
+        page.screenshot(path=str(ARTIFACTS / "app-upload-error.png"))
 
     page = _page(browser, "study", url, token)
     _drive(page, "upload", steps)
