@@ -153,8 +153,8 @@ def data_link(data: bytes, filename: str, mime: str, text: str, css: str) -> str
 
 
 _STYLE = ("body{font-family:sans-serif;margin:1.5em;max-width:1100px}table{border-collapse:collapse;font-size:13px;"
-          "margin-bottom:1em}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}th{background:#eee}"
-          "td.mpclr-text{text-align:left}img{max-width:600px}.note{color:#444}")
+          "margin-bottom:1em}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}"
+          "th{background:#eee;text-align:left}td.mpclr-text{text-align:left}img{max-width:600px}.note{color:#444}")
 
 
 def report_html(record: dict, regression=None, roc: bytes | None = None, warnings=()) -> str:
