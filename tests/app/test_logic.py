@@ -250,3 +250,7 @@ def test_the_server_listens_on_loopback_and_wants_a_token_elsewhere():
     with pytest.raises(ParameterError, match="not a loopback address"):
         voila_argv("0.0.0.0", 8866, None)
     assert "--token=t" in voila_argv("0.0.0.0", 8866, "t")
+    assert {"--MappingKernelManager.cull_idle_timeout=600", "--MappingKernelManager.cull_interval=60"} <= set(argv)
+    assert "--MappingKernelManager.cull_interval=1" in voila_argv(cull_idle=2)
+    with pytest.raises(ParameterError, match="cull_idle"):
+        voila_argv(cull_idle=0)

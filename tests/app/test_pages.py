@@ -50,7 +50,8 @@ def app(tmp_path_factory):
         "JUPYTER_RUNTIME_DIR": str(tmp / "rt"),
     }
     log = open(tmp / "voila.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "mpclr.cli", "app", "--port", str(port), "--token", token],
+    proc = subprocess.Popen([sys.executable, "-m", "mpclr.cli", "app", "--port", str(port), "--token", token,
+                             "--cull-idle", "2"],
                             cwd=tmp, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -208,4 +209,8 @@ def test_study_page_names_the_line_and_column_of_a_malformed_upload(app, tmp_pat
 
     page = _page(browser, "study", url, token)
     _drive(page, "upload", steps)
-    page.close()
+    page.close()  # the page goes: its kernel is shut down --cull-idle seconds later and removes its uploads
+    deadline = time.monotonic() + 30
+    while list((tmp / "tmp").glob(f"{PREFIX}*/cohort.csv")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not list((tmp / "tmp").glob(f"{PREFIX}*/cohort.csv")), "the upload outlived its page's kernel"
