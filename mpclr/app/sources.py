@@ -114,22 +114,26 @@ class Source:
     def default_label(self) -> str:
         return self.columns()[-1]
 
-    def load(self, label: str | None = None) -> Dataset:
-        """The rows with `label` as the outcome (None: the last column, the data set's own label)."""
+    def load(self, label: str | None = None, positive: str | None = None) -> Dataset:
+        """The rows with `label` as the outcome (None: the last column, the data set's own label); positive:
+        the outcome's value that counts as the positive class, when it is not 0/1 (see mpclr.data)."""
+        positive = positive or None
         if self.path is None:
             columns = self.columns()
-            if label is None or label == columns[-1]:
+            if (label is None or label == columns[-1]) and positive is None:
                 return load(self.name)
+            label = columns[-1] if label is None else label
             if label not in columns:
                 raise DataError(f"data set {self.name!r} has no column {label!r} (columns: {', '.join(columns)})")
-            return load_frame(load(self.name).to_frame(), label=label, name=self.name)
+            return load_frame(load(self.name).to_frame(), label=label, positive=positive, name=self.name)
         stem = Path(self.name).stem or "upload"
         if label is None:
-            data = load_csv(self.path, label="last", name=stem)
+            data = load_csv(self.path, label="last", positive=positive, name=stem)
         else:
             columns, header = file_columns(self.path)
             if label not in columns:
                 raise DataError(f"file {self.name}: no column {label!r} (columns: {', '.join(columns)})")
             # without a header line the label is a position; with one, a name
-            data = load_csv(self.path, label=label if header else columns.index(label), header=header, name=stem)
+            data = load_csv(self.path, label=label if header else columns.index(label), header=header,
+                            positive=positive, name=stem)
         return replace(data, source=f"uploaded file {self.name}")  # the record names no temporary folder

@@ -50,6 +50,7 @@ class StudyPage:
         self.job = Job("mpclr-study")
         self.checker = Latest(on_error=lambda exc: self._show_data_error(exc), name="mpclr-data-check")
         self.run: StudyRun | None = None
+        self._columns_of: Source | None = None  # the source whose columns the outcome menu lists
         wide = {"description_width": "initial"}
         row = widgets.Layout(width="360px")
         self.dataset_box = widgets.Dropdown(options=shipped_names(), value=dataset, description="data set",
@@ -57,6 +58,8 @@ class StudyPage:
         self.upload = widgets.FileUpload(accept=".csv,.tsv,.txt", multiple=False, description="upload a CSV file",
                                          layout=widgets.Layout(width="auto"))
         self.label_box = widgets.Dropdown(description="outcome column", style=wide, layout=row)
+        self.positive_box = widgets.Text(description="positive value", placeholder="only if not 0/1, e.g. yes",
+                                         style=wide, layout=row, continuous_update=False)
         self.data_status = widgets.HTML()
         self.data_status.add_class("mpclr-data-status")
         self.hospitals_box = widgets.IntSlider(value=hospitals, min=2, max=10, description="hospitals", style=wide,
@@ -93,6 +96,7 @@ class StudyPage:
         self.dataset_box.observe(lambda _: self._source_changed(), "value")
         self.upload.observe(self._uploaded, "value")
         self.label_box.observe(lambda _: self._check_data(), "value")
+        self.positive_box.observe(lambda _: self._check_data(), "value")
         self.hospitals_box.observe(self._hospitals_changed, "value")
         for box in (self.t_box, self.folds_box, self.preset_box):
             box.observe(lambda _: self._check_data(), "value")
@@ -112,7 +116,8 @@ class StudyPage:
                           "The rows are split over simulated hospitals; each keeps its own and one share of the "
                           "key. The server trains and evaluates cross-validated logistic regression on encrypted "
                           "rows; the researcher receives only what the hospitals agreed to decrypt.")),
-            w.HTML("<h2>1 · Data</h2>"), w.HBox([self.dataset_box, self.upload]), self.label_box, self.data_status,
+            w.HTML("<h2>1 · Data</h2>"), w.HBox([self.dataset_box, self.upload]),
+            w.HBox([self.label_box, self.positive_box]), self.data_status,
             w.HTML("<h2>2 · Design</h2>"), w.HBox([self.hospitals_box, self.t_box]),
             w.HBox([self.folds_box, self.preset_box]), self.regression_box, self.spec_status,
             w.HTML("<h2>3 · Run</h2>"), self.run_button, self.notice, self.run_error, self.results])
@@ -151,33 +156,36 @@ class StudyPage:
         self._source_changed()
 
     def _source_changed(self) -> None:
-        source = self.source()
         self.data_status.value = "<span class='mpclr-note'>reading…</span>"
+        self._check_data()
 
-        def columns(*_):
+    def _check_data(self) -> None:
+        self.checker.submit(self._refresh_data)
+
+    def _refresh_data(self) -> None:
+        """Bring the data section up to date with the form (on the checker's thread; every request is this
+        same task, so the newest one, which replaces those still waiting, does everything they would)."""
+        source = self.source()
+        if source != self._columns_of:
             try:
                 names = source.columns()
             except Exception as exc:
+                self._columns_of = None
                 self.label_box.options = []
                 self._show_data_error(exc)
                 return
+            self._columns_of = source
             self.label_box.options = names
             self.label_box.value = names[-1]  # the data set's own label; a file's last column
-            self._check(source)
-
-        self.checker.submit(columns)
-
-    def _check_data(self) -> None:
-        source = self.source()
-        self.checker.submit(lambda: self._check(source))
+        self._check(source)
 
     def _check(self, source: Source) -> None:
         """Load the rows as the study will, and check the design against them: what is wrong shows now."""
-        label, values = self.label_box.value, self._values()
+        label, positive, values = self.label_box.value, self.positive_box.value.strip(), self._values()
         if label is None:
             return
         try:
-            data = source.load(label)
+            data = source.load(label, positive)
         except Exception as exc:
             self._show_data_error(exc)
             self.spec_status.value = ""
@@ -193,10 +201,16 @@ class StudyPage:
             check_folds(data, values["folds"])
             self.spec_status.value = ""
         except Exception as exc:
-            self.spec_status.value = _error(f"cannot run this design: {readable(exc, self.uploads.shown)}")
+            self.spec_status.value = _error(f"cannot run this design: {readable(exc, self._shown)}")
+
+    def _shown(self, message: str) -> str:
+        """A message as the page shows it: the upload's own name; the form's words for the loader's options."""
+        return self.uploads.shown(message).replace(
+            "pass positive= to name the positive class", "type the positive class into “positive value”").replace(
+            "parameter positive=", "positive value ")
 
     def _show_data_error(self, exc: BaseException) -> None:
-        self.data_status.value = _error(readable(exc, self.uploads.shown))
+        self.data_status.value = _error(readable(exc, self._shown))
 
     def _hospitals_changed(self, change) -> None:
         all_needed = self.t_box.value >= change["old"]
@@ -218,7 +232,7 @@ class StudyPage:
 
     def start(self) -> bool:
         """Start a study with the form as it is now; False (and a notice) while one runs."""
-        source, label, values = self.source(), self.label_box.value, self._values()
+        source, label, values = self.source(), (self.label_box.value, self.positive_box.value.strip()), self._values()
         regression = self.regression_box.value
         started = self.job.start(lambda: self._study(source, label, values, regression))
         if not started:
@@ -226,19 +240,19 @@ class StudyPage:
                                  "progress is below.")
         return started
 
-    def _study(self, source: Source, label, values: dict, regression: bool) -> None:
+    def _study(self, source: Source, label: tuple, values: dict, regression: bool) -> None:
         self.notice.value = ""
         self.run_error.value = ""
         self.run_button.description = "Running… (one study at a time)"
         try:
             try:
                 spec = self._spec(values)
-                data = source.load(label)
+                data = source.load(*label)
             except Exception as exc:
                 self.results.layout.display = "none"  # an earlier study's results would look like this one's
-                self.run_error.value = _error(f"The study did not start: {readable(exc, self.uploads.shown)}")
+                self.run_error.value = _error(f"The study did not start: {readable(exc, self._shown)}")
                 return
-            run = StudyRun(data, spec, regression=regression, listener=self._draw_progress, shown=self.uploads.shown)
+            run = StudyRun(data, spec, regression=regression, listener=self._draw_progress, shown=self._shown)
             self.run = run
             self._make_bars(run)
             self._results_shown(progress_only=True)

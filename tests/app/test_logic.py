@@ -105,6 +105,11 @@ def test_sources_offer_every_column_as_outcome(tmp_path):
     data = src.load("column 3")
     assert data.X.tolist() == [[1, 2], [3, 4], [5, 6], [7, 9]] and data.y.tolist() == [0, 1, 1, 0]
     assert data.source == "uploaded file plain.txt"
+    words = Source("words.csv", folder.save("words.csv", b"age,sick\n30,no\n41,yes\n52,yes\n"))
+    with pytest.raises(DataError, match="pass positive="):
+        words.load("sick")
+    assert words.load("sick", positive="yes").y.tolist() == [0, 1, 1]
+    assert words.load("sick", positive="no").classes == ("yes", "no")
     lbw = Source("lbw")
     assert lbw.columns()[-1] == "y" and lbw.load().n_samples == 189
     smoke = lbw.load("x5")  # another column as the outcome: a binary one
