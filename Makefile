@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml setup.py mpclr/ring/_kernels.c .ci/pyfhel-wheel.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check mpclr tests benchmarks notebooks
-	$(BIN)/nbstripout --verify notebooks/*.ipynb
+	$(BIN)/nbstripout --verify notebooks/*.ipynb notebooks/app/*.ipynb
 
 benchmark: $(STAMP)       ## protocol and training benchmarks (slow; JSON into benchmarks/results)
 	$(BIN)/python benchmarks/protocols.py
