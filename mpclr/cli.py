@@ -1,5 +1,6 @@
 """Command line: `mpclr demo` (the README's main job), `mpclr cv` (batch runs of a study), `mpclr batch`
-(the notebook sequence over a grid of parameters), `mpclr glm` (a pooled GLM, mpclr.stats)."""
+(the notebook sequence over a grid of parameters), `mpclr glm` (a pooled GLM, mpclr.stats), `mpclr app` (the
+workshop and study pages in the browser, mpclr.app)."""
 
 from __future__ import annotations
 
@@ -179,6 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .stats.cli import add_glm_parser
 
     add_glm_parser(sub)
+    from .app.server import add_app_parser
+
+    add_app_parser(sub)
     return parser
 
 

@@ -306,10 +306,11 @@ class Study:
         return self.log
 
     # ---------------------------------------------------------------------------------------------- evaluate
-    def evaluate(self, *, cutoff: float | None = None, decrypt: bool | None = None, note=None):
+    def evaluate(self, *, cutoff: float | None = None, decrypt: bool | None = None, note=None, progress=None):
         """The secure evaluation (spec.evaluation "secure"), then the fold models decrypted for the
         researcher if the spec agrees to it (decrypt False: not in this stage, a later step does).
-        note(event, **info): progress events (evaluation, evaluated, models_decrypted), as a deployment logs."""
+        note(event, **info): progress events (evaluation, evaluated, models_decrypted), as a deployment logs;
+        progress(done, total): the secure evaluation's steps (SecureEvaluation.run)."""
         self._enter("evaluate")
         spec, note = self.spec, note or (lambda event, **info: None)
         t0 = time.perf_counter()
@@ -322,7 +323,7 @@ class Study:
                     options["cutoff"] = cutoff
                 self.evaluation = SecureEvaluation(self.fed, self.ecv, **options)
             note("evaluation")
-            self.secure = self.evaluation.run()
+            self.secure = self.evaluation.run(progress)
             note("evaluated", seconds=round(time.perf_counter() - t0, 2),
                  auc=[round(f["auc"], 4) for f in self.secure["folds"]])
         self.timings["evaluation"] = time.perf_counter() - t0
