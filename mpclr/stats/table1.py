@@ -254,13 +254,34 @@ class TableOne:
         lines.append(r"\end{table}")
         return "\n".join(lines)
 
+    def cells(self) -> list[dict]:
+        """The table as numbers, one entry per variable and shown column (class): a continuous variable's
+        count, mean and SD; a categorical one's count per level, "<min_cell" for a small cell and None for a
+        cell hidden with it (its variable has a small cell)."""
+        out = []
+        for name in self.request.continuous:
+            for c in self.shown:
+                n, mean, sd = self.stats[(c, name)]
+                out.append({"variable": name, "class": c, "count": int(n), "mean": float(mean), "sd": float(sd)})
+        for name, levels in self.request.categorical:
+            for c in self.shown:
+                counts = {}
+                for lv in levels:
+                    key = (c, name, float(lv))
+                    label = f"{int(lv)}" if float(lv).is_integer() else f"{lv:g}"
+                    counts[label] = f"<{self.min_cell}" if key in self.small else self.counts.get(key)
+                out.append({"variable": name, "class": c, "count": self.sizes[c], "counts": counts})
+        return out
+
     def to_dict(self) -> dict:
+        """JSON-able: "rows" as the table shows them (strings), "cells" as numbers (see `cells`)."""
         return {
             "by": self.request.by,
             "min_cell": self.min_cell,
             "columns": self.shown,
             "sizes": self.sizes,
             "rows": [{"variable": v, "what": w, **dict(zip(self.shown, cells))} for (v, w), cells in self._rows()],
+            "cells": self.cells(),
             "suppressed_variables": self.suppressed,
             "notes": self.notes(),
             "revealed": self.revealed,
