@@ -165,8 +165,8 @@ def test_the_record_holds_the_secure_table_one_and_what_it_revealed(tmp_path, ca
     table_revealed = [r for r in rec["revealed"] if r["label"].startswith("table1")]
     assert table_revealed == t["revealed"] == rec["revealed"][: len(table_revealed)]
     assert [r["label"] for r in table_revealed] == ["table1: sizes below min_cell", "table1: cells below min_cell",
-                                                    "table1: released counts", "table1: sums of age",
-                                                    "table1: sums of bmi"]
+                                                    "table1: released counts",
+                                                    "table1: sums of 2 continuous variables"]
     assert rec["revealed"][len(table_revealed)]["label"] == "pooled count, sums and cross-products"
     assert not any(r["label"].startswith("table1") for r in rec["revealed"][len(table_revealed):])
     manifest = Manifest.from_json(rec["manifest"])
