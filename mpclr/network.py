@@ -21,13 +21,14 @@ __all__ = ["Network", "InProcessNetwork", "TrafficLog"]
 
 
 class TrafficLog:
-    """Bytes and message counts per message type and per (sender, recipient) link."""
+    """Bytes and message counts per message type, per (sender, recipient) link, per sender and per recipient."""
 
     def __init__(self):
         self._lock = threading.Lock()
         self.by_type: dict[str, dict[str, int]] = defaultdict(lambda: {"messages": 0, "bytes": 0})
         self.by_link: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: {"messages": 0, "bytes": 0})
         self.by_sender: dict[str, dict[str, int]] = defaultdict(lambda: {"messages": 0, "bytes": 0})
+        self.by_recipient: dict[str, dict[str, int]] = defaultdict(lambda: {"messages": 0, "bytes": 0})
 
     def record(self, raw: bytes) -> None:
         msg = peek(raw)
@@ -36,6 +37,7 @@ class TrafficLog:
                 self.by_type[msg.type],
                 self.by_link[(msg.sender, msg.recipient)],
                 self.by_sender[msg.sender],
+                self.by_recipient[msg.recipient],
             ):
                 bucket["messages"] += 1
                 bucket["bytes"] += len(raw)
@@ -48,15 +50,16 @@ class TrafficLog:
             "total_bytes": self.total_bytes(),
             "by_type": {k: dict(v) for k, v in sorted(self.by_type.items())},
             "by_sender": {k: dict(v) for k, v in sorted(self.by_sender.items())},
+            "by_recipient": {k: dict(v) for k, v in sorted(self.by_recipient.items())},
         }
 
     def since(self, earlier: dict) -> dict:
         """The traffic recorded after an earlier `summary()`, in the same shape."""
         now = self.summary()
-        out = {"by_type": {}, "by_sender": {}}
-        for part in ("by_type", "by_sender"):
+        out = {"by_type": {}, "by_sender": {}, "by_recipient": {}}
+        for part in ("by_type", "by_sender", "by_recipient"):
             for k, v in now[part].items():
-                before = earlier[part].get(k, {"messages": 0, "bytes": 0})
+                before = earlier.get(part, {}).get(k, {"messages": 0, "bytes": 0})
                 d = {"messages": v["messages"] - before["messages"], "bytes": v["bytes"] - before["bytes"]}
                 if d["messages"]:
                     out[part][k] = d
@@ -68,6 +71,7 @@ class TrafficLog:
             self.by_type.clear()
             self.by_link.clear()
             self.by_sender.clear()
+            self.by_recipient.clear()
 
 
 class Network(ABC):

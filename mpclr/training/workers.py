@@ -1,8 +1,9 @@
 """Server-side worker processes for encrypted training: one BlockEngine per core.
 
 Pyfhel holds the GIL, so the server uses processes, as a multi-core server would. Each worker receives
-the public and relinearization keys and its shard of data blocks once; per iteration it gets the weights and returns
-its part of the gradient. Workers are the server's own processes (it trusts them with nothing but
+the public and relinearization keys and its shard of data blocks once (or, for rows spooled on disk, where
+they are in the spool file, which it reads block by block every iteration); per iteration it gets the
+weights and returns its part of the gradient. Workers are the server's own processes (it trusts them with nothing but
 ciphertexts and public keys); they talk to it over their stdin/stdout pipes, never to other parties.
 They are started as `python -m mpclr.training.workers`, not with multiprocessing, so that scripts and
 notebooks without a `__main__` guard are never re-executed in the children.
@@ -17,6 +18,7 @@ import struct
 import subprocess
 import sys
 import traceback
+from functools import partial
 
 from ..errors import ProtocolError
 from .blocks import BlockEngine, Enc
@@ -29,6 +31,12 @@ def _load(he, raw: bytes):
     ct = PyCtxt(pyfhel=he)
     ct.from_bytes(raw, scheme="ckks")
     return ct
+
+
+def _read_block(fd: int, where: dict, key) -> list[bytes]:
+    from .spool import read_at
+
+    return read_at(fd, where[key])
 
 
 def _dump(x: Enc) -> tuple[bytes, int]:
@@ -87,11 +95,20 @@ def _worker_main(conn) -> None:  # pragma: no cover - runs in a child process (c
             init["refresh_level"],
             refresh,
         )
+        stream = init.get("spool")
+        fd = os.open(stream["path"], os.O_RDONLY) if stream else None
         conn.send(("ready", os.getpid()))
         while True:
             msg = conn.recv()
             kind = msg[0]
-            if kind == "block":  # streamed one at a time, no reply: the pipe paces the sender
+            if kind == "locations":  # streamed: where this shard's blocks are in the server's spool file
+                from .spool import Spool
+
+                where = msg[1]
+                engine.stream_from(partial(_read_block, fd, where), {(g, b) for g, b, _ in where},
+                                   Spool(stream["threshold"], stream["directory"], name="masked-rows"))
+                conn.send(("ok",))
+            elif kind == "block":  # streamed one at a time, no reply: the pipe paces the sender
                 _, g, b, j, raws = msg
                 for raw in raws:
                     engine.add_block(g, b, j, _load(he, raw))
@@ -112,6 +129,7 @@ def _worker_main(conn) -> None:  # pragma: no cover - runs in a child process (c
                 t3 = time.perf_counter()
                 conn.send(("done", out, {"load_s": t1 - t0, "compute_s": t2 - t1, "dump_s": t3 - t2}))
             elif kind == "stop":
+                engine.close()
                 conn.send(("ok",))
                 return
     except BaseException:
@@ -221,6 +239,14 @@ class WorkerPool(ProcessPool):
                     conn.send(("block", *shard[i]))
         for conn in self.conns:
             conn.send(("blocks-done",))
+        for conn in self.conns:
+            self._expect(conn, "ok")
+
+    def send_locations(self, shards: list[dict]) -> None:
+        """Streamed blocks: each worker gets where its shard's blocks are in the server's spool file (which
+        it opened at start) and reads them itself, block by block, every iteration."""
+        for conn, where in zip(self.conns, shards):
+            conn.send(("locations", where))
         for conn in self.conns:
             self._expect(conn, "ok")
 
