@@ -85,6 +85,7 @@ class TreeMemory:
         self.peaks: dict[str, int] = {}
         self.phase = "start"
         self.peak = 0
+        self.at_peak: dict[str, int] = {}  # the whole run's peak: bytes per process ("server", "worker <pid>")
         self._page = os.sysconf("SC_PAGE_SIZE")
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tree-memory", daemon=True)
@@ -103,7 +104,10 @@ class TreeMemory:
         self.phase = phase
 
     def now(self) -> int:
-        """Resident bytes of the process tree right now."""
+        return sum(self.processes().values())
+
+    def processes(self) -> dict[str, int]:
+        """Resident bytes of every process of the tree right now."""
         parents: dict[int, list[int]] = {}
         for entry in os.listdir("/proc"):
             if entry.isdigit():
@@ -113,18 +117,22 @@ class TreeMemory:
                     continue
                 ppid = int(stat.rsplit(")", 1)[1].split()[1])
                 parents.setdefault(ppid, []).append(int(entry))
-        total, todo = 0, [os.getpid()]
+        out, todo = {}, [os.getpid()]
         while todo:
             pid = todo.pop()
             try:
-                total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * self._page
+                rss = int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * self._page
             except OSError:
                 continue
+            out["server" if pid == os.getpid() else f"worker {pid}"] = rss
             todo += parents.get(pid, [])
-        return total
+        return out
 
     def _sample(self) -> None:
-        rss = self.now()
+        procs = self.processes()
+        rss = sum(procs.values())
+        if rss > self.peak:
+            self.at_peak = procs
         self.peak = max(self.peak, rss)
         self.peaks[self.phase] = max(self.peaks.get(self.phase, 0), rss)
 

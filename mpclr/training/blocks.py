@@ -60,6 +60,7 @@ class BlockEngine:
         self._pairs: set[tuple[int, int]] = set()  # streamed: this engine's (group, block)
         self._scratch = None  # streamed: a Spool of the masked copies ZM
         self._reader: ThreadPoolExecutor | None = None
+        self._calls = 0  # gradient_part calls so far
 
     # ------------------------------------------------------------------ primitives
     def down(self, x: Enc, level: int) -> PyCtxt:
@@ -202,11 +203,16 @@ class BlockEngine:
         samples of a block; the refresh does that rotate-and-sum on exact integers, with no keys."""
         out = {}
         by_block = not refresh_points(self.top, self.refresh_level, len(self.q_coeffs))
-        for group in self.layout.groups:
+        # streamed block by block, every other iteration runs backwards: the blocks read last are the ones
+        # the page cache still holds (a spool larger than the cache read forwards each time would miss on
+        # every block). The sums over blocks are exact modular additions: the order changes no bit.
+        backwards = by_block and self._source is not None and self._calls % 2 == 1
+        self._calls += 1
+        for group in reversed(self.layout.groups) if backwards else self.layout.groups:
             blocks = self.blocks(group.index)
             if blocks:
                 part = self._group_by_block if by_block else self._group_by_stage
-                out.update(part(group.index, blocks, V))
+                out.update(part(group.index, blocks[::-1] if backwards else blocks, V))
         return out
 
     def _sigmoid_part(self, t: Enc) -> Enc:

@@ -23,7 +23,7 @@ from ..seal.format import CiphertextData, unpack_ciphertext
 from .encrypted import EncryptedTrainer, TrainingLog, TrainingPlan
 from .layout import Layout
 from .party import aggregate_values, blocks_per_round, ciphertext_bytes, stats_from_aggregate
-from .spool import Spool
+from .spool import Spool, release_memory
 
 __all__ = ["EncryptedCV", "encrypt_study", "run_encrypted_cv", "TWO_HOSPITALS"]
 
@@ -248,6 +248,8 @@ def upload(server, step: str, request: dict, names, per_round: int, take) -> Non
                 raise ProtocolError(f"{p} answered {step} from block {start[p]} with a next block {following!r}")
             else:
                 start[p] = following
+        del replies
+        release_memory()  # the round's replies, in the hospitals' threads' arenas, back to the system
 
 
 def _take_training_rows(server, out: EncryptedCV, p: str, reply: dict) -> None:

@@ -39,6 +39,7 @@ from ..errors import ProtocolError
 from ..protocols.refresh import RefreshProtocol
 from .blocks import BlockEngine, Enc
 from .layout import Layout
+from .spool import release_memory
 
 __all__ = ["EncryptedTrainer", "TrainingPlan"]
 
@@ -286,6 +287,7 @@ class EncryptedTrainer:
                     self._engine.add_block(g, b, j, self._load(raw))
             self._pending.clear()
             self._engine.prepare(masks)
+        release_memory()  # the blocks handed to the engines: their bytes back to the system
         self.log.seconds["prepare"] = time.perf_counter() - t0
         self.log.seconds["send_blocks"] = self.log.seconds.get("send_blocks", 0.0) - self.log.seconds.get(
             "derive_masked", 0.0

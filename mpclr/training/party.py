@@ -98,7 +98,7 @@ def upload_blocks(layout: Layout) -> list[tuple[int, int]]:
     return [(g.index, b) for g in layout.groups for b in range(g.blocks)]
 
 
-UPLOAD_ROUND_BYTES = 128 << 20  # about what one hospital's reply to one upload round carries
+UPLOAD_ROUND_BYTES = 64 << 20  # about what one hospital's reply to one upload round carries
 
 
 def ciphertext_bytes(params) -> int:

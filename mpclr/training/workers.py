@@ -23,6 +23,7 @@ from functools import partial
 from ..errors import ProtocolError
 from .blocks import BlockEngine, Enc
 from .layout import Layout
+from .spool import release_memory
 
 
 def _load(he, raw: bytes):
@@ -116,6 +117,7 @@ def _worker_main(conn) -> None:  # pragma: no cover - runs in a child process (c
                 conn.send(("ok",))
             elif kind == "prepare":
                 engine.prepare(msg[1])
+                release_memory()
                 conn.send(("done", {}))
             elif kind == "gradient":
                 import time

@@ -71,7 +71,7 @@ def test_rows_on_disk_train_and_score_to_the_same_ciphertexts(fed_train, tmp_pat
     rounds = (fed.traffic()["by_type"]["lr.encrypt"]["messages"] - before) // 2
     assert rounds == sum(pairs) > len(fed.parties)  # every hospital a round per block it has rows in
     assert max(len(cv.blocks[k]) for k in cv.blocks) == 2  # blocks both hospitals have rows in
-    plan = TrainingPlan(sigmoid_poly(5, 8.0), SCHEDULE[:2])
+    plan = TrainingPlan(sigmoid_poly(5, 8.0), SCHEDULE[:3])  # two gradients: forwards, then backwards
 
     replay = Replay(fed.server)
     monkeypatch.setattr(fed.server, "refresh_raw", replay)
