@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ProtocolError
+from ..roles.encryptor import PROCESS_MIN_CIPHERTEXTS
 from ..roles.extensions import register_handlers
 from ..training.hospital import scaling
 from ..training.party import upload_window
@@ -33,10 +34,12 @@ def on_encrypt_eval(node, fields, sender):
     scale = float(fields["scale"])
     if not 0 < scale < 1e6:
         raise ProtocolError(f"evaluation scale must be positive, got {scale}")
-    take, following = upload_window(fields, own_blocks(layout, rows), node.ctx.params, X.shape[1] + 1,
-                                    "lr.encrypt_eval")
-    vectors = party_vectors(layout, rows, X, y, mean, std, scale, set(take))
-    return {"ciphertexts": [[b, j, node.encrypt_bytes(vec)] for b, j, vec in vectors], "next": following}
+    own = own_blocks(layout, rows)
+    take, following = upload_window(fields, own, node.ctx.params, X.shape[1] + 1, "lr.encrypt_eval")
+    vectors = list(party_vectors(layout, rows, X, y, mean, std, scale, set(take)))
+    large = len(own) * (X.shape[1] + 1) >= PROCESS_MIN_CIPHERTEXTS  # the whole upload: worth a process
+    cts = node.encrypt_many([v for *_, v in vectors], processes=large)
+    return {"ciphertexts": [[b, j, ct] for (b, j, _), ct in zip(vectors, cts)], "next": following}
 
 
 HANDLERS = {"lr.encrypt_eval": on_encrypt_eval}

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..errors import ProtocolError
 from ..plain.folds import check_fold_count, secret_folds
+from ..roles.encryptor import PROCESS_MIN_CIPHERTEXTS
 from ..roles.extensions import register_handlers
 from .layout import Layout
 from .party import (
@@ -96,12 +97,14 @@ def on_encrypt(node, fields, sender):
     own = sorted(place[(g.index, b)] for g in layout.groups for b in layout.blocks_with_rows(g, rows))
     take, following = upload_window(fields, own, node.ctx.params, z.shape[1], "lr.encrypt")
     only = {order[i] for i in take}
-    blocks = [[g, b, j, node.encrypt_bytes(vec)] for g, b, j, vec in pack_blocks(layout, rows, z / interval, only)]
+    blocks = list(pack_blocks(layout, rows, z / interval, only))
     # the constant part goes with the first round (the one starting at the first block)
     first = fields.get("start", 0) == 0
-    parts = constant_part(layout, z, node.folds, counts) if first else []
-    const = [[g, j, node.encrypt_bytes(vec)] for g, j, vec in parts]
-    return {"blocks": blocks, "constant": const, "next": following}
+    const = list(constant_part(layout, z, node.folds, counts)) if first else []
+    large = len(own) * z.shape[1] >= PROCESS_MIN_CIPHERTEXTS  # the whole upload: worth a process
+    cts = node.encrypt_many([v for *_, v in blocks] + [v for *_, v in const], processes=large)
+    return {"blocks": [[g, b, j, ct] for (g, b, j, _), ct in zip(blocks, cts)],
+            "constant": [[g, j, ct] for (g, j, _), ct in zip(const, cts[len(blocks):])], "next": following}
 
 
 HANDLERS = {"lr.aggregate": on_aggregate, "lr.folds": on_folds, "lr.encrypt": on_encrypt}

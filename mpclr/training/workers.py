@@ -12,15 +12,12 @@ notebooks without a `__main__` guard are never re-executed in the children.
 from __future__ import annotations
 
 import os
-import pickle
-import select
-import struct
 import subprocess
-import sys
 import traceback
 from functools import partial
 
 from ..errors import ProtocolError
+from ..roles.pipe import serve_stdio, start
 from .blocks import BlockEngine, Enc
 from .layout import Layout
 from .spool import release_memory
@@ -42,32 +39,6 @@ def _read_block(fd: int, where: dict, key) -> list[bytes]:
 
 def _dump(x: Enc) -> tuple[bytes, int]:
     return x.ct.to_bytes(compr_mode="none"), x.level
-
-
-class _Pipe:
-    """Length-prefixed pickle frames over a pair of byte streams (the server and its own worker only)."""
-
-    def __init__(self, rfile, wfile):
-        self.rfile, self.wfile = rfile, wfile
-
-    def send(self, obj) -> None:
-        data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-        self.wfile.write(struct.pack("<Q", len(data)))
-        self.wfile.write(data)
-        self.wfile.flush()
-
-    def recv(self):
-        head = self.rfile.read(8)
-        if len(head) < 8:
-            raise EOFError("training worker pipe closed")
-        (size,) = struct.unpack("<Q", head)
-        data = self.rfile.read(size)
-        if len(data) < size:
-            raise EOFError("training worker pipe closed mid-message")
-        return pickle.loads(data)
-
-    def poll(self, timeout: float) -> bool:
-        return bool(select.select([self.rfile], [], [], timeout)[0])
 
 
 def _worker_main(conn) -> None:  # pragma: no cover - runs in a child process (covered by tests through the pool)
@@ -160,9 +131,9 @@ class ProcessPool:
         self._held: dict[int, list] = {}  # worker -> its refresh request, not yet served
         self.procs, self.conns = [], []
         for _ in range(count):
-            proc = subprocess.Popen([sys.executable, "-m", module], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            proc, conn = start(module)
             self.procs.append(proc)
-            self.conns.append(_Pipe(proc.stdout, proc.stdin))
+            self.conns.append(conn)
         for conn in self.conns:
             conn.send(init)
         for conn in self.conns:
@@ -274,4 +245,4 @@ class WorkerPool(ProcessPool):
         return self._round([("gradient", V)] * len(self.conns))
 
 if __name__ == "__main__":  # pragma: no cover - the worker process
-    _worker_main(_Pipe(sys.stdin.buffer, sys.stdout.buffer))
+    _worker_main(serve_stdio())

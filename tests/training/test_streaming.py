@@ -10,14 +10,17 @@ import os
 import numpy as np
 from Pyfhel import PyCtxt
 
+import mpclr.roles.encryptor
 from mpclr.evaluation.secure import SecureEvaluation
 from mpclr.plain.sigmoid import sigmoid_poly
+from mpclr.training import hospital as training_hospital
 from mpclr.training import party
 from mpclr.training.cv import encrypt_study
 from mpclr.training.encrypted import TrainingPlan
+from mpclr.training.party import design_rows
 from mpclr.training.spool import Spool
 
-from .test_encrypted_training import SCHEDULE, make_data
+from .test_encrypted_training import SCHEDULE, make_data, nesterov_reference, tolerance
 
 
 class Replay:
@@ -63,6 +66,7 @@ def test_rows_on_disk_train_and_score_to_the_same_ciphertexts(fed_train, tmp_pat
     for p, rows in zip(fed.parties, np.array_split(np.arange(len(y)), 2)):
         p.load_data(X[rows], y[rows], rows)
     monkeypatch.setattr(party, "UPLOAD_ROUND_BYTES", 1)  # one block per round: the upload takes several
+    monkeypatch.setattr(training_hospital, "PROCESS_MIN_CIPHERTEXTS", 1)  # each hospital encrypts in a process
     before = fed.traffic()["by_type"].get("lr.encrypt", {"messages": 0})["messages"]
     cv = encrypt_study(fed, folds=5, spool=Spool(0, tmp_path))
     assert cv.blocks.on_disk and os.path.getsize(cv.blocks.path) == cv.blocks.nbytes
@@ -89,8 +93,10 @@ def test_rows_on_disk_train_and_score_to_the_same_ciphertexts(fed_train, tmp_pat
     assert all(cv.weights[k] == streamed[k] for k in streamed)
     disk.close()
     assert os.listdir(tmp_path) == []
-    W = cv.decrypt_models(fed)
-    assert np.abs(W).max() > 0.05  # trained models, not zeros
+    assert all(mpclr.roles.encryptor._POOLS.get(p) is not None for p in fed.parties)
+    W = cv.decrypt_models(fed)  # the rows the hospitals' processes encrypted trained the right models
+    ref = nesterov_reference(design_rows(X, y, cv.mean, cv.std), cv.fold_of_row, 5, plan)
+    assert np.abs(W - ref).max() < tolerance(fed) and np.abs(ref).max() > 0.05
 
     ev = SecureEvaluation(fed, cv, spool=Spool(0, tmp_path), workers=0)
     ev.encrypt_rows()
