@@ -61,6 +61,8 @@ class BlockEngine:
         self._scratch = None  # streamed: a Spool of the masked copies ZM
         self._reader: ThreadPoolExecutor | None = None
         self._calls = 0  # gradient_part calls so far
+        self._keep, self._kept_bytes = 0, 0  # streamed: bytes of blocks it may keep loaded, and kept
+        self._kept: dict[tuple[int, int], tuple[list, list]] = {}
 
     # ------------------------------------------------------------------ primitives
     def down(self, x: Enc, level: int) -> PyCtxt:
@@ -126,10 +128,12 @@ class BlockEngine:
         else:
             self.Z[key] = Enc(ct, self.top)
 
-    def stream_from(self, source: Callable, pairs, scratch) -> None:
+    def stream_from(self, source: Callable, pairs, scratch, keep: int = 0) -> None:
         """Stream this engine's (group, block) pairs: source(key) gives the hospitals' ciphertext bytes
-        of a (group, block, feature), read per use; `scratch` (a Spool) keeps the masked copies."""
-        self._source, self._pairs, self._scratch = source, set(pairs), scratch
+        of a (group, block, feature), read per use; `scratch` (a Spool) keeps the masked copies. The
+        first blocks up to `keep` bytes stay loaded after their first gradient (loading a ciphertext
+        costs about a hundredth of its block's arithmetic: worth sparing while memory allows)."""
+        self._source, self._pairs, self._scratch, self._keep = source, set(pairs), scratch, int(keep)
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool-read")
 
     def close(self) -> None:
@@ -163,10 +167,19 @@ class BlockEngine:
                 zm = [self.ZM[(g, b, j)] for j in range(self.features)] if masked else []
                 yield b, [self.Z[(g, b, j)] for j in range(self.features)], zm
             return
-        ahead = self._reader.submit(self._read, g, blocks[0], masked) if blocks else None
+        def read(i):
+            if i < len(blocks) and not (masked and (g, blocks[i]) in self._kept):
+                return self._reader.submit(self._read, g, blocks[i], masked)
+            return None
+
+        ahead = read(0)
         for i, b in enumerate(blocks):
+            if masked and (g, b) in self._kept:
+                ahead = ahead or read(i + 1)
+                yield (b, *self._kept[(g, b)])
+                continue
             z_raw, zm_raw = ahead.result()
-            ahead = self._reader.submit(self._read, g, blocks[i + 1], masked) if i + 1 < len(blocks) else None
+            ahead = read(i + 1)
             z = []
             for raws in z_raw:
                 ct = self._load(raws[0])
@@ -174,6 +187,10 @@ class BlockEngine:
                     self.he.add(ct, self._load(raw))
                 z.append(Enc(ct, self.top))
             zm = [Enc(self._load(raw), self.masked_level) for [raw] in zm_raw]
+            size = sum(len(raws[0]) for raws in z_raw) + sum(len(raw) for [raw] in zm_raw)
+            if masked and self._kept_bytes + size <= self._keep:  # kept loaded, up to the engine's budget
+                self._kept[(g, b)] = (z, zm)
+                self._kept_bytes += size
             yield b, z, zm
 
     @property

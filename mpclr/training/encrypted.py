@@ -281,7 +281,8 @@ class EncryptedTrainer:
             )
             if spool is not None:
                 self._engine.stream_from(spool.__getitem__, [gb for shard in shards for gb in shard],
-                                         Spool(spool.threshold, spool.directory, name="masked-rows"))
+                                         Spool(spool.threshold, spool.directory, name="masked-rows"),
+                                         keep=spool.threshold)
             for (g, b, j), raws in self._pending.items():
                 for raw in raws:
                     self._engine.add_block(g, b, j, self._load(raw))

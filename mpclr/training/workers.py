@@ -78,7 +78,8 @@ def _worker_main(conn) -> None:  # pragma: no cover - runs in a child process (c
 
                 where = msg[1]
                 engine.stream_from(partial(_read_block, fd, where), {(g, b) for g, b, _ in where},
-                                   Spool(stream["threshold"], stream["directory"], name="masked-rows"))
+                                   Spool(stream["threshold"], stream["directory"], name="masked-rows"),
+                                   keep=stream["threshold"])
                 conn.send(("ok",))
             elif kind == "block":  # streamed one at a time, no reply: the pipe paces the sender
                 _, g, b, j, raws = msg

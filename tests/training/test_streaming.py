@@ -59,7 +59,8 @@ def in_memory(spool: Spool) -> Spool:
 
 def test_rows_on_disk_train_and_score_to_the_same_ciphertexts(fed_train, tmp_path, monkeypatch):
     """Training (degree 5: block by block, in two worker processes that read their blocks from the file
-    themselves), then the secure evaluation's scores, from rows on disk and from the same rows in memory.
+    themselves, keeping what their budget allows loaded), then the secure evaluation's scores, from rows
+    on disk and from the same rows in memory.
     (Degree 7's step-by-step path streams in test_degree_seven_refreshes_mid_iteration.)"""
     fed = fed_train
     X, y = make_data(2500, 3, seed=3)  # 5 folds: 2 blocks in group 0, 1 in group 1; both hospitals in two
@@ -77,6 +78,9 @@ def test_rows_on_disk_train_and_score_to_the_same_ciphertexts(fed_train, tmp_pat
     assert max(len(cv.blocks[k]) for k in cv.blocks) == 2  # blocks both hospitals have rows in
     plan = TrainingPlan(sigmoid_poly(5, 8.0), SCHEDULE[:3])  # two gradients: forwards, then backwards
 
+    # each worker keeps about one block loaded between iterations and reads the others every time
+    one = cv.features * len(cv.blocks[next(iter(cv.blocks))][0])
+    cv.blocks.threshold = 2 * 2 * one  # a worker keeps 2 one: a block and its masked copies, not two
     replay = Replay(fed.server)
     monkeypatch.setattr(fed.server, "refresh_raw", replay)
     cv.train(fed, plan, workers=2)
