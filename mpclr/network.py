@@ -8,6 +8,7 @@ message type and per link.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -117,12 +118,16 @@ class Network(ABC):
 
 class InProcessNetwork(Network):
     """All nodes in this process. Requests to several parties run in threads, as parties would run in
-    parallel: the heavy protocol kernels release the GIL, so both cores are used."""
+    parallel: the heavy protocol kernels release the GIL, so every core is used. One thread more than
+    cores: a hospital encrypting a large upload waits on its own encryption process (mpclr.roles.encryptor),
+    and with only as many threads as cores, three hospitals' rounds on two cores would leave one idle
+    while the third runs alone."""
 
     def __init__(self, workers: int | None = None):
         super().__init__()
         self._nodes: dict[str, object] = {}
-        self._pool = ThreadPoolExecutor(max_workers=workers or 2, thread_name_prefix="party")
+        threads = workers or (os.cpu_count() or 1) + 1
+        self._pool = ThreadPoolExecutor(max_workers=max(2, threads), thread_name_prefix="party")
         self.round_trips = 0
         self.seconds_in_nodes = 0.0
         self.down: set[str] = set()  # simulated dead nodes: requests to them fail as a real network's would

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ProtocolError
+from ..roles import encryptor
 from ..roles.encryptor import PROCESS_MIN_CIPHERTEXTS
 from ..roles.extensions import register_handlers
 from ..training.hospital import scaling
@@ -39,6 +40,8 @@ def on_encrypt_eval(node, fields, sender):
     vectors = list(party_vectors(layout, rows, X, y, mean, std, scale, set(take)))
     large = len(own) * (X.shape[1] + 1) >= PROCESS_MIN_CIPHERTEXTS  # the whole upload: worth a process
     cts = node.encrypt_many([v for *_, v in vectors], processes=large)
+    if following is None:  # its last round
+        encryptor.done(node)
     return {"ciphertexts": [[b, j, ct] for (b, j, _), ct in zip(vectors, cts)], "next": following}
 
 

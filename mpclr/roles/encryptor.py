@@ -5,8 +5,8 @@ answering in its own thread, would encrypt one vector at a time between them: 1,
 13,000 ciphertexts at 'train', minutes of one core. A large upload (a study's rows) therefore goes to a
 process of the hospital's own (`python -m mpclr.roles.encryptor`, as a hospital's machine would use its
 cores), which holds the public key and nothing else and runs the same SEAL encryption, packed as
-`Hospital.encrypt_bytes` packs it. Small batches stay in the hospital's thread: a process takes about a
-second to start.
+`Hospital.encrypt_bytes` packs it, and stops when the upload's last round is encrypted. Small uploads
+stay in the hospital's thread: a process takes about a second to start.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from ..errors import ProtocolError
 from ..seal.format import pack_ciphertext
 from .pipe import serve_stdio, start
 
-__all__ = ["encrypt_many", "PROCESS_MIN_CIPHERTEXTS"]
+__all__ = ["encrypt_many", "done", "PROCESS_MIN_CIPHERTEXTS"]
 
 # an upload of at least this many ciphertexts (all rounds together) is worth a process (paper scale:
 # about 220 per hospital); fewer are encrypted in the hospital's own thread
@@ -42,6 +42,14 @@ def encrypt_many(owner, he, scale_bits: int, vectors, processes: bool) -> list[b
     return proc.encrypt([np.ascontiguousarray(v, dtype=np.float64) for v in vectors])
 
 
+def done(owner) -> None:
+    """The upload of `owner` is over: stop its encryption process (it would hold memory through the
+    training; the next large upload starts another)."""
+    proc = _POOLS.pop(owner, None)
+    if proc is not None:
+        proc.close()
+
+
 class _Encryptor:
     def __init__(self, context: bytes, public_key: bytes, scale_bits: int):
         self.proc, self.conn = start("mpclr.roles.encryptor")
@@ -56,6 +64,9 @@ class _Encryptor:
         if msg[0] != kind:
             raise ProtocolError(f"encryption process answered {msg[0]!r}, expected {kind!r}")
         return msg
+
+    def close(self) -> None:
+        self._finalizer()
 
     def encrypt(self, vectors: list[np.ndarray]) -> list[bytes]:
         self.conn.send(("encrypt", vectors))

@@ -39,10 +39,11 @@ class Pipe:
         return bool(select.select([self.rfile], [], [], timeout)[0])
 
 
-def start(module: str) -> tuple[subprocess.Popen, Pipe]:
+def start(module: str, pass_fds=()) -> tuple[subprocess.Popen, Pipe]:
     """`python -m module` with a pipe to it (not multiprocessing: scripts and notebooks without a
-    `__main__` guard are never re-executed in the child)."""
-    proc = subprocess.Popen([sys.executable, "-m", module], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    `__main__` guard are never re-executed in the child), and the descriptors `pass_fds` open in it."""
+    proc = subprocess.Popen([sys.executable, "-m", module], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            pass_fds=tuple(pass_fds))
     return proc, Pipe(proc.stdout, proc.stdin)
 
 

@@ -131,8 +131,8 @@ class BlockEngine:
     def stream_from(self, source: Callable, pairs, scratch, keep: int = 0) -> None:
         """Stream this engine's (group, block) pairs: source(key) gives the hospitals' ciphertext bytes
         of a (group, block, feature), read per use; `scratch` (a Spool) keeps the masked copies. The
-        first blocks up to `keep` bytes stay loaded after their first gradient (loading a ciphertext
-        costs about a hundredth of its block's arithmetic: worth sparing while memory allows)."""
+        first blocks up to `keep` bytes stay loaded after their first gradient (loading a block's
+        ciphertexts costs about a sixth of its arithmetic: worth sparing while memory allows)."""
         self._source, self._pairs, self._scratch, self._keep = source, set(pairs), scratch, int(keep)
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool-read")
 

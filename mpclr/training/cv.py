@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -233,23 +234,30 @@ def encrypt_study(fed, *, folds: int, interval: float = 8.0, participants=None, 
 def upload(server, step: str, request: dict, names, per_round: int, take) -> None:
     """An upload in rounds (lr.encrypt, lr.encrypt_eval): every hospital not done yet is asked, in parallel,
     for its next `per_round` blocks from where its last reply said to go on; take(hospital, reply) stores
-    each reply before the next round, so only one round's ciphertexts are in memory at a time."""
+    each reply. The next round is asked for while this one is stored (its start is in the replies), so
+    the hospitals encrypt while the server checks and writes: two rounds' ciphertexts in memory at most."""
+
+    def ask(start: dict):
+        return server.call_many(step, {p: {**request, "start": i, "count": per_round} for p, i in start.items()})
+
     start = {p: 0 for p in names}
-    while start:
-        replies = server.call_many(step, {p: {**request, "start": i, "count": per_round} for p, i in start.items()})
-        for p in list(start):
-            reply = replies.pop(p)
-            following = reply.get("next")
-            take(p, reply)
-            del reply
-            if following is None:
-                del start[p]
-            elif not isinstance(following, int) or following <= start[p]:
-                raise ProtocolError(f"{p} answered {step} from block {start[p]} with a next block {following!r}")
-            else:
-                start[p] = following
-        del replies
-        release_memory()  # the round's replies, in the hospitals' threads' arenas, back to the system
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="upload") as ahead:
+        pending = ahead.submit(ask, start)
+        while pending is not None:
+            replies = pending.result()
+            following = {}
+            for p, reply in replies.items():
+                nxt = reply.get("next")
+                if nxt is not None and (not isinstance(nxt, int) or isinstance(nxt, bool) or nxt <= start[p]):
+                    raise ProtocolError(f"{p} answered {step} from block {start[p]} with a next block {nxt!r}")
+                if nxt is not None:
+                    following[p] = nxt
+            pending = ahead.submit(ask, following) if following else None
+            start = following
+            for p in list(replies):
+                take(p, replies.pop(p))
+            del replies
+            release_memory()  # the round's replies, in the hospitals' threads' arenas, back to the system
 
 
 def _take_training_rows(server, out: EncryptedCV, p: str, reply: dict) -> None:

@@ -241,11 +241,12 @@ class EncryptedTrainer:
                 "primes": list(self.ctx.primes),
             }
             if spool is not None:  # the workers read the blocks from the spool's file themselves
-                init["spool"] = {"path": spool.path, "directory": spool.directory,
-                                 "threshold": spool.threshold // self.n_workers}
+                init["spool"] = {"fd": spool.fileno(), "directory": spool.directory,
+                                 "keep": spool.threshold // self.n_workers}
             t1 = time.perf_counter()
             self._pool = WorkerPool(self.n_workers, init, self._refresh_bytes,
-                                    coalesce=self.server.network.coalesce_rounds)
+                                    coalesce=self.server.network.coalesce_rounds,
+                                    pass_fds=() if spool is None else (spool.fileno(),))
             t2 = time.perf_counter()
             if spool is None:
                 self._pool.send_blocks(
@@ -281,8 +282,7 @@ class EncryptedTrainer:
             )
             if spool is not None:
                 self._engine.stream_from(spool.__getitem__, [gb for shard in shards for gb in shard],
-                                         Spool(spool.threshold, spool.directory, name="masked-rows"),
-                                         keep=spool.threshold)
+                                         Spool(0, spool.directory, name="masked-rows"), keep=spool.threshold)
             for (g, b, j), raws in self._pending.items():
                 for raw in raws:
                     self._engine.add_block(g, b, j, self._load(raw))

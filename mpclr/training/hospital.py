@@ -16,6 +16,7 @@ import numpy as np
 
 from ..errors import ProtocolError
 from ..plain.folds import check_fold_count, secret_folds
+from ..roles import encryptor
 from ..roles.encryptor import PROCESS_MIN_CIPHERTEXTS
 from ..roles.extensions import register_handlers
 from .layout import Layout
@@ -103,6 +104,8 @@ def on_encrypt(node, fields, sender):
     const = list(constant_part(layout, z, node.folds, counts)) if first else []
     large = len(own) * z.shape[1] >= PROCESS_MIN_CIPHERTEXTS  # the whole upload: worth a process
     cts = node.encrypt_many([v for *_, v in blocks] + [v for *_, v in const], processes=large)
+    if following is None:  # its last round
+        encryptor.done(node)
     return {"blocks": [[g, b, j, ct] for (g, b, j, _), ct in zip(blocks, cts)],
             "constant": [[g, j, ct] for (g, j, _), ct in zip(const, cts[len(blocks):])], "next": following}
 

@@ -6,8 +6,8 @@ MPCLR_SPOOL_BYTES overrides; MPCLR_SPOOL_DIR the folder, else the system's tempo
 moves everything to one append-only file and keeps only each ciphertext's offset and length; the
 server's worker processes read the blocks they need per iteration from that file (`read_at`), so
 memory is bounded by keys and one iteration's working set, not by the rows. The file holds what the
-server holds anyway (ciphertexts under the collective key) and is removed when the spool is closed or
-collected.
+server holds anyway (ciphertexts under the collective key); its name is removed as soon as it is made,
+so it goes when its last descriptor closes (the spool closed or collected, its process ended or killed).
 """
 
 from __future__ import annotations
@@ -57,14 +57,10 @@ def release_memory() -> None:
 _TRIM = None
 
 
-def _remove(fd: list, path: str) -> None:
+def _close(fd: list) -> None:
     if fd[0] is not None:
         os.close(fd[0])
         fd[0] = None
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
 
 
 class Spool:
@@ -82,7 +78,7 @@ class Spool:
         self.name = name
         self.nbytes = 0
         self.checked = False  # set by whoever checked every ciphertext as it came in (encrypt_study)
-        self.path: str | None = None
+        self.path: str | None = None  # the file's name when it was made (removed at once: see `_spill`)
         self._memory: dict[tuple, list[bytes]] = {}
         self._index: dict[tuple, list[tuple[int, int]]] = {}
         self._fd: list = [None]
@@ -115,8 +111,9 @@ class Spool:
 
     def _spill(self) -> None:
         fd, path = tempfile.mkstemp(prefix=f"mpclr-{self.name}-", suffix=".spool", dir=self.directory)
+        os.unlink(path)  # the file lives as long as a descriptor does: nothing is left behind, even if killed
         self._fd[0], self.path = fd, path
-        self._finalizer = weakref.finalize(self, _remove, self._fd, path)
+        self._finalizer = weakref.finalize(self, _close, self._fd)
         memory, self._memory = self._memory, {}
         for key, raws in memory.items():
             for raw in raws:
@@ -142,6 +139,13 @@ class Spool:
 
     def get(self, key: tuple, default=None):
         return self[key] if key in self else default
+
+    def fileno(self) -> int:
+        """The file's descriptor (on disk only): a worker process is handed it (`pass_fds`) and reads with
+        `read_at`; the file has no name left to open."""
+        if self._fd[0] is None:
+            raise ValueError("the spool is in memory: it has no file")
+        return self._fd[0]
 
     def locations(self, key: tuple) -> list[tuple[int, int]]:
         """(offset, length) of every ciphertext under `key` in the file (on disk only)."""
@@ -174,7 +178,7 @@ class Spool:
         return sum(len(v) for v in (self._memory if self.path is None else self._index).values())
 
     def close(self) -> None:
-        """Forget everything and remove the file."""
+        """Forget everything and close the file (which goes with its last descriptor)."""
         self._memory, self._index, self.nbytes, self._end = {}, {}, 0, 0
         if self._finalizer is not None:
             self._finalizer()

@@ -68,7 +68,7 @@ def _worker_main(conn) -> None:  # pragma: no cover - runs in a child process (c
             refresh,
         )
         stream = init.get("spool")
-        fd = os.open(stream["path"], os.O_RDONLY) if stream else None
+        fd = stream["fd"] if stream else None  # the server's spool file, handed over at start (pass_fds)
         conn.send(("ready", os.getpid()))
         while True:
             msg = conn.recv()
@@ -78,8 +78,7 @@ def _worker_main(conn) -> None:  # pragma: no cover - runs in a child process (c
 
                 where = msg[1]
                 engine.stream_from(partial(_read_block, fd, where), {(g, b) for g, b, _ in where},
-                                   Spool(stream["threshold"], stream["directory"], name="masked-rows"),
-                                   keep=stream["threshold"])
+                                   Spool(0, stream["directory"], name="masked-rows"), keep=stream.get("keep", 0))
                 conn.send(("ok",))
             elif kind == "block":  # streamed one at a time, no reply: the pipe paces the sender
                 _, g, b, j, raws = msg
@@ -126,13 +125,13 @@ class ProcessPool:
 
     label = "worker"
 
-    def __init__(self, module: str, count: int, init: dict, refresh=None, coalesce: bool = False):
+    def __init__(self, module: str, count: int, init: dict, refresh=None, coalesce: bool = False, pass_fds=()):
         self.refresh = refresh
         self.coalesce = bool(coalesce)
         self._held: dict[int, list] = {}  # worker -> its refresh request, not yet served
         self.procs, self.conns = [], []
         for _ in range(count):
-            proc, conn = start(module)
+            proc, conn = start(module, pass_fds)
             self.procs.append(proc)
             self.conns.append(conn)
         for conn in self.conns:
@@ -199,9 +198,9 @@ class ProcessPool:
 class WorkerPool(ProcessPool):
     label = "training worker"
 
-    def __init__(self, count: int, init: dict, refresh, coalesce: bool = False):
+    def __init__(self, count: int, init: dict, refresh, coalesce: bool = False, pass_fds=()):
         self.timings: list[dict] = []
-        super().__init__("mpclr.training.workers", count, init, refresh, coalesce)
+        super().__init__("mpclr.training.workers", count, init, refresh, coalesce, pass_fds)
 
     def send_blocks(self, shards: list[list]) -> None:
         """Stream the blocks round-robin, one per message: each worker loads one block while the next

@@ -10,9 +10,9 @@ import os
 import numpy as np
 from Pyfhel import PyCtxt
 
-import mpclr.roles.encryptor
 from mpclr.evaluation.secure import SecureEvaluation
 from mpclr.plain.sigmoid import sigmoid_poly
+from mpclr.roles import encryptor
 from mpclr.training import hospital as training_hospital
 from mpclr.training import party
 from mpclr.training.cv import encrypt_study
@@ -68,14 +68,23 @@ def test_rows_on_disk_train_and_score_to_the_same_ciphertexts(fed_train, tmp_pat
         p.load_data(X[rows], y[rows], rows)
     monkeypatch.setattr(party, "UPLOAD_ROUND_BYTES", 1)  # one block per round: the upload takes several
     monkeypatch.setattr(training_hospital, "PROCESS_MIN_CIPHERTEXTS", 1)  # each hospital encrypts in a process
+    stopped, done = [], encryptor.done
+
+    def spy(owner):  # the process a hospital encrypted its rows in, stopped after its last round
+        stopped.append(encryptor._POOLS.get(owner) is not None)
+        done(owner)
+
+    monkeypatch.setattr(encryptor, "done", spy)
     before = fed.traffic()["by_type"].get("lr.encrypt", {"messages": 0})["messages"]
     cv = encrypt_study(fed, folds=5, spool=Spool(0, tmp_path))
-    assert cv.blocks.on_disk and os.path.getsize(cv.blocks.path) == cv.blocks.nbytes
+    assert cv.blocks.on_disk and os.fstat(cv.blocks.fileno()).st_size == cv.blocks.nbytes
+    assert os.path.dirname(cv.blocks.path) == str(tmp_path) and os.listdir(tmp_path) == []  # no name to leak
     pairs = [sum(1 for g in cv.layout.groups for b in cv.layout.blocks_with_rows(g, p.require_data()[2]))
              for p in fed.parties]
     rounds = (fed.traffic()["by_type"]["lr.encrypt"]["messages"] - before) // 2
     assert rounds == sum(pairs) > len(fed.parties)  # every hospital a round per block it has rows in
     assert max(len(cv.blocks[k]) for k in cv.blocks) == 2  # blocks both hospitals have rows in
+    assert stopped == [True, True] and not any(p in encryptor._POOLS for p in fed.parties)
     plan = TrainingPlan(sigmoid_poly(5, 8.0), SCHEDULE[:3])  # two gradients: forwards, then backwards
 
     # each worker keeps about one block loaded between iterations and reads the others every time
@@ -86,7 +95,6 @@ def test_rows_on_disk_train_and_score_to_the_same_ciphertexts(fed_train, tmp_pat
     cv.train(fed, plan, workers=2)
     streamed = dict(cv.weights)
     assert cv.trainer.log.workers == 2 and cv.trainer._spool is cv.blocks
-    assert os.listdir(tmp_path) == [os.path.basename(cv.blocks.path)]  # the masked copies' files are gone
 
     disk = cv.blocks
     cv.blocks, cv.weights = in_memory(disk), {}
@@ -96,8 +104,6 @@ def test_rows_on_disk_train_and_score_to_the_same_ciphertexts(fed_train, tmp_pat
     assert cv.weights.keys() == streamed.keys()
     assert all(cv.weights[k] == streamed[k] for k in streamed)
     disk.close()
-    assert os.listdir(tmp_path) == []
-    assert all(mpclr.roles.encryptor._POOLS.get(p) is not None for p in fed.parties)
     W = cv.decrypt_models(fed)  # the rows the hospitals' processes encrypted trained the right models
     ref = nesterov_reference(design_rows(X, y, cv.mean, cv.std), cv.fold_of_row, 5, plan)
     assert np.abs(W - ref).max() < tolerance(fed) and np.abs(ref).max() > 0.05
@@ -105,7 +111,7 @@ def test_rows_on_disk_train_and_score_to_the_same_ciphertexts(fed_train, tmp_pat
     ev = SecureEvaluation(fed, cv, spool=Spool(0, tmp_path), workers=0)
     ev.encrypt_rows()
     disk = ev.data
-    assert disk.on_disk and os.path.dirname(disk.path) == str(tmp_path)
+    assert disk.on_disk and os.path.dirname(disk.path) == str(tmp_path) and os.listdir(tmp_path) == []
     scored = []
     for rows in (disk, in_memory(disk)):  # the same evaluation rows, on disk, then in memory
         ev.data = rows
@@ -114,4 +120,3 @@ def test_rows_on_disk_train_and_score_to_the_same_ciphertexts(fed_train, tmp_pat
                        for name, part in (("score", ev.scores), ("label", ev.labels)) for k, x in sorted(part.items())])
     assert scored[0] == scored[1] and len(scored[0]) > 2
     disk.close()
-    assert os.listdir(tmp_path) == []
