@@ -90,6 +90,7 @@ def one(rows: int, parties: int, features: int = 10, folds: int = 10) -> dict:
         "spool_on_disk": on_disk,
         "peak_tree_rss_GB": mem.peak / GB,  # this process and its workers, summed
         "peak_tree_rss_by_stage_GB": {k: v / GB for k, v in mem.peaks.items()},
+        "at_peak_by_process_GB": {k: v / GB for k, v in mem.at_peak.items()},
         "iteration_detail": rec["training"]["iterations"],
     }
 
