@@ -29,6 +29,7 @@ from ..protocols.share import SecretKeyShare
 from ..ring import CommonRandomString, SecretRandom
 from ..seal.format import pack_ciphertext
 from ..wire import seal_box
+from .encryptor import encrypt_many
 from .evaluator import Ciphertext
 from .extensions import handlers as registered_handlers
 from .extensions import register_handlers
@@ -572,12 +573,14 @@ class Hospital(Node):
             raise ValueError(f"can encrypt 1..{self.ctx.params.slots} values per ciphertext, got {x.size}")
         if not np.all(np.isfinite(x)):
             raise ValueError("cannot encrypt NaN or infinite values")
-        ct = he.encryptFrac(x, scale=2.0**self.ctx.params.scale_bits)
-        reply = self.call(
-            self._require_session().server, "ct.upload", ciphertext=pack_ciphertext(ct.to_bytes(compr_mode="none")),
-            length=int(x.size),
-        )
+        raw = pack_ciphertext(he.encryptFrac(x, scale=2.0**self.ctx.params.scale_bits).to_bytes(compr_mode="none"))
+        reply = self.call(self._require_session().server, "ct.upload", ciphertext=raw, length=int(x.size))
         return Ciphertext(reply["id"], int(x.size), int(reply["level"]), float(reply["scale"]))
+
+    def encrypt_many(self, vectors, processes: bool = False) -> list[bytes]:
+        """encrypt_bytes of each vector; with `processes`, in an encryption process of this hospital's own
+        (mpclr.roles.encryptor: Pyfhel holds the GIL, the hospitals' threads would take turns)."""
+        return encrypt_many(self, self._encryptor(), self.ctx.params.scale_bits, vectors, processes)
 
     # ==================== policy gate (mpclr.roles.policy): begin ===========================
     def agree(self, manifest: Manifest) -> None:
