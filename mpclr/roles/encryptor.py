@@ -3,7 +3,7 @@
 Pyfhel holds the GIL while it encodes and encrypts, so the hospitals of an in-process federation, each
 answering in its own thread, would encrypt one vector at a time between them: 1,000,000 x 10 rows are
 13,000 ciphertexts at 'train', minutes of one core. A large upload (a study's rows) therefore goes to a
-process of the hospital's own (`python -m mpclr.roles.encryptor`, as a hospital's machine would use its
+process of the hospital's own (`python -m mpclr.roles.encryption_process`, as a hospital's machine would use its
 cores), which holds the public key and nothing else and runs the same SEAL encryption, packed as
 `Hospital.encrypt_bytes` packs it, and stops when the upload's last round is encrypted. Small uploads
 stay in the hospital's thread: a process takes about a second to start.
@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import ProtocolError
 from ..seal.format import pack_ciphertext
-from .pipe import serve_stdio, start
+from .pipe import start
 
 __all__ = ["encrypt_many", "done", "PROCESS_MIN_CIPHERTEXTS"]
 
@@ -52,7 +52,7 @@ def done(owner) -> None:
 
 class _Encryptor:
     def __init__(self, context: bytes, public_key: bytes, scale_bits: int):
-        self.proc, self.conn = start("mpclr.roles.encryptor")
+        self.proc, self.conn = start("mpclr.roles.encryption_process")
         self._finalizer = weakref.finalize(self, _stop, self.proc, self.conn)
         self.conn.send({"context": context, "public_key": public_key, "scale_bits": int(scale_bits)})
         self._expect("ready")
@@ -85,7 +85,7 @@ def _stop(proc, conn) -> None:
         proc.wait()
 
 
-def _main(conn) -> None:  # pragma: no cover - runs in a child process (covered through encrypt_many)
+def serve(conn) -> None:  # pragma: no cover - runs in a child process (covered through encrypt_many)
     from Pyfhel import Pyfhel
 
     try:
@@ -110,6 +110,3 @@ def _main(conn) -> None:  # pragma: no cover - runs in a child process (covered 
         except Exception:
             pass
 
-
-if __name__ == "__main__":  # pragma: no cover - the encryption process
-    _main(serve_stdio())
