@@ -30,7 +30,12 @@ def on_encrypt_eval(node, fields, sender):
     scale = float(fields["scale"])
     if not 0 < scale < 1e6:
         raise ProtocolError(f"evaluation scale must be positive, got {scale}")
-    out = [[b, j, node.encrypt_bytes(vec)] for b, j, vec in party_vectors(layout, rows, X, y, mean, std, scale)]
+    label_level = int(fields.get("label_level", node.ctx.top_level))  # where the evaluation first uses them
+    if not 0 <= label_level <= node.ctx.top_level:
+        raise ProtocolError(f"the labels' level must lie in 0..{node.ctx.top_level}, got {label_level}")
+    d = X.shape[1]
+    out = [[b, j, node.encrypt_bytes(vec, label_level if j == d else None)]
+           for b, j, vec in party_vectors(layout, rows, X, y, mean, std, scale)]
     return {"ciphertexts": out}
 
 

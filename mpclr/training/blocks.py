@@ -123,21 +123,41 @@ class BlockEngine:
         level = min(self.refresh_level + 2, self.top)
         for (g, b), mask in sorted(masks.items()):
             pt = self.encode(mask, float(self.primes[level]), level)
-            for j in range(self.features):
+            for j in range(self.layout.groups[g].chunks(self.features)):
                 z = Enc(self.down(self.Z[(g, b, j)], level), level)
                 self.ZM[(g, b, j)] = self.mul_plain(z, pt)
 
     # ------------------------------------------------------------------ gradient
+    def dot_segments(self, pairs: list[tuple[Enc, Enc]], steps: list[int]) -> Enc:
+        """`dot`, with a rotate-and-sum over S, 2S, ... between its relinearization and its rescale: every
+        segment of a packed block then holds the sum over all features. Before the rescale, the rotations'
+        key-switching noise (SEAL's digits are not centred: about 2^9 in the coefficients at 'train') is
+        divided by the level's prime with the rest; after it, that noise would reach the refresh 2^3 larger
+        than the smudging is sized for. The keys are made for every level (mpclr.training.cv)."""
+        level = min(min(a.level, b.level) for a, b in pairs)
+        acc = None
+        for a, b in pairs:
+            prod = self.he.multiply(self.down(a, level), self.down(b, level), in_new_ctxt=True)
+            acc = prod if acc is None else self.he.add(acc, prod)
+        self.he.relinearize(acc)
+        for step in steps:
+            acc = self.he.add(acc, self.he.rotate(acc, int(step), in_new_ctxt=True), in_new_ctxt=True)
+        self.he.rescale_to_next(acc)
+        return Enc(acc, level - 1)
+
     def gradient_part(self, V: dict[tuple[int, int], Enc]) -> dict[tuple[int, int], Enc]:
-        """sum over this shard's blocks of t' q(t'^2) ZM, per (group, feature): not yet summed over the
-        samples of a block; the refresh does that rotate-and-sum on exact integers, with no keys."""
+        """sum over this shard's blocks of t' q(t'^2) ZM, per (group, chunk): not yet summed over the
+        samples of a block; the refresh does that rotate-and-sum on exact integers, with no keys. In a packed
+        group t is first summed over the segments (rotations: the features side by side)."""
         out = {}
         for group in self.layout.groups:
             g = group.index
             blocks = self.blocks(g)
             if not blocks:
                 continue
-            ts = [self.dot([(self.Z[(g, b, j)], V[(g, j)]) for j in range(self.features)]) for b in blocks]
+            chunks = range(group.chunks(self.features))
+            steps = self.layout.segment_steps(group)
+            ts = [self.dot_segments([(self.Z[(g, b, j)], V[(g, j)]) for j in chunks], steps) for b in blocks]
             ts = self.ensure(ts, 2)
             us = [self.mul(t, t) for t in ts]
             acc = [self.add_const(u, self.q_coeffs[0]) for u in us]
@@ -148,7 +168,7 @@ class BlockEngine:
             both = self.ensure(ts + acc, 1)
             ts, acc = both[: len(ts)], both[len(ts) :]
             ps = self.ensure([self.mul(t, x) for t, x in zip(ts, acc)], 1)
-            for j in range(self.features):
+            for j in chunks:
                 out[(g, j)] = self.dot([(p, self.ZM[(g, b, j)]) for p, b in zip(ps, blocks)])
         return out
 

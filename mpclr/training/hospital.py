@@ -69,10 +69,11 @@ def on_encrypt(node, fields, sender):
     X, y, rows = node.require_data()
     if node.folds is None:
         raise ProtocolError(f"{node.name}: fold assignment (lr.folds) must come before lr.encrypt")
-    spec = fields["layout"]
-    layout = Layout(int(spec["slots"]), int(spec["rows"]), int(spec["folds"]))
+    layout = Layout.from_description(fields["layout"])
     if layout.slots != node.ctx.params.slots or int(rows.max()) >= layout.n_rows:
         raise ProtocolError("the requested layout does not fit this party's rows or the parameters")
+    if layout.features not in (None, X.shape[1] + 1):
+        raise ProtocolError(f"the requested layout packs {layout.features} columns, this party has {X.shape[1] + 1}")
     mean, std = scaling(fields, X)
     counts = np.asarray(fields["train_counts"], dtype=np.float64)
     if counts.shape != (layout.folds,) or np.any(counts < 1):
@@ -80,9 +81,12 @@ def on_encrypt(node, fields, sender):
     interval = float(fields["interval"])
     if not 0 < interval < 1e6:
         raise ProtocolError(f"sigmoid interval must be positive, got {interval}")
+    level = int(fields.get("constant_level", node.ctx.top_level))  # where the trainer first uses C
+    if not 0 <= level <= node.ctx.top_level:
+        raise ProtocolError(f"the constant part's level must lie in 0..{node.ctx.top_level}, got {level}")
     z = design_rows(X, y, mean, std)
     blocks = [[g, b, j, node.encrypt_bytes(vec)] for g, b, j, vec in pack_blocks(layout, rows, z / interval)]
-    const = [[g, j, node.encrypt_bytes(vec)] for g, j, vec in constant_part(layout, z, node.folds, counts)]
+    const = [[g, j, node.encrypt_bytes(vec, level)] for g, j, vec in constant_part(layout, z, node.folds, counts)]
     return {"blocks": blocks, "constant": const}
 
 

@@ -73,13 +73,14 @@ def design_rows(X: np.ndarray, y: np.ndarray, mean: np.ndarray, std: np.ndarray)
 
 
 def pack_blocks(layout: Layout, rows: np.ndarray, z: np.ndarray):
-    """Yield (group, block, feature, slot vector) for every block holding some of this party's rows (z is
-    already divided by the sigmoid's interval R, as the trainer expects)."""
+    """Yield (group, block, chunk, slot vector) for every block holding some of this party's rows (z is
+    already divided by the sigmoid's interval R, as the trainer expects; a chunk is one feature, or k side by
+    side in a packed group)."""
     rows = np.asarray(rows)
     for g in layout.groups:
         for b in layout.blocks_with_rows(g, rows):
-            for j in range(z.shape[1]):
-                yield g.index, b, j, layout.pack_rows(g, b, z[:, j], rows)
+            for c in range(g.chunks(z.shape[1])):
+                yield g.index, b, c, layout.pack_chunk(g, b, c, z, rows)
 
 
 def fold_sizes(y: np.ndarray, folds: int, key: bytes, rows: np.ndarray) -> np.ndarray:
@@ -92,13 +93,13 @@ def fold_sizes(y: np.ndarray, folds: int, key: bytes, rows: np.ndarray) -> np.nd
 
 
 def constant_part(layout: Layout, z: np.ndarray, own_folds: np.ndarray, train_counts: np.ndarray):
-    """Yield (group, feature, slot vector) of this party's share of C_k = (1 / 2 n_k) sum_{i not in fold k} z_i,
+    """Yield (group, chunk, slot vector) of this party's share of C_k = (1 / 2 n_k) sum_{i not in fold k} z_i,
     in the weights' layout: the constant part of the gradient, summed by the server over parties."""
     own_folds = np.asarray(own_folds)
     n = np.asarray(train_counts, dtype=np.float64)
+    C = np.zeros((layout.folds, z.shape[1]))
+    for k in range(layout.folds):
+        C[k] = 0.5 * z[own_folds != k].sum(axis=0) / n[k]
     for g in layout.groups:
-        for j in range(z.shape[1]):
-            per_model = np.zeros(layout.folds)
-            for k in g.models:
-                per_model[k] = 0.5 * z[own_folds != k, j].sum() / n[k]
-            yield g.index, j, layout.pack_models(g, per_model)
+        for c in range(g.chunks(z.shape[1])):
+            yield g.index, c, layout.pack_weights(g, c, C)

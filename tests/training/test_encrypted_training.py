@@ -82,8 +82,11 @@ def test_train_preset_matches_reference(fed_train, workers, degree, rows):
     # one refresh round per iteration when the preset has the depth, and one for the final models; one
     # refresh input per weight ciphertext (G with the fresh terms added in)
     assert res.trainer.log.refreshes == len(SCHEDULE) + 1
-    weights = len(res.layout.groups) * res.features
+    weights = sum(g.chunks(res.features) for g in res.layout.groups)
     assert res.trainer.log.refreshed_ciphertexts == (len(SCHEDULE) + 1) * weights
+    # folds that fit a lane several times: the 5 columns side by side (k = the lane's copies of a fold, at most
+    # 8): 1 weight ciphertext for 400 rows, 2 + 1 for the 4 + 1 split of 1500 rows (k = 4 and 8)
+    assert res.layout.packed and weights == (1 if rows == 400 else 3)
 
 
 def test_degree_seven_refreshes_mid_iteration(fed_train):
