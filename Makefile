@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.mpclr-installed
 
-.PHONY: demo test setup lint benchmark lab clean
+.PHONY: demo test setup lint benchmark lab app clean
 
 demo: $(STAMP)            ## encrypted cross-validation on the embedded default data set
 	$(BIN)/mpclr demo
@@ -25,13 +25,16 @@ $(STAMP): pyproject.toml setup.py mpclr/ring/_kernels.c .ci/pyfhel-wheel.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check mpclr tests benchmarks notebooks
-	$(BIN)/nbstripout --verify notebooks/*.ipynb
+	$(BIN)/nbstripout --verify notebooks/*.ipynb notebooks/app/*.ipynb
 
 benchmark: $(STAMP)       ## protocol and training benchmarks (slow; JSON into benchmarks/results)
 	$(BIN)/python benchmarks/protocols.py
 
 lab: $(STAMP)             ## JupyterLab on the notebooks
 	$(BIN)/jupyter lab notebooks
+
+app: $(STAMP)             ## the workshop and study pages in the browser (Voila on 127.0.0.1; URL with token printed)
+	$(BIN)/mpclr app
 
 clean:
 	rm -rf $(VENV) build *.egg-info mpclr/ring/*.so

@@ -16,7 +16,6 @@ benchmarks/results/<name>.json.
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import re
@@ -29,6 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import table, write  # noqa: E402
+from deployment import study_arguments  # noqa: E402
 
 import mpclr  # noqa: E402
 from mpclr import data as mdata  # noqa: E402
@@ -219,14 +219,7 @@ def run(args) -> dict:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default="breast_cancer")
-    ap.add_argument("--sites", type=int, default=3)
-    ap.add_argument("--threshold", type=int, default=0)
-    ap.add_argument("--preset", default="train")
-    ap.add_argument("--folds", type=int, default=5)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--workers", default="auto")
+    ap = study_arguments(__doc__, data="breast_cancer", folds=5)
     ap.add_argument("--name", default="bytes-small")
     ap.add_argument("--plan", action="store_true", help="estimate from the manifest and the layouts; run nothing")
     args = ap.parse_args()

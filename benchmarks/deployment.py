@@ -38,6 +38,19 @@ from mpclr.deploy.local import LocalDeployment, SiteSpec  # noqa: E402
 from mpclr.deploy.study import encrypted_cv, encrypted_cv_manifest, fold_aucs, local_sites_info  # noqa: E402
 
 
+def study_arguments(doc: str, data: str, folds: int) -> argparse.ArgumentParser:
+    """The deployed default study's options, shared by the benchmarks that run it."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default=data)
+    ap.add_argument("--sites", type=int, default=3, help="hospitals")
+    ap.add_argument("--threshold", type=int, default=0)
+    ap.add_argument("--preset", default="train")
+    ap.add_argument("--folds", type=int, default=folds)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--workers", default="auto")
+    return ap
+
+
 def sites_for(args, folder: Path) -> tuple[list[SiteSpec], np.ndarray, np.ndarray]:
     """Each site's rows in its own CSV file, as at a hospital (the coordinator never reads them)."""
     ds = mdata.load(args.data)
@@ -60,7 +73,9 @@ def ping(mode: str, specs, rounds: int, work: Path) -> dict:
             "ceremony_s": res["seconds"]["key_ceremony"]}
 
 
-def in_process(args, X, y) -> dict:
+def in_process(args, X, y, audit_dir=None) -> dict:
+    """The same study in one process; with `audit_dir`, each hospital appends its audit log there (fsynced
+    per request, as a site does)."""
     config = {"folds": args.folds, "seed": args.seed, "workers": args.workers}
     splits = np.array_split(np.arange(len(y)), args.sites)
 
@@ -71,7 +86,7 @@ def in_process(args, X, y) -> dict:
 
     t0 = time.perf_counter()
     fed = mpclr.Federation(parties=args.sites, preset=args.preset, threshold=args.threshold or None, seed=args.seed,
-                           manifest=manifest)
+                           manifest=manifest, audit_dir=audit_dir)
     ceremony = time.perf_counter() - t0
     t1 = time.perf_counter()
     res = encrypted_cv(fed, config)
@@ -89,14 +104,7 @@ def in_process(args, X, y) -> dict:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default="synthetic:49152x10")
-    ap.add_argument("--sites", type=int, default=3)
-    ap.add_argument("--threshold", type=int, default=0)
-    ap.add_argument("--preset", default="train")
-    ap.add_argument("--folds", type=int, default=10)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--workers", default="auto")
+    ap = study_arguments(__doc__, data="synthetic:49152x10", folds=10)
     ap.add_argument("--ping", type=int, default=20, help="rounds of the no-op round test (0: skip)")
     ap.add_argument("--no-study", action="store_true")
     ap.add_argument("--name", default="deployment")

@@ -1,5 +1,6 @@
 """Command line: `mpclr demo` (the README's main job), `mpclr cv` (batch runs of a study), `mpclr batch`
-(the notebook sequence over a grid of parameters), `mpclr glm` (a pooled GLM, mpclr.stats)."""
+(the notebook sequence over a grid of parameters), `mpclr glm` (a pooled GLM, mpclr.stats), `mpclr app` (the
+workshop and study pages in the browser, mpclr.app)."""
 
 from __future__ import annotations
 
@@ -44,6 +45,20 @@ def _table(record: dict) -> str:
     return "\n".join(lines)
 
 
+def _table_one_text(t: dict) -> list[str]:
+    """The record's Table 1 as text columns: variable, what, then one column per class shown."""
+    heads = [f"{'Overall' if c == 'overall' else c} (n={t['sizes'][c]})" for c in t["columns"]]
+    rows = [("", "", *heads)]
+    last = None
+    for r in t["rows"]:
+        rows.append(("" if r["variable"] == last else r["variable"], r["what"], *(r[c] for c in t["columns"])))
+        last = r["variable"]
+    width = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, width)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in width))
+    return [f"Table 1 by {t['by']} (secure: only pooled values decrypted)", *lines, *t["notes"]]
+
+
 def _report(record: dict) -> str:
     p, d, t = record["parameters"], record["data"], record["timings_s"]
     auc_gap = max(abs(f["encrypted"]["auc"] - f["twin"]["auc"]) for f in record["folds"])
@@ -55,6 +70,7 @@ def _report(record: dict) -> str:
         f"preset {sec['name']} (N={sec['n']}, log2 QP={sec['log_qp']}, {sec['security']}), "
         f"threshold {p['threshold']} of {p['parties']}",
         "",
+        *([*_table_one_text(record["table_one"]), ""] if record.get("table_one") else []),
         _table(record),
         "",
         "per fold AUC   "
@@ -159,6 +175,11 @@ def _study_arguments(p: argparse.ArgumentParser, folds: int) -> None:
         default=None,
         help="public bound on |score| for the secure evaluation's comparisons (default 16)",
     )
+    p.add_argument(
+        "--no-table-one",
+        action="store_true",
+        help="no secure Table 1 (counts, means and SDs by the label, small cells suppressed) before training",
+    )
     p.add_argument("--json", metavar="OUT", help="write the full study record here")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -179,6 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .stats.cli import add_glm_parser
 
     add_glm_parser(sub)
+    from .app.server import add_app_parser
+
+    add_app_parser(sub)
     return parser
 
 

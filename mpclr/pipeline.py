@@ -1,9 +1,11 @@
-"""A study in stages: prepare -> encrypt -> train -> evaluate -> references -> record. The command line
-(`mpclr cv`, `run_cv`), the estimators, each notebook step and the Flower deployment (deploy/study.py)
-run these same stages; a notebook step runs one and hands the next step its results through the run
-folder (`Study.resumed`).
+"""A study in stages: prepare -> [table_one] -> encrypt -> train -> evaluate -> references -> record. The
+command line (`mpclr cv`, `run_cv`), the estimators, each notebook step and the Flower deployment
+(deploy/study.py) run these same stages; a notebook step runs one and hands the next step its results
+through the run folder (`Study.resumed`).
 
 prepare     the data split over the hospitals (a simulation), the federation and its manifest
+table_one   (spec.table_one) the secure Table 1 by the label, overall and per class (mpclr.stats.table1):
+            only pooled counts, means and SDs revealed, small cells suppressed under encryption
 encrypt     fold assignment, pooled scaling (the one aggregate the researcher decrypts), encrypted rows
 train       encrypted training of every fold model at once (they stay encrypted)
 evaluate    secure evaluation (only counts reach the researcher) and, if agreed, the models decrypted
@@ -40,9 +42,10 @@ from .version import __version__
 __all__ = ["Study", "StageOrderError", "run_cv", "plan_for", "study_plan", "study_manifest_for", "fold_scores",
            "Twin", "fit_twin", "sklearn_reference", "STAGES"]
 
-STAGES = ("prepare", "encrypt", "train", "evaluate", "references", "record")
-NEEDS = {"prepare": (), "encrypt": ("prepare",), "train": ("encrypt",), "evaluate": ("train",),
-         "references": ("encrypt",), "record": ("evaluate", "references")}
+STAGES = ("prepare", "table_one", "encrypt", "train", "evaluate", "references", "record")
+OPTIONAL = ("table_one",)  # runs when the spec asks for it (spec.table_one)
+NEEDS = {"prepare": (), "table_one": ("prepare",), "encrypt": ("prepare",), "train": ("encrypt",),
+         "evaluate": ("train",), "references": ("encrypt",), "record": ("evaluate", "references")}
 
 
 class StageOrderError(ProtocolError):
@@ -168,13 +171,22 @@ def summed_fold_sizes(parties, folds: int):
 
 def study_manifest_for(spec: StudySpec, parts, features: int, *, own_rows: bool = False, rotation_steps=(), **more):
     """The manifest the hospitals agree to, as a function of them (Federation's `manifest`): each gets
-    its rows and counts its rows per fold with the secret fold key it will use in the study."""
+    its rows and counts its rows per fold with the secret fold key it will use in the study. With
+    spec.table_one, the Table 1's part (mpclr.stats.baseline.table_part, at the hospitals' own min_cell)
+    merged in beside the cross-validation's."""
     from .manifest import study_manifest
 
     def agree(parties):
         load_parts(parties, parts, own_rows)
         sizes = summed_fold_sizes(parties, spec.folds)
-        return study_manifest(study_plan(spec, sum(len(p) for p in parts), features, sizes, rotation_steps, **more))
+        cv = study_manifest(study_plan(spec, sum(len(p) for p in parts), features, sizes, rotation_steps, **more))
+        if not spec.table_one:
+            return cv
+        from .roles.policy import merge_manifests
+        from .stats.baseline import table_part
+
+        return merge_manifests(f"{cv.name} and Table 1", cv,
+                               table_part(spec.params(), parties, spec.key_holders_needed, parts))
 
     return agree
 
@@ -204,6 +216,7 @@ class Study:
         self.ecv = self.log = self.plan = self.secure = self.weights = None
         self.evaluation = None  # a SecureEvaluation whose rows were encrypted before training
         self.twin = self.base = None
+        self.table = None  # the Table 1's record (mpclr.stats.table1.TableOne.to_dict), when it ran
         self._own_fed = False
         self._t_start = time.perf_counter()
 
@@ -223,8 +236,9 @@ class Study:
                                   "beyond their manifest): make a new Study")
         missing = [s for s in NEEDS[stage] if s not in self.done]
         if missing:
+            order = " -> ".join(f"[{s}]" if s in OPTIONAL else s for s in STAGES)
             raise StageOrderError(f"stage {stage!r} needs stage {missing[0]!r} first; a study's stages run in the "
-                                  f"order {' -> '.join(STAGES)}")
+                                  f"order {order}")
 
     def _leave(self, stage: str) -> None:
         self.done.append(stage)
@@ -275,6 +289,32 @@ class Study:
         self.dataset = dataset
         self.pooled = dataset.subset(np.concatenate([p.rows for p in self.parts]))  # in load_parts' row order
 
+    # ---------------------------------------------------------------------------------------------- table_one
+    def table_one(self):
+        """The secure Table 1 of the hospitals' rows by the label, overall and per class (mpclr.stats.table1),
+        on this federation and under its manifest, before any model: a hospital refusing it (its own
+        disclosure rules) stops the study here, naming why."""
+        from .stats.baseline import agreed, study_table
+
+        self._enter("table_one")
+        if self.parts is None:
+            raise StageOrderError("stage 'table_one' needs the hospitals' rows as this study split them (prepare "
+                                  "with data); deployed sites run mpclr.stats.deploy:table_one")
+        if not agreed(getattr(self.fed, "manifest", None)):
+            raise ParameterError("parameter table_one: the federation's study manifest has no Table 1, so its "
+                                 "hospitals would refuse it; make the federation with one that has "
+                                 "(mpclr.stats.baseline.table_part merged in), or table_one=False")
+        t0 = time.perf_counter()
+        try:
+            table = study_table(self.fed, self.parts)
+        except ProtocolError as exc:
+            raise ProtocolError(f"Table 1: {exc}. The study stopped before its cross-validation; without the table: "
+                                "table_one=False (mpclr cv --no-table-one)") from None
+        self.table = table.to_dict()
+        self.timings["table_one"] = time.perf_counter() - t0
+        self._leave("table_one")
+        return table
+
     # ---------------------------------------------------------------------------------------------- encrypt
     def encrypt(self, *, evaluation_rows: bool = False, fed=None):
         """Fold assignment, pooled scaling, encrypted rows. evaluation_rows: every hospital also encrypts
@@ -307,10 +347,11 @@ class Study:
         return self.log
 
     # ---------------------------------------------------------------------------------------------- evaluate
-    def evaluate(self, *, cutoff: float | None = None, decrypt: bool | None = None, note=None):
+    def evaluate(self, *, cutoff: float | None = None, decrypt: bool | None = None, note=None, progress=None):
         """The secure evaluation (spec.evaluation "secure"), then the fold models decrypted for the
         researcher if the spec agrees to it (decrypt False: not in this stage, a later step does).
-        note(event, **info): progress events (evaluation, evaluated, models_decrypted), as a deployment logs."""
+        note(event, **info): progress events (evaluation, evaluated, models_decrypted), as a deployment logs;
+        progress(done, total): the secure evaluation's steps (SecureEvaluation.run)."""
         self._enter("evaluate")
         spec, note = self.spec, note or (lambda event, **info: None)
         t0 = time.perf_counter()
@@ -323,7 +364,7 @@ class Study:
                     options["cutoff"] = cutoff
                 self.evaluation = SecureEvaluation(self.fed, self.ecv, **options)
             note("evaluation")
-            self.secure = self.evaluation.run()
+            self.secure = self.evaluation.run(progress)
             note("evaluated", seconds=round(time.perf_counter() - t0, 2),
                  auc=[round(f["auc"], 4) for f in self.secure["folds"]])
         self.timings["evaluation"] = time.perf_counter() - t0
@@ -418,6 +459,7 @@ class Study:
                 "evaluation": spec.evaluation,  # "none": folds=1, one model on every row
                 "decrypt_models": spec.decrypt_models,
                 "score_bound": spec.score_bound if spec.evaluation == "secure" else None,
+                "table_one": spec.table_one,
             },
             "security": fed.params.describe(),
             "layout": ecv.layout.describe(),
@@ -455,6 +497,7 @@ class Study:
                 "twin": None if single else twin_m.summary(),
                 "sklearn": None if single else self.base.metrics.summary(),
             },
+            "table_one": self.table,
             "revealed": self.revealed(),
             "manifest": fed.manifest.to_json() if getattr(fed, "manifest", None) else None,
             # what each hospital answered against the manifest's budgets: [rounds, ciphertexts, values]
@@ -472,6 +515,8 @@ class Study:
         """Every stage, in order; returns the record."""
         try:
             self.prepare(data)
+            if self.spec.table_one:
+                self.table_one()
             self.encrypt()
             self.train()
             self.evaluate()

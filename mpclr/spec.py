@@ -57,7 +57,9 @@ class StudySpec:
     folds 1 trains one model on every row and holds none out (then evaluation "none"); evaluation
     "secure" reveals only counts, "decrypted-models" scores the decrypted fold models in the clear,
     "none" evaluates nothing. seed: public randomness only (the split, synthetic data); the hospitals
-    draw their folds from their own secret randomness."""
+    draw their folds from their own secret randomness. table_one: a secure Table 1 of the hospitals' rows
+    by the label (mpclr.stats), in the manifest beside the cross-validation, before it; off for the
+    estimators and the deployment, on for `mpclr cv` and `mpclr demo` (--no-table-one)."""
 
     dataset: str = "breast_cancer"
     label: str = "last"
@@ -78,6 +80,7 @@ class StudySpec:
     score_bound: float = 16.0  # public bound on |score| for the secure comparisons
     refine_rounds: int | None = None  # secure ROC refinement rounds (None: the evaluation's default)
     workers: int | str = "auto"
+    table_one: bool = False  # the secure Table 1 by the label before training (mpclr cv: on unless --no-table-one)
 
     def __post_init__(self):
         def bad(name, why):
@@ -96,6 +99,8 @@ class StudySpec:
                                  f"with evaluation 'none' (folds={self.folds!r}, evaluation={self.evaluation!r})")
         if not isinstance(self.decrypt_models, bool):
             bad("decrypt_models", "must be True or False")
+        if not isinstance(self.table_one, bool):
+            bad("table_one", "must be True or False")
         if self.evaluation == "decrypted-models" and not self.decrypt_models:
             raise ParameterError("evaluation 'decrypted-models' scores the decrypted fold models: it needs "
                                  "decrypt_models=True")
@@ -240,6 +245,7 @@ class StudySpec:
             evaluation=args.evaluation,
             decrypt_models=not args.keep_models_encrypted,
             score_bound=cls.score_bound if args.score_bound is None else args.score_bound,
+            table_one=not getattr(args, "no_table_one", False),
         )
 
     @classmethod

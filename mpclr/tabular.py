@@ -337,6 +337,20 @@ def _careful(at: _Where, path: Path, text: str, frame, sep: str, first_data: int
     return X, labels
 
 
+def file_columns(path, sep: str | None = None, header: bool | None = None) -> tuple[list[str], bool]:
+    """The column names of a delimited file and whether line 1 holds them, decided as `read_file` decides
+    (without a header line: "column 1", "column 2", ...): what a form offers as the label column before
+    the whole file is read."""
+    path = Path(path)
+    head = _lines(_trim(path, _read_text(path)), _SNIFF_LINES)
+    if not head[0].strip():
+        raise DataError(f"file {path}, line 1: is blank (only trailing blank lines are allowed)")
+    first = [c.strip() for c in _split(path, head[0], sep or _sniff(path, head), 1)]
+    if header is None:
+        header = all(number(c) is None for c in first)
+    return [(c if header and c else f"column {j + 1}") for j, c in enumerate(first)], bool(header)
+
+
 def read_file(path, label="last", sep: str | None = None, header: bool | None = None, positive=None,
               numeric_label: bool = False) -> dict:
     """What `mpclr.data.load_csv` needs to build a Dataset from a delimited file (see there). With

@@ -26,6 +26,7 @@ from .params import Params, get_preset
 __all__ = [
     "params_variant",
     "Demo",
+    "cached_demo",
     "Decryption",
     "PartialView",
     "explore",
@@ -273,8 +274,10 @@ _CACHE: OrderedDict[tuple, Demo] = OrderedDict()
 _CACHE_SIZE = 4
 
 
-def _demo(parties, threshold, preset, smudging_bits, scale_bits) -> Demo:
-    """Demos are reused across widget moves; only a change of n, t or parameter set makes a new one."""
+def cached_demo(parties: int = 3, threshold: int | None = None, preset: str = "fast",
+                smudging_bits: float | None = None, scale_bits: int | None = None) -> Demo:
+    """Demos are reused across widget moves; only a change of n, t or parameter set makes a new one (the
+    last four stay open; close_all closes them)."""
     key = (parties, threshold, preset, smudging_bits, scale_bits)
     if key in _CACHE:
         _CACHE.move_to_end(key)
@@ -300,7 +303,7 @@ def explore(
     preset: str = "fast",
 ) -> Decryption:
     """One widget setting: the decryption by `decryptors` in the federation of these parameters."""
-    demo = _demo(parties, threshold, preset, smudging_bits, scale_bits)
+    demo = cached_demo(parties, threshold, preset, smudging_bits, scale_bits)
     return demo.decrypt(decryptors)
 
 

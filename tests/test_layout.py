@@ -12,7 +12,8 @@ Floors, lowest first (a module imports from its own floor or lower ones, never f
                                                  (stats' estimator is on floor 6: it makes a Federation;
                                                  its cli, deploy and report (notebooks 02, 07) on floor 7)
 6  spec, pipeline, manifest, federation         what assembles a study (the manifest counts training and evaluation)
-7  cli, notebooks/, workshop, deploy/, the package  front ends (workshop serves notebook 90)
+7  cli, notebooks/, workshop, app/, deploy/,       front ends (workshop serves notebook 90, app/ the Voilà
+   the package                                   pages of notebooks/app/)
 
 Every import counts, function-level ones included (an import moved into a function to dodge a cycle is
 still that import). Implicit imports of parent packages do not count.
@@ -35,7 +36,8 @@ FLOORS = [
     ("mpclr.training", 5), ("mpclr.evaluation", 5), ("mpclr.stats", 5),
     ("mpclr.spec", 6), ("mpclr.pipeline", 6), ("mpclr.manifest", 6), ("mpclr.federation", 6),
     ("mpclr.stats.estimator", 6),
-    ("mpclr.cli", 7), ("mpclr.workshop", 7), ("mpclr.notebooks", 7), ("mpclr.deploy", 7), ("mpclr", 7),
+    ("mpclr.cli", 7), ("mpclr.workshop", 7), ("mpclr.notebooks", 7), ("mpclr.app", 7), ("mpclr.deploy", 7),
+    ("mpclr", 7),
     ("mpclr.stats.cli", 7), ("mpclr.stats.deploy", 7), ("mpclr.stats.report", 7),
 ]
 MAX_LINES = 600

@@ -27,6 +27,8 @@ def test_every_entry_point_builds_the_same_spec_for_the_same_study():
                                              degree=5, threshold=None, preset="train")
     flower = study_spec({"folds": 5, "score-bound": 16.0, "decrypt-models": True}, "train", 3, None)
     estimator = EncryptedLogisticRegressionCV(cv=5, hospitals=3)._spec(5, "secure", True, score_bound=16.0)
+    assert cli.table_one and not (notebook.table_one or flower.table_one or estimator.table_one)
+    cli = cli.with_(table_one=False)  # the command line adds the secure Table 1 unless --no-table-one
     assert cli == _plain(notebook) == flower == estimator.with_(dataset="breast_cancer")
     assert cli.iterations == 6 and cli.degree == 5 and cli.learning_rate == 1.0  # the twin's defaults, written out
     # a different study is a different spec, whichever way it is written
@@ -45,6 +47,7 @@ def test_every_entry_point_builds_the_same_spec_for_the_same_study():
         ({"schedule": [(1.0, 0.0)], "iterations": 3}, "give one or the other"),
         ({"split": (0.5, 0.5)}, r"parameter split must list one fraction per hospital \(3\)"),
         ({"hospitals": 11}, "sized for up to 10 hospitals"),
+        ({"table_one": "yes"}, "parameter table_one must be True or False"),
     ],
 )
 def test_a_spec_refuses_by_name(values, match):
@@ -61,7 +64,8 @@ def test_a_run_config_is_refused_with_its_own_key_names():
 
 def test_stages_run_in_order_and_once():
     spec = StudySpec(hospitals=3, folds=2, iterations=2, degree=3)
-    with pytest.raises(StageOrderError, match=r"stage 'train' needs stage 'encrypt' first; .*prepare -> encrypt"):
+    order = r"prepare -> \[table_one\] -> encrypt"
+    with pytest.raises(StageOrderError, match=rf"stage 'train' needs stage 'encrypt' first; .*{order}"):
         Study(spec).train()
     with pytest.raises(StageOrderError, match="stage 'record' needs stage 'evaluate' first"):
         Study(spec).record()
@@ -74,5 +78,7 @@ def test_stages_run_in_order_and_once():
             study.evaluate()
         with pytest.raises(StageOrderError, match="stage 'references' needs stage 'encrypt' first"):
             study.references()
+        with pytest.raises(ParameterError, match="parameter table_one: the federation's study manifest has no Table 1"):
+            study.table_one()  # the spec did not ask for it, so the hospitals did not agree to it
     finally:
         study.close()

@@ -489,15 +489,22 @@ class SecureEvaluation(ComparisonPasses, EvaluationResults):
         """Batches per group of every refinement round (public: the same whatever the counts say)."""
         return {grp.index: -(-self._refine_budget(grp) // grp.copies) for grp in self.layout.groups}
 
-    def run(self) -> dict:
+    def run(self, progress=None) -> dict:
+        """Every step; progress(done, total) after each (rows, scores, then each comparison pass), as the
+        trainer reports its iterations."""
         t_start = time.perf_counter()
         traffic0 = self.fed.traffic()
+        steps = 3 + self.refine_rounds
+        tick = (lambda done: progress(done, steps)) if progress is not None else (lambda done: None)
         try:
             self.encrypt_rows()
+            tick(1)
             self.compute_scores()
+            tick(2)
             # first pass: the cutoff (fine resolution) and P_k; where folds fit a lane several times the grid
             # fills the spare copies of the same comparison, elsewhere it follows at the coarse resolution
             self.run_pass("cutoff and grid", self._first_pass(), positives=True)
+            tick(3)
             # refinement rounds: the researcher's thresholds, encrypted, in a fixed public shape
             for r in range(self.refine_rounds):
                 per_fold = {}
@@ -507,6 +514,7 @@ class SecureEvaluation(ComparisonPasses, EvaluationResults):
                         per_fold[k] = self.view[k].refine(budget, -self.R, self.R, self.coarse.transition * self.D)
                 chosen = fill_shape(self.layout, self._refine_shape(), self._thresholds_for(per_fold))
                 self.run_pass(f"refinement {r + 1}", [(self.coarse, th) for th in chosen], encrypted=True)
+                tick(4 + r)
         finally:
             self.close()
         self.seconds["total"] = time.perf_counter() - t_start

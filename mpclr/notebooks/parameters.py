@@ -306,7 +306,7 @@ PARAMETERS: dict[str, Parameter] = {
             "table_one",
             "bool",
             True,
-            "02 shows the study's Table 1; 01 agrees its requests (counts, refreshes, decryptions) in the manifest",
+            "02b shows the study's Table 1; 01 agrees its requests (counts, refreshes, decryptions) in the manifest",
         ),
         Parameter(
             "regression_table",

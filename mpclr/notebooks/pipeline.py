@@ -1,6 +1,6 @@
 """What the study steps 01-05 share: the federation saved and resumed between steps, the study manifest, the
 encrypted study saved and loaded. Each step's own logic is in its module (ceremony, step02_data,
-step03_training, step04_evaluation, step05_comparison).
+step02b_table, step03_training, step04_evaluation, step05_comparison).
 
 The steps hand each other, in the run folder:
 
@@ -109,7 +109,7 @@ def study_manifest(study: Study, data: HospitalData, rotation_steps=(), refine_r
     """What the hospitals agree to answer for the steps 02-05 (mpclr.manifest), agreed in 01 with the
     keys: the scaling decryption, the training's refreshes, the secure evaluation of 04 (with
     `refine_rounds` rounds, the value 04 must be run with), the fold models' decryption of 05, and 01's
-    rotation keys; with `table_one` 02's Table 1 and with `regression_table` 07's pooled GLM, merged in
+    rotation keys; with `table_one` 02b's Table 1 and with `regression_table` 07's pooled GLM, merged in
     (mpclr.stats.report.study_manifests). A function of the hospitals (the Federation's `manifest`): each
     loads its rows and counts its rows per fold with the secret fold key it then keeps for the study. A
     step run again asks for more than was agreed and is refused: rerun 01 (new keys, a new manifest) and

@@ -5,12 +5,16 @@ run folder and writes its own, so any step can be rerun alone on an existing run
     01_key_ceremony          the collective keys; the federation saved, one keystore folder per node
     02_data_and_encryption   hospitals load their rows; folds; scaling from the encrypted aggregate;
                              the rows encrypted in the public layout
+    02b_table_one            the study's Table 1 (baseline characteristics by the label, mpclr.stats), if 01
+                             agreed it (table_one); HTML and LaTeX exports
     03_training              encrypted cross-validated training: progress bar, convergence (on the twin)
     04_evaluation            secure evaluation: ROC, confusion matrices, what was decrypted
     05_comparison            the plaintext twin and scikit-learn on the same folds; time per phase
     06_deployment            (optional) the study of 00 on a multi-site Flower deployment (deployed.py)
     07_regression_table      (optional, after 02) the pooled GLM's regression table beside statsmodels and
-                             the CV models (mpclr.stats); 02 shows the study's Table 1
+                             the CV models (mpclr.stats)
+
+A step's number is the part of its name before the first "_" ("02b"); numbers sort in sequence order.
 
 Besides its JSON, a step may keep folders in the run folder for the steps after it (`keeps`): 01 the
 federation (`federation/`), 02 and 03 the encrypted study (`encrypted_cv/`); see pipeline.py.
@@ -58,6 +62,13 @@ DATA = Step(
     reads=("study.json", "keys.json"),
     keeps=("federation", "encrypted_cv"),
 )
+TABLE_ONE = Step(
+    "02b_table_one",
+    "Table 1: baseline characteristics",
+    writes=("table_one.json",),
+    reads=("study.json", "keys.json"),
+    keeps=("federation",),
+)
 TRAINING = Step(
     "03_training",
     "Encrypted cross-validated training",
@@ -80,7 +91,7 @@ COMPARISON = Step(
     keeps=("federation",),
 )
 
-SEQUENCE: tuple[Step, ...] = (STUDY, KEYS, DATA, TRAINING, EVALUATION, COMPARISON)
+SEQUENCE: tuple[Step, ...] = (STUDY, KEYS, DATA, TABLE_ONE, TRAINING, EVALUATION, COMPARISON)
 
 # Optional, after 00 (and beside 01-05): the same study on a multi-site deployment (Flower).
 DEPLOYMENT = Step(

@@ -235,10 +235,13 @@ def on_table_counts(node, fields, sender):
     # each count clipped at min_cell and divided by the public bound, twice (the two tests)
     clipped = np.minimum(counts, req.min_cell) / req.bound
     reply["flags"] = node.encrypt_bytes(np.concatenate([clipped, clipped]))
-    for vec in (counts * 2.0**SHIFT, *(s * 2.0**SHIFT for s in sums)):
+    # the continuous variables' sums packed into one ciphertext (variable by variable): one encryption and
+    # one decryption share for all of them, however many
+    packed = np.concatenate(sums) * 2.0**SHIFT if sums else None
+    for vec in (counts * 2.0**SHIFT, *([] if packed is None else [packed])):
         check_room(vec, node.ctx, f"{node.name}: table.counts")
     reply["counts"] = node.encrypt_bytes(counts * 2.0**SHIFT)
-    reply["sums"] = [node.encrypt_bytes(s * 2.0**SHIFT) for s in sums]
+    reply["sums"] = [] if packed is None else [node.encrypt_bytes(packed)]
     return reply
 
 

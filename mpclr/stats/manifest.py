@@ -9,7 +9,8 @@ against the hospitals' ledgers):
   glm.step and one decryption of one ciphertext of the packed length (mpclr.stats.glm);
 - a Table 1: one table.counts; a refresh between the composite's cycles and one for the projection, one
   ciphertext each; at most three decryptions: the class sizes' tests, the cells' tests (with categorical
-  variables only), the released counts with the continuous sums (mpclr.stats.table1);
+  variables only), the released counts with the continuous variables' sums (one ciphertext for all of
+  them) (mpclr.stats.table1);
 - stats.settings, labelled by the protocol: once to read the hospitals' min_cell (a Table 1 not given
   one), once to read their columns' names (a deployed study), or once for both.
 Manifests made here carry the key ceremony (with the t-out-of-n set-up when t < n) and 2 (n - t) retry
@@ -79,12 +80,12 @@ def table_budgets(params, hospitals: int, min_cell: int, *, levels: int = 0, con
                              f"test is finer than the refresh noise of {keys} key holders allows") from None
     tests = 2 if levels else 1  # the class sizes' tests; the cells' tests when there are cells to show
     release = cells + continuous * 2 * columns  # the released counts and every continuous sum
+    packed = 1 if continuous else 0  # every continuous variable's sums in one ciphertext
     out = [Budget("stats.settings", TABLE_LABEL, settings)] if settings else []
     return out + [
         Budget("table.counts", TABLE_LABEL, 1),
         Budget("refresh.share", TABLE_LABEL, cycles, cycles, 1),  # between cycles, and the projection
-        Budget("decrypt.share", TABLE_LABEL, tests + 1, tests + 1 + continuous, 1 + continuous,
-               tests * cells + release),
+        Budget("decrypt.share", TABLE_LABEL, tests + 1, tests + 1 + packed, 1 + packed, tests * cells + release),
     ]
 
 

@@ -1,22 +1,23 @@
-"""The statistics in the notebooks: Table 1 in 02 (after the rows are loaded, before training) and the
-regression table of 07 beside statsmodels on the pooled rows and beside the encrypted CV models; and their
-parts of the study manifest 01 makes (`study_manifests`), which the hospitals agree to with the keys."""
+"""The statistics in the notebooks: Table 1 in 02b (after the rows are loaded and encrypted, before
+training) and the regression table of 07 beside statsmodels on the pooled rows and beside the encrypted CV
+models; and their parts of the study manifest 01 makes (`study_manifests`), which the hospitals agree to
+with the keys. The table's pieces are mpclr.stats.baseline's, which `mpclr cv` uses too."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from ..errors import DataError
+from .baseline import agreed as table_agreed
+from .baseline import codebook, hospital_columns, label_name, study_table, table_part
 from .columns import Columns
 from .estimator import deal
 from .glm import LABEL as GLM_LABEL
 from .glm import GLMFitError, fit_pooled
-from .hospital import settings_of
-from .manifest import glm_manifest, table_manifest
+from .manifest import glm_manifest
 from .requests import GLMModel
 from .result import GLMResult
 from .table1 import LABEL as TABLE_LABEL
-from .table1 import table_one
 
 __all__ = ["study_columns", "codebook", "study_table_one", "study_glm", "statsmodels_frame", "cv_coefficients",
            "regression_table", "regression_record", "RIDGE_AFTER_SEPARATION", "study_manifests", "agreed"]
@@ -27,60 +28,38 @@ MAX_ITER = 25  # 07's iterations per fit
 
 def study_manifests(study, data, hospitals, *, table: bool, regression: bool) -> list:
     """The manifest parts (mpclr.stats.manifest, without the key ceremony: 01 merges them into the study's)
-    for 02's Table 1 (`table`) and 07's regression table (`regression`), from the study's public facts: its
-    data dictionary (codebook), the hospitals' own min_cell (`hospitals`: their Hospital nodes), the
-    features. 07's plan is two fits: the maximum-likelihood one and, if the data are separated, the ridge."""
-    n, t = len(study.party_names()), study.key_holders_needed
+    for 02b's Table 1 (`table`) and 07's regression table (`regression`), from the study's public facts: its
+    data dictionary (mpclr.stats.baseline.codebook), the hospitals' own min_cell (`hospitals`: their Hospital
+    nodes), the features. 07's plan is two fits: the maximum-likelihood one and, if the data are separated,
+    the ridge."""
+    n, t = len(hospitals), study.key_holders_needed
     parts = []
     if table:
-        continuous, categorical = codebook(data.pooled)
-        parts.append(table_manifest(
-            study.params(), n, max(settings_of(p).min_cell for p in hospitals), threshold=t,
-            levels=sum(len(v) for v in categorical.values()), continuous=len(continuous), split=True, settings=1,
-            ceremony=False, by=_label(data.pooled), variables=[*continuous, *categorical]))
+        parts.append(table_part(study.params(), hospitals, t, data.parts))
     if regression:
         parts.append(glm_manifest(n, data.pooled.n_features + 1, threshold=t, max_iter=MAX_ITER, fits=2,
-                                  ceremony=False, family="binomial", outcome=_label(data.pooled),
+                                  ceremony=False, family="binomial", outcome=label_name(data.parts[0]),
                                   columns=list(data.pooled.feature_names)))
     return parts
 
 
 def agreed(fed, what: str) -> bool:
-    """Whether the federation's hospitals agreed to 02's Table 1 (what="table1") or 07's GLM ("glm")."""
-    step = {TABLE_LABEL: "table.counts", GLM_LABEL: "glm.step"}[what]
-    return fed.manifest.exploration or fed.manifest.budget_for(step, what) is not None
-
-
-def _label(ds) -> str:
-    name = ds.meta.get("label_name") or "y"
-    return name if name not in ds.feature_names else "label"
+    """Whether the federation's hospitals agreed to 02b's Table 1 (what="table1") or 07's GLM ("glm")."""
+    if what == TABLE_LABEL:
+        return table_agreed(fed.manifest)
+    if what != GLM_LABEL:
+        raise ValueError(f"what must be {TABLE_LABEL!r} or {GLM_LABEL!r}, got {what!r}")
+    return fed.manifest.exploration or fed.manifest.budget_for("glm.step", GLM_LABEL) is not None
 
 
 def study_columns(data) -> list[Columns]:
     """Each hospital's rows (notebooks' HospitalData parts) as named columns: its features and the label."""
-    return [Columns((*p.feature_names, _label(p)), np.column_stack([p.X, p.y]), _label(p), p.source)
-            for p in data.parts]
-
-
-def codebook(pooled, max_levels: int = 10) -> tuple[list[str], dict]:
-    """(continuous, categorical {name: levels}) as the study's data dictionary would list them. A simulation
-    derives it from the pooled rows (a column with at most `max_levels` values is categorical); a real study
-    writes it down beforehand, from the protocol, not from the data."""
-    continuous, categorical = [], {}
-    for j, name in enumerate(pooled.feature_names):
-        values = np.unique(pooled.X[:, j])
-        if values.size <= max_levels:
-            categorical[name] = values.tolist()
-        else:
-            continuous.append(name)
-    return continuous, categorical
+    return hospital_columns(data.parts)
 
 
 def study_table_one(fed, data, max_levels: int = 10):
     """Table 1 of the study's rows by its label, each hospital answering for its own rows."""
-    deal(fed, study_columns(data))
-    continuous, categorical = codebook(data.pooled, max_levels)
-    return table_one(fed, by=_label(data.pooled), continuous=continuous, categorical=categorical)
+    return study_table(fed, data.parts, max_levels)
 
 
 def study_glm(fed, data, ridge: float = 0.0) -> tuple[GLMResult, str | None]:

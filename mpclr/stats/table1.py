@@ -6,7 +6,7 @@ Protocol (the coordinator's side; each hospital's is mpclr.stats.hospital.on_tab
    refuses a smaller one).
 2. table.counts: each hospital checks the request's structure (every level of a categorical variable
    listed, continuous variables with more than three values, no variable switching kind) and encrypts its
-   counts clipped at min_cell, its counts, and per continuous variable its sums and sums of squares per
+   counts clipped at min_cell, its counts, and its continuous variables' sums and sums of squares per
    table column. The server adds each over hospitals.
 3. Under encryption, s = [1 <= pooled count < min_cell] per cell (mpclr.stats.suppress).
 4. The researcher decrypts s of the class sizes only; a class below min_cell hides the class columns
@@ -85,8 +85,10 @@ def table_one(fed, *, by: str | None = None, continuous=(), categorical=None, mi
     _check_feasible(s, req, decrypt_by)
     replies = s.call_many("table.counts", {p: req.to_fields(LABEL) for p in names})
     counts = _sum(s, [replies[p]["counts"] for p in names], "table.counts", K)
-    sums = [_sum(s, [replies[p]["sums"][v] for p in names], "table.counts", 2 * req.columns)
-            for v in range(len(req.continuous))]
+    V, L = len(req.continuous), 2 * req.columns  # the sums: L per variable, packed variable by variable
+    if any(len(replies[p]["sums"]) != (1 if V else 0) for p in names):
+        raise ProtocolError(f"table.counts: each hospital sends its {V} variables' sums in {1 if V else 0} ciphertext")
+    sums = [_sum(s, [replies[p]["sums"][0] for p in names], "table.counts", V * L)] if V else []
     flags = _sum(s, [replies[p]["flags"] for p in names], "table.counts", 2 * K)
     sflags, cost = small_cell_flags(fed, flags, K, req.min_cell, req.bound, decrypt_by, LABEL)
     keys = req.cell_keys()
@@ -106,14 +108,15 @@ def table_one(fed, *, by: str | None = None, continuous=(), categorical=None, mi
     suppressed = {n for i, (col, n, _) in enumerate(keys) if col in shown and small[i]}
     release = np.array([(col in shown and n not in suppressed) or (col == "class size" and len(shown) > 1)
                         or col == "rows" for col, n, _ in keys], dtype=np.float64)
-    col_mask = np.array([c in shown for c in req.column_names] * 2, dtype=np.float64)
+    col_mask = np.tile(np.array([c in shown for c in req.column_names] * 2, dtype=np.float64), V)
     handles = [s.multiply_plain(counts, release)] + [s.multiply_plain(h, col_mask) for h in sums]
-    labels = [f"{LABEL}: released counts"] + [f"{LABEL}: sums of {v}" for v in req.continuous]
+    labels = [f"{LABEL}: released counts"] + [f"{LABEL}: sums of {V} continuous variables"] * len(sums)
     values = _decrypt(fed, handles, labels, decrypt_by, None)
     s.forget(counts, *sums, *handles)
     released = _rounded(values[0][:K] / 2.0**SHIFT, "the released counts")
-    return TableOne(req, shown, small, suppressed, released, [v[: 2 * req.columns] / 2.0**SHIFT for v in values[1:]],
-                    list(fed.researcher.revealed[revealed0:]), {**cost, "seconds": time.perf_counter() - t0})
+    per_variable = [values[1][v * L: (v + 1) * L] / 2.0**SHIFT for v in range(V)]
+    return TableOne(req, shown, small, suppressed, released, per_variable, list(fed.researcher.revealed[revealed0:]),
+                    {**cost, "seconds": time.perf_counter() - t0})
 
 
 def _check_feasible(server, req: TableRequest, by) -> None:
@@ -254,13 +257,34 @@ class TableOne:
         lines.append(r"\end{table}")
         return "\n".join(lines)
 
+    def cells(self) -> list[dict]:
+        """The table as numbers, one entry per variable and shown column (class): a continuous variable's
+        count, mean and SD; a categorical one's count per level, "<min_cell" for a small cell and None for a
+        cell hidden with it (its variable has a small cell)."""
+        out = []
+        for name in self.request.continuous:
+            for c in self.shown:
+                n, mean, sd = self.stats[(c, name)]
+                out.append({"variable": name, "class": c, "count": int(n), "mean": float(mean), "sd": float(sd)})
+        for name, levels in self.request.categorical:
+            for c in self.shown:
+                counts = {}
+                for lv in levels:
+                    key = (c, name, float(lv))
+                    label = f"{int(lv)}" if float(lv).is_integer() else f"{lv:g}"
+                    counts[label] = f"<{self.min_cell}" if key in self.small else self.counts.get(key)
+                out.append({"variable": name, "class": c, "count": self.sizes[c], "counts": counts})
+        return out
+
     def to_dict(self) -> dict:
+        """JSON-able: "rows" as the table shows them (strings), "cells" as numbers (see `cells`)."""
         return {
             "by": self.request.by,
             "min_cell": self.min_cell,
             "columns": self.shown,
             "sizes": self.sizes,
             "rows": [{"variable": v, "what": w, **dict(zip(self.shown, cells))} for (v, w), cells in self._rows()],
+            "cells": self.cells(),
             "suppressed_variables": self.suppressed,
             "notes": self.notes(),
             "revealed": self.revealed,

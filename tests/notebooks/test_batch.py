@@ -17,6 +17,7 @@ parameters:
   iterations: 2
   refine_rounds: 0
   rotation_steps: [1]
+  table_one: false     # 01 agrees no Table 1: 02b says so and asks nothing (its table: test_execution)
 grid:
   parties: [2, 3]
 runs:
@@ -27,6 +28,7 @@ STEPS = [
     "00_study_and_roles",
     "01_key_ceremony",
     "02_data_and_encryption",
+    "02b_table_one",
     "03_training",
     "04_evaluation",
     "05_comparison",
@@ -54,9 +56,10 @@ def test_each_run_has_its_folder_and_results(batch):
     for name in names[:2]:
         res = json.loads((out / name / "results.json").read_text())
         assert res["status"] == "ok" and res["failed_step"] is None
-        assert [s["status"] for s in res["steps"]] == ["ok"] * 6
+        assert [s["status"] for s in res["steps"]] == ["ok"] * 7
         assert all((out / name / "notebooks" / f"{step}.ipynb").is_file() for step in STEPS)
         assert (out / name / "keys_traffic.png").is_file() and (out / name / "evaluation_roc.png").is_file()
+        assert json.loads((out / name / "table_one.json").read_text())["agreed"] is False
         layout_steps = Layout(8192, 160, 2).rotation_steps()
         assert res["metrics"]["rotation_keys"] == len(set(layout_steps) | {1}) and res["metrics"]["total_mb"] > 1
         assert res["metrics"]["rows_tested"] == 160 and 0.5 < res["metrics"]["secure_auc"] <= 1
@@ -69,7 +72,7 @@ def test_a_run_failing_in_a_notebook_names_notebook_and_cell(batch):
     assert res["status"] == "failed" and res["failed_step"] == "00_study_and_roles" and res["failed_cell"] == 1
     assert "00_study_and_roles.ipynb" in res["error"] and "cell 1, line" in res["error"]
     assert "ParameterError: parameter smudging_bits out of range: 45" in res["error"]
-    assert [s["status"] for s in res["steps"]] == ["failed"] + ["skipped"] * 5
+    assert [s["status"] for s in res["steps"]] == ["failed"] + ["skipped"] * 6
     assert (out / "003_parties=3_smudging_bits=45" / "notebooks" / "00_study_and_roles.ipynb").is_file()
 
 

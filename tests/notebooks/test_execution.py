@@ -1,5 +1,5 @@
 """The notebooks executed by papermill (kernel python3) into temporary run folders, small parameters: the
-whole study sequence 00-05 once, then single steps rerun on its run folder."""
+whole study sequence 00-05 (with 02b) once, then single steps rerun on its run folder."""
 
 import json
 from pathlib import Path
@@ -28,6 +28,7 @@ STEPS = [
     "00_study_and_roles",
     "01_key_ceremony",
     "02_data_and_encryption",
+    "02b_table_one",
     "03_training",
     "04_evaluation",
     "05_comparison",
@@ -36,7 +37,7 @@ STEPS = [
 
 @pytest.fixture(scope="module")
 def study_run(tmp_path_factory):
-    """The whole sequence, 00-05, on small parameters with the study's preset (train) and degree (5)."""
+    """The whole sequence, 00-05 with 02b, on small parameters with the study's preset (train) and degree (5)."""
     run_dir = tmp_path_factory.mktemp("sequence") / "run"
     result = run_sequence(run_dir, SMALL, progress=False)
     return RunFolder(run_dir), result
@@ -385,13 +386,16 @@ def test_00_runs_the_study_in_one_call(tmp_path):
     assert " ".join(shown[2].split()) == expected
 
 
-def test_02_shows_the_table_one_of_the_hospitals_rows(study_run, pooled):
-    """02's Table 1 (mpclr.stats): per class and overall, means and SDs equal pandas' on the pooled rows."""
+def test_02b_shows_the_table_one_of_the_hospitals_rows(study_run, pooled):
+    """02b's Table 1 (mpclr.stats): per class and overall, means and SDs equal pandas' on the pooled rows;
+    its HTML and LaTeX exports in the run folder; exactly the budgets 01 agreed for it used."""
     run, _ = study_run
     data, _ = pooled
-    t = run.read_json("data.json")["table1"]
+    rec = run.read_json("table_one.json")
+    t = rec["table1"]
     frame = data.pooled.to_frame()
     label = frame.columns[-1]
+    assert rec["agreed"] is True and rec["label"] == label
     assert t["by"] == label and t["min_cell"] == 5 and t["columns"] == ["overall", f"{label}=0", f"{label}=1"]
     assert t["sizes"]["overall"] == 300 and t["sizes"][f"{label}=1"] == int(frame[label].sum())
     rows = {r["variable"]: r for r in t["rows"] if r["what"] == "mean (SD)"}
@@ -400,11 +404,17 @@ def test_02_shows_the_table_one_of_the_hospitals_rows(study_run, pooled):
         for col, part in (("overall", frame), (f"{label}=0", frame[frame[label] == 0]),
                           (f"{label}=1", frame[frame[label] == 1])):
             assert rows[name][col] == f"{part[name].mean():.2f} ({part[name].std():.2f})"
+    # the notebook's own check beside pandas, every number: the CKKS noise only
+    assert len(rec["pandas_check"]) == 2 * 3 * 4 and rec["summary"]["table1_max_abs_diff_pandas"] < 1e-6
     # no categorical variable: the class sizes' test, then the released values (no cell test needed)
     assert [r["label"] for r in t["revealed"]] == ["table1: sizes below min_cell", "table1: released counts",
-                                                  *[f"table1: sums of {n}" for n in data.pooled.feature_names]]
-    assert run.read_json("data.json")["summary"]["table1_s"] > 0
-    # 01 agreed the table in the study manifest, beside the CV study's budgets and 07's GLM; 02 used it exactly
+                                                  "table1: sums of 4 continuous variables"]
+    assert rec["summary"]["table1_s"] > 0 and rec["exports"] == {"html": "table_one.html", "latex": "table_one.tex"}
+    page = run.file("table_one.html").read_text()
+    assert page.startswith("<!DOCTYPE html>") and "Overall (n=300)" in page and "<table" in page
+    latex = run.file("table_one.tex").read_text()
+    assert latex.startswith("\\begin{table}") and "\\toprule" in latex and latex.count("\\\\") == 1 + 1 + 4
+    # 01 agreed the table in the study manifest, beside the CV study's budgets and 07's GLM; 02b used it exactly
     manifest = Manifest.from_json(run.read_json("keys.json")["manifest"]["json"])
     assert [p["part"] for p in manifest.plan["parts"]] == ["encrypted cross-validation", "Table 1", "pooled GLM"]
     fed = Federation.load(run.path / "federation")
@@ -415,6 +425,7 @@ def test_02_shows_the_table_one_of_the_hospitals_rows(study_run, pooled):
                             if b.label == "table1"}
     finally:
         fed.close()
+    assert "table1" not in run.read_json("data.json")  # 02 encrypts; the table is 02b's
 
 
 def test_07_regression_table_beside_statsmodels_and_the_cv_models(study_run, pooled):

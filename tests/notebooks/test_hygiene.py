@@ -14,6 +14,7 @@ from mpclr.notebooks import PARAMETERS, SEQUENCE, STEPS, declared_parameters, no
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+APP_NOTEBOOKS = sorted((ROOT / "notebooks" / "app").glob("*.ipynb"))  # the pages `mpclr app` serves (Voilà)
 BIN = Path(sys.executable).parent
 
 
@@ -28,6 +29,7 @@ def test_the_notebooks_are_found_through_the_package():
         "00_study_and_roles",
         "01_key_ceremony",
         "02_data_and_encryption",
+        "02b_table_one",
         "03_training",
         "04_evaluation",
         "05_comparison",
@@ -50,7 +52,8 @@ def test_no_outputs_and_no_execution_counts(notebook):
 
 
 def test_nbstripout_verify():
-    result = subprocess.run([_tool("nbstripout"), "--verify", *map(str, NOTEBOOKS)], capture_output=True, text=True)
+    result = subprocess.run([_tool("nbstripout"), "--verify", *map(str, NOTEBOOKS + APP_NOTEBOOKS)],
+                            capture_output=True, text=True)
     assert result.returncode == 0, f"nbstripout would change notebooks:\n{result.stdout}{result.stderr}"
 
 
@@ -117,5 +120,22 @@ def test_ruff_passes_on_the_notebooks():
 def test_every_notebook_is_a_known_step():
     """A new notebook joins by a Step in mpclr/notebooks/sequence.py (that is what runners and batch use)."""
     assert {p.stem for p in NOTEBOOKS} == set(STEPS), "add each notebook to mpclr.notebooks.sequence"
-    numbers = [s.name[:2] for s in SEQUENCE]
+    numbers = [s.name.split("_", 1)[0] for s in SEQUENCE]  # "02b" runs after "02", before "03"
     assert numbers == sorted(numbers) and len(set(numbers)) == len(numbers)
+
+
+def test_the_app_pages_are_clean_calls_into_mpclr_app():
+    """The app's pages: stored without outputs, kernel python3, no parameters (a page takes none: its form is
+    the page), no logic: each code cell calls into mpclr.app."""
+    assert {p.stem for p in APP_NOTEBOOKS} == {"study", "workshop"}
+    for path in APP_NOTEBOOKS:
+        nb = nbformat.read(path, as_version=4)
+        assert nb.metadata.get("kernelspec", {}).get("name") == "python3", f"app/{path.name}: kernel python3"
+        assert "widgets" not in nb.metadata, f"app/{path.name} carries saved widget state: run nbstripout"
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        assert code, f"app/{path.name} has no code cell"
+        for i, cell in enumerate(code):
+            assert cell.outputs == [] and cell.execution_count is None, f"app/{path.name} cell {i}: run nbstripout"
+            assert "parameters" not in cell.metadata.get("tags", []), f"app/{path.name}: a page takes no parameters"
+            assert not re.search(r"^(def|class) ", cell.source, re.M), f"app/{path.name} cell {i}: logic to mpclr.app"
+            assert "from mpclr.app import" in cell.source, f"app/{path.name} cell {i}: a page only calls mpclr.app"

@@ -174,6 +174,7 @@ def test_steps_resolve_by_name_number_or_path(tmp_path):
         "00_study_and_roles",
         "01_key_ceremony",
         "02_data_and_encryption",
+        "02b_table_one",
         "03_training",
         "04_evaluation",
         "05_comparison",
@@ -182,6 +183,8 @@ def test_steps_resolve_by_name_number_or_path(tmp_path):
     assert [s.name for s in resolve_steps(["00", "01_key_ceremony.ipynb"])] == ["00_study_and_roles", "01_key_ceremony"]
     assert resolve_steps("90")[0].writes == ("workshop.json",)
     assert resolve_steps("07")[0].writes == ("regression.json",)
+    assert resolve_steps("02b")[0].writes == ("table_one.json",)
+    assert resolve_steps("02")[0].name == "02_data_and_encryption"  # not 02b
     nb = tmp_path / "later_step.ipynb"
     nb.write_text("{}")
     custom = resolve_steps(["00", str(nb)])[1]

@@ -88,7 +88,7 @@ def test_lbw_table_matches_pandas_and_suppresses_small_cells(fed, lbw, decrypted
         if key[1] in ("x6", "x9"):
             assert abs(released[i]) < 1e-6, key
     assert [label for label, _ in decrypted] == ["table1: sizes below min_cell", "table1: cells below min_cell",
-                                                 "table1: released counts", "table1: sums of x1", "table1: sums of x2"]
+                                                 "table1: released counts", "table1: sums of 2 continuous variables"]
     frame = t.to_frame()
     assert list(frame.columns) == ["Overall (n=189)", "y=0 (n=59)", "y=1 (n=130)"]
     one = groups["y=1"].x1
