@@ -70,3 +70,72 @@ def _fmt(v) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
     return str(v)
+
+
+class TreeMemory:
+    """Peak resident memory of this process and all its descendants (worker processes included), summed,
+    sampled in a thread every `interval` seconds from /proc (Linux). A child's shared pages count in
+    each process that maps them: the sum errs high. `mark(name)` starts a new phase; `peaks` holds each
+    phase's peak in bytes, `peak` the whole run's."""
+
+    def __init__(self, interval: float = 0.1):
+        import threading
+
+        self.interval = interval
+        self.peaks: dict[str, int] = {}
+        self.phase = "start"
+        self.peak = 0
+        self.at_peak: dict[str, int] = {}  # the whole run's peak: bytes per process ("server", "worker <pid>")
+        self._page = os.sysconf("SC_PAGE_SIZE")
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="tree-memory", daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+
+    def mark(self, phase: str) -> None:
+        self._sample()
+        self.phase = phase
+
+    def now(self) -> int:
+        return sum(self.processes().values())
+
+    def processes(self) -> dict[str, int]:
+        """Resident bytes of every process of the tree right now."""
+        parents: dict[int, list[int]] = {}
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    stat = Path(f"/proc/{entry}/stat").read_text()
+                except OSError:
+                    continue
+                ppid = int(stat.rsplit(")", 1)[1].split()[1])
+                parents.setdefault(ppid, []).append(int(entry))
+        out, todo = {}, [os.getpid()]
+        while todo:
+            pid = todo.pop()
+            try:
+                rss = int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * self._page
+            except OSError:
+                continue
+            out["server" if pid == os.getpid() else f"worker {pid}"] = rss
+            todo += parents.get(pid, [])
+        return out
+
+    def _sample(self) -> None:
+        procs = self.processes()
+        rss = sum(procs.values())
+        if rss > self.peak:
+            self.at_peak = procs
+        self.peak = max(self.peak, rss)
+        self.peaks[self.phase] = max(self.peaks.get(self.phase, 0), rss)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sample()

@@ -148,7 +148,8 @@ def _demo(args) -> int:
 
 
 def _study_arguments(p: argparse.ArgumentParser, folds: int) -> None:
-    p.add_argument("--parties", type=int, default=3, help="hospitals (key holders), default 3")
+    p.add_argument("--hospitals", "--parties", dest="parties", type=int, metavar="N", default=3,
+                   help="hospitals (each a key holder), default 3; --parties is the older name")
     p.add_argument("--threshold", type=int, default=None, help="t for t-out-of-n (default: n)")
     p.add_argument("--folds", type=int, default=folds, help=f"cross-validation folds (default {folds})")
     p.add_argument("--iterations", type=int, default=None, help="Nesterov iterations (default: the twin's, 6)")

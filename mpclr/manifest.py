@@ -5,7 +5,10 @@ layout, the trainer's refresh level, Nesterov terms and gradient refresh points
 (mpclr.training.encrypted, mpclr.training.blocks), the secure evaluation's passes, jobs and packing
 (`SecureEvaluation.planned`), the researcher's labels. So a study run stays within its manifest:
 
-- exactly, budget by budget, when the coordinator runs as planned (same worker count, same transport);
+- exactly, budget by budget, when the coordinator runs as planned (same worker count, same transport),
+  except the uploads of rows (lr.encrypt, lr.encrypt_eval): they go in rounds of a bounded size, and the
+  budget is what a hospital holding every block would need; one holding part of the rows uses fewer
+  (a study whose rows fit in one round, as the small ones, uses exactly one);
 - over a transport that coalesces the workers' refreshes into one round (a Flower deployment, where
   `coalesce` is True and the plan counts that), or with fewer workers than planned: the same
   ciphertexts in no more rounds;
@@ -35,7 +38,7 @@ from .roles.policy import Budget, Manifest, ceremony_budgets
 from .seal.format import galois_elt_from_step
 from .training.encrypted import TrainingPlan
 from .training.layout import Layout
-from .training.party import aggregate_length
+from .training.party import aggregate_length, upload_rounds
 
 __all__ = ["StudyPlan", "study_manifest"]
 
@@ -100,7 +103,10 @@ def study_manifest(plan: StudyPlan) -> Manifest:
     layout = Layout(plan.params.slots, int(plan.rows), int(plan.folds), sizes, d + 1)
     weights = sum(g.chunks(d + 1) for g in layout.groups)
     budgets = ceremony_budgets(t < n)
-    budgets += [Budget("lr.folds"), Budget("lr.aggregate"), Budget("lr.encrypt")]
+    # the rows go up in rounds of a bounded size: a hospital holding every block needs the most
+    pairs = sum(g.blocks for g in layout.groups)
+    budgets += [Budget("lr.folds"), Budget("lr.aggregate"),
+                Budget("lr.encrypt", rounds=upload_rounds(pairs, plan.params, d + 1))]
     budgets.append(_fixed("decrypt.share", SCALING_LABEL, [1], values=aggregate_length(d)))
     budgets += _training(plan, ctx, layout)
     rotation_calls = [list(plan.rotation_steps)] if plan.rotation_steps else []
@@ -173,7 +179,7 @@ def _evaluation(plan: StudyPlan, ctx) -> tuple[list[Budget], list[int]]:
         reveals["refinement"].append(_pass_reveals(ev, chosen, positives=False))
     slots = plan.params.slots
     budgets = [
-        Budget("lr.encrypt_eval"),
+        Budget("lr.encrypt_eval", rounds=upload_rounds(len(ev.layout.blocks), plan.params, plan.features + 1)),
         _fixed("refresh.share", "evaluation/comparisons", comparisons),
         Budget("researcher.key"),
     ]

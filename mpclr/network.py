@@ -8,6 +8,7 @@ message type and per link.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -21,13 +22,14 @@ __all__ = ["Network", "InProcessNetwork", "TrafficLog"]
 
 
 class TrafficLog:
-    """Bytes and message counts per message type and per (sender, recipient) link."""
+    """Bytes and message counts per message type, per (sender, recipient) link, per sender and per recipient."""
 
     def __init__(self):
         self._lock = threading.Lock()
         self.by_type: dict[str, dict[str, int]] = defaultdict(lambda: {"messages": 0, "bytes": 0})
         self.by_link: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: {"messages": 0, "bytes": 0})
         self.by_sender: dict[str, dict[str, int]] = defaultdict(lambda: {"messages": 0, "bytes": 0})
+        self.by_recipient: dict[str, dict[str, int]] = defaultdict(lambda: {"messages": 0, "bytes": 0})
 
     def record(self, raw: bytes) -> None:
         msg = peek(raw)
@@ -36,6 +38,7 @@ class TrafficLog:
                 self.by_type[msg.type],
                 self.by_link[(msg.sender, msg.recipient)],
                 self.by_sender[msg.sender],
+                self.by_recipient[msg.recipient],
             ):
                 bucket["messages"] += 1
                 bucket["bytes"] += len(raw)
@@ -48,15 +51,16 @@ class TrafficLog:
             "total_bytes": self.total_bytes(),
             "by_type": {k: dict(v) for k, v in sorted(self.by_type.items())},
             "by_sender": {k: dict(v) for k, v in sorted(self.by_sender.items())},
+            "by_recipient": {k: dict(v) for k, v in sorted(self.by_recipient.items())},
         }
 
     def since(self, earlier: dict) -> dict:
         """The traffic recorded after an earlier `summary()`, in the same shape."""
         now = self.summary()
-        out = {"by_type": {}, "by_sender": {}}
-        for part in ("by_type", "by_sender"):
+        out = {"by_type": {}, "by_sender": {}, "by_recipient": {}}
+        for part in ("by_type", "by_sender", "by_recipient"):
             for k, v in now[part].items():
-                before = earlier[part].get(k, {"messages": 0, "bytes": 0})
+                before = earlier.get(part, {}).get(k, {"messages": 0, "bytes": 0})
                 d = {"messages": v["messages"] - before["messages"], "bytes": v["bytes"] - before["bytes"]}
                 if d["messages"]:
                     out[part][k] = d
@@ -68,6 +72,7 @@ class TrafficLog:
             self.by_type.clear()
             self.by_link.clear()
             self.by_sender.clear()
+            self.by_recipient.clear()
 
 
 class Network(ABC):
@@ -113,12 +118,16 @@ class Network(ABC):
 
 class InProcessNetwork(Network):
     """All nodes in this process. Requests to several parties run in threads, as parties would run in
-    parallel: the heavy protocol kernels release the GIL, so both cores are used."""
+    parallel: the heavy protocol kernels release the GIL, so every core is used. One thread more than
+    cores: a hospital encrypting a large upload waits on its own encryption process (mpclr.roles.encryptor),
+    and with only as many threads as cores, three hospitals' rounds on two cores would leave one idle
+    while the third runs alone."""
 
     def __init__(self, workers: int | None = None):
         super().__init__()
         self._nodes: dict[str, object] = {}
-        self._pool = ThreadPoolExecutor(max_workers=workers or 2, thread_name_prefix="party")
+        threads = workers or (os.cpu_count() or 1) + 1
+        self._pool = ThreadPoolExecutor(max_workers=max(2, threads), thread_name_prefix="party")
         self.round_trips = 0
         self.seconds_in_nodes = 0.0
         self.down: set[str] = set()  # simulated dead nodes: requests to them fail as a real network's would

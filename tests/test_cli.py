@@ -30,7 +30,7 @@ def cli(folder, *flags):
 @pytest.fixture(scope="module")
 def kept_encrypted(tmp_path_factory):
     """One secure study for two flags: --keep-models-encrypted and --score-bound."""
-    return cli(tmp_path_factory.mktemp("cli"), "--parties", "2", "--keep-models-encrypted", "--score-bound", "24")
+    return cli(tmp_path_factory.mktemp("cli"), "--hospitals", "2", "--keep-models-encrypted", "--score-bound", "24")
 
 
 def test_keep_models_encrypted_decrypts_no_model(kept_encrypted):
@@ -64,7 +64,7 @@ def test_score_bound_is_recorded_and_used(kept_encrypted):
 
 
 def test_evaluation_decrypted_models_and_the_other_study_flags(tmp_path):
-    rec = cli(tmp_path, "--evaluation", "decrypted-models", "--parties", "3", "--threshold", "2", "--degree", "3",
+    rec = cli(tmp_path, "--evaluation", "decrypted-models", "--hospitals", "3", "--threshold", "2", "--degree", "3",
               "--learning-rate", "0.8", "--seed", "4")
     assert rec["evaluation_path"].startswith("threshold decryption of the fold models")
     assert rec["secure_evaluation"] is None
@@ -93,7 +93,7 @@ def test_evaluation_decrypted_models_and_the_other_study_flags(tmp_path):
 )
 def test_flags_that_contradict_each_other_are_refused(tmp_path, capsys, flags, message):
     out = tmp_path / "record.json"
-    assert main(["cv", *SMALL, "--parties", "2", *flags, "--json", str(out)]) == 2
+    assert main(["cv", *SMALL, "--hospitals", "2", *flags, "--json", str(out)]) == 2
     assert message in capsys.readouterr().err
     assert not out.exists()
 
@@ -141,7 +141,7 @@ def test_the_record_holds_the_secure_table_one_and_what_it_revealed(tmp_path, ca
     revealed list, before the study's own, and each hospital answered exactly the table's budgets."""
     frame = _clinic(tmp_path / "clinic.csv")
     out = tmp_path / "record.json"
-    assert main(["cv", str(tmp_path / "clinic.csv"), "--label", "outcome", "--parties", "2", "--folds", "2",
+    assert main(["cv", str(tmp_path / "clinic.csv"), "--label", "outcome", "--hospitals", "2", "--folds", "2",
                  "--iterations", "2", "--evaluation", "decrypted-models", "--quiet", "--json", str(out)]) == 0
     rec = json.loads(out.read_text())
     t = rec["table_one"]
@@ -185,7 +185,7 @@ def test_a_hospital_refusing_the_table_stops_the_study_before_training_naming_th
     frame.insert(0, "site", np.repeat([1, 2], 60))  # the second 60 rows are hospital-2's
     frame.to_csv(tmp_path / "clinic.csv", index=False)
     out = tmp_path / "record.json"
-    assert main(["cv", str(tmp_path / "clinic.csv"), "--split", "site", "--parties", "2", "--folds", "2",
+    assert main(["cv", str(tmp_path / "clinic.csv"), "--split", "site", "--hospitals", "2", "--folds", "2",
                  "--quiet", "--json", str(out)]) == 2
     err = capsys.readouterr().err
     assert "hospital-2 refused table.counts" in err and "'dose' takes 3 distinct values here" in err

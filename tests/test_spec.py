@@ -22,7 +22,10 @@ def _plain(spec) -> StudySpec:
 
 
 def test_every_entry_point_builds_the_same_spec_for_the_same_study():
-    cli = StudySpec.from_cli_args(build_parser().parse_args(["cv", "breast_cancer", "--parties", "3", "--folds", "5"]))
+    def parsed(*argv):
+        return StudySpec.from_cli_args(build_parser().parse_args(["cv", "breast_cancer", *argv]))
+
+    cli = parsed("--hospitals", "3", "--folds", "5")
     notebook = NotebookStudy.from_parameters(dataset="breast_cancer", parties=3, folds=5, seed=0, iterations=6,
                                              degree=5, threshold=None, preset="train")
     flower = study_spec({"folds": 5, "score-bound": 16.0, "decrypt-models": True}, "train", 3, None)
@@ -31,6 +34,8 @@ def test_every_entry_point_builds_the_same_spec_for_the_same_study():
     cli = cli.with_(table_one=False)  # the command line adds the secure Table 1 unless --no-table-one
     assert cli == _plain(notebook) == flower == estimator.with_(dataset="breast_cancer")
     assert cli.iterations == 6 and cli.degree == 5 and cli.learning_rate == 1.0  # the twin's defaults, written out
+    # --parties, the flag's older name, still means --hospitals
+    assert parsed("--parties", "3", "--folds", "5").with_(table_one=False) == cli
     # a different study is a different spec, whichever way it is written
     assert StudySpec.from_cli_args(build_parser().parse_args(["cv", "breast_cancer", "--folds", "4"])) != flower
 

@@ -79,7 +79,7 @@ def test_cli_cv_on_a_csv_file(tmp_path, capsys):
                 "outcome",
                 "--folds",
                 "3",
-                "--parties",
+                "--hospitals",
                 "2",
                 "--iterations",
                 "3",

@@ -146,7 +146,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m mpclr.deploy", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
     loc = sub.add_parser("local", help="SuperLink + n sites on 127.0.0.1, one study, then stop everything")
-    loc.add_argument("--sites", type=int, default=3)
+    loc.add_argument("--hospitals", "--sites", dest="sites", type=int, metavar="N", default=3,
+                     help="hospitals, one site each (default 3); --sites is the older name")
     loc.add_argument("--threshold", type=int, default=0, help="t of t-out-of-n (default n)")
     add_preset_argument(loc)  # the local deployment runs the default study
     loc.add_argument("--data", default="breast_cancer")

@@ -7,16 +7,21 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ProtocolError
+from ..roles import encryptor
+from ..roles.encryptor import PROCESS_MIN_CIPHERTEXTS
 from ..roles.extensions import register_handlers
 from ..training.hospital import scaling
-from .layout import EvalLayout, party_vectors
+from ..training.party import upload_window
+from .layout import EvalLayout, own_blocks, party_vectors
 
 __all__ = ["HANDLERS"]
 
 
 def on_encrypt_eval(node, fields, sender):
     """The hospital's rows in the public evaluation layout: standardized features / scale and labels,
-    encrypted under the collective key, as [block, column, ciphertext] for every block it has rows in."""
+    encrypted under the collective key, as [block, column, ciphertext] for the blocks it has rows in, in
+    rounds (mpclr.training.party.upload_window: from `start`, at most `count` blocks; `next` says where
+    the next round starts)."""
     node.from_server(sender, "lr.encrypt_eval")
     X, y, rows = node.require_data()
     if node.folds is None:
@@ -34,9 +39,16 @@ def on_encrypt_eval(node, fields, sender):
     if not 0 <= label_level <= node.ctx.top_level:
         raise ProtocolError(f"the labels' level must lie in 0..{node.ctx.top_level}, got {label_level}")
     d = X.shape[1]
-    out = [[b, j, node.encrypt_bytes(vec, label_level if j == d else None)]
-           for b, j, vec in party_vectors(layout, rows, X, y, mean, std, scale)]
-    return {"ciphertexts": out}
+    own = own_blocks(layout, rows)
+    take, following = upload_window(fields, own, node.ctx.params, d + 1, "lr.encrypt_eval")
+    vectors = list(party_vectors(layout, rows, X, y, mean, std, scale, set(take)))
+    large = len(own) * (d + 1) >= PROCESS_MIN_CIPHERTEXTS  # the whole upload: worth a process
+    # features at the top level, labels (column d) where the evaluation first uses them (fewer primes)
+    cts = node.encrypt_many([v for *_, v in vectors], processes=large,
+                            levels=[label_level if j == d else None for _, j, _ in vectors])
+    if following is None:  # its last round
+        encryptor.done(node)
+    return {"ciphertexts": [[b, j, ct] for (b, j, _), ct in zip(vectors, cts)], "next": following}
 
 
 HANDLERS = {"lr.encrypt_eval": on_encrypt_eval}

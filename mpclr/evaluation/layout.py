@@ -43,7 +43,7 @@ import numpy as np
 from ..errors import ProtocolError
 from ..training.layout import Layout
 
-__all__ = ["EvalGroup", "EvalLayout", "Member", "party_vectors"]
+__all__ = ["EvalGroup", "EvalLayout", "Member", "party_vectors", "own_blocks"]
 
 
 @dataclass(frozen=True)
@@ -252,9 +252,19 @@ class EvalLayout:
                 out[first[pick] + copy * span] = values[pick]
         return out
 
+    def rows_of_block(self, block: int) -> np.ndarray:
+        """The global rows placed in a block, ascending (every row placed once, then looked up: a block's
+        work is its own rows', not the study's)."""
+        if getattr(self, "_by_block", None) is None:
+            blocks, _, _ = self.place(np.arange(self.n_rows))
+            order = np.argsort(blocks, kind="stable")
+            self._by_block = (order, np.searchsorted(blocks[order], np.arange(len(self.blocks) + 1)))
+        order, bounds = self._by_block
+        return order[bounds[block] : bounds[block + 1]]
+
     def occupied(self, block: int, copies: int | None = None, group: int | None = None) -> np.ndarray:
         """True at the slots that hold a row (in the first `copies` copies; of `group` only if given)."""
-        rows = np.arange(self.n_rows)
+        rows = self.rows_of_block(block)
         return self.pack(block, rows, np.ones(rows.size), copies, group) > 0
 
     def threshold_vector(self, block: int, thresholds: dict, pad: float) -> np.ndarray:
@@ -281,22 +291,30 @@ class EvalLayout:
         return np.arange(grp.copies)[:, None] * grp.positions * grp.m + np.arange(grp.lanes)[None, :]
 
 
-def party_vectors(layout: EvalLayout, rows, X, y, mean, std, scale: float):
-    """Yield (block, column, slot vector) for every data block holding some of this party's rows: columns
-    0..d-1 are the standardized features divided by `scale` (the training's mean and std), column d the
-    label, each in every copy (the scores are computed in every copy: no refresh copies them); in a packed
-    group columns 0.. are chunks, feature c k + f (1..d; 0 is the intercept, the server's) in the copies
-    of segment f. Everything else stays zero, so the parties' ciphertexts add up at the server."""
+def party_vectors(layout: EvalLayout, rows, X, y, mean, std, scale: float, only=None):
+    """Yield (block, column, slot vector) for every data block holding some of this party's rows (with
+    `only`, a set of blocks, those only): columns 0..d-1 are the standardized features divided by `scale`
+    (the training's mean and std), column d the label, each in every copy (the scores are computed in
+    every copy: no refresh copies them); in a packed group columns 0.. are chunks, feature c k + f (1..d;
+    0 is the intercept, the server's) in the copies of segment f. Everything else stays zero, so the
+    parties' ciphertexts add up at the server."""
     X = np.asarray(X, dtype=np.float64)
+    rows = np.asarray(rows, dtype=np.int64)
     std = np.where(np.asarray(std) > 0, std, 1.0)
-    cols = np.hstack([(X - mean) / std / float(scale), np.asarray(y, dtype=np.float64)[:, None]])
     blocks, _, _ = layout.place(rows)
-    d = cols.shape[1] - 1
+    order = np.argsort(blocks, kind="stable")
+    d = X.shape[1]
     for block in sorted(set(blocks.tolist())):
+        if only is not None and block not in only:
+            continue
+        lo, hi = np.searchsorted(blocks[order], [block, block + 1])
+        mine = order[lo:hi]  # this block's rows only: packing it costs its rows, not the hospital's
+        cols = np.hstack([(X[mine] - mean) / std / float(scale), np.asarray(y, dtype=np.float64)[mine, None]])
+        here = rows[mine]
         grp = layout.groups[layout.blocks[block][0].group]
         if grp.segments == 1:
             for j in range(d + 1):
-                yield block, j, layout.pack(block, rows, cols[:, j])
+                yield block, j, layout.pack(block, here, cols[:, j])
             continue
         per = grp.copies // grp.segments
         for c in layout.columns(block, d)[:-1]:
@@ -304,7 +322,13 @@ def party_vectors(layout: EvalLayout, rows, X, y, mean, std, scale: float):
             for f in range(grp.segments):
                 j = c * grp.segments + f  # the training's feature index: x_(j-1)
                 if 1 <= j <= d:
-                    out += layout.pack(block, rows, cols[:, j - 1], copies=(f + 1) * per) - layout.pack(
-                        block, rows, cols[:, j - 1], copies=f * per)
+                    out += layout.pack(block, here, cols[:, j - 1], copies=(f + 1) * per) - layout.pack(
+                        block, here, cols[:, j - 1], copies=f * per)
             yield block, c, out
-        yield block, d, layout.pack(block, rows, cols[:, d])
+        yield block, d, layout.pack(block, here, cols[:, d])
+
+
+def own_blocks(layout: EvalLayout, rows) -> list[int]:
+    """The blocks holding some of a hospital's rows, ascending (its part of lr.encrypt_eval's rounds)."""
+    blocks, _, _ = layout.place(np.asarray(rows, dtype=np.int64))
+    return sorted(set(blocks.tolist()))

@@ -113,7 +113,7 @@ class ComparisonPasses:
                 ys = []
                 for b in range(len(self.layout.blocks)):
                     if grp.index in self.layout.groups_of(b):
-                        y, mask = self.data[(b, self.features)], self.masks.get((b, grp.index))
+                        y, mask = self._column(b, self.features), self.masks.get((b, grp.index))
                         ys.append(
                             self.ops.down(y, 1)
                             if mask is None

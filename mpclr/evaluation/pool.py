@@ -4,15 +4,15 @@ jobs by the server, whose refreshes the server serves with the key holders."""
 from __future__ import annotations
 
 import os
-import sys
 import time
 import traceback
 
 import numpy as np
 
 from ..errors import ProtocolError
+from ..roles.pipe import serve_stdio
 from ..training.blocks import Enc
-from ..training.workers import ProcessPool, _dump, _load, _Pipe
+from ..training.workers import ProcessPool, _dump, _load
 from .comparison import LadderOps
 
 
@@ -171,4 +171,4 @@ class ComparisonPool(ProcessPool):
 
 
 if __name__ == "__main__":  # pragma: no cover - a comparison worker process
-    _worker_main(_Pipe(sys.stdin.buffer, sys.stdout.buffer))
+    _worker_main(serve_stdio())

@@ -104,6 +104,9 @@ from ..errors import ParameterError, ProtocolError
 from ..protocols.refresh import RefreshProtocol
 from ..seal.format import CiphertextData, galois_elt_from_step, unpack_ciphertext
 from ..training.blocks import Enc
+from ..training.cv import upload
+from ..training.party import blocks_per_round
+from ..training.spool import Spool
 from ..training.workers import _dump, _load
 from .comparison import LadderOps, SignComposite, design_sign, narrowest_transition
 from .constants import (
@@ -134,6 +137,8 @@ class SecureEvaluation(ComparisonPasses, EvaluationResults):
     cutoff: predicted probability of the confusion matrix (score logit(cutoff)).
     resolution / roc_resolution: transition half-widths delta in score units of the cutoff pass and of
         the ROC passes (default D 2^-18; ROC: the same where folds fit a lane twice or more, else D 2^-8).
+    spool: bytes of the hospitals' rows kept in memory before they go to disk (mpclr.training.spool), or a
+        Spool to fill.
     grid: public grid thresholds per fold where a fold fills a lane (elsewhere max(copies, 16) - 1 beside the
         cutoff); refine_rounds: researcher-chosen rounds (default 2 where folds fit a lane twice or more,
         else 1); refine_thresholds: thresholds per fold and round (default: max(copies, 16) where folds fit
@@ -155,6 +160,7 @@ class SecureEvaluation(ComparisonPasses, EvaluationResults):
         error: float = 1e-6,
         participants=None,
         workers: int | str = "auto",
+        spool: int | Spool | None = None,
     ):
         self.fed, self.cv = fed, cv
         self.server = fed.server
@@ -176,7 +182,8 @@ class SecureEvaluation(ComparisonPasses, EvaluationResults):
         self.view = {
             k: FoldView(k, int(n_k)) for k, n_k in enumerate(np.bincount(cv.fold_of_row, minlength=cv.layout.folds))
         }
-        self.data: dict[tuple[int, int], Enc] = {}  # (block, column)
+        # (block, column) -> the hospitals' ciphertexts, in memory or on disk (spool: a threshold or a Spool)
+        self.data = spool if isinstance(spool, Spool) else Spool(spool, name="evaluation-rows")
         self.scores: dict[int, Enc] = {}  # block -> s / D
         self.labels: dict[tuple[int, int], Enc] = {}  # (block, group) -> y (masked in a shared block), level 2
         self.masks: dict[tuple[int, int], np.ndarray] = {}  # (block, group) -> the group's slots, shared blocks
@@ -312,6 +319,19 @@ class SecureEvaluation(ComparisonPasses, EvaluationResults):
             self.fed.generate_rotation_keys(steps, by=self._by, level=self.refresh_level)
             self.seconds["rotation_keys"] = time.perf_counter() - t0
 
+    def _column(self, block: int, column: int) -> Enc:
+        """A column of a data block: the hospitals' ciphertexts of it added up (read from the spool's
+        file when the rows are on disk)."""
+        he = self.server.evaluator.he
+        cts = [self.ctx.load_ciphertext(he, raw, "evaluation rows") for raw in self.data[(block, column)]]
+        for ct in cts[1:]:
+            he.add(cts[0], ct)
+        return Enc(cts[0], self._column_level(column))
+
+    def _column_level(self, column: int) -> int:
+        """The level a column arrives at: the labels (column d) where they are first used, the rest the top."""
+        return self.label_level if column == self.features else self.ctx.top_level
+
     def _refresh_bytes(self, items):
         fresh = self._refresh([Enc(_load(self.server.evaluator.he, raw), level) for raw, level in items])
         return [_dump(x) for x in fresh]
@@ -333,28 +353,26 @@ class SecureEvaluation(ComparisonPasses, EvaluationResults):
             "scale": self.D / 2.0**SCORE_HEADROOM_BITS,
             "label_level": self.label_level,
         }
-        top = self.ctx.top_level
         blocks = len(self.layout.blocks)
         # every hospital, not just the key holders of this evaluation: a missing one's rows would count
         # as all-zero rows; one that does not answer stops the evaluation with its name
         hospitals = [p.name for p in self.fed.parties]
-        data: dict[tuple[int, int], Enc] = {}
-        replies = s.call_many("lr.encrypt_eval", {p: request for p in hospitals})  # they encrypt in parallel
-        for p in hospitals:
-            for b, j, raw in replies[p]["ciphertexts"]:
+        data = self.data  # the hospitals' ciphertexts, added up when used
+
+        def take(p, reply):
+            what = f"{p}'s evaluation rows"
+            for b, j, raw in reply["ciphertexts"]:
                 key = (int(b), int(j))
-                if not 0 <= key[0] < blocks or not 0 <= key[1] <= self.features:
+                if not 0 <= key[0] < blocks or key[1] not in self.layout.columns(key[0], self.features):
                     raise ProtocolError(f"{p} sent an evaluation ciphertext for an unknown block or column {key}")
-                raw = unpack_ciphertext(raw, f"{p}'s evaluation rows")  # checked on the next line
-                level = self.ctx.check_ciphertext(CiphertextData.from_bytes(raw, "evaluation rows"), "evaluation rows")
-                expected = self.label_level if key[1] == self.features else top
+                raw = unpack_ciphertext(raw, what, self.ctx)  # every residue checked
+                level = self.ctx.level_of(CiphertextData.from_bytes(raw, what).parms_id, what)
+                expected = self._column_level(key[1])
                 if level != expected:
                     raise ProtocolError(f"{p} sent evaluation rows (column {key[1]}) at level {level}, not {expected}")
-                ct = self.ctx.load_ciphertext(s.evaluator.he, raw, "evaluation rows")
-                if key in data:
-                    s.evaluator.he.add(data[key].ct, ct)
-                else:
-                    data[key] = Enc(ct, level)
+                data.add(key, raw)
+
+        upload(s, "lr.encrypt_eval", request, hospitals, blocks_per_round(self.ctx.params, self.features + 1), take)
         missing = [(b, j) for b in range(blocks) for j in self.layout.columns(b, self.features) if (b, j) not in data]
         if missing:
             raise ProtocolError(f"no hospital sent evaluation rows for block and column {missing[:3]}")
@@ -380,13 +398,15 @@ class SecureEvaluation(ComparisonPasses, EvaluationResults):
         t0 = time.perf_counter()
         ops, d = self.ops, self.features
         for b, members in enumerate(self.layout.blocks):
+            # one block's ciphertexts at a time (features, or chunks of them in a packed group, then the label)
+            columns = {j: self._column(b, j) for j in self.layout.columns(b, d)}
             parts = []
             if self.layout.groups[members[0].group].segments > 1:
-                self.scores[b] = self._packed_score(b, members[0].group, W)
+                self.scores[b] = self._packed_score(b, members[0].group, W, columns)
                 members = ()
             for mem in members:
                 g = mem.group
-                dot = ops.dot([(self.data[(b, j)], W[(g, j + 1)]) for j in range(d)])
+                dot = ops.dot([(columns[j], W[(g, j + 1)]) for j in range(d)])
                 occupied = self.layout.occupied(b, group=g).astype(np.float64) * 2.0**SCORE_HEADROOM_BITS / self.D
                 score = ops.add(dot, ops.cmul(W[(g, 0)], occupied, dot.level, key=("intercept", b, g)))
                 # 2^SCORE_HEADROOM_BITS s / D down to s / D: the product's noise (the rows' encryption noise
@@ -404,12 +424,12 @@ class SecureEvaluation(ComparisonPasses, EvaluationResults):
             if parts:
                 self.scores[b] = ops.down(ops.total(parts), self.score_level)
             for g in self.layout.groups_of(b):
-                y = self.data[(b, d)]
+                y = columns[d]
                 mask = self.masks.get((b, g))
                 self.labels[(b, g)] = ops.down(y, 2) if mask is None else ops.cmul(y, mask, 2, key=("mask", b, g))
         self.seconds["scores"] = time.perf_counter() - t0
 
-    def _packed_score(self, b: int, g: int, W) -> Enc:
+    def _packed_score(self, b: int, g: int, W, columns: dict) -> Enc:
         """s / D of a block whose group packs k features side by side (mpclr.evaluation.layout): chunk c's rows
         times weight ciphertext c, slot by slot (feature c k + f in segment f; the intercept's "1" is the
         server's, a plaintext in segment 0), a rotate-and-sum over the segments that leaves every copy with its
@@ -418,7 +438,7 @@ class SecureEvaluation(ComparisonPasses, EvaluationResults):
         smudging hides)."""
         ops, grp = self.ops, self.layout.groups[g]
         chunks = self.layout.columns(b, self.features)[:-1]
-        dot = ops.dot([(self.data[(b, c)], W[(g, c)]) for c in chunks])
+        dot = ops.dot([(columns[c], W[(g, c)]) for c in chunks])
         occupied = self.layout.occupied(b, copies=grp.copies // grp.segments).astype(np.float64)
         intercept = ops.cmul(W[(g, 0)], occupied * 2.0**SCORE_HEADROOM_BITS / self.D, dot.level, key=("intercept", b))
         ct, he = ops.add(dot, intercept).ct, ops.he  # the training's keys (every level, mpclr.training.cv)

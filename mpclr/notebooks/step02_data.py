@@ -100,14 +100,14 @@ def _ciphertext_table(cv, data: HospitalData, names: list[str]) -> dict:
     the level it is first used, fewer primes)."""
     layout = cv.layout
     features = cv.features
-    size = len(next(iter(cv.blocks.values()))[0])
+    size = len(cv.blocks[next(iter(cv.blocks))][0])
     size_c = len(next(iter(cv.constants.values()))[0])
     per_hospital = {}
     for name, part in zip(names, data.parts):
         blocks = sum(len(layout.blocks_with_rows(g, part.rows)) * g.chunks(features) for g in layout.groups)
         constants = sum(g.chunks(features) for g in layout.groups)
         per_hospital[name] = {"data": blocks, "constant_term": constants, "bytes": blocks * size + constants * size_c}
-    total_blocks = sum(len(v) for v in cv.blocks.values())
+    total_blocks = cv.blocks.count()
     total_constants = sum(len(v) for v in cv.constants.values())
     if total_blocks != sum(v["data"] for v in per_hospital.values()):
         raise ProtocolError("the encrypted study holds another number of data ciphertexts than the layout gives")

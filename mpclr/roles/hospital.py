@@ -29,6 +29,7 @@ from ..protocols.share import SecretKeyShare
 from ..ring import CommonRandomString, SecretRandom
 from ..seal.format import pack_ciphertext
 from ..wire import seal_box
+from .encryptor import encrypt_many, level_plans
 from .evaluator import Ciphertext
 from .extensions import handlers as registered_handlers
 from .extensions import register_handlers
@@ -557,13 +558,7 @@ class Hospital(Node):
     def encrypt_bytes(self, values, level: int | None = None) -> bytes:
         """A vector encrypted under the collective public key, packed for a reply (what a handler sends); at
         `level` (primes dropped: fewer bytes) when it is first used there."""
-        he, top = self._encryptor(), self.ctx.top_level
-        level = top if level is None else int(level)
-        scale = 2.0**self.ctx.params.scale_bits if level == top else self.ctx.scale_ladder[level]  # the level's own
-        ct = he.encryptFrac(np.ascontiguousarray(values, dtype=np.float64), scale=scale)
-        for _ in range(top - level):
-            he.mod_switch_to_next_ctxt(ct)
-        return pack_ciphertext(ct.to_bytes(compr_mode="none"))
+        return self.encrypt_many([values], levels=[level])[0]
 
     def encrypt(self, values):
         """Encrypt a vector under the collective public key and upload it; returns the server's handle."""
@@ -573,12 +568,16 @@ class Hospital(Node):
             raise ValueError(f"can encrypt 1..{self.ctx.params.slots} values per ciphertext, got {x.size}")
         if not np.all(np.isfinite(x)):
             raise ValueError("cannot encrypt NaN or infinite values")
-        ct = he.encryptFrac(x, scale=2.0**self.ctx.params.scale_bits)
-        reply = self.call(
-            self._require_session().server, "ct.upload", ciphertext=pack_ciphertext(ct.to_bytes(compr_mode="none")),
-            length=int(x.size),
-        )
+        raw = pack_ciphertext(he.encryptFrac(x, scale=2.0**self.ctx.params.scale_bits).to_bytes(compr_mode="none"))
+        reply = self.call(self._require_session().server, "ct.upload", ciphertext=raw, length=int(x.size))
         return Ciphertext(reply["id"], int(x.size), int(reply["level"]), float(reply["scale"]))
+
+    def encrypt_many(self, vectors, processes: bool = False, levels=None) -> list[bytes]:
+        """encrypt_bytes of each vector (at levels[i], None: the top); with `processes`, in an encryption
+        process of this hospital's own (mpclr.roles.encryptor: Pyfhel holds the GIL, the hospitals' threads
+        would take turns)."""
+        vectors = list(vectors)
+        return encrypt_many(self, self._encryptor(), vectors, processes, level_plans(self.ctx, levels, len(vectors)))
 
     # ==================== policy gate (mpclr.roles.policy): begin ===========================
     def agree(self, manifest: Manifest) -> None:

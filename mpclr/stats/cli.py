@@ -22,7 +22,8 @@ def add_glm_parser(sub) -> None:
                    "shipped set: its label, or any of its columns x1, x2, ...)")
     p.add_argument("--columns", default=None, help="predictors, comma-separated (default: every other column)")
     p.add_argument("--positive", default=None, help="the positive class of a binomial outcome that is not 0/1")
-    p.add_argument("--parties", type=int, default=3, help="hospitals")
+    p.add_argument("--hospitals", "--parties", dest="parties", type=int, metavar="N", default=3,
+                   help="hospitals (each a key holder); --parties is the older name")
     p.add_argument("--threshold", type=int, default=None, help="t for t-out-of-n decryption (default: n)")
     add_preset_argument(p)
     p.add_argument("--split", default="even", help="how rows are dealt: even, or a column holding a hospital id")

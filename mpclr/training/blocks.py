@@ -5,11 +5,22 @@ weights V, returns this shard's part of the gradient, already summed over its sa
 a Pyfhel object with the collective public and evaluation keys, so the server can run one per core in
 worker processes (Pyfhel holds the GIL) and add their results. When a step would go below the refresh
 level, it asks `refresh` (a callback to the server) to refresh its per-sample ciphertexts.
+
+Where the data are: in memory (`add_block`), or streamed (`stream_from`): the hospitals' ciphertexts stay in
+the server's spool file (mpclr.training.spool) and the masked copies in a spool of the engine's own, and
+each iteration reads them block by block (the next block's bytes read ahead while this one computes), so
+the engine holds one block's ciphertexts, not its shard's. Either way, when no refresh falls inside an
+iteration (the default design), the gradient runs block by block with the same operations in the same
+order: streamed and in-memory engines give the same ciphertexts, bit for bit. A packed group (small
+studies: k features side by side, mpclr.training.layout) streams the same way, its blocks' chunks in
+place of features; in practice its rows stay in memory (a study small enough to pack is far below the
+spool's threshold), and large studies, one feature per ciphertext, are the ones streamed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,6 +59,13 @@ class BlockEngine:
         self.Z: dict[tuple[int, int, int], Enc] = {}
         self.ZM: dict[tuple[int, int, int], Enc] = {}
         self._consts: dict = {}
+        self._source: Callable[[tuple[int, int, int]], list[bytes]] | None = None  # streamed: key -> contributions
+        self._pairs: set[tuple[int, int]] = set()  # streamed: this engine's (group, block)
+        self._scratch = None  # streamed: a Spool of the masked copies ZM
+        self._reader: ThreadPoolExecutor | None = None
+        self._calls = 0  # gradient_part calls so far
+        self._keep, self._kept_bytes = 0, 0  # streamed: bytes of blocks it may keep loaded, and kept
+        self._kept: dict[tuple[int, int], tuple[list, list]] = {}
 
     # ------------------------------------------------------------------ primitives
     def down(self, x: Enc, level: int) -> PyCtxt:
@@ -113,19 +131,97 @@ class BlockEngine:
         else:
             self.Z[key] = Enc(ct, self.top)
 
+    def stream_from(self, source: Callable, pairs, scratch, keep: int = 0) -> None:
+        """Stream this engine's (group, block) pairs: source(key) gives the hospitals' ciphertext bytes
+        of a (group, block, feature), read per use; `scratch` (a Spool) keeps the masked copies. The
+        first blocks up to `keep` bytes stay loaded after their first gradient (loading a block's
+        ciphertexts costs about a sixth of its arithmetic: worth sparing while memory allows)."""
+        self._source, self._pairs, self._scratch, self._keep = source, set(pairs), scratch, int(keep)
+        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool-read")
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.shutdown(wait=True)
+            self._reader = None
+        if self._scratch is not None:
+            self._scratch.close()
+
     def blocks(self, g: int) -> list[int]:
+        if self._source is not None:
+            return sorted(b for gg, b in self._pairs if gg == g)
         return sorted({b for (gg, b, j) in self.Z if gg == g})
+
+    def _chunks(self, g: int) -> range:
+        """A block's data ciphertexts: one per feature, or ceil(features / k) in a packed group."""
+        return range(self.layout.groups[g].chunks(self.features))
+
+    def _load(self, raw: bytes) -> PyCtxt:
+        ct = PyCtxt(pyfhel=self.he)
+        ct.from_bytes(raw, scheme="ckks")
+        return ct
+
+    def _read(self, g: int, b: int, masked: bool) -> tuple[list, list]:
+        """A streamed block's bytes: every feature's contributions, and its masked copies if asked."""
+        chunks = self._chunks(g)
+        z = [self._source((g, b, j)) for j in chunks]
+        zm = [self._scratch[(g, b, j)] for j in chunks] if masked else []
+        return z, zm
+
+    def _fetch(self, g: int, blocks: list[int], masked: bool):
+        """(block, [Z_j], [ZM_j]) for the group's blocks in order: from memory, or read from the spools
+        one block ahead of the computation."""
+        if self._source is None:
+            for b in blocks:
+                zm = [self.ZM[(g, b, j)] for j in self._chunks(g)] if masked else []
+                yield b, [self.Z[(g, b, j)] for j in self._chunks(g)], zm
+            return
+        def read(i):
+            if i < len(blocks) and not (masked and (g, blocks[i]) in self._kept):
+                return self._reader.submit(self._read, g, blocks[i], masked)
+            return None
+
+        ahead = read(0)
+        for i, b in enumerate(blocks):
+            if masked and (g, b) in self._kept:
+                ahead = ahead or read(i + 1)
+                yield (b, *self._kept[(g, b)])
+                continue
+            z_raw, zm_raw = ahead.result()
+            ahead = read(i + 1)
+            z = []
+            for raws in z_raw:
+                ct = self._load(raws[0])
+                for raw in raws[1:]:  # a block two hospitals have rows in: their ciphertexts add up
+                    self.he.add(ct, self._load(raw))
+                z.append(Enc(ct, self.top))
+            zm = [Enc(self._load(raw), self.masked_level) for [raw] in zm_raw]
+            size = sum(len(raws[0]) for raws in z_raw) + sum(len(raw) for [raw] in zm_raw)
+            if masked and self._kept_bytes + size <= self._keep:  # kept loaded, up to the engine's budget
+                self._kept[(g, b)] = (z, zm)
+                self._kept_bytes += size
+            yield b, z, zm
+
+    @property
+    def masked_level(self) -> int:
+        """The level of the masked copies ZM (see `prepare`)."""
+        return min(self.refresh_level + 2, self.top) - 1
 
     def prepare(self, masks: dict[tuple[int, int], np.ndarray]) -> None:
         """ZM = Z * mask (the mask holds R d_lead / n_k where the sample trains model k, else 0), made at
         the lowest level it is used at (refresh level + 1, where G = P * ZM lands on the refresh level):
         fewer primes make it cheaper to derive and to keep."""
         level = min(self.refresh_level + 2, self.top)
-        for (g, b), mask in sorted(masks.items()):
-            pt = self.encode(mask, float(self.primes[level]), level)
-            for j in range(self.layout.groups[g].chunks(self.features)):
-                z = Enc(self.down(self.Z[(g, b, j)], level), level)
-                self.ZM[(g, b, j)] = self.mul_plain(z, pt)
+        for g in sorted({g for g, _ in masks}):
+            blocks = sorted(b for gg, b in masks if gg == g)
+            chunks = range(self.layout.groups[g].chunks(self.features))
+            for b, z, _ in self._fetch(g, blocks, masked=False):
+                pt = self.encode(masks[(g, b)], float(self.primes[level]), level)
+                for j in chunks:
+                    zm = self.mul_plain(Enc(self.down(z[j], level), level), pt)
+                    if self._scratch is None:
+                        self.ZM[(g, b, j)] = zm
+                    else:
+                        self._scratch.add((g, b, j), zm.ct.to_bytes(compr_mode="none"))
 
     # ------------------------------------------------------------------ gradient
     def dot_segments(self, pairs: list[tuple[Enc, Enc]], steps: list[int]) -> Enc:
@@ -150,27 +246,65 @@ class BlockEngine:
         samples of a block; the refresh does that rotate-and-sum on exact integers, with no keys. In a packed
         group t is first summed over the segments (rotations: the features side by side)."""
         out = {}
-        for group in self.layout.groups:
-            g = group.index
-            blocks = self.blocks(g)
-            if not blocks:
-                continue
-            chunks = range(group.chunks(self.features))
-            steps = self.layout.segment_steps(group)
-            ts = [self.dot_segments([(self.Z[(g, b, j)], V[(g, j)]) for j in chunks], steps) for b in blocks]
-            ts = self.ensure(ts, 2)
-            us = [self.mul(t, t) for t in ts]
-            acc = [self.add_const(u, self.q_coeffs[0]) for u in us]
-            for a in self.q_coeffs[1:]:
-                both = self.ensure(acc + us, 1)
-                acc, us = both[: len(acc)], both[len(acc) :]
-                acc = [self.add_const(self.mul(x, u), a) for x, u in zip(acc, us)]
-            both = self.ensure(ts + acc, 1)
-            ts, acc = both[: len(ts)], both[len(ts) :]
-            ps = self.ensure([self.mul(t, x) for t, x in zip(ts, acc)], 1)
-            for j in chunks:
-                out[(g, j)] = self.dot([(p, self.ZM[(g, b, j)]) for p, b in zip(ps, blocks)])
+        by_block = not refresh_points(self.top, self.refresh_level, len(self.q_coeffs))
+        # streamed block by block, every other iteration runs backwards: the blocks read last are the ones
+        # the page cache still holds (a spool larger than the cache read forwards each time would miss on
+        # every block). The sums over blocks are exact modular additions: the order changes no bit.
+        backwards = by_block and self._source is not None and self._calls % 2 == 1
+        self._calls += 1
+        for group in reversed(self.layout.groups) if backwards else self.layout.groups:
+            blocks = self.blocks(group.index)
+            if blocks:
+                part = self._group_by_block if by_block else self._group_by_stage
+                out.update(part(group.index, blocks[::-1] if backwards else blocks, V))
         return out
+
+    def _sigmoid_part(self, t: Enc) -> Enc:
+        """p = t q(t^2) of one block (no refresh needed: the by-block path)."""
+        u = self.mul(t, t)
+        acc = self.add_const(u, self.q_coeffs[0])
+        for a in self.q_coeffs[1:]:
+            acc = self.add_const(self.mul(acc, u), a)
+        return self.mul(t, acc)
+
+    def _group_by_block(self, g: int, blocks: list[int], V) -> dict[tuple[int, int], Enc]:
+        """One block at a time: t, p, and p ZM added into each feature's sum (relinearized and rescaled
+        once at the end, as `dot` does): the same operations as `_group_by_stage` without refreshes."""
+        chunks, steps = self._chunks(g), self.layout.segment_steps(self.layout.groups[g])
+        sums: list = [None] * len(chunks)
+        level = None
+        for _, z, zm in self._fetch(g, blocks, masked=True):
+            t = self.dot_segments([(z[j], V[(g, j)]) for j in chunks], steps)
+            del z
+            p = self._sigmoid_part(t)
+            for j in chunks:
+                level = min(p.level, zm[j].level)
+                prod = self.he.multiply(self.down(p, level), self.down(zm[j], level), in_new_ctxt=True)
+                sums[j] = prod if sums[j] is None else self.he.add(sums[j], prod)
+        out = {}
+        for j, acc in enumerate(sums):
+            self.he.relinearize(acc)
+            self.he.rescale_to_next(acc)
+            out[(g, j)] = Enc(acc, level - 1)
+        return out
+
+    def _group_by_stage(self, g: int, blocks: list[int], V) -> dict[tuple[int, int], Enc]:
+        """Every block through each step together, so that a refresh serves all of them in one round
+        (a design whose levels run out inside an iteration); holds a few ciphertexts per block."""
+        data = list(self._fetch(g, blocks, masked=True))
+        chunks, steps = self._chunks(g), self.layout.segment_steps(self.layout.groups[g])
+        ts = [self.dot_segments([(z[j], V[(g, j)]) for j in chunks], steps) for _, z, _ in data]
+        ts = self.ensure(ts, 2)
+        us = [self.mul(t, t) for t in ts]
+        acc = [self.add_const(u, self.q_coeffs[0]) for u in us]
+        for a in self.q_coeffs[1:]:
+            both = self.ensure(acc + us, 1)
+            acc, us = both[: len(acc)], both[len(acc) :]
+            acc = [self.add_const(self.mul(x, u), a) for x, u in zip(acc, us)]
+        both = self.ensure(ts + acc, 1)
+        ts, acc = both[: len(ts)], both[len(ts) :]
+        ps = self.ensure([self.mul(t, x) for t, x in zip(ts, acc)], 1)
+        return {(g, j): self.dot([(p, zm[j]) for p, (_, _, zm) in zip(ps, data)]) for j in chunks}
 
 
 def refresh_points(top: int, refresh_level: int, q_terms: int) -> list[int]:

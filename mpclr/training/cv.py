@@ -13,16 +13,18 @@ from __future__ import annotations
 import json
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import FormatError, PrivacyWarning, ProtocolError
-from ..seal.format import unpack_ciphertext
+from ..seal.format import CiphertextData, unpack_ciphertext
 from .encrypted import EncryptedTrainer, TrainingLog, TrainingPlan, refresh_level
 from .layout import Layout
-from .party import aggregate_values, stats_from_aggregate
+from .party import aggregate_values, blocks_per_round, ciphertext_bytes, stats_from_aggregate
+from .spool import Spool, release_memory
 
 __all__ = ["EncryptedCV", "encrypt_study", "run_encrypted_cv", "TWO_HOSPITALS"]
 
@@ -41,7 +43,7 @@ class EncryptedCV:
     std: np.ndarray
     curvature: float
     interval: float = 8.0  # the data blocks hold z / interval
-    blocks: dict = field(default_factory=dict)  # (group, block, feature) -> hospitals' ciphertext bytes
+    blocks: Spool = field(default_factory=Spool)  # (group, block, feature) -> hospitals' ciphertext bytes
     constants: dict = field(default_factory=dict)  # (group, feature) -> hospitals' ciphertext bytes
     seconds: dict = field(default_factory=dict)
     weights: dict = field(default_factory=dict)  # (group, feature) -> ciphertext bytes, after training
@@ -65,9 +67,7 @@ class EncryptedCV:
         t0 = time.perf_counter()
         self.rotation_keys(fed, participants)
         trainer = EncryptedTrainer(fed.server, self.layout, self.features, plan, participants, workers)
-        for (g, b, j), raws in self.blocks.items():
-            for raw in raws:
-                trainer.add_data(g, b, j, raw)
+        trainer.add_spool(self.blocks)
         for (g, j), raws in self.constants.items():
             for raw in raws:
                 trainer.add_constant(g, j, raw)
@@ -150,21 +150,23 @@ class EncryptedCV:
             interval=float(meta["interval"]),
             seconds=meta["seconds"],
         )
-        for kind, table in (("blocks", out.blocks), ("constants", out.constants)):
-            for key, name in meta["index"][kind]:
-                table.setdefault(tuple(key), []).append((root / "ciphertexts" / name).read_bytes())
+        for key, name in meta["index"]["blocks"]:  # back into a spool: on disk again when large
+            out.blocks.add(tuple(key), (root / "ciphertexts" / name).read_bytes())
+        for key, name in meta["index"]["constants"]:
+            out.constants.setdefault(tuple(key), []).append((root / "ciphertexts" / name).read_bytes())
         for key, name in meta["index"]["weights"]:
             out.weights[tuple(key)] = (root / "ciphertexts" / name).read_bytes()
         return out
 
 
 def encrypt_study(fed, *, folds: int, interval: float = 8.0, participants=None,
-                  bound_bits: int = TrainingPlan.bound_bits) -> EncryptedCV:
+                  bound_bits: int = TrainingPlan.bound_bits, spool=None) -> EncryptedCV:
     """Fold assignment, standardization from the encrypted aggregate, encrypted rows. folds=1 prepares
     one model on every row (fold ids all -1: no row held out), as EncryptedLogisticRegression trains.
     Every hospital must have its data loaded (Hospital.load_data), global row indices 0..n-1.
     Each hospital draws its folds from its own secret randomness: no seed fixes them (a resumed
-    federation gets the same ones again). Two hospitals: a PrivacyWarning (TWO_HOSPITALS)."""
+    federation gets the same ones again). Two hospitals: a PrivacyWarning (TWO_HOSPITALS). spool: the
+    byte threshold past which the rows go to disk (mpclr.training.spool; None: its default), or a Spool."""
     s = fed.server
     names = [p.name for p in fed.parties]
     seconds = {}
@@ -221,6 +223,7 @@ def encrypt_study(fed, *, folds: int, interval: float = 8.0, participants=None,
         interval=float(interval),
         seconds=seconds,
         aggregate=np.asarray(values[: 1 + d + d * (d + 1) // 2]),
+        blocks=spool if isinstance(spool, Spool) else Spool(spool, name="training-rows"),
     )
     request = {
         "layout": layout.describe(),
@@ -232,16 +235,58 @@ def encrypt_study(fed, *, folds: int, interval: float = 8.0, participants=None,
         "constant_level": refresh_level(fed.ctx, TrainingPlan([], [], bound_bits=bound_bits),
                                         len(s.participants(participants))) + 1,
     }
-    replies = s.call_many("lr.encrypt", {p: request for p in names})  # hospitals encrypt in parallel
-    for p in names:
-        reply = replies[p]
-        what = f"{p}'s training rows"
-        for g, b, j, raw in reply["blocks"]:
-            out.blocks.setdefault((int(g), int(b), int(j)), []).append(unpack_ciphertext(raw, what, s.ctx))
-        for g, j, raw in reply["constant"]:
-            out.constants.setdefault((int(g), int(j)), []).append(unpack_ciphertext(raw, what, s.ctx))
+    cts = sum(g.blocks * g.chunks(out.features) for g in layout.groups)
+    out.blocks.reserve(cts * ciphertext_bytes(fed.params), f"{n_rows} rows in the training layout")
+    upload(s, "lr.encrypt", request, names, blocks_per_round(fed.params, out.features),
+           lambda p, reply: _take_training_rows(s, out, p, reply))
+    out.blocks.checked = True  # every block's level and residues, as it arrived
     seconds["encryption"] = time.perf_counter() - t0
     return out
+
+
+def upload(server, step: str, request: dict, names, per_round: int, take) -> None:
+    """An upload in rounds (lr.encrypt, lr.encrypt_eval): every hospital not done yet is asked, in parallel,
+    for its next `per_round` blocks from where its last reply said to go on; take(hospital, reply) stores
+    each reply. The next round is asked for while this one is stored (its start is in the replies), so
+    the hospitals encrypt while the server checks and writes: two rounds' ciphertexts in memory at most."""
+
+    def ask(start: dict):
+        return server.call_many(step, {p: {**request, "start": i, "count": per_round} for p, i in start.items()})
+
+    start = {p: 0 for p in names}
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="upload") as ahead:
+        pending = ahead.submit(ask, start)
+        while pending is not None:
+            replies = pending.result()
+            following = {}
+            for p, reply in replies.items():
+                nxt = reply.get("next")
+                if nxt is not None and (not isinstance(nxt, int) or isinstance(nxt, bool) or nxt <= start[p]):
+                    raise ProtocolError(f"{p} answered {step} from block {start[p]} with a next block {nxt!r}")
+                if nxt is not None:
+                    following[p] = nxt
+            pending = ahead.submit(ask, following) if following else None
+            start = following
+            for p in list(replies):
+                take(p, replies.pop(p))
+            del replies
+            release_memory()  # the round's replies, in the hospitals' threads' arenas, back to the system
+
+
+def _take_training_rows(server, out: EncryptedCV, p: str, reply: dict) -> None:
+    """A hospital's reply to one lr.encrypt round, checked (top level, a block of the layout) and stored."""
+    ctx, what = server.ctx, f"{p}'s training rows"
+    blocks = {(g.index, b) for g in out.layout.groups for b in range(g.blocks)}
+    for g, b, j, raw in reply["blocks"]:
+        key = (int(g), int(b), int(j))
+        if key[:2] not in blocks or not 0 <= key[2] < out.layout.groups[key[0]].chunks(out.features):
+            raise ProtocolError(f"{p} sent a data block outside the layout: {key}")
+        raw = unpack_ciphertext(raw, what, ctx)  # every residue checked
+        if ctx.level_of(CiphertextData.from_bytes(raw, what).parms_id, what) != ctx.top_level:
+            raise ProtocolError(f"{p} sent data block {key} below the top level")
+        out.blocks.add(key, raw)
+    for g, j, raw in reply["constant"]:
+        out.constants.setdefault((int(g), int(j)), []).append(unpack_ciphertext(raw, what, ctx))
 
 
 def run_encrypted_cv(

@@ -39,6 +39,7 @@ from ..errors import ProtocolError
 from ..protocols.refresh import RefreshProtocol
 from .blocks import BlockEngine, Enc
 from .layout import Layout
+from .spool import release_memory
 
 __all__ = ["EncryptedTrainer", "TrainingPlan"]
 
@@ -109,6 +110,7 @@ class EncryptedTrainer:
         self.n_workers = worker_count(workers, sum(g.blocks for g in layout.groups))
         self.log = TrainingLog(workers=self.n_workers)
         self._pending: dict[tuple[int, int, int], list[bytes]] = {}  # each party's contribution per data block
+        self._spool = None  # the hospitals' data blocks on disk (mpclr.training.spool), streamed per iteration
         # keys (group, chunk): a chunk is one feature, or k side by side in a packed group (mpclr.training.layout)
         self.C: dict[tuple[int, int], Enc] = {}  # constant part of the gradient, summed over parties
         self.W: dict[tuple[int, int], list[tuple[float, Enc]]] = {}  # w as a lazy combination of kept ciphertexts
@@ -159,6 +161,28 @@ class EncryptedTrainer:
             raise ProtocolError(f"data block ({group}, {block}, {chunk}) arrived at level {level}, not the top")
         self._pending.setdefault((group, block, chunk), []).append(raw)
 
+    def add_spool(self, spool) -> None:
+        """Every data block of a Spool: held in memory as `add_data` does when the spool is, streamed from
+        its file when it is on disk (checked here unless encrypt_study checked them as they arrived)."""
+        if not spool.on_disk:
+            for (g, b, j), raws in spool.items():
+                for raw in raws:
+                    self.add_data(g, b, j, raw)
+            return
+        if not spool.checked:
+            from ..seal.format import CiphertextData
+
+            for key, raws in spool.items():
+                for raw in raws:
+                    data = CiphertextData.from_bytes(raw, "data block")
+                    if self.ctx.check_ciphertext(data, "data block") != self.top:
+                        raise ProtocolError(f"data block {key} is not at the top level")
+            spool.checked = True
+        self._spool = spool
+
+    def _has_block(self, key) -> bool:
+        return key in self._pending or (self._spool is not None and key in self._spool)
+
     def chunks(self, group) -> range:
         return range(group.chunks(self.features))
 
@@ -196,7 +220,7 @@ class EncryptedTrainer:
             for g in self.layout.groups
             for b in range(g.blocks)
             for c in self.chunks(g)
-            if (g.index, b, c) not in self._pending
+            if not self._has_block((g.index, b, c))
         ]
         missing += [(g.index, c) for g in self.layout.groups for c in self.chunks(g) if (g.index, c) not in self.C]
         if missing:
@@ -210,6 +234,12 @@ class EncryptedTrainer:
             for b in range(g.blocks)
         }
         shards = self._shards()
+        spool = self._spool
+        if spool is not None:  # the masked copies go next to the rows, (masked level + 1) / (top + 1) their size
+            from .spool import Spool
+
+            primes = min(self.refresh_level + 2, self.top) / (self.top + 1)
+            Spool(0, spool.directory).reserve(int(spool.nbytes * primes), "the training's masked copies of the rows")
         if self.n_workers:
             from .workers import WorkerPool
 
@@ -225,17 +255,28 @@ class EncryptedTrainer:
                 "top": self.top,
                 "primes": list(self.ctx.primes),
             }
+            if spool is not None:  # the workers read the blocks from the spool's file themselves
+                init["spool"] = {"fd": spool.fileno(), "directory": spool.directory,
+                                 "keep": spool.threshold // self.n_workers}
             t1 = time.perf_counter()
             self._pool = WorkerPool(self.n_workers, init, self._refresh_bytes,
-                                    coalesce=self.server.network.coalesce_rounds)
+                                    coalesce=self.server.network.coalesce_rounds,
+                                    pass_fds=() if spool is None else (spool.fileno(),))
             t2 = time.perf_counter()
-            self._pool.send_blocks(
-                [
-                    [(g, b, c, self._pending.pop((g, b, c))) for g, b in shard
-                     for c in self.chunks(self.layout.groups[g])]
-                    for shard in shards
-                ]
-            )
+            if spool is None:
+                self._pool.send_blocks(
+                    [
+                        [(g, b, c, self._pending.pop((g, b, c))) for g, b in shard
+                         for c in self.chunks(self.layout.groups[g])]
+                        for shard in shards
+                    ]
+                )
+            else:
+                self._pool.send_locations(
+                    [{(g, b, c): spool.locations((g, b, c)) for g, b in shard
+                      for c in self.chunks(self.layout.groups[g])}
+                     for shard in shards]
+                )
             t3 = time.perf_counter()
             self._pool.prepare([{gb: masks[gb] for gb in shard} for shard in shards])
             self.log.seconds.update(
@@ -256,11 +297,15 @@ class EncryptedTrainer:
                 self.refresh_level,
                 self._refresh_enc,
             )
+            if spool is not None:
+                self._engine.stream_from(spool.__getitem__, [gb for shard in shards for gb in shard],
+                                         Spool(0, spool.directory, name="masked-rows"), keep=spool.threshold)
             for (g, b, j), raws in self._pending.items():
                 for raw in raws:
                     self._engine.add_block(g, b, j, self._load(raw))
             self._pending.clear()
             self._engine.prepare(masks)
+        release_memory()  # the blocks handed to the engines: their bytes back to the system
         self.log.seconds["prepare"] = time.perf_counter() - t0
         self.log.seconds["send_blocks"] = self.log.seconds.get("send_blocks", 0.0) - self.log.seconds.get(
             "derive_masked", 0.0
@@ -499,6 +544,8 @@ class EncryptedTrainer:
         if self._pool is not None:
             self._pool.close()
             self._pool = None
+        if self._engine is not None:
+            self._engine.close()
 
     def weight_ciphertexts(self) -> dict[tuple[int, int], PyCtxt]:
         if not getattr(self, "_final", None):

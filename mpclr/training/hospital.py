@@ -5,7 +5,9 @@ mpclr.evaluation.hospital.
 
 lr.aggregate      sums of x, x^2 and the curvature bound's terms, encrypted (the public scaling statistics)
 lr.folds          stratified fold ids from the hospital's own secret fold key (shown to the server)
-lr.encrypt        its rows in the training layout: design blocks and the constant part, encrypted
+lr.encrypt        its rows in the training layout: design blocks and the constant part, encrypted, in rounds
+                  of at most `blocks_per_round` blocks (a window from `start`; the reply says where the next
+                  starts), so that no reply holds a large study's rows at once
 """
 
 from __future__ import annotations
@@ -14,9 +16,19 @@ import numpy as np
 
 from ..errors import ProtocolError
 from ..plain.folds import check_fold_count, secret_folds
+from ..roles import encryptor
+from ..roles.encryptor import PROCESS_MIN_CIPHERTEXTS
 from ..roles.extensions import register_handlers
 from .layout import Layout
-from .party import aggregate_length, aggregate_vector, constant_part, design_rows, pack_blocks
+from .party import (
+    aggregate_length,
+    aggregate_vector,
+    constant_part,
+    design_rows,
+    pack_blocks,
+    upload_blocks,
+    upload_window,
+)
 from .party import fold_sizes as _fold_sizes
 
 __all__ = ["HANDLERS", "fold_sizes", "scaling"]
@@ -85,9 +97,23 @@ def on_encrypt(node, fields, sender):
     if not 0 <= level <= node.ctx.top_level:
         raise ProtocolError(f"the constant part's level must lie in 0..{node.ctx.top_level}, got {level}")
     z = design_rows(X, y, mean, std)
-    blocks = [[g, b, j, node.encrypt_bytes(vec)] for g, b, j, vec in pack_blocks(layout, rows, z / interval)]
-    const = [[g, j, node.encrypt_bytes(vec, level)] for g, j, vec in constant_part(layout, z, node.folds, counts)]
-    return {"blocks": blocks, "constant": const}
+    order = upload_blocks(layout)
+    place = {gb: i for i, gb in enumerate(order)}
+    own = sorted(place[(g.index, b)] for g in layout.groups for b in layout.blocks_with_rows(g, rows))
+    take, following = upload_window(fields, own, node.ctx.params, z.shape[1], "lr.encrypt")
+    only = {order[i] for i in take}
+    blocks = list(pack_blocks(layout, rows, z / interval, only))
+    # the constant part goes with the first round (the one starting at the first block)
+    first = fields.get("start", 0) == 0
+    const = list(constant_part(layout, z, node.folds, counts)) if first else []
+    large = len(own) * z.shape[1] >= PROCESS_MIN_CIPHERTEXTS  # the whole upload: worth a process
+    # rows at the top level, the constant part at the level the trainer first uses it (fewer primes)
+    cts = node.encrypt_many([v for *_, v in blocks] + [v for *_, v in const], processes=large,
+                            levels=[None] * len(blocks) + [level] * len(const))
+    if following is None:  # its last round
+        encryptor.done(node)
+    return {"blocks": [[g, b, j, ct] for (g, b, j, _), ct in zip(blocks, cts)],
+            "constant": [[g, j, ct] for (g, j, _), ct in zip(const, cts[len(blocks):])], "next": following}
 
 
 HANDLERS = {"lr.aggregate": on_aggregate, "lr.folds": on_folds, "lr.encrypt": on_encrypt}

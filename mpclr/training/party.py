@@ -15,7 +15,8 @@ import numpy as np
 from ..errors import DataError
 from .layout import Layout
 
-__all__ = ["aggregate_vector", "unpack_aggregate", "design_rows", "pack_blocks", "constant_part", "fold_sizes"]
+__all__ = ["aggregate_vector", "unpack_aggregate", "design_rows", "pack_blocks", "constant_part", "fold_sizes",
+           "upload_blocks", "blocks_per_round", "upload_rounds", "upload_window", "ciphertext_bytes"]
 
 
 # The aggregate is encrypted as 2^40 times its values (a power of two: exact in float64). Its decryption's
@@ -72,15 +73,66 @@ def design_rows(X: np.ndarray, y: np.ndarray, mean: np.ndarray, std: np.ndarray)
     return make_z((np.asarray(X, dtype=np.float64) - mean) / std, y)
 
 
-def pack_blocks(layout: Layout, rows: np.ndarray, z: np.ndarray):
+def pack_blocks(layout: Layout, rows: np.ndarray, z: np.ndarray, only=None):
     """Yield (group, block, chunk, slot vector) for every block holding some of this party's rows (z is
     already divided by the sigmoid's interval R, as the trainer expects; a chunk is one feature, or k side by
-    side in a packed group)."""
+    side in a packed group); with `only`, a set of (group, block), those blocks only. Each block's rows are
+    found by bisection in the sorted rows: the work is the block's, not the hospital's (a million rows make
+    a thousand blocks)."""
     rows = np.asarray(rows)
+    order = np.argsort(rows, kind="stable")
+    ordered = rows[order]
     for g in layout.groups:
         for b in layout.blocks_with_rows(g, rows):
+            if only is not None and (g.index, b) not in only:
+                continue
+            span = layout.rows_of_block(g, b)
+            lo, hi = np.searchsorted(ordered, [span.start, span.stop])
+            mine = order[lo:hi]
             for c in range(g.chunks(z.shape[1])):
-                yield g.index, b, c, layout.pack_chunk(g, b, c, z, rows)
+                yield g.index, b, c, layout.pack_chunk(g, b, c, z[mine], rows[mine])
+
+
+def upload_blocks(layout: Layout) -> list[tuple[int, int]]:
+    """Every (group, block) of the training layout in upload order: a block's place in it is its index
+    in the rounds of lr.encrypt."""
+    return [(g.index, b) for g in layout.groups for b in range(g.blocks)]
+
+
+UPLOAD_ROUND_BYTES = 64 << 20  # about what one hospital's reply to one upload round carries
+
+
+def ciphertext_bytes(params) -> int:
+    """Bytes of a fresh ciphertext in SEAL's form (two polynomials, every prime but the special one)."""
+    return 2 * params.n * (len(params.coeff_bits) - 1) * 8
+
+
+def blocks_per_round(params, columns: int) -> int:
+    """Data blocks a hospital encrypts per round of an upload (lr.encrypt, lr.encrypt_eval), `columns`
+    ciphertexts each: a reply of about UPLOAD_ROUND_BYTES, so that neither the hospital nor the server
+    holds a whole study's rows at once; rows fitting in one round go in one round, as before."""
+    return max(1, UPLOAD_ROUND_BYTES // (int(columns) * ciphertext_bytes(params)))
+
+
+def upload_rounds(blocks: int, params, columns: int) -> int:
+    """The most rounds an upload of `blocks` blocks takes for one hospital (all of them its own)."""
+    return max(1, -(-int(blocks) // blocks_per_round(params, columns)))
+
+
+def upload_window(fields, own: list[int], params, columns: int, step: str) -> tuple[list[int], int | None]:
+    """The blocks a hospital encrypts in one round of an upload: of its own blocks (their places in the
+    upload order, ascending), those from `start` on, at most `count` and at most `blocks_per_round`; and
+    where the next round starts (None: nothing left)."""
+    from ..errors import ProtocolError
+
+    start, count = fields.get("start", 0), fields.get("count", blocks_per_round(params, columns))
+    for name, value, low in (("start", start, 0), ("count", count, 1)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise ProtocolError(f"{step}: field {name} must be an integer of at least {low}, got {value!r}")
+    ahead = [i for i in own if i >= start]
+    take = ahead[: min(count, blocks_per_round(params, columns))]
+    rest = ahead[len(take):]
+    return take, (rest[0] if rest else None)
 
 
 def fold_sizes(y: np.ndarray, folds: int, key: bytes, rows: np.ndarray) -> np.ndarray:

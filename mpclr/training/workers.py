@@ -1,8 +1,9 @@
 """Server-side worker processes for encrypted training: one BlockEngine per core.
 
 Pyfhel holds the GIL, so the server uses processes, as a multi-core server would. Each worker receives
-the public and relinearization keys and its shard of data blocks once; per iteration it gets the weights and returns
-its part of the gradient. Workers are the server's own processes (it trusts them with nothing but
+the public and relinearization keys and its shard of data blocks once (or, for rows spooled on disk, where
+they are in the spool file, which it reads block by block every iteration); per iteration it gets the
+weights and returns its part of the gradient. Workers are the server's own processes (it trusts them with nothing but
 ciphertexts and public keys); they talk to it over their stdin/stdout pipes, never to other parties.
 They are started as `python -m mpclr.training.workers`, not with multiprocessing, so that scripts and
 notebooks without a `__main__` guard are never re-executed in the children.
@@ -11,16 +12,15 @@ notebooks without a `__main__` guard are never re-executed in the children.
 from __future__ import annotations
 
 import os
-import pickle
-import select
-import struct
 import subprocess
-import sys
 import traceback
+from functools import partial
 
 from ..errors import ProtocolError
+from ..roles.pipe import serve_stdio, start
 from .blocks import BlockEngine, Enc
 from .layout import Layout
+from .spool import release_memory
 
 
 def _load(he, raw: bytes):
@@ -31,34 +31,14 @@ def _load(he, raw: bytes):
     return ct
 
 
+def _read_block(fd: int, where: dict, key) -> list[bytes]:
+    from .spool import read_at
+
+    return read_at(fd, where[key])
+
+
 def _dump(x: Enc) -> tuple[bytes, int]:
     return x.ct.to_bytes(compr_mode="none"), x.level
-
-
-class _Pipe:
-    """Length-prefixed pickle frames over a pair of byte streams (the server and its own worker only)."""
-
-    def __init__(self, rfile, wfile):
-        self.rfile, self.wfile = rfile, wfile
-
-    def send(self, obj) -> None:
-        data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-        self.wfile.write(struct.pack("<Q", len(data)))
-        self.wfile.write(data)
-        self.wfile.flush()
-
-    def recv(self):
-        head = self.rfile.read(8)
-        if len(head) < 8:
-            raise EOFError("training worker pipe closed")
-        (size,) = struct.unpack("<Q", head)
-        data = self.rfile.read(size)
-        if len(data) < size:
-            raise EOFError("training worker pipe closed mid-message")
-        return pickle.loads(data)
-
-    def poll(self, timeout: float) -> bool:
-        return bool(select.select([self.rfile], [], [], timeout)[0])
 
 
 def _worker_main(conn) -> None:  # pragma: no cover - runs in a child process (covered by tests through the pool)
@@ -89,11 +69,20 @@ def _worker_main(conn) -> None:  # pragma: no cover - runs in a child process (c
             init["refresh_level"],
             refresh,
         )
+        stream = init.get("spool")
+        fd = stream["fd"] if stream else None  # the server's spool file, handed over at start (pass_fds)
         conn.send(("ready", os.getpid()))
         while True:
             msg = conn.recv()
             kind = msg[0]
-            if kind == "block":  # streamed one at a time, no reply: the pipe paces the sender
+            if kind == "locations":  # streamed: where this shard's blocks are in the server's spool file
+                from .spool import Spool
+
+                where = msg[1]
+                engine.stream_from(partial(_read_block, fd, where), {(g, b) for g, b, _ in where},
+                                   Spool(0, stream["directory"], name="masked-rows"), keep=stream.get("keep", 0))
+                conn.send(("ok",))
+            elif kind == "block":  # streamed one at a time, no reply: the pipe paces the sender
                 _, g, b, j, raws = msg
                 for raw in raws:
                     engine.add_block(g, b, j, _load(he, raw))
@@ -101,6 +90,7 @@ def _worker_main(conn) -> None:  # pragma: no cover - runs in a child process (c
                 conn.send(("ok",))
             elif kind == "prepare":
                 engine.prepare(msg[1])
+                release_memory()
                 conn.send(("done", {}))
             elif kind == "gradient":
                 import time
@@ -114,6 +104,7 @@ def _worker_main(conn) -> None:  # pragma: no cover - runs in a child process (c
                 t3 = time.perf_counter()
                 conn.send(("done", out, {"load_s": t1 - t0, "compute_s": t2 - t1, "dump_s": t3 - t2}))
             elif kind == "stop":
+                engine.close()
                 conn.send(("ok",))
                 return
     except BaseException:
@@ -136,15 +127,15 @@ class ProcessPool:
 
     label = "worker"
 
-    def __init__(self, module: str, count: int, init: dict, refresh=None, coalesce: bool = False):
+    def __init__(self, module: str, count: int, init: dict, refresh=None, coalesce: bool = False, pass_fds=()):
         self.refresh = refresh
         self.coalesce = bool(coalesce)
         self._held: dict[int, list] = {}  # worker -> its refresh request, not yet served
         self.procs, self.conns = [], []
         for _ in range(count):
-            proc = subprocess.Popen([sys.executable, "-m", module], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            proc, conn = start(module, pass_fds)
             self.procs.append(proc)
-            self.conns.append(_Pipe(proc.stdout, proc.stdin))
+            self.conns.append(conn)
         for conn in self.conns:
             conn.send(init)
         for conn in self.conns:
@@ -209,9 +200,9 @@ class ProcessPool:
 class WorkerPool(ProcessPool):
     label = "training worker"
 
-    def __init__(self, count: int, init: dict, refresh, coalesce: bool = False):
+    def __init__(self, count: int, init: dict, refresh, coalesce: bool = False, pass_fds=()):
         self.timings: list[dict] = []
-        super().__init__("mpclr.training.workers", count, init, refresh, coalesce)
+        super().__init__("mpclr.training.workers", count, init, refresh, coalesce, pass_fds)
 
     def send_blocks(self, shards: list[list]) -> None:
         """Stream the blocks round-robin, one per message: each worker loads one block while the next
@@ -223,6 +214,14 @@ class WorkerPool(ProcessPool):
                     conn.send(("block", *shard[i]))
         for conn in self.conns:
             conn.send(("blocks-done",))
+        for conn in self.conns:
+            self._expect(conn, "ok")
+
+    def send_locations(self, shards: list[dict]) -> None:
+        """Streamed blocks: each worker gets where its shard's blocks are in the server's spool file (which
+        it opened at start) and reads them itself, block by block, every iteration."""
+        for conn, where in zip(self.conns, shards):
+            conn.send(("locations", where))
         for conn in self.conns:
             self._expect(conn, "ok")
 
@@ -248,4 +247,4 @@ class WorkerPool(ProcessPool):
         return self._round([("gradient", V)] * len(self.conns))
 
 if __name__ == "__main__":  # pragma: no cover - the worker process
-    _worker_main(_Pipe(sys.stdin.buffer, sys.stdout.buffer))
+    _worker_main(serve_stdio())

@@ -238,7 +238,7 @@ def test_command_line(tmp_path, capsys):
     from mpclr.cli import main
 
     out = tmp_path / "glm.json"
-    assert main(["glm", "uis", "--family", "poisson", "--label", "x5", "--parties", "3", "--threshold", "2",
+    assert main(["glm", "uis", "--family", "poisson", "--label", "x5", "--hospitals", "3", "--threshold", "2",
                  "--json", str(out)]) == 0
     text = capsys.readouterr().out
     assert "Pooled GLM Regression Results" in text and "rate ratio" in text

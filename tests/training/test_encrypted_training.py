@@ -58,13 +58,6 @@ def tolerance(fed) -> float:
     return 10 * refresh_flooding(fed.params, fed.n)
 
 
-@pytest.fixture(scope="module")
-def fed_train():
-    fed = mpclr.Federation(manifest="exploration", parties=2, preset="train")
-    yield fed
-    fed.close()
-
-
 @pytest.mark.parametrize("workers,degree,rows", [(0, 3, 400), (2, 5, 1500)])
 def test_train_preset_matches_reference(fed_train, workers, degree, rows):
     """400 rows fit one block with all 5 models in 8 slots; 1500 rows take the 4 + 1 split, one block
@@ -89,13 +82,35 @@ def test_train_preset_matches_reference(fed_train, workers, degree, rows):
     assert res.layout.packed and weights == (1 if rows == 400 else 3)
 
 
-def test_degree_seven_refreshes_mid_iteration(fed_train):
+def test_degree_seven_refreshes_mid_iteration(fed_train, tmp_path, monkeypatch):
     """Degree 7 needs depth 6 per iteration; 'train' has 5 levels above its refresh level, so the
-    per-sample ciphertexts are refreshed inside each iteration and the result is the same algorithm."""
+    per-sample ciphertexts are refreshed inside each iteration and the result is the same algorithm.
+    Here the rows are spooled to disk (a zero threshold) and streamed from there."""
+    monkeypatch.setenv("MPCLR_SPOOL_BYTES", "0")
+    monkeypatch.setenv("MPCLR_SPOOL_DIR", str(tmp_path))
     X, y = make_data(300, 3, seed=1)
     plan = TrainingPlan(sigmoid_poly(7, 8.0), SCHEDULE[:3])
     res, W, ref = run(fed_train, X, y, 4, plan, workers=0)
+    assert res.blocks.on_disk and res.trainer._spool is res.blocks
     assert res.trainer.log.refreshes > len(plan.schedule) + 1
+    assert np.abs(W - ref).max() < tolerance(fed_train)
+
+
+@pytest.mark.parametrize("degree", [5, 7])
+def test_unpacked_rows_stream_from_disk(fed_train, tmp_path, monkeypatch, degree):
+    """A large study's regime at a small size: one feature per ciphertext (as where folds fill a lane), the
+    rows on disk and streamed, block by block (degree 5) and step by step with refreshes inside each
+    iteration (degree 7)."""
+    from mpclr.training import layout as training_layout
+
+    monkeypatch.setattr(training_layout, "segments_for", lambda *args: 1)
+    monkeypatch.setenv("MPCLR_SPOOL_BYTES", "0")
+    monkeypatch.setenv("MPCLR_SPOOL_DIR", str(tmp_path))
+    X, y = make_data(300, 3, seed=1)
+    plan = TrainingPlan(sigmoid_poly(degree, 8.0), SCHEDULE[:2])
+    res, W, ref = run(fed_train, X, y, 4, plan, workers=0)
+    assert not res.layout.packed and res.blocks.on_disk and res.trainer._spool is res.blocks
+    assert len(res.blocks) == sum(g.blocks for g in res.layout.groups) * res.features  # one per feature
     assert np.abs(W - ref).max() < tolerance(fed_train)
 
 
