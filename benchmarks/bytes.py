@@ -108,6 +108,10 @@ def plan(args) -> dict:
     level0, top = poly(bits[:1]), poly(bits[: sz["top_level"] + 1])
     key_level = sz["refresh_level"]  # the evaluation's rotation keys: digits 0..L on q_0..q_L and P
     gkg_key = (key_level + 1) * poly(bits[: key_level + 1] + bits[-1:])
+    gkg_training = (sz["top_level"] + 1) * poly(bits)
+    sizes = np.bincount(fold_of_row, minlength=args.folds)
+    layout = Layout(params.slots, n, args.folds, sizes, d + 1)
+    training_keys = len({s for g in layout.groups for s in layout.segment_steps(g)})
     out = {}
     for b in manifest.budgets:
         key = f"{b.step} {b.label}".strip()
@@ -117,14 +121,18 @@ def plan(args) -> dict:
             out[key] = b.ciphertexts * (top if b.label.startswith("pooled") else level0)
         elif b.step == "pcks.share":
             out[key] = b.ciphertexts * 2 * level0
-        elif b.step == "gkg.share":
-            out[key] = b.ciphertexts * gkg_key
-    layout = Layout(params.slots, n, args.folds)
-    rows = splits[0]
-    blocks = sum(len(layout.blocks_with_rows(g, rows)) for g in layout.groups)
-    out["lr.encrypt"] = (blocks + len(layout.groups)) * (d + 1) * 2 * top
-    ev = EvalLayout(params.slots, fold_of_row, args.folds)
-    out["lr.encrypt_eval"] = len(set(ev.place(rows)[0].tolist())) * (d + 1) * 2 * top
+        elif b.step == "gkg.share":  # the training's keys (a packed layout) for every level
+            out[key] = (b.ciphertexts - training_keys) * gkg_key + training_keys * gkg_training
+    # the hospital with the most: its data blocks at the top level, its constant part one level above the
+    # refresh level, its evaluation rows at the top and their labels where they are first used
+    constant = sum(g.chunks(d + 1) for g in layout.groups) * 2 * poly(bits[: key_level + 2])
+    ev = EvalLayout(params.slots, fold_of_row, args.folds, d + 1)
+    label = 2 * poly(bits[: (3 if any(ev.shared(b) for b in range(len(ev.blocks))) else 2) + 1])
+    uploads = [(constant + 2 * top * sum(len(layout.blocks_with_rows(g, rows)) * g.chunks(d + 1)
+                                         for g in layout.groups),
+                sum((len(ev.columns(b, d)) - 1) * 2 * top + label for b in set(ev.place(rows)[0].tolist())))
+               for rows in splits]
+    out["lr.encrypt"], out["lr.encrypt_eval"] = max(uploads, key=sum)
     small = Path(__file__).resolve().parent / "results" / "bytes-small.json"
     if small.exists():  # the key ceremony and the aggregate: the same for any data
         import json
@@ -158,26 +166,29 @@ def run(args) -> dict:
     study = time.perf_counter() - t1
     load_after = os.getloadavg()
     # every request each hospital answered, from its own audit log
-    by_type: dict = defaultdict(lambda: {"requests": 0, "rounds": 0, "sent": 0, "received": 0})
-    by_phase: dict = defaultdict(lambda: {"sent": 0, "received": 0})
-    per_site = {}
+    views, per_site = {}, {}
     for p in fed.parties:
         sent = received = 0
+        by_type: dict = defaultdict(lambda: {"requests": 0, "rounds": 0, "sent": 0, "received": 0})
+        by_phase: dict = defaultdict(lambda: {"sent": 0, "received": 0})
         for rec in p.policy.log.records():
             step, label = rec["step"], rec.get("label", "")
             key = f"{step} {purpose(step, label)}".strip()
             sent += rec["bytes_out"]
             received += rec["bytes_in"]
-            if p is fed.parties[0]:  # one hospital's view (every hospital's bytes are alike, see per_site)
-                b = by_type[key]
-                b["requests"] += 1
-                b["sent"] += rec["bytes_out"]
-                b["received"] += rec["bytes_in"]
-                b["ciphertexts"] = b.get("ciphertexts", 0) + int(rec.get("ciphertexts") or 0)
-                ph = by_phase[phase(step, label)]
-                ph["sent"] += rec["bytes_out"]
-                ph["received"] += rec["bytes_in"]
+            b = by_type[key]
+            b["requests"] += 1
+            b["sent"] += rec["bytes_out"]
+            b["received"] += rec["bytes_in"]
+            b["ciphertexts"] = b.get("ciphertexts", 0) + int(rec.get("ciphertexts") or 0)
+            ph = by_phase[phase(step, label)]
+            ph["sent"] += rec["bytes_out"]
+            ph["received"] += rec["bytes_in"]
         per_site[p.name] = {"sent": sent, "received": received}
+        views[p.name] = (by_type, by_phase)
+    # the view of the hospital that sent the most (hospitals differ by the data blocks their rows fall in)
+    heaviest = max(per_site, key=lambda name: per_site[name]["sent"])
+    by_type, by_phase = views[heaviest]
     # seconds: each hospital's own handling time per step (its handlers), the server's timed steps
     hospital_seconds = {p.name: {k: round(v, 3) for k, v in sorted(p.handler_seconds.items())} for p in fed.parties}
     server_seconds = {k: round(v, 3) for k, v in sorted(fed.server.timings.items())}
@@ -191,6 +202,7 @@ def run(args) -> dict:
         "load_average_after": load_after,
         "seconds": {"key_ceremony": ceremony, "study": study, "total": ceremony + study, **res["seconds"]},
         "bytes_per_hospital": per_site,
+        "by_message_of": heaviest,
         "hospital_sent_MB": max(v["sent"] for v in per_site.values()) / 1e6,
         "hospital_received_MB": max(v["received"] for v in per_site.values()) / 1e6,
         "requests_per_hospital": sum(v["requests"] for v in by_type.values()),

@@ -22,7 +22,9 @@ key it then keeps for the study (`mpclr.training.hospital.fold_sizes`; a site's 
 The evaluation's scores are not refreshed and its fold models come lane-averaged from the training's last
 refresh, so its refreshes are the rounds between comparison cycles; its rotation keys are made for the
 levels below the refresh level only (smaller keys, the same count); the key ceremony includes the check of
-the relinearization aggregate.
+the relinearization aggregate. The fold sizes also decide whether the training packs features side by side
+(mpclr.training.layout): then its weight ciphertexts are fewer and its sum over features takes rotation keys
+of its own, made before training.
 """
 
 from __future__ import annotations
@@ -97,8 +99,9 @@ def study_manifest(plan: StudyPlan) -> Manifest:
     ctx = seal_context(plan.params)
     n, t = len(plan.key_holders), int(plan.threshold)
     d = int(plan.features)
-    layout = Layout(plan.params.slots, int(plan.rows), int(plan.folds))
-    weights = len(layout.groups) * (d + 1)
+    sizes = plan.fold_sizes if plan.folds > 1 else None  # features side by side where folds are small
+    layout = Layout(plan.params.slots, int(plan.rows), int(plan.folds), sizes, d + 1)
+    weights = sum(g.chunks(d + 1) for g in layout.groups)
     budgets = ceremony_budgets(t < n)
     # the rows go up in rounds of a bounded size: a hospital holding every block needs the most
     pairs = sum(g.blocks for g in layout.groups)
@@ -107,6 +110,9 @@ def study_manifest(plan: StudyPlan) -> Manifest:
     budgets.append(_fixed("decrypt.share", SCALING_LABEL, [1], values=aggregate_length(d)))
     budgets += _training(plan, ctx, layout)
     rotation_calls = [list(plan.rotation_steps)] if plan.rotation_steps else []
+    training_steps = sorted({s for g in layout.groups for s in layout.segment_steps(g)})
+    if training_steps:  # a packed layout's sums over features (EncryptedCV.rotation_keys)
+        rotation_calls.append(training_steps)
     if plan.evaluation is not None:
         more, steps = _evaluation(plan, ctx)
         budgets += more
@@ -131,7 +137,7 @@ def _training(plan: StudyPlan, ctx, layout: Layout) -> list[Budget]:
     tplan = TrainingPlan(np.zeros(plan.degree + 1), [(1.0, float(e)) for e in plan.etas], bound_bits=plan.bound_bits)
     level = refresh_level(ctx, tplan, len(plan.key_holders))
     top = ctx.top_level
-    keys = len(layout.groups) * (plan.features + 1)
+    keys = sum(g.chunks(plan.features + 1) for g in layout.groups)
     # the Nesterov update: one round per iteration and one for the final weights, each with one input per
     # weight (_first_update, _update, _materialize_weights)
     update = [keys] * (len(plan.etas) + 1)

@@ -323,7 +323,8 @@ class Study:
         from .training.cv import encrypt_study
 
         self._enter("encrypt")
-        self.ecv = encrypt_study(fed or self.fed, folds=self.spec.folds, interval=self.spec.model().interval)
+        self.ecv = encrypt_study(fed or self.fed, folds=self.spec.folds, interval=self.spec.model().interval,
+                                 bound_bits=self.spec.bound_bits)
         self.timings.update(self.ecv.seconds)
         if evaluation_rows and self.spec.evaluation == "secure":
             from .evaluation.secure import SecureEvaluation

@@ -270,7 +270,8 @@ class NoiseProbe:
     # ------------------------------------------------------------------ shadows of fresh ciphertexts
     @staticmethod
     def _key(raw: bytes) -> bytes:
-        return hashlib.sha256(CiphertextData.from_bytes(raw).data[1].tobytes()).digest()
+        """c1's first prime: the same after primes are dropped (a hospital's upload sent below the top)."""
+        return hashlib.sha256(CiphertextData.from_bytes(raw).data[1][0].tobytes()).digest()
 
     def register(self, raw: bytes, plain: PlaintextData) -> None:
         self._shadows[self._key(raw)] = np.ascontiguousarray(plain.data)
@@ -367,7 +368,8 @@ class NoiseProbe:
                 self.records.append(Record(kind, levels[k], noise_stats(noises[k])))
             out = []
             for ct, row in zip(fresh, outputs):
-                shadow = self._combination(exact_in, [float(cts[t[0]].real.scale) for t in row], row)
+                shadow = self._combination(exact_in, [float(cts[t[0]].real.scale) for t in row], row,
+                                           older.get("polys"))
                 dual = Dual(ct, _Shadow(shadow))
                 self._shadows[self._key(ct.to_bytes(compr_mode="none"))] = shadow  # reloaded from bytes later
                 stats = noise_stats(self.noise(dual))
@@ -377,8 +379,12 @@ class NoiseProbe:
 
         return hook
 
-    def _combination(self, exact_in, scales, row) -> np.ndarray:
-        """The exact public combination a refresh outputs: round(sum_k c_k r_k T_k(m_k)), r_k = Delta_top / Delta_k."""
+    def _combination(self, exact_in, scales, row, polys=None) -> np.ndarray:
+        """The exact public combination a refresh outputs: round(sum_k c_k r_k T_k(m_k)), r_k = Delta_top / Delta_k
+        (T with a slot mask: its exact product, rounded, as the refresh makes it)."""
+        from mpclr.protocols.refresh import POLY_SHIFT, polys_ntt
+        from mpclr.ring.wide import Channels, multiply_round
+
         n = self.ctx.n
         top = self.ctx.ring(self.ctx.top_level)
         delta_top = Fraction(self.ctx.scale_ladder[self.ctx.top_level])
@@ -391,6 +397,12 @@ class NoiseProbe:
                 values = values + np.array(extra[0].tolist(), dtype=object)
             for elt in rest[0] if rest else ():
                 values = values + _automorphism(values, int(elt), n)
+            if len(rest) > 1 and rest[1]:
+                poly, elts2 = rest[1]
+                ch = multiply_round(Channels.from_ints(top, values), polys_ntt(self.ctx, polys)[poly], POLY_SHIFT)
+                values = np.array(top.to_centered_int_list(ch.rows), dtype=object)
+                for elt in elts2:
+                    values = values + _automorphism(values, int(elt), n)
             acc = acc + values * (Fraction(coef) * delta_top / Fraction(scale))
         rounded = [int(round(v)) for v in acc]
         return top.ntt(top.from_int_list(rounded), inplace=True)

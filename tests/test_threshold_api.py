@@ -121,6 +121,33 @@ def test_refresh_then_full_depth(preset, t, x):
     fed.close()
 
 
+def test_refresh_sums_within_segments_through_a_slot_mask():
+    """A window sum over each segment of the slots, kept at the segment's first position by a slot mask (a
+    public polynomial on the refresh's exact integers) and rotated back over the segment: every slot of a
+    segment gets its segment's sum per residue class, which rotations alone (convolutions) cannot give."""
+    from mpclr.protocols.refresh import mask_polynomial
+    from mpclr.seal.format import galois_elt_from_step
+
+    fed = mpclr.Federation(manifest="exploration", parties=3, preset="train")
+    slots, k, m = fed.ctx.params.slots, 4, 8
+    seg = slots // k
+    x = np.random.default_rng(4).uniform(-1, 1, slots) / 16
+    a = fed.parties[0].encrypt(x)
+    ct = fed.server.evaluator.get(a).ct
+    steps = [m * 2**i for i in range((seg // m).bit_length() - 1)]
+    first = np.zeros((k, seg // m, m))
+    first[:, 0, :] = 1.0
+    poly = mask_polynomial(fed.ctx, first.reshape(-1))
+    elts = [galois_elt_from_step(s, fed.ctx.n) for s in steps]
+    back = [galois_elt_from_step(-s, fed.ctx.n) for s in steps]
+    [out] = fed.server.refresh_raw([ct], [a.level], [[(0, 0.5, elts, (0, back))]], bound_bits=1, polys=[poly])
+    got = fed.decrypt(fed.server.evaluator.put(out, slots, fed.ctx.top_level))
+    expect = np.repeat(0.5 * x.reshape(k, seg // m, m).sum(axis=1, keepdims=True), seg // m, axis=1).reshape(-1)
+    assert np.abs(got - expect).max() < 2e-2
+    assert np.abs(got - expect).std() < 4 * 0.5 * np.sqrt(seg // m) * 3e-4 + 1e-4
+    fed.close()
+
+
 def test_refresh_too_low_is_refused(fed32, x):
     a = fed32.parties[0].encrypt(x)
     for _ in range(fed32.ctx.top_level):

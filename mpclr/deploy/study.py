@@ -109,7 +109,9 @@ def encrypted_cv_manifest(info: SitesInfo, config: dict):
 
     spec = study_spec(config, info.params.name, len(info.names), int(info.threshold))
     secure = spec.evaluation == "secure"
-    plan = study_plan(spec, sum(info.rows), info.features, info.fold_sizes(spec.folds) if secure else None,
+    # the rows per fold shape the training's layout (features side by side where folds are small) and the
+    # secure evaluation's
+    plan = study_plan(spec, sum(info.rows), info.features, info.fold_sizes(spec.folds) if spec.folds > 1 else None,
                       key_holders=tuple(info.names), threshold=int(info.threshold), params=info.params,
                       evaluation={"score_bound": spec.score_bound} if secure else None, coalesce=bool(info.coalesce))
     return study_manifest(plan)

@@ -35,11 +35,17 @@ def on_encrypt_eval(node, fields, sender):
     scale = float(fields["scale"])
     if not 0 < scale < 1e6:
         raise ProtocolError(f"evaluation scale must be positive, got {scale}")
+    label_level = int(fields.get("label_level", node.ctx.top_level))  # where the evaluation first uses them
+    if not 0 <= label_level <= node.ctx.top_level:
+        raise ProtocolError(f"the labels' level must lie in 0..{node.ctx.top_level}, got {label_level}")
+    d = X.shape[1]
     own = own_blocks(layout, rows)
-    take, following = upload_window(fields, own, node.ctx.params, X.shape[1] + 1, "lr.encrypt_eval")
+    take, following = upload_window(fields, own, node.ctx.params, d + 1, "lr.encrypt_eval")
     vectors = list(party_vectors(layout, rows, X, y, mean, std, scale, set(take)))
-    large = len(own) * (X.shape[1] + 1) >= PROCESS_MIN_CIPHERTEXTS  # the whole upload: worth a process
-    cts = node.encrypt_many([v for *_, v in vectors], processes=large)
+    large = len(own) * (d + 1) >= PROCESS_MIN_CIPHERTEXTS  # the whole upload: worth a process
+    # features at the top level, labels (column d) where the evaluation first uses them (fewer primes)
+    cts = node.encrypt_many([v for *_, v in vectors], processes=large,
+                            levels=[label_level if j == d else None for _, j, _ in vectors])
     if following is None:  # its last round
         encryptor.done(node)
     return {"ciphertexts": [[b, j, ct] for (b, j, _), ct in zip(vectors, cts)], "next": following}

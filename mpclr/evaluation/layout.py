@@ -24,11 +24,14 @@ residue classes), so 49,152 rows in 10 folds take 6 blocks, not 7. The rows of a
 their own group's weights, kept apart by plaintext masks (one level, before the scores' refresh), and
 counted apart the same way.
 
-The features are sent in copy 0 only and the server copies the scores into the other copies by
-rotations: every slot of a weight ciphertext carries its own noise, so scores computed in each copy
-would differ slightly from copy to copy. Labels are sent in every copy. Slots without a row (padding)
-are zero in every party's data; the evaluation gives them a threshold above every score, so they count
-for nothing.
+The features are sent in every copy (the scores are computed in every copy: no refresh copies them).
+Where the training packs k features side by side (mpclr.training.layout: k segments, k = these copies, or
+fewer with few features), a weight ciphertext holds feature c k + f in segment f, and the rows' features are
+sent the same way: chunk c's ciphertext holds feature c k + f in the copies of segment f, so a block takes
+ceil((d + 1) / k) feature ciphertexts (breast cancer: 4, not 30), and a rotate-and-sum over the segments
+(S, 2S, ...: the training's own keys) leaves every copy with the whole score. Labels are sent in every
+copy. Slots without a row (padding) are zero in every party's data; the evaluation gives them a threshold
+above every score, so they count for nothing.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ class EvalGroup:
     copies: int
     ciphertexts: int
     sizes: tuple[int, ...]  # rows of each lane's fold
+    segments: int = 1  # the training's features side by side (mpclr.training.layout): copies / segments each
 
     @property
     def lanes(self) -> int:
@@ -80,7 +84,9 @@ class Member:
 
 
 class EvalLayout:
-    def __init__(self, slots: int, fold_of_row, folds: int):
+    """features: the training's columns (d + 1, the intercept included), when its layout packs them."""
+
+    def __init__(self, slots: int, fold_of_row, folds: int, features: int | None = None):
         fold_of_row = np.asarray(fold_of_row, dtype=np.int64)
         if fold_of_row.ndim != 1 or fold_of_row.size == 0:
             raise ProtocolError("the evaluation layout needs the public fold id of every row")
@@ -89,8 +95,9 @@ class EvalLayout:
         self.slots, self.folds = int(slots), int(folds)
         self.fold_of_row = fold_of_row
         self.n_rows = fold_of_row.size
-        self.train_layout = Layout(self.slots, self.n_rows, self.folds)
         sizes = np.bincount(fold_of_row, minlength=folds)
+        self.features = None if features is None else int(features)
+        self.train_layout = Layout(self.slots, self.n_rows, self.folds, sizes if folds > 1 else None, self.features)
         # rank of each row among its fold's rows, in global row order
         self.rank = np.empty(self.n_rows, dtype=np.int64)
         for k in range(folds):
@@ -112,6 +119,7 @@ class EvalLayout:
                     lane_len // positions,
                     -(-biggest // positions),
                     tuple(int(sizes[k]) for k in g.models),
+                    g.segments,
                 )
             )
             for j, k in enumerate(g.models):
@@ -184,11 +192,21 @@ class EvalLayout:
 
     # ------------------------------------------------------------------ wire form
     def describe(self) -> dict:
-        return {"slots": self.slots, "folds": self.folds, "fold_of_row": np.asarray(self.fold_of_row, "<i4").tobytes()}
+        return {"slots": self.slots, "folds": self.folds, "fold_of_row": np.asarray(self.fold_of_row, "<i4").tobytes(),
+                "features": self.features}
 
     @classmethod
     def from_description(cls, spec: dict) -> EvalLayout:
-        return cls(int(spec["slots"]), np.frombuffer(bytes(spec["fold_of_row"]), dtype="<i4"), int(spec["folds"]))
+        return cls(int(spec["slots"]), np.frombuffer(bytes(spec["fold_of_row"]), dtype="<i4"), int(spec["folds"]),
+                   spec.get("features"))
+
+    def columns(self, block: int, d: int) -> list[int]:
+        """The data columns of a block: d features then the label (column d); in a packed group the
+        ceil((d + 1) / k) chunks of features then the label."""
+        grp = self.groups[self.blocks[block][0].group]
+        if grp.segments == 1:
+            return list(range(d + 1))
+        return [*range(-(-(d + 1) // grp.segments)), d]
 
     # ------------------------------------------------------------------ placement
     def groups_of(self, block: int) -> list[int]:
@@ -277,8 +295,9 @@ def party_vectors(layout: EvalLayout, rows, X, y, mean, std, scale: float, only=
     """Yield (block, column, slot vector) for every data block holding some of this party's rows (with
     `only`, a set of blocks, those only): columns 0..d-1 are the standardized features divided by `scale`
     (the training's mean and std), column d the label, each in every copy (the scores are computed in
-    every copy: no refresh copies them). Everything else stays zero, so the parties' ciphertexts add up
-    at the server."""
+    every copy: no refresh copies them); in a packed group columns 0.. are chunks, feature c k + f (1..d;
+    0 is the intercept, the server's) in the copies of segment f. Everything else stays zero, so the
+    parties' ciphertexts add up at the server."""
     X = np.asarray(X, dtype=np.float64)
     rows = np.asarray(rows, dtype=np.int64)
     std = np.where(np.asarray(std) > 0, std, 1.0)
@@ -291,8 +310,22 @@ def party_vectors(layout: EvalLayout, rows, X, y, mean, std, scale: float, only=
         lo, hi = np.searchsorted(blocks[order], [block, block + 1])
         mine = order[lo:hi]  # this block's rows only: packing it costs its rows, not the hospital's
         cols = np.hstack([(X[mine] - mean) / std / float(scale), np.asarray(y, dtype=np.float64)[mine, None]])
-        for j in range(d + 1):
-            yield block, j, layout.pack(block, rows[mine], cols[:, j])
+        here = rows[mine]
+        grp = layout.groups[layout.blocks[block][0].group]
+        if grp.segments == 1:
+            for j in range(d + 1):
+                yield block, j, layout.pack(block, here, cols[:, j])
+            continue
+        per = grp.copies // grp.segments
+        for c in layout.columns(block, d)[:-1]:
+            out = np.zeros(layout.slots)
+            for f in range(grp.segments):
+                j = c * grp.segments + f  # the training's feature index: x_(j-1)
+                if 1 <= j <= d:
+                    out += layout.pack(block, here, cols[:, j - 1], copies=(f + 1) * per) - layout.pack(
+                        block, here, cols[:, j - 1], copies=f * per)
+            yield block, c, out
+        yield block, d, layout.pack(block, here, cols[:, d])
 
 
 def own_blocks(layout: EvalLayout, rows) -> list[int]:

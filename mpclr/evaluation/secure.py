@@ -168,6 +168,7 @@ class SecureEvaluation(ComparisonPasses, EvaluationResults):
         # a key holder that drops out is left behind while t remain; sized for the set known now
         self._by = None if participants is None else self.server.participants(participants)
         self._setup(fed.ctx, cv.fold_of_row, cv.layout.folds, len(cv.mean), self.server.participants(participants),
+                    packed=cv.layout.features is not None,
                     score_bound=score_bound, cutoff=cutoff, resolution=resolution, roc_resolution=roc_resolution,
                     grid=grid, refine_rounds=refine_rounds, refine_thresholds=refine_thresholds, error=error,
                     workers=workers)
@@ -203,8 +204,9 @@ class SecureEvaluation(ComparisonPasses, EvaluationResults):
 
     def _setup(self, ctx, fold_of_row, folds, features, participants, *, score_bound=16.0, cutoff=0.5,
                resolution=None, roc_resolution=None, grid=DEFAULT_GRID, refine_rounds=None, refine_thresholds=None,
-               error=1e-6, workers="auto") -> None:
-        """The public shape: layout, composites, passes (checked options)."""
+               error=1e-6, workers="auto", packed=True) -> None:
+        """The public shape: layout, composites, passes (checked options). packed: the training's layout
+        packs features side by side where folds are small (mpclr.training.layout), as the study's does."""
         if not 0.0 < score_bound <= 1e6:
             raise ParameterError(f"parameter score_bound must be positive, got {score_bound!r}")
         if not 0.0 < cutoff < 1.0:
@@ -216,7 +218,7 @@ class SecureEvaluation(ComparisonPasses, EvaluationResults):
         self.cutoff = _logit(cutoff)
         if abs(self.cutoff) >= self.R:
             raise ParameterError(f"the cutoff's score {self.cutoff:.3g} lies outside the score bound {self.R}")
-        self.layout = EvalLayout(self.ctx.params.slots, fold_of_row, folds)
+        self.layout = EvalLayout(self.ctx.params.slots, fold_of_row, folds, int(features) + 1 if packed else None)
         self.features = int(features)
         top = self.ctx.top_level
         proto = RefreshProtocol(self.ctx)
@@ -228,6 +230,9 @@ class SecureEvaluation(ComparisonPasses, EvaluationResults):
                 f"(top level {top}, refresh level {self.refresh_level}); use the 'train' preset"
             )
         self.small = all(g.copies >= 2 for g in self.layout.groups)
+        # labels are first used at level 2 (the label product), or 3 where a shared block masks them first:
+        # hospitals encrypt them there (fewer primes, fewer bytes)
+        self.label_level = 3 if any(self.layout.shared(b) for b in range(len(self.layout.blocks))) else 2
         # scores: a product and a plaintext product below the top, never refreshed
         self.score_level = top - 2
         if self.score_level - self.refresh_level < 2:
@@ -318,10 +323,14 @@ class SecureEvaluation(ComparisonPasses, EvaluationResults):
         """A column of a data block: the hospitals' ciphertexts of it added up (read from the spool's
         file when the rows are on disk)."""
         he = self.server.evaluator.he
-        cts = [_load(he, raw) for raw in self.data[(block, column)]]
+        cts = [self.ctx.load_ciphertext(he, raw, "evaluation rows") for raw in self.data[(block, column)]]
         for ct in cts[1:]:
             he.add(cts[0], ct)
-        return Enc(cts[0], self.ctx.top_level)
+        return Enc(cts[0], self._column_level(column))
+
+    def _column_level(self, column: int) -> int:
+        """The level a column arrives at: the labels (column d) where they are first used, the rest the top."""
+        return self.label_level if column == self.features else self.ctx.top_level
 
     def _refresh_bytes(self, items):
         fresh = self._refresh([Enc(_load(self.server.evaluator.he, raw), level) for raw, level in items])
@@ -342,6 +351,7 @@ class SecureEvaluation(ComparisonPasses, EvaluationResults):
             "mean": np.asarray(self.cv.mean, dtype=np.float64).tolist(),
             "std": np.asarray(self.cv.std, dtype=np.float64).tolist(),
             "scale": self.D / 2.0**SCORE_HEADROOM_BITS,
+            "label_level": self.label_level,
         }
         blocks = len(self.layout.blocks)
         # every hospital, not just the key holders of this evaluation: a missing one's rows would count
@@ -353,15 +363,17 @@ class SecureEvaluation(ComparisonPasses, EvaluationResults):
             what = f"{p}'s evaluation rows"
             for b, j, raw in reply["ciphertexts"]:
                 key = (int(b), int(j))
-                if not 0 <= key[0] < blocks or not 0 <= key[1] <= self.features:
+                if not 0 <= key[0] < blocks or key[1] not in self.layout.columns(key[0], self.features):
                     raise ProtocolError(f"{p} sent an evaluation ciphertext for an unknown block or column {key}")
                 raw = unpack_ciphertext(raw, what, self.ctx)  # every residue checked
-                if self.ctx.level_of(CiphertextData.from_bytes(raw, what).parms_id, what) != self.ctx.top_level:
-                    raise ProtocolError(f"{p} sent evaluation rows below the top level")
+                level = self.ctx.level_of(CiphertextData.from_bytes(raw, what).parms_id, what)
+                expected = self._column_level(key[1])
+                if level != expected:
+                    raise ProtocolError(f"{p} sent evaluation rows (column {key[1]}) at level {level}, not {expected}")
                 data.add(key, raw)
 
         upload(s, "lr.encrypt_eval", request, hospitals, blocks_per_round(self.ctx.params, self.features + 1), take)
-        missing = [(b, j) for b in range(blocks) for j in range(self.features + 1) if (b, j) not in data]
+        missing = [(b, j) for b in range(blocks) for j in self.layout.columns(b, self.features) if (b, j) not in data]
         if missing:
             raise ProtocolError(f"no hospital sent evaluation rows for block and column {missing[:3]}")
         self.data = data
@@ -386,8 +398,12 @@ class SecureEvaluation(ComparisonPasses, EvaluationResults):
         t0 = time.perf_counter()
         ops, d = self.ops, self.features
         for b, members in enumerate(self.layout.blocks):
-            columns = [self._column(b, j) for j in range(d + 1)]  # one block's ciphertexts at a time
+            # one block's ciphertexts at a time (features, or chunks of them in a packed group, then the label)
+            columns = {j: self._column(b, j) for j in self.layout.columns(b, d)}
             parts = []
+            if self.layout.groups[members[0].group].segments > 1:
+                self.scores[b] = self._packed_score(b, members[0].group, W, columns)
+                members = ()
             for mem in members:
                 g = mem.group
                 dot = ops.dot([(columns[j], W[(g, j + 1)]) for j in range(d)])
@@ -405,12 +421,31 @@ class SecureEvaluation(ComparisonPasses, EvaluationResults):
                 parts.append(score)
             # not refreshed: a refresh's smudging would blur every score by about the transition's width,
             # while their CKKS noise is 2^-30; the first comparison cycle starts at the scores' level
-            self.scores[b] = ops.down(ops.total(parts), self.score_level)
+            if parts:
+                self.scores[b] = ops.down(ops.total(parts), self.score_level)
             for g in self.layout.groups_of(b):
                 y = columns[d]
                 mask = self.masks.get((b, g))
                 self.labels[(b, g)] = ops.down(y, 2) if mask is None else ops.cmul(y, mask, 2, key=("mask", b, g))
         self.seconds["scores"] = time.perf_counter() - t0
+
+    def _packed_score(self, b: int, g: int, W, columns: dict) -> Enc:
+        """s / D of a block whose group packs k features side by side (mpclr.evaluation.layout): chunk c's rows
+        times weight ciphertext c, slot by slot (feature c k + f in segment f; the intercept's "1" is the
+        server's, a plaintext in segment 0), a rotate-and-sum over the segments that leaves every copy with its
+        row's whole score, then 2^-10 (as below), which divides the rotations' key-switching noise away too
+        (after the product it would reach the first comparison refresh: measured 2^12.5, above what the
+        smudging hides)."""
+        ops, grp = self.ops, self.layout.groups[g]
+        chunks = self.layout.columns(b, self.features)[:-1]
+        dot = ops.dot([(columns[c], W[(g, c)]) for c in chunks])
+        occupied = self.layout.occupied(b, copies=grp.copies // grp.segments).astype(np.float64)
+        intercept = ops.cmul(W[(g, 0)], occupied * 2.0**SCORE_HEADROOM_BITS / self.D, dot.level, key=("intercept", b))
+        ct, he = ops.add(dot, intercept).ct, ops.he  # the training's keys (every level, mpclr.training.cv)
+        for step in self.layout.train_layout.segment_steps(self.layout.train_layout.groups[g]):
+            ct = he.add(ct, he.rotate(ct, int(step), in_new_ctxt=True), in_new_ctxt=True)
+        score = ops.cmul(Enc(ct, dot.level), 2.0**-SCORE_HEADROOM_BITS, dot.level - 1)
+        return ops.down(score, self.score_level)
 
     def _reveal(self, name: str, packer: Packer) -> int:
         """Every packed count ciphertext of a pass switched to the researcher's key, in one round."""

@@ -96,26 +96,29 @@ def scaling_rows(revealed: dict, cv, names) -> list[dict]:
 
 
 def _ciphertext_table(cv, data: HospitalData, names: list[str]) -> dict:
-    """How many ciphertexts each hospital sent, and their bytes (all at the top level: one size)."""
+    """How many ciphertexts each hospital sent, and their bytes (data at the top level; the constant part at
+    the level it is first used, fewer primes)."""
     layout = cv.layout
     features = cv.features
     size = len(cv.blocks[next(iter(cv.blocks))][0])
+    size_c = len(next(iter(cv.constants.values()))[0])
     per_hospital = {}
     for name, part in zip(names, data.parts):
-        blocks = sum(len(layout.blocks_with_rows(g, part.rows)) for g in layout.groups) * features
-        constants = len(layout.groups) * features
-        per_hospital[name] = {"data": blocks, "constant_term": constants, "bytes": (blocks + constants) * size}
+        blocks = sum(len(layout.blocks_with_rows(g, part.rows)) * g.chunks(features) for g in layout.groups)
+        constants = sum(g.chunks(features) for g in layout.groups)
+        per_hospital[name] = {"data": blocks, "constant_term": constants, "bytes": blocks * size + constants * size_c}
     total_blocks = cv.blocks.count()
     total_constants = sum(len(v) for v in cv.constants.values())
     if total_blocks != sum(v["data"] for v in per_hospital.values()):
         raise ProtocolError("the encrypted study holds another number of data ciphertexts than the layout gives")
     return {
         "ciphertext_bytes": size,
+        "constant_ciphertext_bytes": size_c,
         "per_hospital": per_hospital,
         "data": total_blocks,
         "constant_term": total_constants,
         "total": total_blocks + total_constants,
-        "total_bytes": (total_blocks + total_constants) * size,
+        "total_bytes": total_blocks * size + total_constants * size_c,
         "at_server_after_summing": {"data": len(cv.blocks), "constant_term": len(cv.constants)},
     }
 

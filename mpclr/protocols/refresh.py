@@ -39,6 +39,15 @@ so it costs no key switching and needs no rotation key. Encrypted training puts 
 (public constants gamma_t, eta_t) and its sum over samples here, so neither costs a level or a rotation.
 A batch of outputs is one message per party.
 
+Slot masks. A rotate-and-sum is a convolution over the slots: it cannot sum a window aligned to a segment
+of the slots (features packed side by side, each over its own samples). A term may therefore go on, after
+its rotate-and-sum, with a product by a public integer polynomial p (a slot mask encoded at scale
+2^POLY_SHIFT, sent with the request) and a second rotate-and-sum: round(T(x) p / 2^POLY_SHIFT) on the exact
+integers, every party on its masks and the combiner on X, so the masks still cancel exactly (each rounding
+adds at most 1/2 per coefficient). The mask keeps the segments' window sums and the second rotate-and-sum
+broadcasts them over the segment: a segment-local sum at no level and no key. A public polynomial is one
+more public coefficient: the output is still a fresh encryption of a public function of the input.
+
 Reveals: to the combiner (the server) X, which the masks hide; each h0_i, h1_i is masked or an RLWE
 sample. The CRP a' must never repeat (two outputs with one a' would reveal differences of messages):
 parties refuse a label they have seen.
@@ -53,39 +62,88 @@ import numpy as np
 
 from ..errors import ProtocolError
 from ..ring import CommonRandomString, SecretRandom
-from ..ring.wide import Channels, combine, dyadic_row, lift, mask_bytes, random_masks, rotate_and_sum
+from ..ring.wide import Channels, combine, dyadic_row, lift, mask_bytes, multiply_round, random_masks, rotate_and_sum
 from ..seal.context import SealContext
 from .share import SecretKeyShare, Share
 
-# An output: ([(input index, a, galois elements)], s) meaning round(sum a * T(input) / 2^s), where T
-# rotates-and-sums over the given Galois elements (none: the identity); a / 2^s already includes r_k.
-Output = tuple[list[tuple[int, int, tuple[int, ...]]], int]
+POLY_SHIFT = 50  # a slot mask's polynomial is sent as round(2^POLY_SHIFT p): |coefficients| < 2^50
+
+# An output: ([(input index, a, galois elements, post)], s) meaning round(sum a * T(input) / 2^s), where T
+# rotates-and-sums over the given Galois elements (none: the identity), then, if post = (i, elements 2), takes
+# the product with the request's polynomial i (/ 2^POLY_SHIFT, rounded) and rotates-and-sums again; a / 2^s
+# already includes r_k.
+Output = tuple[list[tuple[int, int, tuple[int, ...], tuple]], int]
+
+
+def _elements(elts) -> tuple[int, ...]:
+    return tuple(int(e) for e in elts)
 
 
 def plan_outputs(outputs: list[list[tuple]]) -> list[Output]:
     """Exact rational coefficients -> shared dyadic ones (relative error below 2^-60, the same for all).
-    A term is (input index, coefficient) or (input index, coefficient, galois elements)."""
+    A term is (input index, coefficient[, galois elements[, (polynomial index, galois elements 2)]])."""
     planned = []
     for terms in outputs:
         a, s = dyadic_row([t[1] for t in terms])
-        planned.append(
-            ([(t[0], ak, tuple(int(e) for e in (t[2] if len(t) > 2 else ()))) for t, ak in zip(terms, a)], s)
-        )
+        planned.append(([(t[0], ak, _elements(t[2] if len(t) > 2 else ()),
+                          (int(t[3][0]), _elements(t[3][1])) if len(t) > 3 and t[3] else ())
+                         for t, ak in zip(terms, a)], s))
     return planned
 
 
 class _Transformed:
-    """T(x) for each (input, galois elements) pair, computed once per batch."""
+    """T(x) for each (input, galois elements, post) of a batch, computed once; polys: the request's slot-mask
+    polynomials in NTT form over the top level."""
 
-    def __init__(self, values: list[Channels]):
-        self.values, self.cache = values, {}
+    def __init__(self, values: list[Channels], polys: list[np.ndarray] | None = None):
+        self.values, self.polys, self.cache = values, polys or [], {}
 
-    def __call__(self, k: int, elts: tuple[int, ...]) -> Channels:
-        if not elts:
-            return self.values[k]
-        if (k, elts) not in self.cache:
-            self.cache[(k, elts)] = rotate_and_sum(self.values[k], elts)
-        return self.cache[(k, elts)]
+    def __call__(self, k: int, elts: tuple[int, ...], post: tuple = ()) -> Channels:
+        key = (k, elts, post)
+        if key not in self.cache:
+            if post:
+                base = self(k, elts)
+                masked = multiply_round(base, self.polys[post[0]], POLY_SHIFT)
+                self.cache[key] = rotate_and_sum(masked, post[1]) if post[1] else masked
+            elif not elts:
+                return self.values[k]
+            else:
+                self.cache[key] = rotate_and_sum(self.values[k], elts)
+        return self.cache[key]
+
+
+def parse_term(t, polys: int) -> tuple:
+    """A term as a request carries it: [input, a, elements] or [input, a, elements, [polynomial, elements 2]]."""
+    post = t[3] if len(t) > 3 and t[3] else ()
+    if post and (len(post) != 2 or not 0 <= int(post[0]) < polys):
+        raise ProtocolError("refresh request names a polynomial it does not carry")
+    return (int(t[0]), int(t[1]), _elements(t[2] if len(t) > 2 else ()),
+            (int(post[0]), _elements(post[1])) if post else ())
+
+
+def mask_polynomial(ctx, values) -> np.ndarray:
+    """round(2^POLY_SHIFT p) for the slot vector `values` (entries in [-1, 1]): its CKKS encoding at that
+    scale, as int64 coefficients (public; the combiner computes it once and sends it with the request, so that
+    every party applies the very same integers)."""
+    from ..seal.format import PlaintextData
+
+    he = ctx.pyfhel()
+    pt = he.encodeFrac(np.ascontiguousarray(values, dtype=np.float64), scale=2.0**POLY_SHIFT)
+    rows = np.ascontiguousarray(PlaintextData.from_bytes(pt.to_bytes(), ctx.n).data)
+    ring = ctx.ring(rows.shape[0] - 1)
+    return ring.to_centered_small(ring.intt(rows))
+
+
+def polys_ntt(ctx, polys) -> list[np.ndarray]:
+    """Slot-mask polynomials (int64 coefficients, |c| < 2^62) in NTT form over the top level."""
+    top = ctx.ring(ctx.top_level)
+    out = []
+    for p in polys:
+        c = np.asarray(p, dtype=np.int64)
+        if c.shape != (ctx.n,) or np.any(np.abs(c) >= 2**POLY_SHIFT + 2**20):
+            raise ProtocolError(f"a refresh polynomial must hold {ctx.n} coefficients below 2^{POLY_SHIFT}")
+        out.append(top.ntt(top.from_signed(c), inplace=True))
+    return out
 
 
 class RefreshProtocol:
@@ -145,8 +203,10 @@ class RefreshProtocol:
         outputs: list[Output],
         bits: int,
         rng: SecretRandom,
+        polys: list[np.ndarray] | None = None,
     ) -> tuple[list[Share], list[Share]]:
-        """Shares for a batch: one h0 per input ciphertext (its own mask), one h1 per output."""
+        """Shares for a batch: one h0 per input ciphertext (its own mask), one h1 per output; polys: the
+        request's slot-mask polynomials, NTT form over the top level (`polys_ntt`)."""
         low, top = self.ctx.ring(level), self.top
         s_low = np.ascontiguousarray(sk.at_level(level + 1))
         s_top = np.ascontiguousarray(sk.at_level(self.ctx.top_level + 1))
@@ -159,9 +219,9 @@ class RefreshProtocol:
             low.sub(h0, low.ntt(m.head(level + 1), inplace=True), out=h0)
             h0s.append(Share(f"refresh/h0/level={level}", h0))
         h1s = []
-        transformed = _Transformed(masks)
+        transformed = _Transformed(masks, polys)
         for crp, (terms, shift) in zip(crps, outputs):
-            scaled = combine([(transformed(k, elts), a) for k, a, elts in terms], shift, top)
+            scaled = combine([(transformed(k, elts, post), a) for k, a, elts, post in terms], shift, top)
             h1 = top.mul(crp, s_top)
             top.sub(top.ntt(scaled, inplace=True), h1, out=h1)
             top.add(h1, rng.error_ntt(top), out=h1)
@@ -184,6 +244,7 @@ class RefreshProtocol:
         crps: list[np.ndarray],
         outputs: list[Output],
         bits: int | None = None,
+        polys: list[np.ndarray] | None = None,
     ) -> list[tuple[np.ndarray, np.ndarray]]:
         """(c0', c1') at the top level, NTT form, per output. h0s[k] holds every party's share of input k,
         h1s[o] every party's share of output o. With `bits` (the masks' width), an input whose lifted
@@ -207,10 +268,11 @@ class RefreshProtocol:
                     f"{math.log2(self.largest_lift(bits, len(shares))):.1f}; refused"
                 )
             lifted.append(ch)
-        transformed = _Transformed(lifted)
+        transformed = _Transformed(lifted, polys)
         out = []
         for crp, (terms, shift), shares in zip(crps, outputs, h1s):
-            c0_top = top.ntt(combine([(transformed(k, elts), a) for k, a, elts in terms], shift, top), inplace=True)
+            terms_t = [(transformed(k, elts, post), a) for k, a, elts, post in terms]
+            c0_top = top.ntt(combine(terms_t, shift, top), inplace=True)
             top.add(c0_top, top.sum(s.data for s in shares), out=c0_top)
             out.append((c0_top, np.array(crp, copy=True)))
         return out

@@ -12,7 +12,9 @@ prime and modulo 2^64, and
   exactly while |X| <= Q/4 (the refresh keeps |X| far below that: `lift` checks it);
 - a rotate-and-sum and a linear combination act on every channel alike;
 - round(S / 2^s) mod p = (S - r) (2^s)^-1 mod p + [r >= 2^(s-1)] with r = S mod 2^s (s <= 64), which the
-  2^64 channel holds exactly.
+  2^64 channel holds exactly;
+- a product with a public integer polynomial (a slot mask, encoded) is formed modulo every prime by NTT and
+  lifted back for its residue modulo 2^64, exact while it stays below a quarter of the modulus (`multiply_round`).
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from . import _kernels
 from .rns import Ring
 
 __all__ = [
-    "Channels", "dyadic", "dyadic_row", "lift", "mask_bytes", "random_masks", "rotate_and_sum", "combine", "MAX_SHIFT"
+    "Channels", "dyadic", "dyadic_row", "lift", "mask_bytes", "random_masks", "rotate_and_sum", "combine", "MAX_SHIFT",
+    "multiply_round",
 ]
 
 MAX_SHIFT = 64  # s <= 64: the 2^64 channel holds the remainder exactly
@@ -171,3 +174,17 @@ def combine(terms: list[tuple[Channels, int]], shift: int, ring: Ring | None = N
     out = ring.zeros()
     _kernels.rns_combine(out, rows, lows, coeffs, coeffs_low, int(shift), inv2s, ring.q, ring.n)
     return out
+
+
+# ------------------------------------------------------------------------------ plaintext product
+def multiply_round(ch: Channels, poly_ntt: np.ndarray, shift: int) -> Channels:
+    """round(x * p / 2^shift) for a public integer polynomial p, given in NTT form over the channels' ring (a
+    slot mask encoded at scale 2^shift): a slot-wise product applied to exact integers. The product is formed
+    modulo every prime and lifted back (exact while below a quarter of the modulus: `lift` checks it), which
+    also gives its residue modulo 2^64 for the rounding."""
+    ring = ch.ring
+    rows = ring.ntt(ch.rows)
+    ring.mul(rows, poly_ntt, out=rows)
+    product, _ = lift(ring, ring.intt(rows, inplace=True), ring)
+    rounded, _ = lift(ring, combine([(product, 1)], shift), ring)
+    return rounded

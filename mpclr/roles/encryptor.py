@@ -21,7 +21,7 @@ from ..errors import ProtocolError
 from ..seal.format import pack_ciphertext
 from .pipe import start
 
-__all__ = ["encrypt_many", "done", "PROCESS_MIN_CIPHERTEXTS"]
+__all__ = ["encrypt_many", "level_plans", "done", "PROCESS_MIN_CIPHERTEXTS"]
 
 # an upload of at least this many ciphertexts (all rounds together) is worth a process (paper scale:
 # about 220 per hospital); fewer are encrypted in the hospital's own thread
@@ -29,17 +29,41 @@ PROCESS_MIN_CIPHERTEXTS = 128
 _POOLS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # hospital -> its running process
 
 
-def encrypt_many(owner, he, scale_bits: int, vectors, processes: bool) -> list[bytes]:
-    """Each vector encrypted with `he` (a Pyfhel object holding the collective public key) and packed;
-    with `processes`, in the encryption process of `owner` (started on first use, kept while it lives)."""
+def level_plans(ctx, levels, count: int) -> list[tuple[float, int]]:
+    """(scale, primes dropped) for each of `count` vectors encrypted at levels[i] (None: the top, at
+    2^scale_bits; below, the level's own scale on the ladder); levels None: all at the top."""
+    levels = [None] * count if levels is None else list(levels)
+    top, out = ctx.top_level, []
+    for level in levels:
+        level = top if level is None else int(level)
+        if not 0 <= level <= top:
+            raise ValueError(f"can encrypt at levels 0..{top}, got {level}")
+        out.append((2.0**ctx.params.scale_bits if level == top else ctx.scale_ladder[level], top - level))
+    return out
+
+
+def encrypt_many(owner, he, vectors, processes: bool, plans) -> list[bytes]:
+    """Each vector encrypted with `he` (a Pyfhel object holding the collective public key) at plans[i] =
+    (scale, primes dropped after encryption) and packed; with `processes`, in the encryption process of
+    `owner` (started on first use, kept while it lives)."""
+    vectors = [np.ascontiguousarray(v, dtype=np.float64) for v in vectors]
+    if len(plans) != len(vectors):
+        raise ValueError(f"{len(vectors)} vectors to encrypt but {len(plans)} levels")
+    plans = [(float(scale), int(drops)) for scale, drops in plans]
     if not processes:
-        scale = 2.0**scale_bits
-        return [pack_ciphertext(he.encryptFrac(np.ascontiguousarray(v, dtype=np.float64), scale=scale)
-                                .to_bytes(compr_mode="none")) for v in vectors]
+        return [_encrypt(he, v, scale, drops) for v, (scale, drops) in zip(vectors, plans)]
     proc = _POOLS.get(owner)
     if proc is None:
-        proc = _POOLS[owner] = _Encryptor(he.to_bytes_context(), he.to_bytes_public_key(), scale_bits)
-    return proc.encrypt([np.ascontiguousarray(v, dtype=np.float64) for v in vectors])
+        proc = _POOLS[owner] = _Encryptor(he.to_bytes_context(), he.to_bytes_public_key())
+    return proc.encrypt(vectors, plans)
+
+
+def _encrypt(he, v: np.ndarray, scale: float, drops: int) -> bytes:
+    """One vector encrypted at `scale`, then `drops` primes dropped (a lower level: fewer bytes), packed."""
+    ct = he.encryptFrac(v, scale=scale)
+    for _ in range(drops):
+        he.mod_switch_to_next_ctxt(ct)
+    return pack_ciphertext(ct.to_bytes(compr_mode="none"))
 
 
 def done(owner) -> None:
@@ -51,10 +75,10 @@ def done(owner) -> None:
 
 
 class _Encryptor:
-    def __init__(self, context: bytes, public_key: bytes, scale_bits: int):
+    def __init__(self, context: bytes, public_key: bytes):
         self.proc, self.conn = start("mpclr.roles.encryption_process")
         self._finalizer = weakref.finalize(self, _stop, self.proc, self.conn)
-        self.conn.send({"context": context, "public_key": public_key, "scale_bits": int(scale_bits)})
+        self.conn.send({"context": context, "public_key": public_key})
         self._expect("ready")
 
     def _expect(self, kind: str):
@@ -68,8 +92,8 @@ class _Encryptor:
     def close(self) -> None:
         self._finalizer()
 
-    def encrypt(self, vectors: list[np.ndarray]) -> list[bytes]:
-        self.conn.send(("encrypt", vectors))
+    def encrypt(self, vectors: list[np.ndarray], plans: list[tuple[float, int]]) -> list[bytes]:
+        self.conn.send(("encrypt", vectors, plans))
         out = self._expect("done")[1]
         if len(out) != len(vectors):
             raise ProtocolError(f"encryption process returned {len(out)} ciphertexts for {len(vectors)} vectors")
@@ -93,13 +117,11 @@ def serve(conn) -> None:  # pragma: no cover - runs in a child process (covered 
         he = Pyfhel()
         he.from_bytes_context(init["context"])
         he.from_bytes_public_key(init["public_key"])
-        scale = 2.0 ** init["scale_bits"]
         conn.send(("ready", os.getpid()))
         while True:
             msg = conn.recv()
             if msg[0] == "encrypt":
-                conn.send(("done", [pack_ciphertext(he.encryptFrac(v, scale=scale).to_bytes(compr_mode="none"))
-                                    for v in msg[1]]))
+                conn.send(("done", [_encrypt(he, v, scale, drops) for v, (scale, drops) in zip(msg[1], msg[2])]))
             elif msg[0] == "stop":
                 return
     except EOFError:

@@ -22,14 +22,14 @@ from ..protocols import shamir
 from ..protocols.cpk import PublicKeyGen
 from ..protocols.decryption import ThresholdDecryption
 from ..protocols.keyswitch import PublicKeySwitch, key_hash
-from ..protocols.refresh import RefreshProtocol
+from ..protocols.refresh import RefreshProtocol, parse_term, polys_ntt
 from ..protocols.rlk import RelinKeyGen
 from ..protocols.rotation import RotationKeyGen
 from ..protocols.share import SecretKeyShare
 from ..ring import CommonRandomString, SecretRandom
 from ..seal.format import pack_ciphertext
 from ..wire import seal_box
-from .encryptor import encrypt_many
+from .encryptor import encrypt_many, level_plans
 from .evaluator import Ciphertext
 from .extensions import handlers as registered_handlers
 from .extensions import register_handlers
@@ -464,27 +464,23 @@ class Hospital(Node):
         if not self._refresh.fits_masks(level, bits, len(holders)):
             raise ProtocolError(f"refresh masks of {bits} bits for {len(holders)} parties do not fit level {level}")
         c1s = [self._dec.c1_from_bytes(raw, level) for raw in fields["c1"]]
-        outputs = [
-            (
-                [(int(t[0]), int(t[1]), tuple(int(e) for e in (t[2] if len(t) > 2 else ()))) for t in out["terms"]],
-                int(out["shift"]),
-            )
-            for out in fields["outputs"]
-        ]
-        if not c1s or not outputs or any(not 0 <= k < len(c1s) for terms, _ in outputs for k, _, _ in terms):
+        polys = polys_ntt(self.ctx, [np.frombuffer(bytes(raw), dtype="<i8") for raw in fields.get("polys", [])])
+        outputs = [([parse_term(t, len(polys)) for t in out["terms"]], int(out["shift"])) for out in fields["outputs"]]
+        if not c1s or not outputs or any(not 0 <= t[0] < len(c1s) for terms, _ in outputs for t in terms):
             raise ProtocolError("refresh request has no inputs, no outputs, or a term naming a missing input")
         n2 = 2 * self.ctx.n
         if any(
             len(elts) > 20 or any(e % 2 == 0 or not 0 < e < n2 for e in elts)
             for terms, _ in outputs
-            for _, _, elts in terms
+            for _, _, first, post in terms
+            for elts in (first, *post[1:])
         ):
             raise ProtocolError("refresh request names invalid Galois elements")
         sk = self._share_for(fields.get("participants"))
         self._guard.admit(c1s, [level] * len(c1s), "refresh.share")
         crps = [self._refresh.sample_crp(self._require_crs(), f"{label}/{o}") for o in range(len(outputs))]
         self._used_refresh_labels.add(label)
-        h0s, h1s = self._refresh.gen_shares(sk, c1s, level, crps, outputs, bits, self._rng)
+        h0s, h1s = self._refresh.gen_shares(sk, c1s, level, crps, outputs, bits, self._rng, polys)
         return {"h0": [h.to_bytes() for h in h0s], "h1": [h.to_bytes() for h in h1s]}
 
     # --- key switch to the researcher's key -----------------------------------------------------
@@ -559,11 +555,10 @@ class Hospital(Node):
             raise ProtocolError(f"{self.name} has no data loaded")
         return self._data
 
-    def encrypt_bytes(self, values) -> bytes:
-        """A vector encrypted under the collective public key, packed for a reply (what a handler sends)."""
-        he = self._encryptor()
-        x = np.ascontiguousarray(values, dtype=np.float64)
-        return pack_ciphertext(he.encryptFrac(x, scale=2.0**self.ctx.params.scale_bits).to_bytes(compr_mode="none"))
+    def encrypt_bytes(self, values, level: int | None = None) -> bytes:
+        """A vector encrypted under the collective public key, packed for a reply (what a handler sends); at
+        `level` (primes dropped: fewer bytes) when it is first used there."""
+        return self.encrypt_many([values], levels=[level])[0]
 
     def encrypt(self, values):
         """Encrypt a vector under the collective public key and upload it; returns the server's handle."""
@@ -577,10 +572,12 @@ class Hospital(Node):
         reply = self.call(self._require_session().server, "ct.upload", ciphertext=raw, length=int(x.size))
         return Ciphertext(reply["id"], int(x.size), int(reply["level"]), float(reply["scale"]))
 
-    def encrypt_many(self, vectors, processes: bool = False) -> list[bytes]:
-        """encrypt_bytes of each vector; with `processes`, in an encryption process of this hospital's own
-        (mpclr.roles.encryptor: Pyfhel holds the GIL, the hospitals' threads would take turns)."""
-        return encrypt_many(self, self._encryptor(), self.ctx.params.scale_bits, vectors, processes)
+    def encrypt_many(self, vectors, processes: bool = False, levels=None) -> list[bytes]:
+        """encrypt_bytes of each vector (at levels[i], None: the top); with `processes`, in an encryption
+        process of this hospital's own (mpclr.roles.encryptor: Pyfhel holds the GIL, the hospitals' threads
+        would take turns)."""
+        vectors = list(vectors)
+        return encrypt_many(self, self._encryptor(), vectors, processes, level_plans(self.ctx, levels, len(vectors)))
 
     # ==================== policy gate (mpclr.roles.policy): begin ===========================
     def agree(self, manifest: Manifest) -> None:

@@ -16,7 +16,7 @@ from Pyfhel import PyCtxt
 from ..errors import ProtocolError
 from ..protocols import c1 as c1check
 from ..protocols.decryption import ThresholdDecryption
-from ..protocols.refresh import RefreshProtocol, plan_outputs
+from ..protocols.refresh import RefreshProtocol, plan_outputs, polys_ntt
 from ..seal.format import CiphertextData
 from .evaluator import Ciphertext
 from .node import with_live_participants
@@ -74,14 +74,17 @@ class RefreshCoordinator:
         *,
         bound_bits: int | None = None,
         purpose: str = "refresh",
+        polys=None,
     ) -> list[PyCtxt]:
         """refresh_combine on raw Pyfhel ciphertexts (for engines that keep their own ciphertexts). With
-        by=None, key holders that stop answering are left out and the round is redone with the others."""
+        by=None, key holders that stop answering are left out and the round is redone with the others.
+        A term may be (input, coefficient, galois elements, (polynomial index, galois elements 2)): polys
+        holds those slot-mask polynomials (int64 coefficients, mpclr.protocols.refresh.mask_polynomial)."""
         return with_live_participants(
-            self, by, lambda names: self._refresh_round(cts, levels, outputs, names, bound_bits, purpose)
+            self, by, lambda names: self._refresh_round(cts, levels, outputs, names, bound_bits, purpose, polys)
         )
 
-    def _refresh_round(self, cts, levels, outputs, names, bound_bits, purpose) -> list[PyCtxt]:
+    def _refresh_round(self, cts, levels, outputs, names, bound_bits, purpose, polys=None) -> list[PyCtxt]:
         bound = self.refresh_bound_bits if bound_bits is None else int(bound_bits)
         proto = RefreshProtocol(self.ctx)
         scales = [float(ct.scale) for ct in cts]
@@ -117,14 +120,17 @@ class RefreshCoordinator:
             "label": label,
             "participants": names,
             "mask_bits": bits,
-            "outputs": [{"terms": [[i, a, list(e)] for i, a, e in terms], "shift": shift} for terms, shift in planned],
+            "outputs": [{"terms": [[i, a, list(e), [post[0], list(post[1])] if post else []]
+                                   for i, a, e, post in terms], "shift": shift} for terms, shift in planned],
         }
+        if polys:
+            request["polys"] = [np.asarray(p, dtype="<i8").tobytes() for p in polys]
         replies = self.call_many("refresh.share", {p: request for p in names})
         h0s = [[proto.h0_from_bytes(replies[p]["h0"][i], level) for p in names] for i in range(len(cts))]
         h1s = [[proto.h1_from_bytes(replies[p]["h1"][o]) for p in names] for o in range(len(outputs))]
         crps = [proto.sample_crp(self.crs, f"{label}/{o}") for o in range(len(outputs))]
         with self.timed("refresh.combine"):
-            fresh = proto.finalize(c0s, level, h0s, h1s, crps, planned, bits)
+            fresh = proto.finalize(c0s, level, h0s, h1s, crps, planned, bits, polys_ntt(self.ctx, polys or []))
         top = self.ctx.top_level
         pid, scale = self.ctx.level_parms_id(top), self.ctx.scale_ladder[top]
         out = [

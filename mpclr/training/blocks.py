@@ -11,7 +11,10 @@ the server's spool file (mpclr.training.spool) and the masked copies in a spool 
 each iteration reads them block by block (the next block's bytes read ahead while this one computes), so
 the engine holds one block's ciphertexts, not its shard's. Either way, when no refresh falls inside an
 iteration (the default design), the gradient runs block by block with the same operations in the same
-order: streamed and in-memory engines give the same ciphertexts, bit for bit.
+order: streamed and in-memory engines give the same ciphertexts, bit for bit. A packed group (small
+studies: k features side by side, mpclr.training.layout) streams the same way, its blocks' chunks in
+place of features; in practice its rows stay in memory (a study small enough to pack is far below the
+spool's threshold), and large studies, one feature per ciphertext, are the ones streamed.
 """
 
 from __future__ import annotations
@@ -148,6 +151,10 @@ class BlockEngine:
             return sorted(b for gg, b in self._pairs if gg == g)
         return sorted({b for (gg, b, j) in self.Z if gg == g})
 
+    def _chunks(self, g: int) -> range:
+        """A block's data ciphertexts: one per feature, or ceil(features / k) in a packed group."""
+        return range(self.layout.groups[g].chunks(self.features))
+
     def _load(self, raw: bytes) -> PyCtxt:
         ct = PyCtxt(pyfhel=self.he)
         ct.from_bytes(raw, scheme="ckks")
@@ -155,8 +162,9 @@ class BlockEngine:
 
     def _read(self, g: int, b: int, masked: bool) -> tuple[list, list]:
         """A streamed block's bytes: every feature's contributions, and its masked copies if asked."""
-        z = [self._source((g, b, j)) for j in range(self.features)]
-        zm = [self._scratch[(g, b, j)] for j in range(self.features)] if masked else []
+        chunks = self._chunks(g)
+        z = [self._source((g, b, j)) for j in chunks]
+        zm = [self._scratch[(g, b, j)] for j in chunks] if masked else []
         return z, zm
 
     def _fetch(self, g: int, blocks: list[int], masked: bool):
@@ -164,8 +172,8 @@ class BlockEngine:
         one block ahead of the computation."""
         if self._source is None:
             for b in blocks:
-                zm = [self.ZM[(g, b, j)] for j in range(self.features)] if masked else []
-                yield b, [self.Z[(g, b, j)] for j in range(self.features)], zm
+                zm = [self.ZM[(g, b, j)] for j in self._chunks(g)] if masked else []
+                yield b, [self.Z[(g, b, j)] for j in self._chunks(g)], zm
             return
         def read(i):
             if i < len(blocks) and not (masked and (g, blocks[i]) in self._kept):
@@ -205,9 +213,10 @@ class BlockEngine:
         level = min(self.refresh_level + 2, self.top)
         for g in sorted({g for g, _ in masks}):
             blocks = sorted(b for gg, b in masks if gg == g)
+            chunks = range(self.layout.groups[g].chunks(self.features))
             for b, z, _ in self._fetch(g, blocks, masked=False):
                 pt = self.encode(masks[(g, b)], float(self.primes[level]), level)
-                for j in range(self.features):
+                for j in chunks:
                     zm = self.mul_plain(Enc(self.down(z[j], level), level), pt)
                     if self._scratch is None:
                         self.ZM[(g, b, j)] = zm
@@ -215,9 +224,27 @@ class BlockEngine:
                         self._scratch.add((g, b, j), zm.ct.to_bytes(compr_mode="none"))
 
     # ------------------------------------------------------------------ gradient
+    def dot_segments(self, pairs: list[tuple[Enc, Enc]], steps: list[int]) -> Enc:
+        """`dot`, with a rotate-and-sum over S, 2S, ... between its relinearization and its rescale: every
+        segment of a packed block then holds the sum over all features. Before the rescale, the rotations'
+        key-switching noise (SEAL's digits are not centred: about 2^9 in the coefficients at 'train') is
+        divided by the level's prime with the rest; after it, that noise would reach the refresh 2^3 larger
+        than the smudging is sized for. The keys are made for every level (mpclr.training.cv)."""
+        level = min(min(a.level, b.level) for a, b in pairs)
+        acc = None
+        for a, b in pairs:
+            prod = self.he.multiply(self.down(a, level), self.down(b, level), in_new_ctxt=True)
+            acc = prod if acc is None else self.he.add(acc, prod)
+        self.he.relinearize(acc)
+        for step in steps:
+            acc = self.he.add(acc, self.he.rotate(acc, int(step), in_new_ctxt=True), in_new_ctxt=True)
+        self.he.rescale_to_next(acc)
+        return Enc(acc, level - 1)
+
     def gradient_part(self, V: dict[tuple[int, int], Enc]) -> dict[tuple[int, int], Enc]:
-        """sum over this shard's blocks of t' q(t'^2) ZM, per (group, feature): not yet summed over the
-        samples of a block; the refresh does that rotate-and-sum on exact integers, with no keys."""
+        """sum over this shard's blocks of t' q(t'^2) ZM, per (group, chunk): not yet summed over the
+        samples of a block; the refresh does that rotate-and-sum on exact integers, with no keys. In a packed
+        group t is first summed over the segments (rotations: the features side by side)."""
         out = {}
         by_block = not refresh_points(self.top, self.refresh_level, len(self.q_coeffs))
         # streamed block by block, every other iteration runs backwards: the blocks read last are the ones
@@ -243,13 +270,14 @@ class BlockEngine:
     def _group_by_block(self, g: int, blocks: list[int], V) -> dict[tuple[int, int], Enc]:
         """One block at a time: t, p, and p ZM added into each feature's sum (relinearized and rescaled
         once at the end, as `dot` does): the same operations as `_group_by_stage` without refreshes."""
-        sums: list = [None] * self.features
+        chunks, steps = self._chunks(g), self.layout.segment_steps(self.layout.groups[g])
+        sums: list = [None] * len(chunks)
         level = None
         for _, z, zm in self._fetch(g, blocks, masked=True):
-            t = self.dot([(z[j], V[(g, j)]) for j in range(self.features)])
+            t = self.dot_segments([(z[j], V[(g, j)]) for j in chunks], steps)
             del z
             p = self._sigmoid_part(t)
-            for j in range(self.features):
+            for j in chunks:
                 level = min(p.level, zm[j].level)
                 prod = self.he.multiply(self.down(p, level), self.down(zm[j], level), in_new_ctxt=True)
                 sums[j] = prod if sums[j] is None else self.he.add(sums[j], prod)
@@ -264,7 +292,8 @@ class BlockEngine:
         """Every block through each step together, so that a refresh serves all of them in one round
         (a design whose levels run out inside an iteration); holds a few ciphertexts per block."""
         data = list(self._fetch(g, blocks, masked=True))
-        ts = [self.dot([(z[j], V[(g, j)]) for j in range(self.features)]) for _, z, _ in data]
+        chunks, steps = self._chunks(g), self.layout.segment_steps(self.layout.groups[g])
+        ts = [self.dot_segments([(z[j], V[(g, j)]) for j in chunks], steps) for _, z, _ in data]
         ts = self.ensure(ts, 2)
         us = [self.mul(t, t) for t in ts]
         acc = [self.add_const(u, self.q_coeffs[0]) for u in us]
@@ -275,7 +304,7 @@ class BlockEngine:
         both = self.ensure(ts + acc, 1)
         ts, acc = both[: len(ts)], both[len(ts) :]
         ps = self.ensure([self.mul(t, x) for t, x in zip(ts, acc)], 1)
-        return {(g, j): self.dot([(p, zm[j]) for p, (_, _, zm) in zip(ps, data)]) for j in range(self.features)}
+        return {(g, j): self.dot([(p, zm[j]) for p, (_, _, zm) in zip(ps, data)]) for j in chunks}
 
 
 def refresh_points(top: int, refresh_level: int, q_terms: int) -> list[int]:

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import FormatError, PrivacyWarning, ProtocolError
 from ..seal.format import CiphertextData, unpack_ciphertext
-from .encrypted import EncryptedTrainer, TrainingLog, TrainingPlan
+from .encrypted import EncryptedTrainer, TrainingLog, TrainingPlan, refresh_level
 from .layout import Layout
 from .party import aggregate_values, blocks_per_round, ciphertext_bytes, stats_from_aggregate
 from .spool import Spool, release_memory
@@ -65,6 +65,7 @@ class EncryptedCV:
                 f"{plan.interval}: encrypt again"
             )
         t0 = time.perf_counter()
+        self.rotation_keys(fed, participants)
         trainer = EncryptedTrainer(fed.server, self.layout, self.features, plan, participants, workers)
         trainer.add_spool(self.blocks)
         for (g, j), raws in self.constants.items():
@@ -77,8 +78,16 @@ class EncryptedCV:
         self.seconds["training"] = time.perf_counter() - t0
         return log
 
+    def rotation_keys(self, fed, participants=None) -> None:
+        """A packed layout sums each block's features with rotations (mpclr.training.layout): the collective
+        keys of those steps, for every level (the sum runs before the top level's rescale, which divides its
+        key-switching noise away: mpclr.training.blocks)."""
+        steps = sorted({s for g in self.layout.groups for s in self.layout.segment_steps(g)})
+        if steps:
+            fed.generate_rotation_keys(steps, by=participants)
+
     def weight_handles(self, fed) -> dict:
-        """The encrypted fold models as server handles, (group, feature) -> Ciphertext."""
+        """The encrypted fold models as server handles, (group, chunk) -> Ciphertext."""
         if not self.weights:
             raise ProtocolError("the fold models have not been trained yet")
         return {k: fed.server.import_ciphertext(raw, self.layout.slots) for k, raw in self.weights.items()}
@@ -90,10 +99,10 @@ class EncryptedCV:
         W = np.zeros((self.layout.folds, self.features))
         handles = self.weight_handles(fed)
         keys = list(handles)
-        labels = [f"fold models: feature {j} of group {g}" for g, j in keys]
+        labels = [f"fold models: weights {j} of group {g}" for g, j in keys]
         for (g, j), values in zip(keys, fed.decrypt_many([handles[k] for k in keys], by=by, labels=labels)):
-            for k, v in self.layout.unpack_models(self.layout.groups[g], values).items():
-                W[k, j] = v
+            for (k, f), v in self.layout.unpack_weights(self.layout.groups[g], j, values, self.features).items():
+                W[k, f] = v
         fed.server.forget(*handles.values())
         self.seconds["decrypt_models"] = time.perf_counter() - t0
         return W
@@ -132,9 +141,8 @@ class EncryptedCV:
             meta = json.loads((root / "encrypted_cv.json").read_text())
         except FileNotFoundError:
             raise FormatError(f"{root} holds no encrypted study (encrypted_cv.json missing)") from None
-        spec = meta["layout"]
         out = cls(
-            Layout(spec["slots"], spec["rows"], spec["folds"]),
+            Layout.from_description(meta["layout"]),
             np.asarray(meta["fold_of_row"], dtype=np.int64),
             np.asarray(meta["mean"]),
             np.asarray(meta["std"]),
@@ -151,7 +159,8 @@ class EncryptedCV:
         return out
 
 
-def encrypt_study(fed, *, folds: int, interval: float = 8.0, participants=None, spool=None) -> EncryptedCV:
+def encrypt_study(fed, *, folds: int, interval: float = 8.0, participants=None,
+                  bound_bits: int = TrainingPlan.bound_bits, spool=None) -> EncryptedCV:
     """Fold assignment, standardization from the encrypted aggregate, encrypted rows. folds=1 prepares
     one model on every row (fold ids all -1: no row held out), as EncryptedLogisticRegression trains.
     Every hospital must have its data loaded (Hospital.load_data), global row indices 0..n-1.
@@ -201,7 +210,8 @@ def encrypt_study(fed, *, folds: int, interval: float = 8.0, participants=None, 
     mean, std = scaling.mean, scaling.std
     seconds["scaling"] = time.perf_counter() - t0
 
-    layout = Layout(fed.params.slots, n_rows, folds)  # training needs no rotation key: the refresh sums
+    # features side by side where the folds are small (fold sizes public from here on, in lr.folds)
+    layout = Layout(fed.params.slots, n_rows, folds, None if folds == 1 else counts, d + 1)
 
     t0 = time.perf_counter()
     out = EncryptedCV(
@@ -221,9 +231,12 @@ def encrypt_study(fed, *, folds: int, interval: float = 8.0, participants=None, 
         "std": std.tolist(),
         "train_counts": (n_rows - counts).tolist(),
         "interval": float(interval),
+        # the constant part is first used one level above the training's refresh level: sent there
+        "constant_level": refresh_level(fed.ctx, TrainingPlan([], [], bound_bits=bound_bits),
+                                        len(s.participants(participants))) + 1,
     }
-    pairs = sum(g.blocks for g in layout.groups)
-    out.blocks.reserve(pairs * out.features * ciphertext_bytes(fed.params), f"{n_rows} rows in the training layout")
+    cts = sum(g.blocks * g.chunks(out.features) for g in layout.groups)
+    out.blocks.reserve(cts * ciphertext_bytes(fed.params), f"{n_rows} rows in the training layout")
     upload(s, "lr.encrypt", request, names, blocks_per_round(fed.params, out.features),
            lambda p, reply: _take_training_rows(s, out, p, reply))
     out.blocks.checked = True  # every block's level and residues, as it arrived
@@ -266,7 +279,7 @@ def _take_training_rows(server, out: EncryptedCV, p: str, reply: dict) -> None:
     blocks = {(g.index, b) for g in out.layout.groups for b in range(g.blocks)}
     for g, b, j, raw in reply["blocks"]:
         key = (int(g), int(b), int(j))
-        if key[:2] not in blocks or not 0 <= key[2] < out.features:
+        if key[:2] not in blocks or not 0 <= key[2] < out.layout.groups[key[0]].chunks(out.features):
             raise ProtocolError(f"{p} sent a data block outside the layout: {key}")
         raw = unpack_ciphertext(raw, what, ctx)  # every residue checked
         if ctx.level_of(CiphertextData.from_bytes(raw, what).parms_id, what) != ctx.top_level:

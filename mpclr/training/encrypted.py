@@ -111,12 +111,15 @@ class EncryptedTrainer:
         self.log = TrainingLog(workers=self.n_workers)
         self._pending: dict[tuple[int, int, int], list[bytes]] = {}  # each party's contribution per data block
         self._spool = None  # the hospitals' data blocks on disk (mpclr.training.spool), streamed per iteration
+        # keys (group, chunk): a chunk is one feature, or k side by side in a packed group (mpclr.training.layout)
         self.C: dict[tuple[int, int], Enc] = {}  # constant part of the gradient, summed over parties
         self.W: dict[tuple[int, int], list[tuple[float, Enc]]] = {}  # w as a lazy combination of kept ciphertexts
         self.V: dict[tuple[int, int], Enc] = {}
         self._final: dict[tuple[int, int], Enc] = {}
         self._engine: BlockEngine | None = None
         self._pool = None
+        self._polys: list = []  # the refreshes' slot-mask polynomials (packed groups), public
+        self._post: dict[int, tuple] = {}  # group -> (polynomial index, galois elements) after its window sum
 
     # ---------------------------------------------------------------- refresh
     def _refresh_enc(self, items: list[Enc]) -> list[Enc]:
@@ -147,7 +150,7 @@ class EncryptedTrainer:
         return ct
 
     # ---------------------------------------------------------------- data
-    def add_data(self, group: int, block: int, feature: int, raw: bytes) -> None:
+    def add_data(self, group: int, block: int, chunk: int, raw: bytes) -> None:
         """A party's contribution to a data block (its rows, zeros elsewhere). Checked here, loaded and
         added up by the engine that will hold the block (bytes go to worker processes untouched)."""
         from ..seal.format import CiphertextData
@@ -155,8 +158,8 @@ class EncryptedTrainer:
         raw = bytes(raw)
         level = self.ctx.check_ciphertext(CiphertextData.from_bytes(raw, "data block"), "data block")
         if level != self.top:
-            raise ProtocolError(f"data block ({group}, {block}, {feature}) arrived at level {level}, not the top")
-        self._pending.setdefault((group, block, feature), []).append(raw)
+            raise ProtocolError(f"data block ({group}, {block}, {chunk}) arrived at level {level}, not the top")
+        self._pending.setdefault((group, block, chunk), []).append(raw)
 
     def add_spool(self, spool) -> None:
         """Every data block of a Spool: held in memory as `add_data` does when the spool is, streamed from
@@ -180,17 +183,30 @@ class EncryptedTrainer:
     def _has_block(self, key) -> bool:
         return key in self._pending or (self._spool is not None and key in self._spool)
 
-    def add_constant(self, group: int, feature: int, raw: bytes) -> None:
-        """A party's share of the constant part C of the gradient (weights' layout); shares add up."""
+    def chunks(self, group) -> range:
+        return range(group.chunks(self.features))
+
+    def add_constant(self, group: int, chunk: int, raw: bytes) -> None:
+        """A party's share of the constant part C of the gradient (weights' layout); shares add up. C is first
+        used one level above the refresh level (folded into G, `_linear`): hospitals send it there."""
+        from ..seal.format import CiphertextData
+
+        raw = bytes(raw)
+        level = self.ctx.check_ciphertext(CiphertextData.from_bytes(raw, "constant part"), "constant part")
+        if level <= self.refresh_level:
+            raise ProtocolError(f"constant part ({group}, {chunk}) arrived at level {level}, at or below the "
+                                f"refresh level {self.refresh_level}")
         ct = self.ctx.load_ciphertext(self.he, raw, "constant part")
-        key = (group, feature)
+        key = (group, chunk)
         if key in self.C:
+            if self.C[key].level != level:
+                raise ProtocolError(f"constant part ({group}, {chunk}) arrived at two levels")
             self.he.add(self.C[key].ct, ct)
         else:
-            self.C[key] = Enc(ct, self.top)
+            self.C[key] = Enc(ct, level)
 
     def _shards(self) -> list[list[tuple[int, int]]]:
-        """(group, block) pairs per engine, balanced: all features of a block stay together."""
+        """(group, block) pairs per engine, balanced: all chunks of a block stay together."""
         pairs = [(g.index, b) for g in self.layout.groups for b in range(g.blocks)]
         k = max(self.n_workers, 1)
         return [pairs[i::k] for i in range(k)]
@@ -200,15 +216,13 @@ class EncryptedTrainer:
         copies ZM."""
         t0 = time.perf_counter()
         missing = [
-            (g.index, b, j)
+            (g.index, b, c)
             for g in self.layout.groups
             for b in range(g.blocks)
-            for j in range(self.features)
-            if not self._has_block((g.index, b, j))
+            for c in self.chunks(g)
+            if not self._has_block((g.index, b, c))
         ]
-        missing += [
-            (g.index, j) for g in self.layout.groups for j in range(self.features) if (g.index, j) not in self.C
-        ]
+        missing += [(g.index, c) for g in self.layout.groups for c in self.chunks(g) if (g.index, c) not in self.C]
         if missing:
             raise ProtocolError(f"no party contributed data blocks or constant parts {missing[:3]}...")
         counts = np.asarray(train_counts, dtype=np.float64)
@@ -233,6 +247,7 @@ class EncryptedTrainer:
                 "context": self.ctx._context_bytes,
                 "public_key": self.server.public_key,
                 "relin_key": self.he.to_bytes_relin_key(compr_mode="none"),
+                "rotate_key": self.he.to_bytes_rotate_key(compr_mode="none") if self.layout.packed else None,
                 "layout": self.layout.describe(),
                 "features": self.features,
                 "q_coeffs": self.q_coeffs,
@@ -251,13 +266,15 @@ class EncryptedTrainer:
             if spool is None:
                 self._pool.send_blocks(
                     [
-                        [(g, b, j, self._pending.pop((g, b, j))) for g, b in shard for j in range(self.features)]
+                        [(g, b, c, self._pending.pop((g, b, c))) for g, b in shard
+                         for c in self.chunks(self.layout.groups[g])]
                         for shard in shards
                     ]
                 )
             else:
                 self._pool.send_locations(
-                    [{(g, b, j): spool.locations((g, b, j)) for g, b in shard for j in range(self.features)}
+                    [{(g, b, c): spool.locations((g, b, c)) for g, b in shard
+                      for c in self.chunks(self.layout.groups[g])}
                      for shard in shards]
                 )
             t3 = time.perf_counter()
@@ -307,10 +324,16 @@ class EncryptedTrainer:
         input: 4 columns 2^10.9 at g = 16; 10 (lbw): 2^11.2 at g = 16 (2^10.4 at 1, its weights 6.6e-3
         from the twin's, 6.7e-4 at 16); 31 (breast cancer): 2^10.5 at 1, 2^11.7 at 4, 2^13.9 at 16. So
         g = 16 (10 / columns)^2, within [1, 16]. A slot of G, summed over B blocks, stays below 2.2 |z|
-        per block and sample: inside the public bound 2^8 for |z| up to 100."""
+        per block and sample: inside the public bound 2^8 for |z| up to 100.
+
+        A packed group (k features side by side) carries k features' noise in one ciphertext and the noise
+        of its B blocks added up: sqrt(k B) times one block's single feature's, for which the above was
+        measured. So B becomes max(B, sqrt(k B)) (synthetic 150 x 3, k = 4, one block, at 10 hospitals:
+        2^11.5 without, 2^10.5 with; breast cancer, k = 8 and 5 blocks, keeps B = 8)."""
         blocks = 1 << max(0, math.ceil(math.log2(max(group.blocks, 1))))
+        spread = max(float(blocks), math.sqrt(group.segments * group.blocks))
         gain = min(16.0, max(1.0, 16.0 * (10.0 / features) ** 2))
-        return float(np.mean(counts[list(group.models)])) * gain / (8.0 * blocks)
+        return float(np.mean(counts[list(group.models)])) * gain / (8.0 * spread)
 
     def _merge(self, parts: list[dict]) -> dict[tuple[int, int], Enc]:
         """Sum the engines' partial results per (group, feature)."""
@@ -390,6 +413,7 @@ class EncryptedTrainer:
             self.participants,
             bound_bits=bound_bits,
             purpose="training/update",
+            polys=self._polys,
         )
         self._account_refresh(len(inputs), time.perf_counter() - t0)
         return [Enc(ct, self.top) for ct in fresh]
@@ -420,8 +444,7 @@ class EncryptedTrainer:
         inputs, outputs = [], []
         for g, j in keys:
             group = self.layout.groups[g]
-            copies = self.layout.slots // group.m
-            outputs.append([(len(inputs), gamma * (1.0 - eta) / copies, self._sum_elements(group))])
+            outputs.append([self._sum_term(group, len(inputs), gamma * (1.0 - eta) / group.samples_per_block)])
             inputs.append(self.C[(g, j)])
         for key, v in zip(keys, self._refresh_round(inputs, outputs, self.plan.bound_bits)):
             self.V[key] = v
@@ -443,10 +466,9 @@ class EncryptedTrainer:
             raise ProtocolError("a momentum eta of 1 leaves w undetermined by v (Nesterov's eta is below 1)")
         inputs, outputs, keys = [], [], []
         for g in self.layout.groups:
-            elements = self._sum_elements(g)
-            copies = self.layout.slots // g.m
+            copies = g.samples_per_block  # a weight's copies per model and segment
             a = -gamma * (1.0 - eta) / self.gradient_gain[g.index]  # G's coefficient, after its sum over samples
-            for j in range(self.features):
+            for j in self.chunks(g):
                 key = (g.index, j)
                 G = grad[key]
                 fresh = self._merge_terms(
@@ -455,7 +477,7 @@ class EncryptedTrainer:
                 )
                 part = self._linear([(c / (a * copies), x) for c, x in fresh], G.level, float(G.ct.scale))
                 self.he.add(part.ct, G.ct)  # Y = G + sum c / (a copies) x, at G's level and scale
-                outputs.append([(len(inputs), a, elements)])
+                outputs.append([self._sum_term(g, len(inputs), a)])
                 inputs.append(part)
                 keys.append(key)
         # Y is G plus the fresh terms at most 2^bound_bits each: one bit more of bound for the sum
@@ -465,11 +487,24 @@ class EncryptedTrainer:
                                                                       for c, x in self.W[key]])
             self.V[key] = v
 
-    def _sum_elements(self, group) -> tuple[int, ...]:
+    def _sum_elements(self, group, sign: int = 1) -> tuple[int, ...]:
         """Galois elements of the rotate-and-sum over a block's samples (in the weights' layout)."""
         from ..seal.format import galois_elt_from_step
 
-        return tuple(galois_elt_from_step(step, self.ctx.n) for step in self.layout.sum_steps(group))
+        return tuple(galois_elt_from_step(sign * step, self.ctx.n) for step in self.layout.sum_steps(group))
+
+    def _sum_term(self, group, index: int, coef: float) -> tuple:
+        """A refresh term summing input `index` over a block's samples, broadcast in the weights' layout, times
+        coef. Packed groups: a window sum over each segment, kept at the segment's first position by a slot
+        mask (a public polynomial) and rotated-and-summed back over the segment (mpclr.protocols.refresh)."""
+        if group.segments == 1:
+            return (index, coef, self._sum_elements(group))
+        if group.index not in self._post:
+            from ..protocols.refresh import mask_polynomial
+
+            self._polys.append(mask_polynomial(self.ctx, self.layout.first_positions(group)))
+            self._post[group.index] = (len(self._polys) - 1, self._sum_elements(group, -1))
+        return (index, coef, self._sum_elements(group), self._post[group.index])
 
     def _materialize_weights(self) -> None:
         """The final models w, fresh at the top level and averaged over each lane's copies (one more refresh
@@ -478,9 +513,8 @@ class EncryptedTrainer:
         inputs, outputs = [], []
         for g, j in keys:
             group = self.layout.groups[g]
-            average, copies = self._sum_elements(group), self.layout.slots // group.m
             [(coef, x)] = self._fold_terms(self._merge_terms(self.W[(g, j)])) or [(0.0, self.C[(g, j)])]
-            outputs.append([(len(inputs), coef / copies, average)])
+            outputs.append([self._sum_term(group, len(inputs), coef / group.samples_per_block)])
             inputs.append(x)
         fresh = self._refresh_round(inputs, outputs, self.plan.bound_bits)
         self.W = {k: [(1.0, x)] for k, x in zip(keys, fresh)}

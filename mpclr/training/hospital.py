@@ -81,10 +81,11 @@ def on_encrypt(node, fields, sender):
     X, y, rows = node.require_data()
     if node.folds is None:
         raise ProtocolError(f"{node.name}: fold assignment (lr.folds) must come before lr.encrypt")
-    spec = fields["layout"]
-    layout = Layout(int(spec["slots"]), int(spec["rows"]), int(spec["folds"]))
+    layout = Layout.from_description(fields["layout"])
     if layout.slots != node.ctx.params.slots or int(rows.max()) >= layout.n_rows:
         raise ProtocolError("the requested layout does not fit this party's rows or the parameters")
+    if layout.features not in (None, X.shape[1] + 1):
+        raise ProtocolError(f"the requested layout packs {layout.features} columns, this party has {X.shape[1] + 1}")
     mean, std = scaling(fields, X)
     counts = np.asarray(fields["train_counts"], dtype=np.float64)
     if counts.shape != (layout.folds,) or np.any(counts < 1):
@@ -92,6 +93,9 @@ def on_encrypt(node, fields, sender):
     interval = float(fields["interval"])
     if not 0 < interval < 1e6:
         raise ProtocolError(f"sigmoid interval must be positive, got {interval}")
+    level = int(fields.get("constant_level", node.ctx.top_level))  # where the trainer first uses C
+    if not 0 <= level <= node.ctx.top_level:
+        raise ProtocolError(f"the constant part's level must lie in 0..{node.ctx.top_level}, got {level}")
     z = design_rows(X, y, mean, std)
     order = upload_blocks(layout)
     place = {gb: i for i, gb in enumerate(order)}
@@ -103,7 +107,9 @@ def on_encrypt(node, fields, sender):
     first = fields.get("start", 0) == 0
     const = list(constant_part(layout, z, node.folds, counts)) if first else []
     large = len(own) * z.shape[1] >= PROCESS_MIN_CIPHERTEXTS  # the whole upload: worth a process
-    cts = node.encrypt_many([v for *_, v in blocks] + [v for *_, v in const], processes=large)
+    # rows at the top level, the constant part at the level the trainer first uses it (fewer primes)
+    cts = node.encrypt_many([v for *_, v in blocks] + [v for *_, v in const], processes=large,
+                            levels=[None] * len(blocks) + [level] * len(const))
     if following is None:  # its last round
         encryptor.done(node)
     return {"blocks": [[g, b, j, ct] for (g, b, j, _), ct in zip(blocks, cts)],

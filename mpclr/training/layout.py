@@ -14,6 +14,22 @@ so a ciphertext holds B = slots / m samples, each repeated once per model. Data 
 feature of z = y' [1, x] for B samples; weight ciphertexts carry each model's weight in every slot of
 that model. A rotate-and-sum by m, 2m, 4m, ... B m / 2 sums over samples and lands the result already
 broadcast in the weights' layout. No slot is wasted when the row count fills the blocks.
+
+Small studies (each fold fits a lane several times) pack k features side by side ("segments", k a power of
+two, given the public fold sizes): a ciphertext holds k segments of S = slots / k slots, segment f feature
+c k + f of chunk c, and inside a segment samples and models as above:
+
+    slot = f * S + sample_in_block * m + model_in_group          (k = 1: the layout above)
+
+A block then holds S / m samples, and a weight ciphertext carries k features (each in its segment, in every
+slot of its model): breast cancer's 31 weights take 4 ciphertexts instead of 31, so a fold model is 4
+refresh outputs per iteration, not 31. The features' sum t = z . w is a rotate-and-sum over S, 2S, ...
+(log2 k rotations per block, keys at the level t lands at); the sum over a block's samples, inside the
+refresh, is a rotate-and-sum over one segment's window (m, ..., S / 2), a slot mask keeping its first
+position (a public polynomial on the refresh's exact integers) and a rotate-and-sum back over the segment,
+so the weights arrive broadcast in their segments. k is the secure evaluation's copies per lane (at most
+the features' next power of two), so that the evaluation scores its rows with the same weight ciphertexts:
+one evaluation copy per segment.
 """
 
 from __future__ import annotations
@@ -24,7 +40,7 @@ import numpy as np
 
 from ..errors import ParameterError
 
-__all__ = ["Group", "Layout"]
+__all__ = ["Group", "Layout", "segments_for"]
 
 
 @dataclass(frozen=True)
@@ -34,10 +50,35 @@ class Group:
     samples_per_block: int
     blocks: int
     m: int  # model slots per sample (a power of two, at least len(models))
+    segments: int = 1  # k features side by side (a power of two; 1: one feature per ciphertext)
+
+    def chunks(self, features: int) -> int:
+        """Weight (and data) ciphertexts per block: ceil(features / k)."""
+        return -(-int(features) // self.segments)
+
+    @property
+    def segment_slots(self) -> int:
+        return self.samples_per_block * self.m
+
+
+def _next_pow2(n: int) -> int:
+    return 1 << max(int(n) - 1, 0).bit_length()
+
+
+def segments_for(slots: int, m: int, sizes, features: int) -> int:
+    """Features packed side by side in a group of stride m whose folds have `sizes` rows: the secure
+    evaluation's copies per lane (slots / m over the largest fold's next power of two, as
+    mpclr.evaluation.layout places them), at most the features' next power of two; 1 where a fold fills a lane."""
+    lane = slots // m
+    positions = min(_next_pow2(max(max(int(x) for x in sizes), 2)), lane)
+    return max(1, min(lane // positions, _next_pow2(features)))
 
 
 class Layout:
-    def __init__(self, slots: int, n_rows: int, folds: int):
+    """fold_sizes and features (public once the folds are dealt): pack features side by side where the
+    folds are small (`segments_for`); without them, one feature per ciphertext."""
+
+    def __init__(self, slots: int, n_rows: int, folds: int, fold_sizes=None, features: int | None = None):
         if slots < 2 or slots & (slots - 1):
             raise ParameterError(f"slot count must be a power of two, got {slots}")
         if not 1 <= folds <= slots:
@@ -47,27 +88,50 @@ class Layout:
         self.slots, self.n_rows, self.folds = slots, n_rows, folds
         padded = 1 << (folds - 1).bit_length()
         if n_rows <= slots // padded:
-            self.groups = [Group(0, tuple(range(folds)), slots // padded, 1, padded)]
-            return
-        groups, start = [], 0
-        for bit in reversed(range(folds.bit_length())):
-            size = 1 << bit
-            if folds & size:
-                b = slots // size
-                groups.append(Group(len(groups), tuple(range(start, start + size)), b, -(-n_rows // b), size))
-                start += size
+            groups = [Group(0, tuple(range(folds)), slots // padded, 1, padded)]
+        else:
+            groups, start = [], 0
+            for bit in reversed(range(folds.bit_length())):
+                size = 1 << bit
+                if folds & size:
+                    b = slots // size
+                    groups.append(Group(len(groups), tuple(range(start, start + size)), b, -(-n_rows // b), size))
+                    start += size
+        self.fold_sizes = None if fold_sizes is None else tuple(int(x) for x in fold_sizes)
+        self.features = None if features is None else int(features)
+        if self.fold_sizes is not None and self.features is not None and folds > 1:
+            if len(self.fold_sizes) != folds or sum(self.fold_sizes) != n_rows:
+                raise ParameterError(f"fold sizes {list(self.fold_sizes)} do not give {n_rows} rows in {folds} folds")
+            packed = []
+            for g in groups:
+                k = segments_for(slots, g.m, [self.fold_sizes[i] for i in g.models], self.features)
+                b = slots // (g.m * k)
+                packed.append(Group(g.index, g.models, b, -(-n_rows // b), g.m, k))
+            groups = packed
         self.groups = groups
+
+    @property
+    def packed(self) -> bool:
+        return any(g.segments > 1 for g in self.groups)
 
     def describe(self) -> dict:
         return {
             "slots": self.slots,
             "rows": self.n_rows,
             "folds": self.folds,
+            "fold_sizes": None if self.fold_sizes is None else list(self.fold_sizes),
+            "features": self.features,
             "groups": [
-                {"models": list(g.models), "samples_per_block": g.samples_per_block, "blocks": g.blocks}
+                {"models": list(g.models), "samples_per_block": g.samples_per_block, "blocks": g.blocks,
+                 "segments": g.segments}
                 for g in self.groups
             ],
         }
+
+    @classmethod
+    def from_description(cls, spec: dict) -> Layout:
+        return cls(int(spec["slots"]), int(spec["rows"]), int(spec["folds"]), spec.get("fold_sizes"),
+                   spec.get("features"))
 
     def rotation_steps(self) -> list[int]:
         steps = set()
@@ -79,12 +143,30 @@ class Layout:
         return sorted(steps)
 
     def sum_steps(self, group: Group) -> list[int]:
-        """Rotations whose rotate-and-sum adds up all samples of a block, per model slot."""
+        """Rotations whose rotate-and-sum adds up all samples of a block, per model slot (packed: a window of
+        one segment, exact at each segment's first position)."""
         out, step = [], group.m
+        while step < group.segment_slots:
+            out.append(step)
+            step *= 2
+        return out
+
+    def segment_steps(self, group: Group) -> list[int]:
+        """Rotations whose rotate-and-sum adds up the segments (the features of a chunk): S, 2S, ..."""
+        out, step = [], group.segment_slots
         while step < self.slots:
             out.append(step)
             step *= 2
         return out
+
+    def first_positions(self, group: Group) -> np.ndarray:
+        """The slot mask of every segment's first sample position (all models): where a window sum is exact."""
+        out = np.zeros((group.segments, group.samples_per_block, group.m))
+        out[:, 0, :] = 1.0
+        return out.reshape(-1)
+
+    def feature_of(self, group: Group, chunk: int, segment: int) -> int:
+        return chunk * group.segments + segment
 
     def rows_of_block(self, group: Group, block: int) -> range:
         b = group.samples_per_block
@@ -105,25 +187,58 @@ class Layout:
             out[rows[sel] - span.start] = np.asarray(values, dtype=np.float64)[sel, None]
         return out.reshape(-1)
 
+    def pack_chunk(self, group: Group, block: int, chunk: int, Z: np.ndarray, rows: np.ndarray | None = None):
+        """Slot vector of a data block's chunk: Z[r, c k + f] in segment f (one column per feature, rows as
+        in pack_rows); features beyond Z's columns stay zero. k = 1: pack_rows of column c."""
+        Z = np.asarray(Z, dtype=np.float64)
+        out = np.zeros((group.segments, group.segment_slots))
+        for f in range(group.segments):
+            j = self.feature_of(group, chunk, f)
+            if j < Z.shape[1]:
+                out[f] = self.pack_rows(group, block, Z[:, j], rows)
+        return out.reshape(-1)
+
     def pack_mask(self, group: Group, block: int, fold_of_row: np.ndarray, per_model: np.ndarray) -> np.ndarray:
-        """Slot vector with per_model[k] where the block's sample trains model k (not in fold k), else 0."""
+        """Slot vector with per_model[k] where the block's sample trains model k (not in fold k), else 0 (in
+        every segment)."""
         out = np.zeros((group.samples_per_block, group.m))
         span = self.rows_of_block(group, block)
         folds = np.asarray(fold_of_row)[span.start : span.stop]
         for j, k in enumerate(group.models):  # unused model slots (j >= len(models)) stay zero
             out[: len(span), j] = np.where(folds != k, per_model[k], 0.0)
-        return out.reshape(-1)
+        return np.tile(out.reshape(-1), group.segments)
 
     def pack_models(self, group: Group, per_model: np.ndarray) -> np.ndarray:
-        """Slot vector carrying per_model[k] in every slot of model k (a weight's layout)."""
+        """Slot vector carrying per_model[k] in every slot of model k (a weight's layout, one feature)."""
         row = np.zeros(group.m)
         row[: len(group.models)] = [per_model[k] for k in group.models]
-        return np.tile(row, group.samples_per_block)
+        return np.tile(row, self.slots // group.m)
+
+    def pack_weights(self, group: Group, chunk: int, W: np.ndarray) -> np.ndarray:
+        """A weight ciphertext's slot vector: W[k, c k + f] in every slot of model k in segment f (W: one row
+        per fold, one column per feature)."""
+        W = np.asarray(W, dtype=np.float64)
+        out = np.zeros((group.segments, group.samples_per_block, group.m))
+        for f in range(group.segments):
+            j = self.feature_of(group, chunk, f)
+            if j < W.shape[1]:
+                out[f, :, : len(group.models)] = [W[k, j] for k in group.models]
+        return out.reshape(-1)
 
     def unpack_models(self, group: Group, slots: np.ndarray) -> dict[int, float]:
-        """Each model's value from a weight-layout slot vector (averaged over its copies)."""
-        v = np.asarray(slots, dtype=np.float64)[: self.slots].reshape(group.samples_per_block, group.m)
+        """Each model's value from a one-feature weight-layout slot vector (averaged over its copies)."""
+        v = np.asarray(slots, dtype=np.float64)[: self.slots].reshape(-1, group.m)
         return {k: float(v[:, j].mean()) for j, k in enumerate(group.models)}
+
+    def unpack_weights(self, group: Group, chunk: int, slots: np.ndarray, features: int) -> dict[tuple, float]:
+        """{(model, feature): value} from a weight ciphertext's slots (each averaged over its segment)."""
+        v = np.asarray(slots, dtype=np.float64)[: self.slots].reshape(group.segments, -1, group.m)
+        out = {}
+        for f in range(group.segments):
+            j = self.feature_of(group, chunk, f)
+            if j < features:
+                out.update({(k, j): float(v[f, :, i].mean()) for i, k in enumerate(group.models)})
+        return out
 
     def blocks_with_rows(self, group: Group, rows: np.ndarray) -> list[int]:
         rows = np.asarray(rows)

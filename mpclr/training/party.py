@@ -74,10 +74,11 @@ def design_rows(X: np.ndarray, y: np.ndarray, mean: np.ndarray, std: np.ndarray)
 
 
 def pack_blocks(layout: Layout, rows: np.ndarray, z: np.ndarray, only=None):
-    """Yield (group, block, feature, slot vector) for every block holding some of this party's rows (z is
-    already divided by the sigmoid's interval R, as the trainer expects); with `only`, a set of (group,
-    block), those blocks only. Each block's rows are found by bisection in the sorted rows: the work is
-    the block's, not the hospital's (a million rows make a thousand blocks)."""
+    """Yield (group, block, chunk, slot vector) for every block holding some of this party's rows (z is
+    already divided by the sigmoid's interval R, as the trainer expects; a chunk is one feature, or k side by
+    side in a packed group); with `only`, a set of (group, block), those blocks only. Each block's rows are
+    found by bisection in the sorted rows: the work is the block's, not the hospital's (a million rows make
+    a thousand blocks)."""
     rows = np.asarray(rows)
     order = np.argsort(rows, kind="stable")
     ordered = rows[order]
@@ -88,8 +89,8 @@ def pack_blocks(layout: Layout, rows: np.ndarray, z: np.ndarray, only=None):
             span = layout.rows_of_block(g, b)
             lo, hi = np.searchsorted(ordered, [span.start, span.stop])
             mine = order[lo:hi]
-            for j in range(z.shape[1]):
-                yield g.index, b, j, layout.pack_rows(g, b, z[mine, j], rows[mine])
+            for c in range(g.chunks(z.shape[1])):
+                yield g.index, b, c, layout.pack_chunk(g, b, c, z[mine], rows[mine])
 
 
 def upload_blocks(layout: Layout) -> list[tuple[int, int]]:
@@ -144,13 +145,13 @@ def fold_sizes(y: np.ndarray, folds: int, key: bytes, rows: np.ndarray) -> np.nd
 
 
 def constant_part(layout: Layout, z: np.ndarray, own_folds: np.ndarray, train_counts: np.ndarray):
-    """Yield (group, feature, slot vector) of this party's share of C_k = (1 / 2 n_k) sum_{i not in fold k} z_i,
+    """Yield (group, chunk, slot vector) of this party's share of C_k = (1 / 2 n_k) sum_{i not in fold k} z_i,
     in the weights' layout: the constant part of the gradient, summed by the server over parties."""
     own_folds = np.asarray(own_folds)
     n = np.asarray(train_counts, dtype=np.float64)
+    C = np.zeros((layout.folds, z.shape[1]))
+    for k in range(layout.folds):
+        C[k] = 0.5 * z[own_folds != k].sum(axis=0) / n[k]
     for g in layout.groups:
-        for j in range(z.shape[1]):
-            per_model = np.zeros(layout.folds)
-            for k in g.models:
-                per_model[k] = 0.5 * z[own_folds != k, j].sum() / n[k]
-            yield g.index, j, layout.pack_models(g, per_model)
+        for c in range(g.chunks(z.shape[1])):
+            yield g.index, c, layout.pack_weights(g, c, C)

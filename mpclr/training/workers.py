@@ -50,6 +50,8 @@ def _worker_main(conn) -> None:  # pragma: no cover - runs in a child process (c
         he.from_bytes_context(init["context"])
         he.from_bytes_public_key(init["public_key"])
         he.from_bytes_relin_key(init["relin_key"])
+        if init.get("rotate_key"):
+            he.from_bytes_rotate_key(init["rotate_key"])
         spec = init["layout"]
 
         def refresh(items):
@@ -61,7 +63,7 @@ def _worker_main(conn) -> None:  # pragma: no cover - runs in a child process (c
             he,
             init["primes"],
             init["top"],
-            Layout(spec["slots"], spec["rows"], spec["folds"]),
+            Layout.from_description(spec),
             init["features"],
             init["q_coeffs"],
             init["refresh_level"],

@@ -152,11 +152,16 @@ def test_data_json(study_run, pooled):
     assert np.allclose(rev["correlation"], np.corrcoef(X.T), atol=1e-5)
     assert np.allclose(rec["scaling"]["mean"], X.mean(axis=0), atol=1e-5)
     assert np.allclose(rec["scaling"]["std"], X.std(axis=0), rtol=1e-5)
-    # the layout and the ciphertexts: 5 columns of z (intercept + 4), one block, per hospital, plus 5 constants
-    assert rec["layout"]["groups"] == [{"models": [0, 1, 2], "samples_per_block": 2048, "blocks": 1}]
+    # the layout and the ciphertexts: folds of 100 rows fit a lane 16 times, so the 5 columns of z (intercept
+    # + 4) lie side by side in 8 segments of 256 samples: one ciphertext per block a hospital has rows in (of
+    # 2), and one constant part each
+    assert rec["layout"]["groups"] == [{"models": [0, 1, 2], "samples_per_block": 256, "blocks": 2, "segments": 8}]
     cts = rec["ciphertexts"]
-    assert cts["per_hospital"]["hospital-1"] == {"data": 5, "constant_term": 5, "bytes": 10 * cts["ciphertext_bytes"]}
-    assert cts["total"] == rec["summary"]["ciphertexts"] == 20
+    for mine in cts["per_hospital"].values():
+        assert mine["data"] in (1, 2) and mine["constant_term"] == 1
+        assert mine["bytes"] == mine["data"] * cts["ciphertext_bytes"] + cts["constant_ciphertext_bytes"]
+    assert cts["constant_ciphertext_bytes"] < 0.6 * cts["ciphertext_bytes"]  # sent at level 3: 4 primes of 8
+    assert cts["total"] == rec["summary"]["ciphertexts"] == sum(v["data"] + 1 for v in cts["per_hospital"].values())
     assert rec["public_key_sha256"] == run.read_json("keys.json")["public_key"]["sha256"]
     for png in ("data_rows_and_folds.png", "data_correlation.png"):
         assert run.file(png).read_bytes()[:8] == PNG
@@ -219,7 +224,8 @@ def test_comparison_json(study_run):
     # the encrypted weights are the twin's, up to the refreshes' smudging (tests.checks.refresh_flooding)
     assert rec["coefficients"]["max_abs_diff_encrypted_twin"] < 10 * refresh_flooding(get_preset("train"), 2)
     assert np.asarray(rec["coefficients"]["encrypted"]).shape == (3, 5)
-    assert [d["label"] for d in rec["decrypted_here"]] == [f"fold models: feature {j} of group 0" for j in range(5)]
+    # 5 columns side by side in one weight ciphertext (folds of 100 rows fit a lane 16 times)
+    assert [d["label"] for d in rec["decrypted_here"]] == ["fold models: weights 0 of group 0"]
     phases = {t["phase"]: t for t in rec["times"]}
     assert phases["encrypted training (03)"]["study_s"] == 420 and phases["secure evaluation (04)"]["study_s"] == 1200
     assert phases["encrypted training (03)"]["mpclr_s"] == run.read_json("training.json")["summary"]["training_s"]

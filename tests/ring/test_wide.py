@@ -10,7 +10,17 @@ import pytest
 
 import mpclr
 from mpclr.federation import seal_context
-from mpclr.ring.wide import Channels, combine, dyadic, dyadic_row, lift, mask_bytes, random_masks, rotate_and_sum
+from mpclr.ring.wide import (
+    Channels,
+    combine,
+    dyadic,
+    dyadic_row,
+    lift,
+    mask_bytes,
+    multiply_round,
+    random_masks,
+    rotate_and_sum,
+)
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +76,28 @@ def test_rotate_and_sum_is_the_signed_permutation(top):
     expect = values
     for e in elts:
         expect = [x + y for x, y in zip(expect, _aut(expect, e, n))]
+    assert same(out, expect)
+
+
+def test_multiply_round_is_the_rounded_negacyclic_product(top):
+    """A slot mask applied on the refresh's exact integers: round(x p / 2^s) modulo X^N + 1, against Python
+    integers (p sparse, so that the reference stays cheap)."""
+    g = random.Random(5)
+    n = top.n
+    values = [g.randrange(-(2**190), 2**190) for _ in range(n)]
+    poly = np.zeros(n, dtype=np.int64)
+    support = g.sample(range(n), 5)
+    for i in support:
+        poly[i] = g.randrange(-(2**50), 2**50)
+    shift = 50
+    out = multiply_round(Channels.from_ints(top, values), top.ntt(top.from_signed(poly), inplace=True), shift)
+    expect = [0] * n
+    for i in support:
+        for j, v in enumerate(values):
+            k = i + j
+            term = int(poly[i]) * v
+            expect[k % n] += -term if k >= n else term
+    expect = [(x + (1 << (shift - 1))) >> shift for x in expect]
     assert same(out, expect)
 
 

@@ -75,8 +75,11 @@ def test_train_preset_matches_reference(fed_train, workers, degree, rows):
     # one refresh round per iteration when the preset has the depth, and one for the final models; one
     # refresh input per weight ciphertext (G with the fresh terms added in)
     assert res.trainer.log.refreshes == len(SCHEDULE) + 1
-    weights = len(res.layout.groups) * res.features
+    weights = sum(g.chunks(res.features) for g in res.layout.groups)
     assert res.trainer.log.refreshed_ciphertexts == (len(SCHEDULE) + 1) * weights
+    # folds that fit a lane several times: the 5 columns side by side (k = the lane's copies of a fold, at most
+    # 8): 1 weight ciphertext for 400 rows, 2 + 1 for the 4 + 1 split of 1500 rows (k = 4 and 8)
+    assert res.layout.packed and weights == (1 if rows == 400 else 3)
 
 
 def test_degree_seven_refreshes_mid_iteration(fed_train, tmp_path, monkeypatch):
@@ -90,6 +93,24 @@ def test_degree_seven_refreshes_mid_iteration(fed_train, tmp_path, monkeypatch):
     res, W, ref = run(fed_train, X, y, 4, plan, workers=0)
     assert res.blocks.on_disk and res.trainer._spool is res.blocks
     assert res.trainer.log.refreshes > len(plan.schedule) + 1
+    assert np.abs(W - ref).max() < tolerance(fed_train)
+
+
+@pytest.mark.parametrize("degree", [5, 7])
+def test_unpacked_rows_stream_from_disk(fed_train, tmp_path, monkeypatch, degree):
+    """A large study's regime at a small size: one feature per ciphertext (as where folds fill a lane), the
+    rows on disk and streamed, block by block (degree 5) and step by step with refreshes inside each
+    iteration (degree 7)."""
+    from mpclr.training import layout as training_layout
+
+    monkeypatch.setattr(training_layout, "segments_for", lambda *args: 1)
+    monkeypatch.setenv("MPCLR_SPOOL_BYTES", "0")
+    monkeypatch.setenv("MPCLR_SPOOL_DIR", str(tmp_path))
+    X, y = make_data(300, 3, seed=1)
+    plan = TrainingPlan(sigmoid_poly(degree, 8.0), SCHEDULE[:2])
+    res, W, ref = run(fed_train, X, y, 4, plan, workers=0)
+    assert not res.layout.packed and res.blocks.on_disk and res.trainer._spool is res.blocks
+    assert len(res.blocks) == sum(g.blocks for g in res.layout.groups) * res.features  # one per feature
     assert np.abs(W - ref).max() < tolerance(fed_train)
 
 

@@ -63,7 +63,7 @@ def test_rows_on_disk_train_and_score_to_the_same_ciphertexts(fed_train, tmp_pat
     on disk and from the same rows in memory.
     (Degree 7's step-by-step path streams in test_degree_seven_refreshes_mid_iteration.)"""
     fed = fed_train
-    X, y = make_data(2500, 3, seed=3)  # 5 folds: 2 blocks in group 0, 1 in group 1; both hospitals in two
+    X, y = make_data(2500, 3, seed=3)  # 5 folds of 500 rows: small enough that the features are packed
     for p, rows in zip(fed.parties, np.array_split(np.arange(len(y)), 2)):
         p.load_data(X[rows], y[rows], rows)
     monkeypatch.setattr(party, "UPLOAD_ROUND_BYTES", 1)  # one block per round: the upload takes several
@@ -77,6 +77,7 @@ def test_rows_on_disk_train_and_score_to_the_same_ciphertexts(fed_train, tmp_pat
     monkeypatch.setattr(encryptor, "done", spy)
     before = fed.traffic()["by_type"].get("lr.encrypt", {"messages": 0})["messages"]
     cv = encrypt_study(fed, folds=5, spool=Spool(0, tmp_path))
+    assert cv.layout.packed  # streaming and small studies' packing (mpclr.training.layout) together
     assert cv.blocks.on_disk and os.fstat(cv.blocks.fileno()).st_size == cv.blocks.nbytes
     assert os.path.dirname(cv.blocks.path) == str(tmp_path) and os.listdir(tmp_path) == []  # no name to leak
     pairs = [sum(1 for g in cv.layout.groups for b in cv.layout.blocks_with_rows(g, p.require_data()[2]))
@@ -88,7 +89,7 @@ def test_rows_on_disk_train_and_score_to_the_same_ciphertexts(fed_train, tmp_pat
     plan = TrainingPlan(sigmoid_poly(5, 8.0), SCHEDULE[:3])  # two gradients: forwards, then backwards
 
     # each worker keeps about one block loaded between iterations and reads the others every time
-    one = cv.features * len(cv.blocks[next(iter(cv.blocks))][0])
+    one = cv.layout.groups[0].chunks(cv.features) * len(cv.blocks[next(iter(cv.blocks))][0])
     cv.blocks.threshold = 2 * 2 * one  # a worker keeps 2 one: a block and its masked copies, not two
     replay = Replay(fed.server)
     monkeypatch.setattr(fed.server, "refresh_raw", replay)

@@ -54,3 +54,33 @@ def test_bad_layouts():
         Layout(100, 10, 2)
     with pytest.raises(ParameterError, match="folds"):
         Layout(64, 10, 0)
+
+
+def test_small_folds_pack_features_side_by_side():
+    """Breast cancer's shape: folds of about 114 rows fit a lane of 1024 eight times, so 8 of the 31 columns
+    lie side by side (segments of 1024 slots, 128 samples each): 4 weight ciphertexts, 5 blocks."""
+    sizes = [114, 114, 114, 114, 113]
+    lay = Layout(8192, 569, 5, sizes, 31)
+    (g,) = lay.groups
+    assert (g.segments, g.samples_per_block, g.blocks, g.chunks(31)) == (8, 128, 5, 4)
+    assert lay.segment_steps(g) == [1024, 2048, 4096] and lay.sum_steps(g) == [8 * 2**k for k in range(7)]
+    assert Layout.from_description(lay.describe()).groups == lay.groups
+    first = lay.first_positions(g).reshape(8, 128, 8)
+    assert first[:, 0].all() and first.sum() == 64
+    # a chunk's segments hold its features; a weight ciphertext each model's weight in its lane
+    rng = np.random.default_rng(0)
+    Z = rng.normal(size=(569, 31))
+    rows = np.arange(130, 300)
+    packed = lay.pack_chunk(g, 1, 3, Z[rows], rows).reshape(8, 128, 8)
+    for f in range(8):
+        j = 3 * 8 + f
+        want = Z[128:256, j] if j < 31 else np.zeros(128)
+        held = (np.arange(128, 256) >= 130)
+        assert np.allclose(packed[f, :, 2], np.where(held, want, 0.0))
+    W = rng.normal(size=(5, 31))
+    for c in range(4):
+        back = lay.unpack_weights(g, c, lay.pack_weights(g, c, W), 31)
+        want = {(k, j): W[k, j] for k in range(5) for j in range(8 * c, min(8 * c + 8, 31))}
+        assert back.keys() == want.keys() and all(abs(back[key] - want[key]) < 1e-12 for key in want)
+    # fold sizes that fill a lane (paper scale) keep one feature per ciphertext
+    assert not Layout(8192, 49152, 10, [4916] * 2 + [4915] * 8, 11).packed
