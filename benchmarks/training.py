@@ -117,7 +117,9 @@ def plot(results: list[dict], path: Path) -> None:
     right.plot(rows, [r["peak_tree_rss_GB"] for r in cases], marker="o", label="peak RSS, whole process tree")
     right.plot(rows, [r["spool_GB"] for r in cases], marker="s", ls="--", label="rows spooled (disk past 512 MiB)")
     right.axhline(6, color="grey", ls=":", lw=1, label="6 GB")
-    right.set(xscale="log", xlabel="rows", ylabel="GB", title="memory")
+    right.set(xscale="log", yscale="log", xlabel="rows", ylabel="GB", title="memory")
+    right.set_yticks([0.25, 0.5, 1, 2, 4, 6, 10, 20, 40], ["0.25", "0.5", "1", "2", "4", "6", "10", "20", "40"])
+    right.minorticks_off()
     right.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -142,7 +144,11 @@ def main(argv=None) -> int:
     ap.add_argument("--features", type=int, default=10, help="features of the --rows case (default 10)")
     ap.add_argument("--parties", type=int, default=3, help="hospitals of the --rows case (default 3)")
     ap.add_argument("--case-json", default=None, help=argparse.SUPPRESS)  # a child's one case, for --scaling
+    ap.add_argument("--plot", action="store_true", help="only redraw the plot from training-scaling.json")
     args = ap.parse_args(argv)
+    if args.plot:
+        plot(json.loads((RESULTS / "training-scaling.json").read_text())["cases"], RESULTS / "training-scaling.png")
+        return 0
     if args.rows is not None and args.scaling:
         ap.error("--rows runs one case; --scaling runs the series: give one of them")
     if args.case_json:
