@@ -19,7 +19,10 @@ run: the machine is shared.
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -114,11 +117,23 @@ def plot(results: list[dict], path: Path) -> None:
     right.plot(rows, [r["peak_tree_rss_GB"] for r in cases], marker="o", label="peak RSS, whole process tree")
     right.plot(rows, [r["spool_GB"] for r in cases], marker="s", ls="--", label="rows spooled (disk past 512 MiB)")
     right.axhline(6, color="grey", ls=":", lw=1, label="6 GB")
-    right.set(xscale="log", xlabel="rows", ylabel="GB", title="memory")
+    right.set(xscale="log", yscale="log", xlabel="rows", ylabel="GB", title="memory")
+    right.set_yticks([0.25, 0.5, 1, 2, 4, 6, 10, 20, 40], ["0.25", "0.5", "1", "2", "4", "6", "10", "20", "40"])
+    right.minorticks_off()
     right.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def in_child(rows: int, parties: int, features: int) -> dict:
+    """One case in a fresh process: each case's memory is its own (a process keeps what it freed, and
+    SEAL's memory pool never shrinks), as the lead's single --rows runs are."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "case.json"
+        subprocess.run([sys.executable, __file__, "--rows", str(rows), "--parties", str(parties), "--features",
+                        str(features), "--case-json", str(out)], check=True)
+        return json.loads(out.read_text())
 
 
 def main(argv=None) -> int:
@@ -128,9 +143,17 @@ def main(argv=None) -> int:
     ap.add_argument("--rows", type=int, default=None, help="one case of this many rows (10 folds, 3 hospitals)")
     ap.add_argument("--features", type=int, default=10, help="features of the --rows case (default 10)")
     ap.add_argument("--parties", type=int, default=3, help="hospitals of the --rows case (default 3)")
+    ap.add_argument("--case-json", default=None, help=argparse.SUPPRESS)  # a child's one case, for --scaling
+    ap.add_argument("--plot", action="store_true", help="only redraw the plot from training-scaling.json")
     args = ap.parse_args(argv)
+    if args.plot:
+        plot(json.loads((RESULTS / "training-scaling.json").read_text())["cases"], RESULTS / "training-scaling.png")
+        return 0
     if args.rows is not None and args.scaling:
         ap.error("--rows runs one case; --scaling runs the series: give one of them")
+    if args.case_json:
+        Path(args.case_json).write_text(json.dumps(one(args.rows, args.parties, args.features), default=float))
+        return 0
     if args.rows is not None:
         cases = [(args.rows, args.parties, args.features)]
     else:
@@ -141,7 +164,7 @@ def main(argv=None) -> int:
     results = []
     for rows, parties, features in cases:
         print(f"== {rows} rows x {features} features, {parties} hospitals", flush=True)
-        res = one(rows, parties, features)
+        res = in_child(rows, parties, features) if len(cases) > 1 else one(rows, parties, features)
         results.append(res)
         print(table([res], ["rows", "features", "encryption_s", "training_s", "peak_tree_rss_GB", "spool_GB",
                             "max_sent_per_hospital_MB", "auc_encrypted", "max_fold_auc_diff_vs_twin"]), flush=True)
@@ -150,7 +173,8 @@ def main(argv=None) -> int:
                           "wall_s", "peak_tree_rss_GB", "spool_GB", "max_sent_per_hospital_MB",
                           "max_fold_auc_diff_vs_twin"]))
     payload = {"cases": results, "target_training_s": 60, "study_training_s": STUDY_TRAINING_S,
-               "memory": "peak resident set of this process and its worker processes, summed (/proc, every 0.1 s)"}
+               "memory": "peak resident set of the process and its worker processes, summed (/proc, every 0.1 s); "
+                         "every case of a series in a fresh process"}
     if args.rows is not None:
         path = write(f"training-{args.rows}x{args.features}", payload)
     else:

@@ -140,6 +140,7 @@ class EncryptedTrainer:
         return [(x.ct.to_bytes(compr_mode="none"), x.level) for x in fresh]
 
     def _account_refresh(self, count: int, seconds: float) -> None:
+        release_memory()  # the hospitals' shares, computed in the network's threads, back to the system
         self.log.refreshes += 1
         self.log.refreshed_ciphertexts += count
         self.log.seconds["refresh"] = self.log.seconds.get("refresh", 0.0) + seconds
