@@ -20,14 +20,13 @@ import secrets
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from mpclr.app.sources import PREFIX
 
-from ..notebooks.test_browser import ARTIFACTS, CHROMIUM, FLAGS, _free_port, _small_png
+from ..notebooks.test_browser import ARTIFACTS, CHROMIUM, FLAGS, _free_port, _small_png, wait_until_serving
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -54,18 +53,7 @@ def app(tmp_path_factory):
                              "--cull-idle", "2"],
                             cwd=tmp, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/voila/static/voila.js?token={token}", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"mpclr app did not start: {(tmp / 'voila.log').read_text()[-2000:]}")
-        time.sleep(0.3)
+    wait_until_serving(proc, f"{url}/voila/static/voila.js?token={token}", tmp / "voila.log", "mpclr app")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:

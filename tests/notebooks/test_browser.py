@@ -41,6 +41,22 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+def wait_until_serving(proc, probe: str, log: Path, what: str, timeout: float = 60) -> None:
+    """Until `probe` answers 200; fail with the server's log if it exits or takes longer than `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(probe, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"{what} did not start: {log.read_text()[-2000:]}")
+        time.sleep(0.3)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -86,18 +102,7 @@ def lab(tmp_path):
         stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"JupyterLab did not start: {(tmp_path / 'lab.log').read_text()[-2000:]}")
-        time.sleep(0.3)
+    wait_until_serving(proc, f"{url}/api/status?token={token}", tmp_path / "lab.log", "JupyterLab")
     yield url, token, tmp_path
     proc.terminate()
     try:
