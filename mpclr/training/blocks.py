@@ -85,14 +85,7 @@ class BlockEngine:
 
     def dot(self, pairs: list[tuple[Enc, Enc]]) -> Enc:
         """Sum of products with one relinearization and one rescale (lazy relinearization)."""
-        level = min(min(a.level, b.level) for a, b in pairs)
-        acc = None
-        for a, b in pairs:
-            prod = self.he.multiply(self.down(a, level), self.down(b, level), in_new_ctxt=True)
-            acc = prod if acc is None else self.he.add(acc, prod)
-        self.he.relinearize(acc)
-        self.he.rescale_to_next(acc)
-        return Enc(acc, level - 1)
+        return self.dot_segments(pairs, ())
 
     def add_const(self, x: Enc, value: float) -> Enc:
         key = (value, x.level, float(x.ct.scale))
