@@ -85,6 +85,11 @@ class Study(StudySpec):
         warnings.warn("Study.parties is now Study.hospitals", DeprecationWarning, stacklevel=2)
         return self.hospitals
 
+    def party_names(self) -> list[str]:
+        """Deprecated: the older name of `hospital_names`."""
+        warnings.warn("Study.party_names() is now Study.hospital_names()", DeprecationWarning, stacklevel=2)
+        return self.hospital_names()
+
     def federation(self, **kwargs) -> Federation:
         """A federation for this study: a fresh key ceremony (notebook 01 saves it for the later steps)."""
         return make_federation(

@@ -79,7 +79,12 @@ def test_parties_is_the_older_name_of_hospitals(tmp_path):
     with pytest.warns(DeprecationWarning):
         assert _plan(resolve_steps(["90"]), check_parameters(parties=4), tmp_path)[0][1]["hospitals"] == 4
     with pytest.warns(DeprecationWarning):
-        assert Study.from_parameters(parties=4).hospitals == 4
+        study = Study.from_parameters(parties=4)
+    assert study.hospitals == 4
+    with pytest.warns(DeprecationWarning, match="Study.hospitals"):
+        assert study.parties == 4
+    with pytest.warns(DeprecationWarning, match=r"Study.hospital_names\(\)"):
+        assert study.party_names() == study.hospital_names() == [f"hospital-{i}" for i in range(1, 5)]
     assert Study.from_json({"parameters": {"parties": 4, "preset": "train"}}).hospitals == 4  # before the rename
     with pytest.warns(DeprecationWarning, match="parameter parties is now called hospitals"):
         assert older_name({"parties": 5}, "hospitals", 3) == 5  # papermill -p parties 5
