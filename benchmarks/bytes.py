@@ -158,7 +158,7 @@ def run(args) -> dict:
 
     load_before = os.getloadavg()
     t0 = time.perf_counter()
-    fed = mpclr.Federation(parties=args.sites, preset=args.preset, threshold=args.threshold or None, seed=args.seed,
+    fed = mpclr.Federation(hospitals=args.sites, preset=args.preset, threshold=args.threshold or None, seed=args.seed,
                            manifest=manifest)
     ceremony = time.perf_counter() - t0
     t1 = time.perf_counter()
@@ -167,7 +167,7 @@ def run(args) -> dict:
     load_after = os.getloadavg()
     # every request each hospital answered, from its own audit log
     views, per_site = {}, {}
-    for p in fed.parties:
+    for p in fed.hospitals:
         sent = received = 0
         by_type: dict = defaultdict(lambda: {"requests": 0, "rounds": 0, "sent": 0, "received": 0})
         by_phase: dict = defaultdict(lambda: {"sent": 0, "received": 0})
@@ -190,7 +190,7 @@ def run(args) -> dict:
     heaviest = max(per_site, key=lambda name: per_site[name]["sent"])
     by_type, by_phase = views[heaviest]
     # seconds: each hospital's own handling time per step (its handlers), the server's timed steps
-    hospital_seconds = {p.name: {k: round(v, 3) for k, v in sorted(p.handler_seconds.items())} for p in fed.parties}
+    hospital_seconds = {p.name: {k: round(v, 3) for k, v in sorted(p.handler_seconds.items())} for p in fed.hospitals}
     server_seconds = {k: round(v, 3) for k, v in sorted(fed.server.timings.items())}
     fed.close()
     rows = [{"message": k, **v, "sent_MB": v["sent"] / 1e6, "received_MB": v["received"] / 1e6}

@@ -85,7 +85,7 @@ def in_process(args, X, y, audit_dir=None) -> dict:
         return encrypted_cv_manifest(local_sites_info(parties, args.preset, args.threshold or None), config)
 
     t0 = time.perf_counter()
-    fed = mpclr.Federation(parties=args.sites, preset=args.preset, threshold=args.threshold or None, seed=args.seed,
+    fed = mpclr.Federation(hospitals=args.sites, preset=args.preset, threshold=args.threshold or None, seed=args.seed,
                            manifest=manifest, audit_dir=audit_dir)
     ceremony = time.perf_counter() - t0
     t1 = time.perf_counter()
@@ -93,7 +93,7 @@ def in_process(args, X, y, audit_dir=None) -> dict:
     study = time.perf_counter() - t1
     traffic = fed.network.traffic
     per_site = {}
-    for p in fed.parties:
+    for p in fed.hospitals:
         per_site[p.name] = {
             "sent": sum(v["bytes"] for (s, r), v in traffic.by_link.items() if s == p.name),
             "received": sum(v["bytes"] for (s, r), v in traffic.by_link.items() if r == p.name),

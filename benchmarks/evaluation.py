@@ -44,17 +44,17 @@ def study(args):
     t0 = time.perf_counter()
     if cache is not None and (cache / "cv" / "encrypted_cv.json").exists():
         fed = mpclr.Federation.load(cache / "federation")
-        for p, rows in zip(fed.parties, parts):
+        for p, rows in zip(fed.hospitals, parts):
             p.load_data(data.X[rows], data.y[rows], rows)
         # the hospitals' own fold ids again: each recomputes them from the secret fold key in its keystore
-        replies = fed.server.call_many("lr.folds", {p.name: {"folds": args.folds} for p in fed.parties})
+        replies = fed.server.call_many("lr.folds", {p.name: {"folds": args.folds} for p in fed.hospitals})
         cv = EncryptedCV.load(cache / "cv")
         for r in replies.values():
             if not np.array_equal(cv.fold_of_row[r["rows"]], r["folds"]):
                 raise SystemExit(f"the hospitals' fold ids differ from the cached study's: delete {cache}")
         return fed, cv, data, {"resumed": time.perf_counter() - t0}
-    fed = mpclr.Federation(manifest="exploration", parties=args.parties, preset="train")
-    for p, rows in zip(fed.parties, parts):
+    fed = mpclr.Federation(manifest="exploration", hospitals=args.parties, preset="train")
+    for p, rows in zip(fed.hospitals, parts):
         p.load_data(data.X[rows], data.y[rows], rows)
     plan = TrainingPlan(sigmoid_poly(3, 8.0), SCHEDULE)
     cv = run_encrypted_cv(fed, folds=args.folds, plan=plan, workers=args.workers)

@@ -50,7 +50,7 @@ def run(case: str, parties: int, preset: str) -> dict:
     t0 = time.perf_counter()
     manifest = merge_manifests("pooled GLM and Table 1", glm_manifest(parties, d + 1),
                                table_manifest(preset, parties, 5, continuous=d, ceremony=False))
-    fed = mpclr.Federation(parties=parties, preset=preset, manifest=manifest)
+    fed = mpclr.Federation(hospitals=parties, preset=preset, manifest=manifest)
     ceremony = time.perf_counter() - t0
     try:
         deal(fed, split_rows(cols, parties))
@@ -59,7 +59,7 @@ def run(case: str, parties: int, preset: str) -> dict:
         r = GLMResult(fit_pooled(fed, GLMModel("binomial", cols.outcome, cols.predictors())))
         fit = time.perf_counter() - t0
         traffic = fed.network.traffic.since(before)
-        hospital_s = sum(p.handler_seconds["glm.step"] for p in fed.parties) / parties
+        hospital_s = sum(p.handler_seconds["glm.step"] for p in fed.hospitals) / parties
         t0 = time.perf_counter()
         t1 = table_one(fed, by=cols.outcome, continuous=cols.predictors())
         table_s = time.perf_counter() - t0

@@ -60,8 +60,8 @@ def main() -> None:
     seal_s = best(lambda: key.seal(work / "enc" / "secret-x.bin", blob), args.repeat) / 8
     open_s = best(lambda: key.unseal(work / "enc" / "secret-x.bin", sealed), args.repeat) / 8
 
-    fed = mpclr.Federation(parties=3, threshold=2, preset=args.preset)
-    dp = fed.parties[0]
+    fed = mpclr.Federation(hospitals=3, threshold=2, preset=args.preset)
+    dp = fed.hospitals[0]
     rows = []
     for label, store in (("plain", Keystore(work / "plain", create=True)),
                          ("encrypted", Keystore(work / "enc" / "session", create=True, key=key))):

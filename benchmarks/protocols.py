@@ -34,7 +34,7 @@ ROTATIONS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, -1]  # 13 keys, 
 def per_party(fed, step: str) -> float | None:
     times = [
         p.handler_seconds.get(step, 0.0) / max(p.handler_calls.get(step, 0), 1)
-        for p in fed.parties
+        for p in fed.hospitals
         if p.handler_calls.get(step)
     ]
     return statistics.mean(times) if times else None
@@ -61,7 +61,7 @@ def share_decrypt_ms(ctx, repeats: int = 30) -> float:
 
 def run_case(preset: str, n: int, threshold: int | None) -> dict:
     t0 = time.perf_counter()
-    fed = mpclr.Federation(manifest="exploration", parties=n, preset=preset, threshold=threshold)
+    fed = mpclr.Federation(manifest="exploration", hospitals=n, preset=preset, threshold=threshold)
     ceremony = time.perf_counter() - t0
     t0 = time.perf_counter()
     fed.generate_rotation_keys(ROTATIONS)
@@ -85,7 +85,7 @@ def run_case(preset: str, n: int, threshold: int | None) -> dict:
         b = bytes_of(traffic_keys, step)
         if not b["messages"]:
             continue
-        calls = fed.parties[0].handler_calls.get(step, 1)
+        calls = fed.hospitals[0].handler_calls.get(step, 1)
         steps.append(
             {
                 "step": step,
@@ -98,9 +98,9 @@ def run_case(preset: str, n: int, threshold: int | None) -> dict:
         )
     # evaluation-time protocols, on a real ciphertext
     x = np.random.default_rng(0).uniform(-1, 1, fed.params.slots)
-    a = fed.parties[0].encrypt(x)
+    a = fed.hospitals[0].encrypt(x)
     fed.network.traffic.reset()
-    for p in fed.parties:
+    for p in fed.hospitals:
         p.handler_seconds.clear()
         p.handler_calls.clear()
     reps = 5

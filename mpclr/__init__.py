@@ -4,9 +4,9 @@ import mpclr
 est = mpclr.EncryptedLogisticRegressionCV(cv=5, hospitals=3).fit(X, y)   # scikit-learn's shape
 est.cv_results_, est.coefficient_table(), est.predict_proba(X)
 
-fed = mpclr.Federation(parties=3, preset="fast", manifest="exploration")   # interactive: no budget
-a = fed.parties[0].encrypt(x)
-c = fed.server.multiply(a, fed.parties[1].encrypt(y))
+fed = mpclr.Federation(hospitals=3, preset="fast", manifest="exploration")   # interactive: no budget
+a = fed.hospitals[0].encrypt(x)
+c = fed.server.multiply(a, fed.hospitals[1].encrypt(y))
 fed.decrypt(c, by=[0, 1, 2])
 """
 

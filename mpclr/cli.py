@@ -65,10 +65,10 @@ def _report(record: dict) -> str:
     sec = record["security"]
     out = [
         f"data {d['name']}: {d['rows']} rows x {d['features']} features, {d['positives']} positive, "
-        f"split over {p['parties']} hospitals {d['rows_per_party']}",
+        f"split over {p['hospitals']} hospitals {d['rows_per_hospital']}",
         f"{p['folds']}-fold CV, {p['iterations']} iterations, sigmoid degree {p['degree']}, "
         f"preset {sec['name']} (N={sec['n']}, log2 QP={sec['log_qp']}, {sec['security']}), "
-        f"threshold {p['threshold']} of {p['parties']}",
+        f"threshold {p['threshold']} of {p['hospitals']}",
         "",
         *([*_table_one_text(record["table_one"]), ""] if record.get("table_one") else []),
         _table(record),
@@ -148,7 +148,7 @@ def _demo(args) -> int:
 
 
 def _study_arguments(p: argparse.ArgumentParser, folds: int) -> None:
-    p.add_argument("--hospitals", "--parties", dest="parties", type=int, metavar="N", default=3,
+    p.add_argument("--hospitals", "--parties", dest="hospitals", type=int, metavar="N", default=3,
                    help="hospitals (each a key holder), default 3; --parties is the older name")
     p.add_argument("--threshold", type=int, default=None, help="t for t-out-of-n (default: n)")
     p.add_argument("--folds", type=int, default=folds, help=f"cross-validation folds (default {folds})")

@@ -22,7 +22,7 @@ from types import MappingProxyType
 
 import numpy as np
 
-from .errors import DataError, ParameterError
+from .errors import DataError, ParameterError, renamed_keywords
 from .tabular import plain as _plain
 from .tabular import read_file, read_frame
 
@@ -345,10 +345,11 @@ def check_folds(dataset: Dataset, folds: int) -> None:
     check_stratifiable(dataset.y, folds, what=f"data set {dataset.name!r} ({where})")
 
 
-def split(dataset: Dataset, parties: int, how="even", seed: int | None = None) -> list[Dataset]:
-    """Distribute the rows among `parties` hospitals; each part keeps its global row numbers in `rows`.
+@renamed_keywords(parties="hospitals")
+def split(dataset: Dataset, hospitals: int, how="even", seed: int | None = None) -> list[Dataset]:
+    """Distribute the rows among `hospitals` hospitals; each part keeps its global row numbers in `rows`.
 
-    how : "even" (sizes differ by at most one row), a list of `parties` positive fractions summing to 1
+    how : "even" (sizes differ by at most one row), a list of `hospitals` positive fractions summing to 1
         (uneven hospitals), or a feature column (name or 0-based index) whose distinct values, e.g. a
         site id, say which hospital holds a row. That column is dropped from the features; hospitals
         are ordered by sorted value.
@@ -357,33 +358,33 @@ def split(dataset: Dataset, parties: int, how="even", seed: int | None = None) -
 
     Rows keep their global order inside each part.
     """
-    if isinstance(parties, bool) or not isinstance(parties, int | np.integer) or parties < 1:
-        raise ParameterError(f"parameter parties must be a positive integer, got {parties!r}")
+    if isinstance(hospitals, bool) or not isinstance(hospitals, int | np.integer) or hospitals < 1:
+        raise ParameterError(f"parameter hospitals must be a positive integer, got {hospitals!r}")
     n = dataset.n_samples
     if isinstance(how, str) and how == "even":
-        sizes = [n // parties + (1 if k < n % parties else 0) for k in range(parties)]
+        sizes = [n // hospitals + (1 if k < n % hospitals else 0) for k in range(hospitals)]
         groups = _cut(n, sizes, seed)
     elif isinstance(how, Sequence) and not isinstance(how, str):
-        groups = _cut(n, _fraction_sizes(how, parties, n), seed)
+        groups = _cut(n, _fraction_sizes(how, hospitals, n), seed)
     elif isinstance(how, str | int | np.integer) and not isinstance(how, bool):
-        return _split_by_column(dataset, parties, how)
+        return _split_by_column(dataset, hospitals, how)
     else:
         raise ParameterError(f"parameter how must be 'even', a list of fractions or a column name/index, "
                              f"got {how!r}")
     for k, g in enumerate(groups):
         if g.size == 0:
-            raise DataError(f"split of data set {dataset.name!r}: party {k + 1} of {parties} gets no rows "
+            raise DataError(f"split of data set {dataset.name!r}: hospital {k + 1} of {hospitals} gets no rows "
                             f"({n} rows in all)")
-    return [dataset.subset(g, name=f"{dataset.name}[party {k + 1}]") for k, g in enumerate(groups)]
+    return [dataset.subset(g, name=f"{dataset.name}[hospital {k + 1}]") for k, g in enumerate(groups)]
 
 
-def _fraction_sizes(fractions, parties: int, n: int) -> list[int]:
+def _fraction_sizes(fractions, hospitals: int, n: int) -> list[int]:
     try:
         f = np.asarray(fractions, dtype=np.float64)
     except (TypeError, ValueError):
         raise ParameterError(f"parameter how: fractions must be numbers, got {fractions!r}") from None
-    if f.shape != (parties,):
-        raise ParameterError(f"parameter how lists {f.size} fractions for {parties} parties")
+    if f.shape != (hospitals,):
+        raise ParameterError(f"parameter how lists {f.size} fractions for {hospitals} hospitals")
     if not np.isfinite(f).all() or (f <= 0).any():
         raise ParameterError(f"parameter how: every fraction must be positive, got {fractions!r}")
     if abs(f.sum() - 1) > 1e-6:
@@ -402,7 +403,7 @@ def _cut(n: int, sizes: list[int], seed) -> list[np.ndarray]:
     return [np.sort(order[bounds[k]: bounds[k + 1]]) for k in range(len(sizes))]
 
 
-def _split_by_column(dataset: Dataset, parties: int, column) -> list[Dataset]:
+def _split_by_column(dataset: Dataset, hospitals: int, column) -> list[Dataset]:
     names = dataset.feature_names
     if isinstance(column, str):
         if column not in names:
@@ -417,11 +418,11 @@ def _split_by_column(dataset: Dataset, parties: int, column) -> list[Dataset]:
         j %= len(names)
     values = dataset.X[:, j]
     distinct = np.unique(values)
-    if distinct.size != parties:
+    if distinct.size != hospitals:
         shown = ", ".join(f"{_plain(float(v))}" for v in distinct[:10]) + (", ..." if distinct.size > 10 else "")
         raise DataError(f"split of data set {dataset.name!r} by feature {names[j]!r}: it has "
-                        f"{distinct.size} distinct values ({shown}), one per party is needed for "
-                        f"{parties} parties")
+                        f"{distinct.size} distinct values ({shown}), one per hospital is needed for "
+                        f"{hospitals} hospitals")
     keep = [k for k in range(len(names)) if k != j]
     reduced = replace(dataset, X=dataset.X[:, keep], feature_names=[names[k] for k in keep],
                       meta={**dataset.meta, "split_column": names[j]})

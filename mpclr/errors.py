@@ -1,4 +1,8 @@
-"""Errors mpclr raises. Each names the problem: the file, row, column, parameter or message at fault."""
+"""Errors mpclr raises. Each names the problem: the file, row, column, parameter or message at fault. And
+the warnings: insecure parameters, privacy, a keyword's older name (`renamed_keywords`)."""
+
+import functools
+import warnings
 
 
 class MpclrError(Exception):
@@ -14,7 +18,7 @@ class FormatError(MpclrError, ValueError):
 
 
 class ProtocolError(MpclrError):
-    """A protocol cannot proceed: missing parties, too few shares, inconsistent state."""
+    """A protocol cannot proceed: missing nodes, too few shares, inconsistent state."""
 
 
 class NodeUnavailable(ProtocolError):
@@ -40,3 +44,25 @@ class InsecureParametersWarning(UserWarning):
 class PrivacyWarning(UserWarning):
     """A study runs in a configuration that reveals more than the threat model's table promises in
     general (two hospitals: each learns the other's sums and sums of squares from the pooled scaling)."""
+
+
+def renamed_keywords(**renamed: str):
+    """Decorator: a function (or __init__) still takes each keyword's older name (`old="new"`), with a
+    DeprecationWarning naming the new one; giving both is a TypeError."""
+
+    def wrap(fn):
+        name = fn.__qualname__.removesuffix(".__init__")
+
+        @functools.wraps(fn)
+        def inner(*args, **kwargs):
+            for old, new in renamed.items():
+                if old in kwargs:
+                    if new in kwargs:
+                        raise TypeError(f"{name}() got both {new} and its older name {old}")
+                    warnings.warn(f"{name}({old}=...) is now {name}({new}=...)", DeprecationWarning, stacklevel=2)
+                    kwargs[new] = kwargs.pop(old)
+            return fn(*args, **kwargs)
+
+        return inner
+
+    return wrap

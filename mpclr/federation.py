@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 
 import numpy as np
 
-from .errors import ParameterError
+from .errors import ParameterError, renamed_keywords
 from .evaluation import hospital as _evaluation_steps  # noqa: F401  (registers lr.encrypt_eval)
 from .network import InProcessNetwork, Network
 from .params import Params, get_preset
@@ -23,16 +24,17 @@ from .training import hospital as _training_steps  # noqa: F401  (registers lr.a
 __all__ = ["Federation"]
 
 class Federation:
-    """n data providers with one key share each, a server and a researcher.
+    """n hospitals (data providers) with one key share each, a server and a researcher.
 
     Parameters
     ----------
-    parties : number of data providers (key holders), 2..64
+    hospitals : number of hospitals (data providers, key holders), 2..64 (`parties`: its older name,
+        deprecated)
     threshold : t for t-out-of-n (any t key holders decrypt, refresh or key-switch); default n
     preset : a preset name ("fast", "deep") or a Params
     seed : fixes public randomness only (data splits, synthetic data); never key material, errors,
         smudging, masks or a hospital's fold assignment, which always come from the OS CSPRNG
-    names : the data providers' names (default hospital-1..n)
+    names : the hospitals' names (default hospital-1..n)
     network : a transport (default: all nodes in this process)
     rotations : rotation steps to make keys for right away
     manifest : what the hospitals agree to answer (mpclr.roles.policy.Manifest): a study's, computed from
@@ -46,9 +48,10 @@ class Federation:
         (nodes/<name>/audit.jsonl) when the federation is saved
     """
 
+    @renamed_keywords(parties="hospitals")
     def __init__(
         self,
-        parties: int = 3,
+        hospitals: int = 3,
         preset: str | Params = "fast",
         seed: int | None = None,
         *,
@@ -59,18 +62,19 @@ class Federation:
         manifest: Manifest | str | None = None,
         audit_dir=None,
     ):
-        if not isinstance(parties, int | np.integer) or isinstance(parties, bool) or not 2 <= parties <= 64:
-            raise ParameterError(f"parameter parties must be an integer in [2, 64], got {parties!r}")
-        if names is not None and len(names) != parties:
-            raise ParameterError(f"parameter names lists {len(names)} names for {parties} parties")
+        n = hospitals
+        if not isinstance(n, int | np.integer) or isinstance(n, bool) or not 2 <= n <= 64:
+            raise ParameterError(f"parameter hospitals must be an integer in [2, 64], got {n!r}")
+        if names is not None and len(names) != n:
+            raise ParameterError(f"parameter names lists {len(names)} names for {n} hospitals")
         if threshold is None:
-            threshold = parties
-        if not isinstance(threshold, int | np.integer) or isinstance(threshold, bool) or not 1 <= threshold <= parties:
+            threshold = n
+        if not isinstance(threshold, int | np.integer) or isinstance(threshold, bool) or not 1 <= threshold <= n:
             raise ParameterError(
-                f"parameter threshold must be an integer in [1, parties={parties}], got {threshold!r}"
+                f"parameter threshold must be an integer in [1, hospitals={n}], got {threshold!r}"
                 + (
                     " (t > n: more key holders than exist would be needed)"
-                    if isinstance(threshold, int) and threshold > parties
+                    if isinstance(threshold, int) and threshold > n
                     else ""
                 )
             )
@@ -80,20 +84,20 @@ class Federation:
         self.seed = seed
         self.ctx = seal_context(self.params)
         self.network = network or InProcessNetwork()
-        names = list(names or [f"hospital-{i + 1}" for i in range(parties)])
+        names = list(names or [f"hospital-{i + 1}" for i in range(n)])
         if len(set(names)) != len(names):
             raise ParameterError(f"parameter names must be distinct, got {names}")
         self.timings: dict[str, float] = {}
         t0 = time.perf_counter()
         self.server = Server("server", self.ctx, self.network)
         self.researcher = Researcher("researcher", self.ctx, self.network)
-        self.parties = [Hospital(name, self.ctx, self.network) for name in names]
-        self.manifest = self._manifest(manifest, int(threshold) < parties, rotations)
-        for p in self.parties:
+        self.hospitals = [Hospital(name, self.ctx, self.network) for name in names]
+        self.manifest = self._manifest(manifest, int(threshold) < n, rotations)
+        for p in self.hospitals:
             p.agree(self.manifest)
             if audit_dir is not None:
                 p.policy.log.attach(os.path.join(audit_dir, p.name, "audit.jsonl"))
-        nodes = [self.server, self.researcher, *self.parties]
+        nodes = [self.server, self.researcher, *self.hospitals]
         self.session = Session(
             id=os.urandom(16),
             params=self.ctx.fingerprint,
@@ -109,7 +113,7 @@ class Federation:
         self.timings["setup"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         self.server.run_key_ceremony()
-        if threshold < parties:
+        if threshold < n:
             self.server.run_threshold_setup()
         self.timings["key_ceremony"] = time.perf_counter() - t0
         if rotations:
@@ -117,7 +121,7 @@ class Federation:
 
     def __repr__(self) -> str:
         return (
-            f"Federation(parties={len(self.parties)}, threshold={self.session.threshold}, "
+            f"Federation(hospitals={len(self.hospitals)}, threshold={self.session.threshold}, "
             f"preset={self.params.name!r})"
         )
 
@@ -138,7 +142,7 @@ class Federation:
         if isinstance(manifest, str) and manifest == "exploration":
             return Manifest.exploration_only()
         if callable(manifest):
-            manifest = manifest(list(self.parties))
+            manifest = manifest(list(self.hospitals))
         if not isinstance(manifest, Manifest):
             raise ParameterError(
                 f"parameter manifest must be a Manifest, 'exploration', None or a function of the hospitals "
@@ -148,15 +152,27 @@ class Federation:
 
     @property
     def n(self) -> int:
-        return len(self.parties)
+        return len(self.hospitals)
+
+    @property
+    def parties(self) -> list[Hospital]:
+        """Deprecated: the older name of `hospitals`."""
+        warnings.warn("Federation.parties is now Federation.hospitals", DeprecationWarning, stacklevel=2)
+        return self.hospitals
 
     def party(self, who) -> Hospital:
+        """Deprecated: the older name of `hospital`."""
+        warnings.warn("Federation.party(...) is now Federation.hospital(...)", DeprecationWarning, stacklevel=2)
+        return self.hospital(who)
+
+    def hospital(self, who) -> Hospital:
+        """The hospital with this index or name."""
         if isinstance(who, int | np.integer):
-            return self.parties[who]
-        for p in self.parties:
+            return self.hospitals[who]
+        for p in self.hospitals:
             if p.name == who:
                 return p
-        raise ParameterError(f"no data provider named {who!r}")
+        raise ParameterError(f"no hospital named {who!r}")
 
     @property
     def threshold(self) -> int:
@@ -208,12 +224,12 @@ class Federation:
         from .keystore import Keystore
 
         root = Path(path)
-        for node in [self.server, self.researcher, *self.parties]:
+        for node in [self.server, self.researcher, *self.hospitals]:
             node.save(Keystore.open(root / "nodes" / node.name, passphrase, create=True))
         desc = {
             "params": self.params.to_json(),
             "seed": self.seed,
-            "parties": [q.name for q in self.parties],
+            "hospitals": [q.name for q in self.hospitals],
             "timings": self.timings,
         }
         (root / "federation.json").write_text(json.dumps(desc, indent=1))
@@ -223,7 +239,6 @@ class Federation:
         """Resume a federation written by `save` (no new key ceremony; same session, keys and ciphertexts);
         `passphrase` when it was saved with one."""
         import json
-        import warnings
         from pathlib import Path
 
         from .keystore import Keystore
@@ -245,11 +260,12 @@ class Federation:
         fed.timings = dict(desc.get("timings", {}))
         fed.server = Server("server", fed.ctx, fed.network)
         fed.researcher = Researcher("researcher", fed.ctx, fed.network)
-        fed.parties = [Hospital(name, fed.ctx, fed.network) for name in desc["parties"]]
-        for node in [fed.server, fed.researcher, *fed.parties]:
+        names = desc["hospitals"] if "hospitals" in desc else desc["parties"]  # "parties": saved before the rename
+        fed.hospitals = [Hospital(name, fed.ctx, fed.network) for name in names]
+        for node in [fed.server, fed.researcher, *fed.hospitals]:
             node.load(Keystore.open(root / "nodes" / node.name, passphrase))
         fed.session = fed.server.session
-        fed.manifest = fed.parties[0].policy.manifest
+        fed.manifest = fed.hospitals[0].policy.manifest
         return fed
 
     def close(self) -> None:

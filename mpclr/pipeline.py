@@ -153,20 +153,20 @@ def study_plan(spec: StudySpec, rows: int, features: int, fold_sizes, rotation_s
     return StudyPlan(**{**values, **more})
 
 
-def load_parts(parties, parts, own_rows: bool = False) -> None:
+def load_parts(hospitals, parts, own_rows: bool = False) -> None:
     """Each hospital its own rows, numbered hospital by hospital (each hospital's rows contiguous), so
     that a data block holds one hospital's rows: with rows scattered, every hospital would encrypt every
     block. own_rows: the parts' own global row numbers instead (the notebooks')."""
     offsets = np.cumsum([0] + [len(p) for p in parts])
-    for k, (party, part) in enumerate(zip(parties, parts)):
+    for k, (party, part) in enumerate(zip(hospitals, parts)):
         party.load_data(part.X, part.y, part.rows if own_rows else np.arange(offsets[k], offsets[k + 1]))
 
 
-def summed_fold_sizes(parties, folds: int):
+def summed_fold_sizes(hospitals, folds: int):
     """Rows per fold of the hospitals' own fold assignments, summed (None for one model on every row)."""
     if folds == 1:
         return None
-    return sum(np.asarray(hospital_fold_sizes(p, folds)) for p in parties)
+    return sum(np.asarray(hospital_fold_sizes(p, folds)) for p in hospitals)
 
 
 def study_manifest_for(spec: StudySpec, parts, features: int, *, own_rows: bool = False, rotation_steps=(), **more):
@@ -176,9 +176,9 @@ def study_manifest_for(spec: StudySpec, parts, features: int, *, own_rows: bool 
     merged in beside the cross-validation's."""
     from .manifest import study_manifest
 
-    def agree(parties):
-        load_parts(parties, parts, own_rows)
-        sizes = summed_fold_sizes(parties, spec.folds)
+    def agree(hospitals):
+        load_parts(hospitals, parts, own_rows)
+        sizes = summed_fold_sizes(hospitals, spec.folds)
         cv = study_manifest(study_plan(spec, sum(len(p) for p in parts), features, sizes, rotation_steps, **more))
         if not spec.table_one:
             return cv
@@ -186,7 +186,7 @@ def study_manifest_for(spec: StudySpec, parts, features: int, *, own_rows: bool 
         from .stats.baseline import table_part
 
         return merge_manifests(f"{cv.name} and Table 1", cv,
-                               table_part(spec.params(), parties, spec.key_holders_needed, parts))
+                               table_part(spec.params(), hospitals, spec.key_holders_needed, parts))
 
     return agree
 
@@ -259,7 +259,7 @@ class Study:
         if self.fed is None:
             # the hospitals agree to the study's requests, counted from its plan, and answer nothing more
             manifest = study_manifest_for(spec, self.parts, self.dataset.n_features)
-            self.fed = Federation(parties=spec.hospitals, preset=spec.params(), seed=spec.seed,
+            self.fed = Federation(hospitals=spec.hospitals, preset=spec.params(), seed=spec.seed,
                                   threshold=spec.threshold, manifest=manifest, audit_dir=self.audit_dir)
             self._own_fed = True
             self._traffic_start = {"by_type": {}, "by_sender": {}, "total_bytes": 0}
@@ -268,7 +268,7 @@ class Study:
         self._revealed_start = len(self.fed.researcher.revealed)  # the record lists what this study revealed
         self.timings["key_ceremony"] = time.perf_counter() - t0
         if self.parts is not None:
-            load_parts(self.fed.parties, self.parts)
+            load_parts(self.fed.hospitals, self.parts)
         self._leave("prepare")
         return self
 
@@ -441,10 +441,10 @@ class Study:
                 "rows": self.dataset.n_samples,
                 "features": self.dataset.n_features,
                 "positives": self.dataset.n_positive,
-                "rows_per_party": [len(p) for p in self.parts],
+                "rows_per_hospital": [len(p) for p in self.parts],
             },
             "parameters": {
-                "parties": spec.hospitals,
+                "hospitals": spec.hospitals,
                 "threshold": fed.threshold,
                 "folds": spec.folds,
                 "iterations": model.iterations,
@@ -501,7 +501,7 @@ class Study:
             "revealed": self.revealed(),
             "manifest": fed.manifest.to_json() if getattr(fed, "manifest", None) else None,
             # what each hospital answered against the manifest's budgets: [rounds, ciphertexts, values]
-            "answered": {p.name: dict(p.policy.used) for p in fed.parties if hasattr(p, "policy")},
+            "answered": {p.name: dict(p.policy.used) for p in fed.hospitals if hasattr(p, "policy")},
         }
         self._leave("record")
         return record

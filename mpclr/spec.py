@@ -6,7 +6,7 @@ record). `mpclr.pipeline.Study` runs it.
 
     StudySpec(hospitals=3, folds=5)                       directly (the estimators, tests)
     StudySpec.from_cli_args(args)                         mpclr cv / mpclr demo
-    StudySpec.from_parameters(parties=3, folds=5, ...)    a notebook's parameters (study.json)
+    StudySpec.from_parameters(hospitals=3, folds=5, ...)  a notebook's parameters (study.json)
     StudySpec.from_run_config(config)                     a Flower run configuration (deploy/study.py)
 """
 
@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from dataclasses import dataclass, replace
 
 from .errors import ParameterError
 from .params import Params, check_study_preset, get_preset
 
-__all__ = ["StudySpec", "EVALUATIONS", "RUN_CONFIG_OPTIONS", "NOTEBOOK_PARAMETERS", "params_for"]
+__all__ = ["StudySpec", "EVALUATIONS", "RUN_CONFIG_OPTIONS", "NOTEBOOK_PARAMETERS", "RENAMED", "renamed_parameters",
+           "params_for"]
 
 EVALUATIONS = ("secure", "decrypted-models", "none")
 DEGREES = (3, 5, 7)
@@ -27,9 +29,26 @@ DEGREES = (3, 5, 7)
 RUN_CONFIG_OPTIONS = ("folds", "workers", "evaluation", "score-bound", "decrypt-models", "schedule", "degree",
                       "bound-bits", "iterations", "learning-rate")
 # the notebook parameters that describe the study (the others say how to show or run it)
-NOTEBOOK_PARAMETERS = {"dataset": "dataset", "label": "label", "split": "split", "parties": "hospitals",
+NOTEBOOK_PARAMETERS = {"dataset": "dataset", "label": "label", "split": "split", "hospitals": "hospitals",
                        "threshold": "threshold", "preset": "preset", "smudging_bits": "smudging_bits", "seed": "seed",
                        "folds": "folds", "iterations": "iterations", "degree": "degree"}
+
+# notebook parameters' older names -> their names now (accepted with a DeprecationWarning)
+RENAMED = {"parties": "hospitals"}
+
+
+def renamed_parameters(values: dict, *, stacklevel: int = 2) -> dict:
+    """The values with each older parameter name (RENAMED) replaced by its new one, with a DeprecationWarning;
+    a ParameterError when both names are given."""
+    out = dict(values)
+    for old, new in RENAMED.items():
+        if old in out:
+            if new in out:
+                raise ParameterError(f"parameter {old} is the older name of {new}: give only {new}")
+            warnings.warn(f"parameter {old} is now called {new}", DeprecationWarning, stacklevel=stacklevel)
+            out = {(new if k == old else k): v for k, v in out.items()}
+    return out
+
 
 
 def params_for(preset: str | Params = "fast", smudging_bits: float | None = None) -> Params:
@@ -233,7 +252,7 @@ class StudySpec:
             dataset=getattr(args, "data", None) or (f"synthetic:{args.synthetic}" if getattr(args, "synthetic", None)
                                                     else "breast_cancer"),
             label=getattr(args, "label", "last"),
-            hospitals=args.parties,
+            hospitals=args.hospitals,
             threshold=args.threshold,
             folds=args.folds,
             iterations=args.iterations,
@@ -250,7 +269,9 @@ class StudySpec:
 
     @classmethod
     def from_parameters(cls, **values) -> StudySpec:
-        """A notebook's study parameters (names as in mpclr.notebooks.parameters: parties, not hospitals)."""
+        """A notebook's study parameters (names as in mpclr.notebooks.parameters; parties: the older name of
+        hospitals, with a DeprecationWarning)."""
+        values = renamed_parameters(values, stacklevel=3)
         unknown = sorted(set(values) - set(NOTEBOOK_PARAMETERS))
         if unknown:
             raise ParameterError(f"parameter {unknown[0]} does not describe a study; the study's parameters are "

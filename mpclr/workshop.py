@@ -6,7 +6,7 @@ workshop does to show why, is to combine the shares of fewer key holders than ne
 of a set the protocol accepts, then combine only some of them (`Researcher.collect_shares`, then
 `Researcher.combine`). The result is noise.
 
-    demo = Demo(parties=3)
+    demo = Demo(hospitals=3)
     demo.decrypt([0, 1, 2]).max_error     # ~1e-5: all key holders
     demo.decrypt([0, 1]).max_error        # ~1e5: noise
 """
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import ParameterError
+from .errors import ParameterError, renamed_keywords
 from .notebooks.study import make_federation
 from .params import Params, get_preset
 
@@ -85,7 +85,7 @@ class Decryption:
     """What the researcher gets from the shares of `who`."""
 
     who: list[str]
-    parties: int
+    hospitals: int
     needed: int
     values: np.ndarray
     expected: np.ndarray
@@ -105,7 +105,7 @@ class Decryption:
 
     def summary(self) -> str:
         who = ", ".join(self.who) if self.who else "nobody"
-        head = f"shares from {who} ({len(self.who)} of {self.parties}; {self.needed} needed): "
+        head = f"shares from {who} ({len(self.who)} of {self.hospitals}; {self.needed} needed): "
         if self.correct:
             return head + f"decrypted, max error {self.max_error:.1e}"
         return head + f"not enough shares, the result is noise (max error {self.max_error:.1e})"
@@ -113,10 +113,10 @@ class Decryption:
 
 @dataclass
 class PartialView:
-    """Coefficients (centered, at the last prime q_0) of one party's partial decryption, of the combined
+    """Coefficients (centered, at the last prime q_0) of one hospital's partial decryption, of the combined
     plaintext polynomial, and of the combination of too few shares."""
 
-    party: str
+    hospital: str
     q0_bits: float
     scale_bits: float
     share: np.ndarray
@@ -129,7 +129,7 @@ class PartialView:
 
     def summary(self) -> dict:
         out = {
-            "party": self.party,
+            "hospital": self.hospital,
             "q0_bits": self.q0_bits,
             "scale_bits": self.scale_bits,
             "share_spread_bits": self.spread_bits(self.share),
@@ -143,12 +143,13 @@ class PartialView:
 class Demo:
     """A federation for the workshop, and a signal encrypted by the first hospital.
 
-    parties, threshold (None = n-out-of-n), preset, smudging_bits, scale_bits: as in the notebooks.
+    hospitals, threshold (None = n-out-of-n), preset, smudging_bits, scale_bits: as in the notebooks.
     """
 
+    @renamed_keywords(parties="hospitals")
     def __init__(
         self,
-        parties: int = 3,
+        hospitals: int = 3,
         threshold: int | None = None,
         preset: str | Params = "fast",
         smudging_bits: float | None = None,
@@ -157,12 +158,12 @@ class Demo:
     ):
         self.params = params_variant(preset, smudging_bits, scale_bits)
         # interactive: the hospitals answer every request (and log it), which no deployed site accepts
-        self.fed = make_federation(parties, threshold, self.params, manifest="exploration")
+        self.fed = make_federation(hospitals, threshold, self.params, manifest="exploration")
         self.x = np.sin(np.linspace(0, 2 * np.pi, length, endpoint=False)) * 0.8
-        self.ct = self.fed.parties[0].encrypt(self.x)
+        self.ct = self.fed.hospitals[0].encrypt(self.x)
 
     @property
-    def parties(self) -> int:
+    def hospitals(self) -> int:
         return self.fed.n
 
     @property
@@ -175,9 +176,9 @@ class Demo:
     def _indices(self, who) -> list[int]:
         out = []
         for w in who:
-            i = w if isinstance(w, int | np.integer) else [p.name for p in self.fed.parties].index(w)
-            if not 0 <= i < self.parties:
-                raise ParameterError(f"parameter decryptors: party index {i} out of range 0..{self.parties - 1}")
+            i = w if isinstance(w, int | np.integer) else [p.name for p in self.fed.hospitals].index(w)
+            if not 0 <= i < self.hospitals:
+                raise ParameterError(f"parameter decryptors: hospital index {i} out of range 0..{self.hospitals - 1}")
             if i not in out:
                 out.append(int(i))
         return sorted(out)
@@ -185,7 +186,7 @@ class Demo:
     def _collect(self, who: list[int], ct=None):
         """Shares for `who`, collected from a set the protocol accepts: `who` itself when enough, else
         `who` plus others (all key holders for n-out-of-n); the extra shares are then left out."""
-        n, t = self.parties, self.needed
+        n, t = self.hospitals, self.needed
         if len(who) >= t and (t < n or len(who) == n):
             legal = who
         elif t < n:
@@ -193,24 +194,24 @@ class Demo:
         else:
             legal = list(range(n))
         data, shares = self.fed.researcher.collect_shares(self.ct if ct is None else ct, legal)
-        return data, [shares[self.fed.parties[i].name] for i in who]
+        return data, [shares[self.fed.hospitals[i].name] for i in who]
 
     def decrypt(self, who=None, ct=None, expected=None) -> Decryption:
         """Decrypt with the shares of `who` only (indices or names; None = all)."""
-        who = list(range(self.parties)) if who is None else self._indices(who)
+        who = list(range(self.hospitals)) if who is None else self._indices(who)
         ct = self.ct if ct is None else ct
-        names = [self.fed.parties[i].name for i in who]
+        names = [self.fed.hospitals[i].name for i in who]
         if not who:
             values = np.full(ct.length, np.nan)
         else:
             data, used = self._collect(who, ct)
             values = self.fed.researcher.combine(data, used, ct.length)
         exp = self.x if expected is None else expected
-        return Decryption(names, self.parties, self.needed, np.asarray(values), np.asarray(exp))
+        return Decryption(names, self.hospitals, self.needed, np.asarray(values), np.asarray(exp))
 
-    def partial_view(self, party: int = 0) -> PartialView:
+    def partial_view(self, hospital: int = 0) -> PartialView:
         """What one partial decryption looks like next to the plaintext polynomial it helps reveal."""
-        everyone = list(range(self.parties))
+        everyone = list(range(self.hospitals))
         data, shares = self._collect(everyone)
         ctx = self.fed.ctx
         level = ctx.check_ciphertext(data)
@@ -223,10 +224,10 @@ class Demo:
         plain = ring.add(c0, ring.sum(s.data for s in shares))
         few = ring.add(c0, ring.sum(s.data for s in shares[:-1]))
         return PartialView(
-            self.fed.parties[party].name,
+            self.fed.hospitals[hospital].name,
             math.log2(ring.moduli[0]),
             math.log2(data.scale),
-            coeffs(shares[party].data),
+            coeffs(shares[hospital].data),
             coeffs(plain),
             coeffs(few),
         )
@@ -235,7 +236,7 @@ class Demo:
         """Multiply the signal by an encryption of 1, level after level: the value stays the same, each
         product spends one prime of the modulus, and rescaling keeps the error near 2^-scale."""
         server, ctx = self.fed.server, self.fed.ctx
-        one = self.fed.parties[-1].encrypt(np.ones(len(self.x)))
+        one = self.fed.hospitals[-1].encrypt(np.ones(len(self.x)))
         ct, rows = self.ct, []
         for depth in range(ctx.top_level + 1):
             if depth:
@@ -255,14 +256,15 @@ class Demo:
         return rows
 
 
+@renamed_keywords(parties="hospitals")
 def noise_by_depth(
-    scales=(25, 30, 40), parties: int = 3, preset: str = "fast", smudging_bits: float | None = None
+    scales=(25, 30, 40), hospitals: int = 3, preset: str = "fast", smudging_bits: float | None = None
 ) -> dict[int, list[dict]]:
     """Demo.noise_by_depth for several scales: a larger scale buys precision, and pays in depth (the
     primes grow with it, and the 128-bit bound caps their sum)."""
     out = {}
     for bits in scales:
-        demo = Demo(parties, None, preset, smudging_bits, int(bits))
+        demo = Demo(hospitals, None, preset, smudging_bits, int(bits))
         try:
             out[int(bits)] = demo.noise_by_depth()
         finally:
@@ -274,15 +276,16 @@ _CACHE: OrderedDict[tuple, Demo] = OrderedDict()
 _CACHE_SIZE = 4
 
 
-def cached_demo(parties: int = 3, threshold: int | None = None, preset: str = "fast",
+@renamed_keywords(parties="hospitals")
+def cached_demo(hospitals: int = 3, threshold: int | None = None, preset: str = "fast",
                 smudging_bits: float | None = None, scale_bits: int | None = None) -> Demo:
     """Demos are reused across widget moves; only a change of n, t or parameter set makes a new one (the
     last four stay open; close_all closes them)."""
-    key = (parties, threshold, preset, smudging_bits, scale_bits)
+    key = (hospitals, threshold, preset, smudging_bits, scale_bits)
     if key in _CACHE:
         _CACHE.move_to_end(key)
         return _CACHE[key]
-    demo = Demo(parties, threshold, preset, smudging_bits, scale_bits)
+    demo = Demo(hospitals, threshold, preset, smudging_bits, scale_bits)
     _CACHE[key] = demo
     while len(_CACHE) > _CACHE_SIZE:
         _CACHE.popitem(last=False)[1].close()
@@ -294,8 +297,9 @@ def close_all() -> None:
         _CACHE.popitem()[1].close()
 
 
+@renamed_keywords(parties="hospitals")
 def explore(
-    parties: int = 3,
+    hospitals: int = 3,
     threshold: int | None = None,
     decryptors=None,
     smudging_bits: float | None = None,
@@ -303,16 +307,17 @@ def explore(
     preset: str = "fast",
 ) -> Decryption:
     """One widget setting: the decryption by `decryptors` in the federation of these parameters."""
-    demo = cached_demo(parties, threshold, preset, smudging_bits, scale_bits)
+    demo = cached_demo(hospitals, threshold, preset, smudging_bits, scale_bits)
     return demo.decrypt(decryptors)
 
 
-def smudging_sweep(bits, parties: int = 3, preset: str = "fast", scale_bits: int | None = None) -> list[dict]:
+@renamed_keywords(parties="hospitals")
+def smudging_sweep(bits, hospitals: int = 3, preset: str = "fast", scale_bits: int | None = None) -> list[dict]:
     """Decryption error against the smudging sigma (log2): protection against the ciphertext noise costs
     precision."""
     rows = []
     for b in bits:
-        demo = Demo(parties, None, preset, float(b), scale_bits)
+        demo = Demo(hospitals, None, preset, float(b), scale_bits)
         try:
             rows.append({"smudging_bits": float(b), "max_error": demo.decrypt().max_error})
         finally:
@@ -351,7 +356,7 @@ def plot_partial(view: PartialView):
     plt = _plt()
     fig, axes = plt.subplots(1, 3, figsize=(12, 3), layout="constrained")
     panels = [
-        (view.share, f"partial decryption of {view.party}"),
+        (view.share, f"partial decryption of {view.hospital}"),
         (view.plaintext, "all shares combined"),
         (view.too_few, "one share missing"),
     ]
@@ -430,7 +435,7 @@ class Record:
 def describe(dec: Decryption) -> dict:
     return {
         "who": dec.who,
-        "parties": dec.parties,
+        "hospitals": dec.hospitals,
         "needed": dec.needed,
         "enough": dec.enough,
         "correct": dec.correct,

@@ -10,7 +10,7 @@ import numpy as np
 def pin_fold_keys(fed) -> None:
     """Tests only: fixed fold keys instead of the hospitals' secret ones, so that a test whose bar depends
     on the folds (accuracy against scikit-learn) sees the same folds in every run."""
-    for p in fed.parties:
+    for p in fed.hospitals:
         p._fold_key = hashlib.sha256(b"mpclr tests: the fold key of " + p.name.encode()).digest()
 
 # SEAL's key switching splits c1 into RNS digits in [0, q_j), not centred on 0: the digits' mean q_j / 2
@@ -54,7 +54,7 @@ def exact_decrypt(fed, ct) -> np.ndarray:
     data = CiphertextData.from_bytes(ct.to_bytes(compr_mode="none"))
     level = fed.ctx.check_ciphertext(data)
     dec, rng, ring = ThresholdDecryption(fed.ctx, smudging_bits=0), SecretRandom(), fed.ctx.ring(level)
-    shares = [dec.gen_share(p._share_for(None), data.data[1], level, rng).data for p in fed.parties]
+    shares = [dec.gen_share(p._share_for(None), data.data[1], level, rng).data for p in fed.hospitals]
     plain = PlaintextData(fed.ctx.level_parms_id(level), data.scale, ring.add(data.data[0], ring.sum(shares)))
     return fed.ctx.decode(fed.ctx.pyfhel(), plain)
 

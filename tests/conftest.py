@@ -10,7 +10,7 @@ import mpclr
 
 @pytest.fixture(scope="session")
 def fed_fast():
-    fed = mpclr.Federation(manifest="exploration", parties=3, preset="fast", rotations=[1, 2, 4, -1])
+    fed = mpclr.Federation(manifest="exploration", hospitals=3, preset="fast", rotations=[1, 2, 4, -1])
     yield fed
     fed.close()
 

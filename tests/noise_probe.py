@@ -230,7 +230,7 @@ class NoiseProbe:
         dec = ThresholdDecryption(self.ctx, smudging_bits=0)
         ring = self.ctx.ring(level)
         c1 = np.ascontiguousarray(data.data[1])
-        shares = [dec.gen_share(p._share_for(None), c1, level, self._rng).data for p in self.fed.parties]
+        shares = [dec.gen_share(p._share_for(None), c1, level, self._rng).data for p in self.fed.hospitals]
         return ring.add(np.ascontiguousarray(data.data[0]), ring.sum(shares)), level
 
     def noise(self, ct: Dual) -> np.ndarray:
@@ -243,7 +243,7 @@ class NoiseProbe:
         from mpclr.protocols.refresh import RefreshProtocol
 
         proto, bound = RefreshProtocol(self.ctx), 8 if bound_bits is None else int(bound_bits)
-        return max(proto.min_level(bound, len(self.fed.parties), float(ct.real.scale)) for ct in cts)
+        return max(proto.min_level(bound, len(self.fed.hospitals), float(ct.real.scale)) for ct in cts)
 
     def _c1_digest_at(self, real, level: int) -> bytes:
         from mpclr.protocols import c1 as c1check
@@ -260,7 +260,7 @@ class NoiseProbe:
             level = len(ring.moduli) - 1
             shares = [
                 ThresholdDecryption(self.ctx, smudging_bits=0).gen_share(p._share_for(None), z1, level, self._rng).data
-                for p in self.fed.parties
+                for p in self.fed.hospitals
             ]
             self._rerandomized[c1check.digest(c1)] = ring.to_centered_small(ring.intt(ring.add(z0, ring.sum(shares))))
             return c0n, c1n
@@ -302,7 +302,7 @@ class NoiseProbe:
         for mod in (blocks, comparison, encrypted, evaluator_mod, server_mod):
             self._patch(mod, "PyCtxt", _copy_factory(PyCtxt))
         self._patch(ctx, "pyfhel", lambda: _recording_pyfhel(probe, ctx._context_bytes))
-        for party in fed.parties:
+        for party in fed.hospitals:
             party._he = None
         load = ctx.load_ciphertext
         self._patch(
@@ -326,7 +326,7 @@ class NoiseProbe:
                 setattr(obj, name, old)
             else:
                 delattr(obj, name)
-        for party in self.fed.parties:
+        for party in self.fed.hospitals:
             party._he = None
 
     # ------------------------------------------------------------------ hooks
@@ -446,7 +446,7 @@ def measure_study(params, data, *, parties: int = 3, folds: int = 3, iterations:
     try:
         parts = split(ds, parties, "even", seed=seed)
         offsets = np.cumsum([0] + [len(p) for p in parts])
-        for k, (party, part) in enumerate(zip(fed.parties, parts)):
+        for k, (party, part) in enumerate(zip(fed.hospitals, parts)):
             party.load_data(part.X, part.y, np.arange(offsets[k], offsets[k + 1]))
         with NoiseProbe(fed) as probe:
             model = config.model()

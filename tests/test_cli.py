@@ -70,9 +70,9 @@ def test_evaluation_decrypted_models_and_the_other_study_flags(tmp_path):
     assert rec["secure_evaluation"] is None
     p = rec["parameters"]
     assert (p["evaluation"], p["decrypt_models"], p["score_bound"]) == ("decrypted-models", True, None)
-    assert (p["parties"], p["threshold"], p["folds"], p["iterations"]) == (3, 2, 2, 2)
+    assert (p["hospitals"], p["threshold"], p["folds"], p["iterations"]) == (3, 2, 2, 2)
     assert (p["degree"], p["learning_rate"], p["seed"], p["preset"]) == (3, 0.8, 4, "train")
-    assert rec["data"]["rows_per_party"] == [67, 67, 66]
+    assert rec["data"]["rows_per_hospital"] == [67, 67, 66]
     # the metrics are the decrypted models' own, and the researcher received the models, no counts
     for f in rec["folds"]:
         assert f["encrypted"] == f["encrypted_model"]

@@ -283,11 +283,11 @@ def test_split_fractions(ten):
     assert [len(p) for p in parts] == [5, 3, 2]
     with pytest.raises(ParameterError, match="sum to 1"):
         split(ten, 2, how=[0.5, 0.4])
-    with pytest.raises(ParameterError, match="2 fractions for 3 parties"):
+    with pytest.raises(ParameterError, match="2 fractions for 3 hospitals"):
         split(ten, 3, how=[0.5, 0.5])
-    with pytest.raises(DataError, match="party 2 of 3 gets no rows"):
+    with pytest.raises(DataError, match="hospital 2 of 3 gets no rows"):
         split(ten, 3, how=[0.98, 0.01, 0.01])
-    with pytest.raises(DataError, match="party 11 of 11 gets no rows"):
+    with pytest.raises(DataError, match="hospital 11 of 11 gets no rows"):
         split(ten, 11)
 
 
@@ -297,14 +297,14 @@ def test_split_by_column(ten, column):
     assert [p.rows.tolist() for p in parts] == [[0, 1, 9], [2, 3, 4], [5, 6, 7, 8]]
     assert all(p.feature_names == ("a", "b") and p.n_features == 2 for p in parts)
     np.testing.assert_array_equal(parts[1].X, ten.X[[2, 3, 4]][:, :2])
-    with pytest.raises(DataError, match="3 distinct values \\(1, 2, 3\\).*for 2 parties"):
+    with pytest.raises(DataError, match="3 distinct values \\(1, 2, 3\\).*for 2 hospitals"):
         split(ten, 2, how=column)
 
 
 def test_split_bad_arguments(ten):
     with pytest.raises(ParameterError, match="no feature named 'hospital'"):
         split(ten, 3, how="hospital")
-    with pytest.raises(ParameterError, match="parameter parties"):
+    with pytest.raises(ParameterError, match="parameter hospitals"):
         split(ten, 0)
 
 

@@ -35,7 +35,7 @@ def frame():
 def fed():
     """An existing federation, its hospitals answering anything (exploration): both of the estimator's
     studies run on it. (Without one, each study makes its own under its own manifest: notebook 00's test.)"""
-    fed = mpclr.Federation(parties=3, preset="train", manifest="exploration")
+    fed = mpclr.Federation(hospitals=3, preset="train", manifest="exploration")
     yield fed
     fed.close()
 

@@ -17,7 +17,7 @@ TOL = 2e-3  # fresh encryption and smudging at scale 2^30 give ~1e-4; rotations:
 
 def test_add_subtract_multiply(fed_fast, rng):
     x, y = rng.uniform(-1, 1, 1000), rng.uniform(-1, 1, 1000)
-    a, b = fed_fast.parties[0].encrypt(x), fed_fast.parties[1].encrypt(y)
+    a, b = fed_fast.hospitals[0].encrypt(x), fed_fast.hospitals[1].encrypt(y)
     s = fed_fast.server
     assert np.abs(fed_fast.decrypt(s.add(a, b), by=[0, 1, 2]) - (x + y)).max() < TOL
     assert np.abs(fed_fast.decrypt(s.sub(a, b)) - (x - y)).max() < TOL
@@ -33,7 +33,7 @@ def test_rotations(fed_fast, rng, step):
     """Positive steps rotate left, negative right, over all N/2 slots (3 = 4 - 1 and 5 = 4 + 1 through
     SEAL's NAF fallback)."""
     x = rng.uniform(-1, 1, SLOTS)
-    a = fed_fast.parties[2].encrypt(x)
+    a = fed_fast.hospitals[2].encrypt(x)
     out = fed_fast.decrypt(fed_fast.server.rotate(a, step))
     assert_rotated(out, np.roll(x, -step), TOL, key_switches=1 if step in (1, 2, 4, -1) else 2)
 
@@ -41,7 +41,7 @@ def test_rotations(fed_fast, rng, step):
 def test_depth_three_polynomial(fed_fast, rng):
     x = rng.uniform(-1, 1, SLOTS)
     s = fed_fast.server
-    a = fed_fast.parties[0].encrypt(x)
+    a = fed_fast.hospitals[0].encrypt(x)
     x2 = s.square(a)
     x3 = s.multiply(x2, a)
     x6 = s.square(x3)  # depth 3
@@ -53,7 +53,7 @@ def test_depth_three_polynomial(fed_fast, rng):
 
 
 def test_levels_run_out_with_a_clear_error(fed_fast, rng):
-    a = fed_fast.parties[0].encrypt(rng.uniform(-1, 1, 8))
+    a = fed_fast.hospitals[0].encrypt(rng.uniform(-1, 1, 8))
     for _ in range(fed_fast.ctx.top_level):
         a = fed_fast.server.square(a)
     with pytest.raises(ProtocolError, match="no multiplicative level left"):
@@ -61,13 +61,13 @@ def test_levels_run_out_with_a_clear_error(fed_fast, rng):
 
 
 def test_missing_rotation_key(fed_fast, rng):
-    a = fed_fast.parties[0].encrypt(rng.uniform(-1, 1, 8))
+    a = fed_fast.hospitals[0].encrypt(rng.uniform(-1, 1, 8))
     with pytest.raises(ProtocolError, match="generate_rotation_keys"):
         fed_fast.server.rotate(a, 1000)
 
 
 def test_decryption_missing_a_party_raises_before_sending(fed_fast, rng):
-    a = fed_fast.parties[0].encrypt(rng.uniform(-1, 1, 8))
+    a = fed_fast.hospitals[0].encrypt(rng.uniform(-1, 1, 8))
     before = fed_fast.network.traffic.total_bytes()
     with pytest.raises(ProtocolError, match="missing: hospital-3"):
         fed_fast.decrypt(a, by=[0, 1])
@@ -115,18 +115,29 @@ def test_traffic_is_recorded_per_message_type(fed_fast):
 @pytest.mark.parametrize(
     "kwargs,match",
     [
-        ({"parties": 1}, "parties"),
-        ({"parties": 65}, "parties"),
-        ({"parties": "3"}, "parties"),
+        ({"hospitals": 1}, "hospitals"),
+        ({"hospitals": 65}, "hospitals"),
+        ({"hospitals": "3"}, "hospitals"),
         ({"preset": "turbo"}, "unknown preset"),
         ({"seed": "x"}, "seed"),
-        ({"parties": 2, "names": ["a"]}, "names"),
-        ({"parties": 2, "names": ["a", "a"]}, "distinct"),
+        ({"hospitals": 2, "names": ["a"]}, "names"),
+        ({"hospitals": 2, "names": ["a", "a"]}, "distinct"),
     ],
 )
 def test_bad_parameters(kwargs, match):
     with pytest.raises(ParameterError, match=match):
         mpclr.Federation(**kwargs)
+
+
+def test_parties_is_the_older_name_of_hospitals(fed_fast):
+    """Federation(parties=...), fed.parties and fed.party(...) still work, with a DeprecationWarning."""
+    with pytest.warns(DeprecationWarning, match=r"Federation\(parties=\.\.\.\) is now Federation\(hospitals=\.\.\.\)"):
+        with pytest.raises(ParameterError, match="parameter hospitals must be an integer in \\[2, 64\\], got 1"):
+            mpclr.Federation(parties=1)
+    with pytest.warns(DeprecationWarning, match="Federation.hospitals"):
+        assert fed_fast.parties == fed_fast.hospitals
+    with pytest.warns(DeprecationWarning, match=r"Federation.hospital\("):
+        assert fed_fast.party("hospital-2") is fed_fast.hospital(1) is fed_fast.hospitals[1]
 
 
 def test_insecure_parameters_need_opt_in():
@@ -192,17 +203,17 @@ def test_the_fingerprint_covers_every_field_of_a_parameter_set():
 def test_deep_preset_one_case():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        fed = mpclr.Federation(manifest="exploration", parties=2, preset="deep", rotations=[-1])
+        fed = mpclr.Federation(manifest="exploration", hospitals=2, preset="deep", rotations=[-1])
     x = np.random.default_rng(5).uniform(-1, 1, 8192)
-    a = fed.parties[0].encrypt(x)
-    c = fed.server.rotate(fed.server.multiply(a, fed.parties[1].encrypt(x)), -1)
+    a = fed.hospitals[0].encrypt(x)
+    c = fed.server.rotate(fed.server.multiply(a, fed.hospitals[1].encrypt(x)), -1)
     assert np.abs(fed.decrypt(c) - np.roll(x * x, 1)).max() < 5e-3
     fed.close()
 
 
 def test_decrypt_many_in_one_round(fed_fast, rng):
     xs = [rng.uniform(-1, 1, 50) for _ in range(3)]
-    hs = [fed_fast.parties[i].encrypt(x) for i, x in enumerate(xs)]
+    hs = [fed_fast.hospitals[i].encrypt(x) for i, x in enumerate(xs)]
     before = fed_fast.traffic()
     outs = fed_fast.decrypt_many(hs, labels=["a", "b", "c"])
     spent = fed_fast.network.traffic.since(before)["by_type"]

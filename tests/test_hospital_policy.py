@@ -217,16 +217,16 @@ def test_a_deployed_table_one_round_short_is_refused_at_that_round(tmp_path):
 
 # ================================================================ the manifest in process
 def test_the_default_federation_answers_the_key_ceremony_only(tmp_path):
-    fed = mpclr.Federation(parties=2, preset="fast", rotations=[1])
-    c = fed.parties[0].encrypt([1.0, 2.0])
+    fed = mpclr.Federation(hospitals=2, preset="fast", rotations=[1])
+    c = fed.hospitals[0].encrypt([1.0, 2.0])
     with pytest.raises(ProtocolError, match=r"refuses decrypt.share 'x' from researcher: not in the study manifest "
                                             r"'key ceremony only'"):
         fed.decrypt(c, label="x")
     with pytest.raises(ProtocolError, match=r"refuses refresh.share 'refresh#1'"):
         fed.refresh(c)
     fed.close()
-    fed = mpclr.Federation(parties=2, preset="fast", manifest="exploration")
-    assert np.allclose(fed.decrypt(fed.parties[0].encrypt([1.0, 2.0])), [1.0, 2.0], atol=1e-3)
+    fed = mpclr.Federation(hospitals=2, preset="fast", manifest="exploration")
+    assert np.allclose(fed.decrypt(fed.hospitals[0].encrypt([1.0, 2.0])), [1.0, 2.0], atol=1e-3)
     fed.close()
 
 
@@ -318,7 +318,7 @@ def test_refreshes_inside_the_gradient_are_counted_exactly():
     data = load("synthetic:3000x4", seed=1)
     config = StudySpec(hospitals=3, folds=5, iterations=3, degree=7, preset="train", workers=2,
                        evaluation="decrypted-models")
-    fed = mpclr.Federation(parties=3, preset="train", seed=config.seed, manifest=_agreement(data, config))
+    fed = mpclr.Federation(hospitals=3, preset="train", seed=config.seed, manifest=_agreement(data, config))
     manifest = fed.manifest
     gradient = manifest.budget_for("refresh.share", "training/gradient")
     assert gradient is not None and gradient.rounds > 0
@@ -333,12 +333,12 @@ def test_refreshes_inside_the_gradient_are_counted_exactly():
 def test_a_manifest_one_round_short_is_refused_at_that_round(small_data, tmp_path):
     agree = _agreement(small_data)
 
-    def short(parties):
-        full = agree(parties)
+    def short(hospitals):
+        full = agree(hospitals)
         return full.with_budget("refresh.share", "training/update",
                                 rounds=full.budget_for("refresh.share", "training/update").rounds - 1)
 
-    fed = mpclr.Federation(parties=3, preset="train", seed=SMALL.seed, manifest=short, audit_dir=tmp_path)
+    fed = mpclr.Federation(hospitals=3, preset="train", seed=SMALL.seed, manifest=short, audit_dir=tmp_path)
     rounds = fed.manifest.budget_for("refresh.share", "training/update").rounds + 1
     with pytest.raises(ProtocolError, match=rf"refuses refresh.share 'training/update#{rounds}' from server: beyond "
                                             rf"the study manifest .* budget 'refresh.share training/update' allows "
@@ -353,10 +353,10 @@ def test_a_manifest_one_round_short_is_refused_at_that_round(small_data, tmp_pat
 # ================================================================ the audit log
 def test_the_audit_log_survives_a_restart_and_keeps_the_ledger(tmp_path):
     once = Manifest("one decryption", (*Manifest.keys_only().budgets, Budget("decrypt.share", "result", 1, 1, 1)))
-    fed = mpclr.Federation(parties=2, preset="fast", manifest=once)
-    c = fed.parties[0].encrypt([3.0, 4.0])
+    fed = mpclr.Federation(hospitals=2, preset="fast", manifest=once)
+    c = fed.hospitals[0].encrypt([3.0, 4.0])
     assert np.allclose(fed.decrypt(c, label="result"), [3.0, 4.0], atol=1e-3)
-    before = len(fed.parties[0].policy.log.records())
+    before = len(fed.hospitals[0].policy.log.records())
     fed.save(tmp_path / "fed")  # the records kept in memory go to each hospital's keystore folder
     log = tmp_path / "fed" / "nodes" / "hospital-1" / "audit.jsonl"
     assert len(log.read_text().splitlines()) == before
@@ -367,17 +367,18 @@ def test_the_audit_log_survives_a_restart_and_keeps_the_ledger(tmp_path):
     records = [json.loads(line) for line in log.open()]
     assert len(records) == before + 1 and records[-1]["decision"] == "refused"
     assert [r["step"] for r in records[:before]].count("decrypt.share") == 1
-    assert sum(again.parties[0].handler_calls.values()) == 0  # the restarted node answered nothing
+    assert sum(again.hospitals[0].handler_calls.values()) == 0  # the restarted node answered nothing
     again.close()
 
 
 def test_the_audit_log_holds_no_secret(tmp_path):
-    fed = mpclr.Federation(parties=3, threshold=2, preset="fast", manifest="exploration", audit_dir=tmp_path / "audit")
-    c = fed.parties[0].encrypt([1.0])
+    fed = mpclr.Federation(hospitals=3, threshold=2, preset="fast", manifest="exploration",
+                           audit_dir=tmp_path / "audit")
+    c = fed.hospitals[0].encrypt([1.0])
     fed.decrypt(c, by=[0, 2], label="check")
     fed.refresh(c)
     fed.save(tmp_path / "fed")
-    for p in fed.parties:
+    for p in fed.hospitals:
         text = (tmp_path / "audit" / p.name / "audit.jsonl").read_bytes()
         records = [json.loads(line) for line in text.splitlines()]
         assert len(records) == sum(p.handler_calls.values())  # every request it answered, nothing else
@@ -400,8 +401,8 @@ def test_a_refusal_by_a_hospital_s_own_check_is_logged_with_its_reason(tmp_path)
     from mpclr.seal.format import CiphertextData
 
     m = Manifest("two decryptions", (*Manifest.keys_only().budgets, Budget("decrypt.share", "result", 2, 2, 1, 2)))
-    fed = mpclr.Federation(parties=2, preset="fast", manifest=m, audit_dir=tmp_path)
-    c = fed.parties[0].encrypt([1.0])
+    fed = mpclr.Federation(hospitals=2, preset="fast", manifest=m, audit_dir=tmp_path)
+    c = fed.hospitals[0].encrypt([1.0])
     got = fed.researcher.call("server", "ct.fetch", id=c.id, level=0)
     c1 = ThresholdDecryption(fed.ctx).c1_to_bytes(CiphertextData.from_bytes(got["ciphertext"]).data[1], 0)
     ask = {"c1": c1, "level": 0, "participants": ["hospital-1", "hospital-2"], "label": "result", "values": 1}
@@ -414,7 +415,7 @@ def test_a_refusal_by_a_hospital_s_own_check_is_logged_with_its_reason(tmp_path)
     assert (last["step"], last["label"], last["requester"], last["decision"]) == (
         "decrypt.share", "result", "researcher", "refused")
     assert "answered before" in last["reason"] and last["ciphertexts"] == 1
-    assert fed.parties[0].policy.used["decrypt.share result"] == [1, 1, 1]  # the refused one was given back
-    d = fed.parties[1].encrypt([2.0])
+    assert fed.hospitals[0].policy.used["decrypt.share result"] == [1, 1, 1]  # the refused one was given back
+    d = fed.hospitals[1].encrypt([2.0])
     assert np.allclose(fed.decrypt(d, label="result"), [2.0], atol=1e-3)  # so a second decryption is answered
     fed.close()

@@ -22,12 +22,12 @@ from .checks import assert_rotated
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
     path = tmp_path_factory.mktemp("study")
-    fed = mpclr.Federation(manifest="exploration", parties=3, threshold=2, preset="fast", rotations=[1])
+    fed = mpclr.Federation(manifest="exploration", hospitals=3, threshold=2, preset="fast", rotations=[1])
     x = np.linspace(-1, 1, 16)
-    a = fed.parties[0].encrypt(x)
+    a = fed.hospitals[0].encrypt(x)
     fed.researcher.ensure_keys()
     old_request = fed.server._seal(KIND_REQUEST, "no.such.step", "hospital-1", {})
-    fed.parties[0].handle(old_request)  # delivered once before the save
+    fed.hospitals[0].handle(old_request)  # delivered once before the save
     fed.save(path)
     fed.close()
     return path, a, x, old_request
@@ -37,7 +37,7 @@ def test_resumed_federation_decrypts_refreshes_and_switches(saved):
     path, a, x, _ = saved
     fed = mpclr.Federation.load(path)
     assert np.abs(fed.decrypt(a, by=[0, 2]) - x).max() < 2e-3  # ciphertext from before the save
-    b = fed.server.rotate(fed.parties[1].encrypt(x), 1)  # rotation key and public key survived
+    b = fed.server.rotate(fed.hospitals[1].encrypt(x), 1)  # rotation key and public key survived
     rolled = np.roll(np.pad(x, (0, fed.params.slots - x.size)), -1)
     assert_rotated(fed.decrypt(b, by=[1, 2]), rolled, 2e-3)
     assert_rotated(fed.receive(b, by=[0, 1]), rolled, 2e-3)
@@ -71,7 +71,7 @@ def test_loose_permissions_are_refused(saved, tmp_path):
 def test_replay_protection_survives_a_restart(saved):
     path, _, _, old_request = saved
     fed = mpclr.Federation.load(path)
-    reply = fed.parties[0].handle(old_request)  # the same request, delivered again after the restart
+    reply = fed.hospitals[0].handle(old_request)  # the same request, delivered again after the restart
     with pytest.raises(ProtocolError, match="replayed"):
         fed.server._reply_fields("hospital-1", "no.such.step", reply)
     fed.close()
@@ -81,7 +81,7 @@ def test_wrong_keystore_is_refused(saved, tmp_path):
     path, *_ = saved
     fed = mpclr.Federation.load(path)
     with pytest.raises(FormatError, match="belongs to"):
-        fed.parties[0].load(Keystore(path / "nodes" / "hospital-2"))
+        fed.hospitals[0].load(Keystore(path / "nodes" / "hospital-2"))
     with pytest.raises(mpclr.ParameterError, match="no saved federation"):
         mpclr.Federation.load(tmp_path)
     fed.close()
@@ -95,13 +95,13 @@ PASSPHRASE = "correct horse battery staple"
 def both(tmp_path_factory):
     """The same federation saved twice: without and with a passphrase."""
     plain, enc = tmp_path_factory.mktemp("plain"), tmp_path_factory.mktemp("encrypted")
-    fed = mpclr.Federation(manifest="exploration", parties=3, threshold=2, preset="fast")
+    fed = mpclr.Federation(manifest="exploration", hospitals=3, threshold=2, preset="fast")
     x = np.linspace(-1, 1, 16)
-    a = fed.parties[0].encrypt(x)
+    a = fed.hospitals[0].encrypt(x)
     fed.researcher.ensure_keys()  # the researcher's own secret key is saved too
     fed.save(plain)
     fed.save(enc, passphrase=PASSPHRASE)
-    identity = fed.parties[1].identity.export_private()
+    identity = fed.hospitals[1].identity.export_private()
     fed.close()
     return plain, enc, a, x, identity
 
@@ -231,7 +231,8 @@ class ResumingNetwork(InProcessNetwork):
 def resumed(tmp_path_factory):
     """A 2-of-3 federation whose hospitals live in their keystores between messages."""
     root = tmp_path_factory.mktemp("resumed")
-    fed = mpclr.Federation(manifest="exploration", parties=3, threshold=2, preset="fast", network=ResumingNetwork(root))
+    fed = mpclr.Federation(manifest="exploration", hospitals=3, threshold=2, preset="fast",
+                           network=ResumingNetwork(root))
     yield fed, root
     fed.close()
 
@@ -244,16 +245,16 @@ def test_spent_protocol_secrets_leave_the_keystore(resumed):
         # each used by the round after the one that made them: none of them is kept
         assert files == ["secret-fold-key.bin", "secret-identity.bin", "secret-threshold-share.bin"], (name, files)
     x = np.linspace(-1, 1, 8)
-    assert np.abs(fed.decrypt(fed.parties[0].encrypt(x), by=[0, 2]) - x).max() < 2e-3  # the keys work
+    assert np.abs(fed.decrypt(fed.hospitals[0].encrypt(x), by=[0, 2]) - x).max() < 2e-3  # the keys work
 
 
 def test_the_additive_share_is_erased_once_reshared(resumed):
     fed, root = resumed
-    for party in fed.parties:
+    for party in fed.hospitals:
         assert party._sk is None and party._tsk is not None  # the object holds no additive share
     # anything that needs s_i now fails clearly, also in a hospital resumed from its keystore
     with pytest.raises(ProtocolError, match="erased its additive key share"):
-        fed.parties[1]._secret()
+        fed.hospitals[1]._secret()
     # the key-ceremony steps that use s_i are refused (each is also answered once per session only)
     for step in ("cpk.commit", "rlk.round1", "shamir.deal"):
         with pytest.raises(ProtocolError, match="erased its additive key share|already"):
@@ -262,10 +263,10 @@ def test_the_additive_share_is_erased_once_reshared(resumed):
 
 
 def test_an_n_of_n_hospital_keeps_its_share(tmp_path):
-    fed = mpclr.Federation(manifest="exploration", parties=2, preset="fast", network=ResumingNetwork(tmp_path))
+    fed = mpclr.Federation(manifest="exploration", hospitals=2, preset="fast", network=ResumingNetwork(tmp_path))
     files = sorted(p.name for p in (tmp_path / "hospital-1").iterdir() if p.name.startswith("secret-"))
     # s_i is the share every step uses (and the fold key the secret behind the hospital's fold assignment)
     assert files == ["secret-fold-key.bin", "secret-identity.bin", "secret-key-share.bin"]
     x = np.linspace(-1, 1, 8)
-    assert np.abs(fed.decrypt(fed.parties[1].encrypt(x)) - x).max() < 2e-3
+    assert np.abs(fed.decrypt(fed.hospitals[1].encrypt(x)) - x).max() < 2e-3
     fed.close()

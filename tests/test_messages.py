@@ -141,19 +141,19 @@ class TamperingNetwork(InProcessNetwork):
 
 def test_nodes_refuse_tampered_messages_end_to_end():
     net = TamperingNetwork()
-    fed = mpclr.Federation(manifest="exploration", parties=2, network=net)
+    fed = mpclr.Federation(manifest="exploration", hospitals=2, network=net)
     net.target = "decrypt.share"
-    a = fed.parties[0].encrypt([1.0, 2.0])
+    a = fed.hospitals[0].encrypt([1.0, 2.0])
     with pytest.raises(ProtocolError, match="tampered"):
         fed.decrypt(a)
     fed.close()
 
 
 def test_nodes_refuse_messages_from_another_session():
-    fed1 = mpclr.Federation(manifest="exploration", parties=2)
-    fed2 = mpclr.Federation(manifest="exploration", parties=2)
+    fed1 = mpclr.Federation(manifest="exploration", hospitals=2)
+    fed2 = mpclr.Federation(manifest="exploration", hospitals=2)
     raw = fed1.server._seal(KIND_REQUEST, "gkg.share", "hospital-1", {"galois_elt": 3})
-    reply = fed2.parties[0].handle(raw)
+    reply = fed2.hospitals[0].handle(raw)
     with pytest.raises(ProtocolError, match="another session"):
         fed2.server._reply_fields("hospital-1", "gkg.share", reply)
     fed1.close()
@@ -161,7 +161,7 @@ def test_nodes_refuse_messages_from_another_session():
 
 
 def test_steps_only_from_the_right_role():
-    fed = mpclr.Federation(manifest="exploration", parties=2)
+    fed = mpclr.Federation(manifest="exploration", hospitals=2)
     with pytest.raises(ProtocolError, match="only taken from the session's server"):
         fed.researcher.call("hospital-1", "gkg.share", galois_elt=3)
     with pytest.raises(ProtocolError, match="does not answer"):
@@ -251,8 +251,8 @@ def test_the_relay_sees_no_share():
     """Decryption and key-switch shares travel encrypted for the researcher: the bytes on the wire hold
     no window of the share, and the researcher still reads it."""
     net = RecordingNetwork()
-    fed = mpclr.Federation(parties=2, network=net, manifest="exploration")
-    a = fed.parties[0].encrypt([1.0, 2.0])
+    fed = mpclr.Federation(hospitals=2, network=net, manifest="exploration")
+    a = fed.hospitals[0].encrypt([1.0, 2.0])
     fed.decrypt(a)
     fed.receive(a)
     r = fed.researcher
@@ -288,8 +288,8 @@ class ReplyTamperingNetwork(InProcessNetwork):
 
 def test_researcher_refuses_a_tampered_encrypted_share():
     net = ReplyTamperingNetwork()
-    fed = mpclr.Federation(parties=2, network=net, manifest="exploration")
-    a = fed.parties[0].encrypt([1.0, 2.0])
+    fed = mpclr.Federation(hospitals=2, network=net, manifest="exploration")
+    a = fed.hospitals[0].encrypt([1.0, 2.0])
     net.target = "decrypt.share"
     with pytest.raises(MessageError, match="encrypted body failed authentication"):
         fed.decrypt(a)

@@ -49,7 +49,7 @@ def refused(node, hospital: str, step: str, match: str, **fields) -> None:
 
 @pytest.fixture(scope="module")
 def fed():
-    f = mpclr.Federation(parties=3, preset="fast", manifest="exploration")  # no budget: the handlers' checks
+    f = mpclr.Federation(hospitals=3, preset="fast", manifest="exploration")  # no budget: the handlers' checks
     yield f
     f.close()
 
@@ -101,7 +101,7 @@ def c1_bytes(ctx, c1: np.ndarray, level: int) -> bytes:
 
 def genuine_c1(f, values=(1.0, 2.0, 3.0), level: int = 0) -> np.ndarray:
     """The c1 of a real ciphertext, as the researcher fetches it from the server."""
-    h = f.parties[0].encrypt(np.asarray(values))
+    h = f.hospitals[0].encrypt(np.asarray(values))
     got = f.researcher.call("server", "ct.fetch", id=h.id, level=level)
     return CiphertextData.from_bytes(got["ciphertext"]).data[1]
 
@@ -168,8 +168,8 @@ def test_honest_repeats_still_work(fed):
     """The researcher makes a fresh c1 when it asks about a ciphertext again (a repeated decryption, a
     key switch of the same result): hospitals answer those."""
     x = np.linspace(-1, 1, 32)
-    a = fed.parties[1].encrypt(x)
-    asked = fed.parties[0]._guard.answered
+    a = fed.hospitals[1].encrypt(x)
+    asked = fed.hospitals[0]._guard.answered
     before = len(asked)
     for _ in range(2):
         assert np.abs(fed.decrypt(a) - x).max() < 1e-3

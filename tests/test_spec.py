@@ -26,7 +26,7 @@ def test_every_entry_point_builds_the_same_spec_for_the_same_study():
         return StudySpec.from_cli_args(build_parser().parse_args(["cv", "breast_cancer", *argv]))
 
     cli = parsed("--hospitals", "3", "--folds", "5")
-    notebook = NotebookStudy.from_parameters(dataset="breast_cancer", parties=3, folds=5, seed=0, iterations=6,
+    notebook = NotebookStudy.from_parameters(dataset="breast_cancer", hospitals=3, folds=5, seed=0, iterations=6,
                                              degree=5, threshold=None, preset="train")
     flower = study_spec({"folds": 5, "score-bound": 16.0, "decrypt-models": True}, "train", 3, None)
     estimator = EncryptedLogisticRegressionCV(cv=5, hospitals=3)._spec(5, "secure", True, score_bound=16.0)

@@ -18,7 +18,7 @@ SETS = ["breast_cancer", *data.SHARED_NAMES]
 
 @pytest.fixture(scope="module")
 def fed():
-    f = mpclr.Federation(manifest="exploration", parties=3, preset="train")
+    f = mpclr.Federation(manifest="exploration", hospitals=3, preset="train")
     pin_fold_keys(f)  # the bars below depend on the folds: the same ones in every run
     yield f
     f.close()

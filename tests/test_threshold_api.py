@@ -16,7 +16,7 @@ TOL = 2e-3
 
 @pytest.fixture(scope="module")
 def fed32():
-    fed = mpclr.Federation(manifest="exploration", parties=3, threshold=2, preset="fast")
+    fed = mpclr.Federation(manifest="exploration", hospitals=3, threshold=2, preset="fast")
     yield fed
     fed.close()
 
@@ -27,14 +27,14 @@ def x():
 
 
 def test_every_two_subset_of_three_decrypts(fed32, x):
-    a = fed32.parties[0].encrypt(x)
+    a = fed32.hospitals[0].encrypt(x)
     for by in itertools.combinations(range(3), 2):
         assert np.abs(fed32.decrypt(a, by=by) - x).max() < TOL
     assert np.abs(fed32.decrypt(a) - x).max() < TOL  # all three also works
 
 
 def test_fewer_than_t_raise_before_sending(fed32, x):
-    a = fed32.parties[1].encrypt(x[:10])
+    a = fed32.hospitals[1].encrypt(x[:10])
     before = fed32.network.traffic.total_bytes()
     with pytest.raises(ProtocolError, match="at least 2"):
         fed32.decrypt(a, by=[2])
@@ -42,7 +42,7 @@ def test_fewer_than_t_raise_before_sending(fed32, x):
 
 
 def test_too_few_shares_combined_give_garbage(fed32, x):
-    a = fed32.parties[0].encrypt(x)
+    a = fed32.hospitals[0].encrypt(x)
     data, shares = fed32.researcher.collect_shares(a, by=[0, 1])
     good = fed32.researcher.combine(data, shares.values(), a.length)
     assert np.abs(good - x).max() < TOL
@@ -50,14 +50,14 @@ def test_too_few_shares_combined_give_garbage(fed32, x):
     assert np.abs(bad - x).max() > 1e3
 
 
-def test_parties_refuse_too_few_participants(fed32):
+def test_hospitals_refuse_too_few_participants(fed32):
     with pytest.raises(ProtocolError, match="fewer than the threshold"):
         fed32.server.call("hospital-1", "gkg.share", galois_elt=3, participants=["hospital-1"])
 
 
-def test_five_parties_threshold_three(x):
-    fed = mpclr.Federation(manifest="exploration", parties=5, threshold=3, preset="fast", rotations=[1])
-    a = fed.parties[4].encrypt(x)
+def test_five_hospitals_threshold_three(x):
+    fed = mpclr.Federation(manifest="exploration", hospitals=5, threshold=3, preset="fast", rotations=[1])
+    a = fed.hospitals[4].encrypt(x)
     for by in [(0, 1, 2), (2, 3, 4), (0, 2, 4), (1, 3, 4), (0, 1, 2, 3, 4)]:
         assert np.abs(fed.decrypt(a, by=by) - x).max() < TOL
     # rotation keys made by a t-subset work for everyone
@@ -83,7 +83,7 @@ def test_rotation_keys_for_low_levels(fed32, x):
     predicted = 2 * (bits[0] + bits[1] + bits[-1]) / ((len(bits) - 1) * sum(bits))
     assert abs(low / full - predicted) < 0.005
     s = fed32.server
-    a = fed32.parties[0].encrypt(x)
+    a = fed32.hospitals[0].encrypt(x)
     one = s.multiply_plain(s.multiply_plain(s.multiply_plain(a, 1.0), 1.0), 1.0)
     assert s.evaluator.get(one).level == 1
     assert_rotated(fed32.decrypt(s.rotate(one, 5)), np.roll(x, -5), TOL)
@@ -97,9 +97,9 @@ def test_rotation_keys_for_low_levels(fed32, x):
 def test_refresh_then_full_depth(preset, t, x):
     """A ciphertext whose levels are used up down to the refresh level comes back to the top level and
     then takes the preset's full depth of multiplications."""
-    fed = mpclr.Federation(manifest="exploration", parties=3, threshold=t, preset=preset)
+    fed = mpclr.Federation(manifest="exploration", hospitals=3, threshold=t, preset=preset)
     s = fed.server
-    a = fed.parties[0].encrypt(x)
+    a = fed.hospitals[0].encrypt(x)
     bound = 4
     from mpclr.protocols.refresh import RefreshProtocol
 
@@ -112,7 +112,7 @@ def test_refresh_then_full_depth(preset, t, x):
     assert r.level == fed.ctx.top_level and r.scale == fed.ctx.scale_ladder[fed.ctx.top_level]
     assert np.abs(fed.decrypt(r, by=range(t)) - expect).max() < TOL
     y = x * 0.9
-    b = fed.parties[1].encrypt(y)
+    b = fed.hospitals[1].encrypt(y)
     for _ in range(fed.ctx.top_level):
         r, expect = s.multiply(r, b), expect * y
         b = s.multiply_plain(b, 1.0)
@@ -128,11 +128,11 @@ def test_refresh_sums_within_segments_through_a_slot_mask():
     from mpclr.protocols.refresh import mask_polynomial
     from mpclr.seal.format import galois_elt_from_step
 
-    fed = mpclr.Federation(manifest="exploration", parties=3, preset="train")
+    fed = mpclr.Federation(manifest="exploration", hospitals=3, preset="train")
     slots, k, m = fed.ctx.params.slots, 4, 8
     seg = slots // k
     x = np.random.default_rng(4).uniform(-1, 1, slots) / 16
-    a = fed.parties[0].encrypt(x)
+    a = fed.hospitals[0].encrypt(x)
     ct = fed.server.evaluator.get(a).ct
     steps = [m * 2**i for i in range((seg // m).bit_length() - 1)]
     first = np.zeros((k, seg // m, m))
@@ -149,7 +149,7 @@ def test_refresh_sums_within_segments_through_a_slot_mask():
 
 
 def test_refresh_too_low_is_refused(fed32, x):
-    a = fed32.parties[0].encrypt(x)
+    a = fed32.hospitals[0].encrypt(x)
     for _ in range(fed32.ctx.top_level):
         a = fed32.server.multiply_plain(a, 1.0)
     with pytest.raises(ProtocolError, match="too low to refresh"):
@@ -167,13 +167,13 @@ def test_refresh_output_carries_the_full_smudging_of_every_hospital():
 
     from .checks import refresh_flooding
 
-    fed = mpclr.Federation(manifest="exploration", parties=3, preset="train")
+    fed = mpclr.Federation(manifest="exploration", hospitals=3, preset="train")
     x = np.random.default_rng(2).uniform(-1, 1, fed.ctx.params.slots)
-    r = fed.refresh(fed.parties[0].encrypt(x), bound_bits=1)
+    r = fed.refresh(fed.hospitals[0].encrypt(x), bound_bits=1)
     data = CiphertextData.from_bytes(fed.server.evaluator.get(r).ct.to_bytes(compr_mode="none"))
     level = fed.ctx.check_ciphertext(data)
     dec, rng, ring = ThresholdDecryption(fed.ctx, smudging_bits=0), SecretRandom(), fed.ctx.ring(level)
-    shares = [dec.gen_share(p._share_for(None), data.data[1], level, rng).data for p in fed.parties]
+    shares = [dec.gen_share(p._share_for(None), data.data[1], level, rng).data for p in fed.hospitals]
     plain = PlaintextData(fed.ctx.level_parms_id(level), data.scale, ring.add(data.data[0], ring.sum(shares)))
     err = fed.ctx.decode(fed.ctx.pyfhel(), plain) - x
     assert err.std() == pytest.approx(refresh_flooding(fed.params, 3), rel=0.1)
@@ -188,8 +188,8 @@ def test_refresh_combines_linearly_in_one_round(fed32, x):
     at the top level, exactly combined: the Nesterov update of encrypted training runs here."""
     s = fed32.server
     y = np.random.default_rng(4).uniform(-1, 1, x.size)
-    a = fed32.parties[0].encrypt(x)
-    b = s.multiply(fed32.parties[1].encrypt(y), fed32.parties[2].encrypt(y))  # level 3, another scale
+    a = fed32.hospitals[0].encrypt(x)
+    b = s.multiply(fed32.hospitals[1].encrypt(y), fed32.hospitals[2].encrypt(y))  # level 3, another scale
     before = fed32.traffic()["by_type"].get("refresh.share", {"messages": 0})["messages"]
     out = s.refresh_combine([[(0.25, a), (-1.5, b)], [(1.0, b)], [(2.0, a)]], bound_bits=4)
     assert fed32.traffic()["by_type"]["refresh.share"]["messages"] - before == 2 * 3  # one round
@@ -200,7 +200,7 @@ def test_refresh_combines_linearly_in_one_round(fed32, x):
 
 
 def test_refresh_labels_never_repeat(fed32, x):
-    a = fed32.parties[0].encrypt(x[:8])
+    a = fed32.hospitals[0].encrypt(x[:8])
     fed32.refresh(a, bound_bits=4)
     with pytest.raises(ProtocolError, match="used before"):
         fed32.server.call(
@@ -218,7 +218,7 @@ def test_refresh_labels_never_repeat(fed32, x):
 
 @pytest.mark.parametrize(
     "level,bits,match",
-    [(2, 64, "less than this party's 64 bits of hiding"), (1, 100, "do not fit level 1"), (2, 2000, "absurd")],
+    [(2, 64, "less than this hospital's 64 bits of hiding"), (1, 100, "do not fit level 1"), (2, 2000, "absurd")],
 )
 def test_hospitals_refuse_refresh_masks_that_hide_too_little_or_do_not_fit(fed32, level, bits, match):
     """Issue 12: a hospital's masks are at least 64 bits wider than the values they hide (it cannot see
@@ -230,7 +230,7 @@ def test_hospitals_refuse_refresh_masks_that_hide_too_little_or_do_not_fit(fed32
 
 
 def test_key_switch_to_researcher(fed32, x):
-    a = fed32.parties[2].encrypt(x)
+    a = fed32.hospitals[2].encrypt(x)
     assert np.abs(fed32.receive(a, by=[0, 2]) - x).max() < TOL
     assert fed32.researcher.revealed[-1]["path"] == "key switch to researcher"
     # the switched ciphertext decrypts only under the researcher's key
@@ -249,7 +249,7 @@ def test_key_switch_to_researcher(fed32, x):
 
 def test_key_switch_refuses_other_targets(fed32, x):
     fed32.researcher.ensure_keys()
-    a = fed32.parties[0].encrypt(x[:8])
+    a = fed32.hospitals[0].encrypt(x[:8])
     from mpclr.protocols.decryption import ThresholdDecryption
     from mpclr.seal.format import CiphertextData
 
@@ -266,9 +266,9 @@ def test_key_switch_refuses_other_targets(fed32, x):
 @pytest.mark.parametrize(
     "kwargs,match",
     [
-        ({"parties": 3, "threshold": 4}, "t > n"),
-        ({"parties": 3, "threshold": 0}, "threshold"),
-        ({"parties": 3, "threshold": True}, "threshold"),
+        ({"hospitals": 3, "threshold": 4}, "t > n"),
+        ({"hospitals": 3, "threshold": 0}, "threshold"),
+        ({"hospitals": 3, "threshold": True}, "threshold"),
     ],
 )
 def test_bad_thresholds(kwargs, match):
@@ -285,17 +285,17 @@ def test_shamir_boxes_are_opaque_to_the_server(fed32):
     s = fed32.session
     box = seal_box(s.roster["hospital-2"], b"share", b"aad")
     with pytest.raises(MessageError, match="sealed box"):
-        fed32.parties[0].identity.open_box(box, b"aad")
-    assert fed32.parties[1].identity.open_box(box, b"aad") == b"share"
+        fed32.hospitals[0].identity.open_box(box, b"aad")
+    assert fed32.hospitals[1].identity.open_box(box, b"aad") == b"share"
     with pytest.raises(MessageError, match="sealed box"):
-        fed32.parties[1].identity.open_box(box, b"other aad")
+        fed32.hospitals[1].identity.open_box(box, b"other aad")
 
 
 def test_a_dead_key_holder_is_left_out_while_t_remain(x):
     """2-of-3: a hospital stops answering mid-study; rounds are redone with the others and results stay
     right. With fewer than t left, a clear error and no result."""
-    fed = mpclr.Federation(manifest="exploration", parties=3, threshold=2, preset="fast")
-    a = fed.parties[0].encrypt(x)
+    fed = mpclr.Federation(manifest="exploration", hospitals=3, threshold=2, preset="fast")
+    a = fed.hospitals[0].encrypt(x)
     fed.network.down.add("hospital-2")
     assert np.abs(fed.decrypt(a) - x).max() < TOL
     assert fed.researcher.revealed[-1]["by"] == ["hospital-1", "hospital-3"]
@@ -313,8 +313,8 @@ def test_a_dead_key_holder_is_left_out_while_t_remain(x):
 
 
 def test_n_out_of_n_stops_when_a_key_holder_dies(x):
-    fed = mpclr.Federation(manifest="exploration", parties=3, preset="fast")
-    a = fed.parties[0].encrypt(x)
+    fed = mpclr.Federation(manifest="exploration", hospitals=3, preset="fast")
+    a = fed.hospitals[0].encrypt(x)
     fed.network.down.add("hospital-3")
     with pytest.raises(ProtocolError, match="hospital-3"):
         fed.decrypt(a)
@@ -327,7 +327,7 @@ def test_refresh_rotates_and_sums_without_keys(fed32, x):
     from mpclr.seal.format import galois_elt_from_step
 
     s = fed32.server
-    a = fed32.parties[0].encrypt(x)
+    a = fed32.hospitals[0].encrypt(x)
     e = s.evaluator.get(a)
     steps = [1, 2, 4]  # sum over 8 consecutive slots
     elts = tuple(galois_elt_from_step(k, fed32.ctx.n) for k in steps)

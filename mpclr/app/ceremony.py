@@ -2,8 +2,9 @@
 table, with the bytes a real ceremony of this federation sent) and who holds what after it.
 
 The messages and what they reveal are the README's table (mpclr.notebooks.roles.MESSAGES); what is added
-here is the order of the steps for a room and, per step, the holdings of every party, so that a room sees
-the one fact the ceremony is for: the secret key s = s_1 + ... + s_n is never held by anyone.
+here is the order of the steps for a room and, per step, the holdings of every node (hospitals, server,
+researcher), so that a room sees the one fact the ceremony is for: the secret key s = s_1 + ... + s_n is
+never held by anyone.
 """
 
 from __future__ import annotations
@@ -74,11 +75,11 @@ _ITEMS = (
 )
 
 
-def holdings(step_key: str, parties: list[str], threshold: bool) -> list[dict]:
-    """After `step_key`, per item: who holds it ({party: "held" | "new" | ""}); "nobody" rows hold nothing."""
+def holdings(step_key: str, hospitals: list[str], threshold: bool) -> list[dict]:
+    """After `step_key`, per item: who holds it ({holder: "held" | "new" | ""}); "nobody" rows hold nothing."""
     order = [s.key for s in steps(threshold)]
     now = order.index(step_key)
-    columns = [*parties, "server", "researcher"]
+    columns = [*hospitals, "server", "researcher"]
     rows = []
     for item, since, who in _ITEMS:
         if since not in order:  # the Shamir step of n-out-of-n
@@ -88,7 +89,7 @@ def holdings(step_key: str, parties: list[str], threshold: bool) -> list[dict]:
         mark = "new" if at == now and now > 0 else "held"
         owners = set()
         for w in who:
-            owners |= set(parties) if w == "hospitals" else {parties[0]} if w == "first" else set() if \
+            owners |= set(hospitals) if w == "hospitals" else {hospitals[0]} if w == "first" else set() if \
                 w == "nobody" else {w}
         row = {"item": item, "nobody": "nobody" in who}
         row.update({c: (mark if held and c in owners else "") for c in columns})
@@ -96,10 +97,10 @@ def holdings(step_key: str, parties: list[str], threshold: bool) -> list[dict]:
     return rows
 
 
-def holdings_html(rows: list[dict], parties: list[str]) -> str:
+def holdings_html(rows: list[dict], hospitals: list[str]) -> str:
     """The holdings as a large table for a projector: a tick per holder, new ones highlighted."""
     e = html.escape
-    columns = [*parties, "server", "researcher"]
+    columns = [*hospitals, "server", "researcher"]
     head = "".join(f"<th>{e(c)}</th>" for c in columns)
     out = [f"<table class='mpclr-holdings'><thead><tr><th>who holds what</th>{head}</tr></thead><tbody>"]
     for r in rows:

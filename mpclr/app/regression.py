@@ -63,11 +63,11 @@ def _pooled_glm(study) -> Regression:
                             max_iter=report.MAX_ITER, fits=2, family="binomial", outcome=outcome,
                             columns=list(pooled.feature_names))
     t0 = time.perf_counter()
-    fed = Federation(parties=spec.hospitals, preset=spec.params(), threshold=spec.threshold, seed=spec.seed,
+    fed = Federation(hospitals=spec.hospitals, preset=spec.params(), threshold=spec.threshold, seed=spec.seed,
                      manifest=manifest)
     try:
         result, separation = report.study_glm(fed, study)
-        answered = {p.name: {k: list(v) for k, v in p.policy.used.items()} for p in fed.parties}
+        answered = {p.name: {k: list(v) for k, v in p.policy.used.items()} for p in fed.hospitals}
     finally:
         fed.close()
     seconds = time.perf_counter() - t0

@@ -166,9 +166,9 @@ def report_html(record: dict, regression=None, roc: bytes | None = None, warning
     parts = [
         f"<!doctype html><meta charset='utf-8'><title>mpclr study: {e(d['name'])}</title><style>{_STYLE}</style>",
         f"<h1>Encrypted cross-validation: {e(d['name'])}</h1>",
-        f"<p>{d['rows']} rows × {d['features']} features ({d['positives']} positive), split over {p['parties']} "
-        f"hospitals {e(str(d['rows_per_party']))}; {p['folds']}-fold CV, threshold {p['threshold']} of "
-        f"{p['parties']}, preset {e(str(p['preset']))} (N = {sec['n']}, {e(str(sec['security']))}); "
+        f"<p>{d['rows']} rows × {d['features']} features ({d['positives']} positive), split over {p['hospitals']} "
+        f"hospitals {e(str(d['rows_per_hospital']))}; {p['folds']}-fold CV, threshold {p['threshold']} of "
+        f"{p['hospitals']}, preset {e(str(p['preset']))} (N = {sec['n']}, {e(str(sec['security']))}); "
         f"created {e(record['created'])} by mpclr {e(record['mpclr'])}.</p>",
         *(f"<p class='note'><b>warning:</b> {e(w)}</p>" for w in warnings),
         f"<h2>AUC: secure {mean['secure']:.4f}, twin {mean['twin']:.4f}, scikit-learn {mean['sklearn']:.4f}</h2>",

@@ -27,15 +27,15 @@ DEPTH_SCALES = (25, 30, 40)
 
 
 class WorkshopPage:
-    def __init__(self, parties: int = 3, threshold: int | None = None):
+    def __init__(self, hospitals: int = 3, threshold: int | None = None):
         import ipywidgets as widgets
 
         self.w = widgets
         self.worker = Latest(on_error=self._failed, name="mpclr-workshop")
         wide = {"description_width": "initial"}
         big = widgets.Layout(width="420px")
-        self.n_box = widgets.IntSlider(value=parties, min=2, max=7, description="n hospitals", style=wide, layout=big)
-        self.t_box = widgets.IntSlider(value=threshold or parties, min=1, max=parties,
+        self.n_box = widgets.IntSlider(value=hospitals, min=2, max=7, description="n hospitals", style=wide, layout=big)
+        self.t_box = widgets.IntSlider(value=threshold or hospitals, min=1, max=hospitals,
                                        description="t needed to decrypt", style=wide, layout=big)
         self.busy = widgets.HTML()
         self.error = widgets.HTML()
@@ -67,7 +67,7 @@ class WorkshopPage:
         self.smudge_box.observe(lambda _: self._submit(self._smudge), "value")
         self.sweep_button.on_click(lambda _: self._submit(self._sweep))
         self.depth_button.on_click(lambda _: self._submit(self._depth))
-        self._make_toggles(parties)
+        self._make_toggles(hospitals)
         self._rebuild()
 
     # ------------------------------------------------------------------------------------------ layout
@@ -170,16 +170,16 @@ class WorkshopPage:
         all_steps = ceremony.steps(t is not None)
         self.step = min(self.step, len(all_steps) - 1)
         step = all_steps[self.step]
-        parties = [f"hospital-{i + 1}" for i in range(n)]
+        names = [f"hospital-{i + 1}" for i in range(n)]
         needed = n if t is None else t
         demo = self.demo
-        traffic = demo.fed.traffic() if demo is not None and demo.parties == n and demo.needed == needed else None
+        traffic = demo.fed.traffic() if demo is not None and demo.hospitals == n and demo.needed == needed else None
         self.prev_button.disabled = self.step == 0
         self.next_button.disabled = self.step == len(all_steps) - 1
         self.step_title.value = (f"<h2>{html.escape(step.title)} <span class='mpclr-note'>(step {self.step + 1} of "
                                  f"{len(all_steps)}; n = {n}, t = {needed})</span></h2>")
         body = [f"<p>{html.escape(step.explain)}</p>",
-                ceremony.holdings_html(ceremony.holdings(step.key, parties, t is not None), parties)]
+                ceremony.holdings_html(ceremony.holdings(step.key, names, t is not None), names)]
         if step.messages:
             body += ["<h3>Messages of this step</h3>", table_html(ceremony.step_messages(step, traffic))]
         self.step_body.value = "".join(body)

@@ -14,7 +14,8 @@ __all__ = ["write_app", "DEFAULTS", "run_config_args"]
 DEFAULTS = {
     "output": "",
     "sites": "",
-    "parties": 0,
+    "hospitals": 0,
+    "parties": 0,  # the older name of hospitals, still read (with a DeprecationWarning)
     "threshold": 0,
     "preset": "train",
     "seed": 0,

@@ -16,7 +16,7 @@
 
 The study hook: run-config key `study` = "package.module:function". The function is called as
 `function(fed, config)` where `fed` behaves as an in-process `mpclr.Federation` (server, researcher,
-parties by name, decrypt, refresh, receive, generate_rotation_keys, session, params, seed) and `config`
+hospitals by name, decrypt, refresh, receive, generate_rotation_keys, session, params, seed) and `config`
 is a dict with the run configuration's study options (folds, schedule, degree, workers, seed, ...)
 plus "progress": a callable progress(event: str, **info) that appends to <output>/progress.jsonl. It
 returns a JSON-serialisable dict, stored under "study" in result.json. A function with an attribute
@@ -35,6 +35,7 @@ import re
 import sys
 import time
 import traceback
+import warnings
 from dataclasses import dataclass, field
 from itertools import accumulate
 from pathlib import Path
@@ -53,7 +54,7 @@ __all__ = ["DeploymentConfig", "DeployedFederation", "RemoteParty", "run_deploye
 DEFAULT_STUDY = "mpclr.deploy.study:encrypted_cv"
 
 # run-config keys that belong to the deployment; every other key is a study option
-_DEPLOYMENT_KEYS = {"sites", "parties", "threshold", "preset", "seed", "study", "output", "round-timeout",
+_DEPLOYMENT_KEYS = {"sites", "hospitals", "parties", "threshold", "preset", "seed", "study", "output", "round-timeout",
                     "join-timeout", "poll", "max-poll"}
 
 
@@ -69,7 +70,7 @@ class DeploymentConfig:
 
     output: str
     sites: list[str] = field(default_factory=list)
-    parties: int = 0
+    hospitals: int = 0
     threshold: int = 0
     preset: str = "train"
     seed: int | None = 0
@@ -87,10 +88,16 @@ class DeploymentConfig:
             raise ParameterError("run config: `output` (the coordinator's result folder) is required")
         sites = [s.strip() for s in str(rc.get("sites", "")).split(",") if s.strip()]
         seed = rc.get("seed", 0)
+        hospitals = int(rc.get("hospitals", 0) or 0)
+        if int(rc.get("parties", 0) or 0):  # the key's older name
+            if hospitals:
+                raise ParameterError("run config: `parties` is the older name of `hospitals`: set only `hospitals`")
+            warnings.warn("run config: `parties` is now called `hospitals`", DeprecationWarning, stacklevel=2)
+            hospitals = int(rc["parties"])
         return cls(
             output=str(rc["output"]),
             sites=sites,
-            parties=int(rc.get("parties", 0) or len(sites)),
+            hospitals=hospitals or len(sites),
             threshold=int(rc.get("threshold", 0) or 0),
             preset=str(rc.get("preset", "train")),
             seed=None if seed in ("", None) or (isinstance(seed, int) and seed < 0) else int(seed),
@@ -125,10 +132,10 @@ class RemoteParty:
 
 class DeployedFederation(Federation):
     """`mpclr.Federation` with the hospitals at their sites: the server and the researcher run here on a
-    `FlowerNetwork`; `parties` are `RemoteParty` stubs. Made by `run_deployed_study` after bootstrap."""
+    `FlowerNetwork`; `hospitals` are `RemoteParty` stubs. Made by `run_deployed_study` after bootstrap."""
 
     def __init__(self, network: FlowerNetwork, server: Server, researcher: Researcher, session: Session,
-                 parties: list[RemoteParty], params, seed, manifest: Manifest | None = None):
+                 hospitals: list[RemoteParty], params, seed, manifest: Manifest | None = None):
         self.manifest = manifest
         self.params = params
         self.seed = seed
@@ -137,7 +144,7 @@ class DeployedFederation(Federation):
         self.timings = {}
         self.server = server
         self.researcher = researcher
-        self.parties = parties
+        self.hospitals = hospitals
         self.session = session
 
     def run_key_ceremony(self) -> None:
@@ -196,9 +203,9 @@ def find_sites(grid, net: FlowerNetwork, cfg: DeploymentConfig, note) -> dict[st
     """Say hello to every connected SuperNode until the study's sites are known by name; a SuperNode
     registered under a name (flwr supernode register --name) must answer with that name."""
     want = list(cfg.sites)
-    need = cfg.parties or len(want)
+    need = cfg.hospitals or len(want)
     if need < 2:
-        raise ParameterError("a study needs at least 2 sites: set `sites` (names) or `parties` (a count)")
+        raise ParameterError("a study needs at least 2 sites: set `sites` (names) or `hospitals` (a count)")
     found: dict[str, dict] = {}
     asked: set[int] = set()
     deadline = time.monotonic() + cfg.join_timeout
@@ -348,7 +355,7 @@ def run_deployed_study(grid, cfg: DeploymentConfig, study=None) -> dict:
     fed = None
     t_all = time.perf_counter()
     try:
-        check_study_preset(cfg.preset, cfg.parties or len(cfg.sites) or None)  # before any site is contacted
+        check_study_preset(cfg.preset, cfg.hospitals or len(cfg.sites) or None)  # before any site is contacted
         fn = study or load_study(cfg.study)
         check = getattr(fn, "check_config", None)  # a study may check its options before any site is contacted
         if check is not None:
@@ -382,7 +389,7 @@ def run_deployed_study(grid, cfg: DeploymentConfig, study=None) -> dict:
             "preset": fed.params.name,
             "threshold": fed.session.threshold,
             "sites": [{"name": p.name, "node_id": p.node_id, "rows": p.rows, "row_offset": p.row_offset,
-                       "identity": p.identity_public.hex()} for p in fed.parties],
+                       "identity": p.identity_public.hex()} for p in fed.hospitals],
             "unavailable": unavailable,
             "unavailable_why": {k: v for k, v in net.dead.items()},
             "seconds": {**phases, "total": time.perf_counter() - t_all},

@@ -182,7 +182,7 @@ def ping(fed, config: dict) -> dict:
     from ..wire import KIND_REQUEST
 
     s = fed.server
-    names = [p.name for p in fed.parties]
+    names = [p.name for p in fed.hospitals]
     times = []
     size = int(config.get("payload", 0))  # request size, to measure throughput
     for _ in range(int(config.get("rounds", 20))):

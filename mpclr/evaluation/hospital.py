@@ -28,9 +28,9 @@ def on_encrypt_eval(node, fields, sender):
         raise ProtocolError(f"{node.name}: fold assignment (lr.folds) must come before lr.encrypt_eval")
     layout = EvalLayout.from_description(fields["layout"])
     if layout.slots != node.ctx.params.slots or int(rows.max()) >= layout.n_rows:
-        raise ProtocolError("the evaluation layout does not fit this party's rows or the parameters")
+        raise ProtocolError("the evaluation layout does not fit this hospital's rows or the parameters")
     if not np.array_equal(layout.fold_of_row[rows], node.folds):
-        raise ProtocolError(f"{node.name}: the evaluation layout's fold ids differ from this party's own")
+        raise ProtocolError(f"{node.name}: the evaluation layout's fold ids differ from this hospital's own")
     mean, std = scaling(fields, X)
     scale = float(fields["scale"])
     if not 0 < scale < 1e6:

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import os
 import time
-import traceback
 
 import numpy as np
 
 from ..errors import ProtocolError
-from ..roles.pipe import serve_stdio
+from ..roles.pipe import run_worker
 from ..training.blocks import Enc
 from ..training.workers import ProcessPool, _dump, _load
 from .comparison import LadderOps
@@ -86,54 +85,48 @@ class _Comparer:
 def _worker_main(conn) -> None:  # pragma: no cover - runs in a child process (covered through the pool)
     from Pyfhel import Pyfhel
 
-    try:
-        init = conn.recv()
-        he = Pyfhel()
-        he.from_bytes_context(init["context"])
-        he.from_bytes_public_key(init["public_key"])
-        he.from_bytes_relin_key(init["relin_key"])
-        he.from_bytes_rotate_key(init["rotate_key"])
-        ops = LadderOps(he, init["primes"], init["ladder"], init["top"], init["slots"])
-        ops.rotate_level = init.get("rotate_level")
+    init = conn.recv()
+    he = Pyfhel()
+    he.from_bytes_context(init["context"])
+    he.from_bytes_public_key(init["public_key"])
+    he.from_bytes_relin_key(init["relin_key"])
+    he.from_bytes_rotate_key(init["rotate_key"])
+    ops = LadderOps(he, init["primes"], init["ladder"], init["top"], init["slots"])
+    ops.rotate_level = init.get("rotate_level")
 
-        waited = [0.0]
+    waited = [0.0]
 
-        def refresh(items):
-            t0 = time.perf_counter()
-            conn.send(("refresh", [_dump(x) for x in items]))
-            msg = conn.recv()
-            out = [Enc(_load(he, raw), level) for raw, level in msg]
-            waited[0] += time.perf_counter() - t0
-            return out
+    def refresh(items):
+        t0 = time.perf_counter()
+        conn.send(("refresh", [_dump(x) for x in items]))
+        msg = conn.recv()
+        out = [Enc(_load(he, raw), level) for raw, level in msg]
+        waited[0] += time.perf_counter() - t0
+        return out
 
-        engine = _Comparer(ops, refresh)
-        conn.send(("ready", os.getpid()))
-        while True:
-            msg = conn.recv()
-            if msg[0] == "inputs":
-                scores, labels, masks = msg[1]
-                engine.scores = {b: Enc(_load(he, raw), level) for b, (raw, level) in scores.items()}
-                engine.labels = {k: Enc(_load(he, raw), level) for k, (raw, level) in labels.items()}
-                engine.masks = dict(masks)
-                conn.send(("ok",))
-            elif msg[0] == "job":
-                job = dict(msg[2])
-                job["parts"] = [
-                    dict(part, items=[(c, kind, theta if kind == "plain" else Enc(_load(he, theta[0]), theta[1]))
-                                      for c, kind, theta in part["items"]])
-                    for part in job["parts"]
-                ]
-                t0, waited[0] = time.perf_counter(), 0.0
-                out = {key: (_dump(a), _dump(b)) for key, (a, b) in engine.run(job).items()}
-                conn.send(("done", msg[1], out, time.perf_counter() - t0 - waited[0]))
-            elif msg[0] == "stop":
-                conn.send(("ok",))
-                return
-    except BaseException:
-        try:
-            conn.send(("error", traceback.format_exc()))
-        except Exception:
-            pass
+    engine = _Comparer(ops, refresh)
+    conn.send(("ready", os.getpid()))
+    while True:
+        msg = conn.recv()
+        if msg[0] == "inputs":
+            scores, labels, masks = msg[1]
+            engine.scores = {b: Enc(_load(he, raw), level) for b, (raw, level) in scores.items()}
+            engine.labels = {k: Enc(_load(he, raw), level) for k, (raw, level) in labels.items()}
+            engine.masks = dict(masks)
+            conn.send(("ok",))
+        elif msg[0] == "job":
+            job = dict(msg[2])
+            job["parts"] = [
+                dict(part, items=[(c, kind, theta if kind == "plain" else Enc(_load(he, theta[0]), theta[1]))
+                                  for c, kind, theta in part["items"]])
+                for part in job["parts"]
+            ]
+            t0, waited[0] = time.perf_counter(), 0.0
+            out = {key: (_dump(a), _dump(b)) for key, (a, b) in engine.run(job).items()}
+            conn.send(("done", msg[1], out, time.perf_counter() - t0 - waited[0]))
+        elif msg[0] == "stop":
+            conn.send(("ok",))
+            return
 
 
 class ComparisonPool(ProcessPool):
@@ -171,4 +164,4 @@ class ComparisonPool(ProcessPool):
 
 
 if __name__ == "__main__":  # pragma: no cover - a comparison worker process
-    _worker_main(serve_stdio())
+    run_worker(_worker_main)

@@ -356,7 +356,7 @@ class SecureEvaluation(ComparisonPasses, EvaluationResults):
         blocks = len(self.layout.blocks)
         # every hospital, not just the key holders of this evaluation: a missing one's rows would count
         # as all-zero rows; one that does not answer stops the evaluation with its name
-        hospitals = [p.name for p in self.fed.parties]
+        hospitals = [p.name for p in self.fed.hospitals]
         data = self.data  # the hospitals' ciphertexts, added up when used
 
         def take(p, reply):

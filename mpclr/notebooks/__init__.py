@@ -4,14 +4,14 @@
     `parameters` cell; the logic they call lives here and in mpclr.workshop.
 
     from mpclr.notebooks import run_sequence
-    run_sequence("runs/demo", {"parties": 3})          # 00, 01, ... into runs/demo
+    run_sequence("runs/demo", {"hospitals": 3})          # 00, 01, ... into runs/demo
 
     mpclr batch grid.yaml --out runs/grid              # the same over a grid (see batch.py)
 
 Importing this package is cheap (no papermill, no matplotlib): the notebooks import it first.
 """
 
-from .parameters import DATASETS, PARAMETERS, Parameter, check_parameters, declared_parameters
+from .parameters import DATASETS, PARAMETERS, Parameter, check_parameters, declared_parameters, older_name
 from .paths import default_run_dir, notebook_path, notebooks_dir, project_root, resolve_run_dir
 from .rundir import RunFolder
 from .sequence import SEQUENCE, STEPS, WORKSHOP, Step, resolve_steps
@@ -23,6 +23,7 @@ __all__ = [
     "Parameter",
     "check_parameters",
     "declared_parameters",
+    "older_name",
     "default_run_dir",
     "notebook_path",
     "notebooks_dir",

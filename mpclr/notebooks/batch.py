@@ -6,12 +6,14 @@ A grid file (YAML):
     parameters:                                    # optional: the same for every run
       iterations: 3
     grid:                                          # optional: the cartesian product of these lists
-      parties: [2, 3, 5]
+      hospitals: [2, 3, 5]
       threshold: [null]
     runs:                                          # optional: more runs, each over `parameters`
-      - {parties: 4, smudging_bits: 12}
+      - {hospitals: 4, smudging_bits: 12}
 
-Output, in --out (default runs/batch-<time>): one folder per run (`001_parties=2`, ...) with the executed
+A parameter's older name (parties for hospitals) is still read, with a DeprecationWarning.
+
+Output, in --out (default runs/batch-<time>): one folder per run (`001_hospitals=2`, ...) with the executed
 notebooks, the steps' files and a `results.json`; then `summary.csv` (one row per run: status, seconds,
 parameters, each step's summary metrics, where a failed run failed) and `report.html` (the table, a plot
 per metric across runs, each run's plots). A failed run is reported with its notebook and cell; the other
@@ -27,13 +29,14 @@ import json
 import re
 import sys
 import time
+import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 
 from ..errors import MpclrError, ParameterError
-from .parameters import PARAMETERS, check_parameters
+from .parameters import PARAMETERS, check_parameters, renamed_parameters
 from .rundir import RunFolder, to_jsonable
 from .sequence import resolve_steps
 
@@ -84,8 +87,8 @@ def parse_grid(spec: dict, source: str = "grid") -> BatchSpec:
         if not isinstance(steps, list) or not all(isinstance(s, str) for s in steps):
             raise ParameterError(f"{source}: steps must be a list of step names, got {steps!r}")
         resolve_steps(steps)
-    base = _mapping(spec.get("parameters"), f"{source}: parameters")
-    grid = _mapping(spec.get("grid"), f"{source}: grid")
+    base = renamed_parameters(_mapping(spec.get("parameters"), f"{source}: parameters"))
+    grid = renamed_parameters(_mapping(spec.get("grid"), f"{source}: grid"))
     for k, values in grid.items():
         if not isinstance(values, list) or not values:
             raise ParameterError(
@@ -97,7 +100,7 @@ def parse_grid(spec: dict, source: str = "grid") -> BatchSpec:
     extra = spec.get("runs") or []
     if not isinstance(extra, list):
         raise ParameterError(f"{source}: runs must be a list of parameter mappings, got {extra!r}")
-    extra = [_mapping(r, f"{source}: runs[{i}]") for i, r in enumerate(extra)]
+    extra = [renamed_parameters(_mapping(r, f"{source}: runs[{i}]")) for i, r in enumerate(extra)]
     names = set(base) | set(grid) | {k for r in extra for k in r}
     if "run_dir" in names:
         raise ParameterError(f"{source}: run_dir is set by mpclr batch (one folder per run); leave it out")
@@ -313,7 +316,9 @@ def add_batch_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def _batch_command(args) -> int:
-    result = run_batch(args.grid, args.out, args.jobs, echo=lambda s: print(s, flush=True))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("default", category=DeprecationWarning, module=r"mpclr\.")  # a grid's older names
+        result = run_batch(args.grid, args.out, args.jobs, echo=lambda s: print(s, flush=True))
     failed = [r["run"] for r in result.results if r["status"] != "ok"]
     if failed:
         print(f"mpclr batch: {len(failed)} of {len(result.results)} runs failed: {', '.join(failed)}", file=sys.stderr)

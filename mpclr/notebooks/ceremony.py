@@ -1,4 +1,4 @@
-"""What notebook 01 records about a key ceremony: timings, traffic per party and message type, key sizes.
+"""What notebook 01 records about a key ceremony: timings, traffic per node and message type, key sizes.
 
 keys.json keeps only public facts about the keys. The keys themselves go to <run>/federation/, one
 keystore folder per node (mpclr.notebooks.pipeline.save_federation): each hospital's secret share stays in
@@ -28,7 +28,7 @@ def ceremony_record(fed: Federation, rotation_steps=()) -> dict:
     if fed.timings.get("rotation_keys"):
         timings["rotation_keys"] = fed.timings["rotation_keys"]
     pk = fed.server.public_key or b""
-    hospitals = [p.name for p in fed.parties]
+    hospitals = [p.name for p in fed.hospitals]
     sent = {h: traffic["by_sender"].get(h, {"bytes": 0})["bytes"] for h in hospitals}
     return {
         "key_holders": hospitals,

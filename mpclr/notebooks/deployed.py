@@ -66,7 +66,7 @@ def run_config(study: Study, decrypt_models: bool = True) -> dict:
             "parameter smudging_bits: a deployment runs the presets as they are; set it to None in 00"
         )
     return {
-        "sites": ",".join(study.party_names()),
+        "sites": ",".join(study.hospital_names()),
         "threshold": study.threshold or 0,
         "preset": study.preset,
         "seed": int(study.seed),
@@ -112,7 +112,7 @@ def run_deployed(
         return result
     data = study.hospital_data()
     files = write_site_files(data, run.file("deployment") / "site-data")
-    sites = [SiteSpec(name, str(path)) for name, path in zip(study.party_names(), files)]
+    sites = [SiteSpec(name, str(path)) for name, path in zip(study.hospital_names(), files)]
     dep = LocalDeployment(run.file("deployment") / "loopback", sites)
     try:
         dep.start()

@@ -19,6 +19,7 @@ import difflib
 import math
 import os
 import re
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ from pathlib import Path
 from ..data import SHARED_NAMES, shared_data_dir
 from ..errors import ParameterError
 from ..params import PRESETS
+from ..spec import RENAMED, renamed_parameters
 
 __all__ = [
     "Parameter",
@@ -35,7 +37,11 @@ __all__ = [
     "declared_parameters",
     "DeclaredParameter",
     "resolve_dataset",
+    "RENAMED",
+    "renamed_parameters",
+    "older_name",
 ]
+
 
 # The data sets a study may name (mpclr.data.load): the embedded default (scikit-learn's breast-cancer
 # data) and the HELR benchmark sets; besides these, "synthetic:NxD" and the path of a CSV/TSV file.
@@ -122,20 +128,20 @@ def _choice(options) -> Callable[[object, Mapping], str]:
 
 
 def _threshold(v, values) -> str:
-    n = values.get("parties")
+    n = values.get("hospitals")
     if not _is_int(n):
         return ""
-    return "" if 1 <= v <= n else f"must be in [1, parties = {n}] (None means all {n}: n-out-of-n)"
+    return "" if 1 <= v <= n else f"must be in [1, hospitals = {n}] (None means all {n}: n-out-of-n)"
 
 
 def _decryptors(v, values) -> str:
-    n = values.get("parties")
+    n = values.get("hospitals")
     if not v:
-        return "must name at least one party (None means all)"
+        return "must name at least one hospital (None means all)"
     if len(set(v)) != len(v):
-        return "lists a party twice"
+        return "lists a hospital twice"
     if _is_int(n) and not all(0 <= i < n for i in v):
-        return f"must hold party indices in [0, {n - 1}] (parties = {n})"
+        return f"must hold hospital indices in [0, {n - 1}] (hospitals = {n})"
     return ""
 
 
@@ -195,9 +201,9 @@ def _split(v, values) -> str:
     fractions = split_fractions(v)
     if fractions is None:
         return ""  # a feature column: checked against the data when it is loaded (notebook 00)
-    n = values.get("parties")
+    n = values.get("hospitals")
     if _is_int(n) and len(fractions) != n:
-        return f"lists {len(fractions)} fractions for parties = {n} hospitals"
+        return f"lists {len(fractions)} fractions for hospitals = {n}"
     if not all(math.isfinite(f) and f > 0 for f in fractions):
         return "must list positive fractions"
     return "" if abs(sum(fractions) - 1) <= 1e-6 else f"fractions must sum to 1 (they sum to {sum(fractions):g})"
@@ -239,7 +245,7 @@ PARAMETERS: dict[str, Parameter] = {
             "rows to hospitals: 'even' (shuffled by the seed), fractions '0.5,0.3,0.2', or a site-id column",
             _split,
         ),
-        Parameter("parties", "int", 3, "number of hospitals (data providers, key holders)", _between(2, 64)),
+        Parameter("hospitals", "int", 3, "number of hospitals (data providers, key holders)", _between(2, 64)),
         Parameter(
             "threshold",
             "int | None",
@@ -337,6 +343,16 @@ PARAMETERS: dict[str, Parameter] = {
 }
 
 
+def older_name(namespace: Mapping, name: str, value):
+    """A notebook's value of parameter `name`, or (DeprecationWarning) the value papermill gave under its
+    older name (`papermill ... -p parties 4` puts `parties = 4` into the notebook's namespace)."""
+    for old, new in RENAMED.items():
+        if new == name and old in namespace:
+            warnings.warn(f"parameter {old} is now called {new}", DeprecationWarning, stacklevel=2)
+            return namespace[old]
+    return value
+
+
 def _suggest(name: str, known: Iterable[str]) -> str:
     close = difflib.get_close_matches(name, list(known), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
@@ -347,9 +363,10 @@ def check_parameters(values: Mapping | None = None, /, *, accepted: Iterable[str
 
     Raises one ParameterError listing every problem, each naming its parameter. `accepted` limits the
     names allowed (the parameters the notebooks to run declare). Rules that link parameters (threshold
-    <= parties) use the registry default of the other parameter when it is not given.
+    <= hospitals) use the registry default of the other parameter when it is not given. A parameter's
+    older name (RENAMED: parties) is taken with a DeprecationWarning and returned under its new name.
     """
-    given = {**(values or {}), **kwargs}
+    given = renamed_parameters({**(values or {}), **kwargs}, stacklevel=3)
     allowed = set(PARAMETERS) if accepted is None else set(accepted)
     problems = []
     for name in given:

@@ -88,8 +88,8 @@ def resume_federation(run: RunFolder, study: Study, data: HospitalData | None = 
     if not (root / "federation.json").is_file():
         raise DataError(f"run folder {run.path} has no saved federation: run notebooks/01_key_ceremony.ipynb first")
     fed = Federation.load(root, passphrase=_passphrase())
-    made_for = ([p.name for p in fed.parties], fed.params.name, fed.threshold)
-    wanted = (study.party_names(), study.params().name, study.key_holders_needed)
+    made_for = ([p.name for p in fed.hospitals], fed.params.name, fed.threshold)
+    wanted = (study.hospital_names(), study.params().name, study.key_holders_needed)
     if made_for != wanted or fed.params != study.params():
         fed.close()
         raise DataError(
@@ -98,7 +98,7 @@ def resume_federation(run: RunFolder, study: Study, data: HospitalData | None = 
             "rerun notebooks/01_key_ceremony.ipynb (and the steps after it)"
         )
     if data is not None:
-        for party, part in zip(fed.parties, data.parts):
+        for party, part in zip(fed.hospitals, data.parts):
             party.load_data(part.X, part.y, part.rows)
             party.load(Keystore.open(root / "nodes" / party.name, _passphrase()))
     return fed
@@ -119,12 +119,12 @@ def study_manifest(study: Study, data: HospitalData, rotation_steps=(), refine_r
     from ..roles.policy import merge_manifests
     from ..stats.report import study_manifests
 
-    def agree(parties):
-        load_parts(parties, data.parts, own_rows=True)
-        plan = study_plan(study, data.pooled.n_samples, data.pooled.n_features, summed_fold_sizes(parties, study.folds),
-                          rotation_steps,
+    def agree(hospitals):
+        load_parts(hospitals, data.parts, own_rows=True)
+        plan = study_plan(study, data.pooled.n_samples, data.pooled.n_features,
+                          summed_fold_sizes(hospitals, study.folds), rotation_steps,
                           evaluation={} if refine_rounds is None else {"refine_rounds": int(refine_rounds)})
-        stats = study_manifests(study, data, parties, table=table_one, regression=regression_table)
+        stats = study_manifests(study, data, hospitals, table=table_one, regression=regression_table)
         return merge_manifests("notebook study", make(plan), *stats)
 
     return agree

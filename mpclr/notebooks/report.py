@@ -19,7 +19,7 @@ def _plt():
 
 
 def plot_key_ceremony(traffic: dict, timings: dict[str, float]):
-    """Three panels: bytes per message type, bytes sent per party, seconds per phase."""
+    """Three panels: bytes per message type, bytes sent per node, seconds per phase."""
     plt = _plt()
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), layout="constrained")
     panels = [
@@ -29,7 +29,7 @@ def plot_key_ceremony(traffic: dict, timings: dict[str, float]):
             "MB (requests + replies)",
             "per message type",
         ),
-        (axes[1], {k: v["bytes"] / 1e6 for k, v in traffic["by_sender"].items()}, "MB sent", "per party"),
+        (axes[1], {k: v["bytes"] / 1e6 for k, v in traffic["by_sender"].items()}, "MB sent", "per node"),
         (axes[2], {k: float(v) for k, v in timings.items()}, "seconds", "time per phase"),
     ]
     for ax, values, xlabel, title in panels:

@@ -266,18 +266,18 @@ def message_rows() -> list[dict[str, str]]:
     ]
 
 
-def roles_rows(party_names: list[str] | None = None, needed: int | None = None) -> list[dict[str, str]]:
+def roles_rows(hospital_names: list[str] | None = None, needed: int | None = None) -> list[dict[str, str]]:
     """One row per role: who, what it holds, what it receives (from the message table), what it learns."""
     who = {
-        HOSPITAL: ", ".join(party_names) if party_names else "each data provider",
+        HOSPITAL: ", ".join(hospital_names) if hospital_names else "each data provider",
         SERVER: "server",
         RESEARCHER: "researcher",
     }
     rows = []
     for role, facts in ROLES.items():
         learns = facts["learns"]
-        if role == RESEARCHER and party_names and needed is not None:
-            learns += f" (here: {needed} of {len(party_names)} key holders must cooperate)"
+        if role == RESEARCHER and hospital_names and needed is not None:
+            learns += f" (here: {needed} of {len(hospital_names)} key holders must cooperate)"
         rows.append(
             {
                 "role": role,

@@ -1,7 +1,7 @@
 """Run the study notebooks in order with papermill's Python API, into one run folder.
 
     from mpclr.notebooks import run_sequence
-    result = run_sequence("runs/demo", {"parties": 3, "folds": 3})
+    result = run_sequence("runs/demo", {"hospitals": 3, "folds": 3})
 
 Parameters are real Python values (never the CLI's `-p` strings), checked before any kernel starts:
 unknown names (with a suggestion), types and ranges, each error naming its parameter. Each notebook
@@ -25,7 +25,7 @@ import nbformat
 
 from ..errors import MpclrError, ParameterError
 from ..params import check_study_preset
-from .parameters import check_parameters, declared_parameters
+from .parameters import check_parameters, declared_parameters, renamed_parameters
 from .rundir import RunFolder, to_jsonable
 from .sequence import WORKSHOP, Step, resolve_steps
 
@@ -274,7 +274,7 @@ def run_sequence(
     """
     import papermill
 
-    parameters = dict(parameters or {})
+    parameters = renamed_parameters(parameters or {}, stacklevel=3)  # parties -> hospitals
     run = RunFolder(Path(run_dir).expanduser().resolve())
     plan = _plan(resolve_steps(steps), parameters, run.path)
     run.path.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,7 @@
 """The numbered study steps, in order. Each step is one notebook that reads earlier steps' files from the
 run folder and writes its own, so any step can be rerun alone on an existing run folder.
 
-    00_study_and_roles       the design (data, split, parties, preset, seed, folds, ...) and the roles
+    00_study_and_roles       the design (data, split, hospitals, preset, seed, folds, ...) and the roles
     01_key_ceremony          the collective keys; the federation saved, one keystore folder per node
     02_data_and_encryption   hospitals load their rows; folds; scaling from the encrypted aggregate;
                              the rows encrypted in the public layout

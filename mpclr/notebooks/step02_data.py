@@ -125,7 +125,7 @@ def _ciphertext_table(cv, data: HospitalData, names: list[str]) -> dict:
 
 def data_record(study: Study, data: HospitalData, cv, revealed: dict, fed: Federation, traffic: dict) -> dict:
     """data.json: the rows per hospital, fold sizes, what was decrypted, the layout and the ciphertexts."""
-    names = study.party_names()
+    names = study.hospital_names()
     folds = cv.fold_of_row
     fold_sizes = np.bincount(folds, minlength=study.folds)
     per_hospital_folds = {

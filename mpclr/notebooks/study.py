@@ -4,6 +4,7 @@ federation it runs on."""
 from __future__ import annotations
 
 import secrets
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,19 +13,19 @@ from ..data import Dataset, check_folds, load, split
 from ..errors import DataError, MpclrError, ParameterError
 from ..federation import Federation
 from ..params import Params
-from ..spec import NOTEBOOK_PARAMETERS, StudySpec, params_for
+from ..spec import NOTEBOOK_PARAMETERS, RENAMED, StudySpec, params_for
 from .parameters import check_parameters, resolve_dataset
 
 __all__ = ["Study", "HospitalData", "make_federation", "params_for"]  # params_for: mpclr.spec's
 
 
 def make_federation(
-    parties: int, threshold: int | None = None, preset: str | Params = "fast", seed: int | None = None, **kwargs
+    hospitals: int, threshold: int | None = None, preset: str | Params = "fast", seed: int | None = None, **kwargs
 ) -> Federation:
     """mpclr.Federation, with `threshold` passed only when set (None = n-out-of-n)."""
     if threshold is not None:
         kwargs["threshold"] = threshold
-    return Federation(parties=parties, preset=preset, seed=seed, **kwargs)
+    return Federation(hospitals=hospitals, preset=preset, seed=seed, **kwargs)
 
 
 def _inner(exc: Exception) -> str:
@@ -54,7 +55,7 @@ class HospitalData:
 class Study(StudySpec):
     """The study's design as the notebooks record it (study.json) and every later step reads it back:
     an mpclr.spec.StudySpec (its fields and checks), with what the notebooks do with it (the data as the
-    hospitals hold it, the federation, study.json). Parameters carry the notebooks' names (parties).
+    hospitals hold it, the federation, study.json). Parameters carry the notebooks' names.
 
     seed: the public randomness (split, synthetic data; the hospitals draw their folds from their own
     secret randomness). None is replaced by a seed drawn from the OS when the study is made (notebook 00)
@@ -64,7 +65,7 @@ class Study(StudySpec):
     def from_parameters(cls, **values) -> Study:
         """Check the values (errors name the parameter) and the parameter set they make; a seed of None
         becomes a fresh one."""
-        check_parameters(values, accepted=list(NOTEBOOK_PARAMETERS))
+        values = check_parameters(values, accepted=list(NOTEBOOK_PARAMETERS))  # parties -> hospitals
         if values.get("seed", 0) is None:
             values["seed"] = secrets.randbelow(2**31)
         return super().from_parameters(**values)
@@ -75,20 +76,24 @@ class Study(StudySpec):
             values = record["parameters"]
         except (KeyError, TypeError):
             raise ParameterError("study.json has no 'parameters': rerun notebooks/00_study_and_roles.ipynb") from None
+        values = {RENAMED.get(k, k): v for k, v in values.items()}  # "parties": a run folder from before the rename
         return cls.from_parameters(**{k: v for k, v in values.items() if k in NOTEBOOK_PARAMETERS})
 
     @property
     def parties(self) -> int:
-        """The notebooks' word for the hospitals (key holders)."""
+        """Deprecated: the older name of `hospitals`."""
+        warnings.warn("Study.parties is now Study.hospitals", DeprecationWarning, stacklevel=2)
         return self.hospitals
 
     def party_names(self) -> list[str]:
+        """Deprecated: the older name of `hospital_names`."""
+        warnings.warn("Study.party_names() is now Study.hospital_names()", DeprecationWarning, stacklevel=2)
         return self.hospital_names()
 
     def federation(self, **kwargs) -> Federation:
         """A federation for this study: a fresh key ceremony (notebook 01 saves it for the later steps)."""
         return make_federation(
-            self.parties, self.threshold, self.params(), self.seed, names=self.party_names(), **kwargs
+            self.hospitals, self.threshold, self.params(), self.seed, names=self.hospital_names(), **kwargs
         )
 
     # ------------------------------------------------------------------------------------------ data
@@ -110,7 +115,7 @@ class Study(StudySpec):
         """Each hospital's own rows, split as the study says (seeded), and the pooled view of them."""
         dataset = self.load_dataset()
         try:
-            parts = split(dataset, self.parties, self.split_how(), seed=self.seed)
+            parts = split(dataset, self.hospitals, self.split_how(), seed=self.seed)
         except MpclrError as exc:
             raise ParameterError(f"parameter split = {self.split!r}: {_inner(exc)}") from None
         n = dataset.n_samples
@@ -143,7 +148,7 @@ class Study(StudySpec):
             "rows": d.n_samples,
             "features": d.n_features,
             "feature_names": list(d.feature_names),
-            "rows_per_hospital": dict(zip(self.party_names(), data.rows_per_hospital)),
+            "rows_per_hospital": dict(zip(self.hospital_names(), data.rows_per_hospital)),
         }
 
     def to_json(self, data: HospitalData | None = None) -> dict:
@@ -155,9 +160,9 @@ class Study(StudySpec):
         record = {
             "parameters": self.notebook_parameters(),
             "ckks": ckks,
-            "key_holders": self.party_names(),
+            "key_holders": self.hospital_names(),
             "key_holders_needed": self.key_holders_needed,
-            "roles": roles_rows(self.party_names(), self.key_holders_needed),
+            "roles": roles_rows(self.hospital_names(), self.key_holders_needed),
             "summary": {
                 "ring_degree": ckks["n"],
                 "log_qp": ckks["log_qp"],

@@ -115,7 +115,7 @@ class KeyCeremony:
         for dealer, reply in dealt.items():
             boxes = reply["boxes"]
             if sorted(boxes) != sorted(q for q in holders if q != dealer):
-                raise ProtocolError(f"{dealer} dealt Shamir shares to the wrong set of parties")
+                raise ProtocolError(f"{dealer} dealt Shamir shares to the wrong set of key holders")
             for recipient, box in boxes.items():
                 inbox[recipient][dealer] = box
         self.call_many("shamir.receive", {p: {"boxes": inbox[p]} for p in holders})

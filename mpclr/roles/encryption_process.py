@@ -3,7 +3,7 @@ starting it does not run mpclr.roles.encryptor a second time as __main__ (the pa
 already, and Python warns that this "may result in unpredictable behaviour")."""
 
 from mpclr.roles.encryptor import serve
-from mpclr.roles.pipe import serve_stdio
+from mpclr.roles.pipe import run_worker
 
 if __name__ == "__main__":  # pragma: no cover - the encryption process
-    serve(serve_stdio())
+    run_worker(serve)

@@ -12,14 +12,13 @@ stay in the hospital's thread: a process takes about a second to start.
 from __future__ import annotations
 
 import os
-import traceback
 import weakref
 
 import numpy as np
 
 from ..errors import ProtocolError
 from ..seal.format import pack_ciphertext
-from .pipe import start
+from .pipe import expect, start, stop
 
 __all__ = ["encrypt_many", "level_plans", "done", "PROCESS_MIN_CIPHERTEXTS"]
 
@@ -77,58 +76,35 @@ def done(owner) -> None:
 class _Encryptor:
     def __init__(self, context: bytes, public_key: bytes):
         self.proc, self.conn = start("mpclr.roles.encryption_process")
-        self._finalizer = weakref.finalize(self, _stop, self.proc, self.conn)
+        self._finalizer = weakref.finalize(self, stop, self.proc, self.conn)
         self.conn.send({"context": context, "public_key": public_key})
-        self._expect("ready")
-
-    def _expect(self, kind: str):
-        msg = self.conn.recv()
-        if msg[0] == "error":
-            raise ProtocolError(f"encryption process failed:\n{msg[1]}")
-        if msg[0] != kind:
-            raise ProtocolError(f"encryption process answered {msg[0]!r}, expected {kind!r}")
-        return msg
+        expect(self.conn, "ready", "encryption process")
 
     def close(self) -> None:
         self._finalizer()
 
     def encrypt(self, vectors: list[np.ndarray], plans: list[tuple[float, int]]) -> list[bytes]:
         self.conn.send(("encrypt", vectors, plans))
-        out = self._expect("done")[1]
+        out = expect(self.conn, "done", "encryption process")[1]
         if len(out) != len(vectors):
             raise ProtocolError(f"encryption process returned {len(out)} ciphertexts for {len(vectors)} vectors")
         return out
 
 
-def _stop(proc, conn) -> None:
-    try:
-        conn.send(("stop",))
-        proc.wait(timeout=5)
-    except Exception:  # already gone, or not answering: make sure
-        proc.kill()
-        proc.wait()
-
-
 def serve(conn) -> None:  # pragma: no cover - runs in a child process (covered through encrypt_many)
+    """The encryption process's loop (under mpclr.roles.pipe.run_worker)."""
     from Pyfhel import Pyfhel
 
-    try:
-        init = conn.recv()
-        he = Pyfhel()
-        he.from_bytes_context(init["context"])
-        he.from_bytes_public_key(init["public_key"])
-        conn.send(("ready", os.getpid()))
-        while True:
-            msg = conn.recv()
-            if msg[0] == "encrypt":
-                conn.send(("done", [_encrypt(he, v, scale, drops) for v, (scale, drops) in zip(msg[1], msg[2])]))
-            elif msg[0] == "stop":
-                return
-    except EOFError:
-        return
-    except BaseException:
-        try:
-            conn.send(("error", traceback.format_exc()))
-        except Exception:
-            pass
+    init = conn.recv()
+    he = Pyfhel()
+    he.from_bytes_context(init["context"])
+    he.from_bytes_public_key(init["public_key"])
+    conn.send(("ready", os.getpid()))
+    while True:
+        msg = conn.recv()
+        if msg[0] == "encrypt":
+            conn.send(("done", [_encrypt(he, v, scale, drops) for v, (scale, drops) in zip(msg[1], msg[2])]))
+        elif msg[0] == "stop":
+            conn.send(("ok",))
+            return
 

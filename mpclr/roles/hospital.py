@@ -197,7 +197,7 @@ class Hospital(Node):
         public = ks.get_json("data-provider")
         self._sk_erased = bool(public.get("key_share_erased", False))
         if self._sk_erased and self._sk is not None:
-            raise FormatError(f"keystore {ks.path} holds a key share this party erased: refusing to use it")
+            raise FormatError(f"keystore {ks.path} holds a key share this hospital erased: refusing to use it")
         self._crs = CommonRandomString(bytes.fromhex(public["crs_seed"])) if public["crs_seed"] else None
         self._used_refresh_labels = set(public["used_refresh_labels"])
         self._public_key = ks.get("public-key") if ks.has("public-key") else None
@@ -246,7 +246,7 @@ class Hospital(Node):
             raise ProtocolError("reveal requested before every key holder committed")
         nonce = self._pending["crs_nonce"]
         if fields["commitments"][self.name] != commitment(nonce):
-            raise ProtocolError("the server relayed a wrong commitment for this party")
+            raise ProtocolError("the server relayed a wrong commitment for this hospital")
         self._pending["crs_commitments"] = dict(fields["commitments"])
         return {"nonce": nonce}
 
@@ -285,7 +285,7 @@ class Hospital(Node):
         if share is None:
             raise ProtocolError("cpk.reveal: no public-key share committed to (or it was revealed already)")
         if fields["commitments"][self.name] != commitment(share):
-            raise ProtocolError("the server relayed a wrong commitment for this party")
+            raise ProtocolError("the server relayed a wrong commitment for this hospital")
         # every share in keys.install must open these: none can be chosen after this hospital's is seen
         self._guard.cpk_commitments = {p: bytes(c) for p, c in fields["commitments"].items()}
         del self._pending["cpk_share"]
@@ -434,7 +434,7 @@ class Hospital(Node):
             raise ProtocolError(f"expected Shamir shares from {expected}, got {sorted(boxes)}")
         own = self._pending.pop("shamir_own", None)
         if own is None:
-            raise ProtocolError("Shamir shares received before this party dealt its own")
+            raise ProtocolError("Shamir shares received before this hospital dealt its own")
         shares = [sharing.share_from_bytes(own)]
         for name in expected:
             plain = self.identity.open_box(boxes[name], self._box_aad(name, self.name))
@@ -457,12 +457,12 @@ class Hospital(Node):
         bits = int(fields["mask_bits"])
         if bits <= self._refresh.mask_bits or bits > 1024:
             raise ProtocolError(
-                f"refresh masks of {bits} bits leave less than this party's {self._refresh.mask_bits} bits of "
+                f"refresh masks of {bits} bits leave less than this hospital's {self._refresh.mask_bits} bits of "
                 f"hiding above the values, or are absurd"
             )
         holders = fields.get("participants") or self._require_session().key_holders
         if not self._refresh.fits_masks(level, bits, len(holders)):
-            raise ProtocolError(f"refresh masks of {bits} bits for {len(holders)} parties do not fit level {level}")
+            raise ProtocolError(f"refresh masks of {bits} bits for {len(holders)} key holders do not fit level {level}")
         c1s = [self._dec.c1_from_bytes(raw, level) for raw in fields["c1"]]
         polys = polys_ntt(self.ctx, [np.frombuffer(bytes(raw), dtype="<i8") for raw in fields.get("polys", [])])
         outputs = [([parse_term(t, len(polys)) for t in out["terms"]], int(out["shift"])) for out in fields["outputs"]]
@@ -495,7 +495,7 @@ class Hospital(Node):
         if sender != self._require_session().researcher:
             raise ProtocolError(f"pcks.share: key-switch shares go only to the study's researcher, not {sender}")
         if self._researcher_pk is None:
-            raise ProtocolError("no researcher key registered with this party")
+            raise ProtocolError("no researcher key registered with this hospital")
         if fields["target"] != key_hash(self._researcher_pk):
             raise ProtocolError("key switch requested to a key that is not the session researcher's")
         sk = self._share_for(fields.get("participants"))

@@ -282,7 +282,7 @@ def check_participants(session, by, unavailable=()) -> list[str]:
     for b in by:
         if isinstance(b, int | np.integer) and not isinstance(b, bool):
             if not 0 <= b < session.n:
-                raise ProtocolError(f"party index {b} out of range 0..{session.n - 1}")
+                raise ProtocolError(f"key holder index {b} out of range 0..{session.n - 1}")
             name = session.key_holders[b]
         else:
             name = str(b)

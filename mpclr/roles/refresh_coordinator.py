@@ -93,7 +93,7 @@ class RefreshCoordinator:
         if low:
             raise ProtocolError(
                 f"ciphertext at level {min(low)} is too low to refresh values up to 2^{bound} with "
-                f"{proto.mask_bits}-bit masks for {len(names)} parties: refresh at level {level} or above"
+                f"{proto.mask_bits}-bit masks for {len(names)} key holders: refresh at level {level} or above"
             )
         t0 = time.perf_counter()
         ring = self.ctx.ring(level)

@@ -68,9 +68,9 @@ def agreed(manifest) -> bool:
 def study_table(fed, parts, max_levels: int = MAX_LEVELS) -> TableOne:
     """Table 1 of the hospitals' rows by the label, overall and per class: each hospital is given its own
     part as named columns, then answers for it (mpclr.stats.table1.table_one)."""
-    if len(parts) != len(fed.parties):
-        raise ParameterError(f"{len(parts)} parts of the rows for {len(fed.parties)} hospitals")
-    for party, cols in zip(fed.parties, hospital_columns(parts)):
+    if len(parts) != len(fed.hospitals):
+        raise ParameterError(f"{len(parts)} parts of the rows for {len(fed.hospitals)} hospitals")
+    for party, cols in zip(fed.hospitals, hospital_columns(parts)):
         give_data(party, cols.values, cols.names)
     continuous, categorical = codebook(parts, max_levels)
     return table_one(fed, by=label_name(parts[0]), continuous=continuous, categorical=categorical)

@@ -22,7 +22,7 @@ def add_glm_parser(sub) -> None:
                    "shipped set: its label, or any of its columns x1, x2, ...)")
     p.add_argument("--columns", default=None, help="predictors, comma-separated (default: every other column)")
     p.add_argument("--positive", default=None, help="the positive class of a binomial outcome that is not 0/1")
-    p.add_argument("--hospitals", "--parties", dest="parties", type=int, metavar="N", default=3,
+    p.add_argument("--hospitals", "--parties", dest="hospitals", type=int, metavar="N", default=3,
                    help="hospitals (each a key holder); --parties is the older name")
     p.add_argument("--threshold", type=int, default=None, help="t for t-out-of-n decryption (default: n)")
     add_preset_argument(p)
@@ -40,13 +40,13 @@ def _glm(args) -> int:
 
     columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None
     result = glm(args.data, args.family, label=args.label, columns=columns, positive=args.positive,
-                 parties=args.parties, threshold=args.threshold, preset=args.preset, split=args.split,
+                 hospitals=args.hospitals, threshold=args.threshold, preset=args.preset, split=args.split,
                  seed=args.seed, max_iter=args.max_iter, ridge=args.ridge, intercept=not args.no_intercept)
     print(result.summary_text())
     print(f"\n{len(result.revealed)} decryptions to the researcher ({sum(r['values'] for r in result.revealed)} "
           f"values), {result.seconds:.2f} s")
     if args.json:
-        record = {"data": str(args.data), "family": args.family, "parties": args.parties,
+        record = {"data": str(args.data), "family": args.family, "hospitals": args.hospitals,
                   "threshold": args.threshold, "preset": args.preset, **result.to_dict()}
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(record, indent=1, default=float))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError, ParameterError
+from ..errors import DataError, ParameterError, renamed_keywords
 
 __all__ = ["Columns", "load_columns", "split_rows"]
 
@@ -103,28 +103,29 @@ def load_columns(data, label="last", *, family: str = "binomial", positive=None)
     return Columns((*parts["feature_names"], lab), np.column_stack([parts["X"], parts["y"]]), lab, str(data))
 
 
-def split_rows(columns: Columns, parties: int, how="even", seed: int | None = None) -> list[Columns]:
-    """The rows dealt to `parties` hospitals: "even" (contiguous blocks, or shuffled with a public seed), or
+@renamed_keywords(parties="hospitals")
+def split_rows(columns: Columns, hospitals: int, how="even", seed: int | None = None) -> list[Columns]:
+    """The rows dealt to `hospitals` hospitals: "even" (contiguous blocks, or shuffled with a public seed), or
     by a column (its distinct values say which hospital holds a row; the column is dropped)."""
-    if isinstance(parties, bool) or not isinstance(parties, int | np.integer) or parties < 2:
-        raise ParameterError(f"parameter parties must be an integer >= 2, got {parties!r}")
+    if isinstance(hospitals, bool) or not isinstance(hospitals, int | np.integer) or hospitals < 2:
+        raise ParameterError(f"parameter hospitals must be an integer >= 2, got {hospitals!r}")
     n = columns.rows
     if how == "even":
         order = np.arange(n) if seed is None else np.random.default_rng(seed).permutation(n)
-        groups = [np.sort(g) for g in np.array_split(order, parties)]
+        groups = [np.sort(g) for g in np.array_split(order, hospitals)]
         names, values = columns.names, columns.values
     else:
         if how not in columns.names or how == columns.outcome:
             raise ParameterError(f"parameter split must be 'even' or a column other than the outcome, got {how!r}")
         site = columns.column(how)
         distinct = np.unique(site)
-        if distinct.size != parties:
+        if distinct.size != hospitals:
             raise DataError(f"split by column {how!r}: it has {distinct.size} distinct values, one per hospital is "
-                            f"needed for {parties} hospitals")
+                            f"needed for {hospitals} hospitals")
         groups = [np.flatnonzero(site == v) for v in distinct]
         keep = [j for j, c in enumerate(columns.names) if c != how]
         names, values = tuple(columns.names[j] for j in keep), columns.values[:, keep]
     for k, g in enumerate(groups):
         if g.size == 0:
-            raise DataError(f"hospital {k + 1} of {parties} gets no rows ({n} rows in all)")
+            raise DataError(f"hospital {k + 1} of {hospitals} gets no rows ({n} rows in all)")
     return [Columns(names, values[g], columns.outcome, columns.source) for g in groups]

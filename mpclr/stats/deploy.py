@@ -50,7 +50,7 @@ def _names(value) -> list[str] | None:
 def site_settings(fed, label: str) -> tuple[list[str], int]:
     """(the columns every site holds, the largest of their min_cell), in one stats.settings round labelled
     for the study's budget. Both are public; a site holding other columns is named."""
-    replies = fed.server.call_many("stats.settings", {p.name: {"label": f"{label}: settings"} for p in fed.parties})
+    replies = fed.server.call_many("stats.settings", {p.name: {"label": f"{label}: settings"} for p in fed.hospitals})
     columns = {p: tuple(r["columns"]) for p, r in replies.items()}
     first = next(iter(columns.values()))
     differ = [p for p, c in columns.items() if c != first]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ParameterError
+from ..errors import ParameterError, renamed_keywords
 from .columns import Columns, load_columns, split_rows
 from .glm import fit_pooled
 from .hospital import Settings, configure, give_data
@@ -19,20 +19,21 @@ __all__ = ["glm", "PooledGLM", "deal", "fit_columns"]
 def deal(fed, parts: list[Columns], settings=None) -> None:
     """Give each hospital of `fed` its own part, and its disclosure settings: one `Settings` for all, or a
     dict by hospital name or index (the others keep the defaults)."""
-    if len(parts) != len(fed.parties):
-        raise ParameterError(f"{len(parts)} parts of the rows for {len(fed.parties)} hospitals")
-    for k, (party, part) in enumerate(zip(fed.parties, parts)):
+    if len(parts) != len(fed.hospitals):
+        raise ParameterError(f"{len(parts)} parts of the rows for {len(fed.hospitals)} hospitals")
+    for k, (party, part) in enumerate(zip(fed.hospitals, parts)):
         give_data(party, part.values, part.names)
         own = settings.get(party.name, settings.get(k)) if isinstance(settings, dict) else settings
         if own is not None:
             configure(party, own if isinstance(own, Settings) else Settings(**own))
 
 
+@renamed_keywords(parties="hospitals")
 def fit_columns(columns: Columns, family: str = "binomial", *, predictors=None, intercept: bool = True,
-                parties: int = 3, threshold: int | None = None, preset="train", split="even",
+                hospitals: int = 3, threshold: int | None = None, preset="train", split="even",
                 seed: int | None = None, federation=None, settings=None, max_iter: int = 25, tol: float = 1e-8,
                 ridge: float = 0.0, by=None, progress=None) -> GLMResult:
-    """Deal the rows to the hospitals (of `federation`, or of a new one with `parties`, `threshold`,
+    """Deal the rows to the hospitals (of `federation`, or of a new one with `hospitals`, `threshold`,
     `preset`) and fit the pooled GLM of the outcome on `predictors` (default: every other column).
 
     A new federation's hospitals agree to this fit's manifest (mpclr.stats.manifest.glm_manifest) and
@@ -51,24 +52,25 @@ def fit_columns(columns: Columns, family: str = "binomial", *, predictors=None, 
             return glm_manifest(len(hospitals), model.p, threshold=threshold, max_iter=max_iter,
                                 family=model.family, outcome=model.outcome, columns=list(model.names))
 
-        fed = Federation(parties=parties, preset=preset, threshold=threshold, seed=seed, manifest=agreed)
+        fed = Federation(hospitals=hospitals, preset=preset, threshold=threshold, seed=seed, manifest=agreed)
     else:
         fed = federation
     try:
-        deal(fed, split_rows(columns, len(fed.parties), split, seed), settings)
+        deal(fed, split_rows(columns, len(fed.hospitals), split, seed), settings)
         return GLMResult(fit_pooled(fed, model, max_iter=max_iter, tol=tol, ridge=ridge, by=by, progress=progress))
     finally:
         if federation is None:
             fed.close()
 
 
+@renamed_keywords(parties="hospitals")
 def glm(data, family: str = "binomial", *, label="last", columns=None, positive=None, **options) -> GLMResult:
     """A pooled GLM of one outcome on the other columns, fitted on encrypted per-hospital sums.
 
     data: a data set name (breast_cancer, edin, lbw, pcs, uis, synthetic:NxD), a file, a pandas DataFrame or
     a mpclr Dataset; label: the outcome column (default: the data set's label; any numeric column for the
     gaussian and poisson families); columns: the predictors (default: all other columns). Options:
-    parties (3), threshold, preset ("train"), split ("even" or a site column), seed, federation (an existing
+    hospitals (3), threshold, preset ("train"), split ("even" or a site column), seed, federation (an existing
     one whose hospitals get the rows), settings (the hospitals' disclosure settings), max_iter (25), tol
     (1e-8, statsmodels' deviance criterion), ridge (0), intercept (True), by (who decrypts)."""
     return fit_columns(load_columns(data, label, family=family, positive=positive), family, predictors=columns,
@@ -82,11 +84,12 @@ class PooledGLM:
     omitted); then params_, bse_, pvalues_, conf_int_, coef_ and intercept_ (scikit-learn's split),
     result_ (the GLMResult) and summary() (a DataFrame as statsmodels' GLM summary shows it)."""
 
-    def __init__(self, family: str = "binomial", *, parties: int = 3, threshold: int | None = None,
+    @renamed_keywords(parties="hospitals")
+    def __init__(self, family: str = "binomial", *, hospitals: int = 3, threshold: int | None = None,
                  preset="train", split="even", seed: int | None = None, max_iter: int = 25, tol: float = 1e-8,
                  ridge: float = 0.0, intercept: bool = True, federation=None, settings=None):
         self.family = family
-        self.parties, self.threshold, self.preset, self.split, self.seed = parties, threshold, preset, split, seed
+        self.hospitals, self.threshold, self.preset, self.split, self.seed = hospitals, threshold, preset, split, seed
         self.max_iter, self.tol, self.ridge, self.intercept = max_iter, tol, ridge, intercept
         self.federation, self.settings = federation, settings
 
@@ -120,7 +123,7 @@ class PooledGLM:
     def fit(self, X, y=None) -> PooledGLM:
         cols = self._columns(X, y)
         self.result_ = fit_columns(
-            cols, self.family, intercept=self.intercept, parties=self.parties, threshold=self.threshold,
+            cols, self.family, intercept=self.intercept, hospitals=self.hospitals, threshold=self.threshold,
             preset=self.preset, split=self.split, seed=self.seed, federation=self.federation,
             settings=self.settings, max_iter=self.max_iter, tol=self.tol, ridge=self.ridge,
         )

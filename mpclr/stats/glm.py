@@ -125,7 +125,7 @@ def _round(fed, model: GLMModel, beta, scaling: Scaling, label: str, by, log: li
     """One glm.step to every hospital; the pooled (H, g, scalars) as the researcher decrypts them."""
     t0 = time.perf_counter()
     s = fed.server
-    names = [p.name for p in fed.parties]
+    names = [p.name for p in fed.hospitals]
     request = step_fields(model, beta, scaling, label)
     replies = s.call_many("glm.step", {p: request for p in names})
     length = packed_length(model.p, len(SCALARS))
@@ -181,7 +181,7 @@ def fit_pooled(fed, model: GLMModel, *, max_iter: int = 25, tol: float = 1e-8, r
         raise ProtocolError(f"parameter max_iter must be an integer in 1..200, got {max_iter!r}")
     if not (tol > 0 and ridge >= 0 and math.isfinite(ridge)):
         raise ProtocolError(f"parameters tol > 0 and ridge >= 0 are needed, got tol={tol!r}, ridge={ridge!r}")
-    if len(fed.parties) == 2:
+    if len(fed.hospitals) == 2:
         warnings.warn(TWO_HOSPITALS_GLM, PrivacyWarning, stacklevel=3)
     fam = family(model.family)
     names = model.names
@@ -291,7 +291,7 @@ def fit_pooled(fed, model: GLMModel, *, max_iter: int = 25, tol: float = 1e-8, r
         "ridge": float(ridge),
         "history": history,
         "rounds": log,
-        "hospitals": [p_.name for p_ in fed.parties],
+        "hospitals": [p_.name for p_ in fed.hospitals],
         "revealed": list(fed.researcher.revealed[revealed0:]),
         "seconds": time.perf_counter() - t0,
     }

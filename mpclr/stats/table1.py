@@ -71,7 +71,7 @@ def table_one(fed, *, by: str | None = None, continuous=(), categorical=None, mi
     levels}, every level listed: counts and percentages), overall and per class of the 0/1 column `by`."""
     t0 = time.perf_counter()
     s = fed.server
-    names = [p.name for p in fed.parties]
+    names = [p.name for p in fed.hospitals]
     revealed0 = len(fed.researcher.revealed)
     if min_cell is None:
         settings = s.call_many("stats.settings", {p: {"label": f"{LABEL}: settings"} for p in names})

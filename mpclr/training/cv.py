@@ -168,7 +168,7 @@ def encrypt_study(fed, *, folds: int, interval: float = 8.0, participants=None,
     federation gets the same ones again). Two hospitals: a PrivacyWarning (TWO_HOSPITALS). spool: the
     byte threshold past which the rows go to disk (mpclr.training.spool; None: its default), or a Spool."""
     s = fed.server
-    names = [p.name for p in fed.parties]
+    names = [p.name for p in fed.hospitals]
     seconds = {}
     if len(names) == 2:
         warnings.warn(TWO_HOSPITALS, PrivacyWarning, stacklevel=2)

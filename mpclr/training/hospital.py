@@ -72,7 +72,7 @@ def scaling(fields, X):
     """The pooled means and standard deviations a request carries, checked against the hospital's features."""
     mean, std = np.asarray(fields["mean"], dtype=np.float64), np.asarray(fields["std"], dtype=np.float64)
     if mean.shape != (X.shape[1],) or std.shape != (X.shape[1],):
-        raise ProtocolError(f"scaling statistics for {mean.shape} features, this party has {X.shape[1]}")
+        raise ProtocolError(f"scaling statistics for {mean.shape} features, this hospital has {X.shape[1]}")
     return mean, std
 
 
@@ -83,9 +83,9 @@ def on_encrypt(node, fields, sender):
         raise ProtocolError(f"{node.name}: fold assignment (lr.folds) must come before lr.encrypt")
     layout = Layout.from_description(fields["layout"])
     if layout.slots != node.ctx.params.slots or int(rows.max()) >= layout.n_rows:
-        raise ProtocolError("the requested layout does not fit this party's rows or the parameters")
+        raise ProtocolError("the requested layout does not fit this hospital's rows or the parameters")
     if layout.features not in (None, X.shape[1] + 1):
-        raise ProtocolError(f"the requested layout packs {layout.features} columns, this party has {X.shape[1] + 1}")
+        raise ProtocolError(f"the requested layout packs {layout.features} columns, this hospital has {X.shape[1] + 1}")
     mean, std = scaling(fields, X)
     counts = np.asarray(fields["train_counts"], dtype=np.float64)
     if counts.shape != (layout.folds,) or np.any(counts < 1):

@@ -12,12 +12,10 @@ notebooks without a `__main__` guard are never re-executed in the children.
 from __future__ import annotations
 
 import os
-import subprocess
-import traceback
 from functools import partial
 
 from ..errors import ProtocolError
-from ..roles.pipe import serve_stdio, start
+from ..roles.pipe import expect, run_worker, start, stop
 from .blocks import BlockEngine, Enc
 from .layout import Layout
 from .spool import release_memory
@@ -44,74 +42,68 @@ def _dump(x: Enc) -> tuple[bytes, int]:
 def _worker_main(conn) -> None:  # pragma: no cover - runs in a child process (covered by tests through the pool)
     from Pyfhel import Pyfhel
 
-    try:
-        init = conn.recv()
-        he = Pyfhel()
-        he.from_bytes_context(init["context"])
-        he.from_bytes_public_key(init["public_key"])
-        he.from_bytes_relin_key(init["relin_key"])
-        if init.get("rotate_key"):
-            he.from_bytes_rotate_key(init["rotate_key"])
-        spec = init["layout"]
+    init = conn.recv()
+    he = Pyfhel()
+    he.from_bytes_context(init["context"])
+    he.from_bytes_public_key(init["public_key"])
+    he.from_bytes_relin_key(init["relin_key"])
+    if init.get("rotate_key"):
+        he.from_bytes_rotate_key(init["rotate_key"])
+    spec = init["layout"]
 
-        def refresh(items):
-            conn.send(("refresh", [_dump(x) for x in items]))
-            reply = conn.recv()
-            return [Enc(_load(he, raw), level) for raw, level in reply]
+    def refresh(items):
+        conn.send(("refresh", [_dump(x) for x in items]))
+        reply = conn.recv()
+        return [Enc(_load(he, raw), level) for raw, level in reply]
 
-        engine = BlockEngine(
-            he,
-            init["primes"],
-            init["top"],
-            Layout.from_description(spec),
-            init["features"],
-            init["q_coeffs"],
-            init["refresh_level"],
-            refresh,
-        )
-        stream = init.get("spool")
-        fd = stream["fd"] if stream else None  # the server's spool file, handed over at start (pass_fds)
-        conn.send(("ready", os.getpid()))
-        while True:
-            msg = conn.recv()
-            kind = msg[0]
-            if kind == "locations":  # streamed: where this shard's blocks are in the server's spool file
-                from .spool import Spool
+    engine = BlockEngine(
+        he,
+        init["primes"],
+        init["top"],
+        Layout.from_description(spec),
+        init["features"],
+        init["q_coeffs"],
+        init["refresh_level"],
+        refresh,
+    )
+    stream = init.get("spool")
+    fd = stream["fd"] if stream else None  # the server's spool file, handed over at start (pass_fds)
+    conn.send(("ready", os.getpid()))
+    while True:
+        msg = conn.recv()
+        kind = msg[0]
+        if kind == "locations":  # streamed: where this shard's blocks are in the server's spool file
+            from .spool import Spool
 
-                where = msg[1]
-                engine.stream_from(partial(_read_block, fd, where), {(g, b) for g, b, _ in where},
-                                   Spool(0, stream["directory"], name="masked-rows"), keep=stream.get("keep", 0))
-                conn.send(("ok",))
-            elif kind == "block":  # streamed one at a time, no reply: the pipe paces the sender
-                _, g, b, j, raws = msg
-                for raw in raws:
-                    engine.add_block(g, b, j, _load(he, raw))
-            elif kind == "blocks-done":
-                conn.send(("ok",))
-            elif kind == "prepare":
-                engine.prepare(msg[1])
-                release_memory()
-                conn.send(("done", {}))
-            elif kind == "gradient":
-                import time
+            where = msg[1]
+            engine.stream_from(partial(_read_block, fd, where), {(g, b) for g, b, _ in where},
+                               Spool(0, stream["directory"], name="masked-rows"), keep=stream.get("keep", 0))
+            conn.send(("ok",))
+        elif kind == "block":  # streamed one at a time, no reply: the pipe paces the sender
+            _, g, b, j, raws = msg
+            for raw in raws:
+                engine.add_block(g, b, j, _load(he, raw))
+        elif kind == "blocks-done":
+            conn.send(("ok",))
+        elif kind == "prepare":
+            engine.prepare(msg[1])
+            release_memory()
+            conn.send(("done", {}))
+        elif kind == "gradient":
+            import time
 
-                t0 = time.perf_counter()
-                V = {k: Enc(_load(he, raw), level) for k, (raw, level) in msg[1].items()}
-                t1 = time.perf_counter()
-                grad = engine.gradient_part(V)
-                t2 = time.perf_counter()
-                out = {k: _dump(v) for k, v in grad.items()}
-                t3 = time.perf_counter()
-                conn.send(("done", out, {"load_s": t1 - t0, "compute_s": t2 - t1, "dump_s": t3 - t2}))
-            elif kind == "stop":
-                engine.close()
-                conn.send(("ok",))
-                return
-    except BaseException:
-        try:
-            conn.send(("error", traceback.format_exc()))
-        except Exception:
-            pass
+            t0 = time.perf_counter()
+            V = {k: Enc(_load(he, raw), level) for k, (raw, level) in msg[1].items()}
+            t1 = time.perf_counter()
+            grad = engine.gradient_part(V)
+            t2 = time.perf_counter()
+            out = {k: _dump(v) for k, v in grad.items()}
+            t3 = time.perf_counter()
+            conn.send(("done", out, {"load_s": t1 - t0, "compute_s": t2 - t1, "dump_s": t3 - t2}))
+        elif kind == "stop":
+            engine.close()
+            conn.send(("ok",))
+            return
 
 
 class ProcessPool:
@@ -142,12 +134,7 @@ class ProcessPool:
             self._expect(conn, "ready")
 
     def _expect(self, conn, kind: str):
-        msg = conn.recv()
-        if msg[0] == "error":
-            raise ProtocolError(f"{self.label} failed:\n{msg[1]}")
-        if msg[0] != kind:
-            raise ProtocolError(f"{self.label} answered {msg[0]!r}, expected {kind!r}")
-        return msg
+        return expect(conn, kind, self.label)
 
     def _poll(self, busy, timeout: float) -> list[tuple[int, tuple]]:
         """The busy workers' messages other than refresh requests, as (worker, message), waiting at most
@@ -184,16 +171,7 @@ class ProcessPool:
 
     def close(self) -> None:
         for conn, proc in zip(self.conns, self.procs):
-            try:
-                conn.send(("stop",))
-                conn.recv()
-            except (OSError, EOFError, ValueError):
-                pass
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop(proc, conn)
         self.conns, self.procs = [], []
 
 
@@ -247,4 +225,4 @@ class WorkerPool(ProcessPool):
         return self._round([("gradient", V)] * len(self.conns))
 
 if __name__ == "__main__":  # pragma: no cover - the worker process
-    _worker_main(serve_stdio())
+    run_worker(_worker_main)

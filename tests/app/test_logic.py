@@ -123,7 +123,7 @@ def test_ceremony_steps_match_a_real_ceremony():
     from mpclr import workshop
     from mpclr.notebooks.roles import MESSAGES
 
-    demo = workshop.Demo(parties=3, threshold=2)
+    demo = workshop.Demo(hospitals=3, threshold=2)
     try:
         sent = demo.fed.traffic()["by_type"]
     finally:
@@ -138,18 +138,18 @@ def test_ceremony_steps_match_a_real_ceremony():
 
 
 def test_nobody_ever_holds_the_secret_key_and_the_server_never_a_share():
-    parties = ["hospital-1", "hospital-2", "hospital-3", "hospital-4"]
+    hospitals = ["hospital-1", "hospital-2", "hospital-3", "hospital-4"]
     for threshold in (False, True):
         for step in ceremony.steps(threshold):
-            rows = {r["item"]: r for r in ceremony.holdings(step.key, parties, threshold)}
+            rows = {r["item"]: r for r in ceremony.holdings(step.key, hospitals, threshold)}
             key = rows["the secret key s = s_1 + ... + s_n"]
-            assert key["nobody"] and not any(key[c] for c in [*parties, "server", "researcher"])
+            assert key["nobody"] and not any(key[c] for c in [*hospitals, "server", "researcher"])
             share = rows["its own secret-key share s_i"]
-            assert all(share[p] for p in parties) and not share["server"] and not share["researcher"]
-    last = {r["item"]: r for r in ceremony.holdings("decrypt", parties, True)}
+            assert all(share[p] for p in hospitals) and not share["server"] and not share["researcher"]
+    last = {r["item"]: r for r in ceremony.holdings("decrypt", hospitals, True)}
     assert last["the decrypted values (with t shares)"]["researcher"] == "new"
-    html = ceremony.holdings_html(ceremony.holdings("cpk", parties, True), parties)
-    assert html.count("✔ new") == len(parties) + 2 and "nobody, ever" in html
+    html = ceremony.holdings_html(ceremony.holdings("cpk", hospitals, True), hospitals)
+    assert html.count("✔ new") == len(hospitals) + 2 and "nobody, ever" in html
 
 
 # ------------------------------------------------------------------------------------------------ a study

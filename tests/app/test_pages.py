@@ -167,7 +167,7 @@ def test_study_page_runs_breast_cancer_and_shows_the_records_auc(app):
     page.close()
     record = shown["record"]
     assert record["data"]["name"] == "breast_cancer" and record["parameters"]["folds"] == 3
-    assert record["parameters"]["parties"] == 3 and len(record["folds"]) == 3
+    assert record["parameters"]["hospitals"] == 3 and len(record["folds"]) == 3
     assert shown["auc"] == f"{record['summary']['encrypted']['auc'][0]:.4f}"
     for fold in record["folds"]:  # every fold's secure AUC in the page's table
         assert f"{fold['encrypted']['auc']:.4f}" in shown["fold_cells"]

@@ -11,7 +11,7 @@ from mpclr.errors import ParameterError
 
 @pytest.mark.parametrize("preset,what", [("fast", "teaching preset"), ("deep", "experiments preset")])
 def test_coordinator_refuses_presets_that_cannot_run_a_study(tmp_path, preset, what):
-    cfg = DeploymentConfig(output=str(tmp_path), parties=3, preset=preset)
+    cfg = DeploymentConfig(output=str(tmp_path), hospitals=3, preset=preset)
     refused = rf"'{preset}' cannot run a whole study: it is an? {what}.*use preset 'train'"
     with pytest.raises(ParameterError, match=refused):
         run_deployed_study(None, cfg)  # no grid: refused before any site is looked for
@@ -31,3 +31,12 @@ def test_local_launcher_refuses_more_sites_than_the_smudging_is_sized_for(tmp_pa
     assert main(["local", "--sites", "11", "--workdir", str(tmp_path)]) == 2
     assert "sized for up to 10 hospitals" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())  # no certificate, keystore or log: nothing was started
+
+
+def test_run_config_hospitals_and_its_older_name_parties(tmp_path):
+    assert DeploymentConfig.from_run_config({"output": str(tmp_path), "hospitals": 4}).hospitals == 4
+    assert DeploymentConfig.from_run_config({"output": str(tmp_path), "sites": "a,b"}).hospitals == 2
+    with pytest.warns(DeprecationWarning, match="`parties` is now called `hospitals`"):
+        assert DeploymentConfig.from_run_config({"output": str(tmp_path), "parties": 5}).hospitals == 5
+    with pytest.raises(ParameterError, match="`parties` is the older name of `hospitals`"):
+        DeploymentConfig.from_run_config({"output": str(tmp_path), "parties": 5, "hospitals": 5})

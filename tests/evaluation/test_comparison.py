@@ -19,7 +19,7 @@ from mpclr.training.blocks import Enc
 
 @pytest.fixture(scope="module")
 def fed():
-    f = mpclr.Federation(manifest="exploration", parties=2, preset="train")
+    f = mpclr.Federation(manifest="exploration", hospitals=2, preset="train")
     yield f
     f.close()
 
@@ -30,7 +30,7 @@ def ops_of(fed):
 
 
 def enc(fed, values):
-    h = fed.parties[0].encrypt(values)
+    h = fed.hospitals[0].encrypt(values)
     return Enc(fed.server.evaluator.get(h).ct, h.level)
 
 

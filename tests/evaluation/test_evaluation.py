@@ -163,7 +163,7 @@ def test_interpolated_auc_meets_the_bar_the_trapezoid_misses_on_large_folds():
 # ------------------------------------------------------------------------------------------------ encrypted
 @pytest.fixture(scope="module")
 def fed():
-    f = mpclr.Federation(manifest="exploration", parties=2, preset="train")
+    f = mpclr.Federation(manifest="exploration", hospitals=2, preset="train")
     yield f
     f.close()
 
@@ -187,7 +187,7 @@ def load(name):
 
 def evaluate(fed, ds, schedule, **options):
     n = len(ds.y)
-    for p, rows in zip(fed.parties, np.array_split(np.arange(n), fed.n)):
+    for p, rows in zip(fed.hospitals, np.array_split(np.arange(n), fed.n)):
         p.load_data(ds.X[rows], ds.y[rows], rows)
     cv = run_encrypted_cv(fed, folds=10, plan=TrainingPlan(sigmoid_poly(3, 8.0), schedule))
     ev = SecureEvaluation(fed, cv, **options)
@@ -264,13 +264,13 @@ def test_secure_metrics_equal_clear_metrics_on_the_same_scores(fed, name):
 def test_a_hospital_refuses_a_layout_with_other_fold_ids(fed):
     ds = load_breast_cancer()
     n = len(ds.y)
-    for p, rows in zip(fed.parties, np.array_split(np.arange(n), fed.n)):
+    for p, rows in zip(fed.hospitals, np.array_split(np.arange(n), fed.n)):
         p.load_data(ds.X[rows], ds.y[rows], rows)
-    fed.server.call_many("lr.folds", {p.name: {"folds": 5} for p in fed.parties})
+    fed.server.call_many("lr.folds", {p.name: {"folds": 5} for p in fed.hospitals})
     wrong = EvalLayout(fed.ctx.params.slots, np.arange(n) % 5, 5)
     with pytest.raises(ProtocolError, match="fold ids differ"):
         fed.server.call(
-            fed.parties[0].name,
+            fed.hospitals[0].name,
             "lr.encrypt_eval",
             layout=wrong.describe(),
             mean=[0.0] * ds.X.shape[1],

@@ -1,4 +1,4 @@
-"""`mpclr batch`: the whole study sequence (00-05, the study's preset) over a grid of parties 2 and 3 on a
+"""`mpclr batch`: the whole study sequence (00-05, the study's preset) over a grid of hospitals 2 and 3 on a
 small data set, plus a run that fails in a notebook and one refused before any kernel; the failures are
 reported with notebook and cell, and the good runs go on."""
 
@@ -19,10 +19,10 @@ parameters:
   rotation_steps: [1]
   table_one: false     # 01 agrees no Table 1: 02b says so and asks nothing (its table: test_execution)
 grid:
-  parties: [2, 3]
+  hospitals: [2, 3]
 runs:
-  - {parties: 3, smudging_bits: 45}   # beyond the train preset's bound: fails in notebook 00
-  - {parties: "3"}                    # a string: refused before any kernel starts
+  - {hospitals: 3, smudging_bits: 45}   # beyond the train preset's bound: fails in notebook 00
+  - {hospitals: "3"}                    # a string: refused before any kernel starts
 """
 STEPS = [
     "00_study_and_roles",
@@ -51,8 +51,8 @@ def test_exit_status_says_some_runs_failed(batch):
 
 def test_each_run_has_its_folder_and_results(batch):
     _, out = batch
-    names = ["001_parties=2", "002_parties=3", "003_parties=3_smudging_bits=45", "004_parties=3"]
-    assert json.loads((out / "batch.json").read_text())["varied"] == ["parties", "smudging_bits"]
+    names = ["001_hospitals=2", "002_hospitals=3", "003_hospitals=3_smudging_bits=45", "004_hospitals=3"]
+    assert json.loads((out / "batch.json").read_text())["varied"] == ["hospitals", "smudging_bits"]
     for name in names[:2]:
         res = json.loads((out / name / "results.json").read_text())
         assert res["status"] == "ok" and res["failed_step"] is None
@@ -68,20 +68,20 @@ def test_each_run_has_its_folder_and_results(batch):
 
 def test_a_run_failing_in_a_notebook_names_notebook_and_cell(batch):
     _, out = batch
-    res = json.loads((out / "003_parties=3_smudging_bits=45" / "results.json").read_text())
+    res = json.loads((out / "003_hospitals=3_smudging_bits=45" / "results.json").read_text())
     assert res["status"] == "failed" and res["failed_step"] == "00_study_and_roles" and res["failed_cell"] == 1
     assert "00_study_and_roles.ipynb" in res["error"] and "cell 1, line" in res["error"]
     assert "ParameterError: parameter smudging_bits out of range: 45" in res["error"]
     assert [s["status"] for s in res["steps"]] == ["failed"] + ["skipped"] * 6
-    assert (out / "003_parties=3_smudging_bits=45" / "notebooks" / "00_study_and_roles.ipynb").is_file()
+    assert (out / "003_hospitals=3_smudging_bits=45" / "notebooks" / "00_study_and_roles.ipynb").is_file()
 
 
 def test_a_run_refused_before_running(batch):
     _, out = batch
-    res = json.loads((out / "004_parties=3" / "results.json").read_text())
+    res = json.loads((out / "004_hospitals=3" / "results.json").read_text())
     assert res["status"] == "failed" and res["failed_step"] == "(parameters)"
-    assert "parameter parties must be an integer (int), got '3' (str)" in res["error"]
-    assert not (out / "004_parties=3" / "notebooks").exists()
+    assert "parameter hospitals must be an integer (int), got '3' (str)" in res["error"]
+    assert not (out / "004_hospitals=3" / "notebooks").exists()
 
 
 def test_summary_csv_and_report(batch):
@@ -89,7 +89,7 @@ def test_summary_csv_and_report(batch):
     with open(out / "summary.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert [r["status"] for r in rows] == ["ok", "ok", "failed", "failed"]
-    assert [r["parties"] for r in rows] == ["2", "3", "3", "3"]
+    assert [r["hospitals"] for r in rows] == ["2", "3", "3", "3"]
     assert float(rows[1]["total_mb"]) > float(rows[0]["total_mb"]) > 1  # more hospitals, more traffic
     assert rows[2]["failed_step"] == "00_study_and_roles" and rows[2]["failed_cell"] == "1"
     assert rows[0]["error"] == "" and "smudging_bits" in rows[2]["error"]
@@ -99,5 +99,5 @@ def test_summary_csv_and_report(batch):
     assert "mpclr batch: 4 runs, 2 ok" in report
     for plot in ("seconds", "total_mb", "key_ceremony_s"):
         assert f"plots/{plot}.png" in report and (out / "plots" / f"{plot}.png").is_file()
-    assert "001_parties=2/keys_traffic.png" in report
+    assert "001_hospitals=2/keys_traffic.png" in report
     assert "00_study_and_roles.ipynb: ParameterError" in report

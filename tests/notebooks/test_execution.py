@@ -23,7 +23,7 @@ LATER_STEP = Path(__file__).parent / "fixtures" / "later_step.ipynb"
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-SMALL = {"dataset": "synthetic:300x4", "parties": 2, "folds": 3, "iterations": 3, "seed": 7, "regression_table": True}
+SMALL = {"dataset": "synthetic:300x4", "hospitals": 2, "folds": 3, "iterations": 3, "seed": 7, "regression_table": True}
 STEPS = [
     "00_study_and_roles",
     "01_key_ceremony",
@@ -56,7 +56,7 @@ def test_the_sequence_records_each_step(study_run):
     assert result.ok, result.describe()
     assert [s.step for s in result.steps] == STEPS
     recorded = run.read_json("run.json")
-    assert recorded["ok"] is True and recorded["parameters"]["parties"] == 2
+    assert recorded["ok"] is True and recorded["parameters"]["hospitals"] == 2
     for step in recorded["steps"]:
         assert step["status"] == "ok" and step["seconds"] > 0 and step["error"] is None
         executed = nbformat.read(step["executed"], as_version=4)
@@ -74,7 +74,7 @@ def test_parameters_arrive_with_their_types(study_run):
     injected = executed.cells[1]
     assert "injected-parameters" in injected.metadata.tags
     lines = set(injected.source.splitlines())
-    assert {"parties = 2", "seed = 7", "folds = 3", 'dataset = "synthetic:300x4"', "iterations = 3"} <= lines
+    assert {"hospitals = 2", "seed = 7", "folds = 3", 'dataset = "synthetic:300x4"', "iterations = 3"} <= lines
     assert not any(line.startswith("rotation_steps") for line in lines)  # 01's parameter: not sent to 00
     later = nbformat.read(run.executed_notebook("03_training"), as_version=4).cells[1].source.splitlines()
     assert [line for line in later if not line.startswith("#")] == [f'run_dir = "{run.path}"']  # the rest: study.json
@@ -87,7 +87,7 @@ def test_study_json(study_run):
         "dataset": "synthetic:300x4",
         "label": "last",
         "split": "even",
-        "parties": 2,
+        "hospitals": 2,
         "threshold": None,
         "preset": "train",
         "smudging_bits": None,
@@ -113,7 +113,7 @@ def test_keys_json_and_the_saved_federation(study_run):
     assert {"crs.commit", "cpk.reveal", "rlk.round1", "rlk.round2", "gkg.share", "keys.install"} <= set(by_type)
     assert by_type["rlk.round2"]["bytes"] > by_type["cpk.reveal"]["bytes"] > 100_000
     sent = keys["traffic"]["by_sender"]
-    assert sent["hospital-1"]["bytes"] == sent["hospital-2"]["bytes"] > 1_000_000  # symmetric parties
+    assert sent["hospital-1"]["bytes"] == sent["hospital-2"]["bytes"] > 1_000_000  # symmetric hospitals
     assert {"setup", "CRS + public key", "relinearization key", "rotation_keys"} <= set(keys["timings"])
     summary = keys["summary"]
     assert summary["total_mb"] * 1e6 == pytest.approx(keys["traffic"]["total_bytes"], rel=1e-3)
@@ -271,7 +271,7 @@ def test_a_step_reruns_alone(study_run):
 def test_later_steps_refuse_a_federation_or_keys_of_another_study(study_run, tmp_path):
     run, _ = study_run
     with pytest.raises(DataError, match=r"made for hospitals \['hospital-1', 'hospital-2'\].*rerun notebooks/01"):
-        resume_federation(run, Study.from_parameters(dataset="synthetic:300x4", parties=3))
+        resume_federation(run, Study.from_parameters(dataset="synthetic:300x4", hospitals=3))
     with pytest.raises(DataError, match="has no saved federation: run notebooks/01_key_ceremony.ipynb first"):
         resume_federation(RunFolder(tmp_path), Study())
     # data encrypted under other keys (01 ran again after 02): the later steps say what to rerun
@@ -292,7 +292,7 @@ def test_a_later_step_joins_and_its_failure_names_notebook_and_cell(study_run):
     run, _ = study_run
     result = run_sequence(run.path, steps=[LATER_STEP], progress=False)
     assert result.ok, result.describe()
-    assert run.read_json("later.json")["summary"] == {"hospitals_seen": 2, "parties": 2}
+    assert run.read_json("later.json")["summary"] == {"hospitals_seen": 2, "hospitals": 2}
 
     with pytest.raises(SequenceFailed) as err:
         run_sequence(run.path, {"fail_at": "work"}, steps=[LATER_STEP], progress=False)
@@ -321,7 +321,7 @@ def test_a_missing_input_is_reported_with_notebook_and_cell(tmp_path):
 def test_the_workshop_notebook(tmp_path):
     result = run_sequence(
         tmp_path,
-        {"parties": 3, "threshold": 2, "decryptors": [0, 2], "scale_bits": 35, "sweep_bits": [0, 16]},
+        {"hospitals": 3, "threshold": 2, "decryptors": [0, 2], "scale_bits": 35, "sweep_bits": [0, 16]},
         steps=["90"],
         progress=False,
     )
@@ -419,7 +419,7 @@ def test_02b_shows_the_table_one_of_the_hospitals_rows(study_run, pooled):
     assert [p["part"] for p in manifest.plan["parts"]] == ["encrypted cross-validation", "Table 1", "pooled GLM"]
     fed = Federation.load(run.path / "federation")
     try:
-        for party in fed.parties:
+        for party in fed.hospitals:
             used = {k: v for k, v in party.policy.used.items() if k.endswith(" table1")}
             assert used == {b.key: [b.rounds, b.ciphertexts, b.values] for b in manifest.budgets
                             if b.label == "table1"}

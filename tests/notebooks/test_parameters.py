@@ -14,6 +14,7 @@ from mpclr.notebooks import (
     check_parameters,
     declared_parameters,
     make_federation,
+    older_name,
     project_root,
     resolve_run_dir,
     resolve_steps,
@@ -27,15 +28,15 @@ from mpclr.params import NOT_FOR_STUDIES
 @pytest.mark.parametrize(
     "values,match",
     [
-        ({"parties": "3"}, r"parameter parties must be an integer \(int\), got '3' \(str\)"),
-        ({"parties": True}, r"parameter parties must be an integer"),
-        ({"parties": 1}, r"parameter parties must be in \[2, 64\], got 1"),
-        ({"partys": 3}, r"unknown parameter 'partys' \(did you mean 'parties'\?\)"),
-        ({"parties": 3, "threshold": 4}, r"parameter threshold must be in \[1, parties = 3\]"),
-        ({"threshold": 0}, r"parameter threshold must be in \[1, parties = 3\]"),
+        ({"hospitals": "3"}, r"parameter hospitals must be an integer \(int\), got '3' \(str\)"),
+        ({"hospitals": True}, r"parameter hospitals must be an integer"),
+        ({"hospitals": 1}, r"parameter hospitals must be in \[2, 64\], got 1"),
+        ({"hospital": 3}, r"unknown parameter 'hospital' \(did you mean 'hospitals'\?\)"),
+        ({"hospitals": 3, "threshold": 4}, r"parameter threshold must be in \[1, hospitals = 3\]"),
+        ({"threshold": 0}, r"parameter threshold must be in \[1, hospitals = 3\]"),
         ({"preset": "medium"}, r"parameter preset must be one of 'fast', .*got 'medium'"),
-        ({"decryptors": [0, 0]}, r"parameter decryptors lists a party twice"),
-        ({"parties": 2, "decryptors": [2]}, r"parameter decryptors must hold party indices in \[0, 1\]"),
+        ({"decryptors": [0, 0]}, r"parameter decryptors lists a hospital twice"),
+        ({"hospitals": 2, "decryptors": [2]}, r"parameter decryptors must hold hospital indices in \[0, 1\]"),
         ({"rotation_steps": [1, 0]}, r"parameter rotation_steps must not contain 0"),
         ({"smudging_bits": float("nan")}, r"parameter smudging_bits must be a finite number or None"),
         ({"dataset": "lbww"}, r"parameter dataset must be one of"),
@@ -48,17 +49,46 @@ def test_bad_values_name_their_parameter(values, match):
 
 def test_all_problems_are_reported_at_once():
     with pytest.raises(ParameterError) as err:
-        check_parameters({"parties": "3", "folds": 1, "partys": 2})
+        check_parameters({"hospitals": "3", "folds": 1, "hospital": 2})
     text = str(err.value)
     assert text.startswith("3 invalid parameters")
-    for name in ("parties", "folds", "partys"):
+    for name in ("hospitals", "folds", "hospital"):
         assert name in text
 
 
 def test_good_values_pass_unchanged():
-    values = {"parties": 5, "threshold": 3, "smudging_bits": 12, "decryptors": [0, 4], "seed": 7}
+    values = {"hospitals": 5, "threshold": 3, "smudging_bits": 12, "decryptors": [0, 4], "seed": 7}
     assert check_parameters(values) == values
-    assert check_parameters(parties=4, threshold=None) == {"parties": 4, "threshold": None}
+    assert check_parameters(hospitals=4, threshold=None) == {"hospitals": 4, "threshold": None}
+
+
+def test_parties_is_the_older_name_of_hospitals(tmp_path):
+    """Parameter files, grids, run_sequence and papermill's injected values may still say parties: taken as
+    hospitals, with a DeprecationWarning; both at once are refused; an old study.json still reads."""
+    with pytest.warns(DeprecationWarning, match="parameter parties is now called hospitals"):
+        assert check_parameters(parties=4, threshold=2) == {"hospitals": 4, "threshold": 2}
+    too_many = r"threshold must be in \[1, hospitals = 2\]"
+    with pytest.warns(DeprecationWarning), pytest.raises(ParameterError, match=too_many):
+        check_parameters(parties=2, threshold=3)
+    with pytest.raises(ParameterError, match="parameter parties is the older name of hospitals: give only hospitals"):
+        check_parameters(parties=4, hospitals=4)
+    with pytest.warns(DeprecationWarning):
+        spec = parse_grid({"grid": {"parties": [2, 3]}, "runs": [{"parties": 5}]})
+    assert [p for _, p in spec.runs] == [{"hospitals": 2}, {"hospitals": 3}, {"hospitals": 5}]
+    assert spec.varied == ["hospitals"]
+    with pytest.warns(DeprecationWarning):
+        assert _plan(resolve_steps(["90"]), check_parameters(parties=4), tmp_path)[0][1]["hospitals"] == 4
+    with pytest.warns(DeprecationWarning):
+        study = Study.from_parameters(parties=4)
+    assert study.hospitals == 4
+    with pytest.warns(DeprecationWarning, match="Study.hospitals"):
+        assert study.parties == 4
+    with pytest.warns(DeprecationWarning, match=r"Study.hospital_names\(\)"):
+        assert study.party_names() == study.hospital_names() == [f"hospital-{i}" for i in range(1, 5)]
+    assert Study.from_json({"parameters": {"parties": 4, "preset": "train"}}).hospitals == 4  # before the rename
+    with pytest.warns(DeprecationWarning, match="parameter parties is now called hospitals"):
+        assert older_name({"parties": 5}, "hospitals", 3) == 5  # papermill -p parties 5
+    assert older_name({}, "hospitals", 3) == 3
 
 
 def test_registry_defaults_satisfy_their_own_rules():
@@ -67,9 +97,9 @@ def test_registry_defaults_satisfy_their_own_rules():
 
 
 def test_declared_parameters_parse_one_per_line():
-    got = declared_parameters('# title\nparties: int = 3  # hospitals\nname: str = "a # b"  # with a hash\n')
+    got = declared_parameters('# title\nhospitals: int = 3  # hospitals\nname: str = "a # b"  # with a hash\n')
     assert [(p.name, p.hint, p.default, p.comment) for p in got] == [
-        ("parties", "int", 3, "hospitals"),
+        ("hospitals", "int", 3, "hospitals"),
         ("name", "str", "a # b", "with a hash"),
     ]
 
@@ -90,7 +120,7 @@ def test_declared_parameters_refuse_anything_else(source, match):
 
 
 def test_study_checks_with_the_crypto_code():
-    s = Study.from_parameters(parties=4, threshold=2, smudging_bits=31)
+    s = Study.from_parameters(hospitals=4, threshold=2, smudging_bits=31)
     assert s.params().smudging_bits == 31 and s.params().name == "train/smudging=31"
     assert s.key_holders_needed == 2
     with pytest.raises(ParameterError, match="smudging_bits"):
@@ -106,7 +136,7 @@ def test_study_checks_with_the_crypto_code():
     with pytest.raises(ParameterError, match=r"'deep' cannot run a whole study: it is an experiments preset"):
         Study.from_parameters(preset="deep")
     with pytest.raises(ParameterError, match="sized for up to 10 hospitals"):
-        Study.from_parameters(parties=11)
+        Study.from_parameters(hospitals=11)
     with pytest.raises(ParameterError, match="unknown parameter 'rotation_steps'"):
         Study.from_parameters(rotation_steps=[1])
     record = s.to_json()
@@ -121,8 +151,8 @@ class _Recorder:
 
 def test_threshold_is_passed_only_when_set(monkeypatch):
     class WithThreshold(_Recorder):
-        def __init__(self, parties=3, preset="fast", seed=None, *, threshold="not passed", **kw):
-            super().__init__(parties=parties, preset=preset, seed=seed, threshold=threshold, **kw)
+        def __init__(self, hospitals=3, preset="fast", seed=None, *, threshold="not passed", **kw):
+            super().__init__(hospitals=hospitals, preset=preset, seed=seed, threshold=threshold, **kw)
 
     monkeypatch.setattr(study_module, "Federation", WithThreshold)
     assert make_federation(5).kwargs["threshold"] == "not passed"
@@ -206,7 +236,7 @@ def test_a_study_refuses_a_preset_that_cannot_run_it(tmp_path, preset):
         Study.from_json({"parameters": {"preset": preset}})  # a run folder made before the check
     target = tmp_path / "run"
     with pytest.raises(ParameterError, match=message):
-        run_sequence(target, {"preset": preset, "parties": 2})
+        run_sequence(target, {"preset": preset, "hospitals": 2})
     assert not target.exists()
     assert check_parameters(preset=preset) == {"preset": preset}  # the registry: the workshop takes it
     workshop = _plan(resolve_steps(["90"]), {"preset": preset}, target)
@@ -215,8 +245,8 @@ def test_a_study_refuses_a_preset_that_cannot_run_it(tmp_path, preset):
 
 def test_runner_refuses_bad_parameters_before_any_kernel(tmp_path):
     target = tmp_path / "run"
-    with pytest.raises(ParameterError, match=r"parameter parties must be an integer"):
-        run_sequence(target, {"parties": "3"})
+    with pytest.raises(ParameterError, match=r"parameter hospitals must be an integer"):
+        run_sequence(target, {"hospitals": "3"})
     with pytest.raises(ParameterError, match=r"unknown parameter 'decryptors'.*notebooks to run accept"):
         run_sequence(target, {"decryptors": [0]})  # a workshop parameter, not a study step's
     with pytest.raises(ParameterError, match="run_dir is set by the runner"):
@@ -228,35 +258,35 @@ def test_grid_expands_to_the_product_plus_explicit_runs():
     spec = parse_grid(
         {
             "parameters": {"preset": "fast"},
-            "grid": {"parties": [2, 3], "threshold": [None, 2]},
-            "runs": [{"parties": 5}],
+            "grid": {"hospitals": [2, 3], "threshold": [None, 2]},
+            "runs": [{"hospitals": 5}],
         }
     )
     assert [p for _, p in spec.runs] == [
-        {"preset": "fast", "parties": 2, "threshold": None},
-        {"preset": "fast", "parties": 2, "threshold": 2},
-        {"preset": "fast", "parties": 3, "threshold": None},
-        {"preset": "fast", "parties": 3, "threshold": 2},
-        {"preset": "fast", "parties": 5},
+        {"preset": "fast", "hospitals": 2, "threshold": None},
+        {"preset": "fast", "hospitals": 2, "threshold": 2},
+        {"preset": "fast", "hospitals": 3, "threshold": None},
+        {"preset": "fast", "hospitals": 3, "threshold": 2},
+        {"preset": "fast", "hospitals": 5},
     ]
-    assert spec.varied == ["parties", "threshold"]
+    assert spec.varied == ["hospitals", "threshold"]
     names = [n for n, _ in spec.runs]
-    assert names[0] == "001_parties=2_threshold=None" and names[4] == "005_parties=5"
+    assert names[0] == "001_hospitals=2_threshold=None" and names[4] == "005_hospitals=5"
     assert len(set(names)) == len(names)
-    assert [p for _, p in parse_grid({"parameters": {"parties": 4}}).runs] == [{"parties": 4}]
+    assert [p for _, p in parse_grid({"parameters": {"hospitals": 4}}).runs] == [{"hospitals": 4}]
 
 
 @pytest.mark.parametrize(
     "spec,match",
     [
-        ({"grid": {"parties": 3}}, r"grid: parties must be a non-empty list of values, got 3 \(write \[3\]\)"),
-        ({"grid": {"parties": []}}, "non-empty list"),
+        ({"grid": {"hospitals": 3}}, r"grid: hospitals must be a non-empty list of values, got 3 \(write \[3\]\)"),
+        ({"grid": {"hospitals": []}}, "non-empty list"),
         ({"grids": {}}, "unknown key 'grids'"),
-        ({"grid": {"partys": [2]}}, r"unknown parameter 'partys' \(did you mean 'parties'\?\)"),
-        ({"parameters": {"parties": 2}, "grid": {"parties": [3]}}, "parties is set both"),
+        ({"grid": {"hospital": [2]}}, r"unknown parameter 'hospital' \(did you mean 'hospitals'\?\)"),
+        ({"parameters": {"hospitals": 2}, "grid": {"hospitals": [3]}}, "hospitals is set both"),
         ({"parameters": {"run_dir": "x"}}, "run_dir is set by mpclr batch"),
         ({"steps": ["08"]}, "'08' is neither a step"),
-        ({"runs": {"parties": 2}}, "runs must be a list"),
+        ({"runs": {"hospitals": 2}}, "runs must be a list"),
         ([1, 2], "expected a mapping"),
     ],
 )
@@ -269,7 +299,7 @@ def test_grid_file_errors_give_the_line(tmp_path):
     from mpclr.notebooks.batch import load_grid
 
     bad = tmp_path / "g.yaml"
-    bad.write_text("grid:\n  parties: [2, 3\n")
+    bad.write_text("grid:\n  hospitals: [2, 3\n")
     with pytest.raises(ParameterError, match=r"g.yaml: not valid YAML \(line \d+, column \d+\)"):
         load_grid(bad)
     with pytest.raises(ParameterError, match="grid file .*missing.yaml"):
@@ -301,7 +331,7 @@ def test_the_study_defaults_are_the_studys():
         ({"dataset": "synthetic:1x3"}, r"parameter dataset needs N >= 2 rows"),
         ({"dataset": "no/such.csv"}, r"parameter dataset must be one of .*there is no file .*no/such.csv"),
         ({"label": "outcome"}, r"parameter label applies to a CSV/TSV file only"),
-        ({"split": "0.5,0.5"}, r"parameter split lists 2 fractions for parties = 3"),
+        ({"split": "0.5,0.5"}, r"parameter split lists 2 fractions for hospitals = 3"),
         ({"split": "0.5,0.3,0.3"}, r"parameter split fractions must sum to 1"),
         ({"split": "0.5,-0.2,0.7"}, r"parameter split must list positive fractions"),
         ({"cutoff": 1.0}, r"parameter cutoff must be a probability in \(0, 1\)"),
@@ -342,7 +372,7 @@ def test_a_csv_file_from_the_project_root_or_anywhere(tmp_path, monkeypatch):
     assert resolve_dataset("cohort.csv") == str(project_root() / "cohort.csv")
     with pytest.raises(ParameterError, match="there is no file"):
         check_parameters({"dataset": "cohort.csv"})
-    s = Study.from_parameters(dataset=str(path), label="outcome", parties=3, split="site", folds=2)
+    s = Study.from_parameters(dataset=str(path), label="outcome", hospitals=3, split="site", folds=2)
     data = s.hospital_data()
     assert data.pooled.feature_names == ("age", "bmi")  # the site column says who holds a row, and is dropped
     assert data.rows_per_hospital == [20, 20, 20]
@@ -353,19 +383,19 @@ def test_a_csv_file_from_the_project_root_or_anywhere(tmp_path, monkeypatch):
         Study.from_parameters(dataset=str(path), label="result").hospital_data()
     with pytest.raises(ParameterError, match=r"parameter split = 'ward': data set 'cohort' .*named 'ward'"):
         Study.from_parameters(dataset=str(path), label="outcome", split="ward").hospital_data()
-    with pytest.raises(ParameterError, match=r"parameter split = 'site': .*3 distinct values .* for 2 parties"):
-        Study.from_parameters(dataset=str(path), label="outcome", split="site", parties=2).hospital_data()
+    with pytest.raises(ParameterError, match=r"parameter split = 'site': .*3 distinct values .* for 2 hospitals"):
+        Study.from_parameters(dataset=str(path), label="outcome", split="site", hospitals=2).hospital_data()
 
 
 def test_splits_and_folds_follow_the_study():
     import numpy as np
 
-    s = Study.from_parameters(dataset="synthetic:200x3", parties=3, split="0.5,0.3,0.2", seed=4)
+    s = Study.from_parameters(dataset="synthetic:200x3", hospitals=3, split="0.5,0.3,0.2", seed=4)
     data = s.hospital_data()
     assert data.rows_per_hospital == [100, 60, 40]
     assert s.to_json(data)["data"]["rows_per_hospital"] == {"hospital-1": 100, "hospital-2": 60, "hospital-3": 40}
     assert "positives" not in s.to_json(data)["data"]  # label counts are never revealed
-    again = Study.from_parameters(dataset="synthetic:200x3", parties=3, split="0.5,0.3,0.2", seed=4).hospital_data()
+    again = Study.from_parameters(dataset="synthetic:200x3", hospitals=3, split="0.5,0.3,0.2", seed=4).hospital_data()
     assert all(np.array_equal(a.rows, b.rows) for a, b in zip(data.parts, again.parts))  # the seed fixes the split
     with pytest.raises(ParameterError, match=r"parameter folds = 20: .*"):
         Study.from_parameters(dataset="synthetic:30x2", folds=20).hospital_data()

@@ -35,8 +35,8 @@ def test_the_table_lists_exactly_the_readme_messages():
 def test_every_message_a_study_sends_is_described():
     with make_federation(3, manifest="exploration") as fed:
         fed.generate_rotation_keys([1])
-        a = fed.parties[0].encrypt(np.arange(4.0))
-        b = fed.parties[1].encrypt(np.ones(4))
+        a = fed.hospitals[0].encrypt(np.arange(4.0))
+        b = fed.hospitals[1].encrypt(np.ones(4))
         out = fed.decrypt(fed.server.add(a, b))
         assert np.abs(out - (np.arange(4.0) + 1)).max() < 1e-3
         sent = set(fed.traffic()["by_type"])

@@ -10,7 +10,7 @@ from mpclr.params import get_preset
 
 @pytest.fixture(scope="module")
 def demo():
-    d = workshop.Demo(parties=3)
+    d = workshop.Demo(hospitals=3)
     yield d
     d.close()
 
@@ -32,12 +32,12 @@ def test_too_few_shares_give_noise(demo, who):
 
 def test_nobody_and_out_of_range(demo):
     assert not demo.decrypt([]).correct
-    with pytest.raises(ParameterError, match="party index 3 out of range"):
+    with pytest.raises(ParameterError, match="hospital index 3 out of range"):
         demo.decrypt([3])
 
 
 def test_any_t_of_n_decrypt_and_fewer_do_not():
-    d = workshop.Demo(parties=4, threshold=2)
+    d = workshop.Demo(hospitals=4, threshold=2)
     try:
         assert d.needed == 2
         for who in ([0, 1], [1, 3], [0, 2, 3]):
@@ -52,7 +52,7 @@ def test_any_t_of_n_decrypt_and_fewer_do_not():
 def test_a_partial_decryption_looks_uniform_and_the_combination_does_not(demo):
     view = demo.partial_view(1)
     s = view.summary()
-    assert view.party == "hospital-2" and round(s["q0_bits"]) == 49 and round(s["scale_bits"]) == 30
+    assert view.hospital == "hospital-2" and round(s["q0_bits"]) == 49 and round(s["scale_bits"]) == 30
     # uniform on (-q0/2, q0/2): std = q0 / sqrt(12), i.e. about q0_bits - 1.8 bits
     assert abs(s["share_spread_bits"] - (s["q0_bits"] - 1.79)) < 0.2
     assert abs(s["too_few_spread_bits"] - (s["q0_bits"] - 1.79)) < 0.2
@@ -70,7 +70,7 @@ def test_noise_by_depth_spends_one_prime_per_product(demo):
 
 
 def test_larger_scale_buys_precision_and_costs_depth():
-    by_scale = workshop.noise_by_depth(scales=(25, 40), parties=2)
+    by_scale = workshop.noise_by_depth(scales=(25, 40), hospitals=2)
     assert len(by_scale[25]) == 5 and len(by_scale[40]) == 3  # depth 4 vs 2 within the 128-bit bound
     worst25 = max(r["max_error"] for r in by_scale[25])
     worst40 = max(r["max_error"] for r in by_scale[40])
@@ -78,7 +78,7 @@ def test_larger_scale_buys_precision_and_costs_depth():
 
 
 def test_smudging_costs_precision():
-    rows = workshop.smudging_sweep([0, 24], parties=2)
+    rows = workshop.smudging_sweep([0, 24], hospitals=2)
     assert [r["smudging_bits"] for r in rows] == [0.0, 24.0]
     assert rows[0]["max_error"] < 1e-3 < rows[1]["max_error"]
     assert rows[1]["max_error"] > 100 * rows[0]["max_error"]
@@ -118,7 +118,7 @@ def test_plots_draw():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    d = workshop.Demo(parties=2)
+    d = workshop.Demo(hospitals=2)
     try:
         figs = [
             workshop.plot_decryption(d.decrypt()),
@@ -135,7 +135,7 @@ def test_plots_draw():
 
 def test_record_summary():
     rec = workshop.Record(
-        parameters={"parties": 3},
+        parameters={"hospitals": 3},
         decryption={"max_error": 1e-5},
         too_few={"max_error": 1e6},
         noise_by_depth=[{"max_error": 2e-5}],

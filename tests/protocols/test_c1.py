@@ -53,9 +53,9 @@ def test_rerandomize_gives_a_fresh_c1_for_the_same_message():
     import mpclr
     from mpclr.seal.format import CiphertextData
 
-    with mpclr.Federation(parties=2, manifest="exploration") as fed:
+    with mpclr.Federation(hospitals=2, manifest="exploration") as fed:
         x = np.linspace(-1, 1, 16)
-        h = fed.parties[0].encrypt(x)
+        h = fed.hospitals[0].encrypt(x)
         got = fed.researcher.call("server", "ct.fetch", id=h.id, level=0)
         data = CiphertextData.from_bytes(got["ciphertext"])
         ring = fed.ctx.ring(0)
@@ -64,7 +64,7 @@ def test_rerandomize_gives_a_fresh_c1_for_the_same_message():
         assert c1check.digest(c1) != c1check.digest(data.data[1])
         fresh = CiphertextData(data.parms_id, data.scale, np.stack([c0, c1]))
         shares = {}
-        for p in fed.parties:
+        for p in fed.hospitals:
             reply = fed.researcher.call(p.name, "decrypt.share", c1=fed.researcher._dec.c1_to_bytes(c1, 0), level=0)
             shares[p.name] = fed.researcher._dec.share_from_bytes(reply["share"], 0)
         assert np.abs(fed.researcher.combine(fresh, shares.values(), x.size) - x).max() < 1e-3

@@ -27,7 +27,7 @@ FAMILIES = {"binomial": sm.families.Binomial, "gaussian": sm.families.Gaussian, 
 def fed():
     """One federation for many fits (protocol tests): its hospitals answer without a budget ("exploration");
     the manifests a fit is held to are tested below."""
-    f = mpclr.Federation(parties=3, preset="train", manifest="exploration")
+    f = mpclr.Federation(hospitals=3, preset="train", manifest="exploration")
     yield f
     f.close()
 
@@ -120,7 +120,7 @@ def _ledgers(monkeypatch) -> list:
     seen, close = [], mpclr.Federation.close
 
     def spy(self):
-        seen.append((self.manifest, [dict(p.policy.used) for p in self.parties]))
+        seen.append((self.manifest, [dict(p.policy.used) for p in self.hospitals]))
         return close(self)
 
     monkeypatch.setattr(mpclr.Federation, "close", spy)
@@ -149,12 +149,12 @@ def test_a_fit_makes_its_federation_with_its_manifest_and_stays_within_it(monkey
 def test_an_existing_federation_s_manifest_governs():
     """A federation made for something else (here the key ceremony only, the default) is refused the fit
     by its hospitals, naming the step and the label; one whose manifest is one round short, at that round."""
-    with mpclr.Federation(parties=3, preset="fast") as keys_only:
+    with mpclr.Federation(hospitals=3, preset="fast") as keys_only:
         with pytest.raises(ProtocolError, match=r"hospital-1 refuses glm.step 'glm: design \(beta = 0\)' from "
                                                 r"server: not in the study manifest 'key ceremony only'"):
             glm("lbw", federation=keys_only, columns=["x1", "x2"])
     short = glm_manifest(3, 3, max_iter=10).with_budget("glm.step", "glm", rounds=2)
-    with mpclr.Federation(parties=3, preset="fast", manifest=short) as fed:
+    with mpclr.Federation(hospitals=3, preset="fast", manifest=short) as fed:
         with pytest.raises(ProtocolError, match=r"refuses glm.step 'glm: iteration 2' from server: beyond the study "
                                                 r"manifest 'pooled GLM' .*budget 'glm.step glm' allows 2 rounds "
                                                 r"\(2 answered\)"):
@@ -209,7 +209,7 @@ def test_quasi_separation_names_the_diverging_column(fed):
 
 
 def test_a_hospital_refuses_a_model_too_large_for_its_rows(fed):
-    configure(fed.parties[1], glm_max_fraction=0.1)  # its own setting: 63 rows allow 6 parameters
+    configure(fed.hospitals[1], glm_max_fraction=0.1)  # its own setting: 63 rows allow 6 parameters
     try:
         with pytest.raises(ProtocolError, match=r"hospital-2 refuses a model of 10 parameters: its glm_max_fraction "
                                                 r"0.1 allows at most 6 with its 63 rows"):
@@ -217,17 +217,17 @@ def test_a_hospital_refuses_a_model_too_large_for_its_rows(fed):
         r = glm("lbw", federation=fed, columns=["x1", "x2", "x3", "x4"])  # 5 parameters: answered
         assert r.converged
     finally:
-        configure(fed.parties[1], Settings())
+        configure(fed.hospitals[1], Settings())
     small = synthetic("binomial", n=60).iloc[:, :]
     with pytest.raises(ProtocolError, match="glm_max_fraction 0.33 allows at most 6 with its 20 rows"):
         glm(small.assign(a=small.age ** 2, b=small.dose ** 0.5), label="outcome", federation=fed)
 
 
 def test_two_hospitals_warn_and_threshold_decryption(tmp_path):
-    with mpclr.Federation(parties=3, threshold=2, preset="train", manifest="exploration") as f3:
+    with mpclr.Federation(hospitals=3, threshold=2, preset="train", manifest="exploration") as f3:
         r = glm("lbw", federation=f3, by=[0, 2])
         assert {tuple(e["by"]) for e in r.revealed} == {("hospital-1", "hospital-3")}
-    with mpclr.Federation(parties=2, preset="train", manifest="exploration") as f2:
+    with mpclr.Federation(hospitals=2, preset="train", manifest="exploration") as f2:
         with pytest.warns(PrivacyWarning, match="two hospitals"):
             glm("lbw", federation=f2, columns=["x1", "x2"])
 
@@ -265,9 +265,9 @@ def test_07_without_the_glm_in_the_study_manifest_says_to_rerun_01():
     stopped before any request, saying what to rerun."""
     from mpclr.stats.report import agreed, study_glm
 
-    with mpclr.Federation(parties=2, preset="fast") as fed:  # the key ceremony only
+    with mpclr.Federation(hospitals=2, preset="fast") as fed:  # the key ceremony only
         assert not agreed(fed, "glm") and not agreed(fed, "table1")
         with pytest.raises(mpclr.errors.DataError, match=r"no pooled GLM: rerun notebooks/01_key_ceremony.ipynb with "
                                                          r"regression_table=True"):
             study_glm(fed, None)
-        assert sum(p.handler_calls.get("glm.step", 0) for p in fed.parties) == 0
+        assert sum(p.handler_calls.get("glm.step", 0) for p in fed.hospitals) == 0

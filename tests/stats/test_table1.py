@@ -23,7 +23,7 @@ LEVELS = {"x3": [0, 1], "x4": [0, 1], "x5": [0, 1], "x6": [0, 1, 2, 3], "x7": [0
 def fed():
     """One federation for many tables (protocol tests): its hospitals answer without a budget
     ("exploration"); the manifest a table is held to is tested below."""
-    f = mpclr.Federation(parties=3, preset="train", manifest="exploration")
+    f = mpclr.Federation(hospitals=3, preset="train", manifest="exploration")
     yield f
     f.close()
 
@@ -101,7 +101,7 @@ def test_lbw_table_matches_pandas_and_suppresses_small_cells(fed, lbw, decrypted
 
 def test_min_cell_is_the_largest_of_the_hospitals_own(fed, lbw):
     deal(fed, split_rows(lbw, 3))
-    configure(fed.parties[2], min_cell=10)
+    configure(fed.hospitals[2], min_cell=10)
     try:
         with pytest.raises(ProtocolError, match="hospital-3 suppresses pooled cells below 10: a table with min_cell 5"):
             table_one(fed, by="y", categorical={"x7": [0, 1]}, min_cell=5)
@@ -110,7 +110,7 @@ def test_min_cell_is_the_largest_of_the_hospitals_own(fed, lbw):
         assert t.small == {("y=0", "x7", 1.0), ("y=1", "x7", 1.0)}  # 7 and 5 rows: below 10 now, shown at 5
         assert t.counts == {} and t.cell("overall", "x7", 1) == "-"  # 12 rows, hidden beside its small cells
     finally:
-        configure(fed.parties[2], Settings())
+        configure(fed.hospitals[2], Settings())
 
 
 def test_a_hospital_refuses_requests_that_allow_differencing(fed, lbw):
@@ -150,14 +150,14 @@ def test_a_table_uses_exactly_its_manifest(lbw):
     refreshes carry the table's label); a second table is beyond it. (A deployed table: tests/deploy.)"""
     manifest = table_manifest("train", 3, 5, levels=6, continuous=1)
     cats = {"x3": [0, 1], "x6": [0, 1, 2, 3]}
-    with mpclr.Federation(parties=3, preset="train", manifest=manifest) as fed:
+    with mpclr.Federation(hospitals=3, preset="train", manifest=manifest) as fed:
         deal(fed, split_rows(lbw, 3))
         t = table_one(fed, by="y", continuous=["x1"], categorical=cats)
         assert t.suppressed == ["x6"]  # the protocol ran through: both cell tests, then the release
         exact = {b.key: [b.rounds, b.ciphertexts, b.values] for b in manifest.budgets if b.label == "table1"}
         assert set(exact) == {f"{step} table1" for step in ("stats.settings", "table.counts", "refresh.share",
                                                                "decrypt.share")}
-        for party in fed.parties:
+        for party in fed.hospitals:
             assert {k: v for k, v in party.policy.used.items() if k.endswith("table1")} == exact
         with pytest.raises(ProtocolError, match=r"hospital-1 refuses stats.settings 'table1: settings' from server: "
                                                 r"beyond the study manifest 'Table 1'"):

@@ -7,6 +7,6 @@ import mpclr
 
 @pytest.fixture(scope="session")
 def fed_train():
-    fed = mpclr.Federation(manifest="exploration", parties=2, preset="train")
+    fed = mpclr.Federation(manifest="exploration", hospitals=2, preset="train")
     yield fed
     fed.close()

@@ -39,7 +39,7 @@ def make_data(n, d, seed=0):
 
 
 def run(fed, X, y, folds, plan, workers="auto"):
-    for p, rows in zip(fed.parties, np.array_split(np.arange(len(y)), len(fed.parties))):
+    for p, rows in zip(fed.hospitals, np.array_split(np.arange(len(y)), len(fed.hospitals))):
         p.load_data(X[rows], y[rows], rows)
     res = run_encrypted_cv(fed, folds=folds, plan=plan, workers=workers)
     W = res.decrypt_models(fed)
@@ -117,7 +117,7 @@ def test_unpacked_rows_stream_from_disk(fed_train, tmp_path, monkeypatch, degree
 def test_fast_preset_adapts_its_schedule():
     """N = 8192 has one level too few for an iteration above its refresh level: it refreshes the
     per-sample batch mid-iteration, and still trains the same models (to the precision of scale 2^30)."""
-    fed = mpclr.Federation(manifest="exploration", parties=3, preset="fast")
+    fed = mpclr.Federation(manifest="exploration", hospitals=3, preset="fast")
     X, y = make_data(250, 3, seed=2)
     plan = TrainingPlan(sigmoid_poly(3, 8.0), SCHEDULE[:3], bound_bits=4)
     res, W, ref = run(fed, X, y, 3, plan, workers=0)
@@ -144,15 +144,15 @@ def test_layout_rejects_foreign_blocks(fed_train):
 
     layout = Layout(fed_train.params.slots, 100, 2)
     tr = EncryptedTrainer(fed_train.server, layout, 3, TrainingPlan(sigmoid_poly(3, 8.0), SCHEDULE[:1]))
-    low = fed_train.server.multiply_plain(fed_train.parties[0].encrypt([1.0]), 1.0)
+    low = fed_train.server.multiply_plain(fed_train.hospitals[0].encrypt([1.0]), 1.0)
     with pytest.raises(ProtocolError, match="not the top"):
         tr.add_data(0, 0, 0, fed_train.server.export_ciphertext(low))
 
 
 def test_training_goes_on_when_a_key_holder_dies_in_two_of_three():
-    fed = mpclr.Federation(manifest="exploration", parties=3, threshold=2, preset="train")
+    fed = mpclr.Federation(manifest="exploration", hospitals=3, threshold=2, preset="train")
     X, y = make_data(200, 3, seed=4)
-    for p, rows in zip(fed.parties, np.array_split(np.arange(len(y)), 3)):
+    for p, rows in zip(fed.hospitals, np.array_split(np.arange(len(y)), 3)):
         p.load_data(X[rows], y[rows], rows)
     plan = TrainingPlan(sigmoid_poly(3, 8.0), SCHEDULE)
 

@@ -161,7 +161,7 @@ def test_secret_folds_tell_the_observer_nothing(folds):
 
 @pytest.fixture(scope="module")
 def fed():
-    f = mpclr.Federation(parties=3, preset="fast", manifest="exploration")
+    f = mpclr.Federation(hospitals=3, preset="fast", manifest="exploration")
     yield f
     f.close()
 
@@ -179,7 +179,7 @@ def observed_study(fed, y_parts, folds, X=None):
 
     g = np.random.default_rng(len(y_parts))
     offset = 0
-    for p, y in zip(fed.parties, y_parts):
+    for p, y in zip(fed.hospitals, y_parts):
         rows = offset + np.arange(y.size)
         p.load_data(g.normal(size=(y.size, 3)) if X is None else X[rows], y, rows)
         offset += y.size
@@ -198,12 +198,12 @@ def test_the_server_s_messages_tell_the_observer_nothing(fed):
     folds = 5
     right = majority = total = 0
     for _ in range(4):
-        y_parts = [labels(g) for _ in fed.parties]
+        y_parts = [labels(g) for _ in fed.hospitals]
         cv, seen = observed_study(fed, y_parts, folds)
         steps = [step for step, _, _ in seen]
         assert steps[:3] == ["lr.folds", "lr.aggregate", "lr.encrypt"]
         _, requests, replies = seen[0]
-        for p, y in zip(fed.parties, y_parts):
+        for p, y in zip(fed.hospitals, y_parts):
             request, reply = requests[p.name], replies[p.name]
             assert set(request) == {"folds"}  # nothing a hospital's deal could be replayed from
             seeds = [7] + [v for v in request.values() if isinstance(v, int)]
@@ -212,14 +212,14 @@ def test_the_server_s_messages_tell_the_observer_nothing(fed):
             majority += max(int(y.sum()), int((1 - y).sum()))
             total += y.size
         # what lr.encrypt tells every hospital about the folds: their pooled sizes, nothing per label
-        counts = seen[2][1][fed.parties[0].name]["train_counts"]
+        counts = seen[2][1][fed.hospitals[0].name]["train_counts"]
         assert counts == (cv.fold_of_row.size - np.bincount(cv.fold_of_row, minlength=folds)).tolist()
     assert right <= majority + margin(total), (right / total, majority / total)
 
 
 def test_a_resumed_hospital_deals_the_same_folds_and_a_new_session_others(fed, tmp_path):
     g = np.random.default_rng(9)
-    y_parts = [labels(g) for _ in fed.parties]
+    y_parts = [labels(g) for _ in fed.hospitals]
     first, _ = observed_study(fed, y_parts, 5)
     fed.save(tmp_path / "fed")
     again = mpclr.Federation.load(tmp_path / "fed")
@@ -228,9 +228,9 @@ def test_a_resumed_hospital_deals_the_same_folds_and_a_new_session_others(fed, t
     finally:
         again.close()
     np.testing.assert_array_equal(resumed.fold_of_row, first.fold_of_row)
-    key = (tmp_path / "fed" / "nodes" / fed.parties[0].name / "secret-fold-key.bin")
+    key = (tmp_path / "fed" / "nodes" / fed.hospitals[0].name / "secret-fold-key.bin")
     assert key.stat().st_mode & 0o777 == 0o600
-    with mpclr.Federation(parties=3, preset="fast", manifest="exploration") as other:
+    with mpclr.Federation(hospitals=3, preset="fast", manifest="exploration") as other:
         fresh, _ = observed_study(other, y_parts, 5)
     assert not np.array_equal(fresh.fold_of_row, first.fold_of_row)
 
@@ -241,10 +241,10 @@ def test_two_hospitals_learn_each_other_s_sums_and_are_warned():
     g = np.random.default_rng(3)
     X = g.normal(size=(200, 3)) * [1.0, 4.0, 0.5] + [2.0, -1.0, 0.0]
     y_parts = [labels(g, 90), labels(g, 110)]
-    with mpclr.Federation(parties=2, preset="fast", manifest="exploration") as two:
+    with mpclr.Federation(hospitals=2, preset="fast", manifest="exploration") as two:
         with pytest.warns(PrivacyWarning, match="two hospitals"):
             cv, seen = observed_study(two, y_parts, 5, X)
-        request = seen[2][1][two.parties[0].name]
+        request = seen[2][1][two.hospitals[0].name]
     n = int(round(sum(request["train_counts"]) / (5 - 1)))
     mean, std = np.asarray(request["mean"]), np.asarray(request["std"])
     own = X[:90]
@@ -256,11 +256,11 @@ def test_two_hospitals_learn_each_other_s_sums_and_are_warned():
     np.testing.assert_allclose(squares, (X[90:] ** 2).sum(0), rtol=1e-5, atol=1e-3)
     with warnings.catch_warnings():
         warnings.simplefilter("error", PrivacyWarning)
-        with mpclr.Federation(parties=3, preset="fast", manifest="exploration") as three:
+        with mpclr.Federation(hospitals=3, preset="fast", manifest="exploration") as three:
             observed_study(three, [labels(g, 60) for _ in range(3)], 5, X)
 
 
 def test_a_hospital_takes_no_seed_for_its_folds(fed):
-    fed.parties[0].load_data(np.zeros((20, 2)), np.array([0, 1] * 10), np.arange(20))
+    fed.hospitals[0].load_data(np.zeros((20, 2)), np.array([0, 1] * 10), np.arange(20))
     with pytest.raises(ProtocolError, match="takes no seed"):
-        fed.server.call(fed.parties[0].name, "lr.folds", folds=5, seed=7000)
+        fed.server.call(fed.hospitals[0].name, "lr.folds", folds=5, seed=7000)

@@ -64,7 +64,7 @@ def test_rows_on_disk_train_and_score_to_the_same_ciphertexts(fed_train, tmp_pat
     (Degree 7's step-by-step path streams in test_degree_seven_refreshes_mid_iteration.)"""
     fed = fed_train
     X, y = make_data(2500, 3, seed=3)  # 5 folds of 500 rows: small enough that the features are packed
-    for p, rows in zip(fed.parties, np.array_split(np.arange(len(y)), 2)):
+    for p, rows in zip(fed.hospitals, np.array_split(np.arange(len(y)), 2)):
         p.load_data(X[rows], y[rows], rows)
     monkeypatch.setattr(party, "UPLOAD_ROUND_BYTES", 1)  # one block per round: the upload takes several
     monkeypatch.setattr(training_hospital, "PROCESS_MIN_CIPHERTEXTS", 1)  # each hospital encrypts in a process
@@ -81,11 +81,11 @@ def test_rows_on_disk_train_and_score_to_the_same_ciphertexts(fed_train, tmp_pat
     assert cv.blocks.on_disk and os.fstat(cv.blocks.fileno()).st_size == cv.blocks.nbytes
     assert os.path.dirname(cv.blocks.path) == str(tmp_path) and os.listdir(tmp_path) == []  # no name to leak
     pairs = [sum(1 for g in cv.layout.groups for b in cv.layout.blocks_with_rows(g, p.require_data()[2]))
-             for p in fed.parties]
+             for p in fed.hospitals]
     rounds = (fed.traffic()["by_type"]["lr.encrypt"]["messages"] - before) // 2
-    assert rounds == sum(pairs) > len(fed.parties)  # every hospital a round per block it has rows in
+    assert rounds == sum(pairs) > len(fed.hospitals)  # every hospital a round per block it has rows in
     assert max(len(cv.blocks[k]) for k in cv.blocks) == 2  # blocks both hospitals have rows in
-    assert stopped == [True, True] and not any(p in encryptor._POOLS for p in fed.parties)
+    assert stopped == [True, True] and not any(p in encryptor._POOLS for p in fed.hospitals)
     plan = TrainingPlan(sigmoid_poly(5, 8.0), SCHEDULE[:3])  # two gradients: forwards, then backwards
 
     # each worker keeps about one block loaded between iterations and reads the others every time
