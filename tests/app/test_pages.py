@@ -81,6 +81,11 @@ def _page(browser, name: str, url: str, token: str):
     return page
 
 
+# Voilà runs the whole notebook before its widgets render: on a 2-core machine at load 16 the first
+# widget took over 60 s to appear ("Loading widget..." in the failure's screenshot, 2026-12-07).
+FIRST = 180
+
+
 def _wait_text(page, selector: str, pattern: str, timeout: float = 60) -> str:
     """The first element of `selector` whose text matches `pattern`, once it does."""
     deadline = time.monotonic() + timeout
@@ -110,7 +115,7 @@ def test_workshop_page_walks_the_ceremony_and_turns_a_decryption_into_noise(app)
     url, token, _, browser = app
 
     def steps(page):
-        _wait_text(page, ".mpclr-decrypt-status", r"3 of 3; 3 needed\): decrypted")
+        _wait_text(page, ".mpclr-decrypt-status", r"3 of 3; 3 needed\): decrypted", timeout=FIRST)
         page.get_by_role("button", name="next step ▶").click()
         body = _wait_text(page, ".jp-OutputArea-output", r"1\. A common random seed(.|\n)*crs\.commit")
         assert re.search(r"crs\.commit(.|\n)*\d+ messages, [\d,]+ kB", body), body
@@ -130,7 +135,7 @@ def test_study_page_runs_breast_cancer_and_shows_the_records_auc(app):
     shown = {}
 
     def steps(page):
-        _wait_text(page, ".mpclr-data-status", r"breast_cancer: 569 rows × 30 features, 212 positive")
+        _wait_text(page, ".mpclr-data-status", r"breast_cancer: 569 rows × 30 features, 212 positive", timeout=FIRST)
         handle = page.locator(".widget-slider", has_text="folds").locator(".noUi-handle")
         handle.focus()
         for _ in range(2):
@@ -182,7 +187,7 @@ def test_study_page_names_the_line_and_column_of_a_malformed_upload(app, tmp_pat
     bad.write_text("age,bmi,sbp,outcome\n30,22.5,120,0\n41,24.0,130,1\n52,27.1,high,1\n")
 
     def steps(page):
-        _wait_text(page, ".mpclr-data-status", r"breast_cancer: 569 rows")
+        _wait_text(page, ".mpclr-data-status", r"breast_cancer: 569 rows", timeout=FIRST)
         with page.expect_file_chooser() as chooser:
             page.locator(".widget-upload").click()
         chooser.value.set_files(str(bad))
