@@ -10,7 +10,8 @@ A deployment sends the same protocol bytes (Flower adds its framing: benchmarks/
 this is the per-message-type breakdown behind `python -m mpclr.deploy local`'s "sent ... MB per hospital".
 Also recorded: the Flower rounds the study would take (the rounds the hospitals answered, with the workers'
 refreshes of one cycle coalesced as over Flower), seconds per phase, the load average, and the sizes one
-refresh share's parts and one uploaded ciphertext have at the preset's prime widths. Writes
+refresh share's parts have on the wire (rounded below their smudging: mpclr.ring.rounding) and one uploaded
+ciphertext has at the preset's prime widths. Writes
 benchmarks/results/<name>.json.
 """
 
@@ -62,20 +63,27 @@ def phase(step: str, label: str) -> str:
 
 
 def share_sizes(preset: str, parties: int, bound_bits: int = 8) -> dict:
-    """Bytes of one refresh share's parts and of one ciphertext, at the primes' widths (mpclr.ring.packing)."""
+    """Bytes of one refresh share's parts as sent (rounded: mpclr.ring.rounding) and of one ciphertext, at the
+    primes' widths (mpclr.ring.packing)."""
     from mpclr.protocols.refresh import RefreshProtocol
     from mpclr.seal.context import SealContext
 
     ctx = SealContext(get_preset(preset))
-    level = RefreshProtocol(ctx).min_level(bound_bits, parties)
+    proto = RefreshProtocol(ctx)
+    level = proto.min_level(bound_bits, parties)
     bits = [q.bit_length() for q in ctx.primes]
     n = ctx.params.n
 
     def poly(lv):
         return sum(math.ceil(n * b / 8) for b in bits[: lv + 1])
 
+    def share(lv):  # a refresh share on the wire: rounded to its kept bits (mpclr.ring.rounding), or exact
+        keep = proto.keep(lv)
+        return n * keep // 8 if keep < math.prod(ctx.primes[: lv + 1]).bit_length() else poly(lv)
+
     return {"n": n, "prime_bits": bits, "refresh_level": level, "top_level": ctx.top_level,
-            "refresh_h0_bytes": poly(level), "refresh_h1_bytes": poly(ctx.top_level),
+            "refresh_keep_bits": [proto.keep(level), proto.keep(ctx.top_level)],
+            "refresh_h0_bytes": share(level), "refresh_h1_bytes": share(ctx.top_level),
             "ciphertext_top_bytes": 2 * poly(ctx.top_level), "c1_at_refresh_level_bytes": poly(level)}
 
 

@@ -261,12 +261,14 @@ class SecureEvaluation(ComparisonPasses, EvaluationResults):
 
     def _noise_bound(self, parties: int) -> float:
         """A bound (comparison-domain units, per slot) on the smudging a refresh adds to a value: every
-        key holder's Gaussian of sigma 2^refresh_smudging_bits per coefficient is, in a slot, a Gaussian
-        of sigma sqrt(parties N / 2) 2^bits / Delta; six of those (exceeded with probability 2e-9 per
-        slot). The scores carry only their CKKS noise (below 2^-28) into the first cycle."""
+        key holder's Gaussian of sigma 2^refresh_smudging_bits per coefficient (with its shares' rounding on
+        the wire: RefreshProtocol.noise_sigma) is, in a slot, a Gaussian of sigma sqrt(parties N / 2) sigma /
+        Delta; six of those (exceeded with probability 2e-9 per slot). The scores carry only their CKKS noise
+        (below 2^-28) into the first cycle."""
         params = self.ctx.params
         delta = min(self.ctx.scale_ladder[self.refresh_level :])
-        return 6.0 * 2.0**params.refresh_smudging * math.sqrt(parties * params.n / 2) / delta
+        sigma = RefreshProtocol(self.ctx).noise_sigma(self.refresh_level)
+        return 6.0 * sigma * math.sqrt(parties * params.n / 2) / delta
 
     def _design_levels(self) -> tuple[int, int, int]:
         """(levels of a middle cycle, of the last cycle, of the first cycle): refreshed values start at the

@@ -3,6 +3,7 @@ that never leaves its party."""
 
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass
 
@@ -11,11 +12,13 @@ import numpy as np
 from ..errors import FormatError, ProtocolError
 from ..ring import Ring, SecretRandom
 from ..ring.packing import pack_residues, unpack_residues
+from ..ring.rounding import round_poly, unround_poly
 
 __all__ = ["Share", "SecretKeyShare"]
 
 _SHARE_MAGIC = b"MPSH"
 _SHARE_VERSION = 2  # 2: residues bit-packed at their prime's width
+_ROUNDED_MAGIC = b"MPSR"  # a share rounded to its high bits (mpclr.ring.rounding): one polynomial
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,35 @@ class Share:
         if not ring.is_reduced(data):
             raise FormatError(f"share for {tag}: values not reduced modulo the primes")
         return cls(tag, data)
+
+    def to_rounded_bytes(self, ring: Ring, keep: int) -> bytes:
+        """One polynomial (NTT form over `ring`) as round(h 2^keep / Q): its `keep` high bits per coefficient
+        (mpclr.ring.rounding; lossy below the noise it carries). keep >= bits(Q): the exact form (to_bytes)."""
+        if keep >= math.prod(ring.moduli).bit_length():
+            return self.to_bytes()
+        tag = self.tag.encode()
+        head = struct.pack(f"<4sB{len(tag)}sH", _ROUNDED_MAGIC, len(tag), tag, keep)
+        return head + round_poly(ring, ring.intt(ring.check(self.data)), keep)
+
+    @classmethod
+    def from_rounded_bytes(cls, raw: bytes, tag: str, ring: Ring, keep: int) -> Share:
+        """Parse a share sent by to_rounded_bytes(ring, keep) for step `tag`: NTT form, reduced."""
+        if keep >= math.prod(ring.moduli).bit_length():
+            return cls.from_bytes(raw, tag, ring)
+        try:
+            magic, tlen = struct.unpack_from("<4sB", raw, 0)
+            if magic != _ROUNDED_MAGIC:
+                raise FormatError("not a rounded protocol share")
+            got_tag = bytes(raw[5 : 5 + tlen]).decode()
+            (got_keep,) = struct.unpack_from("<H", raw, 5 + tlen)
+        except (struct.error, UnicodeDecodeError) as exc:
+            raise FormatError(f"share for {tag}: truncated or malformed header ({exc})") from None
+        if got_tag != tag:
+            raise FormatError(f"share is for step {got_tag!r}, expected {tag!r}")
+        if got_keep != keep:
+            raise FormatError(f"share for {tag}: {got_keep} bits per coefficient, expected {keep}")
+        coeffs = unround_poly(ring, memoryview(raw)[7 + tlen :], keep, f"share for {tag}")
+        return cls(tag, ring.ntt(coeffs, inplace=True))
 
     @property
     def nbytes(self) -> int:

@@ -799,7 +799,155 @@ static PyObject *unpack_bits(PyObject *self, PyObject *args)
     return PyLong_FromSsize_t(total);
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * Rounded shares (mpclr.ring.rounding): h in RNS -> round(h 2^keep / Q) and back, multi-word
+ * integers of 64-bit limbs (little-endian limb order), at most MAXW limbs.
+ */
+#define MAXW 40
+
+/* acc[0..w) += y * r[0..lr) mod 2^(64 w) (r has lr limbs, lr <= w). */
+static inline void mac_limbs(uint64_t *acc, Py_ssize_t w, uint64_t y, const uint64_t *r, Py_ssize_t lr, Py_ssize_t off)
+{
+    uint64_t carry = 0;
+    for (Py_ssize_t j = 0; j < lr && off + j < w; j++) {
+        uint64_t hi, lo;
+        mul64(y, r[j], &hi, &lo);
+        uint64_t s = acc[off + j] + lo;
+        uint64_t c = s < lo;
+        uint64_t s2 = s + carry;
+        c += s2 < s;
+        acc[off + j] = s2;
+        carry = hi + c;
+    }
+    for (Py_ssize_t j = off + lr; j < w && carry; j++) {
+        uint64_t s = acc[j] + carry;
+        carry = s < carry;
+        acc[j] = s;
+    }
+}
+
+static inline void add_bit(uint64_t *acc, Py_ssize_t w, Py_ssize_t bit)
+{
+    uint64_t carry = (uint64_t)1 << (bit % 64);
+    for (Py_ssize_t j = bit / 64; j < w && carry; j++) {
+        uint64_t s = acc[j] + carry;
+        carry = s < carry;
+        acc[j] = s;
+    }
+}
+
+/* round_high(out, x, moduli, ratios, inv, recip, keep, n): out[c] (keep/64 rounded up limbs) =
+   round(2^keep frac(sum_i y_i / q_i)) mod 2^keep, y_i = x_i inv_i mod q_i, with recip[i] = floor(2^(keep+128) / q_i). */
+static PyObject *round_high(PyObject *self, PyObject *args)
+{
+    PyObject *o_out, *o_x, *o_q, *o_ratio, *o_inv, *o_recip;
+    Py_ssize_t keep, n;
+    buf_t b[6];
+    memset(b, 0, sizeof b);
+    if (!PyArg_ParseTuple(args, "OOOOOOnn", &o_out, &o_x, &o_q, &o_ratio, &o_inv, &o_recip, &keep, &n)) return NULL;
+    if (get_buf(o_out, &b[0], 1, "out") || get_buf(o_x, &b[1], 0, "x") || get_buf(o_q, &b[2], 0, "moduli") ||
+        get_buf(o_ratio, &b[3], 0, "ratios") || get_buf(o_inv, &b[4], 0, "inv") || get_buf(o_recip, &b[5], 0, "recip")) {
+        release(b, 6);
+        return NULL;
+    }
+    Py_ssize_t k = NELEM(b[2]);
+    Py_ssize_t w = (keep + 128 + 63) / 64, lv = (keep + 63) / 64;
+    if (keep <= 0 || w > MAXW || k == 0 || NELEM(b[3]) != 2 * k || NELEM(b[4]) != k || NELEM(b[5]) != k * w ||
+        check_shape(NELEM(b[1]), n, k, "x") || check_shape(NELEM(b[0]), n, lv, "out")) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "round_high: inconsistent sizes");
+        release(b, 6);
+        return NULL;
+    }
+    uint64_t *out = U64(b[0]), *x = U64(b[1]), *q = U64(b[2]), *ratio = U64(b[3]), *inv = U64(b[4]), *recip = U64(b[5]);
+    Py_ssize_t width = keep + 128;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t c = 0; c < n; c++) {
+        uint64_t acc[MAXW];
+        memset(acc, 0, sizeof acc);
+        for (Py_ssize_t i = 0; i < k; i++) {
+            uint64_t hi, lo;
+            mul64(x[i * n + c], inv[i], &hi, &lo);
+            uint64_t y = barrett128(hi, lo, ratio[2 * i], ratio[2 * i + 1], q[i]);
+            mac_limbs(acc, w, y, recip + i * w, w, 0);
+        }
+        add_bit(acc, w, 127); /* round half up at the guard's top bit */
+        if (width % 64) acc[w - 1] &= ((uint64_t)1 << (width % 64)) - 1; /* mod 2^(keep + 128) */
+        for (Py_ssize_t j = 0; j < lv; j++) out[c * lv + j] = acc[2 + j];
+    }
+    Py_END_ALLOW_THREADS
+    release(b, 6);
+    Py_RETURN_NONE;
+}
+
+/* round_back(out, v, moduli, ratios, qlimbs, pow32, keep, n): out[i, c] = floor((v_c Q + 2^(keep-1)) / 2^keep)
+   mod q_i; pow32[i, t] = 2^(32 t) mod q_i for t < 2 len(qlimbs). */
+static PyObject *round_back(PyObject *self, PyObject *args)
+{
+    PyObject *o_out, *o_v, *o_q, *o_ratio, *o_ql, *o_pw;
+    Py_ssize_t keep, n;
+    buf_t b[6];
+    memset(b, 0, sizeof b);
+    if (!PyArg_ParseTuple(args, "OOOOOOnn", &o_out, &o_v, &o_q, &o_ratio, &o_ql, &o_pw, &keep, &n)) return NULL;
+    if (get_buf(o_out, &b[0], 1, "out") || get_buf(o_v, &b[1], 0, "v") || get_buf(o_q, &b[2], 0, "moduli") ||
+        get_buf(o_ratio, &b[3], 0, "ratios") || get_buf(o_ql, &b[4], 0, "qlimbs") || get_buf(o_pw, &b[5], 0, "pow32")) {
+        release(b, 6);
+        return NULL;
+    }
+    Py_ssize_t k = NELEM(b[2]), lq = NELEM(b[4]), lv = (keep + 63) / 64;
+    Py_ssize_t w = lv + lq + 1;
+    if (keep <= 0 || w > MAXW || k == 0 || NELEM(b[3]) != 2 * k || NELEM(b[5]) != 2 * k * lq ||
+        check_shape(NELEM(b[1]), n, lv, "v") || check_shape(NELEM(b[0]), n, k, "out")) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "round_back: inconsistent sizes");
+        release(b, 6);
+        return NULL;
+    }
+    uint64_t *out = U64(b[0]), *v = U64(b[1]), *q = U64(b[2]), *ratio = U64(b[3]), *ql = U64(b[4]), *pow32 = U64(b[5]);
+    (void)ratio;
+    Py_ssize_t a = keep / 64, sh = keep % 64;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t c = 0; c < n; c++) {
+        uint64_t acc[MAXW], h[MAXW];
+        memset(acc, 0, sizeof acc);
+        for (Py_ssize_t j = 0; j < lv; j++) mac_limbs(acc, w, v[c * lv + j], ql, lq, j);
+        add_bit(acc, w, keep - 1);
+        Py_ssize_t lh = w - a;
+        for (Py_ssize_t t = 0; t < lh; t++) {
+            uint64_t lo_part = acc[a + t] >> sh;
+            uint64_t hi_part = (sh && a + t + 1 < w) ? acc[a + t + 1] << (64 - sh) : 0;
+            h[t] = lo_part | hi_part;
+        }
+        if (lh > lq) lh = lq; /* h <= Q */
+        for (Py_ssize_t i = 0; i < k; i++) {
+            uint64_t m = q[i];
+#if defined(__SIZEOF_INT128__)
+            /* sum_t half_t (2^(32 t) mod q): 2 lh terms below 2^93 each, one 128-bit remainder */
+            const uint64_t *pw = pow32 + i * 2 * lq;
+            u128 sum = 0;
+            for (Py_ssize_t t = 0; t < lh; t++)
+                sum += (u128)(h[t] & 0xFFFFFFFFu) * pw[2 * t] + (u128)(h[t] >> 32) * pw[2 * t + 1];
+            out[i * n + c] = (uint64_t)(sum % m);
+#else
+            uint64_t r = 0;
+            for (Py_ssize_t t = lh - 1; t >= 0; t--) {
+                for (int half = 1; half >= 0; half--) { /* r <- (r 2^32 + 32-bit half) mod q: below q^2 */
+                    uint64_t part = half ? h[t] >> 32 : h[t] & 0xFFFFFFFFu;
+                    r = barrett128(r >> 32, (r << 32) | part, ratio[2 * i], ratio[2 * i + 1], m);
+                }
+            }
+            out[i * n + c] = r;
+#endif
+        }
+    }
+    Py_END_ALLOW_THREADS
+    release(b, 6);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
+    {"round_high", round_high, METH_VARARGS,
+     "round_high(out, x, moduli, ratios, inv, recip, keep, n): a share's keep high bits (mpclr.ring.rounding)."},
+    {"round_back", round_back, METH_VARARGS,
+     "round_back(out, v, moduli, ratios, qlimbs, pow32, keep, n): the inverse of round_high up to the rounding."},
     {"pack_bits", pack_bits, METH_VARARGS,
      "pack_bits(a, widths, n) -> bytes: row r in widths[r % k] bits per value, rows padded to bytes."},
     {"unpack_bits", unpack_bits, METH_VARARGS,

@@ -481,7 +481,8 @@ class Hospital(Node):
         crps = [self._refresh.sample_crp(self._require_crs(), f"{label}/{o}") for o in range(len(outputs))]
         self._used_refresh_labels.add(label)
         h0s, h1s = self._refresh.gen_shares(sk, c1s, level, crps, outputs, bits, self._rng, polys)
-        return {"h0": [h.to_bytes() for h in h0s], "h1": [h.to_bytes() for h in h1s]}
+        return {"h0": [self._refresh.h0_to_bytes(h, level) for h in h0s],
+                "h1": [self._refresh.h1_to_bytes(h) for h in h1s]}
 
     # --- key switch to the researcher's key -----------------------------------------------------
     def _on_researcher_key(self, fields, sender):

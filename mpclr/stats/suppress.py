@@ -58,7 +58,8 @@ def composite(ctx, bound: float, parties: int):
     top = ctx.top_level
     level = RefreshProtocol(ctx).min_level(1, parties)
     delta = min(ctx.scale_ladder[level:])
-    noise = 6.0 * 2.0**ctx.params.refresh_smudging * math.sqrt(parties * ctx.params.n / 2) / delta
+    sigma = RefreshProtocol(ctx).noise_sigma(level)  # the smudging and the shares' rounding on the wire
+    noise = 6.0 * sigma * math.sqrt(parties * ctx.params.n / 2) / delta
     return design_sign(0.5 / bound, ERROR, top - level, top - 2, noise, 0.0)
 
 
