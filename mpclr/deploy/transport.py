@@ -29,50 +29,62 @@ from ..network import Network
 
 __all__ = ["FlowerNetwork", "encode_request", "decode_request", "encode_reply", "decode_reply", "RoundLog"]
 
-RECORD = "mpclr"
 _DEBUG = bool(os.environ.get("MPCLR_DEPLOY_DEBUG"))
 MESSAGE_TYPE = "query"
 
 
 # --- the Flower message content -------------------------------------------------------------------
-# Small fields in a ConfigRecord; the bytes in an ArrayRecord, which Flower hashes and moves in 5 MB
-# chunks, several at a time (a bytes value inside a ConfigRecord goes through protobuf whole: ~8x slower).
+# One frame of bytes per message: a 4-byte length, a small JSON header (kind and session of a request;
+# error, seconds and cached of a reply), then the mpclr bytes. Every object of a Flower message is one
+# HTTP request to the SuperLink for its sender and one for its reader (plus their TLS and node
+# signatures), so the content is as few objects as it can be: a frame up to SMALL_FRAME bytes is one
+# bytes value in a ConfigRecord (Message, RecordDict, ConfigRecord: 3 objects, not 6); a larger one is
+# an ArrayRecord, which Flower hashes and moves in chunks, several at a time (a large bytes value inside
+# a ConfigRecord goes through protobuf whole: ~8x slower), without a ConfigRecord beside it (5 objects).
+RECORD = "mpclr"
 BODY = "mpclr-body"
+SMALL_FRAME = 64 << 10
 
 
-def _body(body: bytes):
-    from flwr.app import Array, ArrayRecord
+def _frame(header: dict, body: bytes):
+    import json as _json
 
-    body = bytes(body)
-    return ArrayRecord({"body": Array(dtype="uint8", shape=(len(body),), stype="bytes", data=body)})
+    from flwr.app import Array, ArrayRecord, ConfigRecord, RecordDict
+
+    head = _json.dumps(header, separators=(",", ":")).encode()
+    frame = len(head).to_bytes(4, "big") + head + bytes(body)
+    if len(frame) <= SMALL_FRAME:
+        return RecordDict({RECORD: ConfigRecord({"frame": frame})})
+    array = Array(dtype="uint8", shape=(len(frame),), stype="bytes", data=frame)
+    return RecordDict({BODY: ArrayRecord({"body": array})})
 
 
-def _unbody(content) -> bytes:
-    return bytes(content[BODY]["body"].data)
+def _unframe(content) -> tuple[dict, bytes]:
+    import json as _json
+
+    frame = bytes(content[BODY]["body"].data) if BODY in content else bytes(content[RECORD]["frame"])
+    size = int.from_bytes(frame[:4], "big")
+    if len(frame) < 4 + size:
+        raise ProtocolError("a Flower message's frame is shorter than its header says")
+    return _json.loads(frame[4 : 4 + size]), frame[4 + size :]
 
 
 def encode_request(kind: str, body: bytes, session: str = ""):
-    from flwr.app import ConfigRecord, RecordDict
-
-    return RecordDict({RECORD: ConfigRecord({"kind": kind, "session": session}), BODY: _body(body)})
+    return _frame({"kind": kind, "session": session}, body)
 
 
 def decode_request(content) -> tuple[str, str, bytes]:
-    rec = content[RECORD]
-    return str(rec["kind"]), str(rec["session"]), _unbody(content)
+    head, body = _unframe(content)
+    return str(head["kind"]), str(head["session"]), body
 
 
 def encode_reply(body: bytes = b"", *, error: str = "", seconds: float = 0.0, cached: bool = False):
-    from flwr.app import ConfigRecord, RecordDict
-
-    return RecordDict(
-        {RECORD: ConfigRecord({"error": error, "seconds": float(seconds), "cached": cached}), BODY: _body(body)}
-    )
+    return _frame({"error": error, "seconds": float(seconds), "cached": bool(cached)}, body)
 
 
 def decode_reply(content) -> tuple[bytes, str, float, bool]:
-    rec = content[RECORD]
-    return _unbody(content), str(rec["error"]), float(rec["seconds"]), bool(rec["cached"])
+    head, body = _unframe(content)
+    return body, str(head["error"]), float(head["seconds"]), bool(head["cached"])
 
 
 @dataclass
