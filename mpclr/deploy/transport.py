@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 from ..errors import NodeUnavailable, ProtocolError
 from ..network import Network
 
-__all__ = ["FlowerNetwork", "encode_request", "decode_request", "encode_reply", "decode_reply", "RoundLog"]
+__all__ = ["FlowerNetwork", "encode_request", "decode_request", "encode_reply", "decode_reply", "pack_parts",
+           "unpack_parts", "RoundLog"]
 
 _DEBUG = bool(os.environ.get("MPCLR_DEPLOY_DEBUG"))
 MESSAGE_TYPE = "query"
@@ -85,6 +86,22 @@ def encode_reply(body: bytes = b"", *, error: str = "", seconds: float = 0.0, ca
 def decode_reply(content) -> tuple[bytes, str, float, bool]:
     head, body = _unframe(content)
     return body, str(head["error"]), float(head["seconds"]), bool(head["cached"])
+
+
+def pack_parts(parts) -> bytes:
+    """Several messages as one body (a "sequence" request or its reply): each with its 8-byte length."""
+    return b"".join(len(p).to_bytes(8, "big") + bytes(p) for p in parts)
+
+
+def unpack_parts(body: bytes) -> list[bytes]:
+    out, i = [], 0
+    while i < len(body):
+        if i + 8 > len(body) or i + 8 + int.from_bytes(body[i : i + 8], "big") > len(body):
+            raise ProtocolError("a sequence of messages is cut short")
+        size = int.from_bytes(body[i : i + 8], "big")
+        out.append(body[i + 8 : i + 8 + size])
+        i += 8 + size
+    return out
 
 
 @dataclass
@@ -179,6 +196,38 @@ class FlowerNetwork(Network):
                 out[i] = reply
                 if not isinstance(reply, NodeUnavailable):
                     self.traffic.record(reply)
+        return out
+
+    def request_sequences(self, requests):
+        """Each site's requests in one Flower round (a "sequence" message: the site answers them one after
+        the other, each as it would alone); local nodes' one by one."""
+        if len(set(r for r, _ in requests)) != len(requests):
+            raise ProtocolError("request_sequences needs distinct recipients (one outstanding request per link)")
+        out: list = [None] * len(requests)
+        remote = []
+        for i, (r, msgs) in enumerate(requests):
+            if r in self._local:
+                out[i] = self._try_sequence(r, msgs)
+            else:
+                for m in msgs:
+                    self.traffic.record(m)
+                remote.append(i)
+        if remote:
+            step = "+".join(dict.fromkeys(_step_of(m) for i in remote for m in requests[i][1]))
+            replies = self._remote([(requests[i][0], pack_parts(requests[i][1])) for i in remote], step=step,
+                                   kind="sequence")
+            for i, reply in zip(remote, replies):
+                if isinstance(reply, NodeUnavailable):
+                    out[i] = reply
+                    continue
+                try:
+                    parts = unpack_parts(reply)
+                except ProtocolError as exc:
+                    out[i] = self._mark_dead(requests[i][0], f"{exc} during {step}")
+                    continue
+                for part in parts:
+                    self.traffic.record(part)
+                out[i] = parts
         return out
 
     def request(self, recipient: str, message: bytes) -> bytes:
@@ -284,7 +333,7 @@ class FlowerNetwork(Network):
                 reply, error, seconds, _cached = decode_reply(msg.content)
                 site_seconds = max(site_seconds, seconds)
                 if error:
-                    if kind == "protocol":
+                    if kind in ("protocol", "sequence"):
                         result[site] = self._mark_dead(site, f"site error during {step}: {error}")
                     else:
                         result[site] = SiteError(f"{site}: {error}")

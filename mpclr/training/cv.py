@@ -174,7 +174,9 @@ def encrypt_study(fed, *, folds: int, interval: float = 8.0, participants=None,
         warnings.warn(TWO_HOSPITALS, PrivacyWarning, stacklevel=2)
 
     t0 = time.perf_counter()
-    replies = s.call_many("lr.folds", {p: {"folds": folds} for p in names})
+    # the pooled aggregate's request does not depend on the folds: both in one round (Node.call_sequence)
+    replies, agg = s.call_sequence([("lr.folds", {p: {"folds": folds} for p in names}),
+                                    ("lr.aggregate", {p: {} for p in names})])
     n_rows = sum(len(r["rows"]) for r in replies.values())
     fold_of_row = np.zeros(n_rows, dtype=np.int64)
     assigned = np.zeros(n_rows, dtype=bool)
@@ -196,7 +198,6 @@ def encrypt_study(fed, *, folds: int, interval: float = 8.0, participants=None,
     seconds["folds"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    agg = s.call_many("lr.aggregate", {p: {} for p in names})
     total = None
     for p in names:
         raw = unpack_ciphertext(agg[p]["ciphertext"], f"{p}'s aggregate", s.ctx)

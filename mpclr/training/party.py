@@ -16,7 +16,8 @@ from ..errors import DataError
 from .layout import Layout
 
 __all__ = ["aggregate_vector", "unpack_aggregate", "design_rows", "pack_blocks", "constant_part", "fold_sizes",
-           "upload_blocks", "block_ciphertexts", "blocks_per_round", "upload_rounds", "upload_window", "ciphertext_bytes"]
+           "upload_blocks", "block_ciphertexts", "blocks_per_round", "upload_rounds", "upload_window",
+           "ciphertext_bytes"]
 
 
 # The aggregate is encrypted as 2^40 times its values (a power of two: exact in float64). Its decryption's
