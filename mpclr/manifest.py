@@ -38,7 +38,7 @@ from .roles.policy import Budget, Manifest, ceremony_budgets
 from .seal.format import galois_elt_from_step
 from .training.encrypted import TrainingPlan
 from .training.layout import Layout
-from .training.party import aggregate_length, upload_rounds
+from .training.party import aggregate_length, block_ciphertexts, upload_rounds
 
 __all__ = ["StudyPlan", "study_manifest"]
 
@@ -106,7 +106,7 @@ def study_manifest(plan: StudyPlan) -> Manifest:
     # the rows go up in rounds of a bounded size: a hospital holding every block needs the most
     pairs = sum(g.blocks for g in layout.groups)
     budgets += [Budget("lr.folds"), Budget("lr.aggregate"),
-                Budget("lr.encrypt", rounds=upload_rounds(pairs, plan.params, d + 1))]
+                Budget("lr.encrypt", rounds=upload_rounds(pairs, plan.params, block_ciphertexts(layout, d + 1)))]
     budgets.append(_fixed("decrypt.share", SCALING_LABEL, [1], values=aggregate_length(d)))
     budgets += _training(plan, ctx, layout)
     rotation_calls = [list(plan.rotation_steps)] if plan.rotation_steps else []
@@ -179,7 +179,8 @@ def _evaluation(plan: StudyPlan, ctx) -> tuple[list[Budget], list[int]]:
         reveals["refinement"].append(_pass_reveals(ev, chosen, positives=False))
     slots = plan.params.slots
     budgets = [
-        Budget("lr.encrypt_eval", rounds=upload_rounds(len(ev.layout.blocks), plan.params, plan.features + 1)),
+        Budget("lr.encrypt_eval", rounds=upload_rounds(len(ev.layout.blocks), plan.params,
+                                                      ev.layout.block_ciphertexts(plan.features))),
         _fixed("refresh.share", "evaluation/comparisons", comparisons),
         Budget("researcher.key"),
     ]

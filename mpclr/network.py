@@ -16,9 +16,17 @@ from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 
 from .errors import NodeUnavailable, ProtocolError
-from .wire import peek
+from .wire import KIND_ERROR, peek
 
-__all__ = ["Network", "InProcessNetwork", "TrafficLog"]
+__all__ = ["Network", "InProcessNetwork", "TrafficLog", "refused"]
+
+
+def refused(reply: bytes) -> bool:
+    """Whether a reply is an error reply (a refusal): the requests after it in a sequence go unanswered."""
+    try:
+        return peek(reply).kind == KIND_ERROR
+    except Exception:  # noqa: BLE001 - not a message at all: the requester's check names it
+        return True
 
 
 class TrafficLog:
@@ -106,6 +114,30 @@ class Network(ABC):
         in place of the reply of a node that did not answer (the others' replies are kept)."""
         return [self._try(r, m) for r, m in requests]
 
+    def request_sequences(self, requests: list[tuple[str, list[bytes]]]) -> list[list[bytes] | NodeUnavailable]:
+        """Several requests to each recipient (distinct recipients), answered one after the other in the
+        given order, as separate requests would be: each is checked, counted and answered on its own. A
+        transport whose rounds cost a fixed time (Flower) carries each recipient's requests in one round.
+        Replies in the same order, or a NodeUnavailable in place of a node's replies."""
+        recipients = [r for r, _ in requests]
+        if len(set(recipients)) != len(recipients):
+            raise ProtocolError("request_sequences needs distinct recipients (one outstanding request per link)")
+        return self._each(lambda rm: self._try_sequence(*rm), requests)
+
+    def _each(self, fn, items) -> list:
+        return [fn(item) for item in items]
+
+    def _try_sequence(self, recipient: str, messages: list[bytes]) -> list[bytes] | NodeUnavailable:
+        replies = []
+        try:
+            for m in messages:
+                replies.append(self.request(recipient, m))
+                if refused(replies[-1]):
+                    break  # as the requester would stop there: the rest is not asked
+        except NodeUnavailable as exc:
+            return exc
+        return replies
+
     def _try(self, recipient: str, message: bytes) -> bytes | NodeUnavailable:
         try:
             return self.request(recipient, message)
@@ -160,6 +192,9 @@ class InProcessNetwork(Network):
         if len(set(recipients)) != len(recipients):
             raise ProtocolError("request_many needs distinct recipients (one outstanding request per link)")
         return list(self._pool.map(lambda rm: self._try(*rm), requests))
+
+    def _each(self, fn, items) -> list:
+        return list(self._pool.map(fn, items)) if len(items) > 1 else [fn(item) for item in items]
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)

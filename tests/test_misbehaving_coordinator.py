@@ -394,3 +394,15 @@ def test_a_second_commitment_is_refused(bare):
     b.server.call_many("cpk.reveal", {p: {"commitments": commits} for p in b.names})
     refused(b.server, H1, "cpk.reveal", "revealed already", commitments=commits)
     refused(b.server, H1, "cpk.commit", "committed to its public-key share in this session already")
+
+
+def test_a_sequence_is_answered_request_by_request_and_stops_at_a_refusal(bare):
+    """Node.call_sequence (one Flower round for requests known in advance): each request is checked and
+    answered as it would be alone, in order; after a refusal the rest is not answered."""
+    b = bare
+    (first,) = b.server.call_sequence([("crs.commit", {H1: {}})])
+    handled = dict(b.hospitals[0].handler_calls)
+    with pytest.raises(ProtocolError, match=f"{H1} refused crs.commit: .*committed to its nonce in this session"):
+        reveal = {H1: {"commitments": {H1: first[H1]["commitment"]}}}
+        b.server.call_sequence([("crs.commit", {H1: {}}), ("crs.reveal", reveal)])
+    assert dict(b.hospitals[0].handler_calls) == handled  # crs.reveal, after the refusal, never ran

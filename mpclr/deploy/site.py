@@ -197,12 +197,15 @@ class SiteRuntime:
                     reply, cached = self._join(body), False
                 elif kind == "protocol":
                     reply, cached = self._protocol(session_hex, body)
+                elif kind == "sequence":
+                    reply, cached = self._sequence(session_hex, body)
                 else:
                     raise SiteFailure(f"unknown message kind {kind!r}")
             except Exception as exc:
                 self._audit(kind, session_hex, body, b"", f"{type(exc).__name__}: {exc}")
                 raise
-            if kind != "protocol" or cached:  # a protocol request the node answered is in the log already
+            if kind not in ("protocol", "sequence") or cached and kind == "protocol":
+                # a protocol request the node answered is in the log already (a sequence's: by _sequence)
                 self._audit(kind, session_hex, body, reply, None, cached, self._note if kind == "join" else "")
         return reply, time.perf_counter() - t0, cached
 
@@ -341,6 +344,23 @@ class SiteRuntime:
                    f"study manifest {manifest.fingerprint}; SESSION FINGERPRINT {fp}: compare it with the "
                    f"coordinator's")
         return json.dumps({"fingerprint": fp, "again": False}).encode()
+
+    def _sequence(self, session_hex: str, body: bytes) -> tuple[bytes, bool]:
+        """Several protocol requests in one message (FlowerNetwork.request_sequences): each answered in
+        order exactly as it would be alone (its checks, its policy budget, its audit record, its cache)."""
+        from ..network import refused
+        from .transport import pack_parts, unpack_parts
+
+        replies, all_cached = [], True
+        for part in unpack_parts(body):
+            reply, cached = self._protocol(session_hex, part)
+            if cached:
+                self._audit("protocol", session_hex, part, reply, None, True)
+            replies.append(reply)
+            all_cached &= cached
+            if refused(reply):
+                break  # as the coordinator would stop there: the rest is not answered
+        return pack_parts(replies), all_cached
 
     def _protocol(self, session_hex: str, body: bytes) -> tuple[bytes, bool]:
         from ..evaluation import hospital as _evaluation_steps  # noqa: F401  (registers lr.encrypt_eval)

@@ -27,52 +27,81 @@ from dataclasses import dataclass, field
 from ..errors import NodeUnavailable, ProtocolError
 from ..network import Network
 
-__all__ = ["FlowerNetwork", "encode_request", "decode_request", "encode_reply", "decode_reply", "RoundLog"]
+__all__ = ["FlowerNetwork", "encode_request", "decode_request", "encode_reply", "decode_reply", "pack_parts",
+           "unpack_parts", "RoundLog"]
 
-RECORD = "mpclr"
 _DEBUG = bool(os.environ.get("MPCLR_DEPLOY_DEBUG"))
 MESSAGE_TYPE = "query"
 
 
 # --- the Flower message content -------------------------------------------------------------------
-# Small fields in a ConfigRecord; the bytes in an ArrayRecord, which Flower hashes and moves in 5 MB
-# chunks, several at a time (a bytes value inside a ConfigRecord goes through protobuf whole: ~8x slower).
+# One frame of bytes per message: a 4-byte length, a small JSON header (kind and session of a request;
+# error, seconds and cached of a reply), then the mpclr bytes. Every object of a Flower message is one
+# HTTP request to the SuperLink for its sender and one for its reader (plus their TLS and node
+# signatures), so the content is as few objects as it can be: a frame up to SMALL_FRAME bytes is one
+# bytes value in a ConfigRecord (Message, RecordDict, ConfigRecord: 3 objects, not 6); a larger one is
+# an ArrayRecord, which Flower hashes and moves in chunks, several at a time (a large bytes value inside
+# a ConfigRecord goes through protobuf whole: ~8x slower), without a ConfigRecord beside it (5 objects).
+RECORD = "mpclr"
 BODY = "mpclr-body"
+SMALL_FRAME = 64 << 10
 
 
-def _body(body: bytes):
-    from flwr.app import Array, ArrayRecord
+def _frame(header: dict, body: bytes):
+    import json as _json
 
-    body = bytes(body)
-    return ArrayRecord({"body": Array(dtype="uint8", shape=(len(body),), stype="bytes", data=body)})
+    from flwr.app import Array, ArrayRecord, ConfigRecord, RecordDict
+
+    head = _json.dumps(header, separators=(",", ":")).encode()
+    frame = len(head).to_bytes(4, "big") + head + bytes(body)
+    if len(frame) <= SMALL_FRAME:
+        return RecordDict({RECORD: ConfigRecord({"frame": frame})})
+    array = Array(dtype="uint8", shape=(len(frame),), stype="bytes", data=frame)
+    return RecordDict({BODY: ArrayRecord({"body": array})})
 
 
-def _unbody(content) -> bytes:
-    return bytes(content[BODY]["body"].data)
+def _unframe(content) -> tuple[dict, bytes]:
+    import json as _json
+
+    frame = bytes(content[BODY]["body"].data) if BODY in content else bytes(content[RECORD]["frame"])
+    size = int.from_bytes(frame[:4], "big")
+    if len(frame) < 4 + size:
+        raise ProtocolError("a Flower message's frame is shorter than its header says")
+    return _json.loads(frame[4 : 4 + size]), frame[4 + size :]
 
 
 def encode_request(kind: str, body: bytes, session: str = ""):
-    from flwr.app import ConfigRecord, RecordDict
-
-    return RecordDict({RECORD: ConfigRecord({"kind": kind, "session": session}), BODY: _body(body)})
+    return _frame({"kind": kind, "session": session}, body)
 
 
 def decode_request(content) -> tuple[str, str, bytes]:
-    rec = content[RECORD]
-    return str(rec["kind"]), str(rec["session"]), _unbody(content)
+    head, body = _unframe(content)
+    return str(head["kind"]), str(head["session"]), body
 
 
 def encode_reply(body: bytes = b"", *, error: str = "", seconds: float = 0.0, cached: bool = False):
-    from flwr.app import ConfigRecord, RecordDict
-
-    return RecordDict(
-        {RECORD: ConfigRecord({"error": error, "seconds": float(seconds), "cached": cached}), BODY: _body(body)}
-    )
+    return _frame({"error": error, "seconds": float(seconds), "cached": bool(cached)}, body)
 
 
 def decode_reply(content) -> tuple[bytes, str, float, bool]:
-    rec = content[RECORD]
-    return _unbody(content), str(rec["error"]), float(rec["seconds"]), bool(rec["cached"])
+    head, body = _unframe(content)
+    return body, str(head["error"]), float(head["seconds"]), bool(head["cached"])
+
+
+def pack_parts(parts) -> bytes:
+    """Several messages as one body (a "sequence" request or its reply): each with its 8-byte length."""
+    return b"".join(len(p).to_bytes(8, "big") + bytes(p) for p in parts)
+
+
+def unpack_parts(body: bytes) -> list[bytes]:
+    out, i = [], 0
+    while i < len(body):
+        if i + 8 > len(body) or i + 8 + int.from_bytes(body[i : i + 8], "big") > len(body):
+            raise ProtocolError("a sequence of messages is cut short")
+        size = int.from_bytes(body[i : i + 8], "big")
+        out.append(body[i + 8 : i + 8 + size])
+        i += 8 + size
+    return out
 
 
 @dataclass
@@ -167,6 +196,38 @@ class FlowerNetwork(Network):
                 out[i] = reply
                 if not isinstance(reply, NodeUnavailable):
                     self.traffic.record(reply)
+        return out
+
+    def request_sequences(self, requests):
+        """Each site's requests in one Flower round (a "sequence" message: the site answers them one after
+        the other, each as it would alone); local nodes' one by one."""
+        if len(set(r for r, _ in requests)) != len(requests):
+            raise ProtocolError("request_sequences needs distinct recipients (one outstanding request per link)")
+        out: list = [None] * len(requests)
+        remote = []
+        for i, (r, msgs) in enumerate(requests):
+            if r in self._local:
+                out[i] = self._try_sequence(r, msgs)
+            else:
+                for m in msgs:
+                    self.traffic.record(m)
+                remote.append(i)
+        if remote:
+            step = "+".join(dict.fromkeys(_step_of(m) for i in remote for m in requests[i][1]))
+            replies = self._remote([(requests[i][0], pack_parts(requests[i][1])) for i in remote], step=step,
+                                   kind="sequence")
+            for i, reply in zip(remote, replies):
+                if isinstance(reply, NodeUnavailable):
+                    out[i] = reply
+                    continue
+                try:
+                    parts = unpack_parts(reply)
+                except ProtocolError as exc:
+                    out[i] = self._mark_dead(requests[i][0], f"{exc} during {step}")
+                    continue
+                for part in parts:
+                    self.traffic.record(part)
+                out[i] = parts
         return out
 
     def request(self, recipient: str, message: bytes) -> bytes:
@@ -272,7 +333,7 @@ class FlowerNetwork(Network):
                 reply, error, seconds, _cached = decode_reply(msg.content)
                 site_seconds = max(site_seconds, seconds)
                 if error:
-                    if kind == "protocol":
+                    if kind in ("protocol", "sequence"):
                         result[site] = self._mark_dead(site, f"site error during {step}: {error}")
                     else:
                         result[site] = SiteError(f"{site}: {error}")

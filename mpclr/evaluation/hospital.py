@@ -40,7 +40,7 @@ def on_encrypt_eval(node, fields, sender):
         raise ProtocolError(f"the labels' level must lie in 0..{node.ctx.top_level}, got {label_level}")
     d = X.shape[1]
     own = own_blocks(layout, rows)
-    take, following = upload_window(fields, own, node.ctx.params, d + 1, "lr.encrypt_eval")
+    take, following = upload_window(fields, own, node.ctx.params, layout.block_ciphertexts(d), "lr.encrypt_eval")
     vectors = list(party_vectors(layout, rows, X, y, mean, std, scale, set(take)))
     large = len(own) * (d + 1) >= PROCESS_MIN_CIPHERTEXTS  # the whole upload: worth a process
     # features at the top level, labels (column d) where the evaluation first uses them (fewer primes)

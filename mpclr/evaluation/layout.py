@@ -208,6 +208,10 @@ class EvalLayout:
             return list(range(d + 1))
         return [*range(-(-(d + 1) // grp.segments)), d]
 
+    def block_ciphertexts(self, d: int) -> int:
+        """Ciphertexts of one data block at most (its columns): what an upload round's size is counted in."""
+        return max(len(self.columns(b, d)) for b in range(len(self.blocks)))
+
     # ------------------------------------------------------------------ placement
     def groups_of(self, block: int) -> list[int]:
         return [mem.group for mem in self.blocks[block]]

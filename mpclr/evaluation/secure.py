@@ -374,7 +374,8 @@ class SecureEvaluation(ComparisonPasses, EvaluationResults):
                     raise ProtocolError(f"{p} sent evaluation rows (column {key[1]}) at level {level}, not {expected}")
                 data.add(key, raw)
 
-        upload(s, "lr.encrypt_eval", request, hospitals, blocks_per_round(self.ctx.params, self.features + 1), take)
+        per_round = blocks_per_round(self.ctx.params, self.layout.block_ciphertexts(self.features))
+        upload(s, "lr.encrypt_eval", request, hospitals, per_round, take)
         missing = [(b, j) for b in range(blocks) for j in self.layout.columns(b, self.features) if (b, j) not in data]
         if missing:
             raise ProtocolError(f"no hospital sent evaluation rows for block and column {missing[:3]}")

@@ -30,8 +30,10 @@ class KeyCeremony:
     def _holders(self) -> list[str]:
         return list(self._require_session().key_holders)
 
-    def agree_crs(self) -> None:
-        """Coin toss for the common random string: commit, reveal, every party checks and derives it."""
+    def agree_crs(self, then: tuple[str, dict] | None = None) -> dict | None:
+        """Coin toss for the common random string: commit, reveal, every party checks and derives it.
+        then: (step, requests) the hospitals answer right after deriving it, in the same round
+        (Node.call_sequence); its replies are returned once every hospital's seed is checked."""
         holders = self._holders()
         commits = {p: r["commitment"] for p, r in self.call_many("crs.commit", {p: {} for p in holders}).items()}
         reveals = self.call_many("crs.reveal", {p: {"commitments": commits} for p in holders})
@@ -40,20 +42,27 @@ class KeyCeremony:
             if commitment(nonces[p]) != commits[p]:
                 raise ProtocolError(f"{p} revealed a nonce that does not match its commitment")
         seed = crs_seed(self._require_session(), nonces)
-        acks = self.call_many("crs.seed", {p: {"nonces": nonces} for p in holders})
+        seeds = {p: {"nonces": nonces} for p in holders}
+        if then is None:
+            acks, more = self.call_many("crs.seed", seeds), None
+        else:
+            acks, more = self.call_sequence([("crs.seed", seeds), then])
         for p, r in acks.items():
             if r["seed_hash"] != hashlib.sha256(seed).digest():
                 raise ProtocolError(f"{p} derived a different common random string")
         self.crs = CommonRandomString(seed)
         self._crs_signatures = {p: r["signature"] for p, r in acks.items()}
+        return more
 
     def run_key_ceremony(self) -> None:
-        """CRS coin toss, collective public key (commit-then-reveal), relinearization key (2 rounds and a check)."""
+        """CRS coin toss, collective public key (commit-then-reveal), relinearization key (2 rounds and a check).
+        Requests known before a round's replies go in that round (Node.call_sequence: one Flower round, each
+        request answered as alone): the public-key commitments with the CRS seed, the relinearization key's
+        first round with the public key's installation."""
         t0 = time.perf_counter()
-        self.agree_crs()
         holders = self._holders()
+        commits = {p: r["commitment"] for p, r in self.agree_crs(then=("cpk.commit", {p: {} for p in holders})).items()}
         cpk = PublicKeyGen(self.ctx)
-        commits = {p: r["commitment"] for p, r in self.call_many("cpk.commit", {p: {} for p in holders}).items()}
         reveals = self.call_many("cpk.reveal", {p: {"commitments": commits} for p in holders})
         shares = []
         for p in holders:
@@ -74,12 +83,12 @@ class KeyCeremony:
             "shares": {p: reveals[p]["share"] for p in holders},
             "signatures": {p: reveals[p]["signature"] for p in holders},
         }
-        self.call_many("keys.install", {p: install for p in [*holders, s.researcher]})
+        _, r1 = self.call_sequence([("keys.install", {p: install for p in [*holders, s.researcher]}),
+                                    ("rlk.round1", {p: {} for p in holders})])
         self.timings["public_key"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
         rlk = RelinKeyGen(self.ctx)
-        r1 = self.call_many("rlk.round1", {p: {} for p in holders})
         with self.timed("rlk.round1.aggregate"):
             agg1 = rlk.aggregate_shares([rlk.share_from_bytes(r1[p]["share"], 1) for p in holders])
             round1 = agg1.to_bytes()

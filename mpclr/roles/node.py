@@ -218,6 +218,28 @@ class Node:
             raise NodeUnavailable(dead, f"during {type_}")
         return {r: self._reply_fields(r, type_, raw) for r, raw in zip(names, raws)}
 
+    def call_sequence(self, steps: list[tuple[str, Mapping[str, dict]]]) -> list[dict[str, dict]]:
+        """Several steps whose requests are all known now, each at its own nodes: every node gets its
+        requests in the order of `steps`, in one round where the transport can (Network.request_sequences),
+        and answers them one after the other, each as it would alone. Replies per step, by node name."""
+        names = list(dict.fromkeys(r for _, requests in steps for r in requests))
+        plan = {r: [(t, reqs[r]) for t, reqs in steps if r in reqs] for r in names}
+        raws = self.network.request_sequences(
+            [(r, [self._seal(KIND_REQUEST, t, r, fields) for t, fields in plan[r]]) for r in names])
+        dead = [r for r, raw in zip(names, raws) if isinstance(raw, NodeUnavailable)]
+        if dead:
+            raise NodeUnavailable(dead, f"during {'+'.join(t for t, _ in steps)}")
+        out: list[dict[str, dict]] = [{} for _ in steps]
+        for r, replies in zip(names, raws):
+            mine = iter(replies)  # in order: a refusal raises at its own step, before the unanswered rest
+            for i, (t, reqs) in enumerate(steps):
+                if r in reqs:
+                    raw = next(mine, None)
+                    if raw is None:
+                        raise ProtocolError(f"{r} answered {len(replies)} of its {len(plan[r])} requests")
+                    out[i][r] = self._reply_fields(r, t, raw)
+        return out
+
     # --- incoming -------------------------------------------------------------------------------
     def handle(self, raw: bytes) -> bytes:
         """Answer one request. Any failure becomes a MACed error reply naming the cause. `_admit` (a

@@ -23,7 +23,7 @@ from ..errors import FormatError, PrivacyWarning, ProtocolError
 from ..seal.format import CiphertextData, unpack_ciphertext
 from .encrypted import EncryptedTrainer, TrainingLog, TrainingPlan, refresh_level
 from .layout import Layout
-from .party import aggregate_values, blocks_per_round, ciphertext_bytes, stats_from_aggregate
+from .party import aggregate_values, block_ciphertexts, blocks_per_round, ciphertext_bytes, stats_from_aggregate
 from .spool import Spool, release_memory
 
 __all__ = ["EncryptedCV", "encrypt_study", "run_encrypted_cv", "TWO_HOSPITALS"]
@@ -174,7 +174,9 @@ def encrypt_study(fed, *, folds: int, interval: float = 8.0, participants=None,
         warnings.warn(TWO_HOSPITALS, PrivacyWarning, stacklevel=2)
 
     t0 = time.perf_counter()
-    replies = s.call_many("lr.folds", {p: {"folds": folds} for p in names})
+    # the pooled aggregate's request does not depend on the folds: both in one round (Node.call_sequence)
+    replies, agg = s.call_sequence([("lr.folds", {p: {"folds": folds} for p in names}),
+                                    ("lr.aggregate", {p: {} for p in names})])
     n_rows = sum(len(r["rows"]) for r in replies.values())
     fold_of_row = np.zeros(n_rows, dtype=np.int64)
     assigned = np.zeros(n_rows, dtype=bool)
@@ -196,7 +198,6 @@ def encrypt_study(fed, *, folds: int, interval: float = 8.0, participants=None,
     seconds["folds"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    agg = s.call_many("lr.aggregate", {p: {} for p in names})
     total = None
     for p in names:
         raw = unpack_ciphertext(agg[p]["ciphertext"], f"{p}'s aggregate", s.ctx)
@@ -237,7 +238,7 @@ def encrypt_study(fed, *, folds: int, interval: float = 8.0, participants=None,
     }
     cts = sum(g.blocks * g.chunks(out.features) for g in layout.groups)
     out.blocks.reserve(cts * ciphertext_bytes(fed.params), f"{n_rows} rows in the training layout")
-    upload(s, "lr.encrypt", request, names, blocks_per_round(fed.params, out.features),
+    upload(s, "lr.encrypt", request, names, blocks_per_round(fed.params, block_ciphertexts(layout, out.features)),
            lambda p, reply: _take_training_rows(s, out, p, reply))
     out.blocks.checked = True  # every block's level and residues, as it arrived
     seconds["encryption"] = time.perf_counter() - t0

@@ -23,6 +23,7 @@ from .layout import Layout
 from .party import (
     aggregate_length,
     aggregate_vector,
+    block_ciphertexts,
     constant_part,
     design_rows,
     pack_blocks,
@@ -100,7 +101,7 @@ def on_encrypt(node, fields, sender):
     order = upload_blocks(layout)
     place = {gb: i for i, gb in enumerate(order)}
     own = sorted(place[(g.index, b)] for g in layout.groups for b in layout.blocks_with_rows(g, rows))
-    take, following = upload_window(fields, own, node.ctx.params, z.shape[1], "lr.encrypt")
+    take, following = upload_window(fields, own, node.ctx.params, block_ciphertexts(layout, z.shape[1]), "lr.encrypt")
     only = {order[i] for i in take}
     blocks = list(pack_blocks(layout, rows, z / interval, only))
     # the constant part goes with the first round (the one starting at the first block)

@@ -16,7 +16,8 @@ from ..errors import DataError
 from .layout import Layout
 
 __all__ = ["aggregate_vector", "unpack_aggregate", "design_rows", "pack_blocks", "constant_part", "fold_sizes",
-           "upload_blocks", "blocks_per_round", "upload_rounds", "upload_window", "ciphertext_bytes"]
+           "upload_blocks", "block_ciphertexts", "blocks_per_round", "upload_rounds", "upload_window",
+           "ciphertext_bytes"]
 
 
 # The aggregate is encrypted as 2^40 times its values (a power of two: exact in float64). Its decryption's
@@ -107,10 +108,18 @@ def ciphertext_bytes(params) -> int:
     return 2 * params.n * (len(params.coeff_bits) - 1) * 8
 
 
+def block_ciphertexts(layout: Layout, columns: int) -> int:
+    """Ciphertexts of one data block of the training layout, at most: `columns` (d + 1), or its chunks
+    where the layout packs features side by side (breast cancer: 4, not 31). What an upload round's
+    size is counted in."""
+    return max(g.chunks(columns) for g in layout.groups)
+
+
 def blocks_per_round(params, columns: int) -> int:
     """Data blocks a hospital encrypts per round of an upload (lr.encrypt, lr.encrypt_eval), `columns`
-    ciphertexts each: a reply of about UPLOAD_ROUND_BYTES, so that neither the hospital nor the server
-    holds a whole study's rows at once; rows fitting in one round go in one round, as before."""
+    ciphertexts each (block_ciphertexts; EvalLayout.block_ciphertexts): a reply of about
+    UPLOAD_ROUND_BYTES, so that neither the hospital nor the server holds a whole study's rows at once;
+    rows fitting in one round go in one round, as before."""
     return max(1, UPLOAD_ROUND_BYTES // (int(columns) * ciphertext_bytes(params)))
 
 

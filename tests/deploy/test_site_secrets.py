@@ -17,6 +17,7 @@ from flwr.supercore.task_identity import TaskIdentity  # noqa: E402
 
 from mpclr.deploy.server_app import run_deployed_study  # noqa: E402
 from mpclr.deploy.site import answer  # noqa: E402
+from mpclr.deploy.transport import decode_reply  # noqa: E402
 from mpclr.keystore_crypto import PASSPHRASE_ENV  # noqa: E402
 
 from .test_transport import PASSPHRASE, FakeGrid, _node_config, make_data, study_config, write_sites  # noqa: E402
@@ -120,5 +121,5 @@ def test_a_retried_share_request_is_refused_with_a_clear_error(run):
         TaskIdentity.run_id = 1
         again.metadata.__dict__["_message_id"] = f"retry-{step}"
         reply = answer(again, SimpleNamespace(node_config=_node_config(site)))
-        error = reply.content["mpclr"]["error"]
+        error = decode_reply(reply.content)[1]
         assert f"hospital-1 answered this {step} request before and keeps no copy" in error, error

@@ -24,6 +24,13 @@ from flwr.supercore.task_identity import TaskIdentity  # noqa: E402
 from mpclr.deploy.server_app import DeploymentConfig, run_deployed_study  # noqa: E402
 from mpclr.deploy.site import SiteConfig, answer  # noqa: E402
 from mpclr.deploy.study import fold_aucs  # noqa: E402
+from mpclr.deploy.transport import (  # noqa: E402
+    SMALL_FRAME,
+    decode_reply,
+    decode_request,
+    encode_reply,
+    encode_request,
+)
 from mpclr.errors import ParameterError, ProtocolError  # noqa: E402
 from mpclr.keystore_crypto import PASSPHRASE_ENV  # noqa: E402
 from mpclr.params import get_preset  # noqa: E402
@@ -191,8 +198,8 @@ def test_a_repeated_request_gets_the_same_reply(tmp_path, data):
     again.metadata.__dict__["_message_id"] = "retry"
     r1 = answer(again, SimpleNamespace(node_config=_node_config(site)))
     r2 = answer(again, SimpleNamespace(node_config=_node_config(site)))
-    assert r1.content["mpclr"]["cached"] and r2.content["mpclr"]["cached"]
-    assert bytes(r1.content["mpclr-body"]["body"].data) == bytes(r2.content["mpclr-body"]["body"].data)
+    (body1, _, _, cached1), (body2, _, _, cached2) = decode_reply(r1.content), decode_reply(r2.content)
+    assert cached1 and cached2 and body1 == body2
     failed = json.loads((tmp_path / "out" / "failed.json").read_text())
     assert failed["phase"] == "study" and not (tmp_path / "out" / "result.json").exists()
 
@@ -290,3 +297,22 @@ def test_a_deployed_study_can_keep_its_models_encrypted(tmp_path, data):
     assert [r["label"] for r in study["revealed"]] == ["pooled count, sums and cross-products"]
     assert sorted(site for site, step in grid.delivered if step == "decrypt.share") == [
         "hospital-1", "hospital-2", "hospital-3"]  # one decryption round: the aggregate's
+
+
+@pytest.mark.parametrize("size", [0, 100, SMALL_FRAME, 3 * SMALL_FRAME])
+def test_a_message_is_one_frame_in_as_few_flower_objects_as_it_can_be(size):
+    """Each object of a Flower message is an HTTP request for its sender and its reader: a small frame is one
+    ConfigRecord value (3 objects with the Message), a large one an ArrayRecord alone (5 with one chunk)."""
+    from flwr.supercore.inflatable.inflatable_object import get_all_nested_objects
+    from flwr.supercore.inflatable.inflatable_utils import inflate_object_from_contents
+
+    body = os.urandom(size)
+
+    def carried(content):  # as the reader gets it: every object deflated, then inflated
+        objects = get_all_nested_objects(content)
+        assert len(objects) == (2 if size + 100 < SMALL_FRAME else 4)
+        return inflate_object_from_contents(content.object_id, {k: v.deflate() for k, v in objects.items()})
+
+    assert decode_request(carried(encode_request("protocol", body, "ab12"))) == ("protocol", "ab12", body)
+    assert decode_reply(carried(encode_reply(body, seconds=1.5, cached=True))) == (body, "", 1.5, True)
+    assert decode_reply(encode_reply(error="site x: no")) == (b"", "site x: no", 0.0, False)
