@@ -90,7 +90,7 @@ def test_rows_on_disk_train_and_score_to_the_same_ciphertexts(fed_train, tmp_pat
 
     # each worker keeps about one block loaded between iterations and reads the others every time
     one = cv.layout.groups[0].chunks(cv.features) * len(cv.blocks[next(iter(cv.blocks))][0])
-    cv.blocks.threshold = 2 * 2 * one  # a worker keeps 2 one: a block and its masked copies, not two
+    cv.blocks.threshold = 2 * one  # a worker keeps one block loaded (no masked copies beside it)
     replay = Replay(fed.server)
     monkeypatch.setattr(fed.server, "refresh_raw", replay)
     cv.train(fed, plan, workers=2)
