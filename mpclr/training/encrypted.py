@@ -253,7 +253,7 @@ class EncryptedTrainer:
                 "primes": list(self.ctx.primes),
             }
             if spool is not None:  # the workers read the blocks from the spool's file themselves
-                init["spool"] = {"fd": spool.fileno(),
+                init["spool"] = {"fd": spool.fileno(), "compact": bool(spool.compact),
                                  "keep": spool.threshold // self.n_workers}
             t1 = time.perf_counter()
             self._pool = WorkerPool(self.n_workers, init, self._refresh_bytes,

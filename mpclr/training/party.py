@@ -107,6 +107,11 @@ def ciphertext_bytes(params) -> int:
     return 2 * params.n * (len(params.coeff_bits) - 1) * 8
 
 
+def packed_ciphertext_bytes(params) -> int:
+    """Bytes of a fresh ciphertext in the packed wire form (residues at their primes' bit widths), at most."""
+    return 2 * sum((params.n * int(b) + 7) // 8 for b in params.coeff_bits[:-1]) + 256
+
+
 def blocks_per_round(params, columns: int) -> int:
     """Data blocks a hospital encrypts per round of an upload (lr.encrypt, lr.encrypt_eval), `columns`
     ciphertexts each: a reply of about UPLOAD_ROUND_BYTES, so that neither the hospital nor the server

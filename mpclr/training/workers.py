@@ -31,10 +31,10 @@ def _load(he, raw: bytes):
     return ct
 
 
-def _read_block(fd: int, where: dict, key) -> list[bytes]:
+def _read_block(fd: int, where: dict, compact: bool, key) -> list[bytes]:
     from .spool import read_at
 
-    return read_at(fd, where[key])
+    return read_at(fd, where[key], compact)
 
 
 def _dump(x: Enc) -> tuple[bytes, int]:
@@ -77,7 +77,8 @@ def _worker_main(conn) -> None:  # pragma: no cover - runs in a child process (c
             kind = msg[0]
             if kind == "locations":  # streamed: where this shard's blocks are in the server's spool file
                 where = msg[1]
-                engine.stream_from(partial(_read_block, fd, where), {(g, b) for g, b, _ in where},
+                engine.stream_from(partial(_read_block, fd, where, stream.get("compact", False)),
+                                   {(g, b) for g, b, _ in where},
                                    keep=stream.get("keep", 0))
                 conn.send(("ok",))
             elif kind == "block":  # streamed one at a time, no reply: the pipe paces the sender
