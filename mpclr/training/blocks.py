@@ -1,13 +1,13 @@
 """The per-block arithmetic of encrypted training, for a shard of data blocks.
 
-A `BlockEngine` holds some data blocks Z (and the masked copies ZM it derives) and, given the current
-weights V, returns this shard's part of the gradient, already summed over its samples. It needs only
+A `BlockEngine` holds some data blocks Z (and each block's fold mask, in the clear: public) and, given the
+current weights V, returns this shard's part of the gradient, already summed over its samples. It needs only
 a Pyfhel object with the collective public and evaluation keys, so the server can run one per core in
 worker processes (Pyfhel holds the GIL) and add their results. When a step would go below the refresh
 level, it asks `refresh` (a callback to the server) to refresh its per-sample ciphertexts.
 
 Where the data are: in memory (`add_block`), or streamed (`stream_from`): the hospitals' ciphertexts stay in
-the server's spool file (mpclr.training.spool) and the masked copies in a spool of the engine's own, and
+the server's spool file (mpclr.training.spool), and
 each iteration reads them block by block (the next block's bytes read ahead while this one computes), so
 the engine holds one block's ciphertexts, not its shard's. Either way, when no refresh falls inside an
 iteration (the default design), the gradient runs block by block with the same operations in the same
@@ -19,6 +19,7 @@ spool's threshold), and large studies, one feature per ciphertext, are the ones 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -57,15 +58,15 @@ class BlockEngine:
         self.refresh_level = refresh_level
         self.refresh = refresh
         self.Z: dict[tuple[int, int, int], Enc] = {}
-        self.ZM: dict[tuple[int, int, int], Enc] = {}
+        self.masks: dict[tuple[int, int], np.ndarray] = {}  # (group, block) -> its fold mask, public (`prepare`)
         self._consts: dict = {}
         self._source: Callable[[tuple[int, int, int]], list[bytes]] | None = None  # streamed: key -> contributions
         self._pairs: set[tuple[int, int]] = set()  # streamed: this engine's (group, block)
-        self._scratch = None  # streamed: a Spool of the masked copies ZM
         self._reader: ThreadPoolExecutor | None = None
         self._calls = 0  # gradient_part calls so far
         self._keep, self._kept_bytes = 0, 0  # streamed: bytes of blocks it may keep loaded, and kept
-        self._kept: dict[tuple[int, int], tuple[list, list]] = {}
+        self._kept: dict[tuple[int, int], list] = {}
+        self.read_wait = 0.0  # streamed: seconds the arithmetic waited on the spool's reads (all iterations)
 
     # ------------------------------------------------------------------ primitives
     def down(self, x: Enc, level: int) -> PyCtxt:
@@ -124,20 +125,18 @@ class BlockEngine:
         else:
             self.Z[key] = Enc(ct, self.top)
 
-    def stream_from(self, source: Callable, pairs, scratch, keep: int = 0) -> None:
+    def stream_from(self, source: Callable, pairs, keep: int = 0) -> None:
         """Stream this engine's (group, block) pairs: source(key) gives the hospitals' ciphertext bytes
-        of a (group, block, feature), read per use; `scratch` (a Spool) keeps the masked copies. The
-        first blocks up to `keep` bytes stay loaded after their first gradient (loading a block's
-        ciphertexts costs about a sixth of its arithmetic: worth sparing while memory allows)."""
-        self._source, self._pairs, self._scratch, self._keep = source, set(pairs), scratch, int(keep)
+        of a (group, block, feature), read per use. The first blocks up to `keep` bytes stay loaded after
+        their first gradient (loading a block's ciphertexts costs about a sixth of its arithmetic: worth
+        sparing while memory allows)."""
+        self._source, self._pairs, self._keep = source, set(pairs), int(keep)
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool-read")
 
     def close(self) -> None:
         if self._reader is not None:
             self._reader.shutdown(wait=True)
             self._reader = None
-        if self._scratch is not None:
-            self._scratch.close()
 
     def blocks(self, g: int) -> list[int]:
         if self._source is not None:
@@ -153,33 +152,31 @@ class BlockEngine:
         ct.from_bytes(raw, scheme="ckks")
         return ct
 
-    def _read(self, g: int, b: int, masked: bool) -> tuple[list, list]:
-        """A streamed block's bytes: every feature's contributions, and its masked copies if asked."""
-        chunks = self._chunks(g)
-        z = [self._source((g, b, j)) for j in chunks]
-        zm = [self._scratch[(g, b, j)] for j in chunks] if masked else []
-        return z, zm
+    def _read(self, g: int, b: int) -> list:
+        """A streamed block's bytes: every feature's contributions."""
+        return [self._source((g, b, j)) for j in self._chunks(g)]
 
-    def _fetch(self, g: int, blocks: list[int], masked: bool):
-        """(block, [Z_j], [ZM_j]) for the group's blocks in order: from memory, or read from the spools
-        one block ahead of the computation."""
+    def _fetch(self, g: int, blocks: list[int]):
+        """(block, [Z_j]) for the group's blocks in order: from memory, or read from the spool one block
+        ahead of the computation."""
         if self._source is None:
             for b in blocks:
-                zm = [self.ZM[(g, b, j)] for j in self._chunks(g)] if masked else []
-                yield b, [self.Z[(g, b, j)] for j in self._chunks(g)], zm
+                yield b, [self.Z[(g, b, j)] for j in self._chunks(g)]
             return
         def read(i):
-            if i < len(blocks) and not (masked and (g, blocks[i]) in self._kept):
-                return self._reader.submit(self._read, g, blocks[i], masked)
+            if i < len(blocks) and (g, blocks[i]) not in self._kept:
+                return self._reader.submit(self._read, g, blocks[i])
             return None
 
         ahead = read(0)
         for i, b in enumerate(blocks):
-            if masked and (g, b) in self._kept:
+            if (g, b) in self._kept:
                 ahead = ahead or read(i + 1)
-                yield (b, *self._kept[(g, b)])
+                yield b, self._kept[(g, b)]
                 continue
-            z_raw, zm_raw = ahead.result()
+            t0 = time.perf_counter()
+            z_raw = ahead.result()
+            self.read_wait += time.perf_counter() - t0
             ahead = read(i + 1)
             z = []
             for raws in z_raw:
@@ -187,34 +184,27 @@ class BlockEngine:
                 for raw in raws[1:]:  # a block two hospitals have rows in: their ciphertexts add up
                     self.he.add(ct, self._load(raw))
                 z.append(Enc(ct, self.top))
-            zm = [Enc(self._load(raw), self.masked_level) for [raw] in zm_raw]
-            size = sum(len(raws[0]) for raws in z_raw) + sum(len(raw) for [raw] in zm_raw)
-            if masked and self._kept_bytes + size <= self._keep:  # kept loaded, up to the engine's budget
-                self._kept[(g, b)] = (z, zm)
+            size = sum(len(raws[0]) for raws in z_raw)
+            if self._kept_bytes + size <= self._keep:  # kept loaded, up to the engine's budget
+                self._kept[(g, b)] = z
                 self._kept_bytes += size
-            yield b, z, zm
+            yield b, z
 
     @property
     def masked_level(self) -> int:
-        """The level of the masked copies ZM (see `prepare`)."""
+        """The level the rows meet their fold mask's factor (refresh level + 1: G = P * Z mask lands on the
+        refresh level)."""
         return min(self.refresh_level + 2, self.top) - 1
 
     def prepare(self, masks: dict[tuple[int, int], np.ndarray]) -> None:
-        """ZM = Z * mask (the mask holds R d_lead / n_k where the sample trains model k, else 0), made at
-        the lowest level it is used at (refresh level + 1, where G = P * ZM lands on the refresh level):
-        fewer primes make it cheaper to derive and to keep."""
-        level = min(self.refresh_level + 2, self.top)
-        for g in sorted({g for g, _ in masks}):
-            blocks = sorted(b for gg, b in masks if gg == g)
-            chunks = range(self.layout.groups[g].chunks(self.features))
-            for b, z, _ in self._fetch(g, blocks, masked=False):
-                pt = self.encode(masks[(g, b)], float(self.primes[level]), level)
-                for j in chunks:
-                    zm = self.mul_plain(Enc(self.down(z[j], level), level), pt)
-                    if self._scratch is None:
-                        self.ZM[(g, b, j)] = zm
-                    else:
-                        self._scratch.add((g, b, j), zm.ct.to_bytes(compr_mode="none"))
+        """Each block's fold mask: R d_lead / n_k where the sample trains model k, else 0. Nothing is derived
+        from the rows here: the mask multiplies t (`_group_by_block`, at a level t has to spare) or the rows
+        as they are used (`_group_by_stage`), so no per-fold copy of the rows is ever kept."""
+        self.masks.update({k: np.asarray(v, dtype=np.float64) for k, v in masks.items()})
+
+    def _mask_plain(self, g: int, b: int, level: int):
+        """Block (g, b)'s mask encoded at scale q_level for a product that drops level's prime."""
+        return self.encode(self.masks[(g, b)], float(self.primes[level]), level)
 
     # ------------------------------------------------------------------ gradient
     def dot_segments(self, pairs: list[tuple[Enc, Enc]], steps: list[int]) -> Enc:
@@ -235,7 +225,7 @@ class BlockEngine:
         return Enc(acc, level - 1)
 
     def gradient_part(self, V: dict[tuple[int, int], Enc]) -> dict[tuple[int, int], Enc]:
-        """sum over this shard's blocks of t' q(t'^2) ZM, per (group, chunk): not yet summed over the
+        """sum over this shard's blocks of t' q(t'^2) Z mask, per (group, chunk): not yet summed over the
         samples of a block; the refresh does that rotate-and-sum on exact integers, with no keys. In a packed
         group t is first summed over the segments (rotations: the features side by side)."""
         out = {}
@@ -252,27 +242,28 @@ class BlockEngine:
                 out.update(part(group.index, blocks[::-1] if backwards else blocks, V))
         return out
 
-    def _sigmoid_part(self, t: Enc) -> Enc:
-        """p = t q(t^2) of one block (no refresh needed: the by-block path)."""
+    def _sigmoid_part(self, t: Enc, mask) -> Enc:
+        """p = (t mask) q(t^2) of one block (no refresh needed: the by-block path). t mask costs no level:
+        t waits a level or more for q(t^2) anyway (degree 3: one, 5: two)."""
         u = self.mul(t, t)
         acc = self.add_const(u, self.q_coeffs[0])
         for a in self.q_coeffs[1:]:
             acc = self.add_const(self.mul(acc, u), a)
-        return self.mul(t, acc)
+        return self.mul(self.mul_plain(t, mask), acc)
 
     def _group_by_block(self, g: int, blocks: list[int], V) -> dict[tuple[int, int], Enc]:
-        """One block at a time: t, p, and p ZM added into each feature's sum (relinearized and rescaled
-        once at the end, as `dot` does): the same operations as `_group_by_stage` without refreshes."""
+        """One block at a time: t, p = (t mask) q(t^2), and p Z added into each feature's sum (relinearized
+        and rescaled once at the end, as `dot` does), at the level and scale `_group_by_stage` lands on."""
         chunks, steps = self._chunks(g), self.layout.segment_steps(self.layout.groups[g])
         sums: list = [None] * len(chunks)
         level = None
-        for _, z, zm in self._fetch(g, blocks, masked=True):
+        for b, z in self._fetch(g, blocks):
             t = self.dot_segments([(z[j], V[(g, j)]) for j in chunks], steps)
-            del z
-            p = self._sigmoid_part(t)
+            p = self._sigmoid_part(t, self._mask_plain(g, b, t.level))
+            level = min(p.level, self.masked_level)
+            pd = self.down(p, level)
             for j in chunks:
-                level = min(p.level, zm[j].level)
-                prod = self.he.multiply(self.down(p, level), self.down(zm[j], level), in_new_ctxt=True)
+                prod = self.he.multiply(pd, self.down(z[j], level), in_new_ctxt=True)
                 sums[j] = prod if sums[j] is None else self.he.add(sums[j], prod)
         out = {}
         for j, acc in enumerate(sums):
@@ -284,9 +275,9 @@ class BlockEngine:
     def _group_by_stage(self, g: int, blocks: list[int], V) -> dict[tuple[int, int], Enc]:
         """Every block through each step together, so that a refresh serves all of them in one round
         (a design whose levels run out inside an iteration); holds a few ciphertexts per block."""
-        data = list(self._fetch(g, blocks, masked=True))
+        data = list(self._fetch(g, blocks))
         chunks, steps = self._chunks(g), self.layout.segment_steps(self.layout.groups[g])
-        ts = [self.dot_segments([(z[j], V[(g, j)]) for j in chunks], steps) for _, z, _ in data]
+        ts = [self.dot_segments([(z[j], V[(g, j)]) for j in chunks], steps) for _, z in data]
         ts = self.ensure(ts, 2)
         us = [self.mul(t, t) for t in ts]
         acc = [self.add_const(u, self.q_coeffs[0]) for u in us]
@@ -297,7 +288,12 @@ class BlockEngine:
         both = self.ensure(ts + acc, 1)
         ts, acc = both[: len(ts)], both[len(ts) :]
         ps = self.ensure([self.mul(t, x) for t, x in zip(ts, acc)], 1)
-        return {(g, j): self.dot([(p, zm[j]) for p, (_, _, zm) in zip(ps, data)]) for j in chunks}
+        level = self.masked_level + 1  # the rows times their mask, here and now: Z mask at the masked level
+        zm = []
+        for b, z in data:
+            pt = self._mask_plain(g, b, level)
+            zm.append([self.mul_plain(Enc(self.down(z[j], level), level), pt) for j in chunks])
+        return {(g, j): self.dot([(p, m[j]) for p, m in zip(ps, zm)]) for j in chunks}
 
 
 def refresh_points(top: int, refresh_level: int, q_terms: int) -> list[int]:
@@ -318,6 +314,6 @@ def refresh_points(top: int, refresh_level: int, q_terms: int) -> list[int]:
     if min(lt, la) - 1 < refresh_level:
         out.append(2)
         lt = la = top
-    if min(lt, la) - 1 - 1 < refresh_level:  # p = t * acc, then one more level for the product with ZM
+    if min(lt, la) - 1 - 1 < refresh_level:  # p = t * acc, then one more level for the product with Z mask
         out.append(1)
     return out

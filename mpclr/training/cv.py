@@ -23,8 +23,15 @@ from ..errors import FormatError, PrivacyWarning, ProtocolError
 from ..seal.format import CiphertextData, unpack_ciphertext
 from .encrypted import EncryptedTrainer, TrainingLog, TrainingPlan, refresh_level
 from .layout import Layout
-from .party import aggregate_values, block_ciphertexts, blocks_per_round, ciphertext_bytes, stats_from_aggregate
-from .spool import Spool, release_memory
+from .party import (
+    aggregate_values,
+    block_ciphertexts,
+    blocks_per_round,
+    ciphertext_bytes,
+    packed_ciphertext_bytes,
+    stats_from_aggregate,
+)
+from .spool import Spool, default_compact, release_memory
 
 __all__ = ["EncryptedCV", "encrypt_study", "run_encrypted_cv", "TWO_HOSPITALS"]
 
@@ -237,7 +244,11 @@ def encrypt_study(fed, *, folds: int, interval: float = 8.0, participants=None,
                                         len(s.participants(participants))) + 1,
     }
     cts = sum(g.blocks * g.chunks(out.features) for g in layout.groups)
-    out.blocks.reserve(cts * ciphertext_bytes(fed.params), f"{n_rows} rows in the training layout")
+    if out.blocks.compact is None:  # MPCLR_SPOOL_COMPACT, else compact only when 64-bit words would not fit
+        forced = default_compact()
+        out.blocks.compact = forced if forced is not None else not out.blocks.fits(cts * ciphertext_bytes(fed.params))
+    size = packed_ciphertext_bytes(fed.params) if out.blocks.compact else ciphertext_bytes(fed.params)
+    out.blocks.reserve(cts * size, f"{n_rows} rows in the training layout")
     upload(s, "lr.encrypt", request, names, blocks_per_round(fed.params, block_ciphertexts(layout, out.features)),
            lambda p, reply: _take_training_rows(s, out, p, reply))
     out.blocks.checked = True  # every block's level and residues, as it arrived
@@ -282,10 +293,10 @@ def _take_training_rows(server, out: EncryptedCV, p: str, reply: dict) -> None:
         key = (int(g), int(b), int(j))
         if key[:2] not in blocks or not 0 <= key[2] < out.layout.groups[key[0]].chunks(out.features):
             raise ProtocolError(f"{p} sent a data block outside the layout: {key}")
-        raw = unpack_ciphertext(raw, what, ctx)  # every residue checked
-        if ctx.level_of(CiphertextData.from_bytes(raw, what).parms_id, what) != ctx.top_level:
+        seal = unpack_ciphertext(raw, what, ctx)  # every residue checked
+        if ctx.level_of(CiphertextData.from_bytes(seal, what).parms_id, what) != ctx.top_level:
             raise ProtocolError(f"{p} sent data block {key} below the top level")
-        out.blocks.add(key, raw)
+        out.blocks.add(key, raw if out.blocks.compact else seal)
     for g, j, raw in reply["constant"]:
         out.constants.setdefault((int(g), int(j)), []).append(unpack_ciphertext(raw, what, ctx))
 

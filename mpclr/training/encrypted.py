@@ -11,14 +11,15 @@ lies in [-1, 1] and, with u = t'^2 and d_k = c_k R^k (all of moderate size, unli
 p(-t) = 1/2 - d_lead t' q(u) where q is monic:
 
     C_k  = (1 / 2 n_k) sum_{i not in fold k} z_i            each hospital's share, encrypted, once
-    ZM_i = (z_i / R) * [i not in fold k] * R d_lead / n_k     the masked copy, derived once by the server
-    G    = rotate_and_sum( sum_blocks t' * q(u) * ZM )       one level per product
+    M_i  = [i not in fold k] * R d_lead / n_k                 the fold mask, public (plaintext)
+    G    = rotate_and_sum( sum_blocks (t' M) * q(u) * z/R )  one level per product
     g    = C - G
 
-(With c_k instead of d_k, the leading coefficient of degree 5 is 4e-5: folded into ZM it drowns in
-CKKS's absolute encoding error.)
+(With c_k instead of d_k, the leading coefficient of degree 5 is 4e-5: folded into the mask it drowns in
+CKKS's absolute encoding error.) t' M costs no level (t' waits for q(u) anyway), and nothing per fold is
+derived from the rows: they are read as the hospitals sent them, every iteration.
 
-Levels per iteration for degree 3: t (1), u (1), t * q(u) (1), times ZM (1) = 4; then the Nesterov update
+Levels per iteration for degree 3: t (1), u (1), (t M) * q(u) (1), times z/R (1) = 4; then the Nesterov update
 runs inside one batched collective refresh of public linear combinations (no level spent on gamma_t or
 eta_t), which returns w_{t+1} and v_{t+1} fresh at the top level. When a preset has too few levels for a
 step, the per-sample ciphertexts are refreshed first: the schedule adapts, the algorithm does not change.
@@ -213,8 +214,8 @@ class EncryptedTrainer:
         return [pairs[i::k] for i in range(k)]
 
     def prepare(self, fold_of_row: np.ndarray, train_counts: np.ndarray) -> None:
-        """Hand the data blocks to the engines (worker processes or this one), which derive the masked
-        copies ZM."""
+        """Hand the data blocks (or where they are in the spool) and the fold masks to the engines (worker
+        processes or this one)."""
         t0 = time.perf_counter()
         missing = [
             (g.index, b, c)
@@ -236,11 +237,6 @@ class EncryptedTrainer:
         }
         shards = self._shards()
         spool = self._spool
-        if spool is not None:  # the masked copies go next to the rows, (masked level + 1) / (top + 1) their size
-            from .spool import Spool
-
-            primes = min(self.refresh_level + 2, self.top) / (self.top + 1)
-            Spool(0, spool.directory).reserve(int(spool.nbytes * primes), "the training's masked copies of the rows")
         if self.n_workers:
             from .workers import WorkerPool
 
@@ -257,7 +253,7 @@ class EncryptedTrainer:
                 "primes": list(self.ctx.primes),
             }
             if spool is not None:  # the workers read the blocks from the spool's file themselves
-                init["spool"] = {"fd": spool.fileno(), "directory": spool.directory,
+                init["spool"] = {"fd": spool.fileno(), "compact": bool(spool.compact),
                                  "keep": spool.threshold // self.n_workers}
             t1 = time.perf_counter()
             self._pool = WorkerPool(self.n_workers, init, self._refresh_bytes,
@@ -284,7 +280,7 @@ class EncryptedTrainer:
                 {
                     "workers_start": t2 - t1,
                     "send_blocks": time.perf_counter() - t2,
-                    "derive_masked": time.perf_counter() - t3,
+                    "send_masks": time.perf_counter() - t3,
                 }
             )
         else:
@@ -300,7 +296,7 @@ class EncryptedTrainer:
             )
             if spool is not None:
                 self._engine.stream_from(spool.__getitem__, [gb for shard in shards for gb in shard],
-                                         Spool(0, spool.directory, name="masked-rows"), keep=spool.threshold)
+                                         keep=spool.threshold)
             for (g, b, j), raws in self._pending.items():
                 for raw in raws:
                     self._engine.add_block(g, b, j, self._load(raw))
@@ -309,7 +305,7 @@ class EncryptedTrainer:
         release_memory()  # the blocks handed to the engines: their bytes back to the system
         self.log.seconds["prepare"] = time.perf_counter() - t0
         self.log.seconds["send_blocks"] = self.log.seconds.get("send_blocks", 0.0) - self.log.seconds.get(
-            "derive_masked", 0.0
+            "send_masks", 0.0
         )
 
     @staticmethod
@@ -317,7 +313,7 @@ class EncryptedTrainer:
         """The public factor G carries into the refresh, put back exactly by the refresh's coefficient.
 
         The refresh floods every slot with the same absolute noise, and its rotate-and-sum adds up a
-        block's slots: with ZM's 1 / n_k a slot's share of the gradient would be tiny beside it. ZM
+        block's slots: with a mask of 1 / n_k a slot's share of the gradient would be tiny beside it. The mask
         carries n-bar g / (8 B n_k) instead (n-bar the mean training count, B the group's blocks rounded
         up to a power of two). The gain g buys precision until G's noise, the rows' encryption noise
         carried through the products, grows with it; that noise also grows with the columns of z (d + 1),

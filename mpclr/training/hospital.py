@@ -12,6 +12,8 @@ lr.encrypt        its rows in the training layout: design blocks and the constan
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
 from ..errors import ProtocolError
@@ -97,13 +99,11 @@ def on_encrypt(node, fields, sender):
     level = int(fields.get("constant_level", node.ctx.top_level))  # where the trainer first uses C
     if not 0 <= level <= node.ctx.top_level:
         raise ProtocolError(f"the constant part's level must lie in 0..{node.ctx.top_level}, got {level}")
-    z = design_rows(X, y, mean, std)
+    z, scaled, own, sort = _upload_rows(node, fields["layout"], layout, mean, std, interval)
     order = upload_blocks(layout)
-    place = {gb: i for i, gb in enumerate(order)}
-    own = sorted(place[(g.index, b)] for g in layout.groups for b in layout.blocks_with_rows(g, rows))
     take, following = upload_window(fields, own, node.ctx.params, block_ciphertexts(layout, z.shape[1]), "lr.encrypt")
     only = {order[i] for i in take}
-    blocks = list(pack_blocks(layout, rows, z / interval, only))
+    blocks = list(pack_blocks(layout, rows, scaled, only, sort))
     # the constant part goes with the first round (the one starting at the first block)
     first = fields.get("start", 0) == 0
     const = list(constant_part(layout, z, node.folds, counts)) if first else []
@@ -113,8 +113,28 @@ def on_encrypt(node, fields, sender):
                             levels=[None] * len(blocks) + [level] * len(const))
     if following is None:  # its last round
         encryptor.done(node)
+        node._training_upload = None
     return {"blocks": [[g, b, j, ct] for (g, b, j, _), ct in zip(blocks, cts)],
             "constant": [[g, j, ct] for (g, j, _), ct in zip(const, cts[len(blocks):])], "next": following}
+
+
+def _upload_rows(node, description, layout: Layout, mean, std, interval: float):
+    """(z, z / R, the places of the hospital's blocks in the upload order, the argsort of its rows) for an
+    upload: made on its first round and kept for the next ones (a million rows take hundreds of rounds,
+    each would otherwise standardize and sort them all again), as long as the data and the request's
+    layout and scaling stay the same."""
+    data = node.require_data()
+    key = (json.dumps(description, sort_keys=True), mean.tobytes(), std.tobytes(), float(interval))
+    kept = getattr(node, "_training_upload", None)
+    if kept is not None and kept[0] is data and kept[1] == key:
+        return kept[2]
+    X, y, rows = data
+    z = design_rows(X, y, mean, std)
+    place = {gb: i for i, gb in enumerate(upload_blocks(layout))}
+    own = sorted(place[(g.index, b)] for g in layout.groups for b in layout.blocks_with_rows(g, rows))
+    value = (z, z / interval, own, np.argsort(np.asarray(rows), kind="stable"))
+    node._training_upload = (data, key, value)
+    return value
 
 
 HANDLERS = {"lr.aggregate": on_aggregate, "lr.folds": on_folds, "lr.encrypt": on_encrypt}

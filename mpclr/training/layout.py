@@ -241,5 +241,4 @@ class Layout:
         return out
 
     def blocks_with_rows(self, group: Group, rows: np.ndarray) -> list[int]:
-        rows = np.asarray(rows)
-        return sorted(set((rows // group.samples_per_block).tolist()))
+        return np.unique(np.asarray(rows, dtype=np.int64) // group.samples_per_block).tolist()

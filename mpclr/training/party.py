@@ -74,19 +74,18 @@ def design_rows(X: np.ndarray, y: np.ndarray, mean: np.ndarray, std: np.ndarray)
     return make_z((np.asarray(X, dtype=np.float64) - mean) / std, y)
 
 
-def pack_blocks(layout: Layout, rows: np.ndarray, z: np.ndarray, only=None):
+def pack_blocks(layout: Layout, rows: np.ndarray, z: np.ndarray, only=None, order=None):
     """Yield (group, block, chunk, slot vector) for every block holding some of this party's rows (z is
     already divided by the sigmoid's interval R, as the trainer expects; a chunk is one feature, or k side by
-    side in a packed group); with `only`, a set of (group, block), those blocks only. Each block's rows are
-    found by bisection in the sorted rows: the work is the block's, not the hospital's (a million rows make
-    a thousand blocks)."""
+    side in a packed group); with `only`, a set of (group, block) with some of its rows, those blocks only.
+    Each block's rows are found by bisection in the sorted rows (`order`: argsort of rows, if already
+    known): the work is the block's, not the hospital's (a million rows make a thousand blocks)."""
     rows = np.asarray(rows)
-    order = np.argsort(rows, kind="stable")
+    order = np.argsort(rows, kind="stable") if order is None else order
     ordered = rows[order]
     for g in layout.groups:
-        for b in layout.blocks_with_rows(g, rows):
-            if only is not None and (g.index, b) not in only:
-                continue
+        mine = layout.blocks_with_rows(g, rows) if only is None else sorted(b for i, b in only if i == g.index)
+        for b in mine:
             span = layout.rows_of_block(g, b)
             lo, hi = np.searchsorted(ordered, [span.start, span.stop])
             mine = order[lo:hi]
@@ -113,6 +112,11 @@ def block_ciphertexts(layout: Layout, columns: int) -> int:
     where the layout packs features side by side (breast cancer: 4, not 31). What an upload round's
     size is counted in."""
     return max(g.chunks(columns) for g in layout.groups)
+
+
+def packed_ciphertext_bytes(params) -> int:
+    """Bytes of a fresh ciphertext in the packed wire form (residues at their primes' bit widths), at most."""
+    return 2 * sum((params.n * int(b) + 7) // 8 for b in params.coeff_bits[:-1]) + 256
 
 
 def blocks_per_round(params, columns: int) -> int:

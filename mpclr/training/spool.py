@@ -8,6 +8,12 @@ server's worker processes read the blocks they need per iteration from that file
 memory is bounded by keys and one iteration's working set, not by the rows. The file holds what the
 server holds anyway (ciphertexts under the collective key); its name is removed as soon as it is made,
 so it goes when its last descriptor closes (the spool closed or collected, its process ended or killed).
+
+Compact (`compact`, MPCLR_SPOOL_COMPACT=1/0; by default chosen by the training's upload: only when the rows
+in SEAL's 64-bit words would not fit the disk): the ciphertexts are kept in the wire form the hospitals
+send (mpclr.seal.format.pack_ciphertext: residues at their primes' bit widths, 73% of the bytes at
+'train', already checked on arrival) and unpacked as they are read, in the reader's thread (the
+unpacking releases the GIL): the same SEAL bytes come out, bit for bit.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from collections.abc import Iterator
 
 from ..errors import ParameterError
 
-__all__ = ["Spool", "read_at", "default_threshold", "DEFAULT_THRESHOLD", "release_memory"]
+__all__ = ["Spool", "read_at", "default_threshold", "default_compact", "DEFAULT_THRESHOLD", "release_memory"]
 
 DEFAULT_THRESHOLD = 512 << 20
 
@@ -37,6 +43,17 @@ def default_threshold() -> int:
     if value < 0:
         raise ParameterError(f"environment variable MPCLR_SPOOL_BYTES must be 0 or more, got {value}")
     return value
+
+
+def default_compact() -> bool | None:
+    """MPCLR_SPOOL_COMPACT: 1 keeps the training's spooled rows compact, 0 never; unset (None): the upload
+    decides (compact only when SEAL's 64-bit words would not fit the disk)."""
+    raw = os.environ.get("MPCLR_SPOOL_COMPACT")
+    if raw is None or raw == "":
+        return None
+    if raw not in ("0", "1"):
+        raise ParameterError(f"environment variable MPCLR_SPOOL_COMPACT must be 0 or 1, got {raw!r}")
+    return raw == "1"
 
 
 def release_memory() -> None:
@@ -68,14 +85,18 @@ class Spool:
 
     threshold: bytes kept in memory before everything moves to disk (0: on disk from the first byte;
     None: `default_threshold()`). directory: where the file goes (None: MPCLR_SPOOL_DIR or the system's
-    temporary folder). Reads as a mapping key -> list of bytes (read from the file when on disk)."""
+    temporary folder). compact: hold the packed wire form (see the module; None: the writer decides, the
+    training's upload by `default_compact()` and the disk). Reads as a mapping key -> list of SEAL bytes
+    (read from the file when on disk, unpacked when compact)."""
 
-    def __init__(self, threshold: int | None = None, directory=None, name: str = "ciphertexts"):
+    def __init__(self, threshold: int | None = None, directory=None, name: str = "ciphertexts",
+                 compact: bool | None = None):
         self.threshold = default_threshold() if threshold is None else int(threshold)
         if self.threshold < 0:
             raise ParameterError(f"parameter threshold must be 0 or more bytes, got {threshold}")
         self.directory = directory or os.environ.get("MPCLR_SPOOL_DIR") or None
         self.name = name
+        self.compact = compact  # None: not decided (read as SEAL bytes unless a writer decides otherwise)
         self.nbytes = 0
         self.checked = False  # set by whoever checked every ciphertext as it came in (encrypt_study)
         self.path: str | None = None  # the file's name when it was made (removed at once: see `_spill`)
@@ -86,19 +107,24 @@ class Spool:
         self._finalizer = None
 
     # ------------------------------------------------------------------ writing
+    def fits(self, nbytes: int) -> bool:
+        """Whether `nbytes` more stay in memory or fit on the disk of the spool's folder."""
+        if self.path is None and self.nbytes + nbytes <= self.threshold:
+            return True
+        return shutil.disk_usage(self.directory or tempfile.gettempdir()).free >= nbytes
+
     def reserve(self, nbytes: int, what: str) -> None:
         """Refuse, before any work, `nbytes` more that would go to disk when its folder has less free."""
-        if self.path is None and self.nbytes + nbytes <= self.threshold:
-            return
-        folder = self.directory or tempfile.gettempdir()
-        free = shutil.disk_usage(folder).free
-        if free < nbytes:
+        if not self.fits(nbytes):
+            folder = self.directory or tempfile.gettempdir()
+            free = shutil.disk_usage(folder).free
             raise ParameterError(
                 f"{what} take {nbytes / 1e9:.1f} GB on disk (beyond the spool threshold of {self.threshold} bytes) "
                 f"and {folder} has {free / 1e9:.1f} GB free: set MPCLR_SPOOL_DIR to a folder on a larger disk"
             )
 
     def add(self, key: tuple, raw) -> None:
+        """Keep `raw`: SEAL bytes, or the packed wire form when the spool is compact."""
         raw = bytes(raw)
         if self.path is None and self.nbytes + len(raw) > self.threshold:
             self._spill()
@@ -134,8 +160,10 @@ class Spool:
 
     def __getitem__(self, key: tuple) -> list[bytes]:
         if self.path is None:
-            return self._memory[key]
-        return [_pread(self._fd[0], offset, length) for offset, length in self._index[key]]
+            raws = self._memory[key]
+        else:
+            raws = [_pread(self._fd[0], offset, length) for offset, length in self._index[key]]
+        return [_unpack(raw) for raw in raws] if self.compact else raws
 
     def get(self, key: tuple, default=None):
         return self[key] if key in self else default
@@ -199,6 +227,14 @@ def _pread(fd: int, offset: int, length: int) -> bytes:
     return out
 
 
-def read_at(fd: int, locations) -> list[bytes]:
-    """The ciphertexts at (offset, length) locations of a spool file opened by the reader (a worker)."""
-    return [_pread(fd, offset, length) for offset, length in locations]
+def _unpack(raw: bytes) -> bytes:
+    from ..seal.format import unpack_ciphertext
+
+    return unpack_ciphertext(raw, "spooled ciphertext")  # its residues were checked when it arrived
+
+
+def read_at(fd: int, locations, compact: bool = False) -> list[bytes]:
+    """The ciphertexts at (offset, length) locations of a spool file opened by the reader (a worker), as
+    SEAL bytes (unpacked if the spool is compact)."""
+    raws = [_pread(fd, offset, length) for offset, length in locations]
+    return [_unpack(raw) for raw in raws] if compact else raws

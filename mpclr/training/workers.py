@@ -29,10 +29,10 @@ def _load(he, raw: bytes):
     return ct
 
 
-def _read_block(fd: int, where: dict, key) -> list[bytes]:
+def _read_block(fd: int, where: dict, compact: bool, key) -> list[bytes]:
     from .spool import read_at
 
-    return read_at(fd, where[key])
+    return read_at(fd, where[key], compact)
 
 
 def _dump(x: Enc) -> tuple[bytes, int]:
@@ -73,11 +73,10 @@ def _worker_main(conn) -> None:  # pragma: no cover - runs in a child process (c
         msg = conn.recv()
         kind = msg[0]
         if kind == "locations":  # streamed: where this shard's blocks are in the server's spool file
-            from .spool import Spool
-
             where = msg[1]
-            engine.stream_from(partial(_read_block, fd, where), {(g, b) for g, b, _ in where},
-                               Spool(0, stream["directory"], name="masked-rows"), keep=stream.get("keep", 0))
+            engine.stream_from(partial(_read_block, fd, where, stream.get("compact", False)),
+                               {(g, b) for g, b, _ in where},
+                               keep=stream.get("keep", 0))
             conn.send(("ok",))
         elif kind == "block":  # streamed one at a time, no reply: the pipe paces the sender
             _, g, b, j, raws = msg
@@ -95,11 +94,13 @@ def _worker_main(conn) -> None:  # pragma: no cover - runs in a child process (c
             t0 = time.perf_counter()
             V = {k: Enc(_load(he, raw), level) for k, (raw, level) in msg[1].items()}
             t1 = time.perf_counter()
+            waited = engine.read_wait
             grad = engine.gradient_part(V)
             t2 = time.perf_counter()
             out = {k: _dump(v) for k, v in grad.items()}
             t3 = time.perf_counter()
-            conn.send(("done", out, {"load_s": t1 - t0, "compute_s": t2 - t1, "dump_s": t3 - t2}))
+            conn.send(("done", out, {"load_s": t1 - t0, "compute_s": t2 - t1, "dump_s": t3 - t2,
+                                     "read_wait_s": engine.read_wait - waited}))
         elif kind == "stop":
             engine.close()
             conn.send(("ok",))

@@ -11,7 +11,6 @@ from mpclr.ring.rns import Ring, _is_prime
 from mpclr.ring.rounding import keep_bits, round_poly, unround_poly
 
 
-
 def _ring(widths, n=64):
     """Distinct primes = 1 mod 2N of the given widths (the train preset's are 60 and 45 bits)."""
     primes = []

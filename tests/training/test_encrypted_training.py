@@ -106,10 +106,12 @@ def test_unpacked_rows_stream_from_disk(fed_train, tmp_path, monkeypatch, degree
     monkeypatch.setattr(training_layout, "segments_for", lambda *args: 1)
     monkeypatch.setenv("MPCLR_SPOOL_BYTES", "0")
     monkeypatch.setenv("MPCLR_SPOOL_DIR", str(tmp_path))
+    monkeypatch.setenv("MPCLR_SPOOL_COMPACT", "1" if degree == 7 else "")  # rows kept in the wire form, or not
     X, y = make_data(300, 3, seed=1)
     plan = TrainingPlan(sigmoid_poly(degree, 8.0), SCHEDULE[:2])
     res, W, ref = run(fed_train, X, y, 4, plan, workers=0)
     assert not res.layout.packed and res.blocks.on_disk and res.trainer._spool is res.blocks
+    assert res.blocks.compact is (degree == 7)  # the disk has room for 64-bit words: compact only when asked
     assert len(res.blocks) == sum(g.blocks for g in res.layout.groups) * res.features  # one per feature
     assert np.abs(W - ref).max() < tolerance(fed_train)
 

@@ -170,11 +170,16 @@ def observed_study(fed, y_parts, folds, X=None):
     """encrypt_study with the server's messages recorded, as the observer sees them: (step, what the
     server sent each hospital, what each answered)."""
     seen = []
-    call_many = fed.server.call_many
+    call_many, call_sequence = fed.server.call_many, fed.server.call_sequence
 
     def record(step, requests):
         replies = call_many(step, requests)
         seen.append((step, requests, replies))
+        return replies
+
+    def record_sequence(steps):  # several steps in one round: each seen as its own
+        replies = call_sequence(steps)
+        seen.extend((step, requests, r) for (step, requests), r in zip(steps, replies))
         return replies
 
     g = np.random.default_rng(len(y_parts))
@@ -183,11 +188,11 @@ def observed_study(fed, y_parts, folds, X=None):
         rows = offset + np.arange(y.size)
         p.load_data(g.normal(size=(y.size, 3)) if X is None else X[rows], y, rows)
         offset += y.size
-    fed.server.call_many = record
+    fed.server.call_many, fed.server.call_sequence = record, record_sequence
     try:
         cv = encrypt_study(fed, folds=folds)
     finally:
-        del fed.server.call_many
+        del fed.server.call_many, fed.server.call_sequence
     return cv, seen
 
 

@@ -17,7 +17,7 @@ from mpclr.training import hospital as training_hospital
 from mpclr.training import party
 from mpclr.training.cv import encrypt_study
 from mpclr.training.encrypted import TrainingPlan
-from mpclr.training.party import design_rows
+from mpclr.training.party import ciphertext_bytes, design_rows
 from mpclr.training.spool import Spool
 
 from .test_encrypted_training import SCHEDULE, make_data, nesterov_reference, tolerance
@@ -59,8 +59,8 @@ def in_memory(spool: Spool) -> Spool:
 
 def test_rows_on_disk_train_and_score_to_the_same_ciphertexts(fed_train, tmp_path, monkeypatch):
     """Training (degree 5: block by block, in two worker processes that read their blocks from the file
-    themselves, keeping what their budget allows loaded), then the secure evaluation's scores, from rows
-    on disk and from the same rows in memory.
+    themselves, kept compact and unpacked as read, keeping what their budget allows loaded), then the
+    secure evaluation's scores, from rows on disk and from the same rows in memory.
     (Degree 7's step-by-step path streams in test_degree_seven_refreshes_mid_iteration.)"""
     fed = fed_train
     X, y = make_data(2500, 3, seed=3)  # 5 folds of 500 rows: small enough that the features are packed
@@ -76,9 +76,10 @@ def test_rows_on_disk_train_and_score_to_the_same_ciphertexts(fed_train, tmp_pat
 
     monkeypatch.setattr(encryptor, "done", spy)
     before = fed.traffic()["by_type"].get("lr.encrypt", {"messages": 0})["messages"]
-    cv = encrypt_study(fed, folds=5, spool=Spool(0, tmp_path))
+    cv = encrypt_study(fed, folds=5, spool=Spool(0, tmp_path, compact=True))  # kept in the packed wire form
     assert cv.layout.packed  # streaming and small studies' packing (mpclr.training.layout) together
     assert cv.blocks.on_disk and os.fstat(cv.blocks.fileno()).st_size == cv.blocks.nbytes
+    assert cv.blocks.nbytes < 0.8 * cv.blocks.count() * ciphertext_bytes(fed.params)  # residues at their widths
     assert os.path.dirname(cv.blocks.path) == str(tmp_path) and os.listdir(tmp_path) == []  # no name to leak
     pairs = [sum(1 for g in cv.layout.groups for b in cv.layout.blocks_with_rows(g, p.require_data()[2]))
              for p in fed.hospitals]
@@ -90,7 +91,7 @@ def test_rows_on_disk_train_and_score_to_the_same_ciphertexts(fed_train, tmp_pat
 
     # each worker keeps about one block loaded between iterations and reads the others every time
     one = cv.layout.groups[0].chunks(cv.features) * len(cv.blocks[next(iter(cv.blocks))][0])
-    cv.blocks.threshold = 2 * 2 * one  # a worker keeps 2 one: a block and its masked copies, not two
+    cv.blocks.threshold = 2 * one  # a worker keeps one block loaded (no masked copies beside it)
     replay = Replay(fed.server)
     monkeypatch.setattr(fed.server, "refresh_raw", replay)
     cv.train(fed, plan, workers=2)
