@@ -18,7 +18,14 @@ from concurrent.futures import ThreadPoolExecutor
 from .errors import NodeUnavailable, ProtocolError
 from .wire import KIND_ERROR, peek
 
-__all__ = ["Network", "InProcessNetwork", "TrafficLog", "refused"]
+__all__ = ["Network", "InProcessNetwork", "TrafficLog", "refused", "check_distinct"]
+
+
+def check_distinct(requests: list[tuple[str, object]], what: str) -> None:
+    """One outstanding request per link: a transport may answer a recipient's requests in any order."""
+    recipients = [r for r, _ in requests]
+    if len(set(recipients)) != len(recipients):
+        raise ProtocolError(f"{what} needs distinct recipients (one outstanding request per link)")
 
 
 def refused(reply: bytes) -> bool:
@@ -112,19 +119,19 @@ class Network(ABC):
     def request_many(self, requests: list[tuple[str, bytes]]) -> list[bytes | NodeUnavailable]:
         """Send several requests (to distinct recipients); replies in the same order, or a NodeUnavailable
         in place of the reply of a node that did not answer (the others' replies are kept)."""
-        return [self._try(r, m) for r, m in requests]
+        check_distinct(requests, "request_many")
+        return self._each(lambda rm: self._try(*rm), requests)
 
     def request_sequences(self, requests: list[tuple[str, list[bytes]]]) -> list[list[bytes] | NodeUnavailable]:
         """Several requests to each recipient (distinct recipients), answered one after the other in the
         given order, as separate requests would be: each is checked, counted and answered on its own. A
         transport whose rounds cost a fixed time (Flower) carries each recipient's requests in one round.
         Replies in the same order, or a NodeUnavailable in place of a node's replies."""
-        recipients = [r for r, _ in requests]
-        if len(set(recipients)) != len(recipients):
-            raise ProtocolError("request_sequences needs distinct recipients (one outstanding request per link)")
+        check_distinct(requests, "request_sequences")
         return self._each(lambda rm: self._try_sequence(*rm), requests)
 
     def _each(self, fn, items) -> list:
+        """fn over items, as the transport runs independent requests (here one after the other)."""
         return [fn(item) for item in items]
 
     def _try_sequence(self, recipient: str, messages: list[bytes]) -> list[bytes] | NodeUnavailable:
@@ -185,15 +192,7 @@ class InProcessNetwork(Network):
         self.round_trips += 1
         return reply
 
-    def request_many(self, requests: list[tuple[str, bytes]]) -> list[bytes | NodeUnavailable]:
-        if len(requests) <= 1:
-            return [self._try(r, m) for r, m in requests]
-        recipients = [r for r, _ in requests]
-        if len(set(recipients)) != len(recipients):
-            raise ProtocolError("request_many needs distinct recipients (one outstanding request per link)")
-        return list(self._pool.map(lambda rm: self._try(*rm), requests))
-
-    def _each(self, fn, items) -> list:
+    def _each(self, fn, items) -> list:  # in threads, as the hospitals would run in parallel
         return list(self._pool.map(fn, items)) if len(items) > 1 else [fn(item) for item in items]
 
     def close(self) -> None:

@@ -25,7 +25,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from ..errors import NodeUnavailable, ProtocolError
-from ..network import Network
+from ..network import Network, check_distinct
 
 __all__ = ["FlowerNetwork", "encode_request", "decode_request", "encode_reply", "decode_reply", "pack_parts",
            "unpack_parts", "RoundLog"]
@@ -178,8 +178,7 @@ class FlowerNetwork(Network):
         return reply
 
     def request_many(self, requests):
-        if len(set(r for r, _ in requests)) != len(requests):
-            raise ProtocolError("request_many needs distinct recipients (one outstanding request per link)")
+        check_distinct(requests, "request_many")
         out: list = [None] * len(requests)
         remote = []
         for i, (r, m) in enumerate(requests):
@@ -201,8 +200,7 @@ class FlowerNetwork(Network):
     def request_sequences(self, requests):
         """Each site's requests in one Flower round (a "sequence" message: the site answers them one after
         the other, each as it would alone); local nodes' one by one."""
-        if len(set(r for r, _ in requests)) != len(requests):
-            raise ProtocolError("request_sequences needs distinct recipients (one outstanding request per link)")
+        check_distinct(requests, "request_sequences")
         out: list = [None] * len(requests)
         remote = []
         for i, (r, msgs) in enumerate(requests):
