@@ -26,7 +26,15 @@ import pytest
 
 from mpclr.app.sources import PREFIX
 
-from ..notebooks.test_browser import ARTIFACTS, CHROMIUM, FLAGS, _free_port, _small_png, wait_until_serving
+from ..notebooks.test_browser import (
+    ARTIFACTS,
+    CHROMIUM,
+    FLAGS,
+    _free_port,
+    _small_png,
+    stop_server,
+    wait_until_serving,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -62,12 +70,7 @@ def app(tmp_path_factory):
             yield url, token, tmp, browser
         finally:
             browser.close()
-    proc.terminate()  # Voilà shuts its kernels down; each removes its upload folder as it exits
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    stop_server(proc, grace=30)  # Voilà shuts its kernels down; each removes its upload folder as it exits
     log.close()
     left = list((tmp / "tmp").glob(f"{PREFIX}*"))
     assert left == [], f"upload folders left after the server stopped: {left}"

@@ -58,6 +58,16 @@ def wait_until_serving(proc, probe: str, log: Path, what: str, timeout: float = 
         time.sleep(0.3)
 
 
+def stop_server(proc, grace: float) -> None:
+    """Terminate, give it `grace` seconds to shut its kernels down, then kill."""
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -105,12 +115,7 @@ def lab(tmp_path):
     url = f"http://127.0.0.1:{port}"
     wait_until_serving(proc, f"{url}/api/status?token={token}", tmp_path / "lab.log", "JupyterLab")
     yield url, token, tmp_path
-    proc.terminate()
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    stop_server(proc, grace=15)
     log.close()
 
 
