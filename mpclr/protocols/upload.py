@@ -1,0 +1,156 @@
+"""Share-keyed uploads: a hospital's ciphertext as (seed, c0), about half the bytes of a public-key one.
+
+A public-key encryption (c0, c1) = (p0 u + e0 + m, p1 u + e1) sends two polynomials that look uniform;
+neither can be compressed. A symmetric encryption sends one: under a secret z known to the hospital,
+
+    c0 = m + e - a z        a expanded from a fresh 32-byte seed (mpclr.ring.SecretRandom)
+
+and (c0, a) decrypts under z. The server turns it into a ciphertext under the collective key s with the
+hospital's upload key U_i, a key-switching key from z_i to s made in the key ceremony like a rotation
+key (Mouchet et al. 2021, "RTG"): every key holder j sends, for owner i and digit l (a_il from the CRS,
+label "upk/a/<owner>/<l>"),
+
+    h_ijl = -a_il s_j + e_ijl  (+ z_i g_l when j = i)          U_il = (sum_j h_ijl, a_il)
+
+so that U_il0 + U_il1 s = z_i g_l + e. SEAL applies it as a relinearization key to (c0, 0, a):
+c0' + c1' s = c0 + a z_i + e_ks = m + e + e_ks. The noise is one CBD error plus the key switch's (a
+few units after the division by P): below a public-key encryption's (benchmarks/upload_noise.py).
+
+z_i is the hospital's "upload secret": a fresh ternary secret drawn at join, not its key share s_i.
+In a t-out-of-n session s_i is erased after the Shamir re-sharing while uploads come later; and z_i
+decrypts nothing but this hospital's own uploads, which the hospital holds in the clear anyway, so its
+encryption process may hold it (mpclr.roles.encryptor) without holding any share of s. U_i is an
+encryption of z_i g under s: RLWE samples of s, readable only by a coalition that can decrypt all.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+
+from ..errors import FormatError, ProtocolError
+from ..ring import CommonRandomString, Ring, SecretRandom, ring_for
+from ..ring.packing import pack_residues, unpack_residues
+from ..seal.format import CiphertextData, PlaintextData
+from .rlk import add_gadget_rows
+from .share import SecretKeyShare, Share
+
+__all__ = ["UploadKeyGen", "UploadEncryptor", "SEED_BYTES", "is_share_keyed", "expand_a", "read_upload",
+           "tag", "MODES"]
+
+SEED_BYTES = 32
+MODES = ("share-keyed", "public-key")  # Params.upload
+_MAGIC = b"MPSU"
+_VERSION = 1
+_HEAD = struct.Struct("<4sB32sQQd32s")  # magic, version, parms_id, N, rows, scale, seed
+
+
+def tag(owner: str) -> str:
+    return f"upk/owner={owner}"
+
+
+class UploadKeyGen:
+    """The collective upload keys: one per key holder, every key holder contributing to each."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.ring = ctx.key_ring
+        self.digits = len(ctx.gadget)
+
+    def sample_crp(self, crs: CommonRandomString, owner: str) -> np.ndarray:
+        """a_il for every digit l, shape (L, K, N): a label of its own per owner, never another key's."""
+        return np.stack([crs.uniform_poly(self.ring, f"upk/a/{owner}/{j}") for j in range(self.digits)])
+
+    def gen_share(self, sk: SecretKeyShare, owner: str, crp: np.ndarray, rng: SecretRandom,
+                  upload_secret: SecretKeyShare | None = None) -> Share:
+        """h_ijl = -a_il s_j + e_ijl, plus z_i g_l when this party owns the key (`upload_secret` given)."""
+        r = self.ring
+        h = r.mul(crp, sk.full())
+        r.sub(rng.error_ntt(r, self.digits), h, out=h)
+        if upload_secret is not None:
+            add_gadget_rows(self.ctx, h, upload_secret.full())
+        return Share(tag(owner), h)
+
+    def share_from_bytes(self, raw: bytes, owner: str) -> Share:
+        return Share.from_bytes(raw, tag(owner), self.ring, (self.digits,))
+
+    def aggregate_shares(self, shares: list[Share]) -> Share:
+        tags = {s.tag for s in shares}
+        if len(tags) != 1:
+            raise ValueError(f"cannot aggregate shares of different upload keys: {sorted(tags)}")
+        return Share(tags.pop(), self.ring.sum(s.data for s in shares))
+
+    def key_bytes(self, agg: Share, crp: np.ndarray) -> bytes:
+        """U_i as SEAL RelinKeys bytes (SEAL's relinearization switches the third polynomial by it)."""
+        return self.ctx.relin_keys_bytes([(agg.data[j], crp[j]) for j in range(self.digits)])
+
+
+def expand_a(seed: bytes, ring: Ring) -> np.ndarray:
+    """The uniform `a` of a share-keyed upload (read as NTT form), from its seed, at the ring's primes."""
+    if len(seed) != SEED_BYTES:
+        raise FormatError(f"an upload seed is {SEED_BYTES} bytes, got {len(seed)}")
+    return CommonRandomString(seed).uniform_rows(ring.moduli, ring.n, "upload/a")
+
+
+def is_share_keyed(raw) -> bool:
+    return bytes(raw[:4]) == _MAGIC
+
+
+class UploadEncryptor:
+    """A hospital's symmetric encryption under its upload secret. Needs no SealContext (it runs in the
+    encryption process too): the ring degree, the data primes q_0..q_top and each level's parms_id."""
+
+    def __init__(self, n: int, primes, level_pids, secret_ntt: np.ndarray):
+        self.n = n
+        self.primes = tuple(int(q) for q in primes)
+        self.level_pids = list(level_pids)
+        if len(self.level_pids) != len(self.primes):
+            raise ValueError("one parms_id per data level")
+        self._z = np.ascontiguousarray(secret_ntt[: len(self.primes)])
+        self._rng = SecretRandom()
+
+    def encrypt(self, he, values: np.ndarray, scale: float, drops: int) -> bytes:
+        """values encoded by `he` (a Pyfhel object of the context) at `scale`, encrypted at the top level
+        minus `drops` primes (a plaintext drops primes by dropping rows), in the share-keyed wire form."""
+        pt = he.encodeFrac(np.ascontiguousarray(values, dtype=np.float64), scale=scale)
+        m = PlaintextData.from_bytes(pt.to_bytes(compr_mode="none"), self.n, "encoded upload").data
+        rows = len(self.primes) - int(drops)
+        if not 1 <= rows <= len(self.primes) or m.shape[0] != len(self.primes):
+            raise ValueError(f"cannot encrypt {drops} primes below the top of {len(self.primes)}")
+        ring = ring_for(self.n, self.primes[:rows])
+        seed = self._rng.bytes(SEED_BYTES)
+        c0 = ring.add(np.ascontiguousarray(m[:rows]), self._rng.error_ntt(ring))
+        ring.sub(c0, ring.mul(expand_a(seed, ring), self._z[:rows]), out=c0)
+        head = _HEAD.pack(_MAGIC, _VERSION, self.level_pids[rows - 1], self.n, rows, float(pt.scale), seed)
+        return head + pack_residues(c0)
+
+
+def read_upload(raw, ctx, what: str = "upload") -> tuple[CiphertextData, int]:
+    """A share-keyed upload -> (the size-3 ciphertext (c0, 0, a), its level), every residue checked. The
+    caller switches it with the sender's upload key (mpclr.roles.uploads)."""
+    view = memoryview(raw)
+    if len(view) < _HEAD.size:
+        raise FormatError(f"{what}: truncated ({len(view)} bytes, not even a header)")
+    magic, version, pid, n, rows, scale, seed = _HEAD.unpack_from(view, 0)
+    if magic != _MAGIC:
+        raise FormatError(f"{what}: not a share-keyed upload")
+    if version != _VERSION:
+        raise FormatError(f"{what}: share-keyed upload version {version}, expected {_VERSION}")
+    level = ctx.level_of(pid, what)
+    if n != ctx.n or rows != level + 1:
+        raise FormatError(f"{what}: N = {n} with {rows} primes does not match level {level} of N = {ctx.n}")
+    if not 0 < scale < 2.0**200:
+        raise FormatError(f"{what}: implausible scale {scale}")
+    ring = ctx.ring(level)
+    c0 = unpack_residues(view, _HEAD.size, ring.shape, [q.bit_length() for q in ring.moduli], what)
+    if not ring.is_reduced(c0):
+        raise FormatError(f"{what}: coefficients not reduced modulo the primes")
+    data = np.stack([c0, ring.zeros(), expand_a(bytes(seed), ring)])
+    return CiphertextData(pid, scale, data), level
+
+
+def check_mode(mode: str) -> str:
+    if mode not in MODES:
+        raise ProtocolError(f"upload mode must be one of {MODES}, got {mode!r}")
+    return mode
