@@ -110,6 +110,13 @@ class UploadEncryptor:
         self._z = np.ascontiguousarray(secret_ntt[: len(self.primes)])
         self._rng = SecretRandom()
 
+    def spec(self) -> tuple:
+        """What rebuilds this encryptor in the hospital's encryption process (sent down its pipe only)."""
+        return (self.n, self.primes, self.level_pids, self._z)
+
+    def __reduce__(self):
+        raise TypeError("an upload encryptor holds the upload secret: send its spec() down a pipe instead")
+
     def encrypt(self, he, values: np.ndarray, scale: float, drops: int) -> bytes:
         """values encoded by `he` (a Pyfhel object of the context) at `scale`, encrypted at the top level
         minus `drops` primes (a plaintext drops primes by dropping rows), in the share-keyed wire form."""
