@@ -117,7 +117,7 @@ class KeyCeremony:
         self.timings["relin_key"] = time.perf_counter() - t0
         if self.ctx.params.upload == "share-keyed":  # every hospital's upload key, before any re-sharing
             t0 = time.perf_counter()
-            self.uploads.generate(self)
+            self.uploads.generate(self, holders)
             self.timings["upload_keys"] = time.perf_counter() - t0
 
     def run_threshold_setup(self) -> None:

@@ -87,15 +87,14 @@ class UploadKeys:
 
     def __init__(self, ctx):
         self.ctx = ctx
-        self._he: dict[str, object] = {}
+        self._switchers: dict[str, object] = {}
 
     @property
     def owners(self) -> list[str]:
-        return sorted(self._he)
+        return sorted(self._switchers)
 
-    def generate(self, server) -> None:
+    def generate(self, server, holders: list[str]) -> None:
         """One round: every key holder sends its share of every key holder's upload key."""
-        holders = list(server._require_session().key_holders)
         gen = UploadKeyGen(self.ctx)
         replies = server.call_many("upk.share", {p: {"owners": holders} for p in holders})
         for p in holders:
@@ -109,17 +108,17 @@ class UploadKeys:
     def install(self, owner: str, key: bytes) -> None:
         he = self.ctx.pyfhel()
         he.from_bytes_relin_key(bytes(key))
-        self._he[owner] = he
+        self._switchers[owner] = he
 
     def key_bytes(self, owner: str) -> bytes:
-        return self._he[owner].to_bytes_relin_key(compr_mode="none")
+        return self._switchers[owner].to_bytes_relin_key(compr_mode="none")
 
     def load(self, raw, what: str, sender: str) -> bytes:
         """An uploaded ciphertext as SEAL bytes under the collective key: a share-keyed one switched with
         its sender's upload key, a public-key one unpacked (every residue checked either way)."""
         if not is_share_keyed(raw):
             return unpack_ciphertext(raw, what, self.ctx)
-        he = self._he.get(sender)
+        he = self._switchers.get(sender)
         if he is None:
             raise ProtocolError(f"{what}: a share-keyed upload from {sender}, which has no upload key")
         data, _ = read_upload(raw, self.ctx, what)
