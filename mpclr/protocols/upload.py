@@ -36,8 +36,8 @@ from ..seal.format import CiphertextData, PlaintextData
 from .rlk import add_gadget_rows
 from .share import SecretKeyShare, Share
 
-__all__ = ["UploadKeyGen", "UploadEncryptor", "SEED_BYTES", "is_share_keyed", "expand_a", "read_upload",
-           "tag", "MODES"]
+__all__ = ["UploadKeyGen", "UploadEncryptor", "SEED_BYTES", "is_share_keyed", "seed_of", "expand_a",
+           "read_upload", "tag", "MODES"]
 
 SEED_BYTES = 32
 MODES = ("share-keyed", "public-key")  # Params.upload
@@ -95,6 +95,11 @@ def expand_a(seed: bytes, ring: Ring) -> np.ndarray:
 
 def is_share_keyed(raw) -> bool:
     return bytes(raw[:4]) == _MAGIC
+
+
+def seed_of(raw) -> bytes:
+    """The public seed of a share-keyed upload (it names the upload: fresh for each)."""
+    return bytes(raw[_HEAD.size - SEED_BYTES : _HEAD.size])
 
 
 class UploadEncryptor:
