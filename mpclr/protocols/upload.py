@@ -12,9 +12,15 @@ label "upk/a/<owner>/<l>"),
 
     h_ijl = -a_il s_j + e_ijl  (+ z_i g_l when j = i)          U_il = (sum_j h_ijl, a_il)
 
-so that U_il0 + U_il1 s = z_i g_l + e. SEAL applies it as a relinearization key to (c0, 0, a):
-c0' + c1' s = c0 + a z_i + e_ks = m + e + e_ks. The noise is one CBD error plus the key switch's (a
-few units after the division by P): below a public-key encryption's (benchmarks/upload_noise.py).
+so that U_il0 + U_il1 s = z_i g_l + e. Switching a alone would add sum_l [a]_ql e_l / P: about
+sqrt(N) times the key's error, since q_0 is as large as P (2^10 at 'train', above what the refresh's
+smudging covers with 10 hospitals). So each owner has a second key V_i, for 2^w z_i (w = half of q_0's
+bits), and the server splits a = x + 2^w hi, with hi the high bits of a mod q_0 (coefficients) and x
+small mod q_0: both pieces have small q_0 digits. SEAL relinearizes (c0, 0, x) with U_i and (0, 0, hi)
+with V_i (each key a RelinKeys of its own; SEAL's relinearization of a size-4 ciphertext is not two
+independent switches), and the sum decrypts as c0 + x z_i + hi 2^w z_i + e_ks = m + e + e_ks, with
+e_ks the two divisions by P's rounding: about a public-key encryption's noise (benchmarks/noise.py
+--upload share-keyed public-key).
 
 z_i is the hospital's "upload secret": a fresh ternary secret drawn at join, not its key share s_i.
 In a t-out-of-n session s_i is erased after the Shamir re-sharing while uploads come later; and z_i
@@ -32,7 +38,7 @@ import numpy as np
 from ..errors import FormatError, ProtocolError
 from ..ring import CommonRandomString, Ring, SecretRandom, ring_for
 from ..ring.packing import pack_residues, unpack_residues
-from ..seal.format import CiphertextData, PlaintextData
+from ..seal.format import CiphertextData, KSwitchKeysData, PlaintextData
 from .rlk import add_gadget_rows
 from .share import SecretKeyShare, Share
 
@@ -59,21 +65,25 @@ class UploadKeyGen:
         self.digits = len(ctx.gadget)
 
     def sample_crp(self, crs: CommonRandomString, owner: str) -> np.ndarray:
-        """a_il for every digit l, shape (L, K, N): a label of its own per owner, never another key's."""
-        return np.stack([crs.uniform_poly(self.ring, f"upk/a/{owner}/{j}") for j in range(self.digits)])
+        """a_ikl for both keys k and every digit l, shape (2, L, K, N): labels of their own per owner."""
+        return np.stack([np.stack([crs.uniform_poly(self.ring, f"upk/a/{owner}/{k}/{j}") for j in range(self.digits)])
+                         for k in range(2)])
 
     def gen_share(self, sk: SecretKeyShare, owner: str, crp: np.ndarray, rng: SecretRandom,
                   upload_secret: SecretKeyShare | None = None) -> Share:
-        """h_ijl = -a_il s_j + e_ijl, plus z_i g_l when this party owns the key (`upload_secret` given)."""
+        """h_ikjl = -a_ikl s_j + e_ikjl, plus (1, 2^w)[k] z_i g_l when this party owns the keys
+        (`upload_secret` given)."""
         r = self.ring
         h = r.mul(crp, sk.full())
-        r.sub(rng.error_ntt(r, self.digits), h, out=h)
+        r.sub(rng.error_ntt(r, 2, self.digits), h, out=h)
         if upload_secret is not None:
-            add_gadget_rows(self.ctx, h, upload_secret.full())
+            z = upload_secret.full()
+            add_gadget_rows(self.ctx, h[0], z)
+            add_gadget_rows(self.ctx, h[1], r.mul_scalar_rows(z, [pow(2, split_bits(self.ctx), q) for q in r.moduli]))
         return Share(tag(owner), h)
 
     def share_from_bytes(self, raw: bytes, owner: str) -> Share:
-        return Share.from_bytes(raw, tag(owner), self.ring, (self.digits,))
+        return Share.from_bytes(raw, tag(owner), self.ring, (2, self.digits))
 
     def aggregate_shares(self, shares: list[Share]) -> Share:
         tags = {s.tag for s in shares}
@@ -82,8 +92,14 @@ class UploadKeyGen:
         return Share(tags.pop(), self.ring.sum(s.data for s in shares))
 
     def key_bytes(self, agg: Share, crp: np.ndarray) -> bytes:
-        """U_i as SEAL RelinKeys bytes (SEAL's relinearization switches the third polynomial by it)."""
-        return self.ctx.relin_keys_bytes([(agg.data[j], crp[j]) for j in range(self.digits)])
+        """(U_i, V_i) as one SEAL KSwitchKeys of two rows (each row alone is a RelinKeys)."""
+        keys = [self.ctx.kswitch_key([(agg.data[k, j], crp[k, j]) for j in range(self.digits)]) for k in range(2)]
+        return KSwitchKeysData(self.ctx.key_parms_id, keys).to_bytes()
+
+
+def split_bits(ctx) -> int:
+    """w: a mod q_0 = lo + 2^w hi with lo and hi both about sqrt(q_0)."""
+    return (ctx.primes[0].bit_length() + 1) // 2
 
 
 def expand_a(seed: bytes, ring: Ring) -> np.ndarray:
@@ -138,9 +154,10 @@ class UploadEncryptor:
         return head + pack_residues(c0)
 
 
-def read_upload(raw, ctx, what: str = "upload") -> tuple[CiphertextData, int]:
-    """A share-keyed upload -> (the size-3 ciphertext (c0, 0, a), its level), every residue checked. The
-    caller switches it with the sender's upload key (mpclr.roles.uploads)."""
+def read_upload(raw, ctx, what: str = "upload") -> tuple[CiphertextData, CiphertextData, int]:
+    """A share-keyed upload -> ((c0, 0, x), (0, 0, hi), its level), every residue checked, with
+    a = x + 2^w hi split as the module says. The caller switches the first with U_i, the second with V_i
+    and adds them (mpclr.roles.uploads)."""
     view = memoryview(raw)
     if len(view) < _HEAD.size:
         raise FormatError(f"{what}: truncated ({len(view)} bytes, not even a header)")
@@ -158,8 +175,14 @@ def read_upload(raw, ctx, what: str = "upload") -> tuple[CiphertextData, int]:
     c0 = unpack_residues(view, _HEAD.size, ring.shape, [q.bit_length() for q in ring.moduli], what)
     if not ring.is_reduced(c0):
         raise FormatError(f"{what}: coefficients not reduced modulo the primes")
-    data = np.stack([c0, ring.zeros(), expand_a(bytes(seed), ring)])
-    return CiphertextData(pid, scale, data), level
+    a = expand_a(bytes(seed), ring)
+    w = split_bits(ctx)
+    q0 = ring.sub_ring([0])
+    hi = q0.intt(np.ascontiguousarray(a[:1]))[0] >> np.uint64(w)  # an integer below 2^(bits(q_0) - w)
+    hi = ring.ntt(np.ascontiguousarray(hi[None, :] % ring.q[:, None]), inplace=True)
+    x = ring.sub(a, ring.mul_scalar_rows(hi, [pow(2, w, q) for q in ring.moduli]))
+    zero = ring.zeros()
+    return CiphertextData(pid, scale, np.stack([c0, zero, x])), CiphertextData(pid, scale, np.stack([zero, zero, hi])), level
 
 
 def check_mode(mode: str) -> str:

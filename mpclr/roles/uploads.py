@@ -15,7 +15,7 @@ from Pyfhel import PyCtxt
 from ..errors import ProtocolError
 from ..protocols.share import SecretKeyShare
 from ..protocols.upload import UploadEncryptor, UploadKeyGen, is_share_keyed, read_upload
-from ..seal.format import unpack_ciphertext
+from ..seal.format import CiphertextData, KSwitchKeysData, unpack_ciphertext
 
 __all__ = ["HospitalUploads", "UploadKeys"]
 
@@ -106,23 +106,34 @@ class UploadKeys:
                 self.install(owner, gen.key_bytes(agg, gen.sample_crp(server.crs, owner)))
 
     def install(self, owner: str, key: bytes) -> None:
-        he = self.ctx.pyfhel()
-        he.from_bytes_relin_key(bytes(key))
-        self._switchers[owner] = he
+        """key: (U_i, V_i), one KSwitchKeys of two rows (mpclr.protocols.upload); one Pyfhel for each."""
+        keys = KSwitchKeysData.from_bytes(bytes(key), f"upload keys of {owner}")
+        if keys.parms_id != self.ctx.key_parms_id or len(keys.keys) != 2:
+            raise ProtocolError(f"upload keys of {owner}: not two keys of this parameter set")
+        pair = []
+        for row in keys.keys:
+            he = self.ctx.pyfhel()
+            he.from_bytes_relin_key(KSwitchKeysData(keys.parms_id, [row]).to_bytes())
+            pair.append(he)
+        self._switchers[owner] = (pair, bytes(key))
 
     def key_bytes(self, owner: str) -> bytes:
-        return self._switchers[owner].to_bytes_relin_key(compr_mode="none")
+        return self._switchers[owner][1]
 
     def load(self, raw, what: str, sender: str) -> bytes:
         """An uploaded ciphertext as SEAL bytes under the collective key: a share-keyed one switched with
         its sender's upload key, a public-key one unpacked (every residue checked either way)."""
         if not is_share_keyed(raw):
             return unpack_ciphertext(raw, what, self.ctx)
-        he = self._switchers.get(sender)
-        if he is None:
+        keys = self._switchers.get(sender)
+        if keys is None:
             raise ProtocolError(f"{what}: a share-keyed upload from {sender}, which has no upload key")
-        data, _ = read_upload(raw, self.ctx, what)
-        ct = PyCtxt(pyfhel=he)
-        ct.from_bytes(data.to_bytes(), scheme="ckks")
-        he.relinearize(ct)
-        return ct.to_bytes(compr_mode="none")
+        low, high, level = read_upload(raw, self.ctx, what)
+        parts = []
+        for he, part in zip(keys[0], (low, high)):
+            ct = PyCtxt(pyfhel=he)
+            ct.from_bytes(part.to_bytes(), scheme="ckks")
+            he.relinearize(ct)
+            parts.append(CiphertextData.from_bytes(ct.to_bytes(compr_mode="none"), what).data)
+        ring = self.ctx.ring(level)
+        return CiphertextData(low.parms_id, low.scale, ring.add(parts[0], parts[1])).to_bytes()
