@@ -144,8 +144,8 @@ def plan(args) -> dict:
                 sum((len(ev.columns(b, d)) - 1) * halves * top + label for b in set(ev.place(rows)[0].tolist())))
                for rows in splits]
     out["lr.encrypt"], out["lr.encrypt_eval"] = max(uploads, key=sum)
-    if params.upload == "share-keyed":  # every key holder's two upload keys: a digit per data prime, on all primes
-        out["upk.share"] = args.sites * 2 * (sz["top_level"] + 1) * poly(bits)
+    if params.upload == "share-keyed":  # every key holder's upload keys: a digit per data prime and one more
+        out["upk.share"] = args.sites * (sz["top_level"] + 2) * poly(bits)
     small = Path(__file__).resolve().parent / "results" / "bytes-small.json"
     if small.exists():  # the key ceremony and the aggregate: the same for any data
         import json

@@ -14,13 +14,13 @@ label "upk/a/<owner>/<l>"),
 
 so that U_il0 + U_il1 s = z_i g_l + e. Switching a alone would add sum_l [a]_ql e_l / P: about
 sqrt(N) times the key's error, since q_0 is as large as P (2^10 at 'train', above what the refresh's
-smudging covers with 10 hospitals). So each owner has a second key V_i, for 2^w z_i (w = half of q_0's
-bits), and the server splits a = x + 2^w hi, with hi the high bits of a mod q_0 (coefficients) and x
-small mod q_0: both pieces have small q_0 digits. SEAL relinearizes (c0, 0, x) with U_i and (0, 0, hi)
-with V_i (each key a RelinKeys of its own; SEAL's relinearization of a size-4 ciphertext is not two
-independent switches), and the sum decrypts as c0 + x z_i + hi 2^w z_i + e_ks = m + e + e_ks, with
-e_ks the two divisions by P's rounding: about a public-key encryption's noise (benchmarks/noise.py
---upload share-keyed public-key).
+smudging covers with 10 hospitals). So the server splits a = x + 2^w hi (w = half of q_0's bits), hi the
+high bits of a mod q_0 as an integer polynomial, x = a - 2^w hi small mod q_0. SEAL relinearizes
+(c0, 0, x) with U_i (its q_0 digit is small now); hi, one small integer in every digit, needs a single
+key component, V_i = (-b_i s + e + 2^w z_i P, b_i) over QP (label "upk/b/<owner>", every key holder's
+share -b_i s_j + e_ij, the owner adding 2^w z_i P): the server multiplies and divides by P itself
+(`switch_high`). The sum decrypts as m + e + e_ks with e_ks the two divisions' rounding: about a
+public-key encryption's noise (benchmarks/noise.py --upload share-keyed public-key).
 
 z_i is the hospital's "upload secret": a fresh ternary secret drawn at join, not its key share s_i.
 In a t-out-of-n session s_i is erased after the Shamir re-sharing while uploads come later; and z_i
@@ -65,25 +65,26 @@ class UploadKeyGen:
         self.digits = len(ctx.gadget)
 
     def sample_crp(self, crs: CommonRandomString, owner: str) -> np.ndarray:
-        """a_ikl for both keys k and every digit l, shape (2, L, K, N): labels of their own per owner."""
-        return np.stack([np.stack([crs.uniform_poly(self.ring, f"upk/a/{owner}/{k}/{j}") for j in range(self.digits)])
-                         for k in range(2)])
+        """U_i's a_il for every digit l, then V_i's b_i: shape (L + 1, K, N), labels of their own per owner."""
+        return np.stack([*(crs.uniform_poly(self.ring, f"upk/a/{owner}/{j}") for j in range(self.digits)),
+                         crs.uniform_poly(self.ring, f"upk/b/{owner}")])
 
     def gen_share(self, sk: SecretKeyShare, owner: str, crp: np.ndarray, rng: SecretRandom,
                   upload_secret: SecretKeyShare | None = None) -> Share:
-        """h_ikjl = -a_ikl s_j + e_ikjl, plus (1, 2^w)[k] z_i g_l when this party owns the keys
-        (`upload_secret` given)."""
+        """-a_il s_j + e_ijl for U_i's digits and -b_i s_j + e_ij for V_i, plus z_i g_l and 2^w z_i P when
+        this party owns the keys (`upload_secret` given)."""
         r = self.ring
         h = r.mul(crp, sk.full())
-        r.sub(rng.error_ntt(r, 2, self.digits), h, out=h)
+        r.sub(rng.error_ntt(r, self.digits + 1), h, out=h)
         if upload_secret is not None:
             z = upload_secret.full()
-            add_gadget_rows(self.ctx, h[0], z)
-            add_gadget_rows(self.ctx, h[1], r.mul_scalar_rows(z, [pow(2, split_bits(self.ctx), q) for q in r.moduli]))
+            add_gadget_rows(self.ctx, h[: self.digits], z)
+            scale = [pow(2, split_bits(self.ctx), q) * self.ctx.special_prime % q for q in r.moduli]
+            r.add(h[self.digits], r.mul_scalar_rows(z, scale), out=h[self.digits])  # 0 in P's row
         return Share(tag(owner), h)
 
     def share_from_bytes(self, raw: bytes, owner: str) -> Share:
-        return Share.from_bytes(raw, tag(owner), self.ring, (2, self.digits))
+        return Share.from_bytes(raw, tag(owner), self.ring, (self.digits + 1,))
 
     def aggregate_shares(self, shares: list[Share]) -> Share:
         tags = {s.tag for s in shares}
@@ -92,9 +93,9 @@ class UploadKeyGen:
         return Share(tags.pop(), self.ring.sum(s.data for s in shares))
 
     def key_bytes(self, agg: Share, crp: np.ndarray) -> bytes:
-        """(U_i, V_i) as one SEAL KSwitchKeys of two rows (each row alone is a RelinKeys)."""
-        keys = [self.ctx.kswitch_key([(agg.data[k, j], crp[k, j]) for j in range(self.digits)]) for k in range(2)]
-        return KSwitchKeysData(self.ctx.key_parms_id, keys).to_bytes()
+        """(U_i, V_i) as one SEAL KSwitchKeys of two rows: U_i (its row alone is a RelinKeys), V_i (one pair)."""
+        keys = [self.ctx.kswitch_key([(agg.data[j], crp[j]) for j in range(self.digits + 1)])]
+        return KSwitchKeysData(self.ctx.key_parms_id, [keys[0][: self.digits], keys[0][self.digits :]]).to_bytes()
 
 
 def split_bits(ctx) -> int:
@@ -154,10 +155,10 @@ class UploadEncryptor:
         return head + pack_residues(c0)
 
 
-def read_upload(raw, ctx, what: str = "upload") -> tuple[CiphertextData, CiphertextData, int]:
-    """A share-keyed upload -> ((c0, 0, x), (0, 0, hi), its level), every residue checked, with
-    a = x + 2^w hi split as the module says. The caller switches the first with U_i, the second with V_i
-    and adds them (mpclr.roles.uploads)."""
+def read_upload(raw, ctx, what: str = "upload") -> tuple[CiphertextData, np.ndarray, int]:
+    """A share-keyed upload -> ((c0, 0, x), hi, its level), every residue checked, with a = x + 2^w hi
+    split as the module says (hi: int64 coefficients). The caller relinearizes the first with U_i and
+    adds switch_high(hi) (mpclr.roles.uploads)."""
     view = memoryview(raw)
     if len(view) < _HEAD.size:
         raise FormatError(f"{what}: truncated ({len(view)} bytes, not even a header)")
@@ -178,11 +179,24 @@ def read_upload(raw, ctx, what: str = "upload") -> tuple[CiphertextData, Ciphert
     a = expand_a(bytes(seed), ring)
     w = split_bits(ctx)
     q0 = ring.sub_ring([0])
-    hi = q0.intt(np.ascontiguousarray(a[:1]))[0] >> np.uint64(w)  # an integer below 2^(bits(q_0) - w)
-    hi = ring.ntt(np.ascontiguousarray(hi[None, :] % ring.q[:, None]), inplace=True)
-    x = ring.sub(a, ring.mul_scalar_rows(hi, [pow(2, w, q) for q in ring.moduli]))
-    zero = ring.zeros()
-    return CiphertextData(pid, scale, np.stack([c0, zero, x])), CiphertextData(pid, scale, np.stack([zero, zero, hi])), level
+    hi = (q0.intt(np.ascontiguousarray(a[:1]))[0] >> np.uint64(w)).astype(np.int64)  # below 2^(bits(q_0) - w)
+    x = ring.sub(a, ring.mul_scalar_rows(ring.ntt(ring.from_signed(hi), inplace=True),
+                                         [pow(2, w, q) for q in ring.moduli]))
+    return CiphertextData(pid, scale, np.stack([c0, ring.zeros(), x])), hi, level
+
+
+def switch_high(ctx, level: int, hi: np.ndarray, key: np.ndarray) -> np.ndarray:
+    """hi (V_i's two polynomials over QP, shape (2, K, N), times hi) / P, rounded: (f0, f1) at `level`
+    with f0 + f1 s = 2^w z_i hi + a rounding error."""
+    rows = [*range(level + 1), len(ctx.primes) - 1]  # q_0..q_level and P
+    ext = ctx.key_ring.sub_ring(rows)
+    d = ext.mul(np.ascontiguousarray(key[:, rows]), ext.ntt(ext.from_signed(hi), inplace=True))
+    big_p = ctx.special_prime
+    t = ctx.key_ring.sub_ring(rows[-1:]).intt(np.ascontiguousarray(d[:, -1:]))[:, 0].astype(np.int64)
+    t = np.where(t > big_p // 2, t - np.int64(big_p), t)  # centered: the division rounds
+    ring = ctx.ring(level)
+    out = ring.sub(np.ascontiguousarray(d[:, :-1]), ring.ntt(ring.from_signed(t), inplace=True))
+    return ring.mul_scalar_rows(out, [pow(big_p, -1, q) for q in ring.moduli])
 
 
 def check_mode(mode: str) -> str:

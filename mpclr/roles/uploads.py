@@ -14,7 +14,7 @@ from Pyfhel import PyCtxt
 
 from ..errors import ProtocolError
 from ..protocols.share import SecretKeyShare
-from ..protocols.upload import UploadEncryptor, UploadKeyGen, is_share_keyed, read_upload
+from ..protocols.upload import UploadEncryptor, UploadKeyGen, is_share_keyed, read_upload, switch_high
 from ..seal.format import CiphertextData, KSwitchKeysData, unpack_ciphertext
 
 __all__ = ["HospitalUploads", "UploadKeys"]
@@ -106,19 +106,17 @@ class UploadKeys:
                 self.install(owner, gen.key_bytes(agg, gen.sample_crp(server.crs, owner)))
 
     def install(self, owner: str, key: bytes) -> None:
-        """key: (U_i, V_i), one KSwitchKeys of two rows (mpclr.protocols.upload); one Pyfhel for each."""
+        """key: (U_i, V_i), one KSwitchKeys of two rows (mpclr.protocols.upload): U_i in a Pyfhel of its
+        own as RelinKeys, V_i's pair as arrays."""
         keys = KSwitchKeysData.from_bytes(bytes(key), f"upload keys of {owner}")
-        if keys.parms_id != self.ctx.key_parms_id or len(keys.keys) != 2:
-            raise ProtocolError(f"upload keys of {owner}: not two keys of this parameter set")
-        pair = []
-        for row in keys.keys:
-            he = self.ctx.pyfhel()
-            he.from_bytes_relin_key(KSwitchKeysData(keys.parms_id, [row]).to_bytes())
-            pair.append(he)
-        self._switchers[owner] = (pair, bytes(key))
+        if keys.parms_id != self.ctx.key_parms_id or [len(r) for r in keys.keys] != [len(self.ctx.gadget), 1]:
+            raise ProtocolError(f"upload keys of {owner}: not the two keys of this parameter set")
+        he = self.ctx.pyfhel()
+        he.from_bytes_relin_key(KSwitchKeysData(keys.parms_id, keys.keys[:1]).to_bytes())
+        self._switchers[owner] = (he, keys.keys[1][0].data, bytes(key))
 
     def key_bytes(self, owner: str) -> bytes:
-        return self._switchers[owner][1]
+        return self._switchers[owner][2]
 
     def load(self, raw, what: str, sender: str) -> bytes:
         """An uploaded ciphertext as SEAL bytes under the collective key: a share-keyed one switched with
@@ -128,12 +126,11 @@ class UploadKeys:
         keys = self._switchers.get(sender)
         if keys is None:
             raise ProtocolError(f"{what}: a share-keyed upload from {sender}, which has no upload key")
-        low, high, level = read_upload(raw, self.ctx, what)
-        parts = []
-        for he, part in zip(keys[0], (low, high)):
-            ct = PyCtxt(pyfhel=he)
-            ct.from_bytes(part.to_bytes(), scheme="ckks")
-            he.relinearize(ct)
-            parts.append(CiphertextData.from_bytes(ct.to_bytes(compr_mode="none"), what).data)
-        ring = self.ctx.ring(level)
-        return CiphertextData(low.parms_id, low.scale, ring.add(parts[0], parts[1])).to_bytes()
+        he, high_key = keys[0], keys[1]
+        low, hi, level = read_upload(raw, self.ctx, what)
+        ct = PyCtxt(pyfhel=he)
+        ct.from_bytes(low.to_bytes(), scheme="ckks")
+        he.relinearize(ct)
+        out = CiphertextData.from_bytes(ct.to_bytes(compr_mode="none"), what)
+        out.data = self.ctx.ring(level).add(out.data, switch_high(self.ctx, level, hi, high_key))
+        return out.to_bytes()

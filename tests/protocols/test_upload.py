@@ -12,6 +12,7 @@ from mpclr.protocols.decryption import ThresholdDecryption
 from mpclr.protocols.share import SecretKeyShare
 from mpclr.protocols.upload import UploadEncryptor, UploadKeyGen, read_upload
 from mpclr.ring import CommonRandomString
+from mpclr.roles.uploads import UploadKeys
 from mpclr.seal.context import SealContext
 from mpclr.seal.format import CiphertextData, KSwitchKeysData, PlaintextData
 
@@ -33,18 +34,10 @@ def upload_key(ctx, sks, rng, owner, z):
 
 
 def switch(ctx, key, raw):
-    """U on (c0, 0, x), V on (0, 0, hi), summed (mpclr.protocols.upload)."""
-    keys = KSwitchKeysData.from_bytes(key)
-    low, high, level = read_upload(raw, ctx)
-    out = []
-    for row, part in zip(keys.keys, (low, high)):
-        he = ctx.pyfhel()
-        he.from_bytes_relin_key(KSwitchKeysData(keys.parms_id, [row]).to_bytes())
-        ct = PyCtxt(pyfhel=he)
-        ct.from_bytes(part.to_bytes(), scheme="ckks")
-        he.relinearize(ct)
-        out.append(CiphertextData.from_bytes(ct.to_bytes(compr_mode="none")).data)
-    return CiphertextData(low.parms_id, low.scale, ctx.ring(level).add(out[0], out[1]))
+    """The server's switch (mpclr.roles.uploads): SEAL with U on (c0, 0, x), switch_high with V on hi."""
+    keys = UploadKeys(ctx)
+    keys.install("h", key)
+    return CiphertextData.from_bytes(keys.load(raw, "upload", "h"))
 
 
 def decrypt(ctx, sks, rng, data):
