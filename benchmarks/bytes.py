@@ -40,7 +40,7 @@ PHASES = {  # message type -> phase (labels refine refresh.share, decrypt.share 
     "crs.commit": "key ceremony", "crs.reveal": "key ceremony", "crs.seed": "key ceremony",
     "cpk.commit": "key ceremony", "cpk.reveal": "key ceremony", "keys.install": "key ceremony",
     "rlk.round1": "key ceremony", "rlk.check": "key ceremony", "rlk.round2": "key ceremony",
-    "shamir.deal": "key ceremony", "shamir.receive": "key ceremony",
+    "upk.share": "key ceremony", "shamir.deal": "key ceremony", "shamir.receive": "key ceremony",
     "lr.folds": "data", "lr.aggregate": "data", "lr.encrypt": "data", "lr.encrypt_eval": "evaluation",
     "gkg.share": "evaluation", "researcher.key": "evaluation", "pcks.share": "evaluation",
 }
