@@ -1,4 +1,4 @@
-"""A data provider (hospital): holds its rows and one secret-key share, answers protocol steps.
+"""A data provider (hospital): holds its rows, one secret-key share and an upload secret (mpclr.roles.uploads).
 
 The share is created inside `join` from the OS CSPRNG and is only ever used inside the handlers below;
 what leaves is a protocol share (an RLWE sample, a smudged partial decryption) or a ciphertext.
