@@ -6,7 +6,8 @@ Where a round's time goes out of the box, and what replaces it here:
     SuperNode   polls the SuperLink every 3 s when idle      `poll` (0.1 s) while a study is active
                 waits for the ClientApp's reply in 0.5 s     `reply_poll` (20 ms, inside the process)
     SuperExec   looks for tasks every 1 s                    no SuperExec: a long-lived ClientApp
-    ClientApp   a new process per message (~2 s imports)     one process, SEAL context and rows loaded
+    ClientApp   a new process per message (~2 s imports)     one process, SEAL context and rows loaded,
+                talking to the SuperNode over HTTP           calling its Runtime API handlers in process
     objects     a pull that races its push waits 1 s, 2 s    first retry after 10 ms, doubling to 1 s
     chunks      message bytes move in 5 MiB pieces           8 MiB pieces: fewer HTTP requests
     heartbeat   30 s: a dead site is noticed after 60 s      10 s: noticed after 20 s
