@@ -180,6 +180,7 @@ def serve_tasks(holder: NodeStateHolder, pacer: Pacer, stop: threading.Event, lo
             pacer.active()
             _run_task(DirectRuntime(holder.state, res.token), answer, log)
             pacer.active()
+            pacer.replied.set()
         else:  # woken by the SuperNode loop when a message arrives; a slow poll as a safety net
             pacer.work.wait(pacer.idle_poll)
             pacer.work.clear()
