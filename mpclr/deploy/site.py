@@ -113,6 +113,7 @@ class SiteRuntime:
         self._lock = threading.Lock()
         self._prompt = prompt  # may ask for the passphrase on a terminal (run_site, at start)
         self._key: KeystoreKey | None = None
+        self._written: dict = {}
         self.names: tuple[str, ...] = ()
 
     # --- the site's keystore, long-term identity and data --------------------------------------
@@ -133,7 +134,8 @@ class SiteRuntime:
         return self._key
 
     def keystore(self, folder: Path, create: bool = False) -> Keystore:
-        return Keystore(folder, create=create, key=self.key())
+        # the files this process wrote: a message's save leaves the unchanged ones (its key shares) alone
+        return Keystore(folder, create=create, key=self.key(), written=self._written)
 
     def identity(self) -> Identity:
         ks = self.keystore(self.root / "site", create=True)
