@@ -28,7 +28,6 @@ from __future__ import annotations
 import io
 import sys
 import threading
-import time
 import zipfile
 from pathlib import Path
 
