@@ -248,6 +248,7 @@ def run_site(config_path) -> None:
     except SiteFailure as exc:
         raise SystemExit(f"[mpclr site {sc.name}] cannot start: {exc}") from None
     key = runtime.key()
+    threading.Thread(target=runtime.warm, name="mpclr-warm", daemon=True).start()
     log(f"{len(y)} rows x {X.shape[1]} features from {sc.data}{' part ' + sc.part if sc.part else ''}; "
         f"keystore {sc.keystore} ({'secrets encrypted at rest' if key else 'NOT ENCRYPTED: encrypt = false'}); "
         f"identity {ident.public_bytes.hex()[:16]}")
