@@ -352,7 +352,8 @@ class Study:
             # as both would make them): one round fewer
             t0 = time.perf_counter()
             self.fed.generate_rotation_key_sets([(self.ecv.rotation_steps(), None), ev.rotation_key_set()])
-            ev.seconds["rotation_keys"] = time.perf_counter() - t0
+            # a phase of its own: no longer inside the training's seconds nor the evaluation's
+            self.ecv.seconds["rotation_keys"] = ev.seconds["rotation_keys"] = time.perf_counter() - t0
         self.log = self.ecv.train(self.fed, self.plan, workers=self.spec.workers, progress=progress or self.progress)
         self.timings["training"] = self.ecv.seconds["training"]
         self._leave("train")
