@@ -33,7 +33,6 @@ import json
 import os
 import re
 import sys
-import threading
 import time
 import traceback
 import warnings
@@ -361,9 +360,6 @@ def run_deployed_study(grid, cfg: DeploymentConfig, study=None) -> dict:
         check = getattr(fn, "check_config", None)  # a study may check its options before any site is contacted
         if check is not None:
             check(cfg.preset, cfg.options)
-        # the server's SEAL context (~2 s) is built while the sites are found (mostly waiting on the network)
-        warm = threading.Thread(target=seal_context, args=(get_preset(cfg.preset),), daemon=True)
-        warm.start()
         net = FlowerNetwork(grid, timeout=cfg.round_timeout, poll=cfg.poll, max_poll=cfg.max_poll,
                             log=lambda text: note("network", detail=text))
         phase = "find_sites"
@@ -372,7 +368,6 @@ def run_deployed_study(grid, cfg: DeploymentConfig, study=None) -> dict:
         phases[phase] = time.perf_counter() - t0
         phase = "bootstrap"
         t0 = time.perf_counter()
-        warm.join()  # bootstrap's seal_context then finds it built
         fed = bootstrap(net, sites, cfg, note, fn)
         phases[phase] = time.perf_counter() - t0
         phase = "key_ceremony"
