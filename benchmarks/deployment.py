@@ -65,7 +65,7 @@ def sites_for(args, folder: Path) -> tuple[list[SiteSpec], np.ndarray, np.ndarra
 def ping(mode: str, specs, rounds: int, work: Path) -> dict:
     with LocalDeployment(work / f"ping-{mode}", specs, mode=mode) as dep:
         started = dep.timings["start"]
-        res = dep.run_study({"study": "mpclr.deploy.study:ping", "rounds": rounds, "preset": "fast",
+        res = dep.run_study({"study": "mpclr.deploy.study:ping", "rounds": rounds, "preset": "train",
                              "threshold": 0}, timeout=3600)
     times = sorted(res["study"]["round_seconds"])
     return {"mode": mode, "start_s": started, "rounds": rounds, "median_s": times[len(times) // 2],

@@ -186,6 +186,13 @@ class Federation:
         self.timings["rotation_keys"] = self.timings.get("rotation_keys", 0.0) + time.perf_counter() - t0
         return elts
 
+    def generate_rotation_key_sets(self, sets, by=None) -> list[int]:
+        """Several (steps, level) sets of rotation keys in shared rounds (Server.generate_rotation_key_sets)."""
+        t0 = time.perf_counter()
+        elts = self.server.generate_rotation_key_sets(sets, by)
+        self.timings["rotation_keys"] = self.timings.get("rotation_keys", 0.0) + time.perf_counter() - t0
+        return elts
+
     def decrypt(self, c: Ciphertext, by=None, *, label: str = "", level: int | None = 0) -> np.ndarray:
         """Threshold decryption of c by the key holders `by` (indices or names; default: all), at the last
         prime (level 0) or, with level=None, at c's own level (for values too large for q_0)."""

@@ -323,16 +323,21 @@ class Study:
         from .training.cv import encrypt_study
 
         self._enter("encrypt")
-        self.ecv = encrypt_study(fed or self.fed, folds=self.spec.folds, interval=self.spec.model().interval,
-                                 bound_bits=self.spec.bound_bits)
-        self.timings.update(self.ecv.seconds)
+        also = None
         if evaluation_rows and self.spec.evaluation == "secure":
             from .evaluation.secure import SecureEvaluation
 
+            def also(ecv):  # the evaluation rows go in the rounds of the training rows (one round fewer)
+                self.evaluation = SecureEvaluation(self.fed, ecv, **self.spec.evaluation_options())
+                return [self.evaluation.rows_upload()]
+
+        self.ecv = encrypt_study(fed or self.fed, folds=self.spec.folds, interval=self.spec.model().interval,
+                                 bound_bits=self.spec.bound_bits, also=also)
+        if also is not None:
             t1 = time.perf_counter()
-            self.evaluation = SecureEvaluation(self.fed, self.ecv, **self.spec.evaluation_options())
-            self.evaluation.encrypt_rows()
-            self.ecv.seconds["encrypt_evaluation_rows"] = time.perf_counter() - t1
+            self.evaluation.rows_done()
+            self.ecv.seconds["encrypt_evaluation_rows"] = time.perf_counter() - t1  # uploaded with "encryption"
+        self.timings.update(self.ecv.seconds)
         self._leave("encrypt")
         return self.ecv
 
@@ -341,6 +346,14 @@ class Study:
         """Every fold model trained at once under encryption (they stay encrypted); returns the log."""
         self._enter("train")
         self.plan = training_plan(self.spec, self.ecv.curvature)
+        ev = self.evaluation
+        if ev is not None and ev._by is None and "rotation_keys" not in ev.seconds:
+            # the secure evaluation's rotation keys in the rounds of the training's (by whoever answers,
+            # as both would make them): one round fewer
+            t0 = time.perf_counter()
+            self.fed.generate_rotation_key_sets([(self.ecv.rotation_steps(), None), ev.rotation_key_set()])
+            # a phase of its own: no longer inside the training's seconds nor the evaluation's
+            self.ecv.seconds["rotation_keys"] = ev.seconds["rotation_keys"] = time.perf_counter() - t0
         self.log = self.ecv.train(self.fed, self.plan, workers=self.spec.workers, progress=progress or self.progress)
         self.timings["training"] = self.ecv.seconds["training"]
         self._leave("train")

@@ -113,6 +113,8 @@ class SiteRuntime:
         self._lock = threading.Lock()
         self._prompt = prompt  # may ask for the passphrase on a terminal (run_site, at start)
         self._key: KeystoreKey | None = None
+        self._written: dict = {}
+        self._ctx_lock = threading.Lock()
         self.names: tuple[str, ...] = ()
 
     # --- the site's keystore, long-term identity and data --------------------------------------
@@ -132,8 +134,25 @@ class SiteRuntime:
                 raise SiteFailure(f"{exc}{hint}") from None
         return self._key
 
+    def context(self, params):
+        """The parameter set's SEAL context, built once per process (under a lock: `warm` may be building it)."""
+        from ..federation import seal_context
+
+        with self._ctx_lock:
+            return seal_context(params)
+
+    def warm(self) -> None:
+        """Build the SEAL contexts of the presets this site runs studies with (~2 s each) before a study
+        asks: a site's process is long-lived, so its first join no longer waits for them."""
+        from ..params import PRESETS
+
+        for preset in PRESETS.values():
+            if accepted_for_studies(preset):
+                self.context(preset)
+
     def keystore(self, folder: Path, create: bool = False) -> Keystore:
-        return Keystore(folder, create=create, key=self.key())
+        # the files this process wrote: a message's save leaves the unchanged ones (its key shares) alone
+        return Keystore(folder, create=create, key=self.key(), written=self._written)
 
     def identity(self) -> Identity:
         ks = self.keystore(self.root / "site", create=True)
@@ -277,7 +296,6 @@ class SiteRuntime:
 
     def _join(self, body: bytes) -> bytes:
         from ..evaluation import hospital as _evaluation_steps  # noqa: F401  (registers lr.encrypt_eval)
-        from ..federation import seal_context
         from ..roles import Hospital
         from ..training import hospital as _training_steps  # noqa: F401  (registers lr.* training steps)
 
@@ -293,7 +311,7 @@ class SiteRuntime:
                               "a study's manifest")
         if session.manifest != manifest.digest:
             raise SiteFailure("the session names another study manifest than the one proposed")
-        ctx = seal_context(params)
+        ctx = self.context(params)
         if session.params != ctx.fingerprint:
             raise SiteFailure("the session names another parameter set than the one proposed")
         ident = self.identity()
@@ -364,7 +382,6 @@ class SiteRuntime:
 
     def _protocol(self, session_hex: str, body: bytes) -> tuple[bytes, bool]:
         from ..evaluation import hospital as _evaluation_steps  # noqa: F401  (registers lr.encrypt_eval)
-        from ..federation import seal_context
         from ..roles import Hospital
         from ..training import hospital as _training_steps  # noqa: F401  (registers lr.* training steps)
 
@@ -385,7 +402,7 @@ class SiteRuntime:
                     )
                 return ks.get_secret(name), True
         info = ks.get_json("site-session")
-        ctx = seal_context(params_from_json(info["params"], len(info["key_holders"])))
+        ctx = self.context(params_from_json(info["params"], len(info["key_holders"])))
         X, y = self.data()
         if len(y) != info["rows"]:
             raise SiteFailure(f"the site's data changed during the study ({info['rows']} rows, now {len(y)})")

@@ -6,9 +6,11 @@ SuperLink every 3 s when idle, its SuperExec polls for tasks every 1 s, every me
 ServerApp's `send_and_receive` polls every 3 s. A study has dozens of rounds, so this module runs a
 site differently, with the same Flower components and protocol:
 
-  * the SuperNode runs with `--isolation process`, and this process acquires its ClientApp tasks from
+  * the SuperNode runs with `--isolation process`, and this process claims its ClientApp tasks from
     the SuperNode's Runtime API itself and answers them in process (mpclr.deploy.site.answer): no
-    process start, no imports, the SEAL context and the site's rows stay loaded;
+    process start, no imports, the SEAL context and the site's rows stay loaded; the Runtime API's
+    handlers are called directly on the SuperNode's NodeState (DirectRuntime), not over its HTTP port:
+    a message no longer crosses a local socket twice (a no-op round: 0.61 -> 0.41 s, load ~6);
   * the SuperNode's fixed sleeps become `poll` (3 s idle: 0.1 s while a study is active, `idle_poll`
     after `idle_after` seconds without messages) and `reply-poll` (0.5 s while a reply is made: 20 ms,
     a wait inside this process);
@@ -26,13 +28,13 @@ from __future__ import annotations
 import io
 import sys
 import threading
-import time
 import zipfile
 from pathlib import Path
 
 from .tuning import Pacer, tune_supernode
 
-__all__ = ["Pacer", "tune_supernode", "serve_tasks", "run_site", "site_config", "CLIENTAPP_REF"]
+__all__ = ["Pacer", "tune_supernode", "serve_tasks", "run_site", "site_config", "CLIENTAPP_REF", "DirectRuntime",
+           "NodeStateHolder"]
 
 CLIENTAPP_REF = "mpclr.deploy.apps:client_app"
 
@@ -47,24 +49,85 @@ def _fab_clientapp(fab_bytes: bytes) -> str:
     return str(cfg["tool"]["flwr"]["app"]["components"].get("clientapp", ""))
 
 
-def _run_task(address: str, token: str, answer, log) -> None:
+class NodeStateHolder:
+    """The SuperNode's NodeState, captured when its factory makes it (one per SuperNode process)."""
+
+    def __init__(self):
+        self.state = None
+        self.ready = threading.Event()
+
+    def install(self) -> None:
+        from flwr.supernode.nodestate import NodeStateFactory
+
+        original = NodeStateFactory.state
+        holder = self
+
+        def state(factory):
+            made = original(factory)
+            if holder.state is None:
+                holder.state = made
+                holder.ready.set()
+            return made
+
+        NodeStateFactory.state = state
+
+
+class DirectRuntime:
+    """The SuperNode's Runtime API for one claimed task, called in this process: the same handlers on the
+    same NodeState as its HTTP routes (mpclr's ClientApp runs inside the SuperNode's process), without
+    the HTTP round trips (about 15 per message, ~0.1 s of a round) and without copying a message's bytes
+    through a socket twice. Every call checks the task's token first, as the HTTP routes do."""
+
+    def __init__(self, state, token: str):
+        self.state, self.token = state, token
+
+    def _task(self):
+        task = self.state.get_task_by_token(self.token)
+        if task is None:
+            raise RuntimeError("the Runtime API task token is no longer valid")
+        return task
+
+    def _call(self, name, request):
+        from flwr.supernode.servicer.runtime import runtime_handlers as h
+
+        return getattr(h, name)(request, self.state, self._task())
+
+    def PullTaskInput(self, request):  # noqa: N802 - the names flwr's runtime client functions call
+        return self._call("pull_task_input", request)
+
+    def PullMessages(self, request):  # noqa: N802
+        return self._call("pull_messages", request)
+
+    def PullObject(self, request):  # noqa: N802
+        return self._call("pull_object", request)
+
+    def ConfirmMessageReceived(self, request):  # noqa: N802
+        return self._call("confirm_message_received", request)
+
+    def PushMessages(self, request):  # noqa: N802
+        return self._call("push_messages", request)
+
+    def PushObject(self, request):  # noqa: N802
+        return self._call("push_object", request)
+
+    def PushTaskOutput(self, request):  # noqa: N802
+        return self._call("push_task_output", request)
+
+    def heartbeat(self) -> bool:
+        task = self.state.get_task_by_token(self.token)
+        return task is not None and bool(self.state.acknowledge_task_heartbeat(task.task_id))
+
+    def close(self) -> None:
+        pass
+
+
+def _run_task(client, answer, log) -> None:
     from flwr.app import Error, Message
     from flwr.common.constant import ErrorCode, SubStatus
-    from flwr.supercore.heartbeat import HeartbeatSender, make_task_heartbeat_fn_http
-    from flwr.supercore.interceptors import RuntimeTokenHttpInterceptor, RuntimeVersionHttpInterceptor
-    from flwr.supercore.retry import make_simple_http_retry_invoker
-    from flwr.supercore.runtime import RuntimeHttpClient
+    from flwr.supercore.heartbeat import HeartbeatSender
     from flwr.supernode.runtime.run_clientapp import pull_task_input, push_message, push_task_output
 
-    client = RuntimeHttpClient.from_server_address(
-        server_address=address,
-        insecure=True,
-        root_certificates=None,
-        interceptors=[RuntimeVersionHttpInterceptor(component_name="flwr-clientapp"),
-                      RuntimeTokenHttpInterceptor(token)],
-        retry_invoker=make_simple_http_retry_invoker(),
-    )
-    beat = HeartbeatSender(make_task_heartbeat_fn_http(client))
+    beat = HeartbeatSender(client.heartbeat)
     beat.start()
     message = context = None
     try:
@@ -80,7 +143,7 @@ def _run_task(address: str, token: str, answer, log) -> None:
             status, details = SubStatus.COMPLETED, ""
         push_message(client, reply, context)
         push_task_output(client, context, status, details)
-    except Exception as exc:  # noqa: BLE001 - report to the SuperLink, keep serving
+    except Exception as exc:  # noqa: BLE001 - report to the SuperNode, keep serving
         log(f"task failed: {type(exc).__name__}: {exc}")
         if message is not None and context is not None:
             try:
@@ -88,50 +151,38 @@ def _run_task(address: str, token: str, answer, log) -> None:
                                              reply_to=message), context)
             except Exception:  # noqa: BLE001
                 pass
-        push_task_output(client, context, SubStatus.FAILED, f"{type(exc).__name__}: {exc}")
+        try:
+            push_task_output(client, context, SubStatus.FAILED, f"{type(exc).__name__}: {exc}")
+        except Exception:  # noqa: BLE001
+            pass
     finally:
         if beat.is_running:
             beat.stop()
         client.close()
 
 
-def serve_tasks(address: str, pacer: Pacer, stop: threading.Event, log=print) -> None:
-    """Acquire ClientApp tasks from a SuperNode's Runtime API (`--isolation process`) and answer them
-    here, one at a time, until `stop` is set."""
-    import httpx
+def serve_tasks(holder: NodeStateHolder, pacer: Pacer, stop: threading.Event, log=print) -> None:
+    """Claim ClientApp tasks from this process's SuperNode (`--isolation process`: it starts no
+    SuperExec) and answer them here, one at a time, until `stop` is set."""
     from flwr.proto.runtime_pb2 import AcquireTaskRequest
-    from flwr.supercore.interceptors import RuntimeVersionHttpInterceptor
-    from flwr.supercore.retry import make_simple_http_retry_invoker
-    from flwr.supercore.runtime import RuntimeHttpClient
+    from flwr.supernode.servicer.runtime.runtime_handlers import acquire_task
 
     from .site import answer
 
-    retry = make_simple_http_retry_invoker()
-    retry.max_tries = 1
-    client = RuntimeHttpClient.from_server_address(
-        server_address=address,
-        insecure=True,
-        root_certificates=None,
-        interceptors=[RuntimeVersionHttpInterceptor(component_name="SuperExec")],
-        retry_invoker=retry,
-    )
+    while not holder.ready.wait(0.2):
+        if stop.is_set():
+            return
     request = AcquireTaskRequest(supported_task_types=["flwr-clientapp"])
-    try:
-        while not stop.is_set():
-            try:
-                res = client.AcquireTask(request)
-            except httpx.HTTPError:  # the Runtime API is starting or stopping
-                time.sleep(0.2)
-                continue
-            if res.HasField("task") and res.token:
-                pacer.active()
-                _run_task(address, res.token, answer, log)
-                pacer.active()
-            else:  # woken by the SuperNode loop when a message arrives; a slow poll as a safety net
-                pacer.work.wait(pacer.idle_poll)
-                pacer.work.clear()
-    finally:
-        client.close()
+    while not stop.is_set():
+        res = acquire_task(request, holder.state)
+        if res.HasField("task") and res.token:
+            pacer.active()
+            _run_task(DirectRuntime(holder.state, res.token), answer, log)
+            pacer.active()
+            pacer.replied.set()
+        else:  # woken by the SuperNode loop when a message arrives; a slow poll as a safety net
+            pacer.work.wait(pacer.idle_poll)
+            pacer.work.clear()
 
 
 def _load_toml(path: Path) -> dict:
@@ -197,6 +248,7 @@ def run_site(config_path) -> None:
     except SiteFailure as exc:
         raise SystemExit(f"[mpclr site {sc.name}] cannot start: {exc}") from None
     key = runtime.key()
+    threading.Thread(target=runtime.warm, name="mpclr-warm", daemon=True).start()
     log(f"{len(y)} rows x {X.shape[1]} features from {sc.data}{' part ' + sc.part if sc.part else ''}; "
         f"keystore {sc.keystore} ({'secrets encrypted at rest' if key else 'NOT ENCRYPTED: encrypt = false'}); "
         f"identity {ident.public_bytes.hex()[:16]}")
@@ -204,9 +256,11 @@ def run_site(config_path) -> None:
                   float(node.get("idle-after", 120.0)), float(node.get("reply-poll", 0.02)))
     tune_supernode(pacer, float(node.get("heartbeat", 10.0)))
     argv = supernode_args(site, node, sc.node_config())
+    holder = NodeStateHolder()
+    holder.install()
     stop = threading.Event()
     worker = threading.Thread(
-        target=serve_tasks, args=(f"127.0.0.1:{int(node.get('runtime-port', 9094))}", pacer, stop, log),
+        target=serve_tasks, args=(holder, pacer, stop, log),
         name="mpclr-clientapp", daemon=True,
     )
     worker.start()

@@ -22,10 +22,12 @@ import os
 import threading
 import time
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from ..errors import NodeUnavailable, ProtocolError
 from ..network import Network, check_distinct
+from .tuning import pull_replies
 
 __all__ = ["FlowerNetwork", "encode_request", "decode_request", "encode_reply", "decode_reply", "pack_parts",
            "unpack_parts", "RoundLog"]
@@ -162,6 +164,8 @@ class FlowerNetwork(Network):
         self._local: dict[str, object] = {}
         self._lock = threading.Lock()
         self._log = log or (lambda text: None)
+        # pulls the replies of one round side by side (tuning.pull_replies); threads end with the process
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="mpclr-pull")
 
     # --- Network interface ----------------------------------------------------------------------
     def register(self, node) -> None:
@@ -311,7 +315,7 @@ class FlowerNetwork(Network):
         wait = self.poll
         while pending:
             with self._lock:
-                got = list(self.grid.pull_messages(list(pending)))
+                got = pull_replies(self.grid, list(pending), self._pool)
             resend = []
             for msg in got:
                 mid = msg.metadata.reply_to_message_id

@@ -161,6 +161,10 @@ def test_study_over_the_grid_equals_the_reference(tmp_path, data):
     )
     assert_fold_aucs_close(res["study"], ref, X, y, 10 * refresh_flooding(get_preset("train"), 3))
     assert res["network"]["retries"] == 1
+    # the evaluation rows are uploaded in the training rows' round (each request gated and budgeted alone)
+    assert "lr.encrypt+lr.encrypt_eval" in res["network"]["by_step"]
+    # and the evaluation's rotation keys in the training's round (two gkg.share requests, one round)
+    assert res["network"]["by_step"]["gkg.share"]["rounds"] == 1
     assert json.loads((tmp_path / "out" / "result.json").read_text())["fingerprint"] == res["fingerprint"]
     assert [s["row_offset"] for s in res["sites"]] == [0, 60, 120]
     # the study used exactly its manifest at every site (rounds and ciphertexts, budget by budget), as counted
@@ -240,7 +244,7 @@ def test_three_of_three_stops_with_a_clear_error(tmp_path, data):
     X, y = data
     grid = FakeGrid(write_sites(tmp_path, X, y))
     grid.on_push = lambda g, msgs: g.dead.add("hospital-2") if any(
-        m.metadata.group_id == "lr.encrypt" for m in msgs) else None
+        "lr.encrypt" in m.metadata.group_id.split("+") for m in msgs) else None
     with pytest.raises(ProtocolError, match="hospital-2"):
         run_deployed_study(grid, study_config(tmp_path, workers=0))
     out = tmp_path / "out"
