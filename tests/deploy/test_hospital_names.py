@@ -50,3 +50,13 @@ def test_local_deployment_keyword_sites_still_read(tmp_path):
     with pytest.warns(DeprecationWarning, match=r"LocalDeployment\(sites=...\) is now"):
         dep = LocalDeployment(tmp_path, sites=specs)
     assert dep.hospitals == specs
+
+
+def test_notebook_table_reads_new_and_older_result_records():
+    from mpclr.notebooks.deployed import hospital_rows
+
+    bytes_ = {"hospital-1": {"sent": 2e6, "received": 1e6}, "hospital-2": {"sent": 3e6, "received": 1e6}}
+    new = hospital_rows({"bytes_per_hospital": bytes_, "unavailable": ["hospital-2"]})
+    assert new == hospital_rows({"bytes_per_site": bytes_, "unavailable": ["hospital-2"]})  # a record of before
+    assert [(r["hospital"], r["sent MB"], r["answered to the end"]) for r in new] == [("hospital-1", 2.0, True),
+                                                                                      ("hospital-2", 3.0, False)]
