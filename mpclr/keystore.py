@@ -1,9 +1,9 @@
-"""A node's own folder for its state, so a study can stop and resume (notebook steps, restarted sites).
+"""A node's own folder for its state, so a study can stop and resume (notebook steps, restarted hospitals).
 
 Each node keeps its state in its own directory (mode 0700; secret files 0600): public facts in
 `state.json`, bulky public values in `*.bin`, and secrets (key shares, identity keys, ephemeral protocol
 secrets) in `secret-*.bin`. Nothing here is pickled, and nothing is shared between nodes: in a
-simulation all the folders sit on one disk, at a real site only the site's own folder exists.
+simulation all the folders sit on one disk, at a real hospital only the hospital's own folder exists.
 
 With a `KeystoreKey` (mpclr.keystore_crypto) the secret files are encrypted and authenticated under a
 passphrase; a keystore under an encrypted root refuses to be used without its key.
@@ -29,7 +29,7 @@ class Keystore:
                  written: dict | None = None):
         self.path = Path(path)
         # file -> (digest of the contents last written there, its stat then): a process that keeps this
-        # across Keystore objects (a site answering message after message) skips rewriting a file with the
+        # across Keystore objects (a hospital answering message after message) skips rewriting a file with the
         # same contents that nobody touched since (a key share: ~1 MB sealed and replaced per message)
         self._written = written
         if create:

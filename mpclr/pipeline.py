@@ -200,7 +200,7 @@ class Study:
     """One run of a StudySpec, stage by stage (each stage a method, in the order of STAGES; `run` does all).
 
     fed: an existing federation (its manifest must cover the study; its hospitals hold their rows when
-    `prepare` gets no data, as the deployed sites do). Without it `prepare` makes one whose hospitals
+    `prepare` gets no data, as the deployed hospitals do). Without it `prepare` makes one whose hospitals
     answer only this study's manifest, each appending its audit log under `audit_dir` when given."""
 
     def __init__(self, spec: StudySpec, fed: Federation | None = None, *, progress=None, audit_dir=None):
@@ -299,7 +299,7 @@ class Study:
         self._enter("table_one")
         if self.parts is None:
             raise StageOrderError("stage 'table_one' needs the hospitals' rows as this study split them (prepare "
-                                  "with data); deployed sites run mpclr.stats.deploy:table_one")
+                                  "with data); deployed hospitals run mpclr.stats.deploy:table_one")
         if not agreed(getattr(self.fed, "manifest", None)):
             raise ParameterError("parameter table_one: the federation's study manifest has no Table 1, so its "
                                  "hospitals would refuse it; make the federation with one that has "

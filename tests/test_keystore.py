@@ -209,7 +209,7 @@ def test_a_deleted_secret_is_overwritten_then_gone(tmp_path):
 
 class ResumingNetwork(InProcessNetwork):
     """Every hospital resumed from its keystore for each message and saved after it, as a deployed
-    site does (mpclr.deploy.site): a secret left in the keystore comes back on the next message."""
+    hospital does (mpclr.deploy.hospital): a secret left in the keystore comes back on the next message."""
 
     def __init__(self, root):
         super().__init__()
@@ -273,7 +273,7 @@ def test_an_n_of_n_hospital_keeps_its_share(tmp_path):
 
 
 def test_a_keystore_with_a_memo_skips_rewriting_what_it_wrote_unchanged(tmp_path):
-    """A site's process keeps a memo of what it wrote: the same contents are not sealed and written
+    """A hospital's process keeps a memo of what it wrote: the same contents are not sealed and written
     again, but a changed value, or a file someone else replaced or removed, is written."""
     key = KeystoreKey.open(tmp_path, "a long passphrase", create=True)
     memo: dict = {}

@@ -1,26 +1,26 @@
-"""A site's process: Flower's SuperNode with a long-lived mpclr ClientApp, tuned for short rounds.
+"""A hospital's process: Flower's SuperNode with a long-lived mpclr ClientApp, tuned for short rounds.
 
 Out of the box a Flower 1.42 round costs >= 6 s even when nothing is computed: the SuperNode polls the
 SuperLink every 3 s when idle, its SuperExec polls for tasks every 1 s, every message starts a fresh
 `flwr-clientapp` process (~2 s of imports, plus the SEAL context), replies wait in 0.5 s steps, and the
 ServerApp's `send_and_receive` polls every 3 s. A study has dozens of rounds, so this module runs a
-site differently, with the same Flower components and protocol:
+hospital differently, with the same Flower components and protocol:
 
   * the SuperNode runs with `--isolation process`, and this process claims its ClientApp tasks from
-    the SuperNode's Runtime API itself and answers them in process (mpclr.deploy.site.answer): no
-    process start, no imports, the SEAL context and the site's rows stay loaded; the Runtime API's
+    the SuperNode's Runtime API itself and answers them in process (mpclr.deploy.hospital.answer): no
+    process start, no imports, the SEAL context and the hospital's rows stay loaded; the Runtime API's
     handlers are called directly on the SuperNode's NodeState (DirectRuntime), not over its HTTP port:
     a message no longer crosses a local socket twice (a no-op round: 0.61 -> 0.41 s, load ~6);
   * the SuperNode's fixed sleeps become `poll` (3 s idle: 0.1 s while a study is active, `idle_poll`
     after `idle_after` seconds without messages) and `reply-poll` (0.5 s while a reply is made: 20 ms,
     a wait inside this process);
   * heartbeats every few seconds (`heartbeat` = the interval announced to the SuperLink, 10 s at least):
-    a site that dies is reported by the SuperLink within 2 x heartbeat instead of 60 s.
+    a hospital that dies is reported by the SuperLink within 2 x heartbeat instead of 60 s.
 
-The site only ever runs its own installed mpclr code: the app bundle (FAB) a run brings is checked to
+The hospital only ever runs its own installed mpclr code: the app bundle (FAB) a run brings is checked to
 name mpclr's ClientApp and is never installed or executed here.
 
-    python -m mpclr.deploy site --config site.toml      (see docs/deployment.md)
+    python -m mpclr.deploy hospital --config hospital.toml      (see docs/deployment.md)
 """
 
 from __future__ import annotations
@@ -28,13 +28,14 @@ from __future__ import annotations
 import io
 import sys
 import threading
+import warnings
 import zipfile
 from pathlib import Path
 
 from .tuning import Pacer, tune_supernode
 
-__all__ = ["Pacer", "tune_supernode", "serve_tasks", "run_site", "site_config", "CLIENTAPP_REF", "DirectRuntime",
-           "NodeStateHolder"]
+__all__ = ["Pacer", "tune_supernode", "serve_tasks", "run_hospital", "hospital_config", "hospital_table",
+           "CLIENTAPP_REF", "DirectRuntime", "NodeStateHolder"]
 
 CLIENTAPP_REF = "mpclr.deploy.apps:client_app"
 
@@ -135,7 +136,7 @@ def _run_task(client, answer, log) -> None:
         ref = _fab_clientapp(fab.content)
         if ref != CLIENTAPP_REF:
             reply = Message(Error(ErrorCode.LOAD_CLIENT_APP_EXCEPTION,
-                                  f"this site runs only {CLIENTAPP_REF}, not {ref!r}"), reply_to=message)
+                                  f"this hospital runs only {CLIENTAPP_REF}, not {ref!r}"), reply_to=message)
             status, details = SubStatus.FAILED, f"refused ClientApp {ref!r}"
             log(f"refused a run that asks for ClientApp {ref!r}")
         else:
@@ -167,7 +168,7 @@ def serve_tasks(holder: NodeStateHolder, pacer: Pacer, stop: threading.Event, lo
     from flwr.proto.runtime_pb2 import AcquireTaskRequest
     from flwr.supernode.servicer.runtime.runtime_handlers import acquire_task
 
-    from .site import answer
+    from .hospital import answer
 
     while not holder.ready.wait(0.2):
         if stop.is_set():
@@ -193,10 +194,10 @@ def _load_toml(path: Path) -> dict:
     return tomllib.loads(path.read_text())
 
 
-def supernode_args(site: dict, node: dict, node_config: str, isolation: str = "process") -> list[str]:
+def supernode_args(hospital: dict, node: dict, node_config: str, isolation: str = "process") -> list[str]:
     for key in ("superlink", "root-certificates", "auth-key"):
         if not node.get(key):
-            raise SystemExit(f"site configuration: [supernode] {key} is required (TLS and node authentication "
+            raise SystemExit(f"hospital configuration: [supernode] {key} is required (TLS and node authentication "
                              f"are always on)")
     return [
         "--superlink", str(node["superlink"]),
@@ -209,44 +210,58 @@ def supernode_args(site: dict, node: dict, node_config: str, isolation: str = "p
     ]
 
 
-def site_config(config_path):
-    """The [site] table of a site's configuration file as a SiteConfig, and the whole file."""
-    from .site import SiteConfig
+def hospital_table(cfg: dict, config_path) -> dict:
+    """The [hospital] table of a configuration; [site], its older name, still read with a warning."""
+    from .hospital import HospitalFailure
+
+    if "site" not in cfg:
+        return cfg.get("hospital", {})
+    if "hospital" in cfg:
+        raise HospitalFailure("[site] is the older name of [hospital]: keep only [hospital]")
+    warnings.warn(f"{config_path}: the [site] section is now called [hospital]", DeprecationWarning, stacklevel=2)
+    print(f"[mpclr hospital] {config_path}: the [site] section is now called [hospital]; read as [hospital]",
+          file=sys.stderr, flush=True)
+    return cfg["site"]
+
+
+def hospital_config(config_path):
+    """The [hospital] table of a hospital's configuration file as a HospitalConfig, and the whole file."""
+    from .hospital import HospitalConfig
 
     cfg = _load_toml(Path(config_path))
-    site = cfg.get("site", {})
-    sc = SiteConfig.from_mapping({"site-name": site.get("name", ""), "keystore": site.get("keystore", ""),
-                                  "data": site.get("data", ""), "part": site.get("part", ""),
-                                  "label": str(site.get("label", "last")), "positive": str(site.get("positive", "")),
-                                  "encrypt": site.get("encrypt", True),
-                                  "passphrase-file": site.get("passphrase-file", ""),
-                                  "glm-max-fraction": site.get("glm-max-fraction", 0.33),
-                                  "min-cell": site.get("min-cell", 5)})
+    h = hospital_table(cfg, config_path)
+    sc = HospitalConfig.from_mapping({"hospital-name": h.get("name", ""), "keystore": h.get("keystore", ""),
+                                      "data": h.get("data", ""), "part": h.get("part", ""),
+                                      "label": str(h.get("label", "last")), "positive": str(h.get("positive", "")),
+                                      "encrypt": h.get("encrypt", True),
+                                      "passphrase-file": h.get("passphrase-file", ""),
+                                      "glm-max-fraction": h.get("glm-max-fraction", 0.33),
+                                      "min-cell": h.get("min-cell", 5)})
     return sc, cfg
 
 
-def run_site(config_path) -> None:
-    """Start this site's SuperNode and answer its messages until stopped (SIGTERM or Ctrl-C)."""
-    from .site import SiteFailure, SiteRuntime
+def run_hospital(config_path) -> None:
+    """Start this hospital's SuperNode and answer its messages until stopped (SIGTERM or Ctrl-C)."""
+    from .hospital import HospitalFailure, HospitalRuntime
 
     try:
-        sc, cfg = site_config(config_path)
-    except SiteFailure as exc:
-        raise SystemExit(f"[mpclr site] {config_path}: {exc}") from None
-    site, node = cfg.get("site", {}), cfg.get("supernode", {})
+        sc, cfg = hospital_config(config_path)
+    except HospitalFailure as exc:
+        raise SystemExit(f"[mpclr hospital] {config_path}: {exc}") from None
+    node = cfg.get("supernode", {})
 
     def log(text):
-        print(f"[mpclr site {sc.name}] {text}", file=sys.stderr, flush=True)
+        print(f"[mpclr hospital {sc.name}] {text}", file=sys.stderr, flush=True)
 
-    # check the keystore and the data before connecting: a misconfigured site says so at start
-    from . import site as site_module
+    # check the keystore and the data before connecting: a misconfigured hospital says so at start
+    from . import hospital as hospital_module
 
-    runtime = site_module._RUNTIMES.setdefault(sc, SiteRuntime(sc, prompt=True))
+    runtime = hospital_module._RUNTIMES.setdefault(sc, HospitalRuntime(sc, prompt=True))
     try:
         ident = runtime.identity()
         X, y = runtime.data()
-    except SiteFailure as exc:
-        raise SystemExit(f"[mpclr site {sc.name}] cannot start: {exc}") from None
+    except HospitalFailure as exc:
+        raise SystemExit(f"[mpclr hospital {sc.name}] cannot start: {exc}") from None
     key = runtime.key()
     threading.Thread(target=runtime.warm, name="mpclr-warm", daemon=True).start()
     log(f"{len(y)} rows x {X.shape[1]} features from {sc.data}{' part ' + sc.part if sc.part else ''}; "
@@ -255,7 +270,7 @@ def run_site(config_path) -> None:
     pacer = Pacer(float(node.get("poll", 0.1)), float(node.get("idle-poll", 1.0)),
                   float(node.get("idle-after", 120.0)), float(node.get("reply-poll", 0.02)))
     tune_supernode(pacer, float(node.get("heartbeat", 10.0)))
-    argv = supernode_args(site, node, sc.node_config())
+    argv = supernode_args(cfg.get("hospital", cfg.get("site", {})), node, sc.node_config())
     holder = NodeStateHolder()
     holder.install()
     stop = threading.Event()

@@ -10,10 +10,10 @@ Where a round's time goes out of the box, and what replaces it here:
                 talking to the SuperNode over HTTP           calling its Runtime API handlers in process
     objects     a pull that races its push waits 1 s, 2 s    first retry after 10 ms, doubling to 1 s
     chunks      message bytes move in 5 MiB pieces           8 MiB pieces: fewer HTTP requests
-    heartbeat   30 s: a dead site is noticed after 60 s      10 s: noticed after 20 s
+    heartbeat   30 s: a dead hospital is noticed after 60 s      10 s: noticed after 20 s
 
 Each poll of the SuperLink costs it about 3 ms of CPU (TLS, node signature, its ASGI stack): with three
-sites polling every 50 ms a study's SuperLink burned 0.2 of a core and the sites 0.1 between rounds,
+hospitals polling every 50 ms a study's SuperLink burned 0.2 of a core and the hospitals 0.1 between rounds,
 taken from the server's workers; at 0.1 s it is 0.13 and 0.07, and a round with nothing to compute
 still takes 0.41 s (0.44 s before), as the reply wait, which never leaves the process, went to 20 ms.
 
@@ -39,7 +39,7 @@ def fast_object_pulls(initial_backoff: float = 0.01, backoff_cap: float = 1.0, c
     to `backoff_cap`) instead of Flower's 1 s (doubling to 10 s); cut message bytes into `chunk`-byte
     pieces. Every piece is one HTTP request that the SuperLink, a single Python process and the
     bottleneck of a bulk transfer here (about 19 ms of its CPU per MB moved with 2 MiB pieces), handles
-    in its ASGI stack: 8 MiB moved 450 MB to three sites in 6.2 s against 7.2 s with 2 MiB and 6.5-6.9 s
+    in its ASGI stack: 8 MiB moved 450 MB to three hospitals in 6.2 s against 7.2 s with 2 MiB and 6.5-6.9 s
     with 16 MiB (a ping study with random payloads, benchmarks/deployment.py's machine)."""
     iu = importlib.import_module("flwr.supercore.inflatable.inflatable_utils")
     for fn in (iu.pull_objects, iu.pull_and_inflate_object_from_tree):
@@ -114,7 +114,7 @@ def tune_supernode(pacer: Pacer, heartbeat: float = 10.0) -> None:
 def pull_replies(grid, message_ids, pool=None) -> list:
     """`grid.pull_messages(message_ids)`, with the replies' objects pulled side by side on `pool` (a
     ThreadPoolExecutor) when the grid is Flower's HttpGrid: its own loop pulls one reply's objects and
-    confirms it before it starts the next (3 sites: ~25 ms each for a small reply, ~80 ms a round).
+    confirms it before it starts the next (3 hospitals: ~25 ms each for a small reply, ~80 ms a round).
     Any other grid (tests) is asked as it is. A reply whose objects stay missing becomes a Flower
     MESSAGE_UNAVAILABLE error reply, as HttpGrid makes it."""
     from flwr.superlink.grid.http_grid import HttpGrid
