@@ -33,7 +33,7 @@ from deployment import study_arguments  # noqa: E402
 
 import mpclr  # noqa: E402
 from mpclr import data as mdata  # noqa: E402
-from mpclr.deploy.study import encrypted_cv, encrypted_cv_manifest, local_sites_info  # noqa: E402
+from mpclr.deploy.study import encrypted_cv, encrypted_cv_manifest, local_hospitals_info  # noqa: E402
 from mpclr.params import get_preset  # noqa: E402
 
 PHASES = {  # message type -> phase (labels refine refresh.share, decrypt.share and pcks.share below)
@@ -94,7 +94,7 @@ def plan(args) -> dict:
     primes' widths. Refresh rounds here output one ciphertext per input (training and comparisons do); the
     key ceremony's messages are taken as measured on the small study (they do not depend on the data), but
     the upload keys' (counted here). --upload public-key: as before share-keyed uploads (two polynomials each)."""
-    from mpclr.deploy.study import SitesInfo
+    from mpclr.deploy.study import HospitalsInfo
     from mpclr.evaluation.layout import EvalLayout
     from mpclr.training.layout import Layout
 
@@ -103,12 +103,12 @@ def plan(args) -> dict:
     params = get_preset(args.preset).with_(upload=args.upload)
     rng = np.random.default_rng(args.seed)
     fold_of_row = rng.permutation(np.arange(n) % args.folds)
-    names = [f"hospital-{i + 1}" for i in range(args.sites)]
-    splits = np.array_split(np.arange(n), args.sites)
-    info = SitesInfo(names, [len(r) for r in splits], d, params, args.threshold or args.sites, True,
-                     lambda k: np.bincount(fold_of_row, minlength=k).tolist())
+    names = [f"hospital-{i + 1}" for i in range(args.hospitals)]
+    splits = np.array_split(np.arange(n), args.hospitals)
+    info = HospitalsInfo(names, [len(r) for r in splits], d, params, args.threshold or args.hospitals, True,
+                         lambda k: np.bincount(fold_of_row, minlength=k).tolist())
     manifest = encrypted_cv_manifest(info, {"folds": args.folds, "workers": args.workers})
-    sz = share_sizes(args.preset, args.sites)
+    sz = share_sizes(args.preset, args.hospitals)
     bits = sz["prime_bits"]
 
     def poly(rows):
@@ -145,7 +145,7 @@ def plan(args) -> dict:
                for rows in splits]
     out["lr.encrypt"], out["lr.encrypt_eval"] = max(uploads, key=sum)
     if params.upload == "share-keyed":  # every key holder's upload keys: a digit per data prime and one more
-        out["upk.share"] = args.sites * (sz["top_level"] + 2) * poly(bits)
+        out["upk.share"] = args.hospitals * (sz["top_level"] + 2) * poly(bits)
     small = Path(__file__).resolve().parent / "results" / "bytes-small.json"
     if small.exists():  # the key ceremony and the aggregate: the same for any data
         import json
@@ -161,17 +161,18 @@ def plan(args) -> dict:
 def run(args) -> dict:
     ds = mdata.load(args.data)
     X, y = ds.X, ds.y
-    splits = np.array_split(np.arange(len(y)), args.sites)
+    splits = np.array_split(np.arange(len(y)), args.hospitals)
     config = {"folds": args.folds, "seed": args.seed, "workers": args.workers}
 
-    def manifest(parties):  # each hospital holds its rows and counts its rows per fold, as a site does
+    def manifest(parties):  # each hospital holds its rows and counts its rows per fold, as a hospital does
         for p, rows in zip(parties, splits):
             p.load_data(X[rows], y[rows], rows)
-        return encrypted_cv_manifest(local_sites_info(parties, args.preset, args.threshold or None), config)
+        return encrypted_cv_manifest(local_hospitals_info(parties, args.preset, args.threshold or None), config)
 
     load_before = os.getloadavg()
     t0 = time.perf_counter()
-    fed = mpclr.Federation(hospitals=args.sites, preset=args.preset, threshold=args.threshold or None, seed=args.seed,
+    fed = mpclr.Federation(hospitals=args.hospitals, preset=args.preset, threshold=args.threshold or None,
+                           seed=args.seed,
                            manifest=manifest)
     ceremony = time.perf_counter() - t0
     t1 = time.perf_counter()
@@ -179,7 +180,7 @@ def run(args) -> dict:
     study = time.perf_counter() - t1
     load_after = os.getloadavg()
     # every request each hospital answered, from its own audit log
-    views, per_site = {}, {}
+    views, per_hospital = {}, {}
     for p in fed.hospitals:
         sent = received = 0
         by_type: dict = defaultdict(lambda: {"requests": 0, "rounds": 0, "sent": 0, "received": 0})
@@ -197,10 +198,10 @@ def run(args) -> dict:
             ph = by_phase[phase(step, label)]
             ph["sent"] += rec["bytes_out"]
             ph["received"] += rec["bytes_in"]
-        per_site[p.name] = {"sent": sent, "received": received}
+        per_hospital[p.name] = {"sent": sent, "received": received}
         views[p.name] = (by_type, by_phase)
     # the view of the hospital that sent the most (hospitals differ by the data blocks their rows fall in)
-    heaviest = max(per_site, key=lambda name: per_site[name]["sent"])
+    heaviest = max(per_hospital, key=lambda name: per_hospital[name]["sent"])
     by_type, by_phase = views[heaviest]
     # seconds: each hospital's own handling time per step (its handlers), the server's timed steps
     hospital_seconds = {p.name: {k: round(v, 3) for k, v in sorted(p.handler_seconds.items())} for p in fed.hospitals}
@@ -214,15 +215,15 @@ def run(args) -> dict:
         "load_average_before": load_before,
         "load_average_after": load_after,
         "seconds": {"key_ceremony": ceremony, "study": study, "total": ceremony + study, **res["seconds"]},
-        "bytes_per_hospital": per_site,
+        "bytes_per_hospital": per_hospital,
         "by_message_of": heaviest,
-        "hospital_sent_MB": max(v["sent"] for v in per_site.values()) / 1e6,
-        "hospital_received_MB": max(v["received"] for v in per_site.values()) / 1e6,
+        "hospital_sent_MB": max(v["sent"] for v in per_hospital.values()) / 1e6,
+        "hospital_received_MB": max(v["received"] for v in per_hospital.values()) / 1e6,
         "requests_per_hospital": sum(v["requests"] for v in by_type.values()),
         "by_message": rows,
         "by_phase": {k: {**v, "sent_MB": v["sent"] / 1e6, "received_MB": v["received"] / 1e6}
                      for k, v in by_phase.items()},
-        "sizes": share_sizes(args.preset, args.sites),
+        "sizes": share_sizes(args.preset, args.hospitals),
         "hospital_seconds": hospital_seconds,
         "server_seconds": server_seconds,
         "training_refreshes": res.get("refreshes"),

@@ -52,10 +52,10 @@ def run(label: str, tree: str) -> dict:
         "rounds": net["rounds"],
         "rounds_by_step": {k: v["rounds"] for k, v in net["by_step"].items()},
         "seconds_in_rounds": net["seconds_in_rounds"],
-        "site_seconds": net["site_seconds"],
+        "hospital_seconds": net["hospital_seconds"],
         "overhead_median_s": net["overhead_median"],
         "overhead_total_s": net["overhead_total"],
-        "bytes_per_site": r["bytes_per_site"],
+        "bytes_per_hospital": r["bytes_per_hospital"],
         "aucs": r["aucs"],
         "round_log": net["log"],
     }
@@ -76,8 +76,8 @@ def main() -> int:
     print(table([{"run": r["label"], "commit": r["commit"], "load": round(r["load_average_before"][0], 1),
                   **{k: round(v, 1) for k, v in r["seconds"].items()}, "rounds": r["rounds"],
                   "overhead_ms": round(1000 * r["overhead_median_s"]),
-                  "sent_MB": round(max(s["sent"] for s in r["bytes_per_site"].values()) / 1e6, 1)} for r in runs],
-                ["run", "commit", "load", "find_sites", "bootstrap", "key_ceremony", "study", "total", "rounds",
+                  "sent_MB": round(max(s["sent"] for s in r["bytes_per_hospital"].values()) / 1e6, 1)} for r in runs],
+                ["run", "commit", "load", "find_hospitals", "bootstrap", "key_ceremony", "study", "total", "rounds",
                  "overhead_ms", "sent_MB"]))
     path = write(args.name, {"command": "python -m mpclr.deploy local --json X (breast cancer, 569 x 30, 5 folds, "
                                         "3 hospitals, train), trees back to back", "runs": runs})

@@ -1,16 +1,16 @@
 """Deployment benchmark: the same study in one process and over a loopback Flower deployment.
 
-    python benchmarks/deployment.py                       # paper scale: 49,152 x 10, 10 folds, 3 sites
+    python benchmarks/deployment.py                       # paper scale: 49,152 x 10, 10 folds, 3 hospitals
     python benchmarks/deployment.py --data synthetic:400x4 --folds 5 --ping 10   # a quick look
 
 Parts:
-  ping      rounds of a no-op request to every site: what a round costs with nothing to compute,
+  ping      rounds of a no-op request to every hospital: what a round costs with nothing to compute,
             out of the box (plain flower-supernode, a ClientApp process per message) and tuned
-            (mpclr.deploy's site process); skipped with --ping 0
+            (mpclr.deploy's hospital process); skipped with --ping 0
   study     the default study (mpclr.deploy.study:encrypted_cv: training, secure evaluation, fold models
             decrypted) in process, then deployed (tuned):
-            time per phase, Flower rounds, bytes per site, per-round overhead (round wall time minus the
-            slowest site's own handling time)
+            time per phase, Flower rounds, bytes per hospital, per-round overhead (round wall time minus the
+            slowest hospital's own handling time)
 
 Goal (issue 7): the whole deployed study within 2x of the in-process time. Writes
 benchmarks/results/deployment.json (or --name) and prints tables. The machine's load average is
@@ -34,15 +34,16 @@ from common import table, write  # noqa: E402
 
 import mpclr  # noqa: E402
 from mpclr import data as mdata  # noqa: E402
-from mpclr.deploy.local import LocalDeployment, SiteSpec  # noqa: E402
-from mpclr.deploy.study import encrypted_cv, encrypted_cv_manifest, fold_aucs, local_sites_info  # noqa: E402
+from mpclr.deploy.local import HospitalSpec, LocalDeployment  # noqa: E402
+from mpclr.deploy.study import encrypted_cv, encrypted_cv_manifest, fold_aucs, local_hospitals_info  # noqa: E402
 
 
 def study_arguments(doc: str, data: str, folds: int) -> argparse.ArgumentParser:
     """The deployed default study's options, shared by the benchmarks that run it."""
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=data)
-    ap.add_argument("--sites", type=int, default=3, help="hospitals")
+    ap.add_argument("--hospitals", "--sites", dest="hospitals", type=int, default=3,
+                    help="hospitals (default 3); --sites is the older name")
     ap.add_argument("--threshold", type=int, default=0)
     ap.add_argument("--preset", default="train")
     ap.add_argument("--folds", type=int, default=folds)
@@ -51,21 +52,21 @@ def study_arguments(doc: str, data: str, folds: int) -> argparse.ArgumentParser:
     return ap
 
 
-def sites_for(args, folder: Path) -> tuple[list[SiteSpec], np.ndarray, np.ndarray]:
-    """Each site's rows in its own CSV file, as at a hospital (the coordinator never reads them)."""
+def hospitals_for(args, folder: Path) -> tuple[list[HospitalSpec], np.ndarray, np.ndarray]:
+    """Each hospital's rows in its own CSV file, as at a hospital (the coordinator never reads them)."""
     ds = mdata.load(args.data)
     specs = []
-    for i, rows in enumerate(np.array_split(np.arange(len(ds.y)), args.sites)):
+    for i, rows in enumerate(np.array_split(np.arange(len(ds.y)), args.hospitals)):
         path = folder / f"hospital-{i + 1}.csv"
         np.savetxt(path, np.column_stack([ds.X[rows], ds.y[rows]]), delimiter=",", fmt="%.17g")
-        specs.append(SiteSpec(f"hospital-{i + 1}", str(path)))
+        specs.append(HospitalSpec(f"hospital-{i + 1}", str(path)))
     return specs, ds.X, ds.y
 
 
 def ping(mode: str, specs, rounds: int, work: Path) -> dict:
     with LocalDeployment(work / f"ping-{mode}", specs, mode=mode) as dep:
         started = dep.timings["start"]
-        res = dep.run_study({"study": "mpclr.deploy.study:ping", "rounds": rounds, "preset": "fast",
+        res = dep.run_study({"study": "mpclr.deploy.study:ping", "rounds": rounds, "preset": "train",
                              "threshold": 0}, timeout=3600)
     times = sorted(res["study"]["round_seconds"])
     return {"mode": mode, "start_s": started, "rounds": rounds, "median_s": times[len(times) // 2],
@@ -75,32 +76,33 @@ def ping(mode: str, specs, rounds: int, work: Path) -> dict:
 
 def in_process(args, X, y, audit_dir=None) -> dict:
     """The same study in one process; with `audit_dir`, each hospital appends its audit log there (fsynced
-    per request, as a site does)."""
+    per request, as a hospital does)."""
     config = {"folds": args.folds, "seed": args.seed, "workers": args.workers}
-    splits = np.array_split(np.arange(len(y)), args.sites)
+    splits = np.array_split(np.arange(len(y)), args.hospitals)
 
-    def manifest(parties):  # each hospital gets its rows and counts its rows per fold, as a site does
+    def manifest(parties):  # each hospital gets its rows and counts its rows per fold, as a hospital does
         for p, rows in zip(parties, splits):
             p.load_data(X[rows], y[rows], rows)
-        return encrypted_cv_manifest(local_sites_info(parties, args.preset, args.threshold or None), config)
+        return encrypted_cv_manifest(local_hospitals_info(parties, args.preset, args.threshold or None), config)
 
     t0 = time.perf_counter()
-    fed = mpclr.Federation(hospitals=args.sites, preset=args.preset, threshold=args.threshold or None, seed=args.seed,
+    fed = mpclr.Federation(hospitals=args.hospitals, preset=args.preset, threshold=args.threshold or None,
+                           seed=args.seed,
                            manifest=manifest, audit_dir=audit_dir)
     ceremony = time.perf_counter() - t0
     t1 = time.perf_counter()
     res = encrypted_cv(fed, config)
     study = time.perf_counter() - t1
     traffic = fed.network.traffic
-    per_site = {}
+    per_hospital = {}
     for p in fed.hospitals:
-        per_site[p.name] = {
+        per_hospital[p.name] = {
             "sent": sum(v["bytes"] for (s, r), v in traffic.by_link.items() if s == p.name),
             "received": sum(v["bytes"] for (s, r), v in traffic.by_link.items() if r == p.name),
         }
     fed.close()
     return {"seconds": {"key_ceremony": ceremony, "study": study, "total": time.perf_counter() - t0},
-            "study": res, "bytes_per_site": per_site, "round_trips": fed.network.round_trips}
+            "study": res, "bytes_per_hospital": per_hospital, "round_trips": fed.network.round_trips}
 
 
 def main() -> int:
@@ -113,10 +115,10 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="mpclr-deploy-bench-"))
     out: dict = {"args": vars(args)}
     try:
-        specs, X, y = sites_for(args, work)
+        specs, X, y = hospitals_for(args, work)
         if args.ping:
             out["ping"] = [ping(mode, specs, args.ping, work) for mode in ("flower", "tuned")]
-            print("\nA round with nothing to compute (3 sites, TLS + SuperNode authentication):")
+            print("\nA round with nothing to compute (3 hospitals, TLS + SuperNode authentication):")
             print(table(out["ping"], ["mode", "rounds", "median_s", "mean_s", "min_s", "max_s", "start_s",
                                       "ceremony_s"]))
         if not args.no_study:
@@ -128,7 +130,7 @@ def main() -> int:
             if args.studies:
                 Path(args.studies).write_text(json.dumps({"in_process": local["study"], "deployed": deployed},
                                                          default=float))
-            # each site draws its folds from its own secret randomness: the two runs' folds differ, so
+            # each hospital draws its folds from its own secret randomness: the two runs' folds differ, so
             # their AUCs are compared as means (per fold, each secure AUC against its models' clear one)
             a, b = fold_aucs(local["study"], X, y), fold_aucs(deployed["study"], X, y)
             out["in_process"] = {k: v for k, v in local.items() if k != "study"}
@@ -155,19 +157,19 @@ def main() -> int:
                     r["ratio"] = r["deployed_s"] / r["in_process_s"]
             out["phases"] = rows
             net = deployed["network"]
-            print(f"\nThe study ({args.data}, {args.folds} folds, {args.sites} sites, preset {args.preset}):")
+            print(f"\nThe study ({args.data}, {args.folds} folds, {args.hospitals} hospitals, preset {args.preset}):")
             print(table(rows, ["phase", "in_process_s", "deployed_s", "ratio"]))
             print(f"\n{net['rounds']} Flower rounds; per-round overhead median {net['overhead_median']:.3f} s, "
                   f"mean {net['overhead_mean']:.3f} s, total {net['overhead_total']:.1f} s; "
                   f"mean AUC in process {np.mean(out['auc']['in_process']):.4f}, deployed "
                   f"{np.mean(out['auc']['deployed']):.4f} (each on its own folds)")
-            steps = [{"step": k, **v, "MB_to_sites": v.get("bytes_out", 0) / 1e6,
-                      "MB_from_sites": v.get("bytes_in", 0) / 1e6} for k, v in net["by_step"].items()]
-            print(table(steps, ["step", "rounds", "seconds", "overhead", "MB_to_sites", "MB_from_sites"]))
-            sites = [{"site": s, "sent_MB": v["sent"] / 1e6, "received_MB": v["received"] / 1e6,
-                      "in_process_sent_MB": local["bytes_per_site"][s]["sent"] / 1e6}
-                     for s, v in deployed["bytes_per_site"].items()]
-            print(table(sites, ["site", "sent_MB", "received_MB", "in_process_sent_MB"]))
+            steps = [{"step": k, **v, "MB_to_hospitals": v.get("bytes_out", 0) / 1e6,
+                      "MB_from_hospitals": v.get("bytes_in", 0) / 1e6} for k, v in net["by_step"].items()]
+            print(table(steps, ["step", "rounds", "seconds", "overhead", "MB_to_hospitals", "MB_from_hospitals"]))
+            hospitals = [{"hospital": s, "sent_MB": v["sent"] / 1e6, "received_MB": v["received"] / 1e6,
+                          "in_process_sent_MB": local["bytes_per_hospital"][s]["sent"] / 1e6}
+                         for s, v in deployed["bytes_per_hospital"].items()]
+            print(table(hospitals, ["hospital", "sent_MB", "received_MB", "in_process_sent_MB"]))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     path = write(args.name, json.loads(json.dumps(out, default=float)))

@@ -1,10 +1,10 @@
-"""Keystore encryption at rest: what it costs a site.
+"""Keystore encryption at rest: what it costs a hospital.
 
     python benchmarks/keystore.py                 # preset train, 3 hospitals (about a minute)
 
-A site answers every message from its keystore: it loads the hospital's Hospital (identity, key
+A hospital answers every message from its keystore: it loads the hospital's Hospital (identity, key
 share, threshold share, protocol secrets), answers, saves it again, and keeps the reply (a secret file)
-for a retried request (mpclr.deploy.site.SiteRuntime._protocol). With encryption at rest every secret
+for a retried request (mpclr.deploy.hospital.HospitalRuntime._protocol). With encryption at rest every secret
 file read or written goes through AES-256-GCM, and the key is derived (scrypt) once per process.
 
 Measures: scrypt (once per process and keystore), AES-GCM seal and open per MB, and the keystore part

@@ -4,7 +4,7 @@
     python benchmarks/protection.py --data synthetic:2000x5 --folds 5     # a quick look
 
 The study of `python -m mpclr.deploy` (mpclr.deploy.study:encrypted_cv: training, secure evaluation, fold
-models decrypted), run in one process with every hospital's audit log on disk, as at a site. Timers wrap
+models decrypted), run in one process with every hospital's audit log on disk, as at a hospital. Timers wrap
 the code issue 13 added to a hospital's path (a call's time excludes the timed calls inside it):
   aead         ChaCha20-Poly1305 of share-carrying envelopes (both ends; plain envelopes keep their MAC)
   c1_checks    RequestGuard.admit: the uniformity test and replay memory of every c1 a hospital answers
@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import table, write  # noqa: E402
-from deployment import in_process, sites_for, study_arguments  # noqa: E402
+from deployment import hospitals_for, in_process, study_arguments  # noqa: E402
 
 from mpclr import wire  # noqa: E402
 from mpclr.roles import guard, hospital, policy, researcher  # noqa: E402
@@ -84,7 +84,7 @@ def main() -> int:
     args = ap.parse_args()
     instrument()
     with tempfile.TemporaryDirectory(prefix="mpclr-protection-") as work:
-        _, X, y = sites_for(args, Path(work))
+        _, X, y = hospitals_for(args, Path(work))
         run = in_process(args, X, y, audit_dir=Path(work) / "audit")
         lines = sum(1 for _ in (Path(work) / "audit").rglob("audit.jsonl"))
     total = sum(SECONDS.values())
@@ -93,11 +93,11 @@ def main() -> int:
             for k, v in sorted(SECONDS.items(), key=lambda kv: -kv[1])]
     rows.append({"what": "all protections", "calls": sum(CALLS.values()), "seconds": total,
                  "percent_of_study": 100 * total / whole})
-    print(f"\nThe deployed default study in one process ({args.data}, {args.folds} folds, {args.sites} hospitals, "
+    print(f"\nThe deployed default study in one process ({args.data}, {args.folds} folds, {args.hospitals} hospitals, "
           f"{args.preset}): {whole:.1f} s, {lines} audit logs on disk")
     print(table(rows, ["what", "calls", "seconds", "percent_of_study"]))
     path = write(args.name, {"args": vars(args), "study_seconds": run["seconds"], "protections": rows,
-                             "bytes_per_site": run["bytes_per_site"]})
+                             "bytes_per_hospital": run["bytes_per_hospital"]})
     print(f"\nwrote {path}")
     return 0
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -104,18 +105,27 @@ def plot(results: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    cases = sorted((r for r in results if r["parties"] == 3 and r["features"] == 10), key=lambda r: r["rows"])
+    singles = single_runs({r["rows"] for r in results if r["features"] == 10})
+    cases = sorted((r for r in results + singles if r["parties"] == 3 and r["features"] == 10),
+                   key=lambda r: r["rows"])
     rows = [r["rows"] for r in cases]
+    wide = [r for r in singles if r["parties"] == 3 and r["features"] != 10]
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     for key, label in (("encryption_s", "encryption"), ("training_s", "training"),
                        ("encryption_training_s", "encryption + training")):
         left.plot(rows, [r[key] for r in cases], marker="o", label=label)
+    for r in wide:  # other shapes (SPINDLE's 32 features), one point each
+        left.plot([r["rows"]], [r["encryption_training_s"]], marker="*", ms=11, ls="none",
+                  label=f"encryption + training, x {r['features']} features")
     left.axhline(600, color="grey", ls=":", lw=1, label="10 minutes")
     left.set(xscale="log", yscale="log", xlabel="rows (x 10 features, 10 folds, 3 hospitals)", ylabel="seconds",
              title="time")
     left.legend(fontsize=8)
     right.plot(rows, [r["peak_tree_rss_GB"] for r in cases], marker="o", label="peak RSS, whole process tree")
     right.plot(rows, [r["spool_GB"] for r in cases], marker="s", ls="--", label="rows spooled (disk past 512 MiB)")
+    for r in wide:
+        right.plot([r["rows"]], [r["peak_tree_rss_GB"]], marker="*", ms=11, ls="none",
+                   label=f"peak RSS, x {r['features']} features")
     right.axhline(6, color="grey", ls=":", lw=1, label="6 GB")
     right.set(xscale="log", yscale="log", xlabel="rows", ylabel="GB", title="memory")
     right.set_yticks([0.25, 0.5, 1, 2, 4, 6, 10, 20, 40], ["0.25", "0.5", "1", "2", "4", "6", "10", "20", "40"])
@@ -124,6 +134,20 @@ def plot(results: list[dict], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def single_runs(series_rows: set[int]) -> list[dict]:
+    """The one-case runs (`--rows`, results/training-<rows>x<features>.json) the series lacks: a 1,000,000-row
+    case takes 20 minutes or more, so it is run alone and drawn beside the series (each JSON keeps its own
+    machine and load)."""
+    out = []
+    for path in sorted(RESULTS.glob("training-*x*.json")):
+        if not re.fullmatch(r"training-\d+x\d+\.json", path.name):  # e.g. a rerun kept under load
+            continue
+        for case in json.loads(path.read_text())["cases"]:
+            if not (case["features"] == 10 and case["rows"] in series_rows):
+                out.append(case)
+    return out
 
 
 def in_child(rows: int, parties: int, features: int) -> dict:

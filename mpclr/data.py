@@ -351,7 +351,7 @@ def split(dataset: Dataset, hospitals: int, how="even", seed: int | None = None)
 
     how : "even" (sizes differ by at most one row), a list of `hospitals` positive fractions summing to 1
         (uneven hospitals), or a feature column (name or 0-based index) whose distinct values, e.g. a
-        site id, say which hospital holds a row. That column is dropped from the features; hospitals
+        hospital id, say which hospital holds a row. That column is dropped from the features; hospitals
         are ordered by sorted value.
     seed : for "even" and fractions, shuffle rows before cutting (None keeps file order, in
         contiguous blocks). Public randomness only.

@@ -39,10 +39,10 @@ class Federation:
     rotations : rotation steps to make keys for right away
     manifest : what the hospitals agree to answer (mpclr.roles.policy.Manifest): a study's, computed from
         its plan (mpclr.manifest), or "exploration" (no budget: interactive use, never accepted by a
-        deployed site). Default: the key ceremony and `rotations` only, so no decryption, refresh or key
+        deployed hospital). Default: the key ceremony and `rotations` only, so no decryption, refresh or key
         switch is answered until a study's manifest is agreed. A function of the hospitals (Hospital nodes,
         not joined yet) returning the Manifest: for a plan that needs what each hospital counts on its own
-        rows before it joins (its rows per fold, mpclr.training.hospital.fold_sizes), as a site does at bootstrap.
+        rows before it joins (its rows per fold, mpclr.training.hospital.fold_sizes), as a hospital does at bootstrap.
     audit_dir : where each hospital appends its audit log (<audit_dir>/<name>/audit.jsonl) from the first
         request; without it the records wait in memory and go to the hospital's keystore folder
         (nodes/<name>/audit.jsonl) when the federation is saved
@@ -183,6 +183,13 @@ class Federation:
         a fraction of the bytes (mpclr.protocols.rotation)."""
         t0 = time.perf_counter()
         elts = self.server.generate_rotation_keys(steps, by, level)
+        self.timings["rotation_keys"] = self.timings.get("rotation_keys", 0.0) + time.perf_counter() - t0
+        return elts
+
+    def generate_rotation_key_sets(self, sets, by=None) -> list[int]:
+        """Several (steps, level) sets of rotation keys in shared rounds (Server.generate_rotation_key_sets)."""
+        t0 = time.perf_counter()
+        elts = self.server.generate_rotation_key_sets(sets, by)
         self.timings["rotation_keys"] = self.timings.get("rotation_keys", 0.0) + time.perf_counter() - t0
         return elts
 

@@ -1,9 +1,9 @@
-"""A node's own folder for its state, so a study can stop and resume (notebook steps, restarted sites).
+"""A node's own folder for its state, so a study can stop and resume (notebook steps, restarted hospitals).
 
 Each node keeps its state in its own directory (mode 0700; secret files 0600): public facts in
 `state.json`, bulky public values in `*.bin`, and secrets (key shares, identity keys, ephemeral protocol
 secrets) in `secret-*.bin`. Nothing here is pickled, and nothing is shared between nodes: in a
-simulation all the folders sit on one disk, at a real site only the site's own folder exists.
+simulation all the folders sit on one disk, at a real hospital only the hospital's own folder exists.
 
 With a `KeystoreKey` (mpclr.keystore_crypto) the secret files are encrypted and authenticated under a
 passphrase; a keystore under an encrypted root refuses to be used without its key.
@@ -11,6 +11,7 @@ passphrase; a keystore under an encrypted root refuses to be used without its ke
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -24,8 +25,13 @@ __all__ = ["Keystore"]
 
 
 class Keystore:
-    def __init__(self, path: str | os.PathLike, create: bool = False, key: KeystoreKey | None = None):
+    def __init__(self, path: str | os.PathLike, create: bool = False, key: KeystoreKey | None = None,
+                 written: dict | None = None):
         self.path = Path(path)
+        # file -> (digest of the contents last written there, its stat then): a process that keeps this
+        # across Keystore objects (a hospital answering message after message) skips rewriting a file with the
+        # same contents that nobody touched since (a key share: ~1 MB sealed and replaced per message)
+        self._written = written
         if create:
             self.path.mkdir(parents=True, exist_ok=True)
             os.chmod(self.path, 0o700)
@@ -46,26 +52,39 @@ class Keystore:
         raise FormatError(f"{self.path / name} is in the encrypted keystore {self._locked}: give its passphrase "
                           f"(the `passphrase` argument, or {PASSPHRASE_ENV} in the environment)")
 
-    def _write(self, name: str, data: bytes, secret: bool) -> None:
+    def _write(self, name: str, data: bytes, secret: bool, plain: bytes | None = None) -> None:
         target = self.path / name
+        digest = None
+        if self._written is not None:
+            digest = hashlib.sha256(data if plain is None else plain).digest()
+            if self._written.get(target, (None,))[0] == digest and _stat(target) == self._written[target][1]:
+                return  # the same contents, and the file is as this process left it
         tmp = target.with_suffix(target.suffix + ".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if secret else 0o644)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
         os.replace(tmp, target)
+        if digest is not None:
+            self._written[target] = (digest, _stat(target))
 
     def put(self, name: str, data: bytes) -> None:
         self._write(f"{name}.bin", bytes(data), secret=False)
 
     def put_secret(self, name: str, data: bytes) -> None:
         fname = f"secret-{name}.bin"
+        plain = bytes(data)
+        if self._written is not None and self.key is not None:
+            target = self.path / fname
+            memo = self._written.get(target)
+            if memo and memo[0] == hashlib.sha256(plain).digest() and _stat(target) == memo[1]:
+                return  # not sealed again for nothing
         if self.key is not None:
-            data = self.key.seal(self.path / fname, data)
+            data = self.key.seal(self.path / fname, plain)
         elif self._locked is not None:
             self._refuse_locked(fname)
         else:
-            data = bytes(data)
-        self._write(fname, data, secret=True)
+            data = plain
+        self._write(fname, data, secret=True, plain=plain)
 
     def delete_secret(self, name: str) -> bool:
         """Remove secret `name` once it is spent: overwritten with zeros, flushed, unlinked, and the unlink
@@ -88,6 +107,8 @@ class Keystore:
             fh.flush()
             os.fsync(fd)
         os.unlink(path)
+        if self._written is not None:
+            self._written.pop(path, None)
         dfd = os.open(self.path, os.O_RDONLY)
         try:
             os.fsync(dfd)
@@ -135,3 +156,11 @@ class Keystore:
 
     def get_json(self, name: str):
         return json.loads(self._read(f"{name}.json"))
+
+
+def _stat(path: Path):
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns, st.st_mode

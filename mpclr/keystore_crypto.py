@@ -1,6 +1,6 @@
 """Encryption at rest for a keystore: a passphrase, scrypt, AES-256-GCM, one header per keystore root.
 
-A keystore root (a hospital's whole keystore folder at a site; one node's folder of a saved federation)
+A keystore root (a hospital's whole keystore folder at a hospital; one node's folder of a saved federation)
 that is encrypted holds `keystore-encryption.json`: the scrypt parameters, a random salt and a check
 value. Every secret file under the root (`secret-*.bin`) is then `MAGIC | nonce | AES-GCM(data)`; the
 public files stay readable (they hold what the protocol sends or publishes anyway).

@@ -18,7 +18,7 @@ layout, the trainer's refresh level, Nesterov terms and gradient refresh points
 
 The fold sizes (rows per fold) shape the secure evaluation's layout: they are public once the hospitals
 have assigned their folds (lr.folds), and each hospital counts its own in advance with the secret fold
-key it then keeps for the study (`mpclr.training.hospital.fold_sizes`; a site's bootstrap `folds` message).
+key it then keeps for the study (`mpclr.training.hospital.fold_sizes`; a hospital's bootstrap `folds` message).
 The evaluation's scores are not refreshed and its fold models come lane-averaged from the training's last
 refresh, so its refreshes are the rounds between comparison cycles; its rotation keys are made for the
 levels below the refresh level only (smaller keys, the same count); the key ceremony includes the check of

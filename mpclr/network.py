@@ -1,7 +1,7 @@
 """The one network interface every protocol message goes through.
 
 A `Network` delivers request bytes from one node to another and returns the reply bytes. Protocol code
-never calls a node directly, so a real multi-site transport (Flower) replaces `InProcessNetwork`
+never calls a node directly, so a real multi-hospital transport (Flower) replaces `InProcessNetwork`
 without touching the protocols. Every transport records traffic the same way: bytes and counts per
 message type and per link.
 """

@@ -200,7 +200,7 @@ class Study:
     """One run of a StudySpec, stage by stage (each stage a method, in the order of STAGES; `run` does all).
 
     fed: an existing federation (its manifest must cover the study; its hospitals hold their rows when
-    `prepare` gets no data, as the deployed sites do). Without it `prepare` makes one whose hospitals
+    `prepare` gets no data, as the deployed hospitals do). Without it `prepare` makes one whose hospitals
     answer only this study's manifest, each appending its audit log under `audit_dir` when given."""
 
     def __init__(self, spec: StudySpec, fed: Federation | None = None, *, progress=None, audit_dir=None):
@@ -299,7 +299,7 @@ class Study:
         self._enter("table_one")
         if self.parts is None:
             raise StageOrderError("stage 'table_one' needs the hospitals' rows as this study split them (prepare "
-                                  "with data); deployed sites run mpclr.stats.deploy:table_one")
+                                  "with data); deployed hospitals run mpclr.stats.deploy:table_one")
         if not agreed(getattr(self.fed, "manifest", None)):
             raise ParameterError("parameter table_one: the federation's study manifest has no Table 1, so its "
                                  "hospitals would refuse it; make the federation with one that has "
@@ -323,16 +323,21 @@ class Study:
         from .training.cv import encrypt_study
 
         self._enter("encrypt")
-        self.ecv = encrypt_study(fed or self.fed, folds=self.spec.folds, interval=self.spec.model().interval,
-                                 bound_bits=self.spec.bound_bits)
-        self.timings.update(self.ecv.seconds)
+        also = None
         if evaluation_rows and self.spec.evaluation == "secure":
             from .evaluation.secure import SecureEvaluation
 
+            def also(ecv):  # the evaluation rows go in the rounds of the training rows (one round fewer)
+                self.evaluation = SecureEvaluation(self.fed, ecv, **self.spec.evaluation_options())
+                return [self.evaluation.rows_upload()]
+
+        self.ecv = encrypt_study(fed or self.fed, folds=self.spec.folds, interval=self.spec.model().interval,
+                                 bound_bits=self.spec.bound_bits, also=also)
+        if also is not None:
             t1 = time.perf_counter()
-            self.evaluation = SecureEvaluation(self.fed, self.ecv, **self.spec.evaluation_options())
-            self.evaluation.encrypt_rows()
-            self.ecv.seconds["encrypt_evaluation_rows"] = time.perf_counter() - t1
+            self.evaluation.rows_done()
+            self.ecv.seconds["encrypt_evaluation_rows"] = time.perf_counter() - t1  # uploaded with "encryption"
+        self.timings.update(self.ecv.seconds)
         self._leave("encrypt")
         return self.ecv
 
@@ -341,6 +346,14 @@ class Study:
         """Every fold model trained at once under encryption (they stay encrypted); returns the log."""
         self._enter("train")
         self.plan = training_plan(self.spec, self.ecv.curvature)
+        ev = self.evaluation
+        if ev is not None and ev._by is None and "rotation_keys" not in ev.seconds:
+            # the secure evaluation's rotation keys in the rounds of the training's (by whoever answers,
+            # as both would make them): one round fewer
+            t0 = time.perf_counter()
+            self.fed.generate_rotation_key_sets([(self.ecv.rotation_steps(), None), ev.rotation_key_set()])
+            # a phase of its own: no longer inside the training's seconds nor the evaluation's
+            self.ecv.seconds["rotation_keys"] = ev.seconds["rotation_keys"] = time.perf_counter() - t0
         self.log = self.ecv.train(self.fed, self.plan, workers=self.spec.workers, progress=progress or self.progress)
         self.timings["training"] = self.ecv.seconds["training"]
         self._leave("train")

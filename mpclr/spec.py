@@ -287,7 +287,7 @@ class StudySpec:
                         threshold: int | None = None) -> StudySpec:
         """A Flower run configuration's study options (deploy/study.py); errors name the run-config key.
         Missing, empty or 0 numbers take the defaults (the app's "not set"); the run's seed does not reach
-        the study (each site draws its folds from its own secret randomness)."""
+        the study (each hospital draws its folds from its own secret randomness)."""
         names = {"folds": "folds", "workers": "workers", "evaluation": "evaluation", "score_bound": "score-bound",
                  "decrypt_models": "decrypt-models", "schedule": "schedule", "degree": "degree",
                  "bound_bits": "bound-bits", "iterations": "iterations", "learning_rate": "learning-rate"}

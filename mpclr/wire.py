@@ -62,7 +62,7 @@ __all__ = [
 class Identity:
     """A node's long-term keys: X25519 both to derive a per-link key with every peer (each message
     carries a one-time Poly1305 tag under it) and to receive sealed boxes (data only the node may read
-    even when the server relays it); Ed25519 as the site's identity key for out-of-band pinning. The
+    even when the server relays it); Ed25519 as the hospital's identity key for out-of-band pinning. The
     private halves stay in the node; the roster holds `public_bytes` = Ed25519 public key (32 bytes) ||
     X25519 public key (32 bytes)."""
 

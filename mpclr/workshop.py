@@ -157,7 +157,7 @@ class Demo:
         length: int = 64,
     ):
         self.params = params_variant(preset, smudging_bits, scale_bits)
-        # interactive: the hospitals answer every request (and log it), which no deployed site accepts
+        # interactive: the hospitals answer every request (and log it), which no deployed hospital accepts
         self.fed = make_federation(hospitals, threshold, self.params, manifest="exploration")
         self.x = np.sin(np.linspace(0, 2 * np.pi, length, endpoint=False)) * 0.8
         self.ct = self.fed.hospitals[0].encrypt(self.x)

@@ -68,3 +68,24 @@ def exact_scores(fed, ev) -> np.ndarray:
         sel = block == b
         out[sel] = exact_decrypt(fed, s.ct)[first[sel]] * ev.D
     return out
+
+
+def assert_fold_aucs_close(study, reference, X, y, weight_tol: float, bound: float = 0.002) -> None:
+    """The fold AUCs that the weights' tolerance promises: within `bound` of the reference's, except that
+    pairs whose reference scores lie within twice the largest score shift `weight_tol` allows (a row's
+    shift is at most weight_tol x (1 + |z|_1)) may swap. A fold of 60 rows has about 30 x 30 pairs, so one
+    such near tie is 0.0011 of AUC: a flat `bound` would fail on the ties the CKKS noise may break."""
+    from sklearn.metrics import roc_auc_score
+
+    from mpclr.pipeline import fold_scores
+
+    folds = np.asarray(study["fold_of_row"])
+    y = np.asarray(y)
+    Z = (np.asarray(X, dtype=np.float64) - np.asarray(study["mean"])) / np.asarray(study["std"])
+    a, b = fold_scores(Z, study["models"], folds), fold_scores(Z, reference["models"], folds)
+    shift = weight_tol * float((1 + np.abs(Z).sum(axis=1)).max())
+    for k in range(len(study["models"])):
+        pos, neg = (folds == k) & (y == 1), (folds == k) & (y == 0)
+        near = float((np.abs(b[pos][:, None] - b[neg][None, :]) <= 2 * shift).mean())
+        diff = abs(roc_auc_score(y[folds == k], a[folds == k]) - roc_auc_score(y[folds == k], b[folds == k]))
+        assert diff <= max(bound, near), f"fold {k}: AUC differs by {diff:.5f} ({near:.5f} of pairs near ties)"

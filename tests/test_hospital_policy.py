@@ -1,7 +1,7 @@
 """A hospital's policy gate (mpclr.roles.policy): what it agreed to (pinned parameters, the study manifest),
 what it refuses beyond that, and the audit log of everything it answered or refused.
 
-The misbehaving coordinator is played here by the tests: a site offered weakened parameters, an
+The misbehaving coordinator is played here by the tests: a hospital offered weakened parameters, an
 exploration manifest, requests beyond the manifest; in process, a study with a manifest one round short.
 (The cryptographic checks inside the handlers are in tests/test_misbehaving_coordinator.py.)
 """
@@ -21,7 +21,13 @@ import pytest
 
 import mpclr
 from mpclr.data import load, split
-from mpclr.deploy.site import SiteConfig, SiteRuntime, accepted_for_studies, params_from_json, params_to_json
+from mpclr.deploy.hospital import (
+    HospitalConfig,
+    HospitalRuntime,
+    accepted_for_studies,
+    params_from_json,
+    params_to_json,
+)
 from mpclr.errors import FormatError, MpclrError, ProtocolError
 from mpclr.federation import seal_context
 from mpclr.keystore_crypto import PASSPHRASE_ENV
@@ -54,7 +60,7 @@ def _changed(value):
 
 
 @pytest.mark.parametrize("field", [f.name for f in dataclasses.fields(Params) if f.name != "allow_insecure"])
-def test_a_site_refuses_any_field_differing_from_its_preset(field):
+def test_a_hospital_refuses_any_field_differing_from_its_preset(field):
     proposal = params_to_json(PRESETS["train"])
     proposal[field] = _changed(proposal[field])
     with pytest.raises(MpclrError, match=rf"parameter {field} = |unknown|built-in presets"):
@@ -63,7 +69,7 @@ def test_a_site_refuses_any_field_differing_from_its_preset(field):
 
 @pytest.mark.parametrize("change", [{"smudging_bits": 0}, {"refresh_mask_bits": 1}, {"smudging_bits": True},
                                     {"allow_insecure": True}, {"extra": 1}])
-def test_a_site_refuses_unsafe_parameters(change):
+def test_a_hospital_refuses_unsafe_parameters(change):
     proposal = {**params_to_json(PRESETS["train"]), **change}
     with pytest.raises(MpclrError, match=r"smudging_bits|refresh_mask_bits|insecure|does not know"):
         params_from_json(proposal)
@@ -79,13 +85,13 @@ def test_a_site_refuses_unsafe_parameters(change):
 @pytest.mark.parametrize("preset,hospitals,why", [("fast", 2, "it is a teaching preset"),
                                                   ("deep", 2, "it is an experiments preset"),
                                                   ("train", 11, "sized for up to 10 hospitals")])
-def test_a_site_refuses_at_join_parameters_that_fail_the_study_check(tmp_path, preset, hospitals, why):
+def test_a_hospital_refuses_at_join_parameters_that_fail_the_study_check(tmp_path, preset, hospitals, why):
     """The study check (mpclr.params.check_study_preset), which the coordinator, the CLI and the notebooks
-    run, is the site's own too: a coordinator that skipped it is refused at join, and the site logs why."""
-    site = _site(tmp_path)
+    run, is the hospital's own too: a coordinator that skipped it is refused at join, and the hospital logs why."""
+    hospital = _hospital(tmp_path)
     with pytest.raises(MpclrError, match=rf"refuses the session: parameter preset: '{preset}' cannot run a whole "
                                          rf"study: .*{why}"):
-        site.handle("join", "", _join_body(site, Manifest.keys_only(), PRESETS[preset], hospitals))
+        hospital.handle("join", "", _join_body(hospital, Manifest.keys_only(), PRESETS[preset], hospitals))
     last = json.loads((tmp_path / "keystore-hospital-1" / "audit.jsonl").read_text().splitlines()[-1])
     assert (last["step"], last["decision"]) == ("join", "refused") and why in last["reason"]
     assert not (tmp_path / "keystore-hospital-1" / "sessions").exists()  # nothing drawn, nothing kept
@@ -97,43 +103,43 @@ def test_every_parameter_field_is_in_the_fingerprint():
     assert seal_context(base.with_(description="other")).fingerprint != seal_context(base).fingerprint
 
 
-# ================================================================ the manifest at a site
+# ================================================================ the manifest at a hospital
 @pytest.fixture(autouse=True)
 def keystore_passphrase(monkeypatch):
-    """Sites encrypt their keystores by default: the tests give the passphrase as a site's IT would."""
-    monkeypatch.setenv(PASSPHRASE_ENV, "the sites' passphrase in these tests")
+    """Hospitals encrypt their keystores by default: the tests give the passphrase as a hospital's IT would."""
+    monkeypatch.setenv(PASSPHRASE_ENV, "the hospitals' passphrase in these tests")
 
 
-def _site(tmp_path, name="hospital-1"):
+def _hospital(tmp_path, name="hospital-1"):
     X = np.random.default_rng(1).normal(size=(60, 3))
     y = (X[:, 0] > 0).astype(int)
     path = tmp_path / f"{name}.csv"
     np.savetxt(path, np.column_stack([X, y]), delimiter=",", fmt="%.8g", header="a,b,c,y", comments="")
-    return SiteRuntime(SiteConfig(name, str(tmp_path / f"keystore-{name}"), str(path)))
+    return HospitalRuntime(HospitalConfig(name, str(tmp_path / f"keystore-{name}"), str(path)))
 
 
-def _join_body(site, manifest, params=None, hospitals=2) -> bytes:
-    hello = json.loads(site.handle("hello", "", b"{}")[0])
+def _join_body(hospital, manifest, params=None, hospitals=2) -> bytes:
+    hello = json.loads(hospital.handle("hello", "", b"{}")[0])
     params = params or PRESETS["train"]
     others = [f"hospital-{i}" for i in range(2, hospitals + 1)]
-    roster = {"server": b"s" * 64, "researcher": b"r" * 64, hello["site"]: bytes.fromhex(hello["identity"]),
+    roster = {"server": b"s" * 64, "researcher": b"r" * 64, hello["hospital"]: bytes.fromhex(hello["identity"]),
               **{name: bytes([i]) * 64 for i, name in enumerate(others)}}
-    session = Session(os.urandom(16), seal_context(params).fingerprint, roster, (hello["site"], *others), 2, "server",
-                      "researcher", manifest.digest)
+    session = Session(os.urandom(16), seal_context(params).fingerprint, roster, (hello["hospital"], *others), 2,
+                      "server", "researcher", manifest.digest)
     return json.dumps({"session": session.to_json(), "params": params_to_json(params), "row_offset": 0,
                        "rows": hello["rows"], "manifest": manifest.to_json()}).encode()
 
 
-def test_a_site_never_accepts_an_exploration_manifest(tmp_path):
-    site = _site(tmp_path)
+def test_a_hospital_never_accepts_an_exploration_manifest(tmp_path):
+    hospital = _hospital(tmp_path)
     with pytest.raises(MpclrError, match="exploration manifest"):
-        site.handle("join", "", _join_body(site, Manifest.exploration_only()))
+        hospital.handle("join", "", _join_body(hospital, Manifest.exploration_only()))
     keys = Manifest.keys_only()
-    body = json.loads(_join_body(site, keys))
+    body = json.loads(_join_body(hospital, keys))
     body["session"]["manifest"] = Manifest.exploration_only().digest.hex()  # a session naming another manifest
     with pytest.raises(MpclrError, match="another study manifest"):
-        site.handle("join", "", json.dumps(body).encode())
-    assert json.loads(site.handle("join", "", _join_body(site, keys))[0])["fingerprint"]
+        hospital.handle("join", "", json.dumps(body).encode())
+    assert json.loads(hospital.handle("join", "", _join_body(hospital, keys))[0])["fingerprint"]
     log = [json.loads(line) for line in (tmp_path / "keystore-hospital-1" / "audit.jsonl").read_text().splitlines()]
     assert [(r["step"], r["decision"]) for r in log] == [
         ("hello", "answered"), ("join", "refused"), ("hello", "answered"), ("join", "refused"), ("hello", "answered"),
@@ -142,26 +148,26 @@ def test_a_site_never_accepts_an_exploration_manifest(tmp_path):
     assert all(set(r) == RECORD_KEYS for r in log)
 
 
-def test_a_site_refuses_weakened_parameters_at_join_and_logs_it(tmp_path):
-    site = _site(tmp_path)
+def test_a_hospital_refuses_weakened_parameters_at_join_and_logs_it(tmp_path):
+    hospital = _hospital(tmp_path)
     weak = PRESETS["train"].with_(smudging_bits=0)
     with pytest.raises(MpclrError, match=r"smudging_bits = 0.0 differs from preset train's 29.0"):
-        site.handle("join", "", _join_body(site, Manifest.keys_only(), weak))
+        hospital.handle("join", "", _join_body(hospital, Manifest.keys_only(), weak))
     last = json.loads((tmp_path / "keystore-hospital-1" / "audit.jsonl").read_text().splitlines()[-1])
     assert last["step"] == "join" and last["decision"] == "refused" and "smudging_bits" in last["reason"]
 
 
-def test_a_deployed_site_answers_the_key_ceremony_only_without_a_study_manifest(tmp_path):
-    """A study hook that declares no manifest: the sites agree to the key ceremony only, and refuse the
-    study's first request, naming it; every request is in each site's audit log."""
+def test_a_deployed_hospital_answers_the_key_ceremony_only_without_a_study_manifest(tmp_path):
+    """A study hook that declares no manifest: the hospitals agree to the key ceremony only, and refuse the
+    study's first request, naming it; every request is in each hospital's audit log."""
     pytest.importorskip("flwr")
     from mpclr.deploy.server_app import run_deployed_study
 
-    from .deploy.test_transport import FakeGrid, make_data, study_config, write_sites
+    from .deploy.test_transport import FakeGrid, make_data, study_config, write_hospitals
 
     X, y = make_data()
-    sites = write_sites(tmp_path, X, y)
-    grid = FakeGrid(sites)
+    hospitals = write_hospitals(tmp_path, X, y)
+    grid = FakeGrid(hospitals)
 
     def study(fed, config):
         from mpclr.training.cv import encrypt_study
@@ -171,34 +177,34 @@ def test_a_deployed_site_answers_the_key_ceremony_only_without_a_study_manifest(
     with pytest.raises(ProtocolError, match=r"refuses lr.folds '' from server: not in the study manifest 'key "
                                             r"ceremony only'"):
         run_deployed_study(grid, study_config(tmp_path), study=study)
-    for site in sites:
-        log = [json.loads(line) for line in (tmp_path / f"keystore-{site.name[-1]}" / "audit.jsonl").open()]
+    for hospital in hospitals:
+        log = [json.loads(line) for line in (tmp_path / f"keystore-{hospital.name[-1]}" / "audit.jsonl").open()]
         steps = [(r["step"], r["decision"]) for r in log]
         assert steps[:2] == [("hello", "answered"), ("join", "answered")]
         assert [s for s, d in steps[2:] if d == "answered"] == CEREMONY
         assert steps[-1] == ("lr.folds", "refused") and log[-1]["requester"] == "server"
         # every request, answered or not: a Flower message carrying several (a sequence, as lr.folds with
         # lr.aggregate) has each logged on its own; after a refusal the rest of its sequence goes unanswered
-        sent = [step.split("+") for s, step in grid.delivered if s == site.name]
+        sent = [step.split("+") for s, step in grid.delivered if s == hospital.name]
         assert len(log) == sum(len(parts) for parts in sent[:-1]) + 1
         assert sent[-1] == ["lr.folds", "lr.aggregate"]
 
 
 def test_a_deployed_table_one_round_short_is_refused_at_that_round(tmp_path):
-    """table_one (like pooled_glm) declares its manifest: the sites agree to it at join (that the study's
+    """table_one (like pooled_glm) declares its manifest: the hospitals agree to it at join (that the study's
     requests fit it exactly is in tests/deploy/test_stats_deploy.py). A coordinator whose manifest allows one
     refresh fewer than the secure small-cell test needs is refused at that refresh, which carries the
-    table's label, by every site, naming the step, the label and the budget."""
+    table's label, by every hospital, naming the step, the label and the budget."""
     pytest.importorskip("flwr")
     from mpclr.deploy.server_app import run_deployed_study
     from mpclr.stats.deploy import table_one
 
-    from .deploy.test_transport import FakeGrid, make_data, study_config, write_sites
+    from .deploy.test_transport import FakeGrid, make_data, study_config, write_hospitals
 
     X, y = make_data()
-    sites = write_sites(tmp_path, X, y)
+    hospitals = write_hospitals(tmp_path, X, y)
     options = {"continuous": "x0,x1"}
-    info = SimpleNamespace(names=[s.name for s in sites], params=PRESETS["train"], threshold=3, min_cells=[5] * 3)
+    info = SimpleNamespace(names=[s.name for s in hospitals], params=PRESETS["train"], threshold=3, min_cells=[5] * 3)
     rounds = table_one.manifest(info, options).budget_for("refresh.share", "table1").rounds - 1
 
     def short(fed, config):
@@ -210,7 +216,8 @@ def test_a_deployed_table_one_round_short_is_refused_at_that_round(tmp_path):
     with pytest.raises(ProtocolError, match=rf"refuses refresh.share 'table1#{rounds + 1}' from server: beyond the "
                                             rf"study manifest 'Table 1' .*budget 'refresh.share table1' allows "
                                             rf"{rounds} rounds? \({rounds} answered\)"):
-        run_deployed_study(FakeGrid(sites), dataclasses.replace(study_config(tmp_path), options=options), study=short)
+        run_deployed_study(FakeGrid(hospitals), dataclasses.replace(study_config(tmp_path), options=options),
+                           study=short)
     for i in (1, 2, 3):
         log = [json.loads(line) for line in (tmp_path / f"keystore-{i}" / "audit.jsonl").open()]
         assert sum(r["step"] == "refresh.share" and r["decision"] == "answered" for r in log) == rounds

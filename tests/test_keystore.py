@@ -211,7 +211,7 @@ def test_a_deleted_secret_is_overwritten_then_gone(tmp_path):
 
 class ResumingNetwork(InProcessNetwork):
     """Every hospital resumed from its keystore for each message and saved after it, as a deployed
-    site does (mpclr.deploy.site): a secret left in the keystore comes back on the next message."""
+    hospital does (mpclr.deploy.hospital): a secret left in the keystore comes back on the next message."""
 
     def __init__(self, root):
         super().__init__()
@@ -275,3 +275,28 @@ def test_an_n_of_n_hospital_keeps_its_share(tmp_path):
     x = np.linspace(-1, 1, 8)
     assert np.abs(fed.decrypt(fed.hospitals[1].encrypt(x)) - x).max() < 2e-3
     fed.close()
+
+
+def test_a_keystore_with_a_memo_skips_rewriting_what_it_wrote_unchanged(tmp_path):
+    """A hospital's process keeps a memo of what it wrote: the same contents are not sealed and written
+    again, but a changed value, or a file someone else replaced or removed, is written."""
+    key = KeystoreKey.open(tmp_path, "a long passphrase", create=True)
+    memo: dict = {}
+    Keystore(tmp_path / "s", create=True, key=key, written=memo).put_secret("share", b"a" * 100)
+    path = tmp_path / "s" / "secret-share.bin"
+    before = os.stat(path)
+    ks = Keystore(tmp_path / "s", key=key, written=memo)  # the next message's keystore
+    ks.put_secret("share", b"a" * 100)
+    assert os.stat(path).st_ino == before.st_ino and os.stat(path).st_mtime_ns == before.st_mtime_ns
+    ks.put_secret("share", b"b" * 100)  # changed: written
+    assert ks.get_secret("share") == b"b" * 100
+    path.write_bytes(b"tampered")  # replaced behind the process's back: written again, not trusted
+    ks.put_secret("share", b"b" * 100)
+    assert ks.get_secret("share") == b"b" * 100
+    ks.delete_secret("share")
+    ks.put_secret("share", b"b" * 100)  # deleted, then the same value again: written
+    assert ks.get_secret("share") == b"b" * 100
+    ks.put_json("state", {"x": 1})
+    os.remove(tmp_path / "s" / "state.json")
+    ks.put_json("state", {"x": 1})
+    assert ks.get_json("state") == {"x": 1}

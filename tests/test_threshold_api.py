@@ -93,6 +93,22 @@ def test_rotation_keys_for_low_levels(fed32, x):
     assert_rotated(fed32.decrypt(s.rotate(a, 5)), np.roll(x, -5), TOL)
 
 
+def test_two_sets_of_rotation_keys_share_their_round(fed32, x):
+    """generate_rotation_key_sets: a full-level set and a low-level one in one round (two gkg.share requests
+    per hospital, each answered alone); a key the first set makes is not made again by the second."""
+    s = fed32.server
+    msgs = fed32.network.traffic.by_type["gkg.share"]["messages"]
+    made = fed32.generate_rotation_key_sets([([7], None), ([7, 9], 1)])
+    assert len(made) == 2  # 7 once (at every level), 9 for levels up to 1
+    assert fed32.network.traffic.by_type["gkg.share"]["messages"] - msgs == 2 * 2 * 3  # 2 requests + 2 replies each
+    a = fed32.hospitals[0].encrypt(x)
+    assert_rotated(fed32.decrypt(s.rotate(a, 7)), np.roll(x, -7), TOL)
+    one = s.multiply_plain(s.multiply_plain(s.multiply_plain(a, 1.0), 1.0), 1.0)
+    assert_rotated(fed32.decrypt(s.rotate(one, 9)), np.roll(x, -9), TOL)
+    with pytest.raises(ProtocolError, match="no rotation key for step 9 at level 4"):
+        s.rotate(a, 9)
+
+
 @pytest.mark.parametrize("preset,t", [("fast", 2), ("fast", 3)])
 def test_refresh_then_full_depth(preset, t, x):
     """A ciphertext whose levels are used up down to the refresh level comes back to the top level and

@@ -1,4 +1,4 @@
-"""python -m mpclr.deploy {local, site, keystore, certs, keys, app}: see docs/deployment.md."""
+"""python -m mpclr.deploy {local, hospital, keystore, certs, keys, app}: see docs/deployment.md."""
 
 from __future__ import annotations
 
@@ -15,21 +15,21 @@ def _local(args) -> int:
     from .. import data as mdata
     from ..errors import ParameterError
     from ..params import check_study_preset
-    from .local import LocalDeployment, SiteSpec, StudyFailed
+    from .local import HospitalSpec, LocalDeployment, StudyFailed
     from .study import fold_aucs
 
-    n = args.sites
+    n = args.hospitals
     try:
         check_study_preset(args.preset, n)  # before anything starts (the coordinator checks again)
     except ParameterError as exc:
         print(f"mpclr.deploy local: {exc}", file=sys.stderr)
         return 2
-    sites = [SiteSpec(f"hospital-{i + 1}", args.data, f"{i + 1}/{n}") for i in range(n)]
+    hospitals = [HospitalSpec(f"hospital-{i + 1}", args.data, f"{i + 1}/{n}") for i in range(n)]
     work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="mpclr-deploy-"))
     print(f"mpclr local deployment in {work}: SuperLink + {n} SuperNodes on 127.0.0.1 (TLS, SuperNode "
-          f"authentication, telemetry off), data {args.data!r} split across the sites")
+          f"authentication, telemetry off), data {args.data!r} split across the hospitals")
     config = {"preset": args.preset, "threshold": args.threshold, "folds": args.folds, "seed": args.seed}
-    dep = LocalDeployment(work, sites, mode=args.mode)
+    dep = LocalDeployment(work, hospitals, mode=args.mode)
     try:
         dep.start()
         print(f"started in {dep.timings['start']:.1f} s; running the study ...")
@@ -51,9 +51,9 @@ def _local(args) -> int:
     print("study:   " + ", ".join(f"{k} {v:.1f}" for k, v in res["study"]["seconds"].items()))
     print(f"{net['rounds']} Flower rounds; per-round overhead median {net['overhead_median'] * 1000:.0f} ms, "
           f"mean {net['overhead_mean'] * 1000:.0f} ms")
-    for site, b in res["bytes_per_site"].items():
-        print(f"  {site}: sent {b['sent'] / 1e6:.1f} MB, received {b['received'] / 1e6:.1f} MB")
-    print("per-fold test AUC of the decrypted models (computed here, where this demo holds every site's rows): "
+    for hospital, b in res["bytes_per_hospital"].items():
+        print(f"  {hospital}: sent {b['sent'] / 1e6:.1f} MB, received {b['received'] / 1e6:.1f} MB")
+    print("per-fold test AUC of the decrypted models (computed here, where this demo holds every hospital's rows): "
           + " ".join(f"{a:.3f}" for a in aucs) + f"  (mean {np.mean(aucs):.3f})")
     secure = res["study"].get("secure_evaluation")
     if secure:
@@ -65,10 +65,14 @@ def _local(args) -> int:
     return 0
 
 
-def _site(args) -> int:
-    from .supernode import run_site
+def _hospital(args) -> int:
+    from .supernode import run_hospital
 
-    run_site(args.config)
+    if args.command == "site":
+        print("mpclr.deploy: `site` is now called `hospital` (python -m mpclr.deploy hospital --config ...)",
+              file=sys.stderr)
+
+    run_hospital(args.config)
     return 0
 
 
@@ -76,12 +80,12 @@ def _keystore(args) -> int:
     from . import keystore_admin as ka
 
     if bool(args.config) == bool(args.path):
-        print("keystore: give either --config site.toml or the keystore folder", file=sys.stderr)
+        print("keystore: give either --config hospital.toml or the keystore folder", file=sys.stderr)
         return 2
     if args.config:
-        from .supernode import site_config
+        from .supernode import hospital_config
 
-        root = Path(site_config(args.config)[0].keystore)
+        root = Path(hospital_config(args.config)[0].keystore)
     else:
         root = Path(args.path)
     try:
@@ -120,7 +124,7 @@ def _certs(args) -> int:
     if not (folder / "ca.crt").exists():
         make_ca(folder)
     cert, key = make_server_cert(folder, hosts=args.hosts, name="superlink")
-    print(f"CA: {folder / 'ca.crt'} (give to every site), {folder / 'ca.key'} (keep offline)\n"
+    print(f"CA: {folder / 'ca.crt'} (give to every hospital), {folder / 'ca.key'} (keep offline)\n"
           f"SuperLink: {cert}, {key}")
     return 0
 
@@ -145,9 +149,9 @@ def main(argv=None) -> int:
 
     p = argparse.ArgumentParser(prog="python -m mpclr.deploy", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
-    loc = sub.add_parser("local", help="SuperLink + n sites on 127.0.0.1, one study, then stop everything")
-    loc.add_argument("--hospitals", "--sites", dest="sites", type=int, metavar="N", default=3,
-                     help="hospitals, one site each (default 3); --sites is the older name")
+    loc = sub.add_parser("local", help="SuperLink + n hospitals on 127.0.0.1, one study, then stop everything")
+    loc.add_argument("--hospitals", "--sites", dest="hospitals", type=int, metavar="N", default=3,
+                     help="hospitals, one SuperNode each (default 3); --sites is the older name")
     loc.add_argument("--threshold", type=int, default=0, help="t of t-out-of-n (default n)")
     add_preset_argument(loc)  # the local deployment runs the default study
     loc.add_argument("--data", default="breast_cancer")
@@ -157,17 +161,18 @@ def main(argv=None) -> int:
     loc.add_argument("--workdir", help="keep certificates, keystores and logs here (default: a new temp folder)")
     loc.add_argument("--json", help="also write the result to this file")
     loc.set_defaults(func=_local)
-    site = sub.add_parser("site", help="run this hospital's SuperNode (TLS + node authentication)")
-    site.add_argument("--config", required=True)
-    site.set_defaults(func=_site)
-    ks = sub.add_parser("keystore", help="list, back up or destroy a site's keystore (its node's state)")
+    hospital = sub.add_parser("hospital", aliases=["site"],
+                              help="run this hospital's SuperNode (TLS + node authentication); `site`: its older name")
+    hospital.add_argument("--config", required=True)
+    hospital.set_defaults(func=_hospital)
+    ks = sub.add_parser("keystore", help="list, back up or destroy a hospital's keystore (its node's state)")
     ks_sub = ks.add_subparsers(dest="action", required=True)
     for action, text in (("list", "sessions, files, sizes, what each holds, whether encrypted"),
                          ("backup", "one tar archive of the keystore (encrypted files stay encrypted)"),
                          ("destroy", "overwrite the secret files and remove a session or the whole keystore")):
         a = ks_sub.add_parser(action, help=text)
         a.add_argument("path", nargs="?", help="the keystore folder (or give --config)")
-        a.add_argument("--config", help="the site's configuration (site.toml): its [site] keystore")
+        a.add_argument("--config", help="the hospital's configuration (hospital.toml): its [hospital] keystore")
         if action == "list":
             a.add_argument("--json", action="store_true", help="print the inventory as JSON")
         if action == "backup":
@@ -179,9 +184,9 @@ def main(argv=None) -> int:
     certs = sub.add_parser("certs", help="a CA and the SuperLink's TLS certificate")
     certs.add_argument("folder")
     certs.add_argument("--hosts", nargs="+", default=["127.0.0.1", "localhost"],
-                       help="every name and address the sites use to reach the SuperLink")
+                       help="every name and address the hospitals use to reach the SuperLink")
     certs.set_defaults(func=_certs)
-    keys = sub.add_parser("keys", help="a site's SuperNode authentication key pair")
+    keys = sub.add_parser("keys", help="a hospital's SuperNode authentication key pair")
     keys.add_argument("folder")
     keys.set_defaults(func=_keys)
     app = sub.add_parser("app", help="write the Flower app folder used by `flwr run`")

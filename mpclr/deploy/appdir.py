@@ -1,6 +1,6 @@
 """The Flower app (what `flwr run` bundles into a FAB): a pyproject.toml naming mpclr's ServerApp and
 ClientApp, and the run configuration's keys with their defaults. It holds no code: the coordinator and
-the sites run the mpclr they installed (a site refuses any other ClientApp, mpclr.deploy.supernode)."""
+the hospitals run the mpclr they installed (a hospital refuses any other ClientApp, mpclr.deploy.supernode)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ __all__ = ["write_app", "DEFAULTS", "run_config_args"]
 
 DEFAULTS = {
     "output": "",
-    "sites": "",
+    "hospital-names": "",  # comma-separated, in the order that numbers their rows
+    "sites": "",  # the older name of hospital-names, still read (with a DeprecationWarning)
     "hospitals": 0,
     "parties": 0,  # the older name of hospitals, still read (with a DeprecationWarning)
     "threshold": 0,
@@ -60,7 +61,7 @@ def write_app(folder, extra: dict | None = None) -> Path:
         "[project]",
         'name = "mpclr-study"',
         'version = "1.0.0"',
-        'description = "mpclr: cross-validated logistic regression on threshold CKKS across sites"',
+        'description = "mpclr: cross-validated logistic regression on threshold CKKS across hospitals"',
         'license = "MIT"',
         "dependencies = []",
         "",

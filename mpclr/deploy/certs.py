@@ -1,5 +1,5 @@
 """Certificates and keys for a deployment: a private CA, the SuperLink's TLS certificate, and each
-site's SuperNode authentication key pair.
+hospital's SuperNode authentication key pair.
 
 For a real deployment the coordinator's IT may use its own CA instead (see docs/deployment.md); these
 helpers make a complete, correct set for a local trial or a pilot. Private keys are written 0600.
@@ -42,7 +42,7 @@ def _name(common_name: str) -> x509.Name:
 
 
 def make_ca(folder, common_name: str = "mpclr study CA", days: int = 365) -> tuple[Path, Path]:
-    """A self-signed CA (P-384): folder/ca.crt (give it to every site) and folder/ca.key (keep it)."""
+    """A self-signed CA (P-384): folder/ca.crt (give it to every hospital) and folder/ca.key (keep it)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     key = ec.generate_private_key(ec.SECP384R1())
@@ -107,7 +107,7 @@ def make_server_cert(
 
 def make_node_keys(folder, name: str = "supernode") -> tuple[Path, Path]:
     """A SuperNode authentication key pair (EC P-384, OpenSSH format, as Flower expects): the private
-    key stays at the site (folder/name, 0600); the public key (folder/name.pub) goes to the coordinator,
+    key stays at the hospital (folder/name, 0600); the public key (folder/name.pub) goes to the coordinator,
     who registers it with `flwr supernode register`."""
     folder = Path(folder)
     key = ec.generate_private_key(ec.SECP384R1())

@@ -1,6 +1,6 @@
 """A hospital's IT and its node's state: list, back up and destroy a keystore, one command each.
 
-    python -m mpclr.deploy keystore list    --config /etc/mpclr/site.toml      (or a keystore folder)
+    python -m mpclr.deploy keystore list    --config /etc/mpclr/hospital.toml      (or a keystore folder)
     python -m mpclr.deploy keystore backup  --config ... --output /backup/mpclr-hospital-2.tar
     python -m mpclr.deploy keystore destroy --config ... [--session ID] --yes
 
@@ -31,13 +31,13 @@ __all__ = ["FILES", "describe", "inventory", "format_inventory", "backup", "dest
 FILES = [
     (HEADER, False, "how the secret files are encrypted: scrypt parameters, this keystore's random salt and a "
                     "check value to recognise a wrong passphrase (no key, nothing secret)"),
-    ("site.json", False, "the site's name and when its identity was made"),
+    ("site.json", False, "the hospital's name and when its identity was made"),
     ("secret-identity.bin", True, "the node's identity private keys (Ed25519 signing, X25519 key agreement): "
                                   "sign its messages and open what other nodes sealed for it"),
     ("node.json", False, "the node's name and role, the study session (roster of identity public keys, key "
                          "holders, threshold, parameter fingerprint) and the message sequence numbers sent and "
                          "seen (replay protection)"),
-    ("site-session.json", False, "what the site agreed to when it joined the study: session fingerprint, its "
+    ("site-session.json", False, "what the hospital agreed to when it joined the study: session fingerprint, its "
                                  "row offset and row count, parameter set, threshold, key holders, join time"),
     ("data-provider.json", False, "protocol state: the common random string's seed, refresh labels already "
                                   "used, key-ceremony commitments in progress, the fold of each of its rows, "

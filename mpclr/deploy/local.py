@@ -1,11 +1,11 @@
-"""A whole deployment on this machine (127.0.0.1 only): certificates, a SuperLink, n sites, a study.
+"""A whole deployment on this machine (127.0.0.1 only): certificates, a SuperLink, n hospitals, a study.
 
 Used by `python -m mpclr.deploy local`, the tests and the deployment benchmark. Every process it starts
 carries an environment tag; `stop()` ends them by process id (each one's process group first, then any
 tagged process left, such as the SuperLink's detached SuperExec and ServerApp), so nothing outlives it,
 also when a study fails.
 
-    with LocalDeployment(workdir, sites=[SiteSpec("hospital-1", "breast_cancer", "1/3"), ...]) as dep:
+    with LocalDeployment(workdir, hospitals=[HospitalSpec("hospital-1", "breast_cancer", "1/3"), ...]) as dep:
         result = dep.run_study({"threshold": 2, "preset": "train", "folds": 5})
 """
 
@@ -24,11 +24,11 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import MpclrError
+from ..errors import MpclrError, renamed_keywords
 from .appdir import run_config_args, write_app
 from .certs import make_ca, make_node_keys, make_server_cert
 
-__all__ = ["LocalDeployment", "SiteSpec", "StudyFailed", "free_port", "submit_study", "tagged_processes"]
+__all__ = ["LocalDeployment", "HospitalSpec", "StudyFailed", "free_port", "submit_study", "tagged_processes"]
 
 TAG = "MPCLR_DEPLOY_TAG"
 
@@ -42,7 +42,7 @@ class StudyFailed(MpclrError):
 
 
 @dataclass
-class SiteSpec:
+class HospitalSpec:
     name: str
     data: str  # path or built-in data set (mpclr.data.load)
     part: str = ""  # "i/n": only that contiguous part of `data`
@@ -72,19 +72,20 @@ def _bin(name: str) -> str:
 
 
 class LocalDeployment:
-    """SuperLink + one SuperNode per site on 127.0.0.1, TLS and SuperNode authentication on.
+    """SuperLink + one SuperNode per hospital on 127.0.0.1, TLS and SuperNode authentication on.
 
-    mode "tuned": each site is `python -m mpclr.deploy site` (long-lived ClientApp, fast polling);
-    mode "flower": each site is a plain `flower-supernode` (a new ClientApp process per message, Flower's
+    mode "tuned": each hospital is `python -m mpclr.deploy hospital` (long-lived ClientApp, fast polling);
+    mode "flower": each hospital is a plain `flower-supernode` (a new ClientApp process per message, Flower's
     default polling): the out-of-the-box baseline.
     """
 
-    def __init__(self, workdir, sites: list[SiteSpec], *, mode: str = "tuned", poll: float = 0.1,
+    @renamed_keywords(sites="hospitals")
+    def __init__(self, workdir, hospitals: list[HospitalSpec], *, mode: str = "tuned", poll: float = 0.1,
                  superexec_poll: float = 0.1, log=None):
         if mode not in ("tuned", "flower"):
             raise ValueError(f"mode must be 'tuned' or 'flower', got {mode!r}")
         self.root = Path(workdir).resolve()
-        self.sites = list(sites)
+        self.hospitals = list(hospitals)
         self.mode = mode
         self.poll = poll
         self.superexec_poll = superexec_poll
@@ -165,33 +166,33 @@ class LocalDeployment:
             "--port", str(self.port),
         ], self.home, {"FLWR_SUPEREXEC_TASK_POLL_INTERVAL": str(self.superexec_poll)})
         self._wait_port(self.port, "superlink")
-        for spec in self.sites:
-            folder = self.root / "sites" / spec.name
+        for spec in self.hospitals:
+            folder = self.root / "hospitals" / spec.name
             folder.mkdir(parents=True, exist_ok=True)
             os.chmod(folder, 0o700)
             _, pub = make_node_keys(folder, "supernode-key")
             (folder / "ca.crt").write_bytes((certs / "ca.crt").read_bytes())
             out = self._cli(["supernode", "register", str(pub), self.connection, "--name", spec.name])
             self.log(f"registered {spec.name}: {out.strip().splitlines()[-1] if out.strip() else ''}")
-        for spec in self.sites:
-            self.start_site(spec)
+        for spec in self.hospitals:
+            self.start_hospital(spec)
 
-    def passphrase_file(self, spec: SiteSpec) -> Path:
-        """The demo's keystore passphrase: random, made once per site, kept in a 0600 file beside the
-        keystore. So `local` runs without prompting and its keystores are encrypted as a real site's are;
-        at a real site the passphrase is not kept next to the keystore (docs/deployment.md)."""
-        path = self.root / "sites" / spec.name / "keystore-passphrase"
+    def passphrase_file(self, spec: HospitalSpec) -> Path:
+        """The demo's keystore passphrase: random, made once per hospital, kept in a 0600 file beside the
+        keystore. So `local` runs without prompting and its keystores are encrypted as a real hospital's are;
+        at a real hospital the passphrase is not kept next to the keystore (docs/deployment.md)."""
+        path = self.root / "hospitals" / spec.name / "keystore-passphrase"
         if not path.exists():
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as fh:
                 fh.write(secrets.token_urlsafe(32))
         return path
 
-    def site_config(self, spec: SiteSpec, runtime_port: int) -> Path:
-        folder = self.root / "sites" / spec.name
-        cfg = folder / "site.toml"
+    def hospital_config(self, spec: HospitalSpec, runtime_port: int) -> Path:
+        folder = self.root / "hospitals" / spec.name
+        cfg = folder / "hospital.toml"
         cfg.write_text(
-            "[site]\n"
+            "[hospital]\n"
             f'name = "{spec.name}"\n'
             f'keystore = "{folder / "keystore"}"\n'
             f'passphrase-file = "{self.passphrase_file(spec)}"\n'
@@ -209,24 +210,24 @@ class LocalDeployment:
         )
         return cfg
 
-    def start_site(self, spec: SiteSpec) -> None:
-        from .site import SiteConfig
+    def start_hospital(self, spec: HospitalSpec) -> None:
+        from .hospital import HospitalConfig
 
-        folder = self.root / "sites" / spec.name
+        folder = self.root / "hospitals" / spec.name
         home = folder / "flwr-home"
         home.mkdir(parents=True, exist_ok=True)
         runtime_port = free_port()
-        cfg = self.site_config(spec, runtime_port)
+        cfg = self.hospital_config(spec, runtime_port)
         if self.mode == "tuned":
-            args = [sys.executable, "-m", "mpclr.deploy", "site", "--config", str(cfg)]
+            args = [sys.executable, "-m", "mpclr.deploy", "hospital", "--config", str(cfg)]
         else:
-            sc = SiteConfig(spec.name, str(folder / "keystore"), str(spec.data), spec.part, spec.label,
-                            passphrase_file=str(self.passphrase_file(spec)))
+            sc = HospitalConfig(spec.name, str(folder / "keystore"), str(spec.data), spec.part, spec.label,
+                                passphrase_file=str(self.passphrase_file(spec)))
             args = [_bin("flower-supernode"), "--superlink", f"127.0.0.1:{self.port}",
                     "--root-certificates", str(folder / "ca.crt"),
                     "--auth-supernode-private-key", str(folder / "supernode-key"),
                     "--node-config", sc.node_config(), "--port", str(runtime_port)]
-        self._spawn(f"site-{spec.name}", args, home)
+        self._spawn(f"hospital-{spec.name}", args, home)
 
     def _wait_port(self, port: int, key: str, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
@@ -244,15 +245,15 @@ class LocalDeployment:
     # --- run ------------------------------------------------------------------------------------
     def run_study(self, run_config: dict | None = None, *, timeout: float = 1800.0, on_progress=None) -> dict:
         """Submit a study to this deployment (see submit_study)."""
-        values = {"sites": ",".join(s.name for s in self.sites), **(run_config or {})}
+        values = {"hospital-names": ",".join(s.name for s in self.hospitals), **(run_config or {})}
         out = self.root / "coordinator" / f"study-{int(time.time() * 1000)}"
         return submit_study(self.connection, values, out, flwr_home=self.home, timeout=timeout,
                             on_progress=on_progress, alive=lambda: self.procs["superlink"].poll() is None,
                             log=self.log)
 
-    def kill_site(self, name: str, sig: int = signal.SIGKILL) -> None:
-        """End a site at once (its SuperNode and ClientApp processes), as a crash or power cut would."""
-        proc = self.procs[f"site-{name}"]
+    def kill_hospital(self, name: str, sig: int = signal.SIGKILL) -> None:
+        """End a hospital at once (its SuperNode and ClientApp processes), as a crash or power cut would."""
+        proc = self.procs[f"hospital-{name}"]
         try:
             os.killpg(proc.pid, sig)
         except ProcessLookupError:

@@ -1,12 +1,12 @@
-"""The coordinator's side: a Flower ServerApp that runs a whole study over the sites' SuperNodes.
+"""The coordinator's side: a Flower ServerApp that runs a whole study over the hospitals' SuperNodes.
 
-    find the sites      hello to every connected SuperNode: name, identity key, row count
-    manifest            the study hook's manifest (`function.manifest(SitesInfo, config)`): what the
-                        sites will answer, computed from the study plan (the sites report their fold
+    find the hospitals      hello to every connected SuperNode: name, identity key, row count
+    manifest            the study hook's manifest (`function.manifest(HospitalsInfo, config)`): what the
+                        hospitals will answer, computed from the study plan (the hospitals report their fold
                         sizes for it); a hook without one gets the key ceremony only
     bootstrap           build the session (roster, key holders, threshold, parameter set, manifest
-                        digest), assign each site a contiguous range of global row numbers (in the order
-                        of `sites`), send it with the manifest to every site (each draws its key share),
+                        digest), assign each hospital a contiguous range of global row numbers (in the order
+                        of `hospitals`), send it with the manifest to every hospital (each draws its key share),
                         compare session fingerprints
     key ceremony        Server.run_key_ceremony, and run_threshold_setup when t < n
     the study           a function `study(fed, config) -> dict` (the hook, below), on a
@@ -20,9 +20,9 @@ hospitals by name, decrypt, refresh, receive, generate_rotation_keys, session, p
 is a dict with the run configuration's study options (folds, schedule, degree, workers, seed, ...)
 plus "progress": a callable progress(event: str, **info) that appends to <output>/progress.jsonl. It
 returns a JSON-serialisable dict, stored under "study" in result.json. A function with an attribute
-`check_config(preset, options)` has it called first, before any site is contacted, to refuse what it
+`check_config(preset, options)` has it called first, before any hospital is contacted, to refuse what it
 could not run (the default study refuses unknown options and presets that cannot run a whole study).
-Its hospitals' rows are at the sites: only steps that go through protocol messages (mpclr.training.cv and the
+Its hospitals' rows are at the hospitals: only steps that go through protocol messages (mpclr.training.cv and the
 like) can use them.
 """
 
@@ -40,13 +40,13 @@ from dataclasses import dataclass, field
 from itertools import accumulate
 from pathlib import Path
 
-from ..errors import MpclrError, NodeUnavailable, ParameterError, ProtocolError
+from ..errors import MpclrError, NodeUnavailable, ParameterError, ProtocolError, renamed_keywords
 from ..federation import Federation, seal_context
 from ..params import check_study_preset, get_preset
 from ..roles import Researcher, Server, Session
 from ..roles.policy import Manifest
-from .site import params_to_json, session_fingerprint
-from .transport import FlowerNetwork, SiteError
+from .hospital import params_to_json, session_fingerprint
+from .transport import FlowerNetwork, HospitalError
 
 __all__ = ["DeploymentConfig", "DeployedFederation", "RemoteParty", "run_deployed_study", "make_server_app",
            "DEFAULT_STUDY"]
@@ -54,8 +54,8 @@ __all__ = ["DeploymentConfig", "DeployedFederation", "RemoteParty", "run_deploye
 DEFAULT_STUDY = "mpclr.deploy.study:encrypted_cv"
 
 # run-config keys that belong to the deployment; every other key is a study option
-_DEPLOYMENT_KEYS = {"sites", "hospitals", "parties", "threshold", "preset", "seed", "study", "output", "round-timeout",
-                    "join-timeout", "poll", "max-poll"}
+_DEPLOYMENT_KEYS = {"hospital-names", "sites", "hospitals", "parties", "threshold", "preset", "seed", "study", "output",
+                    "round-timeout", "join-timeout", "poll", "max-poll"}
 
 
 def _natural(name: str):
@@ -64,12 +64,12 @@ def _natural(name: str):
 
 @dataclass
 class DeploymentConfig:
-    """How the coordinator runs a deployed study: where its result goes, which sites, the key ceremony's
+    """How the coordinator runs a deployed study: where its result goes, which hospitals, the key ceremony's
     preset, threshold and seed, the transport's timeouts, and which study hook runs. The study itself is
     described by the hook from `options` (the default's: mpclr.spec.StudySpec.from_run_config)."""
 
     output: str
-    sites: list[str] = field(default_factory=list)
+    hospital_names: list[str] = field(default_factory=list)
     hospitals: int = 0
     threshold: int = 0
     preset: str = "train"
@@ -86,7 +86,13 @@ class DeploymentConfig:
         rc = dict(rc)
         if not str(rc.get("output", "")):
             raise ParameterError("run config: `output` (the coordinator's result folder) is required")
-        sites = [s.strip() for s in str(rc.get("sites", "")).split(",") if s.strip()]
+        if str(rc.get("sites", "")):  # the key's older name
+            if str(rc.get("hospital-names", "")):
+                raise ParameterError("run config: `sites` is the older name of `hospital-names`: "
+                                     "set only `hospital-names`")
+            warnings.warn("run config: `sites` is now called `hospital-names`", DeprecationWarning, stacklevel=2)
+            rc["hospital-names"] = rc["sites"]
+        names = [s.strip() for s in str(rc.get("hospital-names", "")).split(",") if s.strip()]
         seed = rc.get("seed", 0)
         hospitals = int(rc.get("hospitals", 0) or 0)
         if int(rc.get("parties", 0) or 0):  # the key's older name
@@ -96,8 +102,8 @@ class DeploymentConfig:
             hospitals = int(rc["parties"])
         return cls(
             output=str(rc["output"]),
-            sites=sites,
-            hospitals=hospitals or len(sites),
+            hospital_names=names,
+            hospitals=hospitals or len(names),
             threshold=int(rc.get("threshold", 0) or 0),
             preset=str(rc.get("preset", "train")),
             seed=None if seed in ("", None) or (isinstance(seed, int) and seed < 0) else int(seed),
@@ -110,9 +116,12 @@ class DeploymentConfig:
         )
 
 
+DeploymentConfig.__init__ = renamed_keywords(sites="hospital_names")(DeploymentConfig.__init__)
+
+
 class RemoteParty:
     """A hospital seen from the coordinator: a name and a row range. Its rows and key share are at
-    the site; everything it does goes through protocol messages."""
+    the hospital; everything it does goes through protocol messages."""
 
     def __init__(self, name: str, rows: int, row_offset: int, node_id: int, identity: bytes):
         self.name = name
@@ -125,13 +134,13 @@ class RemoteParty:
         return f"RemoteParty({self.name!r}, rows {self.row_offset}..{self.row_offset + self.rows - 1})"
 
     def _remote_only(self, *args, **kwargs):
-        raise ProtocolError(f"{self.name} runs at its own site: its data and key share are not here")
+        raise ProtocolError(f"{self.name} runs at its own hospital: its data and key share are not here")
 
     encrypt = load_data = handle = _remote_only
 
 
 class DeployedFederation(Federation):
-    """`mpclr.Federation` with the hospitals at their sites: the server and the researcher run here on a
+    """`mpclr.Federation` with the hospitals at their hospitals: the server and the researcher run here on a
     `FlowerNetwork`; `hospitals` are `RemoteParty` stubs. Made by `run_deployed_study` after bootstrap."""
 
     def __init__(self, network: FlowerNetwork, server: Server, researcher: Researcher, session: Session,
@@ -155,7 +164,7 @@ class DeployedFederation(Federation):
         self.timings["key_ceremony"] = time.perf_counter() - t0
 
     def save(self, path) -> None:
-        raise ProtocolError("a deployed federation keeps its state at the sites (their keystores): nothing to save")
+        raise ProtocolError("a deployed federation keeps its state at the hospitals (their keystores): nothing to save")
 
     @classmethod
     def load(cls, path, network=None):
@@ -199,13 +208,14 @@ def load_study(ref: str):
     return fn
 
 
-def find_sites(grid, net: FlowerNetwork, cfg: DeploymentConfig, note) -> dict[str, dict]:
-    """Say hello to every connected SuperNode until the study's sites are known by name; a SuperNode
+def find_hospitals(grid, net: FlowerNetwork, cfg: DeploymentConfig, note) -> dict[str, dict]:
+    """Say hello to every connected SuperNode until the study's hospitals are known by name; a SuperNode
     registered under a name (flwr supernode register --name) must answer with that name."""
-    want = list(cfg.sites)
+    want = list(cfg.hospital_names)
     need = cfg.hospitals or len(want)
     if need < 2:
-        raise ParameterError("a study needs at least 2 sites: set `sites` (names) or `hospitals` (a count)")
+        raise ParameterError("a study needs at least 2 hospitals: set `hospital-names` (names) or `hospitals` "
+                             "(a count)")
     found: dict[str, dict] = {}
     asked: set[int] = set()
     deadline = time.monotonic() + cfg.join_timeout
@@ -218,23 +228,23 @@ def find_sites(grid, net: FlowerNetwork, cfg: DeploymentConfig, note) -> dict[st
                 if isinstance(rep, NodeUnavailable):
                     continue  # starting up or gone: asked again when it shows up again
                 asked.add(nid)
-                if isinstance(rep, SiteError):
-                    raise ProtocolError(f"a site cannot take part: {rep}")
+                if isinstance(rep, HospitalError):
+                    raise ProtocolError(f"a hospital cannot take part: {rep}")
                 info = json.loads(rep)
-                name = info["site"]
+                name = info.get("hospital", info.get("site"))  # "site": a node of mpclr before the rename
                 registered = getattr(nodes[nid], "name", "")
                 if registered and registered != name:
-                    note("site_refused", node=nid, claims=name, registered=registered)
+                    note("hospital_refused", node=nid, claims=name, registered=registered)
                     continue
                 if name in found and found[name]["node_id"] != nid:
                     raise ProtocolError(
                         f"two SuperNodes answer as {name!r} (node ids {found[name]['node_id']} and {nid})"
                     )
                 if want and name not in want:
-                    note("site_ignored", site=name, node=nid)
+                    note("hospital_ignored", hospital=name, node=nid)
                     continue
                 found[name] = {**info, "node_id": nid}
-                note("site_found", site=name, node=nid, rows=info["rows"], features=info["features"],
+                note("hospital_found", hospital=name, node=nid, rows=info["rows"], features=info["features"],
                      identity=info["identity"][:16])
         ready = all(s in found for s in want) if want else len(found) >= need
         if ready:
@@ -242,7 +252,7 @@ def find_sites(grid, net: FlowerNetwork, cfg: DeploymentConfig, note) -> dict[st
         if time.monotonic() > deadline:
             missing = [s for s in want if s not in found] if want else []
             raise ProtocolError(
-                f"sites not connected after {cfg.join_timeout:.0f} s: "
+                f"hospitals not connected after {cfg.join_timeout:.0f} s: "
                 + (", ".join(missing) if missing else f"{len(found)} of {need} found ({', '.join(sorted(found))})")
             )
         time.sleep(0.5)
@@ -251,8 +261,8 @@ def find_sites(grid, net: FlowerNetwork, cfg: DeploymentConfig, note) -> dict[st
 
 
 def fold_sizes_of(net: FlowerNetwork, session_id: bytes, offsets: dict[str, int], folds: int) -> list[int]:
-    """Rows per fold of the sites' own fold assignments (as lr.folds will make them), summed: one
-    bootstrap round. Each site draws the secret fold key of the session now, keeps it, and counts its own
+    """Rows per fold of the hospitals' own fold assignments (as lr.folds will make them), summed: one
+    bootstrap round. Each hospital draws the secret fold key of the session now, keeps it, and counts its own
     rows (global numbers from its offset); the counts are what lr.folds shows the server later anyway."""
     bodies = {n: json.dumps({"session": session_id.hex(), "folds": int(folds), "row_offset": int(off)}).encode()
               for n, off in offsets.items()}
@@ -267,53 +277,54 @@ def fold_sizes_of(net: FlowerNetwork, session_id: bytes, offsets: dict[str, int]
     return total
 
 
-def study_manifest(net: FlowerNetwork, sites: dict[str, dict], cfg: DeploymentConfig, study, note, session_id: bytes,
-                   offsets: dict[str, int]) -> Manifest:
-    """What the sites are asked to agree to: the study hook's manifest for them (see the module docstring)."""
-    from .study import SitesInfo
+def study_manifest(net: FlowerNetwork, hospitals: dict[str, dict], cfg: DeploymentConfig, study, note,
+                   session_id: bytes, offsets: dict[str, int]) -> Manifest:
+    """What the hospitals are asked to agree to: the study hook's manifest for them (see the module docstring)."""
+    from .study import HospitalsInfo
 
-    names = list(sites)
+    names = list(hospitals)
     t = cfg.threshold or len(names)
     make = getattr(study, "manifest", None)
     if make is None:
-        note("manifest", detail="the study hook declares no manifest: the sites answer the key ceremony only")
+        note("manifest", detail="the study hook declares no manifest: the hospitals answer the key ceremony only")
         return Manifest.keys_only(t < len(names))
-    info = SitesInfo(names, [int(sites[n]["rows"]) for n in names], int(next(iter(sites.values()))["features"]),
-                     get_preset(cfg.preset), t, bool(net.coalesce_rounds),
-                     lambda folds: fold_sizes_of(net, session_id, offsets, folds),
-                     [sites[n].get("min_cell") for n in names])
+    info = HospitalsInfo(names, [int(hospitals[n]["rows"]) for n in names],
+                         int(next(iter(hospitals.values()))["features"]), get_preset(cfg.preset), t,
+                         bool(net.coalesce_rounds), lambda folds: fold_sizes_of(net, session_id, offsets, folds),
+                         [hospitals[n].get("min_cell") for n in names])
     manifest = make(info, {**cfg.options, "seed": cfg.seed})
     if not isinstance(manifest, Manifest) or manifest.exploration:
-        raise ProtocolError("the study hook's manifest must be a study manifest (sites refuse exploration)")
+        raise ProtocolError("the study hook's manifest must be a study manifest (hospitals refuse exploration)")
     return manifest
 
 
-def bootstrap(net: FlowerNetwork, sites: dict[str, dict], cfg: DeploymentConfig, note,
+def bootstrap(net: FlowerNetwork, hospitals: dict[str, dict], cfg: DeploymentConfig, note,
               study=None) -> DeployedFederation:
     params = get_preset(cfg.preset)
     ctx = seal_context(params)
-    features = {info["features"] for info in sites.values()}
+    features = {info["features"] for info in hospitals.values()}
     if len(features) != 1:
-        raise ProtocolError(f"the sites' data have different numbers of features: "
-                            f"{ {n: i['features'] for n, i in sites.items()} }")
-    names = list(sites)
+        raise ProtocolError(f"the hospitals' data have different numbers of features: "
+                            f"{ {n: i['features'] for n, i in hospitals.items()} }")
+    names = list(hospitals)
     n = len(names)
     t = cfg.threshold or n
     if not 1 <= t <= n:
         raise ParameterError(f"threshold must be in 1..{n}, got {t}")
-    for name, info in sites.items():
-        net.sites[name] = info["node_id"]
-    offsets = dict(zip(names, accumulate((int(sites[name]["rows"]) for name in names), initial=0)))
+    for name, info in hospitals.items():
+        net.hospitals[name] = info["node_id"]
+    offsets = dict(zip(names, accumulate((int(hospitals[name]["rows"]) for name in names), initial=0)))
     session_id = os.urandom(16)
-    manifest = study_manifest(net, sites, cfg, study or load_study(cfg.study), note, session_id, offsets)
+    manifest = study_manifest(net, hospitals, cfg, study or load_study(cfg.study), note, session_id, offsets)
     server = Server("server", ctx, net)
     researcher = Researcher("researcher", ctx, net)
     roster = {"server": server.identity.public_bytes, "researcher": researcher.identity.public_bytes}
     parties = []
     for name in names:
-        ident = bytes.fromhex(sites[name]["identity"])
+        ident = bytes.fromhex(hospitals[name]["identity"])
         roster[name] = ident
-        parties.append(RemoteParty(name, int(sites[name]["rows"]), offsets[name], sites[name]["node_id"], ident))
+        parties.append(RemoteParty(name, int(hospitals[name]["rows"]), offsets[name], hospitals[name]["node_id"],
+                                   ident))
     session = Session(id=session_id, params=ctx.fingerprint, roster=roster, key_holders=tuple(names),
                       threshold=t, server="server", researcher="researcher", manifest=manifest.digest)
     server.join(session)
@@ -332,12 +343,12 @@ def bootstrap(net: FlowerNetwork, sites: dict[str, dict], cfg: DeploymentConfig,
         got = json.loads(rep)["fingerprint"]
         if got != fp:
             raise ProtocolError(f"{name} computed session fingerprint {got}, the coordinator {fp}")
-    note("joined", session=session.id.hex(), fingerprint=fp, threshold=t, sites=names,
+    note("joined", session=session.id.hex(), fingerprint=fp, threshold=t, hospitals=names,
          rows={p.name: [p.row_offset, p.row_offset + p.rows - 1] for p in parties},
          manifest=manifest.fingerprint)
     print("\n".join(f"[mpclr coordinator] {line}" for line in manifest.table()), file=sys.stderr, flush=True)
     print(f"[mpclr coordinator] SESSION FINGERPRINT {fp} ({t}-of-{n}, preset {params.name}, manifest "
-          f"{manifest.fingerprint}): every site logs the same", file=sys.stderr, flush=True)
+          f"{manifest.fingerprint}): every hospital logs the same", file=sys.stderr, flush=True)
     return DeployedFederation(net, server, researcher, session, parties, params, cfg.seed, manifest)
 
 
@@ -355,20 +366,21 @@ def run_deployed_study(grid, cfg: DeploymentConfig, study=None) -> dict:
     fed = None
     t_all = time.perf_counter()
     try:
-        check_study_preset(cfg.preset, cfg.hospitals or len(cfg.sites) or None)  # before any site is contacted
+        # before any hospital is contacted
+        check_study_preset(cfg.preset, cfg.hospitals or len(cfg.hospital_names) or None)
         fn = study or load_study(cfg.study)
-        check = getattr(fn, "check_config", None)  # a study may check its options before any site is contacted
+        check = getattr(fn, "check_config", None)  # a study may check its options before any hospital is contacted
         if check is not None:
             check(cfg.preset, cfg.options)
         net = FlowerNetwork(grid, timeout=cfg.round_timeout, poll=cfg.poll, max_poll=cfg.max_poll,
                             log=lambda text: note("network", detail=text))
-        phase = "find_sites"
+        phase = "find_hospitals"
         t0 = time.perf_counter()
-        sites = find_sites(grid, net, cfg, note)
+        hospitals = find_hospitals(grid, net, cfg, note)
         phases[phase] = time.perf_counter() - t0
         phase = "bootstrap"
         t0 = time.perf_counter()
-        fed = bootstrap(net, sites, cfg, note, fn)
+        fed = bootstrap(net, hospitals, cfg, note, fn)
         phases[phase] = time.perf_counter() - t0
         phase = "key_ceremony"
         t0 = time.perf_counter()
@@ -388,13 +400,13 @@ def run_deployed_study(grid, cfg: DeploymentConfig, study=None) -> dict:
             "manifest": fed.manifest.to_json(),
             "preset": fed.params.name,
             "threshold": fed.session.threshold,
-            "sites": [{"name": p.name, "node_id": p.node_id, "rows": p.rows, "row_offset": p.row_offset,
-                       "identity": p.identity_public.hex()} for p in fed.hospitals],
+            "hospitals": [{"name": p.name, "node_id": p.node_id, "rows": p.rows, "row_offset": p.row_offset,
+                           "identity": p.identity_public.hex()} for p in fed.hospitals],
             "unavailable": unavailable,
             "unavailable_why": {k: v for k, v in net.dead.items()},
             "seconds": {**phases, "total": time.perf_counter() - t_all},
             "network": net.round_summary(),
-            "bytes_per_site": net.bytes_per_site(),
+            "bytes_per_hospital": net.bytes_per_hospital(),
             "traffic": net.traffic.summary(),
             "study": result,
         }

@@ -2,8 +2,8 @@
 data, then evaluated securely (the researcher receives only counts: confusion matrices, ROC points,
 AUC), as `mpclr cv` does in one process; the fold models are decrypted by the key holders only if
 asked (the default, so the researcher can compare them with a plaintext twin). Transport-agnostic:
-the same function runs on an in-process `mpclr.Federation` whose parties hold their rows, and on a
-`DeployedFederation` whose sites do.
+the same function runs on an in-process `mpclr.Federation` whose hospitals hold their rows, and on a
+`DeployedFederation` whose hospitals do.
 
 Options (run-config keys, all optional): folds (5), workers ("auto", or a number), evaluation
 ("secure", the default: encrypted scores, counts key-switched to the researcher, as `mpclr cv` does;
@@ -13,13 +13,13 @@ schedule (a JSON list of [gamma, eta]) with degree (3) and bound-bits (8), or, w
 the plaintext twin's defaults (mpclr.plain.nesterov.NesterovLR: degree 5, 6 iterations) with step sizes from
 the curvature of the encrypted aggregates, as mpclr.pipeline does (iterations, degree, learning-rate
 override them). An option this study does not read, or iterations / learning-rate beside an explicit
-schedule (which they cannot change), is refused before any site is contacted (check_config), and so is
+schedule (which they cannot change), is refused before any hospital is contacted (check_config), and so is
 a preset that cannot run a whole study (mpclr.params.check_study_preset). The run configuration's seed
-does not reach this study: each site draws its fold assignment from its own secret randomness.
+does not reach this study: each hospital draws its fold assignment from its own secret randomness.
 
-`encrypted_cv.manifest(SitesInfo, config)` is the study manifest of a run (mpclr.manifest): what each
+`encrypted_cv.manifest(HospitalsInfo, config)` is the study manifest of a run (mpclr.manifest): what each
 hospital agrees, at join, to answer. It counts the secure evaluation's layout from the rows per fold of
-the sites' own fold assignments, which each site reports before it joins (SitesInfo.fold_sizes).
+the hospitals' own fold assignments, which each hospital reports before it joins (HospitalsInfo.fold_sizes).
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ from ..params import check_study_preset
 from ..spec import RUN_CONFIG_OPTIONS
 from ..training.hospital import fold_sizes as hospital_fold_sizes
 
-__all__ = ["encrypted_cv", "check_config", "study_spec", "OPTIONS", "fold_aucs", "SitesInfo",
-           "encrypted_cv_manifest", "local_sites_info"]
+__all__ = ["encrypted_cv", "check_config", "study_spec", "OPTIONS", "fold_aucs", "HospitalsInfo",
+           "encrypted_cv_manifest", "local_hospitals_info"]
 
 
 # the run-config keys encrypted_cv reads, beside "seed" and "progress" (the coordinator adds those)
@@ -60,14 +60,14 @@ def study_spec(config: dict, preset: str = "train", hospitals: int | None = None
 
 
 def check_config(preset, config: dict) -> None:
-    """What encrypted_cv would refuse, checked by the coordinator before it contacts a site: a preset
+    """What encrypted_cv would refuse, checked by the coordinator before it contacts a hospital: a preset
     that cannot run a whole study, an option this study does not read, a value out of range."""
     check_study_preset(preset)
     study_spec(config)
 
 
 @dataclass
-class SitesInfo:
+class HospitalsInfo:
     """What the coordinator knows of the hospitals before a study starts, for the study's manifest:
     their names (in the order that numbers their rows), rows, features, the parameter set, the threshold,
     whether the transport coalesces the workers' refreshes, and `fold_sizes(folds)`: the rows per fold of
@@ -85,8 +85,8 @@ class SitesInfo:
     min_cells: list[int | None] = field(default_factory=list)
 
 
-def local_sites_info(parties, params, threshold: int | None = None) -> SitesInfo:
-    """SitesInfo for hospitals simulated in one process (Hospital nodes with their rows loaded, not yet
+def local_hospitals_info(parties, params, threshold: int | None = None) -> HospitalsInfo:
+    """HospitalsInfo for hospitals simulated in one process (Hospital nodes with their rows loaded, not yet
     joined): what an in-process Federation running encrypted_cv needs for its manifest, as a function of
     its hospitals (Federation's `manifest`)."""
     from ..params import get_preset
@@ -97,11 +97,11 @@ def local_sites_info(parties, params, threshold: int | None = None) -> SitesInfo
     def sizes(folds):
         return [int(x) for x in sum(np.asarray(hospital_fold_sizes(p, folds)) for p in parties)]
 
-    return SitesInfo([p.name for p in parties], [r for r, _ in shapes], shapes[0][1], get_preset(params),
-                     threshold or len(parties), False, sizes)
+    return HospitalsInfo([p.name for p in parties], [r for r, _ in shapes], shapes[0][1], get_preset(params),
+                         threshold or len(parties), False, sizes)
 
 
-def encrypted_cv_manifest(info: SitesInfo, config: dict):
+def encrypted_cv_manifest(info: HospitalsInfo, config: dict):
     """The manifest of `encrypted_cv(fed, config)` on these hospitals (mpclr.manifest), computed before
     the study starts: the coordinator sends it with the session, each hospital answers nothing beyond it."""
     from ..manifest import study_manifest
@@ -125,7 +125,7 @@ def encrypted_cv(fed, config: dict) -> dict:
     check_study_preset(fed.params)
     spec = study_spec(config, fed.params.name, fed.n, fed.threshold)
     progress = config.get("progress") or (lambda event, **info: None)
-    study = Study(spec, fed).prepare()  # the sites hold their own rows
+    study = Study(spec, fed).prepare()  # the hospitals hold their own rows
 
     t0 = time.perf_counter()
     # every hospital encrypts its rows for the evaluation now, while all of them are there: the
@@ -158,13 +158,13 @@ def encrypted_cv(fed, config: dict) -> dict:
     }
 
 
-encrypted_cv.check_config = check_config  # the coordinator calls it before it contacts any site
+encrypted_cv.check_config = check_config  # the coordinator calls it before it contacts any hospital
 encrypted_cv.manifest = encrypted_cv_manifest  # the coordinator asks a study hook for its manifest here
 
 
 def fold_aucs(result: dict, X, y) -> list[float]:
     """Per-fold test AUC of the decrypted models on the rows (X, y) in the study's global row order:
-    computed by whoever holds the rows (a test, a demo that plays every site), never by the server."""
+    computed by whoever holds the rows (a test, a demo that plays every hospital), never by the server."""
     from sklearn.metrics import roc_auc_score
 
     from ..pipeline import fold_scores
@@ -176,8 +176,8 @@ def fold_aucs(result: dict, X, y) -> list[float]:
 
 
 def ping(fed, config: dict) -> dict:
-    """`rounds` (default 20) rounds of a no-op request to every site: what a round costs with nothing
-    to compute (each site answers with a MACed "does not answer" error envelope). With `payload` = n,
+    """`rounds` (default 20) rounds of a no-op request to every hospital: what a round costs with nothing
+    to compute (each hospital answers with a MACed "does not answer" error envelope). With `payload` = n,
     each request carries n more bytes (throughput)."""
     from ..wire import KIND_REQUEST
 
@@ -186,7 +186,7 @@ def ping(fed, config: dict) -> dict:
     times = []
     size = int(config.get("payload", 0))  # request size, to measure throughput
     for _ in range(int(config.get("rounds", 20))):
-        # random, one per site and round: Flower stores content-addressed chunks once, so a repeated
+        # random, one per hospital and round: Flower stores content-addressed chunks once, so a repeated
         # payload would not travel again
         pads = {p: os.urandom(size) for p in names}
         t0 = time.perf_counter()

@@ -1,15 +1,15 @@
 """`FlowerNetwork`: the one network interface (mpclr.network.Network) over a Flower Grid.
 
 It lives in the ServerApp process, where the server and the researcher run. Requests to them are
-handled in process; requests to a hospital become Flower messages to that site's SuperNode. The
+handled in process; requests to a hospital become Flower messages to that hospital's SuperNode. The
 protocol bytes are carried unchanged (they are already authenticated envelopes); Flower adds TLS between
 SuperNode and SuperLink and authenticates the SuperNodes.
 
 One `request_many` is one Flower round: every message is pushed at once, replies are pulled until all
 have arrived (matched by `reply_to_message_id`, never by order), a deadline passes, or a node is
-reported dead. A site that does not answer in time, answers with a Flower error (its ClientApp raised,
+reported dead. A hospital that does not answer in time, answers with a Flower error (its ClientApp raised,
 its SuperNode stopped sending heartbeats) or is already known dead becomes a `NodeUnavailable` naming the
-site: the core then redoes a threshold round without it while at least t key holders remain.
+hospital: the core then redoes a threshold round without it while at least t key holders remain.
 
 Flower's own `Grid.send_and_receive` sleeps 3 s between polls; this transport polls the SuperLink with
 a short, growing interval instead (`poll`, doubling up to `max_poll`), which is most of the per-round
@@ -22,10 +22,12 @@ import os
 import threading
 import time
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from ..errors import NodeUnavailable, ProtocolError
 from ..network import Network, check_distinct
+from .tuning import pull_replies
 
 __all__ = ["FlowerNetwork", "encode_request", "decode_request", "encode_reply", "decode_reply", "pack_parts",
            "unpack_parts", "RoundLog"]
@@ -106,18 +108,18 @@ def unpack_parts(body: bytes) -> list[bytes]:
 
 @dataclass
 class RoundLog:
-    """What one Flower round cost: wall time, the slowest site's own handling time, bytes."""
+    """What one Flower round cost: wall time, the slowest hospital's own handling time, bytes."""
 
     step: str
-    sites: int
+    hospitals: int
     seconds: float
-    site_seconds: float
+    hospital_seconds: float
     bytes_out: int
     bytes_in: int
 
     @property
     def overhead(self) -> float:
-        return max(0.0, self.seconds - self.site_seconds)
+        return max(0.0, self.seconds - self.hospital_seconds)
 
 
 @dataclass
@@ -127,45 +129,47 @@ class _Stats:
     retries: int = 0
 
 
-class SiteError(ProtocolError):
-    """A site answered a bootstrap step with an error (its configuration, data or keystore)."""
+class HospitalError(ProtocolError):
+    """A hospital answered a bootstrap step with an error (its configuration, data or keystore)."""
 
 
 class FlowerNetwork(Network):
-    """Deliver envelopes to local nodes directly and to sites through a Flower Grid.
+    """Deliver envelopes to local nodes directly and to hospitals through a Flower Grid.
 
     Parameters
     ----------
     grid : the ServerApp's Grid
-    sites : site name -> Flower node id (learned at bootstrap, see mpclr.deploy.server_app)
-    timeout : seconds a site may take to answer one request before it counts as unavailable
+    hospitals : hospital name -> Flower node id (learned at bootstrap, see mpclr.deploy.server_app)
+    timeout : seconds a hospital may take to answer one request before it counts as unavailable
     poll, max_poll : the reply polling interval starts at `poll` and doubles up to `max_poll`
     retries : how often a request that got an error reply from Flower (not from mpclr) is sent again,
-        the same bytes, before the site counts as unavailable; sites answer a repeated request with
+        the same bytes, before the hospital counts as unavailable; hospitals answer a repeated request with
         their cached reply, so a retry never does a step twice
     """
 
     coalesce_rounds = True  # a round costs about 0.4 s here, however little it carries
 
-    def __init__(self, grid, sites: dict[str, int] | None = None, *, timeout: float = 600.0, poll: float = 0.005,
+    def __init__(self, grid, hospitals: dict[str, int] | None = None, *, timeout: float = 600.0, poll: float = 0.005,
                  max_poll: float = 0.05, retries: int = 1, log=None):
         super().__init__()
         self.grid = grid
-        self.sites: dict[str, int] = dict(sites or {})
+        self.hospitals: dict[str, int] = dict(hospitals or {})
         self.timeout = float(timeout)
         self.poll = float(poll)
         self.max_poll = float(max_poll)
         self.retries = int(retries)
         self.session_hex = ""
-        self.dead: dict[str, str] = {}  # site -> why it stopped counting
+        self.dead: dict[str, str] = {}  # hospital -> why it stopped counting
         self.stats = _Stats()
         self._local: dict[str, object] = {}
         self._lock = threading.Lock()
         self._log = log or (lambda text: None)
+        # pulls the replies of one round side by side (tuning.pull_replies); threads end with the process
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="mpclr-pull")
 
     # --- Network interface ----------------------------------------------------------------------
     def register(self, node) -> None:
-        if node.name in self._local or node.name in self.sites:
+        if node.name in self._local or node.name in self.hospitals:
             raise ProtocolError(f"a node named {node.name!r} is already on this network")
         self._local[node.name] = node
 
@@ -198,7 +202,7 @@ class FlowerNetwork(Network):
         return out
 
     def request_sequences(self, requests):
-        """Each site's requests in one Flower round (a "sequence" message: the site answers them one after
+        """Each hospital's requests in one Flower round (a "sequence" message: the hospital answers them one after
         the other, each as it would alone); local nodes' one by one."""
         check_distinct(requests, "request_sequences")
         out: list = [None] * len(requests)
@@ -238,19 +242,19 @@ class FlowerNetwork(Network):
 
     # --- bootstrap messages (outside the envelope format) ---------------------------------------
     def probe(self, node_ids, body: bytes, timeout: float) -> dict:
-        """`hello` to Flower nodes not yet known by name: node id -> reply body, SiteError or
+        """`hello` to Flower nodes not yet known by name: node id -> reply body, HospitalError or
         NodeUnavailable. Nothing is marked dead: a node that is still starting may answer later."""
         labels = {f"node {nid}": int(nid) for nid in node_ids}
-        saved, saved_dead = dict(self.sites), dict(self.dead)
-        self.sites.update(labels)
+        saved, saved_dead = dict(self.hospitals), dict(self.dead)
+        self.hospitals.update(labels)
         try:
             replies = self._remote([(label, body) for label in labels], step="hello", kind="hello", timeout=timeout)
         finally:
-            self.sites, self.dead = saved, saved_dead
+            self.hospitals, self.dead = saved, saved_dead
         return {labels[label]: rep for label, rep in zip(labels, replies)}
 
     def bootstrap(self, kind: str, bodies: dict[str, bytes], timeout: float | None = None) -> dict:
-        """One round of a bootstrap step to the named sites: site -> reply body, SiteError or
+        """One round of a bootstrap step to the named hospitals: hospital -> reply body, HospitalError or
         NodeUnavailable."""
         names = list(bodies)
         for n in names:
@@ -269,18 +273,18 @@ class FlowerNetwork(Network):
 
         timeout = self.timeout if timeout is None else float(timeout)
         result: dict[str, bytes | NodeUnavailable] = {}
-        pending: dict[str, tuple[str, bytes]] = {}  # message id -> (site, request bytes)
+        pending: dict[str, tuple[str, bytes]] = {}  # message id -> (hospital, request bytes)
         attempts: dict[str, int] = defaultdict(int)
-        site_seconds = 0.0
+        hospital_seconds = 0.0
         t0 = time.perf_counter()
 
         def push(batch):
             msgs = []
-            for site, body in batch:
+            for hospital, body in batch:
                 msgs.append(
                     Message(
                         encode_request(kind, body, self.session_hex),
-                        dst_node_id=self.sites[site],
+                        dst_node_id=self.hospitals[hospital],
                         message_type=MESSAGE_TYPE,
                         group_id=step,
                         ttl=timeout + 60.0,
@@ -288,21 +292,22 @@ class FlowerNetwork(Network):
                 )
             with self._lock:
                 ids = list(self.grid.push_messages(msgs))
-            for (site, body), mid in zip(batch, ids):
+            for (hospital, body), mid in zip(batch, ids):
                 if not mid:
-                    result[site] = NodeUnavailable([site], f"the SuperLink did not accept the {step} message")
+                    result[hospital] = NodeUnavailable([hospital], f"the SuperLink did not accept the {step} message")
                 else:
-                    pending[mid] = (site, body)
-                    attempts[site] += 1
+                    pending[mid] = (hospital, body)
+                    attempts[hospital] += 1
 
         first = []
-        for site, body in requests:
-            if site not in self.sites:
-                raise ProtocolError(f"no site named {site!r} in this deployment (known: {sorted(self.sites)})")
-            if site in self.dead:
-                result[site] = NodeUnavailable([site], f"not answering since earlier ({self.dead[site]})")
+        for hospital, body in requests:
+            if hospital not in self.hospitals:
+                raise ProtocolError(f"no hospital named {hospital!r} in this deployment "
+                                    f"(known: {sorted(self.hospitals)})")
+            if hospital in self.dead:
+                result[hospital] = NodeUnavailable([hospital], f"not answering since earlier ({self.dead[hospital]})")
             else:
-                first.append((site, body))
+                first.append((hospital, body))
         if first:
             push(first)
             if _DEBUG:
@@ -311,32 +316,32 @@ class FlowerNetwork(Network):
         wait = self.poll
         while pending:
             with self._lock:
-                got = list(self.grid.pull_messages(list(pending)))
+                got = pull_replies(self.grid, list(pending), self._pool)
             resend = []
             for msg in got:
                 mid = msg.metadata.reply_to_message_id
                 if mid not in pending:
                     continue  # a late reply to a request already given up on, or a duplicate
-                site, body = pending.pop(mid)
+                hospital, body = pending.pop(mid)
                 if msg.has_error():
                     err = msg.error
                     reason = f"Flower error {err.code}: {err.reason}"
-                    if attempts[site] <= self.retries and not _is_node_down(err.code):
+                    if attempts[hospital] <= self.retries and not _is_node_down(err.code):
                         self.stats.retries += 1
-                        self._log(f"{site}: {step} failed ({reason}); sending the same request again")
-                        resend.append((site, body))
+                        self._log(f"{hospital}: {step} failed ({reason}); sending the same request again")
+                        resend.append((hospital, body))
                         continue
-                    result[site] = self._mark_dead(site, f"{reason} during {step}")
+                    result[hospital] = self._mark_dead(hospital, f"{reason} during {step}")
                     continue
                 reply, error, seconds, _cached = decode_reply(msg.content)
-                site_seconds = max(site_seconds, seconds)
+                hospital_seconds = max(hospital_seconds, seconds)
                 if error:
                     if kind in ("protocol", "sequence"):
-                        result[site] = self._mark_dead(site, f"site error during {step}: {error}")
+                        result[hospital] = self._mark_dead(hospital, f"hospital error during {step}: {error}")
                     else:
-                        result[site] = SiteError(f"{site}: {error}")
+                        result[hospital] = HospitalError(f"{hospital}: {error}")
                     continue
-                result[site] = reply
+                result[hospital] = reply
             if resend:
                 push(resend)
             if _DEBUG and got:
@@ -344,24 +349,24 @@ class FlowerNetwork(Network):
             if not pending:
                 break
             if time.monotonic() > deadline:
-                for site, _ in pending.values():
-                    result[site] = self._mark_dead(site, f"no reply to {step} within {timeout:.0f} s")
+                for hospital, _ in pending.values():
+                    result[hospital] = self._mark_dead(hospital, f"no reply to {step} within {timeout:.0f} s")
                 pending.clear()
                 break
             time.sleep(wait)
             wait = min(self.max_poll, wait * 2)
         elapsed = time.perf_counter() - t0
         self.stats.rounds.append(
-            RoundLog(step, len(requests), elapsed, site_seconds, sum(len(b) for _, b in requests),
+            RoundLog(step, len(requests), elapsed, hospital_seconds, sum(len(b) for _, b in requests),
                      sum(len(v) for v in result.values() if isinstance(v, bytes | bytearray)))
         )
-        return [result[site] for site, _ in requests]
+        return [result[hospital] for hospital, _ in requests]
 
-    def _mark_dead(self, site: str, why: str) -> NodeUnavailable:
-        if site not in self.dead:
-            self.dead[site] = why
-            self._log(f"{site} counts as unavailable from now on: {why}")
-        return NodeUnavailable([site], why)
+    def _mark_dead(self, hospital: str, why: str) -> NodeUnavailable:
+        if hospital not in self.dead:
+            self.dead[hospital] = why
+            self._log(f"{hospital} counts as unavailable from now on: {why}")
+        return NodeUnavailable([hospital], why)
 
     # --- reporting ------------------------------------------------------------------------------
     def round_summary(self) -> dict:
@@ -372,23 +377,25 @@ class FlowerNetwork(Network):
         return {
             "rounds": len(rounds),
             "seconds_in_rounds": sum(r.seconds for r in rounds),
-            "site_seconds": sum(r.site_seconds for r in rounds),
+            "hospital_seconds": sum(r.hospital_seconds for r in rounds),
             "overhead_total": sum(over),
             "overhead_median": over[len(over) // 2],
             "overhead_mean": sum(over) / len(over),
             "overhead_max": over[-1],
             "retries": self.stats.retries,
             "by_step": _by_step(rounds),
-            # every round in order: step, seconds, the slowest site's own seconds, bytes out, bytes in
-            "log": [[r.step, round(r.seconds, 4), round(r.site_seconds, 4), r.bytes_out, r.bytes_in] for r in rounds],
+            # every round in order: step, seconds, the slowest hospital's own seconds, bytes out, bytes in
+            "log": [[r.step, round(r.seconds, 4), round(r.hospital_seconds, 4), r.bytes_out, r.bytes_in]
+                    for r in rounds],
         }
 
-    def bytes_per_site(self) -> dict:
+    def bytes_per_hospital(self) -> dict:
         out = {}
-        for site in self.sites:
-            sent = sum(v["bytes"] for (s, r), v in self.traffic.by_link.items() if s == site)
-            received = sum(v["bytes"] for (s, r), v in self.traffic.by_link.items() if r == site)
-            out[site] = {"sent": sent, "received": received, "bootstrap": self.stats.bootstrap_bytes.get(site, 0)}
+        for hospital in self.hospitals:
+            sent = sum(v["bytes"] for (s, r), v in self.traffic.by_link.items() if s == hospital)
+            received = sum(v["bytes"] for (s, r), v in self.traffic.by_link.items() if r == hospital)
+            out[hospital] = {"sent": sent, "received": received,
+                             "bootstrap": self.stats.bootstrap_bytes.get(hospital, 0)}
         return out
 
 

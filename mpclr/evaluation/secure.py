@@ -104,7 +104,7 @@ from ..errors import ParameterError, ProtocolError
 from ..protocols.refresh import RefreshProtocol
 from ..seal.format import CiphertextData, galois_elt_from_step
 from ..training.blocks import Enc
-from ..training.cv import upload
+from ..training.cv import Upload, upload_together
 from ..training.party import blocks_per_round
 from ..training.spool import Spool
 from ..training.workers import _dump, _load
@@ -317,9 +317,14 @@ class SecureEvaluation(ComparisonPasses, EvaluationResults):
         levels up to it only: a sixth of the full keys' bytes at 'train'."""
         if "rotation_keys" not in self.seconds:
             t0 = time.perf_counter()
-            steps = sorted({step for g in self.layout.groups for step in g.rotate_sum_steps()})
-            self.fed.generate_rotation_keys(steps, by=self._by, level=self.refresh_level)
+            steps, level = self.rotation_key_set()
+            self.fed.generate_rotation_keys(steps, by=self._by, level=level)
             self.seconds["rotation_keys"] = time.perf_counter() - t0
+
+    def rotation_key_set(self) -> tuple[list[int], int]:
+        """(steps, level) of the evaluation's rotation keys, for a study that makes them with others
+        (Federation.generate_rotation_key_sets) and then sets seconds["rotation_keys"]."""
+        return sorted({step for g in self.layout.groups for step in g.rotate_sum_steps()}), self.refresh_level
 
     def _column(self, block: int, column: int) -> Enc:
         """A column of a data block: the hospitals' ciphertexts of it added up (read from the spool's
@@ -347,7 +352,12 @@ class SecureEvaluation(ComparisonPasses, EvaluationResults):
         if self.data:
             return
         t0 = time.perf_counter()
-        s = self.server
+        upload_together(self.server, [self.rows_upload()])
+        self.rows_done(time.perf_counter() - t0)
+
+    def rows_upload(self) -> Upload:
+        """The evaluation rows' upload (lr.encrypt_eval), to run alone (encrypt_rows) or in the rounds of
+        the training rows' (encrypt_study's `also`); rows_done() checks it is complete afterwards."""
         request = {
             "layout": self.layout.describe(),
             "mean": np.asarray(self.cv.mean, dtype=np.float64).tolist(),
@@ -375,12 +385,15 @@ class SecureEvaluation(ComparisonPasses, EvaluationResults):
                 data.add(key, raw)
 
         per_round = blocks_per_round(self.ctx.params, self.layout.block_ciphertexts(self.features))
-        upload(s, "lr.encrypt_eval", request, hospitals, per_round, take)
-        missing = [(b, j) for b in range(blocks) for j in self.layout.columns(b, self.features) if (b, j) not in data]
+        return Upload("lr.encrypt_eval", request, hospitals, per_round, take)
+
+    def rows_done(self, seconds: float = 0.0) -> None:
+        blocks = len(self.layout.blocks)
+        missing = [(b, j) for b in range(blocks) for j in self.layout.columns(b, self.features)
+                   if (b, j) not in self.data]
         if missing:
             raise ProtocolError(f"no hospital sent evaluation rows for block and column {missing[:3]}")
-        self.data = data
-        self.seconds["encrypt_rows"] = time.perf_counter() - t0
+        self.seconds["encrypt_rows"] = seconds
 
     # ------------------------------------------------------------------ step 2: scores
     def _weights(self) -> dict[tuple[int, int], Enc]:

@@ -1,14 +1,14 @@
-"""Notebook 06: the study designed in 00, run on a multi-site deployment (Flower) instead of in this process.
+"""Notebook 06: the study designed in 00, run on a multi-hospital deployment (Flower) instead of in this process.
 
 The deployment's coordinator (a Flower ServerApp, mpclr.deploy) runs the whole study in one go: key
-ceremony with the sites, encryption of each site's rows, training, secure evaluation, results to the
+ceremony with the hospitals, encryption of each hospital's rows, training, secure evaluation, results to the
 researcher. So this step does not reuse 01-05's in-process federation: it submits the study and reads
 back what the coordinator wrote (result.json).
 
 connection = "" starts a loopback deployment on this machine for trying (a SuperLink and one SuperNode
-per hospital on 127.0.0.1, TLS and SuperNode authentication on), each site reading its own rows from
+per hospital on 127.0.0.1, TLS and SuperNode authentication on), each hospital reading its own rows from
 a CSV file written from the study's split, and stops it afterwards. Otherwise `connection` names a
-SuperLink connection in FLWR_HOME's config.toml (docs/deployment.md): the sites are real, their rows
+SuperLink connection in FLWR_HOME's config.toml (docs/deployment.md): the hospitals are real, their rows
 stay with them, and the coordinator writes its results on the SuperLink's machine (this must be it).
 """
 
@@ -26,11 +26,11 @@ from .study import HospitalData, Study
 __all__ = [
     "ProgressBar",
     "run_config",
-    "write_site_files",
+    "write_hospital_files",
     "run_deployed",
     "deployment_record",
     "fold_rows",
-    "site_rows",
+    "hospital_rows",
 ]
 
 
@@ -66,7 +66,7 @@ def run_config(study: Study, decrypt_models: bool = True) -> dict:
             "parameter smudging_bits: a deployment runs the presets as they are; set it to None in 00"
         )
     return {
-        "sites": ",".join(study.hospital_names()),
+        "hospital-names": ",".join(study.hospital_names()),
         "threshold": study.threshold or 0,
         "preset": study.preset,
         "seed": int(study.seed),
@@ -77,8 +77,8 @@ def run_config(study: Study, decrypt_models: bool = True) -> dict:
     }
 
 
-def write_site_files(data: HospitalData, folder) -> list[Path]:
-    """Each hospital's own rows (features, then the label) in its own CSV, as a site would hold them."""
+def write_hospital_files(data: HospitalData, folder) -> list[Path]:
+    """Each hospital's own rows (features, then the label) in its own CSV, as a hospital would hold them."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -101,7 +101,7 @@ def run_deployed(
     timeout: float = 3600.0,
 ) -> dict:
     """Submit the study and wait for its result (result.json as a dict, plus `transport`)."""
-    from ..deploy.local import LocalDeployment, SiteSpec, submit_study
+    from ..deploy.local import HospitalSpec, LocalDeployment, submit_study
 
     config = run_config(study, decrypt_models)
     if connection:
@@ -111,16 +111,16 @@ def run_deployed(
         result["transport"] = {"kind": "deployment", "connection": connection}
         return result
     data = study.hospital_data()
-    files = write_site_files(data, run.file("deployment") / "site-data")
-    sites = [SiteSpec(name, str(path)) for name, path in zip(study.hospital_names(), files)]
-    dep = LocalDeployment(run.file("deployment") / "loopback", sites)
+    files = write_hospital_files(data, run.file("deployment") / "hospital-data")
+    hospitals = [HospitalSpec(name, str(path)) for name, path in zip(study.hospital_names(), files)]
+    dep = LocalDeployment(run.file("deployment") / "loopback", hospitals)
     try:
         dep.start()
         result = dep.run_study(config, timeout=timeout, on_progress=progress)
     finally:
         dep.stop()
     result["transport"] = {"kind": "loopback", "start_s": dep.timings.get("start")}
-    # a loopback site numbered its rows from its offset: map them back to the study's global rows
+    # a loopback hospital numbered its rows from its offset: map them back to the study's global rows
     result["global_rows"] = np.concatenate([p.rows for p in data.parts]).tolist()
     return result
 
@@ -133,7 +133,7 @@ def deployment_record(result: dict, in_process: dict | None = None) -> dict:
         "deployed_wall_s": round(float(result.get("wall_seconds", 0.0)), 2),
         "rounds": int(result["network"]["rounds"]),
         "round_overhead_median_s": round(float(result["network"]["overhead_median"]), 4),
-        "sites_unavailable": len(result.get("unavailable", [])),
+        "hospitals_unavailable": len(result.get("unavailable", [])),
     }
     if secure:
         summary["deployed_secure_auc"] = round(float(secure["summary"]["auc"]["mean"]), 5)
@@ -145,7 +145,7 @@ def deployment_record(result: dict, in_process: dict | None = None) -> dict:
 
 def fold_rows(record: dict) -> list[dict]:
     """Per fold: the deployed secure AUC (and its bound); then the mean, beside 04's in-process mean when
-    it ran. Fold by fold the two are not comparable: each site drew its folds with its own secret
+    it ran. Fold by fold the two are not comparable: each hospital drew its folds with its own secret
     randomness, in this deployment's session and in 02's."""
     secure = (record["study"].get("secure_evaluation") or {}).get("folds", [])
     rows = []
@@ -164,11 +164,11 @@ def fold_rows(record: dict) -> list[dict]:
     return rows
 
 
-def site_rows(record: dict) -> list[dict]:
-    """Per site: bytes sent and received through Flower, and whether it stopped answering."""
+def hospital_rows(record: dict) -> list[dict]:
+    """Per hospital: bytes sent and received through Flower, and whether it stopped answering."""
     gone = set(record.get("unavailable", []))
     return [
-        {"site": s, "sent MB": round(b["sent"] / 1e6, 1), "received MB": round(b["received"] / 1e6, 1),
+        {"hospital": s, "sent MB": round(b["sent"] / 1e6, 1), "received MB": round(b["received"] / 1e6, 1),
          "answered to the end": s not in gone}
-        for s, b in record["bytes_per_site"].items()
+        for s, b in record.get("bytes_per_hospital", record.get("bytes_per_site", {})).items()  # older records
     ]

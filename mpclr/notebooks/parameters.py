@@ -242,7 +242,7 @@ PARAMETERS: dict[str, Parameter] = {
             "split",
             "str",
             "even",
-            "rows to hospitals: 'even' (shuffled by the seed), fractions '0.5,0.3,0.2', or a site-id column",
+            "rows to hospitals: 'even' (shuffled by the seed), fractions '0.5,0.3,0.2', or a hospital-id column",
             _split,
         ),
         Parameter("hospitals", "int", 3, "number of hospitals (data providers, key holders)", _between(2, 64)),

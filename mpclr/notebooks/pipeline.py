@@ -15,7 +15,7 @@ The steps hand each other, in the run folder:
     <step>.json        each step's record, with a "summary" of flat metrics for batch runs
 
 A hospital's rows never go into the run folder: each step that needs them has every hospital load its
-own rows again from the data source (`Study.hospital_data`), as a real site reads its own database.
+own rows again from the data source (`Study.hospital_data`), as a real hospital reads its own database.
 
 What is only possible in a simulation is said where it happens: the plaintext twin and scikit-learn
 (03, 05) need the pooled rows, which nobody holds in a real study.
@@ -82,7 +82,7 @@ def resume_federation(run: RunFolder, study: Study, data: HospitalData | None = 
     """The federation 01 made (same session, keys and stored ciphertexts), checked against the study.
 
     With `data`, every hospital also loads its own rows and then its own keystore again: giving a node
-    rows resets its fold ids, which its keystore holds since 02 (a real site does the same: its rows
+    rows resets its fold ids, which its keystore holds since 02 (a real hospital does the same: its rows
     from its database, its state from its keystore)."""
     root = run.path / FEDERATION
     if not (root / "federation.json").is_file():

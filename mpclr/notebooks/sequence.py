@@ -10,7 +10,7 @@ run folder and writes its own, so any step can be rerun alone on an existing run
     03_training              encrypted cross-validated training: progress bar, convergence (on the twin)
     04_evaluation            secure evaluation: ROC, confusion matrices, what was decrypted
     05_comparison            the plaintext twin and scikit-learn on the same folds; time per phase
-    06_deployment            (optional) the study of 00 on a multi-site Flower deployment (deployed.py)
+    06_deployment            (optional) the study of 00 on a multi-hospital Flower deployment (deployed.py)
     07_regression_table      (optional, after 02) the pooled GLM's regression table beside statsmodels and
                              the CV models (mpclr.stats)
 
@@ -93,9 +93,9 @@ COMPARISON = Step(
 
 SEQUENCE: tuple[Step, ...] = (STUDY, KEYS, DATA, TABLE_ONE, TRAINING, EVALUATION, COMPARISON)
 
-# Optional, after 00 (and beside 01-05): the same study on a multi-site deployment (Flower).
+# Optional, after 00 (and beside 01-05): the same study on a multi-hospital deployment (Flower).
 DEPLOYMENT = Step(
-    "06_deployment", "The same study on a multi-site deployment", writes=("deployment.json",), reads=("study.json",)
+    "06_deployment", "The same study on a multi-hospital deployment", writes=("deployment.json",), reads=("study.json",)
 )
 
 # Optional, after 02 (05's models shown beside it when there): the pooled GLM's regression table (mpclr.stats).

@@ -143,51 +143,74 @@ class KeyCeremony:
         """Collective rotation keys for the given slot rotation steps (negative = right). level: the highest
         level the keys will rotate at (None: every level); a restricted key is a fraction of the size
         (mpclr.protocols.rotation), and a rotation above its level is refused."""
+        return self.generate_rotation_key_sets([(steps, level)], by)
+
+    def generate_rotation_key_sets(self, sets, by=None) -> list[int]:
+        """Several generate_rotation_keys calls, (steps, level) each, in order, sharing rounds: round i
+        carries the i-th batch of 16 keys of every set (one gkg.share request per set, in one message to
+        each hospital: Node.call_sequence), so two sets known at once cost the rounds of the larger. A set
+        makes only keys no earlier set makes at its level or above, as the calls one after the other would."""
         if self.crs is None:
             raise ProtocolError("run the key ceremony before generating rotation keys")
         t0 = time.perf_counter()
-        try:
-            gkg = RotationKeyGen(self.ctx, level)
-        except ValueError as exc:
-            raise ProtocolError(str(exc)) from None
-        wanted = self.ctx.top_level if gkg.level is None else gkg.level
         self.participants(by)  # refuse a bad set before anything is sent
-        elts = []
-        for step in steps:
-            step = int(step)
+        planned: dict[int, int] = {}  # elt -> the level an earlier set makes it for
+        jobs = []  # (RotationKeyGen, level wanted, its new elements)
+        for steps, level in sets:
             try:
-                elt = gkg.galois_element(step)
+                gkg = RotationKeyGen(self.ctx, level)
             except ValueError as exc:
-                raise ProtocolError(f"rotation step {step}: {exc}") from None
-            if self.evaluator.galois_level(elt) < wanted and elt not in elts:
-                elts.append(elt)
+                raise ProtocolError(str(exc)) from None
+            wanted = self.ctx.top_level if gkg.level is None else gkg.level
+            elts = []
+            for step in steps:
+                step = int(step)
+                try:
+                    elt = gkg.galois_element(step)
+                except ValueError as exc:
+                    raise ProtocolError(f"rotation step {step}: {exc}") from None
+                if max(self.evaluator.galois_level(elt), planned.get(elt, -1)) < wanted and elt not in elts:
+                    elts.append(elt)
+            for elt in elts:
+                planned[elt] = wanted
+            jobs.append((gkg, wanted, elts))
 
-        def all_keys(names, batch):
-            """One round for a batch of keys: the largest messages of the ceremony, but one round trip."""
-            request = {"galois_elts": batch, "participants": names, "label": "rotation keys"}
-            if gkg.level is not None:
-                request["level"] = gkg.level
-            replies = self.call_many("gkg.share", {p: request for p in names})
-            for p in names:
-                if len(replies[p]["shares"]) != len(batch):
-                    raise ProtocolError(f"{p} sent {len(replies[p]['shares'])} rotation key shares for {len(batch)}")
-            with self.timed("gkg.aggregate"):
-                return [
-                    gkg.aggregate_shares([gkg.share_from_bytes(replies[p]["shares"][i], elt) for p in names])
-                    for i, elt in enumerate(batch)
-                ]
+        def all_keys(names, batches):
+            """One round for a batch of keys of each set: the largest messages of the ceremony, one round trip."""
+            steps = []
+            for (gkg, _, _), batch in batches:
+                request = {"galois_elts": batch, "participants": names, "label": "rotation keys"}
+                if gkg.level is not None:
+                    request["level"] = gkg.level
+                steps.append(("gkg.share", {p: request for p in names}))
+            answers = [self.call_many(*steps[0])] if len(steps) == 1 else self.call_sequence(steps)
+            out = []
+            for ((gkg, _, _), batch), replies in zip(batches, answers):
+                for p in names:
+                    got = len(replies[p]["shares"])
+                    if got != len(batch):
+                        raise ProtocolError(f"{p} sent {got} rotation key shares for {len(batch)}")
+                with self.timed("gkg.aggregate"):
+                    out.append([
+                        gkg.aggregate_shares([gkg.share_from_bytes(replies[p]["shares"][i], elt) for p in names])
+                        for i, elt in enumerate(batch)
+                    ])
+            return out
 
-        for start in range(0, len(elts), 16):  # 16 keys per round: ~120 MB per hospital at N = 16384
-            batch = elts[start : start + 16]
-            aggs = with_live_participants(self, by, lambda names, b=batch: all_keys(names, b))
-            for elt, agg in zip(batch, aggs):
-                self.evaluator.galois[elt] = gkg.rotation_key(agg, gkg.sample_crp(self.crs, elt))
-                self.evaluator.galois_levels[elt] = wanted
-        if elts:
+        made = []
+        for start in range(0, max((len(e) for _, _, e in jobs), default=0), 16):  # 16 keys per set and round
+            batches = [(job, job[2][start : start + 16]) for job in jobs if job[2][start : start + 16]]
+            aggs = with_live_participants(self, by, lambda names, b=batches: all_keys(names, b))
+            for ((gkg, wanted, _), batch), keys in zip(batches, aggs):
+                for elt, agg in zip(batch, keys):
+                    self.evaluator.galois[elt] = gkg.rotation_key(agg, gkg.sample_crp(self.crs, elt))
+                    self.evaluator.galois_levels[elt] = wanted
+                made += batch
+        if made:
             with self.timed("gkg.load"):
                 self.evaluator.he.from_bytes_rotate_key(self.ctx.galois_keys_bytes(self.evaluator.galois))
         self.timings["rotation_keys"] = self.timings.get("rotation_keys", 0.0) + time.perf_counter() - t0
-        return elts
+        return made
 
     @property
     def galois_elements(self) -> list[int]:

@@ -1,16 +1,16 @@
 """The statistics protocols as studies of a Flower deployment (run-config key study =
 "mpclr.stats.deploy:pooled_glm" or "mpclr.stats.deploy:table_one"): the same protocol functions as in one
-process, on a `DeployedFederation` whose sites hold their rows and answer from their own settings
-(site configuration keys glm-max-fraction and min-cell).
+process, on a `DeployedFederation` whose hospitals hold their rows and answer from their own settings
+(hospital configuration keys glm-max-fraction and min-cell).
 
-pooled_glm options: family (binomial), outcome (default: the sites' label column), columns (comma-separated
+pooled_glm options: family (binomial), outcome (default: the hospitals' label column), columns (comma-separated
 predictors; default every other column), max-iter (25), ridge (0).
 table_one options: by (default: the label column; "none" for no split), continuous (comma-separated),
-categorical (JSON: {"name": [levels]}), min-cell (default: the largest of the sites' own).
+categorical (JSON: {"name": [levels]}), min-cell (default: the largest of the hospitals' own).
 
 Their manifests (`pooled_glm.manifest`, `table_one.manifest`, mpclr.stats.manifest), computed by the
-coordinator from the options and what the sites said at hello (rows, features, min_cell), are what each
-site agrees to at join: the key ceremony, one stats.settings round (the columns' names, and the sites'
+coordinator from the options and what the hospitals said at hello (rows, features, min_cell), are what each
+hospital agrees to at join: the key ceremony, one stats.settings round (the columns' names, and the hospitals'
 min_cell for a table), and the protocol's rounds; nothing else.
 """
 
@@ -24,7 +24,7 @@ from .family import FAMILIES
 from .glm import LABEL as GLM_LABEL
 from .table1 import LABEL as TABLE_LABEL
 
-__all__ = ["pooled_glm", "table_one", "site_settings", "glm_study_manifest", "table_study_manifest"]
+__all__ = ["pooled_glm", "table_one", "hospital_settings", "glm_study_manifest", "table_study_manifest"]
 
 GLM_OPTIONS = ("family", "outcome", "columns", "max-iter", "ridge")
 TABLE_OPTIONS = ("by", "continuous", "categorical", "min-cell")
@@ -47,15 +47,15 @@ def _names(value) -> list[str] | None:
     return [v.strip() for v in str(value).split(",") if v.strip()]
 
 
-def site_settings(fed, label: str) -> tuple[list[str], int]:
-    """(the columns every site holds, the largest of their min_cell), in one stats.settings round labelled
-    for the study's budget. Both are public; a site holding other columns is named."""
+def hospital_settings(fed, label: str) -> tuple[list[str], int]:
+    """(the columns every hospital holds, the largest of their min_cell), in one stats.settings round labelled
+    for the study's budget. Both are public; a hospital holding other columns is named."""
     replies = fed.server.call_many("stats.settings", {p.name: {"label": f"{label}: settings"} for p in fed.hospitals})
     columns = {p: tuple(r["columns"]) for p, r in replies.items()}
     first = next(iter(columns.values()))
     differ = [p for p, c in columns.items() if c != first]
     if differ:
-        raise ParameterError(f"the sites hold different columns: {', '.join(differ)} differ from {first}")
+        raise ParameterError(f"the hospitals hold different columns: {', '.join(differ)} differ from {first}")
     return list(first), max(int(r["min_cell"]) for r in replies.values())
 
 
@@ -75,7 +75,7 @@ def pooled_glm(fed, config: dict) -> dict:
 
     check_glm(fed.params, config)
     progress = config.get("progress") or (lambda event, **info: None)
-    names, _ = site_settings(fed, GLM_LABEL)
+    names, _ = hospital_settings(fed, GLM_LABEL)
     outcome = config.get("outcome") or names[-1]
     columns = _names(config.get("columns")) or [c for c in names if c != outcome]
     model = GLMModel(str(config.get("family") or "binomial"), outcome, tuple(columns))
@@ -106,7 +106,7 @@ def table_one(fed, config: dict) -> dict:
     from .table1 import table_one as run
 
     check_table(fed.params, config)
-    names, largest = site_settings(fed, TABLE_LABEL)
+    names, largest = hospital_settings(fed, TABLE_LABEL)
     by = config.get("by") or names[-1]
     t = run(fed, by=None if by == "none" else by, continuous=_names(config.get("continuous")) or (),
             categorical=_categorical(config), min_cell=_min_cell(config) or largest)
@@ -119,8 +119,8 @@ def _min_cell(config: dict) -> int | None:
 
 
 def glm_study_manifest(info, config: dict):
-    """pooled_glm's manifest on these sites (mpclr.deploy.study.SitesInfo): one fit of the model the
-    options name (every other column by default: the sites' features and label less the outcome)."""
+    """pooled_glm's manifest on these hospitals (mpclr.deploy.study.HospitalsInfo): one fit of the model the
+    options name (every other column by default: the hospitals' features and label less the outcome)."""
     from .manifest import glm_manifest
 
     check_glm(info.params, config)
@@ -133,8 +133,8 @@ def glm_study_manifest(info, config: dict):
 
 
 def table_study_manifest(info, config: dict):
-    """table_one's manifest on these sites: the table the options describe, at the min_cell it will use
-    (the option, else the largest the sites reported at hello)."""
+    """table_one's manifest on these hospitals: the table the options describe, at the min_cell it will use
+    (the option, else the largest the hospitals reported at hello)."""
     from .manifest import table_manifest
 
     check_table(info.params, config)
@@ -143,7 +143,7 @@ def table_study_manifest(info, config: dict):
     if min_cell is None:
         silent = [n for n, m in zip(info.names, info.min_cells or [None] * len(info.names)) if m is None]
         if silent:
-            raise ParameterError(f"run config: {', '.join(silent)} reported no min_cell at hello (an older site): "
+            raise ParameterError(f"run config: {', '.join(silent)} reported no min_cell at hello (an older hospital): "
                                  "give min-cell")
         min_cell = max(int(m) for m in info.min_cells)
     continuous = _names(config.get("continuous")) or []

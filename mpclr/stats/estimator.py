@@ -70,7 +70,7 @@ def glm(data, family: str = "binomial", *, label="last", columns=None, positive=
     data: a data set name (breast_cancer, edin, lbw, pcs, uis, synthetic:NxD), a file, a pandas DataFrame or
     a mpclr Dataset; label: the outcome column (default: the data set's label; any numeric column for the
     gaussian and poisson families); columns: the predictors (default: all other columns). Options:
-    hospitals (3), threshold, preset ("train"), split ("even" or a site column), seed, federation (an existing
+    hospitals (3), threshold, preset ("train"), split ("even" or a hospital column), seed, federation (an existing
     one whose hospitals get the rows), settings (the hospitals' disclosure settings), max_iter (25), tol
     (1e-8, statsmodels' deviance criterion), ridge (0), intercept (True), by (who decrypts)."""
     return fit_columns(load_columns(data, label, family=family, positive=positive), family, predictors=columns,

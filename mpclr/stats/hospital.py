@@ -39,7 +39,7 @@ STATE = "mpclr.stats"  # the hospital's extension_state key
 
 @dataclass(frozen=True)
 class Settings:
-    """A hospital's own disclosure settings (its IT sets them; in a deployment, site configuration keys
+    """A hospital's own disclosure settings (its IT sets them; in a deployment, hospital configuration keys
     glm-max-fraction and min-cell)."""
 
     glm_max_fraction: float = 0.33
@@ -92,7 +92,7 @@ def settings_of(node) -> Settings:
 
 
 def give_data(node, values, names) -> HospitalTable:
-    """The hospital's own rows as named columns (a simulation plays every hospital; a site reads its file)."""
+    """The hospital's own rows as named columns (a simulation plays every hospital; a hospital reads its file)."""
     X = np.asarray(values, dtype=np.float64)
     names = tuple(str(n) for n in names)
     if X.ndim != 2 or X.shape[1] != len(names) or X.shape[0] == 0:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import time
 import warnings
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,9 +91,12 @@ class EncryptedCV:
         """A packed layout sums each block's features with rotations (mpclr.training.layout): the collective
         keys of those steps, for every level (the sum runs before the top level's rescale, which divides its
         key-switching noise away: mpclr.training.blocks)."""
-        steps = sorted({s for g in self.layout.groups for s in self.layout.segment_steps(g)})
+        steps = self.rotation_steps()
         if steps:
             fed.generate_rotation_keys(steps, by=participants)
+
+    def rotation_steps(self) -> list[int]:
+        return sorted({s for g in self.layout.groups for s in self.layout.segment_steps(g)})
 
     def weight_handles(self, fed) -> dict:
         """The encrypted fold models as server handles, (group, chunk) -> Ciphertext."""
@@ -168,13 +172,15 @@ class EncryptedCV:
 
 
 def encrypt_study(fed, *, folds: int, interval: float = 8.0, participants=None,
-                  bound_bits: int = TrainingPlan.bound_bits, spool=None) -> EncryptedCV:
+                  bound_bits: int = TrainingPlan.bound_bits, spool=None, also=None) -> EncryptedCV:
     """Fold assignment, standardization from the encrypted aggregate, encrypted rows. folds=1 prepares
     one model on every row (fold ids all -1: no row held out), as EncryptedLogisticRegression trains.
     Every hospital must have its data loaded (Hospital.load_data), global row indices 0..n-1.
     Each hospital draws its folds from its own secret randomness: no seed fixes them (a resumed
     federation gets the same ones again). Two hospitals: a PrivacyWarning (TWO_HOSPITALS). spool: the
-    byte threshold past which the rows go to disk (mpclr.training.spool; None: its default), or a Spool."""
+    byte threshold past which the rows go to disk (mpclr.training.spool; None: its default), or a Spool.
+    also: a function of the EncryptedCV (its layout and scaling known, no rows yet) giving more uploads
+    (Upload) that go in the same rounds as lr.encrypt (a secure evaluation's rows: one round fewer)."""
     s = fed.server
     names = [p.name for p in fed.hospitals]
     seconds = {}
@@ -250,11 +256,23 @@ def encrypt_study(fed, *, folds: int, interval: float = 8.0, participants=None,
         out.blocks.compact = forced if forced is not None else not out.blocks.fits(cts * ciphertext_bytes(fed.params))
     size = packed_ciphertext_bytes(fed.params) if out.blocks.compact else ciphertext_bytes(fed.params)
     out.blocks.reserve(cts * size, f"{n_rows} rows in the training layout")
-    upload(s, "lr.encrypt", request, names, blocks_per_round(fed.params, block_ciphertexts(layout, out.features)),
-           lambda p, reply: _take_training_rows(s, out, p, reply))
+    rows = Upload("lr.encrypt", request, names, blocks_per_round(fed.params, block_ciphertexts(layout, out.features)),
+                  lambda p, reply: _take_training_rows(s, out, p, reply))
+    upload_together(s, [rows, *(also(out) if also is not None else [])])
     out.blocks.checked = True  # every block's level and residues, as it arrived
     seconds["encryption"] = time.perf_counter() - t0
     return out
+
+
+@dataclass
+class Upload:
+    """One upload in rounds: `step` asked of `names`, `per_round` blocks a request, take(hospital, reply)."""
+
+    step: str
+    request: dict
+    names: list
+    per_round: int
+    take: Callable
 
 
 def upload(server, step: str, request: dict, names, per_round: int, take) -> None:
@@ -262,27 +280,45 @@ def upload(server, step: str, request: dict, names, per_round: int, take) -> Non
     for its next `per_round` blocks from where its last reply said to go on; take(hospital, reply) stores
     each reply. The next round is asked for while this one is stored (its start is in the replies), so
     the hospitals encrypt while the server checks and writes: two rounds' ciphertexts in memory at most."""
+    upload_together(server, [Upload(step, request, list(names), per_round, take)])
 
-    def ask(start: dict):
-        return server.call_many(step, {p: {**request, "start": i, "count": per_round} for p, i in start.items()})
 
-    start = {p: 0 for p in names}
+def upload_together(server, uploads: list[Upload]) -> None:
+    """Several uploads whose requests are all known now, side by side: each round asks every hospital for
+    the next window of every upload it is not done with, those of one hospital in one message
+    (Node.call_sequence: each request still gated, budgeted and audited alone). A round then carries
+    up to one window of each upload."""
+
+    def ask(starts: list[dict]) -> list[dict]:
+        steps = [(u.step, {p: {**u.request, "start": i, "count": u.per_round} for p, i in st.items()})
+                 for u, st in zip(uploads, starts) if st]
+        if len(steps) == 1:
+            replies = iter([server.call_many(*steps[0])])
+        else:
+            replies = iter(server.call_sequence(steps))
+        return [next(replies) if st else {} for st in starts]
+
+    starts = [{p: 0 for p in u.names} for u in uploads]
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="upload") as ahead:
-        pending = ahead.submit(ask, start)
+        pending = ahead.submit(ask, starts)
         while pending is not None:
-            replies = pending.result()
-            following = {}
-            for p, reply in replies.items():
-                nxt = reply.get("next")
-                if nxt is not None and (not isinstance(nxt, int) or isinstance(nxt, bool) or nxt <= start[p]):
-                    raise ProtocolError(f"{p} answered {step} from block {start[p]} with a next block {nxt!r}")
-                if nxt is not None:
-                    following[p] = nxt
-            pending = ahead.submit(ask, following) if following else None
-            start = following
-            for p in list(replies):
-                take(p, replies.pop(p))
-            del replies
+            answered = pending.result()
+            following = []
+            for u, start, replies in zip(uploads, starts, answered):
+                nxt_of = {}
+                for p, reply in replies.items():
+                    nxt = reply.get("next")
+                    if nxt is not None and (not isinstance(nxt, int) or isinstance(nxt, bool) or nxt <= start[p]):
+                        raise ProtocolError(f"{p} answered {u.step} from block {start[p]} with a next block {nxt!r}")
+                    if nxt is not None:
+                        nxt_of[p] = nxt
+                following.append(nxt_of)
+            pending = ahead.submit(ask, following) if any(following) else None
+            starts = following
+            for u, replies in zip(uploads, answered):
+                for p in list(replies):
+                    u.take(p, replies.pop(p))
+            del answered
             release_memory()  # the round's replies, in the hospitals' threads' arenas, back to the system
 
 

@@ -1,4 +1,4 @@
-"""The Flower settings mpclr.deploy changes, and the site configuration as Flower parses it."""
+"""The Flower settings mpclr.deploy changes, and the hospital configuration as Flower parses it."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 pytest.importorskip("flwr")
 
 from mpclr.deploy.appdir import DEFAULTS, run_config_args, write_app  # noqa: E402
-from mpclr.deploy.site import SiteConfig  # noqa: E402
+from mpclr.deploy.hospital import HospitalConfig  # noqa: E402
 from mpclr.deploy.tuning import Pacer, _PacedTime, fast_object_pulls  # noqa: E402
 
 
@@ -38,15 +38,15 @@ def test_pacer_polls_fast_while_busy_and_slowly_when_idle():
     assert paced.time() > 0  # everything else is the real time module
 
 
-def test_site_configuration_survives_flowers_node_config_parser(tmp_path):
+def test_hospital_configuration_survives_flowers_node_config_parser(tmp_path):
     from flwr.common.config import parse_config_args
 
-    sc = SiteConfig("hospital-2", str(tmp_path / "key store"), str(tmp_path / "data, 2024.csv"), "2/3", "outcome")
+    sc = HospitalConfig("hospital-2", str(tmp_path / "key store"), str(tmp_path / "data, 2024.csv"), "2/3", "outcome")
     parsed = parse_config_args([sc.node_config()])
-    assert SiteConfig.from_mapping(parsed) == sc
-    for changed in (SiteConfig("hospital-2", sc.keystore, sc.data, encrypt=False),
-                    SiteConfig("hospital-2", sc.keystore, sc.data, passphrase_file=str(tmp_path / "pass phrase"))):
-        assert SiteConfig.from_mapping(parse_config_args([changed.node_config()])) == changed
+    assert HospitalConfig.from_mapping(parsed) == sc
+    for changed in (HospitalConfig("hospital-2", sc.keystore, sc.data, encrypt=False),
+                    HospitalConfig("hospital-2", sc.keystore, sc.data, passphrase_file=str(tmp_path / "pass phrase"))):
+        assert HospitalConfig.from_mapping(parse_config_args([changed.node_config()])) == changed
 
 
 def test_app_folder_is_a_valid_flower_app(tmp_path):
@@ -56,8 +56,8 @@ def test_app_folder_is_a_valid_flower_app(tmp_path):
     config, warnings = load_and_validate(folder / "pyproject.toml")
     assert config["tool"]["flwr"]["app"]["components"]["clientapp"] == "mpclr.deploy.apps:client_app"
     assert set(DEFAULTS) <= set(config["tool"]["flwr"]["app"]["config"])
-    assert run_config_args({"sites": "a,b", "threshold": 2}) == ["--run-config", 'sites="a,b"',
-                                                                  "--run-config", "threshold=2"]
+    assert run_config_args({"hospital-names": "a,b", "threshold": 2}) == ["--run-config", 'hospital-names="a,b"',
+                                                                       "--run-config", "threshold=2"]
     with pytest.raises(KeyError):
         run_config_args({"no-such-key": 1})
 

@@ -340,7 +340,7 @@ def test_the_workshop_notebook(tmp_path):
 
 def test_06_runs_the_same_study_on_a_loopback_deployment(study_run, pooled):
     """06 on the sequence's run folder: a SuperLink and one SuperNode per hospital on 127.0.0.1 (TLS, node
-    authentication), each site reading its own rows and drawing its own folds; secure AUCs = clear AUCs."""
+    authentication), each hospital reading its own rows and drawing its own folds; secure AUCs = clear AUCs."""
     pytest.importorskip("flwr")
     from sklearn.metrics import roc_auc_score
 
@@ -354,10 +354,10 @@ def test_06_runs_the_same_study_on_a_loopback_deployment(study_run, pooled):
     X, y = data.pooled.X[rows], data.pooled.y[rows]
     study = rec["study"]
     W, dep_folds = np.asarray(study["models"]), np.asarray(study["fold_of_row"])
-    # each site drew its folds from its own secret randomness: stratified on its rows, not 02's folds
+    # each hospital drew its folds from its own secret randomness: stratified on its rows, not 02's folds
     assert not np.array_equal(dep_folds, folds[rows])
-    for site in np.split(dep_folds, np.cumsum([len(p.rows) for p in data.parts])[:-1]):
-        sizes = np.bincount(site, minlength=3)
+    for hospital in np.split(dep_folds, np.cumsum([len(p.rows) for p in data.parts])[:-1]):
+        sizes = np.bincount(hospital, minlength=3)
         assert sizes.max() - sizes.min() <= 1
     Z = (X - np.asarray(study["mean"])) / np.asarray(study["std"])
     for f in study["secure_evaluation"]["folds"]:

@@ -1,9 +1,9 @@
 """A hospital's side of a deployment: its configuration, its keystore, and the Flower ClientApp.
 
-Everything a site keeps stays in one folder of its own (`keystore`, mode 0700, secrets 0600):
+Everything a hospital keeps stays in one folder of its own (`keystore`, mode 0700, secrets 0600):
 
     <keystore>/keystore-encryption.json   scrypt parameters, salt and check value (when encrypted)
-    <keystore>/site/                 the site's long-term identity (signing and box keys), made once
+    <keystore>/site/                     the hospital's long-term identity (signing and box keys), made once
     <keystore>/sessions/<id>/        one folder per study session: the Hospital's state (key share,
                                      threshold share, protocol secrets, sequence numbers), the row range
                                      the study assigned, the study manifest and what was answered against
@@ -12,14 +12,14 @@ Everything a site keeps stays in one folder of its own (`keystore`, mode 0700, s
                                      session (mpclr.roles.policy), for the hospital's IT to read
 
 (mpclr.deploy.keystore_admin.FILES says what each file holds.) The secret files are encrypted under a
-passphrase unless the site's IT opted out (`encrypt = false`); the key is derived once per process.
+passphrase unless the hospital's IT opted out (`encrypt = false`); the key is derived once per process.
 
-Nothing is kept in Flower's `context.state`. The site's data file is named in the SuperNode's own
-configuration (`--node-config`) and is read here, at the site, on every message; it is never sent.
+Nothing is kept in Flower's `context.state`. The hospital's data file is named in the SuperNode's own
+configuration (`--node-config`) and is read here, at the hospital, on every message; it is never sent.
 
 Each message is handled from scratch: resume the session's `Hospital` from its folder, load the
 rows, answer, save. So a ClientApp may be a fresh process per message (Flower's default) or a
-long-lived one (mpclr.deploy.worker) with the same result, and a restarted site picks up where it was.
+long-lived one (mpclr.deploy.worker) with the same result, and a restarted hospital picks up where it was.
 
 Idempotency: a request that arrives again byte for byte (a retry after a lost reply) gets the reply it
 got the first time, from the reply cache, instead of being refused as a replay or done twice. Except
@@ -27,17 +27,17 @@ the replies that carry a partial decryption of a ciphertext: decryption, key-swi
 (NEVER_CACHED) are never written to disk, where they would outlive the round that needed them, and
 never computed twice for one request (a second share of the same ciphertext with fresh smudging would
 weaken the smudging). A retry of such a request is refused with an error saying so; the coordinator
-then counts the site as unavailable, and a t-out-of-n round goes on without it (a new round, fresh
-labels), while an n-out-of-n study stops naming the site.
+then counts the hospital as unavailable, and a t-out-of-n round goes on without it (a new round, fresh
+labels), while an n-out-of-n study stops naming the hospital.
 
 Bootstrap (before a session exists), outside the authenticated envelope format:
-  hello -> the site's name, identity public key, number of rows and features
-  folds -> for a session about to be joined, with the study's fold count and the site's row offset: the
-           site draws the session's secret fold key (kept in the session's folder, used by lr.folds) and
+  hello -> the hospital's name, identity public key, number of rows and features
+  folds -> for a session about to be joined, with the study's fold count and the hospital's row offset: the
+           hospital draws the session's secret fold key (kept in the session's folder, used by lr.folds) and
            answers the rows per fold of its own assignment (what lr.folds shows the server later anyway),
            for the study manifest
   join  -> the session (roster, key holders, threshold, parameter set, manifest digest), the study
-           manifest and the site's global row offset; the site accepts only a built-in preset unchanged
+           manifest and the hospital's global row offset; the hospital accepts only a built-in preset unchanged
            that passes the study check for the session's hospital count (mpclr.params.check_study_preset)
            and a study manifest (never "exploration"), checks it is in the roster with its own key,
            draws its key share, and logs the manifest and the session fingerprint for its IT staff to
@@ -63,17 +63,18 @@ from ..network import Network
 from ..roles.node import Session
 from ..roles.policy import AuditLog, Manifest
 from ..wire import Identity, peek
-from .site_config import (
-    SiteConfig,
-    SiteFailure,
+from .hospital_config import (
+    HospitalConfig,
+    HospitalFailure,
     accepted_for_studies,
+    hospital_passphrase,
     params_from_json,
     params_to_json,
-    site_passphrase,
 )
 
-__all__ = ["SiteConfig", "SiteFailure", "SiteRuntime", "session_fingerprint", "params_to_json", "params_from_json",
-           "answer", "make_client_app", "accepted_for_studies", "site_passphrase"]
+__all__ = ["HospitalConfig", "HospitalFailure", "HospitalRuntime", "session_fingerprint", "params_to_json",
+           "params_from_json",
+           "answer", "make_client_app", "accepted_for_studies", "hospital_passphrase"]
 
 REPLY_CACHE_SIZE = 4
 NEVER_CACHED = frozenset({"decrypt.share", "pcks.share", "refresh.share"})  # replies with decryption shares
@@ -86,24 +87,24 @@ def session_fingerprint(session: Session) -> str:
     return "-".join(h[i : i + 4] for i in range(0, 20, 4))
 
 
-class _SiteNetwork(Network):
-    """A site only answers requests; its Hospital never starts one."""
+class _HospitalNetwork(Network):
+    """A hospital only answers requests; its Hospital never starts one."""
 
     def register(self, node) -> None:
         pass
 
     def _deliver(self, recipient, message):
-        raise ProtocolError("a site answers requests only; it does not send its own")
+        raise ProtocolError("a hospital answers requests only; it does not send its own")
 
 
-def _log(site: str, text: str) -> None:
-    print(f"[mpclr site {site}] {text}", file=sys.stderr, flush=True)
+def _log(hospital: str, text: str) -> None:
+    print(f"[mpclr hospital {hospital}] {text}", file=sys.stderr, flush=True)
 
 
-class SiteRuntime:
-    """Answers bootstrap and protocol messages for one site (stateless between messages)."""
+class HospitalRuntime:
+    """Answers bootstrap and protocol messages for one hospital (stateless between messages)."""
 
-    def __init__(self, config: SiteConfig, prompt: bool = False):
+    def __init__(self, config: HospitalConfig, prompt: bool = False):
         self.config = config
         self.root = Path(config.keystore)
         self.audit = AuditLog(self.root / "audit.jsonl")
@@ -111,29 +112,48 @@ class SiteRuntime:
         self._data = None
         self._data_key = None
         self._lock = threading.Lock()
-        self._prompt = prompt  # may ask for the passphrase on a terminal (run_site, at start)
+        self._prompt = prompt  # may ask for the passphrase on a terminal (run_hospital, at start)
         self._key: KeystoreKey | None = None
+        self._written: dict = {}
+        self._ctx_lock = threading.Lock()
         self.names: tuple[str, ...] = ()
 
-    # --- the site's keystore, long-term identity and data --------------------------------------
+    # --- the hospital's keystore, long-term identity and data --------------------------------------
     def key(self) -> KeystoreKey | None:
         """The keystore's encryption key, derived once per process and kept in memory only (None when the
-        site's IT opted out and the keystore was never encrypted)."""
+        hospital's IT opted out and the keystore was never encrypted)."""
         if self._key is None:
             exists = (self.root / HEADER).exists()
             if not (exists or self.config.encrypt):
                 return None
-            passphrase = site_passphrase(self.config, self._prompt, new=not exists)
+            passphrase = hospital_passphrase(self.config, self._prompt, new=not exists)
             try:
                 self._key = KeystoreKey.open(self.root, passphrase, create=True)
             except FormatError as exc:
                 hint = (" (written by an earlier mpclr or with encrypt = false): keep encrypt = false for it, or back "
                         "it up and destroy it (python -m mpclr.deploy keystore)") if "unencrypted" in str(exc) else ""
-                raise SiteFailure(f"{exc}{hint}") from None
+                raise HospitalFailure(f"{exc}{hint}") from None
         return self._key
 
+    def context(self, params):
+        """The parameter set's SEAL context, built once per process (under a lock: `warm` may be building it)."""
+        from ..federation import seal_context
+
+        with self._ctx_lock:
+            return seal_context(params)
+
+    def warm(self) -> None:
+        """Build the SEAL contexts of the presets this hospital runs studies with (~2 s each) before a study
+        asks: a hospital's process is long-lived, so its first join no longer waits for them."""
+        from ..params import PRESETS
+
+        for preset in PRESETS.values():
+            if accepted_for_studies(preset):
+                self.context(preset)
+
     def keystore(self, folder: Path, create: bool = False) -> Keystore:
-        return Keystore(folder, create=create, key=self.key())
+        # the files this process wrote: a message's save leaves the unchanged ones (its key shares) alone
+        return Keystore(folder, create=create, key=self.key(), written=self._written)
 
     def identity(self) -> Identity:
         ks = self.keystore(self.root / "site", create=True)
@@ -144,14 +164,15 @@ class SiteRuntime:
         else:
             info = ks.get_json("site")
             if info["name"] != self.config.name:
-                raise SiteFailure(f"keystore {self.root} belongs to site {info['name']!r}, not {self.config.name!r}")
+                raise HospitalFailure(f"keystore {self.root} belongs to hospital {info['name']!r}, "
+                                      f"not {self.config.name!r}")
         try:
             return Identity.from_private(ks.get_secret("identity"))
         except FormatError as exc:
-            raise SiteFailure(str(exc)) from None
+            raise HospitalFailure(str(exc)) from None
 
     def data(self) -> tuple[np.ndarray, np.ndarray]:
-        """The site's rows (features, 0/1 labels), read from its own file; cached while it is unchanged.
+        """The hospital's rows (features, 0/1 labels), read from its own file; cached while it is unchanged.
         `self.names` then holds the features' names and the label's (the statistics protocols name columns)."""
         from .. import data as mdata
 
@@ -170,12 +191,12 @@ class SiteRuntime:
                 else:
                     ds = mdata.load(spec)
             except (MpclrError, OSError, ValueError) as exc:
-                raise SiteFailure(f"cannot read the site's data {spec!r}: {exc}") from None
+                raise HospitalFailure(f"cannot read the hospital's data {spec!r}: {exc}") from None
             X, y = ds.X, ds.y
             if self.config.part:
                 i, n = (int(v) for v in self.config.part.split("/"))
                 if not 1 <= i <= n:
-                    raise SiteFailure(f"part {self.config.part!r}: expected i/n with 1 <= i <= n")
+                    raise HospitalFailure(f"part {self.config.part!r}: expected i/n with 1 <= i <= n")
                 idx = np.array_split(np.arange(len(y)), n)[i - 1]
                 X, y = X[idx], y[idx]
             label = ds.meta.get("label_name") or "y"
@@ -187,7 +208,7 @@ class SiteRuntime:
     def handle(self, kind: str, session_hex: str, body: bytes) -> tuple[bytes, float, bool]:
         """(reply bytes, seconds spent, whether the reply came from the cache)."""
         t0 = time.perf_counter()
-        with self._lock:  # one message at a time per site, as the SuperNode delivers them
+        with self._lock:  # one message at a time per hospital, as the SuperNode delivers them
             try:
                 if kind == "hello":
                     reply, cached = self._hello(body), False
@@ -200,7 +221,7 @@ class SiteRuntime:
                 elif kind == "sequence":
                     reply, cached = self._sequence(session_hex, body)
                 else:
-                    raise SiteFailure(f"unknown message kind {kind!r}")
+                    raise HospitalFailure(f"unknown message kind {kind!r}")
             except Exception as exc:
                 self._audit(kind, session_hex, body, b"", f"{type(exc).__name__}: {exc}")
                 raise
@@ -233,7 +254,7 @@ class SiteRuntime:
         X, y = self.data()
         return json.dumps(
             {
-                "site": self.config.name,
+                "hospital": self.config.name,
                 "identity": ident.public_bytes.hex(),
                 "rows": int(len(y)),
                 "features": int(X.shape[1]),
@@ -256,11 +277,11 @@ class SiteRuntime:
         try:
             folds = check_fold_count(req["folds"])
         except ParameterError as exc:
-            raise SiteFailure(str(exc)) from None
+            raise HospitalFailure(str(exc)) from None
         offset = int(req["row_offset"])
         folder = self._session_dir(str(req["session"]))
         if (folder / "site-session.json").exists():
-            raise SiteFailure(f"session {folder.name[:8]} is joined already: its fold sizes were asked before it")
+            raise HospitalFailure(f"session {folder.name[:8]} is joined already: its fold sizes were asked before it")
         ks = self.keystore(folder, create=True)
         if ks.has("fold-key", True):
             key = ks.get_secret("fold-key")
@@ -272,12 +293,11 @@ class SiteRuntime:
 
     def _session_dir(self, session_hex: str) -> Path:
         if len(session_hex) != 32 or any(c not in "0123456789abcdef" for c in session_hex):
-            raise SiteFailure(f"malformed session id {session_hex[:40]!r}")
+            raise HospitalFailure(f"malformed session id {session_hex[:40]!r}")
         return self.root / "sessions" / session_hex
 
     def _join(self, body: bytes) -> bytes:
         from ..evaluation import hospital as _evaluation_steps  # noqa: F401  (registers lr.encrypt_eval)
-        from ..federation import seal_context
         from ..roles import Hospital
         from ..training import hospital as _training_steps  # noqa: F401  (registers lr.* training steps)
 
@@ -287,24 +307,24 @@ class SiteRuntime:
         try:
             manifest = Manifest.from_json(req.get("manifest"))
         except MpclrError as exc:
-            raise SiteFailure(f"the study manifest cannot be read: {exc}") from None
+            raise HospitalFailure(f"the study manifest cannot be read: {exc}") from None
         if manifest.exploration:
-            raise SiteFailure("the coordinator proposed an exploration manifest (no budget): a site answers only "
-                              "a study's manifest")
+            raise HospitalFailure("the coordinator proposed an exploration manifest (no budget): a hospital "
+                                  "answers only a study's manifest")
         if session.manifest != manifest.digest:
-            raise SiteFailure("the session names another study manifest than the one proposed")
-        ctx = seal_context(params)
+            raise HospitalFailure("the session names another study manifest than the one proposed")
+        ctx = self.context(params)
         if session.params != ctx.fingerprint:
-            raise SiteFailure("the session names another parameter set than the one proposed")
+            raise HospitalFailure("the session names another parameter set than the one proposed")
         ident = self.identity()
         name = self.config.name
         if session.roster.get(name) != ident.public_bytes:
-            raise SiteFailure(f"the session's roster does not hold this site's identity key under {name!r}")
+            raise HospitalFailure(f"the session's roster does not hold this hospital's identity key under {name!r}")
         if name not in session.key_holders:
-            raise SiteFailure(f"{name} is not a key holder of this session")
+            raise HospitalFailure(f"{name} is not a key holder of this session")
         X, y = self.data()
         if int(req["rows"]) != len(y):
-            raise SiteFailure(f"the coordinator expects {req['rows']} rows from {name}; its data has {len(y)}")
+            raise HospitalFailure(f"the coordinator expects {req['rows']} rows from {name}; its data has {len(y)}")
         fp = session_fingerprint(session)
         self._note = (f"joined session {session.id.hex()}: study manifest {manifest.fingerprint}, "
                       f"session fingerprint {fp}")
@@ -313,15 +333,15 @@ class SiteRuntime:
         if (folder / "site-session.json").exists():
             known = ks.get_json("site-session")
             if known["fingerprint"] != fp:
-                raise SiteFailure("this session id was joined before with different contents")
+                raise HospitalFailure("this session id was joined before with different contents")
             return json.dumps({"fingerprint": fp, "again": True}).encode()  # a retried join: same answer
-        dp = Hospital(name, ctx, _SiteNetwork())
+        dp = Hospital(name, ctx, _HospitalNetwork())
         dp.identity = ident
         dp.agree(manifest)
         dp.policy.log = self.audit
-        if ks.has("fold-key", True):  # drawn when the site reported its fold sizes for the manifest
+        if ks.has("fold-key", True):  # drawn when the hospital reported its fold sizes for the manifest
             dp.use_fold_key(ks.get_secret("fold-key"))
-        dp.join(session)  # draws this site's key share, from the OS CSPRNG, here
+        dp.join(session)  # draws this hospital's key share, from the OS CSPRNG, here
         dp.save(ks)
         ks.put_json(
             "site-session",
@@ -364,20 +384,19 @@ class SiteRuntime:
 
     def _protocol(self, session_hex: str, body: bytes) -> tuple[bytes, bool]:
         from ..evaluation import hospital as _evaluation_steps  # noqa: F401  (registers lr.encrypt_eval)
-        from ..federation import seal_context
         from ..roles import Hospital
         from ..training import hospital as _training_steps  # noqa: F401  (registers lr.* training steps)
 
         folder = self._session_dir(session_hex)
         if not (folder / "site-session.json").exists():
-            raise SiteFailure(f"{self.config.name} has not joined session {session_hex[:8]}")
+            raise HospitalFailure(f"{self.config.name} has not joined session {session_hex[:8]}")
         ks = self.keystore(folder)
         digest = hashlib.sha256(body).hexdigest()
         index = ks.get_json("reply-index") if (folder / "reply-index.json").exists() else []
         for h, name, *step in index:
             if h == digest:
                 if name is None:
-                    raise SiteFailure(
+                    raise HospitalFailure(
                         f"{self.config.name} answered this {step[0]} request before and keeps no copy: "
                         "decryption, key-switch and refresh shares are neither stored nor computed twice for "
                         "one request (a second share of the same ciphertext would weaken its smudging); "
@@ -385,20 +404,20 @@ class SiteRuntime:
                     )
                 return ks.get_secret(name), True
         info = ks.get_json("site-session")
-        ctx = seal_context(params_from_json(info["params"], len(info["key_holders"])))
+        ctx = self.context(params_from_json(info["params"], len(info["key_holders"])))
         X, y = self.data()
         if len(y) != info["rows"]:
-            raise SiteFailure(f"the site's data changed during the study ({info['rows']} rows, now {len(y)})")
-        dp = Hospital(self.config.name, ctx, _SiteNetwork())
+            raise HospitalFailure(f"the hospital's data changed during the study ({info['rows']} rows, now {len(y)})")
+        dp = Hospital(self.config.name, ctx, _HospitalNetwork())
         dp.load_data(X, y, info["row_offset"] + np.arange(len(y)))
         _statistics(dp, self.config, X, y, self.names)
         try:
             dp.load(ks)
         except FormatError as exc:
-            raise SiteFailure(f"the session keystore cannot be read: {exc}") from None
+            raise HospitalFailure(f"the session keystore cannot be read: {exc}") from None
         reply = dp.handle(body)
         dp.save(ks)
-        step = peek(reply).type  # the reply this site just sealed: its type is the request's
+        step = peek(reply).type  # the reply this hospital just sealed: its type is the request's
         if step in NEVER_CACHED:
             entry = [digest, None, step]  # only a note that it was answered, to refuse a retry clearly
         else:
@@ -413,8 +432,8 @@ class SiteRuntime:
         return reply, False
 
 
-def _statistics(dp, config: SiteConfig, X, y, names) -> None:
-    """The site's rows as named columns, and its own disclosure settings, for mpclr.stats' protocols."""
+def _statistics(dp, config: HospitalConfig, X, y, names) -> None:
+    """The hospital's rows as named columns, and its own disclosure settings, for mpclr.stats' protocols."""
     from ..stats.hospital import Settings, configure, give_data
 
     give_data(dp, np.column_stack([X, y]), names)
@@ -428,13 +447,13 @@ def _version() -> str:
 
 
 # --- the Flower ClientApp -------------------------------------------------------------------------
-_RUNTIMES: dict[SiteConfig, SiteRuntime] = {}
+_RUNTIMES: dict[HospitalConfig, HospitalRuntime] = {}
 
 
-def runtime_for(node_config) -> SiteRuntime:
-    cfg = SiteConfig.from_mapping(dict(node_config))
+def runtime_for(node_config) -> HospitalRuntime:
+    cfg = HospitalConfig.from_mapping(dict(node_config))
     if cfg not in _RUNTIMES:
-        _RUNTIMES[cfg] = SiteRuntime(cfg)
+        _RUNTIMES[cfg] = HospitalRuntime(cfg)
     return _RUNTIMES[cfg]
 
 
@@ -444,17 +463,18 @@ def answer(message, context):
 
     from .transport import decode_request, encode_reply
 
-    site = str(dict(context.node_config).get("site-name", "?"))
+    node_config = dict(context.node_config)
+    hospital = str(node_config.get("hospital-name") or node_config.get("site-name", "?"))  # site-name: older name
     if os.environ.get("MPCLR_DEPLOY_DEBUG"):
-        _log(site, f"t={time.time():.3f} answering {message.metadata.group_id}")
+        _log(hospital, f"t={time.time():.3f} answering {message.metadata.group_id}")
     try:
         runtime = runtime_for(context.node_config)
         kind, session, body = decode_request(message.content)
         reply, seconds, cached = runtime.handle(kind, session, body)
         content = encode_reply(reply, seconds=seconds, cached=cached)
     except (MpclrError, OSError, ValueError, KeyError) as exc:
-        _log(site, f"cannot answer: {exc}")
-        content = encode_reply(error=f"site {site}: {type(exc).__name__}: {exc}")
+        _log(hospital, f"cannot answer: {exc}")
+        content = encode_reply(error=f"hospital {hospital}: {type(exc).__name__}: {exc}")
     return Message(content, reply_to=message)
 
 

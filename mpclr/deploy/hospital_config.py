@@ -1,4 +1,4 @@
-"""A site's configuration (site.toml's keys, its passphrase) and the one rule for the parameter sets it
+"""A hospital's configuration (hospital.toml's keys, its passphrase) and the one rule for the parameter sets it
 accepts from a coordinator: a built-in study preset, unchanged."""
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ from pathlib import Path
 from ..errors import MpclrError
 from ..keystore_crypto import PASSPHRASE_ENV
 
-__all__ = ["SiteConfig", "SiteFailure", "site_passphrase", "params_to_json", "params_from_json",
+__all__ = ["HospitalConfig", "HospitalFailure", "hospital_passphrase", "params_to_json", "params_from_json",
            "accepted_for_studies"]
 
 
-class SiteFailure(MpclrError):
-    """This site cannot answer (its configuration, data or keystore): sent back as a plain error."""
+class HospitalFailure(MpclrError):
+    """This hospital cannot answer (its configuration, data or keystore): sent back as a plain error."""
 
 
 def params_to_json(p) -> dict:
@@ -53,47 +53,48 @@ def params_from_json(d: dict, hospitals: int | None = None):
     from ..params import PRESETS, Params, check_study_preset
 
     if not isinstance(d, dict):
-        raise SiteFailure(f"the proposed parameter set is not a JSON object: {str(d)[:80]!r}")
+        raise HospitalFailure(f"the proposed parameter set is not a JSON object: {str(d)[:80]!r}")
     name = d.get("name")
     preset = PRESETS.get(name) if isinstance(name, str) else None
     if preset is None:
-        raise SiteFailure(f"the coordinator proposed parameter set {name!r}; this site runs only the built-in "
-                          f"presets {sorted(PRESETS)}")
+        raise HospitalFailure(f"the coordinator proposed parameter set {name!r}; this hospital runs only the built-in "
+                              f"presets {sorted(PRESETS)}")
     if not preset.is_secure:
-        raise SiteFailure(f"preset {name!r} is below 128-bit security: this site runs no study on it")
+        raise HospitalFailure(f"preset {name!r} is below 128-bit security: this hospital runs no study on it")
     try:
         check_study_preset(preset, hospitals)
     except ParameterError as exc:
-        raise SiteFailure(f"this site refuses the session: {exc}") from None
+        raise HospitalFailure(f"this hospital refuses the session: {exc}") from None
     if d.get("allow_insecure"):
-        raise SiteFailure("the coordinator proposed an insecure parameter set (allow_insecure): refused")
+        raise HospitalFailure("the coordinator proposed an insecure parameter set (allow_insecure): refused")
     known = {f.name for f in fields(Params)}
     unknown = sorted(set(d) - known)
     if unknown:
-        raise SiteFailure(f"the proposed parameter set has fields this site does not know: {unknown}")
+        raise HospitalFailure(f"the proposed parameter set has fields this hospital does not know: {unknown}")
     for f in fields(Params):
         if f.name == "allow_insecure":
             continue
         want = getattr(preset, f.name)
         if f.name not in d:
-            raise SiteFailure(f"the proposed parameter set lacks field {f.name} (preset {name}: {want!r})")
+            raise HospitalFailure(f"the proposed parameter set lacks field {f.name} (preset {name}: {want!r})")
         got = d[f.name]
         if not _same(got, want):
-            raise SiteFailure(f"parameter {f.name} = {got!r} differs from preset {name}'s {want!r}: this site runs "
+            raise HospitalFailure(f"parameter {f.name} = {got!r} differs from preset {name}'s {want!r}: "
+                                  f"this hospital runs "
                               f"the built-in presets unchanged")
     return preset
 
 
 @dataclass(frozen=True)
-class SiteConfig:
-    """What a site is told by its own IT, never by the coordinator.
+class HospitalConfig:
+    """What a hospital is told by its own IT, never by the coordinator.
 
-    name : the site's name in studies (hospital-1, ...), the same the coordinator lists
-    keystore : the site's private folder (created 0700)
-    data : the site's rows: a path to a delimited file (label in the last column unless `label` says
+    name : the hospital's name in studies (hospital-1, ...), the same the coordinator lists
+    keystore : the hospital's private folder (created 0700)
+    data : the hospital's rows: a path to a delimited file (label in the last column unless `label` says
         otherwise) or a built-in set ("breast_cancer", "synthetic:NxD", ...), see mpclr.data.load
     part : "i/n" to use only the i-th (1-based) of n contiguous parts of `data` (demos and tests,
-        where every site reads the same built-in set)
+        where every hospital reads the same built-in set)
     label, positive : passed to mpclr.data.load_csv for files
     encrypt : keep the keystore's secrets encrypted at rest (the default; False only for test deployments)
     passphrase_file : a file (0600) holding the keystore's passphrase; else MPCLR_KEYSTORE_PASSPHRASE
@@ -113,16 +114,20 @@ class SiteConfig:
     glm_max_fraction: float = 0.33
     min_cell: int = 5
 
-    KEYS = ("site-name", "keystore", "data", "part", "label", "positive", "encrypt", "passphrase-file",
+    KEYS = ("hospital-name", "keystore", "data", "part", "label", "positive", "encrypt", "passphrase-file",
             "glm-max-fraction", "min-cell")
 
     @classmethod
-    def from_mapping(cls, m) -> SiteConfig:
-        missing = [k for k in ("site-name", "keystore", "data") if not str(m.get(k, "") or "")]
+    def from_mapping(cls, m) -> HospitalConfig:
+        m = dict(m)
+        if str(m.get("site-name", "") or "") and not str(m.get("hospital-name", "") or ""):
+            m["hospital-name"] = m["site-name"]  # the key's older name (a SuperNode started before the rename)
+        missing = [k for k in ("hospital-name", "keystore", "data") if not str(m.get(k, "") or "")]
         if missing:
-            raise SiteFailure(f"the site configuration lacks {', '.join(missing)} (--node-config of the SuperNode)")
+            raise HospitalFailure(
+                f"the hospital configuration lacks {', '.join(missing)} (--node-config of the SuperNode)")
         return cls(
-            name=str(m["site-name"]),
+            name=str(m["hospital-name"]),
             keystore=str(m["keystore"]),
             data=str(m["data"]),
             part=str(m.get("part", "") or ""),
@@ -135,8 +140,8 @@ class SiteConfig:
         )
 
     def node_config(self) -> str:
-        """The value of flower-supernode's --node-config for this site."""
-        pairs = {"site-name": self.name, "keystore": self.keystore, "data": self.data, "part": self.part,
+        """The value of flower-supernode's --node-config for this hospital."""
+        pairs = {"hospital-name": self.name, "keystore": self.keystore, "data": self.data, "part": self.part,
                  "label": self.label, "positive": self.positive, "passphrase-file": self.passphrase_file}
         if (self.glm_max_fraction, self.min_cell) != (0.33, 5):  # the disclosure settings, when not the defaults
             pairs.update({"glm-max-fraction": self.glm_max_fraction, "min-cell": self.min_cell})
@@ -145,7 +150,7 @@ class SiteConfig:
 
 
 def _setting(m, key: str, kind, default):
-    """A disclosure setting of the site's configuration, checked as mpclr.stats checks it."""
+    """A disclosure setting of the hospital's configuration, checked as mpclr.stats checks it."""
     from ..errors import ParameterError
     from ..stats.hospital import Settings
 
@@ -154,7 +159,7 @@ def _setting(m, key: str, kind, default):
         value = kind(default if value in (None, "") else value)
         Settings(**{key.replace("-", "_"): value})
     except (TypeError, ValueError, ParameterError) as exc:
-        raise SiteFailure(f"the site configuration's {key}: {exc}") from None
+        raise HospitalFailure(f"the hospital configuration's {key}: {exc}") from None
     return value
 
 
@@ -163,11 +168,11 @@ def _flag(value, name: str) -> bool:
         return value
     text = str(value).strip().lower()
     if text not in ("true", "false", "1", "0", "yes", "no"):
-        raise SiteFailure(f"the site configuration's {name} must be true or false, not {value!r}")
+        raise HospitalFailure(f"the hospital configuration's {name} must be true or false, not {value!r}")
     return text in ("true", "1", "yes")
 
 
-def site_passphrase(config: SiteConfig, prompt: bool = False, new: bool = False) -> str:
+def hospital_passphrase(config: HospitalConfig, prompt: bool = False, new: bool = False) -> str:
     """The keystore's passphrase: from `passphrase_file`, else the environment, else (only when asked
     to and a terminal is attached) a prompt; otherwise an error saying how to give one."""
     if config.passphrase_file:
@@ -175,19 +180,20 @@ def site_passphrase(config: SiteConfig, prompt: bool = False, new: bool = False)
         try:
             # others' bits only: a systemd credential (0400 plus a read ACL for the service) shows group r
             if os.stat(path).st_mode & 0o026:
-                raise SiteFailure(f"the passphrase file {path} is readable or writable by others: chmod 600 it")
+                raise HospitalFailure(f"the passphrase file {path} is readable or writable by others: chmod 600 it")
             return path.read_text().rstrip("\r\n")
         except OSError as exc:
-            raise SiteFailure(f"cannot read the passphrase file {path}: {exc}") from None
+            raise HospitalFailure(f"cannot read the passphrase file {path}: {exc}") from None
     if os.environ.get(PASSPHRASE_ENV):
         return os.environ[PASSPHRASE_ENV]
     if prompt and sys.stdin is not None and sys.stdin.isatty():
         text = getpass.getpass(f"passphrase for the keystore {config.keystore}: ")
         if new and getpass.getpass("the same passphrase again: ") != text:
-            raise SiteFailure("the two passphrases differ")
+            raise HospitalFailure("the two passphrases differ")
         return text
-    raise SiteFailure(
+    raise HospitalFailure(
         f"the keystore {config.keystore} of {config.name} is encrypted at rest and no passphrase is available: "
-        f"set {PASSPHRASE_ENV} in the site's environment, or name a file holding it (mode 0600) with "
-        f"passphrase-file = \"...\" under [site] in the site's configuration, or start the site from a terminal "
-        f"to be asked; only for a test deployment, encrypt = false under [site] keeps the keystore unencrypted")
+        f"set {PASSPHRASE_ENV} in the hospital's environment, or name a file holding it (mode 0600) with "
+        f"passphrase-file = \"...\" under [hospital] in the hospital's configuration, or start the hospital from a "
+        f"terminal "
+        f"to be asked; only for a test deployment, encrypt = false under [hospital] keeps the keystore unencrypted")

@@ -1,6 +1,6 @@
-"""A site's keystore at rest, driven in process as in test_transport.py (no Flower processes).
+"""A hospital's keystore at rest, driven in process as in test_transport.py (no Flower processes).
 
-Three sites join one study and run its key ceremony: hospital-1 and -2 with the default encryption at
+Three hospitals join one study and run its key ceremony: hospital-1 and -2 with the default encryption at
 rest, hospital-3 opted out (`encrypt = false`), which doubles as the control that the byte search below
 finds secrets when they are on disk. Then the IT commands: list, backup (and restore), destroy.
 """
@@ -21,26 +21,26 @@ pytest.importorskip("flwr")
 
 from mpclr.deploy import keystore_admin as ka  # noqa: E402
 from mpclr.deploy.__main__ import main  # noqa: E402
+from mpclr.deploy.hospital import HospitalConfig, HospitalFailure, HospitalRuntime  # noqa: E402
 from mpclr.deploy.server_app import run_deployed_study  # noqa: E402
-from mpclr.deploy.site import SiteConfig, SiteFailure, SiteRuntime  # noqa: E402
-from mpclr.deploy.supernode import run_site  # noqa: E402
+from mpclr.deploy.supernode import run_hospital  # noqa: E402
 from mpclr.keystore import Keystore  # noqa: E402
 from mpclr.keystore_crypto import HEADER, PASSPHRASE_ENV, KeystoreKey, is_sealed  # noqa: E402
 
-from .test_transport import PASSPHRASE, FakeGrid, make_data, study_config, write_sites  # noqa: E402
+from .test_transport import PASSPHRASE, FakeGrid, make_data, study_config, write_hospitals  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def deployed(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("sites")
+    tmp = tmp_path_factory.mktemp("hospitals")
     X, y = make_data(n=90)
-    sites = write_sites(tmp, X, y)
-    sites[2] = SiteConfig("hospital-3", sites[2].keystore, sites[2].data, encrypt=False)
+    hospitals = write_hospitals(tmp, X, y)
+    hospitals[2] = HospitalConfig("hospital-3", hospitals[2].keystore, hospitals[2].data, encrypt=False)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(PASSPHRASE_ENV, PASSPHRASE)
-        res = run_deployed_study(FakeGrid(sites), study_config(tmp, threshold=2), study=lambda fed, cfg: {})
+        res = run_deployed_study(FakeGrid(hospitals), study_config(tmp, threshold=2), study=lambda fed, cfg: {})
     assert res["status"] == "ok"
-    return tmp, sites, res["session"]
+    return tmp, hospitals, res["session"]
 
 
 def cli(*argv) -> tuple[int, str, str]:
@@ -50,16 +50,17 @@ def cli(*argv) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
-def site_toml(tmp: Path, site: SiteConfig) -> Path:
-    path = tmp / f"{site.name}.toml"
-    path.write_text(f'[site]\nname = "{site.name}"\nkeystore = "{site.keystore}"\ndata = "{site.data}"\n'
-                    + ("" if site.encrypt else "encrypt = false\n")
+def hospital_toml(tmp: Path, hospital: HospitalConfig) -> Path:
+    path = tmp / f"{hospital.name}.toml"
+    path.write_text(f'[hospital]\nname = "{hospital.name}"\nkeystore = "{hospital.keystore}"\n'
+                    f'data = "{hospital.data}"\n'
+                    + ("" if hospital.encrypt else "encrypt = false\n")
                     + '\n[supernode]\nsuperlink = "127.0.0.1:1"\nroot-certificates = "x"\nauth-key = "y"\n')
     return path
 
 
 def secrets_of(root: Path, session: str, key) -> dict[str, bytes]:
-    """The site's secrets as the site reads them (decrypted when the keystore is encrypted)."""
+    """The hospital's secrets as the hospital reads them (decrypted when the keystore is encrypted)."""
     out = {}
     for folder in (root / "site", root / "sessions" / session):
         ks = Keystore(folder, key=key)
@@ -73,13 +74,13 @@ def on_disk(root: Path) -> list[bytes]:
     return [p.read_bytes() for p in root.rglob("*") if p.is_file()]
 
 
-def test_no_secret_bytes_on_disk_at_an_encrypting_site(deployed):
-    tmp, sites, session = deployed
-    for site in sites:
-        root = Path(site.keystore)
-        key = KeystoreKey.open(root, PASSPHRASE) if site.encrypt else None
+def test_no_secret_bytes_on_disk_at_an_encrypting_hospital(deployed):
+    tmp, hospitals, session = deployed
+    for hospital in hospitals:
+        root = Path(hospital.keystore)
+        key = KeystoreKey.open(root, PASSPHRASE) if hospital.encrypt else None
         found = secrets_of(root, session, key)
-        # 2-of-3: the additive share s_i is erased once re-shared, the threshold share is what the site keeps
+        # 2-of-3: the additive share s_i is erased once re-shared, the threshold share is what the hospital keeps
         assert {"site/identity", f"{session}/threshold-share"} <= set(found)
         assert f"{session}/key-share" not in found
         assert any(name.startswith(f"{session}/reply-") for name in found)
@@ -87,56 +88,57 @@ def test_no_secret_bytes_on_disk_at_an_encrypting_site(deployed):
         for name, secret in found.items():
             stretches = [secret[i : i + 64] for i in (len(secret) // 3, 2 * len(secret) // 3, len(secret) - 64)]
             hits = [any(s in blob for blob in disk) for s in stretches]
-            if site.encrypt:
-                assert not any(hits), f"{site.name}: {name} in the clear on disk"
+            if hospital.encrypt:
+                assert not any(hits), f"{hospital.name}: {name} in the clear on disk"
             else:
-                assert all(hits), f"{site.name}: the search does not find {name}"  # the control
+                assert all(hits), f"{hospital.name}: the search does not find {name}"  # the control
         sealed = [is_sealed(p.read_bytes()) for p in root.rglob("secret-*")]
-        assert all(sealed) if site.encrypt else not any(sealed)
-        assert (root / HEADER).exists() == site.encrypt
+        assert all(sealed) if hospital.encrypt else not any(sealed)
+        assert (root / HEADER).exists() == hospital.encrypt
 
 
-def test_a_site_says_how_to_give_the_passphrase(deployed, tmp_path, monkeypatch):
-    tmp, sites, _ = deployed
+def test_a_hospital_says_how_to_give_the_passphrase(deployed, tmp_path, monkeypatch):
+    tmp, hospitals, _ = deployed
     monkeypatch.delenv(PASSPHRASE_ENV, raising=False)
-    fresh = SiteConfig("hospital-9", str(tmp_path / "keystore"), sites[0].data)
-    with pytest.raises(SiteFailure, match=f"no passphrase is available: set {PASSPHRASE_ENV}.*passphrase-file"
+    fresh = HospitalConfig("hospital-9", str(tmp_path / "keystore"), hospitals[0].data)
+    with pytest.raises(HospitalFailure, match=f"no passphrase is available: set {PASSPHRASE_ENV}.*passphrase-file"
                                           ".*from a terminal.*encrypt = false"):
-        SiteRuntime(fresh).identity()
+        HospitalRuntime(fresh).identity()
     with pytest.raises(SystemExit, match="hospital-9.*cannot start.*no passphrase is available"):
-        run_site(site_toml(tmp_path, fresh))  # stops before any Flower process starts
+        run_hospital(hospital_toml(tmp_path, fresh))  # stops before any Flower process starts
     assert not any((tmp_path / "keystore").rglob("secret-*"))
     # an existing encrypted keystore needs its passphrase even with encrypt = false
-    with pytest.raises(SiteFailure, match="no passphrase"):
-        SiteRuntime(SiteConfig("hospital-1", sites[0].keystore, sites[0].data, encrypt=False)).identity()
+    with pytest.raises(HospitalFailure, match="no passphrase"):
+        config = HospitalConfig("hospital-1", hospitals[0].keystore, hospitals[0].data, encrypt=False)
+        HospitalRuntime(config).identity()
     monkeypatch.setenv(PASSPHRASE_ENV, "a wrong passphrase, long enough")
-    with pytest.raises(SiteFailure, match=f"wrong passphrase for keystore {sites[0].keystore}"):
-        SiteRuntime(sites[0]).identity()
+    with pytest.raises(HospitalFailure, match=f"wrong passphrase for keystore {hospitals[0].keystore}"):
+        HospitalRuntime(hospitals[0]).identity()
     # a passphrase file, which must be private
     pfile = tmp_path / "passphrase"
     pfile.write_text(PASSPHRASE + "\n")
     os.chmod(pfile, 0o644)
-    with_file = SiteConfig("hospital-1", sites[0].keystore, sites[0].data, passphrase_file=str(pfile))
-    with pytest.raises(SiteFailure, match="readable or writable by others"):
-        SiteRuntime(with_file).identity()
+    with_file = HospitalConfig("hospital-1", hospitals[0].keystore, hospitals[0].data, passphrase_file=str(pfile))
+    with pytest.raises(HospitalFailure, match="readable or writable by others"):
+        HospitalRuntime(with_file).identity()
     os.chmod(pfile, 0o600)
-    ident = SiteRuntime(with_file).identity()  # the file wins over the (wrong) environment
-    assert ident.export_private() == secrets_of(Path(sites[0].keystore), deployed[2],
-                                                KeystoreKey.open(sites[0].keystore, PASSPHRASE))["site/identity"]
+    ident = HospitalRuntime(with_file).identity()  # the file wins over the (wrong) environment
+    assert ident.export_private() == secrets_of(Path(hospitals[0].keystore), deployed[2],
+                                                KeystoreKey.open(hospitals[0].keystore, PASSPHRASE))["site/identity"]
     # the opted-out keystore holds plaintext secrets: turning encryption on is refused, not half done
     monkeypatch.setenv(PASSPHRASE_ENV, PASSPHRASE)
-    with pytest.raises(SiteFailure, match="already holds unencrypted secrets.*keep encrypt = false"):
-        SiteRuntime(SiteConfig("hospital-3", sites[2].keystore, sites[2].data)).identity()
+    with pytest.raises(HospitalFailure, match="already holds unencrypted secrets.*keep encrypt = false"):
+        HospitalRuntime(HospitalConfig("hospital-3", hospitals[2].keystore, hospitals[2].data)).identity()
 
 
 def test_list_describes_every_file(deployed, tmp_path):
-    tmp, sites, session = deployed
-    code, out, _ = cli("list", "--config", str(site_toml(tmp_path, sites[0])))
+    tmp, hospitals, session = deployed
+    code, out, _ = cli("list", "--config", str(hospital_toml(tmp_path, hospitals[0])))
     assert code == 0
     assert "secrets encrypted at rest (scrypt n=131072 r=8 p=1, AES-256-GCM)" in out
     assert f"session {session}: joined" in out and "2-of-3" in out
     assert "the hospital's Shamir share of the collective secret key" in out
-    inv = ka.inventory(sites[0].keystore)
+    inv = ka.inventory(hospitals[0].keystore)
     files = [(e["folder"], f) for e in inv["folders"] for f in e["files"]]
     assert len(files) >= 10 and inv["plaintext_secrets"] == []
     for folder, f in files:
@@ -144,17 +146,17 @@ def test_list_describes_every_file(deployed, tmp_path):
         assert known is not None, f"{folder}/{f['name']} is not in keystore_admin.FILES"
         assert known[0] == f["secret"], f"{f['name']}: the table says secret={known[0]}"
         assert f["encrypted"] == f["secret"]
-        assert f["bytes"] == (Path(sites[0].keystore) / folder / f["name"]).stat().st_size
-    code, out, _ = cli("list", sites[2].keystore)
+        assert f["bytes"] == (Path(hospitals[0].keystore) / folder / f["name"]).stat().st_size
+    code, out, _ = cli("list", hospitals[2].keystore)
     assert "NOT ENCRYPTED at rest" in out and "PLAINTEXT" in out
-    assert json.loads(cli("list", "--json", sites[2].keystore)[1])["plaintext_secrets"]
+    assert json.loads(cli("list", "--json", hospitals[2].keystore)[1])["plaintext_secrets"]
 
 
 def test_backup_keeps_files_encrypted_and_restores_with_the_passphrase(deployed, tmp_path):
-    _, sites, session = deployed
-    root = Path(sites[0].keystore)
+    _, hospitals, session = deployed
+    root = Path(hospitals[0].keystore)
     archive = tmp_path / "backup.tar"
-    code, out, _ = cli("backup", "--config", str(site_toml(tmp_path, sites[0])), "--output", str(archive))
+    code, out, _ = cli("backup", "--config", str(hospital_toml(tmp_path, hospitals[0])), "--output", str(archive))
     assert code == 0 and "a restored copy needs the keystore's passphrase" in out
     assert os.stat(archive).st_mode & 0o777 == 0o600
     with tarfile.open(archive) as tar:
@@ -169,14 +171,14 @@ def test_backup_keeps_files_encrypted_and_restores_with_the_passphrase(deployed,
         KeystoreKey.open(restored, "not the passphrase of this keystore")
     code, _, err = cli("backup", str(root), "--output", str(root / "inside.tar"))
     assert code == 2 and "inside the keystore" in err
-    code, out, _ = cli("backup", sites[2].keystore, "--output", str(tmp_path / "plain.tar"))
+    code, out, _ = cli("backup", hospitals[2].keystore, "--output", str(tmp_path / "plain.tar"))
     assert "NOT ENCRYPTED" in out
 
 
 def test_destroy_overwrites_secrets_then_removes(deployed, tmp_path):
-    _, sites, session = deployed
+    _, hospitals, session = deployed
     root = tmp_path / "keystore"
-    shutil.copytree(sites[0].keystore, root)
+    shutil.copytree(hospitals[0].keystore, root)
     share = root / "sessions" / session / "secret-threshold-share.bin"
     before = share.read_bytes()
     os.link(share, tmp_path / "second-name")  # a second name for the same file: shows what destroy wrote
@@ -194,14 +196,14 @@ def test_destroy_overwrites_secrets_then_removes(deployed, tmp_path):
 
 
 def test_an_altered_secret_stops_the_message_naming_the_file(deployed, tmp_path, monkeypatch):
-    _, sites, session = deployed
+    _, hospitals, session = deployed
     monkeypatch.setenv(PASSPHRASE_ENV, PASSPHRASE)
     root = tmp_path / "keystore"
-    shutil.copytree(sites[0].keystore, root)
+    shutil.copytree(hospitals[0].keystore, root)
     share = root / "sessions" / session / "secret-threshold-share.bin"
     blob = bytearray(share.read_bytes())
     blob[100] ^= 0x80
     share.write_bytes(bytes(blob))
-    runtime = SiteRuntime(SiteConfig("hospital-1", str(root), sites[0].data))
-    with pytest.raises(SiteFailure, match=f"cannot be read: {share} was altered"):
+    runtime = HospitalRuntime(HospitalConfig("hospital-1", str(root), hospitals[0].data))
+    with pytest.raises(HospitalFailure, match=f"cannot be read: {share} was altered"):
         runtime.handle("protocol", session, b"any request: the state is loaded before it is read")
