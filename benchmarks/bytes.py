@@ -40,7 +40,7 @@ PHASES = {  # message type -> phase (labels refine refresh.share, decrypt.share 
     "crs.commit": "key ceremony", "crs.reveal": "key ceremony", "crs.seed": "key ceremony",
     "cpk.commit": "key ceremony", "cpk.reveal": "key ceremony", "keys.install": "key ceremony",
     "rlk.round1": "key ceremony", "rlk.check": "key ceremony", "rlk.round2": "key ceremony",
-    "shamir.deal": "key ceremony", "shamir.receive": "key ceremony",
+    "upk.share": "key ceremony", "shamir.deal": "key ceremony", "shamir.receive": "key ceremony",
     "lr.folds": "data", "lr.aggregate": "data", "lr.encrypt": "data", "lr.encrypt_eval": "evaluation",
     "gkg.share": "evaluation", "researcher.key": "evaluation", "pcks.share": "evaluation",
 }
@@ -92,14 +92,15 @@ def plan(args) -> dict:
     (mpclr.manifest, exact for refreshes, decryptions, key switches and rotation keys), the hospital's
     uploads from the layouts (its rows: a contiguous 1/n of them; folds dealt at random), sizes from the
     primes' widths. Refresh rounds here output one ciphertext per input (training and comparisons do); the
-    key ceremony's messages are taken as measured on the small study (they do not depend on the data)."""
+    key ceremony's messages are taken as measured on the small study (they do not depend on the data), but
+    the upload keys' (counted here). --upload public-key: as before share-keyed uploads (two polynomials each)."""
     from mpclr.deploy.study import HospitalsInfo
     from mpclr.evaluation.layout import EvalLayout
     from mpclr.training.layout import Layout
 
     ds = mdata.load(args.data)
     n, d = ds.X.shape
-    params = get_preset(args.preset)
+    params = get_preset(args.preset).with_(upload=args.upload)
     rng = np.random.default_rng(args.seed)
     fold_of_row = rng.permutation(np.arange(n) % args.folds)
     names = [f"hospital-{i + 1}" for i in range(args.hospitals)]
@@ -114,6 +115,8 @@ def plan(args) -> dict:
         return sum(math.ceil(params.n * b / 8) for b in rows)
 
     level0, top = poly(bits[:1]), poly(bits[: sz["top_level"] + 1])
+    # an upload: two polynomials under the public key; share-keyed, one and a 32-byte seed (mpclr.protocols.upload)
+    halves = 1 if params.upload == "share-keyed" else 2
     key_level = sz["refresh_level"]  # the evaluation's rotation keys: digits 0..L on q_0..q_L and P
     gkg_key = (key_level + 1) * poly(bits[: key_level + 1] + bits[-1:])
     gkg_training = (sz["top_level"] + 1) * poly(bits)
@@ -133,14 +136,16 @@ def plan(args) -> dict:
             out[key] = (b.ciphertexts - training_keys) * gkg_key + training_keys * gkg_training
     # the hospital with the most: its data blocks at the top level, its constant part one level above the
     # refresh level, its evaluation rows at the top and their labels where they are first used
-    constant = sum(g.chunks(d + 1) for g in layout.groups) * 2 * poly(bits[: key_level + 2])
+    constant = sum(g.chunks(d + 1) for g in layout.groups) * halves * poly(bits[: key_level + 2])
     ev = EvalLayout(params.slots, fold_of_row, args.folds, d + 1)
-    label = 2 * poly(bits[: (3 if any(ev.shared(b) for b in range(len(ev.blocks))) else 2) + 1])
-    uploads = [(constant + 2 * top * sum(len(layout.blocks_with_rows(g, rows)) * g.chunks(d + 1)
-                                         for g in layout.groups),
-                sum((len(ev.columns(b, d)) - 1) * 2 * top + label for b in set(ev.place(rows)[0].tolist())))
+    label = halves * poly(bits[: (3 if any(ev.shared(b) for b in range(len(ev.blocks))) else 2) + 1])
+    uploads = [(constant + halves * top * sum(len(layout.blocks_with_rows(g, rows)) * g.chunks(d + 1)
+                                              for g in layout.groups),
+                sum((len(ev.columns(b, d)) - 1) * halves * top + label for b in set(ev.place(rows)[0].tolist())))
                for rows in splits]
     out["lr.encrypt"], out["lr.encrypt_eval"] = max(uploads, key=sum)
+    if params.upload == "share-keyed":  # every key holder's upload keys: a digit per data prime and one more
+        out["upk.share"] = args.hospitals * (sz["top_level"] + 2) * poly(bits)
     small = Path(__file__).resolve().parent / "results" / "bytes-small.json"
     if small.exists():  # the key ceremony and the aggregate: the same for any data
         import json
@@ -231,6 +236,8 @@ def main() -> int:
     ap = study_arguments(__doc__, data="breast_cancer", folds=5)
     ap.add_argument("--name", default="bytes-small")
     ap.add_argument("--plan", action="store_true", help="estimate from the manifest and the layouts; run nothing")
+    ap.add_argument("--upload", choices=["share-keyed", "public-key"], default="share-keyed",
+                    help="with --plan: how hospitals upload (mpclr.params.Params.upload)")
     args = ap.parse_args()
     if args.plan:
         out = plan(args)

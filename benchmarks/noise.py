@@ -9,6 +9,7 @@ per ciphertext ||e||_2 / (2 sigma), per study sqrt(sum_j ||e_j||^2) / (2 sigma) 
 
     python benchmarks/noise.py                      # train, 3 and 10 hospitals (a few minutes)
     python benchmarks/noise.py --presets fast deep --no-evaluation
+    python benchmarks/noise.py --upload share-keyed public-key   # both upload modes
 """
 
 from __future__ import annotations
@@ -77,10 +78,12 @@ def main(argv=None) -> int:
     ap.add_argument("--iterations", type=int, default=2)
     ap.add_argument("--no-evaluation", action="store_true", help="train and decrypt the models only")
     ap.add_argument("--out", default="noise")
+    ap.add_argument("--upload", nargs="+", default=["share-keyed"], choices=["share-keyed", "public-key"],
+                    help="how hospitals upload (mpclr.params.Params.upload): each measured in turn")
     args = ap.parse_args(argv)
     cases = []
-    for name in args.presets:
-        params = PRESETS[name]
+    for name, upload in [(n, u) for n in args.presets for u in args.upload]:
+        params = PRESETS[name].with_(upload=upload)
         for parties in args.parties:
             t0 = time.perf_counter()
             evaluation = not args.no_evaluation
@@ -98,6 +101,7 @@ def main(argv=None) -> int:
             case = {
                 "preset": name,
                 "hospitals": parties,
+                "upload": upload,
                 "params": params.describe(),
                 "data": args.data,
                 "folds": args.folds,
@@ -108,7 +112,7 @@ def main(argv=None) -> int:
                 "seconds": time.perf_counter() - t0,
             }
             cases.append(case)
-            print(f"\n{name}, {parties} hospitals ({case['seconds']:.0f} s)")
+            print(f"\n{name}, {upload} uploads, {parties} hospitals ({case['seconds']:.0f} s)")
             print(table(rows, ["kind", "count", "levels", "std_bits", "max_bits", "sigma_bits", "margin_bits",
                                "distance_per_ciphertext"]))
             for what, s in case["study"].items():

@@ -59,6 +59,9 @@ class Params:
     refresh_noise_bits: float | None = None
     max_hospitals: int = 10  # the noise grows with the number of hospitals: smudging is sized for up to this many
     study: bool = True  # False: a teaching or experiments set, refused by every study path (check_study)
+    # how hospitals upload: "share-keyed" (seed and one polynomial, switched by the server with the
+    # hospital's upload key; mpclr.protocols.upload) or "public-key" (two polynomials, no upload keys)
+    upload: str = "share-keyed"
     description: str = ""
     allow_insecure: bool = field(default=False, compare=False)
 
@@ -131,6 +134,8 @@ class Params:
                 )
         if not 0 < self.refresh_mask_bits <= 128:
             raise ParameterError(f"parameter refresh_mask_bits must be in (0, 128], got {self.refresh_mask_bits}")
+        if self.upload not in ("share-keyed", "public-key"):
+            raise ParameterError(f"parameter upload must be 'share-keyed' or 'public-key', got {self.upload!r}")
         if not 2 <= self.max_hospitals <= 64:
             raise ParameterError(f"parameter max_hospitals must be in [2, 64], got {self.max_hospitals}")
         if not self.is_secure:
@@ -160,6 +165,7 @@ class Params:
             "refresh_noise_bits": self.refresh_noise_bits,
             "max_hospitals": self.max_hospitals,
             "study": self.study,
+            "upload": self.upload,
             "description": self.description,
             "allow_insecure": self.allow_insecure,
         }
@@ -191,6 +197,7 @@ class Params:
             "refresh_noise_bits": self.refresh_noise_bits,
             "max_hospitals": self.max_hospitals,
             "study": self.study,
+            "upload": self.upload,
         }
 
 

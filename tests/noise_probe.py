@@ -312,6 +312,7 @@ class NoiseProbe:
         original_load = encrypted.EncryptedTrainer._load
         self._patch(encrypted.EncryptedTrainer, "_load", lambda tr, raw: probe.wrap(original_load(tr, raw), raw))
         self._patch(fed.server, "refresh_raw", self._refresh_hook(fed.server.refresh_raw))
+        self._share_keyed_hooks()
         c1check = getattr(server_mod, "c1check", None)  # servers that rerandomize a repeated c1
         if c1check is not None:
             self._patch(c1check, "rerandomize", self._recording_rerandomize(c1check.rerandomize))
@@ -330,6 +331,32 @@ class NoiseProbe:
             party._he = None
 
     # ------------------------------------------------------------------ hooks
+    def _share_keyed_hooks(self) -> None:
+        """Share-keyed uploads (mpclr.protocols.upload): the encoding a hospital encrypted, found by the
+        upload's seed when the server switches it, is the switched ciphertext's shadow."""
+        from mpclr.protocols import upload
+
+        encodings: dict[bytes, PlaintextData] = {}
+        encrypt, probe = upload.UploadEncryptor.encrypt, self
+
+        def recording_encrypt(enc, he, values, scale, drops):
+            raw = encrypt(enc, he, values, scale, drops)
+            pt = he.encodeFrac(np.ascontiguousarray(values, dtype=np.float64), scale=scale)
+            encodings[upload.seed_of(raw)] = PlaintextData.from_bytes(pt.to_bytes(compr_mode="none"), probe.ctx.n)
+            return raw
+
+        self._patch(upload.UploadEncryptor, "encrypt", recording_encrypt)
+        switch = self.fed.server.uploads.load
+
+        def recording_load(raw, what, sender):
+            out = switch(raw, what, sender)
+            plain = encodings.pop(upload.seed_of(raw), None) if upload.is_share_keyed(raw) else None
+            if plain is not None:
+                probe.register(out, plain)
+            return out
+
+        self._patch(self.fed.server.uploads, "load", recording_load)
+
     def _decrypt_hook(self, name, original):
         def hook(cs, *args, **kwargs):
             handles = list(cs) if name.endswith("_many") else [cs]

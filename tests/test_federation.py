@@ -186,6 +186,7 @@ def test_the_fingerprint_covers_every_field_of_a_parameter_set():
         "refresh_noise_bits": 7,
         "max_hospitals": 5,
         "study": True,
+        "upload": "public-key",
         "description": "another text",
         "scale_bits": 29,
         "coeff_bits": (49, 30, 30, 30, 49),

@@ -40,7 +40,7 @@ from mpclr.spec import StudySpec
 from mpclr.stats.manifest import glm_manifest
 
 CEREMONY = ["crs.commit", "crs.reveal", "crs.seed", "cpk.commit", "cpk.reveal", "keys.install", "rlk.round1",
-            "rlk.check", "rlk.round2"]
+            "rlk.check", "rlk.round2", "upk.share"]
 RECORD_KEYS = {"time", "session", "hospital", "step", "label", "requester", "bytes_in", "bytes_out", "ciphertexts",
                "decision", "reason"}
 

@@ -51,8 +51,10 @@ def test_secrets_are_private_files(saved):
     node = path / "nodes" / "hospital-2"
     assert os.stat(node).st_mode & 0o777 == 0o700
     secrets = sorted(p.name for p in node.iterdir() if p.name.startswith("secret-"))
-    # 2-of-3: the additive share s_i was erased once re-shared; only the threshold share is kept
-    assert secrets == ["secret-fold-key.bin", "secret-identity.bin", "secret-threshold-share.bin"]
+    # 2-of-3: the additive share s_i was erased once re-shared; only the threshold share is kept (and the
+    # upload secret z_i, which decrypts only this hospital's own uploads: mpclr.protocols.upload)
+    assert secrets == ["secret-fold-key.bin", "secret-identity.bin", "secret-threshold-share.bin",
+                       "secret-upload-secret.bin"]
     for name in secrets:
         assert os.stat(node / name).st_mode & 0o777 == 0o600
     server_files = {p.name for p in (path / "nodes" / "server").iterdir()}
@@ -242,8 +244,10 @@ def test_spent_protocol_secrets_leave_the_keystore(resumed):
     for name in ("hospital-1", "hospital-2", "hospital-3"):
         files = sorted(p.name for p in (root / name).iterdir() if p.name.startswith("secret-"))
         # the CRS nonce, the public-key share, the relinearization round's u and the own Shamir point were
-        # each used by the round after the one that made them: none of them is kept
-        assert files == ["secret-fold-key.bin", "secret-identity.bin", "secret-threshold-share.bin"], (name, files)
+        # each used by the round after the one that made them: none of them is kept (the upload secret is the
+        # key of this hospital's uploads for the whole study)
+        assert files == ["secret-fold-key.bin", "secret-identity.bin", "secret-threshold-share.bin",
+                         "secret-upload-secret.bin"], (name, files)
     x = np.linspace(-1, 1, 8)
     assert np.abs(fed.decrypt(fed.hospitals[0].encrypt(x), by=[0, 2]) - x).max() < 2e-3  # the keys work
 
@@ -256,9 +260,10 @@ def test_the_additive_share_is_erased_once_reshared(resumed):
     with pytest.raises(ProtocolError, match="erased its additive key share"):
         fed.hospitals[1]._secret()
     # the key-ceremony steps that use s_i are refused (each is also answered once per session only)
-    for step in ("cpk.commit", "rlk.round1", "shamir.deal"):
+    owners = {"owners": [p.name for p in fed.hospitals]}
+    for step, fields in (("cpk.commit", {}), ("rlk.round1", {}), ("shamir.deal", {}), ("upk.share", owners)):
         with pytest.raises(ProtocolError, match="erased its additive key share|already"):
-            fed.server.call("hospital-2", step)
+            fed.server.call("hospital-2", step, **fields)
     assert not (root / "hospital-2" / "secret-key-share.bin").exists()
 
 
@@ -266,7 +271,7 @@ def test_an_n_of_n_hospital_keeps_its_share(tmp_path):
     fed = mpclr.Federation(manifest="exploration", hospitals=2, preset="fast", network=ResumingNetwork(tmp_path))
     files = sorted(p.name for p in (tmp_path / "hospital-1").iterdir() if p.name.startswith("secret-"))
     # s_i is the share every step uses (and the fold key the secret behind the hospital's fold assignment)
-    assert files == ["secret-fold-key.bin", "secret-identity.bin", "secret-key-share.bin"]
+    assert files == ["secret-fold-key.bin", "secret-identity.bin", "secret-key-share.bin", "secret-upload-secret.bin"]
     x = np.linspace(-1, 1, 8)
     assert np.abs(fed.decrypt(fed.hospitals[1].encrypt(x)) - x).max() < 2e-3
     fed.close()

@@ -46,6 +46,8 @@ FILES = [
                                    "shares of all key holders, or of t of them in a t-out-of-n study)"),
     ("secret-threshold-share.bin", True, "the hospital's Shamir share of the collective secret key "
                                          "(t-out-of-n studies)"),
+    ("secret-upload-secret.bin", True, "the secret the hospital encrypts its uploads under (share-keyed uploads): "
+                                       "it decrypts only the hospital's own uploads, not the collective key's"),
     ("secret-pending-crs_nonce.bin", True, "key ceremony: the hospital's nonce for the common random string, "
                                            "between commit and reveal"),
     ("secret-pending-cpk_share.bin", True, "key ceremony: the hospital's public-key share, between commit and "

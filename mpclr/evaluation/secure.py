@@ -102,7 +102,7 @@ import numpy as np
 
 from ..errors import ParameterError, ProtocolError
 from ..protocols.refresh import RefreshProtocol
-from ..seal.format import CiphertextData, galois_elt_from_step, unpack_ciphertext
+from ..seal.format import CiphertextData, galois_elt_from_step
 from ..training.blocks import Enc
 from ..training.cv import Upload, upload_together
 from ..training.party import blocks_per_round
@@ -377,7 +377,7 @@ class SecureEvaluation(ComparisonPasses, EvaluationResults):
                 key = (int(b), int(j))
                 if not 0 <= key[0] < blocks or key[1] not in self.layout.columns(key[0], self.features):
                     raise ProtocolError(f"{p} sent an evaluation ciphertext for an unknown block or column {key}")
-                raw = unpack_ciphertext(raw, what, self.ctx)  # every residue checked
+                raw = self.server.uploads.load(raw, what, p)  # every residue checked; share-keyed: switched
                 level = self.ctx.level_of(CiphertextData.from_bytes(raw, what).parms_id, what)
                 expected = self._column_level(key[1])
                 if level != expected:

@@ -93,6 +93,14 @@ MESSAGES: tuple[MessageKind, ...] = (
         "RLWE samples only",
     ),
     MessageKind(
+        "upk.share",
+        "3. upload keys",
+        (SERVER, HOSPITAL, "the key holders whose upload keys to make"),
+        (HOSPITAL, SERVER, "RLWE samples under s_i (its own key's also carries its upload secret z_i g)"),
+        "RLWE samples only; each aggregate, a hospital's upload key, is an encryption of z_i g under s that only "
+        "a coalition able to decrypt everything can open",
+    ),
+    MessageKind(
         "keys.install",
         "2. public key",
         (SERVER, f"{HOSPITAL}, {RESEARCHER}", "the collective public key, every signed public-key share, the "

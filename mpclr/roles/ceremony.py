@@ -1,5 +1,6 @@
 """The server's part of the key ceremony: the CRS coin toss, the collective public key, the
-relinearization key, the t-out-of-n re-sharing and the rotation keys. It relays what the hospitals sign
+relinearization key, the hospitals' upload keys (mpclr.roles.uploads), the t-out-of-n re-sharing and
+the rotation keys. It relays what the hospitals sign
 (the CRS seed, public-key and round-1 shares), so each hospital checks the keys itself; it aggregates
 shares and never holds a secret-key share.
 
@@ -114,6 +115,10 @@ class KeyCeremony:
         with self.timed("rlk.load"):
             self.evaluator.he.from_bytes_relin_key(relin)
         self.timings["relin_key"] = time.perf_counter() - t0
+        if self.ctx.params.upload == "share-keyed":  # every hospital's upload key, before any re-sharing
+            t0 = time.perf_counter()
+            self.uploads.generate(self, holders)
+            self.timings["upload_keys"] = time.perf_counter() - t0
 
     def run_threshold_setup(self) -> None:
         """t-out-of-n: every key holder Shamir-shares its additive share; boxes go party to party."""

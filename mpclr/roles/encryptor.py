@@ -4,9 +4,15 @@ Pyfhel holds the GIL while it encodes and encrypts, so the hospitals of an in-pr
 answering in its own thread, would encrypt one vector at a time between them: 1,000,000 x 10 rows are
 13,000 ciphertexts at 'train', minutes of one core. A large upload (a study's rows) therefore goes to a
 process of the hospital's own (`python -m mpclr.roles.encryption_process`, as a hospital's machine would use its
-cores), which holds the public key and nothing else and runs the same SEAL encryption, packed as
-`Hospital.encrypt_bytes` packs it, and stops when the upload's last round is encrypted. Small uploads
-stay in the hospital's thread: a process takes about a second to start.
+cores), which runs the same encryption, packed as `Hospital.encrypt_bytes` packs it, and stops when the
+upload's last round is encrypted. Small uploads stay in the hospital's thread: a process takes about a
+second to start.
+
+The process holds the public key and, for share-keyed uploads (mpclr.protocols.upload), the hospital's
+upload secret z_i, sent down its pipe (never written). z_i is not a share of the collective key: it
+decrypts this hospital's own uploads only, whose rows the process holds in the clear anyway, so giving
+it to the process that encrypts them exposes nothing more; the key share s_i stays in the hospital's
+process.
 """
 
 from __future__ import annotations
@@ -41,24 +47,30 @@ def level_plans(ctx, levels, count: int) -> list[tuple[float, int]]:
     return out
 
 
-def encrypt_many(owner, he, vectors, processes: bool, plans) -> list[bytes]:
+def encrypt_many(owner, he, vectors, processes: bool, plans, upload=None) -> list[bytes]:
     """Each vector encrypted with `he` (a Pyfhel object holding the collective public key) at plans[i] =
-    (scale, primes dropped after encryption) and packed; with `processes`, in the encryption process of
-    `owner` (started on first use, kept while it lives)."""
+    (scale, primes dropped after encryption) and packed, or share-keyed by `upload` (an UploadEncryptor);
+    with `processes`, in the encryption process of `owner` (started on first use, kept while it lives)."""
     vectors = [np.ascontiguousarray(v, dtype=np.float64) for v in vectors]
     if len(plans) != len(vectors):
         raise ValueError(f"{len(vectors)} vectors to encrypt but {len(plans)} levels")
     plans = [(float(scale), int(drops)) for scale, drops in plans]
     if not processes:
-        return [_encrypt(he, v, scale, drops) for v, (scale, drops) in zip(vectors, plans)]
+        return [_encrypt(he, v, scale, drops, upload) for v, (scale, drops) in zip(vectors, plans)]
     proc = _POOLS.get(owner)
+    if proc is not None and proc.share_keyed != (upload is not None):
+        done(owner)  # the upload key was made since the process started
+        proc = None
     if proc is None:
-        proc = _POOLS[owner] = _Encryptor(he.to_bytes_context(), he.to_bytes_public_key())
+        proc = _POOLS[owner] = _Encryptor(he.to_bytes_context(), he.to_bytes_public_key(), upload)
     return proc.encrypt(vectors, plans)
 
 
-def _encrypt(he, v: np.ndarray, scale: float, drops: int) -> bytes:
-    """One vector encrypted at `scale`, then `drops` primes dropped (a lower level: fewer bytes), packed."""
+def _encrypt(he, v: np.ndarray, scale: float, drops: int, upload=None) -> bytes:
+    """One vector encrypted at `scale`, then `drops` primes dropped (a lower level: fewer bytes), packed;
+    share-keyed by `upload` when given."""
+    if upload is not None:
+        return upload.encrypt(he, v, scale, drops)
     ct = he.encryptFrac(v, scale=scale)
     for _ in range(drops):
         he.mod_switch_to_next_ctxt(ct)
@@ -74,10 +86,12 @@ def done(owner) -> None:
 
 
 class _Encryptor:
-    def __init__(self, context: bytes, public_key: bytes):
+    def __init__(self, context: bytes, public_key: bytes, upload=None):
         self.proc, self.conn = start("mpclr.roles.encryption_process")
         self._finalizer = weakref.finalize(self, stop, self.proc, self.conn)
-        self.conn.send({"context": context, "public_key": public_key})
+        self.share_keyed = upload is not None
+        self.conn.send({"context": context, "public_key": public_key,
+                        "upload": None if upload is None else upload.spec()})
         expect(self.conn, "ready", "encryption process")
 
     def close(self) -> None:
@@ -99,11 +113,16 @@ def serve(conn) -> None:  # pragma: no cover - runs in a child process (covered 
     he = Pyfhel()
     he.from_bytes_context(init["context"])
     he.from_bytes_public_key(init["public_key"])
+    upload = None
+    if init.get("upload") is not None:
+        from ..protocols.upload import UploadEncryptor
+
+        upload = UploadEncryptor(*init["upload"])
     conn.send(("ready", os.getpid()))
     while True:
         msg = conn.recv()
         if msg[0] == "encrypt":
-            conn.send(("done", [_encrypt(he, v, scale, drops) for v, (scale, drops) in zip(msg[1], msg[2])]))
+            conn.send(("done", [_encrypt(he, v, scale, drops, upload) for v, (scale, drops) in zip(msg[1], msg[2])]))
         elif msg[0] == "stop":
             conn.send(("ok",))
             return

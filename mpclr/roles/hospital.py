@@ -1,4 +1,4 @@
-"""A data provider (hospital): holds its rows and one secret-key share, answers protocol steps.
+"""A data provider (hospital): holds its rows, one secret-key share and an upload secret (mpclr.roles.uploads).
 
 The share is created inside `join` from the OS CSPRNG and is only ever used inside the handlers below;
 what leaves is a protocol share (an RLWE sample, a smudged partial decryption) or a ciphertext.
@@ -27,7 +27,6 @@ from ..protocols.rlk import RelinKeyGen
 from ..protocols.rotation import RotationKeyGen
 from ..protocols.share import SecretKeyShare
 from ..ring import CommonRandomString, SecretRandom
-from ..seal.format import pack_ciphertext
 from ..wire import seal_box
 from .encryptor import encrypt_many, level_plans
 from .evaluator import Ciphertext
@@ -36,6 +35,7 @@ from .extensions import register_handlers
 from .guard import RequestGuard, check_public_key, check_round_one, commitment, crs_seed, round_one_check
 from .node import Node, Session
 from .policy import Manifest, Policy
+from .uploads import HospitalUploads
 
 __all__ = ["Hospital", "commitment", "register_handlers"]
 
@@ -67,6 +67,7 @@ class Hospital(Node):
         self.policy = Policy()  # the study manifest, the ledger and the audit log (mpclr.roles.policy)
         self._guard = RequestGuard(ctx)
         self._fold_key: bytes | None = None  # secret randomness of this hospital's fold assignment
+        self._uploads = HospitalUploads(self)  # its upload secret and key share (mpclr.roles.uploads)
         self._next_fold_key: bytes | None = None  # drawn before joining, for the study manifest (fold_sizes)
         self._handlers.update(
             {
@@ -79,6 +80,7 @@ class Hospital(Node):
                 "rlk.check": self._on_rlk_check,
                 "rlk.round2": self._on_rlk_round2,
                 "gkg.share": self._on_gkg_share,
+                "upk.share": self._uploads.on_share,
                 "keys.install": self._on_keys_install,
                 "decrypt.share": self._on_decrypt_share,
                 "shamir.deal": self._on_shamir_deal,
@@ -109,6 +111,7 @@ class Hospital(Node):
         self._used_refresh_labels.clear()
         self._researcher_pk = None
         self._guard.reset()
+        self._uploads.reset(self._rng)
         # fold assignment: secret, kept for a resumed study; drawn before joining when the hospital counted
         # its rows per fold for the study manifest (fold_sizes, use_fold_key)
         self._fold_key = self._next_fold_key or self._rng.bytes(FOLD_KEY_BYTES)
@@ -164,6 +167,7 @@ class Hospital(Node):
             "crs_commitments": {k: bytes(v).hex() for k, v in self._pending.get("crs_commitments", {}).items()},
             "folds": None if self.folds is None else self.folds.tolist(),
             "extensions": self.extension_state,
+            **self._uploads.save(ks),
         }
         ks.put_json("data-provider", public)
         for name, value in (
@@ -214,6 +218,7 @@ class Hospital(Node):
             self._pending["rlk_u"] = SecretKeyShare.import_from_keystore(ring, ks, "pending-rlk_u")
         self.folds = None if public["folds"] is None else np.asarray(public["folds"], dtype=np.int64)
         self.extension_state = dict(public.get("extensions", {}))
+        self._uploads.load(ks, public)
         self._guard.load(ks)
         self.policy.load(ks)
 
@@ -530,8 +535,7 @@ class Hospital(Node):
 
     def data_shape(self) -> tuple[int, int]:
         """(rows, features) of this hospital's data: public, the study's plan is made of them."""
-        X, _, rows = self.require_data()
-        return len(rows), X.shape[1]
+        return len(self.require_data()[2]), self.require_data()[0].shape[1]
 
     def fold_key(self) -> bytes:
         """The secret key of this hospital's fold assignment (mpclr.training.hospital). Asked before the study, for
@@ -563,13 +567,12 @@ class Hospital(Node):
 
     def encrypt(self, values):
         """Encrypt a vector under the collective public key and upload it; returns the server's handle."""
-        he = self._encryptor()
         x = np.asarray(values, dtype=np.float64).ravel()
         if x.size == 0 or x.size > self.ctx.params.slots:
             raise ValueError(f"can encrypt 1..{self.ctx.params.slots} values per ciphertext, got {x.size}")
         if not np.all(np.isfinite(x)):
             raise ValueError("cannot encrypt NaN or infinite values")
-        raw = pack_ciphertext(he.encryptFrac(x, scale=2.0**self.ctx.params.scale_bits).to_bytes(compr_mode="none"))
+        raw = self.encrypt_many([x])[0]
         reply = self.call(self._require_session().server, "ct.upload", ciphertext=raw, length=int(x.size))
         return Ciphertext(reply["id"], int(x.size), int(reply["level"]), float(reply["scale"]))
 
@@ -578,7 +581,8 @@ class Hospital(Node):
         process of this hospital's own (mpclr.roles.encryptor: Pyfhel holds the GIL, the hospitals' threads
         would take turns)."""
         vectors = list(vectors)
-        return encrypt_many(self, self._encryptor(), vectors, processes, level_plans(self.ctx, levels, len(vectors)))
+        return encrypt_many(self, self._encryptor(), vectors, processes, level_plans(self.ctx, levels, len(vectors)),
+                            self._uploads.encryptor())
 
     # ==================== policy gate (mpclr.roles.policy): begin ===========================
     def agree(self, manifest: Manifest) -> None:

@@ -33,7 +33,7 @@ __all__ = ["Budget", "Manifest", "Policy", "PolicyRefusal", "AuditLog", "ceremon
            "request_size"]
 
 CEREMONY = ("crs.commit", "crs.reveal", "crs.seed", "cpk.commit", "cpk.reveal", "keys.install", "rlk.round1",
-            "rlk.check", "rlk.round2")
+            "rlk.check", "rlk.round2", "upk.share")
 THRESHOLD_SETUP = ("shamir.deal", "shamir.receive")
 KEYS_ONLY = "key ceremony only"
 _LABEL_CHARS = 200  # labels come from the requester: kept short in the ledger and the log

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from ..errors import ProtocolError
 from ..ring import CommonRandomString, SecretRandom
-from ..seal.format import unpack_ciphertext
 from .ceremony import KeyCeremony
 from .evaluator import Ciphertext, Evaluator
 from .node import Node
 from .refresh_coordinator import RefreshCoordinator
+from .uploads import UploadKeys
 
 __all__ = ["Server", "Ciphertext"]
 
@@ -34,6 +34,7 @@ class Server(KeyCeremony, RefreshCoordinator, Node):
         self._crs_signatures: dict[str, bytes] = {}
         self._sent_c1: set[bytes] = set()  # c1s sent in refresh requests (hospitals answer each once)
         self._rng = SecretRandom()
+        self.uploads = UploadKeys(ctx)  # the hospitals' upload keys (share-keyed uploads)
         self._handlers.update({"ct.upload": self._on_upload, "ct.fetch": self._on_fetch})
 
     # ================================ persistence ===============================================
@@ -46,8 +47,11 @@ class Server(KeyCeremony, RefreshCoordinator, Node):
                 **self.evaluator.store_state(),
                 "galois_levels": {str(k): v for k, v in self.evaluator.galois_levels.items()},
                 "timings": self.timings,
+                "upload_keys": self.uploads.owners,
             },
         )
+        for owner in self.uploads.owners:
+            ks.put(f"upload-key-{owner}", self.uploads.key_bytes(owner))
         if self.public_key is not None:
             ks.put("public-key", self.public_key)
         ks.put("sent-c1", b"".join(sorted(self._sent_c1)))
@@ -82,13 +86,16 @@ class Server(KeyCeremony, RefreshCoordinator, Node):
             self.evaluator.galois_levels = {int(k): int(v) for k, v in state.get("galois_levels", {}).items()}
             self.evaluator.he.from_bytes_rotate_key(raw)
         self.evaluator.load_store(state, lambda i: ks.get(f"ct-{i}"))
+        self.uploads = UploadKeys(self.ctx)
+        for owner in state.get("upload_keys", []):
+            self.uploads.install(owner, ks.get(f"upload-key-{owner}"))
 
     # ================================ uploads and fetches =======================================
     def _on_upload(self, fields, sender):
         s = self._require_session()
         if sender not in s.key_holders and sender != s.researcher:
             raise ProtocolError(f"only data providers and the researcher upload ciphertexts, not {sender}")
-        raw = unpack_ciphertext(fields["ciphertext"], f"ciphertext uploaded by {sender}", self.ctx)
+        raw = self.uploads.load(fields["ciphertext"], f"ciphertext uploaded by {sender}", sender)
         h = self.evaluator.import_ciphertext(raw, int(fields["length"]))
         return {"id": h.id, "level": h.level, "scale": h.scale}
 

@@ -31,7 +31,6 @@ import warnings
 import numpy as np
 
 from ..errors import DataError, PrivacyWarning, ProtocolError
-from ..seal.format import unpack_ciphertext
 from .encoding import Scaling, packed_length, unpack
 from .family import SCALARS, family
 from .requests import GLMModel, step_fields
@@ -133,7 +132,7 @@ def _round(fed, model: GLMModel, beta, scaling: Scaling, label: str, by, log: li
     for p in names:
         if int(replies[p]["length"]) != length:
             raise ProtocolError(f"{p} packed {replies[p]['length']} values for a model of {model.p} parameters")
-        raw = unpack_ciphertext(replies[p]["ciphertext"], f"{p}'s glm.step", s.ctx)
+        raw = s.uploads.load(replies[p]["ciphertext"], f"{p}'s glm.step", p)
         handles.append(s.import_ciphertext(raw, length))
     total = handles[0]
     for h in handles[1:]:

@@ -33,7 +33,6 @@ import time
 import numpy as np
 
 from ..errors import ProtocolError
-from ..seal.format import unpack_ciphertext
 from .encoding import SHIFT
 from .requests import TableRequest
 from .suppress import composite, small_cell_flags
@@ -45,7 +44,8 @@ _MISSING = "-"
 
 
 def _sum(server, items, what: str, length: int):
-    handles = [server.import_ciphertext(unpack_ciphertext(raw, what, server.ctx), length) for raw in items]
+    """items: (hospital, its ciphertext) pairs."""
+    handles = [server.import_ciphertext(server.uploads.load(raw, what, p), length) for p, raw in items]
     total, made = handles[0], list(handles)
     for h in handles[1:]:
         total = server.add(total, h)
@@ -84,12 +84,12 @@ def table_one(fed, *, by: str | None = None, continuous=(), categorical=None, mi
         raise ProtocolError(f"the table has {K} cells; at most {s.ctx.params.slots // 2} fit the secure test")
     _check_feasible(s, req, decrypt_by)
     replies = s.call_many("table.counts", {p: req.to_fields(LABEL) for p in names})
-    counts = _sum(s, [replies[p]["counts"] for p in names], "table.counts", K)
+    counts = _sum(s, [(p, replies[p]["counts"]) for p in names], "table.counts", K)
     V, L = len(req.continuous), 2 * req.columns  # the sums: L per variable, packed variable by variable
     if any(len(replies[p]["sums"]) != (1 if V else 0) for p in names):
         raise ProtocolError(f"table.counts: each hospital sends its {V} variables' sums in {1 if V else 0} ciphertext")
-    sums = [_sum(s, [replies[p]["sums"][0] for p in names], "table.counts", V * L)] if V else []
-    flags = _sum(s, [replies[p]["flags"] for p in names], "table.counts", 2 * K)
+    sums = [_sum(s, [(p, replies[p]["sums"][0]) for p in names], "table.counts", V * L)] if V else []
+    flags = _sum(s, [(p, replies[p]["flags"]) for p in names], "table.counts", 2 * K)
     sflags, cost = small_cell_flags(fed, flags, K, req.min_cell, req.bound, decrypt_by, LABEL)
     keys = req.cell_keys()
     small = np.zeros(K, dtype=bool)

@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FormatError, PrivacyWarning, ProtocolError
-from ..seal.format import CiphertextData, unpack_ciphertext
+from ..protocols.upload import is_share_keyed
+from ..seal.format import CiphertextData, pack_ciphertext
 from .encrypted import EncryptedTrainer, TrainingLog, TrainingPlan, refresh_level
 from .layout import Layout
 from .party import (
@@ -213,7 +214,7 @@ def encrypt_study(fed, *, folds: int, interval: float = 8.0, participants=None,
     t0 = time.perf_counter()
     total = None
     for p in names:
-        raw = unpack_ciphertext(agg[p]["ciphertext"], f"{p}'s aggregate", s.ctx)
+        raw = s.uploads.load(agg[p]["ciphertext"], f"{p}'s aggregate", p)
         h = s.import_ciphertext(raw, int(agg[p]["length"]))
         total = h if total is None else s.add(total, h)
     d = int(agg[names[0]]["features"])
@@ -329,12 +330,14 @@ def _take_training_rows(server, out: EncryptedCV, p: str, reply: dict) -> None:
         key = (int(g), int(b), int(j))
         if key[:2] not in blocks or not 0 <= key[2] < out.layout.groups[key[0]].chunks(out.features):
             raise ProtocolError(f"{p} sent a data block outside the layout: {key}")
-        seal = unpack_ciphertext(raw, what, ctx)  # every residue checked
+        seal = server.uploads.load(raw, what, p)  # every residue checked; share-keyed: switched
         if ctx.level_of(CiphertextData.from_bytes(seal, what).parms_id, what) != ctx.top_level:
             raise ProtocolError(f"{p} sent data block {key} below the top level")
+        if out.blocks.compact and is_share_keyed(raw):
+            raw = pack_ciphertext(seal)
         out.blocks.add(key, raw if out.blocks.compact else seal)
     for g, j, raw in reply["constant"]:
-        out.constants.setdefault((int(g), int(j)), []).append(unpack_ciphertext(raw, what, ctx))
+        out.constants.setdefault((int(g), int(j)), []).append(server.uploads.load(raw, what, p))
 
 
 def run_encrypted_cv(

@@ -1,0 +1,99 @@
+"""Share-keyed uploads through the nodes (mpclr.roles.uploads): the ceremony makes every hospital's upload
+key (before the t-out-of-n re-sharing), uploads are half-size and decrypt to the values, in a thread and in
+an encryption process, after a save and load; a hospital gives its key shares once, to the server, for
+the key holders only; the public-key mode makes no keys."""
+
+import numpy as np
+import pytest
+
+import mpclr
+from mpclr.errors import ProtocolError
+from mpclr.params import get_preset
+from mpclr.protocols.upload import is_share_keyed
+from mpclr.roles import encryptor
+from mpclr.roles.policy import Budget, Manifest
+
+
+def refused(node, hospital: str, step: str, match: str, **fields) -> None:
+    with pytest.raises(ProtocolError, match=f"{hospital} refused {step}: .*{match}"):
+        node.call(hospital, step, **fields)
+
+
+@pytest.fixture(scope="module")
+def fed():
+    """2-out-of-3 under a study manifest: the key ceremony (upk.share included) once, three decryptions."""
+    m = Manifest("uploads", (*Manifest.keys_only(threshold_setup=True).budgets, Budget("decrypt.share", "x", 3, 3, 1)))
+    f = mpclr.Federation(hospitals=3, threshold=2, preset="fast", manifest=m)
+    yield f
+    f.close()
+
+
+def test_uploads_are_share_keyed_half_size_and_decrypt(fed):
+    h = fed.hospitals[1]
+    x = np.random.default_rng(1).uniform(-2, 2, 300)
+    raw = h.encrypt_bytes(x)
+    public = encryptor.encrypt_many(h, h._encryptor(), [x], False, encryptor.level_plans(fed.ctx, None, 1))[0]
+    assert is_share_keyed(raw) and not is_share_keyed(public)
+    assert len(raw) < 0.52 * len(public)
+    assert sorted(fed.server.uploads.owners) == sorted(p.name for p in fed.hospitals)
+    c = h.encrypt(x)  # ct.upload, switched by the server
+    assert np.abs(fed.decrypt(c, by=[0, 2], label="x") - x).max() < 1e-3  # hospital-2 need not take part
+    # an encryption process of the hospital's own, at two levels
+    raws = h.encrypt_many([x, 2 * x], processes=True, levels=[None, fed.ctx.top_level - 1])
+    encryptor.done(h)
+    assert all(is_share_keyed(r) for r in raws)
+    for r, want in zip(raws, (x, 2 * x)):
+        handle = fed.server.import_ciphertext(fed.server.uploads.load(r, "test upload", h.name), len(x))
+        assert np.abs(fed.decrypt(handle, by=[1, 2], label="x") - want).max() < 1e-3
+
+
+def test_an_upload_is_switched_only_with_its_senders_key(fed):
+    raw = fed.hospitals[0].encrypt_bytes(np.ones(4))
+    with pytest.raises(ProtocolError, match="researcher, which has no upload key"):
+        fed.server.uploads.load(raw, "an upload", "researcher")
+
+
+def test_the_manifest_allows_one_upk_share_round(fed):
+    holders = [p.name for p in fed.hospitals]
+    refused(fed.server, holders[0], "upk.share", r"allows 1 round \(1 answered\)", owners=holders)
+
+
+def test_a_hospital_gives_its_upload_key_shares_once_to_the_server_for_the_key_holders():
+    f = mpclr.Federation(hospitals=2, preset="fast", manifest="exploration")  # no budget: the handler's checks
+    try:
+        holders = [p.name for p in f.hospitals]
+        h = holders[0]
+        refused(f.server, h, "upk.share", "answered already in this session", owners=holders)
+        refused(f.server, h, "upk.share", "must be the session's key holders", owners=[*holders, "server"])
+        refused(f.server, h, "upk.share", "must be the session's key holders", owners=holders[:1])
+        refused(f.server, h, "upk.share", "must be the session's key holders", owners=[holders[0], holders[0]])
+        refused(f.researcher, h, "upk.share", "only taken from the session's server", owners=holders)
+    finally:
+        f.close()
+
+
+def test_upload_keys_survive_a_save_and_load(tmp_path):
+    f = mpclr.Federation(hospitals=2, preset="fast", manifest="exploration")
+    f.save(tmp_path / "fed")
+    f.close()
+    again = mpclr.Federation.load(tmp_path / "fed")
+    try:
+        h = again.hospitals[1]
+        raw = h.encrypt_bytes(np.arange(5.0))
+        assert is_share_keyed(raw)
+        c = again.server.import_ciphertext(again.server.uploads.load(raw, "upload", h.name), 5)
+        assert np.abs(again.decrypt(c) - np.arange(5.0)).max() < 1e-3
+    finally:
+        again.close()
+
+
+def test_the_public_key_mode_makes_no_upload_keys():
+    f = mpclr.Federation(hospitals=2, preset=get_preset("fast").with_(upload="public-key"), manifest="exploration")
+    try:
+        assert f.server.uploads.owners == []
+        assert not is_share_keyed(f.hospitals[0].encrypt_bytes(np.ones(3)))
+        assert np.abs(f.decrypt(f.hospitals[0].encrypt(np.ones(3))) - 1).max() < 1e-3
+        refused(f.server, f.hospitals[0].name, "upk.share", "upload with the public key",
+                owners=[p.name for p in f.hospitals])
+    finally:
+        f.close()
