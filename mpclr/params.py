@@ -172,7 +172,7 @@ class Params:
 
     @classmethod
     def from_json(cls, d: dict, allow_insecure: bool | None = None) -> Params:
-        """The set back; `allow_insecure` overrides the recorded opt-in (a site never accepts a
+        """The set back; `allow_insecure` overrides the recorded opt-in (a hospital never accepts a
         coordinator's opt-in: it passes False)."""
         fields = {**d, "coeff_bits": tuple(d["coeff_bits"])}
         if allow_insecure is not None:

@@ -14,7 +14,7 @@ node refuses what it did not agree to".
 
 The signatures are Ed25519 under the keys in the session's roster (wire.statement binds each value to
 session, step and author), so they hold whoever relays the values. They are as trustworthy as the
-roster: each site checks its own key in it at join, and the session fingerprint that sites compare
+roster: each hospital checks its own key in it at join, and the session fingerprint that hospitals compare
 (with each other, not only with the coordinator) covers every key in it.
 
 Why the commitments themselves are not signed. What must be authentic is what a hospital ends up

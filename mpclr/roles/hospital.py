@@ -549,7 +549,7 @@ class Hospital(Node):
 
     def use_fold_key(self, key: bytes) -> None:
         """The secret key of the fold assignment in the session this hospital joins next, drawn before it
-        joined (a site draws it when it reports its fold sizes for the study manifest)."""
+        joined (a deployed hospital draws it when it reports its fold sizes for the study manifest)."""
         if not isinstance(key, bytes | bytearray) or len(key) != FOLD_KEY_BYTES:
             raise ProtocolError(f"{self.name}: a fold key is {FOLD_KEY_BYTES} secret bytes")
         self._next_fold_key = bytes(key)

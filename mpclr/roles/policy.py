@@ -14,7 +14,7 @@ in `Node.handle`), not through checks spread over the protocol handlers:
   It holds no secret: names, sizes, labels and reasons only.
 
 An "exploration" manifest has no budget: for interactive use of an in-process Federation (workshop,
-protocol tests, fed.decrypt in a notebook). A deployed site never accepts it.
+protocol tests, fed.decrypt in a notebook). A deployed hospital never accepts it.
 """
 
 from __future__ import annotations
@@ -156,7 +156,7 @@ class Manifest:
         """The manifest as a hospital's IT reads it (logged at join)."""
         lines = [f"study manifest {self.name!r} ({self.fingerprint})"]
         if self.exploration:
-            return lines + ["  exploration: no budget (in-process use only; a deployed site refuses it)"]
+            return lines + ["  exploration: no budget (in-process use only; a deployed hospital refuses it)"]
         lines += [f"  {b.describe()}" for b in self.budgets]
         lines.append(f"  retries: {self.retries} extra round{'s' if self.retries != 1 else ''} "
                      "(a round redone without a key holder that stopped answering)")

@@ -97,7 +97,7 @@ def test_no_spent_secret_and_no_additive_share_stays_at_a_hospital(run):
     tmp, _, res = run
     for i in (1, 2, 3):
         names = sorted(p.name for p in _session(tmp, res, i).glob("secret-*") if not p.name.startswith("secret-reply"))
-        # the upload secret is kept for the study's later uploads; it decrypts the site's own uploads only
+        # the upload secret is kept for the study's later uploads; it decrypts the hospital's own uploads only
         assert names == ["secret-fold-key.bin", "secret-identity.bin", "secret-threshold-share.bin",
                          "secret-upload-secret.bin"], (i, names)
 

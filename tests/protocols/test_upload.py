@@ -3,7 +3,6 @@ the threshold decryption matches numpy and the noise stays below a public-key en
 
 import numpy as np
 import pytest
-from Pyfhel import PyCtxt
 
 from mpclr.errors import FormatError
 from mpclr.params import get_preset
@@ -14,7 +13,7 @@ from mpclr.protocols.upload import UploadEncryptor, UploadKeyGen, read_upload
 from mpclr.ring import CommonRandomString
 from mpclr.roles.uploads import UploadKeys
 from mpclr.seal.context import SealContext
-from mpclr.seal.format import CiphertextData, KSwitchKeysData, PlaintextData
+from mpclr.seal.format import CiphertextData, PlaintextData
 
 from .helpers import apply_secret, make_parties, max_centered
 
