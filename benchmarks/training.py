@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
@@ -31,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, TreeMemory, table, write  # noqa: E402
 
 from mpclr.data import synthetic  # noqa: E402
+from mpclr.params import get_preset  # noqa: E402
 from mpclr.pipeline import Study  # noqa: E402
 from mpclr.spec import StudySpec  # noqa: E402
 
@@ -70,6 +72,7 @@ def one(rows: int, parties: int, features: int = 10, folds: int = 10) -> dict:
         "features": features,
         "parties": parties,
         "folds": folds,
+        "upload": get_preset("train").upload,
         "iterations": rec["parameters"]["iterations"],
         "degree": rec["parameters"]["degree"],
         "data_s": data_s,
@@ -168,6 +171,9 @@ def main(argv=None) -> int:
     ap.add_argument("--features", type=int, default=10, help="features of the --rows case (default 10)")
     ap.add_argument("--parties", type=int, default=3, help="hospitals of the --rows case (default 3)")
     ap.add_argument("--case-json", default=None, help=argparse.SUPPRESS)  # a child's one case, for --scaling
+    ap.add_argument("--upload", choices=["share-keyed", "public-key"], default=None,
+                    help="how hospitals upload (default: the preset's, share-keyed); public-key spares the server a "
+                         "key switch per ciphertext where bytes do not travel")
     ap.add_argument("--plot", action="store_true", help="only redraw the plot from training-scaling.json")
     args = ap.parse_args(argv)
     if args.plot:
@@ -175,6 +181,12 @@ def main(argv=None) -> int:
         return 0
     if args.rows is not None and args.scaling:
         ap.error("--rows runs one case; --scaling runs the series: give one of them")
+    if args.upload is not None:  # for this process and, through the environment, a series' children
+        os.environ["MPCLR_BENCH_UPLOAD"] = args.upload
+    if os.environ.get("MPCLR_BENCH_UPLOAD"):
+        import mpclr.params as params
+
+        params.PRESETS["train"] = params.PRESETS["train"].with_(upload=os.environ["MPCLR_BENCH_UPLOAD"])
     if args.case_json:
         Path(args.case_json).write_text(json.dumps(one(args.rows, args.parties, args.features), default=float))
         return 0
