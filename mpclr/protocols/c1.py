@@ -106,19 +106,8 @@ def rerandomize(
     u = rng.ternary_ntt(key_ring)
     z0 = key_ring.add(key_ring.mul(u, np.ascontiguousarray(public_key[0])), rng.error_ntt(key_ring))
     z1 = key_ring.add(key_ring.mul(u, np.ascontiguousarray(public_key[1])), rng.error_ntt(key_ring))
-    rows = len(ring.moduli)
-    z0, z1 = (_divide_by_special_prime(key_ring, z, rows) for z in (z0, z1))
+    keep = [*range(len(ring.moduli)), len(key_ring.moduli) - 1]  # the ciphertext's primes and P
+    ext = key_ring.sub_ring(keep)
+    z0, z1 = (ext.divide_by_last_prime(np.ascontiguousarray(z[keep])) for z in (z0, z1))
     return ring.add(c0, z0), ring.add(c1, z1)
 
-
-def _divide_by_special_prime(key_ring: Ring, poly: np.ndarray, rows: int) -> np.ndarray:
-    """round(poly / P) modulo the first `rows` primes, for poly over the key level (P its last prime),
-    NTT form in and out."""
-    p = key_ring.moduli[-1]
-    coeff = key_ring.intt(poly)
-    last = coeff[-1].astype(np.int64)
-    last = np.where(last > p // 2, last - np.int64(p), last)  # centred: rounds to nearest
-    low = key_ring.sub_ring(range(rows))
-    out = low.sub(np.ascontiguousarray(coeff[:rows]), low.from_signed(last))
-    out = low.mul_scalar_rows(out, [pow(p % q, -1, q) for q in low.moduli])
-    return low.ntt(out, inplace=True)

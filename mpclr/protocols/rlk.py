@@ -75,10 +75,7 @@ class RelinKeyGen:
         return Share.from_bytes(raw, TAG1 if round_ == 1 else TAG2, self.ring, (2, self.digits))
 
     def aggregate_shares(self, shares: list[Share]) -> Share:
-        tags = {s.tag for s in shares}
-        if len(tags) != 1:
-            raise ValueError(f"cannot aggregate shares of different rounds: {sorted(tags)}")
-        return Share(tags.pop(), self.ring.sum(s.data for s in shares))
+        return Share.sum_of(shares, self.ring, "rounds")
 
     def relin_key(self, round1: Share, round2: Share) -> bytes:
         """SEAL RelinKeys bytes."""

@@ -74,10 +74,7 @@ class RotationKeyGen:
         return Share.from_bytes(raw, tag(galois_elt), self.ring, (self.digits,))
 
     def aggregate_shares(self, shares: list[Share]) -> Share:
-        tags = {s.tag for s in shares}
-        if len(tags) != 1:
-            raise ValueError(f"cannot aggregate shares of different Galois elements: {sorted(tags)}")
-        return Share(tags.pop(), self.ring.sum(s.data for s in shares))
+        return Share.sum_of(shares, self.ring, "Galois elements")
 
     def rotation_key(self, agg: Share, crp: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
         """The key's (k0_j, k1_j) pairs for every digit of the key level; the server assembles all elements

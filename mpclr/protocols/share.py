@@ -42,6 +42,15 @@ class Share:
         return head + pack_residues(self.data)
 
     @classmethod
+    def sum_of(cls, shares: list[Share], ring: Ring, what: str) -> Share:
+        """The hospitals' shares of one key added up: refused (ValueError naming `what`) if they belong to
+        different steps (tags)."""
+        tags = {s.tag for s in shares}
+        if len(tags) != 1:
+            raise ValueError(f"cannot aggregate shares of different {what}: {sorted(tags)}")
+        return cls(tags.pop(), ring.sum(s.data for s in shares))
+
+    @classmethod
     def from_bytes(cls, raw: bytes, tag: str, ring: Ring, lead: tuple[int, ...] = ()) -> Share:
         """Parse and validate a share for step `tag`: its shape must be (*lead, K, N) of `ring`, reduced."""
         try:

@@ -87,10 +87,7 @@ class UploadKeyGen:
         return Share.from_bytes(raw, tag(owner), self.ring, (self.digits + 1,))
 
     def aggregate_shares(self, shares: list[Share]) -> Share:
-        tags = {s.tag for s in shares}
-        if len(tags) != 1:
-            raise ValueError(f"cannot aggregate shares of different upload keys: {sorted(tags)}")
-        return Share(tags.pop(), self.ring.sum(s.data for s in shares))
+        return Share.sum_of(shares, self.ring, "upload keys")
 
     def key_bytes(self, agg: Share, crp: np.ndarray) -> bytes:
         """(U_i, V_i) as one SEAL KSwitchKeys of two rows: U_i (its row alone is a RelinKeys), V_i (one pair)."""
@@ -191,12 +188,7 @@ def switch_high(ctx, level: int, hi: np.ndarray, key: np.ndarray) -> np.ndarray:
     rows = [*range(level + 1), len(ctx.primes) - 1]  # q_0..q_level and P
     ext = ctx.key_ring.sub_ring(rows)
     d = ext.mul(np.ascontiguousarray(key[:, rows]), ext.ntt(ext.from_signed(hi), inplace=True))
-    big_p = ctx.special_prime
-    t = ctx.key_ring.sub_ring(rows[-1:]).intt(np.ascontiguousarray(d[:, -1:]))[:, 0].astype(np.int64)
-    t = np.where(t > big_p // 2, t - np.int64(big_p), t)  # centered: the division rounds
-    ring = ctx.ring(level)
-    out = ring.sub(np.ascontiguousarray(d[:, :-1]), ring.ntt(ring.from_signed(t), inplace=True))
-    return ring.mul_scalar_rows(out, [pow(big_p, -1, q) for q in ring.moduli])
+    return ext.divide_by_last_prime(d)
 
 
 def check_mode(mode: str) -> str:

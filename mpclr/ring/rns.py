@@ -207,6 +207,18 @@ class Ring:
         b = np.repeat(np.asarray(scalars, dtype=np.uint64)[:, None], self.n, axis=1)
         return self.mul(a, b)
 
+    def divide_by_last_prime(self, a) -> np.ndarray:
+        """round(a / p) modulo the other primes, p this ring's last prime (a key-switch's special prime):
+        NTT form in (..., K, N) and out (..., K - 1, N). Only p's row leaves the NTT domain."""
+        a = self.check(a)
+        p = self.moduli[-1]
+        last = self.sub_ring([len(self.moduli) - 1]).intt(np.ascontiguousarray(a[..., -1:, :]))[..., 0, :]
+        last = last.astype(np.int64)
+        last = np.where(last > p // 2, last - np.int64(p), last)  # centred: rounds to nearest
+        low = self.sub_ring(range(len(self.moduli) - 1))
+        out = low.sub(np.ascontiguousarray(a[..., :-1, :]), low.ntt(low.from_signed(last), inplace=True))
+        return low.mul_scalar_rows(out, [pow(p % q, -1, q) for q in low.moduli])
+
     # --- conversions ----------------------------------------------------------------------------
     def from_signed(self, coeffs) -> np.ndarray:
         """Lift small signed integer polynomials (..., N) with |c| < 2^62 to RNS (..., K, N), coefficient domain."""
