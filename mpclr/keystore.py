@@ -57,8 +57,8 @@ class Keystore:
         digest = None
         if self._written is not None:
             digest = hashlib.sha256(data if plain is None else plain).digest()
-            if self._written.get(target, (None,))[0] == digest and _stat(target) == self._written[target][1]:
-                return  # the same contents, and the file is as this process left it
+            if self._unchanged(target, digest):
+                return
         tmp = target.with_suffix(target.suffix + ".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if secret else 0o644)
         with os.fdopen(fd, "wb") as fh:
@@ -67,6 +67,11 @@ class Keystore:
         if digest is not None:
             self._written[target] = (digest, _stat(target))
 
+    def _unchanged(self, target: Path, digest: bytes) -> bool:
+        """This process last wrote these contents (digest) to target, and the file is as it left it."""
+        memo = self._written.get(target)
+        return memo is not None and memo[0] == digest and _stat(target) == memo[1]
+
     def put(self, name: str, data: bytes) -> None:
         self._write(f"{name}.bin", bytes(data), secret=False)
 
@@ -74,9 +79,7 @@ class Keystore:
         fname = f"secret-{name}.bin"
         plain = bytes(data)
         if self._written is not None and self.key is not None:
-            target = self.path / fname
-            memo = self._written.get(target)
-            if memo and memo[0] == hashlib.sha256(plain).digest() and _stat(target) == memo[1]:
+            if self._unchanged(self.path / fname, hashlib.sha256(plain).digest()):
                 return  # not sealed again for nothing
         if self.key is not None:
             data = self.key.seal(self.path / fname, plain)
