@@ -10,7 +10,7 @@ Where a round's time goes out of the box, and what replaces it here:
                 talking to the SuperNode over HTTP           calling its Runtime API handlers in process
     objects     a pull that races its push waits 1 s, 2 s    first retry after 10 ms, doubling to 1 s
     chunks      message bytes move in 5 MiB pieces           8 MiB pieces: fewer HTTP requests
-    heartbeat   30 s: a dead hospital is noticed after 60 s      10 s: noticed after 20 s
+    heartbeat   30 s: a dead hospital is noticed after 60 s  10 s: noticed after 20 s
 
 Each poll of the SuperLink costs it about 3 ms of CPU (TLS, node signature, its ASGI stack): with three
 hospitals polling every 50 ms a study's SuperLink burned 0.2 of a core and the hospitals 0.1 between rounds,
