@@ -20,6 +20,7 @@ from .roles import Ciphertext, Hospital, Researcher, Server, Session
 from .roles.policy import Manifest
 from .seal.context import seal_context
 from .training import hospital as _training_steps  # noqa: F401  (registers lr.aggregate, folds, encrypt)
+from .upload_mode import for_study
 
 __all__ = ["Federation"]
 
@@ -93,6 +94,12 @@ class Federation:
         self.researcher = Researcher("researcher", self.ctx, self.network)
         self.hospitals = [Hospital(name, self.ctx, self.network) for name in names]
         self.manifest = self._manifest(manifest, int(threshold) < n, rotations)
+        # "auto" uploads: the mode the study's plan chose (mpclr.upload_mode), before the session binds it
+        resolved = for_study(self.params, self.manifest)
+        if resolved is not self.params:
+            self.params, self.ctx = resolved, seal_context(resolved)
+            for node in (self.server, self.researcher, *self.hospitals):
+                node.rebind(self.ctx)
         for p in self.hospitals:
             p.agree(self.manifest)
             if audit_dir is not None:

@@ -54,7 +54,9 @@ class StudyPlan:
     evaluation: SecureEvaluation options (score_bound, refine_rounds, ...) or None for no secure
     evaluation; fold_sizes: rows per fold, needed with an evaluation; rotation_steps: rotation keys made
     before the study (Federation(rotations=...), notebook 01); workers / coalesce: the coordinator's
-    worker processes and whether its transport coalesces their refreshes (Network.coalesce_rounds)."""
+    worker processes and whether its transport coalesces their refreshes (Network.coalesce_rounds);
+    hospital_rows: each key holder's rows, in order (empty: an even split). A set whose upload mode is
+    "auto" is resolved here, from the plan (mpclr.upload_mode), so the manifest records the concrete mode."""
 
     key_holders: tuple[str, ...]
     threshold: int
@@ -73,6 +75,14 @@ class StudyPlan:
     rotation_steps: tuple[int, ...] = ()
     name: str = "encrypted cross-validation"
     extra: dict = field(default_factory=dict)  # more public facts to show in the manifest
+    hospital_rows: tuple[int, ...] = ()
+
+    def __post_init__(self):
+        from .upload_mode import resolve
+
+        object.__setattr__(self, "hospital_rows", tuple(int(r) for r in self.hospital_rows))
+        if self.params.upload != (mode := resolve(self)):
+            object.__setattr__(self, "params", self.params.with_(upload=mode))
 
     def describe(self) -> dict:
         return {
@@ -80,6 +90,7 @@ class StudyPlan:
             "key_holders": list(self.key_holders),
             "threshold": self.threshold,
             "preset": self.params.name,
+            "upload": self.params.upload,
             "rows": self.rows,
             "features": self.features,
             "folds": self.folds,

@@ -35,6 +35,7 @@ __all__ = [
 SMUDGING_FLOOR_BITS = 20
 SMUDGING_MARGIN_BITS = 14
 STUDY_MASK_BITS = 64
+UPLOAD_MODES = ("auto", "share-keyed", "public-key")  # Params.upload; "auto" is resolved per study
 
 
 @dataclass(frozen=True)
@@ -60,8 +61,10 @@ class Params:
     max_hospitals: int = 10  # the noise grows with the number of hospitals: smudging is sized for up to this many
     study: bool = True  # False: a teaching or experiments set, refused by every study path (check_study)
     # how hospitals upload: "share-keyed" (seed and one polynomial, switched by the server with the
-    # hospital's upload key; mpclr.protocols.upload) or "public-key" (two polynomials, no upload keys)
-    upload: str = "share-keyed"
+    # hospital's upload key; mpclr.protocols.upload), "public-key" (two polynomials, no upload keys) or
+    # "auto": whichever sends fewer bytes for the study, resolved from its plan before the key ceremony
+    # (mpclr.upload_mode); a set that was never resolved uploads with the public key
+    upload: str = "auto"
     description: str = ""
     allow_insecure: bool = field(default=False, compare=False)
 
@@ -134,8 +137,9 @@ class Params:
                 )
         if not 0 < self.refresh_mask_bits <= 128:
             raise ParameterError(f"parameter refresh_mask_bits must be in (0, 128], got {self.refresh_mask_bits}")
-        if self.upload not in ("share-keyed", "public-key"):
-            raise ParameterError(f"parameter upload must be 'share-keyed' or 'public-key', got {self.upload!r}")
+        if self.upload not in UPLOAD_MODES:
+            raise ParameterError(f"parameter upload must be one of {', '.join(map(repr, UPLOAD_MODES))}, "
+                                 f"got {self.upload!r}")
         if not 2 <= self.max_hospitals <= 64:
             raise ParameterError(f"parameter max_hospitals must be in [2, 64], got {self.max_hospitals}")
         if not self.is_secure:

@@ -179,7 +179,9 @@ def study_manifest_for(spec: StudySpec, parts, features: int, *, own_rows: bool 
     def agree(hospitals):
         load_parts(hospitals, parts, own_rows)
         sizes = summed_fold_sizes(hospitals, spec.folds)
-        cv = study_manifest(study_plan(spec, sum(len(p) for p in parts), features, sizes, rotation_steps, **more))
+        rows = {"hospital_rows": tuple(len(p) for p in parts)}
+        cv = study_manifest(study_plan(spec, sum(len(p) for p in parts), features, sizes, rotation_steps,
+                                       **{**rows, **more}))
         if not spec.table_one:
             return cv
         from .roles.policy import merge_manifests

@@ -23,6 +23,7 @@ import mpclr
 from mpclr.data import load, split
 from mpclr.deploy.hospital import (
     HospitalConfig,
+    HospitalFailure,
     HospitalRuntime,
     accepted_for_studies,
     params_from_json,
@@ -61,7 +62,7 @@ def _changed(value):
 
 @pytest.mark.parametrize("field", [f.name for f in dataclasses.fields(Params) if f.name != "allow_insecure"])
 def test_a_hospital_refuses_any_field_differing_from_its_preset(field):
-    proposal = params_to_json(PRESETS["train"])
+    proposal = params_to_json(PRESETS["train"].with_(upload="public-key"))  # as the coordinator resolves it
     proposal[field] = _changed(proposal[field])
     with pytest.raises(MpclrError, match=rf"parameter {field} = |unknown|built-in presets"):
         params_from_json(proposal)
@@ -70,12 +71,13 @@ def test_a_hospital_refuses_any_field_differing_from_its_preset(field):
 @pytest.mark.parametrize("change", [{"smudging_bits": 0}, {"refresh_mask_bits": 1}, {"smudging_bits": True},
                                     {"allow_insecure": True}, {"extra": 1}])
 def test_a_hospital_refuses_unsafe_parameters(change):
-    proposal = {**params_to_json(PRESETS["train"]), **change}
+    proposal = {**params_to_json(PRESETS["train"].with_(upload="public-key")), **change}
     with pytest.raises(MpclrError, match=r"smudging_bits|refresh_mask_bits|insecure|does not know"):
         params_from_json(proposal)
     for preset in PRESETS.values():  # the study presets themselves, unchanged, are accepted; no other
-        if accepted_for_studies(preset, 3):
-            assert params_from_json(params_to_json(preset), 3) is preset
+        if accepted_for_studies(preset, 3):  # with the coordinator's resolved upload mode
+            assert params_from_json(params_to_json(preset.with_(upload="public-key")), 3) == \
+                preset.with_(upload="public-key")
         else:
             with pytest.raises(MpclrError, match=rf"refuses the session: parameter preset: '{preset.name}' cannot run"):
                 params_from_json(params_to_json(preset), 3)
@@ -101,6 +103,50 @@ def test_every_parameter_field_is_in_the_fingerprint():
     base = PRESETS["fast"]
     assert seal_context(base.with_(refresh_mask_bits=41)).fingerprint != seal_context(base).fingerprint
     assert seal_context(base.with_(description="other")).fingerprint != seal_context(base).fingerprint
+    keyed, public = seal_context(base.with_(upload="share-keyed")), seal_context(base.with_(upload="public-key"))
+    assert keyed.fingerprint != public.fingerprint != seal_context(base).fingerprint
+    assert keyed._context_bytes is public._context_bytes  # one SEAL context for the two modes
+
+
+@pytest.mark.parametrize("mode", ["share-keyed", "public-key"])
+def test_a_hospital_takes_the_coordinators_concrete_upload_mode(mode):
+    got = params_from_json({**params_to_json(PRESETS["train"]), "upload": mode}, 3)
+    assert got.upload == mode and got == PRESETS["train"].with_(upload=mode)
+    assert params_from_json({**params_to_json(PRESETS["train"]), "upload": "public-key"}, 3, share_keyed=False).upload \
+        == "public-key"
+
+
+@pytest.mark.parametrize("upload,share_keyed,why", [
+    ("auto", True, r"parameter upload = 'auto' is unresolved"),
+    ("plain", True, r"parameter upload = 'plain' is not a mode this hospital runs"),
+    (None, True, r"parameter upload = None is not a mode"),
+    ("share-keyed", False, r"parameter upload = 'share-keyed': .* accepts only public-key uploads "
+                           r"\(share-keyed-uploads = false\)"),
+])
+def test_a_hospital_refuses_an_unresolved_unknown_or_unwanted_upload_mode(upload, share_keyed, why):
+    with pytest.raises(HospitalFailure, match=why):
+        params_from_json({**params_to_json(PRESETS["train"]), "upload": upload}, 3, share_keyed)
+
+
+def test_a_hospital_configured_for_public_key_uploads_refuses_a_share_keyed_session(tmp_path):
+    assert HospitalConfig.from_mapping({"hospital-name": "h", "keystore": "k", "data": "d"}).share_keyed_uploads
+    config = HospitalConfig.from_mapping({"hospital-name": "hospital-1", "keystore": str(tmp_path / "ks"),
+                                          "data": "breast_cancer", "share-keyed-uploads": "false"})
+    assert not config.share_keyed_uploads and "share-keyed-uploads=false" in config.node_config()
+    with pytest.raises(HospitalFailure, match="share-keyed-uploads must be true or false"):
+        HospitalConfig.from_mapping({"hospital-name": "h", "keystore": "k", "data": "d", "share-keyed-uploads": "x"})
+    hospital = HospitalRuntime(config)
+    body = _join_body(hospital, Manifest.keys_only(), PRESETS["train"].with_(upload="share-keyed"))
+    with pytest.raises(MpclrError, match="accepts only public-key uploads"):
+        hospital.handle("join", "", body)
+    assert json.loads(hospital.handle("join", "", _join_body(hospital, Manifest.keys_only()))[0])["fingerprint"]
+
+
+def test_a_hospital_refuses_a_manifest_planning_another_upload_mode(tmp_path):
+    hospital = _hospital(tmp_path)
+    m = Manifest("study", Manifest.keys_only().budgets, plan={"upload": "share-keyed"})
+    with pytest.raises(MpclrError, match="manifest plans share-keyed uploads, the proposed parameter set public-key"):
+        hospital.handle("join", "", _join_body(hospital, m))
 
 
 # ================================================================ the manifest at a hospital
@@ -120,7 +166,7 @@ def _hospital(tmp_path, name="hospital-1"):
 
 def _join_body(hospital, manifest, params=None, hospitals=2) -> bytes:
     hello = json.loads(hospital.handle("hello", "", b"{}")[0])
-    params = params or PRESETS["train"]
+    params = params or PRESETS["train"].with_(upload="public-key")  # as a coordinator resolves "auto"
     others = [f"hospital-{i}" for i in range(2, hospitals + 1)]
     roster = {"server": b"s" * 64, "researcher": b"r" * 64, hello["hospital"]: bytes.fromhex(hello["identity"]),
               **{name: bytes([i]) * 64 for i, name in enumerate(others)}}

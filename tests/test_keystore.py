@@ -14,6 +14,7 @@ from mpclr.errors import FormatError, ProtocolError
 from mpclr.keystore import Keystore
 from mpclr.keystore_crypto import HEADER, KeystoreKey, is_sealed
 from mpclr.network import InProcessNetwork
+from mpclr.params import get_preset
 from mpclr.wire import KIND_REQUEST
 
 from .checks import assert_rotated
@@ -22,7 +23,8 @@ from .checks import assert_rotated
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
     path = tmp_path_factory.mktemp("study")
-    fed = mpclr.Federation(manifest="exploration", hospitals=3, threshold=2, preset="fast", rotations=[1])
+    fed = mpclr.Federation(manifest="exploration", hospitals=3, threshold=2,
+                           preset=get_preset("fast").with_(upload="share-keyed"), rotations=[1])
     x = np.linspace(-1, 1, 16)
     a = fed.hospitals[0].encrypt(x)
     fed.researcher.ensure_keys()
@@ -233,8 +235,8 @@ class ResumingNetwork(InProcessNetwork):
 def resumed(tmp_path_factory):
     """A 2-of-3 federation whose hospitals live in their keystores between messages."""
     root = tmp_path_factory.mktemp("resumed")
-    fed = mpclr.Federation(manifest="exploration", hospitals=3, threshold=2, preset="fast",
-                           network=ResumingNetwork(root))
+    fed = mpclr.Federation(manifest="exploration", hospitals=3, threshold=2,
+                           preset=get_preset("fast").with_(upload="share-keyed"), network=ResumingNetwork(root))
     yield fed, root
     fed.close()
 
@@ -270,8 +272,9 @@ def test_the_additive_share_is_erased_once_reshared(resumed):
 def test_an_n_of_n_hospital_keeps_its_share(tmp_path):
     fed = mpclr.Federation(manifest="exploration", hospitals=2, preset="fast", network=ResumingNetwork(tmp_path))
     files = sorted(p.name for p in (tmp_path / "hospital-1").iterdir() if p.name.startswith("secret-"))
-    # s_i is the share every step uses (and the fold key the secret behind the hospital's fold assignment)
-    assert files == ["secret-fold-key.bin", "secret-identity.bin", "secret-key-share.bin", "secret-upload-secret.bin"]
+    # s_i is the share every step uses (and the fold key the secret behind the hospital's fold assignment); no
+    # upload secret: a federation planning no study uploads with the public key (mpclr.upload_mode)
+    assert files == ["secret-fold-key.bin", "secret-identity.bin", "secret-key-share.bin"]
     x = np.linspace(-1, 1, 8)
     assert np.abs(fed.decrypt(fed.hospitals[1].encrypt(x)) - x).max() < 2e-3
     fed.close()

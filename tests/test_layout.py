@@ -11,7 +11,8 @@ Floors, lowest first (a module imports from its own floor or lower ones, never f
 5  training/, evaluation/, stats/                encrypted training, secure evaluation, pooled statistics
                                                  (stats' estimator is on floor 6: it makes a Federation;
                                                  its cli, deploy and report (notebooks 02, 07) on floor 7)
-6  spec, pipeline, manifest, federation         what assembles a study (the manifest counts training and evaluation)
+6  spec, pipeline, manifest, federation,        what assembles a study (the manifest counts training and evaluation;
+   upload_mode                                   upload_mode counts their uploads)
 7  cli, notebooks/, workshop, app/, deploy/,       front ends (workshop serves notebook 90, app/ the Voilà
    the package                                   pages of notebooks/app/)
 
@@ -35,6 +36,7 @@ FLOORS = [
     ("mpclr.data", 4), ("mpclr.tabular", 4), ("mpclr.plain", 4),
     ("mpclr.training", 5), ("mpclr.evaluation", 5), ("mpclr.stats", 5),
     ("mpclr.spec", 6), ("mpclr.pipeline", 6), ("mpclr.manifest", 6), ("mpclr.federation", 6),
+    ("mpclr.upload_mode", 6),
     ("mpclr.stats.estimator", 6),
     ("mpclr.cli", 7), ("mpclr.workshop", 7), ("mpclr.notebooks", 7), ("mpclr.app", 7), ("mpclr.deploy", 7),
     ("mpclr", 7),

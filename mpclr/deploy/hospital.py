@@ -62,6 +62,7 @@ from ..keystore_crypto import HEADER, KeystoreKey
 from ..network import Network
 from ..roles.node import Session
 from ..roles.policy import AuditLog, Manifest
+from ..upload_mode import planned_mode
 from ..wire import Identity, peek
 from .hospital_config import (
     HospitalConfig,
@@ -303,7 +304,8 @@ class HospitalRuntime:
 
         req = json.loads(body)
         session = Session.from_json(req["session"])
-        params = params_from_json(req["params"], session.n)  # a built-in study preset, for this many hospitals
+        # a built-in study preset, for this many hospitals, with the coordinator's upload mode if this hospital takes it
+        params = params_from_json(req["params"], session.n, self.config.share_keyed_uploads)
         try:
             manifest = Manifest.from_json(req.get("manifest"))
         except MpclrError as exc:
@@ -313,6 +315,9 @@ class HospitalRuntime:
                                   "answers only a study's manifest")
         if session.manifest != manifest.digest:
             raise HospitalFailure("the session names another study manifest than the one proposed")
+        if planned_mode(manifest) not in (None, params.upload):
+            raise HospitalFailure(f"the study manifest plans {planned_mode(manifest)} uploads, the proposed parameter "
+                                  f"set {params.upload} ones")
         ctx = self.context(params)
         if session.params != ctx.fingerprint:
             raise HospitalFailure("the session names another parameter set than the one proposed")
@@ -327,7 +332,7 @@ class HospitalRuntime:
             raise HospitalFailure(f"the coordinator expects {req['rows']} rows from {name}; its data has {len(y)}")
         fp = session_fingerprint(session)
         self._note = (f"joined session {session.id.hex()}: study manifest {manifest.fingerprint}, "
-                      f"session fingerprint {fp}")
+                      f"{params.upload} uploads, session fingerprint {fp}")
         folder = self._session_dir(session.id.hex())
         ks = self.keystore(folder, create=True)
         if (folder / "site-session.json").exists():

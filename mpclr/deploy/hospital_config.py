@@ -42,11 +42,18 @@ def accepted_for_studies(p, hospitals: int | None = None) -> bool:
     return bool(p.is_secure) and not study_problems(p, hospitals)
 
 
-def params_from_json(d: dict, hospitals: int | None = None):
+# the upload modes a hospital takes from the coordinator: both reviewed (mpclr.protocols.upload), never "auto",
+# which the coordinator resolves from the study's plan before proposing the set (mpclr.upload_mode)
+CHOSEN_BY_COORDINATOR = {"upload": ("share-keyed", "public-key")}
+
+
+def params_from_json(d: dict, hospitals: int | None = None, share_keyed: bool = True):
     """The built-in preset the coordinator names, only if it may run a study with `hospitals` hospitals
     (accepted_for_studies) and every field it proposes equals the preset's (compared field by field over
     all of Params, so a new field is pinned too): a coordinator cannot lower the smudging, the refresh
-    masks or anything else. Refused with the field or the study check's reason named otherwise."""
+    masks or anything else. Refused with the field or the study check's reason named otherwise. Except
+    the upload mode: the coordinator's concrete choice (CHOSEN_BY_COORDINATOR), share-keyed only when
+    this hospital accepts it (`share_keyed`, its configuration's share-keyed-uploads)."""
     from dataclasses import fields
 
     from ..errors import ParameterError
@@ -78,11 +85,27 @@ def params_from_json(d: dict, hospitals: int | None = None):
         if f.name not in d:
             raise HospitalFailure(f"the proposed parameter set lacks field {f.name} (preset {name}: {want!r})")
         got = d[f.name]
-        if not _same(got, want):
+        if f.name in CHOSEN_BY_COORDINATOR:
+            preset = preset.with_(**{f.name: _chosen(f.name, got, share_keyed)})
+        elif not _same(got, want):
             raise HospitalFailure(f"parameter {f.name} = {got!r} differs from preset {name}'s {want!r}: "
                                   f"this hospital runs "
                               f"the built-in presets unchanged")
     return preset
+
+
+def _chosen(field: str, got, share_keyed: bool):
+    allowed = CHOSEN_BY_COORDINATOR[field]
+    if got == "auto":
+        raise HospitalFailure(f"parameter {field} = 'auto' is unresolved: the coordinator resolves it from the "
+                              f"study's plan before the session; this hospital takes {' or '.join(allowed)}")
+    if not isinstance(got, str) or got not in allowed:
+        raise HospitalFailure(f"parameter {field} = {got!r} is not a mode this hospital runs: "
+                              f"{' or '.join(allowed)}")
+    if got == "share-keyed" and not share_keyed:
+        raise HospitalFailure(f"parameter {field} = 'share-keyed': this hospital's configuration accepts only "
+                              f"public-key uploads (share-keyed-uploads = false)")
+    return got
 
 
 @dataclass(frozen=True)
@@ -101,6 +124,9 @@ class HospitalConfig:
     glm_max_fraction, min_cell : the hospital's disclosure settings for the statistics protocols
         (mpclr.stats.hospital.Settings: a model's parameters at most this fraction of its rows; the
         smallest pooled cell a table shows)
+    share_keyed_uploads : accept a study whose coordinator chose share-keyed uploads (the default); False:
+        public-key uploads only (README, "Share-keyed uploads": a substituted decryption could reveal the
+        hospital's upload secret, which decrypts its own uploads)
     """
 
     name: str
@@ -113,9 +139,10 @@ class HospitalConfig:
     passphrase_file: str = ""
     glm_max_fraction: float = 0.33
     min_cell: int = 5
+    share_keyed_uploads: bool = True
 
     KEYS = ("hospital-name", "keystore", "data", "part", "label", "positive", "encrypt", "passphrase-file",
-            "glm-max-fraction", "min-cell")
+            "glm-max-fraction", "min-cell", "share-keyed-uploads")
 
     @classmethod
     def from_mapping(cls, m) -> HospitalConfig:
@@ -137,6 +164,7 @@ class HospitalConfig:
             passphrase_file=str(m.get("passphrase-file", "") or ""),
             glm_max_fraction=_setting(m, "glm-max-fraction", float, 0.33),
             min_cell=_setting(m, "min-cell", int, 5),
+            share_keyed_uploads=_flag(m.get("share-keyed-uploads", True), "share-keyed-uploads"),
         )
 
     def node_config(self) -> str:
@@ -146,7 +174,8 @@ class HospitalConfig:
         if (self.glm_max_fraction, self.min_cell) != (0.33, 5):  # the disclosure settings, when not the defaults
             pairs.update({"glm-max-fraction": self.glm_max_fraction, "min-cell": self.min_cell})
         text = " ".join(f"{k}={json.dumps(v)}" for k, v in pairs.items() if v)
-        return text + ("" if self.encrypt else " encrypt=false")
+        return text + ("" if self.encrypt else " encrypt=false") + \
+            ("" if self.share_keyed_uploads else " share-keyed-uploads=false")
 
 
 def _setting(m, key: str, kind, default):

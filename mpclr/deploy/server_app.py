@@ -45,6 +45,7 @@ from ..federation import Federation, seal_context
 from ..params import check_study_preset, get_preset
 from ..roles import Researcher, Server, Session
 from ..roles.policy import Manifest
+from ..upload_mode import for_study
 from .hospital import params_to_json, session_fingerprint
 from .transport import FlowerNetwork, HospitalError
 
@@ -300,8 +301,6 @@ def study_manifest(net: FlowerNetwork, hospitals: dict[str, dict], cfg: Deployme
 
 def bootstrap(net: FlowerNetwork, hospitals: dict[str, dict], cfg: DeploymentConfig, note,
               study=None) -> DeployedFederation:
-    params = get_preset(cfg.preset)
-    ctx = seal_context(params)
     features = {info["features"] for info in hospitals.values()}
     if len(features) != 1:
         raise ProtocolError(f"the hospitals' data have different numbers of features: "
@@ -316,6 +315,9 @@ def bootstrap(net: FlowerNetwork, hospitals: dict[str, dict], cfg: DeploymentCon
     offsets = dict(zip(names, accumulate((int(hospitals[name]["rows"]) for name in names), initial=0)))
     session_id = os.urandom(16)
     manifest = study_manifest(net, hospitals, cfg, study or load_study(cfg.study), note, session_id, offsets)
+    # "auto" uploads resolved by the study's plan (mpclr.upload_mode): the hospitals get the concrete mode
+    params = for_study(get_preset(cfg.preset), manifest)
+    ctx = seal_context(params)
     server = Server("server", ctx, net)
     researcher = Researcher("researcher", ctx, net)
     roster = {"server": server.identity.public_bytes, "researcher": researcher.identity.public_bytes}
@@ -347,8 +349,8 @@ def bootstrap(net: FlowerNetwork, hospitals: dict[str, dict], cfg: DeploymentCon
          rows={p.name: [p.row_offset, p.row_offset + p.rows - 1] for p in parties},
          manifest=manifest.fingerprint)
     print("\n".join(f"[mpclr coordinator] {line}" for line in manifest.table()), file=sys.stderr, flush=True)
-    print(f"[mpclr coordinator] SESSION FINGERPRINT {fp} ({t}-of-{n}, preset {params.name}, manifest "
-          f"{manifest.fingerprint}): every hospital logs the same", file=sys.stderr, flush=True)
+    print(f"[mpclr coordinator] SESSION FINGERPRINT {fp} ({t}-of-{n}, preset {params.name}, {params.upload} uploads, "
+          f"manifest {manifest.fingerprint}): every hospital logs the same", file=sys.stderr, flush=True)
     return DeployedFederation(net, server, researcher, session, parties, params, cfg.seed, manifest)
 
 

@@ -113,7 +113,8 @@ def encrypted_cv_manifest(info: HospitalsInfo, config: dict):
     # secure evaluation's
     plan = study_plan(spec, sum(info.rows), info.features, info.fold_sizes(spec.folds) if spec.folds > 1 else None,
                       key_holders=tuple(info.names), threshold=int(info.threshold), params=info.params,
-                      evaluation={"score_bound": spec.score_bound} if secure else None, coalesce=bool(info.coalesce))
+                      evaluation={"score_bound": spec.score_bound} if secure else None, coalesce=bool(info.coalesce),
+                      hospital_rows=tuple(info.rows))
     return study_manifest(plan)
 
 

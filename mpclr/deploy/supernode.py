@@ -236,7 +236,8 @@ def hospital_config(config_path):
                                       "encrypt": h.get("encrypt", True),
                                       "passphrase-file": h.get("passphrase-file", ""),
                                       "glm-max-fraction": h.get("glm-max-fraction", 0.33),
-                                      "min-cell": h.get("min-cell", 5)})
+                                      "min-cell": h.get("min-cell", 5),
+                                      "share-keyed-uploads": h.get("share-keyed-uploads", True)})
     return sc, cfg
 
 

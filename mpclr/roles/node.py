@@ -98,6 +98,14 @@ class Node:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
 
+    def rebind(self, ctx: SealContext) -> None:
+        """Before joining: the same parameter set with its upload mode resolved (mpclr.upload_mode). The
+        helpers built on the old context stay valid: the two share SEAL's context, primes and rings."""
+        if self.session is not None or ctx.key_parms_id != self.ctx.key_parms_id or \
+                ctx.params.with_(upload=self.ctx.params.upload) != self.ctx.params:
+            raise ProtocolError(f"{self.name}: only a node that has not joined takes another upload mode")
+        self.ctx = ctx
+
     def join(self, session: Session) -> None:
         if self.name not in session.roster:
             raise ProtocolError(f"{self.name} is not in the session roster")

@@ -31,10 +31,12 @@ class HospitalUploads:
         self.answered = False
 
     def reset(self, rng) -> None:
-        """A new session: a fresh upload secret, no key share given yet."""
+        """A new session: a fresh upload secret if it uploads share-keyed (none kept otherwise), no key
+        share given yet."""
         if self.secret is not None:
             self.secret.erase()
-        self.secret = SecretKeyShare.generate(self.hospital.ctx.key_ring, rng)
+        ctx = self.hospital.ctx
+        self.secret = SecretKeyShare.generate(ctx.key_ring, rng) if ctx.params.upload == "share-keyed" else None
         self.answered = False
 
     def on_share(self, fields, sender):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import struct
@@ -37,11 +38,15 @@ class SealContext:
         self._level_pids = [parms_id(self.n, self.primes[: lvl + 1]) for lvl in range(self.top_level + 1)]
         self._pid_levels = {pid: lvl for lvl, pid in enumerate(self._level_pids)}
         self.key_ring: Ring = ring_for(self.n, self.primes)
-        # Binds every protocol message to this exact parameter set: the primes SEAL chose and every field
-        # of the set (smudging, masks, noise bounds, ...) but the local opt-in to insecure parameters.
-        fields = {k: v for k, v in params.to_json().items() if k != "allow_insecure"}
-        desc = struct.pack(f"<Q{len(self.primes)}Q", self.n, *self.primes) + json.dumps(fields, sort_keys=True).encode()
-        self.fingerprint = hashlib.sha256(b"mpclr/params/v2\x00" + desc).digest()[:16]
+        self.fingerprint = _fingerprint(params, self.primes)
+
+    def with_upload(self, mode: str) -> SealContext:
+        """This context for the same set with another upload mode (a study's resolved "auto"): SEAL's
+        context, primes and tables shared, the set and its fingerprint (which binds the mode) its own."""
+        other = copy.copy(self)
+        other.params = self.params.with_(upload=mode)
+        other.fingerprint = _fingerprint(other.params, self.primes)
+        return other
 
     # --- levels ---------------------------------------------------------------------------------
     def level_parms_id(self, level: int) -> bytes:
@@ -132,11 +137,26 @@ class SealContext:
         return KSwitchKeysData.galois(self.key_parms_id, self.n, converted).to_bytes()
 
 
+def _fingerprint(params: Params, primes) -> bytes:
+    """Binds every protocol message to this exact parameter set: the primes SEAL chose and every field of
+    the set (smudging, masks, noise bounds, upload mode, ...) but the local opt-in to insecure parameters."""
+    fields = {k: v for k, v in params.to_json().items() if k != "allow_insecure"}
+    desc = struct.pack(f"<Q{len(primes)}Q", params.n, *primes) + json.dumps(fields, sort_keys=True).encode()
+    return hashlib.sha256(b"mpclr/params/v2\x00" + desc).digest()[:16]
+
+
 _CONTEXTS: dict[Params, SealContext] = {}
 
 
+def _but_upload(params: Params) -> tuple:
+    return tuple(sorted((k, str(v)) for k, v in params.to_json().items() if k != "upload"))
+
+
 def seal_context(params: Params) -> SealContext:
-    """Parameter sets are immutable, so their SEAL contexts (prime tables included) are shared."""
+    """Parameter sets are immutable, so their SEAL contexts (prime tables included) are shared; sets that
+    differ only in their upload mode share SEAL's context too (SealContext.with_upload)."""
     if params not in _CONTEXTS:
-        _CONTEXTS[params] = SealContext(params)
+        key = _but_upload(params)
+        sibling = next((c for p, c in _CONTEXTS.items() if _but_upload(p) == key), None)
+        _CONTEXTS[params] = SealContext(params) if sibling is None else sibling.with_upload(params.upload)
     return _CONTEXTS[params]
