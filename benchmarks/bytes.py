@@ -35,6 +35,7 @@ import mpclr  # noqa: E402
 from mpclr import data as mdata  # noqa: E402
 from mpclr.deploy.study import encrypted_cv, encrypted_cv_manifest, local_hospitals_info  # noqa: E402
 from mpclr.params import get_preset  # noqa: E402
+from mpclr.upload_mode import for_study  # noqa: E402
 
 PHASES = {  # message type -> phase (labels refine refresh.share, decrypt.share and pcks.share below)
     "crs.commit": "key ceremony", "crs.reveal": "key ceremony", "crs.seed": "key ceremony",
@@ -93,7 +94,8 @@ def plan(args) -> dict:
     uploads from the layouts (its rows: a contiguous 1/n of them; folds dealt at random), sizes from the
     primes' widths. Refresh rounds here output one ciphertext per input (training and comparisons do); the
     key ceremony's messages are taken as measured on the small study (they do not depend on the data), but
-    the upload keys' (counted here). --upload public-key: as before share-keyed uploads (two polynomials each)."""
+    the upload keys' (counted here). --upload: the preset's "auto" resolved by the study's plan (mpclr.upload_mode),
+    or the mode given."""
     from mpclr.deploy.study import HospitalsInfo
     from mpclr.evaluation.layout import EvalLayout
     from mpclr.training.layout import Layout
@@ -108,6 +110,7 @@ def plan(args) -> dict:
     info = HospitalsInfo(names, [len(r) for r in splits], d, params, args.threshold or args.hospitals, True,
                          lambda k: np.bincount(fold_of_row, minlength=k).tolist())
     manifest = encrypted_cv_manifest(info, {"folds": args.folds, "workers": args.workers})
+    params = for_study(params, manifest)  # "auto": the mode the plan chose
     sz = share_sizes(args.preset, args.hospitals)
     bits = sz["prime_bits"]
 
@@ -154,7 +157,8 @@ def plan(args) -> dict:
             if row["message"].split()[0] in ("cpk.reveal", "rlk.round1", "rlk.round2", "lr.aggregate"):
                 out[row["message"]] = row["sent"]
     rows_out = [{"message": k, "sent_MB": v / 1e6} for k, v in sorted(out.items(), key=lambda kv: -kv[1])]
-    return {"args": vars(args), "estimate": True, "by_message": rows_out, "hospital_sent_MB": sum(out.values()) / 1e6,
+    return {"args": vars(args), "estimate": True, "upload": params.upload, "by_message": rows_out,
+            "hospital_sent_MB": sum(out.values()) / 1e6,
             "manifest": manifest.to_json(), "sizes": sz}
 
 
@@ -164,14 +168,16 @@ def run(args) -> dict:
     splits = np.array_split(np.arange(len(y)), args.hospitals)
     config = {"folds": args.folds, "seed": args.seed, "workers": args.workers}
 
+    preset = get_preset(args.preset).with_(upload=args.upload)
+
     def manifest(parties):  # each hospital holds its rows and counts its rows per fold, as a hospital does
         for p, rows in zip(parties, splits):
             p.load_data(X[rows], y[rows], rows)
-        return encrypted_cv_manifest(local_hospitals_info(parties, args.preset, args.threshold or None), config)
+        return encrypted_cv_manifest(local_hospitals_info(parties, preset, args.threshold or None), config)
 
     load_before = os.getloadavg()
     t0 = time.perf_counter()
-    fed = mpclr.Federation(hospitals=args.hospitals, preset=args.preset, threshold=args.threshold or None,
+    fed = mpclr.Federation(hospitals=args.hospitals, preset=preset, threshold=args.threshold or None,
                            seed=args.seed,
                            manifest=manifest)
     ceremony = time.perf_counter() - t0
@@ -204,6 +210,7 @@ def run(args) -> dict:
     heaviest = max(per_hospital, key=lambda name: per_hospital[name]["sent"])
     by_type, by_phase = views[heaviest]
     # seconds: each hospital's own handling time per step (its handlers), the server's timed steps
+    upload = fed.params.upload
     hospital_seconds = {p.name: {k: round(v, 3) for k, v in sorted(p.handler_seconds.items())} for p in fed.hospitals}
     server_seconds = {k: round(v, 3) for k, v in sorted(fed.server.timings.items())}
     fed.close()
@@ -212,6 +219,7 @@ def run(args) -> dict:
     secure = res.get("secure_evaluation") or {}
     return {
         "args": vars(args),
+        "upload": upload,
         "load_average_before": load_before,
         "load_average_after": load_after,
         "seconds": {"key_ceremony": ceremony, "study": study, "total": ceremony + study, **res["seconds"]},
@@ -236,20 +244,21 @@ def main() -> int:
     ap = study_arguments(__doc__, data="breast_cancer", folds=5)
     ap.add_argument("--name", default="bytes-small")
     ap.add_argument("--plan", action="store_true", help="estimate from the manifest and the layouts; run nothing")
-    ap.add_argument("--upload", choices=["share-keyed", "public-key"], default="share-keyed",
-                    help="with --plan: how hospitals upload (mpclr.params.Params.upload)")
+    ap.add_argument("--upload", choices=["auto", "share-keyed", "public-key"], default="auto",
+                    help="how hospitals upload (mpclr.params.Params.upload; auto: resolved by the study's plan)")
     args = ap.parse_args()
     if args.plan:
         out = plan(args)
         print(table(out["by_message"], ["message", "sent_MB"]))
-        print(f"\nper hospital (estimate): sent {out['hospital_sent_MB']:.1f} MB")
+        print(f"\nper hospital (estimate, {out['upload']} uploads): sent {out['hospital_sent_MB']:.1f} MB")
         print(f"wrote {write(args.name, out)}")
         return 0
     out = run(args)
     print(table(out["by_message"], ["message", "requests", "ciphertexts", "sent_MB", "received_MB"]))
     print()
     print(table([{"phase": k, **v} for k, v in out["by_phase"].items()], ["phase", "sent_MB", "received_MB"]))
-    print(f"\nper hospital: sent {out['hospital_sent_MB']:.1f} MB, received {out['hospital_received_MB']:.1f} MB, "
+    print(f"\nper hospital ({out['upload']} uploads): sent {out['hospital_sent_MB']:.1f} MB, received "
+          f"{out['hospital_received_MB']:.1f} MB, "
           f"{out['requests_per_hospital']} requests; seconds: "
           + ", ".join(f"{k} {v:.1f}" for k, v in out["seconds"].items())
           + f"; load {out['load_average_before'][0]:.1f} -> {out['load_average_after'][0]:.1f}")

@@ -171,9 +171,10 @@ def main(argv=None) -> int:
     ap.add_argument("--features", type=int, default=10, help="features of the --rows case (default 10)")
     ap.add_argument("--parties", type=int, default=3, help="hospitals of the --rows case (default 3)")
     ap.add_argument("--case-json", default=None, help=argparse.SUPPRESS)  # a child's one case, for --scaling
-    ap.add_argument("--upload", choices=["share-keyed", "public-key"], default=None,
-                    help="how hospitals upload (default: the preset's, share-keyed); public-key spares the server a "
-                         "key switch per ciphertext where bytes do not travel")
+    ap.add_argument("--upload", choices=["auto", "share-keyed", "public-key"], default=None,
+                    help="how hospitals upload (default: the preset's, auto: share-keyed where it sends fewer bytes, "
+                         "mpclr.upload_mode); public-key spares the server a key switch per ciphertext where bytes "
+                         "do not travel")
     ap.add_argument("--plot", action="store_true", help="only redraw the plot from training-scaling.json")
     args = ap.parse_args(argv)
     if args.plot:
