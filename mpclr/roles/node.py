@@ -101,8 +101,10 @@ class Node:
     def rebind(self, ctx: SealContext) -> None:
         """Before joining: the same parameter set with its upload mode resolved (mpclr.upload_mode). The
         helpers built on the old context stay valid: the two share SEAL's context, primes and rings."""
-        if self.session is not None or ctx.key_parms_id != self.ctx.key_parms_id or \
-                ctx.params.with_(upload=self.ctx.params.upload) != self.ctx.params:
+        def rest(c):
+            return {**c.params.to_json(), "upload": None}
+
+        if self.session is not None or ctx.key_parms_id != self.ctx.key_parms_id or rest(ctx) != rest(self.ctx):
             raise ProtocolError(f"{self.name}: only a node that has not joined takes another upload mode")
         self.ctx = ctx
 
