@@ -19,6 +19,7 @@ DEFAULTS = {
     "parties": 0,  # the older name of hospitals, still read (with a DeprecationWarning)
     "threshold": 0,
     "preset": "train",
+    "upload": "auto",  # or "share-keyed" / "public-key" (mpclr.upload_mode)
     "seed": 0,
     "study": DEFAULT_STUDY,
     "round-timeout": 600.0,

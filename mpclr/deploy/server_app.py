@@ -55,8 +55,8 @@ __all__ = ["DeploymentConfig", "DeployedFederation", "RemoteParty", "run_deploye
 DEFAULT_STUDY = "mpclr.deploy.study:encrypted_cv"
 
 # run-config keys that belong to the deployment; every other key is a study option
-_DEPLOYMENT_KEYS = {"hospital-names", "sites", "hospitals", "parties", "threshold", "preset", "seed", "study", "output",
-                    "round-timeout", "join-timeout", "poll", "max-poll"}
+_DEPLOYMENT_KEYS = {"hospital-names", "sites", "hospitals", "parties", "threshold", "preset", "upload", "seed", "study",
+                    "output", "round-timeout", "join-timeout", "poll", "max-poll"}
 
 
 def _natural(name: str):
@@ -66,14 +66,16 @@ def _natural(name: str):
 @dataclass
 class DeploymentConfig:
     """How the coordinator runs a deployed study: where its result goes, which hospitals, the key ceremony's
-    preset, threshold and seed, the transport's timeouts, and which study hook runs. The study itself is
-    described by the hook from `options` (the default's: mpclr.spec.StudySpec.from_run_config)."""
+    preset, upload mode ("auto": resolved from the study's plan, mpclr.upload_mode), threshold and seed, the
+    transport's timeouts, and which study hook runs. The study itself is described by the hook from
+    `options` (the default's: mpclr.spec.StudySpec.from_run_config)."""
 
     output: str
     hospital_names: list[str] = field(default_factory=list)
     hospitals: int = 0
     threshold: int = 0
     preset: str = "train"
+    upload: str = "auto"
     seed: int | None = 0
     study: str = DEFAULT_STUDY
     round_timeout: float = 600.0
@@ -107,6 +109,7 @@ class DeploymentConfig:
             hospitals=hospitals or len(names),
             threshold=int(rc.get("threshold", 0) or 0),
             preset=str(rc.get("preset", "train")),
+            upload=str(rc.get("upload", "auto") or "auto"),
             seed=None if seed in ("", None) or (isinstance(seed, int) and seed < 0) else int(seed),
             study=str(rc.get("study", DEFAULT_STUDY) or DEFAULT_STUDY),
             round_timeout=float(rc.get("round-timeout", 600.0)),
@@ -115,6 +118,11 @@ class DeploymentConfig:
             max_poll=float(rc.get("max-poll", 0.05)),
             options={k: v for k, v in rc.items() if k not in _DEPLOYMENT_KEYS},
         )
+
+
+def _params(cfg: DeploymentConfig):
+    """The preset with the configured upload mode (Params checks it and names the parameter)."""
+    return get_preset(cfg.preset).with_(upload=cfg.upload)
 
 
 DeploymentConfig.__init__ = renamed_keywords(sites="hospital_names")(DeploymentConfig.__init__)
@@ -290,7 +298,7 @@ def study_manifest(net: FlowerNetwork, hospitals: dict[str, dict], cfg: Deployme
         note("manifest", detail="the study hook declares no manifest: the hospitals answer the key ceremony only")
         return Manifest.keys_only(t < len(names))
     info = HospitalsInfo(names, [int(hospitals[n]["rows"]) for n in names],
-                         int(next(iter(hospitals.values()))["features"]), get_preset(cfg.preset), t,
+                         int(next(iter(hospitals.values()))["features"]), _params(cfg), t,
                          bool(net.coalesce_rounds), lambda folds: fold_sizes_of(net, session_id, offsets, folds),
                          [hospitals[n].get("min_cell") for n in names])
     manifest = make(info, {**cfg.options, "seed": cfg.seed})
@@ -316,7 +324,7 @@ def bootstrap(net: FlowerNetwork, hospitals: dict[str, dict], cfg: DeploymentCon
     session_id = os.urandom(16)
     manifest = study_manifest(net, hospitals, cfg, study or load_study(cfg.study), note, session_id, offsets)
     # "auto" uploads resolved by the study's plan (mpclr.upload_mode): the hospitals get the concrete mode
-    params = for_study(get_preset(cfg.preset), manifest)
+    params = for_study(_params(cfg), manifest)
     ctx = seal_context(params)
     server = Server("server", ctx, net)
     researcher = Researcher("researcher", ctx, net)
@@ -369,7 +377,7 @@ def run_deployed_study(grid, cfg: DeploymentConfig, study=None) -> dict:
     t_all = time.perf_counter()
     try:
         # before any hospital is contacted
-        check_study_preset(cfg.preset, cfg.hospitals or len(cfg.hospital_names) or None)
+        check_study_preset(_params(cfg), cfg.hospitals or len(cfg.hospital_names) or None)
         fn = study or load_study(cfg.study)
         check = getattr(fn, "check_config", None)  # a study may check its options before any hospital is contacted
         if check is not None:

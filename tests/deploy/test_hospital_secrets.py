@@ -66,7 +66,9 @@ def run(tmp_path_factory):
     grid.on_push = on_push
     with pytest.MonkeyPatch.context() as mp:  # hospitals encrypt their keystores by default
         mp.setenv(PASSPHRASE_ENV, PASSPHRASE)
-        res = run_deployed_study(grid, study_config(tmp, threshold=2), study=refresh_decrypt_switch)
+        cfg = study_config(tmp, threshold=2)
+        cfg.upload = "share-keyed"  # the run config's upload: each hospital keeps an upload secret
+        res = run_deployed_study(grid, cfg, study=refresh_decrypt_switch)
         yield tmp, grid, res
 
 

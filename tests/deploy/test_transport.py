@@ -191,10 +191,12 @@ def test_a_repeated_request_gets_the_same_reply(tmp_path, data):
     grid = FakeGrid(write_hospitals(tmp_path, X, y))
     sent = []
     grid.on_push = lambda g, msgs: sent.extend(msgs)
+    cfg = study_config(tmp_path)
+    cfg.upload = "share-keyed"  # the run config's upload: with upload keys, whatever the study's size
     with pytest.raises(ZeroDivisionError):  # stop right after the key ceremony
-        run_deployed_study(grid, study_config(tmp_path), study=lambda fed, cfg: 1 / 0)
-    first = sent[-1]  # the last request a hospital answered (the relinearization key's last round: a study this
-    assert first.metadata.group_id == "rlk.round2"  # small uploads with the public key, no upload keys)
+        run_deployed_study(grid, cfg, study=lambda fed, cfg: 1 / 0)
+    first = sent[-1]  # the last request a hospital answered (the upload keys' round)
+    assert first.metadata.group_id == "upk.share"
     hospital = grid.hospitals[first.metadata.dst_node_id]
     again = Message(first.content, dst_node_id=first.metadata.dst_node_id, message_type="query", group_id="x")
     TaskIdentity.run_id = 1
