@@ -40,8 +40,9 @@ from mpclr.roles.policy import Budget, Manifest, Policy, PolicyRefusal, merge_ma
 from mpclr.spec import StudySpec
 from mpclr.stats.manifest import glm_manifest
 
+# a small study's or one with no study plan: public-key uploads, no upload keys (upk.share) to answer
 CEREMONY = ["crs.commit", "crs.reveal", "crs.seed", "cpk.commit", "cpk.reveal", "keys.install", "rlk.round1",
-            "rlk.check", "rlk.round2", "upk.share"]
+            "rlk.check", "rlk.round2"]
 RECORD_KEYS = {"time", "session", "hospital", "step", "label", "requester", "bytes_in", "bytes_out", "ciphertexts",
                "decision", "reason"}
 

@@ -81,9 +81,10 @@ class Budget:
         return text
 
 
-def ceremony_budgets(threshold_setup: bool) -> list[Budget]:
-    """The key ceremony, once: coin toss, public key, relinearization key (and the t-out-of-n set-up)."""
-    steps = CEREMONY + (THRESHOLD_SETUP if threshold_setup else ())
+def ceremony_budgets(threshold_setup: bool, upload_keys: bool = True) -> list[Budget]:
+    """The key ceremony, once: coin toss, public key, relinearization key, the upload keys (a study whose
+    plan chose share-keyed uploads, or one whose mode is not known yet), and the t-out-of-n set-up."""
+    steps = tuple(s for s in CEREMONY if upload_keys or s != "upk.share") + (THRESHOLD_SETUP if threshold_setup else ())
     return [Budget(step) for step in steps]
 
 
