@@ -93,8 +93,11 @@ def _manifest(name: str, budgets: list[Budget], hospitals: int, threshold: int |
               plan: dict) -> Manifest:
     n = _count("hospitals", hospitals, 2, 64)
     t = n if threshold is None else _count("threshold", threshold, 1, n)
-    head = ceremony_budgets(t < n) if ceremony else []
-    return Manifest(name, tuple(head + budgets), 2 * (n - t), {"study": name, "hospitals": n, "threshold": t, **plan})
+    # a study of its own uploads a few vectors per hospital: with the public key, no upload keys (mpclr.upload_mode)
+    head = ceremony_budgets(t < n, upload_keys=False) if ceremony else []
+    mode = {"upload": "public-key"} if ceremony else {}
+    return Manifest(name, tuple(head + budgets), 2 * (n - t),
+                    {"study": name, "hospitals": n, "threshold": t, **mode, **plan})
 
 
 def glm_manifest(hospitals: int, parameters: int, *, threshold: int | None = None, max_iter: int = 25, fits: int = 1,
