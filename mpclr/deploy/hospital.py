@@ -38,7 +38,9 @@ Bootstrap (before a session exists), outside the authenticated envelope format:
            for the study manifest
   join  -> the session (roster, key holders, threshold, parameter set, manifest digest), the study
            manifest and the hospital's global row offset; the hospital accepts only a built-in preset unchanged
-           that passes the study check for the session's hospital count (mpclr.params.check_study_preset)
+           but for the coordinator's concrete upload mode (never "auto"; never share-keyed when its configuration
+           says share-keyed-uploads = false), that passes the study check for the session's hospital count
+           (mpclr.params.check_study_preset)
            and a study manifest (never "exploration"), checks it is in the roster with its own key,
            draws its key share, and logs the manifest and the session fingerprint for its IT staff to
            compare with the coordinator's

@@ -1,5 +1,5 @@
 """A hospital's configuration (hospital.toml's keys, its passphrase) and the one rule for the parameter sets it
-accepts from a coordinator: a built-in study preset, unchanged."""
+accepts from a coordinator: a built-in study preset, unchanged but for the coordinator's concrete upload mode."""
 
 from __future__ import annotations
 
