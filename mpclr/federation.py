@@ -32,7 +32,8 @@ class Federation:
     hospitals : number of hospitals (data providers, key holders), 2..64 (`parties`: its older name,
         deprecated)
     threshold : t for t-out-of-n (any t key holders decrypt, refresh or key-switch); default n
-    preset : a preset name ("fast", "deep") or a Params
+    preset : a preset name ("fast", "deep") or a Params; its upload mode "auto" (the presets') becomes the one
+        the manifest's study plan chose (mpclr.upload_mode), public-key without a study plan
     seed : fixes public randomness only (data splits, synthetic data); never key material, errors,
         smudging, masks or a hospital's fold assignment, which always come from the OS CSPRNG
     names : the hospitals' names (default hospital-1..n)
