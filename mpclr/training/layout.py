@@ -149,7 +149,7 @@ class Layout:
             "features": self.features,
             "groups": [
                 {"models": list(g.models), "samples_per_block": g.samples_per_block, "blocks": g.blocks,
-                 "segments": g.segments, "unpack": g.unpack}
+                 "segments": g.segments, **({"unpack": True} if g.unpack else {})}
                 for g in self.groups
             ],
         }
