@@ -14,7 +14,8 @@ Steps (each timed in `SecureEvaluation.seconds`)
    slot: the training's last refresh averaged each weight over its lane's copies (a rotate-and-sum on its
    exact integers; where the training packed features that the evaluation takes one per ciphertext, over its
    segment's copies, broadcast over the lane: mpclr.training.layout), so each fold model is one weight
-   vector, the one `EncryptedCV.decrypt_models` reports, and identical rows get identical scores (up to the refresh's fresh encryption error, 2^-36).
+   vector, the one `EncryptedCV.decrypt_models` reports, and identical rows get identical scores (up to the
+   refresh's fresh encryption error, 2^-36).
    (A refresh round that averaged the weights again here cost each hospital 33 MB of the small default
    study and 24 MB at paper scale; it is gone.)
    s / D = sum_j x_j W_j + [row] W_0 / D, slot by slot with the weight ciphertexts (same group
