@@ -324,12 +324,13 @@ def test_a_study_uses_exactly_its_manifest_and_every_request_is_logged(small_dat
 
 
 def test_a_training_that_unpacks_at_its_last_refresh_stays_inside_its_manifest(small_data, monkeypatch):
-    """Folds that fill a lane (paper scale; forced here): the training packs 4 features, its last refresh
-    outputs one ciphertext per feature. Every hospital answers exactly the manifest's budgets (refresh inputs:
-    one per chunk; the fold models: one ciphertext per feature)."""
+    """Folds that fill a lane (paper scale; forced here) with the unpacking on: the training packs 4 features, its
+    last refresh outputs one ciphertext per feature. Every hospital answers exactly the manifest's budgets
+    (refresh inputs: one per chunk; the fold models: one ciphertext per feature)."""
     from mpclr.training import layout as training_layout
 
     monkeypatch.setattr(training_layout, "segments_for", lambda *args: 1)
+    monkeypatch.setattr(training_layout, "TRAIN_SEGMENTS", 4)
     spec = dataclasses.replace(SMALL, evaluation="decrypted-models")
     fed = mpclr.Federation(hospitals=3, preset="train", seed=spec.seed, manifest=_agreement(small_data, spec))
     manifest = fed.manifest

@@ -32,12 +32,13 @@ the features' next power of two), so that the evaluation scores its rows with th
 one evaluation copy per segment.
 
 Where a fold fills a lane (paper scale, 49,152 x 10: the evaluation holds one copy per lane), the training
-packs TRAIN_SEGMENTS features side by side all the same (`Group.unpack`): its weights are 4 times fewer
-refresh outputs in every round but the last, and the last refresh round outputs the evaluation's
-one-feature weights instead (per feature, the window sum kept at its own segment's first positions and
-rotated-and-summed over the whole lane: every slot of its model). The price: a block holds k times fewer
-samples (so a hospital uploads ceil((d + 1) / k) k / (d + 1) times the data ciphertexts), log2 k rotation
-keys, and a weight averaged over its segment's copies, not its lane's.
+can pack TRAIN_SEGMENTS features side by side all the same (`Group.unpack`; off by default, see there): its
+weights are about k times fewer refresh outputs in every round but the last, and the last refresh round
+outputs the evaluation's one-feature weights instead (per feature, the window sum kept at its own segment's
+first positions and rotated-and-summed over the whole lane: every slot of its model). The price: a block
+holds k times fewer samples (so a hospital uploads ceil((d + 1) / k) k / (d + 1) times the data ciphertexts,
+and the sigmoid runs on k times as many blocks), log2 k rotation keys, and a weight averaged over its
+segment's copies, not its lane's.
 """
 
 from __future__ import annotations
@@ -51,9 +52,12 @@ from ..errors import ParameterError
 __all__ = ["Group", "Layout", "segments_for", "TRAIN_SEGMENTS"]
 
 # features side by side in the training where a fold fills a lane (the evaluation's layout takes one feature
-# per ciphertext there): paper scale, d = 10, 3 hospitals (benchmarks/bytes.py --plan, 707.2 MB): k = 2 saves 44 MB per
-# hospital, 4 saves 78 (refreshes -99, uploads +9, keys +12), 8 only 24 (its uploads 16 / 11 times as many)
-TRAIN_SEGMENTS = 4
+# per ciphertext there; 1: one feature per ciphertext, no unpacking). Paper scale, d = 10, 3 hospitals, from
+# 707.2 MB (benchmarks/bytes.py --plan): k = 2 saves 44 MB per hospital, 4 saves 78 (refreshes -99, uploads +9,
+# keys +12; 628.7 MB measured), 8 only 24 (its uploads 16 / 11 times as many). Off: with k = 4 the training
+# took 3.1 times as long (268.9 s against 87.7, back to back at load 8-12), the sigmoid running on 4 times as
+# many blocks, each a quarter used (README, "Bytes per hospital")
+TRAIN_SEGMENTS = 1
 
 
 @dataclass(frozen=True)

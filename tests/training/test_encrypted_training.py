@@ -118,12 +118,13 @@ def test_unpacked_rows_stream_from_disk(fed_train, tmp_path, monkeypatch, degree
 
 
 def test_folds_filling_a_lane_train_packed_and_end_unpacked(fed_train, monkeypatch):
-    """Where a fold fills a lane (paper scale), the training packs 4 features side by side all the same and its
-    last refresh round outputs the evaluation's layout: one ciphertext per feature, each model's weight in
-    every slot of its lane (the decryption reads it there)."""
+    """Where a fold fills a lane (paper scale), the training can pack 4 features side by side all the same (off by
+    default: mpclr.training.layout.TRAIN_SEGMENTS) and its last refresh round output the evaluation's layout: one
+    ciphertext per feature, each model's weight in every slot of its lane (the decryption reads it there)."""
     from mpclr.training import layout as training_layout
 
     monkeypatch.setattr(training_layout, "segments_for", lambda *args: 1)
+    monkeypatch.setattr(training_layout, "TRAIN_SEGMENTS", 4)
     X, y = make_data(300, 3, seed=2)
     res, W, ref = run(fed_train, X, y, 4, TrainingPlan(sigmoid_poly(5, 8.0), SCHEDULE[:3]), workers=0)
     assert all(g.unpack and g.segments == 4 and g.chunks(4) == 1 for g in res.layout.groups)
