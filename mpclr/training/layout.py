@@ -55,8 +55,8 @@ __all__ = ["Group", "Layout", "segments_for", "TRAIN_SEGMENTS"]
 # per ciphertext there; 1: one feature per ciphertext, no unpacking). Paper scale, d = 10, 3 hospitals, from
 # 707.2 MB (benchmarks/bytes.py --plan): k = 2 saves 44 MB per hospital, 4 saves 78 (refreshes -99, uploads +9,
 # keys +12; 628.7 MB measured), 8 only 24 (its uploads 16 / 11 times as many). Off: with k = 4 the training
-# took 3.1 times as long (268.9 s against 87.7, back to back at load 8-12), the sigmoid running on 4 times as
-# many blocks, each a quarter used (README, "Bytes per hospital")
+# took 3.1 times as long (268.9 s against 87.7, back to back at load 8-12; k = 2: 180.4 s), the sigmoid running
+# on 4 times as many blocks, each a quarter used (README, "Bytes per hospital")
 TRAIN_SEGMENTS = 1
 
 
