@@ -92,7 +92,8 @@ def plan(args) -> dict:
     """The bytes a hospital would send, without running the study: ciphertext counts from the study's manifest
     (mpclr.manifest, exact for refreshes, decryptions, key switches and rotation keys), the hospital's
     uploads from the layouts (its rows: a contiguous 1/n of them; folds dealt at random), sizes from the
-    primes' widths. Refresh rounds here output one ciphertext per input (training and comparisons do); the
+    primes' widths. Refresh rounds here output one ciphertext per input (training and comparisons do, but the
+    training's last round where a group unpacks: one per feature); the
     key ceremony's messages are taken as measured on the small study (they do not depend on the data), but
     the upload keys' (counted here). --upload: the preset's "auto" resolved by the study's plan (mpclr.upload_mode),
     or the mode given."""
@@ -131,6 +132,8 @@ def plan(args) -> dict:
         key = f"{b.step} {b.label}".strip()
         if b.step == "refresh.share":
             out[key] = b.ciphertexts * (sz["refresh_h0_bytes"] + sz["refresh_h1_bytes"])
+            if b.label == "training/update":  # the last round of a group that unpacks: one output per feature
+                out[key] += sz["refresh_h1_bytes"] * sum(g.final_chunks(d + 1) - g.chunks(d + 1) for g in layout.groups)
         elif b.step == "decrypt.share":  # the pooled aggregate is decrypted at its own (top) level
             out[key] = b.ciphertexts * (top if b.label.startswith("pooled") else level0)
         elif b.step == "pcks.share":

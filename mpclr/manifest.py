@@ -112,7 +112,7 @@ def study_manifest(plan: StudyPlan) -> Manifest:
     d = int(plan.features)
     sizes = plan.fold_sizes if plan.folds > 1 else None  # features side by side where folds are small
     layout = Layout(plan.params.slots, int(plan.rows), int(plan.folds), sizes, d + 1)
-    weights = sum(g.chunks(d + 1) for g in layout.groups)
+    weights = sum(g.final_chunks(d + 1) for g in layout.groups)  # the trained models (mpclr.training.layout)
     budgets = ceremony_budgets(t < n, plan.params.upload == "share-keyed")  # upload keys only where they are used
     # the rows go up in rounds of a bounded size: a hospital holding every block needs the most
     pairs = sum(g.blocks for g in layout.groups)

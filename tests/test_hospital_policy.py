@@ -370,6 +370,28 @@ def test_a_study_uses_exactly_its_manifest_and_every_request_is_logged(small_dat
     assert abs(summary["twin"]["auc"][0] - summary["sklearn"]["auc"][0]) < 0.05
 
 
+def test_a_training_that_unpacks_at_its_last_refresh_stays_inside_its_manifest(small_data, monkeypatch):
+    """Folds that fill a lane (paper scale; forced here) with the unpacking on: the training packs 4 features, its
+    last refresh outputs one ciphertext per feature. Every hospital answers exactly the manifest's budgets
+    (refresh inputs: one per chunk; the fold models: one ciphertext per feature)."""
+    from mpclr.training import layout as training_layout
+
+    monkeypatch.setattr(training_layout, "segments_for", lambda *args: 1)
+    monkeypatch.setattr(training_layout, "TRAIN_SEGMENTS", 4)
+    spec = dataclasses.replace(SMALL, evaluation="decrypted-models")
+    fed = mpclr.Federation(hospitals=3, preset="train", seed=spec.seed, manifest=_agreement(small_data, spec))
+    manifest = fed.manifest
+    # one group (240 rows fit one block): the 4 columns side by side in one chunk, trained as 4 ciphertexts
+    assert manifest.budget_for("refresh.share", "training/update").ciphertexts == spec.iterations + 1
+    assert manifest.budget_for("decrypt.share", "fold models").ciphertexts == 4
+    record = run_cv(small_data, spec, fed=fed)
+    fed.close()
+    budgets = {b.key: [b.rounds, b.ciphertexts] for b in manifest.budgets}
+    for name in ("hospital-1", "hospital-2", "hospital-3"):
+        assert {k: v[:2] for k, v in record["answered"][name].items()} == budgets
+    assert abs(record["summary"]["encrypted"]["auc"][0] - record["summary"]["twin"]["auc"][0]) < 0.01
+
+
 def test_refreshes_inside_the_gradient_are_counted_exactly():
     """With a degree-7 sigmoid the levels of `train` run out inside an iteration: each of two worker engines
     asks for refreshes of its own blocks, each its own round in process; the manifest counts them."""

@@ -119,7 +119,7 @@ class EvalLayout:
                     lane_len // positions,
                     -(-biggest // positions),
                     tuple(int(sizes[k]) for k in g.models),
-                    g.segments,
+                    g.final_segments,
                 )
             )
             for j, k in enumerate(g.models):

@@ -12,8 +12,10 @@ Steps (each timed in `SecureEvaluation.seconds`)
    rotation_keys: the collective Galois keys of the final rotate-and-sums (m, 2m, ... per group).
 2. scores: a weight ciphertext holds its model's weight in every slot of its lane, the same value in every
    slot: the training's last refresh averaged each weight over its lane's copies (a rotate-and-sum on its
-   exact integers), so each fold model is one weight vector, the one `EncryptedCV.decrypt_models`
-   reports, and identical rows get identical scores (up to the refresh's fresh encryption error, 2^-36).
+   exact integers; where the training packed features that the evaluation takes one per ciphertext, over its
+   segment's copies, broadcast over the lane: mpclr.training.layout), so each fold model is one weight
+   vector, the one `EncryptedCV.decrypt_models` reports, and identical rows get identical scores (up to the
+   refresh's fresh encryption error, 2^-36).
    (A refresh round that averaged the weights again here cost each hospital 33 MB of the small default
    study and 24 MB at paper scale; it is gone.)
    s / D = sum_j x_j W_j + [row] W_0 / D, slot by slot with the weight ciphertexts (same group

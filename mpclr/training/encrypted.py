@@ -120,7 +120,7 @@ class EncryptedTrainer:
         self._engine: BlockEngine | None = None
         self._pool = None
         self._polys: list = []  # the refreshes' slot-mask polynomials (packed groups), public
-        self._post: dict[int, tuple] = {}  # group -> (polynomial index, galois elements) after its window sum
+        self._post: dict = {}  # group, or (group, "unpack", segment) -> (polynomial index, galois elements)
 
     # ---------------------------------------------------------------- refresh
     def _refresh_enc(self, items: list[Enc]) -> list[Enc]:
@@ -504,15 +504,37 @@ class EncryptedTrainer:
             self._post[group.index] = (len(self._polys) - 1, self._sum_elements(group, -1))
         return (index, coef, self._sum_elements(group), self._post[group.index])
 
+    def _unpack_term(self, group, segment: int, index: int, coef: float) -> tuple:
+        """A refresh term taking feature `segment` of a packed input to the evaluation's one-feature layout: the
+        window sum over each segment, kept at this segment's first positions only (a slot mask) and
+        rotated-and-summed over the whole lane, so the feature lands in every slot of its model."""
+        from ..protocols.refresh import mask_polynomial
+        from ..seal.format import galois_elt_from_step
+
+        key = (group.index, "unpack", segment)
+        if key not in self._post:
+            self._polys.append(mask_polynomial(self.ctx, self.layout.segment_first_positions(group, segment)))
+            lane = tuple(galois_elt_from_step(-step, self.ctx.n) for step in self.layout.lane_steps(group))
+            self._post[key] = (len(self._polys) - 1, lane)
+        return (index, coef, self._sum_elements(group), self._post[key])
+
     def _materialize_weights(self) -> None:
         """The final models w, fresh at the top level and averaged over each lane's copies (one more refresh
-        round, one input per weight: the fresh terms of w, folded)."""
-        keys = list(self.W)
-        inputs, outputs = [], []
-        for g, j in keys:
+        round, one input per weight ciphertext: the fresh terms of w, folded; a group that unpacks outputs
+        one ciphertext per feature, `_unpack_term`)."""
+        keys, inputs, outputs = [], [], []
+        for g, j in list(self.W):
             group = self.layout.groups[g]
             [(coef, x)] = self._fold_terms(self._merge_terms(self.W[(g, j)])) or [(0.0, self.C[(g, j)])]
-            outputs.append([self._sum_term(group, len(inputs), coef / group.samples_per_block)])
+            if group.unpack:  # one output per feature of the chunk, in the evaluation's layout
+                for f in range(group.segments):
+                    feature = self.layout.feature_of(group, j, f)
+                    if feature < self.features:
+                        outputs.append([self._unpack_term(group, f, len(inputs), coef / group.samples_per_block)])
+                        keys.append((g, feature))
+            else:
+                outputs.append([self._sum_term(group, len(inputs), coef / group.samples_per_block)])
+                keys.append((g, j))
             inputs.append(x)
         fresh = self._refresh_round(inputs, outputs, self.plan.bound_bits)
         self.W = {k: [(1.0, x)] for k, x in zip(keys, fresh)}

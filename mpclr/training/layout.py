@@ -30,6 +30,15 @@ position (a public polynomial on the refresh's exact integers) and a rotate-and-
 so the weights arrive broadcast in their segments. k is the secure evaluation's copies per lane (at most
 the features' next power of two), so that the evaluation scores its rows with the same weight ciphertexts:
 one evaluation copy per segment.
+
+Where a fold fills a lane (paper scale, 49,152 x 10: the evaluation holds one copy per lane), the training
+can pack TRAIN_SEGMENTS features side by side all the same (`Group.unpack`; off by default, see there): its
+weights are about k times fewer refresh outputs in every round but the last, and the last refresh round
+outputs the evaluation's one-feature weights instead (per feature, the window sum kept at its own segment's
+first positions and rotated-and-summed over the whole lane: every slot of its model). The price: a block
+holds k times fewer samples (so a hospital uploads ceil((d + 1) / k) k / (d + 1) times the data ciphertexts,
+and the sigmoid runs on k times as many blocks), log2 k rotation keys, and a weight averaged over its
+segment's copies, not its lane's.
 """
 
 from __future__ import annotations
@@ -40,7 +49,15 @@ import numpy as np
 
 from ..errors import ParameterError
 
-__all__ = ["Group", "Layout", "segments_for"]
+__all__ = ["Group", "Layout", "segments_for", "TRAIN_SEGMENTS"]
+
+# features side by side in the training where a fold fills a lane (the evaluation's layout takes one feature
+# per ciphertext there; 1: one feature per ciphertext, no unpacking). Paper scale, d = 10, 3 hospitals, from
+# 707.2 MB (benchmarks/bytes.py --plan): k = 2 saves 44 MB per hospital, 4 saves 78 (refreshes -99, uploads +9,
+# keys +12; 628.7 MB measured), 8 only 24 (its uploads 16 / 11 times as many). Off: with k = 4 the training
+# took 3.1 times as long (268.9 s against 87.7, back to back at load 8-12; k = 2: 180.4 s), the sigmoid running
+# on 4 times as many blocks, each a quarter used (README, "Bytes per hospital")
+TRAIN_SEGMENTS = 1
 
 
 @dataclass(frozen=True)
@@ -51,6 +68,16 @@ class Group:
     blocks: int
     m: int  # model slots per sample (a power of two, at least len(models))
     segments: int = 1  # k features side by side (a power of two; 1: one feature per ciphertext)
+    unpack: bool = False  # the last refresh outputs one feature per ciphertext (the evaluation's layout)
+
+    @property
+    def final_segments(self) -> int:
+        """Features side by side in the trained weights (the secure evaluation's layout)."""
+        return 1 if self.unpack else self.segments
+
+    def final_chunks(self, features: int) -> int:
+        """Weight ciphertexts of the trained model: one per feature where the last refresh unpacks."""
+        return int(features) if self.unpack else self.chunks(features)
 
     def chunks(self, features: int) -> int:
         """Weight (and data) ciphertexts per block: ceil(features / k)."""
@@ -105,8 +132,11 @@ class Layout:
             packed = []
             for g in groups:
                 k = segments_for(slots, g.m, [self.fold_sizes[i] for i in g.models], self.features)
+                unpack = k == 1 and self.features > 1 and TRAIN_SEGMENTS > 1
+                if unpack:
+                    k = min(TRAIN_SEGMENTS, _next_pow2(self.features))
                 b = slots // (g.m * k)
-                packed.append(Group(g.index, g.models, b, -(-n_rows // b), g.m, k))
+                packed.append(Group(g.index, g.models, b, -(-n_rows // b), g.m, k, unpack))
             groups = packed
         self.groups = groups
 
@@ -123,7 +153,7 @@ class Layout:
             "features": self.features,
             "groups": [
                 {"models": list(g.models), "samples_per_block": g.samples_per_block, "blocks": g.blocks,
-                 "segments": g.segments}
+                 "segments": g.segments, **({"unpack": True} if g.unpack else {})}
                 for g in self.groups
             ],
         }
@@ -164,6 +194,21 @@ class Layout:
         out = np.zeros((group.segments, group.samples_per_block, group.m))
         out[:, 0, :] = 1.0
         return out.reshape(-1)
+
+    def segment_first_positions(self, group: Group, segment: int) -> np.ndarray:
+        """The slot mask of one segment's first sample position (all models): where the last refresh of an
+        unpacking group takes a feature's window sum from, before broadcasting it over the lane."""
+        out = np.zeros((group.segments, group.samples_per_block, group.m))
+        out[segment, 0, :] = 1.0
+        return out.reshape(-1)
+
+    def lane_steps(self, group: Group) -> list[int]:
+        """Rotations whose rotate-and-sum adds up every position of a model's lane: m, 2m, ..., slots / 2."""
+        out, step = [], group.m
+        while step < self.slots:
+            out.append(step)
+            step *= 2
+        return out
 
     def feature_of(self, group: Group, chunk: int, segment: int) -> int:
         return chunk * group.segments + segment
@@ -231,7 +276,10 @@ class Layout:
         return {k: float(v[:, j].mean()) for j, k in enumerate(group.models)}
 
     def unpack_weights(self, group: Group, chunk: int, slots: np.ndarray, features: int) -> dict[tuple, float]:
-        """{(model, feature): value} from a weight ciphertext's slots (each averaged over its segment)."""
+        """{(model, feature): value} from a trained weight ciphertext's slots (each averaged over its segment;
+        a group that unpacks: chunk is the feature, averaged over the lane)."""
+        if group.unpack:
+            return {(k, chunk): v for k, v in self.unpack_models(group, slots).items()} if chunk < features else {}
         v = np.asarray(slots, dtype=np.float64)[: self.slots].reshape(group.segments, -1, group.m)
         out = {}
         for f in range(group.segments):

@@ -60,6 +60,18 @@ def test_layout_places_every_row_once_per_copy_in_its_folds_lane():
     assert [grp.ciphertexts for grp in lay.groups] == [5, 2] and len(lay.blocks) == 6
     assert sum(lay.shared(b) for b in range(6)) == 1
     check_layout(lay, big)
+    assert [(grp.segments, grp.copies) for grp in EvalLayout(8192, big, 10, 11).groups] == [(1, 1), (1, 1)]
+
+
+def test_an_unpacking_training_leaves_the_evaluation_one_feature_per_ciphertext(monkeypatch):
+    """With mpclr.training.layout.TRAIN_SEGMENTS = 4 the training packs 4 features at paper scale, but its last
+    refresh unpacks: the evaluation's layout is the same."""
+    from mpclr.training import layout as training_layout
+
+    monkeypatch.setattr(training_layout, "TRAIN_SEGMENTS", 4)
+    packed = EvalLayout(8192, np.arange(49152) % 10, 10, 11)
+    assert [(grp.segments, grp.copies) for grp in packed.groups] == [(1, 1), (1, 1)]
+    assert all(g.segments == 4 and g.unpack for g in packed.train_layout.groups)
 
 
 def test_party_vectors_add_up_to_the_whole_study():

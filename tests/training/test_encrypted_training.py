@@ -104,6 +104,7 @@ def test_unpacked_rows_stream_from_disk(fed_train, tmp_path, monkeypatch, degree
     from mpclr.training import layout as training_layout
 
     monkeypatch.setattr(training_layout, "segments_for", lambda *args: 1)
+    monkeypatch.setattr(training_layout, "TRAIN_SEGMENTS", 1)
     monkeypatch.setenv("MPCLR_SPOOL_BYTES", "0")
     monkeypatch.setenv("MPCLR_SPOOL_DIR", str(tmp_path))
     monkeypatch.setenv("MPCLR_SPOOL_COMPACT", "1" if degree == 7 else "")  # rows kept in the wire form, or not
@@ -114,6 +115,23 @@ def test_unpacked_rows_stream_from_disk(fed_train, tmp_path, monkeypatch, degree
     assert res.blocks.compact is (degree == 7)  # the disk has room for 64-bit words: compact only when asked
     assert len(res.blocks) == sum(g.blocks for g in res.layout.groups) * res.features  # one per feature
     assert np.abs(W - ref).max() < tolerance(fed_train)
+
+
+def test_folds_filling_a_lane_train_packed_and_end_unpacked(fed_train, monkeypatch):
+    """Where a fold fills a lane (paper scale), the training can pack 4 features side by side all the same (off by
+    default: mpclr.training.layout.TRAIN_SEGMENTS) and its last refresh round output the evaluation's layout: one
+    ciphertext per feature, each model's weight in every slot of its lane (the decryption reads it there)."""
+    from mpclr.training import layout as training_layout
+
+    monkeypatch.setattr(training_layout, "segments_for", lambda *args: 1)
+    monkeypatch.setattr(training_layout, "TRAIN_SEGMENTS", 4)
+    X, y = make_data(300, 3, seed=2)
+    res, W, ref = run(fed_train, X, y, 4, TrainingPlan(sigmoid_poly(5, 8.0), SCHEDULE[:3]), workers=0)
+    assert all(g.unpack and g.segments == 4 and g.chunks(4) == 1 for g in res.layout.groups)
+    assert sorted(res.weights) == [(g.index, j) for g in res.layout.groups for j in range(4)]
+    assert res.trainer.log.refreshed_ciphertexts == (len(SCHEDULE[:3]) + 1) * len(res.layout.groups)
+    assert np.abs(W - ref).max() < tolerance(fed_train)
+    assert np.abs(ref).max() > 0.1
 
 
 def test_fast_preset_adapts_its_schedule():

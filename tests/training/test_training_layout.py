@@ -82,5 +82,19 @@ def test_small_folds_pack_features_side_by_side():
         back = lay.unpack_weights(g, c, lay.pack_weights(g, c, W), 31)
         want = {(k, j): W[k, j] for k in range(5) for j in range(8 * c, min(8 * c + 8, 31))}
         assert back.keys() == want.keys() and all(abs(back[key] - want[key]) < 1e-12 for key in want)
-    # fold sizes that fill a lane (paper scale) keep one feature per ciphertext
-    assert not Layout(8192, 49152, 10, [4916] * 2 + [4915] * 8, 11).packed
+    # fold sizes that fill a lane (paper scale) keep one feature per ciphertext, unless the unpacking is on
+    sizes = [4916] * 2 + [4915] * 8
+    assert not Layout(8192, 49152, 10, sizes, 11).packed
+
+
+def test_folds_filling_a_lane_pack_and_unpack_when_asked(monkeypatch):
+    """With TRAIN_SEGMENTS = 4, paper scale: 4 features side by side in the training, one per trained weight
+    ciphertext (the evaluation's layout: the last refresh unpacks)."""
+    from mpclr.training import layout as training_layout
+
+    monkeypatch.setattr(training_layout, "TRAIN_SEGMENTS", 4)
+    paper = Layout(8192, 49152, 10, [4916] * 2 + [4915] * 8, 11)
+    assert [(g.segments, g.unpack, g.chunks(11), g.final_chunks(11), g.blocks) for g in paper.groups] == [
+        (4, True, 3, 11, 192), (4, True, 3, 11, 48)]
+    mask = paper.segment_first_positions(paper.groups[0], 2).reshape(4, 256, 8)
+    assert mask.sum() == 8 and mask[2, 0].all()
