@@ -30,6 +30,7 @@ from ..errors import DataError
 from ..federation import Federation
 from ..keystore import Keystore
 from ..keystore_crypto import PASSPHRASE_ENV
+from ..upload_mode import AUTO
 from .rundir import RunFolder
 from .study import HospitalData, Study
 
@@ -90,7 +91,10 @@ def resume_federation(run: RunFolder, study: Study, data: HospitalData | None = 
     fed = Federation.load(root, passphrase=_passphrase())
     made_for = ([p.name for p in fed.hospitals], fed.params.name, fed.threshold)
     wanted = (study.hospital_names(), study.params().name, study.key_holders_needed)
-    if made_for != wanted or fed.params != study.params():
+    params = study.params()
+    if params.upload == AUTO:  # 01 resolved it from the study's plan (mpclr.upload_mode)
+        params = params.with_(upload=fed.params.upload)
+    if made_for != wanted or fed.params != params:
         fed.close()
         raise DataError(
             f"the federation in {root} was made for hospitals {made_for[0]}, parameter set {made_for[1]!r}, "

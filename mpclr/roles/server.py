@@ -37,6 +37,13 @@ class Server(KeyCeremony, RefreshCoordinator, Node):
         self.uploads = UploadKeys(ctx)  # the hospitals' upload keys (share-keyed uploads)
         self._handlers.update({"ct.upload": self._on_upload, "ct.fetch": self._on_fetch})
 
+    def rebind(self, ctx) -> None:
+        """Node.rebind, and the evaluator and upload keys made again on the resolved set (both still empty
+        before joining), so that everything the server holds names one parameter set."""
+        super().rebind(ctx)
+        self.evaluator = Evaluator(ctx)
+        self.uploads = UploadKeys(ctx)
+
     # ================================ persistence ===============================================
     def _save_role(self, ks) -> None:
         ks.put_json(
