@@ -46,6 +46,7 @@ __all__ = ["EncryptedTrainer", "TrainingPlan"]
 
 # Below this many data blocks, worker processes cost more to start than they save.
 _MIN_BLOCKS_FOR_WORKERS = 8
+_KEPT_IN_MEMORY = 64 << 20  # w's older ciphertexts (`EncryptedTrainer._keep`) beyond this go to disk
 
 
 @dataclass
@@ -115,6 +116,7 @@ class EncryptedTrainer:
         # keys (group, chunk): a chunk is one feature, or k side by side in a packed group (mpclr.training.layout)
         self.C: dict[tuple[int, int], Enc] = {}  # constant part of the gradient, summed over parties
         self.W: dict[tuple[int, int], list[tuple[float, Enc]]] = {}  # w as a lazy combination of kept ciphertexts
+        self._kept = None  # w's older fresh ciphertexts as bytes (`_keep`), a Spool: on disk past its threshold
         self.V: dict[tuple[int, int], Enc] = {}
         self._final: dict[tuple[int, int], Enc] = {}
         self._engine: BlockEngine | None = None
@@ -150,6 +152,23 @@ class EncryptedTrainer:
         ct = PyCtxt(pyfhel=self.he)
         ct.from_bytes(raw, scheme="ckks")
         return ct
+
+    def _keep(self, x: Enc) -> _Kept:
+        """x (a fresh ciphertext only w's combination still needs, at every later update) as bytes in a spool:
+        w gains one per iteration and weight (hundreds of 2 MiB ciphertexts at 32 features), and a spool
+        past its threshold holds them on disk."""
+        if self._kept is None:
+            from .spool import Spool, default_threshold
+
+            self._kept = Spool(min(default_threshold(), _KEPT_IN_MEMORY), name="weights")
+        kept = _Kept(self._kept.count(), x.level)
+        self._kept.add(kept.index, x.ct.to_bytes(compr_mode="none"))
+        return kept
+
+    def _loaded(self, terms: list[tuple]) -> list[tuple]:
+        """The terms with the kept ciphertexts read back (the same bytes: the same ciphertexts)."""
+        return [(c, Enc(self._load(self._kept[x.index][0]), x.level) if isinstance(x, _Kept) else x, *rest)
+                for c, x, *rest in terms]
 
     # ---------------------------------------------------------------- data
     def add_data(self, group: int, block: int, chunk: int, raw: bytes) -> None:
@@ -355,7 +374,7 @@ class EncryptedTrainer:
             t0 = time.perf_counter()
             V = {k: (v.ct.to_bytes(compr_mode="none"), v.level) for k, v in self.V.items()}
             t1 = time.perf_counter()
-            parts = self._pool.gradient(V)
+            parts = self._pool.gradient(V)  # emptied once sent
             t2 = time.perf_counter()
             merged = self._merge(parts)
             t3 = time.perf_counter()
@@ -473,7 +492,8 @@ class EncryptedTrainer:
                     [(gamma * (1.0 - eta), self.C[key]), (1.0 - eta, self.V[key])]
                     + [(eta * c, x) for c, x in self.W[key]]
                 )
-                part = self._linear([(c / (a * copies), x) for c, x in fresh], G.level, float(G.ct.scale))
+                part = self._linear([(c / (a * copies), x) for c, x in self._loaded(fresh)], G.level,
+                                    float(G.ct.scale))
                 self.he.add(part.ct, G.ct)  # Y = G + sum c / (a copies) x, at G's level and scale
                 outputs.append([self._sum_term(g, len(inputs), a)])
                 inputs.append(part)
@@ -483,6 +503,9 @@ class EncryptedTrainer:
         for key, v in zip(keys, fresh):
             self.W[key] = self._merge_terms([(1.0 / (1.0 - eta), v)] + [(-eta / (1.0 - eta) * c, x)
                                                                       for c, x in self.W[key]])
+            # the v before this one stays in w only: kept as bytes from now on (C and v stay loaded)
+            self.W[key] = [(c, x if x is v or x is self.C[key] or isinstance(x, _Kept) else self._keep(x))
+                           for c, x in self.W[key]]
             self.V[key] = v
 
     def _sum_elements(self, group, sign: int = 1) -> tuple[int, ...]:
@@ -511,7 +534,7 @@ class EncryptedTrainer:
         inputs, outputs = [], []
         for g, j in keys:
             group = self.layout.groups[g]
-            [(coef, x)] = self._fold_terms(self._merge_terms(self.W[(g, j)])) or [(0.0, self.C[(g, j)])]
+            [(coef, x)] = self._fold_terms(self._loaded(self._merge_terms(self.W[(g, j)]))) or [(0.0, self.C[(g, j)])]
             outputs.append([self._sum_term(group, len(inputs), coef / group.samples_per_block)])
             inputs.append(x)
         fresh = self._refresh_round(inputs, outputs, self.plan.bound_bits)
@@ -544,11 +567,22 @@ class EncryptedTrainer:
             self._pool = None
         if self._engine is not None:
             self._engine.close()
+        if self._kept is not None:
+            self._kept.close()
+            self._kept = None
 
     def weight_ciphertexts(self) -> dict[tuple[int, int], PyCtxt]:
         if not getattr(self, "_final", None):
             raise ProtocolError("the fold models are not trained yet")
         return {k: v.ct for k, v in self._final.items()}
+
+
+@dataclass(frozen=True, eq=False)
+class _Kept:
+    """A ciphertext of w's combination held as bytes in the trainer's spool (`EncryptedTrainer._keep`)."""
+
+    index: int
+    level: int
 
 
 def _down(he, x: Enc, level: int) -> PyCtxt:
