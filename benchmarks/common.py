@@ -86,6 +86,7 @@ class TreeMemory:
         self.phase = "start"
         self.peak = 0
         self.at_peak: dict[str, int] = {}  # the whole run's peak: bytes per process ("server", "worker <pid>")
+        self.server_peaks: dict[str, int] = {}  # this process alone (the server, and in-process hospitals), per phase
         self._page = os.sysconf("SC_PAGE_SIZE")
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tree-memory", daemon=True)
@@ -135,6 +136,7 @@ class TreeMemory:
             self.at_peak = procs
         self.peak = max(self.peak, rss)
         self.peaks[self.phase] = max(self.peaks.get(self.phase, 0), rss)
+        self.server_peaks[self.phase] = max(self.server_peaks.get(self.phase, 0), procs.get("server", 0))
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):

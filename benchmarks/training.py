@@ -9,11 +9,11 @@ refreshes with real smudging noise, one process simulating every party, the serv
 The fold models are decrypted and scored in the clear (benchmarks/evaluation.py measures the secure
 evaluation); each fold's AUC is compared with the plaintext twin's. Memory is the peak resident set of
 the whole process tree (this process and the server's worker processes, summed; sampled every 0.1 s),
-per stage; rows past the spool threshold (mpclr.training.spool, 512 MiB; MPCLR_SPOOL_BYTES,
-MPCLR_SPOOL_DIR) are on disk. Prints a table and writes benchmarks/results/training.json (--rows:
-training-<rows>x<features>.json) with the machine and its load average, and with --scaling a plot of
-time and memory against rows (benchmarks/results/training-scaling.png). Compare ratios within one
-run: the machine is shared.
+per stage, and this process's alone per stage; rows past the spool threshold (mpclr.training.spool,
+512 MiB; MPCLR_SPOOL_BYTES, MPCLR_SPOOL_DIR) are on disk. Prints a table and writes
+benchmarks/results/training.json (--rows: training-<rows>x<features>.json, or --name) with the machine
+and its load average, and with --scaling a plot of time and memory against rows
+(benchmarks/results/training-scaling.png). Compare ratios within one run: the machine is shared.
 """
 
 from __future__ import annotations
@@ -98,6 +98,7 @@ def one(rows: int, parties: int, features: int = 10, folds: int = 10) -> dict:
         "peak_tree_rss_GB": mem.peak / GB,  # this process and its workers, summed
         "peak_tree_rss_by_stage_GB": {k: v / GB for k, v in mem.peaks.items()},
         "at_peak_by_process_GB": {k: v / GB for k, v in mem.at_peak.items()},
+        "peak_server_rss_by_stage_GB": {k: v / GB for k, v in mem.server_peaks.items()},  # this process alone
         "iteration_detail": rec["training"]["iterations"],
     }
 
@@ -170,6 +171,7 @@ def main(argv=None) -> int:
     ap.add_argument("--rows", type=int, default=None, help="one case of this many rows (10 folds, 3 hospitals)")
     ap.add_argument("--features", type=int, default=10, help="features of the --rows case (default 10)")
     ap.add_argument("--parties", type=int, default=3, help="hospitals of the --rows case (default 3)")
+    ap.add_argument("--name", default=None, help="results file name for --rows (default training-<rows>x<features>)")
     ap.add_argument("--case-json", default=None, help=argparse.SUPPRESS)  # a child's one case, for --scaling
     ap.add_argument("--upload", choices=["auto", "share-keyed", "public-key"], default=None,
                     help="how hospitals upload (default: the preset's, auto: share-keyed where it sends fewer bytes, "
@@ -213,7 +215,7 @@ def main(argv=None) -> int:
                "memory": "peak resident set of the process and its worker processes, summed (/proc, every 0.1 s); "
                          "every case of a series in a fresh process"}
     if args.rows is not None:
-        path = write(f"training-{args.rows}x{args.features}", payload)
+        path = write(args.name or f"training-{args.rows}x{args.features}", payload)
     else:
         paper = next(r for r in results if r["rows"] == 49152 and r["parties"] == 3)
         print(f"\npaper scale: encrypted training {paper['training_s']:.1f} s (target 60 s; the study: about "

@@ -190,24 +190,37 @@ def encode_body(fields: dict) -> bytes:
     return b"".join(_body_parts(fields))
 
 
+def _to_meta(v, blobs: list):
+    """v with its binary fields moved to `blobs` (a module-level function: a nested one that calls itself is a
+    reference cycle, which would hold every blob, a large reply's megabytes, until the collector ran)."""
+    if isinstance(v, bytes | bytearray | memoryview):
+        blobs.append(v)
+        return {"$blob": len(blobs) - 1}
+    if isinstance(v, dict):
+        return {str(k): _to_meta(x, blobs) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_to_meta(x, blobs) for x in v]
+    if v is None or isinstance(v, bool | int | float | str):
+        return v
+    if hasattr(v, "item"):  # numpy scalar
+        return v.item()
+    raise TypeError(f"cannot put a {type(v).__name__} in a message")
+
+
+def _from_meta(v, blobs: list):
+    """`_to_meta` undone (module-level for the same reason: the blobs are views of the whole body)."""
+    if isinstance(v, dict):
+        if set(v) == {"$blob"}:
+            return blobs[v["$blob"]]
+        return {k: _from_meta(x, blobs) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_from_meta(x, blobs) for x in v]
+    return v
+
+
 def _body_parts(fields: dict) -> list:
     blobs: list = []
-
-    def conv(v):
-        if isinstance(v, bytes | bytearray | memoryview):
-            blobs.append(v)
-            return {"$blob": len(blobs) - 1}
-        if isinstance(v, dict):
-            return {str(k): conv(x) for k, x in v.items()}
-        if isinstance(v, list | tuple):
-            return [conv(x) for x in v]
-        if v is None or isinstance(v, bool | int | float | str):
-            return v
-        if hasattr(v, "item"):  # numpy scalar
-            return v.item()
-        raise TypeError(f"cannot put a {type(v).__name__} in a message")
-
-    meta = json.dumps(conv(fields), separators=(",", ":")).encode()
+    meta = json.dumps(_to_meta(fields, blobs), separators=(",", ":")).encode()
     parts = [struct.pack("<I", len(meta)), meta, struct.pack("<I", len(blobs))]
     for b in blobs:
         parts.append(struct.pack("<Q", memoryview(b).nbytes))
@@ -237,17 +250,7 @@ def decode_body(body: bytes) -> dict:
         if isinstance(exc, MessageError):
             raise
         raise MessageError(f"message body is malformed ({exc})") from None
-
-    def conv(v):
-        if isinstance(v, dict):
-            if set(v) == {"$blob"}:
-                return blobs[v["$blob"]]
-            return {k: conv(x) for k, x in v.items()}
-        if isinstance(v, list):
-            return [conv(x) for x in v]
-        return v
-
-    return conv(meta)
+    return _from_meta(meta, blobs)
 
 
 def _message_key(link_key: bytes, sender: str, recipient: str, seq: int, purpose: bytes = b"") -> bytes:

@@ -102,10 +102,18 @@ def plan_outputs(outputs: list[list[tuple]]) -> list[Output]:
 
 class _Transformed:
     """T(x) for each (input, galois elements, post) of a batch, computed once; polys: the request's slot-mask
-    polynomials in NTT form over the top level."""
+    polynomials in NTT form over the top level. `take` hands out a term's T(x) and forgets it, and the input
+    itself, after the batch's last term that needs it: a round of K inputs then holds a few of them
+    transformed at a time, not K (a study's weight ciphertexts by the hundred, at each party at once)."""
 
-    def __init__(self, values: list[Channels], polys: list[np.ndarray] | None = None):
+    def __init__(self, values: list, polys: list[np.ndarray] | None = None, outputs: list[Output] | None = None):
         self.values, self.polys, self.cache = values, polys or [], {}
+        self.left: dict[tuple, int] = {}  # top-level terms still to come, per (input, elements, post)
+        self.left_input: dict[int, int] = {}  # the same, per input
+        for terms, _ in outputs or []:
+            for k, _, elts, post in terms:
+                self.left[(k, elts, post)] = self.left.get((k, elts, post), 0) + 1
+                self.left_input[k] = self.left_input.get(k, 0) + 1
 
     def __call__(self, k: int, elts: tuple[int, ...], post: tuple = ()) -> Channels:
         key = (k, elts, post)
@@ -119,6 +127,21 @@ class _Transformed:
             else:
                 self.cache[key] = rotate_and_sum(self.values[k], elts)
         return self.cache[key]
+
+    def take(self, k: int, elts: tuple[int, ...], post: tuple = ()) -> Channels:
+        """T(x) for one term of the outputs given at construction, in their order (the same value as calling)."""
+        out = self(k, elts, post)
+        key = (k, elts, post)
+        if key in self.left:
+            self.left[key] -= 1
+            if not self.left[key]:
+                self.cache.pop(key, None)
+            self.left_input[k] -= 1
+            if not self.left_input[k]:  # the input's last use: it and what was derived from it go
+                self.values[k] = None
+                for other in [c for c in self.cache if c[0] == k]:
+                    del self.cache[other]
+        return out
 
 
 def parse_term(t, polys: int) -> tuple:
@@ -230,9 +253,12 @@ class RefreshProtocol:
         bits: int,
         rng: SecretRandom,
         polys: list[np.ndarray] | None = None,
-    ) -> tuple[list[Share], list[Share]]:
+        encode=None,
+    ) -> tuple[list, list]:
         """Shares for a batch: one h0 per input ciphertext (its own mask), one h1 per output; polys: the
-        request's slot-mask polynomials, NTT form over the top level (`polys_ntt`)."""
+        request's slot-mask polynomials, NTT form over the top level (`polys_ntt`). crps: a list, or a
+        function of the output's index (each drawn when needed). encode: (for h0, for h1) applied to each
+        share as it is made (e.g. to its bytes), so that a large batch's shares are not all held at once."""
         low, top = self.ctx.ring(level), self.top
         s_low = np.ascontiguousarray(sk.at_level(level + 1))
         s_top = np.ascontiguousarray(sk.at_level(self.ctx.top_level + 1))
@@ -243,15 +269,20 @@ class RefreshProtocol:
             if self.smudging_bits > 0:
                 low.add(h0, rng.smudging_ntt(low, 2.0**self.smudging_bits), out=h0)
             low.sub(h0, low.ntt(m.head(level + 1), inplace=True), out=h0)
-            h0s.append(Share(f"refresh/h0/level={level}", h0))
+            share = Share(f"refresh/h0/level={level}", h0)
+            h0s.append(share if encode is None else encode[0](share))
+        m = None
         h1s = []
-        transformed = _Transformed(masks, polys)
-        for crp, (terms, shift) in zip(crps, outputs):
-            scaled = combine([(transformed(k, elts, post), a) for k, a, elts, post in terms], shift, top)
+        transformed = _Transformed(masks, polys, outputs)
+        del masks  # each goes with its last output (`_Transformed.take`)
+        for o, (terms, shift) in enumerate(outputs):
+            crp = crps(o) if callable(crps) else crps[o]
+            scaled = combine([(transformed.take(k, elts, post), a) for k, a, elts, post in terms], shift, top)
             h1 = top.mul(crp, s_top)
             top.sub(top.ntt(scaled, inplace=True), h1, out=h1)
             top.add(h1, rng.error_ntt(top), out=h1)
-            h1s.append(Share("refresh/h1", h1))
+            share = Share("refresh/h1", h1)
+            h1s.append(share if encode is None else encode[1](share))
         return h0s, h1s
 
     def h0_to_bytes(self, share: Share, level: int) -> bytes:
@@ -277,14 +308,18 @@ class RefreshProtocol:
         outputs: list[Output],
         bits: int | None = None,
         polys: list[np.ndarray] | None = None,
-    ) -> list[tuple[np.ndarray, np.ndarray]]:
-        """(c0', c1') at the top level, NTT form, per output. h0s[k] holds every party's share of input k,
-        h1s[o] every party's share of output o. With `bits` (the masks' width), an input whose lifted
+        emit=None,
+    ) -> list:
+        """(c0', c1') at the top level, NTT form, per output (or emit(pair), made as each is ready, so that a
+        large batch's pairs are not all held at once). h0s[k] holds every party's share of input k, h1s[o]
+        every party's share of output o; h0s, h1s and crps may be functions of the index instead of lists
+        (each share read, each CRP drawn, when needed). With `bits` (the masks' width), an input whose lifted
         value leaves the range the masks and the declared bound allow is refused (module docstring)."""
         low, top = self.ctx.ring(level), self.top
         big_q = math.prod(low.moduli)
         lifted: list[Channels] = []
-        for k, (c0, shares) in enumerate(zip(c0s, h0s)):
+        for k, c0 in enumerate(c0s):
+            shares = h0s(k) if callable(h0s) else h0s[k]
             x = low.sum([c0, *[s.data for s in shares]])
             try:
                 ch, ratio = lift(low, low.intt(x, inplace=True), top)
@@ -300,11 +335,18 @@ class RefreshProtocol:
                     f"{math.log2(self.largest_lift(bits, len(shares))):.1f}; refused"
                 )
             lifted.append(ch)
-        transformed = _Transformed(lifted, polys)
+            del x, shares
+        transformed = _Transformed(lifted, polys, outputs)
+        del lifted  # each goes with its last output (`_Transformed.take`)
         out = []
-        for crp, (terms, shift), shares in zip(crps, outputs, h1s):
-            terms_t = [(transformed(k, elts, post), a) for k, a, elts, post in terms]
+        for o, (terms, shift) in enumerate(outputs):
+            crp = crps(o) if callable(crps) else crps[o]
+            shares = h1s(o) if callable(h1s) else h1s[o]
+            terms_t = [(transformed.take(k, elts, post), a) for k, a, elts, post in terms]
             c0_top = top.ntt(combine(terms_t, shift, top), inplace=True)
+            del terms_t
             top.add(c0_top, top.sum(s.data for s in shares), out=c0_top)
-            out.append((c0_top, np.array(crp, copy=True)))
+            pair = (c0_top, np.array(crp, copy=True))
+            out.append(pair if emit is None else emit(pair))
+            del crp, shares, pair
         return out

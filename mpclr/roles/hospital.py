@@ -458,8 +458,7 @@ class Hospital(Node):
         label = str(fields["label"])
         if label in self._used_refresh_labels:
             raise ProtocolError(f"refresh label {label!r} was used before: a CRP must never repeat")
-        level = int(fields["level"])
-        bits = int(fields["mask_bits"])
+        level, bits = int(fields["level"]), int(fields["mask_bits"])
         if bits <= self._refresh.mask_bits or bits > 1024:
             raise ProtocolError(
                 f"refresh masks of {bits} bits leave less than this hospital's {self._refresh.mask_bits} bits of "
@@ -483,11 +482,12 @@ class Hospital(Node):
             raise ProtocolError("refresh request names invalid Galois elements")
         sk = self._share_for(fields.get("participants"))
         self._guard.admit(c1s, [level] * len(c1s), "refresh.share")
-        crps = [self._refresh.sample_crp(self._require_crs(), f"{label}/{o}") for o in range(len(outputs))]
+        crs = self._require_crs()
         self._used_refresh_labels.add(label)
-        h0s, h1s = self._refresh.gen_shares(sk, c1s, level, crps, outputs, bits, self._rng, polys)
-        return {"h0": [self._refresh.h0_to_bytes(h, level) for h in h0s],
-                "h1": [self._refresh.h1_to_bytes(h) for h in h1s]}
+        h0s, h1s = self._refresh.gen_shares(  # CRPs drawn and shares made bytes one at a time: few held at once
+            sk, c1s, level, lambda o: self._refresh.sample_crp(crs, f"{label}/{o}"), outputs, bits, self._rng, polys,
+            encode=(lambda h: self._refresh.h0_to_bytes(h, level), self._refresh.h1_to_bytes))
+        return {"h0": h0s, "h1": h1s}
 
     # --- key switch to the researcher's key -----------------------------------------------------
     def _on_researcher_key(self, fields, sender):

@@ -126,19 +126,22 @@ class RefreshCoordinator:
         if polys:
             request["polys"] = [np.asarray(p, dtype="<i8").tobytes() for p in polys]
         replies = self.call_many("refresh.share", {p: request for p in names})
-        h0s = [[proto.h0_from_bytes(replies[p]["h0"][i], level) for p in names] for i in range(len(cts))]
-        h1s = [[proto.h1_from_bytes(replies[p]["h1"][o]) for p in names] for o in range(len(outputs))]
-        crps = [proto.sample_crp(self.crs, f"{label}/{o}") for o in range(len(outputs))]
-        with self.timed("refresh.combine"):
-            fresh = proto.finalize(c0s, level, h0s, h1s, crps, planned, bits, polys_ntt(self.ctx, polys or []))
+        del request, c1_raw
         top = self.ctx.top_level
         pid, scale = self.ctx.level_parms_id(top), self.ctx.scale_ladder[top]
-        out = [
-            self.ctx.load_ciphertext(
-                self.evaluator.he, CiphertextData(pid, scale, np.stack(pair)).to_bytes(), "refreshed ciphertext"
-            )
-            for pair in fresh
-        ]
+
+        def shares(kind, i, parse):  # every party's share of one input or output, parsed when it is combined
+            return [parse(replies[p][kind][i]) for p in names]
+
+        def fresh(pair):  # each output a ciphertext as soon as it is made: a large round holds few pairs at once
+            return self.ctx.load_ciphertext(
+                self.evaluator.he, CiphertextData(pid, scale, np.stack(pair)).to_bytes(), "refreshed ciphertext")
+
+        with self.timed("refresh.combine"):
+            out = proto.finalize(c0s, level, lambda k: shares("h0", k, lambda raw: proto.h0_from_bytes(raw, level)),
+                                 lambda o: shares("h1", o, proto.h1_from_bytes),
+                                 lambda o: proto.sample_crp(self.crs, f"{label}/{o}"), planned, bits,
+                                 polys_ntt(self.ctx, polys or []), emit=fresh)
         self.timings["refresh"] = self.timings.get("refresh", 0.0) + time.perf_counter() - t0
         return out
 

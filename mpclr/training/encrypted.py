@@ -39,6 +39,7 @@ from Pyfhel import PyCtxt
 from ..errors import ProtocolError
 from ..protocols.refresh import RefreshProtocol
 from .blocks import BlockEngine, Enc
+from .kept import Kept, KeptCiphertexts
 from .layout import Layout
 from .spool import release_memory
 
@@ -115,6 +116,7 @@ class EncryptedTrainer:
         # keys (group, chunk): a chunk is one feature, or k side by side in a packed group (mpclr.training.layout)
         self.C: dict[tuple[int, int], Enc] = {}  # constant part of the gradient, summed over parties
         self.W: dict[tuple[int, int], list[tuple[float, Enc]]] = {}  # w as a lazy combination of kept ciphertexts
+        self._kept = KeptCiphertexts(self._load)  # w's older fresh ciphertexts as bytes (mpclr.training.kept)
         self.V: dict[tuple[int, int], Enc] = {}
         self._final: dict[tuple[int, int], Enc] = {}
         self._engine: BlockEngine | None = None
@@ -355,7 +357,7 @@ class EncryptedTrainer:
             t0 = time.perf_counter()
             V = {k: (v.ct.to_bytes(compr_mode="none"), v.level) for k, v in self.V.items()}
             t1 = time.perf_counter()
-            parts = self._pool.gradient(V)
+            parts = self._pool.gradient(V)  # emptied once sent
             t2 = time.perf_counter()
             merged = self._merge(parts)
             t3 = time.perf_counter()
@@ -473,7 +475,8 @@ class EncryptedTrainer:
                     [(gamma * (1.0 - eta), self.C[key]), (1.0 - eta, self.V[key])]
                     + [(eta * c, x) for c, x in self.W[key]]
                 )
-                part = self._linear([(c / (a * copies), x) for c, x in fresh], G.level, float(G.ct.scale))
+                part = self._linear([(c / (a * copies), x) for c, x in self._kept.loaded(fresh)], G.level,
+                                    float(G.ct.scale))
                 self.he.add(part.ct, G.ct)  # Y = G + sum c / (a copies) x, at G's level and scale
                 outputs.append([self._sum_term(g, len(inputs), a)])
                 inputs.append(part)
@@ -483,6 +486,9 @@ class EncryptedTrainer:
         for key, v in zip(keys, fresh):
             self.W[key] = self._merge_terms([(1.0 / (1.0 - eta), v)] + [(-eta / (1.0 - eta) * c, x)
                                                                       for c, x in self.W[key]])
+            # the v before this one stays in w only: kept as bytes from now on (C and v stay loaded)
+            self.W[key] = [(c, x if x is v or x is self.C[key] or isinstance(x, Kept) else self._kept.keep(x))
+                           for c, x in self.W[key]]
             self.V[key] = v
 
     def _sum_elements(self, group, sign: int = 1) -> tuple[int, ...]:
@@ -525,7 +531,8 @@ class EncryptedTrainer:
         keys, inputs, outputs = [], [], []
         for g, j in list(self.W):
             group = self.layout.groups[g]
-            [(coef, x)] = self._fold_terms(self._merge_terms(self.W[(g, j)])) or [(0.0, self.C[(g, j)])]
+            terms = self._kept.loaded(self._merge_terms(self.W[(g, j)]))
+            [(coef, x)] = self._fold_terms(terms) or [(0.0, self.C[(g, j)])]
             if group.unpack:  # one output per feature of the chunk, in the evaluation's layout
                 for f in range(group.segments):
                     feature = self.layout.feature_of(group, j, f)
@@ -566,6 +573,7 @@ class EncryptedTrainer:
             self._pool = None
         if self._engine is not None:
             self._engine.close()
+        self._kept.close()
 
     def weight_ciphertexts(self) -> dict[tuple[int, int], PyCtxt]:
         if not getattr(self, "_final", None):

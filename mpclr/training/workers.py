@@ -93,6 +93,7 @@ def _worker_main(conn) -> None:  # pragma: no cover - runs in a child process (c
 
             t0 = time.perf_counter()
             V = {k: Enc(_load(he, raw), level) for k, (raw, level) in msg[1].items()}
+            msg = None  # the weights' bytes (one ciphertext per weight): not held through the gradient
             t1 = time.perf_counter()
             waited = engine.read_wait
             grad = engine.gradient_part(V)
@@ -204,10 +205,13 @@ class WorkerPool(ProcessPool):
         for conn in self.conns:
             self._expect(conn, "ok")
 
-    def _round(self, messages: list) -> list[dict]:
-        """Send one message per worker, serve their refresh requests, collect their results."""
+    def _round(self, messages: list, sent=None) -> list[dict]:
+        """Send one message per worker, serve their refresh requests, collect their results (`sent` is called
+        once every message is sent)."""
         for conn, msg in zip(self.conns, messages):
             conn.send(msg)
+        if sent is not None:
+            sent()
         results: list[dict | None] = [None] * len(self.conns)
         pending = set(range(len(self.conns)))
         while pending:
@@ -223,7 +227,9 @@ class WorkerPool(ProcessPool):
         return self._round([("prepare", m) for m in masks_per_worker])
 
     def gradient(self, V: dict) -> list[dict]:
-        return self._round([("gradient", V)] * len(self.conns))
+        """V (weight -> (bytes, level)) is emptied once sent: one ciphertext per weight, not held while the
+        workers compute."""
+        return self._round([("gradient", V)] * len(self.conns), sent=V.clear)
 
 if __name__ == "__main__":  # pragma: no cover - the worker process
     run_worker(_worker_main)

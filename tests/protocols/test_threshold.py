@@ -91,3 +91,25 @@ def test_train_preset_refreshes_at_level_2_with_64_bit_masks():
     assert proto.mask_bits_total(train.scale_ladder[2], 8) == 46 + 8 + 64  # the ladder's 2^45.000002
     assert proto.min_level(8, 3) == proto.min_level(8, 64) == 2
     assert train.top_level - 2 == 5
+
+
+def test_refresh_batch_forgets_each_input_after_its_last_use(ctx):
+    """A round's masks (a party) or lifted inputs (the combiner) go, with their rotate-and-sums, after the last
+    output that needs them, and each output still gets exactly what it would from the whole batch."""
+    from mpclr.protocols.refresh import _Transformed
+    from mpclr.ring import SecretRandom
+    from mpclr.ring.wide import mask_bytes, random_masks, rotate_and_sum
+
+    top, rnd = ctx.ring(ctx.top_level), SecretRandom()
+    values = [random_masks(rnd.bytes(mask_bytes(top.n, 80)), top, 80) for _ in range(3)]
+    originals = list(values)
+    e = (3, 5)  # galois elements
+    outputs = [([(0, 1, e, ()), (1, 1, (), ())], 0), ([(2, 1, e, ())], 0), ([(0, 1, e, ())], 0)]
+    batch = _Transformed(values, None, outputs)
+    got = [[batch.take(k, elts, post) for k, _, elts, post in terms] for terms, _ in outputs]
+    want = [[rotate_and_sum(originals[0], e), originals[1]], [rotate_and_sum(originals[2], e)],
+            [rotate_and_sum(originals[0], e)]]
+    for g_out, w_out in zip(got, want):
+        for g, w in zip(g_out, w_out):
+            assert np.array_equal(g.rows, w.rows) and np.array_equal(g.low, w.low)
+    assert values == [None, None, None] and not batch.cache
