@@ -32,7 +32,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, TreeMemory, table, write  # noqa: E402
 
 from mpclr.data import synthetic  # noqa: E402
-from mpclr.params import get_preset  # noqa: E402
 from mpclr.pipeline import Study  # noqa: E402
 from mpclr.spec import StudySpec  # noqa: E402
 
@@ -72,7 +71,7 @@ def one(rows: int, parties: int, features: int = 10, folds: int = 10) -> dict:
         "features": features,
         "parties": parties,
         "folds": folds,
-        "upload": get_preset("train").upload,
+        "upload": study.fed.params.upload,
         "iterations": rec["parameters"]["iterations"],
         "degree": rec["parameters"]["degree"],
         "data_s": data_s,

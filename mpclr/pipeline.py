@@ -133,11 +133,19 @@ def study_plan(spec: StudySpec, rows: int, features: int, fold_sizes, rotation_s
     features, and the rows per fold of the hospitals' own fold assignments (summed). `more`: StudyPlan's
     other fields (key_holders, threshold, params of a deployment; evaluation and name of the notebooks)."""
     from .manifest import StudyPlan
+    from .upload_mode import AUTO
 
+    params = spec.params()
+    if params.upload == AUTO and "params" not in more:
+        # in one process nothing travels: the bytes share-keyed uploads would save are never sent, while the
+        # server's switch and the hospitals' encryption in threads (Pyfhel holds the GIL) cost time: paper
+        # scale's encryption 25.6 s against 10.8 s (benchmarks/results/uploads-paper-in-process.json). A
+        # deployment (mpclr.deploy.study) resolves "auto" by its bytes (mpclr.upload_mode).
+        params = params.with_(upload="public-key")
     values = dict(
         key_holders=tuple(spec.hospital_names()),
         threshold=spec.key_holders_needed,
-        params=spec.params(),
+        params=params,
         rows=int(rows),
         features=int(features),
         folds=spec.folds,

@@ -127,3 +127,15 @@ def test_auto_follows_the_bytes_small_studies_upload_with_the_public_key_paper_s
         for_study(get_preset("train").with_(upload="public-key"), m)
     assert planned_mode(merge_manifests("both", Manifest("a", (Budget("x"),), plan=paper.describe()),
                                         Manifest("b", (Budget("y"),)))) == "share-keyed"
+
+
+def test_in_one_process_auto_uploads_with_the_public_key_a_deployment_by_its_bytes():
+    """Nothing travels in one process: the pipeline's plan takes public-key at paper scale, where the
+    deployment's plan (mpclr.deploy.study, params given) takes share-keyed."""
+    from mpclr.pipeline import study_plan
+    from mpclr.spec import StudySpec
+
+    spec, sizes = StudySpec(hospitals=3, folds=10), [4916] * 2 + [4915] * 8
+    rows = {"hospital_rows": (16384,) * 3}
+    assert study_plan(spec, 49152, 10, sizes, **rows).params.upload == "public-key"
+    assert study_plan(spec, 49152, 10, sizes, params=get_preset("train"), **rows).params.upload == "share-keyed"
