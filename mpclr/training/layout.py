@@ -166,28 +166,17 @@ class Layout:
     def rotation_steps(self) -> list[int]:
         steps = set()
         for g in self.groups:
-            step = g.m
-            while step < self.slots:
-                steps.add(step)
-                step *= 2
+            steps.update(_doublings(g.m, self.slots))
         return sorted(steps)
 
     def sum_steps(self, group: Group) -> list[int]:
         """Rotations whose rotate-and-sum adds up all samples of a block, per model slot (packed: a window of
         one segment, exact at each segment's first position)."""
-        out, step = [], group.m
-        while step < group.segment_slots:
-            out.append(step)
-            step *= 2
-        return out
+        return _doublings(group.m, group.segment_slots)
 
     def segment_steps(self, group: Group) -> list[int]:
         """Rotations whose rotate-and-sum adds up the segments (the features of a chunk): S, 2S, ..."""
-        out, step = [], group.segment_slots
-        while step < self.slots:
-            out.append(step)
-            step *= 2
-        return out
+        return _doublings(group.segment_slots, self.slots)
 
     def first_positions(self, group: Group) -> np.ndarray:
         """The slot mask of every segment's first sample position (all models): where a window sum is exact."""
@@ -204,11 +193,7 @@ class Layout:
 
     def lane_steps(self, group: Group) -> list[int]:
         """Rotations whose rotate-and-sum adds up every position of a model's lane: m, 2m, ..., slots / 2."""
-        out, step = [], group.m
-        while step < self.slots:
-            out.append(step)
-            step *= 2
-        return out
+        return _doublings(group.m, self.slots)
 
     def feature_of(self, group: Group, chunk: int, segment: int) -> int:
         return chunk * group.segments + segment
@@ -290,3 +275,12 @@ class Layout:
 
     def blocks_with_rows(self, group: Group, rows: np.ndarray) -> list[int]:
         return np.unique(np.asarray(rows, dtype=np.int64) // group.samples_per_block).tolist()
+
+
+def _doublings(step: int, limit: int) -> list[int]:
+    """step, 2 step, 4 step, ... below limit: the rotations of a rotate-and-sum over limit / step positions."""
+    out = []
+    while step < limit:
+        out.append(step)
+        step *= 2
+    return out
