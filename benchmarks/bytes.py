@@ -35,7 +35,8 @@ import mpclr  # noqa: E402
 from mpclr import data as mdata  # noqa: E402
 from mpclr.deploy.study import encrypted_cv, encrypted_cv_manifest, local_hospitals_info  # noqa: E402
 from mpclr.params import get_preset  # noqa: E402
-from mpclr.upload_mode import for_study  # noqa: E402
+from mpclr.seal.context import seal_context  # noqa: E402
+from mpclr.upload_mode import for_study, upload_key_bytes  # noqa: E402
 
 PHASES = {  # message type -> phase (labels refine refresh.share, decrypt.share and pcks.share below)
     "crs.commit": "key ceremony", "crs.reveal": "key ceremony", "crs.seed": "key ceremony",
@@ -150,8 +151,8 @@ def plan(args) -> dict:
                 sum((len(ev.columns(b, d)) - 1) * halves * top + label for b in set(ev.place(rows)[0].tolist())))
                for rows in splits]
     out["lr.encrypt"], out["lr.encrypt_eval"] = max(uploads, key=sum)
-    if params.upload == "share-keyed":  # every key holder's upload keys: a digit per data prime and one more
-        out["upk.share"] = args.hospitals * (sz["top_level"] + 2) * poly(bits)
+    if params.upload == "share-keyed":  # every key holder's upload keys (mpclr.upload_mode counts them)
+        out["upk.share"] = upload_key_bytes(seal_context(params), args.hospitals)
     small = Path(__file__).resolve().parent / "results" / "bytes-small.json"
     if small.exists():  # the key ceremony and the aggregate: the same for any data
         import json
